@@ -1,0 +1,173 @@
+//! Avro single-object encoding of every message PCI Scope Guard puts on a topic.
+//!
+//! Wire format (Avro specification, "Single object encoding"):
+//!
+//! ```text
+//! C3 01 | 8-byte little-endian CRC-64-AVRO fingerprint of the schema | Avro binary datum
+//! ```
+//!
+//! The schemas are the `.avsc` files in `schemas/`, compiled into the binary.
+//! A consumer reading bytes whose fingerprint is not the schema it expects
+//! gets [`Error::UnknownSchema`], naming both fingerprints, instead of a
+//! garbled record. The tests in this crate fail if a Rust message type and its
+//! `.avsc` drift apart (their Parsing Canonical Forms must be equal).
+
+use std::sync::OnceLock;
+
+use apache_avro::rabin::Rabin;
+use apache_avro::{AvroSchema, Schema};
+use psg_domain::{Alert, Evidence, FlowEdge, FlowRecord, Resource, ScopeDecision};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The two marker bytes that open every single-object encoded message.
+pub const MAGIC: [u8; 2] = [0xC3, 0x01];
+/// Marker plus fingerprint.
+pub const HEADER_LEN: usize = 10;
+
+/// Errors of encoding and decoding.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("message of {len} bytes is too short for Avro single-object encoding (needs at least {HEADER_LEN})")]
+    TooShort { len: usize },
+    #[error("not Avro single-object encoding: first bytes are {found}, expected c301")]
+    BadMagic { found: String },
+    #[error(
+        "unknown schema: message has fingerprint {found}, but {message} is {expected} (schema {namespace}.{message}); the producer uses a schema this consumer does not know"
+    )]
+    UnknownSchema { message: &'static str, namespace: &'static str, found: String, expected: String },
+    #[error("cannot encode {message}: {reason}")]
+    Encode { message: &'static str, reason: String },
+    #[error("cannot decode {message}: {reason}")]
+    Decode { message: &'static str, reason: String },
+    #[error("schema file {file} is invalid: {reason}")]
+    Schema { file: &'static str, reason: String },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A schema compiled once: the parsed `.avsc` and its fingerprint.
+#[derive(Debug)]
+pub struct CompiledSchema {
+    pub schema: Schema,
+    pub fingerprint: [u8; 8],
+    pub header: [u8; HEADER_LEN],
+}
+
+impl CompiledSchema {
+    fn compile(file: &'static str, avsc: &str) -> Result<Self> {
+        let schema = Schema::parse_str(avsc).map_err(|e| Error::Schema { file, reason: e.to_string() })?;
+        let fingerprint = fingerprint(&schema);
+        let mut header = [0u8; HEADER_LEN];
+        header[..2].copy_from_slice(&MAGIC);
+        header[2..].copy_from_slice(&fingerprint);
+        Ok(Self { schema, fingerprint, header })
+    }
+}
+
+/// CRC-64-AVRO (Rabin) fingerprint of a schema's Parsing Canonical Form,
+/// little-endian, as single-object encoding puts it on the wire.
+pub fn fingerprint(schema: &Schema) -> [u8; 8] {
+    let fp = schema.fingerprint::<Rabin>();
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&fp.bytes[..8]);
+    out
+}
+
+/// A message type with its `.avsc`.
+pub trait AvroMessage: Serialize + DeserializeOwned + AvroSchema + Sized + 'static {
+    /// Short name, e.g. `FlowRecord`.
+    const NAME: &'static str;
+    /// Schema file name in `schemas/`.
+    const FILE: &'static str;
+    /// The `.avsc` text.
+    const AVSC: &'static str;
+    /// The compiled schema (parsed on first use).
+    fn compiled() -> &'static CompiledSchema;
+}
+
+macro_rules! message {
+    ($ty:ty, $name:literal, $file:literal) => {
+        impl AvroMessage for $ty {
+            const NAME: &'static str = $name;
+            const FILE: &'static str = $file;
+            const AVSC: &'static str = include_str!(concat!("../../../schemas/", $file));
+
+            fn compiled() -> &'static CompiledSchema {
+                static SCHEMA: OnceLock<CompiledSchema> = OnceLock::new();
+                SCHEMA.get_or_init(|| match CompiledSchema::compile($file, Self::AVSC) {
+                    Ok(schema) => schema,
+                    // The schema text is compiled into the binary and checked by this
+                    // crate's tests; a failure here is a build defect, not input.
+                    Err(e) => panic!("{e}"),
+                })
+            }
+        }
+    };
+}
+
+message!(FlowRecord, "FlowRecord", "flow_record.avsc");
+message!(Resource, "Resource", "resource.avsc");
+message!(FlowEdge, "FlowEdge", "flow_edge.avsc");
+message!(ScopeDecision, "ScopeDecision", "scope_decision.avsc");
+message!(Alert, "Alert", "alert.avsc");
+message!(Evidence, "Evidence", "evidence.avsc");
+
+/// Encodes `value` as an Avro single object.
+pub fn encode<T: AvroMessage>(value: &T) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(256);
+    encode_into(value, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the single-object encoding of `value` to `out`.
+pub fn encode_into<T: AvroMessage>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+    let compiled = T::compiled();
+    let err = |e: apache_avro::Error| Error::Encode { message: T::NAME, reason: e.to_string() };
+    let avro_value = apache_avro::to_value(value).map_err(err)?;
+    let datum = apache_avro::to_avro_datum(&compiled.schema, avro_value).map_err(err)?;
+    out.extend_from_slice(&compiled.header);
+    out.extend_from_slice(&datum);
+    Ok(())
+}
+
+/// Reads the fingerprint of a single-object encoded message.
+pub fn peek_fingerprint(bytes: &[u8]) -> Result<[u8; 8]> {
+    if bytes.len() < HEADER_LEN {
+        return Err(Error::TooShort { len: bytes.len() });
+    }
+    if bytes[..2] != MAGIC {
+        return Err(Error::BadMagic { found: hex::encode(&bytes[..2]) });
+    }
+    let mut fp = [0u8; 8];
+    fp.copy_from_slice(&bytes[2..HEADER_LEN]);
+    Ok(fp)
+}
+
+/// Decodes a single-object encoded `T`, rejecting any other schema.
+pub fn decode<T: AvroMessage>(bytes: &[u8]) -> Result<T> {
+    let compiled = T::compiled();
+    let found = peek_fingerprint(bytes)?;
+    if found != compiled.fingerprint {
+        return Err(Error::UnknownSchema {
+            message: T::NAME,
+            namespace: psg_domain::AVRO_NAMESPACE,
+            found: hex::encode(found),
+            expected: hex::encode(compiled.fingerprint),
+        });
+    }
+    let err = |e: apache_avro::Error| Error::Decode { message: T::NAME, reason: e.to_string() };
+    let mut datum = &bytes[HEADER_LEN..];
+    let value = apache_avro::from_avro_datum(&compiled.schema, &mut datum, None).map_err(err)?;
+    if !datum.is_empty() {
+        return Err(Error::Decode {
+            message: T::NAME,
+            reason: format!("{} trailing bytes after the record", datum.len()),
+        });
+    }
+    apache_avro::from_value::<T>(&value).map_err(err)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,436 @@
+//! PCI Scope Guard configuration: one serde tree.
+//!
+//! Layers, later ones win:
+//! 1. defaults (the `Default` impls below),
+//! 2. a TOML file (`--config FILE`),
+//! 3. environment variables `PSG_<SECTION>__<KEY>` (`__` nests, `_` stands
+//!    for `-`), e.g. `PSG_KAFKA__BATCH_SIZE=5000`,
+//! 4. command-line flags (`--brokers`/`KAFKA_BROKERS`,
+//!    `--database-url`/`DATABASE_URL`, `-X key=value`, ...), which the binary
+//!    passes in as [`Overrides`].
+//!
+//! Unknown keys are rejected with a message that names them; contradictory
+//! settings are rejected by [`Config::validate`]. Secrets ([`Secret`]) never
+//! print.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Errors of loading configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Load(String),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A value that must never appear in logs or `--help` output.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself: pass it to the library that needs it, nowhere else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// A connection URL with its password (if any) replaced by `***`, for logs.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "<unparseable url>".to_owned(),
+    }
+}
+
+/// Whether a librdkafka property holds a secret (its value is never logged).
+pub fn is_secret_property(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.contains("password") || k.contains("secret") || k.ends_with(".key.pem") || k.contains("key.password")
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Config {
+    /// Kafka connection and consumer/producer behaviour.
+    pub kafka: KafkaConfig,
+    /// Topic names.
+    pub topics: Topics,
+    /// PostgreSQL / TimescaleDB.
+    pub database: DatabaseConfig,
+    /// Logs, metrics and health endpoints.
+    pub telemetry: TelemetryConfig,
+    /// The ingest service.
+    pub ingest: IngestConfig,
+    /// The correlate service.
+    pub correlate: CorrelateConfig,
+    /// The classify service.
+    pub classify: ClassifyConfig,
+    /// The evidence service.
+    pub evidence: EvidenceConfig,
+}
+
+/// Kafka connection and the shared consume → process → produce loop.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma separated (`--brokers`, `KAFKA_BROKERS`).
+    /// Unset: `run` starts an embedded broker (librdkafka's mock cluster).
+    pub brokers: Option<String>,
+    /// Consumer groups are `<group-prefix>-<service>`.
+    pub group_prefix: String,
+    /// A batch is processed when it holds this many messages ...
+    pub batch_size: usize,
+    /// ... or when its first message has waited this long.
+    pub batch_linger_ms: u64,
+    /// Create missing topics at start (partitions and replication below).
+    pub create_topics: bool,
+    /// Partitions of topics this program creates.
+    pub partitions: i32,
+    /// Replication factor of topics this program creates.
+    pub replication_factor: i32,
+    /// How long shutdown waits for in-flight deliveries and the final commit.
+    pub shutdown_grace_ms: u64,
+    /// Any librdkafka property, passed through as is (TLS, SASL, timeouts):
+    /// e.g. `"security.protocol" = "SASL_SSL"`.
+    pub properties: BTreeMap<String, Secret>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: None,
+            group_prefix: "pci-scope-guard".into(),
+            batch_size: 1000,
+            batch_linger_ms: 100,
+            create_topics: true,
+            partitions: 3,
+            replication_factor: 1,
+            shutdown_grace_ms: 8000,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// Topic names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Topics {
+    /// Raw flow logs from shippers (input of ingest).
+    pub flowlogs_raw: String,
+    /// Raw inventory events (input of ingest).
+    pub inventory_raw: String,
+    /// Normalized FlowRecords (ingest → correlate).
+    pub flows_normalized: String,
+    /// Resources, compacted by resource id (ingest → correlate, classify).
+    pub resources: String,
+    /// Resource-to-resource FlowEdges (correlate → classify).
+    pub flows_edges: String,
+    /// ScopeDecisions (classify → evidence, SIEM).
+    pub scope_decisions: String,
+    /// Alerts (classify → on-call, SIEM).
+    pub scope_alerts: String,
+    /// Signed Evidence records (evidence → SIEM, GRC).
+    pub evidence_records: String,
+    /// Dead letters of each service: the original bytes plus the reason in headers.
+    pub ingest_dlq: String,
+    pub correlate_dlq: String,
+    pub classify_dlq: String,
+    pub evidence_dlq: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self {
+            flowlogs_raw: "flowlogs.raw".into(),
+            inventory_raw: "inventory.raw".into(),
+            flows_normalized: "flows.normalized".into(),
+            resources: "resources".into(),
+            flows_edges: "flows.edges".into(),
+            scope_decisions: "scope.decisions".into(),
+            scope_alerts: "scope.alerts".into(),
+            evidence_records: "evidence.records".into(),
+            ingest_dlq: "ingest.dlq".into(),
+            correlate_dlq: "correlate.dlq".into(),
+            classify_dlq: "classify.dlq".into(),
+            evidence_dlq: "evidence.dlq".into(),
+        }
+    }
+}
+
+/// PostgreSQL / TimescaleDB.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `postgres://user:password@host:port/db` (`--database-url`, `DATABASE_URL`).
+    /// Unset: results go to topics and files only.
+    pub url: Option<Secret>,
+    /// Connections in the pool of each service.
+    pub pool_size: usize,
+    /// Daily partitions of `data_flows`/`audit_logs` created ahead of today
+    /// (native partitioning only; TimescaleDB manages its own chunks).
+    pub partitions_ahead_days: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: None, pool_size: 4, partitions_ahead_days: 3 }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logs, metrics and health endpoints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Address of `/metrics`, `/healthz`, `/readyz`. Unset: each service's
+    /// default port (ingest 9471, correlate 9472, classify 9473,
+    /// evidence 9474, run 9470) on 127.0.0.1.
+    pub metrics_addr: Option<SocketAddr>,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// A tracing filter: `info`, `debug`, `psg_ingest=debug,info`, ...
+    pub log_level: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self { metrics_addr: None, log_format: LogFormat::Text, log_level: "info".into() }
+    }
+}
+
+/// The ingest service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Largest payload accepted after decompression; a larger one is dead-lettered.
+    pub max_message_bytes: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self { max_message_bytes: 64 * 1024 * 1024 }
+    }
+}
+
+/// The correlate service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct CorrelateConfig {
+    /// Length of the event-time tumbling windows that condense flows into edges.
+    pub window_secs: u64,
+    /// A window closes when the watermark (highest event time seen minus this)
+    /// passes its end.
+    pub allowed_lateness_secs: u64,
+}
+
+impl Default for CorrelateConfig {
+    fn default() -> Self {
+        Self { window_secs: 60, allowed_lateness_secs: 120 }
+    }
+}
+
+/// The classify service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct ClassifyConfig {
+    /// Tag holding the declared scope (`cde`, `connected-cde`, `out-of-scope`).
+    pub scope_tag_key: String,
+    /// Tag holding the data classification (`stores-cardholder`, ...).
+    pub data_tag_key: String,
+    /// Edges older than this (event time) no longer connect anything.
+    pub lookback_days: u32,
+}
+
+impl Default for ClassifyConfig {
+    fn default() -> Self {
+        Self { scope_tag_key: "pci-scope".into(), data_tag_key: "pci-data".into(), lookback_days: 90 }
+    }
+}
+
+/// The evidence service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct EvidenceConfig {
+    /// Ed25519 private key (PKCS#8 PEM, written by `pci-scope-guard keygen`);
+    /// refused if readable by group or others.
+    pub signing_key: Option<PathBuf>,
+    /// Where evidence documents go: `file:///path` or a plain directory.
+    pub store_url: String,
+    /// `generated_by` of every record.
+    pub generated_by: String,
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        Self {
+            signing_key: None,
+            store_url: "./evidence-store".into(),
+            generated_by: "pci-scope-guard/evidence".into(),
+        }
+    }
+}
+
+/// Values given on the command line; each replaces the configured one.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub brokers: Option<String>,
+    pub database_url: Option<Secret>,
+    pub metrics_addr: Option<SocketAddr>,
+    pub log_format: Option<LogFormat>,
+    pub log_level: Option<String>,
+    pub kafka_properties: Vec<(String, String)>,
+    pub signing_key: Option<PathBuf>,
+    pub evidence_store: Option<String>,
+}
+
+impl Config {
+    /// Loads defaults → `file` → `PSG_*` environment → `overrides`, then validates.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self> {
+        Self::load_from(file, Env::prefixed("PSG_"), overrides)
+    }
+
+    fn load_from(file: Option<&Path>, env: Env, overrides: &Overrides) -> Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(Error::Load(format!("config file {} does not exist", path.display())));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let env = env
+            // `PSG_CONFIG` names the file itself; it is not a setting.
+            .filter(|key| !key.as_str().eq_ignore_ascii_case("config"))
+            .map(|key| key.as_str().to_ascii_lowercase().replace("__", ".").replace('_', "-").into());
+        figment = figment.merge(env);
+        figment = apply_overrides(figment, overrides);
+        let config: Config = figment
+            .extract()
+            .map_err(|e| Error::Load(e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rejects contradictory or impossible settings.
+    pub fn validate(&self) -> Result<()> {
+        let mut problems = Vec::new();
+        if self.kafka.batch_size == 0 {
+            problems.push("kafka.batch-size must be at least 1".to_owned());
+        }
+        if self.kafka.partitions < 1 {
+            problems.push("kafka.partitions must be at least 1".to_owned());
+        }
+        if self.kafka.replication_factor < 1 {
+            problems.push("kafka.replication-factor must be at least 1".to_owned());
+        }
+        if self.correlate.window_secs == 0 {
+            problems.push("correlate.window-secs must be at least 1".to_owned());
+        }
+        if self.classify.lookback_days == 0 {
+            problems.push("classify.lookback-days must be at least 1".to_owned());
+        }
+        if self.classify.scope_tag_key == self.classify.data_tag_key {
+            problems.push("classify.scope-tag-key and classify.data-tag-key must differ".to_owned());
+        }
+        if self.database.pool_size == 0 {
+            problems.push("database.pool-size must be at least 1".to_owned());
+        }
+        if let Some(url) = &self.database.url {
+            let u = url.expose();
+            if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                problems
+                    .push(format!("database.url must start with postgres:// or postgresql:// (got {})", redact_url(u)));
+            }
+        }
+        let topics = [
+            &self.topics.flowlogs_raw,
+            &self.topics.inventory_raw,
+            &self.topics.flows_normalized,
+            &self.topics.resources,
+            &self.topics.flows_edges,
+            &self.topics.scope_decisions,
+            &self.topics.scope_alerts,
+            &self.topics.evidence_records,
+        ];
+        for (i, a) in topics.iter().enumerate() {
+            if a.is_empty() {
+                problems.push("topic names must not be empty".to_owned());
+            }
+            if topics[i + 1..].contains(a) {
+                problems.push(format!("topic '{a}' is configured for two different streams"));
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(Error::Invalid(problems.join("; "))) }
+    }
+}
+
+fn apply_overrides(mut figment: Figment, o: &Overrides) -> Figment {
+    if let Some(v) = &o.brokers {
+        figment = figment.merge(Serialized::default("kafka.brokers", v));
+    }
+    if let Some(v) = &o.database_url {
+        figment = figment.merge(Serialized::default("database.url", v));
+    }
+    if let Some(v) = &o.metrics_addr {
+        figment = figment.merge(Serialized::default("telemetry.metrics-addr", v));
+    }
+    if let Some(v) = &o.log_format {
+        figment = figment.merge(Serialized::default("telemetry.log-format", v));
+    }
+    if let Some(v) = &o.log_level {
+        figment = figment.merge(Serialized::default("telemetry.log-level", v));
+    }
+    if let Some(v) = &o.signing_key {
+        figment = figment.merge(Serialized::default("evidence.signing-key", v));
+    }
+    if let Some(v) = &o.evidence_store {
+        figment = figment.merge(Serialized::default("evidence.store-url", v));
+    }
+    if !o.kafka_properties.is_empty() {
+        // Property names contain dots, so they cannot be key paths: merge them
+        // as one map (dictionaries merge key by key).
+        let props: BTreeMap<&str, &str> = o.kafka_properties.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        figment = figment.merge(Serialized::default("kafka.properties", props));
+    }
+    figment
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,223 @@
+//! The messages on every topic.
+//!
+//! | topic              | message          | key                  |
+//! |--------------------|------------------|----------------------|
+//! | `flows.normalized` | [`FlowRecord`]   | interface id / addr  |
+//! | `resources`        | [`Resource`]     | `resource_id` (compacted) |
+//! | `flows.edges`      | [`FlowEdge`]     | source resource id   |
+//! | `scope.decisions`  | [`ScopeDecision`]| `resource_id`        |
+//! | `scope.alerts`     | [`Alert`]        | `alert_id`           |
+//! | `evidence.records` | [`Evidence`]     | chain name           |
+//!
+//! Times are microseconds since the Unix epoch (Avro `timestamp-micros`).
+//! Ids are UUIDv5 strings (see [`crate::ids`]).
+
+use std::collections::HashMap;
+
+use apache_avro::AvroSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::enums::*;
+use crate::time::Micros;
+
+/// Where a record came from: enough to find the exact bytes again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "io.pciscopeguard.v1")]
+pub struct SourceRef {
+    /// Topic the raw message was read from.
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// 1-based line (or tuple) number inside the message; 0 for the whole message.
+    pub line: i32,
+}
+
+/// One normalized flow-log record (topic `flows.normalized`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "io.pciscopeguard.v1")]
+pub struct FlowRecord {
+    /// UUIDv5 of the source reference: the same bytes always give the same id.
+    pub record_id: String,
+    pub provider: CloudProvider,
+    pub format: FlowFormat,
+    /// Format version as the record states it (AWS `version`, Azure `Version`).
+    pub format_version: Option<i32>,
+    /// Cloud account / subscription / project, kept as a string (leading zeros).
+    pub account_id: Option<String>,
+    /// The interface that captured the flow (AWS `interface-id`, Azure MAC).
+    pub interface_id: Option<String>,
+    pub vpc_id: Option<String>,
+    pub subnet_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub region: Option<String>,
+    /// Addresses as the capturing interface saw them.
+    pub src_addr: Option<String>,
+    pub dst_addr: Option<String>,
+    /// Original packet addresses (AWS `pkt-srcaddr`/`pkt-dstaddr`), preferred for attribution.
+    pub pkt_src_addr: Option<String>,
+    pub pkt_dst_addr: Option<String>,
+    pub src_port: Option<i32>,
+    pub dst_port: Option<i32>,
+    /// IANA protocol number.
+    pub protocol: Option<i32>,
+    pub packets: Option<i64>,
+    pub bytes: Option<i64>,
+    /// Counters of the reverse direction where the format has them (Azure v2, VNet).
+    pub reverse_packets: Option<i64>,
+    pub reverse_bytes: Option<i64>,
+    /// Start of the capture interval.
+    pub start_time: Micros,
+    /// End of the capture interval; event time for windows.
+    pub end_time: Micros,
+    /// `None` for NODATA/SKIPDATA records.
+    pub action: Option<FlowAction>,
+    pub log_status: LogStatus,
+    pub flow_direction: Option<FlowDirection>,
+    pub tcp_flags: Option<i32>,
+    pub traffic_path: Option<i32>,
+    /// GCP `reporter` (`SRC`, `DEST`, ...).
+    pub reporter: Option<String>,
+    /// Fields of the input that have no column above, by their input name.
+    pub extra: HashMap<String, String>,
+    pub source: SourceRef,
+}
+
+/// A resource from the inventory (topic `resources`, compacted by `resource_id`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "io.pciscopeguard.v1")]
+pub struct Resource {
+    /// `resources.id`: UUIDv5 of `resource_id`.
+    pub id: String,
+    /// Natural id: instance id, ARN, self link, `ip:<address>`, ...
+    pub resource_id: String,
+    pub provider: CloudProvider,
+    pub resource_type: ResourceType,
+    pub resource_arn: Option<String>,
+    pub resource_name: Option<String>,
+    pub account_id: Option<String>,
+    pub region: Option<String>,
+    pub availability_zone: Option<String>,
+    pub vpc_id: Option<String>,
+    pub subnet_id: Option<String>,
+    pub private_ips: Vec<String>,
+    pub public_ips: Vec<String>,
+    pub interface_ids: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub tags: HashMap<String, String>,
+    /// From this time on, this record describes the resource.
+    pub observed_at: Micros,
+    /// `true` ends the resource at `observed_at`.
+    pub deleted: bool,
+    /// The provider's full description, as JSON text.
+    pub metadata_json: Option<String>,
+    pub source: SourceRef,
+}
+
+/// One end of an edge.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "io.pciscopeguard.v1")]
+pub struct Endpoint {
+    /// Natural resource id; `ip:<address>` for unknown hosts and external endpoints.
+    pub resource_id: String,
+    pub kind: EndpointKind,
+    /// The address seen in the flow.
+    pub address: Option<String>,
+    pub vpc_id: Option<String>,
+}
+
+/// A resource-to-resource edge (topic `flows.edges`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "io.pciscopeguard.v1")]
+pub struct FlowEdge {
+    /// UUIDv5 of the edge key and window: equal to the `data_flows.id` of its row.
+    pub edge_id: String,
+    pub kind: EdgeKind,
+    pub src: Endpoint,
+    pub dst: Endpoint,
+    /// IANA protocol number.
+    pub protocol: i32,
+    /// Destination port; 0 where the protocol has none.
+    pub dst_port: i32,
+    pub action: FlowAction,
+    pub direction: EdgeDirection,
+    pub window_start: Micros,
+    pub window_end: Micros,
+    pub first_seen: Micros,
+    pub last_seen: Micros,
+    pub packets: i64,
+    pub bytes: i64,
+    /// Flow records condensed into this edge.
+    pub flows: i64,
+}
+
+/// A scope decision (topic `scope.decisions`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "io.pciscopeguard.v1")]
+pub struct ScopeDecision {
+    pub decision_id: String,
+    /// Natural id of the resource decided on.
+    pub resource_id: String,
+    /// `resources.id` of that resource.
+    pub resource_uuid: String,
+    pub scope: PciScope,
+    pub previous_scope: Option<PciScope>,
+    pub data_classification: Option<DataClassification>,
+    pub segment: Option<String>,
+    pub rule: ScopeRule,
+    pub justification: String,
+    pub decided_at: Micros,
+    pub decided_by: String,
+    pub decision_method: DecisionMethod,
+    /// The decision this one supersedes.
+    pub supersedes_id: Option<String>,
+    /// Resources that influenced this decision (CDE peers for rule 3).
+    pub dependency_resource_ids: Vec<String>,
+    /// Event-time watermark the decision was computed at.
+    pub as_of: Micros,
+}
+
+/// A compliance alert (topic `scope.alerts`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "io.pciscopeguard.v1")]
+pub struct Alert {
+    /// UUIDv5 of type + resource + cause: the same cause never alerts twice.
+    pub alert_id: String,
+    pub alert_type: AlertType,
+    pub severity: Severity,
+    pub title: String,
+    pub description: String,
+    pub resource_id: Option<String>,
+    pub triggered_at: Micros,
+    pub pci_requirement: Option<String>,
+    pub status: AlertStatus,
+    pub context: HashMap<String, String>,
+}
+
+/// A signed, chained evidence record (topic `evidence.records`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "io.pciscopeguard.v1")]
+pub struct Evidence {
+    pub evidence_id: String,
+    pub evidence_type: EvidenceType,
+    /// The chain (evidence stream) this record belongs to.
+    pub chain: String,
+    /// Position in the chain, from 1.
+    pub sequence: i64,
+    pub scope_decision_id: Option<String>,
+    pub resource_id: Option<String>,
+    /// Lowercase hex SHA-256 of `document`.
+    pub hash: String,
+    /// Hash of the previous record of the chain; `None` for the first.
+    pub prev_hash: Option<String>,
+    /// Base64 Ed25519 signature of the hash bytes.
+    pub signature: String,
+    /// Fingerprint of the public key that verifies `signature`.
+    pub signing_key_id: String,
+    pub storage_url: Option<String>,
+    pub pci_requirement: Option<String>,
+    pub generated_at: Micros,
+    pub generated_by: String,
+    pub expires_at: Micros,
+    /// The signed document: RFC 8785 canonical JSON.
+    pub document: String,
+}

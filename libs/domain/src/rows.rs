@@ -1,0 +1,205 @@
+//! One struct per table of the seed model, with the seed's columns (and the
+//! few we add, marked "ours"). The SQL is in `psg-store`'s migrations.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value as Json;
+use uuid::Uuid;
+
+use crate::enums::*;
+
+/// `resources`: a cloud resource discovered across environments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceRow {
+    pub id: Uuid,
+    pub provider: CloudProvider,
+    pub resource_type: ResourceType,
+    pub resource_id: String,
+    pub resource_arn: Option<String>,
+    pub resource_name: Option<String>,
+    pub vpc_id: Option<String>,
+    pub subnet_id: Option<String>,
+    pub availability_zone: Option<String>,
+    pub region: Option<String>,
+    pub metadata: Json,
+    pub private_ip: Option<String>,
+    pub public_ip: Option<String>,
+    pub security_groups: Json,
+    pub discovered_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub is_active: bool,
+    /// Ours: every private address (the seed keeps only one).
+    pub private_ips: Vec<String>,
+    /// Ours: every public address.
+    pub public_ips: Vec<String>,
+    /// Ours: every network interface id.
+    pub interface_ids: Vec<String>,
+}
+
+/// `tags`: one row per version of a tag of a resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagRow {
+    pub id: Uuid,
+    pub resource_id: Uuid,
+    pub key: String,
+    pub value: String,
+    /// `manual`, `automated`, `imported`.
+    pub source: String,
+    pub applied_at: DateTime<Utc>,
+    pub applied_by: String,
+    pub version: i32,
+    pub previous_value: Option<String>,
+}
+
+/// `data_flows`: a resource-to-resource edge in one event-time window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataFlowRow {
+    pub id: Uuid,
+    pub source_resource_id: Uuid,
+    pub dest_resource_id: Uuid,
+    /// `TCP`, `UDP`, `ICMP`, or the IANA number.
+    pub protocol: String,
+    pub src_port: Option<i32>,
+    pub dst_port: i32,
+    pub packet_count: i64,
+    pub byte_count: i64,
+    pub flow_direction: EdgeDirection,
+    pub action: FlowAction,
+    /// The window start: the partitioning column.
+    pub observed_at: DateTime<Utc>,
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+    /// Ours: flow records condensed into this row.
+    pub flow_count: i64,
+    /// Ours: first and last event time in the window.
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+}
+
+/// `scope_decisions`: versioned scope classification with its justification.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScopeDecisionRow {
+    pub id: Uuid,
+    pub resource_id: Uuid,
+    pub scope: PciScope,
+    pub data_classification: Option<DataClassification>,
+    pub segment: Option<String>,
+    pub justification: String,
+    pub confidence_score: Option<Json>,
+    pub decided_at: DateTime<Utc>,
+    pub decided_by: String,
+    pub decision_method: DecisionMethod,
+    pub is_current: bool,
+    pub superseded_by_id: Option<Uuid>,
+    pub dependency_resource_ids: Json,
+}
+
+/// `evidence`: the index row of a signed evidence document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvidenceRow {
+    pub id: Uuid,
+    /// Nullable in ours: periodic attestations belong to no single decision.
+    pub scope_decision_id: Option<Uuid>,
+    pub evidence_type: EvidenceType,
+    pub data: Json,
+    pub hash: String,
+    pub signature: String,
+    pub signing_key_id: String,
+    pub storage_url: Option<String>,
+    pub pci_requirement: Option<String>,
+    pub generated_at: DateTime<Utc>,
+    pub generated_by: String,
+    pub expires_at: DateTime<Utc>,
+    pub last_verified_at: Option<DateTime<Utc>>,
+    pub verification_count: i32,
+    /// Ours: the chain, the position in it and the previous record's hash.
+    pub chain: String,
+    pub sequence: i64,
+    pub prev_hash: Option<String>,
+}
+
+/// `grc_syncs`: synchronisation runs with GRC platforms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrcSyncRow {
+    pub id: Uuid,
+    pub provider: String,
+    pub sync_type: String,
+    pub status: String,
+    pub started_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub resources_synced: i32,
+    pub errors_count: i32,
+    pub error_details: Json,
+    pub sync_metadata: Json,
+}
+
+/// `alerts`: compliance alerts and their lifecycle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRow {
+    pub id: Uuid,
+    pub severity: Severity,
+    pub alert_type: AlertType,
+    pub title: String,
+    pub description: String,
+    pub resource_id: Option<Uuid>,
+    pub triggered_at: DateTime<Utc>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub acknowledged_by: Option<String>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub resolved_by: Option<String>,
+    pub status: AlertStatus,
+    pub context: Json,
+}
+
+/// `audit_logs`: every operator action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditLogRow {
+    pub id: Uuid,
+    pub user_id: String,
+    pub user_email: String,
+    pub user_ip: Option<String>,
+    pub action: String,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub request_data: Option<Json>,
+    pub response_data: Option<Json>,
+    pub success: bool,
+    pub error_message: Option<String>,
+    pub timestamp: DateTime<Utc>,
+    pub duration_ms: Option<i32>,
+    pub session_id: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl ResourceRow {
+    /// The row describing an inventory [`Resource`](crate::Resource) message.
+    pub fn from_message(r: &crate::Resource) -> Self {
+        let at = crate::time::from_micros(r.observed_at);
+        let metadata = r
+            .metadata_json
+            .as_deref()
+            .and_then(|m| serde_json::from_str::<Json>(m).ok())
+            .unwrap_or_else(|| Json::Object(Default::default()));
+        Self {
+            id: crate::ids::resource_uuid(&r.resource_id),
+            provider: r.provider,
+            resource_type: r.resource_type,
+            resource_id: r.resource_id.clone(),
+            resource_arn: r.resource_arn.clone(),
+            resource_name: r.resource_name.clone(),
+            vpc_id: r.vpc_id.clone(),
+            subnet_id: r.subnet_id.clone(),
+            availability_zone: r.availability_zone.clone(),
+            region: r.region.clone(),
+            metadata,
+            private_ip: r.private_ips.first().cloned(),
+            public_ip: r.public_ips.first().cloned(),
+            security_groups: Json::Array(r.security_groups.iter().cloned().map(Json::String).collect()),
+            discovered_at: at,
+            last_seen_at: at,
+            is_active: !r.deleted,
+            private_ips: r.private_ips.clone(),
+            public_ips: r.public_ips.clone(),
+            interface_ids: r.interface_ids.clone(),
+        }
+    }
+}

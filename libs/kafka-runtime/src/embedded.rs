@@ -1,0 +1,38 @@
+//! The embedded broker: librdkafka's in-process mock cluster. It speaks the
+//! real Kafka protocol, so the services run unchanged against it; it keeps
+//! everything in memory and only the newest ~38k messages of each partition,
+//! so it is for `run`/`demo` without brokers and for tests, not production.
+
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+
+use crate::{Error, Result};
+
+/// A running in-process broker; dropping it stops it.
+pub struct EmbeddedBroker {
+    cluster: MockCluster<'static, DefaultProducerContext>,
+}
+
+impl std::fmt::Debug for EmbeddedBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedBroker").field("bootstrap", &self.bootstrap_servers()).finish()
+    }
+}
+
+impl EmbeddedBroker {
+    /// Starts a cluster of `brokers` brokers on loopback.
+    pub fn start(brokers: i32) -> Result<Self> {
+        let cluster = MockCluster::new(brokers).map_err(|e| Error::kafka("starting the embedded broker", e))?;
+        Ok(Self { cluster })
+    }
+
+    /// `host:port,...` to give clients.
+    pub fn bootstrap_servers(&self) -> String {
+        self.cluster.bootstrap_servers()
+    }
+
+    /// The mock cluster, for fault injection in tests.
+    pub fn cluster(&self) -> &MockCluster<'static, DefaultProducerContext> {
+        &self.cluster
+    }
+}

@@ -1,0 +1,488 @@
+//! The loop every service runs: consume a batch, process it, produce its
+//! outputs, persist, and only then store its offsets.
+//!
+//! Order inside one batch, and why:
+//! 1. [`Processor::process`]: updates in-memory state and returns the
+//!    outputs. It may read from the database; on error it must leave its
+//!    state as it was (do fallible I/O before mutating), because the batch is
+//!    processed again.
+//! 2. produce every output and dead letter, await every delivery report;
+//! 3. [`Processor::persist`]: make the queued database writes durable
+//!    (retried with backoff; must be idempotent);
+//! 4. store the batch's offsets (never past [`Processor::held_offsets`]).
+//!
+//! A crash anywhere before 4 redelivers the batch; every output carries a
+//! deterministic id, so the second copy overwrites the first. Topics come
+//! before the database so that a restart that rebuilds state from the
+//! database re-emits what the topic may not have received.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use psg_config::KafkaConfig;
+use psg_telemetry::Health;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::message::{InMessage, InputKind, Output};
+use crate::producer::Deliverer;
+use crate::{Error, Result, client};
+
+/// Why processing a batch failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProcessError {
+    /// A dependency is unavailable (database down, ...): the step is retried
+    /// with backoff; offsets do not move meanwhile.
+    #[error("{0}")]
+    Transient(String),
+    /// A broken invariant: the service stops with an error.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+impl ProcessError {
+    /// `Transient` when retrying may help, `Fatal` otherwise.
+    pub fn classify(transient: bool, error: impl std::fmt::Display) -> Self {
+        if transient { Self::Transient(error.to_string()) } else { Self::Fatal(error.to_string()) }
+    }
+}
+
+/// A service's logic, driven by [`run`].
+pub trait Processor: Send + 'static {
+    /// Processes one batch: update state, return outputs and dead letters.
+    /// On `Err`, state must be unchanged (the batch is processed again).
+    fn process(&mut self, batch: &[InMessage]) -> impl Future<Output = Result<Output, ProcessError>> + Send;
+
+    /// Makes the database writes queued by `process` durable. Retried on
+    /// [`ProcessError::Transient`]; must be idempotent.
+    fn persist(&mut self) -> impl Future<Output = Result<(), ProcessError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// For each stream partition, the lowest offset whose effect exists only
+    /// in memory (e.g. a record in a window that has not closed): offsets are
+    /// never stored past it.
+    fn held_offsets(&self) -> Vec<(String, i32, i64)> {
+        Vec::new()
+    }
+}
+
+/// What [`run`] needs to know about a service.
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    /// Service name: logs, metrics, dead-letter headers.
+    pub service: String,
+    /// Consumer group of the stream topics.
+    pub group: String,
+    /// Topics shared by the consumer group; offsets committed.
+    pub stream_topics: Vec<String>,
+    /// Topics every instance reads whole, from the beginning.
+    pub table_topics: Vec<String>,
+    /// Where dead letters go.
+    pub dead_letter_topic: String,
+    pub batch_size: usize,
+    pub batch_linger: Duration,
+    /// How long shutdown may take to finish the batch in hand and commit.
+    pub shutdown_grace: Duration,
+    pub health: Health,
+}
+
+impl RunnerOptions {
+    /// Options from the shared Kafka configuration.
+    pub fn new(cfg: &KafkaConfig, service: &str, dead_letter_topic: &str, health: Health) -> Self {
+        Self {
+            service: service.to_owned(),
+            group: format!("{}-{service}", cfg.group_prefix),
+            stream_topics: Vec::new(),
+            table_topics: Vec::new(),
+            dead_letter_topic: dead_letter_topic.to_owned(),
+            batch_size: cfg.batch_size,
+            batch_linger: Duration::from_millis(cfg.batch_linger_ms),
+            shutdown_grace: Duration::from_millis(cfg.shutdown_grace_ms),
+            health,
+        }
+    }
+}
+
+/// Logs partition assignments and revocations.
+struct LoopContext {
+    service: String,
+}
+
+impl ClientContext for LoopContext {}
+
+impl ConsumerContext for LoopContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(service = %self.service, partitions = %describe(tpl), "partitions assigned")
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(service = %self.service, partitions = %describe(tpl), "partitions revoked")
+            }
+            Rebalance::Error(e) => tracing::warn!(service = %self.service, error = %e, "rebalance error"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => tracing::debug!(service = %self.service, offsets = %describe(offsets), "offsets committed"),
+            Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => tracing::warn!(service = %self.service, error = %e, "offset commit failed"),
+        }
+    }
+}
+
+fn describe(tpl: &TopicPartitionList) -> String {
+    tpl.elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => format!("{}[{}]@{o}", e.topic(), e.partition()),
+            _ => format!("{}[{}]", e.topic(), e.partition()),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Runs `processor` until `shutdown` fires (returns `Ok`) or a fatal error.
+pub async fn run<P: Processor>(
+    cfg: &KafkaConfig,
+    opts: RunnerOptions,
+    mut processor: P,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let service = opts.service.clone();
+    opts.health.register(&service);
+    let consumer: StreamConsumer<LoopContext> = client::consumer(cfg, &opts.group)?
+        .create_with_context(LoopContext { service: service.clone() })
+        .map_err(|e| Error::kafka(format!("{service}: creating consumer"), e))?;
+    let stream_topics: Vec<&str> = opts.stream_topics.iter().map(String::as_str).collect();
+    if !stream_topics.is_empty() {
+        consumer.subscribe(&stream_topics).map_err(|e| Error::kafka(format!("{service}: subscribing"), e))?;
+    }
+    let table = match opts.table_topics.is_empty() {
+        true => None,
+        false => Some(table_consumer(cfg, &opts, &shutdown).await?),
+    };
+    let deliverer = Deliverer::new(cfg, &service, &opts.dead_letter_topic)?;
+    tracing::info!(
+        service = %service,
+        group = %opts.group,
+        streams = ?opts.stream_topics,
+        tables = ?opts.table_topics,
+        batch_size = opts.batch_size,
+        linger_ms = opts.batch_linger.as_millis() as u64,
+        "service started"
+    );
+    opts.health.set_ready(&service);
+
+    let mut state = LoopState { opts: &opts, consumer: &consumer, deliverer: &deliverer, batch: Vec::new() };
+    let mut deadline: Option<Instant> = None;
+    let result = loop {
+        let linger = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let flush = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break Ok(()),
+            _ = linger => true,
+            m = consumer.recv() => state.accept(m, InputKind::Stream),
+            m = recv_or_pending(table.as_ref()) => state.accept(m, InputKind::Table),
+        };
+        if deadline.is_none() && !state.batch.is_empty() {
+            deadline = Some(Instant::now() + opts.batch_linger);
+        }
+        if flush || state.batch.len() >= opts.batch_size {
+            deadline = None;
+            match state.flush(&mut processor, &shutdown).await {
+                Ok(Flushed::Done) => {}
+                Ok(Flushed::Abandoned) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        }
+    };
+
+    // Shutdown: finish the batch in hand (bounded), then commit synchronously.
+    if result.is_ok() && !state.batch.is_empty() {
+        let grace = CancellationToken::new();
+        let timer = {
+            let grace = grace.clone();
+            let limit = opts.shutdown_grace;
+            tokio::spawn(async move {
+                tokio::time::sleep(limit).await;
+                grace.cancel();
+            })
+        };
+        match state.flush(&mut processor, &grace).await {
+            Ok(Flushed::Done) => tracing::info!(service = %service, "finished the batch in hand"),
+            Ok(Flushed::Abandoned) => tracing::warn!(
+                service = %service,
+                "the batch in hand did not finish within the grace period; it will be processed again after restart"
+            ),
+            Err(e) => tracing::error!(service = %service, error = %e, "the batch in hand failed"),
+        }
+        timer.abort();
+    }
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => tracing::info!(service = %service, "offsets committed"),
+        // Nothing stored since the last commit (or nothing assigned).
+        Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => tracing::warn!(service = %service, error = %e, "final offset commit failed"),
+    }
+    if let Err(e) = deliverer.flush(opts.shutdown_grace) {
+        tracing::warn!(service = %service, error = %e, "producer flush at shutdown");
+    }
+    consumer.unsubscribe();
+    tracing::info!(service = %service, "service stopped");
+    result
+}
+
+enum Flushed {
+    Done,
+    /// Shutdown came while a step was being retried: nothing stored.
+    Abandoned,
+}
+
+struct LoopState<'a> {
+    opts: &'a RunnerOptions,
+    consumer: &'a StreamConsumer<LoopContext>,
+    deliverer: &'a Deliverer,
+    batch: Vec<InMessage>,
+}
+
+impl LoopState<'_> {
+    /// Adds a consumed message to the batch; returns whether to flush now.
+    fn accept(&mut self, m: KafkaResult<BorrowedMessage<'_>>, kind: InputKind) -> bool {
+        match m {
+            Ok(m) => {
+                self.batch.push(owned(&m, kind));
+                false
+            }
+            Err(e) => {
+                tracing::warn!(service = %self.opts.service, error = %e, "consumer error");
+                metrics::counter!("psg_consumer_errors_total", "service" => self.opts.service.clone()).increment(1);
+                false
+            }
+        }
+    }
+
+    async fn flush<P: Processor>(&mut self, processor: &mut P, stop: &CancellationToken) -> Result<Flushed> {
+        let service = &self.opts.service;
+        let started = std::time::Instant::now();
+        let health = &self.opts.health;
+        let mut backoff = Backoff::new(service, "process", health);
+        let output = loop {
+            match processor.process(&self.batch).await {
+                Ok(o) => break o,
+                Err(e) => {
+                    if !backoff.wait(e, stop).await? {
+                        return Ok(Flushed::Abandoned);
+                    }
+                }
+            }
+        };
+        backoff.done();
+        let mut backoff = Backoff::new(service, "deliver", health);
+        loop {
+            match self.deliverer.deliver(&output).await {
+                Ok(_) => break,
+                Err(e) => {
+                    if !backoff.wait(ProcessError::Transient(e.to_string()), stop).await? {
+                        return Ok(Flushed::Abandoned);
+                    }
+                }
+            }
+        }
+        backoff.done();
+        let mut backoff = Backoff::new(service, "persist", health);
+        loop {
+            match processor.persist().await {
+                Ok(()) => break,
+                Err(e) => {
+                    if !backoff.wait(e, stop).await? {
+                        return Ok(Flushed::Abandoned);
+                    }
+                }
+            }
+        }
+        backoff.done();
+        self.store_offsets(processor);
+        let consumed = self.batch.len();
+        metrics::counter!("psg_messages_consumed_total", "service" => service.clone()).increment(consumed as u64);
+        metrics::counter!("psg_batches_total", "service" => service.clone()).increment(1);
+        metrics::histogram!("psg_batch_duration_seconds", "service" => service.clone())
+            .record(started.elapsed().as_secs_f64());
+        tracing::debug!(
+            service = %service,
+            consumed,
+            produced = output.records.len(),
+            dead_lettered = output.dead_letters.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "batch done"
+        );
+        self.batch.clear();
+        Ok(Flushed::Done)
+    }
+
+    /// Stores, per stream partition, the offset after the batch's last
+    /// message, but never past what the processor still holds in memory.
+    fn store_offsets<P: Processor>(&self, processor: &P) {
+        let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+        for m in self.batch.iter().filter(|m| m.kind == InputKind::Stream) {
+            let e = next.entry((&m.topic, m.partition)).or_insert(0);
+            *e = (*e).max(m.offset + 1);
+        }
+        if next.is_empty() {
+            return;
+        }
+        let held = processor.held_offsets();
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), mut offset) in next {
+            for (t, p, o) in &held {
+                if t == topic && *p == partition {
+                    offset = offset.min(*o);
+                }
+            }
+            if let Err(e) = tpl.add_partition_offset(topic, partition, Offset::Offset(offset)) {
+                tracing::warn!(service = %self.opts.service, error = %e, "bad offset");
+            }
+        }
+        match self.consumer.store_offsets(&tpl) {
+            Ok(()) => tracing::trace!(service = %self.opts.service, offsets = %describe(&tpl), "offsets stored"),
+            // The partition moved to another instance meanwhile: it will process
+            // the batch again (idempotent outputs), nothing is lost.
+            Err(e) => tracing::warn!(service = %self.opts.service, error = %e, "storing offsets failed"),
+        }
+    }
+}
+
+/// Exponential backoff of one step of a batch, with health reporting.
+struct Backoff<'a> {
+    service: &'a str,
+    step: &'static str,
+    health: &'a Health,
+    delay: Duration,
+    failing: bool,
+}
+
+impl<'a> Backoff<'a> {
+    fn new(service: &'a str, step: &'static str, health: &'a Health) -> Self {
+        Self { service, step, health, delay: Duration::from_millis(100), failing: false }
+    }
+
+    /// After a failure: `Err` for a fatal error, `Ok(false)` if `stop` fired
+    /// while waiting, `Ok(true)` when it is time to try again.
+    async fn wait(&mut self, err: ProcessError, stop: &CancellationToken) -> Result<bool> {
+        let (service, step) = (self.service, self.step);
+        match err {
+            ProcessError::Fatal(reason) => {
+                self.health.set_failed(service, reason.clone());
+                Err(Error::Fatal { service: service.to_owned(), reason })
+            }
+            ProcessError::Transient(reason) => {
+                self.failing = true;
+                self.health.set_failed(service, format!("{step}: {reason}"));
+                metrics::counter!("psg_retries_total", "service" => service.to_owned(), "step" => step).increment(1);
+                tracing::warn!(service, step, retry_in_ms = self.delay.as_millis() as u64, error = %reason, "retrying");
+                let go_on = tokio::select! {
+                    _ = stop.cancelled() => false,
+                    _ = tokio::time::sleep(self.delay) => true,
+                };
+                self.delay = (self.delay * 2).min(Duration::from_secs(30));
+                Ok(go_on)
+            }
+        }
+    }
+
+    /// The step succeeded.
+    fn done(self) {
+        if self.failing {
+            tracing::info!(service = self.service, step = self.step, "recovered");
+            self.health.set_ready(self.service);
+        }
+    }
+}
+
+async fn recv_or_pending(c: Option<&StreamConsumer>) -> KafkaResult<BorrowedMessage<'_>> {
+    match c {
+        Some(c) => c.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn owned(m: &BorrowedMessage<'_>, kind: InputKind) -> InMessage {
+    let headers = m
+        .headers()
+        .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec).unwrap_or_default())).collect())
+        .unwrap_or_default();
+    InMessage {
+        kind,
+        topic: Arc::from(m.topic()),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        payload: m.payload().map(<[u8]>::to_vec),
+        headers,
+        timestamp_ms: m.timestamp().to_millis(),
+    }
+}
+
+/// A consumer assigned every partition of the table topics, from the beginning.
+async fn table_consumer(
+    cfg: &KafkaConfig,
+    opts: &RunnerOptions,
+    shutdown: &CancellationToken,
+) -> Result<StreamConsumer> {
+    let consumer: StreamConsumer = client::table_consumer(cfg, &opts.group)?
+        .create()
+        .map_err(|e| Error::kafka(format!("{}: creating table consumer", opts.service), e))?;
+    let mut tpl = TopicPartitionList::new();
+    for topic in &opts.table_topics {
+        let partitions = partition_count(cfg, topic, shutdown).await?;
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .map_err(|e| Error::kafka(format!("{}: assigning {topic}", opts.service), e))?;
+        }
+    }
+    consumer.assign(&tpl).map_err(|e| Error::kafka(format!("{}: assigning tables", opts.service), e))?;
+    Ok(consumer)
+}
+
+/// Number of partitions of `topic`, waiting (bounded) for it to appear.
+pub async fn partition_count(cfg: &KafkaConfig, topic: &str, shutdown: &CancellationToken) -> Result<i32> {
+    let probe: BaseConsumer = client::base(cfg)?.create().map_err(|e| Error::kafka("metadata client", e))?;
+    let probe = Arc::new(probe);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let p = Arc::clone(&probe);
+        let t = topic.to_owned();
+        let found = tokio::task::spawn_blocking(move || {
+            p.fetch_metadata(Some(&t), Duration::from_secs(5))
+                .map(|md| md.topics().iter().find(|mt| mt.name() == t).map_or(0, |mt| mt.partitions().len()))
+        })
+        .await
+        .map_err(|e| Error::Fatal { service: "metadata".into(), reason: e.to_string() })?;
+        match found {
+            Ok(n) if n > 0 => return Ok(n as i32),
+            Ok(_) | Err(_) if Instant::now() < deadline && !shutdown.is_cancelled() => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok(_) => {
+                return Err(Error::Fatal {
+                    service: "metadata".into(),
+                    reason: format!("topic {topic} has no partitions after 60 s"),
+                });
+            }
+            Err(e) => return Err(Error::kafka(format!("metadata of {topic}"), e)),
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! `data_flows`: resource-to-resource edges per event-time window, written
+//! by binary COPY into a staging table and merged with `ON CONFLICT`, so a
+//! window written twice (a partial update, then the final one; or a
+//! redelivered batch) keeps one row with the latest absolute counts.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use futures::pin_mut;
+use psg_domain::rows::DataFlowRow;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use crate::{Error, Result, Store};
+
+const STAGE: &str = "CREATE TEMP TABLE IF NOT EXISTS data_flows_stage
+    (LIKE data_flows INCLUDING DEFAULTS) ON COMMIT DELETE ROWS";
+
+const COPY: &str = "COPY data_flows_stage (id, source_resource_id, dest_resource_id, protocol, src_port,
+    dst_port, packet_count, byte_count, flow_direction, action, observed_at, window_start, window_end,
+    flow_count, first_seen, last_seen) FROM STDIN (FORMAT binary)";
+
+const MERGE: &str = "INSERT INTO data_flows SELECT * FROM data_flows_stage
+    ON CONFLICT (id, observed_at) DO UPDATE SET
+        packet_count = EXCLUDED.packet_count,
+        byte_count = EXCLUDED.byte_count,
+        flow_count = EXCLUDED.flow_count,
+        first_seen = EXCLUDED.first_seen,
+        last_seen = EXCLUDED.last_seen,
+        window_end = EXCLUDED.window_end";
+
+const TYPES: &[Type] = &[
+    Type::UUID,
+    Type::UUID,
+    Type::UUID,
+    Type::VARCHAR,
+    Type::INT4,
+    Type::INT4,
+    Type::INT8,
+    Type::INT8,
+    Type::VARCHAR,
+    Type::VARCHAR,
+    Type::TIMESTAMPTZ,
+    Type::TIMESTAMPTZ,
+    Type::TIMESTAMPTZ,
+    Type::INT8,
+    Type::TIMESTAMPTZ,
+    Type::TIMESTAMPTZ,
+];
+
+/// Upserts `rows` (the last of several rows with the same id wins).
+/// Referenced resources must exist (see [`crate::resources::ensure_resources`]).
+pub async fn upsert_data_flows(store: &Store, rows: &[DataFlowRow]) -> Result<u64> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut latest: HashMap<(Uuid, DateTime<Utc>), &DataFlowRow> = HashMap::with_capacity(rows.len());
+    for r in rows {
+        latest.insert((r.id, r.observed_at), r);
+    }
+    let days: BTreeSet<_> = latest.values().map(|r| r.observed_at.date_naive()).collect();
+    store.ensure_partitions("data_flows", &days.into_iter().collect::<Vec<_>>()).await?;
+
+    let mut client = store.client().await?;
+    client.batch_execute(STAGE).await.map_err(Error::pg("creating the data_flows staging table"))?;
+    let tx = client.transaction().await.map_err(Error::pg("starting the data_flows write"))?;
+    let sink = tx.copy_in(COPY).await.map_err(Error::pg("starting COPY into data_flows"))?;
+    let writer = BinaryCopyInWriter::new(sink, TYPES);
+    pin_mut!(writer);
+    for r in latest.values() {
+        let direction = r.flow_direction.as_str();
+        let action = r.action.as_str();
+        writer
+            .as_mut()
+            .write(&[
+                &r.id,
+                &r.source_resource_id,
+                &r.dest_resource_id,
+                &r.protocol,
+                &r.src_port,
+                &r.dst_port,
+                &r.packet_count,
+                &r.byte_count,
+                &direction,
+                &action,
+                &r.observed_at,
+                &r.window_start,
+                &r.window_end,
+                &r.flow_count,
+                &r.first_seen,
+                &r.last_seen,
+            ])
+            .await
+            .map_err(Error::pg("writing a data_flows row"))?;
+    }
+    writer.finish().await.map_err(Error::pg("finishing COPY into data_flows"))?;
+    let merged = tx.execute(MERGE, &[]).await.map_err(Error::pg("merging data_flows"))?;
+    tx.commit().await.map_err(Error::pg("committing data_flows"))?;
+    Ok(merged)
+}
+
+/// One edge as stored, aggregated over its windows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEdge {
+    pub source_resource_id: String,
+    pub dest_resource_id: String,
+    pub source_type: String,
+    pub dest_type: String,
+    pub protocol: String,
+    pub dst_port: i32,
+    pub action: String,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub packets: i64,
+    pub bytes: i64,
+    pub flows: i64,
+}
+
+/// Every edge seen since `since`, aggregated over windows (for rebuilding
+/// the scope graph at start).
+pub async fn edges_since(store: &Store, since: DateTime<Utc>) -> Result<Vec<StoredEdge>> {
+    let client = store.client().await?;
+    let rows = client
+        .query(
+            "SELECT s.resource_id, d.resource_id, s.resource_type::text, d.resource_type::text,
+                    f.protocol, f.dst_port, f.action,
+                    min(f.first_seen), max(f.last_seen), sum(f.packet_count)::bigint,
+                    sum(f.byte_count)::bigint, sum(f.flow_count)::bigint
+               FROM data_flows f
+               JOIN resources s ON s.id = f.source_resource_id
+               JOIN resources d ON d.id = f.dest_resource_id
+              WHERE f.observed_at >= $1
+              GROUP BY 1, 2, 3, 4, 5, 6, 7",
+            &[&since],
+        )
+        .await
+        .map_err(Error::pg("reading edges"))?;
+    Ok(rows
+        .iter()
+        .map(|r| StoredEdge {
+            source_resource_id: r.get(0),
+            dest_resource_id: r.get(1),
+            source_type: r.get(2),
+            dest_type: r.get(3),
+            protocol: r.get(4),
+            dst_port: r.get(5),
+            action: r.get(6),
+            first_seen: r.get(7),
+            last_seen: r.get(8),
+            packets: r.get(9),
+            bytes: r.get(10),
+            flows: r.get(11),
+        })
+        .collect())
+}

@@ -1,0 +1,201 @@
+//! PostgreSQL / TimescaleDB store of PCI Scope Guard.
+//!
+//! - [`migrate`]: versioned, idempotent migrations (`migrations/*.sql`,
+//!   compiled in), applied under an advisory lock so several processes may
+//!   start at once.
+//! - [`Store`]: a deadpool-postgres pool plus the time-partitioning mode
+//!   (TimescaleDB hypertables, or native daily partitions that the writers
+//!   create ahead and on demand).
+//! - Writers and readers, one module per table family: [`resources`],
+//!   [`flows`], [`decisions`], [`evidence`]. Bulk writes go through binary
+//!   COPY; every write is idempotent (deterministic ids, `ON CONFLICT`).
+//!
+//! SQL only through parameters.
+
+pub mod decisions;
+pub mod evidence;
+pub mod flows;
+pub mod migrate;
+pub mod resources;
+
+use std::time::Duration;
+
+use dashmap::DashSet;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+pub use migrate::{MigrationReport, migrate};
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database url is invalid: {0}")]
+    Url(String),
+    #[error("database: {context}: {source}")]
+    Postgres {
+        context: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("database pool: {0}")]
+    Pool(String),
+    #[error(
+        "migration {version} ({name}) was changed after it was applied (checksum {applied} in the database, {file} in this build); restore it and add a new migration instead"
+    )]
+    MigrationChanged { version: i32, name: String, applied: String, file: String },
+    #[error(
+        "the database schema is at version {found}, newer than this build knows ({known}); upgrade pci-scope-guard"
+    )]
+    SchemaTooNew { found: i32, known: i32 },
+    #[error("the database has no PCI Scope Guard schema: run `pci-scope-guard migrate` first")]
+    NotMigrated,
+}
+
+impl Error {
+    pub(crate) fn pg(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Self {
+        move |source| Self::Postgres { context, source }
+    }
+
+    /// Whether retrying later may succeed (connection lost, server starting
+    /// or shutting down, serialization failure, deadlock, a referenced row
+    /// not written yet by another service).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Pool(_) => true,
+            Self::Postgres { source, .. } => match source.code() {
+                None => true, // I/O or closed connection
+                Some(code) => {
+                    let c = code.code();
+                    c.starts_with("08")
+                        || c.starts_with("53")
+                        || c.starts_with("57P")
+                        || *code == SqlState::T_R_SERIALIZATION_FAILURE
+                        || *code == SqlState::T_R_DEADLOCK_DETECTED
+                        || *code == SqlState::FOREIGN_KEY_VIOLATION
+                }
+            },
+            _ => false,
+        }
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How `data_flows` and `audit_logs` are partitioned by time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimePartitioning {
+    /// TimescaleDB hypertables: chunks are created by TimescaleDB.
+    Timescale,
+    /// Native range partitions, one per day, created by us.
+    Native,
+}
+
+/// A pool of connections and what the store knows about the schema.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    partitioning: TimePartitioning,
+    /// Daily partitions known to exist: (table, day).
+    partitions: std::sync::Arc<DashSet<(&'static str, chrono::NaiveDate)>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("partitioning", &self.partitioning).finish_non_exhaustive()
+    }
+}
+
+/// A connection pool for `url`, without checking the schema (for `migrate`).
+pub fn pool(url: &str, size: usize) -> Result<Pool> {
+    let pg: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| Error::Url(e.to_string()))?;
+    let mut pg = pg;
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(Duration::from_secs(10));
+    }
+    if pg.get_application_name().is_none() {
+        pg.application_name("pci-scope-guard");
+    }
+    let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(Duration::from_secs(15)))
+        .create_timeout(Some(Duration::from_secs(15)))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| Error::Pool(e.to_string()))
+}
+
+impl Store {
+    /// Connects and checks that the schema is migrated and not newer than this build.
+    pub async fn connect(url: &str, size: usize) -> Result<Self> {
+        let pool = pool(url, size)?;
+        let client = pool.get().await.map_err(|e| Error::Pool(e.to_string()))?;
+        let version = migrate::current_version(&client).await?;
+        match version {
+            None | Some(0) => return Err(Error::NotMigrated),
+            Some(v) if v > migrate::latest_version() => {
+                return Err(Error::SchemaTooNew { found: v, known: migrate::latest_version() });
+            }
+            Some(_) => {}
+        }
+        let row = client
+            .query_opt("SELECT value FROM psg_settings WHERE key = 'time_partitioning'", &[])
+            .await
+            .map_err(Error::pg("reading settings"))?;
+        let partitioning = match row.map(|r| r.get::<_, String>(0)).as_deref() {
+            Some("timescaledb") => TimePartitioning::Timescale,
+            _ => TimePartitioning::Native,
+        };
+        Ok(Self { pool, partitioning, partitions: Default::default() })
+    }
+
+    /// A pooled connection.
+    pub async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(|e| Error::Pool(e.to_string()))
+    }
+
+    pub fn partitioning(&self) -> TimePartitioning {
+        self.partitioning
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        self.client().await?.simple_query("SELECT 1").await.map_err(Error::pg("ping"))?;
+        Ok(())
+    }
+
+    /// Makes sure the daily partitions of `table` for `days` exist (native
+    /// partitioning only; a no-op under TimescaleDB).
+    pub async fn ensure_partitions(&self, table: &'static str, days: &[chrono::NaiveDate]) -> Result<()> {
+        if self.partitioning == TimePartitioning::Timescale {
+            return Ok(());
+        }
+        let missing: Vec<_> = days.iter().filter(|d| !self.partitions.contains(&(table, **d))).copied().collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let client = self.client().await?;
+        for day in missing {
+            client
+                .execute("SELECT psg_ensure_daily_partition($1::text::regclass, $2)", &[&table, &day])
+                .await
+                .map_err(Error::pg("creating a daily partition"))?;
+            self.partitions.insert((table, day));
+        }
+        Ok(())
+    }
+
+    /// Creates the daily partitions of `data_flows` and `audit_logs` from
+    /// today to `days_ahead` days ahead.
+    pub async fn ensure_partitions_ahead(&self, days_ahead: u32) -> Result<()> {
+        let today = chrono::Utc::now().date_naive();
+        let days: Vec<_> = (0..=i64::from(days_ahead)).map(|d| today + chrono::Duration::days(d)).collect();
+        self.ensure_partitions("data_flows", &days).await?;
+        self.ensure_partitions("audit_logs", &days).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

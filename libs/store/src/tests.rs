@@ -1,0 +1,228 @@
+use std::collections::BTreeMap;
+
+use chrono::{TimeZone, Utc};
+use psg_domain::ids::{resource_uuid, stable_id};
+use psg_domain::rows::{DataFlowRow, ResourceRow, ScopeDecisionRow};
+use psg_domain::*;
+use psg_testkit::TestDb;
+
+use super::*;
+use crate::resources::ResourceObservation;
+
+/// Tables, columns, indexes and functions of the public schema, as text.
+async fn schema_fingerprint(store: &Store) -> String {
+    let client = store.client().await.unwrap();
+    let mut out = String::new();
+    for q in [
+        "SELECT table_name || '.' || column_name || ':' || data_type || ':' || is_nullable
+           FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1",
+        "SELECT indexname || ':' || indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1",
+        "SELECT typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+          WHERE n.nspname = 'public' AND t.typtype = 'e' ORDER BY 1",
+        "SELECT version || name FROM psg_schema_migrations ORDER BY 1",
+    ] {
+        for row in client.query(q, &[]).await.unwrap() {
+            out.push_str(&row.get::<_, String>(0));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+async fn migrated() -> (TestDb, Store) {
+    let db = TestDb::create().await;
+    let report = migrate(&pool(&db.url, 2).unwrap()).await.unwrap();
+    assert_eq!(report.version, migrate::latest_version());
+    let store = Store::connect(&db.url, 4).await.unwrap();
+    (db, store)
+}
+
+#[tokio::test]
+async fn migrate_twice_changes_nothing() {
+    let db = TestDb::create().await;
+    let p = pool(&db.url, 2).unwrap();
+    assert!(matches!(Store::connect(&db.url, 1).await, Err(Error::NotMigrated)));
+    let first = migrate(&p).await.unwrap();
+    assert_eq!(first.applied.len(), 2, "{first:?}");
+    let store = Store::connect(&db.url, 2).await.unwrap();
+    let before = schema_fingerprint(&store).await;
+    let second = migrate(&p).await.unwrap();
+    assert!(second.applied.is_empty(), "{second:?}");
+    assert_eq!(second.version, first.version);
+    assert_eq!(schema_fingerprint(&store).await, before);
+    for table in ["resources", "tags", "data_flows", "scope_decisions", "evidence", "grc_syncs", "alerts", "audit_logs"]
+    {
+        assert!(before.contains(&format!("{table}.id:uuid")), "missing table {table}");
+    }
+    for index in
+        ["idx_resource_provider_type", "idx_flow_src_dst", "idx_scope_decision_scope", "idx_audit_action_success"]
+    {
+        assert!(before.contains(index), "missing index {index}");
+    }
+    for ty in ["cloud_provider", "resource_type", "pci_scope", "data_classification", "evidence_type"] {
+        assert!(before.contains(ty), "missing enum {ty}");
+    }
+    // Native partitioning on this server (no TimescaleDB here).
+    assert_eq!(first.time_partitioning, "native");
+}
+
+#[tokio::test]
+async fn an_edited_migration_is_refused() {
+    let db = TestDb::create().await;
+    let p = pool(&db.url, 1).unwrap();
+    migrate(&p).await.unwrap();
+    p.get()
+        .await
+        .unwrap()
+        .execute("UPDATE psg_schema_migrations SET checksum = 'x' WHERE version = 1", &[])
+        .await
+        .unwrap();
+    let err = migrate(&p).await.unwrap_err();
+    assert!(matches!(err, Error::MigrationChanged { version: 1, .. }), "{err}");
+}
+
+fn resource(id: &str, tags: &[(&str, &str)], at: i64) -> ResourceObservation {
+    let t = Utc.timestamp_opt(at, 0).unwrap();
+    ResourceObservation {
+        row: ResourceRow {
+            id: resource_uuid(id),
+            provider: CloudProvider::Aws,
+            resource_type: ResourceType::Ec2Instance,
+            resource_id: id.into(),
+            resource_arn: None,
+            resource_name: Some(format!("{id}-name")),
+            vpc_id: Some("vpc-1".into()),
+            subnet_id: None,
+            availability_zone: None,
+            region: Some("us-east-1".into()),
+            metadata: serde_json::json!({}),
+            private_ip: Some("10.0.0.1".into()),
+            public_ip: None,
+            security_groups: serde_json::json!(["sg-1"]),
+            discovered_at: t,
+            last_seen_at: t,
+            is_active: true,
+            private_ips: vec!["10.0.0.1".into()],
+            public_ips: vec![],
+            interface_ids: vec!["eni-1".into()],
+        },
+        tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+        applied_by: "test".into(),
+    }
+}
+
+#[tokio::test]
+async fn tag_changes_are_versioned_and_stale_observations_ignored() {
+    let (_db, store) = migrated().await;
+    resources::upsert_resources(&store, &[resource("i-1", &[("pci-scope", "cde"), ("team", "a")], 100)]).await.unwrap();
+    // same again: no new version
+    resources::upsert_resources(&store, &[resource("i-1", &[("pci-scope", "cde"), ("team", "a")], 100)]).await.unwrap();
+    resources::upsert_resources(&store, &[resource("i-1", &[("pci-scope", "out-of-scope")], 200)]).await.unwrap();
+    // an older observation arriving late changes nothing
+    resources::upsert_resources(&store, &[resource("i-1", &[("pci-scope", "cde")], 150)]).await.unwrap();
+    let tags = resources::current_tags(&store, "i-1").await.unwrap();
+    assert_eq!(tags["pci-scope"], ("out-of-scope".to_owned(), 2));
+    assert_eq!(tags["team"], (String::new(), 2), "a removed tag is a version with an empty value");
+    let client = store.client().await.unwrap();
+    let prev: Option<String> = client
+        .query_one("SELECT previous_value FROM tags WHERE key = 'pci-scope' AND version = 2", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(prev.as_deref(), Some("cde"));
+    assert_eq!(resources::last_seen(&store, "i-1").await.unwrap(), Some(Utc.timestamp_opt(200, 0).unwrap()));
+}
+
+fn flow(window: i64, packets: i64) -> DataFlowRow {
+    let ws = Utc.timestamp_opt(window, 0).unwrap();
+    DataFlowRow {
+        id: stable_id("edge", &["a", "b", &window.to_string()]),
+        source_resource_id: resource_uuid("i-1"),
+        dest_resource_id: resource_uuid("i-2"),
+        protocol: "TCP".into(),
+        src_port: None,
+        dst_port: 5432,
+        packet_count: packets,
+        byte_count: packets * 100,
+        flow_direction: EdgeDirection::IntraVpc,
+        action: FlowAction::Accept,
+        observed_at: ws,
+        window_start: ws,
+        window_end: ws + chrono::Duration::seconds(60),
+        flow_count: packets,
+        first_seen: ws,
+        last_seen: ws,
+    }
+}
+
+#[tokio::test]
+async fn data_flows_upsert_by_copy_creates_partitions_and_keeps_latest_counts() {
+    let (_db, store) = migrated().await;
+    resources::ensure_resources(&store, &[resource("i-1", &[], 0).row, resource("i-2", &[], 0).row]).await.unwrap();
+    // Two days far apart (a replay of old files): partitions are created on demand.
+    let day1 = 1_418_530_000;
+    let day2 = day1 + 86_400 * 30;
+    flows::upsert_data_flows(&store, &[flow(day1, 1), flow(day2, 5), flow(day1, 2)]).await.unwrap();
+    flows::upsert_data_flows(&store, &[flow(day1, 7)]).await.unwrap();
+    let client = store.client().await.unwrap();
+    let rows = client.query("SELECT packet_count FROM data_flows ORDER BY observed_at", &[]).await.unwrap();
+    let counts: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(counts, vec![7, 5]);
+    let parts: i64 = client
+        .query_one("SELECT count(*) FROM pg_inherits WHERE inhparent = 'data_flows'::regclass", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(parts, 2);
+    let edges = flows::edges_since(&store, Utc.timestamp_opt(0, 0).unwrap()).await.unwrap();
+    assert_eq!(edges.len(), 1);
+    assert_eq!(edges[0].packets, 12);
+    assert_eq!(edges[0].source_resource_id, "i-1");
+}
+
+#[tokio::test]
+async fn decisions_supersede_and_redelivery_is_idempotent() {
+    let (_db, store) = migrated().await;
+    resources::ensure_resources(&store, &[resource("i-1", &[], 0).row]).await.unwrap();
+    let d = |n: &str, scope: PciScope| ScopeDecisionRow {
+        id: stable_id("decision", &[n]),
+        resource_id: resource_uuid("i-1"),
+        scope,
+        data_classification: None,
+        segment: None,
+        justification: n.into(),
+        confidence_score: None,
+        decided_at: Utc::now(),
+        decided_by: "automated-classifier".into(),
+        decision_method: DecisionMethod::Automated,
+        is_current: true,
+        superseded_by_id: None,
+        dependency_resource_ids: serde_json::json!([]),
+    };
+    let first = d("first", PciScope::PendingReview);
+    let second = d("second", PciScope::ConnectedCde);
+    decisions::write_decisions(&store, std::slice::from_ref(&first)).await.unwrap();
+    decisions::write_decisions(&store, std::slice::from_ref(&second)).await.unwrap();
+    // redelivery of both, in order
+    decisions::write_decisions(&store, &[first.clone(), second.clone()]).await.unwrap();
+    let current = decisions::current_decisions(&store).await.unwrap();
+    assert_eq!(current.len(), 1);
+    assert_eq!(current[0].id, second.id);
+    assert_eq!(current[0].scope, "connected-cde");
+    let client = store.client().await.unwrap();
+    let sup: Option<uuid::Uuid> = client
+        .query_one("SELECT superseded_by_id FROM scope_decisions WHERE id = $1", &[&first.id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sup, Some(second.id));
+    let total: i64 = client.query_one("SELECT count(*) FROM scope_decisions", &[]).await.unwrap().get(0);
+    assert_eq!(total, 2);
+}
+
+#[tokio::test]
+async fn transient_errors_are_recognised() {
+    let store_err = Store::connect("postgres://nobody@127.0.0.1:1/none", 1).await.unwrap_err();
+    assert!(store_err.is_transient(), "{store_err}");
+    assert!(!Error::NotMigrated.is_transient());
+}

@@ -1,0 +1,163 @@
+//! Test support, real components only:
+//!
+//! - [`TestDb`]: a fresh PostgreSQL database per test on the server named by
+//!   `TEST_DATABASE_ADMIN_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`;
+//!   `scripts/test.sh` sets it, starting a throwaway cluster when no server
+//!   answers), dropped afterwards;
+//! - [`Tansu`]: a `tansu` broker process on a free loopback port with memory
+//!   storage (binary from `TANSU_BIN`, the tool cache, or `PATH`), killed on drop;
+//! - [`kafka`]: producing and consuming in tests.
+
+pub mod kafka;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::NoTls;
+
+/// The server tests create their databases on.
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database that exists for one test.
+#[derive(Debug)]
+pub struct TestDb {
+    pub url: String,
+    pub name: String,
+    admin: String,
+}
+
+impl TestDb {
+    /// Creates `psg_test_<random>` on the test server.
+    pub async fn create() -> Self {
+        let admin = admin_url();
+        let name = format!("psg_test_{}", uuid::Uuid::new_v4().simple());
+        let (client, conn) = tokio_postgres::connect(&admin, NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL at {admin}: {e} (run scripts/test.sh)"));
+        let task = tokio::spawn(conn);
+        client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+        drop(client);
+        let _ = task.await;
+        let url = with_database(&admin, &name);
+        Self { url, name, admin }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::env::var_os("KEEP_TEST_DATABASES").is_some() {
+            eprintln!("keeping test database {}", self.url);
+            return;
+        }
+        let admin = self.admin.clone();
+        let name = self.name.clone();
+        // Drop may run inside or outside a runtime: use a thread of our own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async move {
+                if let Ok((client, conn)) = tokio_postgres::connect(&admin, NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// `url` with its database replaced by `db`.
+fn with_database(url: &str, db: &str) -> String {
+    match url.rfind('/') {
+        Some(i) if url[..i].contains("://") && !url[..i].ends_with('/') => {
+            let (base, rest) = url.split_at(i);
+            let query = rest.find('?').map(|q| &rest[q..]).unwrap_or("");
+            format!("{base}/{db}{query}")
+        }
+        _ => format!("{}/{db}", url.trim_end_matches('/')),
+    }
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// Where the tansu binary is.
+pub fn tansu_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("TANSU_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from)?;
+    let cached = home.join(".cache/pci-scope-guard/tools/bin/tansu");
+    if cached.is_file() {
+        return Some(cached);
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("tansu")).find(|p| p.is_file()))
+}
+
+/// A tansu broker process with memory storage.
+#[derive(Debug)]
+pub struct Tansu {
+    pub bootstrap: String,
+    child: Child,
+}
+
+impl Tansu {
+    /// Starts tansu on a free port and waits until it accepts connections.
+    pub fn start() -> Self {
+        let bin =
+            tansu_binary().expect("tansu is not installed: run scripts/test.sh (it installs tansu), or set TANSU_BIN");
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log = std::env::temp_dir().join(format!("tansu-{port}.log"));
+        let log_file = std::fs::File::create(&log).expect("tansu log file");
+        let child = Command::new(&bin)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let mut tansu = Self { bootstrap: format!("127.0.0.1:{port}"), child };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = tansu.child.try_wait() {
+                panic!("tansu exited with {status}; log: {}", log.display());
+            }
+            assert!(Instant::now() < deadline, "tansu did not listen on {port} within 30 s; log: {}", log.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("tansu {} listening on {} (log {})", bin.display(), tansu.bootstrap, log.display());
+        tansu
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_is_replaced_in_urls() {
+        assert_eq!(with_database("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
+        assert_eq!(
+            with_database("postgres://u@h:5432/postgres?sslmode=disable", "x"),
+            "postgres://u@h:5432/x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
+    }
+}

@@ -1,0 +1,465 @@
+//! AWS VPC Flow Logs: one space-separated line → one [`FlowRecord`].
+//!
+//! The field order is a [`Layout`]: the default version-2 format, or any
+//! custom subset in any order, named by the field names AWS uses
+//! (`version vpc-id ...`). A layout comes from a message header, a header
+//! line in the payload (S3 files), or configuration; it is never guessed
+//! from the number of tokens.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use psg_domain::time::{Micros, SECOND};
+use psg_domain::{CloudProvider, FlowAction, FlowDirection, FlowFormat, FlowRecord, LogStatus, SourceRef};
+
+/// One field of the AWS flow-log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Version,
+    AccountId,
+    InterfaceId,
+    SrcAddr,
+    DstAddr,
+    SrcPort,
+    DstPort,
+    Protocol,
+    Packets,
+    Bytes,
+    Start,
+    End,
+    Action,
+    LogStatus,
+    VpcId,
+    SubnetId,
+    InstanceId,
+    TcpFlags,
+    PktSrcAddr,
+    PktDstAddr,
+    Region,
+    FlowDirection,
+    TrafficPath,
+    /// A known field without a FlowRecord column: kept in `extra` under its name.
+    Extra(&'static str),
+}
+
+/// Every field name AWS documents for VPC flow logs (versions 2–8 and newer).
+const NAMES: &[(&str, Field)] = &[
+    ("version", Field::Version),
+    ("account-id", Field::AccountId),
+    ("interface-id", Field::InterfaceId),
+    ("srcaddr", Field::SrcAddr),
+    ("dstaddr", Field::DstAddr),
+    ("srcport", Field::SrcPort),
+    ("dstport", Field::DstPort),
+    ("protocol", Field::Protocol),
+    ("packets", Field::Packets),
+    ("bytes", Field::Bytes),
+    ("start", Field::Start),
+    ("end", Field::End),
+    ("action", Field::Action),
+    ("log-status", Field::LogStatus),
+    ("vpc-id", Field::VpcId),
+    ("subnet-id", Field::SubnetId),
+    ("instance-id", Field::InstanceId),
+    ("tcp-flags", Field::TcpFlags),
+    ("type", Field::Extra("type")),
+    ("pkt-srcaddr", Field::PktSrcAddr),
+    ("pkt-dstaddr", Field::PktDstAddr),
+    ("region", Field::Region),
+    ("az-id", Field::Extra("az-id")),
+    ("sublocation-type", Field::Extra("sublocation-type")),
+    ("sublocation-id", Field::Extra("sublocation-id")),
+    ("pkt-src-aws-service", Field::Extra("pkt-src-aws-service")),
+    ("pkt-dst-aws-service", Field::Extra("pkt-dst-aws-service")),
+    ("flow-direction", Field::FlowDirection),
+    ("traffic-path", Field::TrafficPath),
+    ("ecs-cluster-arn", Field::Extra("ecs-cluster-arn")),
+    ("ecs-cluster-name", Field::Extra("ecs-cluster-name")),
+    ("ecs-container-instance-arn", Field::Extra("ecs-container-instance-arn")),
+    ("ecs-container-instance-id", Field::Extra("ecs-container-instance-id")),
+    ("ecs-container-id", Field::Extra("ecs-container-id")),
+    ("ecs-second-container-id", Field::Extra("ecs-second-container-id")),
+    ("ecs-service-name", Field::Extra("ecs-service-name")),
+    ("ecs-task-definition-arn", Field::Extra("ecs-task-definition-arn")),
+    ("ecs-task-arn", Field::Extra("ecs-task-arn")),
+    ("ecs-task-id", Field::Extra("ecs-task-id")),
+    ("reject-reason", Field::Extra("reject-reason")),
+    ("resource-id", Field::Extra("resource-id")),
+    ("encryption-status", Field::Extra("encryption-status")),
+];
+
+/// Field names that only transit-gateway flow logs have.
+const TGW_ONLY: &[&str] =
+    &["tgw-id", "tgw-attachment-id", "tgw-src-vpc-id", "tgw-dst-vpc-id", "tgw-src-eni", "tgw-dst-eni", "resource-type"];
+
+/// The default format (version 2), which AWS does not let anyone change.
+pub const DEFAULT_FORMAT: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status";
+
+/// An ordered list of fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    fields: Vec<Field>,
+}
+
+/// Why a layout is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    #[error("unknown field '{name}' in the AWS flow-log format{}", suggestion.as_ref().map(|s| format!(", did you mean '{s}'?")).unwrap_or_default())]
+    UnknownField { name: String, suggestion: Option<String> },
+    #[error("field '{0}' appears twice in the AWS flow-log format")]
+    Duplicate(String),
+    #[error("the AWS flow-log format has no '{0}' field: records cannot be placed in time")]
+    Missing(&'static str),
+    #[error(
+        "AWS transit-gateway flow logs (field '{0}') are not supported by this version: publish VPC flow logs instead"
+    )]
+    TransitGateway(String),
+    #[error("empty AWS flow-log format")]
+    Empty,
+}
+
+impl Layout {
+    /// The default version-2 layout.
+    pub fn default_v2() -> Self {
+        match Self::parse(DEFAULT_FORMAT) {
+            Ok(l) => l,
+            Err(e) => unreachable!("the default format is valid: {e}"),
+        }
+    }
+
+    /// Parses a field list such as `version vpc-id srcaddr ...` (as in a
+    /// header line or AWS's `${version} ${vpc-id}` format string).
+    pub fn parse(spec: &str) -> Result<Self, LayoutError> {
+        let mut fields = Vec::new();
+        let mut seen = Vec::new();
+        for raw in spec.split_ascii_whitespace() {
+            let name = raw.trim_start_matches("${").trim_end_matches('}');
+            if TGW_ONLY.contains(&name) {
+                return Err(LayoutError::TransitGateway(name.to_owned()));
+            }
+            let field = NAMES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, f)| *f)
+                .ok_or_else(|| LayoutError::UnknownField { name: name.to_owned(), suggestion: suggest(name) })?;
+            if seen.contains(&name) {
+                return Err(LayoutError::Duplicate(name.to_owned()));
+            }
+            seen.push(name);
+            fields.push(field);
+        }
+        if fields.is_empty() {
+            return Err(LayoutError::Empty);
+        }
+        for (required, name) in [(Field::Start, "start"), (Field::End, "end")] {
+            if !fields.contains(&required) {
+                return Err(LayoutError::Missing(name));
+            }
+        }
+        Ok(Self { fields })
+    }
+
+    /// Whether `line` is a header line (field names, not values).
+    pub fn is_header_line(line: &str) -> bool {
+        line.split_ascii_whitespace().next().is_some_and(|first| {
+            let first = first.trim_start_matches("${").trim_end_matches('}');
+            NAMES.iter().any(|(n, _)| *n == first) || TGW_ONLY.contains(&first)
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+}
+
+/// The known name closest to `name` (by edit distance), if close enough.
+fn suggest(name: &str) -> Option<String> {
+    NAMES
+        .iter()
+        .map(|(n, _)| (*n, edit_distance(name, n)))
+        .filter(|(_, d)| *d <= 2)
+        .min_by_key(|(_, d)| *d)
+        .map(|(n, _)| n.to_owned())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Why one line is not a valid record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    #[error("line has {found} fields, the format has {expected}")]
+    FieldCount { found: usize, expected: usize },
+    #[error("field '{field}': '{value}' {problem}")]
+    Value { field: &'static str, value: String, problem: &'static str },
+    #[error("record has log-status OK but no action")]
+    NoAction,
+    #[error("end time is before start time")]
+    EndBeforeStart,
+}
+
+fn bad(field: &'static str, value: &str, problem: &'static str) -> LineError {
+    LineError::Value { field, value: value.chars().take(64).collect(), problem }
+}
+
+fn opt(v: &str) -> Option<&str> {
+    (v != "-").then_some(v)
+}
+
+fn int<T: std::str::FromStr>(field: &'static str, v: &str, problem: &'static str) -> Result<Option<T>, LineError> {
+    opt(v).map(|v| v.parse::<T>().map_err(|_| bad(field, v, problem))).transpose()
+}
+
+fn addr(field: &'static str, v: &str) -> Result<Option<String>, LineError> {
+    match opt(v) {
+        None => Ok(None),
+        Some(v) => {
+            v.parse::<IpAddr>().map(|ip| Some(ip.to_string())).map_err(|_| bad(field, v, "is not an IP address"))
+        }
+    }
+}
+
+/// Unix seconds, or milliseconds (13 digits) as some producers emit.
+fn time(field: &'static str, v: &str) -> Result<Option<Micros>, LineError> {
+    let Some(n) = int::<i64>(field, v, "is not a Unix time")? else { return Ok(None) };
+    if n < 0 {
+        return Err(bad(field, v, "is before 1970"));
+    }
+    // 10^11 seconds is the year 5138: anything larger is milliseconds.
+    let us = if n >= 100_000_000_000 { n.checked_mul(1_000) } else { n.checked_mul(SECOND) };
+    us.map(Some).ok_or_else(|| bad(field, v, "is out of range"))
+}
+
+/// Parses one line with `layout`. `source` says where it came from.
+pub fn parse_line(layout: &Layout, line: &str, source: SourceRef) -> Result<FlowRecord, LineError> {
+    let mut tokens = line.split_ascii_whitespace();
+    let mut rec = FlowRecord {
+        record_id: psg_domain::ids::stable_id(
+            "flow",
+            &[&source.topic, &source.partition.to_string(), &source.offset.to_string(), &source.line.to_string()],
+        )
+        .to_string(),
+        provider: CloudProvider::Aws,
+        format: FlowFormat::AwsVpc,
+        format_version: None,
+        account_id: None,
+        interface_id: None,
+        vpc_id: None,
+        subnet_id: None,
+        instance_id: None,
+        region: None,
+        src_addr: None,
+        dst_addr: None,
+        pkt_src_addr: None,
+        pkt_dst_addr: None,
+        src_port: None,
+        dst_port: None,
+        protocol: None,
+        packets: None,
+        bytes: None,
+        reverse_packets: None,
+        reverse_bytes: None,
+        start_time: 0,
+        end_time: 0,
+        action: None,
+        log_status: LogStatus::Ok,
+        flow_direction: None,
+        tcp_flags: None,
+        traffic_path: None,
+        reporter: None,
+        extra: HashMap::new(),
+        source,
+    };
+    let (mut start, mut end) = (None, None);
+    let mut count = 0;
+    for (field, v) in layout.fields.iter().zip(tokens.by_ref()) {
+        count += 1;
+        let s = || opt(v).map(str::to_owned);
+        match field {
+            Field::Version => rec.format_version = int("version", v, "is not a version number")?,
+            Field::AccountId => rec.account_id = s(),
+            Field::InterfaceId => rec.interface_id = s(),
+            Field::SrcAddr => rec.src_addr = addr("srcaddr", v)?,
+            Field::DstAddr => rec.dst_addr = addr("dstaddr", v)?,
+            Field::PktSrcAddr => rec.pkt_src_addr = addr("pkt-srcaddr", v)?,
+            Field::PktDstAddr => rec.pkt_dst_addr = addr("pkt-dstaddr", v)?,
+            Field::SrcPort => rec.src_port = port("srcport", v)?,
+            Field::DstPort => rec.dst_port = port("dstport", v)?,
+            Field::Protocol => {
+                rec.protocol = int::<u8>("protocol", v, "is not an IANA protocol number (0-255)")?.map(i32::from)
+            }
+            Field::Packets => rec.packets = count_of("packets", v)?,
+            Field::Bytes => rec.bytes = count_of("bytes", v)?,
+            Field::Start => start = time("start", v)?,
+            Field::End => end = time("end", v)?,
+            Field::Action => {
+                rec.action = match opt(v) {
+                    None => None,
+                    Some("ACCEPT") => Some(FlowAction::Accept),
+                    Some("REJECT") => Some(FlowAction::Reject),
+                    Some(other) => return Err(bad("action", other, "is not ACCEPT or REJECT")),
+                }
+            }
+            Field::LogStatus => {
+                rec.log_status = match v {
+                    "OK" => LogStatus::Ok,
+                    "NODATA" => LogStatus::NoData,
+                    "SKIPDATA" => LogStatus::SkipData,
+                    other => return Err(bad("log-status", other, "is not OK, NODATA or SKIPDATA")),
+                }
+            }
+            Field::VpcId => rec.vpc_id = s(),
+            Field::SubnetId => rec.subnet_id = s(),
+            Field::InstanceId => rec.instance_id = s(),
+            Field::Region => rec.region = s(),
+            Field::TcpFlags => rec.tcp_flags = int("tcp-flags", v, "is not a number")?,
+            Field::TrafficPath => rec.traffic_path = int("traffic-path", v, "is not a number")?,
+            Field::FlowDirection => {
+                rec.flow_direction = match opt(v) {
+                    None => None,
+                    Some("ingress") => Some(FlowDirection::Ingress),
+                    Some("egress") => Some(FlowDirection::Egress),
+                    Some(other) => return Err(bad("flow-direction", other, "is not ingress or egress")),
+                }
+            }
+            Field::Extra(name) => {
+                if let Some(v) = opt(v) {
+                    rec.extra.insert((*name).to_owned(), v.to_owned());
+                }
+            }
+        }
+    }
+    let extra_tokens = tokens.count();
+    if count != layout.len() || extra_tokens > 0 {
+        return Err(LineError::FieldCount { found: count + extra_tokens, expected: layout.len() });
+    }
+    rec.start_time = start.ok_or_else(|| bad("start", "-", "is missing"))?;
+    rec.end_time = end.ok_or_else(|| bad("end", "-", "is missing"))?;
+    if rec.end_time < rec.start_time {
+        return Err(LineError::EndBeforeStart);
+    }
+    if rec.log_status == LogStatus::Ok && rec.action.is_none() && layout.fields.contains(&Field::Action) {
+        return Err(LineError::NoAction);
+    }
+    Ok(rec)
+}
+
+fn port(field: &'static str, v: &str) -> Result<Option<i32>, LineError> {
+    Ok(int::<u16>(field, v, "is not a port (0-65535)")?.map(i32::from))
+}
+
+fn count_of(field: &'static str, v: &str) -> Result<Option<i64>, LineError> {
+    Ok(int::<u64>(field, v, "is not a non-negative count")?
+        .map(|n| i64::try_from(n).map_err(|_| bad(field, v, "is out of range")))
+        .transpose()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(line: i32) -> SourceRef {
+        SourceRef { topic: "flowlogs.raw".into(), partition: 0, offset: 7, line }
+    }
+
+    #[test]
+    fn default_format_examples_from_aws() {
+        let l = Layout::default_v2();
+        let r = parse_line(&l, "2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK", src(1)).unwrap();
+        assert_eq!(r.account_id.as_deref(), Some("123456789010"));
+        assert_eq!(r.interface_id.as_deref(), Some("eni-1235b8ca123456789"));
+        assert_eq!(r.src_addr.as_deref(), Some("172.31.16.139"));
+        assert_eq!(r.dst_port, Some(22));
+        assert_eq!(r.protocol, Some(6));
+        assert_eq!(r.packets, Some(20));
+        assert_eq!(r.bytes, Some(4249));
+        assert_eq!(r.start_time, 1_418_530_010 * SECOND);
+        assert_eq!(r.end_time, 1_418_530_070 * SECOND);
+        assert_eq!(r.action, Some(FlowAction::Accept));
+        assert_eq!(r.format_version, Some(2));
+
+        let nodata =
+            parse_line(&l, "2 123456789010 eni-1235b8ca123456789 - - - - - - - 1431280876 1431280934 - NODATA", src(2))
+                .unwrap();
+        assert_eq!(nodata.log_status, LogStatus::NoData);
+        assert_eq!(nodata.action, None);
+        assert_eq!(nodata.src_addr, None);
+
+        let v6 = parse_line(&l, "2 123456789010 eni-1235b8ca123456789 2001:db8:1234:a100:8d6e:3477:df66:f105 2001:db8:1234:a102:3304:8879:34cf:4071 34892 22 6 54 8855 1477913708 1477913820 ACCEPT OK", src(3)).unwrap();
+        assert_eq!(v6.src_addr.as_deref(), Some("2001:db8:1234:a100:8d6e:3477:df66:f105"));
+    }
+
+    #[test]
+    fn double_spaces_leading_zero_accounts_and_milliseconds() {
+        let l = Layout::default_v2();
+        let r = parse_line(
+            &l,
+            "2  012345678901 eni-1 10.0.0.1  10.0.0.2 1 2 17 1 1 1418530010000 1418530070000 REJECT OK",
+            src(1),
+        )
+        .unwrap();
+        assert_eq!(r.account_id.as_deref(), Some("012345678901"));
+        assert_eq!(r.start_time, 1_418_530_010 * SECOND);
+        assert_eq!(r.action, Some(FlowAction::Reject));
+    }
+
+    #[test]
+    fn custom_layouts_are_read_by_name() {
+        let l = Layout::parse("version vpc-id subnet-id instance-id interface-id account-id type srcaddr dstaddr srcport dstport pkt-srcaddr pkt-dstaddr protocol bytes packets start end action tcp-flags log-status").unwrap();
+        let r = parse_line(&l, "3 vpc-abcdefab012345678 subnet-aaaaaaaa012345678 i-01234567890123456 eni-1235b8ca123456789 123456789010 IPv4 52.213.180.42 10.0.0.62 43416 5001 52.213.180.42 10.0.0.62 6 568 8 1566848875 1566848933 ACCEPT 2 OK", src(1)).unwrap();
+        assert_eq!(r.vpc_id.as_deref(), Some("vpc-abcdefab012345678"));
+        assert_eq!(r.bytes, Some(568));
+        assert_eq!(r.packets, Some(8));
+        assert_eq!(r.tcp_flags, Some(2));
+        assert_eq!(r.pkt_dst_addr.as_deref(), Some("10.0.0.62"));
+        assert_eq!(r.extra.get("type").map(String::as_str), Some("IPv4"));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let l = Layout::default_v2();
+        let e = parse_line(&l, "2 1 eni-1 10.0.0.1 10.0.0.2 1 70000 6 1 1 1 2 ACCEPT OK", src(1)).unwrap_err();
+        assert_eq!(e.to_string(), "field 'dstport': '70000' is not a port (0-65535)");
+        let e = parse_line(&l, "2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 1 1 2 ACCEPT", src(1)).unwrap_err();
+        assert_eq!(e, LineError::FieldCount { found: 13, expected: 14 });
+        let e = parse_line(&l, "2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 1 5 2 ACCEPT OK", src(1)).unwrap_err();
+        assert_eq!(e, LineError::EndBeforeStart);
+        let e = parse_line(&l, "2 1 eni-1 10.0.0.999 10.0.0.2 1 2 6 1 1 1 2 ACCEPT OK", src(1)).unwrap_err();
+        assert!(e.to_string().contains("srcaddr"), "{e}");
+    }
+
+    #[test]
+    fn layout_errors_suggest_the_right_name() {
+        let e = Layout::parse("version vpcid start end").unwrap_err();
+        assert_eq!(e.to_string(), "unknown field 'vpcid' in the AWS flow-log format, did you mean 'vpc-id'?");
+        assert!(matches!(Layout::parse("version tgw-id start end"), Err(LayoutError::TransitGateway(_))));
+        assert_eq!(Layout::parse("version srcaddr"), Err(LayoutError::Missing("start")));
+        assert!(Layout::is_header_line("version account-id interface-id"));
+        assert!(!Layout::is_header_line("2 123 eni-1"));
+    }
+
+    #[test]
+    fn ids_follow_the_source() {
+        let l = Layout::default_v2();
+        let line = "2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 1 1 2 ACCEPT OK";
+        let a = parse_line(&l, line, src(1)).unwrap();
+        let b = parse_line(&l, line, src(1)).unwrap();
+        let c = parse_line(&l, line, src(2)).unwrap();
+        assert_eq!(a.record_id, b.record_id);
+        assert_ne!(a.record_id, c.record_id);
+    }
+}

@@ -1,0 +1,24 @@
+//! The ingest service: the front door.
+//!
+//! Reads what shippers publish on `flowlogs.raw` and `inventory.raw`, turns
+//! it into Avro [`FlowRecord`](psg_domain::FlowRecord)s on `flows.normalized`
+//! and [`Resource`](psg_domain::Resource)s on the compacted `resources`
+//! topic (and the `resources`/`tags` tables), or dead-letters it with a
+//! reason. One bad record in a message of good ones dead-letters that record
+//! only.
+//!
+//! Layout:
+//! - [`payload`]: decompression (bounded) and splitting a message into records;
+//! - [`aws`]: AWS VPC Flow Logs (field layouts, one line → one FlowRecord);
+//! - [`inventory`]: inventory events → Resources (native JSON form);
+//! - [`service`]: the [`Processor`](psg_kafka_runtime::Processor) that wires
+//!   them to topics and the store.
+//!
+//! Everything but `service` is pure: no Kafka, no database.
+
+pub mod aws;
+pub mod inventory;
+pub mod payload;
+pub mod service;
+
+pub use service::Ingest;

@@ -1,0 +1,102 @@
+//! Turning a message payload into text records: gzip (bounded), UTF-8,
+//! newline splitting.
+
+use std::io::Read;
+
+/// Why a payload cannot be read at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("empty message")]
+    Empty,
+    #[error("message is {size} bytes, more than the limit of {limit} (ingest.max-message-bytes)")]
+    TooLarge { size: usize, limit: usize },
+    #[error(
+        "gzip payload expands beyond the limit of {limit} bytes (ingest.max-message-bytes): refused as a possible decompression bomb"
+    )]
+    Bomb { limit: usize },
+    #[error("gzip payload is corrupt: {0}")]
+    Gzip(String),
+}
+
+impl PayloadError {
+    /// Short class for metrics and the dead-letter `kind` header.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::TooLarge { .. } | Self::Bomb { .. } => "too-large",
+            Self::Gzip(_) => "gzip",
+        }
+    }
+}
+
+/// The payload's bytes, decompressed if it is gzip, never more than `limit`.
+pub fn decode(raw: &[u8], limit: usize) -> Result<std::borrow::Cow<'_, [u8]>, PayloadError> {
+    if raw.is_empty() {
+        return Err(PayloadError::Empty);
+    }
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(limit));
+        let mut decoder = flate2::read::MultiGzDecoder::new(raw).take(limit as u64 + 1);
+        decoder.read_to_end(&mut out).map_err(|e| PayloadError::Gzip(e.to_string()))?;
+        if out.len() > limit {
+            return Err(PayloadError::Bomb { limit });
+        }
+        return Ok(std::borrow::Cow::Owned(out));
+    }
+    if raw.len() > limit {
+        return Err(PayloadError::TooLarge { size: raw.len(), limit });
+    }
+    Ok(std::borrow::Cow::Borrowed(raw))
+}
+
+/// Non-empty lines with their 1-based line numbers (a trailing `\r` is dropped).
+pub fn lines(text: &[u8]) -> impl Iterator<Item = (u32, &[u8])> {
+    text.split(|b| *b == b'\n')
+        .enumerate()
+        .map(|(i, l)| (i as u32 + 1, l.strip_suffix(b"\r").unwrap_or(l)))
+        .filter(|(_, l)| l.iter().any(|b| !b.is_ascii_whitespace()))
+}
+
+/// Whether the (decoded) payload is JSON rather than text lines.
+pub fn is_json(text: &[u8]) -> bool {
+    matches!(text.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{') | Some(b'['))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_is_expanded_within_the_limit() {
+        let z = gzip(b"a\nb\n");
+        assert_eq!(&*decode(&z, 100).unwrap(), b"a\nb\n");
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_refused_not_expanded() {
+        let z = gzip(&vec![b'0'; 10_000_000]);
+        assert!(z.len() < 20_000);
+        assert_eq!(decode(&z, 1_000_000), Err(PayloadError::Bomb { limit: 1_000_000 }));
+    }
+
+    #[test]
+    fn oversized_and_empty_and_corrupt_are_refused() {
+        assert_eq!(decode(b"", 10), Err(PayloadError::Empty));
+        assert!(matches!(decode(&[b'x'; 11], 10), Err(PayloadError::TooLarge { .. })));
+        assert!(matches!(decode(&[0x1f, 0x8b, 0, 1, 2], 10), Err(PayloadError::Gzip(_))));
+    }
+
+    #[test]
+    fn lines_are_numbered_and_blank_ones_skipped() {
+        let l: Vec<_> = lines(b"a\r\n\n  \nb").collect();
+        assert_eq!(l, vec![(1, &b"a"[..]), (4, &b"b"[..])]);
+    }
+}

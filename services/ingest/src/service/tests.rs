@@ -1,0 +1,118 @@
+use std::io::Write;
+use std::sync::Arc;
+
+use psg_domain::{FlowRecord, Resource};
+use psg_kafka_runtime::InputKind;
+
+use super::*;
+
+fn msg(topic: &str, offset: i64, payload: &[u8], headers: &[(&str, &str)]) -> InMessage {
+    InMessage {
+        kind: InputKind::Stream,
+        topic: Arc::from(topic),
+        partition: 1,
+        offset,
+        key: Some(b"k".to_vec()),
+        payload: Some(payload.to_vec()),
+        headers: headers.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect(),
+        timestamp_ms: None,
+    }
+}
+
+fn ingest() -> Ingest {
+    Ingest::new(&Config::default(), None)
+}
+
+fn flows(out: &Output) -> Vec<FlowRecord> {
+    out.records
+        .iter()
+        .filter(|r| r.topic == "flows.normalized")
+        .map(|r| psg_avro_codec::decode(&r.payload).unwrap())
+        .collect()
+}
+
+const GOOD: &str = "2 123456789010 eni-1 10.0.0.5 10.0.0.9 40000 5432 6 10 840 1418530010 1418530070 ACCEPT OK";
+
+#[test]
+fn one_bad_line_dead_letters_only_itself() {
+    let payload = format!("{GOOD}\n2 1 eni-1 10.0.0.5 10.0.0.9 1 99999 6 1 1 1 2 ACCEPT OK\n{GOOD}\n");
+    let mut out = Output::default();
+    ingest().handle(&msg("flowlogs.raw", 42, payload.as_bytes(), &[]), &mut out);
+    assert_eq!(flows(&out).len(), 2);
+    assert_eq!(out.dead_letters.len(), 1);
+    let dl = &out.dead_letters[0];
+    assert_eq!(dl.line, Some(2));
+    assert_eq!(dl.source_offset, 42);
+    assert_eq!(dl.source_topic, "flowlogs.raw");
+    assert_eq!(dl.kind, "parse");
+    assert!(dl.reason.contains("dstport"), "{}", dl.reason);
+    assert_eq!(dl.payload, b"2 1 eni-1 10.0.0.5 10.0.0.9 1 99999 6 1 1 1 2 ACCEPT OK");
+    let recs = flows(&out);
+    assert_eq!(recs[0].source.line, 1);
+    assert_eq!(recs[1].source.line, 3);
+    assert_eq!(recs[0].source.offset, 42);
+}
+
+#[test]
+fn layouts_come_from_the_header_then_a_header_line() {
+    let custom = "version srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status";
+    let line = "5 10.0.0.1 10.0.0.2 1 443 6 3 300 1418530010 1418530070 REJECT OK";
+    // header line in the payload (S3 files)
+    let mut out = Output::default();
+    ingest().handle(&msg("flowlogs.raw", 1, format!("{custom}\n{line}\n").as_bytes(), &[]), &mut out);
+    assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
+    assert_eq!(flows(&out)[0].dst_port, Some(443));
+    // message header
+    let mut out = Output::default();
+    ingest().handle(&msg("flowlogs.raw", 1, line.as_bytes(), &[(AWS_FORMAT_HEADER, custom)]), &mut out);
+    assert_eq!(flows(&out)[0].action, Some(psg_domain::FlowAction::Reject));
+    // a bad header names the field
+    let mut out = Output::default();
+    ingest()
+        .handle(&msg("flowlogs.raw", 1, line.as_bytes(), &[(AWS_FORMAT_HEADER, "version vpcid start end")]), &mut out);
+    assert!(out.dead_letters[0].reason.contains("did you mean 'vpc-id'"), "{:?}", out.dead_letters);
+}
+
+#[test]
+fn gzip_payloads_are_read_and_bombs_refused() {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(format!("{GOOD}\n{GOOD}\n").as_bytes()).unwrap();
+    let mut out = Output::default();
+    ingest().handle(&msg("flowlogs.raw", 1, &e.finish().unwrap(), &[]), &mut out);
+    assert_eq!(flows(&out).len(), 2);
+
+    let mut cfg = Config::default();
+    cfg.ingest.max_message_bytes = 1000;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(&vec![b' '; 1_000_000]).unwrap();
+    let mut out = Output::default();
+    Ingest::new(&cfg, None).handle(&msg("flowlogs.raw", 1, &e.finish().unwrap(), &[]), &mut out);
+    assert!(out.records.is_empty());
+    assert_eq!(out.dead_letters[0].kind, "too-large");
+}
+
+#[test]
+fn json_flow_logs_are_refused_clearly() {
+    let mut out = Output::default();
+    ingest().handle(&msg("flowlogs.raw", 1, br#"{"records": []}"#, &[]), &mut out);
+    assert_eq!(out.dead_letters[0].kind, "unsupported");
+}
+
+#[test]
+fn inventory_lines_and_arrays() {
+    let a = r#"{"provider":"aws","resource_type":"rds_instance","resource_id":"db-1","private_ips":["10.0.0.9"],"tags":{"pci-scope":"cde"},"observed_at":"2026-01-01T00:00:00Z"}"#;
+    let b = r#"{"provider":"aws","resource_type":"ec2_instance","resource_id":"i-1","private_ips":["10.0.0.5"],"observed_at":"2026-01-01T00:00:00Z"}"#;
+    let bad = r#"{"provider":"aws","resource_type":"ec2_instance","observed_at":"2026-01-01T00:00:00Z"}"#;
+    let mut out = Output::default();
+    ingest().handle(&msg("inventory.raw", 3, format!("{a}\n{bad}\n{b}\n").as_bytes(), &[]), &mut out);
+    let res: Vec<Resource> = out.records.iter().map(|r| psg_avro_codec::decode(&r.payload).unwrap()).collect();
+    assert_eq!(res.iter().map(|r| r.resource_id.as_str()).collect::<Vec<_>>(), ["db-1", "i-1"]);
+    assert_eq!(out.records[0].key.as_deref(), Some(&b"db-1"[..]));
+    assert_eq!(out.dead_letters.len(), 1);
+    assert_eq!(out.dead_letters[0].line, Some(2));
+    assert!(out.dead_letters[0].reason.contains("resource_id"), "{}", out.dead_letters[0].reason);
+
+    let mut out = Output::default();
+    ingest().handle(&msg("inventory.raw", 4, format!("[{a},\n {b}]").as_bytes(), &[]), &mut out);
+    assert_eq!(out.records.len(), 2);
+}
