@@ -40,3 +40,14 @@ pub struct UnknownValue {
     /// The accepted spellings, comma separated.
     pub expected: String,
 }
+
+/// `TCP`, `UDP`, `ICMP`, `ICMPv6`, or the IANA protocol number.
+pub fn protocol_name(protocol: i32) -> String {
+    match protocol {
+        1 => "ICMP".into(),
+        6 => "TCP".into(),
+        17 => "UDP".into(),
+        58 => "ICMPv6".into(),
+        n => n.to_string(),
+    }
+}

@@ -203,3 +203,38 @@ impl ResourceRow {
         }
     }
 }
+
+impl ResourceRow {
+    /// The row of an address that maps to no inventory resource: an unknown
+    /// internal host (`internal`) or an external endpoint, id `ip:<address>`.
+    pub fn for_address(address: &str, internal: bool, provider: CloudProvider, seen_at: DateTime<Utc>) -> Self {
+        let (resource_type, private, public) = if internal {
+            (ResourceType::UnknownHost, vec![address.to_owned()], vec![])
+        } else {
+            (ResourceType::ExternalEndpoint, vec![], vec![address.to_owned()])
+        };
+        let resource_id = crate::ids::address_resource_id(address);
+        Self {
+            id: crate::ids::resource_uuid(&resource_id),
+            provider,
+            resource_type,
+            resource_id,
+            resource_arn: None,
+            resource_name: Some(address.to_owned()),
+            vpc_id: None,
+            subnet_id: None,
+            availability_zone: None,
+            region: None,
+            metadata: serde_json::json!({"discovered_by": "flow-logs", "address": address}),
+            private_ip: private.first().cloned(),
+            public_ip: public.first().cloned(),
+            security_groups: Json::Array(vec![]),
+            discovered_at: seen_at,
+            last_seen_at: seen_at,
+            is_active: true,
+            private_ips: private,
+            public_ips: public,
+            interface_ids: vec![],
+        }
+    }
+}

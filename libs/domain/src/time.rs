@@ -11,6 +11,9 @@ pub type Micros = i64;
 /// Microseconds in one second.
 pub const SECOND: Micros = 1_000_000;
 
+/// Microseconds in one day.
+pub const DAY: Micros = 86_400 * SECOND;
+
 /// `DateTime<Utc>` → microseconds.
 pub fn to_micros(t: DateTime<Utc>) -> Micros {
     t.timestamp_micros()

@@ -234,8 +234,9 @@ pub async fn run<P: Processor>(
     }
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => tracing::info!(service = %service, "offsets committed"),
-        // Nothing stored since the last commit (or nothing assigned).
-        Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+        Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {
+            tracing::info!(service = %service, "offsets committed (nothing new since the last periodic commit)")
+        }
         Err(e) => tracing::warn!(service = %service, error = %e, "final offset commit failed"),
     }
     if let Err(e) = deliverer.flush(opts.shutdown_grace) {

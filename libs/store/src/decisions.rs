@@ -166,3 +166,10 @@ pub async fn existing_alerts(store: &Store, ids: &[Uuid]) -> Result<HashSet<Uuid
         client.query("SELECT id FROM alerts WHERE id = ANY($1)", &[&ids]).await.map_err(Error::pg("reading alerts"))?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
+
+/// The ids of every stored alert (to never raise one twice across restarts).
+pub async fn alert_ids(store: &Store) -> Result<HashSet<Uuid>> {
+    let client = store.client().await?;
+    let rows = client.query("SELECT id FROM alerts", &[]).await.map_err(Error::pg("reading alert ids"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}

@@ -41,7 +41,8 @@ pub fn init_logging(format: LogFormat, level: &str) -> Result<()> {
     };
     let env_filter =
         EnvFilter::try_new(&filter).map_err(|e| Error::LogFilter { filter: filter.clone(), reason: e.to_string() })?;
-    let builder = tracing_subscriber::fmt().with_env_filter(env_filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(env_filter).with_writer(std::io::stderr).with_ansi(ansi);
     // try_init fails only when a subscriber is already installed (tests, `run`).
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -78,3 +78,32 @@ pub async fn consume_until(
         }
     }
 }
+
+/// The offsets consumer group `group` has committed on `topic`
+/// (partitions without a commit are left out).
+pub async fn committed_offsets(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<(i32, i64)> {
+    let (bootstrap, group, topic) = (bootstrap.to_owned(), group.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("offset reader");
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(&topic, p);
+        }
+        let committed = consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+        committed
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                rdkafka::Offset::Offset(o) => Some((e.partition(), o)),
+                _ => None,
+            })
+            .collect()
+    })
+    .await
+    .expect("offset reader task")
+}

@@ -9,10 +9,7 @@ use std::sync::Arc;
 use psg_config::Config;
 use psg_domain::rows::{DataFlowRow, ResourceRow};
 use psg_domain::time::{SECOND, from_micros};
-use psg_domain::{
-    CloudProvider, EdgeDirection, EndpointKind, FlowDirection, FlowEdge, FlowRecord, LogStatus, Resource, ResourceType,
-    ids,
-};
+use psg_domain::{EdgeDirection, EndpointKind, FlowDirection, FlowEdge, FlowRecord, LogStatus, Resource, ids};
 use psg_kafka_runtime::{DeadLetter, InMessage, InputKind, OutRecord, Output, ProcessError, Processor};
 use psg_store::Store;
 
@@ -149,7 +146,9 @@ impl Correlate {
         }
         for (end, addr) in [(&src_end, src), (&dst_end, dst)] {
             if end.kind != EndpointKind::Resource && !self.synthesized.contains_key(&end.resource_id) {
-                self.synthesized.insert(end.resource_id.clone(), synthesized_row(end, addr, rec.provider, t));
+                let internal = end.kind == EndpointKind::UnknownHost;
+                let row = ResourceRow::for_address(&addr.to_string(), internal, rec.provider, from_micros(t));
+                self.synthesized.insert(end.resource_id.clone(), row);
             }
         }
         let direction = match (&src_end.vpc_id, &dst_end.vpc_id) {
@@ -220,43 +219,13 @@ fn owns(owner: &ResourceInfo, ip: &IpAddr) -> bool {
     owner.row.private_ips.contains(&s) || owner.row.public_ips.contains(&s)
 }
 
-fn synthesized_row(end: &Attributed, addr: IpAddr, provider: CloudProvider, t: i64) -> ResourceRow {
-    let at = from_micros(t);
-    let (resource_type, private, public) = match end.kind {
-        EndpointKind::External => (ResourceType::ExternalEndpoint, vec![], vec![addr.to_string()]),
-        _ => (ResourceType::UnknownHost, vec![addr.to_string()], vec![]),
-    };
-    ResourceRow {
-        id: ids::resource_uuid(&end.resource_id),
-        provider,
-        resource_type,
-        resource_id: end.resource_id.clone(),
-        resource_arn: None,
-        resource_name: Some(addr.to_string()),
-        vpc_id: None,
-        subnet_id: None,
-        availability_zone: None,
-        region: None,
-        metadata: serde_json::json!({"discovered_by": "correlate", "address": addr.to_string()}),
-        private_ip: private.first().cloned(),
-        public_ip: public.first().cloned(),
-        security_groups: serde_json::json!([]),
-        discovered_at: at,
-        last_seen_at: at,
-        is_active: true,
-        private_ips: private,
-        public_ips: public,
-        interface_ids: vec![],
-    }
-}
-
 /// The `data_flows` row of an edge in its window.
 pub fn data_flow_row(e: &FlowEdge) -> DataFlowRow {
     DataFlowRow {
         id: e.edge_id.parse().unwrap_or_else(|_| ids::stable_id("edge", &[&e.edge_id])),
         source_resource_id: ids::resource_uuid(&e.src.resource_id),
         dest_resource_id: ids::resource_uuid(&e.dst.resource_id),
-        protocol: protocol_name(e.protocol),
+        protocol: psg_domain::protocol_name(e.protocol),
         src_port: None,
         dst_port: e.dst_port,
         packet_count: e.packets,
@@ -269,17 +238,6 @@ pub fn data_flow_row(e: &FlowEdge) -> DataFlowRow {
         flow_count: e.flows,
         first_seen: from_micros(e.first_seen),
         last_seen: from_micros(e.last_seen),
-    }
-}
-
-/// `TCP`, `UDP`, `ICMP`, `ICMPv6`, or the IANA number.
-pub fn protocol_name(p: i32) -> String {
-    match p {
-        1 => "ICMP".into(),
-        6 => "TCP".into(),
-        17 => "UDP".into(),
-        58 => "ICMPv6".into(),
-        n => n.to_string(),
     }
 }
 

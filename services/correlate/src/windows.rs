@@ -145,7 +145,7 @@ impl Windows {
         agg.last_seen = agg.last_seen.max(o.event_time);
         self.touched.insert((start, o.key.clone()));
         if self.seen.insert(o.key.clone()) {
-            let edge = self.edge(start, &o.key, &window[&o.key], EdgeKind::FirstSeen);
+            let edge = edge(self.size, start, &o.key, &window[&o.key], EdgeKind::FirstSeen);
             Added::FirstSeen(edge)
         } else {
             Added::Aggregated
@@ -284,7 +284,9 @@ mod tests {
     #[test]
     fn first_seen_at_once_aggregate_at_close() {
         let mut w = Windows::new(60 * SECOND, 30 * SECOND);
-        assert!(matches!(w.add(obs("a", "b", 61, 1)), Added::FirstSeen(ref e) if e.flows == 1 && e.window_start == 60 * SECOND));
+        assert!(
+            matches!(w.add(obs("a", "b", 61, 1)), Added::FirstSeen(ref e) if e.flows == 1 && e.window_start == 60 * SECOND)
+        );
         assert_eq!(w.add(obs("a", "b", 90, 2)), Added::Aggregated);
         assert!(w.close_ready().is_empty(), "watermark 60 has not passed 120");
         assert_eq!(w.held_offsets(), vec![("flows.normalized".to_owned(), 0, 1)]);

@@ -1,0 +1,563 @@
+//! The scope engine: scope rules (v1) and alert rules over a graph of
+//! resources and flows. Pure: no Kafka, no database, no wall clock.
+//!
+//! Rules, in order, first match wins:
+//! 1. a current manual decision → its scope;
+//! 2. declared `cde`, or any data classification → `cde`;
+//! 3. an ACCEPTed flow in either direction with a `cde` resource inside the
+//!    lookback window → `connected-cde` (the justification names the CDE
+//!    peers, protocols, ports, first and last seen);
+//! 4. declared `connected-cde` → `connected-cde`;
+//! 5. declared `out-of-scope` → `out-of-scope`;
+//! 6. otherwise → `pending-review`.
+//!
+//! REJECTed flows never connect anything. Whether a resource is `cde`
+//! depends only on itself (rules 1–2), so a change to a resource can change
+//! the decision of that resource and of its neighbours only: those are the
+//! ones recomputed. "Now" for the lookback window is the watermark, the
+//! latest `last_seen` of any edge; edges older than the lookback expire.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use petgraph::Direction;
+use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
+use petgraph::visit::EdgeRef;
+use psg_domain::time::{Micros, rfc3339};
+use psg_domain::{
+    AlertType, DataClassification, EndpointKind, FlowAction, FlowEdge, PciScope, Resource, ResourceType, ScopeRule,
+};
+
+/// Tag keys and the lookback window.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub scope_tag_key: String,
+    pub data_tag_key: String,
+    pub lookback: Micros,
+}
+
+/// A computed scope, with its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub scope: PciScope,
+    pub classification: Option<DataClassification>,
+    pub rule: ScopeRule,
+    pub justification: String,
+    /// CDE peers behind a rule-3 decision, sorted.
+    pub dependencies: Vec<String>,
+}
+
+impl Outcome {
+    /// Whether `other` is a different decision (scope or classification).
+    pub fn differs(&self, other: &Outcome) -> bool {
+        self.scope != other.scope || self.classification != other.classification
+    }
+}
+
+/// A changed decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub resource_id: String,
+    pub outcome: Outcome,
+    pub previous: Option<Outcome>,
+}
+
+/// An alert the current state calls for (deduplicated downstream by `cause`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertCandidate {
+    pub alert_type: AlertType,
+    pub resource_id: String,
+    /// What distinguishes this alert from others of its type and resource.
+    pub cause: String,
+    pub title: String,
+    pub description: String,
+    pub pci_requirement: &'static str,
+    pub context: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+struct Node {
+    resource_id: String,
+    kind: EndpointKind,
+    /// Inventory resource known (or an unknown host): it gets decisions.
+    classifiable: bool,
+    resource_type: Option<ResourceType>,
+    tags: HashMap<String, String>,
+    manual: Option<(PciScope, String)>,
+    address: Option<String>,
+}
+
+/// (protocol, destination port, action).
+type Service = (i32, i32, FlowAction);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    first: Micros,
+    last: Micros,
+    flows: i64,
+}
+
+/// The scope graph and the last decision of each resource.
+#[derive(Debug)]
+pub struct Engine {
+    settings: Settings,
+    graph: StableDiGraph<Node, BTreeMap<Service, Seen>>,
+    nodes: HashMap<String, NodeIndex>,
+    watermark: Micros,
+    /// last_seen → edges that had that last_seen when indexed (lazily cleaned).
+    expiry: BTreeMap<Micros, Vec<(EdgeIndex, Service)>>,
+    dirty: BTreeSet<NodeIndex>,
+    last: HashMap<String, Outcome>,
+}
+
+impl Engine {
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            settings,
+            graph: StableDiGraph::new(),
+            nodes: HashMap::new(),
+            watermark: Micros::MIN,
+            expiry: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            last: HashMap::new(),
+        }
+    }
+
+    pub fn watermark(&self) -> Micros {
+        self.watermark
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.graph.node_count()
+    }
+
+    pub fn edge_count(&self) -> usize {
+        self.graph.edge_weights().map(BTreeMap::len).sum()
+    }
+
+    /// The last decision of each resource.
+    pub fn decisions(&self) -> &HashMap<String, Outcome> {
+        &self.last
+    }
+
+    /// Records that `resource_id`'s current decision is `outcome` (restoring
+    /// state at start), so that the same outcome is not decided again.
+    pub fn remember(&mut self, resource_id: &str, outcome: Outcome) {
+        self.last.insert(resource_id.to_owned(), outcome);
+    }
+
+    fn node(&mut self, resource_id: &str, kind: EndpointKind) -> NodeIndex {
+        if let Some(ix) = self.nodes.get(resource_id) {
+            return *ix;
+        }
+        let ix = self.graph.add_node(Node {
+            resource_id: resource_id.to_owned(),
+            kind,
+            classifiable: kind == EndpointKind::UnknownHost,
+            resource_type: None,
+            tags: HashMap::new(),
+            manual: None,
+            address: None,
+        });
+        self.nodes.insert(resource_id.to_owned(), ix);
+        ix
+    }
+
+    fn mark_with_neighbours(&mut self, ix: NodeIndex) {
+        self.dirty.insert(ix);
+        let neighbours: Vec<NodeIndex> = self.graph.neighbors_undirected(ix).collect();
+        self.dirty.extend(neighbours);
+    }
+
+    /// Applies an inventory observation (tags, type, deletion).
+    pub fn upsert_resource(&mut self, r: &Resource) {
+        let ix = self.node(&r.resource_id, EndpointKind::Resource);
+        let node = &mut self.graph[ix];
+        node.kind = EndpointKind::Resource;
+        node.classifiable = !r.deleted;
+        node.resource_type = Some(r.resource_type);
+        node.tags = r.tags.clone();
+        self.mark_with_neighbours(ix);
+    }
+
+    /// Sets (or with `None` clears) the manual decision of a resource.
+    pub fn set_manual(&mut self, resource_id: &str, manual: Option<(PciScope, String)>) {
+        let ix = self.node(resource_id, EndpointKind::Resource);
+        self.graph[ix].manual = manual;
+        self.mark_with_neighbours(ix);
+    }
+
+    /// Adds what an edge message says: the service is seen between its two
+    /// ends from `first_seen` to `last_seen`.
+    pub fn add_edge(&mut self, e: &FlowEdge) {
+        let flows = if e.kind == psg_domain::EdgeKind::Window { e.flows } else { 0 };
+        self.observe(
+            &e.src.resource_id,
+            e.src.kind,
+            e.src.address.as_deref(),
+            &e.dst.resource_id,
+            e.dst.kind,
+            e.dst.address.as_deref(),
+            (e.protocol, e.dst_port, e.action),
+            e.first_seen,
+            e.last_seen,
+            flows,
+        );
+    }
+
+    /// Adds an observation of `service` between two ends.
+    #[allow(clippy::too_many_arguments)]
+    pub fn observe(
+        &mut self,
+        src: &str,
+        src_kind: EndpointKind,
+        src_addr: Option<&str>,
+        dst: &str,
+        dst_kind: EndpointKind,
+        dst_addr: Option<&str>,
+        service: Service,
+        first_seen: Micros,
+        last_seen: Micros,
+        flows: i64,
+    ) {
+        if last_seen < self.watermark.saturating_sub(self.settings.lookback) {
+            return; // already outside the lookback window
+        }
+        let s = self.node(src, src_kind);
+        let d = self.node(dst, dst_kind);
+        for (ix, addr) in [(s, src_addr), (d, dst_addr)] {
+            if self.graph[ix].address.is_none() {
+                self.graph[ix].address = addr.map(str::to_owned);
+            }
+        }
+        let eix = match self.graph.find_edge(s, d) {
+            Some(e) => e,
+            None => self.graph.add_edge(s, d, BTreeMap::new()),
+        };
+        let seen = self.graph[eix].entry(service).or_insert(Seen { first: first_seen, last: last_seen, flows: 0 });
+        let was_last = seen.last;
+        seen.first = seen.first.min(first_seen);
+        seen.last = seen.last.max(last_seen);
+        seen.flows += flows;
+        let last = seen.last;
+        if last != was_last || seen.flows == flows {
+            self.expiry.entry(last).or_default().push((eix, service));
+        }
+        self.watermark = self.watermark.max(last_seen);
+        self.dirty.insert(s);
+        self.dirty.insert(d);
+    }
+
+    /// Drops edges whose last sighting is older than the lookback window.
+    fn expire(&mut self) {
+        let cutoff = self.watermark.saturating_sub(self.settings.lookback);
+        while let Some((&at, _)) = self.expiry.first_key_value() {
+            if at >= cutoff {
+                break;
+            }
+            let Some((_, entries)) = self.expiry.pop_first() else { break };
+            for (eix, service) in entries {
+                let Some(services) = self.graph.edge_weight_mut(eix) else { continue };
+                if services.get(&service).is_some_and(|s| s.last == at) {
+                    services.remove(&service);
+                    let empty = services.is_empty();
+                    if let Some((a, b)) = self.graph.edge_endpoints(eix) {
+                        self.dirty.insert(a);
+                        self.dirty.insert(b);
+                    }
+                    if empty {
+                        self.graph.remove_edge(eix);
+                    }
+                }
+            }
+        }
+    }
+
+    fn declared(&self, ix: NodeIndex) -> Option<PciScope> {
+        self.graph[ix].tags.get(&self.settings.scope_tag_key).and_then(|v| v.parse().ok())
+    }
+
+    fn data_class(&self, ix: NodeIndex) -> Option<DataClassification> {
+        self.graph[ix].tags.get(&self.settings.data_tag_key).and_then(|v| v.parse().ok())
+    }
+
+    /// Rules 1–2 only: whether this node is in the CDE.
+    fn is_cde(&self, ix: NodeIndex) -> bool {
+        let n = &self.graph[ix];
+        match &n.manual {
+            Some((scope, _)) => *scope == PciScope::Cde,
+            None => {
+                n.kind != EndpointKind::External
+                    && (self.declared(ix) == Some(PciScope::Cde) || self.data_class(ix).is_some())
+            }
+        }
+    }
+
+    /// ACCEPTed services between `ix` and each peer, either direction.
+    fn accepted_peers(&self, ix: NodeIndex) -> BTreeMap<String, Vec<(Service, Seen, &'static str)>> {
+        let mut peers: BTreeMap<String, Vec<(Service, Seen, &'static str)>> = BTreeMap::new();
+        for (dir, label) in [(Direction::Outgoing, "to"), (Direction::Incoming, "from")] {
+            for e in self.graph.edges_directed(ix, dir) {
+                let peer = if dir == Direction::Outgoing { e.target() } else { e.source() };
+                if peer == ix {
+                    continue;
+                }
+                for (svc, seen) in e.weight().iter().filter(|(s, _)| s.2 == FlowAction::Accept) {
+                    peers.entry(self.graph[peer].resource_id.clone()).or_default().push((*svc, *seen, label));
+                }
+            }
+        }
+        peers
+    }
+
+    /// The decision rules for one node.
+    fn outcome(&self, ix: NodeIndex) -> Outcome {
+        let n = &self.graph[ix];
+        let key = &self.settings.scope_tag_key;
+        let plain = |scope, rule, justification: String| Outcome {
+            scope,
+            classification: None,
+            rule,
+            justification,
+            dependencies: Vec::new(),
+        };
+        if let Some((scope, why)) = &n.manual {
+            return plain(*scope, ScopeRule::ManualDecision, format!("Manual decision: {why}"));
+        }
+        let declared = self.declared(ix);
+        if let Some(class) = self.data_class(ix) {
+            return Outcome {
+                classification: Some(class),
+                ..plain(
+                    PciScope::Cde,
+                    ScopeRule::DeclaredCde,
+                    format!("Handles cardholder data: tag {}={}.", self.settings.data_tag_key, class),
+                )
+            };
+        }
+        if declared == Some(PciScope::Cde) {
+            return plain(PciScope::Cde, ScopeRule::DeclaredCde, format!("Declared CDE: tag {key}=cde."));
+        }
+        let cde_peers: Vec<(String, Vec<(Service, Seen, &'static str)>)> = self
+            .accepted_peers(ix)
+            .into_iter()
+            .filter(|(peer, _)| self.nodes.get(peer).is_some_and(|p| self.is_cde(*p)))
+            .collect();
+        if !cde_peers.is_empty() {
+            let parts: Vec<String> = cde_peers
+                .iter()
+                .map(|(peer, services)| {
+                    let mut s: Vec<String> = services
+                        .iter()
+                        .map(|((proto, port, _), seen, dir)| {
+                            format!(
+                                "{} {}/{} first seen {} last seen {}",
+                                dir,
+                                psg_domain::protocol_name(*proto),
+                                port,
+                                rfc3339(seen.first),
+                                rfc3339(seen.last)
+                            )
+                        })
+                        .collect();
+                    s.sort();
+                    format!("{peer} ({})", s.join("; "))
+                })
+                .collect();
+            return Outcome {
+                dependencies: cde_peers.iter().map(|(p, _)| p.clone()).collect(),
+                ..plain(
+                    PciScope::ConnectedCde,
+                    ScopeRule::CdeConnection,
+                    format!("ACCEPTed flows with CDE systems within the lookback window: {}.", parts.join(", ")),
+                )
+            };
+        }
+        match declared {
+            Some(PciScope::ConnectedCde) => plain(
+                PciScope::ConnectedCde,
+                ScopeRule::DeclaredConnected,
+                format!("Declared connected-to-CDE: tag {key}=connected-cde."),
+            ),
+            Some(PciScope::OutOfScope) => plain(
+                PciScope::OutOfScope,
+                ScopeRule::DeclaredOutOfScope,
+                format!(
+                    "Declared out of scope (tag {key}=out-of-scope) and no ACCEPTed flow with the CDE within the lookback window."
+                ),
+            ),
+            _ => plain(
+                PciScope::PendingReview,
+                ScopeRule::NoScopeTag,
+                format!("No {key} tag and no ACCEPTed flow with the CDE within the lookback window: needs review."),
+            ),
+        }
+    }
+
+    /// Recomputes every node a change since the last call can affect;
+    /// returns the changed decisions and the alerts the state calls for
+    /// (both sorted by resource id, so the output is deterministic).
+    pub fn recompute(&mut self) -> (Vec<Change>, Vec<AlertCandidate>) {
+        self.expire();
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut changes = Vec::new();
+        let mut alerts = Vec::new();
+        let mut ordered: Vec<NodeIndex> = dirty.into_iter().filter(|ix| self.graph.contains_node(*ix)).collect();
+        ordered.sort_by(|a, b| self.graph[*a].resource_id.cmp(&self.graph[*b].resource_id));
+        for ix in ordered {
+            if !self.graph[ix].classifiable {
+                continue;
+            }
+            let outcome = self.outcome(ix);
+            let rid = self.graph[ix].resource_id.clone();
+            alerts.extend(self.alerts(ix, &outcome));
+            let previous = self.last.get(&rid).cloned();
+            if previous.as_ref().is_none_or(|p| p.differs(&outcome)) {
+                if let Some(p) = &previous
+                    && p.scope != outcome.scope
+                {
+                    alerts.push(drift_changed(&rid, p, &outcome));
+                }
+                self.last.insert(rid.clone(), outcome.clone());
+                changes.push(Change { resource_id: rid, outcome, previous });
+            }
+        }
+        (changes, alerts)
+    }
+
+    fn alerts(&self, ix: NodeIndex, outcome: &Outcome) -> Vec<AlertCandidate> {
+        let n = &self.graph[ix];
+        let rid = &n.resource_id;
+        let key = &self.settings.scope_tag_key;
+        let mut out = Vec::new();
+        let declared = self.declared(ix);
+        if n.kind == EndpointKind::Resource && !n.tags.contains_key(key) && n.manual.is_none() {
+            out.push(AlertCandidate {
+                alert_type: AlertType::UntaggedResource,
+                resource_id: rid.clone(),
+                cause: "untagged".into(),
+                title: format!("{rid} has no {key} tag"),
+                description: format!(
+                    "Resource {rid} has no {key} tag. Tag it cde, connected-cde or out-of-scope so its scope is declared, not inferred."
+                ),
+                pci_requirement: "12.5.2",
+                context: BTreeMap::from([("resource_id".to_owned(), rid.clone())]),
+            });
+        }
+        if let Some(d) = declared
+            && d != outcome.scope
+        {
+            out.push(AlertCandidate {
+                alert_type: AlertType::ScopeDrift,
+                resource_id: rid.clone(),
+                cause: format!("declared:{d}:computed:{}", outcome.scope),
+                title: format!("{rid} is declared {d} but computes as {}", outcome.scope),
+                description: format!(
+                    "{rid} is tagged {key}={d}, but its computed scope is {}: {}",
+                    outcome.scope, outcome.justification
+                ),
+                pci_requirement: "12.5.2",
+                context: BTreeMap::from([
+                    ("declared".to_owned(), d.to_string()),
+                    ("computed".to_owned(), outcome.scope.to_string()),
+                ]),
+            });
+        }
+        let cde = self.is_cde(ix);
+        for (peer, services) in self.accepted_peers(ix) {
+            let Some(pix) = self.nodes.get(&peer).copied() else { continue };
+            let p = &self.graph[pix];
+            let ctx = |extra: &[(&str, String)]| {
+                let mut c =
+                    BTreeMap::from([("resource_id".to_owned(), rid.clone()), ("peer".to_owned(), peer.clone())]);
+                let (svc, seen, dir) = &services[0];
+                c.insert("protocol".into(), psg_domain::protocol_name(svc.0));
+                c.insert("port".into(), svc.1.to_string());
+                c.insert("direction".into(), (*dir).to_owned());
+                c.insert("first_seen".into(), rfc3339(seen.first));
+                c.insert("last_seen".into(), rfc3339(seen.last));
+                for (k, v) in extra {
+                    c.insert((*k).to_owned(), v.clone());
+                }
+                c
+            };
+            let flows = describe(&services);
+            if self.is_cde(pix) && declared == Some(PciScope::OutOfScope) && n.manual.is_none() {
+                out.push(AlertCandidate {
+                    alert_type: AlertType::SegmentationViolation,
+                    resource_id: rid.clone(),
+                    cause: format!("out-of-scope:{peer}"),
+                    title: format!("Out-of-scope {rid} talks to CDE system {peer}"),
+                    description: format!(
+                        "{rid} is declared out-of-scope but has ACCEPTed flows with CDE system {peer}: {flows}. Segmentation between the CDE and out-of-scope systems is broken."
+                    ),
+                    pci_requirement: "1.3.1",
+                    context: ctx(&[]),
+                });
+            }
+            if n.kind == EndpointKind::UnknownHost && self.is_cde(pix) {
+                out.push(AlertCandidate {
+                    alert_type: AlertType::UnknownSystem,
+                    resource_id: rid.clone(),
+                    cause: format!("cde-peer:{peer}"),
+                    title: format!("Unknown host {} talks to CDE system {peer}", n.address.as_deref().unwrap_or(rid)),
+                    description: format!(
+                        "Address {} is in an internal range but maps to no inventory resource, and has ACCEPTed flows with CDE system {peer}: {flows}.",
+                        n.address.as_deref().unwrap_or(rid)
+                    ),
+                    pci_requirement: "12.5.2",
+                    context: ctx(&[]),
+                });
+            }
+            if cde && p.kind == EndpointKind::External {
+                let addr = p.address.clone().unwrap_or_else(|| peer.clone());
+                out.push(AlertCandidate {
+                    alert_type: AlertType::CdeInternet,
+                    resource_id: rid.clone(),
+                    cause: format!("external:{addr}"),
+                    title: format!("CDE system {rid} talks to public address {addr}"),
+                    description: format!("CDE system {rid} has ACCEPTed flows with public address {addr}: {flows}."),
+                    pci_requirement: "1.3.2",
+                    context: ctx(&[("address", addr.clone())]),
+                });
+            }
+        }
+        out
+    }
+}
+
+fn drift_changed(rid: &str, previous: &Outcome, outcome: &Outcome) -> AlertCandidate {
+    AlertCandidate {
+        alert_type: AlertType::ScopeDrift,
+        resource_id: rid.to_owned(),
+        cause: format!("changed:{}:{}", previous.scope, outcome.scope),
+        title: format!("{rid} moved from {} to {}", previous.scope, outcome.scope),
+        description: format!(
+            "The computed scope of {rid} changed from {} to {}: {}",
+            previous.scope, outcome.scope, outcome.justification
+        ),
+        pci_requirement: "12.5.2",
+        context: BTreeMap::from([
+            ("from".to_owned(), previous.scope.to_string()),
+            ("to".to_owned(), outcome.scope.to_string()),
+        ]),
+    }
+}
+
+fn describe(services: &[(Service, Seen, &'static str)]) -> String {
+    let mut s: Vec<String> = services
+        .iter()
+        .map(|((proto, port, _), seen, dir)| {
+            format!(
+                "{dir} {}/{port} from {} to {}",
+                psg_domain::protocol_name(*proto),
+                rfc3339(seen.first),
+                rfc3339(seen.last)
+            )
+        })
+        .collect();
+    s.sort();
+    s.join("; ")
+}
+
+#[cfg(test)]
+mod tests;

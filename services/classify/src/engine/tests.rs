@@ -1,0 +1,178 @@
+use std::collections::HashMap;
+
+use psg_domain::time::SECOND;
+use psg_domain::{CloudProvider, Endpoint, SourceRef};
+
+use super::*;
+
+const DAY: Micros = 86_400 * SECOND;
+
+fn engine() -> Engine {
+    Engine::new(Settings { scope_tag_key: "pci-scope".into(), data_tag_key: "pci-data".into(), lookback: 90 * DAY })
+}
+
+fn resource(id: &str, tags: &[(&str, &str)]) -> Resource {
+    Resource {
+        id: psg_domain::ids::resource_uuid(id).to_string(),
+        resource_id: id.into(),
+        provider: CloudProvider::Aws,
+        resource_type: ResourceType::Ec2Instance,
+        resource_arn: None,
+        resource_name: None,
+        account_id: None,
+        region: None,
+        availability_zone: None,
+        vpc_id: None,
+        subnet_id: None,
+        private_ips: vec![],
+        public_ips: vec![],
+        interface_ids: vec![],
+        security_groups: vec![],
+        tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>(),
+        observed_at: 0,
+        deleted: false,
+        metadata_json: None,
+        source: SourceRef { topic: "r".into(), partition: 0, offset: 0, line: 0 },
+    }
+}
+
+fn edge(src: (&str, EndpointKind), dst: (&str, EndpointKind), port: i32, action: FlowAction, t: Micros) -> FlowEdge {
+    let ep = |(id, kind): (&str, EndpointKind)| Endpoint {
+        resource_id: id.into(),
+        kind,
+        address: Some(id.trim_start_matches("ip:").into()),
+        vpc_id: None,
+    };
+    FlowEdge {
+        edge_id: format!("{}-{}-{port}-{t}", src.0, dst.0),
+        kind: psg_domain::EdgeKind::Window,
+        src: ep(src),
+        dst: ep(dst),
+        protocol: 6,
+        dst_port: port,
+        action,
+        direction: psg_domain::EdgeDirection::IntraVpc,
+        window_start: t,
+        window_end: t + 60 * SECOND,
+        first_seen: t,
+        last_seen: t,
+        packets: 1,
+        bytes: 1,
+        flows: 1,
+    }
+}
+
+const R: EndpointKind = EndpointKind::Resource;
+
+fn scope_of(e: &Engine, id: &str) -> PciScope {
+    e.decisions()[id].scope
+}
+
+#[test]
+fn each_rule_in_order() {
+    let mut e = engine();
+    e.upsert_resource(&resource("db", &[("pci-scope", "cde")]));
+    e.upsert_resource(&resource("pay", &[("pci-data", "processes-cardholder")]));
+    e.upsert_resource(&resource("app", &[]));
+    e.upsert_resource(&resource("mon", &[("pci-scope", "connected-cde")]));
+    e.upsert_resource(&resource("hr", &[("pci-scope", "out-of-scope")]));
+    e.upsert_resource(&resource("new", &[]));
+    e.upsert_resource(&resource("man", &[("pci-scope", "cde")]));
+    e.set_manual("man", Some((PciScope::OutOfScope, "decommissioned".into())));
+    e.add_edge(&edge(("app", R), ("db", R), 5432, FlowAction::Accept, DAY));
+    let (changes, _) = e.recompute();
+    assert_eq!(changes.len(), 7);
+    assert_eq!(scope_of(&e, "db"), PciScope::Cde);
+    assert_eq!(e.decisions()["db"].rule, ScopeRule::DeclaredCde);
+    assert_eq!(scope_of(&e, "pay"), PciScope::Cde);
+    assert_eq!(e.decisions()["pay"].classification, Some(DataClassification::ProcessesCardholder));
+    assert_eq!(scope_of(&e, "app"), PciScope::ConnectedCde);
+    assert_eq!(e.decisions()["app"].dependencies, vec!["db"]);
+    assert!(
+        e.decisions()["app"].justification.contains("db (to TCP/5432 first seen"),
+        "{}",
+        e.decisions()["app"].justification
+    );
+    assert_eq!(scope_of(&e, "mon"), PciScope::ConnectedCde);
+    assert_eq!(e.decisions()["mon"].rule, ScopeRule::DeclaredConnected);
+    assert_eq!(scope_of(&e, "hr"), PciScope::OutOfScope);
+    assert_eq!(scope_of(&e, "new"), PciScope::PendingReview);
+    assert_eq!(scope_of(&e, "man"), PciScope::OutOfScope);
+    assert_eq!(e.decisions()["man"].rule, ScopeRule::ManualDecision);
+}
+
+#[test]
+fn rejected_flows_never_connect() {
+    let mut e = engine();
+    e.upsert_resource(&resource("db", &[("pci-scope", "cde")]));
+    e.upsert_resource(&resource("app", &[("pci-scope", "out-of-scope")]));
+    e.add_edge(&edge(("app", R), ("db", R), 5432, FlowAction::Reject, DAY));
+    let (_, alerts) = e.recompute();
+    assert_eq!(scope_of(&e, "app"), PciScope::OutOfScope);
+    assert!(alerts.iter().all(|a| a.alert_type != AlertType::SegmentationViolation));
+}
+
+#[test]
+fn decisions_change_only_on_change_and_expiry_reverts() {
+    let mut e = engine();
+    e.upsert_resource(&resource("db", &[("pci-scope", "cde")]));
+    e.upsert_resource(&resource("app", &[("pci-scope", "out-of-scope")]));
+    e.recompute();
+    e.add_edge(&edge(("app", R), ("db", R), 5432, FlowAction::Accept, DAY));
+    let (changes, alerts) = e.recompute();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].outcome.scope, PciScope::ConnectedCde);
+    assert_eq!(changes[0].previous.as_ref().map(|p| p.scope), Some(PciScope::OutOfScope));
+    let types: Vec<AlertType> = alerts.iter().map(|a| a.alert_type).collect();
+    assert!(types.contains(&AlertType::SegmentationViolation), "{types:?}");
+    assert!(types.contains(&AlertType::ScopeDrift), "{types:?}");
+    // the same flow again: no new decision
+    e.add_edge(&edge(("app", R), ("db", R), 5432, FlowAction::Accept, 2 * DAY));
+    assert!(e.recompute().0.is_empty());
+    // 91 days later the edge expires: back to out-of-scope
+    e.add_edge(&edge(("x", R), ("y", R), 1, FlowAction::Accept, 93 * DAY));
+    let (changes, _) = e.recompute();
+    assert_eq!(changes.iter().find(|c| c.resource_id == "app").map(|c| c.outcome.scope), Some(PciScope::OutOfScope));
+}
+
+#[test]
+fn unknown_hosts_and_the_internet() {
+    let mut e = engine();
+    e.upsert_resource(&resource("db", &[("pci-scope", "cde")]));
+    e.add_edge(&edge(("ip:10.9.9.9", EndpointKind::UnknownHost), ("db", R), 22, FlowAction::Accept, DAY));
+    e.add_edge(&edge(("db", R), ("ip:203.0.113.7", EndpointKind::External), 443, FlowAction::Accept, DAY));
+    let (_, alerts) = e.recompute();
+    assert_eq!(scope_of(&e, "ip:10.9.9.9"), PciScope::ConnectedCde);
+    assert!(!e.decisions().contains_key("ip:203.0.113.7"), "external endpoints are never classified");
+    let types: Vec<AlertType> = alerts.iter().map(|a| a.alert_type).collect();
+    assert!(types.contains(&AlertType::UnknownSystem), "{types:?}");
+    assert!(types.contains(&AlertType::CdeInternet), "{types:?}");
+    let internet = alerts.iter().find(|a| a.alert_type == AlertType::CdeInternet).unwrap();
+    assert_eq!(internet.context["address"], "203.0.113.7");
+}
+
+#[test]
+fn untagged_resources_alert() {
+    let mut e = engine();
+    e.upsert_resource(&resource("new", &[]));
+    let (_, alerts) = e.recompute();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].alert_type, AlertType::UntaggedResource);
+}
+
+#[test]
+fn restored_decisions_are_not_repeated() {
+    let mut e = engine();
+    e.remember(
+        "db",
+        Outcome {
+            scope: PciScope::Cde,
+            classification: None,
+            rule: ScopeRule::DeclaredCde,
+            justification: String::new(),
+            dependencies: vec![],
+        },
+    );
+    e.upsert_resource(&resource("db", &[("pci-scope", "cde")]));
+    assert!(e.recompute().0.is_empty());
+}

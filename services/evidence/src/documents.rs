@@ -1,0 +1,67 @@
+//! Where evidence documents are stored: a local directory (the default,
+//! `./evidence-store` or `file:///path`). Other object stores (`s3://`,
+//! `gs://`, `az://`) are not built into this version and are refused with a
+//! clear error.
+
+use std::sync::Arc;
+
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::{Error, Result};
+
+/// The evidence document store.
+#[derive(Debug, Clone)]
+pub struct Documents {
+    store: Arc<dyn ObjectStore>,
+    /// Base URL of stored documents (`file:///abs/dir`).
+    base_url: String,
+}
+
+impl Documents {
+    /// Opens `location`: a directory path or a `file://` URL (created if missing).
+    pub fn open(location: &str) -> Result<Self> {
+        let err = |reason: String| Error::Documents { url: location.to_owned(), reason };
+        let dir = if let Some(rest) = location.strip_prefix("file://") {
+            std::path::PathBuf::from(rest)
+        } else if location.contains("://") {
+            return Err(
+                err("only local directories (a path or file:///path) are supported by this version".to_owned()),
+            );
+        } else {
+            std::path::PathBuf::from(location)
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
+        let dir = dir.canonicalize().map_err(|e| err(e.to_string()))?;
+        let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| err(e.to_string()))?;
+        Ok(Self { store: Arc::new(store), base_url: format!("file://{}", dir.display()) })
+    }
+
+    /// The URL a document at `path` has.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.base_url)
+    }
+
+    /// Writes (or overwrites) `path`.
+    pub async fn put(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
+        self.store
+            .put(&Path::from(path), PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Documents { url: self.url(path), reason: e.to_string() })
+    }
+
+    /// Reads `path`; `None` if it does not exist.
+    pub async fn get(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        match self.store.get(&Path::from(path)).await {
+            Ok(r) => r
+                .bytes()
+                .await
+                .map(|b| Some(b.to_vec()))
+                .map_err(|e| Error::Documents { url: self.url(path), reason: e.to_string() }),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::Documents { url: self.url(path), reason: e.to_string() }),
+        }
+    }
+}

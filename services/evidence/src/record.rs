@@ -1,0 +1,290 @@
+//! Building and verifying evidence records. Pure: no I/O.
+//!
+//! A record is a JSON document, canonicalised with RFC 8785 (JCS), hashed
+//! with SHA-256; the 32 hash bytes are signed with Ed25519. The document
+//! names the previous record's hash and its own position, so deleting,
+//! inserting or reordering records breaks the chain, and it names the
+//! signing key id, so a signature cannot be moved to another key.
+//!
+//! Documents are deterministic: `generated_at` is the time of the decision
+//! they attest, and Ed25519 signatures are deterministic, so a redelivered
+//! decision at the same chain position reproduces its record byte for byte.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use psg_domain::rows::EvidenceRow;
+use psg_domain::time::{Micros, from_micros, rfc3339};
+use psg_domain::{Evidence, EvidenceType, ScopeDecision, ids};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::keys::key_id;
+
+/// Format identifier inside every document.
+pub const DOCUMENT_SCHEMA: &str = "pci-scope-guard/evidence/v1";
+
+/// Years evidence is kept (PCI DSS).
+pub const RETENTION_YEARS: u32 = 7;
+
+/// The last record of a chain; `sequence` 0 and no hash for an empty chain.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChainHead {
+    pub sequence: i64,
+    pub hash: Option<String>,
+}
+
+/// A record ready to store and publish.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    pub message: Evidence,
+    pub row: EvidenceRow,
+    /// The canonical document bytes.
+    pub document: Vec<u8>,
+    /// Where the document goes in the object store.
+    pub path: String,
+}
+
+/// Who signs: the key and its id.
+#[derive(Debug)]
+pub struct Sealer {
+    key: SigningKey,
+    key_id: String,
+    generated_by: String,
+}
+
+impl Sealer {
+    pub fn new(key: SigningKey, generated_by: impl Into<String>) -> Self {
+        let key_id = key_id(&key.verifying_key());
+        Self { key, key_id, generated_by: generated_by.into() }
+    }
+
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    /// The `pci_scope_identification` record (PCI DSS 12.5.2) of a decision,
+    /// appended after `head` of `chain`.
+    pub fn scope_identification(&self, chain: &str, head: &ChainHead, d: &ScopeDecision) -> Result<Sealed, String> {
+        let evidence_type = EvidenceType::ScopeIdentification;
+        let requirement = "12.5.2";
+        let sequence = head.sequence + 1;
+        let generated_at = d.decided_at;
+        let body = json!({
+            "schema": DOCUMENT_SCHEMA,
+            "evidence_type": evidence_type.as_str(),
+            "pci_requirement": requirement,
+            "chain": chain,
+            "sequence": sequence,
+            "prev_hash": head.hash,
+            "generated_at": rfc3339(generated_at),
+            "generated_by": self.generated_by,
+            "signing_key_id": self.key_id,
+            "decision": {
+                "decision_id": d.decision_id,
+                "resource_id": d.resource_id,
+                "resource_uuid": d.resource_uuid,
+                "scope": d.scope.as_str(),
+                "previous_scope": d.previous_scope.map(|s| s.as_str()),
+                "data_classification": d.data_classification.map(|c| c.as_str()),
+                "rule": d.rule.as_str(),
+                "justification": d.justification,
+                "decided_at": rfc3339(d.decided_at),
+                "decided_by": d.decided_by,
+                "decision_method": d.decision_method.as_str(),
+                "supersedes_id": d.supersedes_id,
+                "dependency_resource_ids": d.dependency_resource_ids,
+                "as_of": rfc3339(d.as_of),
+            },
+        });
+        let evidence_id = ids::stable_id("evidence", &[evidence_type.as_str(), &d.decision_id]);
+        self.seal(SealInput {
+            evidence_id,
+            evidence_type,
+            chain,
+            sequence,
+            prev_hash: head.hash.clone(),
+            requirement,
+            generated_at,
+            scope_decision_id: Some(d.decision_id.clone()),
+            resource_id: Some(d.resource_id.clone()),
+            body,
+        })
+    }
+
+    fn seal(&self, i: SealInput<'_>) -> Result<Sealed, String> {
+        let document = serde_json_canonicalizer::to_vec(&i.body).map_err(|e| format!("canonical JSON: {e}"))?;
+        let digest = Sha256::digest(&document);
+        let hash = hex::encode(digest);
+        let signature = B64.encode(self.key.sign(&digest).to_bytes());
+        let expires_at = expiry(i.generated_at);
+        let path = format!("{}/{:012}.json", i.chain, i.sequence);
+        let document_text = String::from_utf8(document.clone()).map_err(|e| e.to_string())?;
+        let message = Evidence {
+            evidence_id: i.evidence_id.to_string(),
+            evidence_type: i.evidence_type,
+            chain: i.chain.to_owned(),
+            sequence: i.sequence,
+            scope_decision_id: i.scope_decision_id.clone(),
+            resource_id: i.resource_id,
+            hash: hash.clone(),
+            prev_hash: i.prev_hash.clone(),
+            signature: signature.clone(),
+            signing_key_id: self.key_id.clone(),
+            storage_url: None,
+            pci_requirement: Some(i.requirement.to_owned()),
+            generated_at: i.generated_at,
+            generated_by: self.generated_by.clone(),
+            expires_at,
+            document: document_text,
+        };
+        let row = EvidenceRow {
+            id: i.evidence_id,
+            scope_decision_id: i.scope_decision_id.as_deref().and_then(|s| s.parse().ok()),
+            evidence_type: i.evidence_type,
+            data: i.body,
+            hash,
+            signature,
+            signing_key_id: self.key_id.clone(),
+            storage_url: None,
+            pci_requirement: Some(i.requirement.to_owned()),
+            generated_at: from_micros(i.generated_at),
+            generated_by: self.generated_by.clone(),
+            expires_at: from_micros(expires_at),
+            last_verified_at: None,
+            verification_count: 0,
+            chain: i.chain.to_owned(),
+            sequence: i.sequence,
+            prev_hash: i.prev_hash,
+        };
+        Ok(Sealed { message, row, document, path })
+    }
+}
+
+struct SealInput<'a> {
+    evidence_id: uuid::Uuid,
+    evidence_type: EvidenceType,
+    chain: &'a str,
+    sequence: i64,
+    prev_hash: Option<String>,
+    requirement: &'static str,
+    generated_at: Micros,
+    scope_decision_id: Option<String>,
+    resource_id: Option<String>,
+    body: serde_json::Value,
+}
+
+/// `generated_at` plus the retention period.
+pub fn expiry(generated_at: Micros) -> Micros {
+    let t = from_micros(generated_at);
+    t.checked_add_months(chrono::Months::new(12 * RETENTION_YEARS)).unwrap_or(t).timestamp_micros()
+}
+
+/// What is wrong with a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("document is not canonical JSON (RFC 8785): it was changed after signing")]
+    NotCanonical,
+    #[error("hash mismatch: the document hashes to {actual}, the record says {recorded}")]
+    Hash { recorded: String, actual: String },
+    #[error("signature is not valid base64 Ed25519: {0}")]
+    SignatureFormat(String),
+    #[error("signature does not verify with key {0}")]
+    Signature(String),
+}
+
+/// Checks one record: the document is canonical, hashes to `hash`, and
+/// `signature` over the hash verifies with `key`.
+pub fn verify(document: &[u8], hash: &str, signature: &str, key: &VerifyingKey) -> Result<(), VerifyError> {
+    let parsed: serde_json::Value = serde_json::from_slice(document).map_err(|_| VerifyError::NotCanonical)?;
+    let canonical = serde_json_canonicalizer::to_vec(&parsed).map_err(|_| VerifyError::NotCanonical)?;
+    if canonical != document {
+        return Err(VerifyError::NotCanonical);
+    }
+    let digest = Sha256::digest(document);
+    let actual = hex::encode(digest);
+    if actual != hash {
+        return Err(VerifyError::Hash { recorded: hash.to_owned(), actual });
+    }
+    let bytes = B64.decode(signature).map_err(|e| VerifyError::SignatureFormat(e.to_string()))?;
+    let sig = Signature::from_slice(&bytes).map_err(|e| VerifyError::SignatureFormat(e.to_string()))?;
+    key.verify(&digest, &sig).map_err(|_| VerifyError::Signature(key_id(key)))
+}
+
+#[cfg(test)]
+mod tests {
+    use psg_domain::{DecisionMethod, PciScope, ScopeRule};
+
+    use super::*;
+
+    fn decision(n: &str) -> ScopeDecision {
+        ScopeDecision {
+            decision_id: ids::stable_id("decision", &[n]).to_string(),
+            resource_id: n.into(),
+            resource_uuid: ids::resource_uuid(n).to_string(),
+            scope: PciScope::ConnectedCde,
+            previous_scope: None,
+            data_classification: None,
+            segment: None,
+            rule: ScopeRule::CdeConnection,
+            justification: "ACCEPTed flows with db — ünïcode".into(),
+            decided_at: 1_700_000_000_000_000,
+            decided_by: "automated-classifier".into(),
+            decision_method: DecisionMethod::Automated,
+            supersedes_id: None,
+            dependency_resource_ids: vec!["db".into()],
+            as_of: 1_700_000_000_000_000,
+        }
+    }
+
+    fn sealer() -> Sealer {
+        Sealer::new(SigningKey::from_bytes(&[7u8; 32]), "test")
+    }
+
+    #[test]
+    fn records_chain_verify_and_are_deterministic() {
+        let s = sealer();
+        let a = s.scope_identification("c", &ChainHead::default(), &decision("a")).unwrap();
+        assert_eq!(a.message.sequence, 1);
+        assert_eq!(a.message.prev_hash, None);
+        let head = ChainHead { sequence: 1, hash: Some(a.message.hash.clone()) };
+        let b = s.scope_identification("c", &head, &decision("b")).unwrap();
+        assert_eq!(b.message.prev_hash.as_deref(), Some(a.message.hash.as_str()));
+        assert_eq!(b.path, "c/000000000002.json");
+        verify(&b.document, &b.message.hash, &b.message.signature, &s.verifying_key()).unwrap();
+        let again = s.scope_identification("c", &head, &decision("b")).unwrap();
+        assert_eq!(again.document, b.document);
+        assert_eq!(again.message, b.message);
+        let years = (b.message.expires_at - b.message.generated_at) / (86_400 * 1_000_000);
+        assert!((2556..=2557).contains(&years), "{years}");
+    }
+
+    #[test]
+    fn tampering_is_detected() {
+        let s = sealer();
+        let r = s.scope_identification("c", &ChainHead::default(), &decision("a")).unwrap();
+        let key = s.verifying_key();
+        let mut doc = r.document.clone();
+        let i = doc.iter().position(|b| *b == b'C').unwrap(); // inside "ACCEPTed"
+        doc[i] = b'K';
+        assert!(matches!(verify(&doc, &r.message.hash, &r.message.signature, &key), Err(VerifyError::Hash { .. })));
+        let mut hash = r.message.hash.clone();
+        hash.replace_range(0..1, if hash.starts_with('0') { "1" } else { "0" });
+        assert!(matches!(verify(&r.document, &hash, &r.message.signature, &key), Err(VerifyError::Hash { .. })));
+        let mut sig = B64.decode(&r.message.signature).unwrap();
+        sig[0] ^= 1;
+        assert!(matches!(verify(&r.document, &r.message.hash, &B64.encode(sig), &key), Err(VerifyError::Signature(_))));
+        let other = SigningKey::from_bytes(&[8u8; 32]).verifying_key();
+        assert!(matches!(
+            verify(&r.document, &r.message.hash, &r.message.signature, &other),
+            Err(VerifyError::Signature(_))
+        ));
+        let pretty =
+            serde_json::to_vec_pretty(&serde_json::from_slice::<serde_json::Value>(&r.document).unwrap()).unwrap();
+        assert_eq!(verify(&pretty, &r.message.hash, &r.message.signature, &key), Err(VerifyError::NotCanonical));
+    }
+}

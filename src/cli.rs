@@ -1,0 +1,203 @@
+//! Command-line interface: flags, subcommands, and what each one does.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use psg_config::{Config, LogFormat, Overrides, Secret};
+
+use crate::services::{self, ServiceKind};
+
+/// Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl CliError {
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config(_) => 2,
+            Self::Runtime(_) => 1,
+        }
+    }
+}
+
+/// PCI Scope Guard: continuous PCI DSS scope from cloud flow logs.
+///
+/// Reads AWS VPC flow logs and inventory from Kafka, attributes every flow
+/// to the resources at both ends, classifies every resource (cde,
+/// connected-cde, out-of-scope, pending-review), raises alerts, and signs
+/// every decision as verifiable evidence.
+///
+/// Configuration is layered: defaults, then --config FILE (TOML), then
+/// PSG_<SECTION>__<KEY> environment variables, then flags.
+#[derive(Debug, Parser)]
+#[command(name = "pci-scope-guard", version, propagate_version = true, after_help = EXAMPLES)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const EXAMPLES: &str = "Examples:
+  pci-scope-guard migrate --database-url postgres://postgres@127.0.0.1/psg
+  pci-scope-guard keygen --out-dir ./keys
+  pci-scope-guard run --brokers 127.0.0.1:9092 --database-url postgres://... --signing-key ./keys/signing.key
+  pci-scope-guard ingest --brokers kafka-1:9092 -X security.protocol=SASL_SSL -X sasl.mechanism=SCRAM-SHA-512";
+
+/// Flags every command accepts.
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// TOML configuration file (see README, "Configuration").
+    #[arg(long, global = true, env = "PSG_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Kafka bootstrap servers, comma separated.
+    #[arg(long, global = true, env = "KAFKA_BROKERS", value_name = "HOST:PORT,...")]
+    pub brokers: Option<String>,
+    /// PostgreSQL / TimescaleDB URL. Without it, results go to topics and files only.
+    #[arg(long, global = true, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Address of /metrics, /healthz and /readyz (default: 127.0.0.1 and the service's port).
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Log format.
+    #[arg(long, global = true, value_parser = parse_log_format, value_name = "text|json")]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, e.g. `info` or `psg_ingest=debug,info` (RUST_LOG wins when set).
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// A librdkafka property, KEY=VALUE (repeatable): TLS, SASL, timeouts, ...
+    #[arg(short = 'X', long = "kafka-property", global = true, value_parser = parse_property, value_name = "KEY=VALUE")]
+    pub kafka_properties: Vec<(String, String)>,
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    match s {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!("'{other}' is not a log format: use text or json")),
+    }
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("'{s}' is not KEY=VALUE")),
+    }
+}
+
+/// Flags of the evidence service.
+#[derive(Debug, Args, Default)]
+pub(crate) struct EvidenceArgs {
+    /// Ed25519 private key (PKCS#8 PEM) from `pci-scope-guard keygen`; must be mode 0600.
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+    /// Where evidence documents are written: a directory or file:///path.
+    #[arg(long, value_name = "DIR|URL")]
+    pub evidence_store: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the ingest service: raw flow logs and inventory in, normalized Avro out.
+    ///
+    /// Reads flowlogs.raw and inventory.raw; writes flows.normalized, resources
+    /// (and the resources/tags tables); dead-letters bad input to ingest.dlq
+    /// with the reason in headers.
+    #[command(
+        after_help = "Example:\n  pci-scope-guard ingest --brokers 127.0.0.1:9092 --database-url postgres://postgres@127.0.0.1/psg"
+    )]
+    Ingest,
+    /// Run the correlate service: attribute flows to resources, condense them into edges.
+    ///
+    /// Reads flows.normalized and the whole resources topic; writes flows.edges
+    /// and data_flows.
+    #[command(
+        after_help = "Example:\n  pci-scope-guard correlate --brokers 127.0.0.1:9092 --database-url postgres://postgres@127.0.0.1/psg"
+    )]
+    Correlate,
+    /// Run the classify service: the scope graph, scope decisions and alerts.
+    ///
+    /// Reads flows.edges and the whole resources topic; writes scope.decisions,
+    /// scope.alerts and their tables. Rebuilds its state from the database at start.
+    #[command(
+        after_help = "Example:\n  pci-scope-guard classify --brokers 127.0.0.1:9092 --database-url postgres://postgres@127.0.0.1/psg"
+    )]
+    Classify,
+    /// Run the evidence service: sign and chain every scope decision.
+    ///
+    /// Reads scope.decisions; writes evidence.records, the documents and the
+    /// evidence table.
+    #[command(
+        after_help = "Example:\n  pci-scope-guard evidence --brokers 127.0.0.1:9092 --signing-key ./keys/signing.key --evidence-store ./evidence-store"
+    )]
+    Evidence(EvidenceArgs),
+    /// Run all four services in one process.
+    ///
+    /// Without --brokers (or KAFKA_BROKERS) it starts an embedded broker
+    /// (librdkafka's in-process mock cluster) and prints its address, so a
+    /// shipper can publish to it. The embedded broker keeps everything in
+    /// memory: for trying the product, not for production.
+    #[command(after_help = "Example:\n  pci-scope-guard run --signing-key ./keys/signing.key")]
+    Run(EvidenceArgs),
+    /// Create or upgrade the database schema (idempotent: running it twice changes nothing).
+    #[command(after_help = "Example:\n  pci-scope-guard migrate --database-url postgres://postgres@127.0.0.1/psg")]
+    Migrate,
+    /// Write a new Ed25519 signing key pair (<name>.key mode 0600, <name>.pub).
+    #[command(after_help = "Example:\n  pci-scope-guard keygen --out-dir ./keys")]
+    Keygen {
+        /// Directory to write the key files into.
+        #[arg(long, value_name = "DIR", default_value = "./keys")]
+        out_dir: PathBuf,
+        /// File name stem of the key files.
+        #[arg(long, default_value = "signing")]
+        name: String,
+    },
+}
+
+impl Global {
+    fn overrides(&self, evidence: Option<&EvidenceArgs>) -> Overrides {
+        Overrides {
+            brokers: self.brokers.clone(),
+            database_url: self.database_url.clone().map(Secret::new),
+            metrics_addr: self.metrics_addr,
+            log_format: self.log_format,
+            log_level: self.log_level.clone(),
+            kafka_properties: self.kafka_properties.clone(),
+            signing_key: evidence.and_then(|e| e.signing_key.clone()),
+            evidence_store: evidence.and_then(|e| e.evidence_store.clone()),
+        }
+    }
+}
+
+/// Runs the parsed command line.
+pub(crate) async fn execute(cli: Cli) -> Result<(), CliError> {
+    let evidence_args = match &cli.command {
+        Command::Evidence(a) | Command::Run(a) => Some(a),
+        _ => None,
+    };
+    let config = Config::load(cli.global.config.as_deref(), &cli.global.overrides(evidence_args))
+        .map_err(|e| CliError::Config(e.to_string()))?;
+    psg_telemetry::init_logging(config.telemetry.log_format, &config.telemetry.log_level)
+        .map_err(|e| CliError::Config(e.to_string()))?;
+    match cli.command {
+        Command::Ingest => services::serve(config, &[ServiceKind::Ingest], None).await,
+        Command::Correlate => services::serve(config, &[ServiceKind::Correlate], None).await,
+        Command::Classify => services::serve(config, &[ServiceKind::Classify], None).await,
+        Command::Evidence(_) => services::serve(config, &[ServiceKind::Evidence], None).await,
+        Command::Run(_) => services::serve(config, &ServiceKind::ALL, Some(ServiceKind::Run)).await,
+        Command::Migrate => services::migrate(&config).await,
+        Command::Keygen { out_dir, name } => {
+            let files = psg_evidence::keys::generate(&out_dir, &name).map_err(|e| CliError::Runtime(e.to_string()))?;
+            println!("private key: {} (mode 0600: keep it secret)", files.private.display());
+            println!("public key:  {} (give it to assessors)", files.public.display());
+            println!("key id:      {}", files.key_id);
+            Ok(())
+        }
+    }
+}

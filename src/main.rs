@@ -1,0 +1,29 @@
+//! `pci-scope-guard`: the one binary. Each service runs as a subcommand
+//! (`ingest`, `correlate`, `classify`, `evidence`), `run` starts all four in
+//! one process, and the operator commands (`migrate`, `keygen`) live beside
+//! them. See `--help`.
+
+mod cli;
+mod services;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(cli::execute(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! End to end: the four services as four OS processes of the real binary,
+//! against a tansu broker process and PostgreSQL.
+//!
+//! The thin path: one AWS VPC flow-log line (default v2 format) on
+//! `flowlogs.raw` and two resources (native JSON: a CDE database and an
+//! untagged web server) on `inventory.raw` → ingest → correlate → classify →
+//! evidence → a signed `evidence` row for the web server's `connected-cde`
+//! decision. Then SIGTERM: every process commits and exits 0 within 10 s.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use psg_domain::{FlowEdge, PciScope, ScopeDecision};
+use psg_testkit::kafka::{committed_offsets, consume_until, produce};
+use psg_testkit::{Tansu, TestDb, http_get, metric_value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pci-scope-guard");
+
+/// Child processes, killed on drop (also when a test fails).
+struct Services {
+    children: Vec<(String, Child, PathBuf)>,
+}
+
+impl Services {
+    fn spawn(&mut self, name: &str, args: &[&str], dir: &Path) {
+        let log = dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .expect("spawn pci-scope-guard");
+        self.children.push((name.to_owned(), child, log));
+    }
+
+    /// The metrics address a service printed.
+    fn metrics_addr(&self, name: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let log = &self.children.iter().find(|(n, ..)| n == name).expect("service").2;
+        loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if let Some(addr) = text.lines().find_map(|l| l.split("metrics on http://").nth(1)) {
+                return addr.trim_end_matches("/metrics").to_owned();
+            }
+            assert!(Instant::now() < deadline, "{name} did not start:\n{text}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn dump_logs(&self) {
+        for (name, _, log) in &self.children {
+            eprintln!("----- {name} ({}) -----\n{}", log.display(), std::fs::read_to_string(log).unwrap_or_default());
+        }
+    }
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+        for (_, child, _) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(BIN).args(args).output().expect("run pci-scope-guard");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "pci-scope-guard {args:?} failed:\n{text}");
+    text
+}
+
+async fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+const INVENTORY: &str = r#"{"provider":"aws","resource_type":"rds_instance","resource_id":"db-payments","resource_name":"payments-db","region":"us-east-1","vpc_id":"vpc-1","subnet_id":"subnet-db","private_ips":["10.0.2.10"],"interface_ids":["eni-db"],"security_groups":["sg-db"],"tags":{"pci-scope":"cde"},"observed_at":"2026-01-01T00:00:00Z","deleted":false}
+{"provider":"aws","resource_type":"ec2_instance","resource_id":"i-web","resource_name":"web-1","region":"us-east-1","vpc_id":"vpc-1","subnet_id":"subnet-web","private_ips":["10.0.1.20"],"interface_ids":["eni-web"],"security_groups":["sg-web"],"tags":{},"observed_at":"2026-01-01T00:00:00Z","deleted":false}"#;
+
+/// 2026-01-01T00:10:00Z .. +60 s, web → db on TCP 5432, accepted.
+const FLOW: &str = "2 123456789012 eni-web 10.0.1.20 10.0.2.10 49152 5432 6 10 840 1767226200 1767226260 ACCEPT OK";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thin_path_through_four_processes_on_tansu_and_postgres() {
+    let db = TestDb::create().await;
+    let tansu = Tansu::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let dir = work.path();
+    let brokers = tansu.bootstrap.as_str();
+    eprintln!("e2e: tansu broker at {brokers}, PostgreSQL database {}", db.name);
+
+    // migrate twice: the second run changes nothing
+    let first = run(&["migrate", "--database-url", &db.url]);
+    assert!(first.contains("applied 0001"), "{first}");
+    let second = run(&["migrate", "--database-url", &db.url]);
+    assert!(second.contains("nothing changed"), "{second}");
+    run(&["keygen", "--out-dir", dir.join("keys").to_str().unwrap()]);
+    let key = dir.join("keys/signing.key");
+    let store = dir.join("evidence-store");
+
+    let mut services = Services { children: Vec::new() };
+    let common = ["--brokers", brokers, "--database-url", &db.url, "--metrics-addr", "127.0.0.1:0"];
+    for name in ["ingest", "correlate", "classify"] {
+        services.spawn(name, &[&[name][..], &common[..]].concat(), dir);
+    }
+    let evidence_args = ["--signing-key", key.to_str().unwrap(), "--evidence-store", store.to_str().unwrap()];
+    services.spawn("evidence", &[&["evidence"][..], &common[..], &evidence_args[..]].concat(), dir);
+    let correlate_metrics = services.metrics_addr("correlate");
+    for name in ["ingest", "classify", "evidence"] {
+        let addr = services.metrics_addr(name);
+        wait_for(&format!("{name} /readyz"), Duration::from_secs(60), async || {
+            matches!(http_get(&addr, "/readyz").await, Ok((200, _))).then_some(())
+        })
+        .await;
+    }
+
+    // Inventory first; the flow once correlate has indexed it.
+    produce(brokers, "inventory.raw", "inventory", INVENTORY.as_bytes(), &[]).await;
+    wait_for("correlate to index both resources", Duration::from_secs(60), async || {
+        let (_, body) = http_get(&correlate_metrics, "/metrics").await.ok()?;
+        (metric_value(&body, "psg_correlate_index_resources")? >= 2.0).then_some(())
+    })
+    .await;
+    let bad = "2 123456789012 eni-web 10.0.1.20 10.0.2.10 49152 99999 6 10 840 1767226200 1767226260 ACCEPT OK";
+    produce(brokers, "flowlogs.raw", "shipper", format!("{FLOW}\n{bad}\n").as_bytes(), &[]).await;
+
+    // The bad line is dead-lettered with its reason and position; the good one goes on.
+    let dlq = consume_until(brokers, "ingest.dlq", Duration::from_secs(60), |r| !r.is_empty()).await;
+    assert_eq!(dlq[0].payload, bad.as_bytes());
+    assert_eq!(dlq[0].header("psg.dlq.source.topic").as_deref(), Some("flowlogs.raw"));
+    assert_eq!(dlq[0].header("psg.dlq.line").as_deref(), Some("2"));
+    assert!(dlq[0].header("psg.dlq.reason").unwrap_or_default().contains("dstport"), "{:?}", dlq[0]);
+
+    let edges = consume_until(brokers, "flows.edges", Duration::from_secs(60), |r| !r.is_empty()).await;
+    let edge: FlowEdge = psg_avro_codec::decode(&edges[0].payload).expect("FlowEdge");
+    assert_eq!((edge.src.resource_id.as_str(), edge.dst.resource_id.as_str()), ("i-web", "db-payments"));
+    assert_eq!((edge.protocol, edge.dst_port, edge.packets, edge.bytes), (6, 5432, 10, 840));
+
+    let decisions = consume_until(brokers, "scope.decisions", Duration::from_secs(60), |r| {
+        r.iter().any(|m| {
+            psg_avro_codec::decode::<ScopeDecision>(&m.payload)
+                .is_ok_and(|d| d.resource_id == "i-web" && d.scope == PciScope::ConnectedCde)
+        })
+    })
+    .await;
+    let web: ScopeDecision = decisions
+        .iter()
+        .filter_map(|m| psg_avro_codec::decode::<ScopeDecision>(&m.payload).ok())
+        .find(|d| d.resource_id == "i-web" && d.scope == PciScope::ConnectedCde)
+        .expect("decision");
+    assert_eq!(web.dependency_resource_ids, vec!["db-payments"]);
+    assert!(web.justification.contains("db-payments (to TCP/5432"), "{}", web.justification);
+
+    // The database has the flow row, the current decision and its signed evidence.
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.expect("db");
+    tokio::spawn(conn);
+    let evidence = wait_for("the evidence row of the web server's decision", Duration::from_secs(60), async || {
+        let id: uuid::Uuid = web.decision_id.parse().ok()?;
+        client
+            .query_opt(
+                "SELECT e.hash, e.signature, e.storage_url, e.chain, e.sequence, e.expires_at > e.generated_at + interval '6 years'
+                   FROM evidence e JOIN scope_decisions d ON d.id = e.scope_decision_id
+                  WHERE d.id = $1 AND d.is_current AND d.scope = 'connected-cde'",
+                &[&id],
+            )
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    let (hash, signature, url): (String, String, String) = (evidence.get(0), evidence.get(1), evidence.get(2));
+    assert!(evidence.get::<_, bool>(5), "expires_at is generated_at + 7 years");
+    let document = std::fs::read(url.trim_start_matches("file://")).expect("evidence document");
+    let public = psg_evidence::keys::load_verifying_key(&dir.join("keys/signing.pub")).expect("public key");
+    psg_evidence::record::verify(&document, &hash, &signature, &public).expect("evidence verifies offline");
+    let flows: i64 = client
+        .query_one(
+            "SELECT count(*) FROM data_flows f JOIN resources s ON s.id = f.source_resource_id
+               JOIN resources d ON d.id = f.dest_resource_id
+              WHERE s.resource_id = 'i-web' AND d.resource_id = 'db-payments' AND f.dst_port = 5432
+                AND f.action = 'ACCEPT' AND f.packet_count = 10 AND f.byte_count = 840",
+            &[],
+        )
+        .await
+        .expect("data_flows")
+        .get(0);
+    assert_eq!(flows, 1);
+    let cde: String = client
+        .query_one(
+            "SELECT d.scope::text FROM scope_decisions d JOIN resources r ON r.id = d.resource_id
+              WHERE r.resource_id = 'db-payments' AND d.is_current",
+            &[],
+        )
+        .await
+        .expect("db decision")
+        .get(0);
+    assert_eq!(cde, "cde");
+
+    // SIGTERM: each process commits what it finished and exits 0 within 10 s.
+    for (name, child, _) in &mut services.children {
+        let started = Instant::now();
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+        let exit = loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "{name} did not exit within 10 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(exit.success(), "{name} exited with {exit} after SIGTERM");
+        eprintln!("e2e: {name} exited 0 {} ms after SIGTERM", started.elapsed().as_millis());
+    }
+    // What ingest finished is committed: both input messages are behind its offsets.
+    let committed = committed_offsets(brokers, "pci-scope-guard-ingest", "inventory.raw", 3).await;
+    let flows = committed_offsets(brokers, "pci-scope-guard-ingest", "flowlogs.raw", 3).await;
+    assert_eq!(committed.iter().map(|(_, o)| o).sum::<i64>(), 1, "inventory.raw commits: {committed:?}");
+    assert_eq!(flows.iter().map(|(_, o)| o).sum::<i64>(), 1, "flowlogs.raw commits: {flows:?}");
+    eprintln!("e2e: thin path verified through 4 processes against tansu ({brokers}) and PostgreSQL ({})", db.name);
+}
