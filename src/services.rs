@@ -96,7 +96,7 @@ pub(crate) async fn serve(
     spawn_signal_handler(shutdown.clone());
 
     // Embedded broker for `run` without brokers.
-    let _embedded = if cfg.kafka.brokers.is_none() && process_kind == ServiceKind::Run {
+    let embedded = if cfg.kafka.brokers.is_none() && process_kind == ServiceKind::Run {
         let broker = EmbeddedBroker::start(1).map_err(runtime)?;
         let bootstrap = broker.bootstrap_servers();
         println!("embedded broker (in memory, for trying out only): {bootstrap}");
@@ -137,7 +137,9 @@ pub(crate) async fn serve(
         }
     };
 
-    if cfg.kafka.create_topics {
+    if let Some(embedded) = &embedded {
+        embedded.create_topics(&topic_specs(&cfg, kinds), cfg.kafka.partitions).map_err(runtime)?;
+    } else if cfg.kafka.create_topics {
         topics::ensure(&cfg.kafka, &topic_specs(&cfg, kinds)).await.map_err(runtime)?;
     }
 

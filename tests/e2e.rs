@@ -108,7 +108,7 @@ async fn thin_path_through_four_processes_on_tansu_and_postgres() {
     assert!(first.contains("applied 0001"), "{first}");
     let second = run(&["migrate", "--database-url", &db.url]);
     assert!(second.contains("nothing changed"), "{second}");
-    run(&["keygen", "--out-dir", dir.join("keys").to_str().unwrap()]);
+    run(&["keygen", "--out-dir", dir.join("keys").to_str().expect("utf-8 path")]);
     let key = dir.join("keys/signing.key");
     let store = dir.join("evidence-store");
 
@@ -117,7 +117,7 @@ async fn thin_path_through_four_processes_on_tansu_and_postgres() {
     for name in ["ingest", "correlate", "classify"] {
         services.spawn(name, &[&[name][..], &common[..]].concat(), dir);
     }
-    let evidence_args = ["--signing-key", key.to_str().unwrap(), "--evidence-store", store.to_str().unwrap()];
+    let evidence_args = ["--signing-key", key.to_str().expect("utf-8 path"), "--evidence-store", store.to_str().expect("utf-8 path")];
     services.spawn("evidence", &[&["evidence"][..], &common[..], &evidence_args[..]].concat(), dir);
     let correlate_metrics = services.metrics_addr("correlate");
     for name in ["ingest", "classify", "evidence"] {

@@ -24,6 +24,9 @@ pub fn consumer(cfg: &KafkaConfig, group: &str) -> Result<ClientConfig> {
     set_default(&mut c, cfg, "enable.auto.commit", "true");
     set_default(&mut c, cfg, "auto.commit.interval.ms", "1000");
     set_default(&mut c, cfg, "auto.offset.reset", "earliest");
+    // A member that dies without leaving is replaced within 10 s.
+    set_default(&mut c, cfg, "session.timeout.ms", "10000");
+    set_default(&mut c, cfg, "heartbeat.interval.ms", "2000");
     // Never overridable: storing offsets ourselves is what makes outputs durable first.
     c.set("enable.auto.offset.store", "false");
     c.set("enable.partition.eof", "false");
@@ -88,6 +91,22 @@ mod tests {
         let d = describe(&c);
         assert!(d.contains("sasl.password=***"), "{d}");
         assert!(!d.contains("hunter2"), "{d}");
+    }
+
+    #[test]
+    fn tls_and_sasl_scram_are_built_in() {
+        use rdkafka::producer::BaseProducer;
+        let mut cfg = KafkaConfig { brokers: Some("127.0.0.1:1".into()), ..KafkaConfig::default() };
+        for (k, v) in [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "psg"),
+            ("sasl.password", "secret"),
+        ] {
+            cfg.properties.insert(k.into(), Secret::new(v));
+        }
+        let created: Result<BaseProducer, _> = producer(&cfg).unwrap().create();
+        assert!(created.is_ok(), "librdkafka lacks TLS or SASL/SCRAM: {:?}", created.err());
     }
 
     #[test]

@@ -89,6 +89,10 @@ struct Node {
 /// (protocol, destination port, action).
 type Service = (i32, i32, FlowAction);
 
+/// The services seen between a node and one peer, with the direction
+/// (`to` / `from` the node).
+type PeerServices = Vec<(Service, Seen, &'static str)>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Seen {
     first: Micros,
@@ -293,8 +297,8 @@ impl Engine {
     }
 
     /// ACCEPTed services between `ix` and each peer, either direction.
-    fn accepted_peers(&self, ix: NodeIndex) -> BTreeMap<String, Vec<(Service, Seen, &'static str)>> {
-        let mut peers: BTreeMap<String, Vec<(Service, Seen, &'static str)>> = BTreeMap::new();
+    fn accepted_peers(&self, ix: NodeIndex) -> BTreeMap<String, PeerServices> {
+        let mut peers: BTreeMap<String, PeerServices> = BTreeMap::new();
         for (dir, label) in [(Direction::Outgoing, "to"), (Direction::Incoming, "from")] {
             for e in self.graph.edges_directed(ix, dir) {
                 let peer = if dir == Direction::Outgoing { e.target() } else { e.source() };
@@ -337,7 +341,7 @@ impl Engine {
         if declared == Some(PciScope::Cde) {
             return plain(PciScope::Cde, ScopeRule::DeclaredCde, format!("Declared CDE: tag {key}=cde."));
         }
-        let cde_peers: Vec<(String, Vec<(Service, Seen, &'static str)>)> = self
+        let cde_peers: Vec<(String, PeerServices)> = self
             .accepted_peers(ix)
             .into_iter()
             .filter(|(peer, _)| self.nodes.get(peer).is_some_and(|p| self.is_cde(*p)))

@@ -54,8 +54,17 @@ impl Attributed {
 pub struct Index {
     by_address: HashMap<IpAddr, Vec<Claim>>,
     by_interface: HashMap<String, Vec<Claim>>,
-    /// Latest observation of each resource: its time and what it claimed.
-    current: HashMap<String, (Micros, Vec<IpAddr>, Vec<String>, Arc<ResourceInfo>)>,
+    /// Latest observation of each resource.
+    current: HashMap<String, Latest>,
+}
+
+/// The latest observation of a resource: its time and what it claimed.
+#[derive(Debug)]
+struct Latest {
+    at: Micros,
+    addresses: Vec<IpAddr>,
+    interfaces: Vec<String>,
+    info: Arc<ResourceInfo>,
 }
 
 impl Index {
@@ -75,15 +84,15 @@ impl Index {
 
     /// The latest known description of a resource.
     pub fn resource(&self, resource_id: &str) -> Option<&Arc<ResourceInfo>> {
-        self.current.get(resource_id).map(|(_, _, _, info)| info)
+        self.current.get(resource_id).map(|l| &l.info)
     }
 
     /// Applies an inventory observation. Observations older than the
     /// latest one of the same resource are ignored.
     pub fn apply(&mut self, r: &Resource) {
         let at = r.observed_at;
-        if let Some((latest, ..)) = self.current.get(&r.resource_id)
-            && *latest > at
+        if let Some(latest) = self.current.get(&r.resource_id)
+            && latest.at > at
         {
             return;
         }
@@ -101,11 +110,11 @@ impl Index {
             )
         };
         // Release what the previous observation claimed and this one does not.
-        if let Some((_, old_addrs, old_ifaces, _)) = self.current.get(&r.resource_id) {
-            for a in old_addrs.iter().filter(|a| !addresses.contains(a)) {
+        if let Some(old) = self.current.get(&r.resource_id) {
+            for a in old.addresses.iter().filter(|a| !addresses.contains(a)) {
                 release(self.by_address.get_mut(a), &r.resource_id, at);
             }
-            for i in old_ifaces.iter().filter(|i| !interfaces.contains(i)) {
+            for i in old.interfaces.iter().filter(|i| !interfaces.contains(i)) {
                 release(self.by_interface.get_mut(i), &r.resource_id, at);
             }
         }
@@ -115,7 +124,7 @@ impl Index {
         for i in &interfaces {
             claim(self.by_interface.entry(i.clone()).or_default(), &info, at);
         }
-        self.current.insert(r.resource_id.clone(), (at, addresses, interfaces, info));
+        self.current.insert(r.resource_id.clone(), Latest { at, addresses, interfaces, info });
     }
 
     /// The resource holding `addr` at time `t`.

@@ -363,9 +363,9 @@ fn port(field: &'static str, v: &str) -> Result<Option<i32>, LineError> {
 }
 
 fn count_of(field: &'static str, v: &str) -> Result<Option<i64>, LineError> {
-    Ok(int::<u64>(field, v, "is not a non-negative count")?
+    int::<u64>(field, v, "is not a non-negative count")?
         .map(|n| i64::try_from(n).map_err(|_| bad(field, v, "is out of range")))
-        .transpose()?)
+        .transpose()
 }
 
 #[cfg(test)]

@@ -1,0 +1,161 @@
+//! The runtime loop against librdkafka's in-process mock cluster: real
+//! Kafka protocol, no broker to install.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use psg_config::KafkaConfig;
+use psg_kafka_runtime::embedded::EmbeddedBroker;
+use psg_kafka_runtime::runner::RunnerOptions;
+use psg_kafka_runtime::topics::TopicSpec;
+use psg_kafka_runtime::{CancellationToken, DeadLetter, InMessage, OutRecord, Output, ProcessError, Processor};
+use psg_telemetry::Health;
+use psg_testkit::kafka::{committed_offsets, consume_until, produce};
+
+/// Upper-cases each message to `out`; dead-letters messages containing "bad";
+/// fails `persist` transiently `persist_failures` times.
+struct Upper {
+    persist_failures: Arc<AtomicUsize>,
+    persisted: Arc<AtomicUsize>,
+    hold_from: Option<i64>,
+}
+
+impl Processor for Upper {
+    async fn process(&mut self, batch: &[InMessage]) -> Result<Output, ProcessError> {
+        let mut out = Output::default();
+        for m in batch {
+            let text = String::from_utf8_lossy(m.payload()).to_string();
+            if text.contains("bad") {
+                out.dead_letters.push(DeadLetter::whole(m, "test", format!("bad input at {}", m.offset)));
+            } else {
+                out.records.push(OutRecord::new("out", m.key.clone().unwrap_or_default(), text.to_uppercase().into_bytes()));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn persist(&mut self) -> Result<(), ProcessError> {
+        if self.persist_failures.load(Ordering::SeqCst) > 0 {
+            self.persist_failures.fetch_sub(1, Ordering::SeqCst);
+            return Err(ProcessError::Transient("database is restarting".into()));
+        }
+        self.persisted.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn held_offsets(&self) -> Vec<(String, i32, i64)> {
+        self.hold_from.map(|o| vec![("in".to_owned(), 0, o)]).unwrap_or_default()
+    }
+}
+
+fn config(bootstrap: &str) -> KafkaConfig {
+    KafkaConfig {
+        brokers: Some(bootstrap.to_owned()),
+        partitions: 1,
+        batch_size: 100,
+        batch_linger_ms: 20,
+        ..KafkaConfig::default()
+    }
+}
+
+async fn start(
+    broker: &EmbeddedBroker,
+    cfg: &KafkaConfig,
+    processor: Upper,
+) -> (CancellationToken, tokio::task::JoinHandle<psg_kafka_runtime::Result<()>>) {
+    broker.create_topics(&[TopicSpec::stream("in"), TopicSpec::stream("out"), TopicSpec::stream("dlq")], 1).unwrap();
+    let opts = RunnerOptions { stream_topics: vec!["in".into()], ..RunnerOptions::new(cfg, "upper", "dlq", Health::new()) };
+    let stop = CancellationToken::new();
+    let (cfg, token) = (cfg.clone(), stop.clone());
+    let handle = tokio::spawn(async move { psg_kafka_runtime::run(&cfg, opts, processor, token).await });
+    (stop, handle)
+}
+
+fn upper(persist_failures: usize, hold_from: Option<i64>) -> (Upper, Arc<AtomicUsize>) {
+    let persisted = Arc::new(AtomicUsize::new(0));
+    let p = Upper { persist_failures: Arc::new(AtomicUsize::new(persist_failures)), persisted: persisted.clone(), hold_from };
+    (p, persisted)
+}
+
+async fn committed(bootstrap: &str) -> i64 {
+    committed_offsets(bootstrap, "pci-scope-guard-upper", "in", 1).await.first().map_or(-1, |(_, o)| *o)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_dead_letters_and_commits() {
+    let broker = EmbeddedBroker::start(1).unwrap();
+    let bootstrap = broker.bootstrap_servers();
+    let cfg = config(&bootstrap);
+    let (p, persisted) = upper(0, None);
+    let (stop, handle) = start(&broker, &cfg, p).await;
+    for (i, text) in ["one", "bad two", "three"].iter().enumerate() {
+        produce(&bootstrap, "in", &format!("k{i}"), text.as_bytes(), &[]).await;
+    }
+    let out = consume_until(&bootstrap, "out", Duration::from_secs(30), |r| r.len() >= 2).await;
+    let texts: Vec<String> = out.iter().map(|r| String::from_utf8_lossy(&r.payload).into_owned()).collect();
+    assert_eq!(texts, ["ONE", "THREE"]);
+    let dlq = consume_until(&bootstrap, "dlq", Duration::from_secs(30), |r| !r.is_empty()).await;
+    assert_eq!(dlq[0].payload, b"bad two", "the original bytes");
+    assert_eq!(dlq[0].key.as_deref(), Some(&b"k1"[..]), "the original key");
+    assert_eq!(dlq[0].header("psg.dlq.reason").as_deref(), Some("bad input at 1"));
+    assert_eq!(dlq[0].header("psg.dlq.source.topic").as_deref(), Some("in"));
+    assert_eq!(dlq[0].header("psg.dlq.source.partition").as_deref(), Some("0"));
+    assert_eq!(dlq[0].header("psg.dlq.source.offset").as_deref(), Some("1"));
+    assert_eq!(dlq[0].header("psg.dlq.service").as_deref(), Some("upper"));
+    stop.cancel();
+    handle.await.unwrap().unwrap();
+    assert!(persisted.load(Ordering::SeqCst) >= 1);
+    assert_eq!(committed(&bootstrap).await, 3, "every finished message is committed at shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_wait_for_a_failing_database_and_never_pass_held_records() {
+    let broker = EmbeddedBroker::start(1).unwrap();
+    let bootstrap = broker.bootstrap_servers();
+    let cfg = config(&bootstrap);
+    // persist fails 3 times (backoff 100 + 200 + 400 ms), then succeeds
+    let (p, persisted) = upper(3, None);
+    let (stop, handle) = start(&broker, &cfg, p).await;
+    produce(&bootstrap, "in", "k", b"a", &[]).await;
+    consume_until(&bootstrap, "out", Duration::from_secs(30), |r| !r.is_empty()).await;
+    assert_eq!(persisted.load(Ordering::SeqCst), 0, "outputs are produced before the database write");
+    // While persist fails, nothing may be committed.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(committed(&bootstrap).await, -1, "nothing committed while the database write fails");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while persisted.load(Ordering::SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline, "persist never recovered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    handle.await.unwrap().unwrap();
+    assert_eq!(committed(&bootstrap).await, 1);
+
+    // A processor holding offset 1 in memory: the commit stays at 1 although 3 messages are done.
+    let (p, _) = upper(0, Some(1));
+    let (stop, handle) = start(&broker, &cfg, p).await;
+    produce(&bootstrap, "in", "k", b"b", &[]).await;
+    produce(&bootstrap, "in", "k", b"c", &[]).await;
+    consume_until(&bootstrap, "out", Duration::from_secs(45), |r| r.len() >= 3).await;
+    stop.cancel();
+    handle.await.unwrap().unwrap();
+    assert_eq!(committed(&bootstrap).await, 1, "never past what the processor holds");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_while_the_database_is_down_commits_nothing_of_that_batch() {
+    let broker = EmbeddedBroker::start(1).unwrap();
+    let bootstrap = broker.bootstrap_servers();
+    let cfg = KafkaConfig { shutdown_grace_ms: 500, ..config(&bootstrap) };
+    let (p, persisted) = upper(usize::MAX, None);
+    let (stop, handle) = start(&broker, &cfg, p).await;
+    produce(&bootstrap, "in", "k", b"a", &[]).await;
+    consume_until(&bootstrap, "out", Duration::from_secs(30), |r| !r.is_empty()).await;
+    let started = std::time::Instant::now();
+    stop.cancel();
+    handle.await.unwrap().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "shutdown is bounded: {:?}", started.elapsed());
+    assert_eq!(persisted.load(Ordering::SeqCst), 0);
+    assert_eq!(committed(&bootstrap).await, -1, "the unfinished batch will be processed again");
+}
