@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The one test command (README: "Test it").
+#
+# Installs and starts what the tests need, runs every test, stops what it
+# started, also on failure:
+#   - PostgreSQL: the server on 127.0.0.1:5432 if it answers, otherwise a
+#     throwaway cluster (initdb/pg_ctl) under target/pg on a free port;
+#     each test creates and drops its own database;
+#   - tansu (Kafka-compatible broker) for the end-to-end test: installed once
+#     into ~/.cache/pci-scope-guard/tools (cargo install, ~12 min), reused after;
+#   - unit tests, in-process tests on librdkafka's mock cluster, PostgreSQL
+#     tests, and the end-to-end test (four processes, tansu, PostgreSQL).
+#
+# Environment: TANSU_BIN (use this tansu), TEST_DATABASE_ADMIN_URL (use this
+# server), SCOPE_GUARD_TOOLS (tool cache directory).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+TANSU_VERSION=0.6.0
+TOOLS="${SCOPE_GUARD_TOOLS:-$HOME/.cache/pci-scope-guard/tools}"
+
+step() { printf '\n==> %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+PG_STARTED=""
+cleanup() {
+  if [ -n "$PG_STARTED" ]; then
+    step "stopping the throwaway PostgreSQL cluster"
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_STARTED" -m fast -w stop >/dev/null 2>&1 || true
+  fi
+}
+trap cleanup EXIT
+
+command -v cargo >/dev/null || die "cargo is missing: install the Rust toolchain (https://rustup.rs)"
+command -v cc >/dev/null || command -v gcc >/dev/null || die "a C compiler is missing (librdkafka is built from source): install gcc"
+
+# --- PostgreSQL -------------------------------------------------------------
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+if [ -n "${TEST_DATABASE_ADMIN_URL:-}" ]; then
+  step "PostgreSQL: using TEST_DATABASE_ADMIN_URL"
+elif port_open 5432; then
+  step "PostgreSQL: using the server on 127.0.0.1:5432"
+  export TEST_DATABASE_ADMIN_URL="postgres://postgres@127.0.0.1:5432/postgres"
+else
+  step "PostgreSQL: nothing on 127.0.0.1:5432, starting a throwaway cluster"
+  PG_BIN=""
+  if command -v pg_config >/dev/null && [ -x "$(pg_config --bindir)/initdb" ]; then PG_BIN=$(pg_config --bindir); fi
+  [ -z "$PG_BIN" ] && PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  if [ -z "$PG_BIN" ] || [ ! -x "$PG_BIN/initdb" ]; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+      step "installing PostgreSQL (apt-get)"
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null
+      PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    else
+      die "PostgreSQL is not installed and cannot be installed here: install it, or set TEST_DATABASE_ADMIN_URL"
+    fi
+  fi
+  PGDATA="$ROOT/target/pg/data"
+  PGPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null || echo 55432)
+  rm -rf "$ROOT/target/pg" && mkdir -p "$ROOT/target/pg"
+  [ "$(id -u)" = 0 ] && chown -R postgres "$ROOT/target/pg"
+  as_pg "$PG_BIN/initdb" -D "$PGDATA" -U postgres --auth=trust >/dev/null
+  as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$ROOT/target/pg/server.log" -w \
+    -o "-p $PGPORT -c listen_addresses=127.0.0.1 -k $ROOT/target/pg" start >/dev/null
+  PG_STARTED="$PGDATA"
+  export TEST_DATABASE_ADMIN_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
+  echo "started PostgreSQL on 127.0.0.1:$PGPORT (data in $PGDATA)"
+fi
+
+# --- tansu ------------------------------------------------------------------
+if [ -n "${TANSU_BIN:-}" ]; then
+  [ -x "$TANSU_BIN" ] || die "TANSU_BIN=$TANSU_BIN is not executable"
+  step "tansu: using $TANSU_BIN"
+elif [ -x "$TOOLS/bin/tansu" ] && "$TOOLS/bin/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+  step "tansu: using $TOOLS/bin/tansu ($TANSU_VERSION, cached)"
+  export TANSU_BIN="$TOOLS/bin/tansu"
+else
+  step "tansu: installing $TANSU_VERSION into $TOOLS (one time, about 12 minutes)"
+  cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore --root "$TOOLS"
+  export TANSU_BIN="$TOOLS/bin/tansu"
+fi
+
+# --- tests ------------------------------------------------------------------
+step "unit, mock-cluster and PostgreSQL tests (every crate)"
+cargo test --workspace --locked --exclude pci-scope-guard
+
+step "end-to-end: four pci-scope-guard processes, tansu broker, PostgreSQL"
+cargo test --locked -p pci-scope-guard -- --nocapture --test-threads=1
+
+step "all tests passed"
