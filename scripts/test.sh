@@ -12,7 +12,8 @@
 #     tests, and the end-to-end test (four processes, tansu, PostgreSQL).
 #
 # Environment: TANSU_BIN (use this tansu), TEST_DATABASE_ADMIN_URL (use this
-# server), SCOPE_GUARD_TOOLS (tool cache directory).
+# server), FORCE_THROWAWAY_PG=1 (start a throwaway cluster even when 5432
+# answers), SCOPE_GUARD_TOOLS (tool cache directory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -42,11 +43,11 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 if [ -n "${TEST_DATABASE_ADMIN_URL:-}" ]; then
   step "PostgreSQL: using TEST_DATABASE_ADMIN_URL"
-elif port_open 5432; then
+elif [ -z "${FORCE_THROWAWAY_PG:-}" ] && port_open 5432; then
   step "PostgreSQL: using the server on 127.0.0.1:5432"
   export TEST_DATABASE_ADMIN_URL="postgres://postgres@127.0.0.1:5432/postgres"
 else
-  step "PostgreSQL: nothing on 127.0.0.1:5432, starting a throwaway cluster"
+  step "PostgreSQL: starting a throwaway cluster (nothing on 127.0.0.1:5432, or FORCE_THROWAWAY_PG)"
   PG_BIN=""
   if command -v pg_config >/dev/null && [ -x "$(pg_config --bindir)/initdb" ]; then PG_BIN=$(pg_config --bindir); fi
   [ -z "$PG_BIN" ] && PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)

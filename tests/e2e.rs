@@ -117,7 +117,8 @@ async fn thin_path_through_four_processes_on_tansu_and_postgres() {
     for name in ["ingest", "correlate", "classify"] {
         services.spawn(name, &[&[name][..], &common[..]].concat(), dir);
     }
-    let evidence_args = ["--signing-key", key.to_str().expect("utf-8 path"), "--evidence-store", store.to_str().expect("utf-8 path")];
+    let evidence_args =
+        ["--signing-key", key.to_str().expect("utf-8 path"), "--evidence-store", store.to_str().expect("utf-8 path")];
     services.spawn("evidence", &[&["evidence"][..], &common[..], &evidence_args[..]].concat(), dir);
     let correlate_metrics = services.metrics_addr("correlate");
     for name in ["ingest", "classify", "evidence"] {

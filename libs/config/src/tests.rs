@@ -1,4 +1,5 @@
-use figment::Jail;
+use figment::providers::{Format, Toml};
+use figment::{Figment, Jail};
 
 use super::*;
 
@@ -88,4 +89,13 @@ fn contradictions_are_rejected() {
 fn urls_are_redacted() {
     assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
     assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+}
+
+#[test]
+fn the_shipped_example_is_the_defaults() {
+    let example: Config = Figment::from(Toml::string(include_str!("../../../deploy/config.example.toml")))
+        .extract()
+        .expect("deploy/config.example.toml parses");
+    let defaults = Config::default();
+    assert_eq!(format!("{example:?}"), format!("{defaults:?}"), "deploy/config.example.toml must list the defaults");
 }

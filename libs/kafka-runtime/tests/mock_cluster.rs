@@ -29,7 +29,11 @@ impl Processor for Upper {
             if text.contains("bad") {
                 out.dead_letters.push(DeadLetter::whole(m, "test", format!("bad input at {}", m.offset)));
             } else {
-                out.records.push(OutRecord::new("out", m.key.clone().unwrap_or_default(), text.to_uppercase().into_bytes()));
+                out.records.push(OutRecord::new(
+                    "out",
+                    m.key.clone().unwrap_or_default(),
+                    text.to_uppercase().into_bytes(),
+                ));
             }
         }
         Ok(out)
@@ -64,8 +68,11 @@ async fn start(
     cfg: &KafkaConfig,
     processor: Upper,
 ) -> (CancellationToken, tokio::task::JoinHandle<psg_kafka_runtime::Result<()>>) {
-    broker.create_topics(&[TopicSpec::stream("in"), TopicSpec::stream("out"), TopicSpec::stream("dlq")], 1).unwrap();
-    let opts = RunnerOptions { stream_topics: vec!["in".into()], ..RunnerOptions::new(cfg, "upper", "dlq", Health::new()) };
+    broker
+        .create_topics(&[TopicSpec::stream("in"), TopicSpec::stream("out"), TopicSpec::stream("dlq")], 1)
+        .expect("create topics");
+    let opts =
+        RunnerOptions { stream_topics: vec!["in".into()], ..RunnerOptions::new(cfg, "upper", "dlq", Health::new()) };
     let stop = CancellationToken::new();
     let (cfg, token) = (cfg.clone(), stop.clone());
     let handle = tokio::spawn(async move { psg_kafka_runtime::run(&cfg, opts, processor, token).await });
@@ -74,7 +81,11 @@ async fn start(
 
 fn upper(persist_failures: usize, hold_from: Option<i64>) -> (Upper, Arc<AtomicUsize>) {
     let persisted = Arc::new(AtomicUsize::new(0));
-    let p = Upper { persist_failures: Arc::new(AtomicUsize::new(persist_failures)), persisted: persisted.clone(), hold_from };
+    let p = Upper {
+        persist_failures: Arc::new(AtomicUsize::new(persist_failures)),
+        persisted: persisted.clone(),
+        hold_from,
+    };
     (p, persisted)
 }
 
