@@ -391,7 +391,7 @@ impl<'a> Backoff<'a> {
             }
             ProcessError::Transient(reason) => {
                 self.failing = true;
-                self.health.set_failed(service, format!("{step}: {reason}"));
+                self.health.set_degraded(service, format!("{step}: {reason}"));
                 metrics::counter!("psg_retries_total", "service" => service.to_owned(), "step" => step).increment(1);
                 tracing::warn!(service, step, retry_in_ms = self.delay.as_millis() as u64, error = %reason, "retrying");
                 let go_on = tokio::select! {

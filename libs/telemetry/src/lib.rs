@@ -73,6 +73,10 @@ pub struct Health {
 pub enum ComponentState {
     Starting,
     Ready,
+    /// Waiting for a dependency (database down, ...): not ready, but alive,
+    /// so an orchestrator does not restart it for someone else's outage.
+    Degraded(String),
+    /// Failed for good.
     Failed(String),
 }
 
@@ -88,6 +92,10 @@ impl Health {
 
     pub fn set_ready(&self, component: &str) {
         self.set(component, ComponentState::Ready);
+    }
+
+    pub fn set_degraded(&self, component: &str, reason: impl Into<String>) {
+        self.set(component, ComponentState::Degraded(reason.into()));
     }
 
     pub fn set_failed(&self, component: &str, reason: impl Into<String>) {
@@ -119,6 +127,7 @@ impl Health {
             .map(|(name, state)| match state {
                 ComponentState::Starting => format!("{name}: starting\n"),
                 ComponentState::Ready => format!("{name}: ready\n"),
+                ComponentState::Degraded(r) => format!("{name}: degraded: {r}\n"),
                 ComponentState::Failed(r) => format!("{name}: failed: {r}\n"),
             })
             .collect()
@@ -181,6 +190,9 @@ mod tests {
         h.set_ready("db");
         assert!(h.is_ready());
         assert!(h.is_live());
+        h.set_degraded("db", "restarting");
+        assert!(!h.is_ready());
+        assert!(h.is_live(), "waiting for a dependency is not dead");
         h.set_failed("db", "gone");
         assert!(!h.is_live());
         assert!(h.report().contains("db: failed: gone"));
