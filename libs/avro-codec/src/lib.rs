@@ -14,6 +14,8 @@
 
 use std::sync::OnceLock;
 
+pub mod binary;
+
 use apache_avro::rabin::Rabin;
 use apache_avro::{AvroSchema, Schema};
 use psg_domain::{Alert, Evidence, FlowEdge, FlowRecord, Resource, ScopeDecision};
@@ -123,13 +125,29 @@ pub fn encode<T: AvroMessage>(value: &T) -> Result<Vec<u8>> {
 
 /// Appends the single-object encoding of `value` to `out`.
 pub fn encode_into<T: AvroMessage>(value: &T, out: &mut Vec<u8>) -> Result<()> {
-    let compiled = T::compiled();
+    let start = out.len();
+    out.extend_from_slice(&T::compiled().header);
+    binary::encode_into(value, out).map_err(|e| {
+        out.truncate(start);
+        Error::Encode { message: T::NAME, reason: e.to_string() }
+    })
+}
+
+/// The Avro datum of `value` as apache-avro writes it (through its generic
+/// `Value`): the reference [`binary`] is tested against. Slow; not for the
+/// hot path.
+pub fn reference_datum<T: AvroMessage>(value: &T) -> Result<Vec<u8>> {
     let err = |e: apache_avro::Error| Error::Encode { message: T::NAME, reason: e.to_string() };
-    let avro_value = apache_avro::to_value(value).map_err(err)?;
-    let datum = apache_avro::to_avro_datum(&compiled.schema, avro_value).map_err(err)?;
-    out.extend_from_slice(&compiled.header);
-    out.extend_from_slice(&datum);
-    Ok(())
+    let v = apache_avro::to_value(value).map_err(err)?;
+    apache_avro::to_avro_datum(&T::compiled().schema, v).map_err(err)
+}
+
+/// Decodes a datum with apache-avro (the reference reader).
+pub fn reference_decode<T: AvroMessage>(datum: &[u8]) -> Result<T> {
+    let err = |e: apache_avro::Error| Error::Decode { message: T::NAME, reason: e.to_string() };
+    let mut input = datum;
+    let v = apache_avro::from_avro_datum(&T::compiled().schema, &mut input, None).map_err(err)?;
+    apache_avro::from_value(&v).map_err(err)
 }
 
 /// Reads the fingerprint of a single-object encoded message.
@@ -157,16 +175,7 @@ pub fn decode<T: AvroMessage>(bytes: &[u8]) -> Result<T> {
             expected: hex::encode(compiled.fingerprint),
         });
     }
-    let err = |e: apache_avro::Error| Error::Decode { message: T::NAME, reason: e.to_string() };
-    let mut datum = &bytes[HEADER_LEN..];
-    let value = apache_avro::from_avro_datum(&compiled.schema, &mut datum, None).map_err(err)?;
-    if !datum.is_empty() {
-        return Err(Error::Decode {
-            message: T::NAME,
-            reason: format!("{} trailing bytes after the record", datum.len()),
-        });
-    }
-    apache_avro::from_value::<T>(&value).map_err(err)
+    binary::decode(&bytes[HEADER_LEN..]).map_err(|e| Error::Decode { message: T::NAME, reason: e.to_string() })
 }
 
 #[cfg(test)]
