@@ -149,7 +149,7 @@ pub(crate) async fn serve(
         let (cfg2, store2, stop) = (cfg.clone(), store.clone(), shutdown.clone());
         match kind {
             ServiceKind::Ingest => {
-                let p = psg_ingest::Ingest::new(&cfg, store2);
+                let p = psg_ingest::Ingest::new(&cfg, store2).map_err(CliError::Config)?;
                 let opts = RunnerOptions { stream_topics: p.input_topics(), ..opts };
                 tasks.spawn(run_one(cfg2, opts, p, stop));
             }

@@ -537,7 +537,15 @@ mod tests {
     #[test]
     fn varints_follow_the_spec() {
         // Avro specification examples: 0→00, -1→01, 1→02, -2→03, 2→04, -64→7f, 64→8001
-        for (v, bytes) in [(0i64, &[0x00u8][..]), (-1, &[0x01]), (1, &[0x02]), (-2, &[0x03]), (2, &[0x04]), (-64, &[0x7f]), (64, &[0x80, 0x01])] {
+        for (v, bytes) in [
+            (0i64, &[0x00u8][..]),
+            (-1, &[0x01]),
+            (1, &[0x02]),
+            (-2, &[0x03]),
+            (2, &[0x04]),
+            (-64, &[0x7f]),
+            (64, &[0x80, 0x01]),
+        ] {
             let mut out = Vec::new();
             write_long(&mut out, v);
             assert_eq!(out, bytes, "{v}");

@@ -12,7 +12,6 @@ fn source() -> SourceRef {
 fn flow_record(full: bool) -> FlowRecord {
     let some = |s: &str| full.then(|| s.to_owned());
     FlowRecord {
-        record_id: "0d1d7a47-3f5c-5a51-9b8e-000000000001".into(),
         provider: CloudProvider::Aws,
         format: FlowFormat::AwsVpc,
         format_version: full.then_some(5),
@@ -288,10 +287,8 @@ mod properties {
             enums in (0usize..4, 0usize..6, proptest::option::of(0usize..2), 0usize..3, proptest::option::of(0usize..2)),
             extra in proptest::collection::hash_map(text(), text(), 0..4),
             source in arb_source(),
-            record_id in text(),
         ) -> FlowRecord {
             FlowRecord {
-                record_id,
                 provider: CloudProvider::ALL[enums.0],
                 format: FlowFormat::ALL[enums.1],
                 format_version: ints[0],

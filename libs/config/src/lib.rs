@@ -242,11 +242,16 @@ impl Default for TelemetryConfig {
 pub struct IngestConfig {
     /// Largest payload accepted after decompression; a larger one is dead-lettered.
     pub max_message_bytes: usize,
+    /// Field layout of headerless AWS flow-log lines (e.g. the format string of a
+    /// CloudWatch Logs subscription), space separated. Unset: AWS's default format.
+    pub aws_format: Option<String>,
+    /// Per-topic AWS layouts, overriding `aws-format`: `{ "flowlogs.vpc2" = "version vpc-id ..." }`.
+    pub aws_formats: BTreeMap<String, String>,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        Self { max_message_bytes: 64 * 1024 * 1024 }
+        Self { max_message_bytes: 64 * 1024 * 1024, aws_format: None, aws_formats: BTreeMap::new() }
     }
 }
 

@@ -32,12 +32,11 @@ pub struct SourceRef {
     pub line: i32,
 }
 
-/// One normalized flow-log record (topic `flows.normalized`).
+/// One normalized flow-log record (topic `flows.normalized`). Its identity
+/// is its [`SourceRef`]: the same bytes always give the same record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "io.pciscopeguard.v1")]
 pub struct FlowRecord {
-    /// UUIDv5 of the source reference: the same bytes always give the same id.
-    pub record_id: String,
     pub provider: CloudProvider,
     pub format: FlowFormat,
     /// Format version as the record states it (AWS `version`, Azure `Version`).
@@ -82,6 +81,50 @@ pub struct FlowRecord {
     pub source: SourceRef,
 }
 
+impl FlowRecord {
+    /// A record with every optional field empty, log-status OK and no action.
+    pub fn new(
+        provider: CloudProvider,
+        format: FlowFormat,
+        source: SourceRef,
+        start_time: Micros,
+        end_time: Micros,
+    ) -> Self {
+        Self {
+            provider,
+            format,
+            format_version: None,
+            account_id: None,
+            interface_id: None,
+            vpc_id: None,
+            subnet_id: None,
+            instance_id: None,
+            region: None,
+            src_addr: None,
+            dst_addr: None,
+            pkt_src_addr: None,
+            pkt_dst_addr: None,
+            src_port: None,
+            dst_port: None,
+            protocol: None,
+            packets: None,
+            bytes: None,
+            reverse_packets: None,
+            reverse_bytes: None,
+            start_time,
+            end_time,
+            action: None,
+            log_status: LogStatus::Ok,
+            flow_direction: None,
+            tcp_flags: None,
+            traffic_path: None,
+            reporter: None,
+            extra: HashMap::new(),
+            source,
+        }
+    }
+}
+
 /// A resource from the inventory (topic `resources`, compacted by `resource_id`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "io.pciscopeguard.v1")]
@@ -111,6 +154,41 @@ pub struct Resource {
     /// The provider's full description, as JSON text.
     pub metadata_json: Option<String>,
     pub source: SourceRef,
+}
+
+impl Resource {
+    /// A resource with every optional field empty; `id` is derived from `resource_id`.
+    pub fn new(
+        resource_id: impl Into<String>,
+        provider: CloudProvider,
+        resource_type: ResourceType,
+        observed_at: Micros,
+        source: SourceRef,
+    ) -> Self {
+        let resource_id = resource_id.into();
+        Self {
+            id: crate::ids::resource_uuid(&resource_id).to_string(),
+            resource_id,
+            provider,
+            resource_type,
+            resource_arn: None,
+            resource_name: None,
+            account_id: None,
+            region: None,
+            availability_zone: None,
+            vpc_id: None,
+            subnet_id: None,
+            private_ips: Vec::new(),
+            public_ips: Vec::new(),
+            interface_ids: Vec::new(),
+            security_groups: Vec::new(),
+            tags: HashMap::new(),
+            observed_at,
+            deleted: false,
+            metadata_json: None,
+            source,
+        }
+    }
 }
 
 /// One end of an edge.

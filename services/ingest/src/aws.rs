@@ -6,10 +6,11 @@
 //! line in the payload (S3 files), or configuration; it is never guessed
 //! from the number of tokens.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use psg_domain::time::{Micros, SECOND};
+
+use crate::parsed::{MessageCtx, Parsed, Rejected};
 use psg_domain::{CloudProvider, FlowAction, FlowDirection, FlowFormat, FlowRecord, LogStatus, SourceRef};
 
 /// One field of the AWS flow-log format.
@@ -244,46 +245,48 @@ fn time(field: &'static str, v: &str) -> Result<Option<Micros>, LineError> {
     us.map(Some).ok_or_else(|| bad(field, v, "is out of range"))
 }
 
+/// Parses every line of a text payload. The layout is `layout`, unless a
+/// header line in the payload names another (S3 files start with one); a
+/// header line is ignored when `fixed` is set (the message header named the
+/// layout and wins).
+pub fn parse_payload(
+    text: &[u8],
+    mut layout: std::borrow::Cow<'_, Layout>,
+    fixed: bool,
+    ctx: MessageCtx<'_>,
+) -> Parsed<FlowRecord> {
+    let mut out = Parsed::default();
+    for (line_no, line) in crate::payload::lines(text) {
+        let Ok(line) = std::str::from_utf8(line) else {
+            out.rejected.push(Rejected::new(line_no, line, "encoding", "line is not valid UTF-8"));
+            continue;
+        };
+        if Layout::is_header_line(line) {
+            if fixed {
+                continue;
+            }
+            match Layout::parse(line) {
+                Ok(l) => layout = std::borrow::Cow::Owned(l),
+                Err(e) => {
+                    // Every later line depends on this layout: none can be read.
+                    out.rejected.push(Rejected::new(line_no, line, "format", format!("header line: {e}")));
+                    return out;
+                }
+            }
+            continue;
+        }
+        match parse_line(&layout, line, ctx.source(line_no)) {
+            Ok(r) => out.records.push(r),
+            Err(e) => out.rejected.push(Rejected::new(line_no, line, "parse", e.to_string())),
+        }
+    }
+    out
+}
+
 /// Parses one line with `layout`. `source` says where it came from.
 pub fn parse_line(layout: &Layout, line: &str, source: SourceRef) -> Result<FlowRecord, LineError> {
     let mut tokens = line.split_ascii_whitespace();
-    let mut rec = FlowRecord {
-        record_id: psg_domain::ids::stable_id(
-            "flow",
-            &[&source.topic, &source.partition.to_string(), &source.offset.to_string(), &source.line.to_string()],
-        )
-        .to_string(),
-        provider: CloudProvider::Aws,
-        format: FlowFormat::AwsVpc,
-        format_version: None,
-        account_id: None,
-        interface_id: None,
-        vpc_id: None,
-        subnet_id: None,
-        instance_id: None,
-        region: None,
-        src_addr: None,
-        dst_addr: None,
-        pkt_src_addr: None,
-        pkt_dst_addr: None,
-        src_port: None,
-        dst_port: None,
-        protocol: None,
-        packets: None,
-        bytes: None,
-        reverse_packets: None,
-        reverse_bytes: None,
-        start_time: 0,
-        end_time: 0,
-        action: None,
-        log_status: LogStatus::Ok,
-        flow_direction: None,
-        tcp_flags: None,
-        traffic_path: None,
-        reporter: None,
-        extra: HashMap::new(),
-        source,
-    };
+    let mut rec = FlowRecord::new(CloudProvider::Aws, FlowFormat::AwsVpc, source, 0, 0);
     let (mut start, mut end) = (None, None);
     let mut count = 0;
     for (field, v) in layout.fields.iter().zip(tokens.by_ref()) {
@@ -450,16 +453,5 @@ mod tests {
         assert_eq!(Layout::parse("version srcaddr"), Err(LayoutError::Missing("start")));
         assert!(Layout::is_header_line("version account-id interface-id"));
         assert!(!Layout::is_header_line("2 123 eni-1"));
-    }
-
-    #[test]
-    fn ids_follow_the_source() {
-        let l = Layout::default_v2();
-        let line = "2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 1 1 2 ACCEPT OK";
-        let a = parse_line(&l, line, src(1)).unwrap();
-        let b = parse_line(&l, line, src(1)).unwrap();
-        let c = parse_line(&l, line, src(2)).unwrap();
-        assert_eq!(a.record_id, b.record_id);
-        assert_ne!(a.record_id, c.record_id);
     }
 }

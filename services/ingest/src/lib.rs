@@ -9,15 +9,21 @@
 //!
 //! Layout:
 //! - [`payload`]: decompression (bounded) and splitting a message into records;
-//! - [`aws`]: AWS VPC Flow Logs (field layouts, one line → one FlowRecord);
-//! - [`inventory`]: inventory events → Resources (native JSON form);
+//! - [`flowlogs`]: which flow-log format a message is in, and its parser:
+//!   [`aws`] (VPC flow-log lines), Azure and GCP JSON;
+//! - [`inventory`]: inventory events → Resources (native JSON, AWS Config,
+//!   GCP Cloud Asset Inventory, Azure);
+//! - [`parsed`]: what parsers return (records, and refusals with position
+//!   and reason);
 //! - [`service`]: the [`Processor`](psg_kafka_runtime::Processor) that wires
 //!   them to topics and the store.
 //!
 //! Everything but `service` is pure: no Kafka, no database.
 
 pub mod aws;
+pub mod flowlogs;
 pub mod inventory;
+pub mod parsed;
 pub mod payload;
 pub mod service;
 

@@ -6,19 +6,15 @@ use std::collections::BTreeMap;
 
 use psg_config::Config;
 use psg_domain::rows::ResourceRow;
-use psg_domain::{FlowRecord, Resource, SourceRef};
+use psg_domain::{FlowRecord, Resource};
 use psg_kafka_runtime::{DeadLetter, InMessage, OutRecord, Output, ProcessError, Processor};
 use psg_store::Store;
 use psg_store::resources::ResourceObservation;
 
-use crate::aws::Layout;
-use crate::inventory;
-use crate::payload;
-
-/// Message header that names the AWS field layout of the message's lines
-/// (e.g. `version vpc-id srcaddr ...`); it wins over a header line in the
-/// payload and over the default format.
-pub const AWS_FORMAT_HEADER: &str = "psg.aws.format";
+pub use crate::flowlogs::AWS_FORMAT_HEADER;
+use crate::flowlogs::{self, AwsLayouts};
+use crate::parsed::{MessageCtx, Rejected};
+use crate::{inventory, payload};
 
 /// The ingest service.
 #[derive(Debug)]
@@ -28,21 +24,24 @@ pub struct Ingest {
     flows_out: String,
     resources_out: String,
     max_message_bytes: usize,
+    layouts: AwsLayouts,
     store: Option<Store>,
     pending: Vec<ResourceObservation>,
 }
 
 impl Ingest {
-    pub fn new(cfg: &Config, store: Option<Store>) -> Self {
-        Self {
+    /// Fails when a configured AWS layout is invalid.
+    pub fn new(cfg: &Config, store: Option<Store>) -> Result<Self, String> {
+        Ok(Self {
             flowlogs_topic: cfg.topics.flowlogs_raw.clone(),
             inventory_topic: cfg.topics.inventory_raw.clone(),
             flows_out: cfg.topics.flows_normalized.clone(),
             resources_out: cfg.topics.resources.clone(),
             max_message_bytes: cfg.ingest.max_message_bytes,
+            layouts: AwsLayouts::new(cfg.ingest.aws_format.as_deref(), &cfg.ingest.aws_formats)?,
             store,
             pending: Vec::new(),
-        }
+        })
     }
 
     /// The topics ingest consumes.
@@ -59,10 +58,30 @@ impl Ingest {
                 return;
             }
         };
+        let ctx = MessageCtx { topic: &msg.topic, partition: msg.partition, offset: msg.offset };
         if *msg.topic == *self.flowlogs_topic {
-            self.flows(msg, &text, out);
+            let parsed = flowlogs::parse(&text, msg.header(AWS_FORMAT_HEADER), &self.layouts, ctx);
+            metrics::counter!("psg_ingest_records_total", "kind" => "flow").increment(parsed.records.len() as u64);
+            for rec in &parsed.records {
+                match psg_avro_codec::encode(rec) {
+                    Ok(bytes) => out.records.push(OutRecord::new(&self.flows_out, flow_key(rec), bytes)),
+                    Err(e) => out.dead_letters.push(DeadLetter::record(
+                        msg,
+                        rec.source.line as u32,
+                        b"",
+                        "encode",
+                        e.to_string(),
+                    )),
+                }
+            }
+            dead_letters(msg, parsed.rejected, out);
         } else if *msg.topic == *self.inventory_topic {
-            self.inventory(msg, &text, out);
+            let parsed = inventory::parse(&text, ctx);
+            metrics::counter!("psg_ingest_records_total", "kind" => "resource").increment(parsed.records.len() as u64);
+            for resource in parsed.records {
+                self.emit_resource(msg, resource, out);
+            }
+            dead_letters(msg, parsed.rejected, out);
         } else {
             out.dead_letters.push(DeadLetter::whole(
                 msg,
@@ -72,106 +91,7 @@ impl Ingest {
         }
     }
 
-    fn flows(&self, msg: &InMessage, text: &[u8], out: &mut Output) {
-        if payload::is_json(text) {
-            out.dead_letters.push(DeadLetter::whole(
-                msg,
-                "unsupported",
-                "JSON flow logs (Azure NSG/VNet, GCP VPC) are not supported by this version: only AWS VPC flow-log lines are",
-            ));
-            return;
-        }
-        let mut layout = match msg.header(AWS_FORMAT_HEADER) {
-            None => Layout::default_v2(),
-            Some(spec) => match std::str::from_utf8(spec)
-                .map_err(|e| e.to_string())
-                .and_then(|s| Layout::parse(s).map_err(|e| e.to_string()))
-            {
-                Ok(l) => l,
-                Err(e) => {
-                    out.dead_letters.push(DeadLetter::whole(msg, "format", format!("header {AWS_FORMAT_HEADER}: {e}")));
-                    return;
-                }
-            },
-        };
-        let layout_from_header = msg.header(AWS_FORMAT_HEADER).is_some();
-        for (line_no, line) in payload::lines(text) {
-            let Ok(line) = std::str::from_utf8(line) else {
-                out.dead_letters.push(DeadLetter::record(msg, line_no, line, "encoding", "line is not valid UTF-8"));
-                continue;
-            };
-            if Layout::is_header_line(line) {
-                if layout_from_header {
-                    continue; // the message header names the layout; a header line is just a header
-                }
-                match Layout::parse(line) {
-                    Ok(l) => layout = l,
-                    Err(e) => {
-                        out.dead_letters.push(DeadLetter::whole(msg, "format", format!("header line {line_no}: {e}")));
-                        return;
-                    }
-                }
-                continue;
-            }
-            let source = SourceRef {
-                topic: msg.topic.to_string(),
-                partition: msg.partition,
-                offset: msg.offset,
-                line: line_no as i32,
-            };
-            match crate::aws::parse_line(&layout, line, source) {
-                Ok(rec) => match psg_avro_codec::encode(&rec) {
-                    Ok(bytes) => out.records.push(OutRecord::new(&self.flows_out, flow_key(&rec), bytes)),
-                    Err(e) => out.dead_letters.push(DeadLetter::record(
-                        msg,
-                        line_no,
-                        line.as_bytes(),
-                        "encode",
-                        e.to_string(),
-                    )),
-                },
-                Err(e) => {
-                    out.dead_letters.push(DeadLetter::record(msg, line_no, line.as_bytes(), "parse", e.to_string()))
-                }
-            }
-        }
-        metrics::counter!("psg_ingest_messages_total", "kind" => "flowlog").increment(1);
-    }
-
-    fn inventory(&mut self, msg: &InMessage, text: &[u8], out: &mut Output) {
-        // A whole JSON document (one object, or an array of them), or one object per line.
-        let values: Vec<(u32, Result<serde_json::Value, String>, &[u8])> =
-            match serde_json::from_slice::<serde_json::Value>(text) {
-                Ok(serde_json::Value::Array(items)) => {
-                    items.into_iter().enumerate().map(|(i, v)| (i as u32 + 1, Ok(v), &b""[..])).collect()
-                }
-                Ok(v) => vec![(1, Ok(v), text)],
-                Err(_) => payload::lines(text)
-                    .map(|(n, l)| (n, serde_json::from_slice(l).map_err(|e| format!("invalid JSON: {e}")), l))
-                    .collect(),
-            };
-        for (line_no, value, raw) in values {
-            let source = SourceRef {
-                topic: msg.topic.to_string(),
-                partition: msg.partition,
-                offset: msg.offset,
-                line: line_no as i32,
-            };
-            let parsed = value.map_err(inventory::InventoryError::Json).and_then(|v| inventory::parse_value(v, source));
-            match parsed {
-                Ok(resource) => self.emit_resource(msg, line_no, raw, resource, out),
-                Err(e) => {
-                    let kind =
-                        if matches!(e, inventory::InventoryError::Unsupported(_)) { "unsupported" } else { "parse" };
-                    let raw = if raw.is_empty() { msg.payload() } else { raw };
-                    out.dead_letters.push(DeadLetter::record(msg, line_no, raw, kind, e.to_string()));
-                }
-            }
-        }
-        metrics::counter!("psg_ingest_messages_total", "kind" => "inventory").increment(1);
-    }
-
-    fn emit_resource(&mut self, msg: &InMessage, line_no: u32, raw: &[u8], resource: Resource, out: &mut Output) {
+    fn emit_resource(&mut self, msg: &InMessage, resource: Resource, out: &mut Output) {
         match psg_avro_codec::encode(&resource) {
             Ok(bytes) => {
                 out.records.push(OutRecord::new(&self.resources_out, resource.resource_id.as_bytes(), bytes));
@@ -183,8 +103,23 @@ impl Ingest {
                     });
                 }
             }
-            Err(e) => out.dead_letters.push(DeadLetter::record(msg, line_no, raw, "encode", e.to_string())),
+            Err(e) => out.dead_letters.push(DeadLetter::record(
+                msg,
+                resource.source.line as u32,
+                b"",
+                "encode",
+                e.to_string(),
+            )),
         }
+    }
+}
+
+fn dead_letters(msg: &InMessage, rejected: Vec<Rejected>, out: &mut Output) {
+    for r in rejected {
+        out.dead_letters.push(match r.line {
+            0 => DeadLetter::whole(msg, r.kind, r.reason),
+            line => DeadLetter::record(msg, line, &r.raw, r.kind, r.reason),
+        });
     }
 }
 

@@ -20,7 +20,7 @@ fn msg(topic: &str, offset: i64, payload: &[u8], headers: &[(&str, &str)]) -> In
 }
 
 fn ingest() -> Ingest {
-    Ingest::new(&Config::default(), None)
+    Ingest::new(&Config::default(), None).unwrap()
 }
 
 fn flows(out: &Output) -> Vec<FlowRecord> {
@@ -86,7 +86,7 @@ fn gzip_payloads_are_read_and_bombs_refused() {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     e.write_all(&vec![b' '; 1_000_000]).unwrap();
     let mut out = Output::default();
-    Ingest::new(&cfg, None).handle(&msg("flowlogs.raw", 1, &e.finish().unwrap(), &[]), &mut out);
+    Ingest::new(&cfg, None).unwrap().handle(&msg("flowlogs.raw", 1, &e.finish().unwrap(), &[]), &mut out);
     assert!(out.records.is_empty());
     assert_eq!(out.dead_letters[0].kind, "too-large");
 }

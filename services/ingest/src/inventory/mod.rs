@@ -1,5 +1,16 @@
 //! Inventory events → [`Resource`]s.
 //!
+//! [`parse`] reads a message: a whole JSON document (one object, or an array
+//! of objects) or one JSON object per line, and hands each object to the
+//! reader of its dialect:
+//! - the native form (below);
+//! - AWS Config configuration items ([`aws_config`]): change notifications,
+//!   snapshot files, bare items;
+//! - GCP Cloud Asset Inventory assets ([`gcp_asset`]): exports (camelCase or
+//!   snake_case) and feed notifications;
+//! - Azure resources ([`azure`]): ARM / Resource Graph JSON of virtual
+//!   machines and network interfaces.
+//!
 //! The native JSON form (for on-premise systems and tests), one object per
 //! line or a JSON array of objects:
 //!
@@ -24,6 +35,12 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use psg_domain::{CloudProvider, Resource, ResourceType, SourceRef, ids, time};
 use serde::Deserialize;
+
+use crate::parsed::{MessageCtx, Parsed, Rejected};
+
+pub mod aws_config;
+pub mod azure;
+pub mod gcp_asset;
 
 /// Why an inventory record was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,20 +90,90 @@ struct Native {
     metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-/// Parses one JSON value (an object) of an inventory message.
-pub fn parse_value(value: serde_json::Value, source: SourceRef) -> Result<Resource, InventoryError> {
-    if let Some(obj) = value.as_object() {
-        if obj.contains_key("configurationItem") || obj.contains_key("configurationItems") {
-            return Err(InventoryError::Unsupported("AWS Config"));
-        }
-        if obj.contains_key("assetType") || obj.contains_key("asset_type") {
-            return Err(InventoryError::Unsupported("GCP Cloud Asset Inventory"));
-        }
+/// The dialect of one inventory object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Native,
+    AwsConfig,
+    GcpAsset,
+    Azure,
+}
+
+/// Which reader an object is for.
+pub fn dialect(obj: &serde_json::Map<String, serde_json::Value>) -> Dialect {
+    let has = |k: &str| obj.contains_key(k);
+    if has("configurationItem") || has("configurationItems") || has("configurationItemCaptureTime") {
+        Dialect::AwsConfig
+    } else if has("assetType") || has("asset_type") || (has("asset") && has("window")) {
+        Dialect::GcpAsset
+    } else if obj.get("id").and_then(|v| v.as_str()).is_some_and(|id| id.starts_with("/subscriptions/")) {
+        Dialect::Azure
     } else {
-        return Err(InventoryError::Invalid("an inventory record must be a JSON object".into()));
+        Dialect::Native
     }
+}
+
+/// Parses a decoded inventory payload.
+pub fn parse(text: &[u8], ctx: MessageCtx<'_>) -> Parsed<Resource> {
+    let mut out = Parsed::default();
+    // A whole JSON document (one object, or an array of them), or one object per line.
+    match serde_json::from_slice::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Array(items)) => {
+            for (i, item) in items.into_iter().enumerate() {
+                out.extend(parse_item(item, i as u32 + 1, None, ctx));
+            }
+        }
+        Ok(item) => out.extend(parse_item(item, 1, Some(text), ctx)),
+        Err(_) => {
+            for (line, raw) in crate::payload::lines(text) {
+                match serde_json::from_slice::<serde_json::Value>(raw) {
+                    Ok(item) => out.extend(parse_item(item, line, Some(raw), ctx)),
+                    Err(e) => out.rejected.push(Rejected::new(line, raw, "parse", format!("invalid JSON: {e}"))),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Parses one object (which may describe several resources: a snapshot).
+fn parse_item(item: serde_json::Value, line: u32, raw: Option<&[u8]>, ctx: MessageCtx<'_>) -> Parsed<Resource> {
+    let raw_text = || raw.map(<[u8]>::to_vec).unwrap_or_else(|| item.to_string().into_bytes());
+    let Some(obj) = item.as_object() else {
+        return Parsed {
+            records: vec![],
+            rejected: vec![Rejected::new(line, raw_text(), "parse", "an inventory record must be a JSON object")],
+        };
+    };
+    match dialect(obj) {
+        Dialect::Native => {
+            let raw = raw_text();
+            let mut out = Parsed::default();
+            out.push(
+                parse_value(item, ctx.source(line)).map_err(|e| Rejected::new(line, raw, e.kind(), e.to_string())),
+            );
+            out
+        }
+        Dialect::AwsConfig => aws_config::parse(item, line, ctx),
+        Dialect::GcpAsset => gcp_asset::parse(item, line, ctx),
+        Dialect::Azure => azure::parse(item, line, ctx),
+    }
+}
+
+/// Parses one native-form object.
+pub fn parse_value(value: serde_json::Value, source: SourceRef) -> Result<Resource, InventoryError> {
     let n: Native = serde_json::from_value(value).map_err(|e| InventoryError::Json(e.to_string()))?;
     native(n, source)
+}
+
+impl InventoryError {
+    /// Short class for metrics and the dead-letter `kind` header.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unsupported(_) => "unsupported",
+            _ => "parse",
+        }
+    }
 }
 
 fn native(n: Native, source: SourceRef) -> Result<Resource, InventoryError> {
@@ -175,7 +262,6 @@ mod tests {
         let bad_type = EXAMPLE.replace("ec2_instance", "ec2");
         let e = parse_value(serde_json::from_str(&bad_type).unwrap(), src()).unwrap_err();
         assert!(e.to_string().contains("unknown resource type 'ec2'"), "{e}");
-        let e = parse_value(serde_json::json!({"configurationItem": {}}), src()).unwrap_err();
-        assert!(matches!(e, InventoryError::Unsupported("AWS Config")));
+        assert_eq!(dialect(serde_json::json!({"configurationItem": {}}).as_object().unwrap()), Dialect::AwsConfig);
     }
 }

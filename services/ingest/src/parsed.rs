@@ -1,0 +1,81 @@
+//! What a parser returns: the records it read and the ones it refused, each
+//! refusal with its position, its text and the reason.
+
+use psg_domain::SourceRef;
+
+/// Where a message came from; every record gets a [`SourceRef`] from it.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageCtx<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl MessageCtx<'_> {
+    /// The source of record `line` (1-based; 0 = the whole message).
+    pub fn source(&self, line: u32) -> SourceRef {
+        SourceRef {
+            topic: self.topic.to_owned(),
+            partition: self.partition,
+            offset: self.offset,
+            line: i32::try_from(line).unwrap_or(i32::MAX),
+        }
+    }
+}
+
+/// A record a parser refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// 1-based line, tuple or item number in the message; 0 = the whole message.
+    pub line: u32,
+    /// The record's own text (a line, a tuple, an item as JSON); empty when
+    /// the whole message is refused (the dead letter keeps the message).
+    pub raw: Vec<u8>,
+    /// Short class: `parse`, `unsupported`, `format`, ...
+    pub kind: &'static str,
+    /// What was wrong, for a human.
+    pub reason: String,
+}
+
+impl Rejected {
+    pub fn new(line: u32, raw: impl Into<Vec<u8>>, kind: &'static str, reason: impl Into<String>) -> Self {
+        Self { line, raw: raw.into(), kind, reason: reason.into() }
+    }
+
+    /// The whole message is refused.
+    pub fn message(kind: &'static str, reason: impl Into<String>) -> Self {
+        Self { line: 0, raw: Vec::new(), kind, reason: reason.into() }
+    }
+}
+
+/// The outcome of parsing one message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed<T> {
+    pub records: Vec<T>,
+    pub rejected: Vec<Rejected>,
+}
+
+impl<T> Default for Parsed<T> {
+    fn default() -> Self {
+        Self { records: Vec::new(), rejected: Vec::new() }
+    }
+}
+
+impl<T> Parsed<T> {
+    /// Nothing but one refusal of the whole message.
+    pub fn refused(kind: &'static str, reason: impl Into<String>) -> Self {
+        Self { records: Vec::new(), rejected: vec![Rejected::message(kind, reason)] }
+    }
+
+    pub fn push(&mut self, r: Result<T, Rejected>) {
+        match r {
+            Ok(v) => self.records.push(v),
+            Err(e) => self.rejected.push(e),
+        }
+    }
+
+    pub fn extend(&mut self, other: Parsed<T>) {
+        self.records.extend(other.records);
+        self.rejected.extend(other.rejected);
+    }
+}
