@@ -225,12 +225,17 @@ fn int<T: std::str::FromStr>(field: &'static str, v: &str, problem: &'static str
     opt(v).map(|v| v.parse::<T>().map_err(|_| bad(field, v, problem))).transpose()
 }
 
+/// A valid address in canonical text form. An IPv4 address that parses is
+/// already canonical (no leading zeros are accepted), so its text is kept
+/// as is; an IPv6 address is rewritten in its canonical compressed form.
 fn addr(field: &'static str, v: &str) -> Result<Option<String>, LineError> {
     match opt(v) {
         None => Ok(None),
-        Some(v) => {
-            v.parse::<IpAddr>().map(|ip| Some(ip.to_string())).map_err(|_| bad(field, v, "is not an IP address"))
-        }
+        Some(v) => match v.parse::<IpAddr>() {
+            Ok(IpAddr::V4(_)) => Ok(Some(v.to_owned())),
+            Ok(ip) => Ok(Some(ip.to_string())),
+            Err(_) => Err(bad(field, v, "is not an IP address")),
+        },
     }
 }
 
@@ -443,6 +448,15 @@ mod tests {
         assert_eq!(e, LineError::EndBeforeStart);
         let e = parse_line(&l, "2 1 eni-1 10.0.0.999 10.0.0.2 1 2 6 1 1 1 2 ACCEPT OK", src(1)).unwrap_err();
         assert!(e.to_string().contains("srcaddr"), "{e}");
+    }
+
+    #[test]
+    fn addresses_are_canonical() {
+        let l = Layout::default_v2();
+        let r = parse_line(&l, "2 1 eni-1 2001:DB8:0:0::1 10.0.0.2 1 2 6 1 1 1 2 ACCEPT OK", src(1)).unwrap();
+        assert_eq!(r.src_addr.as_deref(), Some("2001:db8::1"));
+        let e = parse_line(&l, "2 1 eni-1 010.0.0.1 10.0.0.2 1 2 6 1 1 1 2 ACCEPT OK", src(1)).unwrap_err();
+        assert!(e.to_string().contains("srcaddr"), "leading zeros are ambiguous (octal?): {e}");
     }
 
     #[test]
