@@ -1,14 +1,337 @@
-//! GCP Cloud Asset Inventory inventory items → Resources.
+//! GCP Cloud Asset Inventory assets → Resources.
+//!
+//! Accepted objects:
+//! - assets as exported (`exportAssets`, `listAssets`, `batchGetAssetsHistory`):
+//!   `{"name", "assetType", "resource": {"data": {...}}, "updateTime"}`, with
+//!   camelCase keys or the snake_case keys of some exports (`asset_type`,
+//!   `update_time`, `network_interfaces`, `network_ip`, `access_configs`,
+//!   `nat_ip`, ...);
+//! - feed notifications `{"asset": {...}, "priorAsset": ..., "deleted": bool,
+//!   "window": {"startTime": ...}}`: `deleted` as given.
+//!
+//! `observed_at`: for a feed notification the window's `startTime` (when the
+//! state it describes began: for a deletion, the deletion), else the asset's
+//! `updateTime`; for an export the asset's `updateTime` (RFC 3339, or
+//! BigQuery's `YYYY-MM-DD HH:MM:SS[.f] UTC`).
+//!
+//! `compute.googleapis.com/Instance` → `compute_instance`:
+//! - `resource_id` = the asset `name`
+//!   (`//compute.googleapis.com/projects/P/zones/Z/instances/N`),
+//!   `resource_name` = N, `account_id` = P (the project id),
+//!   `availability_zone` = Z (else the last segment of `data.zone`, else
+//!   `resource.location`), `region` = Z without its last `-x` part;
+//! - `private_ips`: every interface's `networkIP` and internal `ipv6Address`,
+//!   and its alias ranges that are a single address (`/32`, `/128`; wider
+//!   ranges stay in the metadata); `public_ips`: every `accessConfigs[].natIP`
+//!   and `ipv6AccessConfigs[].externalIpv6` (GCP calls them external);
+//! - `vpc_id`/`subnet_id`: the last path segment of the first interface's
+//!   `network`/`subnetwork` URL (the names GCP VPC flow logs report);
+//! - `interface_ids`: none (GCP interface names, `nic0`, are not unique, and
+//!   GCP flow logs name no interface);
+//! - `security_groups`: the network tags (`tags.items`), which is what GCP
+//!   firewall rules target;
+//! - `tags` = `labels`; `metadata_json` = `resource.data`.
+//!
+//! A deleted asset needs no `resource.data`. Other asset types are refused
+//! (kind `unsupported`, naming the type).
 
-use psg_domain::Resource;
+use psg_domain::{CloudProvider, Resource, ResourceType};
+use serde_json::Value;
 
+use super::fields::{At, Refusal, Result, canonical_ip, last_segment, push_unique, tags_into, time_at};
 use crate::parsed::{MessageCtx, Parsed};
 
+/// The asset type this version maps.
+pub const COMPUTE_INSTANCE: &str = "compute.googleapis.com/Instance";
+
 /// Parses one GCP Cloud Asset Inventory object (item `line` of its message).
-pub fn parse(_item: serde_json::Value, line: u32, _ctx: MessageCtx<'_>) -> Parsed<Resource> {
-    let _ = line;
-    Parsed::refused(
-        "unsupported",
-        "GCP Cloud Asset Inventory inventory items are not supported by this version: publish the native JSON form (see README)",
-    )
+pub fn parse(item: Value, line: u32, ctx: MessageCtx<'_>) -> Parsed<Resource> {
+    let mut out = Parsed::default();
+    out.push(resource(&item, line, ctx).map_err(|r| r.rejected(line, &item)));
+    out
+}
+
+fn resource(item: &Value, line: u32, ctx: MessageCtx<'_>) -> Result<Resource> {
+    let root = At::root(item, "");
+    // A feed notification wraps the asset; an export is the asset.
+    let (asset, deleted, window_start) = match root.get(&["asset"]) {
+        Some(asset) => {
+            let deleted = match root.get(&["deleted"]) {
+                None => false,
+                Some(At { value: Value::Bool(b), .. }) => *b,
+                Some(d) => {
+                    return Err(Refusal::parse(format!("{}: expected true or false, found {}", d.path, d.value)));
+                }
+            };
+            (asset, deleted, root.dig(&[&["window"], &["startTime", "start_time"]]))
+        }
+        None => (root, false, None),
+    };
+    let asset_type = asset.req_str(&["assetType", "asset_type"])?;
+    let name = asset.req_str(&["name"])?;
+    if asset_type != COMPUTE_INSTANCE {
+        return Err(Refusal::unsupported(format!(
+            "unsupported GCP asset type {asset_type} ({name}): this version maps {COMPUTE_INSTANCE}"
+        )));
+    }
+    let observed_at = match window_start.or_else(|| asset.get(&["updateTime", "update_time"])) {
+        Some(t) => time_at(&t)?,
+        None => {
+            return Err(Refusal::parse(
+                "updateTime: missing (an asset needs updateTime, a feed notification window.startTime)",
+            ));
+        }
+    };
+    let path = InstanceName::parse(name)?;
+    let mut r = Resource::new(name, CloudProvider::Gcp, ResourceType::ComputeInstance, observed_at, ctx.source(line));
+    r.deleted = deleted;
+    r.resource_name = Some(path.instance.to_owned());
+    r.account_id = Some(path.project.to_owned());
+
+    let resource = asset.get(&["resource"]);
+    let data = resource.as_ref().and_then(|res| res.get(&["data"]));
+    let zone = match (path.zone, &data) {
+        (Some(z), _) => Some(z.to_owned()),
+        (None, Some(data)) => data.opt_str(&["zone"])?.and_then(last_segment).map(str::to_owned),
+        (None, None) => None,
+    };
+    r.availability_zone = match zone {
+        Some(z) => Some(z),
+        None => resource.as_ref().map(|res| res.opt_string(&["location"])).transpose()?.flatten(),
+    };
+    r.region = r.availability_zone.as_deref().map(|z| z.rsplit_once('-').map_or(z, |(region, _)| region).to_owned());
+
+    let Some(data) = data else {
+        return if deleted {
+            Ok(r)
+        } else {
+            Err(Refusal::parse("resource.data: missing (only a deleted asset may have none)"))
+        };
+    };
+    if !data.value.is_object() {
+        return Err(Refusal::parse(format!("{}: expected an object, found {}", data.path, data.value)));
+    }
+    for (i, ni) in data.items(&["networkInterfaces", "network_interfaces"])?.iter().enumerate() {
+        if i == 0 {
+            r.vpc_id = ni.opt_str(&["network"])?.and_then(last_segment).map(str::to_owned);
+            r.subnet_id = ni.opt_str(&["subnetwork"])?.and_then(last_segment).map(str::to_owned);
+        }
+        ni.ip_into(&["networkIP", "network_ip", "networkIp"], &mut r.private_ips)?;
+        ni.ip_into(&["ipv6Address", "ipv6_address"], &mut r.private_ips)?;
+        for alias in ni.items(&["aliasIpRanges", "alias_ip_ranges"])? {
+            if let Some(range) = alias.get(&["ipCidrRange", "ip_cidr_range"]) {
+                single_address(&range, &mut r.private_ips)?;
+            }
+        }
+        for ac in ni.items(&["accessConfigs", "access_configs"])? {
+            ac.ip_into(&["natIP", "nat_ip", "natIp"], &mut r.public_ips)?;
+            ac.ip_into(&["externalIpv6", "external_ipv6"], &mut r.public_ips)?;
+        }
+        for ac in ni.items(&["ipv6AccessConfigs", "ipv6_access_configs"])? {
+            ac.ip_into(&["externalIpv6", "external_ipv6"], &mut r.public_ips)?;
+        }
+    }
+    if let Some(network_tags) = data.get(&["tags"]) {
+        for t in network_tags.strs(&["items"])? {
+            push_unique(&mut r.security_groups, t);
+        }
+    }
+    if let Some(labels) = data.get(&["labels"]) {
+        tags_into(&labels, &mut r.tags)?;
+    }
+    r.metadata_json = Some(data.value.to_string());
+    Ok(r)
+}
+
+/// Adds the address of an alias range that is one address (`10.0.0.5/32`,
+/// a bare address); wider ranges add nothing.
+fn single_address(range: &At<'_>, out: &mut Vec<String>) -> Result<()> {
+    let s = range.as_str()?.trim();
+    let (addr, len) = match s.split_once('/') {
+        Some((a, len)) => (a, Some(len)),
+        None => (s, None),
+    };
+    let canonical = canonical_ip(&range.path, addr)?;
+    let host = if canonical.contains(':') { "128" } else { "32" };
+    if len.is_none_or(|l| l == host) {
+        push_unique(out, &canonical);
+    }
+    Ok(())
+}
+
+/// The parts of `//compute.googleapis.com/projects/P/zones/Z/instances/N`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct InstanceName<'a> {
+    project: &'a str,
+    zone: Option<&'a str>,
+    instance: &'a str,
+}
+
+impl<'a> InstanceName<'a> {
+    fn parse(name: &'a str) -> Result<Self> {
+        let bad = || {
+            Refusal::parse(format!(
+                "name: '{name}' is not a compute instance name (//compute.googleapis.com/projects/P/zones/Z/instances/N)"
+            ))
+        };
+        let path = name.strip_prefix("//compute.googleapis.com/").ok_or_else(bad)?;
+        let parts: Vec<&str> = path.split('/').collect();
+        let after = |key: &str| {
+            parts.iter().position(|p| *p == key).and_then(|i| parts.get(i + 1)).copied().filter(|s| !s.is_empty())
+        };
+        Ok(Self {
+            project: after("projects").ok_or_else(bad)?,
+            zone: after("zones"),
+            instance: after("instances").ok_or_else(bad)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use psg_domain::time;
+
+    use super::*;
+
+    fn ctx() -> MessageCtx<'static> {
+        MessageCtx { topic: "inventory.raw", partition: 0, offset: 9 }
+    }
+
+    fn run(json: &str) -> Parsed<Resource> {
+        parse(serde_json::from_str(json).unwrap(), 1, ctx())
+    }
+
+    fn one(json: &str) -> Resource {
+        let p = run(json);
+        assert!(p.rejected.is_empty(), "{:?}", p.rejected);
+        assert_eq!(p.records.len(), 1);
+        p.records.into_iter().next().unwrap()
+    }
+
+    const NAME: &str = "//compute.googleapis.com/projects/pay-prod-123/zones/us-east1-b/instances/kibana";
+
+    const CAMEL: &str = r#"{
+      "name": "//compute.googleapis.com/projects/pay-prod-123/zones/us-east1-b/instances/kibana",
+      "assetType": "compute.googleapis.com/Instance",
+      "resource": {
+        "version": "v1",
+        "discoveryDocumentUri": "https://www.googleapis.com/discovery/v1/apis/compute/v1/rest",
+        "discoveryName": "Instance",
+        "parent": "//cloudresourcemanager.googleapis.com/projects/123456789012",
+        "location": "us-east1-b",
+        "data": {
+          "id": "4567890123456789012", "name": "kibana", "status": "RUNNING",
+          "machineType": "https://www.googleapis.com/compute/v1/projects/pay-prod-123/zones/us-east1-b/machineTypes/e2-medium",
+          "zone": "https://www.googleapis.com/compute/v1/projects/pay-prod-123/zones/us-east1-b",
+          "labels": {"pci-scope": "cde", "team": "payments"},
+          "tags": {"items": ["web", "allow-health-checks"], "fingerprint": "abc="},
+          "networkInterfaces": [
+            {"name": "nic0", "kind": "compute#networkInterface",
+             "network": "https://www.googleapis.com/compute/v1/projects/pay-prod-123/global/networks/prod-vpc",
+             "subnetwork": "https://www.googleapis.com/compute/v1/projects/pay-prod-123/regions/us-east1/subnetworks/web",
+             "networkIP": "10.87.40.76",
+             "aliasIpRanges": [{"ipCidrRange": "10.87.41.5/32"}, {"ipCidrRange": "10.90.0.0/24"}],
+             "accessConfigs": [{"kind": "compute#accessConfig", "name": "External NAT", "type": "ONE_TO_ONE_NAT",
+                                "natIP": "34.74.10.20", "networkTier": "PREMIUM"}]},
+            {"name": "nic1",
+             "network": "https://www.googleapis.com/compute/v1/projects/pay-prod-123/global/networks/mgmt-vpc",
+             "subnetwork": "https://www.googleapis.com/compute/v1/projects/pay-prod-123/regions/us-east1/subnetworks/mgmt",
+             "networkIP": "10.10.0.4"}
+          ],
+          "selfLink": "https://www.googleapis.com/compute/v1/projects/pay-prod-123/zones/us-east1-b/instances/kibana"
+        }
+      },
+      "ancestors": ["projects/123456789012", "organizations/1"],
+      "updateTime": "2026-01-20T12:00:00.250Z"
+    }"#;
+
+    #[test]
+    fn a_camel_case_instance_asset() {
+        let r = one(CAMEL);
+        assert_eq!(r.resource_id, NAME);
+        assert_eq!(r.provider, CloudProvider::Gcp);
+        assert_eq!(r.resource_type, ResourceType::ComputeInstance);
+        assert_eq!(r.resource_name.as_deref(), Some("kibana"));
+        assert_eq!(r.account_id.as_deref(), Some("pay-prod-123"));
+        assert_eq!(r.availability_zone.as_deref(), Some("us-east1-b"));
+        assert_eq!(r.region.as_deref(), Some("us-east1"));
+        assert_eq!(r.vpc_id.as_deref(), Some("prod-vpc"));
+        assert_eq!(r.subnet_id.as_deref(), Some("web"));
+        assert_eq!(r.private_ips, vec!["10.87.40.76", "10.87.41.5", "10.10.0.4"]);
+        assert_eq!(r.public_ips, vec!["34.74.10.20"]);
+        assert!(r.interface_ids.is_empty());
+        assert_eq!(r.security_groups, vec!["web", "allow-health-checks"]);
+        assert_eq!(r.tags["pci-scope"], "cde");
+        assert_eq!(r.tags.len(), 2);
+        assert_eq!(r.observed_at, time::to_micros("2026-01-20T12:00:00.250Z".parse().unwrap()));
+        assert!(!r.deleted);
+        assert_eq!(r.source, ctx().source(1));
+        assert!(r.metadata_json.unwrap().contains("e2-medium"));
+    }
+
+    #[test]
+    fn a_snake_case_export() {
+        let snake = r#"{"name": "//compute.googleapis.com/projects/pay-prod-123/zones/us-east1-b/instances/kibana",
+            "asset_type": "compute.googleapis.com/Instance",
+            "resource": {"version": "v1", "discovery_name": "Instance", "location": "us-east1-b",
+              "data": {"name": "kibana", "labels": {"pci-scope": "cde"},
+                "network_interfaces": [{
+                  "network": "projects/pay-prod-123/global/networks/prod-vpc",
+                  "subnetwork": "projects/pay-prod-123/regions/us-east1/subnetworks/web",
+                  "network_ip": "10.87.40.76",
+                  "access_configs": [{"name": "External NAT", "nat_ip": "34.74.10.20"}]}]}},
+            "update_time": "2026-01-20 12:00:00.250 UTC"}"#;
+        let r = one(snake);
+        assert_eq!(r.resource_id, NAME);
+        assert_eq!(r.private_ips, vec!["10.87.40.76"]);
+        assert_eq!(r.public_ips, vec!["34.74.10.20"]);
+        assert_eq!((r.vpc_id.as_deref(), r.subnet_id.as_deref()), (Some("prod-vpc"), Some("web")));
+        assert_eq!(r.tags["pci-scope"], "cde");
+        assert_eq!(r.observed_at, one(CAMEL).observed_at);
+    }
+
+    #[test]
+    fn a_feed_notification_of_a_deletion() {
+        let feed = r#"{"asset": {"name": "//compute.googleapis.com/projects/pay-prod-123/zones/us-east1-b/instances/kibana",
+                                 "assetType": "compute.googleapis.com/Instance",
+                                 "updateTime": "2026-01-20T12:00:00.250Z",
+                                 "ancestors": ["projects/123456789012"]},
+                       "priorAssetState": "PRESENT",
+                       "deleted": true,
+                       "window": {"startTime": "2026-02-02T08:30:00Z"}}"#;
+        let r = one(feed);
+        assert!(r.deleted);
+        assert_eq!(r.resource_id, NAME);
+        assert_eq!(r.observed_at, time::to_micros("2026-02-02T08:30:00Z".parse().unwrap()), "the window's start");
+        assert_eq!(r.region.as_deref(), Some("us-east1"));
+        // An update notification with the full asset.
+        let asset: Value = serde_json::from_str(CAMEL).unwrap();
+        let update = serde_json::json!({"asset": asset, "priorAssetState": "PRESENT", "window": {"startTime": "2026-01-20T12:00:00.250Z"}});
+        let r = one(&update.to_string());
+        assert!(!r.deleted);
+        assert_eq!(r.private_ips.len(), 3);
+    }
+
+    #[test]
+    fn other_asset_types_and_bad_values_are_refused() {
+        let bucket = r#"{"name": "//storage.googleapis.com/card-exports", "assetType": "storage.googleapis.com/Bucket",
+                         "resource": {"data": {}}, "updateTime": "2026-01-20T12:00:00Z"}"#;
+        let p = run(bucket);
+        assert_eq!(p.rejected[0].kind, "unsupported");
+        assert!(p.rejected[0].reason.contains("storage.googleapis.com/Bucket"), "{}", p.rejected[0].reason);
+
+        let p = run(&CAMEL.replace("34.74.10.20", "34.74.10"));
+        assert_eq!(p.rejected[0].kind, "parse");
+        assert_eq!(
+            p.rejected[0].reason,
+            "resource.data.networkInterfaces[0].accessConfigs[0].natIP: '34.74.10' is not an IP address"
+        );
+        assert_eq!(p.rejected[0].line, 1);
+        assert!(!p.rejected[0].raw.is_empty());
+
+        let p = run(&CAMEL.replace(r#""updateTime": "2026-01-20T12:00:00.250Z""#, r#""updateTime": "yesterday""#));
+        assert_eq!(p.rejected[0].reason, "updateTime: 'yesterday' is not an RFC 3339 time");
+        let p = run(&CAMEL.replace("instances/kibana\"", "kibana\""));
+        assert!(p.rejected[0].reason.starts_with("name: "), "{:?}", p.rejected);
+    }
 }

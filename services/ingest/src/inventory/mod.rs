@@ -4,12 +4,18 @@
 //! of objects) or one JSON object per line, and hands each object to the
 //! reader of its dialect:
 //! - the native form (below);
-//! - AWS Config configuration items ([`aws_config`]): change notifications,
-//!   snapshot files, bare items;
+//! - AWS Config configuration items ([`aws_config`]): change notifications
+//!   (also in an EventBridge event), snapshot files, bare items, and the
+//!   notices that carry no item (refused with the reason);
 //! - GCP Cloud Asset Inventory assets ([`gcp_asset`]): exports (camelCase or
 //!   snake_case) and feed notifications;
 //! - Azure resources ([`azure`]): ARM / Resource Graph JSON of virtual
-//!   machines and network interfaces.
+//!   machines and network interfaces, alone or in a result wrapper
+//!   (`{"data": [...]}`, `{"value": [...]}`).
+//!
+//! One object may give several resources (a snapshot, a wrapper): they all
+//! have the object's line as their source line, and a refused item is
+//! dead-lettered alone, with its own JSON text.
 //!
 //! The native JSON form (for on-premise systems and tests), one object per
 //! line or a JSON array of objects:
@@ -40,6 +46,7 @@ use crate::parsed::{MessageCtx, Parsed, Rejected};
 
 pub mod aws_config;
 pub mod azure;
+mod fields;
 pub mod gcp_asset;
 
 /// Why an inventory record was refused.
@@ -102,15 +109,41 @@ pub enum Dialect {
 /// Which reader an object is for.
 pub fn dialect(obj: &serde_json::Map<String, serde_json::Value>) -> Dialect {
     let has = |k: &str| obj.contains_key(k);
-    if has("configurationItem") || has("configurationItems") || has("configurationItemCaptureTime") {
+    let text = |k: &str| obj.get(k).and_then(serde_json::Value::as_str);
+    if has("configurationItem")
+        || has("configurationItems")
+        || has("configurationItemCaptureTime")
+        || has("configSnapshotId")
+        || has("configurationItemSummary")
+        || (has("messageType") && has("notificationCreationTime"))
+        || (text("source") == Some("aws.config") && has("detail"))
+    {
         Dialect::AwsConfig
     } else if has("assetType") || has("asset_type") || (has("asset") && has("window")) {
         Dialect::GcpAsset
-    } else if obj.get("id").and_then(|v| v.as_str()).is_some_and(|id| id.starts_with("/subscriptions/")) {
+    } else if text("id").is_some_and(is_arm_id) || is_azure_wrapper(obj) {
         Dialect::Azure
     } else {
         Dialect::Native
     }
+}
+
+/// An ARM resource id: `/subscriptions/…` (ARM ids are case-insensitive).
+fn is_arm_id(id: &str) -> bool {
+    id.get(..15).is_some_and(|p| p.eq_ignore_ascii_case("/subscriptions/"))
+}
+
+/// A Resource Graph result (`{"data": [...]}`, or the old table format
+/// `{"data": {"columns", "rows"}}`) or an ARM list (`{"value": [...]}`) of
+/// ARM resources (or empty).
+fn is_azure_wrapper(obj: &serde_json::Map<String, serde_json::Value>) -> bool {
+    use serde_json::Value;
+    let arm = |v: &Value| v.get("id").and_then(Value::as_str).is_some_and(is_arm_id);
+    ["data", "value"].into_iter().any(|k| match obj.get(k) {
+        Some(Value::Array(items)) => items.first().is_none_or(arm),
+        Some(Value::Object(table)) => k == "data" && table.contains_key("columns") && table.contains_key("rows"),
+        _ => false,
+    })
 }
 
 /// Parses a decoded inventory payload.
@@ -263,5 +296,90 @@ mod tests {
         let e = parse_value(serde_json::from_str(&bad_type).unwrap(), src()).unwrap_err();
         assert!(e.to_string().contains("unknown resource type 'ec2'"), "{e}");
         assert_eq!(dialect(serde_json::json!({"configurationItem": {}}).as_object().unwrap()), Dialect::AwsConfig);
+    }
+
+    fn ctx() -> MessageCtx<'static> {
+        MessageCtx { topic: "inventory.raw", partition: 0, offset: 1 }
+    }
+
+    #[test]
+    fn aws_config_through_parse() {
+        let snapshot = br#"{"fileVersion": "1.0", "configSnapshotId": "s-1", "configurationItems": [
+            {"configurationItemCaptureTime": "2026-02-01T00:00:00Z", "configurationItemStatus": "OK",
+             "resourceType": "AWS::EC2::Instance", "resourceId": "i-1", "awsAccountId": "000000000001",
+             "awsRegion": "eu-west-1", "tags": {"pci-scope": "cde"},
+             "configuration": {"privateIpAddress": "10.0.0.1", "vpcId": "vpc-1",
+                               "networkInterfaces": [{"networkInterfaceId": "eni-1", "privateIpAddress": "10.0.0.1"}]}},
+            {"configurationItemCaptureTime": "2026-02-01T00:00:00Z", "configurationItemStatus": "OK",
+             "resourceType": "AWS::IAM::Role", "resourceId": "AROA1", "configuration": {}}]}"#;
+        let p = parse(snapshot, ctx());
+        assert_eq!(p.records.len(), 1);
+        assert_eq!(p.records[0].interface_ids, vec!["eni-1"]);
+        assert_eq!(p.records[0].account_id.as_deref(), Some("000000000001"));
+        assert_eq!(p.rejected.len(), 1);
+        assert_eq!((p.rejected[0].line, p.rejected[0].kind), (1, "unsupported"));
+        // Bare items, one per line.
+        let lines = br#"{"configurationItemCaptureTime": "2026-02-01T00:00:00Z", "resourceType": "AWS::Lambda::Function", "resourceId": "f1", "configuration": {"functionName": "f1"}}
+{"configurationItemCaptureTime": "2026-02-01T00:00:00Z", "resourceType": "AWS::EC2::Instance", "resourceId": "i-2", "configuration": {"privateIpAddress": "10.0.0.300"}}"#;
+        let p = parse(lines, ctx());
+        assert_eq!(p.records.len(), 1);
+        assert_eq!(p.rejected[0].line, 2);
+        assert_eq!(p.rejected[0].reason, "configuration.privateIpAddress: '10.0.0.300' is not an IP address");
+    }
+
+    #[test]
+    fn gcp_assets_through_parse() {
+        let export = br#"{"name": "//compute.googleapis.com/projects/p1/zones/europe-west1-c/instances/vm-a", "asset_type": "compute.googleapis.com/Instance", "resource": {"data": {"networkInterfaces": [{"networkIP": "10.2.0.2"}]}}, "update_time": "2026-02-01T00:00:00Z"}
+{"name": "//compute.googleapis.com/projects/p1/zones/europe-west1-c/instances/vm-b", "assetType": "compute.googleapis.com/Instance", "resource": {"data": {"networkInterfaces": [{"networkIP": "10.2.0.3"}]}}, "updateTime": "2026-02-01T00:00:00Z"}
+{"name": "//compute.googleapis.com/projects/p1/global/networks/default", "assetType": "compute.googleapis.com/Network", "resource": {"data": {}}, "updateTime": "2026-02-01T00:00:00Z"}"#;
+        let p = parse(export, ctx());
+        assert_eq!(p.records.iter().map(|r| r.private_ips[0].as_str()).collect::<Vec<_>>(), ["10.2.0.2", "10.2.0.3"]);
+        assert_eq!(p.records[0].region.as_deref(), Some("europe-west1"));
+        assert_eq!((p.rejected[0].line, p.rejected[0].kind), (3, "unsupported"));
+        let feed = br#"{"asset": {"name": "//compute.googleapis.com/projects/p1/zones/europe-west1-c/instances/vm-a", "assetType": "compute.googleapis.com/Instance"}, "deleted": true, "window": {"startTime": "2026-02-02T00:00:00Z"}}"#;
+        let p = parse(feed, ctx());
+        assert!(p.records[0].deleted);
+    }
+
+    #[test]
+    fn azure_resources_through_parse() {
+        let sub = "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg";
+        let nic = format!(
+            r#"{{"id": "{sub}/providers/Microsoft.Network/networkInterfaces/nic-1", "name": "nic-1",
+                 "type": "Microsoft.Network/networkInterfaces", "location": "eastus",
+                 "properties": {{"macAddress": "00-0D-3A-00-00-01", "ipConfigurations": [{{"properties":
+                   {{"privateIPAddress": "10.3.0.4", "subnet": {{"id": "{sub}/providers/Microsoft.Network/virtualNetworks/vnet-1/subnets/s1"}}}}}}]}}}}"#
+        );
+        let wrapped = format!(r#"{{"observed_at": "2026-02-01T00:00:00Z", "value": [{nic}]}}"#);
+        let p = parse(wrapped.as_bytes(), ctx());
+        assert!(p.rejected.is_empty(), "{:?}", p.rejected);
+        assert_eq!(p.records[0].interface_ids, vec!["000D3A000001"]);
+        assert_eq!(p.records[0].vpc_id.as_deref(), Some("vnet-1"));
+        assert_eq!(p.records[0].account_id.as_deref(), Some("11111111-2222-3333-4444-555555555555"));
+        // A bare array of resources, each with its own time.
+        let array = format!(r#"[{}]"#, nic.replacen('{', r#"{"observedAt": "2026-02-01T00:00:00Z", "#, 1));
+        let p = parse(array.as_bytes(), ctx());
+        assert_eq!(p.records.len(), 1, "{:?}", p.rejected);
+        // Without a time: refused, the message says what to add.
+        let p = parse(nic.as_bytes(), ctx());
+        assert!(p.records.is_empty());
+        assert!(p.rejected[0].reason.contains("observed_at"));
+    }
+
+    #[test]
+    fn dialects() {
+        let d = |j: serde_json::Value| dialect(j.as_object().unwrap());
+        assert_eq!(d(serde_json::json!({"source": "aws.config", "detail": {}})), Dialect::AwsConfig);
+        assert_eq!(
+            d(serde_json::json!({"messageType": "OversizedConfigurationItemChangeNotification",
+                                 "notificationCreationTime": "x"})),
+            Dialect::AwsConfig
+        );
+        assert_eq!(d(serde_json::json!({"asset": {}, "window": {}})), Dialect::GcpAsset);
+        assert_eq!(d(serde_json::json!({"id": "/SUBSCRIPTIONS/X/RESOURCEGROUPS/Y"})), Dialect::Azure);
+        assert_eq!(d(serde_json::json!({"data": [{"id": "/subscriptions/x"}]})), Dialect::Azure);
+        assert_eq!(d(serde_json::json!({"value": []})), Dialect::Azure);
+        assert_eq!(d(serde_json::json!({"data": {"columns": [], "rows": []}})), Dialect::Azure);
+        assert_eq!(d(serde_json::json!({"data": [{"provider": "aws"}]})), Dialect::Native);
     }
 }
