@@ -12,9 +12,13 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use psg_domain::FlowRecord;
+use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::aws::{Layout, LayoutError};
+use crate::fields::{self, Str};
 use crate::parsed::{MessageCtx, Parsed};
+use crate::payload;
 
 /// Message header that names the AWS field layout of the message's lines
 /// (e.g. `version vpc-id srcaddr ...`).
@@ -60,7 +64,7 @@ impl Default for AwsLayouts {
 
 /// Parses one decoded flow-log payload.
 pub fn parse(text: &[u8], aws_header: Option<&[u8]>, layouts: &AwsLayouts, ctx: MessageCtx<'_>) -> Parsed<FlowRecord> {
-    if crate::payload::is_json(text) {
+    if payload::is_json(text) {
         return parse_json(text, ctx);
     }
     match aws_header {
@@ -77,10 +81,337 @@ pub fn parse(text: &[u8], aws_header: Option<&[u8]>, layouts: &AwsLayouts, ctx: 
     }
 }
 
-/// Parses a JSON flow-log payload (Azure or GCP).
-pub fn parse_json(_text: &[u8], _ctx: MessageCtx<'_>) -> Parsed<FlowRecord> {
-    Parsed::refused(
-        "unsupported",
-        "JSON flow logs (Azure NSG/VNet, GCP VPC) are not supported by this version: only AWS VPC flow-log lines are",
-    )
+/// What a JSON flow-log message must be, for refusals.
+const EXPECTED_JSON: &str = "expected an Azure flow-log blob {\"records\":[...]} (NSG or VNet flow logs), \
+a GCP Cloud Logging entry with \"jsonPayload\" (one object, or one per line), \
+or a Pub/Sub push envelope {\"message\":{\"data\":\"<base64>\"},\"subscription\":...}";
+
+/// Parses a JSON flow-log payload: an Azure blob (NSG or VNet flow logs),
+/// GCP VPC flow-log entries (one object, or one per line), or a Pub/Sub
+/// push envelope whose `message.data` holds GCP entries.
+pub fn parse_json(text: &[u8], ctx: MessageCtx<'_>) -> Parsed<FlowRecord> {
+    let shape = match serde_json::from_slice::<Shape>(text) {
+        Ok(s) => s,
+        // One value, but not an object.
+        Err(e) if e.is_data() => {
+            return Parsed::refused(
+                "unsupported",
+                format!("a JSON value that is not an object ({e}): {EXPECTED_JSON}"),
+            );
+        }
+        // Newline-delimited entries: something follows the first one.
+        Err(e) if payload::is_ndjson(text) => {
+            return match first_line_shape(text) {
+                Some(s) if s.json_payload => crate::gcp::parse_entries(text, ctx),
+                Some(s) if s.records || s.message => Parsed::refused(
+                    "unsupported",
+                    "several JSON values, one per line: only GCP Cloud Logging entries can be newline-delimited",
+                ),
+                Some(s) => unknown_shape(&s),
+                None => Parsed::refused("parse", format!("invalid JSON: {e}")),
+            };
+        }
+        Err(e) => return Parsed::refused("parse", format!("invalid JSON: {e}")),
+    };
+    if shape.records {
+        crate::azure::parse_blob(text, ctx)
+    } else if shape.json_payload {
+        crate::gcp::parse_entries(text, ctx)
+    } else if shape.message {
+        parse_pubsub(text, ctx)
+    } else {
+        unknown_shape(&shape)
+    }
+}
+
+fn unknown_shape(shape: &Shape) -> Parsed<FlowRecord> {
+    let found = if let Some(log) = &shape.log_name {
+        format!("a Cloud Logging entry of '{log}' without jsonPayload")
+    } else if shape.keys.is_empty() {
+        "an empty JSON object".to_owned()
+    } else {
+        format!("a JSON object with keys {}", shape.keys.join(", "))
+    };
+    Parsed::refused("unsupported", format!("{found}: {EXPECTED_JSON}"))
+}
+
+/// The shape of the first line that is a JSON object of its own.
+fn first_line_shape(text: &[u8]) -> Option<Shape> {
+    payload::lines(text).find_map(|(_, l)| serde_json::from_slice::<Shape>(l).ok())
+}
+
+/// The top-level keys of a JSON object that tell the formats apart (the
+/// values are skipped, not built).
+#[derive(Debug, Default)]
+struct Shape {
+    records: bool,
+    json_payload: bool,
+    /// `message` is an object (a Pub/Sub push envelope).
+    message: bool,
+    log_name: Option<String>,
+    /// The first few keys, for refusals.
+    keys: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for Shape {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Shape;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
+                let mut s = Shape::default();
+                while let Some(key) = map.next_key::<Str<'de>>()? {
+                    if s.keys.len() < 8 {
+                        s.keys.push(key.as_str().chars().take(64).collect());
+                    }
+                    match key.as_str() {
+                        "records" => s.records = map.next_value::<JsonType>()? != JsonType::Null,
+                        "jsonPayload" => s.json_payload = map.next_value::<JsonType>()? != JsonType::Null,
+                        "message" => s.message = map.next_value::<JsonType>()? == JsonType::Object,
+                        "logName" => s.log_name = map.next_value::<Option<Str<'de>>>()?.map(|l| l.0.into_owned()),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(s)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The type of a JSON value (the value itself is skipped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JsonType {
+    Null,
+    Object,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for JsonType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = JsonType;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<JsonType, E> {
+                Ok(JsonType::Null)
+            }
+            fn visit_none<E>(self) -> Result<JsonType, E> {
+                Ok(JsonType::Null)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<JsonType, E> {
+                Ok(JsonType::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<JsonType, E> {
+                Ok(JsonType::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<JsonType, E> {
+                Ok(JsonType::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<JsonType, E> {
+                Ok(JsonType::Other)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<JsonType, E> {
+                Ok(JsonType::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<JsonType, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(JsonType::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonType, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(JsonType::Object)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A Pub/Sub push envelope.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    message: PubSubMessage<'a>,
+}
+
+#[derive(Deserialize)]
+struct PubSubMessage<'a> {
+    #[serde(borrow)]
+    data: Option<Str<'a>>,
+}
+
+/// Base64 as Pub/Sub writes it (standard alphabet), padded or not; the
+/// URL-safe alphabet is accepted too.
+const BASE64_CONFIG: base64::engine::GeneralPurposeConfig = base64::engine::GeneralPurposeConfig::new()
+    .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent);
+const BASE64: base64::engine::GeneralPurpose =
+    base64::engine::GeneralPurpose::new(&base64::alphabet::STANDARD, BASE64_CONFIG);
+const BASE64_URL: base64::engine::GeneralPurpose =
+    base64::engine::GeneralPurpose::new(&base64::alphabet::URL_SAFE, BASE64_CONFIG);
+
+/// A Pub/Sub push envelope: `message.data` is base64 of GCP entries (one,
+/// or one per line); an entry's position is its line in the decoded data.
+fn parse_pubsub(text: &[u8], ctx: MessageCtx<'_>) -> Parsed<FlowRecord> {
+    use base64::Engine as _;
+    let envelope: Envelope<'_> = match serde_json::from_slice(text) {
+        Ok(e) => e,
+        Err(e) => return Parsed::refused("parse", format!("Pub/Sub push envelope: {}", fields::json_error(&e))),
+    };
+    let Some(data) = envelope.message.data.as_ref().map(Str::as_str).filter(|d| !d.is_empty()) else {
+        return Parsed::refused("parse", "Pub/Sub push envelope without message.data");
+    };
+    let data = data.trim_ascii();
+    let decoded = match BASE64.decode(data).or_else(|e| BASE64_URL.decode(data).map_err(|_| e)) {
+        Ok(d) => d,
+        Err(e) => return Parsed::refused("parse", format!("Pub/Sub message.data is not base64: {e}")),
+    };
+    if !payload::is_json(&decoded) {
+        return Parsed::refused(
+            "unsupported",
+            "Pub/Sub message.data is not JSON: expected GCP Cloud Logging entries (VPC flow logs)",
+        );
+    }
+    crate::gcp::parse_entries(&decoded, ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use psg_domain::{FlowAction, FlowFormat};
+
+    use super::*;
+
+    const CTX: MessageCtx<'static> = MessageCtx { topic: "flowlogs.raw", partition: 0, offset: 5 };
+
+    const NSG: &str = r#"{"records":[{"time":"2018-11-13T12:00:35.3899262Z","category":"NetworkSecurityGroupFlowEvent","resourceId":"/SUBSCRIPTIONS/00000000-0000-0000-0000-000000000001/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/NSG","properties":{"Version":2,"flows":[{"rule":"DefaultRule_DenyAllInBound","flows":[{"mac":"000D3AF87856","flowTuples":["1542110437,125.64.94.197,10.5.16.4,59752,18264,T,I,D,B,,,,"]}]}]}}]}"#;
+    const VNET: &str = r#"{"records":[{"time":"2022-09-14T09:00:52.5625085Z","flowLogVersion":4,"macAddress":"00224871C205","category":"FlowLogFlowEvent","targetResourceID":"/subscriptions/00000000-0000-0000-0000-000000000002/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/vnet","flowRecords":{"flows":[{"aclID":"acl","flowGroups":[{"rule":"r","flowTuples":["1663145998065,101.33.218.153,10.0.0.6,55188,22,6,I,D,NX,0,0,0,0"]}]}]}}]}"#;
+    const GCP: &str = r#"{"jsonPayload":{"connection":{"src_ip":"10.0.0.1","dest_ip":"10.0.0.2","src_port":1,"dest_port":443,"protocol":6},"bytes_sent":"10","packets_sent":"1","reporter":"SRC","start_time":"2024-01-01T00:00:00Z","end_time":"2024-01-01T00:00:01Z","src_instance":{"project_id":"p","region":"r","vm_name":"v"}},"logName":"projects/p/logs/compute.googleapis.com%2Fvpc_flows"}"#;
+
+    fn parse(text: &str) -> Parsed<FlowRecord> {
+        parse_json(text.as_bytes(), CTX)
+    }
+
+    fn refusal(p: &Parsed<FlowRecord>) -> (&'static str, String) {
+        assert!(p.records.is_empty());
+        assert_eq!(p.rejected.len(), 1, "{:?}", p.rejected);
+        assert_eq!(p.rejected[0].line, 0);
+        (p.rejected[0].kind, p.rejected[0].reason.clone())
+    }
+
+    #[test]
+    fn azure_blobs_are_told_apart_by_category() {
+        let p = parse(NSG);
+        assert_eq!(p.records[0].format, FlowFormat::AzureNsgV2);
+        assert_eq!(p.records[0].account_id.as_deref(), Some("00000000-0000-0000-0000-000000000001"));
+        let p = parse(VNET);
+        assert_eq!(p.records[0].format, FlowFormat::AzureVnet);
+        assert_eq!(p.records[0].action, Some(FlowAction::Reject));
+        // through the format dispatch, whitespace and all
+        let p = super::parse(format!("\n  {NSG}\n").as_bytes(), None, &AwsLayouts::default(), CTX);
+        assert_eq!(p.records.len(), 1);
+    }
+
+    #[test]
+    fn gcp_entries_one_pretty_printed_or_one_per_line() {
+        let p = parse(GCP);
+        assert_eq!(p.records[0].format, FlowFormat::GcpVpc);
+        assert_eq!(p.records[0].source.line, 1);
+        let pretty = serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(GCP).unwrap()).unwrap();
+        let p = parse(&pretty);
+        assert!(p.rejected.is_empty(), "{:?}", p.rejected);
+        assert_eq!(p.records[0].source.line, 1);
+        assert_eq!(p.records[0].account_id.as_deref(), Some("p"));
+        let p = parse(&format!("{GCP}\n{GCP}\r\n{GCP}"));
+        assert!(p.rejected.is_empty(), "{:?}", p.rejected);
+        assert_eq!(p.records.iter().map(|r| r.source.line).collect::<Vec<_>>(), [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_broken_first_line_of_gcp_entries_is_refused_alone() {
+        let p = parse(&format!("{{\"jsonPayload\": }}\n{GCP}\n{GCP}\n"));
+        assert_eq!(p.records.iter().map(|r| r.source.line).collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(p.rejected.len(), 1);
+        assert_eq!(p.rejected[0].line, 1);
+        assert_eq!(p.rejected[0].raw, b"{\"jsonPayload\": }");
+        assert!(p.rejected[0].reason.starts_with("GCP log entry: invalid JSON"), "{}", p.rejected[0].reason);
+    }
+
+    #[test]
+    fn pubsub_push_envelopes_hold_gcp_entries() {
+        let bad = GCP.replace(r#""dest_port":443"#, r#""dest_port":-443"#);
+        let data = base64::engine::general_purpose::STANDARD.encode(format!("{GCP}\n{bad}\n{GCP}\n"));
+        let envelope = format!(
+            r#"{{"message":{{"attributes":{{"logging.googleapis.com/timestamp":"2024-01-01T00:00:01Z"}},"data":"{data}","messageId":"2070443601311540","publishTime":"2024-01-01T00:00:02Z"}},"subscription":"projects/p/subscriptions/flows-push"}}"#
+        );
+        let p = parse(&envelope);
+        assert_eq!(p.records.iter().map(|r| r.source.line).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(p.records[0].dst_port, Some(443));
+        assert_eq!(p.rejected.len(), 1);
+        assert_eq!(p.rejected[0].line, 2);
+        assert_eq!(p.rejected[0].raw, bad.as_bytes());
+        assert_eq!(p.rejected[0].reason, "field 'connection.dest_port': '-443' is not a port (0-65535)");
+
+        // one entry, unpadded URL-safe base64
+        let data = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(GCP);
+        let p = parse(&format!(r#"{{"message":{{"data":"{data}"}},"subscription":"s"}}"#));
+        assert_eq!(p.records.len(), 1, "{:?}", p.rejected);
+        assert_eq!(p.records[0].source.line, 1);
+
+        assert_eq!(
+            refusal(&parse(r#"{"message":{"data":"%%%"},"subscription":"s"}"#)),
+            ("parse", "Pub/Sub message.data is not base64: Invalid symbol 37, offset 0.".to_owned())
+        );
+        assert_eq!(
+            refusal(&parse(r#"{"message":{"messageId":"1"},"subscription":"s"}"#)),
+            ("parse", "Pub/Sub push envelope without message.data".to_owned())
+        );
+        let text = base64::engine::general_purpose::STANDARD.encode("2 123 eni-1 - - - - - - - 1 2 - NODATA");
+        assert_eq!(
+            refusal(&parse(&format!(r#"{{"message":{{"data":"{text}"}}}}"#))),
+            (
+                "unsupported",
+                "Pub/Sub message.data is not JSON: expected GCP Cloud Logging entries (VPC flow logs)".to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn invalid_json_and_unknown_shapes_are_refused_whole() {
+        let (kind, reason) = refusal(&parse(r#"{"records": [{"category": "#));
+        assert_eq!(kind, "parse");
+        assert!(reason.starts_with("invalid JSON: EOF while parsing"), "{reason}");
+
+        let (kind, reason) = refusal(&parse(r#"{"Records": [{"eventName": "PutObject"}]}"#));
+        assert_eq!(kind, "unsupported");
+        assert_eq!(reason, format!("a JSON object with keys Records: {EXPECTED_JSON}"));
+
+        let (kind, reason) = refusal(&parse(r#"{"logName":"projects/p/logs/syslog","textPayload":"x"}"#));
+        assert_eq!(kind, "unsupported");
+        assert_eq!(
+            reason,
+            format!("a Cloud Logging entry of 'projects/p/logs/syslog' without jsonPayload: {EXPECTED_JSON}")
+        );
+
+        let (kind, reason) = refusal(&parse(r#"{"message":"hello","records":null}"#));
+        assert_eq!(kind, "unsupported");
+        assert_eq!(reason, format!("a JSON object with keys message, records: {EXPECTED_JSON}"));
+
+        let (kind, reason) = refusal(&parse("[1, 2]"));
+        assert_eq!(kind, "unsupported");
+        assert!(reason.starts_with("a JSON value that is not an object (invalid type: sequence"), "{reason}");
+
+        let (kind, reason) = refusal(&parse(&format!("{NSG}\n{NSG}")));
+        assert_eq!(kind, "unsupported");
+        assert!(reason.starts_with("several JSON values, one per line"), "{reason}");
+
+        assert_eq!(refusal(&parse(r#"{"records": 5}"#)).0, "parse");
+        assert_eq!(refusal(&parse("{}")), ("unsupported", format!("an empty JSON object: {EXPECTED_JSON}")));
+    }
 }

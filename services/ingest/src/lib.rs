@@ -10,7 +10,9 @@
 //! Layout:
 //! - [`payload`]: decompression (bounded) and splitting a message into records;
 //! - [`flowlogs`]: which flow-log format a message is in, and its parser:
-//!   [`aws`] (VPC flow-log lines), Azure and GCP JSON;
+//!   [`aws`] (VPC flow-log lines), [`azure`] (NSG and VNet flow-log blobs),
+//!   [`gcp`] (VPC flow-log entries, also in Pub/Sub push envelopes), with
+//!   the JSON field checks they share in `fields`;
 //! - [`inventory`]: inventory events → Resources (native JSON, AWS Config,
 //!   GCP Cloud Asset Inventory, Azure);
 //! - [`parsed`]: what parsers return (records, and refusals with position
@@ -21,7 +23,10 @@
 //! Everything but `service` is pure: no Kafka, no database.
 
 pub mod aws;
+pub mod azure;
+mod fields;
 pub mod flowlogs;
+pub mod gcp;
 pub mod inventory;
 pub mod parsed;
 pub mod payload;

@@ -1,7 +1,9 @@
 //! Turning a message payload into text records: gzip (bounded), UTF-8,
-//! newline splitting.
+//! newline splitting, one JSON value or one per line.
 
 use std::io::Read;
+
+use serde::Deserialize;
 
 /// Why a payload cannot be read at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +64,28 @@ pub fn is_json(text: &[u8]) -> bool {
     matches!(text.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{') | Some(b'['))
 }
 
+/// Whether a JSON payload holds one value per line (newline-delimited JSON)
+/// rather than one value, possibly spread over lines (pretty-printed).
+pub fn is_ndjson(text: &[u8]) -> bool {
+    let mut de = serde_json::Deserializer::from_slice(text);
+    match serde::de::IgnoredAny::deserialize(&mut de) {
+        // Something follows the first value.
+        Ok(_) => de.end().is_err(),
+        // The first value is broken: one per line if its line is a whole
+        // object of its own and more lines follow.
+        Err(_) => {
+            let mut lines = lines(text);
+            match (lines.next(), lines.next()) {
+                (Some((_, first)), Some(_)) => {
+                    let first = first.trim_ascii();
+                    first.starts_with(b"{") && first.ends_with(b"}")
+                }
+                _ => false,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -92,6 +116,16 @@ mod tests {
         assert_eq!(decode(b"", 10), Err(PayloadError::Empty));
         assert!(matches!(decode(&[b'x'; 11], 10), Err(PayloadError::TooLarge { .. })));
         assert!(matches!(decode(&[0x1f, 0x8b, 0, 1, 2], 10), Err(PayloadError::Gzip(_))));
+    }
+
+    #[test]
+    fn one_json_value_or_one_per_line() {
+        assert!(!is_ndjson(b"{\"a\": 1}\n"));
+        assert!(!is_ndjson(b"{\n  \"a\": 1,\n  \"b\": [1, 2]\n}\n"));
+        assert!(is_ndjson(b"{\"a\": 1}\n{\"a\": 2}\n"));
+        // a broken first line of newline-delimited JSON, and a broken pretty-printed value
+        assert!(is_ndjson(b"{\"a\": }\n{\"a\": 2}\n"));
+        assert!(!is_ndjson(b"{\n  \"a\": \n}\n"));
     }
 
     #[test]

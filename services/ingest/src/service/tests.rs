@@ -92,10 +92,23 @@ fn gzip_payloads_are_read_and_bombs_refused() {
 }
 
 #[test]
-fn json_flow_logs_are_refused_clearly() {
+fn json_flow_logs_come_out_and_bad_tuples_are_dead_lettered_alone() {
+    let blob = r#"{"records":[{"category":"NetworkSecurityGroupFlowEvent","resourceId":"/SUBSCRIPTIONS/SUB-1/RESOURCEGROUPS/RG","properties":{"Version":2,"flows":[{"rule":"r","flows":[{"mac":"000D3AF87856","flowTuples":["1542110406,10.5.16.4,198.51.100.225,59929,443,T,O,A,E,15,8489,12,7054","1542110406,10.5.16.4,198.51.100.225,59929,443,T,O,A,Q,15,8489,12,7054"]}]}]}}]}"#;
     let mut out = Output::default();
-    ingest().handle(&msg("flowlogs.raw", 1, br#"{"records": []}"#, &[]), &mut out);
+    ingest().handle(&msg("flowlogs.raw", 7, blob.as_bytes(), &[]), &mut out);
+    let recs = flows(&out);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].format, psg_domain::FlowFormat::AzureNsgV2);
+    assert_eq!(recs[0].account_id.as_deref(), Some("sub-1"));
+    assert_eq!(out.records[0].key.as_deref(), Some(&b"10.5.16.4|198.51.100.225"[..]));
+    assert_eq!(out.dead_letters.len(), 1);
+    assert_eq!(out.dead_letters[0].line, Some(2));
+    assert_eq!(out.dead_letters[0].payload, b"1542110406,10.5.16.4,198.51.100.225,59929,443,T,O,A,Q,15,8489,12,7054");
+
+    let mut out = Output::default();
+    ingest().handle(&msg("flowlogs.raw", 1, br#"{"Records": []}"#, &[]), &mut out);
     assert_eq!(out.dead_letters[0].kind, "unsupported");
+    assert!(out.dead_letters[0].reason.contains("Azure flow-log blob"), "{}", out.dead_letters[0].reason);
 }
 
 #[test]
