@@ -30,6 +30,8 @@ pub mod gcp;
 pub mod inventory;
 pub mod parsed;
 pub mod payload;
+#[cfg(feature = "service")]
 pub mod service;
 
+#[cfg(feature = "service")]
 pub use service::Ingest;
