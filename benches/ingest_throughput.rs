@@ -56,8 +56,10 @@ fn main() {
         let broker = EmbeddedBroker::start(1).expect("broker");
         let bootstrap = broker.bootstrap_servers();
         let partitions = 2;
-        let mut cfg = Config::default();
-        cfg.kafka = KafkaConfig { brokers: Some(bootstrap.clone()), partitions, batch_size: 50, ..KafkaConfig::default() };
+        let cfg = Config {
+            kafka: KafkaConfig { brokers: Some(bootstrap.clone()), partitions, batch_size: 50, ..KafkaConfig::default() },
+            ..Config::default()
+        };
         let topics: Vec<TopicSpec> = ["flowlogs.raw", "inventory.raw", "flows.normalized", "ingest.dlq"]
             .into_iter()
             .map(TopicSpec::stream)
