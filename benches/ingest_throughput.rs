@@ -51,6 +51,7 @@ fn main() {
         return;
     }
     let messages: usize = std::env::var("INGEST_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let _ = psg_telemetry::init_logging(psg_config::LogFormat::Text, "warn");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(async move {
         let broker = EmbeddedBroker::start(1).expect("broker");
@@ -88,7 +89,7 @@ fn main() {
             if done >= lines {
                 break;
             }
-            assert!(started.elapsed() < Duration::from_secs(600), "only {done} of {lines} lines after 10 minutes");
+            assert!(started.elapsed() < Duration::from_secs(300), "only {done} of {lines} lines after 5 minutes");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let elapsed = started.elapsed();

@@ -149,7 +149,14 @@ pub(crate) async fn serve(
         let (cfg2, store2, stop) = (cfg.clone(), store.clone(), shutdown.clone());
         match kind {
             ServiceKind::Ingest => {
-                let p = psg_ingest::Ingest::new(&cfg, store2).map_err(CliError::Config)?;
+                let mut p = psg_ingest::Ingest::new(&cfg, store2).map_err(CliError::Config)?;
+                if embedded.is_none() {
+                    let n =
+                        psg_kafka_runtime::runner::partition_count(&cfg.kafka, &cfg.topics.flows_normalized, &shutdown)
+                            .await
+                            .map_err(runtime)?;
+                    p.set_output_partitions(n);
+                }
                 let opts = RunnerOptions { stream_topics: p.input_topics(), ..opts };
                 tasks.spawn(run_one(cfg2, opts, p, stop));
             }

@@ -18,7 +18,7 @@ pub mod binary;
 
 use apache_avro::rabin::Rabin;
 use apache_avro::{AvroSchema, Schema};
-use psg_domain::{Alert, Evidence, FlowEdge, FlowRecord, Resource, ScopeDecision};
+use psg_domain::{Alert, Evidence, FlowBatch, FlowEdge, FlowRecord, Resource, ScopeDecision};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -110,6 +110,7 @@ macro_rules! message {
 }
 
 message!(FlowRecord, "FlowRecord", "flow_record.avsc");
+message!(FlowBatch, "FlowBatch", "flow_batch.avsc");
 message!(Resource, "Resource", "resource.avsc");
 message!(FlowEdge, "FlowEdge", "flow_edge.avsc");
 message!(ScopeDecision, "ScopeDecision", "scope_decision.avsc");

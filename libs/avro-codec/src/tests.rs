@@ -166,6 +166,7 @@ fn assert_no_drift<T: AvroMessage>() {
 #[test]
 fn rust_types_match_schema_files() {
     assert_no_drift::<FlowRecord>();
+    assert_no_drift::<FlowBatch>();
     assert_no_drift::<Resource>();
     assert_no_drift::<FlowEdge>();
     assert_no_drift::<ScopeDecision>();
@@ -197,6 +198,8 @@ fn round_trip<T: AvroMessage + PartialEq + std::fmt::Debug>(value: T) {
 fn every_message_round_trips() {
     round_trip(flow_record(true));
     round_trip(flow_record(false));
+    round_trip(FlowBatch { records: vec![flow_record(true), flow_record(false)] });
+    round_trip(FlowBatch { records: vec![] });
     round_trip(resource());
     round_trip(flow_edge());
     round_trip(decision());
@@ -256,6 +259,7 @@ fn agrees_with_apache_avro<T: AvroMessage + PartialEq + std::fmt::Debug>(value: 
 fn the_fast_codec_is_byte_identical_to_apache_avro() {
     agrees_with_apache_avro(&flow_record(true), true);
     agrees_with_apache_avro(&flow_record(false), true);
+    agrees_with_apache_avro(&FlowBatch { records: vec![flow_record(true), flow_record(false)] }, true);
     agrees_with_apache_avro(&resource(), true);
     agrees_with_apache_avro(&flow_edge(), true);
     agrees_with_apache_avro(&decision(), true);

@@ -2,7 +2,7 @@
 //!
 //! | topic              | message          | key                  |
 //! |--------------------|------------------|----------------------|
-//! | `flows.normalized` | [`FlowRecord`]   | interface id / addr  |
+//! | `flows.normalized` | [`FlowBatch`] of [`FlowRecord`]s | partition chosen by the address pair |
 //! | `resources`        | [`Resource`]     | `resource_id` (compacted) |
 //! | `flows.edges`      | [`FlowEdge`]     | source resource id   |
 //! | `scope.decisions`  | [`ScopeDecision`]| `resource_id`        |
@@ -123,6 +123,16 @@ impl FlowRecord {
             source,
         }
     }
+}
+
+/// The FlowRecords of one input message that belong to one partition of
+/// `flows.normalized`: one Kafka message carries many records, so Kafka's
+/// per-message cost is not paid per record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "io.pciscopeguard.v1")]
+pub struct FlowBatch {
+    /// The records, in input order.
+    pub records: Vec<FlowRecord>,
 }
 
 /// A resource from the inventory (topic `resources`, compacted by `resource_id`).

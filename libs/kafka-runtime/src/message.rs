@@ -40,6 +40,8 @@ impl InMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutRecord {
     pub topic: String,
+    /// An explicit partition; `None`: the producer's partitioner picks one by key.
+    pub partition: Option<i32>,
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub headers: Vec<(String, Vec<u8>)>,
@@ -47,7 +49,12 @@ pub struct OutRecord {
 
 impl OutRecord {
     pub fn new(topic: impl Into<String>, key: impl Into<Vec<u8>>, payload: Vec<u8>) -> Self {
-        Self { topic: topic.into(), key: Some(key.into()), payload, headers: Vec::new() }
+        Self { topic: topic.into(), partition: None, key: Some(key.into()), payload, headers: Vec::new() }
+    }
+
+    /// A record for an explicit partition.
+    pub fn to_partition(topic: impl Into<String>, partition: i32, key: impl Into<Vec<u8>>, payload: Vec<u8>) -> Self {
+        Self { partition: Some(partition), ..Self::new(topic, key, payload) }
     }
 }
 

@@ -61,6 +61,9 @@ impl Deliverer {
             if let Some(k) = &r.key {
                 rec = rec.key(k);
             }
+            if let Some(p) = r.partition {
+                rec = rec.partition(p);
+            }
             pending.push(self.enqueue(rec).await?);
         }
         for dl in &output.dead_letters {

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use psg_config::Config;
 use psg_domain::rows::{DataFlowRow, ResourceRow};
 use psg_domain::time::{SECOND, from_micros};
-use psg_domain::{EdgeDirection, EndpointKind, FlowDirection, FlowEdge, FlowRecord, LogStatus, Resource, ids};
+use psg_domain::{
+    EdgeDirection, EndpointKind, FlowBatch, FlowDirection, FlowEdge, FlowRecord, LogStatus, Resource, ids,
+};
 use psg_kafka_runtime::{DeadLetter, InMessage, InputKind, OutRecord, Output, ProcessError, Processor};
 use psg_store::Store;
 
@@ -78,21 +80,30 @@ impl Correlate {
         }
     }
 
-    fn flow(&mut self, msg: &InMessage, out: &mut Output) {
-        let rec = match psg_avro_codec::decode::<FlowRecord>(msg.payload()) {
-            Ok(r) => r,
-            Err(e) => {
-                out.dead_letters.push(DeadLetter::whole(msg, "schema", e.to_string()));
-                return;
+    fn flows(&mut self, msg: &InMessage, out: &mut Output) {
+        match psg_avro_codec::decode::<FlowBatch>(msg.payload()) {
+            Ok(batch) => {
+                for rec in &batch.records {
+                    self.flow(rec, msg, out);
+                }
             }
-        };
+            Err(e) => out.dead_letters.push(DeadLetter::whole(msg, "schema", e.to_string())),
+        }
+    }
+
+    fn flow(&mut self, rec: &FlowRecord, msg: &InMessage, out: &mut Output) {
         if rec.log_status != LogStatus::Ok {
             metrics::counter!("psg_correlate_records_total", "outcome" => "no-traffic").increment(1);
             return;
         }
-        let obs = match self.observe(&rec, msg) {
+        let obs = match self.observe(rec, msg) {
             Ok(o) => o,
             Err(reason) => {
+                let line = u32::try_from(rec.source.line).unwrap_or(0);
+                let reason = format!(
+                    "{reason} (record from {} partition {} offset {} line {line})",
+                    rec.source.topic, rec.source.partition, rec.source.offset
+                );
                 out.dead_letters.push(DeadLetter::whole(msg, "attribution", reason));
                 return;
             }
@@ -249,7 +260,7 @@ impl Processor for Correlate {
             self.resource(msg, &mut out);
         }
         for msg in batch.iter().filter(|m| m.kind == InputKind::Stream) {
-            self.flow(msg, &mut out);
+            self.flows(msg, &mut out);
         }
         let closed = self.windows.close_ready();
         for edge in &closed {

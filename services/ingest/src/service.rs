@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use psg_config::Config;
 use psg_domain::rows::ResourceRow;
-use psg_domain::{FlowRecord, Resource};
+use psg_domain::{FlowBatch, FlowRecord, Resource};
 use psg_kafka_runtime::{DeadLetter, InMessage, OutRecord, Output, ProcessError, Processor};
 use psg_store::Store;
 use psg_store::resources::ResourceObservation;
@@ -24,6 +24,8 @@ pub struct Ingest {
     flows_out: String,
     resources_out: String,
     max_message_bytes: usize,
+    /// Partitions of `flows.normalized`.
+    output_partitions: i32,
     layouts: AwsLayouts,
     store: Option<Store>,
     pending: Vec<ResourceObservation>,
@@ -38,10 +40,17 @@ impl Ingest {
             flows_out: cfg.topics.flows_normalized.clone(),
             resources_out: cfg.topics.resources.clone(),
             max_message_bytes: cfg.ingest.max_message_bytes,
+            output_partitions: cfg.kafka.partitions,
             layouts: AwsLayouts::new(cfg.ingest.aws_format.as_deref(), &cfg.ingest.aws_formats)?,
             store,
             pending: Vec::new(),
         })
+    }
+
+    /// Sets the partition count of `flows.normalized` (read from the broker
+    /// at start; the configured `kafka.partitions` until then).
+    pub fn set_output_partitions(&mut self, partitions: i32) {
+        self.output_partitions = partitions.max(1);
     }
 
     /// The topics ingest consumes.
@@ -62,18 +71,7 @@ impl Ingest {
         if *msg.topic == *self.flowlogs_topic {
             let parsed = flowlogs::parse(&text, msg.header(AWS_FORMAT_HEADER), &self.layouts, ctx);
             metrics::counter!("psg_ingest_records_total", "kind" => "flow").increment(parsed.records.len() as u64);
-            for rec in &parsed.records {
-                match psg_avro_codec::encode(rec) {
-                    Ok(bytes) => out.records.push(OutRecord::new(&self.flows_out, flow_key(rec), bytes)),
-                    Err(e) => out.dead_letters.push(DeadLetter::record(
-                        msg,
-                        rec.source.line as u32,
-                        b"",
-                        "encode",
-                        e.to_string(),
-                    )),
-                }
-            }
+            self.emit_flows(msg, parsed.records, out);
             dead_letters(msg, parsed.rejected, out);
         } else if *msg.topic == *self.inventory_topic {
             let parsed = inventory::parse(&text, ctx);
@@ -88,6 +86,30 @@ impl Ingest {
                 "routing",
                 format!("ingest does not read topic {}", msg.topic),
             ));
+        }
+    }
+
+    /// One FlowBatch per output partition that gets records: both reports
+    /// of a flow (one per interface, in different messages) land in the same
+    /// partition, chosen by the unordered address pair.
+    fn emit_flows(&self, msg: &InMessage, records: Vec<FlowRecord>, out: &mut Output) {
+        if records.is_empty() {
+            return;
+        }
+        let n = self.output_partitions.max(1) as usize;
+        let mut groups: Vec<Vec<FlowRecord>> = (0..n).map(|_| Vec::new()).collect();
+        for rec in records {
+            groups[flow_partition(&rec, n)].push(rec);
+        }
+        let key = format!("{}/{}/{}", msg.topic, msg.partition, msg.offset);
+        for (partition, records) in groups.into_iter().enumerate().filter(|(_, g)| !g.is_empty()) {
+            let count = records.len();
+            match psg_avro_codec::encode(&FlowBatch { records }) {
+                Ok(bytes) => {
+                    out.records.push(OutRecord::to_partition(&self.flows_out, partition as i32, key.as_bytes(), bytes))
+                }
+                Err(e) => out.dead_letters.push(DeadLetter::whole(msg, "encode", format!("{count} records: {e}"))),
+            }
         }
     }
 
@@ -123,19 +145,29 @@ fn dead_letters(msg: &InMessage, rejected: Vec<Rejected>, out: &mut Output) {
     }
 }
 
-/// Both reports of one flow (one per interface) share a key, so they land
-/// in the same partition: the unordered pair of addresses, or the interface
-/// for records without addresses (NODATA).
-fn flow_key(r: &FlowRecord) -> Vec<u8> {
+/// The output partition of a record: a stable hash (FNV-1a) of the
+/// unordered pair of addresses, so both reports of one flow meet in one
+/// partition; the interface for records without addresses (NODATA).
+pub fn flow_partition(r: &FlowRecord, partitions: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
     let a = r.pkt_src_addr.as_deref().or(r.src_addr.as_deref());
     let b = r.pkt_dst_addr.as_deref().or(r.dst_addr.as_deref());
     match (a, b) {
         (Some(a), Some(b)) => {
             let (x, y) = if a <= b { (a, b) } else { (b, a) };
-            format!("{x}|{y}").into_bytes()
+            feed(x.as_bytes());
+            feed(b"|");
+            feed(y.as_bytes());
         }
-        _ => r.interface_id.clone().unwrap_or_default().into_bytes(),
+        _ => feed(r.interface_id.as_deref().unwrap_or_default().as_bytes()),
     }
+    (h % partitions.max(1) as u64) as usize
 }
 
 impl Processor for Ingest {

@@ -1,7 +1,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use psg_domain::{FlowRecord, Resource};
+use psg_domain::{FlowBatch, FlowRecord, Resource};
 use psg_kafka_runtime::InputKind;
 
 use super::*;
@@ -24,11 +24,14 @@ fn ingest() -> Ingest {
 }
 
 fn flows(out: &Output) -> Vec<FlowRecord> {
-    out.records
+    let mut recs: Vec<FlowRecord> = out
+        .records
         .iter()
         .filter(|r| r.topic == "flows.normalized")
-        .map(|r| psg_avro_codec::decode(&r.payload).unwrap())
-        .collect()
+        .flat_map(|r| psg_avro_codec::decode::<FlowBatch>(&r.payload).unwrap().records)
+        .collect();
+    recs.sort_by_key(|r| r.source.line);
+    recs
 }
 
 const GOOD: &str = "2 123456789010 eni-1 10.0.0.5 10.0.0.9 40000 5432 6 10 840 1418530010 1418530070 ACCEPT OK";
@@ -100,7 +103,7 @@ fn json_flow_logs_come_out_and_bad_tuples_are_dead_lettered_alone() {
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].format, psg_domain::FlowFormat::AzureNsgV2);
     assert_eq!(recs[0].account_id.as_deref(), Some("sub-1"));
-    assert_eq!(out.records[0].key.as_deref(), Some(&b"10.5.16.4|198.51.100.225"[..]));
+    assert_eq!(out.records[0].key.as_deref(), Some(&b"flowlogs.raw/1/7"[..]), "batches are keyed by their source message");
     assert_eq!(out.dead_letters.len(), 1);
     assert_eq!(out.dead_letters[0].line, Some(2));
     assert_eq!(out.dead_letters[0].payload, b"1542110406,10.5.16.4,198.51.100.225,59929,443,T,O,A,Q,15,8489,12,7054");
@@ -128,4 +131,36 @@ fn inventory_lines_and_arrays() {
     let mut out = Output::default();
     ingest().handle(&msg("inventory.raw", 4, format!("[{a},\n {b}]").as_bytes(), &[]), &mut out);
     assert_eq!(out.records.len(), 2);
+}
+
+#[test]
+fn both_reports_of_a_flow_meet_in_one_partition() {
+    // The same flow seen at both interfaces, in two messages.
+    let a = "2 1 eni-a 10.0.0.5 10.0.0.9 40000 5432 6 10 840 1418530010 1418530070 ACCEPT OK";
+    let b = "2 1 eni-b 10.0.0.5 10.0.0.9 40000 5432 6 10 840 1418530010 1418530070 ACCEPT OK";
+    let reverse = "2 1 eni-b 10.0.0.9 10.0.0.5 5432 40000 6 10 840 1418530010 1418530070 ACCEPT OK";
+    let mut out = Output::default();
+    let mut ingest = ingest();
+    ingest.set_output_partitions(7);
+    ingest.handle(&msg("flowlogs.raw", 1, a.as_bytes(), &[]), &mut out);
+    ingest.handle(&msg("flowlogs.raw", 2, b.as_bytes(), &[]), &mut out);
+    ingest.handle(&msg("flowlogs.raw", 3, reverse.as_bytes(), &[]), &mut out);
+    let partitions: Vec<Option<i32>> = out.records.iter().map(|r| r.partition).collect();
+    assert_eq!(partitions.len(), 3);
+    assert!(partitions.iter().all(|p| *p == partitions[0] && p.is_some()), "{partitions:?}");
+}
+
+#[test]
+fn a_message_becomes_one_batch_per_partition() {
+    let payload: String = (0..200)
+        .map(|i| {
+            format!("2 1 eni-a 10.0.{}.{} 10.1.0.9 40000 443 6 1 1 1418530010 1418530070 ACCEPT OK\n", i / 256, i % 256)
+        })
+        .collect();
+    let mut ingest = ingest();
+    ingest.set_output_partitions(3);
+    let mut out = Output::default();
+    ingest.handle(&msg("flowlogs.raw", 1, payload.as_bytes(), &[]), &mut out);
+    assert!(out.records.len() <= 3, "{} messages", out.records.len());
+    assert_eq!(flows(&out).len(), 200);
 }
