@@ -145,7 +145,7 @@ fn dead_letters(msg: &InMessage, rejected: Vec<Rejected>, out: &mut Output) {
     }
 }
 
-/// The output partition of a record: a stable hash (FNV-1a) of the
+/// The output partition of a record: a stable hash (FNV-1a, mixed) of the
 /// unordered pair of addresses, so both reports of one flow meet in one
 /// partition; the interface for records without addresses (NODATA).
 pub fn flow_partition(r: &FlowRecord, partitions: usize) -> usize {
@@ -167,6 +167,12 @@ pub fn flow_partition(r: &FlowRecord, partitions: usize) -> usize {
         }
         _ => feed(r.interface_id.as_deref().unwrap_or_default().as_bytes()),
     }
+    // FNV's low bits are weak (the parity of the input): mix (MurmurHash3's finaliser).
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
     (h % partitions.max(1) as u64) as usize
 }
 

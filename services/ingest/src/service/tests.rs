@@ -103,7 +103,11 @@ fn json_flow_logs_come_out_and_bad_tuples_are_dead_lettered_alone() {
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].format, psg_domain::FlowFormat::AzureNsgV2);
     assert_eq!(recs[0].account_id.as_deref(), Some("sub-1"));
-    assert_eq!(out.records[0].key.as_deref(), Some(&b"flowlogs.raw/1/7"[..]), "batches are keyed by their source message");
+    assert_eq!(
+        out.records[0].key.as_deref(),
+        Some(&b"flowlogs.raw/1/7"[..]),
+        "batches are keyed by their source message"
+    );
     assert_eq!(out.dead_letters.len(), 1);
     assert_eq!(out.dead_letters[0].line, Some(2));
     assert_eq!(out.dead_letters[0].payload, b"1542110406,10.5.16.4,198.51.100.225,59929,443,T,O,A,Q,15,8489,12,7054");
