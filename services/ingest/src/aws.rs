@@ -6,8 +6,6 @@
 //! line in the payload (S3 files), or configuration; it is never guessed
 //! from the number of tokens.
 
-use std::net::IpAddr;
-
 use psg_domain::time::{Micros, SECOND};
 
 use crate::parsed::{MessageCtx, Parsed, Rejected};
@@ -231,25 +229,105 @@ fn int<T: std::str::FromStr>(field: &'static str, v: &str, problem: &'static str
 fn addr(field: &'static str, v: &str) -> Result<Option<String>, LineError> {
     match opt(v) {
         None => Ok(None),
-        Some(v) => match v.parse::<IpAddr>() {
-            Ok(IpAddr::V4(_)) => Ok(Some(v.to_owned())),
+        Some(v) if !v.as_bytes().contains(&b':') => {
+            if is_ipv4(v) {
+                Ok(Some(v.to_owned()))
+            } else {
+                Err(bad(field, v, "is not an IP address"))
+            }
+        }
+        Some(v) => match v.parse::<std::net::Ipv6Addr>() {
             Ok(ip) => Ok(Some(ip.to_string())),
             Err(_) => Err(bad(field, v, "is not an IP address")),
         },
     }
 }
 
-/// Unix seconds, or milliseconds (13 digits) as some producers emit.
-fn time(field: &'static str, v: &str) -> Result<Option<Micros>, LineError> {
-    let Some(n) = int::<i64>(field, v, "is not a Unix time")? else { return Ok(None) };
-    if n < 0 {
-        return Err(bad(field, v, "is before 1970"));
+/// Dotted-quad IPv4 as `std` accepts it (four decimal octets up to 255, no
+/// leading zeros), without building the address.
+fn is_ipv4(v: &str) -> bool {
+    let (mut octets, mut value, mut len, mut leading_zero) = (0u32, 0u32, 0u32, false);
+    for &b in v.as_bytes() {
+        match b {
+            b'0'..=b'9' => {
+                if len == 0 {
+                    leading_zero = b == b'0';
+                } else if leading_zero {
+                    return false;
+                }
+                value = value * 10 + u32::from(b - b'0');
+                len += 1;
+                if value > 255 {
+                    return false;
+                }
+            }
+            b'.' if len > 0 && octets < 3 => {
+                octets += 1;
+                (value, len) = (0, 0);
+            }
+            _ => return false,
+        }
     }
-    // 10^11 seconds is the year 5138: anything larger is milliseconds.
-    let us = if n >= 100_000_000_000 { n.checked_mul(1_000) } else { n.checked_mul(SECOND) };
-    us.map(Some).ok_or_else(|| bad(field, v, "is out of range"))
+    octets == 3 && len > 0
 }
 
+/// A run of ASCII digits as a number; `None` for anything else or on overflow.
+fn digits(v: &str) -> Option<u64> {
+    if v.is_empty() || v.len() > 20 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in v.as_bytes() {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(d))?;
+    }
+    Some(n)
+}
+
+/// An unsigned number up to `max`, or `-`.
+fn bounded(field: &'static str, v: &str, max: u64, problem: &'static str) -> Result<Option<i32>, LineError> {
+    match opt(v) {
+        None => Ok(None),
+        Some(v) => match digits(v) {
+            Some(n) if n <= max => Ok(Some(n as i32)),
+            _ => Err(bad(field, v, problem)),
+        },
+    }
+}
+
+/// Space-separated tokens (runs of spaces and tabs are one separator).
+struct Tokens<'a> {
+    rest: &'a [u8],
+    line: &'a str,
+}
+
+impl<'a> Iterator for Tokens<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let sep = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'\x0c');
+        let start = self.rest.iter().position(|b| !sep(b))?;
+        let len = self.rest[start..].iter().position(sep).unwrap_or(self.rest.len() - start);
+        let offset = self.line.len() - self.rest.len() + start;
+        self.rest = &self.rest[start + len..];
+        // Token boundaries are ASCII, so they are char boundaries of the line.
+        self.line.get(offset..offset + len)
+    }
+}
+
+/// Unix seconds, or milliseconds (13 digits) as some producers emit.
+fn time(field: &'static str, v: &str) -> Result<Option<Micros>, LineError> {
+    let Some(v) = opt(v) else { return Ok(None) };
+    let Some(n) = digits(v) else {
+        return Err(bad(field, v, if v.starts_with('-') { "is before 1970" } else { "is not a Unix time" }));
+    };
+    // 10^11 seconds is the year 5138: anything larger is milliseconds.
+    let us = if n >= 100_000_000_000 { n.checked_mul(1_000) } else { n.checked_mul(SECOND as u64) };
+    us.and_then(|u| i64::try_from(u).ok()).map(Some).ok_or_else(|| bad(field, v, "is out of range"))
+}
 /// Parses every line of a text payload. The layout is `layout`, unless a
 /// header line in the payload names another (S3 files start with one); a
 /// header line is ignored when `fixed` is set (the message header named the
@@ -290,7 +368,7 @@ pub fn parse_payload(
 
 /// Parses one line with `layout`. `source` says where it came from.
 pub fn parse_line(layout: &Layout, line: &str, source: SourceRef) -> Result<FlowRecord, LineError> {
-    let mut tokens = line.split_ascii_whitespace();
+    let mut tokens = Tokens { rest: line.as_bytes(), line };
     let mut rec = FlowRecord::new(CloudProvider::Aws, FlowFormat::AwsVpc, source, 0, 0);
     let (mut start, mut end) = (None, None);
     let mut count = 0;
@@ -307,9 +385,7 @@ pub fn parse_line(layout: &Layout, line: &str, source: SourceRef) -> Result<Flow
             Field::PktDstAddr => rec.pkt_dst_addr = addr("pkt-dstaddr", v)?,
             Field::SrcPort => rec.src_port = port("srcport", v)?,
             Field::DstPort => rec.dst_port = port("dstport", v)?,
-            Field::Protocol => {
-                rec.protocol = int::<u8>("protocol", v, "is not an IANA protocol number (0-255)")?.map(i32::from)
-            }
+            Field::Protocol => rec.protocol = bounded("protocol", v, 255, "is not an IANA protocol number (0-255)")?,
             Field::Packets => rec.packets = count_of("packets", v)?,
             Field::Bytes => rec.bytes = count_of("bytes", v)?,
             Field::Start => start = time("start", v)?,
@@ -367,13 +443,18 @@ pub fn parse_line(layout: &Layout, line: &str, source: SourceRef) -> Result<Flow
 }
 
 fn port(field: &'static str, v: &str) -> Result<Option<i32>, LineError> {
-    Ok(int::<u16>(field, v, "is not a port (0-65535)")?.map(i32::from))
+    bounded(field, v, 65_535, "is not a port (0-65535)")
 }
 
 fn count_of(field: &'static str, v: &str) -> Result<Option<i64>, LineError> {
-    int::<u64>(field, v, "is not a non-negative count")?
-        .map(|n| i64::try_from(n).map_err(|_| bad(field, v, "is out of range")))
-        .transpose()
+    match opt(v) {
+        None => Ok(None),
+        Some(v) => match digits(v).map(i64::try_from) {
+            Some(Ok(n)) => Ok(Some(n)),
+            Some(Err(_)) => Err(bad(field, v, "is out of range")),
+            None => Err(bad(field, v, "is not a non-negative count")),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -448,6 +529,40 @@ mod tests {
         assert_eq!(e, LineError::EndBeforeStart);
         let e = parse_line(&l, "2 1 eni-1 10.0.0.999 10.0.0.2 1 2 6 1 1 1 2 ACCEPT OK", src(1)).unwrap_err();
         assert!(e.to_string().contains("srcaddr"), "{e}");
+    }
+
+    #[test]
+    fn the_fast_ipv4_check_agrees_with_std() {
+        for v in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.0.1",
+            "1.2.3.4",
+            "256.0.0.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "1.2.3.04",
+            "1..3.4",
+            "",
+            "1.2.3.4 ",
+            "+1.2.3.4",
+            "1.2.3.-4",
+            "a.b.c.d",
+            "1.2.3.4\n",
+            "00.0.0.0",
+            "999.1.1.1",
+        ] {
+            assert_eq!(is_ipv4(v), v.parse::<std::net::Ipv4Addr>().is_ok(), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn tokens_split_on_runs_of_blanks() {
+        let t: Vec<&str> = Tokens { rest: b"  a\tb  c ", line: "  a\tb  c " }.collect();
+        assert_eq!(t, ["a", "b", "c"]);
+        let t: Vec<&str> = Tokens { rest: "é x".as_bytes(), line: "é x" }.collect();
+        assert_eq!(t, ["é", "x"]);
     }
 
     #[test]
