@@ -111,3 +111,78 @@ proptest! {
         round_trips::<Resource>(&parsed.records[0]);
     }
 }
+
+fn tuple_field() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<u16>().prop_map(|n| n.to_string()),
+        any::<u64>().prop_map(|n| n.to_string()),
+        "(1[0-9]{9}|1[0-9]{12})",
+        any::<[u8; 4]>().prop_map(|o| std::net::Ipv4Addr::from(o).to_string()),
+        any::<[u16; 8]>().prop_map(|s| std::net::Ipv6Addr::from(s).to_string()),
+        prop_oneof![
+            Just("T"),
+            Just("U"),
+            Just("I"),
+            Just("O"),
+            Just("A"),
+            Just("D"),
+            Just("B"),
+            Just("C"),
+            Just("E"),
+            Just("NX"),
+            Just("X"),
+            Just("")
+        ]
+        .prop_map(str::to_owned),
+        Just("-1".to_owned()),
+    ]
+}
+
+prop_compose! {
+    fn nsg_tuple()(time in "1[0-9]{9}", src in any::<[u8; 4]>(), dst in any::<[u8; 4]>(), rest in proptest::collection::vec(tuple_field(), 2..11)) -> String {
+        format!("{time},{},{},{}", std::net::Ipv4Addr::from(src), std::net::Ipv4Addr::from(dst), rest.join(","))
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    #[test]
+    fn accepted_azure_tuples_round_trip(tuples in proptest::collection::vec(nsg_tuple(), 1..20), version in 1u8..3, vnet in any::<bool>()) {
+        let blob = if vnet {
+            serde_json::json!({"records": [{"time": "2022-09-14T09:00:52Z", "category": "FlowLogFlowEvent", "macAddress": "00224871C205",
+                "flowLogResourceID": "/SUBSCRIPTIONS/S/RESOURCEGROUPS/RG", "targetResourceID": "/subscriptions/s/x",
+                "flowRecords": {"flows": [{"aclID": "a", "flowGroups": [{"rule": "r", "flowTuples": tuples}]}]}}]})
+        } else {
+            serde_json::json!({"records": [{"time": "2018-11-13T12:00:35Z", "category": "NetworkSecurityGroupFlowEvent",
+                "resourceId": "/SUBSCRIPTIONS/S/RESOURCEGROUPS/RG", "properties": {"Version": version,
+                "flows": [{"rule": "r", "flows": [{"mac": "000D3AF87856", "flowTuples": tuples}]}]}}]})
+        };
+        let parsed = parse(blob.to_string().as_bytes(), None, &AwsLayouts::default(), CTX);
+        prop_assert_eq!(parsed.records.len() + parsed.rejected.len(), tuples.len());
+        for r in &parsed.records {
+            prop_assert!(r.end_time >= r.start_time);
+            round_trips::<FlowRecord>(r);
+        }
+    }
+
+    #[test]
+    fn accepted_gcp_entries_round_trip(
+        src in any::<[u8; 4]>(), dst in any::<[u8; 4]>(), sport in any::<u32>(), dport in any::<u32>(), proto in any::<u16>(),
+        bytes in any::<i64>(), secs in 0i64..4_000_000_000, len in -3i64..100, reporter in prop_oneof![Just("SRC"), Just("DEST"), Just("X")],
+        as_numbers in any::<bool>(),
+    ) {
+        let t = |s: i64| chrono::DateTime::from_timestamp(s, 123_456_789).map(|d| d.to_rfc3339()).unwrap_or_default();
+        let n = |v: i64| if as_numbers { serde_json::json!(v) } else { serde_json::json!(v.to_string()) };
+        let entry = serde_json::json!({"logName": "projects/p/logs/compute.googleapis.com%2Fvpc_flows", "jsonPayload": {
+            "connection": {"src_ip": std::net::Ipv4Addr::from(src).to_string(), "dest_ip": std::net::Ipv4Addr::from(dst).to_string(),
+                "src_port": sport, "dest_port": dport, "protocol": proto},
+            "bytes_sent": n(bytes), "packets_sent": n(bytes / 100), "start_time": t(secs), "end_time": t(secs + len),
+            "reporter": reporter, "src_instance": {"project_id": "p", "region": "r", "vm_name": "v"}}});
+        let parsed = parse(entry.to_string().as_bytes(), None, &AwsLayouts::default(), CTX);
+        prop_assert_eq!(parsed.records.len() + parsed.rejected.len(), 1);
+        for r in &parsed.records {
+            round_trips::<FlowRecord>(r);
+        }
+    }
+}
