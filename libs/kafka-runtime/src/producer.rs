@@ -29,6 +29,40 @@ impl std::fmt::Debug for Deliverer {
     }
 }
 
+/// Records enqueued but not yet acknowledged.
+pub struct Pending {
+    futures: Vec<rdkafka::producer::DeliveryFuture>,
+    service: String,
+    delivered: Delivered,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").field("records", &self.futures.len()).finish()
+    }
+}
+
+impl Pending {
+    /// Waits for every acknowledgement; fails if any record was not delivered.
+    pub async fn wait(self) -> Result<Delivered> {
+        let mut failures = Vec::new();
+        for result in join_all(self.futures).await {
+            match result {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, msg))) => failures.push(format!("{} : {e}", rdkafka::Message::topic(&msg))),
+                Err(_) => failures.push("producer dropped the delivery report".to_owned()),
+            }
+        }
+        if let Some(first) = failures.first() {
+            return Err(Error::Delivery {
+                service: self.service,
+                reason: format!("{} of the batch's records were not acknowledged; first: {first}", failures.len()),
+            });
+        }
+        Ok(self.delivered)
+    }
+}
+
 /// Counts of one delivery.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Delivered {
@@ -51,6 +85,12 @@ impl Deliverer {
     /// Produces every record and dead letter of `output` and returns when all
     /// are acknowledged; fails if any is not.
     pub async fn deliver(&self, output: &Output) -> Result<Delivered> {
+        self.start(output).await?.wait().await
+    }
+
+    /// Enqueues every record and dead letter of `output` (in order) and
+    /// returns without waiting for their acknowledgements.
+    pub async fn start(&self, output: &Output) -> Result<Pending> {
         let mut pending = Vec::with_capacity(output.records.len() + output.dead_letters.len());
         for r in &output.records {
             let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
@@ -89,25 +129,14 @@ impl Deliverer {
                 "dead-lettered"
             );
         }
-        let mut failures = Vec::new();
-        for result in join_all(pending).await {
-            match result {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, msg))) => failures.push(format!("{} : {e}", rdkafka::Message::topic(&msg))),
-                Err(_) => failures.push("producer dropped the delivery report".to_owned()),
-            }
-        }
-        if let Some(first) = failures.first() {
-            return Err(Error::Delivery {
-                service: self.service.clone(),
-                reason: format!("{} of the batch's records were not acknowledged; first: {first}", failures.len()),
-            });
-        }
         metrics::counter!("psg_records_produced_total", "service" => self.service.clone())
             .increment(output.records.len() as u64);
-        Ok(Delivered { records: output.records.len(), dead_letters: output.dead_letters.len() })
+        Ok(Pending {
+            futures: pending,
+            service: self.service.clone(),
+            delivered: Delivered { records: output.records.len(), dead_letters: output.dead_letters.len() },
+        })
     }
-
     /// Enqueues one record, waiting while librdkafka's queue is full.
     async fn enqueue<'a>(
         &self,

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::message::{InMessage, InputKind, Output};
-use crate::producer::Deliverer;
+use crate::producer::{Deliverer, Pending};
 use crate::{Error, Result, client};
 
 /// Why processing a batch failed.
@@ -64,6 +64,14 @@ pub trait Processor: Send + 'static {
     fn persist(&mut self) -> impl Future<Output = Result<(), ProcessError>> + Send {
         async { Ok(()) }
     }
+
+    /// Whether the next batch may be processed while the previous one's
+    /// outputs are still being acknowledged. Then `persist` may run after a
+    /// later batch was processed, writing that batch's rows before its
+    /// outputs are acknowledged: only for processors that re-emit everything
+    /// of a redelivered batch regardless of the database (they rebuild no
+    /// state from it).
+    const PIPELINED: bool = false;
 
     /// For each stream partition, the lowest offset whose effect exists only
     /// in memory (e.g. a record in a window that has not closed): offsets are
@@ -182,7 +190,8 @@ pub async fn run<P: Processor>(
     );
     opts.health.set_ready(&service);
 
-    let mut state = LoopState { opts: &opts, consumer: &consumer, deliverer: &deliverer, batch: Vec::new() };
+    let mut state =
+        LoopState { opts: &opts, consumer: &consumer, deliverer: &deliverer, batch: Vec::new(), in_flight: None };
     let mut deadline: Option<Instant> = None;
     let result = loop {
         let linger = async {
@@ -208,11 +217,16 @@ pub async fn run<P: Processor>(
                 Ok(Flushed::Abandoned) => break Ok(()),
                 Err(e) => break Err(e),
             }
+            // A batch still in flight is finished when the next one is, or
+            // after one linger period without input.
+            if state.in_flight.is_some() {
+                deadline = Some(Instant::now() + opts.batch_linger);
+            }
         }
     };
 
     // Shutdown: finish the batch in hand (bounded), then commit synchronously.
-    if result.is_ok() && !state.batch.is_empty() {
+    if result.is_ok() && (!state.batch.is_empty() || state.in_flight.is_some()) {
         let grace = CancellationToken::new();
         let timer = {
             let grace = grace.clone();
@@ -222,7 +236,11 @@ pub async fn run<P: Processor>(
                 grace.cancel();
             })
         };
-        match state.flush(&mut processor, &grace).await {
+        let mut finished = state.flush(&mut processor, &grace).await;
+        if matches!(finished, Ok(Flushed::Done)) && state.in_flight.is_some() {
+            finished = state.flush(&mut processor, &grace).await;
+        }
+        match finished {
             Ok(Flushed::Done) => tracing::info!(service = %service, "finished the batch in hand"),
             Ok(Flushed::Abandoned) => tracing::warn!(
                 service = %service,
@@ -258,6 +276,18 @@ struct LoopState<'a> {
     consumer: &'a StreamConsumer<LoopContext>,
     deliverer: &'a Deliverer,
     batch: Vec<InMessage>,
+    /// A processed batch whose outputs are not acknowledged yet (pipelined processors).
+    in_flight: Option<InFlight>,
+}
+
+/// A processed batch on its way out.
+struct InFlight {
+    output: Output,
+    pending: Option<Pending>,
+    /// Per stream partition, the offset after the batch's last message.
+    next_offsets: BTreeMap<(Arc<str>, i32), i64>,
+    consumed: usize,
+    started: std::time::Instant,
 }
 
 impl LoopState<'_> {
@@ -276,25 +306,66 @@ impl LoopState<'_> {
         }
     }
 
+    /// Processes the batch in hand and sends its outputs. A pipelined
+    /// processor's batch stays in flight until the next flush; otherwise (and
+    /// for the batch in flight) it is finished here: acknowledged, persisted,
+    /// offsets stored.
     async fn flush<P: Processor>(&mut self, processor: &mut P, stop: &CancellationToken) -> Result<Flushed> {
-        let service = &self.opts.service;
-        let started = std::time::Instant::now();
-        let health = &self.opts.health;
-        let mut backoff = Backoff::new(service, "process", health);
-        let output = loop {
-            match processor.process(&self.batch).await {
-                Ok(o) => break o,
-                Err(e) => {
-                    if !backoff.wait(e, stop).await? {
-                        return Ok(Flushed::Abandoned);
+        let mut current = None;
+        if !self.batch.is_empty() {
+            let started = std::time::Instant::now();
+            let service = &self.opts.service;
+            let mut backoff = Backoff::new(service, "process", &self.opts.health);
+            let output = loop {
+                match processor.process(&self.batch).await {
+                    Ok(o) => break o,
+                    Err(e) => {
+                        if !backoff.wait(e, stop).await? {
+                            return Ok(Flushed::Abandoned);
+                        }
                     }
                 }
+            };
+            backoff.done();
+            let mut next_offsets: BTreeMap<(Arc<str>, i32), i64> = BTreeMap::new();
+            for m in self.batch.iter().filter(|m| m.kind == InputKind::Stream) {
+                let e = next_offsets.entry((Arc::clone(&m.topic), m.partition)).or_insert(0);
+                *e = (*e).max(m.offset + 1);
             }
-        };
-        backoff.done();
+            let pending = self.deliverer.start(&output).await.ok();
+            current = Some(InFlight { output, pending, next_offsets, consumed: self.batch.len(), started });
+            self.batch.clear();
+        }
+        if let Some(previous) = self.in_flight.take()
+            && let Flushed::Abandoned = self.finish(previous, processor, stop).await?
+        {
+            return Ok(Flushed::Abandoned);
+        }
+        match current {
+            Some(c) if P::PIPELINED => self.in_flight = Some(c),
+            Some(c) => return self.finish(c, processor, stop).await,
+            None => {}
+        }
+        Ok(Flushed::Done)
+    }
+
+    /// Waits for a batch's acknowledgements (sending it again while they
+    /// fail), persists, and stores its offsets.
+    async fn finish<P: Processor>(
+        &mut self,
+        mut b: InFlight,
+        processor: &mut P,
+        stop: &CancellationToken,
+    ) -> Result<Flushed> {
+        let service = &self.opts.service;
+        let health = &self.opts.health;
         let mut backoff = Backoff::new(service, "deliver", health);
         loop {
-            match self.deliverer.deliver(&output).await {
+            let attempt = match b.pending.take() {
+                Some(p) => p.wait().await,
+                None => self.deliverer.deliver(&b.output).await,
+            };
+            match attempt {
                 Ok(_) => break,
                 Err(e) => {
                     if !backoff.wait(ProcessError::Transient(e.to_string()), stop).await? {
@@ -316,44 +387,38 @@ impl LoopState<'_> {
             }
         }
         backoff.done();
-        self.store_offsets(processor);
-        let consumed = self.batch.len();
-        metrics::counter!("psg_messages_consumed_total", "service" => service.clone()).increment(consumed as u64);
+        self.store_offsets(&b.next_offsets, processor);
+        metrics::counter!("psg_messages_consumed_total", "service" => service.clone()).increment(b.consumed as u64);
         metrics::counter!("psg_batches_total", "service" => service.clone()).increment(1);
         metrics::histogram!("psg_batch_duration_seconds", "service" => service.clone())
-            .record(started.elapsed().as_secs_f64());
+            .record(b.started.elapsed().as_secs_f64());
         tracing::debug!(
             service = %service,
-            consumed,
-            produced = output.records.len(),
-            dead_lettered = output.dead_letters.len(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
+            consumed = b.consumed,
+            produced = b.output.records.len(),
+            dead_lettered = b.output.dead_letters.len(),
+            elapsed_ms = b.started.elapsed().as_millis() as u64,
             "batch done"
         );
-        self.batch.clear();
         Ok(Flushed::Done)
     }
 
     /// Stores, per stream partition, the offset after the batch's last
     /// message, but never past what the processor still holds in memory.
-    fn store_offsets<P: Processor>(&self, processor: &P) {
-        let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-        for m in self.batch.iter().filter(|m| m.kind == InputKind::Stream) {
-            let e = next.entry((&m.topic, m.partition)).or_insert(0);
-            *e = (*e).max(m.offset + 1);
-        }
+    fn store_offsets<P: Processor>(&self, next: &BTreeMap<(Arc<str>, i32), i64>, processor: &P) {
         if next.is_empty() {
             return;
         }
         let held = processor.held_offsets();
         let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), mut offset) in next {
+        for ((topic, partition), offset) in next {
+            let mut offset = *offset;
             for (t, p, o) in &held {
-                if t == topic && *p == partition {
+                if **t == **topic && p == partition {
                     offset = offset.min(*o);
                 }
             }
-            if let Err(e) = tpl.add_partition_offset(topic, partition, Offset::Offset(offset)) {
+            if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(offset)) {
                 tracing::warn!(service = %self.opts.service, error = %e, "bad offset");
             }
         }

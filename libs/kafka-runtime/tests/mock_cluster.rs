@@ -53,6 +53,21 @@ impl Processor for Upper {
     }
 }
 
+/// `Upper`, but the next batch is processed while the previous one is acknowledged.
+struct Pipelined(Upper);
+
+impl Processor for Pipelined {
+    const PIPELINED: bool = true;
+
+    async fn process(&mut self, batch: &[InMessage]) -> Result<Output, ProcessError> {
+        self.0.process(batch).await
+    }
+
+    async fn persist(&mut self) -> Result<(), ProcessError> {
+        self.0.persist().await
+    }
+}
+
 fn config(bootstrap: &str) -> KafkaConfig {
     KafkaConfig {
         brokers: Some(bootstrap.to_owned()),
@@ -63,10 +78,10 @@ fn config(bootstrap: &str) -> KafkaConfig {
     }
 }
 
-async fn start(
+async fn start<P: Processor>(
     broker: &EmbeddedBroker,
     cfg: &KafkaConfig,
-    processor: Upper,
+    processor: P,
 ) -> (CancellationToken, tokio::task::JoinHandle<psg_kafka_runtime::Result<()>>) {
     broker
         .create_topics(&[TopicSpec::stream("in"), TopicSpec::stream("out"), TopicSpec::stream("dlq")], 1)
@@ -169,4 +184,32 @@ async fn shutdown_while_the_database_is_down_commits_nothing_of_that_batch() {
     assert!(started.elapsed() < Duration::from_secs(5), "shutdown is bounded: {:?}", started.elapsed());
     assert_eq!(persisted.load(Ordering::SeqCst), 0);
     assert_eq!(committed(&bootstrap).await, -1, "the unfinished batch will be processed again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_processor_loses_nothing_and_commits_everything() {
+    let broker = EmbeddedBroker::start(1).unwrap();
+    let bootstrap = broker.bootstrap_servers();
+    let cfg = KafkaConfig { batch_size: 3, ..config(&bootstrap) };
+    let (p, persisted) = upper(0, None);
+    let (stop, handle) = start(&broker, &cfg, Pipelined(p)).await;
+    for i in 0..20 {
+        produce(&bootstrap, "in", &format!("k{i}"), format!("m{i}").as_bytes(), &[]).await;
+    }
+    let out = consume_until(&bootstrap, "out", Duration::from_secs(30), |r| r.len() >= 20).await;
+    let mut texts: Vec<String> = out.iter().map(|r| String::from_utf8_lossy(&r.payload).into_owned()).collect();
+    texts.sort();
+    let mut expected: Vec<String> = (0..20).map(|i| format!("M{i}")).collect();
+    expected.sort();
+    assert_eq!(texts, expected);
+    // The last batch is finished after one linger period without input.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while committed(&bootstrap).await < 20 {
+        assert!(std::time::Instant::now() < deadline, "the batch in flight was never finished");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.cancel();
+    handle.await.unwrap().unwrap();
+    assert!(persisted.load(Ordering::SeqCst) >= 1);
+    assert_eq!(committed(&bootstrap).await, 20);
 }

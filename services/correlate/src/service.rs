@@ -253,6 +253,11 @@ pub fn data_flow_row(e: &FlowEdge) -> DataFlowRow {
 }
 
 impl Processor for Correlate {
+    /// Every redelivered batch is re-emitted in full (nothing is rebuilt from
+    /// the database), so the next batch may be processed while this one's
+    /// outputs are acknowledged.
+    const PIPELINED: bool = true;
+
     async fn process(&mut self, batch: &[InMessage]) -> Result<Output, ProcessError> {
         let mut out = Output::default();
         // Inventory first, so flows in the same batch see it.

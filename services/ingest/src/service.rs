@@ -177,6 +177,11 @@ pub fn flow_partition(r: &FlowRecord, partitions: usize) -> usize {
 }
 
 impl Processor for Ingest {
+    /// Every redelivered batch is re-emitted in full (nothing is rebuilt from
+    /// the database), so the next batch may be processed while this one's
+    /// outputs are acknowledged.
+    const PIPELINED: bool = true;
+
     async fn process(&mut self, batch: &[InMessage]) -> Result<Output, ProcessError> {
         let mut out = Output::default();
         for msg in batch {
