@@ -2,8 +2,8 @@
 //!
 //! - `aws_parse`: one default-format AWS VPC flow-log line → FlowRecord;
 //! - `avro_encode`: FlowRecord → Avro single-object bytes;
-//! - `attribute_and_window`: FlowRecord → attributed edge observation in a
-//!   window, with an index of 10,000 resources.
+//! - `attribute_and_window_100k_resources`: both ends of a flow attributed
+//!   (index of 100,000 resources) and the observation added to its window.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use psg_correlate::attribution::Index;
-use psg_correlate::windows::{EdgeKey, Observation, Windows};
+use psg_correlate::windows::{Connection, EdgeKey, Observation, Windows};
 use psg_domain::time::SECOND;
 use psg_domain::{CloudProvider, EdgeDirection, FlowAction, Resource, ResourceType, SourceRef};
 use psg_ingest::aws::{Layout, parse_line};
@@ -59,44 +59,57 @@ fn resource(i: u32) -> Resource {
 }
 
 fn bench_correlate(c: &mut Criterion) {
+    const RESOURCES: u32 = 100_000;
     let mut index = Index::new();
-    for i in 0..10_000 {
+    for i in 0..RESOURCES {
         index.apply(&resource(i));
     }
+    let addr = |i: u32| -> std::net::IpAddr {
+        format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255).parse().expect("ip")
+    };
+    // 4096 distinct connections between random pairs of resources.
+    let pairs: Vec<(std::net::IpAddr, std::net::IpAddr, i32)> = (0..4096u32)
+        .map(|n| {
+            (
+                addr(n.wrapping_mul(7919) % RESOURCES),
+                addr(n.wrapping_mul(104_729) % RESOURCES),
+                1024 + (n % 20_000) as i32,
+            )
+        })
+        .collect();
     let topic: Arc<str> = Arc::from("flows.normalized");
     let mut windows = Windows::new(60 * SECOND, 120 * SECOND);
-    let mut n: u32 = 0;
+    let mut n: usize = 0;
     let mut g = c.benchmark_group("correlate");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("attribute_and_window", |b| {
+    g.bench_function("attribute_and_window_100k_resources", |b| {
         b.iter(|| {
             n = n.wrapping_add(1);
-            let (a, z) = (n % 10_000, (n * 7) % 10_000);
-            let src = format!("10.{}.{}.{}", (a >> 16) & 255, (a >> 8) & 255, a & 255).parse().expect("ip");
-            let dst = format!("10.{}.{}.{}", (z >> 16) & 255, (z >> 8) & 255, z & 255).parse().expect("ip");
-            let t = i64::from(n) * 1000;
+            let (src, dst, port) = pairs[n % pairs.len()];
+            let t = n as i64 * 1000; // 1,000 records per second of event time
             let obs = Observation {
                 key: EdgeKey {
-                    src: index.attribute(src, t),
-                    dst: index.attribute(dst, t),
+                    src: index.attribute(src, t, CloudProvider::Aws),
+                    dst: index.attribute(dst, t, CloudProvider::Aws),
                     protocol: 6,
                     dst_port: 443,
                     action: FlowAction::Accept,
                 },
-                src_addr: String::new(),
-                dst_addr: String::new(),
+                connection: Connection { src, dst, src_port: port, dst_port: 443 },
+                reporter: (n % 2) as u64,
                 direction: EdgeDirection::IntraVpc,
                 event_time: t,
                 packets: 1,
                 bytes: 100,
                 topic: Arc::clone(&topic),
                 partition: 0,
-                offset: i64::from(n),
+                offset: n as i64,
+                line: 1,
             };
             black_box(windows.add(obs));
             if n % 1000 == 0 {
                 black_box(windows.close_ready());
-                windows.drain_touched(&[]);
+                black_box(windows.drain_touched());
             }
         })
     });

@@ -264,11 +264,15 @@ pub struct CorrelateConfig {
     /// A window closes when the watermark (highest event time seen minus this)
     /// passes its end.
     pub allowed_lateness_secs: u64,
+    /// A flow with an internal address that no resource holds yet waits this
+    /// long (event time) for its inventory before it is attributed to an
+    /// unknown host. At most `allowed-lateness-secs`.
+    pub hold_back_secs: u64,
 }
 
 impl Default for CorrelateConfig {
     fn default() -> Self {
-        Self { window_secs: 60, allowed_lateness_secs: 120 }
+        Self { window_secs: 60, allowed_lateness_secs: 120, hold_back_secs: 60 }
     }
 }
 
@@ -367,6 +371,12 @@ impl Config {
         }
         if self.correlate.window_secs == 0 {
             problems.push("correlate.window-secs must be at least 1".to_owned());
+        }
+        if self.correlate.hold_back_secs > self.correlate.allowed_lateness_secs {
+            problems.push(
+                "correlate.hold-back-secs must not exceed correlate.allowed-lateness-secs (a held flow would miss its window)"
+                    .to_owned(),
+            );
         }
         if self.classify.lookback_days == 0 {
             problems.push("classify.lookback-days must be at least 1".to_owned());

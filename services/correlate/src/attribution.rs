@@ -2,61 +2,64 @@
 //! each mapping valid from the observation that claimed it until the
 //! resource released it (a later observation without it, or deletion).
 //!
-//! When several resources claim an address at time `t` (a reassignment whose
-//! release was not observed), the most recent claim wins.
+//! - Addresses are reused: a flow at time `t` belongs to whoever held the
+//!   address at `t`. When several resources claim an address at `t` (a
+//!   reassignment whose release was not observed), the most recent claim wins.
+//! - Ownership: a resource whose `interface_ids` name another resource (an
+//!   EC2 instance naming its ENI `eni-…`, an Azure VM naming its NIC by ARM
+//!   id) owns it: what the interface resource holds is attributed to the
+//!   owner, where the scope tags live.
+//! - An address nobody holds is an unknown host `ip:<address>` when it is
+//!   internal (RFC 1918, RFC 6598, IPv6 ULA, link-local, loopback), and an
+//!   external endpoint otherwise.
+//!
+//! Endpoints are interned: an [`EndpointId`] is a small number, so edges and
+//! windows hash and copy integers, not strings.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use psg_domain::rows::ResourceRow;
-use psg_domain::time::Micros;
-use psg_domain::{Endpoint, EndpointKind, Resource};
+use psg_domain::time::{Micros, from_micros};
+use psg_domain::{CloudProvider, Endpoint, EndpointKind, Resource};
 
-/// What attribution needs to know about a resource.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResourceInfo {
-    pub resource_id: String,
-    pub vpc_id: Option<String>,
-    /// The row to insert if the database does not have it yet.
-    pub row: ResourceRow,
-}
+/// An interned endpoint (resource, unknown host or external endpoint).
+pub type EndpointId = u32;
 
+/// What is known of an endpoint.
 #[derive(Debug, Clone)]
-struct Claim {
-    from: Micros,
-    to: Option<Micros>,
-    resource: Arc<ResourceInfo>,
-}
-
-/// The resource (or unknown host, or external endpoint) at one end of a flow.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Attributed {
+pub struct EndpointInfo {
+    /// Natural id: the resource id, or `ip:<address>`.
     pub resource_id: String,
     pub kind: EndpointKind,
     pub vpc_id: Option<String>,
+    /// The database row to insert if the database does not have it yet.
+    pub row: ResourceRow,
+    /// Deleted at its latest observation.
+    pub deleted: bool,
 }
 
-impl Attributed {
-    /// This end as an edge endpoint, with the address seen in the flow.
-    pub fn endpoint(&self, address: &str) -> Endpoint {
+impl EndpointInfo {
+    /// This endpoint as an edge end, with the address seen in the flow.
+    pub fn endpoint(&self, address: IpAddr) -> Endpoint {
         Endpoint {
             resource_id: self.resource_id.clone(),
             kind: self.kind,
-            address: Some(address.to_owned()),
+            address: Some(address.to_string()),
             vpc_id: self.vpc_id.clone(),
         }
     }
 }
 
-/// The attribution index.
-#[derive(Debug, Default)]
-pub struct Index {
-    by_address: HashMap<IpAddr, Vec<Claim>>,
-    by_interface: HashMap<String, Vec<Claim>>,
-    /// Latest observation of each resource.
-    current: HashMap<String, Latest>,
+/// A claim of an address or interface by an endpoint, valid in `[from, to)`.
+#[derive(Debug, Clone, Copy)]
+struct Claim {
+    from: Micros,
+    to: Micros,
+    who: EndpointId,
 }
+
+const OPEN: Micros = Micros::MAX;
 
 /// The latest observation of a resource: its time and what it claimed.
 #[derive(Debug)]
@@ -64,7 +67,18 @@ struct Latest {
     at: Micros,
     addresses: Vec<IpAddr>,
     interfaces: Vec<String>,
-    info: Arc<ResourceInfo>,
+}
+
+/// The attribution index.
+#[derive(Debug, Default)]
+pub struct Index {
+    endpoints: Vec<EndpointInfo>,
+    ids: HashMap<String, EndpointId>,
+    by_address: HashMap<IpAddr, Vec<Claim>>,
+    by_interface: HashMap<String, Vec<Claim>>,
+    latest: HashMap<EndpointId, Latest>,
+    /// Interface name (an ENI id, a NIC's ARM id) → the resource listing it.
+    owner_of: HashMap<String, EndpointId>,
 }
 
 impl Index {
@@ -72,34 +86,54 @@ impl Index {
         Self::default()
     }
 
-    /// Number of resources known.
+    /// Inventory resources known.
     pub fn resources(&self) -> usize {
-        self.current.len()
+        self.latest.len()
     }
 
-    /// Number of addresses with at least one claim.
+    /// Addresses with at least one claim.
     pub fn addresses(&self) -> usize {
         self.by_address.len()
     }
 
-    /// The latest known description of a resource.
-    pub fn resource(&self, resource_id: &str) -> Option<&Arc<ResourceInfo>> {
-        self.current.get(resource_id).map(|l| &l.info)
+    /// What is known of `id`.
+    pub fn info(&self, id: EndpointId) -> &EndpointInfo {
+        &self.endpoints[id as usize]
+    }
+
+    /// The id of a known endpoint.
+    pub fn id(&self, resource_id: &str) -> Option<EndpointId> {
+        self.ids.get(resource_id).copied()
+    }
+
+    fn intern(&mut self, info: EndpointInfo) -> EndpointId {
+        if let Some(id) = self.ids.get(&info.resource_id) {
+            let id = *id;
+            self.endpoints[id as usize] = info;
+            return id;
+        }
+        let id = EndpointId::try_from(self.endpoints.len()).unwrap_or(EndpointId::MAX);
+        self.ids.insert(info.resource_id.clone(), id);
+        self.endpoints.push(info);
+        id
     }
 
     /// Applies an inventory observation. Observations older than the
     /// latest one of the same resource are ignored.
     pub fn apply(&mut self, r: &Resource) {
         let at = r.observed_at;
-        if let Some(latest) = self.current.get(&r.resource_id)
-            && latest.at > at
+        let existing = self.ids.get(&r.resource_id).copied();
+        if let Some(id) = existing
+            && self.latest.get(&id).is_some_and(|l| l.at > at)
         {
             return;
         }
-        let info = Arc::new(ResourceInfo {
+        let id = self.intern(EndpointInfo {
             resource_id: r.resource_id.clone(),
+            kind: EndpointKind::Resource,
             vpc_id: r.vpc_id.clone(),
             row: ResourceRow::from_message(r),
+            deleted: r.deleted,
         });
         let (addresses, interfaces): (Vec<IpAddr>, Vec<String>) = if r.deleted {
             (Vec::new(), Vec::new())
@@ -109,75 +143,102 @@ impl Index {
                 r.interface_ids.clone(),
             )
         };
-        // Release what the previous observation claimed and this one does not.
-        if let Some(old) = self.current.get(&r.resource_id) {
+        if let Some(old) = self.latest.get(&id) {
             for a in old.addresses.iter().filter(|a| !addresses.contains(a)) {
-                release(self.by_address.get_mut(a), &r.resource_id, at);
+                release(self.by_address.get_mut(a), id, at);
             }
             for i in old.interfaces.iter().filter(|i| !interfaces.contains(i)) {
-                release(self.by_interface.get_mut(i), &r.resource_id, at);
+                release(self.by_interface.get_mut(i), id, at);
+                if self.owner_of.get(i) == Some(&id) {
+                    self.owner_of.remove(i);
+                }
             }
         }
         for a in &addresses {
-            claim(self.by_address.entry(*a).or_default(), &info, at);
+            claim(self.by_address.entry(*a).or_default(), id, at);
         }
         for i in &interfaces {
-            claim(self.by_interface.entry(i.clone()).or_default(), &info, at);
+            claim(self.by_interface.entry(i.clone()).or_default(), id, at);
+            if *i != r.resource_id {
+                self.owner_of.insert(i.clone(), id);
+            }
         }
-        self.current.insert(r.resource_id.clone(), Latest { at, addresses, interfaces, info });
+        self.latest.insert(id, Latest { at, addresses, interfaces });
     }
 
-    /// The resource holding `addr` at time `t`.
-    pub fn by_address(&self, addr: &IpAddr, t: Micros) -> Option<&Arc<ResourceInfo>> {
-        holder(self.by_address.get(addr)?, t)
-    }
-
-    /// The resource owning interface `id` at time `t`.
-    pub fn by_interface(&self, id: &str, t: Micros) -> Option<&Arc<ResourceInfo>> {
-        holder(self.by_interface.get(id)?, t)
-    }
-
-    /// Attributes one end of a flow seen at `t` with address `addr`.
-    pub fn attribute(&self, addr: IpAddr, t: Micros) -> Attributed {
-        match self.by_address(&addr, t) {
-            Some(info) => Attributed {
-                resource_id: info.resource_id.clone(),
-                kind: EndpointKind::Resource,
-                vpc_id: info.vpc_id.clone(),
-            },
-            None => Attributed {
-                resource_id: psg_domain::ids::address_resource_id(&addr.to_string()),
-                kind: if is_internal(&addr) { EndpointKind::UnknownHost } else { EndpointKind::External },
-                vpc_id: None,
-            },
+    /// `id`, or the resource that owns it (lists it among its interfaces).
+    fn owner(&self, id: EndpointId) -> EndpointId {
+        match self.owner_of.get(&self.endpoints[id as usize].resource_id) {
+            Some(o) if *o != id && !self.endpoints[*o as usize].deleted => *o,
+            _ => id,
         }
+    }
+
+    /// The resource holding `addr` at time `t` (its owner, if it has one).
+    pub fn by_address(&self, addr: &IpAddr, t: Micros) -> Option<EndpointId> {
+        holder(self.by_address.get(addr)?, t).map(|id| self.owner(id))
+    }
+
+    /// The resource owning interface `name` at time `t`.
+    pub fn by_interface(&self, name: &str, t: Micros) -> Option<EndpointId> {
+        holder(self.by_interface.get(name)?, t).map(|id| self.owner(id))
+    }
+
+    /// Whether `id` (or something it owns) held `addr` at `t`.
+    pub fn holds(&self, id: EndpointId, addr: &IpAddr, t: Micros) -> bool {
+        self.by_address(addr, t) == Some(id)
+    }
+
+    /// Attributes one end of a flow seen at `t` with address `addr`;
+    /// unheld addresses become unknown hosts or external endpoints.
+    pub fn attribute(&mut self, addr: IpAddr, t: Micros, provider: CloudProvider) -> EndpointId {
+        if let Some(id) = self.by_address(&addr, t) {
+            return id;
+        }
+        self.address_endpoint(addr, t, provider)
+    }
+
+    /// The endpoint of an address that no resource holds.
+    pub fn address_endpoint(&mut self, addr: IpAddr, t: Micros, provider: CloudProvider) -> EndpointId {
+        let text = addr.to_string();
+        let resource_id = psg_domain::ids::address_resource_id(&text);
+        if let Some(id) = self.ids.get(&resource_id) {
+            return *id;
+        }
+        let internal = is_internal(&addr);
+        self.intern(EndpointInfo {
+            row: ResourceRow::for_address(&text, internal, provider, from_micros(t)),
+            resource_id,
+            kind: if internal { EndpointKind::UnknownHost } else { EndpointKind::External },
+            vpc_id: None,
+            deleted: false,
+        })
     }
 }
 
-fn claim(claims: &mut Vec<Claim>, info: &Arc<ResourceInfo>, at: Micros) {
-    // Still claimed by this resource: keep the original start, refresh the info.
-    if let Some(c) = claims.iter_mut().find(|c| c.resource.resource_id == info.resource_id && c.to.is_none()) {
-        c.resource = Arc::clone(info);
+fn claim(claims: &mut Vec<Claim>, who: EndpointId, at: Micros) {
+    // Still claimed by this resource: keep the original start.
+    if claims.iter().any(|c| c.who == who && c.to == OPEN) {
         return;
     }
-    claims.push(Claim { from: at, to: None, resource: Arc::clone(info) });
+    claims.push(Claim { from: at, to: OPEN, who });
     claims.sort_by_key(|c| c.from);
 }
 
-fn release(claims: Option<&mut Vec<Claim>>, resource_id: &str, at: Micros) {
+fn release(claims: Option<&mut Vec<Claim>>, who: EndpointId, at: Micros) {
     if let Some(claims) = claims {
-        for c in claims.iter_mut().filter(|c| c.resource.resource_id == resource_id && c.to.is_none()) {
-            c.to = Some(at);
+        for c in claims.iter_mut().filter(|c| c.who == who && c.to == OPEN) {
+            c.to = at;
         }
     }
 }
 
-fn holder(claims: &[Claim], t: Micros) -> Option<&Arc<ResourceInfo>> {
+fn holder(claims: &[Claim], t: Micros) -> Option<EndpointId> {
     claims
         .iter()
         .rev() // latest claim first
-        .find(|c| c.from <= t && c.to.is_none_or(|to| t < to))
-        .map(|c| &c.resource)
+        .find(|c| c.from <= t && t < c.to)
+        .map(|c| c.who)
 }
 
 /// Private, shared, link-local, loopback and unique-local addresses: an
@@ -198,73 +259,80 @@ pub fn is_internal(addr: &IpAddr) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use psg_domain::time::SECOND;
-    use psg_domain::{CloudProvider, ResourceType, SourceRef};
+    use psg_domain::{ResourceType, SourceRef};
 
     use super::*;
 
-    fn res(id: &str, ips: &[&str], at: Micros, deleted: bool) -> Resource {
-        Resource {
-            id: psg_domain::ids::resource_uuid(id).to_string(),
-            resource_id: id.into(),
-            provider: CloudProvider::Aws,
-            resource_type: ResourceType::Ec2Instance,
-            resource_arn: None,
-            resource_name: None,
-            account_id: None,
-            region: None,
-            availability_zone: None,
-            vpc_id: Some("vpc-1".into()),
-            subnet_id: None,
-            private_ips: ips.iter().map(|s| s.to_string()).collect(),
-            public_ips: vec![],
-            interface_ids: vec![format!("eni-{id}")],
-            security_groups: vec![],
-            tags: HashMap::new(),
-            observed_at: at,
-            deleted,
-            metadata_json: None,
-            source: SourceRef { topic: "resources".into(), partition: 0, offset: 0, line: 0 },
-        }
+    fn res(id: &str, ips: &[&str], interfaces: &[&str], at: Micros, deleted: bool) -> Resource {
+        let mut r = Resource::new(
+            id,
+            CloudProvider::Aws,
+            ResourceType::Ec2Instance,
+            at,
+            SourceRef { topic: "resources".into(), partition: 0, offset: 0, line: 0 },
+        );
+        r.vpc_id = Some("vpc-1".into());
+        r.private_ips = ips.iter().map(|s| s.to_string()).collect();
+        r.interface_ids = interfaces.iter().map(|s| s.to_string()).collect();
+        r.deleted = deleted;
+        r
     }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 
+    fn who(idx: &mut Index, addr: &str, t: i64) -> String {
+        let id = idx.attribute(ip(addr), t * SECOND, CloudProvider::Aws);
+        idx.info(id).resource_id.clone()
+    }
+
     #[test]
     fn a_reused_address_belongs_to_its_holder_at_the_time() {
         let mut idx = Index::new();
-        idx.apply(&res("a", &["10.0.0.5"], 100 * SECOND, false));
-        idx.apply(&res("a", &["10.0.0.5"], 200 * SECOND, true)); // a deleted at 200
-        idx.apply(&res("b", &["10.0.0.5"], 300 * SECOND, false)); // b gets it at 300
-        let who = |t| idx.attribute(ip("10.0.0.5"), t * SECOND).resource_id;
-        assert_eq!(who(50), "ip:10.0.0.5", "before anyone held it");
-        assert_eq!(who(150), "a");
-        assert_eq!(who(250), "ip:10.0.0.5", "released, not yet reassigned");
-        assert_eq!(who(350), "b");
-        assert_eq!(idx.by_interface("eni-a", 150 * SECOND).map(|r| r.resource_id.as_str()), Some("a"));
-        assert!(idx.by_interface("eni-a", 250 * SECOND).is_none());
+        idx.apply(&res("a", &["10.0.0.5"], &["eni-a"], 100 * SECOND, false));
+        idx.apply(&res("a", &["10.0.0.5"], &["eni-a"], 200 * SECOND, true)); // a deleted at 200
+        idx.apply(&res("b", &["10.0.0.5"], &[], 300 * SECOND, false)); // b gets it at 300
+        assert_eq!(who(&mut idx, "10.0.0.5", 50), "ip:10.0.0.5", "before anyone held it");
+        assert_eq!(who(&mut idx, "10.0.0.5", 150), "a");
+        assert_eq!(who(&mut idx, "10.0.0.5", 250), "ip:10.0.0.5", "released, not yet reassigned");
+        assert_eq!(who(&mut idx, "10.0.0.5", 350), "b");
+        let a = idx.id("a").unwrap();
+        assert_eq!(idx.by_interface("eni-a", 150 * SECOND), Some(a));
+        assert_eq!(idx.by_interface("eni-a", 250 * SECOND), None);
     }
 
     #[test]
     fn an_unobserved_release_is_overridden_by_the_newer_claim() {
         let mut idx = Index::new();
-        idx.apply(&res("a", &["10.0.0.5"], 100 * SECOND, false));
-        idx.apply(&res("b", &["10.0.0.5"], 300 * SECOND, false));
-        assert_eq!(idx.attribute(ip("10.0.0.5"), 200 * SECOND).resource_id, "a");
-        assert_eq!(idx.attribute(ip("10.0.0.5"), 400 * SECOND).resource_id, "b");
+        idx.apply(&res("a", &["10.0.0.5"], &[], 100 * SECOND, false));
+        idx.apply(&res("b", &["10.0.0.5"], &[], 300 * SECOND, false));
+        assert_eq!(who(&mut idx, "10.0.0.5", 200), "a");
+        assert_eq!(who(&mut idx, "10.0.0.5", 400), "b");
     }
 
     #[test]
     fn stale_observations_are_ignored() {
         let mut idx = Index::new();
-        idx.apply(&res("a", &["10.0.0.6"], 300 * SECOND, false));
-        idx.apply(&res("a", &["10.0.0.5"], 100 * SECOND, false));
-        assert_eq!(idx.attribute(ip("10.0.0.6"), 400 * SECOND).resource_id, "a");
-        assert_eq!(idx.attribute(ip("10.0.0.5"), 400 * SECOND).kind, EndpointKind::UnknownHost);
+        idx.apply(&res("a", &["10.0.0.6"], &[], 300 * SECOND, false));
+        idx.apply(&res("a", &["10.0.0.5"], &[], 100 * SECOND, false));
+        assert_eq!(who(&mut idx, "10.0.0.6", 400), "a");
+        assert_eq!(who(&mut idx, "10.0.0.5", 400), "ip:10.0.0.5");
+    }
+
+    #[test]
+    fn an_interface_resource_belongs_to_the_resource_that_lists_it() {
+        // Azure: the NIC holds the address; the VM lists the NIC.
+        let mut idx = Index::new();
+        idx.apply(&res("/subs/s/nics/nic-1", &["10.1.0.4"], &["000D3AF87856"], 100 * SECOND, false));
+        assert_eq!(who(&mut idx, "10.1.0.4", 150), "/subs/s/nics/nic-1", "no owner known yet");
+        idx.apply(&res("/subs/s/vms/vm-1", &[], &["/subs/s/nics/nic-1"], 100 * SECOND, false));
+        assert_eq!(who(&mut idx, "10.1.0.4", 150), "/subs/s/vms/vm-1");
+        assert_eq!(idx.by_interface("000D3AF87856", 150 * SECOND), idx.id("/subs/s/vms/vm-1"));
+        // the VM is deleted: the NIC is on its own again
+        idx.apply(&res("/subs/s/vms/vm-1", &[], &[], 200 * SECOND, true));
+        assert_eq!(who(&mut idx, "10.1.0.4", 250), "/subs/s/nics/nic-1");
     }
 
     #[test]
@@ -275,8 +343,12 @@ mod tests {
         for a in ["8.8.8.8", "52.95.128.179", "100.128.0.1", "2001:db8::1"] {
             assert!(!is_internal(&ip(a)), "{a}");
         }
-        let idx = Index::new();
-        assert_eq!(idx.attribute(ip("52.95.128.179"), 0).kind, EndpointKind::External);
-        assert_eq!(idx.attribute(ip("fd00::7"), 0).resource_id, "ip:fd00::7");
+        let mut idx = Index::new();
+        let e = idx.attribute(ip("52.95.128.179"), 0, CloudProvider::Aws);
+        assert_eq!(idx.info(e).kind, EndpointKind::External);
+        let u = idx.attribute(ip("fd00::7"), 0, CloudProvider::Aws);
+        assert_eq!(idx.info(u).resource_id, "ip:fd00::7");
+        assert_eq!(idx.info(u).kind, EndpointKind::UnknownHost);
+        assert_eq!(idx.attribute(ip("fd00::7"), 5, CloudProvider::Aws), u, "interned once");
     }
 }

@@ -1,22 +1,41 @@
 //! The correlate [`Processor`]: inventory from the `resources` table topic
 //! into the attribution index; flow records from `flows.normalized` through
 //! attribution into windows; edges out to `flows.edges` and `data_flows`.
+//!
+//! Flows that arrive before their inventory: a record with an internal
+//! address that no resource holds yet is held back (not windowed) until
+//! either an inventory update makes the address known or event time has
+//! moved `hold-back-secs` past the record; then it is attributed with what
+//! is known (an unknown host if still nobody holds the address). Held
+//! records keep their input offsets uncommitted. Event time only advances
+//! with new flow records: in a quiet stream a held record waits for the next
+//! inventory update or the next flow.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use psg_config::Config;
 use psg_domain::rows::{DataFlowRow, ResourceRow};
-use psg_domain::time::{SECOND, from_micros};
+use psg_domain::time::{Micros, SECOND, from_micros};
 use psg_domain::{
     EdgeDirection, EndpointKind, FlowBatch, FlowDirection, FlowEdge, FlowRecord, LogStatus, Resource, ids,
 };
 use psg_kafka_runtime::{DeadLetter, InMessage, InputKind, OutRecord, Output, ProcessError, Processor};
 use psg_store::Store;
 
-use crate::attribution::{Attributed, Index, ResourceInfo};
-use crate::windows::{Added, EdgeKey, Observation, Windows};
+use crate::attribution::{EndpointId, Index};
+use crate::windows::{Added, Connection, EdgeKey, Observation, WindowEdge, Windows};
+
+/// A flow record waiting for its inventory.
+#[derive(Debug)]
+struct Held {
+    record: FlowRecord,
+    topic: Arc<str>,
+    partition: i32,
+    offset: i64,
+}
 
 /// The correlate service.
 #[derive(Debug)]
@@ -26,12 +45,11 @@ pub struct Correlate {
     edges_out: String,
     index: Index,
     windows: Windows,
+    hold_back: Micros,
+    held: Vec<Held>,
     store: Option<Store>,
-    /// Rows of endpoints that are not inventory resources (unknown hosts,
-    /// external endpoints), by resource id.
-    synthesized: HashMap<String, ResourceRow>,
-    /// Endpoint resource ids whose rows are known to be in the database.
-    ensured: HashSet<String>,
+    /// Endpoints whose rows are known to be in the database.
+    ensured: HashSet<EndpointId>,
     pending_flows: Vec<DataFlowRow>,
     pending_resources: Vec<ResourceRow>,
 }
@@ -47,8 +65,9 @@ impl Correlate {
                 cfg.correlate.window_secs as i64 * SECOND,
                 cfg.correlate.allowed_lateness_secs as i64 * SECOND,
             ),
+            hold_back: cfg.correlate.hold_back_secs as i64 * SECOND,
+            held: Vec::new(),
             store,
-            synthesized: HashMap::new(),
             ensured: HashSet::new(),
             pending_flows: Vec::new(),
             pending_resources: Vec::new(),
@@ -70,6 +89,11 @@ impl Correlate {
         &self.index
     }
 
+    /// Flow records waiting for their inventory.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
     fn resource(&mut self, msg: &InMessage, out: &mut Output) {
         if msg.payload.is_none() {
             return; // compaction tombstone
@@ -83,118 +107,205 @@ impl Correlate {
     fn flows(&mut self, msg: &InMessage, out: &mut Output) {
         match psg_avro_codec::decode::<FlowBatch>(msg.payload()) {
             Ok(batch) => {
-                for rec in &batch.records {
-                    self.flow(rec, msg, out);
+                for rec in batch.records {
+                    self.flow(rec, &msg.topic, msg.partition, msg.offset, false, out);
                 }
             }
             Err(e) => out.dead_letters.push(DeadLetter::whole(msg, "schema", e.to_string())),
         }
     }
 
-    fn flow(&mut self, rec: &FlowRecord, msg: &InMessage, out: &mut Output) {
+    /// One record; `released`: it was held back and must not be held again.
+    fn flow(
+        &mut self,
+        rec: FlowRecord,
+        topic: &Arc<str>,
+        partition: i32,
+        offset: i64,
+        released: bool,
+        out: &mut Output,
+    ) {
         if rec.log_status != LogStatus::Ok {
             metrics::counter!("psg_correlate_records_total", "outcome" => "no-traffic").increment(1);
             return;
         }
-        let obs = match self.observe(rec, msg) {
-            Ok(o) => o,
-            Err(reason) => {
-                let line = u32::try_from(rec.source.line).unwrap_or(0);
-                let reason = format!(
-                    "{reason} (record from {} partition {} offset {} line {line})",
-                    rec.source.topic, rec.source.partition, rec.source.offset
-                );
-                out.dead_letters.push(DeadLetter::whole(msg, "attribution", reason));
-                return;
+        let (Some(src_if), Some(dst_if)) = (packet_addr(&None, &rec.src_addr), packet_addr(&None, &rec.dst_addr))
+        else {
+            return self.reject(
+                &rec,
+                topic,
+                partition,
+                offset,
+                "flow record with log-status OK has no source or destination address",
+                out,
+            );
+        };
+        let Some(action) = rec.action else {
+            return self.reject(&rec, topic, partition, offset, "flow record with log-status OK has no action", out);
+        };
+        let t = rec.end_time;
+        // Prefer the original packet addresses (NAT gateways log their own).
+        let src = packet_addr(&rec.pkt_src_addr, &None).unwrap_or(src_if);
+        let dst = packet_addr(&rec.pkt_dst_addr, &None).unwrap_or(dst_if);
+        let (mut src_id, mut dst_id) = (self.index.by_address(&src, t), self.index.by_address(&dst, t));
+        // The capturing interface identifies its own side directly, where the
+        // packet address is the interface's (no translation).
+        if let Some(owner) = rec.interface_id.as_deref().and_then(|i| self.index.by_interface(i, t)) {
+            let side = match rec.flow_direction {
+                Some(FlowDirection::Egress) => Some(true),
+                Some(FlowDirection::Ingress) => Some(false),
+                None if self.index.holds(owner, &src_if, t) => Some(true),
+                None if self.index.holds(owner, &dst_if, t) => Some(false),
+                None => None,
+            };
+            match side {
+                Some(true) if src == src_if => src_id = Some(owner),
+                Some(false) if dst == dst_if => dst_id = Some(owner),
+                _ => {}
             }
+        }
+        let unknown_internal = |id: Option<EndpointId>, a: &IpAddr| id.is_none() && crate::attribution::is_internal(a);
+        if !released
+            && self.hold_back > 0
+            && (unknown_internal(src_id, &src) || unknown_internal(dst_id, &dst))
+            && self.windows.max_event_time().is_none_or(|m| t + self.hold_back > m)
+        {
+            self.held.push(Held { record: rec, topic: Arc::clone(topic), partition, offset });
+            return;
+        }
+        let src_id = src_id.unwrap_or_else(|| self.index.address_endpoint(src, t, rec.provider));
+        let dst_id = dst_id.unwrap_or_else(|| self.index.address_endpoint(dst, t, rec.provider));
+        let (s, d) = (self.index.info(src_id), self.index.info(dst_id));
+        let direction = match (&s.vpc_id, &d.vpc_id) {
+            (Some(a), Some(b)) if a == b => EdgeDirection::IntraVpc,
+            _ => match rec.flow_direction {
+                Some(FlowDirection::Ingress) => EdgeDirection::Ingress,
+                Some(FlowDirection::Egress) => EdgeDirection::Egress,
+                None if s.kind == EndpointKind::External => EdgeDirection::Ingress,
+                None => EdgeDirection::Egress,
+            },
+        };
+        let obs = Observation {
+            key: EdgeKey {
+                src: src_id,
+                dst: dst_id,
+                protocol: rec.protocol.unwrap_or(0),
+                dst_port: rec.dst_port.unwrap_or(0),
+                action,
+            },
+            connection: Connection {
+                src,
+                dst,
+                src_port: rec.src_port.unwrap_or(0),
+                dst_port: rec.dst_port.unwrap_or(0),
+            },
+            reporter: reporter(&rec),
+            direction,
+            event_time: t,
+            packets: rec.packets.unwrap_or(0),
+            bytes: rec.bytes.unwrap_or(0),
+            topic: Arc::clone(topic),
+            partition,
+            offset,
+            line: rec.source.line,
         };
         match self.windows.add(obs) {
-            Added::FirstSeen(edge) => self.emit(edge, out),
+            Added::FirstSeen(edge) => self.emit(&edge, out),
             Added::Aggregated => {}
-            Added::Late(first) => {
+            Added::Late(edge) => {
                 metrics::counter!("psg_correlate_late_records_total").increment(1);
-                if let Some(edge) = first {
-                    self.emit(edge, out);
-                }
+                self.emit(&edge, out);
+                self.queue_rows(std::slice::from_ref(&edge));
             }
         }
         metrics::counter!("psg_correlate_records_total", "outcome" => "attributed").increment(1);
     }
 
-    /// Attributes both ends of a flow record at its event time.
-    fn observe(&mut self, rec: &FlowRecord, msg: &InMessage) -> Result<Observation, String> {
-        let t = rec.end_time;
-        let parse = |a: &Option<String>| a.as_deref().and_then(|s| s.parse::<IpAddr>().ok());
-        let (Some(src_if), Some(dst_if)) = (parse(&rec.src_addr), parse(&rec.dst_addr)) else {
-            return Err("flow record with log-status OK has no source or destination address".into());
-        };
-        // Prefer the original packet addresses (NAT gateways log their own).
-        let src = parse(&rec.pkt_src_addr).unwrap_or(src_if);
-        let dst = parse(&rec.pkt_dst_addr).unwrap_or(dst_if);
-        let mut src_end = self.index.attribute(src, t);
-        let mut dst_end = self.index.attribute(dst, t);
-        // The capturing interface identifies its own side directly, where
-        // the packet address is the interface's (no translation).
-        if let Some(owner) = rec.interface_id.as_deref().and_then(|i| self.index.by_interface(i, t)) {
-            let holds = |ip: &IpAddr| owns(owner, ip);
-            let side = match rec.flow_direction {
-                Some(FlowDirection::Egress) => Some(true),
-                Some(FlowDirection::Ingress) => Some(false),
-                None if holds(&src_if) => Some(true),
-                None if holds(&dst_if) => Some(false),
-                None => None,
-            };
-            let owned = Attributed {
-                resource_id: owner.resource_id.clone(),
-                kind: EndpointKind::Resource,
-                vpc_id: owner.vpc_id.clone(),
-            };
-            match side {
-                Some(true) if src == src_if => src_end = owned,
-                Some(false) if dst == dst_if => dst_end = owned,
-                _ => {}
-            }
-        }
-        for (end, addr) in [(&src_end, src), (&dst_end, dst)] {
-            if end.kind != EndpointKind::Resource && !self.synthesized.contains_key(&end.resource_id) {
-                let internal = end.kind == EndpointKind::UnknownHost;
-                let row = ResourceRow::for_address(&addr.to_string(), internal, rec.provider, from_micros(t));
-                self.synthesized.insert(end.resource_id.clone(), row);
-            }
-        }
-        let direction = match (&src_end.vpc_id, &dst_end.vpc_id) {
-            (Some(a), Some(b)) if a == b => EdgeDirection::IntraVpc,
-            _ => match rec.flow_direction {
-                Some(FlowDirection::Ingress) => EdgeDirection::Ingress,
-                Some(FlowDirection::Egress) => EdgeDirection::Egress,
-                None if src_end.kind == EndpointKind::External => EdgeDirection::Ingress,
-                None => EdgeDirection::Egress,
-            },
-        };
-        let Some(action) = rec.action else {
-            return Err("flow record with log-status OK has no action".into());
-        };
-        Ok(Observation {
-            key: EdgeKey {
-                src: src_end,
-                dst: dst_end,
-                protocol: rec.protocol.unwrap_or(0),
-                dst_port: rec.dst_port.unwrap_or(0),
-                action,
-            },
-            src_addr: src.to_string(),
-            dst_addr: dst.to_string(),
-            direction,
-            event_time: t,
-            packets: rec.packets.unwrap_or(0),
-            bytes: rec.bytes.unwrap_or(0),
-            topic: Arc::clone(&msg.topic),
-            partition: msg.partition,
-            offset: msg.offset,
-        })
+    fn reject(&self, rec: &FlowRecord, topic: &str, partition: i32, offset: i64, reason: &str, out: &mut Output) {
+        let s = &rec.source;
+        out.dead_letters.push(DeadLetter {
+            source_topic: topic.to_owned(),
+            source_partition: partition,
+            source_offset: offset,
+            line: None,
+            key: None,
+            payload: psg_avro_codec::encode(rec).unwrap_or_default(),
+            kind: "attribution",
+            reason: format!(
+                "{reason} (record from {} partition {} offset {} line {})",
+                s.topic, s.partition, s.offset, s.line
+            ),
+        });
     }
 
-    fn emit(&self, edge: FlowEdge, out: &mut Output) {
+    /// Releases held records whose address is now known or whose time is up.
+    fn release_held(&mut self, out: &mut Output) {
+        if self.held.is_empty() {
+            return;
+        }
+        let max = self.windows.max_event_time();
+        let held = std::mem::take(&mut self.held);
+        for h in held {
+            let t = h.record.end_time;
+            let r = &h.record;
+            let known = |a: Option<IpAddr>| {
+                a.is_none_or(|ip| !crate::attribution::is_internal(&ip) || self.index.by_address(&ip, t).is_some())
+            };
+            let src_known = known(packet_addr(&r.pkt_src_addr, &r.src_addr));
+            let dst_known = known(packet_addr(&r.pkt_dst_addr, &r.dst_addr));
+            let expired = max.is_some_and(|m| t + self.hold_back <= m);
+            if (src_known && dst_known) || expired {
+                if expired && !(src_known && dst_known) {
+                    metrics::counter!("psg_correlate_hold_back_expired_total").increment(1);
+                }
+                self.flow(h.record, &h.topic, h.partition, h.offset, true, out);
+            } else {
+                self.held.push(h);
+            }
+        }
+    }
+
+    fn to_flow_edge(&self, e: &WindowEdge) -> FlowEdge {
+        let (s, d) = (self.index.info(e.key.src), self.index.info(e.key.dst));
+        let mut id_parts = vec![
+            s.resource_id.clone(),
+            d.resource_id.clone(),
+            e.key.protocol.to_string(),
+            e.key.dst_port.to_string(),
+            e.key.action.as_str().to_owned(),
+            e.window_start.to_string(),
+        ];
+        if let Some((topic, partition, offset, line)) = &e.late_source {
+            id_parts.extend([
+                "late".to_owned(),
+                topic.to_string(),
+                partition.to_string(),
+                offset.to_string(),
+                line.to_string(),
+            ]);
+        }
+        let parts: Vec<&str> = id_parts.iter().map(String::as_str).collect();
+        FlowEdge {
+            edge_id: ids::stable_id("edge", &parts).to_string(),
+            kind: e.kind,
+            src: s.endpoint(e.src_addr),
+            dst: d.endpoint(e.dst_addr),
+            protocol: e.key.protocol,
+            dst_port: e.key.dst_port,
+            action: e.key.action,
+            direction: e.direction,
+            window_start: e.window_start,
+            window_end: e.window_end,
+            first_seen: e.first_seen,
+            last_seen: e.last_seen,
+            packets: e.packets,
+            bytes: e.bytes,
+            flows: e.flows,
+        }
+    }
+
+    fn emit(&self, edge: &WindowEdge, out: &mut Output) {
+        let edge = self.to_flow_edge(edge);
         metrics::counter!("psg_correlate_edges_total", "kind" => edge.kind.as_str()).increment(1);
         match psg_avro_codec::encode(&edge) {
             Ok(bytes) => out.records.push(OutRecord::new(&self.edges_out, edge.src.resource_id.as_bytes(), bytes)),
@@ -203,31 +314,34 @@ impl Correlate {
     }
 
     /// Queues `data_flows` rows for `edges`, and rows for their endpoints.
-    fn queue_rows(&mut self, edges: &[FlowEdge]) {
+    fn queue_rows(&mut self, edges: &[WindowEdge]) {
         if self.store.is_none() {
             return;
         }
         for e in edges {
-            for end in [&e.src, &e.dst] {
-                if self.ensured.contains(&end.resource_id) {
-                    continue;
-                }
-                let row = match end.kind {
-                    EndpointKind::Resource => self.index.resource(&end.resource_id).map(|r| r.row.clone()),
-                    _ => self.synthesized.get(&end.resource_id).cloned(),
-                };
-                if let Some(row) = row {
-                    self.pending_resources.push(row);
+            for id in [e.key.src, e.key.dst] {
+                if self.ensured.insert(id) {
+                    self.pending_resources.push(self.index.info(id).row.clone());
                 }
             }
-            self.pending_flows.push(data_flow_row(e));
+            let f = self.to_flow_edge(e);
+            self.pending_flows.push(data_flow_row(&f));
         }
     }
 }
 
-fn owns(owner: &ResourceInfo, ip: &IpAddr) -> bool {
-    let s = ip.to_string();
-    owner.row.private_ips.contains(&s) || owner.row.public_ips.contains(&s)
+/// The original packet address, else the interface's view of it.
+fn packet_addr(packet: &Option<String>, interface: &Option<String>) -> Option<IpAddr> {
+    packet.as_deref().or(interface.as_deref()).and_then(|s| s.parse().ok())
+}
+
+/// Who reported a record: the interface, else the reporting VM, else nobody.
+fn reporter(r: &FlowRecord) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    r.interface_id.hash(&mut h);
+    r.reporter.hash(&mut h);
+    r.instance_id.hash(&mut h);
+    h.finish()
 }
 
 /// The `data_flows` row of an edge in its window.
@@ -261,21 +375,28 @@ impl Processor for Correlate {
     async fn process(&mut self, batch: &[InMessage]) -> Result<Output, ProcessError> {
         let mut out = Output::default();
         // Inventory first, so flows in the same batch see it.
+        let mut inventory = false;
         for msg in batch.iter().filter(|m| m.kind == InputKind::Table) {
             self.resource(msg, &mut out);
+            inventory = true;
         }
         for msg in batch.iter().filter(|m| m.kind == InputKind::Stream) {
             self.flows(msg, &mut out);
         }
+        if inventory || !self.held.is_empty() {
+            self.release_held(&mut out);
+        }
         let closed = self.windows.close_ready();
         for edge in &closed {
-            self.emit(edge.clone(), &mut out);
+            self.emit(edge, &mut out);
         }
-        let rows = self.windows.drain_touched(&closed);
+        let mut rows = self.windows.drain_touched();
+        rows.extend(closed);
         self.queue_rows(&rows);
         metrics::gauge!("psg_correlate_index_resources").set(self.index.resources() as f64);
         metrics::gauge!("psg_correlate_index_addresses").set(self.index.addresses() as f64);
         metrics::gauge!("psg_correlate_open_windows").set(self.windows.open_windows() as f64);
+        metrics::gauge!("psg_correlate_held_records").set(self.held.len() as f64);
         if let Some(w) = self.windows.watermark() {
             metrics::gauge!("psg_correlate_watermark_seconds").set(w as f64 / SECOND as f64);
         }
@@ -287,7 +408,7 @@ impl Processor for Correlate {
         let classify = |e: psg_store::Error| ProcessError::classify(e.is_transient(), e);
         if !self.pending_resources.is_empty() {
             psg_store::resources::ensure_resources(store, &self.pending_resources).await.map_err(classify)?;
-            self.ensured.extend(self.pending_resources.drain(..).map(|r| r.resource_id));
+            self.pending_resources.clear();
         }
         if !self.pending_flows.is_empty() {
             psg_store::flows::upsert_data_flows(store, &self.pending_flows).await.map_err(classify)?;
@@ -297,6 +418,16 @@ impl Processor for Correlate {
     }
 
     fn held_offsets(&self) -> Vec<(String, i32, i64)> {
-        self.windows.held_offsets()
+        let mut held = self.windows.held_offsets();
+        for h in &self.held {
+            match held.iter_mut().find(|(t, p, _)| **t == *h.topic && *p == h.partition) {
+                Some(e) => e.2 = e.2.min(h.offset),
+                None => held.push((h.topic.to_string(), h.partition, h.offset)),
+            }
+        }
+        held
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,68 +9,137 @@
 //! - The first observation of an edge key ever is reported at once
 //!   ([`Added::FirstSeen`]) so classify can alert within a second; the
 //!   aggregate follows when the window closes.
+//! - The same flow reported at both ends (AWS logs it at each interface, GCP
+//!   at both VMs, Azure at both NICs) counts once: inside a window, each
+//!   connection (addresses and ports) keeps its counts per reporter, and the
+//!   edge counts the largest reporter's.
 //! - An observation for a window that has already closed is late: it is
-//!   counted, and reported at once if its key was never seen, but does not
-//!   reopen the window (its row in `data_flows` keeps the closed counts).
+//!   counted, and reported at once as its own edge ([`Added::Late`]) so the
+//!   graph and `data_flows` still see it; the closed window is not reopened.
 //! - For at-least-once delivery, each open window remembers the lowest
 //!   input offset per partition that contributed to it: offsets are not
 //!   committed past the oldest open window ([`Windows::held_offsets`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use psg_domain::time::Micros;
-use psg_domain::{EdgeDirection, EdgeKind, FlowAction, FlowEdge, ids};
+use psg_domain::{EdgeDirection, EdgeKind, FlowAction};
 
-use crate::attribution::Attributed;
+use crate::attribution::EndpointId;
 
 /// What makes two observations the same edge.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EdgeKey {
-    pub src: Attributed,
-    pub dst: Attributed,
+    pub src: EndpointId,
+    pub dst: EndpointId,
     pub protocol: i32,
     pub dst_port: i32,
     pub action: FlowAction,
+}
+
+/// One connection: what both ends report alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Connection {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub src_port: i32,
+    pub dst_port: i32,
 }
 
 /// One attributed flow record.
 #[derive(Debug, Clone)]
 pub struct Observation {
     pub key: EdgeKey,
-    pub src_addr: String,
-    pub dst_addr: String,
+    pub connection: Connection,
+    /// Who reported it (interface, reporting VM, ...), hashed.
+    pub reporter: u64,
     pub direction: EdgeDirection,
     pub event_time: Micros,
     pub packets: i64,
     pub bytes: i64,
-    /// Input position, for offset holding.
+    /// Input position, for offset holding and the ids of late edges.
     pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
+    pub line: i32,
+}
+
+/// The counts of one connection in a window, per reporter.
+#[derive(Debug, Clone)]
+struct Reports {
+    first: (u64, i64, i64),
+    more: Vec<(u64, i64, i64)>,
+}
+
+impl Reports {
+    fn max(&self) -> (i64, i64) {
+        let mut best = (self.first.1, self.first.2);
+        for r in &self.more {
+            if (r.1, r.2) > best {
+                best = (r.1, r.2);
+            }
+        }
+        best
+    }
+
+    fn add(&mut self, reporter: u64, packets: i64, bytes: i64) {
+        let slot = if self.first.0 == reporter {
+            &mut self.first
+        } else if let Some(r) = self.more.iter_mut().find(|r| r.0 == reporter) {
+            r
+        } else {
+            self.more.push((reporter, 0, 0));
+            let last = self.more.len() - 1;
+            &mut self.more[last]
+        };
+        slot.1 = slot.1.saturating_add(packets);
+        slot.2 = slot.2.saturating_add(bytes);
+    }
 }
 
 #[derive(Debug, Clone)]
 struct Agg {
-    src_addr: String,
-    dst_addr: String,
+    src_addr: IpAddr,
+    dst_addr: IpAddr,
     direction: EdgeDirection,
     packets: i64,
     bytes: i64,
-    flows: i64,
     first_seen: Micros,
     last_seen: Micros,
+    connections: HashMap<Connection, Reports>,
+}
+
+/// An edge in a window, as the windows see it (ids not yet resolved).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowEdge {
+    pub kind: EdgeKind,
+    pub key: EdgeKey,
+    pub src_addr: IpAddr,
+    pub dst_addr: IpAddr,
+    pub direction: EdgeDirection,
+    pub window_start: Micros,
+    pub window_end: Micros,
+    pub first_seen: Micros,
+    pub last_seen: Micros,
+    pub packets: i64,
+    pub bytes: i64,
+    /// Distinct connections condensed into this edge.
+    pub flows: i64,
+    /// For late edges: the input record they come from (their own id).
+    pub late_source: Option<(Arc<str>, i32, i64, i32)>,
 }
 
 /// What [`Windows::add`] did with an observation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Added {
     /// Never seen before: emit this edge now.
-    FirstSeen(FlowEdge),
+    FirstSeen(WindowEdge),
     /// Added to its open window.
     Aggregated,
-    /// Its window had closed; if the key is new, the edge to emit now.
-    Late(Option<FlowEdge>),
+    /// Its window had closed: emit this one-record edge now.
+    Late(WindowEdge),
 }
 
 /// The open windows and what has been seen.
@@ -83,6 +152,7 @@ pub struct Windows {
     held: BTreeMap<Micros, HashMap<(Arc<str>, i32), i64>>,
     seen: HashSet<EdgeKey>,
     touched: HashSet<(Micros, EdgeKey)>,
+    late: u64,
 }
 
 impl Windows {
@@ -96,12 +166,23 @@ impl Windows {
             held: BTreeMap::new(),
             seen: HashSet::new(),
             touched: HashSet::new(),
+            late: 0,
         }
     }
 
     /// Highest event time seen minus the allowed lateness.
     pub fn watermark(&self) -> Option<Micros> {
         self.max_event_time.map(|t| t.saturating_sub(self.lateness))
+    }
+
+    /// Highest event time seen.
+    pub fn max_event_time(&self) -> Option<Micros> {
+        self.max_event_time
+    }
+
+    /// Late observations so far.
+    pub fn late(&self) -> u64 {
+        self.late
     }
 
     fn window_start(&self, t: Micros) -> Micros {
@@ -120,40 +201,62 @@ impl Windows {
     pub fn add(&mut self, o: Observation) -> Added {
         let start = self.window_start(o.event_time);
         if self.is_closed(start) {
-            let new = self.seen.insert(o.key.clone());
-            return Added::Late(new.then(|| self.single(start, &o)));
+            self.late += 1;
+            self.seen.insert(o.key);
+            let (a, z) = (o.connection.src, o.connection.dst);
+            return Added::Late(WindowEdge {
+                kind: EdgeKind::Window,
+                key: o.key,
+                src_addr: a,
+                dst_addr: z,
+                direction: o.direction,
+                window_start: start,
+                window_end: start + self.size,
+                first_seen: o.event_time,
+                last_seen: o.event_time,
+                packets: o.packets,
+                bytes: o.bytes,
+                flows: 1,
+                late_source: Some((o.topic, o.partition, o.offset, o.line)),
+            });
         }
         self.max_event_time = Some(self.max_event_time.map_or(o.event_time, |m| m.max(o.event_time)));
         let held = self.held.entry(start).or_default();
         let h = held.entry((Arc::clone(&o.topic), o.partition)).or_insert(o.offset);
         *h = (*h).min(o.offset);
         let window = self.open.entry(start).or_default();
-        let agg = window.entry(o.key.clone()).or_insert_with(|| Agg {
-            src_addr: o.src_addr.clone(),
-            dst_addr: o.dst_addr.clone(),
+        let agg = window.entry(o.key).or_insert_with(|| Agg {
+            src_addr: o.connection.src,
+            dst_addr: o.connection.dst,
             direction: o.direction,
             packets: 0,
             bytes: 0,
-            flows: 0,
             first_seen: o.event_time,
             last_seen: o.event_time,
+            connections: HashMap::new(),
         });
-        agg.packets = agg.packets.saturating_add(o.packets);
-        agg.bytes = agg.bytes.saturating_add(o.bytes);
-        agg.flows += 1;
+        let reports = agg
+            .connections
+            .entry(o.connection)
+            .or_insert_with(|| Reports { first: (o.reporter, 0, 0), more: Vec::new() });
+        let (p0, b0) = reports.max();
+        reports.add(o.reporter, o.packets, o.bytes);
+        let (p1, b1) = reports.max();
+        agg.packets = agg.packets.saturating_add(p1 - p0);
+        agg.bytes = agg.bytes.saturating_add(b1 - b0);
         agg.first_seen = agg.first_seen.min(o.event_time);
         agg.last_seen = agg.last_seen.max(o.event_time);
-        self.touched.insert((start, o.key.clone()));
-        if self.seen.insert(o.key.clone()) {
-            let edge = edge(self.size, start, &o.key, &window[&o.key], EdgeKind::FirstSeen);
-            Added::FirstSeen(edge)
+        self.touched.insert((start, o.key));
+        if self.seen.insert(o.key) {
+            Added::FirstSeen(edge(self.size, start, &o.key, agg, EdgeKind::FirstSeen))
         } else {
             Added::Aggregated
         }
     }
 
-    /// Closes every window the watermark has passed; returns their edges.
-    pub fn close_ready(&mut self) -> Vec<FlowEdge> {
+    /// Closes every window the watermark has passed; returns their edges
+    /// (ordered by window, then key: deterministic).
+    pub fn close_ready(&mut self) -> Vec<WindowEdge> {
         let Some(w) = self.watermark() else { return Vec::new() };
         let mut out = Vec::new();
         while let Some((&start, _)) = self.open.first_key_value() {
@@ -162,9 +265,9 @@ impl Windows {
             }
             if let Some(window) = self.open.remove(&start) {
                 self.held.remove(&start);
-                let mut edges: Vec<FlowEdge> =
-                    window.iter().map(|(k, a)| self.edge(start, k, a, EdgeKind::Window)).collect();
-                edges.sort_by(|a, b| a.edge_id.cmp(&b.edge_id));
+                let mut edges: Vec<WindowEdge> =
+                    window.iter().map(|(k, a)| edge(self.size, start, k, a, EdgeKind::Window)).collect();
+                edges.sort_by_key(|e| e.key);
                 out.extend(edges);
             }
         }
@@ -172,18 +275,15 @@ impl Windows {
     }
 
     /// The current aggregate of every (window, edge) changed since the last
-    /// call, closed or not (for `data_flows`: absolute counts, so writing a
-    /// window twice keeps the latest).
-    pub fn drain_touched(&mut self, closed: &[FlowEdge]) -> Vec<FlowEdge> {
-        let mut out: Vec<FlowEdge> = Vec::with_capacity(self.touched.len());
-        let closed_ids: HashSet<&str> = closed.iter().map(|e| e.edge_id.as_str()).collect();
+    /// call that is still open (for `data_flows`: absolute counts, so writing
+    /// a window twice keeps the latest).
+    pub fn drain_touched(&mut self) -> Vec<WindowEdge> {
+        let mut out = Vec::with_capacity(self.touched.len());
         for (start, key) in self.touched.drain() {
             if let Some(agg) = self.open.get(&start).and_then(|w| w.get(&key)) {
                 out.push(edge(self.size, start, &key, agg, EdgeKind::Window));
             }
         }
-        out.retain(|e| !closed_ids.contains(e.edge_id.as_str()));
-        out.extend(closed.iter().cloned());
         out
     }
 
@@ -199,51 +299,14 @@ impl Windows {
         }
         min.into_iter().map(|((t, p), o)| (t.to_string(), p, o)).collect()
     }
-
-    fn edge(&self, start: Micros, key: &EdgeKey, agg: &Agg, kind: EdgeKind) -> FlowEdge {
-        edge(self.size, start, key, agg, kind)
-    }
-
-    fn single(&self, start: Micros, o: &Observation) -> FlowEdge {
-        let agg = Agg {
-            src_addr: o.src_addr.clone(),
-            dst_addr: o.dst_addr.clone(),
-            direction: o.direction,
-            packets: o.packets,
-            bytes: o.bytes,
-            flows: 1,
-            first_seen: o.event_time,
-            last_seen: o.event_time,
-        };
-        self.edge(start, &o.key, &agg, EdgeKind::FirstSeen)
-    }
 }
 
-/// The id of an edge in a window: also its `data_flows.id`.
-pub fn edge_id(key: &EdgeKey, window_start: Micros) -> String {
-    ids::stable_id(
-        "edge",
-        &[
-            &key.src.resource_id,
-            &key.dst.resource_id,
-            &key.protocol.to_string(),
-            &key.dst_port.to_string(),
-            key.action.as_str(),
-            &window_start.to_string(),
-        ],
-    )
-    .to_string()
-}
-
-fn edge(size: Micros, start: Micros, key: &EdgeKey, agg: &Agg, kind: EdgeKind) -> FlowEdge {
-    FlowEdge {
-        edge_id: edge_id(key, start),
+fn edge(size: Micros, start: Micros, key: &EdgeKey, agg: &Agg, kind: EdgeKind) -> WindowEdge {
+    WindowEdge {
         kind,
-        src: key.src.endpoint(&agg.src_addr),
-        dst: key.dst.endpoint(&agg.dst_addr),
-        protocol: key.protocol,
-        dst_port: key.dst_port,
-        action: key.action,
+        key: *key,
+        src_addr: agg.src_addr,
+        dst_addr: agg.dst_addr,
         direction: agg.direction,
         window_start: start,
         window_end: start + size,
@@ -251,26 +314,27 @@ fn edge(size: Micros, start: Micros, key: &EdgeKey, agg: &Agg, kind: EdgeKind) -
         last_seen: agg.last_seen,
         packets: agg.packets,
         bytes: agg.bytes,
-        flows: agg.flows,
+        flows: agg.connections.len() as i64,
+        late_source: None,
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use psg_domain::EndpointKind;
     use psg_domain::time::SECOND;
 
     use super::*;
 
-    fn at(id: &str) -> Attributed {
-        Attributed { resource_id: id.into(), kind: EndpointKind::Resource, vpc_id: None }
-    }
-
-    fn obs(src: &str, dst: &str, t: i64, offset: i64) -> Observation {
+    fn obs(src: EndpointId, dst: EndpointId, t: i64, offset: i64) -> Observation {
         Observation {
-            key: EdgeKey { src: at(src), dst: at(dst), protocol: 6, dst_port: 5432, action: FlowAction::Accept },
-            src_addr: "10.0.0.1".into(),
-            dst_addr: "10.0.0.2".into(),
+            key: EdgeKey { src, dst, protocol: 6, dst_port: 5432, action: FlowAction::Accept },
+            connection: Connection {
+                src: "10.0.0.1".parse().unwrap(),
+                dst: "10.0.0.2".parse().unwrap(),
+                src_port: 40000 + offset as i32,
+                dst_port: 5432,
+            },
+            reporter: 1,
             direction: EdgeDirection::IntraVpc,
             event_time: t * SECOND,
             packets: 10,
@@ -278,6 +342,7 @@ mod tests {
             topic: Arc::from("flows.normalized"),
             partition: 0,
             offset,
+            line: 1,
         }
     }
 
@@ -285,12 +350,12 @@ mod tests {
     fn first_seen_at_once_aggregate_at_close() {
         let mut w = Windows::new(60 * SECOND, 30 * SECOND);
         assert!(
-            matches!(w.add(obs("a", "b", 61, 1)), Added::FirstSeen(ref e) if e.flows == 1 && e.window_start == 60 * SECOND)
+            matches!(w.add(obs(1, 2, 61, 1)), Added::FirstSeen(ref e) if e.flows == 1 && e.window_start == 60 * SECOND)
         );
-        assert_eq!(w.add(obs("a", "b", 90, 2)), Added::Aggregated);
+        assert_eq!(w.add(obs(1, 2, 90, 2)), Added::Aggregated);
         assert!(w.close_ready().is_empty(), "watermark 60 has not passed 120");
         assert_eq!(w.held_offsets(), vec![("flows.normalized".to_owned(), 0, 1)]);
-        w.add(obs("c", "d", 151, 3)); // watermark 121: window [60,120) closes
+        w.add(obs(3, 4, 151, 3)); // watermark 121: window [60,120) closes
         let closed = w.close_ready();
         assert_eq!(closed.len(), 1);
         let e = &closed[0];
@@ -302,9 +367,9 @@ mod tests {
     #[test]
     fn window_boundaries_are_half_open() {
         let mut w = Windows::new(60 * SECOND, 0);
-        w.add(obs("a", "b", 59, 1));
-        w.add(obs("a", "b", 60, 2));
-        w.add(obs("x", "y", 120, 3));
+        w.add(obs(1, 2, 59, 1));
+        w.add(obs(1, 2, 60, 2));
+        w.add(obs(5, 6, 120, 3));
         let closed = w.close_ready();
         assert_eq!(closed.len(), 2);
         assert!(closed.iter().all(|e| e.flows == 1));
@@ -313,24 +378,47 @@ mod tests {
     #[test]
     fn late_records_do_not_reopen_a_window() {
         let mut w = Windows::new(60 * SECOND, 10 * SECOND);
-        w.add(obs("a", "b", 10, 1));
-        w.add(obs("a", "b", 200, 2));
+        w.add(obs(1, 2, 10, 1));
+        w.add(obs(1, 2, 200, 2));
         assert_eq!(w.close_ready().len(), 1);
-        assert_eq!(w.add(obs("a", "b", 20, 3)), Added::Late(None));
-        assert!(matches!(w.add(obs("n", "m", 20, 4)), Added::Late(Some(ref e)) if e.kind == EdgeKind::FirstSeen));
+        let Added::Late(e) = w.add(obs(1, 2, 20, 3)) else { panic!("late") };
+        assert_eq!((e.window_start, e.flows, e.packets), (0, 1, 10));
+        assert_eq!(e.late_source.as_ref().map(|s| s.2), Some(3));
+        assert_eq!(w.late(), 1);
         assert!(w.close_ready().is_empty());
+    }
+
+    #[test]
+    fn the_same_flow_from_both_ends_counts_once() {
+        let mut w = Windows::new(60 * SECOND, 0);
+        let mut a = obs(1, 2, 10, 1);
+        a.reporter = 100; // the source's interface
+        let mut b = a.clone();
+        b.reporter = 200; // the destination's interface
+        b.packets = 9; // it saw one packet fewer
+        b.offset = 2;
+        w.add(a.clone());
+        w.add(b);
+        // a second capture interval of the same connection at the source adds up
+        let mut a2 = a.clone();
+        a2.event_time = 20 * SECOND;
+        a2.offset = 3;
+        w.add(a2);
+        w.add(obs(9, 9, 200, 4));
+        let e = &w.close_ready()[0];
+        assert_eq!((e.flows, e.packets, e.bytes), (1, 20, 2000), "max over reporters of each reporter's sum");
     }
 
     #[test]
     fn touched_rows_carry_absolute_counts() {
         let mut w = Windows::new(60 * SECOND, 0);
-        w.add(obs("a", "b", 1, 1));
-        w.add(obs("a", "b", 2, 2));
-        let rows = w.drain_touched(&[]);
+        w.add(obs(1, 2, 1, 1));
+        w.add(obs(1, 2, 2, 2));
+        let rows = w.drain_touched();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].flows, 2);
-        assert!(w.drain_touched(&[]).is_empty());
-        w.add(obs("a", "b", 3, 3));
-        assert_eq!(w.drain_touched(&[])[0].flows, 3);
+        assert!(w.drain_touched().is_empty());
+        w.add(obs(1, 2, 3, 3));
+        assert_eq!(w.drain_touched()[0].flows, 3);
     }
 }

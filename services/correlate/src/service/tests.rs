@@ -1,0 +1,207 @@
+use std::collections::HashMap;
+
+use psg_domain::time::SECOND;
+use psg_domain::{CloudProvider, EdgeKind, FlowAction, FlowFormat, ResourceType, SourceRef};
+use psg_kafka_runtime::InputKind;
+
+use super::*;
+
+fn cfg() -> Config {
+    let mut c = Config::default();
+    c.correlate.window_secs = 60;
+    c.correlate.allowed_lateness_secs = 60;
+    c.correlate.hold_back_secs = 30;
+    c
+}
+
+fn src(line: i32) -> SourceRef {
+    SourceRef { topic: "flowlogs.raw".into(), partition: 0, offset: 0, line }
+}
+
+fn resource(id: &str, ips: &[&str], interfaces: &[&str], vpc: &str) -> Resource {
+    let mut r = Resource::new(id, CloudProvider::Aws, ResourceType::Ec2Instance, 0, src(0));
+    r.private_ips = ips.iter().map(|s| s.to_string()).collect();
+    r.interface_ids = interfaces.iter().map(|s| s.to_string()).collect();
+    r.vpc_id = Some(vpc.into());
+    r
+}
+
+fn flow(eni: &str, s: &str, d: &str, dport: i32, t: i64, packets: i64) -> FlowRecord {
+    let mut r = FlowRecord::new(CloudProvider::Aws, FlowFormat::AwsVpc, src(1), (t - 60) * SECOND, t * SECOND);
+    r.interface_id = Some(eni.into());
+    r.src_addr = Some(s.into());
+    r.dst_addr = Some(d.into());
+    r.src_port = Some(40000);
+    r.dst_port = Some(dport);
+    r.protocol = Some(6);
+    r.packets = Some(packets);
+    r.bytes = Some(packets * 100);
+    r.action = Some(FlowAction::Accept);
+    r
+}
+
+fn table(r: &Resource, offset: i64) -> InMessage {
+    InMessage {
+        kind: InputKind::Table,
+        topic: Arc::from("resources"),
+        partition: 0,
+        offset,
+        key: Some(r.resource_id.clone().into_bytes()),
+        payload: Some(psg_avro_codec::encode(r).unwrap()),
+        headers: vec![],
+        timestamp_ms: None,
+    }
+}
+
+fn stream(records: Vec<FlowRecord>, offset: i64) -> InMessage {
+    InMessage {
+        kind: InputKind::Stream,
+        topic: Arc::from("flows.normalized"),
+        partition: 0,
+        offset,
+        key: None,
+        payload: Some(psg_avro_codec::encode(&FlowBatch { records }).unwrap()),
+        headers: vec![],
+        timestamp_ms: None,
+    }
+}
+
+fn edges(out: &Output) -> Vec<FlowEdge> {
+    out.records.iter().map(|r| psg_avro_codec::decode::<FlowEdge>(&r.payload).unwrap()).collect()
+}
+
+async fn run(c: &mut Correlate, batch: Vec<InMessage>) -> Vec<FlowEdge> {
+    let out = c.process(&batch).await.unwrap();
+    assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
+    edges(&out)
+}
+
+#[tokio::test]
+async fn double_reporting_counts_once_and_windows_close_exactly() {
+    let mut c = Correlate::new(&cfg(), None);
+    run(
+        &mut c,
+        vec![
+            table(&resource("web", &["10.0.1.5"], &["eni-web"], "vpc-1"), 0),
+            table(&resource("db", &["10.0.2.9"], &["eni-db"], "vpc-1"), 1),
+        ],
+    )
+    .await;
+    // The same connection logged at both interfaces, and again 30 s later at the source.
+    let first = run(
+        &mut c,
+        vec![stream(
+            vec![
+                flow("eni-web", "10.0.1.5", "10.0.2.9", 5432, 1000, 10),
+                flow("eni-db", "10.0.1.5", "10.0.2.9", 5432, 1000, 10),
+            ],
+            0,
+        )],
+    )
+    .await;
+    assert_eq!(first.len(), 1, "first sighting emitted at once");
+    assert_eq!(
+        (first[0].kind, first[0].src.resource_id.as_str(), first[0].dst.resource_id.as_str()),
+        (EdgeKind::FirstSeen, "web", "db")
+    );
+    assert_eq!(first[0].direction, EdgeDirection::IntraVpc);
+    run(&mut c, vec![stream(vec![flow("eni-web", "10.0.1.5", "10.0.2.9", 5432, 1010, 5)], 1)]).await;
+    assert!(c.held_offsets().iter().any(|(_, _, o)| *o == 0), "open window holds offset 0");
+    // Event time moves on: the window [960, 1020) closes at watermark 1020.
+    let closed = run(&mut c, vec![stream(vec![flow("eni-web", "10.0.1.5", "10.0.2.9", 443, 1100, 1)], 2)]).await;
+    let w: Vec<&FlowEdge> = closed.iter().filter(|e| e.kind == EdgeKind::Window).collect();
+    assert_eq!(w.len(), 1);
+    assert_eq!((w[0].packets, w[0].bytes, w[0].flows), (15, 1500, 1), "10 (max of both reports) + 5");
+    assert_eq!((w[0].window_start, w[0].window_end), (960 * SECOND, 1020 * SECOND));
+}
+
+#[tokio::test]
+async fn packet_addresses_win_over_the_nat_gateway_view() {
+    let mut c = Correlate::new(&cfg(), None);
+    let mut nat = resource("nat-eni", &["10.0.0.100"], &["eni-nat"], "vpc-1");
+    nat.resource_type = ResourceType::NatGateway;
+    run(&mut c, vec![table(&nat, 0), table(&resource("app", &["10.0.3.3"], &[], "vpc-1"), 1)]).await;
+    let mut r = flow("eni-nat", "10.0.0.100", "52.95.128.179", 443, 1000, 3);
+    r.pkt_src_addr = Some("10.0.3.3".into());
+    r.pkt_dst_addr = Some("52.95.128.179".into());
+    let e = run(&mut c, vec![stream(vec![r], 0)]).await;
+    assert_eq!(e[0].src.resource_id, "app", "the instance behind the NAT, not the NAT");
+    assert_eq!(e[0].dst.resource_id, "ip:52.95.128.179");
+    assert_eq!(e[0].dst.kind, EndpointKind::External);
+}
+
+#[tokio::test]
+async fn a_flow_before_its_inventory_waits_then_is_attributed() {
+    let mut c = Correlate::new(&cfg(), None);
+    // the flow arrives first: nobody holds 10.0.9.9 yet
+    let e = run(&mut c, vec![stream(vec![flow("eni-x", "10.0.9.9", "10.0.2.9", 22, 1000, 1)], 0)]).await;
+    assert!(e.is_empty());
+    assert_eq!(c.held(), 1);
+    assert_eq!(c.held_offsets(), vec![("flows.normalized".to_owned(), 0, 0)]);
+    // its inventory arrives
+    let e = run(
+        &mut c,
+        vec![
+            table(&resource("new-vm", &["10.0.9.9"], &[], "vpc-1"), 0),
+            table(&resource("db", &["10.0.2.9"], &[], "vpc-1"), 1),
+        ],
+    )
+    .await;
+    assert_eq!(c.held(), 0);
+    assert_eq!((e[0].src.resource_id.as_str(), e[0].dst.resource_id.as_str()), ("new-vm", "db"));
+}
+
+#[tokio::test]
+async fn an_unknown_internal_host_after_the_hold_back() {
+    let mut c = Correlate::new(&cfg(), None);
+    run(&mut c, vec![table(&resource("db", &["10.0.2.9"], &[], "vpc-1"), 0)]).await;
+    assert!(run(&mut c, vec![stream(vec![flow("eni-db", "10.7.7.7", "10.0.2.9", 22, 1000, 1)], 0)]).await.is_empty());
+    // 40 s later (beyond the 30 s hold-back) another flow moves event time on
+    let e = run(&mut c, vec![stream(vec![flow("eni-db", "10.0.2.9", "8.8.8.8", 53, 1040, 1)], 1)]).await;
+    let unknown = e.iter().find(|e| e.src.resource_id == "ip:10.7.7.7").expect("released as unknown host");
+    assert_eq!(unknown.src.kind, EndpointKind::UnknownHost);
+    assert_eq!(c.held(), 0);
+}
+
+#[tokio::test]
+async fn ipv6_and_reused_addresses() {
+    let mut c = Correlate::new(&cfg(), None);
+    let mut a = resource("a", &["fd00::10"], &[], "vpc-1");
+    a.observed_at = 0;
+    let mut a_gone = a.clone();
+    a_gone.observed_at = 500 * SECOND;
+    a_gone.deleted = true;
+    let mut b = resource("b", &["fd00::10"], &[], "vpc-1");
+    b.observed_at = 600 * SECOND;
+    run(
+        &mut c,
+        vec![table(&a, 0), table(&a_gone, 1), table(&b, 2), table(&resource("db", &["fd00::99"], &[], "vpc-1"), 3)],
+    )
+    .await;
+    let early = run(&mut c, vec![stream(vec![flow("x", "fd00::10", "fd00::99", 5432, 400, 1)], 0)]).await;
+    let late = run(&mut c, vec![stream(vec![flow("x", "fd00::10", "fd00::99", 5432, 700, 1)], 1)]).await;
+    assert_eq!(early[0].src.resource_id, "a", "held by a at 400");
+    let b_edge = late.iter().find(|e| e.kind == EdgeKind::FirstSeen).expect("new edge for b");
+    assert_eq!(b_edge.src.resource_id, "b", "held by b at 700");
+}
+
+#[tokio::test]
+async fn late_records_are_edges_of_their_own() {
+    let mut c = Correlate::new(&cfg(), None);
+    run(
+        &mut c,
+        vec![
+            table(&resource("web", &["10.0.1.5"], &[], "vpc-1"), 0),
+            table(&resource("db", &["10.0.2.9"], &[], "vpc-1"), 1),
+        ],
+    )
+    .await;
+    run(&mut c, vec![stream(vec![flow("w", "10.0.1.5", "10.0.2.9", 5432, 1000, 1)], 0)]).await;
+    run(&mut c, vec![stream(vec![flow("w", "10.0.1.5", "10.0.2.9", 5432, 2000, 1)], 1)]).await;
+    let late = run(&mut c, vec![stream(vec![flow("w", "10.0.1.5", "10.0.2.9", 5432, 1001, 7)], 2)]).await;
+    assert_eq!(late.len(), 1);
+    assert_eq!((late[0].kind, late[0].packets, late[0].window_start), (EdgeKind::Window, 7, 960 * SECOND));
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    *ids.entry(late[0].edge_id.clone()).or_default() += 1;
+    assert_eq!(ids.len(), 1);
+}
