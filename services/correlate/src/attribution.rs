@@ -19,6 +19,8 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use smallvec::SmallVec;
+
 use psg_domain::rows::ResourceRow;
 use psg_domain::time::{Micros, from_micros};
 use psg_domain::{CloudProvider, Endpoint, EndpointKind, Resource};
@@ -69,16 +71,25 @@ struct Latest {
     interfaces: Vec<String>,
 }
 
+/// A fast hash map with a random seed (foldhash): flow-log addresses come
+/// from the network, so the hash must not be predictable.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The claims on one address or interface; almost always exactly one, kept inline.
+type Claims = SmallVec<[Claim; 1]>;
+
 /// The attribution index.
 #[derive(Debug, Default)]
 pub struct Index {
     endpoints: Vec<EndpointInfo>,
-    ids: HashMap<String, EndpointId>,
-    by_address: HashMap<IpAddr, Vec<Claim>>,
-    by_interface: HashMap<String, Vec<Claim>>,
-    latest: HashMap<EndpointId, Latest>,
+    /// The owner of each endpoint (the resource that lists it among its interfaces).
+    owners: Vec<Option<EndpointId>>,
+    ids: FastMap<String, EndpointId>,
+    by_address: FastMap<IpAddr, Claims>,
+    by_interface: FastMap<String, Claims>,
+    latest: FastMap<EndpointId, Latest>,
     /// Interface name (an ENI id, a NIC's ARM id) → the resource listing it.
-    owner_of: HashMap<String, EndpointId>,
+    owner_of: FastMap<String, EndpointId>,
 }
 
 impl Index {
@@ -114,6 +125,7 @@ impl Index {
         }
         let id = EndpointId::try_from(self.endpoints.len()).unwrap_or(EndpointId::MAX);
         self.ids.insert(info.resource_id.clone(), id);
+        self.owners.push(self.owner_of.get(&info.resource_id).copied().filter(|o| *o != id));
         self.endpoints.push(info);
         id
     }
@@ -151,6 +163,9 @@ impl Index {
                 release(self.by_interface.get_mut(i), id, at);
                 if self.owner_of.get(i) == Some(&id) {
                     self.owner_of.remove(i);
+                    if let Some(owned) = self.ids.get(i) {
+                        self.owners[*owned as usize] = None;
+                    }
                 }
             }
         }
@@ -161,6 +176,9 @@ impl Index {
             claim(self.by_interface.entry(i.clone()).or_default(), id, at);
             if *i != r.resource_id {
                 self.owner_of.insert(i.clone(), id);
+                if let Some(owned) = self.ids.get(i) {
+                    self.owners[*owned as usize] = Some(id);
+                }
             }
         }
         self.latest.insert(id, Latest { at, addresses, interfaces });
@@ -168,8 +186,8 @@ impl Index {
 
     /// `id`, or the resource that owns it (lists it among its interfaces).
     fn owner(&self, id: EndpointId) -> EndpointId {
-        match self.owner_of.get(&self.endpoints[id as usize].resource_id) {
-            Some(o) if *o != id && !self.endpoints[*o as usize].deleted => *o,
+        match self.owners[id as usize] {
+            Some(o) if o != id && !self.endpoints[o as usize].deleted => o,
             _ => id,
         }
     }
@@ -216,7 +234,7 @@ impl Index {
     }
 }
 
-fn claim(claims: &mut Vec<Claim>, who: EndpointId, at: Micros) {
+fn claim(claims: &mut Claims, who: EndpointId, at: Micros) {
     // Still claimed by this resource: keep the original start.
     if claims.iter().any(|c| c.who == who && c.to == OPEN) {
         return;
@@ -225,7 +243,7 @@ fn claim(claims: &mut Vec<Claim>, who: EndpointId, at: Micros) {
     claims.sort_by_key(|c| c.from);
 }
 
-fn release(claims: Option<&mut Vec<Claim>>, who: EndpointId, at: Micros) {
+fn release(claims: Option<&mut Claims>, who: EndpointId, at: Micros) {
     if let Some(claims) = claims {
         for c in claims.iter_mut().filter(|c| c.who == who && c.to == OPEN) {
             c.to = at;

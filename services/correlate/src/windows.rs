@@ -29,6 +29,10 @@ use psg_domain::{EdgeDirection, EdgeKind, FlowAction};
 
 use crate::attribution::EndpointId;
 
+/// Fast hash maps with a random seed (foldhash).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
+
 /// What makes two observations the same edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EdgeKey {
@@ -108,7 +112,7 @@ struct Agg {
     bytes: i64,
     first_seen: Micros,
     last_seen: Micros,
-    connections: HashMap<Connection, Reports>,
+    connections: FastMap<Connection, Reports>,
 }
 
 /// An edge in a window, as the windows see it (ids not yet resolved).
@@ -148,10 +152,10 @@ pub struct Windows {
     size: Micros,
     lateness: Micros,
     max_event_time: Option<Micros>,
-    open: BTreeMap<Micros, HashMap<EdgeKey, Agg>>,
-    held: BTreeMap<Micros, HashMap<(Arc<str>, i32), i64>>,
-    seen: HashSet<EdgeKey>,
-    touched: HashSet<(Micros, EdgeKey)>,
+    open: BTreeMap<Micros, FastMap<EdgeKey, Agg>>,
+    held: BTreeMap<Micros, FastMap<(Arc<str>, i32), i64>>,
+    seen: FastSet<EdgeKey>,
+    touched: FastSet<(Micros, EdgeKey)>,
     late: u64,
 }
 
@@ -164,8 +168,8 @@ impl Windows {
             max_event_time: None,
             open: BTreeMap::new(),
             held: BTreeMap::new(),
-            seen: HashSet::new(),
-            touched: HashSet::new(),
+            seen: FastSet::default(),
+            touched: FastSet::default(),
             late: 0,
         }
     }
@@ -233,7 +237,7 @@ impl Windows {
             bytes: 0,
             first_seen: o.event_time,
             last_seen: o.event_time,
-            connections: HashMap::new(),
+            connections: FastMap::default(),
         });
         let reports = agg
             .connections
