@@ -18,37 +18,66 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use smallvec::SmallVec;
 
 use psg_domain::rows::ResourceRow;
 use psg_domain::time::{Micros, from_micros};
-use psg_domain::{CloudProvider, Endpoint, EndpointKind, Resource};
+use psg_domain::{CloudProvider, Endpoint, EndpointKind, Resource, ResourceType};
 
 /// An interned endpoint (resource, unknown host or external endpoint).
 pub type EndpointId = u32;
 
-/// What is known of an endpoint.
+/// What is known of an endpoint: no more than attribution and the
+/// `resources` row of a referenced endpoint need (the full description is
+/// ingest's to store).
 #[derive(Debug, Clone)]
 pub struct EndpointInfo {
     /// Natural id: the resource id, or `ip:<address>`.
-    pub resource_id: String,
+    pub resource_id: Arc<str>,
     pub kind: EndpointKind,
-    pub vpc_id: Option<String>,
-    /// The database row to insert if the database does not have it yet.
-    pub row: ResourceRow,
+    pub vpc_id: Option<Arc<str>>,
+    pub provider: CloudProvider,
+    pub resource_type: ResourceType,
+    /// When it was (first) seen.
+    pub seen_at: Micros,
     /// Deleted at its latest observation.
     pub deleted: bool,
 }
 
 impl EndpointInfo {
+    /// A `resources` row that makes the endpoint exist in the database (a
+    /// referenced inventory resource gets its full row from ingest, which
+    /// overwrites this one).
+    pub fn row(&self) -> ResourceRow {
+        match self.kind {
+            EndpointKind::Resource => {
+                let mut r = Resource::new(
+                    self.resource_id.to_string(),
+                    self.provider,
+                    self.resource_type,
+                    self.seen_at,
+                    psg_domain::SourceRef { topic: String::new(), partition: 0, offset: 0, line: 0 },
+                );
+                r.vpc_id = self.vpc_id.as_deref().map(str::to_owned);
+                r.deleted = self.deleted;
+                ResourceRow::from_message(&r)
+            }
+            kind => {
+                let address = self.resource_id.trim_start_matches("ip:");
+                ResourceRow::for_address(address, kind == EndpointKind::UnknownHost, self.provider, from_micros(self.seen_at))
+            }
+        }
+    }
+
     /// This endpoint as an edge end, with the address seen in the flow.
     pub fn endpoint(&self, address: IpAddr) -> Endpoint {
         Endpoint {
-            resource_id: self.resource_id.clone(),
+            resource_id: self.resource_id.to_string(),
             kind: self.kind,
             address: Some(address.to_string()),
-            vpc_id: self.vpc_id.clone(),
+            vpc_id: self.vpc_id.as_deref().map(str::to_owned),
         }
     }
 }
@@ -67,13 +96,14 @@ const OPEN: Micros = Micros::MAX;
 #[derive(Debug)]
 struct Latest {
     at: Micros,
-    addresses: Vec<IpAddr>,
-    interfaces: Vec<String>,
+    addresses: SmallVec<[IpAddr; 2]>,
+    interfaces: SmallVec<[Arc<str>; 1]>,
 }
 
 /// A fast hash map with a random seed (foldhash): flow-log addresses come
 /// from the network, so the hash must not be predictable.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// The claims on one address or interface; almost always exactly one, kept inline.
 type Claims = SmallVec<[Claim; 1]>;
@@ -84,12 +114,16 @@ pub struct Index {
     endpoints: Vec<EndpointInfo>,
     /// The owner of each endpoint (the resource that lists it among its interfaces).
     owners: Vec<Option<EndpointId>>,
-    ids: FastMap<String, EndpointId>,
+    /// The latest observation of each inventory resource, by endpoint id.
+    latest: Vec<Option<Latest>>,
+    resources: usize,
+    ids: FastMap<Arc<str>, EndpointId>,
     by_address: FastMap<IpAddr, Claims>,
-    by_interface: FastMap<String, Claims>,
-    latest: FastMap<EndpointId, Latest>,
+    by_interface: FastMap<Arc<str>, Claims>,
     /// Interface name (an ENI id, a NIC's ARM id) → the resource listing it.
-    owner_of: FastMap<String, EndpointId>,
+    owner_of: FastMap<Arc<str>, EndpointId>,
+    /// Every name (VPC ids, interface names) once.
+    names: FastSet<Arc<str>>,
 }
 
 impl Index {
@@ -99,7 +133,7 @@ impl Index {
 
     /// Inventory resources known.
     pub fn resources(&self) -> usize {
-        self.latest.len()
+        self.resources
     }
 
     /// Addresses with at least one claim.
@@ -118,44 +152,59 @@ impl Index {
     }
 
     fn intern(&mut self, info: EndpointInfo) -> EndpointId {
-        if let Some(id) = self.ids.get(&info.resource_id) {
+        if let Some(id) = self.ids.get(&*info.resource_id) {
             let id = *id;
             self.endpoints[id as usize] = info;
             return id;
         }
         let id = EndpointId::try_from(self.endpoints.len()).unwrap_or(EndpointId::MAX);
-        self.ids.insert(info.resource_id.clone(), id);
-        self.owners.push(self.owner_of.get(&info.resource_id).copied().filter(|o| *o != id));
+        self.ids.insert(Arc::clone(&info.resource_id), id);
+        self.owners.push(self.owner_of.get(&*info.resource_id).copied().filter(|o| *o != id));
+        self.latest.push(None);
         self.endpoints.push(info);
         id
+    }
+
+    /// `s`, stored once.
+    fn name(&mut self, s: &str) -> Arc<str> {
+        if let Some(n) = self.names.get(s) {
+            return Arc::clone(n);
+        }
+        let n: Arc<str> = Arc::from(s);
+        self.names.insert(Arc::clone(&n));
+        n
     }
 
     /// Applies an inventory observation. Observations older than the
     /// latest one of the same resource are ignored.
     pub fn apply(&mut self, r: &Resource) {
         let at = r.observed_at;
-        let existing = self.ids.get(&r.resource_id).copied();
+        let existing = self.ids.get(r.resource_id.as_str()).copied();
         if let Some(id) = existing
-            && self.latest.get(&id).is_some_and(|l| l.at > at)
+            && self.latest[id as usize].as_ref().is_some_and(|l| l.at > at)
         {
             return;
         }
+        let vpc_id = r.vpc_id.as_deref().map(|v| self.name(v));
         let id = self.intern(EndpointInfo {
-            resource_id: r.resource_id.clone(),
+            resource_id: Arc::from(r.resource_id.as_str()),
             kind: EndpointKind::Resource,
-            vpc_id: r.vpc_id.clone(),
-            row: ResourceRow::from_message(r),
+            vpc_id,
+            provider: r.provider,
+            resource_type: r.resource_type,
+            seen_at: at,
             deleted: r.deleted,
         });
-        let (addresses, interfaces): (Vec<IpAddr>, Vec<String>) = if r.deleted {
-            (Vec::new(), Vec::new())
+        let (addresses, interfaces): (SmallVec<[IpAddr; 2]>, SmallVec<[Arc<str>; 1]>) = if r.deleted {
+            (SmallVec::new(), SmallVec::new())
         } else {
             (
                 r.private_ips.iter().chain(&r.public_ips).filter_map(|a| a.parse().ok()).collect(),
-                r.interface_ids.clone(),
+                r.interface_ids.iter().map(|i| self.name(i)).collect(),
             )
         };
-        if let Some(old) = self.latest.get(&id) {
+        let previous = self.latest[id as usize].take();
+        if let Some(old) = &previous {
             for a in old.addresses.iter().filter(|a| !addresses.contains(a)) {
                 release(self.by_address.get_mut(a), id, at);
             }
@@ -168,20 +217,22 @@ impl Index {
                     }
                 }
             }
+        } else {
+            self.resources += 1;
         }
         for a in &addresses {
             claim(self.by_address.entry(*a).or_default(), id, at);
         }
         for i in &interfaces {
-            claim(self.by_interface.entry(i.clone()).or_default(), id, at);
-            if *i != r.resource_id {
-                self.owner_of.insert(i.clone(), id);
+            claim(self.by_interface.entry(Arc::clone(i)).or_default(), id, at);
+            if **i != *r.resource_id {
+                self.owner_of.insert(Arc::clone(i), id);
                 if let Some(owned) = self.ids.get(i) {
                     self.owners[*owned as usize] = Some(id);
                 }
             }
         }
-        self.latest.insert(id, Latest { at, addresses, interfaces });
+        self.latest[id as usize] = Some(Latest { at, addresses, interfaces });
     }
 
     /// `id`, or the resource that owns it (lists it among its interfaces).
@@ -220,15 +271,17 @@ impl Index {
     pub fn address_endpoint(&mut self, addr: IpAddr, t: Micros, provider: CloudProvider) -> EndpointId {
         let text = addr.to_string();
         let resource_id = psg_domain::ids::address_resource_id(&text);
-        if let Some(id) = self.ids.get(&resource_id) {
+        if let Some(id) = self.ids.get(resource_id.as_str()) {
             return *id;
         }
         let internal = is_internal(&addr);
         self.intern(EndpointInfo {
-            row: ResourceRow::for_address(&text, internal, provider, from_micros(t)),
-            resource_id,
+            resource_id: Arc::from(resource_id),
             kind: if internal { EndpointKind::UnknownHost } else { EndpointKind::External },
             vpc_id: None,
+            provider,
+            resource_type: if internal { ResourceType::UnknownHost } else { ResourceType::ExternalEndpoint },
+            seen_at: t,
             deleted: false,
         })
     }
@@ -277,8 +330,8 @@ pub fn is_internal(addr: &IpAddr) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use psg_domain::SourceRef;
     use psg_domain::time::SECOND;
-    use psg_domain::{ResourceType, SourceRef};
 
     use super::*;
 
@@ -303,7 +356,7 @@ mod tests {
 
     fn who(idx: &mut Index, addr: &str, t: i64) -> String {
         let id = idx.attribute(ip(addr), t * SECOND, CloudProvider::Aws);
-        idx.info(id).resource_id.clone()
+        idx.info(id).resource_id.to_string()
     }
 
     #[test]
@@ -365,7 +418,7 @@ mod tests {
         let e = idx.attribute(ip("52.95.128.179"), 0, CloudProvider::Aws);
         assert_eq!(idx.info(e).kind, EndpointKind::External);
         let u = idx.attribute(ip("fd00::7"), 0, CloudProvider::Aws);
-        assert_eq!(idx.info(u).resource_id, "ip:fd00::7");
+        assert_eq!(&*idx.info(u).resource_id, "ip:fd00::7");
         assert_eq!(idx.info(u).kind, EndpointKind::UnknownHost);
         assert_eq!(idx.attribute(ip("fd00::7"), 5, CloudProvider::Aws), u, "interned once");
     }

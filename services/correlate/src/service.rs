@@ -268,8 +268,8 @@ impl Correlate {
     fn to_flow_edge(&self, e: &WindowEdge) -> FlowEdge {
         let (s, d) = (self.index.info(e.key.src), self.index.info(e.key.dst));
         let mut id_parts = vec![
-            s.resource_id.clone(),
-            d.resource_id.clone(),
+            s.resource_id.to_string(),
+            d.resource_id.to_string(),
             e.key.protocol.to_string(),
             e.key.dst_port.to_string(),
             e.key.action.as_str().to_owned(),
@@ -321,7 +321,7 @@ impl Correlate {
         for e in edges {
             for id in [e.key.src, e.key.dst] {
                 if self.ensured.insert(id) {
-                    self.pending_resources.push(self.index.info(id).row.clone());
+                    self.pending_resources.push(self.index.info(id).row());
                 }
             }
             let f = self.to_flow_edge(e);
