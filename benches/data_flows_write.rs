@@ -1,0 +1,127 @@
+//! `data_flows` write speed: `cargo bench --bench data_flows_write` writes
+//! the same rows with the store's upsert (binary COPY into a staging table,
+//! then `INSERT … ON CONFLICT`) and with a plain binary COPY into an empty
+//! copy of the table, in the same run, and prints rows/s of both and their
+//! ratio. Needs PostgreSQL (`TEST_DATABASE_ADMIN_URL`, default the local
+//! server); a throwaway database is created and dropped.
+
+use std::time::Instant;
+
+use chrono::{TimeZone, Utc};
+use futures::pin_mut;
+use psg_domain::ids::{resource_uuid, stable_id};
+use psg_domain::rows::{DataFlowRow, ResourceRow};
+use psg_domain::{CloudProvider, EdgeDirection, FlowAction, Resource, ResourceType, SourceRef};
+use psg_testkit::TestDb;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
+
+const ROWS: usize = 200_000;
+const RESOURCES: usize = 2_000;
+
+fn rows(round: u32) -> Vec<DataFlowRow> {
+    let base = Utc.timestamp_opt(1_767_225_600, 0).single().expect("time");
+    (0..ROWS)
+        .map(|i| {
+            let ws = base + chrono::Duration::seconds(60 * (i / 5_000) as i64);
+            DataFlowRow {
+                id: stable_id("edge", &[&round.to_string(), &i.to_string()]),
+                source_resource_id: resource_uuid(&format!("r-{}", i % RESOURCES)),
+                dest_resource_id: resource_uuid(&format!("r-{}", (i * 7) % RESOURCES)),
+                protocol: "TCP".into(),
+                src_port: None,
+                dst_port: 443,
+                packet_count: i as i64,
+                byte_count: 100 * i as i64,
+                flow_direction: EdgeDirection::IntraVpc,
+                action: FlowAction::Accept,
+                observed_at: ws,
+                window_start: ws,
+                window_end: ws + chrono::Duration::seconds(60),
+                flow_count: 1,
+                first_seen: ws,
+                last_seen: ws,
+            }
+        })
+        .collect()
+}
+
+async fn plain_copy(client: &tokio_postgres::Client, rows: &[DataFlowRow]) {
+    let sink = client
+        .copy_in(
+            "COPY plain_flows (id, source_resource_id, dest_resource_id, protocol, src_port, dst_port, packet_count,
+             byte_count, flow_direction, action, observed_at, window_start, window_end, flow_count, first_seen, last_seen)
+             FROM STDIN (FORMAT binary)",
+        )
+        .await
+        .expect("copy");
+    let types = [
+        Type::UUID, Type::UUID, Type::UUID, Type::VARCHAR, Type::INT4, Type::INT4, Type::INT8, Type::INT8, Type::VARCHAR,
+        Type::VARCHAR, Type::TIMESTAMPTZ, Type::TIMESTAMPTZ, Type::TIMESTAMPTZ, Type::INT8, Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+    ];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    for r in rows {
+        let (d, a) = (r.flow_direction.as_str(), r.action.as_str());
+        writer
+            .as_mut()
+            .write(&[
+                &r.id, &r.source_resource_id, &r.dest_resource_id, &r.protocol, &r.src_port, &r.dst_port,
+                &r.packet_count, &r.byte_count, &d, &a, &r.observed_at, &r.window_start, &r.window_end, &r.flow_count,
+                &r.first_seen, &r.last_seen,
+            ])
+            .await
+            .expect("row");
+    }
+    writer.finish().await.expect("finish");
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("data_flows_write: bench");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let db = TestDb::create().await;
+        let pool = psg_store::pool(&db.url, 2).expect("pool");
+        psg_store::migrate(&pool).await.expect("migrate");
+        let store = psg_store::Store::connect(&db.url, 2).await.expect("store");
+        let resources: Vec<ResourceRow> = (0..RESOURCES)
+            .map(|i| {
+                let src = SourceRef { topic: String::new(), partition: 0, offset: 0, line: 0 };
+                ResourceRow::from_message(&Resource::new(format!("r-{i}"), CloudProvider::Aws, ResourceType::Ec2Instance, 0, src))
+            })
+            .collect();
+        psg_store::resources::ensure_resources(&store, &resources).await.expect("resources");
+        let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(conn);
+        // The same table, partitions, indexes and keys, for the plain COPY.
+        client
+            .batch_execute(
+                "CREATE TABLE plain_flows (LIKE data_flows INCLUDING ALL) PARTITION BY RANGE (observed_at);
+                 CREATE TABLE plain_flows_all PARTITION OF plain_flows FOR VALUES FROM ('2025-01-01') TO ('2027-01-01');
+                 ALTER TABLE plain_flows ADD FOREIGN KEY (source_resource_id) REFERENCES resources (id);
+                 ALTER TABLE plain_flows ADD FOREIGN KEY (dest_resource_id) REFERENCES resources (id);",
+            )
+            .await
+            .expect("plain table");
+        let mut best_upsert = f64::MAX;
+        let mut best_plain = f64::MAX;
+        for round in 0..3u32 {
+            let data = rows(round);
+            let t = Instant::now();
+            psg_store::flows::upsert_data_flows(&store, &data).await.expect("upsert");
+            best_upsert = best_upsert.min(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            plain_copy(&client, &data).await;
+            best_plain = best_plain.min(t.elapsed().as_secs_f64());
+        }
+        let (up, plain) = (ROWS as f64 / best_upsert, ROWS as f64 / best_plain);
+        println!(
+            "data_flows: upsert {up:.0} rows/s, plain binary COPY {plain:.0} rows/s, ratio {:.2} (best of 3 rounds of {ROWS} rows)",
+            up / plain
+        );
+    });
+}
