@@ -56,8 +56,21 @@ async fn plain_copy(client: &tokio_postgres::Client, rows: &[DataFlowRow]) {
         .await
         .expect("copy");
     let types = [
-        Type::UUID, Type::UUID, Type::UUID, Type::VARCHAR, Type::INT4, Type::INT4, Type::INT8, Type::INT8, Type::VARCHAR,
-        Type::VARCHAR, Type::TIMESTAMPTZ, Type::TIMESTAMPTZ, Type::TIMESTAMPTZ, Type::INT8, Type::TIMESTAMPTZ,
+        Type::UUID,
+        Type::UUID,
+        Type::UUID,
+        Type::VARCHAR,
+        Type::INT4,
+        Type::INT4,
+        Type::INT8,
+        Type::INT8,
+        Type::VARCHAR,
+        Type::VARCHAR,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::INT8,
+        Type::TIMESTAMPTZ,
         Type::TIMESTAMPTZ,
     ];
     let writer = BinaryCopyInWriter::new(sink, &types);
@@ -67,9 +80,22 @@ async fn plain_copy(client: &tokio_postgres::Client, rows: &[DataFlowRow]) {
         writer
             .as_mut()
             .write(&[
-                &r.id, &r.source_resource_id, &r.dest_resource_id, &r.protocol, &r.src_port, &r.dst_port,
-                &r.packet_count, &r.byte_count, &d, &a, &r.observed_at, &r.window_start, &r.window_end, &r.flow_count,
-                &r.first_seen, &r.last_seen,
+                &r.id,
+                &r.source_resource_id,
+                &r.dest_resource_id,
+                &r.protocol,
+                &r.src_port,
+                &r.dst_port,
+                &r.packet_count,
+                &r.byte_count,
+                &d,
+                &a,
+                &r.observed_at,
+                &r.window_start,
+                &r.window_end,
+                &r.flow_count,
+                &r.first_seen,
+                &r.last_seen,
             ])
             .await
             .expect("row");

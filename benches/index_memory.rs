@@ -18,7 +18,8 @@ fn build(resources: u32, per_resource: u32) -> (Index, u64) {
     let source = SourceRef { topic: "resources".into(), partition: 0, offset: 0, line: 0 };
     let mut n: u32 = 0;
     for i in 0..resources {
-        let mut r = Resource::new(format!("i-{i:017x}"), CloudProvider::Aws, ResourceType::Ec2Instance, 0, source.clone());
+        let mut r =
+            Resource::new(format!("i-{i:017x}"), CloudProvider::Aws, ResourceType::Ec2Instance, 0, source.clone());
         r.vpc_id = Some(format!("vpc-{:08x}", i % 64));
         r.interface_ids = vec![format!("eni-{i:017x}")];
         for _ in 0..per_resource {

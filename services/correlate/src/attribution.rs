@@ -66,7 +66,12 @@ impl EndpointInfo {
             }
             kind => {
                 let address = self.resource_id.trim_start_matches("ip:");
-                ResourceRow::for_address(address, kind == EndpointKind::UnknownHost, self.provider, from_micros(self.seen_at))
+                ResourceRow::for_address(
+                    address,
+                    kind == EndpointKind::UnknownHost,
+                    self.provider,
+                    from_micros(self.seen_at),
+                )
             }
         }
     }
