@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use psg_config::{Config, KafkaConfig};
+use psg_config::{Config, CorrelateConfig, KafkaConfig};
 use psg_correlate::Correlate;
 use psg_domain::time::SECOND;
 use psg_domain::{
@@ -45,12 +45,16 @@ fn flow(eni: &str, s: &str, d: &str, sport: i32, dport: i32, t: i64, packets: i6
 async fn records_in_exact_edges_out() {
     let broker = EmbeddedBroker::start(1).unwrap();
     let bootstrap = broker.bootstrap_servers();
-    let mut cfg = Config::default();
-    cfg.kafka =
-        KafkaConfig { brokers: Some(bootstrap.clone()), partitions: 1, batch_linger_ms: 20, ..KafkaConfig::default() };
-    cfg.correlate.window_secs = 60;
-    cfg.correlate.allowed_lateness_secs = 60;
-    cfg.correlate.hold_back_secs = 0;
+    let cfg = Config {
+        kafka: KafkaConfig {
+            brokers: Some(bootstrap.clone()),
+            partitions: 1,
+            batch_linger_ms: 20,
+            ..KafkaConfig::default()
+        },
+        correlate: CorrelateConfig { window_secs: 60, allowed_lateness_secs: 60, hold_back_secs: 0 },
+        ..Config::default()
+    };
     let topics: Vec<TopicSpec> =
         ["resources", "flows.normalized", "flows.edges", "correlate.dlq"].into_iter().map(TopicSpec::stream).collect();
     broker.create_topics(&topics, 1).unwrap();
