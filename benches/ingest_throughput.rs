@@ -19,7 +19,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 const LINES_PER_MESSAGE: usize = 1000;
-const INPUT_PARTITIONS: i32 = 32;
+const INPUT_PARTITIONS: i32 = 64;
 
 fn message(seed: usize) -> Vec<u8> {
     let mut s = String::with_capacity(LINES_PER_MESSAGE * 120);
@@ -41,8 +41,7 @@ fn message(seed: usize) -> Vec<u8> {
     s.into_bytes()
 }
 
-fn end_offsets(bootstrap: &str, topic: &str, partitions: i32) -> i64 {
-    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("consumer");
+fn end_offsets(c: &BaseConsumer, topic: &str, partitions: i32) -> i64 {
     (0..partitions).map(|p| c.fetch_watermarks(topic, p, Duration::from_secs(5)).map_or(0, |(_, hi)| hi)).sum()
 }
 
@@ -51,7 +50,7 @@ fn main() {
         println!("ingest_throughput: bench");
         return;
     }
-    let messages: usize = std::env::var("INGEST_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
+    let messages: usize = std::env::var("INGEST_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     let _ = psg_telemetry::init_logging(psg_config::LogFormat::Text, "warn");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(async move {
@@ -71,12 +70,13 @@ fn main() {
         // the pre-published input over enough partitions that none is lost.
         broker.create_topics(&[TopicSpec::stream("flowlogs.raw")], INPUT_PARTITIONS).expect("input topic");
 
+        let watermarks: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().expect("consumer");
         let producer = Deliverer::new(&cfg.kafka, "bench", "ingest.dlq").expect("producer");
         let input: Vec<OutRecord> =
             (0..messages).map(|i| OutRecord::new("flowlogs.raw", format!("k{i}"), message(i))).collect();
         producer.deliver(&Output { records: input, dead_letters: vec![] }).await.expect("publish input");
         let lines = (messages * LINES_PER_MESSAGE) as i64;
-        println!("published {messages} messages of {LINES_PER_MESSAGE} lines to the mock cluster (end offsets {})", end_offsets(&bootstrap, "flowlogs.raw", INPUT_PARTITIONS));
+        println!("published {messages} messages of {LINES_PER_MESSAGE} lines to the mock cluster (end offsets {})", end_offsets(&watermarks, "flowlogs.raw", INPUT_PARTITIONS));
 
         // How many output messages (batches) the run must produce.
         let mut offline = psg_ingest::Ingest::new(&cfg, None).expect("ingest");
@@ -114,7 +114,7 @@ fn main() {
         // fixed ~3 s on the mock cluster) is not counted.
         let mut first: Option<(Instant, i64)> = None;
         loop {
-            let done = end_offsets(&bootstrap, "flows.normalized", partitions);
+            let done = end_offsets(&watermarks, "flows.normalized", partitions);
             if first.is_none() && done > 0 {
                 first = Some((Instant::now(), done));
             }
@@ -127,7 +127,7 @@ fn main() {
             if started.elapsed() > Duration::from_secs(60) {
                 panic!("only {done} of {expected} batches after 60 s");
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let finished = Instant::now();
         stop.cancel();
