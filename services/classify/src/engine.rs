@@ -143,6 +143,18 @@ impl Engine {
         &self.last
     }
 
+    /// Whether `resource_id` gets decisions (a live inventory resource or an
+    /// unknown host).
+    pub fn is_classifiable(&self, resource_id: &str) -> bool {
+        self.nodes.get(resource_id).is_some_and(|ix| self.graph[*ix].classifiable)
+    }
+
+    /// Recomputes every node from scratch (not only the changed ones).
+    pub fn recompute_all(&mut self) -> (Vec<Change>, Vec<AlertCandidate>) {
+        self.dirty.extend(self.graph.node_indices());
+        self.recompute()
+    }
+
     /// Records that `resource_id`'s current decision is `outcome` (restoring
     /// state at start), so that the same outcome is not decided again.
     pub fn remember(&mut self, resource_id: &str, outcome: Outcome) {

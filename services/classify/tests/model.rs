@@ -1,0 +1,116 @@
+//! Model test: after any sequence of inventory, edge and manual-decision
+//! events, the incremental engine (recomputing after every event) agrees
+//! with an engine that sees the same events and computes once, from scratch.
+
+use std::collections::{BTreeMap, HashMap};
+
+use proptest::prelude::*;
+use psg_classify::engine::{Engine, Settings};
+use psg_domain::time::{Micros, SECOND};
+use psg_domain::{
+    CloudProvider, EdgeDirection, EdgeKind, Endpoint, EndpointKind, FlowAction, FlowEdge, PciScope, Resource,
+    ResourceType, SourceRef,
+};
+
+const DAY: Micros = 86_400 * SECOND;
+
+#[derive(Debug, Clone)]
+enum Event {
+    Upsert { id: usize, scope: Option<&'static str>, data: bool, deleted: bool },
+    Edge { src: usize, dst: usize, accept: bool, day: i64 },
+    Manual { id: usize, scope: Option<PciScope> },
+}
+
+const IDS: [&str; 6] = ["r0", "r1", "r2", "r3", "ip:10.9.9.9", "ip:203.0.113.1"];
+
+fn arb_event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        (0usize..4, prop_oneof![Just(None), Just(Some("cde")), Just(Some("connected-cde")), Just(Some("out-of-scope")), Just(Some("bogus"))], any::<bool>(), proptest::bool::weighted(0.1))
+            .prop_map(|(id, scope, data, deleted)| Event::Upsert { id, scope, data: data && scope.is_none(), deleted }),
+        (0usize..6, 0usize..6, proptest::bool::weighted(0.8), 0i64..200).prop_map(|(src, dst, accept, day)| Event::Edge { src, dst, accept, day }),
+        (0usize..4, prop_oneof![Just(None), Just(Some(PciScope::Cde)), Just(Some(PciScope::OutOfScope))]).prop_map(|(id, scope)| Event::Manual { id, scope }),
+    ]
+}
+
+fn kind(i: usize) -> EndpointKind {
+    match i {
+        4 => EndpointKind::UnknownHost,
+        5 => EndpointKind::External,
+        _ => EndpointKind::Resource,
+    }
+}
+
+fn apply(e: &mut Engine, ev: &Event) {
+    match ev {
+        Event::Upsert { id, scope, data, deleted } => {
+            let mut r = Resource::new(IDS[*id], CloudProvider::Aws, ResourceType::Ec2Instance, 0,
+                SourceRef { topic: String::new(), partition: 0, offset: 0, line: 0 });
+            let mut tags = HashMap::new();
+            if let Some(s) = scope {
+                tags.insert("pci-scope".to_owned(), (*s).to_owned());
+            }
+            if *data {
+                tags.insert("pci-data".to_owned(), "stores-cardholder".to_owned());
+            }
+            r.tags = tags;
+            r.deleted = *deleted;
+            e.upsert_resource(&r);
+        }
+        Event::Edge { src, dst, accept, day } => {
+            let end = |i: usize| Endpoint { resource_id: IDS[i].to_owned(), kind: kind(i), address: None, vpc_id: None };
+            let t = day * DAY;
+            e.add_edge(&FlowEdge {
+                edge_id: String::new(),
+                kind: EdgeKind::Window,
+                src: end(*src),
+                dst: end(*dst),
+                protocol: 6,
+                dst_port: 443,
+                action: if *accept { FlowAction::Accept } else { FlowAction::Reject },
+                direction: EdgeDirection::IntraVpc,
+                window_start: t,
+                window_end: t + 60 * SECOND,
+                first_seen: t,
+                last_seen: t,
+                packets: 1,
+                bytes: 1,
+                flows: 1,
+            });
+        }
+        Event::Manual { id, scope } => e.set_manual(IDS[*id], scope.map(|s| (s, "operator".to_owned()))),
+    }
+}
+
+fn settings() -> Settings {
+    Settings { scope_tag_key: "pci-scope".into(), data_tag_key: "pci-data".into(), lookback: 90 * DAY }
+}
+
+fn current(e: &Engine) -> BTreeMap<String, PciScope> {
+    e.decisions()
+        .iter()
+        .filter(|(id, _)| e.is_classifiable(id))
+        .map(|(id, o)| (id.clone(), o.scope))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn incremental_agrees_with_from_scratch(events in proptest::collection::vec(arb_event(), 1..60)) {
+        let mut incremental = Engine::new(settings());
+        for ev in &events {
+            apply(&mut incremental, ev);
+            incremental.recompute();
+        }
+        let mut scratch = Engine::new(settings());
+        for ev in &events {
+            apply(&mut scratch, ev);
+        }
+        scratch.recompute_all();
+        prop_assert_eq!(current(&incremental), current(&scratch), "events: {:?}", events);
+        // And recomputing everything changes nothing in the incremental engine.
+        let (changes, _) = incremental.recompute_all();
+        prop_assert!(changes.is_empty(), "{:?}", changes);
+    }
+}
