@@ -238,6 +238,9 @@ fn topic_specs(cfg: &Config, kinds: &[ServiceKind]) -> Vec<TopicSpec> {
         if matches!(kind, ServiceKind::Ingest | ServiceKind::Correlate | ServiceKind::Classify) {
             specs.push(TopicSpec::table(t.resources.clone()));
         }
+        if *kind == ServiceKind::Classify {
+            specs.push(TopicSpec::table(t.scope_manual.clone()));
+        }
     }
     specs.sort_by(|a, b| a.name.cmp(&b.name));
     specs.dedup();

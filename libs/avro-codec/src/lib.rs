@@ -18,7 +18,7 @@ pub mod binary;
 
 use apache_avro::rabin::Rabin;
 use apache_avro::{AvroSchema, Schema};
-use psg_domain::{Alert, Evidence, FlowBatch, FlowEdge, FlowRecord, Resource, ScopeDecision};
+use psg_domain::{Alert, Evidence, FlowBatch, FlowEdge, FlowRecord, ManualDecision, Resource, ScopeDecision};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -115,6 +115,7 @@ message!(Resource, "Resource", "resource.avsc");
 message!(FlowEdge, "FlowEdge", "flow_edge.avsc");
 message!(ScopeDecision, "ScopeDecision", "scope_decision.avsc");
 message!(Alert, "Alert", "alert.avsc");
+message!(ManualDecision, "ManualDecision", "manual_decision.avsc");
 message!(Evidence, "Evidence", "evidence.avsc");
 
 /// Encodes `value` as an Avro single object.

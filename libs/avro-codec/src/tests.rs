@@ -171,6 +171,7 @@ fn rust_types_match_schema_files() {
     assert_no_drift::<FlowEdge>();
     assert_no_drift::<ScopeDecision>();
     assert_no_drift::<Alert>();
+    assert_no_drift::<ManualDecision>();
     assert_no_drift::<Evidence>();
 }
 
@@ -204,6 +205,15 @@ fn every_message_round_trips() {
     round_trip(flow_edge());
     round_trip(decision());
     round_trip(alert());
+    for scope in [Some(PciScope::OutOfScope), None] {
+        round_trip(ManualDecision {
+            resource_id: "i-1".into(),
+            scope,
+            justification: "decommissioned".into(),
+            decided_by: "alice@example.com".into(),
+            decided_at: 9,
+        });
+    }
     round_trip(evidence());
 }
 

@@ -157,6 +157,8 @@ pub struct Topics {
     pub scope_decisions: String,
     /// Alerts (classify → on-call, SIEM).
     pub scope_alerts: String,
+    /// Manual decisions (operator → classify), compacted by resource id.
+    pub scope_manual: String,
     /// Signed Evidence records (evidence → SIEM, GRC).
     pub evidence_records: String,
     /// Dead letters of each service: the original bytes plus the reason in headers.
@@ -176,6 +178,7 @@ impl Default for Topics {
             flows_edges: "flows.edges".into(),
             scope_decisions: "scope.decisions".into(),
             scope_alerts: "scope.alerts".into(),
+            scope_manual: "scope.manual".into(),
             evidence_records: "evidence.records".into(),
             ingest_dlq: "ingest.dlq".into(),
             correlate_dlq: "correlate.dlq".into(),
@@ -402,6 +405,7 @@ impl Config {
             &self.topics.flows_edges,
             &self.topics.scope_decisions,
             &self.topics.scope_alerts,
+            &self.topics.scope_manual,
             &self.topics.evidence_records,
         ];
         for (i, a) in topics.iter().enumerate() {

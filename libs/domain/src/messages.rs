@@ -7,6 +7,7 @@
 //! | `flows.edges`      | [`FlowEdge`]     | source resource id   |
 //! | `scope.decisions`  | [`ScopeDecision`]| `resource_id`        |
 //! | `scope.alerts`     | [`Alert`]        | `alert_id`           |
+//! | `scope.manual`     | [`ManualDecision`] | `resource_id` (compacted) |
 //! | `evidence.records` | [`Evidence`]     | chain name           |
 //!
 //! Times are microseconds since the Unix epoch (Avro `timestamp-micros`).
@@ -262,6 +263,19 @@ pub struct ScopeDecision {
     pub dependency_resource_ids: Vec<String>,
     /// Event-time watermark the decision was computed at.
     pub as_of: Micros,
+}
+
+/// An operator's scope decision (topic `scope.manual`, compacted by
+/// `resource_id`): it overrides every automated rule until withdrawn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "io.pciscopeguard.v1")]
+pub struct ManualDecision {
+    pub resource_id: String,
+    /// The decided scope; `None` withdraws the manual decision.
+    pub scope: Option<PciScope>,
+    pub justification: String,
+    pub decided_by: String,
+    pub decided_at: Micros,
 }
 
 /// A compliance alert (topic `scope.alerts`).

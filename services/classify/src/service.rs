@@ -8,7 +8,8 @@ use psg_config::Config;
 use psg_domain::rows::{AlertRow, ResourceRow, ScopeDecisionRow};
 use psg_domain::time::{DAY, from_micros, now_micros};
 use psg_domain::{
-    Alert, AlertStatus, CloudProvider, DecisionMethod, EndpointKind, FlowEdge, Resource, ScopeDecision, ScopeRule, ids,
+    Alert, AlertStatus, CloudProvider, DecisionMethod, EndpointKind, FlowEdge, ManualDecision, Resource, ScopeDecision,
+    ScopeRule, ids,
 };
 use psg_kafka_runtime::{DeadLetter, InMessage, InputKind, OutRecord, Output, ProcessError, Processor};
 use psg_store::Store;
@@ -24,6 +25,7 @@ pub const CLASSIFIER: &str = "automated-classifier";
 pub struct Classify {
     edges_topic: String,
     resources_topic: String,
+    manual_topic: String,
     decisions_out: String,
     alerts_out: String,
     engine: Engine,
@@ -32,6 +34,8 @@ pub struct Classify {
     rows: HashMap<String, ResourceRow>,
     /// Current decision id per resource.
     current: HashMap<String, String>,
+    /// Who made each resource's manual decision.
+    manual_by: HashMap<String, String>,
     alerted: HashSet<Uuid>,
     ensured: HashSet<String>,
     pending_resources: Vec<ResourceRow>,
@@ -44,6 +48,7 @@ impl Classify {
         Self {
             edges_topic: cfg.topics.flows_edges.clone(),
             resources_topic: cfg.topics.resources.clone(),
+            manual_topic: cfg.topics.scope_manual.clone(),
             decisions_out: cfg.topics.scope_decisions.clone(),
             alerts_out: cfg.topics.scope_alerts.clone(),
             engine: Engine::new(Settings {
@@ -54,6 +59,7 @@ impl Classify {
             store,
             rows: HashMap::new(),
             current: HashMap::new(),
+            manual_by: HashMap::new(),
             alerted: HashSet::new(),
             ensured: HashSet::new(),
             pending_resources: Vec::new(),
@@ -67,7 +73,31 @@ impl Classify {
     }
 
     pub fn table_topics(&self) -> Vec<String> {
-        vec![self.resources_topic.clone()]
+        vec![self.resources_topic.clone(), self.manual_topic.clone()]
+    }
+
+    /// Applies a message of `scope.manual`: a manual decision, or its withdrawal.
+    fn manual(&mut self, msg: &InMessage, out: &mut Output) {
+        let Some(payload) = msg.payload.as_deref() else {
+            // A compaction tombstone withdraws the decision of its key.
+            if let Some(rid) = msg.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) {
+                self.engine.set_manual(rid, None);
+                self.manual_by.remove(rid);
+            }
+            return;
+        };
+        match psg_avro_codec::decode::<ManualDecision>(payload) {
+            Ok(m) => {
+                let manual = m.scope.map(|s| (s, format!("{} (by {})", m.justification, m.decided_by)));
+                if manual.is_some() {
+                    self.manual_by.insert(m.resource_id.clone(), m.decided_by.clone());
+                } else {
+                    self.manual_by.remove(&m.resource_id);
+                }
+                self.engine.set_manual(&m.resource_id, manual);
+            }
+            Err(e) => out.dead_letters.push(DeadLetter::whole(msg, "schema", e.to_string())),
+        }
     }
 
     pub fn engine(&self) -> &Engine {
@@ -166,7 +196,10 @@ impl Classify {
             rule: o.rule,
             justification: o.justification.clone(),
             decided_at: now_micros(),
-            decided_by: CLASSIFIER.to_owned(),
+            decided_by: match manual {
+                true => self.manual_by.get(rid).cloned().unwrap_or_else(|| "operator".to_owned()),
+                false => CLASSIFIER.to_owned(),
+            },
             decision_method: if manual { DecisionMethod::Manual } else { DecisionMethod::Automated },
             supersedes_id: supersedes,
             dependency_resource_ids: o.dependencies.clone(),
@@ -273,6 +306,10 @@ impl Processor for Classify {
     async fn process(&mut self, batch: &[InMessage]) -> Result<Output, ProcessError> {
         let mut out = Output::default();
         for msg in batch {
+            if msg.kind == InputKind::Table && *msg.topic == *self.manual_topic {
+                self.manual(msg, &mut out);
+                continue;
+            }
             if msg.kind == InputKind::Table {
                 if msg.payload.is_none() {
                     continue;
@@ -334,3 +371,6 @@ impl Processor for Classify {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -25,10 +25,28 @@ const IDS: [&str; 6] = ["r0", "r1", "r2", "r3", "ip:10.9.9.9", "ip:203.0.113.1"]
 
 fn arb_event() -> impl Strategy<Value = Event> {
     prop_oneof![
-        (0usize..4, prop_oneof![Just(None), Just(Some("cde")), Just(Some("connected-cde")), Just(Some("out-of-scope")), Just(Some("bogus"))], any::<bool>(), proptest::bool::weighted(0.1))
-            .prop_map(|(id, scope, data, deleted)| Event::Upsert { id, scope, data: data && scope.is_none(), deleted }),
-        (0usize..6, 0usize..6, proptest::bool::weighted(0.8), 0i64..200).prop_map(|(src, dst, accept, day)| Event::Edge { src, dst, accept, day }),
-        (0usize..4, prop_oneof![Just(None), Just(Some(PciScope::Cde)), Just(Some(PciScope::OutOfScope))]).prop_map(|(id, scope)| Event::Manual { id, scope }),
+        (
+            0usize..4,
+            prop_oneof![
+                Just(None),
+                Just(Some("cde")),
+                Just(Some("connected-cde")),
+                Just(Some("out-of-scope")),
+                Just(Some("bogus"))
+            ],
+            any::<bool>(),
+            proptest::bool::weighted(0.1)
+        )
+            .prop_map(|(id, scope, data, deleted)| Event::Upsert {
+                id,
+                scope,
+                data: data && scope.is_none(),
+                deleted
+            }),
+        (0usize..6, 0usize..6, proptest::bool::weighted(0.8), 0i64..200)
+            .prop_map(|(src, dst, accept, day)| Event::Edge { src, dst, accept, day }),
+        (0usize..4, prop_oneof![Just(None), Just(Some(PciScope::Cde)), Just(Some(PciScope::OutOfScope))])
+            .prop_map(|(id, scope)| Event::Manual { id, scope }),
     ]
 }
 
@@ -43,8 +61,13 @@ fn kind(i: usize) -> EndpointKind {
 fn apply(e: &mut Engine, ev: &Event) {
     match ev {
         Event::Upsert { id, scope, data, deleted } => {
-            let mut r = Resource::new(IDS[*id], CloudProvider::Aws, ResourceType::Ec2Instance, 0,
-                SourceRef { topic: String::new(), partition: 0, offset: 0, line: 0 });
+            let mut r = Resource::new(
+                IDS[*id],
+                CloudProvider::Aws,
+                ResourceType::Ec2Instance,
+                0,
+                SourceRef { topic: String::new(), partition: 0, offset: 0, line: 0 },
+            );
             let mut tags = HashMap::new();
             if let Some(s) = scope {
                 tags.insert("pci-scope".to_owned(), (*s).to_owned());
@@ -57,7 +80,8 @@ fn apply(e: &mut Engine, ev: &Event) {
             e.upsert_resource(&r);
         }
         Event::Edge { src, dst, accept, day } => {
-            let end = |i: usize| Endpoint { resource_id: IDS[i].to_owned(), kind: kind(i), address: None, vpc_id: None };
+            let end =
+                |i: usize| Endpoint { resource_id: IDS[i].to_owned(), kind: kind(i), address: None, vpc_id: None };
             let t = day * DAY;
             e.add_edge(&FlowEdge {
                 edge_id: String::new(),
@@ -86,11 +110,7 @@ fn settings() -> Settings {
 }
 
 fn current(e: &Engine) -> BTreeMap<String, PciScope> {
-    e.decisions()
-        .iter()
-        .filter(|(id, _)| e.is_classifiable(id))
-        .map(|(id, o)| (id.clone(), o.scope))
-        .collect()
+    e.decisions().iter().filter(|(id, _)| e.is_classifiable(id)).map(|(id, o)| (id.clone(), o.scope)).collect()
 }
 
 proptest! {
