@@ -166,7 +166,16 @@ pub(crate) async fn serve(
                 tasks.spawn(run_one(cfg2, opts, p, stop));
             }
             ServiceKind::Classify => {
-                let mut p = psg_classify::Classify::new(&cfg, store2);
+                let policy = match &cfg.classify.policy_file {
+                    Some(path) => {
+                        let p =
+                            psg_classify::policy::Policy::load(path).map_err(|e| CliError::Config(e.to_string()))?;
+                        tracing::info!(policy = %path.display(), "segmentation policy loaded");
+                        Some(p)
+                    }
+                    None => None,
+                };
+                let mut p = psg_classify::Classify::with_policy(&cfg, store2, policy);
                 p.restore().await.map_err(runtime)?;
                 let opts = RunnerOptions { stream_topics: p.stream_topics(), table_topics: p.table_topics(), ..opts };
                 tasks.spawn(run_one(cfg2, opts, p, stop));
@@ -240,6 +249,9 @@ fn topic_specs(cfg: &Config, kinds: &[ServiceKind]) -> Vec<TopicSpec> {
         }
         if *kind == ServiceKind::Classify {
             specs.push(TopicSpec::table(t.scope_manual.clone()));
+            if let Some(ocsf) = &cfg.classify.ocsf_topic {
+                specs.push(TopicSpec::stream(ocsf.clone()));
+            }
         }
     }
     specs.sort_by(|a, b| a.name.cmp(&b.name));

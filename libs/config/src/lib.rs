@@ -289,11 +289,23 @@ pub struct ClassifyConfig {
     pub data_tag_key: String,
     /// Edges older than this (event time) no longer connect anything.
     pub lookback_days: u32,
+    /// Segmentation policy (YAML, see deploy/policy.example.yaml). With one,
+    /// every ACCEPTed flow touching the CDE that no allow rule matches is a
+    /// segmentation violation.
+    pub policy_file: Option<PathBuf>,
+    /// Also publish alerts as OCSF Detection Finding JSON on this topic (for SIEMs).
+    pub ocsf_topic: Option<String>,
 }
 
 impl Default for ClassifyConfig {
     fn default() -> Self {
-        Self { scope_tag_key: "pci-scope".into(), data_tag_key: "pci-data".into(), lookback_days: 90 }
+        Self {
+            scope_tag_key: "pci-scope".into(),
+            data_tag_key: "pci-data".into(),
+            lookback_days: 90,
+            policy_file: None,
+            ocsf_topic: None,
+        }
     }
 }
 

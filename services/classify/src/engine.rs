@@ -18,7 +18,9 @@
 //! latest `last_seen` of any edge; edges older than the lookback expire.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 
+use crate::policy::{Policy, Subject};
 use petgraph::Direction;
 use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
@@ -27,12 +29,15 @@ use psg_domain::{
     AlertType, DataClassification, EndpointKind, FlowAction, FlowEdge, PciScope, Resource, ResourceType, ScopeRule,
 };
 
-/// Tag keys and the lookback window.
+/// Tag keys, the lookback window and the segmentation policy.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub scope_tag_key: String,
     pub data_tag_key: String,
     pub lookback: Micros,
+    /// With a policy, every ACCEPTed flow touching the CDE that no allow rule
+    /// matches is a segmentation violation.
+    pub policy: Option<std::sync::Arc<Policy>>,
 }
 
 /// A computed scope, with its reason.
@@ -84,6 +89,9 @@ struct Node {
     tags: HashMap<String, String>,
     manual: Option<(PciScope, String)>,
     address: Option<String>,
+    vpc_id: Option<String>,
+    /// Every address the node holds (for CIDR segments).
+    addresses: Vec<IpAddr>,
 }
 
 /// (protocol, destination port, action).
@@ -173,6 +181,8 @@ impl Engine {
             tags: HashMap::new(),
             manual: None,
             address: None,
+            vpc_id: None,
+            addresses: Vec::new(),
         });
         self.nodes.insert(resource_id.to_owned(), ix);
         ix
@@ -192,6 +202,8 @@ impl Engine {
         node.classifiable = !r.deleted;
         node.resource_type = Some(r.resource_type);
         node.tags = r.tags.clone();
+        node.vpc_id = r.vpc_id.clone();
+        node.addresses = r.private_ips.iter().chain(&r.public_ips).filter_map(|a| a.parse().ok()).collect();
         self.mark_with_neighbours(ix);
     }
 
@@ -241,8 +253,14 @@ impl Engine {
         let s = self.node(src, src_kind);
         let d = self.node(dst, dst_kind);
         for (ix, addr) in [(s, src_addr), (d, dst_addr)] {
-            if self.graph[ix].address.is_none() {
-                self.graph[ix].address = addr.map(str::to_owned);
+            let node = &mut self.graph[ix];
+            if node.address.is_none() {
+                node.address = addr.map(str::to_owned);
+                if node.kind != EndpointKind::Resource
+                    && let Some(ip) = addr.and_then(|a| a.parse::<IpAddr>().ok())
+                {
+                    node.addresses = vec![ip];
+                }
             }
         }
         let eix = match self.graph.find_edge(s, d) {
@@ -479,6 +497,9 @@ impl Engine {
             });
         }
         let cde = self.is_cde(ix);
+        if let Some(policy) = self.settings.policy.clone() {
+            out.extend(self.policy_violations(ix, &policy));
+        }
         for (peer, services) in self.accepted_peers(ix) {
             let Some(pix) = self.nodes.get(&peer).copied() else { continue };
             let p = &self.graph[pix];
@@ -538,6 +559,74 @@ impl Engine {
             }
         }
         out
+    }
+}
+
+impl Engine {
+    fn subject(&self, ix: NodeIndex) -> Subject<'_> {
+        let n = &self.graph[ix];
+        Subject {
+            resource_id: &n.resource_id,
+            tags: &n.tags,
+            vpc_id: n.vpc_id.as_deref(),
+            addresses: &n.addresses,
+            external: n.kind == EndpointKind::External,
+        }
+    }
+
+    /// ACCEPTed flows of `ix` touching the CDE that no allow rule matches.
+    /// The alert belongs to the CDE end (the source when both are), and its
+    /// cause names the directed flow, so either end computes the same alert.
+    fn policy_violations(&self, ix: NodeIndex, policy: &Policy) -> Vec<AlertCandidate> {
+        let mut out = Vec::new();
+        for dir in [Direction::Outgoing, Direction::Incoming] {
+            for e in self.graph.edges_directed(ix, dir) {
+                let (src, dst) = (e.source(), e.target());
+                let (src_cde, dst_cde) = (self.is_cde(src), self.is_cde(dst));
+                if !(src_cde || dst_cde) || src == dst {
+                    continue;
+                }
+                for ((proto, port, action), seen) in e.weight() {
+                    if *action != FlowAction::Accept
+                        || policy.allows(&self.subject(src), &self.subject(dst), *proto, *port).is_some()
+                    {
+                        continue;
+                    }
+                    let (s, d) = (&self.graph[src].resource_id, &self.graph[dst].resource_id);
+                    let owner = if src_cde { s } else { d };
+                    let service = format!("{}/{port}", psg_domain::protocol_name(*proto));
+                    let segments = |ix| self.subject_segments(policy, ix);
+                    out.push(AlertCandidate {
+                        alert_type: AlertType::SegmentationViolation,
+                        resource_id: owner.clone(),
+                        cause: format!("policy:{s}->{d}:{service}"),
+                        title: format!("Flow not allowed by policy: {s} → {d} {service}"),
+                        description: format!(
+                            "{s} (segments: {}) → {d} (segments: {}) on {service} was ACCEPTed from {} to {}, and no allow rule of the segmentation policy matches it. All traffic to and from the CDE that no rule allows must be denied.",
+                            segments(src),
+                            segments(dst),
+                            rfc3339(seen.first),
+                            rfc3339(seen.last)
+                        ),
+                        pci_requirement: "1.3.1",
+                        context: BTreeMap::from([
+                            ("source".to_owned(), s.clone()),
+                            ("destination".to_owned(), d.clone()),
+                            ("protocol".to_owned(), psg_domain::protocol_name(*proto)),
+                            ("port".to_owned(), port.to_string()),
+                            ("first_seen".to_owned(), rfc3339(seen.first)),
+                            ("last_seen".to_owned(), rfc3339(seen.last)),
+                        ]),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    fn subject_segments(&self, policy: &Policy, ix: NodeIndex) -> String {
+        let segs = policy.segments_of(&self.subject(ix));
+        if segs.is_empty() { "none".to_owned() } else { segs.join(", ") }
     }
 }
 

@@ -28,6 +28,7 @@ pub struct Classify {
     manual_topic: String,
     decisions_out: String,
     alerts_out: String,
+    ocsf_out: Option<String>,
     engine: Engine,
     store: Option<Store>,
     /// Rows of every resource that may get a decision.
@@ -44,17 +45,25 @@ pub struct Classify {
 }
 
 impl Classify {
+    /// A classifier without a segmentation policy.
     pub fn new(cfg: &Config, store: Option<Store>) -> Self {
+        Self::with_policy(cfg, store, None)
+    }
+
+    /// A classifier; with `policy`, flows touching the CDE need an allow rule.
+    pub fn with_policy(cfg: &Config, store: Option<Store>, policy: Option<crate::policy::Policy>) -> Self {
         Self {
             edges_topic: cfg.topics.flows_edges.clone(),
             resources_topic: cfg.topics.resources.clone(),
             manual_topic: cfg.topics.scope_manual.clone(),
             decisions_out: cfg.topics.scope_decisions.clone(),
             alerts_out: cfg.topics.scope_alerts.clone(),
+            ocsf_out: cfg.classify.ocsf_topic.clone(),
             engine: Engine::new(Settings {
                 scope_tag_key: cfg.classify.scope_tag_key.clone(),
                 data_tag_key: cfg.classify.data_tag_key.clone(),
                 lookback: i64::from(cfg.classify.lookback_days) * DAY,
+                policy: policy.map(std::sync::Arc::new),
             }),
             store,
             rows: HashMap::new(),
@@ -257,6 +266,10 @@ impl Classify {
                 tracing::error!(error = %e, "cannot encode an alert");
                 return;
             }
+        }
+        if let Some(topic) = &self.ocsf_out {
+            let finding = crate::ocsf::detection_finding(&msg).to_string().into_bytes();
+            out.records.push(OutRecord::new(topic, msg.alert_id.as_bytes(), finding));
         }
         metrics::counter!("psg_classify_alerts_total", "type" => msg.alert_type.as_str()).increment(1);
         tracing::info!(alert = %msg.alert_type, severity = %msg.severity, title = %msg.title, "alert");

@@ -106,7 +106,7 @@ fn apply(e: &mut Engine, ev: &Event) {
 }
 
 fn settings() -> Settings {
-    Settings { scope_tag_key: "pci-scope".into(), data_tag_key: "pci-data".into(), lookback: 90 * DAY }
+    Settings { scope_tag_key: "pci-scope".into(), data_tag_key: "pci-data".into(), lookback: 90 * DAY, policy: None }
 }
 
 fn current(e: &Engine) -> BTreeMap<String, PciScope> {

@@ -8,7 +8,12 @@ use super::*;
 const DAY: Micros = 86_400 * SECOND;
 
 fn engine() -> Engine {
-    Engine::new(Settings { scope_tag_key: "pci-scope".into(), data_tag_key: "pci-data".into(), lookback: 90 * DAY })
+    Engine::new(Settings {
+        scope_tag_key: "pci-scope".into(),
+        data_tag_key: "pci-data".into(),
+        lookback: 90 * DAY,
+        policy: None,
+    })
 }
 
 fn resource(id: &str, tags: &[(&str, &str)]) -> Resource {
@@ -175,4 +180,34 @@ fn restored_decisions_are_not_repeated() {
     );
     e.upsert_resource(&resource("db", &[("pci-scope", "cde")]));
     assert!(e.recompute().0.is_empty());
+}
+
+#[test]
+fn with_a_policy_every_cde_flow_needs_an_allow_rule() {
+    let policy = crate::policy::Policy::parse(
+        "segments:\n  cde:\n    - tag: {pci-scope: cde}\n  web:\n    - tag: {tier: web}\nallow:\n  - {from: web, to: cde, protocol: tcp, ports: [5432]}\n",
+    )
+    .unwrap();
+    let mut e = Engine::new(Settings {
+        scope_tag_key: "pci-scope".into(),
+        data_tag_key: "pci-data".into(),
+        lookback: 90 * DAY,
+        policy: Some(std::sync::Arc::new(policy)),
+    });
+    e.upsert_resource(&resource("db", &[("pci-scope", "cde")]));
+    e.upsert_resource(&resource("web", &[("tier", "web"), ("pci-scope", "connected-cde")]));
+    e.upsert_resource(&resource("jump", &[("pci-scope", "connected-cde")]));
+    e.add_edge(&edge(("web", R), ("db", R), 5432, FlowAction::Accept, DAY)); // allowed
+    e.add_edge(&edge(("web", R), ("db", R), 22, FlowAction::Accept, DAY)); // not allowed
+    e.add_edge(&edge(("jump", R), ("db", R), 5432, FlowAction::Accept, DAY)); // not in the web segment
+    e.add_edge(&edge(("jump", R), ("db", R), 3389, FlowAction::Reject, DAY)); // rejected: fine
+    let (_, alerts) = e.recompute();
+    let mut causes: Vec<&str> =
+        alerts.iter().filter(|a| a.alert_type == AlertType::SegmentationViolation).map(|a| a.cause.as_str()).collect();
+    causes.sort();
+    causes.dedup();
+    assert_eq!(causes, ["policy:jump->db:TCP/5432", "policy:web->db:TCP/22"]);
+    let a = alerts.iter().find(|a| a.cause == "policy:web->db:TCP/22").unwrap();
+    assert_eq!(a.resource_id, "db", "the CDE end owns the alert");
+    assert!(a.description.contains("segments: web"), "{}", a.description);
 }
