@@ -22,6 +22,7 @@ use std::net::IpAddr;
 
 use crate::policy::{Policy, Subject};
 use petgraph::Direction;
+use smallvec::SmallVec;
 use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
 use psg_domain::time::{Micros, rfc3339};
@@ -97,6 +98,9 @@ struct Node {
 /// (protocol, destination port, action).
 type Service = (i32, i32, FlowAction);
 
+/// The services seen on one directed edge; almost always one, kept inline.
+type Services = SmallVec<[(Service, Seen); 1]>;
+
 /// The services seen between a node and one peer, with the direction
 /// (`to` / `from` the node).
 type PeerServices = Vec<(Service, Seen, &'static str)>;
@@ -112,11 +116,11 @@ struct Seen {
 #[derive(Debug)]
 pub struct Engine {
     settings: Settings,
-    graph: StableDiGraph<Node, BTreeMap<Service, Seen>>,
+    graph: StableDiGraph<Node, Services>,
     nodes: HashMap<String, NodeIndex>,
     watermark: Micros,
-    /// last_seen → edges that had that last_seen when indexed (lazily cleaned).
-    expiry: BTreeMap<Micros, Vec<(EdgeIndex, Service)>>,
+    /// The lookback cutoff of the last expiry sweep.
+    swept: Micros,
     dirty: BTreeSet<NodeIndex>,
     last: HashMap<String, Outcome>,
 }
@@ -128,7 +132,7 @@ impl Engine {
             graph: StableDiGraph::new(),
             nodes: HashMap::new(),
             watermark: Micros::MIN,
-            expiry: BTreeMap::new(),
+            swept: Micros::MIN,
             dirty: BTreeSet::new(),
             last: HashMap::new(),
         }
@@ -143,7 +147,7 @@ impl Engine {
     }
 
     pub fn edge_count(&self) -> usize {
-        self.graph.edge_weights().map(BTreeMap::len).sum()
+        self.graph.edge_weights().map(SmallVec::len).sum()
     }
 
     /// The last decision of each resource.
@@ -247,7 +251,7 @@ impl Engine {
         last_seen: Micros,
         flows: i64,
     ) {
-        if last_seen < self.watermark.saturating_sub(self.settings.lookback) {
+        if last_seen < self.cutoff() {
             return; // already outside the lookback window
         }
         let s = self.node(src, src_kind);
@@ -265,43 +269,55 @@ impl Engine {
         }
         let eix = match self.graph.find_edge(s, d) {
             Some(e) => e,
-            None => self.graph.add_edge(s, d, BTreeMap::new()),
+            None => self.graph.add_edge(s, d, SmallVec::new()),
         };
-        let seen = self.graph[eix].entry(service).or_insert(Seen { first: first_seen, last: last_seen, flows: 0 });
-        let was_last = seen.last;
-        seen.first = seen.first.min(first_seen);
-        seen.last = seen.last.max(last_seen);
-        seen.flows += flows;
-        let last = seen.last;
-        if last != was_last || seen.flows == flows {
-            self.expiry.entry(last).or_default().push((eix, service));
+        let services = &mut self.graph[eix];
+        match services.iter_mut().find(|(svc, _)| *svc == service) {
+            Some((_, seen)) => {
+                seen.first = seen.first.min(first_seen);
+                seen.last = seen.last.max(last_seen);
+                seen.flows += flows;
+            }
+            None => services.push((service, Seen { first: first_seen, last: last_seen, flows })),
         }
         self.watermark = self.watermark.max(last_seen);
         self.dirty.insert(s);
         self.dirty.insert(d);
     }
 
-    /// Drops edges whose last sighting is older than the lookback window.
+    /// The lookback cutoff: edges last seen before it no longer connect.
+    /// "Now" is the watermark, taken to the hour, so expiry sweeps the graph
+    /// at most once per hour of event time.
+    fn cutoff(&self) -> Micros {
+        const HOUR: Micros = 3_600 * psg_domain::time::SECOND;
+        if self.watermark == Micros::MIN {
+            return Micros::MIN;
+        }
+        (self.watermark.div_euclid(HOUR) * HOUR).saturating_sub(self.settings.lookback)
+    }
+
+    /// Drops the services (and edges) last seen before the cutoff.
     fn expire(&mut self) {
-        let cutoff = self.watermark.saturating_sub(self.settings.lookback);
-        while let Some((&at, _)) = self.expiry.first_key_value() {
-            if at >= cutoff {
-                break;
+        let cutoff = self.cutoff();
+        if cutoff <= self.swept {
+            return;
+        }
+        self.swept = cutoff;
+        let edges: Vec<EdgeIndex> = self.graph.edge_indices().collect();
+        for eix in edges {
+            let Some(services) = self.graph.edge_weight_mut(eix) else { continue };
+            let before = services.len();
+            services.retain(|(_, seen)| seen.last >= cutoff);
+            if services.len() == before {
+                continue;
             }
-            let Some((_, entries)) = self.expiry.pop_first() else { break };
-            for (eix, service) in entries {
-                let Some(services) = self.graph.edge_weight_mut(eix) else { continue };
-                if services.get(&service).is_some_and(|s| s.last == at) {
-                    services.remove(&service);
-                    let empty = services.is_empty();
-                    if let Some((a, b)) = self.graph.edge_endpoints(eix) {
-                        self.dirty.insert(a);
-                        self.dirty.insert(b);
-                    }
-                    if empty {
-                        self.graph.remove_edge(eix);
-                    }
-                }
+            let empty = services.is_empty();
+            if let Some((a, b)) = self.graph.edge_endpoints(eix) {
+                self.dirty.insert(a);
+                self.dirty.insert(b);
+            }
+            if empty {
+                self.graph.remove_edge(eix);
             }
         }
     }
