@@ -17,7 +17,7 @@
 //! ones recomputed. "Now" for the lookback window is the watermark, the
 //! latest `last_seen` of any edge; edges older than the lookback expire.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use crate::policy::{Policy, Subject};
@@ -89,6 +89,13 @@ struct Node {
     resource_type: Option<ResourceType>,
     tags: HashMap<String, String>,
     manual: Option<(PciScope, String)>,
+    /// Cached from the tags: the declared scope and data classification.
+    declared: Option<PciScope>,
+    data: Option<DataClassification>,
+    /// Cached: rules 1–2 make it CDE.
+    cde: bool,
+    /// The scope and classification last decided.
+    decided: Option<(PciScope, Option<DataClassification>)>,
     address: Option<String>,
     vpc_id: Option<String>,
     /// Every address the node holds (for CIDR segments).
@@ -122,6 +129,8 @@ pub struct Engine {
     /// The lookback cutoff of the last expiry sweep.
     swept: Micros,
     dirty: BTreeSet<NodeIndex>,
+    /// Alert conditions already reported (each is formatted once).
+    raised: HashSet<AlertKey>,
     last: HashMap<String, Outcome>,
 }
 
@@ -134,6 +143,7 @@ impl Engine {
             watermark: Micros::MIN,
             swept: Micros::MIN,
             dirty: BTreeSet::new(),
+            raised: HashSet::new(),
             last: HashMap::new(),
         }
     }
@@ -170,6 +180,9 @@ impl Engine {
     /// Records that `resource_id`'s current decision is `outcome` (restoring
     /// state at start), so that the same outcome is not decided again.
     pub fn remember(&mut self, resource_id: &str, outcome: Outcome) {
+        if let Some(ix) = self.nodes.get(resource_id) {
+            self.graph[*ix].decided = Some((outcome.scope, outcome.classification));
+        }
         self.last.insert(resource_id.to_owned(), outcome);
     }
 
@@ -184,6 +197,10 @@ impl Engine {
             resource_type: None,
             tags: HashMap::new(),
             manual: None,
+            declared: None,
+            data: None,
+            cde: false,
+            decided: self.last.get(resource_id).map(|o| (o.scope, o.classification)),
             address: None,
             vpc_id: None,
             addresses: Vec::new(),
@@ -208,6 +225,7 @@ impl Engine {
         node.tags = r.tags.clone();
         node.vpc_id = r.vpc_id.clone();
         node.addresses = r.private_ips.iter().chain(&r.public_ips).filter_map(|a| a.parse().ok()).collect();
+        self.refresh(ix);
         self.mark_with_neighbours(ix);
     }
 
@@ -215,6 +233,7 @@ impl Engine {
     pub fn set_manual(&mut self, resource_id: &str, manual: Option<(PciScope, String)>) {
         let ix = self.node(resource_id, EndpointKind::Resource);
         self.graph[ix].manual = manual;
+        self.refresh(ix);
         self.mark_with_neighbours(ix);
     }
 
@@ -323,23 +342,27 @@ impl Engine {
     }
 
     fn declared(&self, ix: NodeIndex) -> Option<PciScope> {
-        self.graph[ix].tags.get(&self.settings.scope_tag_key).and_then(|v| v.parse().ok())
+        self.graph[ix].declared
     }
 
     fn data_class(&self, ix: NodeIndex) -> Option<DataClassification> {
-        self.graph[ix].tags.get(&self.settings.data_tag_key).and_then(|v| v.parse().ok())
+        self.graph[ix].data
+    }
+
+    /// Recomputes a node's cached facts after its tags or manual decision changed.
+    fn refresh(&mut self, ix: NodeIndex) {
+        let n = &mut self.graph[ix];
+        n.declared = n.tags.get(&self.settings.scope_tag_key).and_then(|v| v.parse().ok());
+        n.data = n.tags.get(&self.settings.data_tag_key).and_then(|v| v.parse().ok());
+        n.cde = match &n.manual {
+            Some((scope, _)) => *scope == PciScope::Cde,
+            None => n.kind != EndpointKind::External && (n.declared == Some(PciScope::Cde) || n.data.is_some()),
+        };
     }
 
     /// Rules 1–2 only: whether this node is in the CDE.
     fn is_cde(&self, ix: NodeIndex) -> bool {
-        let n = &self.graph[ix];
-        match &n.manual {
-            Some((scope, _)) => *scope == PciScope::Cde,
-            None => {
-                n.kind != EndpointKind::External
-                    && (self.declared(ix) == Some(PciScope::Cde) || self.data_class(ix).is_some())
-            }
-        }
+        self.graph[ix].cde
     }
 
     /// ACCEPTed services between `ix` and each peer, either direction.
@@ -444,141 +467,286 @@ impl Engine {
     }
 
     /// Recomputes every node a change since the last call can affect;
-    /// returns the changed decisions and the alerts the state calls for
-    /// (both sorted by resource id, so the output is deterministic).
+    /// returns the changed decisions and the alerts the state newly calls
+    /// for (both sorted, so the output is deterministic). Only changed
+    /// decisions and new alerts are put into words.
     pub fn recompute(&mut self) -> (Vec<Change>, Vec<AlertCandidate>) {
         self.expire();
         let dirty = std::mem::take(&mut self.dirty);
         let mut changes = Vec::new();
         let mut alerts = Vec::new();
-        let mut ordered: Vec<NodeIndex> = dirty.into_iter().filter(|ix| self.graph.contains_node(*ix)).collect();
-        ordered.sort_by(|a, b| self.graph[*a].resource_id.cmp(&self.graph[*b].resource_id));
-        for ix in ordered {
-            if !self.graph[ix].classifiable {
+        for ix in dirty {
+            if !self.graph.contains_node(ix) || !self.graph[ix].classifiable {
                 continue;
             }
-            let outcome = self.outcome(ix);
-            let rid = self.graph[ix].resource_id.clone();
-            alerts.extend(self.alerts(ix, &outcome));
-            let previous = self.last.get(&rid).cloned();
-            if previous.as_ref().is_none_or(|p| p.differs(&outcome)) {
+            let (scope, class) = self.quick_scope(ix);
+            if self.graph[ix].decided != Some((scope, class)) {
+                let outcome = self.outcome(ix);
+                let rid = self.graph[ix].resource_id.clone();
+                let previous = self.last.get(&rid).cloned();
                 if let Some(p) = &previous
                     && p.scope != outcome.scope
+                    && self.raised.insert(AlertKey::Changed(ix, p.scope, outcome.scope))
                 {
                     alerts.push(drift_changed(&rid, p, &outcome));
                 }
+                self.graph[ix].decided = Some((scope, class));
                 self.last.insert(rid.clone(), outcome.clone());
                 changes.push(Change { resource_id: rid, outcome, previous });
             }
+            for key in self.alert_keys(ix, scope) {
+                if self.raised.insert(key) {
+                    alerts.push(self.format_alert(key));
+                }
+            }
         }
+        changes.sort_by(|a, b| a.resource_id.cmp(&b.resource_id));
+        alerts.sort_by(|a, b| (&a.resource_id, a.alert_type, &a.cause).cmp(&(&b.resource_id, b.alert_type, &b.cause)));
         (changes, alerts)
     }
 
-    fn alerts(&self, ix: NodeIndex, outcome: &Outcome) -> Vec<AlertCandidate> {
+    /// The scope and classification of a node, without putting anything
+    /// into words (the same rules as [`Engine::outcome`]).
+    fn quick_scope(&self, ix: NodeIndex) -> (PciScope, Option<DataClassification>) {
         let n = &self.graph[ix];
-        let rid = &n.resource_id;
-        let key = &self.settings.scope_tag_key;
-        let mut out = Vec::new();
-        let declared = self.declared(ix);
-        if n.kind == EndpointKind::Resource && !n.tags.contains_key(key) && n.manual.is_none() {
-            out.push(AlertCandidate {
-                alert_type: AlertType::UntaggedResource,
-                resource_id: rid.clone(),
-                cause: "untagged".into(),
-                title: format!("{rid} has no {key} tag"),
-                description: format!(
-                    "Resource {rid} has no {key} tag. Tag it cde, connected-cde or out-of-scope so its scope is declared, not inferred."
-                ),
-                pci_requirement: "12.5.2",
-                context: BTreeMap::from([("resource_id".to_owned(), rid.clone())]),
-            });
+        if let Some((scope, _)) = &n.manual {
+            return (*scope, None);
         }
-        if let Some(d) = declared
-            && d != outcome.scope
+        if let Some(class) = n.data {
+            return (PciScope::Cde, Some(class));
+        }
+        if n.declared == Some(PciScope::Cde) {
+            return (PciScope::Cde, None);
+        }
+        if self.has_accepted_cde_peer(ix) {
+            return (PciScope::ConnectedCde, None);
+        }
+        match n.declared {
+            Some(PciScope::ConnectedCde) => (PciScope::ConnectedCde, None),
+            Some(PciScope::OutOfScope) => (PciScope::OutOfScope, None),
+            _ => (PciScope::PendingReview, None),
+        }
+    }
+
+    fn has_accepted_cde_peer(&self, ix: NodeIndex) -> bool {
+        [Direction::Outgoing, Direction::Incoming].into_iter().any(|dir| {
+            self.graph.edges_directed(ix, dir).any(|e| {
+                let peer = if dir == Direction::Outgoing { e.target() } else { e.source() };
+                peer != ix && self.graph[peer].cde && e.weight().iter().any(|(s, _)| s.2 == FlowAction::Accept)
+            })
+        })
+    }
+
+    /// The alert conditions a node is in.
+    fn alert_keys(&self, ix: NodeIndex, scope: PciScope) -> Vec<AlertKey> {
+        let n = &self.graph[ix];
+        let mut keys = Vec::new();
+        if n.kind == EndpointKind::Resource && !n.tags.contains_key(&self.settings.scope_tag_key) && n.manual.is_none() {
+            keys.push(AlertKey::Untagged(ix));
+        }
+        if let Some(d) = n.declared
+            && d != scope
         {
-            out.push(AlertCandidate {
-                alert_type: AlertType::ScopeDrift,
-                resource_id: rid.clone(),
-                cause: format!("declared:{d}:computed:{}", outcome.scope),
-                title: format!("{rid} is declared {d} but computes as {}", outcome.scope),
-                description: format!(
-                    "{rid} is tagged {key}={d}, but its computed scope is {}: {}",
-                    outcome.scope, outcome.justification
-                ),
-                pci_requirement: "12.5.2",
-                context: BTreeMap::from([
-                    ("declared".to_owned(), d.to_string()),
-                    ("computed".to_owned(), outcome.scope.to_string()),
-                ]),
-            });
+            keys.push(AlertKey::Declared(ix, d, scope));
         }
-        let cde = self.is_cde(ix);
-        if let Some(policy) = self.settings.policy.clone() {
-            out.extend(self.policy_violations(ix, &policy));
+        for dir in [Direction::Outgoing, Direction::Incoming] {
+            for e in self.graph.edges_directed(ix, dir) {
+                let peer = if dir == Direction::Outgoing { e.target() } else { e.source() };
+                if peer == ix || !e.weight().iter().any(|(s, _)| s.2 == FlowAction::Accept) {
+                    continue;
+                }
+                let p = &self.graph[peer];
+                if p.cde && n.declared == Some(PciScope::OutOfScope) && n.manual.is_none() {
+                    keys.push(AlertKey::OutOfScopePeer(ix, peer));
+                }
+                if n.kind == EndpointKind::UnknownHost && p.cde {
+                    keys.push(AlertKey::Unknown(ix, peer));
+                }
+                if n.cde && p.kind == EndpointKind::External {
+                    keys.push(AlertKey::Internet(ix, peer));
+                }
+            }
         }
-        for (peer, services) in self.accepted_peers(ix) {
-            let Some(pix) = self.nodes.get(&peer).copied() else { continue };
-            let p = &self.graph[pix];
-            let ctx = |extra: &[(&str, String)]| {
-                let mut c =
-                    BTreeMap::from([("resource_id".to_owned(), rid.clone()), ("peer".to_owned(), peer.clone())]);
-                let (svc, seen, dir) = &services[0];
+        if let Some(policy) = &self.settings.policy {
+            for dir in [Direction::Outgoing, Direction::Incoming] {
+                for e in self.graph.edges_directed(ix, dir) {
+                    let (src, dst) = (e.source(), e.target());
+                    if src == dst || !(self.graph[src].cde || self.graph[dst].cde) {
+                        continue;
+                    }
+                    for (service, _) in e.weight() {
+                        if service.2 == FlowAction::Accept
+                            && policy.allows(&self.subject(src), &self.subject(dst), service.0, service.1).is_none()
+                        {
+                            keys.push(AlertKey::Policy(src, dst, *service));
+                        }
+                    }
+                }
+            }
+        }
+        keys
+    }
+
+    /// The services between two nodes (`to` / `from` the first).
+    fn services_between(&self, ix: NodeIndex, peer: NodeIndex) -> PeerServices {
+        let mut out = PeerServices::new();
+        for (a, b, label) in [(ix, peer, "to"), (peer, ix, "from")] {
+            if let Some(e) = self.graph.find_edge(a, b) {
+                for (svc, seen) in &self.graph[e] {
+                    if svc.2 == FlowAction::Accept {
+                        out.push((*svc, *seen, label));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// An alert condition put into words.
+    fn format_alert(&self, key: AlertKey) -> AlertCandidate {
+        let tag = &self.settings.scope_tag_key;
+        let ctx = |services: &PeerServices, rid: &str, peer: &str| {
+            let mut c = BTreeMap::from([("resource_id".to_owned(), rid.to_owned()), ("peer".to_owned(), peer.to_owned())]);
+            if let Some((svc, seen, dir)) = services.first() {
                 c.insert("protocol".into(), psg_domain::protocol_name(svc.0));
                 c.insert("port".into(), svc.1.to_string());
                 c.insert("direction".into(), (*dir).to_owned());
                 c.insert("first_seen".into(), rfc3339(seen.first));
                 c.insert("last_seen".into(), rfc3339(seen.last));
-                for (k, v) in extra {
-                    c.insert((*k).to_owned(), v.clone());
-                }
-                c
-            };
-            let flows = describe(&services);
-            if self.is_cde(pix) && declared == Some(PciScope::OutOfScope) && n.manual.is_none() {
-                out.push(AlertCandidate {
-                    alert_type: AlertType::SegmentationViolation,
-                    resource_id: rid.clone(),
-                    cause: format!("out-of-scope:{peer}"),
-                    title: format!("Out-of-scope {rid} talks to CDE system {peer}"),
-                    description: format!(
-                        "{rid} is declared out-of-scope but has ACCEPTed flows with CDE system {peer}: {flows}. Segmentation between the CDE and out-of-scope systems is broken."
-                    ),
-                    pci_requirement: "1.3.1",
-                    context: ctx(&[]),
-                });
             }
-            if n.kind == EndpointKind::UnknownHost && self.is_cde(pix) {
-                out.push(AlertCandidate {
-                    alert_type: AlertType::UnknownSystem,
+            c
+        };
+        match key {
+            AlertKey::Untagged(ix) => {
+                let rid = &self.graph[ix].resource_id;
+                AlertCandidate {
+                    alert_type: AlertType::UntaggedResource,
                     resource_id: rid.clone(),
-                    cause: format!("cde-peer:{peer}"),
-                    title: format!("Unknown host {} talks to CDE system {peer}", n.address.as_deref().unwrap_or(rid)),
+                    cause: "untagged".into(),
+                    title: format!("{rid} has no {tag} tag"),
                     description: format!(
-                        "Address {} is in an internal range but maps to no inventory resource, and has ACCEPTed flows with CDE system {peer}: {flows}.",
-                        n.address.as_deref().unwrap_or(rid)
+                        "Resource {rid} has no {tag} tag. Tag it cde, connected-cde or out-of-scope so its scope is declared, not inferred."
                     ),
                     pci_requirement: "12.5.2",
-                    context: ctx(&[]),
-                });
+                    context: BTreeMap::from([("resource_id".to_owned(), rid.clone())]),
+                }
             }
-            if cde && p.kind == EndpointKind::External {
-                let addr = p.address.clone().unwrap_or_else(|| peer.clone());
-                out.push(AlertCandidate {
+            AlertKey::Declared(ix, d, scope) => {
+                let rid = &self.graph[ix].resource_id;
+                AlertCandidate {
+                    alert_type: AlertType::ScopeDrift,
+                    resource_id: rid.clone(),
+                    cause: format!("declared:{d}:computed:{scope}"),
+                    title: format!("{rid} is declared {d} but computes as {scope}"),
+                    description: format!(
+                        "{rid} is tagged {tag}={d}, but its computed scope is {scope}: {}",
+                        self.outcome(ix).justification
+                    ),
+                    pci_requirement: "12.5.2",
+                    context: BTreeMap::from([
+                        ("declared".to_owned(), d.to_string()),
+                        ("computed".to_owned(), scope.to_string()),
+                    ]),
+                }
+            }
+            AlertKey::Changed(ix, from, to) => {
+                // Raised in `recompute`, where the outcome is at hand.
+                let rid = &self.graph[ix].resource_id;
+                AlertCandidate {
+                    alert_type: AlertType::ScopeDrift,
+                    resource_id: rid.clone(),
+                    cause: format!("changed:{from}:{to}"),
+                    title: format!("{rid} moved from {from} to {to}"),
+                    description: format!("The computed scope of {rid} changed from {from} to {to}."),
+                    pci_requirement: "12.5.2",
+                    context: BTreeMap::from([("from".to_owned(), from.to_string()), ("to".to_owned(), to.to_string())]),
+                }
+            }
+            AlertKey::OutOfScopePeer(ix, peer) => {
+                let (rid, p) = (&self.graph[ix].resource_id, &self.graph[peer].resource_id);
+                let services = self.services_between(ix, peer);
+                AlertCandidate {
+                    alert_type: AlertType::SegmentationViolation,
+                    resource_id: rid.clone(),
+                    cause: format!("out-of-scope:{p}"),
+                    title: format!("Out-of-scope {rid} talks to CDE system {p}"),
+                    description: format!(
+                        "{rid} is declared out-of-scope but has ACCEPTed flows with CDE system {p}: {}. Segmentation between the CDE and out-of-scope systems is broken.",
+                        describe(&services)
+                    ),
+                    pci_requirement: "1.3.1",
+                    context: ctx(&services, rid, p),
+                }
+            }
+            AlertKey::Unknown(ix, peer) => {
+                let (n, p) = (&self.graph[ix], &self.graph[peer].resource_id);
+                let services = self.services_between(ix, peer);
+                let addr = n.address.as_deref().unwrap_or(&n.resource_id);
+                AlertCandidate {
+                    alert_type: AlertType::UnknownSystem,
+                    resource_id: n.resource_id.clone(),
+                    cause: format!("cde-peer:{p}"),
+                    title: format!("Unknown host {addr} talks to CDE system {p}"),
+                    description: format!(
+                        "Address {addr} is in an internal range but maps to no inventory resource, and has ACCEPTed flows with CDE system {p}: {}.",
+                        describe(&services)
+                    ),
+                    pci_requirement: "12.5.2",
+                    context: ctx(&services, &n.resource_id, p),
+                }
+            }
+            AlertKey::Internet(ix, peer) => {
+                let (rid, pn) = (&self.graph[ix].resource_id, &self.graph[peer]);
+                let services = self.services_between(ix, peer);
+                let addr = pn.address.clone().unwrap_or_else(|| pn.resource_id.clone());
+                let mut context = ctx(&services, rid, &pn.resource_id);
+                context.insert("address".into(), addr.clone());
+                AlertCandidate {
                     alert_type: AlertType::CdeInternet,
                     resource_id: rid.clone(),
                     cause: format!("external:{addr}"),
                     title: format!("CDE system {rid} talks to public address {addr}"),
-                    description: format!("CDE system {rid} has ACCEPTed flows with public address {addr}: {flows}."),
+                    description: format!("CDE system {rid} has ACCEPTed flows with public address {addr}: {}.", describe(&services)),
                     pci_requirement: "1.3.2",
-                    context: ctx(&[("address", addr.clone())]),
-                });
+                    context,
+                }
+            }
+            AlertKey::Policy(src, dst, (proto, port, _)) => {
+                let (s, d) = (&self.graph[src].resource_id, &self.graph[dst].resource_id);
+                let owner = if self.graph[src].cde { s } else { d };
+                let service = format!("{}/{port}", psg_domain::protocol_name(proto));
+                let seen = self
+                    .graph
+                    .find_edge(src, dst)
+                    .and_then(|e| self.graph[e].iter().find(|(svc, _)| svc.0 == proto && svc.1 == port).map(|(_, seen)| *seen));
+                let (first, last) = seen.map_or((0, 0), |s| (s.first, s.last));
+                let segments = |ix| self.policy_segments(ix);
+                AlertCandidate {
+                    alert_type: AlertType::SegmentationViolation,
+                    resource_id: owner.clone(),
+                    cause: format!("policy:{s}->{d}:{service}"),
+                    title: format!("Flow not allowed by policy: {s} → {d} {service}"),
+                    description: format!(
+                        "{s} (segments: {}) → {d} (segments: {}) on {service} was ACCEPTed from {} to {}, and no allow rule of the segmentation policy matches it. All traffic to and from the CDE that no rule allows must be denied.",
+                        segments(src),
+                        segments(dst),
+                        rfc3339(first),
+                        rfc3339(last)
+                    ),
+                    pci_requirement: "1.3.1",
+                    context: BTreeMap::from([
+                        ("source".to_owned(), s.clone()),
+                        ("destination".to_owned(), d.clone()),
+                        ("protocol".to_owned(), psg_domain::protocol_name(proto)),
+                        ("port".to_owned(), port.to_string()),
+                        ("first_seen".to_owned(), rfc3339(first)),
+                        ("last_seen".to_owned(), rfc3339(last)),
+                    ]),
+                }
             }
         }
-        out
     }
-}
 
-impl Engine {
     fn subject(&self, ix: NodeIndex) -> Subject<'_> {
         let n = &self.graph[ix];
         Subject {
@@ -590,60 +758,23 @@ impl Engine {
         }
     }
 
-    /// ACCEPTed flows of `ix` touching the CDE that no allow rule matches.
-    /// The alert belongs to the CDE end (the source when both are), and its
-    /// cause names the directed flow, so either end computes the same alert.
-    fn policy_violations(&self, ix: NodeIndex, policy: &Policy) -> Vec<AlertCandidate> {
-        let mut out = Vec::new();
-        for dir in [Direction::Outgoing, Direction::Incoming] {
-            for e in self.graph.edges_directed(ix, dir) {
-                let (src, dst) = (e.source(), e.target());
-                let (src_cde, dst_cde) = (self.is_cde(src), self.is_cde(dst));
-                if !(src_cde || dst_cde) || src == dst {
-                    continue;
-                }
-                for ((proto, port, action), seen) in e.weight() {
-                    if *action != FlowAction::Accept
-                        || policy.allows(&self.subject(src), &self.subject(dst), *proto, *port).is_some()
-                    {
-                        continue;
-                    }
-                    let (s, d) = (&self.graph[src].resource_id, &self.graph[dst].resource_id);
-                    let owner = if src_cde { s } else { d };
-                    let service = format!("{}/{port}", psg_domain::protocol_name(*proto));
-                    let segments = |ix| self.subject_segments(policy, ix);
-                    out.push(AlertCandidate {
-                        alert_type: AlertType::SegmentationViolation,
-                        resource_id: owner.clone(),
-                        cause: format!("policy:{s}->{d}:{service}"),
-                        title: format!("Flow not allowed by policy: {s} → {d} {service}"),
-                        description: format!(
-                            "{s} (segments: {}) → {d} (segments: {}) on {service} was ACCEPTed from {} to {}, and no allow rule of the segmentation policy matches it. All traffic to and from the CDE that no rule allows must be denied.",
-                            segments(src),
-                            segments(dst),
-                            rfc3339(seen.first),
-                            rfc3339(seen.last)
-                        ),
-                        pci_requirement: "1.3.1",
-                        context: BTreeMap::from([
-                            ("source".to_owned(), s.clone()),
-                            ("destination".to_owned(), d.clone()),
-                            ("protocol".to_owned(), psg_domain::protocol_name(*proto)),
-                            ("port".to_owned(), port.to_string()),
-                            ("first_seen".to_owned(), rfc3339(seen.first)),
-                            ("last_seen".to_owned(), rfc3339(seen.last)),
-                        ]),
-                    });
-                }
-            }
-        }
-        out
-    }
-
-    fn subject_segments(&self, policy: &Policy, ix: NodeIndex) -> String {
+    fn policy_segments(&self, ix: NodeIndex) -> String {
+        let Some(policy) = &self.settings.policy else { return "none".to_owned() };
         let segs = policy.segments_of(&self.subject(ix));
         if segs.is_empty() { "none".to_owned() } else { segs.join(", ") }
     }
+}
+
+/// An alert condition, compact: what makes two alerts the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum AlertKey {
+    Untagged(NodeIndex),
+    Declared(NodeIndex, PciScope, PciScope),
+    Changed(NodeIndex, PciScope, PciScope),
+    OutOfScopePeer(NodeIndex, NodeIndex),
+    Unknown(NodeIndex, NodeIndex),
+    Internet(NodeIndex, NodeIndex),
+    Policy(NodeIndex, NodeIndex, Service),
 }
 
 fn drift_changed(rid: &str, previous: &Outcome, outcome: &Outcome) -> AlertCandidate {
