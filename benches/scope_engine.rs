@@ -35,7 +35,8 @@ impl Rng {
 }
 
 fn edge(ids: &[String], rng: &mut Rng, t: Micros) -> FlowEdge {
-    let end = |i: usize| Endpoint { resource_id: ids[i].clone(), kind: EndpointKind::Resource, address: None, vpc_id: None };
+    let end =
+        |i: usize| Endpoint { resource_id: ids[i].clone(), kind: EndpointKind::Resource, address: None, vpc_id: None };
     let (a, b) = (rng.next() as usize % ids.len(), rng.next() as usize % ids.len());
     let port = [22, 443, 5432, 6379, 8080, 9100][rng.next() as usize % 6];
     FlowEdge {
@@ -75,9 +76,20 @@ fn main() {
         policy: None,
     });
     for (i, id) in ids.iter().enumerate() {
-        let mut r = Resource::new(id.clone(), CloudProvider::Aws, ResourceType::Ec2Instance, 0,
-            SourceRef { topic: String::new(), partition: 0, offset: 0, line: 0 });
-        let scope = if i % 20 == 0 { "cde" } else if i % 3 == 0 { "out-of-scope" } else { "connected-cde" };
+        let mut r = Resource::new(
+            id.clone(),
+            CloudProvider::Aws,
+            ResourceType::Ec2Instance,
+            0,
+            SourceRef { topic: String::new(), partition: 0, offset: 0, line: 0 },
+        );
+        let scope = if i % 20 == 0 {
+            "cde"
+        } else if i % 3 == 0 {
+            "out-of-scope"
+        } else {
+            "connected-cde"
+        };
         r.tags.insert("pci-scope".into(), scope.into());
         engine.upsert_resource(&r);
     }
@@ -92,7 +104,12 @@ fn main() {
     let after_edges = rss_bytes();
     let started = Instant::now();
     engine.recompute();
-    println!("built: {} nodes, {} edges (first recompute of the touched graph {:.0} ms)", engine.node_count(), engine.edge_count(), started.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "built: {} nodes, {} edges (first recompute of the touched graph {:.0} ms)",
+        engine.node_count(),
+        engine.edge_count(),
+        started.elapsed().as_secs_f64() * 1e3
+    );
     println!(
         "memory: nodes {:.1} MB, edges {:.1} MB = {:.0} bytes per edge resident",
         (after_nodes - before) as f64 / 1e6,
@@ -106,7 +123,13 @@ fn main() {
         full.push(t.elapsed());
     }
     full.sort();
-    println!("full recompute ({} resources, {} edges): median {:.1} ms, best {:.1} ms", RESOURCES, engine.edge_count(), full[2].as_secs_f64() * 1e3, full[0].as_secs_f64() * 1e3);
+    println!(
+        "full recompute ({} resources, {} edges): median {:.1} ms, best {:.1} ms",
+        RESOURCES,
+        engine.edge_count(),
+        full[2].as_secs_f64() * 1e3,
+        full[0].as_secs_f64() * 1e3
+    );
     let mut updates = Vec::with_capacity(20_000);
     for i in 0..20_000 {
         let e = edge(&ids, &mut rng, t0 + i * SECOND);

@@ -17,18 +17,18 @@
 //! ones recomputed. "Now" for the lookback window is the watermark, the
 //! latest `last_seen` of any edge; edges older than the lookback expire.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
 use crate::policy::{Policy, Subject};
 use petgraph::Direction;
-use smallvec::SmallVec;
 use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
 use psg_domain::time::{Micros, rfc3339};
 use psg_domain::{
     AlertType, DataClassification, EndpointKind, FlowAction, FlowEdge, PciScope, Resource, ResourceType, ScopeRule,
 };
+use smallvec::SmallVec;
 
 /// Tag keys, the lookback window and the segmentation policy.
 #[derive(Debug, Clone)]
@@ -128,9 +128,9 @@ pub struct Engine {
     watermark: Micros,
     /// The lookback cutoff of the last expiry sweep.
     swept: Micros,
-    dirty: BTreeSet<NodeIndex>,
+    dirty: HashSet<NodeIndex, foldhash::fast::RandomState>,
     /// Alert conditions already reported (each is formatted once).
-    raised: HashSet<AlertKey>,
+    raised: HashSet<AlertKey, foldhash::fast::RandomState>,
     last: HashMap<String, Outcome>,
 }
 
@@ -142,8 +142,8 @@ impl Engine {
             nodes: HashMap::new(),
             watermark: Micros::MIN,
             swept: Micros::MIN,
-            dirty: BTreeSet::new(),
-            raised: HashSet::new(),
+            dirty: HashSet::default(),
+            raised: HashSet::default(),
             last: HashMap::new(),
         }
     }
@@ -475,11 +475,18 @@ impl Engine {
         let dirty = std::mem::take(&mut self.dirty);
         let mut changes = Vec::new();
         let mut alerts = Vec::new();
+        // Many nodes to look at: find the CDE's accepted neighbours once, from
+        // the CDE side, instead of searching every node's edges for a CDE peer.
+        let near = (dirty.len() > 64 && dirty.len() * 8 > self.graph.node_count()).then(|| self.near_cde());
         for ix in dirty {
             if !self.graph.contains_node(ix) || !self.graph[ix].classifiable {
                 continue;
             }
-            let (scope, class) = self.quick_scope(ix);
+            let near_cde = match &near {
+                Some(set) => set.contains(&ix),
+                None => self.has_accepted_cde_peer(ix),
+            };
+            let (scope, class) = self.quick_scope(ix, near_cde);
             if self.graph[ix].decided != Some((scope, class)) {
                 let outcome = self.outcome(ix);
                 let rid = self.graph[ix].resource_id.clone();
@@ -494,7 +501,7 @@ impl Engine {
                 self.last.insert(rid.clone(), outcome.clone());
                 changes.push(Change { resource_id: rid, outcome, previous });
             }
-            for key in self.alert_keys(ix, scope) {
+            for key in self.alert_keys(ix, scope, near_cde) {
                 if self.raised.insert(key) {
                     alerts.push(self.format_alert(key));
                 }
@@ -507,7 +514,7 @@ impl Engine {
 
     /// The scope and classification of a node, without putting anything
     /// into words (the same rules as [`Engine::outcome`]).
-    fn quick_scope(&self, ix: NodeIndex) -> (PciScope, Option<DataClassification>) {
+    fn quick_scope(&self, ix: NodeIndex, near_cde: bool) -> (PciScope, Option<DataClassification>) {
         let n = &self.graph[ix];
         if let Some((scope, _)) = &n.manual {
             return (*scope, None);
@@ -518,7 +525,7 @@ impl Engine {
         if n.declared == Some(PciScope::Cde) {
             return (PciScope::Cde, None);
         }
-        if self.has_accepted_cde_peer(ix) {
+        if near_cde {
             return (PciScope::ConnectedCde, None);
         }
         match n.declared {
@@ -526,6 +533,22 @@ impl Engine {
             Some(PciScope::OutOfScope) => (PciScope::OutOfScope, None),
             _ => (PciScope::PendingReview, None),
         }
+    }
+
+    /// Every node with an ACCEPTed flow with a CDE node (other than itself).
+    fn near_cde(&self) -> HashSet<NodeIndex, foldhash::fast::RandomState> {
+        let mut near = HashSet::default();
+        for cde in self.graph.node_indices().filter(|ix| self.graph[*ix].cde) {
+            for dir in [Direction::Outgoing, Direction::Incoming] {
+                for e in self.graph.edges_directed(cde, dir) {
+                    let peer = if dir == Direction::Outgoing { e.target() } else { e.source() };
+                    if peer != cde && e.weight().iter().any(|(s, _)| s.2 == FlowAction::Accept) {
+                        near.insert(peer);
+                    }
+                }
+            }
+        }
+        near
     }
 
     fn has_accepted_cde_peer(&self, ix: NodeIndex) -> bool {
@@ -538,16 +561,27 @@ impl Engine {
     }
 
     /// The alert conditions a node is in.
-    fn alert_keys(&self, ix: NodeIndex, scope: PciScope) -> Vec<AlertKey> {
+    fn alert_keys(&self, ix: NodeIndex, scope: PciScope, near_cde: bool) -> Vec<AlertKey> {
         let n = &self.graph[ix];
         let mut keys = Vec::new();
-        if n.kind == EndpointKind::Resource && !n.tags.contains_key(&self.settings.scope_tag_key) && n.manual.is_none() {
+        if n.kind == EndpointKind::Resource && !n.tags.contains_key(&self.settings.scope_tag_key) && n.manual.is_none()
+        {
             keys.push(AlertKey::Untagged(ix));
         }
         if let Some(d) = n.declared
             && d != scope
         {
             keys.push(AlertKey::Declared(ix, d, scope));
+        }
+        // The remaining conditions need a CDE end, and a node that can be in
+        // one: a CDE system, an unknown host, a declared out-of-scope one, or
+        // any node under a policy.
+        let can = n.cde
+            || n.kind == EndpointKind::UnknownHost
+            || (n.declared == Some(PciScope::OutOfScope) && n.manual.is_none())
+            || self.settings.policy.is_some();
+        if !(n.cde || near_cde) || !can {
+            return keys;
         }
         for dir in [Direction::Outgoing, Direction::Incoming] {
             for e in self.graph.edges_directed(ix, dir) {
@@ -606,7 +640,8 @@ impl Engine {
     fn format_alert(&self, key: AlertKey) -> AlertCandidate {
         let tag = &self.settings.scope_tag_key;
         let ctx = |services: &PeerServices, rid: &str, peer: &str| {
-            let mut c = BTreeMap::from([("resource_id".to_owned(), rid.to_owned()), ("peer".to_owned(), peer.to_owned())]);
+            let mut c =
+                BTreeMap::from([("resource_id".to_owned(), rid.to_owned()), ("peer".to_owned(), peer.to_owned())]);
             if let Some((svc, seen, dir)) = services.first() {
                 c.insert("protocol".into(), psg_domain::protocol_name(svc.0));
                 c.insert("port".into(), svc.1.to_string());
@@ -706,7 +741,10 @@ impl Engine {
                     resource_id: rid.clone(),
                     cause: format!("external:{addr}"),
                     title: format!("CDE system {rid} talks to public address {addr}"),
-                    description: format!("CDE system {rid} has ACCEPTed flows with public address {addr}: {}.", describe(&services)),
+                    description: format!(
+                        "CDE system {rid} has ACCEPTed flows with public address {addr}: {}.",
+                        describe(&services)
+                    ),
                     pci_requirement: "1.3.2",
                     context,
                 }
@@ -715,10 +753,9 @@ impl Engine {
                 let (s, d) = (&self.graph[src].resource_id, &self.graph[dst].resource_id);
                 let owner = if self.graph[src].cde { s } else { d };
                 let service = format!("{}/{port}", psg_domain::protocol_name(proto));
-                let seen = self
-                    .graph
-                    .find_edge(src, dst)
-                    .and_then(|e| self.graph[e].iter().find(|(svc, _)| svc.0 == proto && svc.1 == port).map(|(_, seen)| *seen));
+                let seen = self.graph.find_edge(src, dst).and_then(|e| {
+                    self.graph[e].iter().find(|(svc, _)| svc.0 == proto && svc.1 == port).map(|(_, seen)| *seen)
+                });
                 let (first, last) = seen.map_or((0, 0), |s| (s.first, s.last));
                 let segments = |ix| self.policy_segments(ix);
                 AlertCandidate {
