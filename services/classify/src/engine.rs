@@ -129,6 +129,9 @@ pub struct Engine {
     /// The lookback cutoff of the last expiry sweep.
     swept: Micros,
     dirty: HashSet<NodeIndex, foldhash::fast::RandomState>,
+    /// Per node index: whether it is CDE (a compact copy of `Node::cde`, so
+    /// walking edges does not touch every peer's node).
+    cde_bits: Vec<bool>,
     /// Alert conditions already reported (each is formatted once).
     raised: HashSet<AlertKey, foldhash::fast::RandomState>,
     last: HashMap<String, Outcome>,
@@ -144,6 +147,7 @@ impl Engine {
             swept: Micros::MIN,
             dirty: HashSet::default(),
             raised: HashSet::default(),
+            cde_bits: Vec::new(),
             last: HashMap::new(),
         }
     }
@@ -358,11 +362,17 @@ impl Engine {
             Some((scope, _)) => *scope == PciScope::Cde,
             None => n.kind != EndpointKind::External && (n.declared == Some(PciScope::Cde) || n.data.is_some()),
         };
+        let cde = n.cde;
+        let i = ix.index();
+        if self.cde_bits.len() <= i {
+            self.cde_bits.resize(i + 1, false);
+        }
+        self.cde_bits[i] = cde;
     }
 
     /// Rules 1–2 only: whether this node is in the CDE.
     fn is_cde(&self, ix: NodeIndex) -> bool {
-        self.graph[ix].cde
+        self.cde_bits.get(ix.index()).copied().unwrap_or(false)
     }
 
     /// ACCEPTed services between `ix` and each peer, either direction.
@@ -538,7 +548,7 @@ impl Engine {
     /// Every node with an ACCEPTed flow with a CDE node (other than itself).
     fn near_cde(&self) -> HashSet<NodeIndex, foldhash::fast::RandomState> {
         let mut near = HashSet::default();
-        for cde in self.graph.node_indices().filter(|ix| self.graph[*ix].cde) {
+        for cde in self.graph.node_indices().filter(|ix| self.is_cde(*ix)) {
             for dir in [Direction::Outgoing, Direction::Incoming] {
                 for e in self.graph.edges_directed(cde, dir) {
                     let peer = if dir == Direction::Outgoing { e.target() } else { e.source() };
@@ -555,7 +565,7 @@ impl Engine {
         [Direction::Outgoing, Direction::Incoming].into_iter().any(|dir| {
             self.graph.edges_directed(ix, dir).any(|e| {
                 let peer = if dir == Direction::Outgoing { e.target() } else { e.source() };
-                peer != ix && self.graph[peer].cde && e.weight().iter().any(|(s, _)| s.2 == FlowAction::Accept)
+                peer != ix && self.is_cde(peer) && e.weight().iter().any(|(s, _)| s.2 == FlowAction::Accept)
             })
         })
     }
@@ -589,14 +599,14 @@ impl Engine {
                 if peer == ix || !e.weight().iter().any(|(s, _)| s.2 == FlowAction::Accept) {
                     continue;
                 }
-                let p = &self.graph[peer];
-                if p.cde && n.declared == Some(PciScope::OutOfScope) && n.manual.is_none() {
+                let peer_cde = self.is_cde(peer);
+                if peer_cde && n.declared == Some(PciScope::OutOfScope) && n.manual.is_none() {
                     keys.push(AlertKey::OutOfScopePeer(ix, peer));
                 }
-                if n.kind == EndpointKind::UnknownHost && p.cde {
+                if n.kind == EndpointKind::UnknownHost && peer_cde {
                     keys.push(AlertKey::Unknown(ix, peer));
                 }
-                if n.cde && p.kind == EndpointKind::External {
+                if n.cde && self.graph[peer].kind == EndpointKind::External {
                     keys.push(AlertKey::Internet(ix, peer));
                 }
             }
@@ -605,7 +615,7 @@ impl Engine {
             for dir in [Direction::Outgoing, Direction::Incoming] {
                 for e in self.graph.edges_directed(ix, dir) {
                     let (src, dst) = (e.source(), e.target());
-                    if src == dst || !(self.graph[src].cde || self.graph[dst].cde) {
+                    if src == dst || !(self.is_cde(src) || self.is_cde(dst)) {
                         continue;
                     }
                     for (service, _) in e.weight() {
