@@ -95,10 +95,10 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
 #[derive(Debug, Args, Default)]
 pub(crate) struct EvidenceArgs {
     /// Ed25519 private key (PKCS#8 PEM) from `pci-scope-guard keygen`; must be mode 0600.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     pub signing_key: Option<PathBuf>,
     /// Where evidence documents are written: a directory or file:///path.
-    #[arg(long, value_name = "DIR|URL")]
+    #[arg(long, global = true, value_name = "DIR|URL")]
     pub evidence_store: Option<String>,
 }
 
@@ -129,14 +129,24 @@ pub(crate) enum Command {
         after_help = "Example:\n  pci-scope-guard classify --brokers 127.0.0.1:9092 --database-url postgres://postgres@127.0.0.1/psg"
     )]
     Classify,
-    /// Run the evidence service: sign and chain every scope decision.
+    /// Run the evidence service, or export, verify, request or expire evidence.
     ///
-    /// Reads scope.decisions; writes evidence.records, the documents and the
+    /// Without a subcommand: the service. It signs and chains a record for
+    /// every scope decision (scope.decisions), makes the periodic reports when
+    /// event time (flows.edges) passes a period's end, and serves requests on
+    /// evidence.requests; writes evidence.records, the documents and the
     /// evidence table.
     #[command(
-        after_help = "Example:\n  pci-scope-guard evidence --brokers 127.0.0.1:9092 --signing-key ./keys/signing.key --evidence-store ./evidence-store"
+        after_help = "Examples:\n  pci-scope-guard evidence --brokers 127.0.0.1:9092 --signing-key ./keys/signing.key --evidence-store ./evidence-store\n  \
+                      pci-scope-guard evidence export --database-url postgres://... ./bundle\n  \
+                      pci-scope-guard evidence verify ./bundle --keyring ./keys/signing.pub"
     )]
-    Evidence(EvidenceArgs),
+    Evidence {
+        #[command(flatten)]
+        args: EvidenceArgs,
+        #[command(subcommand)]
+        action: Option<crate::evidence_cmd::EvidenceAction>,
+    },
     /// Run all four services in one process.
     ///
     /// Without --brokers (or KAFKA_BROKERS) it starts an embedded broker
@@ -178,7 +188,7 @@ impl Global {
 /// Runs the parsed command line.
 pub(crate) async fn execute(cli: Cli) -> Result<(), CliError> {
     let evidence_args = match &cli.command {
-        Command::Evidence(a) | Command::Run(a) => Some(a),
+        Command::Evidence { args: a, .. } | Command::Run(a) => Some(a),
         _ => None,
     };
     let config = Config::load(cli.global.config.as_deref(), &cli.global.overrides(evidence_args))
@@ -189,7 +199,8 @@ pub(crate) async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Ingest => services::serve(config, &[ServiceKind::Ingest], None).await,
         Command::Correlate => services::serve(config, &[ServiceKind::Correlate], None).await,
         Command::Classify => services::serve(config, &[ServiceKind::Classify], None).await,
-        Command::Evidence(_) => services::serve(config, &[ServiceKind::Evidence], None).await,
+        Command::Evidence { action: None, .. } => services::serve(config, &[ServiceKind::Evidence], None).await,
+        Command::Evidence { action: Some(action), .. } => crate::evidence_cmd::execute(&config, action).await,
         Command::Run(_) => services::serve(config, &ServiceKind::ALL, Some(ServiceKind::Run)).await,
         Command::Migrate => services::migrate(&config).await,
         Command::Keygen { out_dir, name } => {

@@ -4,6 +4,7 @@
 //! them. See `--help`.
 
 mod cli;
+mod evidence_cmd;
 mod services;
 
 use std::process::ExitCode;

@@ -85,6 +85,25 @@ pub(crate) async fn migrate(cfg: &Config) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Produces one record to `topic` and waits for its acknowledgement (for
+/// operator commands).
+pub(crate) async fn publish(cfg: &Config, topic: &str, key: &[u8], payload: Vec<u8>) -> Result<(), CliError> {
+    if cfg.kafka.brokers.is_none() {
+        return Err(CliError::Config("no brokers: pass --brokers or set KAFKA_BROKERS".into()));
+    }
+    let deliverer =
+        psg_kafka_runtime::producer::Deliverer::new(&cfg.kafka, "cli", &cfg.topics.ingest_dlq).map_err(runtime)?;
+    let output = psg_kafka_runtime::Output {
+        records: vec![psg_kafka_runtime::OutRecord::new(topic, key, payload)],
+        ..Default::default()
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), deliverer.deliver(&output))
+        .await
+        .map_err(|_| CliError::Runtime(format!("no acknowledgement from the brokers for {topic} within 30 s")))?
+        .map_err(runtime)?;
+    Ok(())
+}
+
 /// Runs `kinds` until SIGINT/SIGTERM or a fatal error.
 pub(crate) async fn serve(
     mut cfg: Config,
@@ -238,7 +257,9 @@ fn topic_specs(cfg: &Config, kinds: &[ServiceKind]) -> Vec<TopicSpec> {
             ServiceKind::Ingest => (vec![&t.flowlogs_raw, &t.inventory_raw, &t.flows_normalized], &t.ingest_dlq),
             ServiceKind::Correlate => (vec![&t.flows_normalized, &t.flows_edges], &t.correlate_dlq),
             ServiceKind::Classify => (vec![&t.flows_edges, &t.scope_decisions, &t.scope_alerts], &t.classify_dlq),
-            ServiceKind::Evidence => (vec![&t.scope_decisions, &t.evidence_records], &t.evidence_dlq),
+            ServiceKind::Evidence => {
+                (vec![&t.scope_decisions, &t.flows_edges, &t.evidence_requests, &t.evidence_records], &t.evidence_dlq)
+            }
             ServiceKind::Run => (vec![], &t.ingest_dlq),
         };
         for s in streams.into_iter().chain([dlq]) {

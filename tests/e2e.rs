@@ -211,6 +211,41 @@ async fn thin_path_through_four_processes_on_tansu_and_postgres() {
         .get(0);
     assert_eq!(cde, "cde");
 
+    // On demand: the day's reports, made by the running evidence service.
+    let store_arg = store.to_str().expect("utf-8 path");
+    let asked = run(&[
+        "evidence",
+        "attest",
+        "--brokers",
+        brokers,
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-01-02",
+        "--type",
+        "network_segmentation_validation",
+        "--type",
+        "data_flow_analysis",
+        "--requested-by",
+        "e2e",
+    ]);
+    assert!(asked.contains("requested reports"), "{asked}");
+    let summary = wait_for("the on-demand segmentation report", Duration::from_secs(60), async || {
+        client
+            .query_opt(
+                "SELECT data->'summary' FROM evidence
+                  WHERE chain = 'network_segmentation_validation' AND data->>'trigger' = 'on-demand'",
+                &[],
+            )
+            .await
+            .ok()
+            .flatten()
+            .map(|r| r.get::<_, serde_json::Value>(0))
+    })
+    .await;
+    assert_eq!(summary["accepted_crossings"], 1, "{summary}");
+    assert_eq!(summary["accepted_flows"], 1, "{summary}");
+
     // SIGTERM: each process commits what it finished and exits 0 within 10 s.
     for (name, child, _) in &mut services.children {
         let started = Instant::now();
@@ -231,5 +266,38 @@ async fn thin_path_through_four_processes_on_tansu_and_postgres() {
     let flows = committed_offsets(brokers, "pci-scope-guard-ingest", "flowlogs.raw", 3).await;
     assert_eq!(committed.iter().map(|(_, o)| o).sum::<i64>(), 1, "inventory.raw commits: {committed:?}");
     assert_eq!(flows.iter().map(|(_, o)| o).sum::<i64>(), 1, "flowlogs.raw commits: {flows:?}");
+    // Export → verify offline with the trusted public key; then verify the database.
+    let bundle = dir.join("bundle");
+    let bundle_arg = bundle.to_str().expect("utf-8 path");
+    let exported = run(&["evidence", "export", "--database-url", &db.url, "--evidence-store", store_arg, bundle_arg]);
+    assert!(exported.contains("exported"), "{exported}");
+    let public_arg = dir.join("keys/signing.pub");
+    let verified = run(&["evidence", "verify", bundle_arg, "--keyring", public_arg.to_str().expect("utf-8 path")]);
+    assert!(verified.contains("OK: "), "{verified}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).expect("manifest")).expect("json");
+    let records = manifest["records"].as_array().expect("records").len();
+    assert!(records >= 4, "decisions of both resources and two reports: {manifest}");
+    assert!(verified.contains(&format!("OK: {records} records verified")), "{verified}");
+    let in_db = run(&["evidence", "verify", "--database-url", &db.url, "--evidence-store", store_arg]);
+    assert!(in_db.contains(&format!("{records} verified")), "{in_db}");
+    let counted: i64 = client
+        .query_one("SELECT count(*) FROM evidence WHERE verification_count = 1 AND last_verified_at IS NOT NULL", &[])
+        .await
+        .expect("verification bookkeeping")
+        .get(0);
+    assert_eq!(counted, records as i64);
+    // A changed document fails verification, naming the record.
+    let first = manifest["records"][0]["file"].as_str().expect("file");
+    let doc_path = bundle.join(first);
+    let mut doc = std::fs::read(&doc_path).expect("document");
+    let at = doc.len() / 2;
+    doc[at] ^= 0x20;
+    std::fs::write(&doc_path, doc).expect("write");
+    let out = Command::new(BIN).args(["evidence", "verify", bundle_arg]).output().expect("verify");
+    assert_eq!(out.status.code(), Some(1), "tampered bundle must fail");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("FAIL ") && text.contains(" #1 ("), "{text}");
+
     eprintln!("e2e: thin path verified through 4 processes against tansu ({brokers}) and PostgreSQL ({})", db.name);
 }

@@ -18,7 +18,9 @@ pub mod binary;
 
 use apache_avro::rabin::Rabin;
 use apache_avro::{AvroSchema, Schema};
-use psg_domain::{Alert, Evidence, FlowBatch, FlowEdge, FlowRecord, ManualDecision, Resource, ScopeDecision};
+use psg_domain::{
+    Alert, Evidence, EvidenceRequest, FlowBatch, FlowEdge, FlowRecord, ManualDecision, Resource, ScopeDecision,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -117,6 +119,7 @@ message!(ScopeDecision, "ScopeDecision", "scope_decision.avsc");
 message!(Alert, "Alert", "alert.avsc");
 message!(ManualDecision, "ManualDecision", "manual_decision.avsc");
 message!(Evidence, "Evidence", "evidence.avsc");
+message!(EvidenceRequest, "EvidenceRequest", "evidence_request.avsc");
 
 /// Encodes `value` as an Avro single object.
 pub fn encode<T: AvroMessage>(value: &T) -> Result<Vec<u8>> {

@@ -173,6 +173,7 @@ fn rust_types_match_schema_files() {
     assert_no_drift::<Alert>();
     assert_no_drift::<ManualDecision>();
     assert_no_drift::<Evidence>();
+    assert_no_drift::<EvidenceRequest>();
 }
 
 #[test]

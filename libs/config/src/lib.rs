@@ -161,6 +161,8 @@ pub struct Topics {
     pub scope_manual: String,
     /// Signed Evidence records (evidence → SIEM, GRC).
     pub evidence_records: String,
+    /// On-demand evidence requests (operator → evidence).
+    pub evidence_requests: String,
     /// Dead letters of each service: the original bytes plus the reason in headers.
     pub ingest_dlq: String,
     pub correlate_dlq: String,
@@ -180,6 +182,7 @@ impl Default for Topics {
             scope_alerts: "scope.alerts".into(),
             scope_manual: "scope.manual".into(),
             evidence_records: "evidence.records".into(),
+            evidence_requests: "evidence.requests".into(),
             ingest_dlq: "ingest.dlq".into(),
             correlate_dlq: "correlate.dlq".into(),
             classify_dlq: "classify.dlq".into(),
@@ -320,6 +323,15 @@ pub struct EvidenceConfig {
     pub store_url: String,
     /// `generated_by` of every record.
     pub generated_by: String,
+    /// Length of the periodic reports' period, in seconds of event time
+    /// (periods align to the Unix epoch: 86400 = UTC days).
+    pub period_secs: u64,
+    /// How long after a period ends (event time) its reports are made, so
+    /// that late flows and their windows are in the database.
+    pub grace_secs: u64,
+    /// Public keys (files, or directories of `*.pub`) trusted besides the
+    /// signing key's: keys retired by a rotation.
+    pub keyring: Vec<PathBuf>,
 }
 
 impl Default for EvidenceConfig {
@@ -328,6 +340,9 @@ impl Default for EvidenceConfig {
             signing_key: None,
             store_url: "./evidence-store".into(),
             generated_by: "pci-scope-guard/evidence".into(),
+            period_secs: 86_400,
+            grace_secs: 3_600,
+            keyring: Vec::new(),
         }
     }
 }
@@ -378,6 +393,9 @@ impl Config {
         if self.kafka.batch_size == 0 {
             problems.push("kafka.batch-size must be at least 1".to_owned());
         }
+        if self.evidence.period_secs < 60 {
+            problems.push("evidence.period-secs must be at least 60".to_owned());
+        }
         if self.kafka.partitions < 1 {
             problems.push("kafka.partitions must be at least 1".to_owned());
         }
@@ -419,6 +437,7 @@ impl Config {
             &self.topics.scope_alerts,
             &self.topics.scope_manual,
             &self.topics.evidence_records,
+            &self.topics.evidence_requests,
         ];
         for (i, a) in topics.iter().enumerate() {
             if a.is_empty() {

@@ -278,6 +278,23 @@ pub struct ManualDecision {
     pub decided_at: Micros,
 }
 
+/// A request for evidence reports over a period (topic `evidence.requests`),
+/// written by `pci-scope-guard evidence attest`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "io.pciscopeguard.v1")]
+pub struct EvidenceRequest {
+    /// Unique per request (part of the records' ids).
+    pub request_id: String,
+    /// The report types wanted; empty for all four periodic ones.
+    pub evidence_types: Vec<EvidenceType>,
+    /// Start of the period, inclusive (microseconds since the epoch).
+    pub period_start: Micros,
+    /// End of the period, exclusive.
+    pub period_end: Micros,
+    pub requested_by: String,
+    pub requested_at: Micros,
+}
+
 /// A compliance alert (topic `scope.alerts`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "io.pciscopeguard.v1")]

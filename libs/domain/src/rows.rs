@@ -238,3 +238,71 @@ impl ResourceRow {
         }
     }
 }
+
+/// Read models for periodic evidence reports (not tables).
+pub mod report {
+    use chrono::{DateTime, Utc};
+
+    /// Flows between two resources in a period, one row per (source,
+    /// destination, protocol, port, action), with whether each side is in
+    /// the CDE (by its current scope decision).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct BoundaryFlow {
+        pub source: String,
+        pub destination: String,
+        pub protocol: String,
+        pub dst_port: i32,
+        pub action: String,
+        pub flow_count: i64,
+        pub packet_count: i64,
+        pub byte_count: i64,
+        pub first_seen: DateTime<Utc>,
+        pub last_seen: DateTime<Utc>,
+        pub source_in_cde: bool,
+        pub destination_in_cde: bool,
+    }
+
+    /// A segmentation violation raised in a period.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Violation {
+        pub alert_id: String,
+        pub resource: Option<String>,
+        pub title: String,
+        pub status: String,
+        pub triggered_at: DateTime<Utc>,
+        /// The first violating flow (event time).
+        pub first_seen: DateTime<Utc>,
+    }
+
+    /// One tag version applied in a period.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct TagChange {
+        pub resource: String,
+        pub key: String,
+        pub value: String,
+        pub previous_value: Option<String>,
+        pub version: i32,
+        pub source: String,
+        pub applied_by: String,
+        pub applied_at: DateTime<Utc>,
+    }
+
+    /// A resource's configuration as stored, with its current tags and scope.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct ResourceConfig {
+        pub resource: String,
+        pub provider: String,
+        pub resource_type: String,
+        pub name: Option<String>,
+        pub region: Option<String>,
+        pub vpc_id: Option<String>,
+        pub subnet_id: Option<String>,
+        pub private_ips: Vec<String>,
+        pub public_ips: Vec<String>,
+        pub security_groups: serde_json::Value,
+        pub tags: std::collections::BTreeMap<String, String>,
+        pub scope: Option<String>,
+        pub is_active: bool,
+        pub last_seen_at: DateTime<Utc>,
+    }
+}

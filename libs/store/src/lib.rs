@@ -16,6 +16,7 @@ pub mod decisions;
 pub mod evidence;
 pub mod flows;
 pub mod migrate;
+pub mod reports;
 pub mod resources;
 
 use std::time::Duration;
@@ -50,6 +51,8 @@ pub enum Error {
     SchemaTooNew { found: i32, known: i32 },
     #[error("the database has no PCI Scope Guard schema: run `pci-scope-guard migrate` first")]
     NotMigrated,
+    #[error("database holds a value this build cannot read: {0}")]
+    Data(String),
 }
 
 impl Error {

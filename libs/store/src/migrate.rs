@@ -19,6 +19,7 @@ struct Migration {
 const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "schema", sql: include_str!("../migrations/0001_schema.sql") },
     Migration { version: 2, name: "timescale", sql: include_str!("../migrations/0002_timescale.sql") },
+    Migration { version: 3, name: "evidence_keys", sql: include_str!("../migrations/0003_evidence_keys.sql") },
 ];
 
 /// Arbitrary constant identifying our migration lock.

@@ -43,7 +43,7 @@ async fn migrate_twice_changes_nothing() {
     let p = pool(&db.url, 2).unwrap();
     assert!(matches!(Store::connect(&db.url, 1).await, Err(Error::NotMigrated)));
     let first = migrate(&p).await.unwrap();
-    assert_eq!(first.applied.len(), 2, "{first:?}");
+    assert_eq!(first.applied.len(), migrate::latest_version() as usize, "{first:?}");
     let store = Store::connect(&db.url, 2).await.unwrap();
     let before = schema_fingerprint(&store).await;
     let second = migrate(&p).await.unwrap();

@@ -52,6 +52,14 @@ impl Documents {
             .map_err(|e| Error::Documents { url: self.url(path), reason: e.to_string() })
     }
 
+    /// Deletes `path` (absent is fine).
+    pub async fn delete(&self, path: &str) -> Result<()> {
+        match self.store.delete(&Path::from(path)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::Documents { url: self.url(path), reason: e.to_string() }),
+        }
+    }
+
     /// Reads `path`; `None` if it does not exist.
     pub async fn get(&self, path: &str) -> Result<Option<Vec<u8>>> {
         match self.store.get(&Path::from(path)).await {

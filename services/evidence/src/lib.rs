@@ -6,15 +6,21 @@
 //! - [`record`]: the pure core: canonical JSON (RFC 8785) → SHA-256 →
 //!   Ed25519 signature of the hash → link to the previous record's hash;
 //!   and verification of a record;
+//! - [`reports`]: the periodic reports' content (pure);
+//! - [`verify`]: checking chains of records (pure), [`bundle`]: export
+//!   bundles and verifying them offline;
 //! - [`documents`]: where documents go (a local directory by default);
 //! - [`service`]: the [`Processor`](psg_kafka_runtime::Processor): reads
 //!   `scope.decisions`, writes `evidence.records`, the documents and the
 //!   `evidence` table.
 
+pub mod bundle;
 pub mod documents;
 pub mod keys;
 pub mod record;
+pub mod reports;
 pub mod service;
+pub mod verify;
 
 pub use service::Evidence;
 

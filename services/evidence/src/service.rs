@@ -1,108 +1,185 @@
-//! The evidence [`Processor`]: one `pci_scope_identification` record per
-//! scope decision, appended to the chain, published on `evidence.records`,
-//! stored as a document and indexed in the `evidence` table.
+//! The evidence [`Processor`].
 //!
-//! The chain head comes from the database when there is one, otherwise from
-//! `<chain>/HEAD.json` in the document store. A decision that already has
-//! its record (redelivery) gets no second one.
+//! - every scope decision on `scope.decisions` gets a
+//!   `pci_scope_identification` record;
+//! - when event time (the newest flow edge or decision seen) passes the end
+//!   of a period plus `evidence.grace-secs`, the period's four reports
+//!   (`network_segmentation_validation`, `data_flow_analysis`,
+//!   `tag_audit_trail`, `configuration_snapshot`) are made from the database;
+//! - an `EvidenceRequest` on `evidence.requests` makes reports on demand.
+//!
+//! Each evidence type is its own chain. Records go to `evidence.records`,
+//! the document store and the `evidence` table. Chain heads come from the
+//! database when there is one, otherwise from `<chain>/HEAD.json` in the
+//! document store. A record that is already stored (redelivery) is not made
+//! twice: record ids are deterministic.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
+use ed25519_dalek::pkcs8::EncodePublicKey;
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use futures::StreamExt;
 use psg_config::Config;
-use psg_domain::{EvidenceType, ScopeDecision, ids};
+use psg_domain::time::{Micros, SECOND, from_micros};
+use psg_domain::{EvidenceRequest, EvidenceType, FlowEdge, ScopeDecision, ids};
 use psg_kafka_runtime::{DeadLetter, InMessage, OutRecord, Output, ProcessError, Processor};
 use psg_store::Store;
 use uuid::Uuid;
 
 use crate::documents::Documents;
-use crate::record::{ChainHead, Sealed, Sealer};
+use crate::record::{ChainHead, Report, Sealed, Sealer, report_id};
+use crate::reports::{self, Period, PeriodData};
 
 /// The chain of scope-identification records.
 pub const SCOPE_CHAIN: &str = "pci_scope_identification";
+
+/// The periodic report types, in the order they are made.
+pub const PERIODIC: [EvidenceType; 4] = [
+    EvidenceType::NetworkSegmentation,
+    EvidenceType::DataFlowAnalysis,
+    EvidenceType::TagAudit,
+    EvidenceType::ConfigurationSnapshot,
+];
+
+/// At most this many periods are caught up per batch (a replay of months
+/// of flow logs makes its reports over several batches).
+const MAX_PERIODS_PER_BATCH: usize = 31;
 
 /// The evidence service.
 #[derive(Debug)]
 pub struct Evidence {
     decisions_topic: String,
+    edges_topic: String,
+    requests_topic: String,
     evidence_out: String,
     sealer: Sealer,
     documents: Documents,
     store: Option<Store>,
-    head: ChainHead,
-    /// Records sealed by this process (a duplicate decision in a later batch
-    /// must not get a second record before the first is stored).
+    heads: HashMap<String, ChainHead>,
+    /// Records sealed by this process (a duplicate in a later batch must
+    /// not get a second record before the first is stored).
     sealed: HashSet<Uuid>,
     pending: Vec<Sealed>,
+    period: Micros,
+    grace: Micros,
+    /// Newest event time seen.
+    clock: Micros,
+    /// End of the next period to report; `None` until the first event.
+    next_period_end: Option<Micros>,
+}
+
+/// What one batch asks for, decided before any state changes.
+enum Job {
+    Decision(ScopeDecision),
+    Reports(Period, Vec<EvidenceType>),
 }
 
 impl Evidence {
     pub fn new(cfg: &Config, store: Option<Store>, sealer: Sealer, documents: Documents) -> Self {
         Self {
             decisions_topic: cfg.topics.scope_decisions.clone(),
+            edges_topic: cfg.topics.flows_edges.clone(),
+            requests_topic: cfg.topics.evidence_requests.clone(),
             evidence_out: cfg.topics.evidence_records.clone(),
             sealer,
             documents,
             store,
-            head: ChainHead::default(),
+            heads: HashMap::new(),
             sealed: HashSet::new(),
             pending: Vec::new(),
+            period: i64::try_from(cfg.evidence.period_secs).unwrap_or(86_400) * SECOND,
+            grace: i64::try_from(cfg.evidence.grace_secs).unwrap_or(0) * SECOND,
+            clock: i64::MIN,
+            next_period_end: None,
         }
     }
 
     pub fn stream_topics(&self) -> Vec<String> {
-        vec![self.decisions_topic.clone()]
+        let mut t = vec![self.decisions_topic.clone(), self.requests_topic.clone()];
+        if self.store.is_some() {
+            t.push(self.edges_topic.clone());
+        }
+        t
     }
 
-    /// The chain head as this service sees it.
-    pub fn head(&self) -> &ChainHead {
-        &self.head
+    /// The head of `chain` as this service sees it.
+    pub fn head(&self, chain: &str) -> ChainHead {
+        self.heads.get(chain).cloned().unwrap_or_default()
     }
 
-    fn head_path() -> String {
-        format!("{SCOPE_CHAIN}/HEAD.json")
+    /// End of the next period to report.
+    pub fn next_period_end(&self) -> Option<Micros> {
+        self.next_period_end
     }
 
-    fn marker_path(id: &Uuid) -> String {
-        format!("{SCOPE_CHAIN}/by-id/{id}")
+    fn head_path(chain: &str) -> String {
+        format!("{chain}/HEAD.json")
     }
 
-    /// Loads the chain head.
+    fn marker_path(chain: &str, id: &Uuid) -> String {
+        format!("{chain}/by-id/{id}")
+    }
+
+    /// Loads the chain heads and where periodic reports stopped; registers
+    /// the signing key's public half.
     pub async fn restore(&mut self) -> Result<(), String> {
-        self.head = match &self.store {
-            Some(store) => {
-                match psg_store::evidence::chain_head(store, SCOPE_CHAIN).await.map_err(|e| e.to_string())? {
+        let chains = std::iter::once(EvidenceType::ScopeIdentification).chain(PERIODIC);
+        for t in chains {
+            let chain = t.as_str();
+            let head = match &self.store {
+                Some(store) => match psg_store::evidence::chain_head(store, chain).await.map_err(|e| e.to_string())? {
                     Some((sequence, hash)) => ChainHead { sequence, hash: Some(hash) },
                     None => ChainHead::default(),
-                }
-            }
-            None => match self.documents.get(&Self::head_path()).await.map_err(|e| e.to_string())? {
-                Some(bytes) => {
-                    let v: serde_json::Value =
-                        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", Self::head_path()))?;
-                    ChainHead {
-                        sequence: v["sequence"].as_i64().unwrap_or(0),
-                        hash: v["hash"].as_str().map(str::to_owned),
+                },
+                None => match self.documents.get(&Self::head_path(chain)).await.map_err(|e| e.to_string())? {
+                    Some(bytes) => {
+                        let v: serde_json::Value =
+                            serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", Self::head_path(chain)))?;
+                        ChainHead {
+                            sequence: v["sequence"].as_i64().unwrap_or(0),
+                            hash: v["hash"].as_str().map(str::to_owned),
+                        }
                     }
-                }
-                None => ChainHead::default(),
-            },
-        };
-        tracing::info!(chain = SCOPE_CHAIN, sequence = self.head.sequence, key_id = %self.sealer.key_id(), "evidence chain head");
+                    None => ChainHead::default(),
+                },
+            };
+            tracing::info!(chain, sequence = head.sequence, "evidence chain head");
+            self.heads.insert(chain.to_owned(), head);
+        }
+        if let Some(store) = &self.store {
+            let pem = self.sealer.verifying_key().to_public_key_pem(LineEnding::LF).map_err(|e| e.to_string())?;
+            psg_store::evidence::register_key(store, self.sealer.key_id(), &pem).await.map_err(|e| e.to_string())?;
+            let last =
+                psg_store::evidence::last_scheduled_period_end(store, EvidenceType::NetworkSegmentation.as_str())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            self.next_period_end = last.map(|t| t.timestamp_micros() + self.period);
+        } else {
+            tracing::info!("no database: periodic and on-demand reports are off (they are made from the database)");
+        }
+        tracing::info!(key_id = %self.sealer.key_id(), next_period_end = ?self.next_period_end.map(from_micros), "evidence restored");
         Ok(())
     }
 
-    /// Which of `ids` already have their record stored.
-    async fn stored(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>, ProcessError> {
+    fn decision_id(d: &ScopeDecision) -> Uuid {
+        ids::stable_id("evidence", &[EvidenceType::ScopeIdentification.as_str(), &d.decision_id])
+    }
+
+    /// Which of `ids` (with their chains) are stored already.
+    async fn stored(&self, ids: &[(Uuid, &str)]) -> Result<HashSet<Uuid>, ProcessError> {
         match &self.store {
             Some(store) => {
-                psg_store::evidence::existing(store, ids).await.map_err(|e| ProcessError::classify(e.is_transient(), e))
+                let ids: Vec<Uuid> = ids.iter().map(|(id, _)| *id).collect();
+                psg_store::evidence::existing(store, &ids)
+                    .await
+                    .map_err(|e| ProcessError::classify(e.is_transient(), e))
             }
             None => {
                 let mut found = HashSet::new();
-                for id in ids {
+                for (id, chain) in ids {
                     let present = self
                         .documents
-                        .get(&Self::marker_path(id))
+                        .get(&Self::marker_path(chain, id))
                         .await
                         .map_err(|e| ProcessError::Transient(e.to_string()))?;
                     if present.is_some() {
@@ -113,45 +190,161 @@ impl Evidence {
             }
         }
     }
+
+    async fn period_data(&self, p: &Period) -> Result<PeriodData, ProcessError> {
+        let Some(store) = &self.store else {
+            return Err(ProcessError::Fatal("reports need the database".into()));
+        };
+        let err = |e: psg_store::Error| ProcessError::classify(e.is_transient(), e);
+        let (from, to) = (from_micros(p.start), from_micros(p.end));
+        Ok(PeriodData {
+            flows: psg_store::reports::cde_flows(store, from, to).await.map_err(err)?,
+            violations: psg_store::reports::violations(store, from, to).await.map_err(err)?,
+            tag_changes: psg_store::reports::tag_changes(store, from, to).await.map_err(err)?,
+            configuration: psg_store::reports::configuration(store, to).await.map_err(err)?,
+        })
+    }
+
+    fn push(&mut self, out: &mut Output, mut sealed: Sealed) -> Result<(), ProcessError> {
+        let url = self.documents.url(&sealed.path);
+        sealed.message.storage_url = Some(url.clone());
+        sealed.row.storage_url = Some(url);
+        let bytes = psg_avro_codec::encode(&sealed.message).map_err(|e| ProcessError::Fatal(e.to_string()))?;
+        out.records.push(OutRecord::new(&self.evidence_out, sealed.message.chain.as_bytes(), bytes));
+        self.heads.insert(
+            sealed.message.chain.clone(),
+            ChainHead { sequence: sealed.message.sequence, hash: Some(sealed.message.hash.clone()) },
+        );
+        self.sealed.insert(sealed.row.id);
+        metrics::counter!("psg_evidence_records_total", "type" => sealed.message.evidence_type.as_str()).increment(1);
+        self.pending.push(sealed);
+        Ok(())
+    }
 }
 
 impl Processor for Evidence {
     async fn process(&mut self, batch: &[InMessage]) -> Result<Output, ProcessError> {
         let mut out = Output::default();
-        let mut decisions = Vec::with_capacity(batch.len());
+        let mut jobs = Vec::with_capacity(batch.len());
+        let mut clock = self.clock;
+        let mut earliest = i64::MAX;
         for msg in batch {
-            match psg_avro_codec::decode::<ScopeDecision>(msg.payload()) {
-                Ok(d) => decisions.push(d),
-                Err(e) => out.dead_letters.push(DeadLetter::whole(msg, "schema", e.to_string())),
+            if *msg.topic == *self.edges_topic {
+                match psg_avro_codec::decode::<FlowEdge>(msg.payload()) {
+                    Ok(e) => {
+                        clock = clock.max(e.last_seen);
+                        earliest = earliest.min(e.first_seen);
+                    }
+                    Err(e) => out.dead_letters.push(DeadLetter::whole(msg, "schema", e.to_string())),
+                }
+            } else if *msg.topic == *self.requests_topic {
+                match psg_avro_codec::decode::<EvidenceRequest>(msg.payload()) {
+                    Ok(r) => match check_request(&r, self.store.is_some()) {
+                        Ok(types) => jobs.push(Job::Reports(
+                            Period {
+                                start: r.period_start,
+                                end: r.period_end,
+                                trigger: "on-demand".into(),
+                                request_id: Some(r.request_id.clone()),
+                                generated_at: r.requested_at,
+                            },
+                            types,
+                        )),
+                        Err(reason) => out.dead_letters.push(DeadLetter::whole(msg, "invalid", reason)),
+                    },
+                    Err(e) => out.dead_letters.push(DeadLetter::whole(msg, "schema", e.to_string())),
+                }
+            } else {
+                match psg_avro_codec::decode::<ScopeDecision>(msg.payload()) {
+                    Ok(d) => {
+                        clock = clock.max(d.as_of);
+                        earliest = earliest.min(d.as_of);
+                        jobs.push(Job::Decision(d));
+                    }
+                    Err(e) => out.dead_letters.push(DeadLetter::whole(msg, "schema", e.to_string())),
+                }
             }
         }
-        let id_of = |d: &ScopeDecision| {
-            ids::stable_id("evidence", &[EvidenceType::ScopeIdentification.as_str(), &d.decision_id])
-        };
-        let ids: Vec<Uuid> = decisions.iter().map(id_of).collect();
+        // Periods event time has closed.
+        let mut next = self.next_period_end;
+        if self.store.is_some() && clock > i64::MIN {
+            // The first period reported is the one of the first event seen.
+            let mut n = next.unwrap_or_else(|| reports::period_end(earliest.min(clock), self.period));
+            let mut made = 0;
+            while clock >= n.saturating_add(self.grace) && made < MAX_PERIODS_PER_BATCH {
+                let period = Period {
+                    start: n - self.period,
+                    end: n,
+                    trigger: "scheduled".into(),
+                    request_id: None,
+                    generated_at: n,
+                };
+                jobs.push(Job::Reports(period, PERIODIC.to_vec()));
+                n += self.period;
+                made += 1;
+            }
+            next = Some(n);
+        }
+
         // Fallible I/O before any state changes: a failure retries the batch.
-        let stored = self.stored(&ids).await?;
-        for d in &decisions {
-            let id = id_of(d);
-            if stored.contains(&id) || self.sealed.contains(&id) {
-                metrics::counter!("psg_evidence_duplicates_total").increment(1);
-                continue;
+        let mut reports_to_seal: Vec<Option<Vec<Report>>> = Vec::with_capacity(jobs.len());
+        let mut ids: Vec<(Uuid, &str)> = Vec::new();
+        for job in &jobs {
+            match job {
+                Job::Decision(d) => {
+                    ids.push((Self::decision_id(d), SCOPE_CHAIN));
+                    reports_to_seal.push(None);
+                }
+                Job::Reports(p, types) => {
+                    let data = self.period_data(p).await?;
+                    let made: Vec<Report> = types.iter().filter_map(|t| reports::by_type(*t, p, &data)).collect();
+                    for r in &made {
+                        ids.push((report_id(r), r.evidence_type.as_str()));
+                    }
+                    reports_to_seal.push(Some(made));
+                }
             }
-            let mut sealed = self
-                .sealer
-                .scope_identification(SCOPE_CHAIN, &self.head, d)
-                .map_err(|e| ProcessError::Fatal(format!("sealing evidence for {}: {e}", d.decision_id)))?;
-            let url = self.documents.url(&sealed.path);
-            sealed.message.storage_url = Some(url.clone());
-            sealed.row.storage_url = Some(url);
-            let bytes = psg_avro_codec::encode(&sealed.message).map_err(|e| ProcessError::Fatal(e.to_string()))?;
-            out.records.push(OutRecord::new(&self.evidence_out, SCOPE_CHAIN, bytes));
-            self.head = ChainHead { sequence: sealed.message.sequence, hash: Some(sealed.message.hash.clone()) };
-            self.sealed.insert(id);
-            self.pending.push(sealed);
-            metrics::counter!("psg_evidence_records_total", "type" => EvidenceType::ScopeIdentification.as_str())
-                .increment(1);
         }
+        let stored = self.stored(&ids).await?;
+
+        for (job, made) in jobs.iter().zip(reports_to_seal) {
+            match (job, made) {
+                (Job::Decision(d), _) => {
+                    let id = Self::decision_id(d);
+                    if stored.contains(&id) || self.sealed.contains(&id) {
+                        metrics::counter!("psg_evidence_duplicates_total").increment(1);
+                        continue;
+                    }
+                    let sealed = self
+                        .sealer
+                        .scope_identification(SCOPE_CHAIN, &self.head(SCOPE_CHAIN), d)
+                        .map_err(|e| ProcessError::Fatal(format!("sealing evidence for {}: {e}", d.decision_id)))?;
+                    self.push(&mut out, sealed)?;
+                }
+                (Job::Reports(p, _), Some(made)) => {
+                    for r in made {
+                        let id = report_id(&r);
+                        if stored.contains(&id) || self.sealed.contains(&id) {
+                            metrics::counter!("psg_evidence_duplicates_total").increment(1);
+                            continue;
+                        }
+                        let sealed = self.sealer.report(&self.head(r.evidence_type.as_str()), &r).map_err(|e| {
+                            ProcessError::Fatal(format!("sealing {} for {}: {e}", r.evidence_type, p.trigger))
+                        })?;
+                        self.push(&mut out, sealed)?;
+                    }
+                    tracing::info!(
+                        trigger = %p.trigger,
+                        start = %from_micros(p.start),
+                        end = %from_micros(p.end),
+                        "evidence reports made"
+                    );
+                }
+                (Job::Reports(..), None) => {}
+            }
+        }
+        self.clock = clock;
+        self.next_period_end = next;
         Ok(out)
     }
 
@@ -160,17 +353,28 @@ impl Processor for Evidence {
             return Ok(());
         }
         let transient = |e: crate::Error| ProcessError::Transient(e.to_string());
+        let mut files: Vec<(String, Vec<u8>)> = Vec::with_capacity(self.pending.len() * 2);
         for s in &self.pending {
-            self.documents.put(&s.path, s.document.clone()).await.map_err(transient)?;
+            files.push((s.path.clone(), s.document.clone()));
             if self.store.is_none() {
-                self.documents
-                    .put(&Self::marker_path(&s.row.id), s.path.clone().into_bytes())
-                    .await
-                    .map_err(transient)?;
+                files.push((Self::marker_path(&s.message.chain, &s.row.id), s.path.clone().into_bytes()));
             }
         }
-        let head = serde_json::json!({"chain": SCOPE_CHAIN, "sequence": self.head.sequence, "hash": self.head.hash});
-        self.documents.put(&Self::head_path(), head.to_string().into_bytes()).await.map_err(transient)?;
+        let writes = files.into_iter().map(|(path, bytes)| {
+            let documents = self.documents.clone();
+            async move { documents.put(&path, bytes).await }
+        });
+        let mut writes = futures::stream::iter(writes).buffer_unordered(32);
+        while let Some(r) = writes.next().await {
+            r.map_err(transient)?;
+        }
+        drop(writes);
+        let chains: HashSet<&str> = self.pending.iter().map(|s| s.message.chain.as_str()).collect();
+        for chain in chains {
+            let head = self.head(chain);
+            let doc = serde_json::json!({"chain": chain, "sequence": head.sequence, "hash": head.hash});
+            self.documents.put(&Self::head_path(chain), doc.to_string().into_bytes()).await.map_err(transient)?;
+        }
         if let Some(store) = &self.store {
             let rows: Vec<_> = self.pending.iter().map(|s| s.row.clone()).collect();
             psg_store::evidence::insert_evidence(store, &rows)
@@ -180,4 +384,18 @@ impl Processor for Evidence {
         self.pending.clear();
         Ok(())
     }
+}
+
+/// The report types a request asks for, or why it cannot be served.
+fn check_request(r: &EvidenceRequest, have_db: bool) -> Result<Vec<EvidenceType>, String> {
+    if !have_db {
+        return Err("evidence reports are made from the database, and this evidence service has none".into());
+    }
+    if r.period_end <= r.period_start {
+        return Err(format!("period_end {} is not after period_start {}", r.period_end, r.period_start));
+    }
+    if r.evidence_types.contains(&EvidenceType::ScopeIdentification) {
+        return Err("pci_scope_identification records are made per scope decision, not on request".into());
+    }
+    Ok(if r.evidence_types.is_empty() { PERIODIC.to_vec() } else { r.evidence_types.clone() })
 }

@@ -1,0 +1,144 @@
+//! Evidence throughput: `cargo bench --bench evidence_throughput` seals
+//! (canonical JSON, SHA-256, Ed25519, chain link), stores (local directory
+//! document + `evidence` row in PostgreSQL) and encodes for the topic
+//! `EVIDENCE_RECORDS` (default 50,000) scope-identification records through
+//! the evidence service's processor, in batches of 1,000 as the Kafka loop
+//! hands them over, and prints records/s; then sealing alone. Needs
+//! PostgreSQL (`TEST_DATABASE_ADMIN_URL`, default the local server).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ed25519_dalek::SigningKey;
+use psg_config::Config;
+use psg_domain::rows::{ResourceRow, ScopeDecisionRow};
+use psg_domain::time::from_micros;
+use psg_domain::{
+    CloudProvider, DecisionMethod, PciScope, Resource, ResourceType, ScopeDecision, ScopeRule, SourceRef, ids,
+};
+use psg_evidence::Evidence;
+use psg_evidence::documents::Documents;
+use psg_evidence::record::{ChainHead, Sealer};
+use psg_kafka_runtime::{InMessage, InputKind, Processor};
+use psg_testkit::TestDb;
+
+const BATCH: usize = 1_000;
+
+fn decision(i: usize) -> ScopeDecision {
+    let rid = format!("i-{i:07}");
+    ScopeDecision {
+        decision_id: ids::stable_id("decision", &[&rid, "1"]).to_string(),
+        resource_id: rid.clone(),
+        resource_uuid: ids::resource_uuid(&rid).to_string(),
+        scope: PciScope::ConnectedCde,
+        previous_scope: Some(PciScope::PendingReview),
+        data_classification: None,
+        segment: None,
+        rule: ScopeRule::CdeConnection,
+        justification: format!(
+            "ACCEPTed flows with CDE resource db-{} (to TCP/5432, first seen 2026-01-01T00:10:00Z, last seen 2026-01-01T00:11:00Z)",
+            i % 50
+        ),
+        decided_at: 1_767_226_200_000_000 + i as i64,
+        decided_by: "automated-classifier".into(),
+        decision_method: DecisionMethod::Automated,
+        supersedes_id: None,
+        dependency_resource_ids: vec![format!("db-{}", i % 50)],
+        as_of: 1_767_226_200_000_000 + i as i64,
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("evidence_throughput: bench");
+        return;
+    }
+    let n: usize = std::env::var("EVIDENCE_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    rt.block_on(async move {
+        let db = TestDb::create().await;
+        psg_store::migrate(&psg_store::pool(&db.url, 1).expect("pool")).await.expect("migrate");
+        let store = psg_store::Store::connect(&db.url, 4).await.expect("store");
+        let decisions: Vec<ScopeDecision> = (0..n).map(decision).collect();
+
+        // The decisions the records point at (untimed).
+        let src = SourceRef { topic: "resources".into(), partition: 0, offset: 0, line: 0 };
+        for chunk in decisions.chunks(5_000) {
+            let resources: Vec<ResourceRow> = chunk
+                .iter()
+                .map(|d| {
+                    ResourceRow::from_message(&Resource::new(
+                        d.resource_id.clone(),
+                        CloudProvider::Aws,
+                        ResourceType::Ec2Instance,
+                        0,
+                        src.clone(),
+                    ))
+                })
+                .collect();
+            psg_store::resources::ensure_resources(&store, &resources).await.expect("resources");
+            let rows: Vec<ScopeDecisionRow> = chunk
+                .iter()
+                .map(|d| ScopeDecisionRow {
+                    id: d.decision_id.parse().expect("uuid"),
+                    resource_id: ids::resource_uuid(&d.resource_id),
+                    scope: d.scope,
+                    data_classification: None,
+                    segment: None,
+                    justification: d.justification.clone(),
+                    confidence_score: None,
+                    decided_at: from_micros(d.decided_at),
+                    decided_by: d.decided_by.clone(),
+                    decision_method: d.decision_method,
+                    is_current: true,
+                    superseded_by_id: None,
+                    dependency_resource_ids: serde_json::json!(d.dependency_resource_ids),
+                })
+                .collect();
+            psg_store::decisions::write_decisions(&store, &rows).await.expect("decisions");
+        }
+        let messages: Vec<InMessage> = decisions
+            .iter()
+            .enumerate()
+            .map(|(i, d)| InMessage {
+                kind: InputKind::Stream,
+                topic: Arc::from("scope.decisions"),
+                partition: 0,
+                offset: i as i64,
+                key: Some(d.resource_id.clone().into_bytes()),
+                payload: Some(psg_avro_codec::encode(d).expect("encode")),
+                headers: vec![],
+                timestamp_ms: None,
+            })
+            .collect();
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = SigningKey::from_bytes(&[42u8; 32]);
+        let documents = Documents::open(dir.path().to_str().expect("utf-8")).expect("documents");
+        let mut evidence = Evidence::new(&Config::default(), Some(store.clone()), Sealer::new(key.clone(), "bench"), documents);
+        evidence.restore().await.expect("restore");
+        let started = Instant::now();
+        let mut made = 0;
+        for batch in messages.chunks(BATCH) {
+            let out = evidence.process(batch).await.expect("process");
+            made += out.records.len();
+            evidence.persist().await.expect("persist");
+        }
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(made, n);
+        println!(
+            "evidence_throughput: {n} records signed, chained, stored (local directory + PostgreSQL) in {secs:.2} s: {:.0} records/s",
+            n as f64 / secs
+        );
+
+        let sealer = Sealer::new(key, "bench");
+        let started = Instant::now();
+        let mut head = ChainHead::default();
+        for d in &decisions {
+            let s = sealer.scope_identification("bench", &head, d).expect("seal");
+            head = ChainHead { sequence: s.message.sequence, hash: Some(s.message.hash) };
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!("evidence_throughput: sealing alone (JCS + SHA-256 + Ed25519): {:.0} records/s", n as f64 / secs);
+    });
+}

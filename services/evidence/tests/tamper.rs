@@ -1,0 +1,278 @@
+//! Tamper tests: a bundle of chained records verifies; every single change
+//! an attacker could make is detected and named.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use ed25519_dalek::SigningKey;
+use psg_domain::time::DAY;
+use psg_domain::{DecisionMethod, EvidenceType, PciScope, ScopeDecision, ScopeRule, ids};
+use psg_evidence::bundle::{self, KeySource, Manifest};
+use psg_evidence::record::{ChainHead, Report, Sealed, Sealer, VerifyError};
+use psg_evidence::verify::{Entry, Keyring, Problem};
+use serde_json::json;
+
+fn decision(n: usize) -> ScopeDecision {
+    let id = format!("i-{n:04}");
+    ScopeDecision {
+        decision_id: ids::stable_id("decision", &[&id]).to_string(),
+        resource_id: id.clone(),
+        resource_uuid: ids::resource_uuid(&id).to_string(),
+        scope: PciScope::ConnectedCde,
+        previous_scope: None,
+        data_classification: None,
+        segment: None,
+        rule: ScopeRule::CdeConnection,
+        justification: format!("ACCEPTed tcp/5432 flows with db-{n}"),
+        decided_at: 1_767_225_600_000_000 + n as i64,
+        decided_by: "automated-classifier".into(),
+        decision_method: DecisionMethod::Automated,
+        supersedes_id: None,
+        dependency_resource_ids: vec![format!("db-{n}")],
+        as_of: 1_767_225_600_000_000 + n as i64,
+    }
+}
+
+fn entry(s: &Sealed) -> (Entry, Vec<u8>) {
+    let m = &s.message;
+    (
+        Entry {
+            chain: m.chain.clone(),
+            sequence: m.sequence,
+            evidence_id: m.evidence_id.clone(),
+            evidence_type: m.evidence_type.as_str().to_owned(),
+            hash: m.hash.clone(),
+            prev_hash: m.prev_hash.clone(),
+            signature: m.signature.clone(),
+            signing_key_id: m.signing_key_id.clone(),
+            pci_requirement: m.pci_requirement.clone(),
+            generated_at: m.generated_at.to_string(),
+            expires_at: m.expires_at.to_string(),
+            file: String::new(),
+        },
+        s.document.clone(),
+    )
+}
+
+/// Five scope records and three segmentation reports, the key rotated after
+/// the third scope record; returns the sealers (old, new) too.
+fn records() -> (Vec<(Entry, Vec<u8>)>, Sealer, Sealer) {
+    let old = Sealer::new(SigningKey::from_bytes(&[1u8; 32]), "test");
+    let new = Sealer::new(SigningKey::from_bytes(&[2u8; 32]), "test");
+    let mut out = Vec::new();
+    let mut head = ChainHead::default();
+    for n in 1..=5 {
+        let sealer = if n <= 3 { &old } else { &new };
+        let s = sealer.scope_identification("pci_scope_identification", &head, &decision(n)).expect("test setup");
+        head = ChainHead { sequence: s.message.sequence, hash: Some(s.message.hash.clone()) };
+        out.push(entry(&s));
+    }
+    let mut head = ChainHead::default();
+    for day in 0..3 {
+        let report = Report {
+            evidence_type: EvidenceType::NetworkSegmentation,
+            period_start: day * DAY,
+            period_end: (day + 1) * DAY,
+            trigger: "scheduled".into(),
+            request_id: None,
+            generated_at: (day + 1) * DAY,
+            summary: json!({"violations": day}),
+            content: json!({"accepted": [], "rejected": [], "violations": []}),
+        };
+        let s = new.report(&head, &report).expect("test setup");
+        head = ChainHead { sequence: s.message.sequence, hash: Some(s.message.hash.clone()) };
+        out.push(entry(&s));
+    }
+    (out, old, new)
+}
+
+fn keyring(sealers: &[&Sealer]) -> Keyring {
+    let mut k = Keyring::new();
+    for s in sealers {
+        k.add(s.verifying_key());
+    }
+    k
+}
+
+fn fresh_bundle(dir: &Path) -> Manifest {
+    let (records, old, new) = records();
+    bundle::write(dir, "from", "to", records, &keyring(&[&old, &new]), "now").expect("test setup")
+}
+
+fn problems(dir: &Path) -> Vec<Problem> {
+    let (_, outcome, _) = bundle::verify_dir(dir, None).expect("test setup");
+    outcome.failures.into_iter().map(|f| f.problem).collect()
+}
+
+fn rewrite_manifest(dir: &Path, edit: impl FnOnce(&mut Manifest)) {
+    let path = dir.join("manifest.json");
+    let mut m: Manifest = serde_json::from_slice(&std::fs::read(&path).expect("test setup")).expect("test setup");
+    edit(&mut m);
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).expect("test setup")).expect("test setup");
+}
+
+#[test]
+fn an_untouched_bundle_verifies_across_a_key_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = fresh_bundle(dir.path());
+    assert_eq!(m.records.len(), 8);
+    assert_eq!(m.keys.len(), 2);
+    let (_, outcome, source) = bundle::verify_dir(dir.path(), None).unwrap();
+    assert!(outcome.ok(), "{:?}", outcome.failures);
+    assert_eq!(outcome.verified.len(), 8);
+    assert_eq!(source, KeySource::Bundle);
+    assert_eq!(outcome.chains["pci_scope_identification"], (1, 5, None));
+    assert_eq!(outcome.chains["network_segmentation_validation"], (1, 3, None));
+}
+
+#[test]
+fn flipping_any_byte_of_a_document_is_detected() {
+    let (records, old, new) = records();
+    let keys = keyring(&[&old, &new]);
+    // Every byte of every document, one at a time, each record on its own
+    // (in memory: the bundle round trip is covered below).
+    for (entry, original) in &records {
+        let one = std::slice::from_ref(entry);
+        let clean = psg_evidence::verify::verify_entries(one, |_| Ok(Some(original.clone())), &keys);
+        assert!(clean.ok(), "{:?}", clean.failures);
+        for i in 0..original.len() {
+            let mut doc = original.clone();
+            doc[i] ^= 0x01;
+            let outcome = psg_evidence::verify::verify_entries(one, |_| Ok(Some(doc.clone())), &keys);
+            let p: Vec<&Problem> = outcome.failures.iter().map(|f| &f.problem).collect();
+            assert_eq!(p.len(), 1, "{} byte {i}: {p:?}", entry.chain);
+            assert!(
+                matches!(p[0], Problem::Record(VerifyError::Hash { .. } | VerifyError::NotCanonical)),
+                "byte {i}: {p:?}"
+            );
+        }
+    }
+    // Through a bundle on disk.
+    let dir = tempfile::tempdir().unwrap();
+    let m = fresh_bundle(dir.path());
+    let path = dir.path().join(&m.records[2].file);
+    let mut doc = std::fs::read(&path).unwrap();
+    doc[40] ^= 0x01;
+    std::fs::write(&path, &doc).unwrap();
+    let p = problems(dir.path());
+    assert!(matches!(&p[..], [Problem::Record(VerifyError::Hash { .. } | VerifyError::NotCanonical)]), "{p:?}");
+}
+
+#[test]
+fn a_changed_hash_or_signature_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    fresh_bundle(dir.path());
+    rewrite_manifest(dir.path(), |m| {
+        let h = &mut m.records[1].hash;
+        let c = if h.starts_with('0') { "1" } else { "0" };
+        h.replace_range(0..1, c);
+    });
+    let p = problems(dir.path());
+    assert!(matches!(p[0], Problem::Record(VerifyError::Hash { .. })), "{p:?}");
+    // The next record names the true hash: the link breaks too.
+    assert!(p.iter().any(|x| matches!(x, Problem::BrokenLink { .. })), "{p:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    fresh_bundle(dir.path());
+    rewrite_manifest(dir.path(), |m| {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut sig = b64.decode(&m.records[4].signature).unwrap();
+        sig[10] ^= 0x80;
+        m.records[4].signature = b64.encode(sig);
+    });
+    let p = problems(dir.path());
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(matches!(p[0], Problem::Record(VerifyError::Signature(_))), "{p:?}");
+}
+
+#[test]
+fn deleting_inserting_or_reordering_records_is_detected() {
+    // Deleted: record 3 of the scope chain, manifest entry and file.
+    let dir = tempfile::tempdir().unwrap();
+    let m = fresh_bundle(dir.path());
+    std::fs::remove_file(dir.path().join(&m.records[2].file)).unwrap();
+    rewrite_manifest(dir.path(), |m| {
+        m.records.remove(2);
+    });
+    let p = problems(dir.path());
+    assert!(p.contains(&Problem::Gap { from: 3, to: 3 }), "{p:?}");
+    assert!(p.iter().any(|x| matches!(x, Problem::BrokenLink { .. })), "{p:?}");
+
+    // Deleted document only.
+    let dir = tempfile::tempdir().unwrap();
+    let m = fresh_bundle(dir.path());
+    std::fs::remove_file(dir.path().join(&m.records[6].file)).unwrap();
+    let p = problems(dir.path());
+    assert!(matches!(&p[..], [Problem::MissingDocument(_)]), "{p:?}");
+
+    // Inserted: a record signed by an attacker's key, spliced into the chain.
+    let dir = tempfile::tempdir().unwrap();
+    fresh_bundle(dir.path());
+    let attacker = Sealer::new(SigningKey::from_bytes(&[9u8; 32]), "attacker");
+    rewrite_manifest(dir.path(), |m| {
+        let prev = &m.records[1];
+        let head = ChainHead { sequence: prev.sequence, hash: Some(prev.hash.clone()) };
+        let forged = attacker.scope_identification("pci_scope_identification", &head, &decision(99)).unwrap();
+        let (mut e, doc) = entry(&forged);
+        e.file = "documents/pci_scope_identification/forged.json".into();
+        std::fs::write(dir.path().join(&e.file), doc).unwrap();
+        m.records.insert(2, e);
+    });
+    let p = problems(dir.path());
+    assert!(p.iter().any(|x| matches!(x, Problem::UnknownKey(_))), "{p:?}");
+    assert!(p.iter().any(|x| matches!(x, Problem::OutOfOrder { .. })), "{p:?}");
+
+    // Inserted: a document nobody lists.
+    let dir = tempfile::tempdir().unwrap();
+    fresh_bundle(dir.path());
+    std::fs::write(dir.path().join("documents/pci_scope_identification/000000000099.json"), b"{}").unwrap();
+    let p = problems(dir.path());
+    assert!(matches!(&p[..], [Problem::Unlisted(_)]), "{p:?}");
+
+    // Reordered: two records swap places in the manifest.
+    let dir = tempfile::tempdir().unwrap();
+    fresh_bundle(dir.path());
+    rewrite_manifest(dir.path(), |m| m.records.swap(1, 2));
+    let p = problems(dir.path());
+    assert!(p.iter().any(|x| matches!(x, Problem::OutOfOrder { after: 3, found: 2 })), "{p:?}");
+
+    // Reordered: two documents swap files (the manifest untouched).
+    let dir = tempfile::tempdir().unwrap();
+    let m = fresh_bundle(dir.path());
+    let (a, b) = (dir.path().join(&m.records[5].file), dir.path().join(&m.records[6].file));
+    let (da, db) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    std::fs::write(&a, db).unwrap();
+    std::fs::write(&b, da).unwrap();
+    let p = problems(dir.path());
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p.iter().all(|x| matches!(x, Problem::Record(VerifyError::Hash { .. }))), "{p:?}");
+}
+
+#[test]
+fn verifying_with_the_wrong_key_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    fresh_bundle(dir.path());
+    let (_, _, new) = records();
+    // Trusting only the new key: the three records signed before the rotation fail.
+    let (_, outcome, source) = bundle::verify_dir(dir.path(), Some(&keyring(&[&new]))).unwrap();
+    assert_eq!(source, KeySource::Trusted);
+    assert_eq!(outcome.failures.len(), 3, "{:?}", outcome.failures);
+    assert!(outcome.failures.iter().all(|f| matches!(f.problem, Problem::UnknownKey(_))));
+    assert_eq!(outcome.failures[0].sequence, Some(1));
+    let shown = outcome.failures[0].to_string();
+    assert!(shown.starts_with("pci_scope_identification #1 ("), "{shown}");
+    assert!(shown.contains("not in the keyring"), "{shown}");
+
+    // The bundle's key file replaced by another key: every signature fails.
+    let m: Manifest = serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
+    let other = keyring(&[&Sealer::new(SigningKey::from_bytes(&[3u8; 32]), "x")]);
+    let other_dir = tempfile::tempdir().unwrap();
+    bundle::write(&other_dir.path().join("b"), "f", "t", Vec::new(), &other, "now").unwrap();
+    let other_pub = std::fs::read_dir(other_dir.path().join("b/keys")).unwrap().next().unwrap().unwrap().path();
+    for k in &m.keys {
+        std::fs::copy(&other_pub, dir.path().join(k)).unwrap();
+    }
+    let p = problems(dir.path());
+    assert_eq!(p.len(), 8, "{p:?}");
+    assert!(p.iter().all(|x| matches!(x, Problem::UnknownKey(_))), "{p:?}");
+}

@@ -1,0 +1,302 @@
+//! `pci-scope-guard evidence export | verify | attest | expire`.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Args, Subcommand};
+use psg_config::{Config, redact_url};
+use psg_domain::time::{now_micros, to_micros};
+use psg_domain::{EvidenceRequest, EvidenceType};
+use psg_evidence::bundle::{self, KeySource};
+use psg_evidence::documents::Documents;
+use psg_evidence::verify::{Entry, Keyring, Outcome, verify_entries};
+use psg_store::Store;
+
+use crate::cli::CliError;
+
+/// What to do with evidence (without one: run the evidence service).
+#[derive(Debug, Subcommand)]
+pub(crate) enum EvidenceAction {
+    /// Export records generated in [--from, --to) into a bundle an assessor can verify offline.
+    ///
+    /// Writes DIR/manifest.json (the records in chain order), DIR/documents/
+    /// (the signed documents) and DIR/keys/ (the public keys that signed
+    /// them). Needs the database and the evidence store.
+    #[command(
+        after_help = "Example:\n  pci-scope-guard evidence export --database-url postgres://... --from 2026-01-01 --to 2026-04-01 ./q1-bundle"
+    )]
+    Export {
+        #[command(flatten)]
+        range: Range,
+        /// New (or empty) directory to write the bundle into.
+        dir: PathBuf,
+    },
+    /// Verify every hash, signature and chain link; exit 1 on any failure.
+    ///
+    /// With DIR: a bundle from `evidence export`, offline (no database).
+    /// Without DIR: the records in the database and the evidence store; each
+    /// record that verifies gets last_verified_at and verification_count updated.
+    #[command(after_help = "Examples:\n  pci-scope-guard evidence verify ./q1-bundle --keyring ./trusted-keys\n  \
+                            pci-scope-guard evidence verify --database-url postgres://...")]
+    Verify {
+        /// A bundle directory; omit to verify the database.
+        dir: Option<PathBuf>,
+        /// Trusted public key (file, or directory of *.pub; repeatable). For a
+        /// bundle, only these are accepted instead of the bundle's own keys/.
+        #[arg(long, value_name = "FILE|DIR")]
+        keyring: Vec<PathBuf>,
+        #[command(flatten)]
+        range: Range,
+    },
+    /// Ask the running evidence service for reports over a period now.
+    ///
+    /// Publishes an EvidenceRequest on evidence.requests; the service makes
+    /// the reports from the database and appends them to their chains.
+    #[command(
+        after_help = "Example:\n  pci-scope-guard evidence attest --brokers 127.0.0.1:9092 --from 2026-03-01 --to 2026-03-02 --type network_segmentation_validation"
+    )]
+    Attest {
+        #[command(flatten)]
+        range: Range,
+        /// Report type (repeatable): network_segmentation_validation,
+        /// data_flow_analysis, tag_audit_trail, configuration_snapshot. Default: all four.
+        #[arg(long = "type", value_name = "TYPE")]
+        types: Vec<EvidenceType>,
+        /// Who asks (recorded in the request).
+        #[arg(long, env = "USER", default_value = "operator")]
+        requested_by: String,
+    },
+    /// Remove records past their expires_at (7 years): index rows, then documents.
+    #[command(after_help = "Example:\n  pci-scope-guard evidence expire --database-url postgres://... --dry-run")]
+    Expire {
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// A time range, [from, to).
+#[derive(Debug, Args, Clone)]
+pub(crate) struct Range {
+    /// Start, inclusive: RFC 3339 (2026-03-01T00:00:00Z) or a date (UTC midnight). Default: the beginning.
+    #[arg(long, value_parser = parse_time, value_name = "TIME")]
+    from: Option<DateTime<Utc>>,
+    /// End, exclusive: RFC 3339 or a date. Default: now.
+    #[arg(long, value_parser = parse_time, value_name = "TIME")]
+    to: Option<DateTime<Utc>>,
+}
+
+impl Range {
+    fn bounds(&self) -> Result<(DateTime<Utc>, DateTime<Utc>), CliError> {
+        let from = self.from.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+        let to = self.to.unwrap_or_else(|| Utc::now() + chrono::Duration::seconds(1));
+        if to <= from {
+            return Err(CliError::Config(format!("--to {to} is not after --from {from}")));
+        }
+        Ok((from, to))
+    }
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| format!("'{s}' is neither RFC 3339 (2026-03-01T00:00:00Z) nor a date (2026-03-01)"))
+}
+
+fn runtime(e: impl std::fmt::Display) -> CliError {
+    CliError::Runtime(e.to_string())
+}
+
+async fn store(cfg: &Config, what: &str) -> Result<Store, CliError> {
+    let url = cfg.database.url.as_ref().ok_or_else(|| {
+        CliError::Config(format!("{what} needs the database: pass --database-url or set DATABASE_URL"))
+    })?;
+    Store::connect(url.expose(), 2)
+        .await
+        .map_err(|e| CliError::Runtime(format!("database {}: {e}", redact_url(url.expose()))))
+}
+
+/// The keys of the database plus `evidence.keyring` plus `extra`.
+async fn keyring(cfg: &Config, store: Option<&Store>, extra: &[PathBuf]) -> Result<Keyring, CliError> {
+    let mut keys = Keyring::new();
+    if let Some(store) = store {
+        for (id, pem) in psg_store::evidence::public_keys(store).await.map_err(runtime)? {
+            let got = keys.add_pem(&pem).map_err(|e| CliError::Runtime(format!("evidence_keys {id}: {e}")))?;
+            if got != id {
+                return Err(CliError::Runtime(format!("evidence_keys: key {id} holds the public key of {got}")));
+            }
+        }
+    }
+    for path in cfg.evidence.keyring.iter().chain(extra) {
+        keys.load(path).map_err(|e| CliError::Config(e.to_string()))?;
+    }
+    Ok(keys)
+}
+
+fn report(outcome: &Outcome) {
+    for (chain, (first, last, anchor)) in &outcome.chains {
+        let anchor = match (first, anchor) {
+            (1, _) => "starts at the chain's beginning".to_owned(),
+            (_, Some(h)) => format!("continues from hash {h}"),
+            (_, None) => "no previous hash".to_owned(),
+        };
+        println!("  {chain}: records {first}..={last}, {anchor}");
+    }
+    for f in &outcome.failures {
+        println!("FAIL {f}");
+    }
+}
+
+/// Runs an evidence action.
+pub(crate) async fn execute(cfg: &Config, action: EvidenceAction) -> Result<(), CliError> {
+    match action {
+        EvidenceAction::Export { range, dir } => {
+            let (from, to) = range.bounds()?;
+            let store = store(cfg, "evidence export").await?;
+            let documents = Documents::open(&cfg.evidence.store_url).map_err(|e| CliError::Config(e.to_string()))?;
+            let keys = keyring(cfg, Some(&store), &[]).await?;
+            let rows = psg_store::evidence::records_between(&store, from, to).await.map_err(runtime)?;
+            let mut records = Vec::with_capacity(rows.len());
+            let mut missing = Vec::new();
+            for (i, row) in rows.iter().enumerate() {
+                let entry = Entry::from_row(row);
+                match documents.get(&entry.file).await.map_err(runtime)? {
+                    Some(doc) => records.push((entry, doc)),
+                    None => missing.push(format!("{} #{} ({})", entry.chain, entry.sequence, entry.file)),
+                }
+                if (i + 1) % 10_000 == 0 {
+                    eprintln!("read {} of {} records", i + 1, rows.len());
+                }
+            }
+            if !missing.is_empty() {
+                return Err(CliError::Runtime(format!(
+                    "{} documents are missing from {}: {}",
+                    missing.len(),
+                    documents.url(""),
+                    missing.join(", ")
+                )));
+            }
+            let manifest =
+                bundle::write(&dir, &from.to_rfc3339(), &to.to_rfc3339(), records, &keys, &Utc::now().to_rfc3339())
+                    .map_err(runtime)?;
+            println!(
+                "exported {} records and {} public keys to {}",
+                manifest.records.len(),
+                manifest.keys.len(),
+                dir.display()
+            );
+            println!("verify with: pci-scope-guard evidence verify {}", dir.display());
+            Ok(())
+        }
+        EvidenceAction::Verify { dir: Some(dir), keyring: extra, .. } => {
+            let trusted = if extra.is_empty() { None } else { Some(keyring(cfg, None, &extra).await?) };
+            let (manifest, outcome, source) = bundle::verify_dir(&dir, trusted.as_ref()).map_err(runtime)?;
+            println!(
+                "bundle {} ({} records, exported {})",
+                dir.display(),
+                manifest.records.len(),
+                manifest.exported_at
+            );
+            if source == KeySource::Bundle {
+                println!(
+                    "  keys: the bundle's own keys/ (this proves the records are intact and chained, not who signed \
+                     them: pass --keyring with keys you trust)"
+                );
+            }
+            report(&outcome);
+            finish(&outcome)
+        }
+        EvidenceAction::Verify { dir: None, keyring: extra, range } => {
+            let (from, to) = range.bounds()?;
+            let store = store(cfg, "evidence verify without a bundle directory").await?;
+            let documents = Documents::open(&cfg.evidence.store_url).map_err(|e| CliError::Config(e.to_string()))?;
+            let keys = keyring(cfg, Some(&store), &extra).await?;
+            let rows = psg_store::evidence::records_between(&store, from, to).await.map_err(runtime)?;
+            let entries: Vec<Entry> = rows.iter().map(Entry::from_row).collect();
+            let mut docs = std::collections::HashMap::with_capacity(entries.len());
+            for e in &entries {
+                let doc = documents.get(&e.file).await.map_err(|e| e.to_string());
+                docs.insert(e.file.clone(), doc);
+            }
+            let outcome = verify_entries(&entries, |e| docs.remove(&e.file).unwrap_or(Ok(None)), &keys);
+            let ids: Vec<uuid::Uuid> = outcome.verified.iter().filter_map(|e| e.evidence_id.parse().ok()).collect();
+            let marked = psg_store::evidence::mark_verified(&store, &ids).await.map_err(runtime)?;
+            println!("database: {} records, {} verified (last_verified_at updated)", entries.len(), marked);
+            report(&outcome);
+            finish(&outcome)
+        }
+        EvidenceAction::Attest { range, types, requested_by } => {
+            let (from, to) = range.bounds()?;
+            if types.contains(&EvidenceType::ScopeIdentification) {
+                return Err(CliError::Config(
+                    "pci_scope_identification records are made per scope decision, not on request".into(),
+                ));
+            }
+            let request = EvidenceRequest {
+                request_id: uuid::Uuid::new_v4().to_string(),
+                evidence_types: types,
+                period_start: to_micros(from),
+                period_end: to_micros(to),
+                requested_by,
+                requested_at: now_micros(),
+            };
+            let bytes = psg_avro_codec::encode(&request).map_err(runtime)?;
+            crate::services::publish(cfg, &cfg.topics.evidence_requests, request.request_id.as_bytes(), bytes).await?;
+            println!(
+                "requested reports for [{from}, {to}) on {} (request {}); the evidence service appends them to their chains",
+                cfg.topics.evidence_requests, request.request_id
+            );
+            Ok(())
+        }
+        EvidenceAction::Expire { dry_run } => {
+            let store = store(cfg, "evidence expire").await?;
+            let documents = Documents::open(&cfg.evidence.store_url).map_err(|e| CliError::Config(e.to_string()))?;
+            let now = Utc::now();
+            let rows = psg_store::evidence::expired(&store, now).await.map_err(runtime)?;
+            for r in &rows {
+                println!(
+                    "{} {} #{} ({}), generated {}, expired {}",
+                    if dry_run { "would remove" } else { "removing" },
+                    r.chain,
+                    r.sequence,
+                    r.id,
+                    r.generated_at.to_rfc3339(),
+                    r.expires_at.to_rfc3339()
+                );
+            }
+            if dry_run || rows.is_empty() {
+                println!(
+                    "{} records past expires_at{}",
+                    rows.len(),
+                    if dry_run { " (dry run: nothing removed)" } else { "" }
+                );
+                return Ok(());
+            }
+            let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
+            let removed = psg_store::evidence::delete_expired(&store, &ids, now).await.map_err(runtime)?;
+            for r in &rows {
+                documents.delete(&psg_evidence::record::store_path(&r.chain, r.sequence)).await.map_err(runtime)?;
+            }
+            println!("removed {removed} expired records and their documents");
+            Ok(())
+        }
+    }
+}
+
+fn finish(outcome: &Outcome) -> Result<(), CliError> {
+    if outcome.ok() {
+        println!("OK: {} records verified", outcome.verified.len());
+        Ok(())
+    } else {
+        Err(CliError::Runtime(format!(
+            "verification failed: {} problems, {} records verified",
+            outcome.failures.len(),
+            outcome.verified.len()
+        )))
+    }
+}
