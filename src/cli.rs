@@ -147,6 +147,17 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: Option<crate::evidence_cmd::EvidenceAction>,
     },
+    /// Analyse inventory and flow-log files: scope of every system, alerts, external connections.
+    ///
+    /// Runs the four real services over the embedded broker (no broker or
+    /// database needed), publishes the inventory files, then the flow-log
+    /// files, waits until every service has processed everything, and reports
+    /// what came out. Formats are detected per file; gzip is fine.
+    #[command(
+        after_help = "Examples:\n  pci-scope-guard analyze --inventory ./inventory --flows ./flowlogs --output json\n  \
+                      pci-scope-guard analyze --inventory inv.json --flows vpc.log.gz --flow-format 'aws:version srcaddr dstaddr srcport dstport protocol packets bytes start end action' --out-dir ./out"
+    )]
+    Analyze(crate::analyze::AnalyzeArgs),
     /// Run all four services in one process.
     ///
     /// Without --brokers (or KAFKA_BROKERS) it starts an embedded broker
@@ -191,8 +202,12 @@ pub(crate) async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Evidence { args: a, .. } | Command::Run(a) => Some(a),
         _ => None,
     };
-    let config = Config::load(cli.global.config.as_deref(), &cli.global.overrides(evidence_args))
+    let mut config = Config::load(cli.global.config.as_deref(), &cli.global.overrides(evidence_args))
         .map_err(|e| CliError::Config(e.to_string()))?;
+    // Batch commands keep the terminal for their own output.
+    if matches!(cli.command, Command::Analyze(_)) && cli.global.log_level.is_none() {
+        config.telemetry.log_level = "warn".into();
+    }
     psg_telemetry::init_logging(config.telemetry.log_format, &config.telemetry.log_level)
         .map_err(|e| CliError::Config(e.to_string()))?;
     match cli.command {
@@ -203,6 +218,7 @@ pub(crate) async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Evidence { action: Some(action), .. } => crate::evidence_cmd::execute(&config, action).await,
         Command::Run(_) => services::serve(config, &ServiceKind::ALL, Some(ServiceKind::Run)).await,
         Command::Migrate => services::migrate(&config).await,
+        Command::Analyze(args) => crate::analyze::execute(config, args).await,
         Command::Keygen { out_dir, name } => {
             let files = psg_evidence::keys::generate(&out_dir, &name).map_err(|e| CliError::Runtime(e.to_string()))?;
             println!("private key: {} (mode 0600: keep it secret)", files.private.display());

@@ -3,6 +3,7 @@
 //! one process, and the operator commands (`migrate`, `keygen`) live beside
 //! them. See `--help`.
 
+mod analyze;
 mod cli;
 mod evidence_cmd;
 mod services;

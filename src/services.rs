@@ -162,53 +162,7 @@ pub(crate) async fn serve(
         topics::ensure(&cfg.kafka, &topic_specs(&cfg, kinds)).await.map_err(runtime)?;
     }
 
-    let mut tasks = tokio::task::JoinSet::new();
-    for kind in kinds {
-        let opts = RunnerOptions::new(&cfg.kafka, kind.name(), kind.dead_letter_topic(&cfg), health.clone());
-        let (cfg2, store2, stop) = (cfg.clone(), store.clone(), shutdown.clone());
-        match kind {
-            ServiceKind::Ingest => {
-                let mut p = psg_ingest::Ingest::new(&cfg, store2).map_err(CliError::Config)?;
-                if embedded.is_none() {
-                    let n =
-                        psg_kafka_runtime::runner::partition_count(&cfg.kafka, &cfg.topics.flows_normalized, &shutdown)
-                            .await
-                            .map_err(runtime)?;
-                    p.set_output_partitions(n);
-                }
-                let opts = RunnerOptions { stream_topics: p.input_topics(), ..opts };
-                tasks.spawn(run_one(cfg2, opts, p, stop));
-            }
-            ServiceKind::Correlate => {
-                let p = psg_correlate::Correlate::new(&cfg, store2);
-                let opts = RunnerOptions { stream_topics: p.stream_topics(), table_topics: p.table_topics(), ..opts };
-                tasks.spawn(run_one(cfg2, opts, p, stop));
-            }
-            ServiceKind::Classify => {
-                let policy = match &cfg.classify.policy_file {
-                    Some(path) => {
-                        let p =
-                            psg_classify::policy::Policy::load(path).map_err(|e| CliError::Config(e.to_string()))?;
-                        tracing::info!(policy = %path.display(), "segmentation policy loaded");
-                        Some(p)
-                    }
-                    None => None,
-                };
-                let mut p = psg_classify::Classify::with_policy(&cfg, store2, policy);
-                p.restore().await.map_err(runtime)?;
-                let opts = RunnerOptions { stream_topics: p.stream_topics(), table_topics: p.table_topics(), ..opts };
-                tasks.spawn(run_one(cfg2, opts, p, stop));
-            }
-            ServiceKind::Evidence => {
-                let mut p = evidence(&cfg, store2)?;
-                p.restore().await.map_err(runtime)?;
-                let opts = RunnerOptions { stream_topics: p.stream_topics(), ..opts };
-                tasks.spawn(run_one(cfg2, opts, p, stop));
-            }
-            ServiceKind::Run => {}
-        }
-    }
-
+    let mut tasks = spawn_services(&cfg, kinds, &health, store, embedded.is_some(), None, &shutdown).await?;
     let mut failure = None;
     while let Some(joined) = tasks.join_next().await {
         let result = joined.map_err(runtime).and_then(|r| r);
@@ -223,6 +177,69 @@ pub(crate) async fn serve(
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Starts one runner task per service in `kinds`.
+pub(crate) async fn spawn_services(
+    cfg: &Config,
+    kinds: &[ServiceKind],
+    health: &Health,
+    store: Option<Store>,
+    embedded: bool,
+    progress: Option<psg_kafka_runtime::Progress>,
+    shutdown: &CancellationToken,
+) -> Result<tokio::task::JoinSet<Result<(), CliError>>, CliError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for kind in kinds {
+        let opts = RunnerOptions {
+            progress: progress.clone(),
+            ..RunnerOptions::new(&cfg.kafka, kind.name(), kind.dead_letter_topic(cfg), health.clone())
+        };
+        let (cfg2, store2, stop) = (cfg.clone(), store.clone(), shutdown.clone());
+        match kind {
+            ServiceKind::Ingest => {
+                let mut p = psg_ingest::Ingest::new(cfg, store2).map_err(CliError::Config)?;
+                if !embedded {
+                    let n =
+                        psg_kafka_runtime::runner::partition_count(&cfg.kafka, &cfg.topics.flows_normalized, shutdown)
+                            .await
+                            .map_err(runtime)?;
+                    p.set_output_partitions(n);
+                }
+                let opts = RunnerOptions { stream_topics: p.input_topics(), ..opts };
+                tasks.spawn(run_one(cfg2, opts, p, stop));
+            }
+            ServiceKind::Correlate => {
+                let p = psg_correlate::Correlate::new(cfg, store2);
+                let opts = RunnerOptions { stream_topics: p.stream_topics(), table_topics: p.table_topics(), ..opts };
+                tasks.spawn(run_one(cfg2, opts, p, stop));
+            }
+            ServiceKind::Classify => {
+                let policy = match &cfg.classify.policy_file {
+                    Some(path) => {
+                        let p =
+                            psg_classify::policy::Policy::load(path).map_err(|e| CliError::Config(e.to_string()))?;
+                        tracing::info!(policy = %path.display(), "segmentation policy loaded");
+                        Some(p)
+                    }
+                    None => None,
+                };
+                let mut p = psg_classify::Classify::with_policy(cfg, store2, policy);
+                p.restore().await.map_err(runtime)?;
+                let opts = RunnerOptions { stream_topics: p.stream_topics(), table_topics: p.table_topics(), ..opts };
+                tasks.spawn(run_one(cfg2, opts, p, stop));
+            }
+            ServiceKind::Evidence => {
+                let mut p = evidence(cfg, store2)?;
+                p.restore().await.map_err(runtime)?;
+                let opts = RunnerOptions { stream_topics: p.stream_topics(), ..opts };
+                tasks.spawn(run_one(cfg2, opts, p, stop));
+            }
+            ServiceKind::Run => {}
+        }
+    }
+
+    Ok(tasks)
 }
 
 async fn run_one<P: Processor>(
@@ -249,7 +266,7 @@ fn evidence(cfg: &Config, store: Option<Store>) -> Result<psg_evidence::Evidence
 }
 
 /// Every topic the given services read or write.
-fn topic_specs(cfg: &Config, kinds: &[ServiceKind]) -> Vec<TopicSpec> {
+pub(crate) fn topic_specs(cfg: &Config, kinds: &[ServiceKind]) -> Vec<TopicSpec> {
     let t = &cfg.topics;
     let mut specs = Vec::new();
     for kind in kinds {

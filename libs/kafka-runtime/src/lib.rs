@@ -37,7 +37,7 @@ pub mod topics;
 
 pub use message::{DeadLetter, InMessage, InputKind, OutRecord, Output};
 pub use producer::Deliverer;
-pub use runner::{ProcessError, Processor, RunnerOptions, run};
+pub use runner::{ProcessError, Processor, Progress, RunnerOptions, run};
 pub use tokio_util::sync::CancellationToken;
 
 /// Errors of the runtime.

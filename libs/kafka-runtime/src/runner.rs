@@ -99,6 +99,61 @@ pub struct RunnerOptions {
     /// How long shutdown may take to finish the batch in hand and commit.
     pub shutdown_grace: Duration,
     pub health: Health,
+    /// Where to report how far the service has processed each input
+    /// partition (batch runs: `analyze` waits until everything is processed).
+    pub progress: Option<Progress>,
+}
+
+/// How far each service has processed each input partition: the offset
+/// after the last message whose outputs are delivered and persisted.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    inner: Arc<std::sync::Mutex<ProgressState>>,
+}
+
+#[derive(Debug, Default)]
+struct ProgressState {
+    /// (service, topic) pairs that runners read.
+    inputs: std::collections::BTreeSet<(String, String)>,
+    /// (service, topic, partition) → next offset processed.
+    positions: BTreeMap<(String, String, i32), i64>,
+}
+
+impl Progress {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn register(&self, service: &str, topics: &[String]) {
+        if let Ok(mut s) = self.inner.lock() {
+            for t in topics {
+                s.inputs.insert((service.to_owned(), t.clone()));
+            }
+        }
+    }
+
+    fn advance(&self, service: &str, next: &BTreeMap<(Arc<str>, i32), i64>) {
+        if let Ok(mut s) = self.inner.lock() {
+            for ((topic, partition), offset) in next {
+                let e = s.positions.entry((service.to_owned(), topic.to_string(), *partition)).or_insert(0);
+                *e = (*e).max(*offset);
+            }
+        }
+    }
+
+    /// Every (service, topic) a runner reads.
+    pub fn inputs(&self) -> Vec<(String, String)> {
+        self.inner.lock().map(|s| s.inputs.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// The next offset `service` has processed of `topic`/`partition` (0: none).
+    pub fn position(&self, service: &str, topic: &str, partition: i32) -> i64 {
+        self.inner
+            .lock()
+            .ok()
+            .and_then(|s| s.positions.get(&(service.to_owned(), topic.to_owned(), partition)).copied())
+            .unwrap_or(0)
+    }
 }
 
 impl RunnerOptions {
@@ -114,6 +169,7 @@ impl RunnerOptions {
             batch_linger: Duration::from_millis(cfg.batch_linger_ms),
             shutdown_grace: Duration::from_millis(cfg.shutdown_grace_ms),
             health,
+            progress: None,
         }
     }
 }
@@ -167,6 +223,10 @@ pub async fn run<P: Processor>(
 ) -> Result<()> {
     let service = opts.service.clone();
     opts.health.register(&service);
+    if let Some(progress) = &opts.progress {
+        progress.register(&service, &opts.stream_topics);
+        progress.register(&service, &opts.table_topics);
+    }
     let consumer: StreamConsumer<LoopContext> = client::consumer(cfg, &opts.group)?
         .create_with_context(LoopContext { service: service.clone() })
         .map_err(|e| Error::kafka(format!("{service}: creating consumer"), e))?;
@@ -286,6 +346,8 @@ struct InFlight {
     pending: Option<Pending>,
     /// Per stream partition, the offset after the batch's last message.
     next_offsets: BTreeMap<(Arc<str>, i32), i64>,
+    /// The same for every partition, table topics too (progress reports).
+    positions: BTreeMap<(Arc<str>, i32), i64>,
     consumed: usize,
     started: std::time::Instant,
 }
@@ -332,8 +394,15 @@ impl LoopState<'_> {
                 let e = next_offsets.entry((Arc::clone(&m.topic), m.partition)).or_insert(0);
                 *e = (*e).max(m.offset + 1);
             }
+            let mut positions: BTreeMap<(Arc<str>, i32), i64> = BTreeMap::new();
+            if self.opts.progress.is_some() {
+                for m in &self.batch {
+                    let e = positions.entry((Arc::clone(&m.topic), m.partition)).or_insert(0);
+                    *e = (*e).max(m.offset + 1);
+                }
+            }
             let pending = self.deliverer.start(&output).await.ok();
-            current = Some(InFlight { output, pending, next_offsets, consumed: self.batch.len(), started });
+            current = Some(InFlight { output, pending, next_offsets, positions, consumed: self.batch.len(), started });
             self.batch.clear();
         }
         if let Some(previous) = self.in_flight.take()
@@ -388,6 +457,9 @@ impl LoopState<'_> {
         }
         backoff.done();
         self.store_offsets(&b.next_offsets, processor);
+        if let Some(progress) = &self.opts.progress {
+            progress.advance(service, &b.positions);
+        }
         metrics::counter!("psg_messages_consumed_total", "service" => service.clone()).increment(b.consumed as u64);
         metrics::counter!("psg_batches_total", "service" => service.clone()).increment(1);
         metrics::histogram!("psg_batch_duration_seconds", "service" => service.clone())

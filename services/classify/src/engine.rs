@@ -501,8 +501,12 @@ impl Engine {
                 let outcome = self.outcome(ix);
                 let rid = self.graph[ix].resource_id.clone();
                 let previous = self.last.get(&rid).cloned();
+                // pending-review is "not determined yet": leaving it is the
+                // first determination, not drift (the declared-tag check
+                // still catches a declared scope that flows contradict).
                 if let Some(p) = &previous
                     && p.scope != outcome.scope
+                    && p.scope != PciScope::PendingReview
                     && self.raised.insert(AlertKey::Changed(ix, p.scope, outcome.scope))
                 {
                     alerts.push(drift_changed(&rid, p, &outcome));

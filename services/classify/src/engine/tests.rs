@@ -107,6 +107,29 @@ fn each_rule_in_order() {
 }
 
 #[test]
+fn leaving_pending_review_is_not_drift_but_leaving_a_determined_scope_is() {
+    let mut e = engine();
+    e.upsert_resource(&resource("db", &[("pci-scope", "cde")]));
+    e.upsert_resource(&resource("web", &[("owner", "web-team")]));
+    e.recompute();
+    assert_eq!(scope_of(&e, "web"), PciScope::PendingReview);
+    e.add_edge(&edge(("web", R), ("db", R), 5432, FlowAction::Accept, DAY));
+    let (_, alerts) = e.recompute();
+    assert_eq!(scope_of(&e, "web"), PciScope::ConnectedCde);
+    assert!(alerts.iter().all(|a| a.alert_type != AlertType::ScopeDrift), "{alerts:?}");
+    // The flow ages out of the lookback window: connected-cde → pending-review is drift.
+    e.add_edge(&edge(("x", R), ("y", R), 1, FlowAction::Accept, 93 * DAY));
+    let (_, alerts) = e.recompute();
+    assert_eq!(scope_of(&e, "web"), PciScope::PendingReview);
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.alert_type == AlertType::ScopeDrift && a.cause == "changed:connected-cde:pending-review"),
+        "{alerts:?}"
+    );
+}
+
+#[test]
 fn rejected_flows_never_connect() {
     let mut e = engine();
     e.upsert_resource(&resource("db", &[("pci-scope", "cde")]));

@@ -1,0 +1,220 @@
+//! Scope reports. Pure: an [`Analysis`] (what `analyze` and `report`
+//! compute from the services' outputs) in, text out.
+//!
+//! - [`Analysis`] serialises to the documented JSON shape (`--output json`);
+//! - [`render`]: table, Markdown (for the assessor, PCI DSS 12.5.2), CSV;
+//! - [`diagram`]: the network / data-flow diagram (PCI DSS 1.2.3 / 1.2.4) as
+//!   SVG (no Graphviz needed), Mermaid and DOT.
+
+pub mod diagram;
+pub mod render;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The scopes, in report order.
+pub const SCOPES: [&str; 4] = ["cde", "connected-cde", "out-of-scope", "pending-review"];
+
+/// The result of an analysis: every classified resource, the alerts, and
+/// the flows that matter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Analysis {
+    /// RFC 3339: the newest event time the analysis saw.
+    pub as_of: String,
+    pub summary: Summary,
+    /// Sorted by scope (cde first), then resource id.
+    pub resources: Vec<ResourceEntry>,
+    /// Sorted by severity (critical first), then type, then resource.
+    pub alerts: Vec<AlertEntry>,
+    /// Connections of in-scope resources (cde, connected-cde) with public
+    /// addresses, ACCEPTed.
+    pub external_connections: Vec<ExternalConnection>,
+    /// Resource-to-resource flows (aggregated per source, destination,
+    /// protocol, port, action), for the diagram.
+    #[serde(default)]
+    pub edges: Vec<EdgeEntry>,
+}
+
+/// Counts per scope plus input figures. Serialises as
+/// `{"cde": n, "connected-cde": n, "out-of-scope": n, "pending-review": n,
+///   "flow_records": n, "dead_lettered": n}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub cde: u64,
+    #[serde(rename = "connected-cde")]
+    pub connected_cde: u64,
+    #[serde(rename = "out-of-scope")]
+    pub out_of_scope: u64,
+    #[serde(rename = "pending-review")]
+    pub pending_review: u64,
+    pub flow_records: u64,
+    pub dead_lettered: u64,
+}
+
+impl Summary {
+    /// The count of `scope` (one of [`SCOPES`]).
+    pub fn count(&self, scope: &str) -> u64 {
+        match scope {
+            "cde" => self.cde,
+            "connected-cde" => self.connected_cde,
+            "out-of-scope" => self.out_of_scope,
+            "pending-review" => self.pending_review,
+            _ => 0,
+        }
+    }
+
+    /// Adds one resource of `scope`.
+    pub fn add(&mut self, scope: &str) {
+        match scope {
+            "cde" => self.cde += 1,
+            "connected-cde" => self.connected_cde += 1,
+            "out-of-scope" => self.out_of_scope += 1,
+            "pending-review" => self.pending_review += 1,
+            _ => {}
+        }
+    }
+}
+
+/// One classified resource (or unknown host `ip:<address>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceEntry {
+    pub resource_id: String,
+    /// `aws`, `azure`, `gcp`, `on_premise`.
+    pub provider: String,
+    /// Seed spelling, e.g. `ec2_instance`, `unknown_host`.
+    pub resource_type: String,
+    pub resource_name: String,
+    /// One of [`SCOPES`].
+    pub scope: String,
+    pub data_classification: Option<String>,
+    pub justification: String,
+    pub dependency_resource_ids: Vec<String>,
+    /// The rule that decided (`manual`, `tag_cde`, `cde_connection`, ...).
+    #[serde(default)]
+    pub rule: String,
+    /// Segment for the diagram: VPC / VNet / network id, or "" if none.
+    #[serde(default)]
+    pub segment: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// One alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertEntry {
+    /// `segmentation_violation`, `scope_drift`, `unknown_system`,
+    /// `cde_internet`, `untagged_resource`.
+    pub alert_type: String,
+    /// `critical`, `high`, `medium`, `low`, `info`.
+    pub severity: String,
+    pub resource_id: String,
+    pub title: String,
+    pub description: String,
+    #[serde(default)]
+    pub alert_id: String,
+    #[serde(default)]
+    pub pci_requirement: String,
+    #[serde(default)]
+    pub status: String,
+    /// The other end, when the alert is about a flow.
+    #[serde(default)]
+    pub peer: Option<String>,
+}
+
+/// A connection between an in-scope resource and a public address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalConnection {
+    pub resource_id: String,
+    pub address: String,
+    /// `TCP`, `UDP`, `ICMP`, or the protocol number.
+    pub protocol: String,
+    pub port: i32,
+    pub flows: i64,
+}
+
+/// Flows between two endpoints (resources, unknown hosts, or external
+/// addresses as `ext:<address>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeEntry {
+    pub source: String,
+    pub destination: String,
+    pub protocol: String,
+    pub port: i32,
+    /// `ACCEPT` or `REJECT`.
+    pub action: String,
+    pub flows: i64,
+    /// A segmentation violation names this pair.
+    pub violation: bool,
+}
+
+/// Severity order for sorting: critical first.
+pub fn severity_rank(s: &str) -> u8 {
+    match s {
+        "critical" => 0,
+        "high" => 1,
+        "medium" => 2,
+        "low" => 3,
+        _ => 4,
+    }
+}
+
+/// Scope order for sorting: cde first.
+pub fn scope_rank(s: &str) -> usize {
+    SCOPES.iter().position(|x| *x == s).unwrap_or(SCOPES.len())
+}
+
+impl Analysis {
+    /// Sorts resources, alerts, connections and edges into report order.
+    pub fn sort(&mut self) {
+        self.resources
+            .sort_by(|a, b| (scope_rank(&a.scope), &a.resource_id).cmp(&(scope_rank(&b.scope), &b.resource_id)));
+        self.alerts.sort_by(|a, b| {
+            (severity_rank(&a.severity), &a.alert_type, &a.resource_id, &a.title).cmp(&(
+                severity_rank(&b.severity),
+                &b.alert_type,
+                &b.resource_id,
+                &b.title,
+            ))
+        });
+        self.external_connections.sort_by(|a, b| {
+            (&a.resource_id, &a.address, &a.protocol, a.port).cmp(&(&b.resource_id, &b.address, &b.protocol, b.port))
+        });
+        self.edges.sort_by(|a, b| {
+            (&a.source, &a.destination, &a.protocol, a.port, &a.action).cmp(&(
+                &b.source,
+                &b.destination,
+                &b.protocol,
+                b.port,
+                &b.action,
+            ))
+        });
+    }
+
+    /// The resource with `id`.
+    pub fn resource(&self, id: &str) -> Option<&ResourceEntry> {
+        self.resources.iter().find(|r| r.resource_id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_serialises_with_the_documented_keys() {
+        let s =
+            Summary { cde: 1, connected_cde: 2, out_of_scope: 3, pending_review: 4, flow_records: 5, dead_lettered: 6 };
+        let v = serde_json::to_value(&s).unwrap();
+        for (k, n) in [
+            ("cde", 1),
+            ("connected-cde", 2),
+            ("out-of-scope", 3),
+            ("pending-review", 4),
+            ("flow_records", 5),
+            ("dead_lettered", 6),
+        ] {
+            assert_eq!(v[k], n, "{k}");
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Table, Markdown and CSV renderings of an [`Analysis`].
+
+use std::fmt::Write as _;
+
+use crate::{Analysis, SCOPES};
+
+/// Heading of each scope in reports.
+fn scope_title(scope: &str) -> &'static str {
+    match scope {
+        "cde" => "Cardholder data environment (CDE)",
+        "connected-cde" => "Connected to the CDE",
+        "out-of-scope" => "Out of scope",
+        _ => "Pending review",
+    }
+}
+
+fn cut(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        s.to_owned()
+    } else {
+        let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// A terminal table: the summary, the resources, the alerts.
+pub fn table(a: &Analysis) -> String {
+    let s = &a.summary;
+    let mut out = String::new();
+    let _ = writeln!(out, "PCI DSS scope as of {}", a.as_of);
+    let _ = writeln!(
+        out,
+        "  cde {}   connected-cde {}   out-of-scope {}   pending-review {}   ({} flow records, {} dead-lettered)\n",
+        s.cde, s.connected_cde, s.out_of_scope, s.pending_review, s.flow_records, s.dead_lettered
+    );
+    let idw = a.resources.iter().map(|r| r.resource_id.chars().count()).max().unwrap_or(8).clamp(8, 40);
+    let _ = writeln!(out, "{:<15} {:<idw$} {:<20} {:<6} JUSTIFICATION", "SCOPE", "RESOURCE", "TYPE", "CLOUD");
+    for r in &a.resources {
+        let _ = writeln!(
+            out,
+            "{:<15} {:<idw$} {:<20} {:<6} {}",
+            r.scope,
+            cut(&r.resource_id, idw),
+            cut(&r.resource_type, 20),
+            r.provider,
+            cut(&r.justification, 90)
+        );
+    }
+    if !a.alerts.is_empty() {
+        let _ = writeln!(out, "\n{:<9} {:<23} TITLE", "SEVERITY", "ALERT");
+        for al in &a.alerts {
+            let _ = writeln!(out, "{:<9} {:<23} {}", al.severity, al.alert_type, al.title);
+        }
+    }
+    if !a.external_connections.is_empty() {
+        let _ = writeln!(out, "\nExternal connections of in-scope systems:");
+        for c in &a.external_connections {
+            let _ = writeln!(out, "  {} → {} {}/{} ({} flows)", c.resource_id, c.address, c.protocol, c.port, c.flows);
+        }
+    }
+    out
+}
+
+fn md(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// Markdown for the assessor (PCI DSS 12.5.2): every in-scope system with its
+/// justification, out-of-scope systems with the evidence that justifies
+/// them, the CDE's external connections, and the alerts.
+pub fn markdown(a: &Analysis) -> String {
+    let s = &a.summary;
+    let mut out = String::new();
+    let _ = writeln!(out, "# PCI DSS scope report\n");
+    let _ = writeln!(
+        out,
+        "As of **{}** (event time of the newest flow analysed). Scope derived from observed network flows \
+         and inventory tags by PCI Scope Guard; each decision below is signed as evidence (PCI DSS 12.5.2).\n",
+        a.as_of
+    );
+    let _ = writeln!(out, "| scope | systems |\n|---|---|");
+    for scope in SCOPES {
+        let _ = writeln!(out, "| {} | {} |", scope, s.count(scope));
+    }
+    let _ = writeln!(out, "\n{} flow records analysed, {} inputs dead-lettered.\n", s.flow_records, s.dead_lettered);
+
+    if !a.alerts.is_empty() {
+        let _ = writeln!(out, "## Findings\n");
+        let _ = writeln!(out, "| severity | alert | system | finding | PCI DSS |\n|---|---|---|---|---|");
+        for al in &a.alerts {
+            let _ = writeln!(
+                out,
+                "| {} | {} | `{}` | {} | {} |",
+                al.severity,
+                al.alert_type,
+                md(&al.resource_id),
+                md(&al.description),
+                md(&al.pci_requirement)
+            );
+        }
+        out.push('\n');
+    }
+
+    for scope in SCOPES {
+        let rs: Vec<_> = a.resources.iter().filter(|r| r.scope == scope).collect();
+        if rs.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "## {} ({})\n", scope_title(scope), rs.len());
+        let evidence = if scope == "out-of-scope" { "evidence" } else { "justification" };
+        let _ = writeln!(out, "| system | type | cloud | segment | {evidence} |\n|---|---|---|---|---|");
+        for r in rs {
+            let name = if r.resource_name.is_empty() || r.resource_name == r.resource_id {
+                format!("`{}`", md(&r.resource_id))
+            } else {
+                format!("{} (`{}`)", md(&r.resource_name), md(&r.resource_id))
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                name,
+                r.resource_type,
+                r.provider,
+                md(&r.segment),
+                md(&r.justification)
+            );
+        }
+        out.push('\n');
+    }
+
+    let _ = writeln!(out, "## External connections of in-scope systems\n");
+    if a.external_connections.is_empty() {
+        let _ = writeln!(out, "None observed.\n");
+    } else {
+        let _ = writeln!(out, "| system | address | service | flows |\n|---|---|---|---|");
+        for c in &a.external_connections {
+            let _ =
+                writeln!(out, "| `{}` | {} | {}/{} | {} |", md(&c.resource_id), c.address, c.protocol, c.port, c.flows);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
+}
+
+/// CSV, one row per resource.
+pub fn csv(a: &Analysis) -> String {
+    let mut out = String::from(
+        "resource_id,provider,resource_type,resource_name,scope,data_classification,rule,segment,justification,dependency_resource_ids\n",
+    );
+    for r in &a.resources {
+        let fields = [
+            r.resource_id.as_str(),
+            &r.provider,
+            &r.resource_type,
+            &r.resource_name,
+            &r.scope,
+            r.data_classification.as_deref().unwrap_or(""),
+            &r.rule,
+            &r.segment,
+            &r.justification,
+            &r.dependency_resource_ids.join(" "),
+        ];
+        let row: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        out.push_str(&row.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AlertEntry, ResourceEntry, Summary};
+
+    fn sample() -> Analysis {
+        let r = |id: &str, scope: &str, just: &str| ResourceEntry {
+            resource_id: id.into(),
+            provider: "aws".into(),
+            resource_type: "ec2_instance".into(),
+            resource_name: format!("{id}-name"),
+            scope: scope.into(),
+            data_classification: None,
+            justification: just.into(),
+            dependency_resource_ids: vec![],
+            rule: "tag".into(),
+            segment: "vpc-1".into(),
+            tags: Default::default(),
+        };
+        let mut a = Analysis {
+            as_of: "2026-11-01T01:00:00Z".into(),
+            summary: Summary { cde: 1, out_of_scope: 1, ..Summary::default() },
+            resources: vec![
+                r("corp", "out-of-scope", "tagged out-of-scope, no CDE flows"),
+                r("db", "cde", "a, \"b\" | c"),
+            ],
+            alerts: vec![AlertEntry {
+                alert_type: "segmentation_violation".into(),
+                severity: "critical".into(),
+                resource_id: "corp".into(),
+                title: "Out-of-scope corp talks to CDE system db".into(),
+                description: "corp → db TCP/5432".into(),
+                alert_id: String::new(),
+                pci_requirement: "1.3.1".into(),
+                status: "open".into(),
+                peer: Some("db".into()),
+            }],
+            external_connections: vec![],
+            edges: vec![],
+        };
+        a.sort();
+        a
+    }
+
+    #[test]
+    fn markdown_lists_scopes_in_order_with_escaped_justifications() {
+        let m = markdown(&sample());
+        let cde = m.find("## Cardholder data environment (CDE) (1)").unwrap();
+        let out = m.find("## Out of scope (1)").unwrap();
+        assert!(cde < out);
+        assert!(m.contains("a, \"b\" \\| c"), "{m}");
+        assert!(m.contains("| critical | segmentation_violation | `corp` |"), "{m}");
+        assert!(m.contains("| system | type | cloud | segment | evidence |"), "{m}");
+    }
+
+    #[test]
+    fn csv_quotes_and_table_shows_everything() {
+        let c = csv(&sample());
+        assert!(c.lines().nth(1).unwrap().starts_with("db,aws,ec2_instance,db-name,cde,"), "{c}");
+        assert!(c.contains("\"a, \"\"b\"\" | c\""), "{c}");
+        let t = table(&sample());
+        assert!(t.contains("cde 1") && t.contains("segmentation_violation"), "{t}");
+    }
+}
