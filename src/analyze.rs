@@ -235,9 +235,11 @@ async fn wait_idle(
             }
         }
         meter.show(stage, done, total);
+        tracing::debug!(stage, done, total, behind, "progress");
         if !behind && total == last_total {
             stable += 1;
             if stable >= 3 {
+                tracing::info!(stage, messages = total, "processed everything");
                 return Ok(());
             }
         } else {
@@ -253,37 +255,46 @@ async fn wait_idle(
     }
 }
 
-/// Every message of `topic`, in partition and offset order: (key, payload).
-fn read_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<Vec<Vec<u8>>, CliError> {
-    let consumer: BaseConsumer = kafka_client(bootstrap).create().map_err(|e| CliError::Runtime(e.to_string()))?;
-    let mut out = Vec::new();
+/// Every message of `topic`, in partition and offset order.
+fn read_topic(consumer: &BaseConsumer, topic: &str, partitions: i32) -> Result<Vec<Vec<u8>>, CliError> {
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = HashMap::new();
     for p in 0..partitions {
         let (low, high) = consumer
             .fetch_watermarks(topic, p, Duration::from_secs(5))
             .map_err(|e| CliError::Runtime(format!("{topic}: {e}")))?;
-        if high <= low {
-            continue;
-        }
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, p, Offset::Offset(low)).map_err(|e| CliError::Runtime(e.to_string()))?;
-        consumer.assign(&tpl).map_err(|e| CliError::Runtime(e.to_string()))?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut next = low;
-        while next < high {
-            match consumer.poll(Duration::from_millis(500)) {
-                Some(Ok(m)) => {
-                    next = m.offset() + 1;
-                    out.push(m.payload().unwrap_or_default().to_vec());
-                }
-                Some(Err(e)) => return Err(CliError::Runtime(format!("reading {topic}: {e}"))),
-                None if Instant::now() > deadline => {
-                    return Err(CliError::Runtime(format!("reading {topic}[{p}]: stuck at offset {next} of {high}")));
-                }
-                None => {}
-            }
+        if high > low {
+            tpl.add_partition_offset(topic, p, Offset::Offset(low)).map_err(|e| CliError::Runtime(e.to_string()))?;
+            ends.insert(p, high);
         }
     }
-    Ok(out)
+    let mut by_partition: BTreeMap<i32, Vec<(i64, Vec<u8>)>> = BTreeMap::new();
+    if ends.is_empty() {
+        return Ok(Vec::new());
+    }
+    consumer.assign(&tpl).map_err(|e| CliError::Runtime(e.to_string()))?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ends.is_empty() {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let p = m.partition();
+                by_partition.entry(p).or_default().push((m.offset(), m.payload().unwrap_or_default().to_vec()));
+                if ends.get(&p).is_some_and(|high| m.offset() + 1 >= *high) {
+                    ends.remove(&p);
+                }
+            }
+            Some(Err(e)) => return Err(CliError::Runtime(format!("reading {topic}: {e}"))),
+            None if Instant::now() > deadline => {
+                return Err(CliError::Runtime(format!(
+                    "reading {topic}: partitions {:?} did not reach their end",
+                    ends.keys()
+                )));
+            }
+            None => {}
+        }
+    }
+    consumer.unassign().map_err(|e| CliError::Runtime(e.to_string()))?;
+    Ok(by_partition.into_values().flat_map(|v| v.into_iter().map(|(_, payload)| payload)).collect())
 }
 
 /// What an analysis leaves besides the [`Analysis`]: the evidence records
@@ -384,6 +395,8 @@ pub(crate) async fn run(mut cfg: Config, args: &AnalyzeArgs) -> Result<Outcome, 
             tracing::warn!(error = %e, "service ended with an error");
         }
     }
+    // Every client goes before the broker does.
+    drop(deliverer);
     drop(broker);
     let (analysis, evidence) = result?;
     Ok(Outcome { analysis, evidence, public_key: key.verifying_key() })
@@ -404,7 +417,8 @@ fn collect_outputs(
     partitions: i32,
 ) -> Result<(Analysis, Vec<psg_domain::Evidence>), CliError> {
     let t = &cfg.topics;
-    let read = |topic: &str| read_topic(bootstrap, topic, partitions);
+    let consumer: BaseConsumer = kafka_client(bootstrap).create().map_err(|e| CliError::Runtime(e.to_string()))?;
+    let read = |topic: &str| read_topic(&consumer, topic, partitions);
     let resources: Vec<Resource> = decode_all(&read(&t.resources)?);
     let decisions: Vec<ScopeDecision> = decode_all(&read(&t.scope_decisions)?);
     let alerts: Vec<Alert> = decode_all(&read(&t.scope_alerts)?);
@@ -486,19 +500,21 @@ fn collect_outputs(
         EndpointKind::External => format!("ext:{}", e.address.as_deref().unwrap_or(&e.resource_id)),
         _ => e.resource_id.clone(),
     };
-    let mut windows: BTreeMap<(String, String, i32, i32, FlowAction, i64), (bool, i64)> = BTreeMap::new();
+    // (source, destination, protocol, port, action) and the window start.
+    type Service = (String, String, i32, i32, FlowAction);
+    let mut windows: BTreeMap<(Service, i64), (bool, i64)> = BTreeMap::new();
     for e in &edges {
         as_of = as_of.max(e.last_seen);
-        let key = (name(&e.src), name(&e.dst), e.protocol, e.dst_port, e.action, e.window_start);
+        let key = ((name(&e.src), name(&e.dst), e.protocol, e.dst_port, e.action), e.window_start);
         let closed = e.kind == EdgeKind::Window;
         let slot = windows.entry(key).or_insert((false, 0));
         if closed || !slot.0 {
             *slot = (closed, e.flows);
         }
     }
-    let mut totals: BTreeMap<(String, String, i32, i32, FlowAction), i64> = BTreeMap::new();
-    for ((s, d, p, port, action, _), (_, flows)) in windows {
-        *totals.entry((s, d, p, port, action)).or_default() += flows;
+    let mut totals: BTreeMap<Service, i64> = BTreeMap::new();
+    for ((service, _), (_, flows)) in windows {
+        *totals.entry(service).or_default() += flows;
     }
     let scope_of = |id: &str| current.get(id).map(|d| d.scope);
     let in_scope = |id: &str| matches!(scope_of(id), Some(PciScope::Cde | PciScope::ConnectedCde));

@@ -147,6 +147,16 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: Option<crate::evidence_cmd::EvidenceAction>,
     },
+    /// Try it: a synthetic multi-cloud estate, analysed, with report, diagram and evidence.
+    ///
+    /// Generates a few hundred resources on AWS, Azure and GCP (CDE databases
+    /// and payment APIs, web tier, corporate systems, a monitoring system, one
+    /// misconfigured path that breaks segmentation, one unknown host), their
+    /// inventory and flow logs in the providers' formats, runs `analyze` on
+    /// them and writes report.md/.json/.csv, diagram.svg/.mmd/.dot, a signed
+    /// evidence bundle and its verification. Needs no broker and no database.
+    #[command(after_help = "Example:\n  pci-scope-guard demo --out-dir ./demo-out")]
+    Demo(crate::demo::DemoArgs),
     /// Analyse inventory and flow-log files: scope of every system, alerts, external connections.
     ///
     /// Runs the four real services over the embedded broker (no broker or
@@ -205,7 +215,7 @@ pub(crate) async fn execute(cli: Cli) -> Result<(), CliError> {
     let mut config = Config::load(cli.global.config.as_deref(), &cli.global.overrides(evidence_args))
         .map_err(|e| CliError::Config(e.to_string()))?;
     // Batch commands keep the terminal for their own output.
-    if matches!(cli.command, Command::Analyze(_)) && cli.global.log_level.is_none() {
+    if matches!(cli.command, Command::Analyze(_) | Command::Demo(_)) && cli.global.log_level.is_none() {
         config.telemetry.log_level = "warn".into();
     }
     psg_telemetry::init_logging(config.telemetry.log_format, &config.telemetry.log_level)
@@ -219,6 +229,7 @@ pub(crate) async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Run(_) => services::serve(config, &ServiceKind::ALL, Some(ServiceKind::Run)).await,
         Command::Migrate => services::migrate(&config).await,
         Command::Analyze(args) => crate::analyze::execute(config, args).await,
+        Command::Demo(args) => crate::demo::execute(config, args).await,
         Command::Keygen { out_dir, name } => {
             let files = psg_evidence::keys::generate(&out_dir, &name).map_err(|e| CliError::Runtime(e.to_string()))?;
             println!("private key: {} (mode 0600: keep it secret)", files.private.display());

@@ -5,6 +5,7 @@
 
 mod analyze;
 mod cli;
+mod demo;
 mod evidence_cmd;
 mod services;
 

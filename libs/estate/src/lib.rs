@@ -171,11 +171,15 @@ fn logged_sides<'c>(plan: &Plan, c: &'c Conn) -> Vec<(&'c End, bool)> {
 /// Lines split into files of at most [`MAX_FILE_BYTES`], each starting with
 /// `header` if given; with the number of lines (records) in each.
 fn chunk(lines: impl Iterator<Item = String>, header: Option<&str>) -> Vec<(String, usize)> {
+    chunk_max(lines, header, MAX_FILE_BYTES)
+}
+
+fn chunk_max(lines: impl Iterator<Item = String>, header: Option<&str>, max: usize) -> Vec<(String, usize)> {
     let start = || header.map(|h| format!("{h}\n")).unwrap_or_default();
     let mut out = Vec::new();
     let (mut text, mut n) = (start(), 0);
     for line in lines {
-        if n > 0 && text.len() + line.len() + 1 > MAX_FILE_BYTES {
+        if n > 0 && text.len() + line.len() + 1 > max {
             out.push((std::mem::replace(&mut text, start()), n));
             n = 0;
         }
@@ -192,11 +196,15 @@ fn chunk(lines: impl Iterator<Item = String>, header: Option<&str>) -> Vec<(Stri
 /// `{"records": [...]}` blobs of at most [`MAX_FILE_BYTES`] from records
 /// (JSON text, and the flow tuples each holds).
 fn chunk_json_records(records: Vec<(String, usize)>) -> Vec<(String, usize)> {
+    chunk_json_records_max(records, MAX_FILE_BYTES)
+}
+
+fn chunk_json_records_max(records: Vec<(String, usize)>, max: usize) -> Vec<(String, usize)> {
     const OPEN: &str = "{\"records\":[";
     let mut out = Vec::new();
     let (mut text, mut n, mut empty) = (OPEN.to_owned(), 0, true);
     for (record, count) in records {
-        if !empty && text.len() + record.len() + 3 > MAX_FILE_BYTES {
+        if !empty && text.len() + record.len() + 3 > max {
             text.push_str("]}");
             out.push((std::mem::replace(&mut text, OPEN.to_owned()), n));
             (n, empty) = (0, true);

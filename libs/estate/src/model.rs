@@ -456,7 +456,7 @@ pub(crate) fn plan(seed: u64) -> Plan {
     let artifactory = corp_named(r, "artifactory", corp_a, "m6i.xlarge", "platform");
     let mail = corp_named(r, "mail-relay", corp_a, "t3.medium", "it");
     let vpn = corp_named(r, "vpn-gw", corp_a, "c6i.large", "it");
-    let aws_corp_servers = vec![jenkins, gitlab, ldap1, ldap2, wiki, jira, artifactory, mail, vpn];
+    let aws_corp_servers = [jenkins, gitlab, ldap1, ldap2, wiki, jira, artifactory, mail, vpn];
     let mut agents = Vec::new();
     for i in 1..=r.rng.range(22, 28) {
         let name = format!("build-agent-{i:02}");
@@ -544,7 +544,7 @@ pub(crate) fn plan(seed: u64) -> Plan {
     let hr = az_server(r, "hr-app-1", "Windows");
     let sccm = az_server(r, "sccm-1", "Windows");
     let print = az_server(r, "print-1", "Windows");
-    let az_corp_servers = vec![ad1, ad2, fs1, fs2, intranet, hr, sccm, print];
+    let az_corp_servers = [ad1, ad2, fs1, fs2, intranet, hr, sccm, print];
     let mut vdi = Vec::new();
     for i in 1..=r.rng.range(30, 36) {
         vdi.push(r.add(

@@ -6,7 +6,7 @@ pub(crate) struct Rng(u64);
 
 impl Rng {
     pub(crate) fn new(seed: u64) -> Self {
-        Self(seed ^ 0x5eed_0f_ca7d_da7a)
+        Self(seed ^ 0x005e_ed0f_ca7d_da7a)
     }
 
     pub(crate) fn next_u64(&mut self) -> u64 {

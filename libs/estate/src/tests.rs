@@ -72,9 +72,9 @@ fn every_file_parses_with_nothing_rejected_and_the_counts_match() {
     for provider in [CloudProvider::Aws, CloudProvider::Azure, CloudProvider::Gcp] {
         assert!(p.resources.iter().filter(|r| r.provider == provider).count() >= 40, "{provider}");
     }
-    // The big AWS logs are split into several files.
+    // One S3 object (or more) per VPC's flow log.
     let aws_logs = estate.files.iter().filter(|f| f.path.ends_with(".log.gz")).count();
-    assert!(aws_logs >= 3, "{aws_logs} AWS flow-log files");
+    assert!(aws_logs >= 4, "{aws_logs} AWS flow-log files");
     // Every record is in the window.
     let (lo, hi) = (time::WINDOW_START as i64 * 1_000_000, (time::WINDOW_START + 3_600) as i64 * 1_000_000);
     assert!(p.flows.iter().all(|f| f.start_time >= lo && f.end_time <= hi));
@@ -264,5 +264,31 @@ fn the_estate_tells_its_story() {
 fn other_seeds_tell_the_same_story() {
     for seed in [0, 1, 7, 2026, u64::MAX] {
         check_story(seed);
+    }
+}
+
+#[test]
+fn large_logs_are_split_into_files_that_each_parse_whole() {
+    let lines = (0..10).map(|i| format!("2 123456789012 eni-1 10.0.0.1 10.0.0.2 4000{i} 443 6 1 60 1 2 ACCEPT OK"));
+    let chunks = chunk_max(lines, Some(aws::FORMAT.split(" vpc-id").next().unwrap()), 400);
+    assert!(chunks.len() > 2, "{chunks:?}");
+    assert_eq!(chunks.iter().map(|(_, n)| n).sum::<usize>(), 10);
+    for (text, n) in &chunks {
+        assert!(text.len() <= 400);
+        let ctx = MessageCtx { topic: "flowlogs.raw", partition: 0, offset: 0 };
+        let p = flowlogs::parse(text.as_bytes(), None, &AwsLayouts::default(), ctx);
+        assert!(p.rejected.is_empty(), "{:?}", p.rejected);
+        assert_eq!(p.records.len(), *n);
+    }
+
+    let nsg = r#"{"time":"2026-11-01T00:09:59.0000000Z","category":"NetworkSecurityGroupFlowEvent","resourceId":"/SUBSCRIPTIONS/S/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/NSG","properties":{"Version":2,"flows":[{"rule":"r","flows":[{"mac":"000D3A000001","flowTuples":["1793491201,10.0.0.1,10.0.0.2,40000,443,T,O,A,E,1,60,1,60","1793491202,10.0.0.1,10.0.0.2,40001,443,T,O,A,E,1,60,1,60"]}]}]}}"#;
+    let blobs = chunk_json_records_max((0..5).map(|_| (nsg.to_owned(), 2)).collect(), 1_000);
+    assert!(blobs.len() > 1);
+    assert_eq!(blobs.iter().map(|(_, n)| n).sum::<usize>(), 10);
+    for (text, n) in &blobs {
+        assert!(text.len() <= 1_000);
+        let p = flowlogs::parse_json(text.as_bytes(), MessageCtx { topic: "flowlogs.raw", partition: 0, offset: 0 });
+        assert!(p.rejected.is_empty(), "{:?}", p.rejected);
+        assert_eq!(p.records.len(), *n);
     }
 }

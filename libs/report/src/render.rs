@@ -88,7 +88,13 @@ pub fn markdown(a: &Analysis) -> String {
     if !a.alerts.is_empty() {
         let _ = writeln!(out, "## Findings\n");
         let _ = writeln!(out, "| severity | alert | system | finding | PCI DSS |\n|---|---|---|---|---|");
+        // Low and informational findings, one line per type.
+        let mut minor: std::collections::BTreeMap<(&str, &str), Vec<&str>> = std::collections::BTreeMap::new();
         for al in &a.alerts {
+            if crate::severity_rank(&al.severity) >= 3 {
+                minor.entry((al.severity.as_str(), al.alert_type.as_str())).or_default().push(&al.title);
+                continue;
+            }
             let _ = writeln!(
                 out,
                 "| {} | {} | `{}` | {} | {} |",
@@ -97,6 +103,20 @@ pub fn markdown(a: &Analysis) -> String {
                 md(&al.resource_id),
                 md(&al.description),
                 md(&al.pci_requirement)
+            );
+        }
+        for ((severity, alert_type), titles) in &minor {
+            let shown: Vec<String> = titles.iter().take(3).map(|t| md(t)).collect();
+            let more = if titles.len() > 3 {
+                format!("; and {} more (all in report.json)", titles.len() - 3)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "| {severity} | {alert_type} | {} systems | {}{more} | |",
+                titles.len(),
+                shown.join("; ")
             );
         }
         out.push('\n');

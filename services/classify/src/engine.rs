@@ -83,6 +83,8 @@ pub struct AlertCandidate {
 #[derive(Debug, Clone)]
 struct Node {
     resource_id: String,
+    /// The inventory's name, when it has one other than the id.
+    name: Option<String>,
     kind: EndpointKind,
     /// Inventory resource known (or an unknown host): it gets decisions.
     classifiable: bool,
@@ -196,6 +198,7 @@ impl Engine {
         }
         let ix = self.graph.add_node(Node {
             resource_id: resource_id.to_owned(),
+            name: None,
             kind,
             classifiable: kind == EndpointKind::UnknownHost,
             resource_type: None,
@@ -226,6 +229,7 @@ impl Engine {
         node.kind = EndpointKind::Resource;
         node.classifiable = !r.deleted;
         node.resource_type = Some(r.resource_type);
+        node.name = r.resource_name.clone().filter(|n| !n.is_empty() && *n != r.resource_id);
         node.tags = r.tags.clone();
         node.vpc_id = r.vpc_id.clone();
         node.addresses = r.private_ips.iter().chain(&r.public_ips).filter_map(|a| a.parse().ok()).collect();
@@ -509,7 +513,7 @@ impl Engine {
                     && p.scope != PciScope::PendingReview
                     && self.raised.insert(AlertKey::Changed(ix, p.scope, outcome.scope))
                 {
-                    alerts.push(drift_changed(&rid, p, &outcome));
+                    alerts.push(drift_changed(&rid, self.short(ix), &self.full(ix), p, &outcome));
                 }
                 self.graph[ix].decided = Some((scope, class));
                 self.last.insert(rid.clone(), outcome.clone());
@@ -650,6 +654,21 @@ impl Engine {
         out
     }
 
+    /// How a title names a node: its inventory name, else its id.
+    fn short(&self, ix: NodeIndex) -> &str {
+        let n = &self.graph[ix];
+        n.name.as_deref().unwrap_or(&n.resource_id)
+    }
+
+    /// How a description names a node: `name (id)`, or the id.
+    fn full(&self, ix: NodeIndex) -> String {
+        let n = &self.graph[ix];
+        match &n.name {
+            Some(name) => format!("{name} ({})", n.resource_id),
+            None => n.resource_id.clone(),
+        }
+    }
+
     /// An alert condition put into words.
     fn format_alert(&self, key: AlertKey) -> AlertCandidate {
         let tag = &self.settings.scope_tag_key;
@@ -672,9 +691,10 @@ impl Engine {
                     alert_type: AlertType::UntaggedResource,
                     resource_id: rid.clone(),
                     cause: "untagged".into(),
-                    title: format!("{rid} has no {tag} tag"),
+                    title: format!("{} has no {tag} tag", self.short(ix)),
                     description: format!(
-                        "Resource {rid} has no {tag} tag. Tag it cde, connected-cde or out-of-scope so its scope is declared, not inferred."
+                        "Resource {} has no {tag} tag. Tag it cde, connected-cde or out-of-scope so its scope is declared, not inferred.",
+                        self.full(ix)
                     ),
                     pci_requirement: "12.5.2",
                     context: BTreeMap::from([("resource_id".to_owned(), rid.clone())]),
@@ -686,9 +706,10 @@ impl Engine {
                     alert_type: AlertType::ScopeDrift,
                     resource_id: rid.clone(),
                     cause: format!("declared:{d}:computed:{scope}"),
-                    title: format!("{rid} is declared {d} but computes as {scope}"),
+                    title: format!("{} is declared {d} but computes as {scope}", self.short(ix)),
                     description: format!(
-                        "{rid} is tagged {tag}={d}, but its computed scope is {scope}: {}",
+                        "{} is tagged {tag}={d}, but its computed scope is {scope}: {}",
+                        self.full(ix),
                         self.outcome(ix).justification
                     ),
                     pci_requirement: "12.5.2",
@@ -705,8 +726,8 @@ impl Engine {
                     alert_type: AlertType::ScopeDrift,
                     resource_id: rid.clone(),
                     cause: format!("changed:{from}:{to}"),
-                    title: format!("{rid} moved from {from} to {to}"),
-                    description: format!("The computed scope of {rid} changed from {from} to {to}."),
+                    title: format!("{} moved from {from} to {to}", self.short(ix)),
+                    description: format!("The computed scope of {} changed from {from} to {to}.", self.full(ix)),
                     pci_requirement: "12.5.2",
                     context: BTreeMap::from([("from".to_owned(), from.to_string()), ("to".to_owned(), to.to_string())]),
                 }
@@ -718,9 +739,11 @@ impl Engine {
                     alert_type: AlertType::SegmentationViolation,
                     resource_id: rid.clone(),
                     cause: format!("out-of-scope:{p}"),
-                    title: format!("Out-of-scope {rid} talks to CDE system {p}"),
+                    title: format!("Out-of-scope {} talks to CDE system {}", self.short(ix), self.short(peer)),
                     description: format!(
-                        "{rid} is declared out-of-scope but has ACCEPTed flows with CDE system {p}: {}. Segmentation between the CDE and out-of-scope systems is broken.",
+                        "{} is declared out-of-scope but has ACCEPTed flows with CDE system {}: {}. Segmentation between the CDE and out-of-scope systems is broken.",
+                        self.full(ix),
+                        self.full(peer),
                         describe(&services)
                     ),
                     pci_requirement: "1.3.1",
@@ -735,9 +758,10 @@ impl Engine {
                     alert_type: AlertType::UnknownSystem,
                     resource_id: n.resource_id.clone(),
                     cause: format!("cde-peer:{p}"),
-                    title: format!("Unknown host {addr} talks to CDE system {p}"),
+                    title: format!("Unknown host {addr} talks to CDE system {}", self.short(peer)),
                     description: format!(
-                        "Address {addr} is in an internal range but maps to no inventory resource, and has ACCEPTed flows with CDE system {p}: {}.",
+                        "Address {addr} is in an internal range but maps to no inventory resource, and has ACCEPTed flows with CDE system {}: {}.",
+                        self.full(peer),
                         describe(&services)
                     ),
                     pci_requirement: "12.5.2",
@@ -754,9 +778,10 @@ impl Engine {
                     alert_type: AlertType::CdeInternet,
                     resource_id: rid.clone(),
                     cause: format!("external:{addr}"),
-                    title: format!("CDE system {rid} talks to public address {addr}"),
+                    title: format!("CDE system {} talks to public address {addr}", self.short(ix)),
                     description: format!(
-                        "CDE system {rid} has ACCEPTed flows with public address {addr}: {}.",
+                        "CDE system {} has ACCEPTed flows with public address {addr}: {}.",
+                        self.full(ix),
                         describe(&services)
                     ),
                     pci_requirement: "1.3.2",
@@ -776,10 +801,12 @@ impl Engine {
                     alert_type: AlertType::SegmentationViolation,
                     resource_id: owner.clone(),
                     cause: format!("policy:{s}->{d}:{service}"),
-                    title: format!("Flow not allowed by policy: {s} → {d} {service}"),
+                    title: format!("Flow not allowed by policy: {} → {} {service}", self.short(src), self.short(dst)),
                     description: format!(
-                        "{s} (segments: {}) → {d} (segments: {}) on {service} was ACCEPTed from {} to {}, and no allow rule of the segmentation policy matches it. All traffic to and from the CDE that no rule allows must be denied.",
+                        "{} (segments: {}) → {} (segments: {}) on {service} was ACCEPTed from {} to {}, and no allow rule of the segmentation policy matches it. All traffic to and from the CDE that no rule allows must be denied.",
+                        self.full(src),
                         segments(src),
+                        self.full(dst),
                         segments(dst),
                         rfc3339(first),
                         rfc3339(last)
@@ -828,14 +855,14 @@ enum AlertKey {
     Policy(NodeIndex, NodeIndex, Service),
 }
 
-fn drift_changed(rid: &str, previous: &Outcome, outcome: &Outcome) -> AlertCandidate {
+fn drift_changed(rid: &str, short: &str, full: &str, previous: &Outcome, outcome: &Outcome) -> AlertCandidate {
     AlertCandidate {
         alert_type: AlertType::ScopeDrift,
         resource_id: rid.to_owned(),
         cause: format!("changed:{}:{}", previous.scope, outcome.scope),
-        title: format!("{rid} moved from {} to {}", previous.scope, outcome.scope),
+        title: format!("{short} moved from {} to {}", previous.scope, outcome.scope),
         description: format!(
-            "The computed scope of {rid} changed from {} to {}: {}",
+            "The computed scope of {full} changed from {} to {}: {}",
             previous.scope, outcome.scope, outcome.justification
         ),
         pci_requirement: "12.5.2",

@@ -173,12 +173,28 @@ impl Correlate {
             self.held.push(Held { record: rec, topic: Arc::clone(topic), partition, offset });
             return;
         }
-        let src_id = src_id.unwrap_or_else(|| self.index.address_endpoint(src, t, rec.provider));
-        let dst_id = dst_id.unwrap_or_else(|| self.index.address_endpoint(dst, t, rec.provider));
+        let mut src_id = src_id.unwrap_or_else(|| self.index.address_endpoint(src, t, rec.provider));
+        let mut dst_id = dst_id.unwrap_or_else(|| self.index.address_endpoint(dst, t, rec.provider));
+        let (mut src, mut dst) = (src, dst);
+        let protocol = rec.protocol.unwrap_or(0);
+        let (mut src_port, mut dst_port) = (rec.src_port.unwrap_or(0), rec.dst_port.unwrap_or(0));
+        let mut flow_direction = rec.flow_direction;
+        // A response (server port → client's ephemeral port) belongs to the
+        // connection it answers: client → server, service port.
+        if crate::windows::is_response(protocol, src_port, dst_port) {
+            std::mem::swap(&mut src_id, &mut dst_id);
+            std::mem::swap(&mut src, &mut dst);
+            std::mem::swap(&mut src_port, &mut dst_port);
+            flow_direction = flow_direction.map(|d| match d {
+                FlowDirection::Ingress => FlowDirection::Egress,
+                FlowDirection::Egress => FlowDirection::Ingress,
+            });
+            metrics::counter!("psg_correlate_responses_oriented_total").increment(1);
+        }
         let (s, d) = (self.index.info(src_id), self.index.info(dst_id));
         let direction = match (&s.vpc_id, &d.vpc_id) {
             (Some(a), Some(b)) if a == b => EdgeDirection::IntraVpc,
-            _ => match rec.flow_direction {
+            _ => match flow_direction {
                 Some(FlowDirection::Ingress) => EdgeDirection::Ingress,
                 Some(FlowDirection::Egress) => EdgeDirection::Egress,
                 None if s.kind == EndpointKind::External => EdgeDirection::Ingress,
@@ -186,19 +202,8 @@ impl Correlate {
             },
         };
         let obs = Observation {
-            key: EdgeKey {
-                src: src_id,
-                dst: dst_id,
-                protocol: rec.protocol.unwrap_or(0),
-                dst_port: rec.dst_port.unwrap_or(0),
-                action,
-            },
-            connection: Connection {
-                src,
-                dst,
-                src_port: rec.src_port.unwrap_or(0),
-                dst_port: rec.dst_port.unwrap_or(0),
-            },
+            key: EdgeKey { src: src_id, dst: dst_id, protocol, dst_port, action },
+            connection: Connection { src, dst, src_port, dst_port },
             reporter: reporter(&rec),
             direction,
             event_time: t,

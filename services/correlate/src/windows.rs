@@ -33,6 +33,23 @@ use crate::attribution::EndpointId;
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 
+/// Whether a flow record is the response half of a connection: TCP, UDP or
+/// SCTP from a service port to a client's ephemeral port. Flow logs record
+/// each direction of a connection as its own record; a response is counted
+/// with the connection it answers (client → server, the service's port), so
+/// that edges carry services, not ephemeral ports.
+///
+/// A port below 1024 is a service port facing a port of 1024 or more;
+/// between two unprivileged ports, one below 32768 (registered range) facing
+/// one of 32768 or more (the ephemeral ranges of Linux, Windows and the
+/// IANA) is the service.
+pub fn is_response(protocol: i32, src_port: i32, dst_port: i32) -> bool {
+    if !matches!(protocol, 6 | 17 | 132) || src_port <= 0 || dst_port <= 0 {
+        return false;
+    }
+    (src_port < 1024 && dst_port >= 1024) || ((1024..32_768).contains(&src_port) && dst_port >= 32_768)
+}
+
 /// What makes two observations the same edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EdgeKey {
@@ -320,6 +337,24 @@ fn edge(size: Micros, start: Micros, key: &EdgeKey, agg: &Agg, kind: EdgeKind) -
         bytes: agg.bytes,
         flows: agg.connections.len() as i64,
         late_source: None,
+    }
+}
+
+#[cfg(test)]
+mod response_tests {
+    use super::is_response;
+
+    #[test]
+    fn responses_are_recognised_by_their_ports() {
+        assert!(is_response(6, 443, 51234), "HTTPS answer to an ephemeral port");
+        assert!(is_response(6, 5432, 44377), "PostgreSQL answer");
+        assert!(is_response(17, 53, 3000), "DNS answer to a registered client port");
+        assert!(!is_response(6, 51234, 443), "the request");
+        assert!(!is_response(6, 44377, 5432));
+        assert!(!is_response(6, 40000, 50000), "two ephemeral ports: keep as recorded");
+        assert!(!is_response(6, 80, 443), "two service ports: keep as recorded");
+        assert!(!is_response(1, 0, 0), "ICMP has no ports");
+        assert!(!is_response(6, 0, 51234), "a missing port decides nothing");
     }
 }
 
