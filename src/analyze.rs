@@ -54,6 +54,10 @@ pub(crate) struct AnalyzeArgs {
     /// Segmentation policy (YAML; see deploy/policy.example.yaml).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// Manual scope decisions (JSON array or one object per line:
+    /// {"resource_id": "...", "scope": "out-of-scope", "justification": "...", "decided_by": "..."}).
+    #[arg(long, value_name = "FILE")]
+    pub decisions: Option<PathBuf>,
     /// How long a flow keeps connecting (event time), e.g. 90d or 12w. Default: classify.lookback-days.
     #[arg(long, value_parser = parse_lookback, value_name = "DURATION")]
     pub lookback: Option<u32>,
@@ -80,6 +84,43 @@ fn parse_lookback(s: &str) -> Result<u32, String> {
         return Err("the lookback must be at least one day".into());
     }
     Ok(days)
+}
+
+/// Reads `--decisions`.
+fn manual_decisions(path: &Path) -> Result<Vec<psg_domain::ManualDecision>, CliError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Item {
+        resource_id: String,
+        scope: String,
+        justification: String,
+        #[serde(default)]
+        decided_by: Option<String>,
+    }
+    let err = |m: String| CliError::Config(format!("--decisions {}: {m}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let items: Vec<Item> = if text.trim_start().starts_with('[') {
+        serde_json::from_str(&text).map_err(|e| err(e.to_string()))?
+    } else {
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .enumerate()
+            .map(|(i, l)| serde_json::from_str(l).map_err(|e| err(format!("line {}: {e}", i + 1))))
+            .collect::<Result<_, _>>()?
+    };
+    items
+        .into_iter()
+        .map(|i| {
+            let scope: PciScope = i.scope.parse().map_err(|e| err(format!("{}: {e}", i.resource_id)))?;
+            Ok(psg_domain::ManualDecision {
+                resource_id: i.resource_id,
+                scope: Some(scope),
+                justification: i.justification,
+                decided_by: i.decided_by.unwrap_or_else(|| "analyze --decisions".into()),
+                decided_at: psg_domain::time::now_micros(),
+            })
+        })
+        .collect()
 }
 
 /// An input file, read.
@@ -308,6 +349,10 @@ pub(crate) struct Outcome {
 /// Runs the analysis.
 pub(crate) async fn run(mut cfg: Config, args: &AnalyzeArgs) -> Result<Outcome, CliError> {
     let inventory = collect(&args.inventory, "--inventory")?;
+    let manual = match &args.decisions {
+        Some(p) => manual_decisions(p)?,
+        None => Vec::new(),
+    };
     let flows = collect(&args.flows, "--flows")?;
     let mut headers = Vec::with_capacity(flows.len());
     for f in &flows {
@@ -359,10 +404,14 @@ pub(crate) async fn run(mut cfg: Config, args: &AnalyzeArgs) -> Result<Outcome, 
     let result = async {
         let failed = || false;
         // Inventory first, to the end; then the flows.
-        let records: Vec<OutRecord> = inventory
+        let mut records: Vec<OutRecord> = inventory
             .iter()
             .map(|f| OutRecord::new(&cfg.topics.inventory_raw, f.path.display().to_string(), f.bytes.clone()))
             .collect();
+        for m in &manual {
+            let bytes = psg_avro_codec::encode(m).map_err(|e| CliError::Runtime(e.to_string()))?;
+            records.push(OutRecord::new(&cfg.topics.scope_manual, m.resource_id.as_bytes(), bytes));
+        }
         deliverer
             .deliver(&Output { records, ..Output::default() })
             .await

@@ -168,6 +168,87 @@ pub(crate) enum Command {
                       pci-scope-guard analyze --inventory inv.json --flows vpc.log.gz --flow-format 'aws:version srcaddr dstaddr srcport dstport protocol packets bytes start end action' --out-dir ./out"
     )]
     Analyze(crate::analyze::AnalyzeArgs),
+    /// The scope report from the database: table, JSON (as `analyze`), Markdown for the assessor, CSV.
+    #[command(
+        after_help = "Examples:\n  pci-scope-guard report --database-url postgres://... --format markdown --out scope.md\n  \
+                      pci-scope-guard report --format json | jq '.summary'"
+    )]
+    Report {
+        #[arg(long, value_enum, default_value = "table")]
+        format: crate::operate::ReportFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// The network / data-flow diagram (PCI DSS 1.2.3 / 1.2.4) from the database: SVG, Mermaid or DOT.
+    ///
+    /// The CDE at the centre, connected systems around it, edges labelled with
+    /// protocol/port, violations in red, out-of-scope systems collapsed per
+    /// segment when there are many. SVG needs no Graphviz.
+    #[command(
+        after_help = "Example:\n  pci-scope-guard diagram --database-url postgres://... --format svg --out scope.svg"
+    )]
+    Diagram {
+        #[arg(long, value_enum, default_value = "svg")]
+        format: crate::operate::DiagramFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// List, show, acknowledge, resolve or close alerts as false positives (audited).
+    #[command(after_help = "Examples:\n  pci-scope-guard alerts list --status open --severity critical\n  \
+                      pci-scope-guard alerts ack 3f2a9c1e --user alice@example.com")]
+    Alerts {
+        #[command(subcommand)]
+        action: crate::operate::AlertsAction,
+    },
+    /// Record a manual scope decision for a resource (overrides every rule; audited).
+    ///
+    /// Publishes a ManualDecision on scope.manual; the running classifier
+    /// applies it at once, and it stays until withdrawn with --withdraw.
+    #[command(
+        after_help = "Examples:\n  pci-scope-guard decide i-0abc --scope out-of-scope --justification 'isolated by NACL, reviewed with the QSA 2026-11-02'\n  \
+                      pci-scope-guard decide i-0abc --withdraw"
+    )]
+    Decide {
+        /// The resource id (as in the report).
+        resource: String,
+        /// cde, connected-cde, out-of-scope or pending-review.
+        #[arg(long, required_unless_present = "withdraw", conflicts_with = "withdraw")]
+        scope: Option<psg_domain::PciScope>,
+        /// Why: recorded with the decision and its evidence.
+        #[arg(long, default_value = "", required_unless_present = "withdraw")]
+        justification: String,
+        /// Withdraw the manual decision: the automated rules decide again.
+        #[arg(long)]
+        withdraw: bool,
+        #[command(flatten)]
+        user: crate::operate::UserArg,
+    },
+    /// Publish files to a topic (flow logs, inventory), optionally at a steady rate.
+    ///
+    /// JSON and gzip files go whole, one message each; text files go in
+    /// chunks of --lines-per-message lines (an AWS header line travels with
+    /// every chunk as the psg.aws.format header).
+    #[command(
+        after_help = "Example:\n  pci-scope-guard replay --brokers 127.0.0.1:9092 --topic flowlogs.raw --rate 50 logs/*.log"
+    )]
+    Replay {
+        /// Files to publish.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Topic to publish to.
+        #[arg(long, default_value = "flowlogs.raw")]
+        topic: String,
+        /// Messages per second (default: as fast as the broker takes them).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Lines per message for text files (0: whole files).
+        #[arg(long, default_value_t = 1000)]
+        lines_per_message: usize,
+        #[command(flatten)]
+        user: crate::operate::UserArg,
+    },
     /// Run all four services in one process.
     ///
     /// Without --brokers (or KAFKA_BROKERS) it starts an embedded broker
@@ -215,7 +296,15 @@ pub(crate) async fn execute(cli: Cli) -> Result<(), CliError> {
     let mut config = Config::load(cli.global.config.as_deref(), &cli.global.overrides(evidence_args))
         .map_err(|e| CliError::Config(e.to_string()))?;
     // Batch commands keep the terminal for their own output.
-    if matches!(cli.command, Command::Analyze(_) | Command::Demo(_)) && cli.global.log_level.is_none() {
+    let operator = !matches!(
+        cli.command,
+        Command::Ingest
+            | Command::Correlate
+            | Command::Classify
+            | Command::Run(_)
+            | Command::Evidence { action: None, .. }
+    );
+    if operator && cli.global.log_level.is_none() {
         config.telemetry.log_level = "warn".into();
     }
     psg_telemetry::init_logging(config.telemetry.log_format, &config.telemetry.log_level)
@@ -230,6 +319,15 @@ pub(crate) async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Migrate => services::migrate(&config).await,
         Command::Analyze(args) => crate::analyze::execute(config, args).await,
         Command::Demo(args) => crate::demo::execute(config, args).await,
+        Command::Report { format, out } => crate::operate::report(&config, format, out).await,
+        Command::Diagram { format, out } => crate::operate::diagram(&config, format, out).await,
+        Command::Alerts { action } => crate::operate::alerts(&config, action).await,
+        Command::Decide { resource, scope, justification, withdraw, user } => {
+            crate::operate::decide(&config, resource, if withdraw { None } else { scope }, justification, user).await
+        }
+        Command::Replay { files, topic, rate, lines_per_message, user } => {
+            crate::operate::replay(&config, files, topic, rate, lines_per_message, user).await
+        }
         Command::Keygen { out_dir, name } => {
             let files = psg_evidence::keys::generate(&out_dir, &name).map_err(|e| CliError::Runtime(e.to_string()))?;
             println!("private key: {} (mode 0600: keep it secret)", files.private.display());

@@ -55,6 +55,7 @@ pub(crate) async fn execute(cfg: Config, args: DemoArgs) -> Result<(), CliError>
         flows,
         flow_format: "auto".into(),
         policy: None,
+        decisions: None,
         lookback: None,
         output: OutputFormat::Table,
         out_dir: Some(args.out_dir.clone()),

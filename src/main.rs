@@ -7,6 +7,7 @@ mod analyze;
 mod cli;
 mod demo;
 mod evidence_cmd;
+mod operate;
 mod services;
 
 use std::process::ExitCode;

@@ -16,6 +16,7 @@ pub mod decisions;
 pub mod evidence;
 pub mod flows;
 pub mod migrate;
+pub mod operator;
 pub mod reports;
 pub mod resources;
 

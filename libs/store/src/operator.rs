@@ -1,0 +1,257 @@
+//! What operator commands read and change: the scope report's rows, alert
+//! status, and the audit log.
+
+use chrono::{DateTime, Utc};
+use psg_report::{AlertEntry, EdgeEntry, ResourceEntry};
+use uuid::Uuid;
+
+use crate::{Error, Result, Store};
+
+/// Every resource with a current decision.
+pub async fn current_scope(store: &Store) -> Result<Vec<ResourceEntry>> {
+    let client = store.client().await?;
+    let rows = client
+        .query(
+            "SELECT r.resource_id, r.provider::text, r.resource_type::text, COALESCE(r.resource_name, r.resource_id),
+                    d.scope::text, d.data_classification::text, d.justification,
+                    COALESCE(d.dependency_resource_ids, '[]'::jsonb), COALESCE(r.vpc_id, ''), d.decision_method,
+                    COALESCE((SELECT jsonb_object_agg(t.key, t.value) FROM (
+                        SELECT DISTINCT ON (key) key, value FROM tags WHERE resource_id = r.id
+                         ORDER BY key, version DESC) t), '{}'::jsonb)
+               FROM scope_decisions d JOIN resources r ON r.id = d.resource_id
+              WHERE d.is_current
+              ORDER BY r.resource_id",
+            &[],
+        )
+        .await
+        .map_err(Error::pg("reading current scope"))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let deps: serde_json::Value = r.get(7);
+            let tags: serde_json::Value = r.get(10);
+            ResourceEntry {
+                resource_id: r.get(0),
+                provider: r.get(1),
+                resource_type: r.get(2),
+                resource_name: r.get(3),
+                scope: r.get(4),
+                data_classification: r.get(5),
+                justification: r.get(6),
+                dependency_resource_ids: deps
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default(),
+                segment: r.get(8),
+                rule: r.get(9),
+                tags: tags
+                    .as_object()
+                    .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+                    .unwrap_or_default(),
+            }
+        })
+        .collect())
+}
+
+/// A filter for [`alerts`].
+#[derive(Debug, Clone, Default)]
+pub struct AlertFilter {
+    pub status: Option<String>,
+    pub severity: Option<String>,
+    pub alert_type: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// An alert row with its lifecycle.
+#[derive(Debug, Clone)]
+pub struct AlertDetail {
+    pub entry: AlertEntry,
+    pub triggered_at: DateTime<Utc>,
+    pub acknowledged: Option<(DateTime<Utc>, String)>,
+    pub resolved: Option<(DateTime<Utc>, String)>,
+    pub context: serde_json::Value,
+}
+
+const ALERT_COLUMNS: &str = "a.id::text, a.alert_type, a.severity, COALESCE(r.resource_id, ''), a.title, a.description, \
+     a.status, COALESCE(a.context, '{}'::jsonb), a.triggered_at, a.acknowledged_at, a.acknowledged_by, a.resolved_at, \
+     a.resolved_by";
+
+fn alert_of(r: &tokio_postgres::Row) -> AlertDetail {
+    let context: serde_json::Value = r.get(7);
+    let peer = context.get("peer").and_then(|v| v.as_str()).map(str::to_owned);
+    let ack: (Option<DateTime<Utc>>, Option<String>) = (r.get(9), r.get(10));
+    let res: (Option<DateTime<Utc>>, Option<String>) = (r.get(11), r.get(12));
+    AlertDetail {
+        entry: AlertEntry {
+            alert_id: r.get(0),
+            alert_type: r.get(1),
+            severity: r.get(2),
+            resource_id: r.get(3),
+            title: r.get(4),
+            description: r.get(5),
+            status: r.get(6),
+            pci_requirement: context.get("pci_requirement").and_then(|v| v.as_str()).unwrap_or_default().to_owned(),
+            peer,
+        },
+        triggered_at: r.get(8),
+        acknowledged: ack.0.map(|t| (t, ack.1.unwrap_or_default())),
+        resolved: res.0.map(|t| (t, res.1.unwrap_or_default())),
+        context,
+    }
+}
+
+/// Alerts, newest first.
+pub async fn alerts(store: &Store, f: &AlertFilter) -> Result<Vec<AlertDetail>> {
+    let client = store.client().await?;
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts a LEFT JOIN resources r ON r.id = a.resource_id
+                  WHERE ($1::text IS NULL OR a.status = $1) AND ($2::text IS NULL OR a.severity = $2)
+                    AND ($3::text IS NULL OR a.alert_type = $3)
+                  ORDER BY a.triggered_at DESC, a.id LIMIT $4"
+            ),
+            &[&f.status, &f.severity, &f.alert_type, &f.limit.unwrap_or(i64::MAX)],
+        )
+        .await
+        .map_err(Error::pg("reading alerts"))?;
+    Ok(rows.iter().map(alert_of).collect())
+}
+
+/// One alert by id (or unique id prefix).
+pub async fn alert(store: &Store, id: &str) -> Result<Vec<AlertDetail>> {
+    let client = store.client().await?;
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts a LEFT JOIN resources r ON r.id = a.resource_id
+                  WHERE a.id::text LIKE $1 || '%' ORDER BY a.id LIMIT 2"
+            ),
+            &[&id.to_ascii_lowercase()],
+        )
+        .await
+        .map_err(Error::pg("reading an alert"))?;
+    Ok(rows.iter().map(alert_of).collect())
+}
+
+/// Moves alert `id` to `status` if its current status is one of `from`;
+/// returns the previous status, `None` if the alert is not in one of them.
+pub async fn set_alert_status(
+    store: &Store,
+    id: Uuid,
+    status: &str,
+    from: &[&str],
+    by: &str,
+) -> Result<Option<String>> {
+    let client = store.client().await?;
+    let from: Vec<String> = from.iter().map(|s| (*s).to_owned()).collect();
+    let row = client
+        .query_opt(
+            "WITH old AS (SELECT status FROM alerts WHERE id = $1 FOR UPDATE)
+             UPDATE alerts a SET status = $2,
+                    acknowledged_at = CASE WHEN $2 = 'acknowledged' THEN now() ELSE a.acknowledged_at END,
+                    acknowledged_by = CASE WHEN $2 = 'acknowledged' THEN $4 ELSE a.acknowledged_by END,
+                    resolved_at = CASE WHEN $2 IN ('resolved', 'false_positive') THEN now() ELSE a.resolved_at END,
+                    resolved_by = CASE WHEN $2 IN ('resolved', 'false_positive') THEN $4 ELSE a.resolved_by END
+               FROM old
+              WHERE a.id = $1 AND old.status = ANY($3)
+             RETURNING old.status",
+            &[&id, &status, &from, &by],
+        )
+        .await
+        .map_err(Error::pg("changing an alert's status"))?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Flows between endpoints last seen within `lookback` of the newest flow,
+/// aggregated; external endpoints are named `ext:<address>`. Also returns
+/// the newest `last_seen`.
+pub async fn edges(store: &Store, lookback_days: i32) -> Result<(Vec<EdgeEntry>, Option<DateTime<Utc>>)> {
+    let client = store.client().await?;
+    let newest: Option<DateTime<Utc>> = client
+        .query_one("SELECT max(last_seen) FROM data_flows", &[])
+        .await
+        .map_err(Error::pg("reading the newest flow"))?
+        .get(0);
+    let Some(newest) = newest else {
+        return Ok((Vec::new(), None));
+    };
+    let since = newest - chrono::Duration::days(i64::from(lookback_days));
+    let name = "CASE WHEN {t}.resource_type::text = 'external_endpoint' THEN 'ext:' || substr({t}.resource_id, 4) ELSE {t}.resource_id END";
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {}, {}, f.protocol, f.dst_port, f.action, sum(f.flow_count)::int8
+                   FROM data_flows f JOIN resources s ON s.id = f.source_resource_id
+                   JOIN resources d ON d.id = f.dest_resource_id
+                  WHERE f.last_seen >= $1
+                  GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
+                name.replace("{t}", "s"),
+                name.replace("{t}", "d")
+            ),
+            &[&since],
+        )
+        .await
+        .map_err(Error::pg("reading flows"))?;
+    Ok((
+        rows.iter()
+            .map(|r| EdgeEntry {
+                source: r.get(0),
+                destination: r.get(1),
+                protocol: r.get(2),
+                port: r.get(3),
+                action: r.get(4),
+                flows: r.get(5),
+                violation: false,
+            })
+            .collect(),
+        Some(newest),
+    ))
+}
+
+/// One audit log entry: who did what, on which resource, and how it went.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub user: String,
+    pub action: String,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub request: serde_json::Value,
+    pub response: Option<serde_json::Value>,
+    pub success: bool,
+    pub error: Option<String>,
+    pub duration_ms: i32,
+    pub request_id: String,
+}
+
+/// Appends to `audit_logs`.
+pub async fn audit(store: &Store, e: &AuditEntry) -> Result<()> {
+    let now = Utc::now();
+    store.ensure_partitions("audit_logs", &[now.date_naive()]).await?;
+    let client = store.client().await?;
+    let email = if e.user.contains('@') { e.user.clone() } else { format!("{}@localhost", e.user) };
+    client
+        .execute(
+            "INSERT INTO audit_logs (id, user_id, user_email, action, resource_type, resource_id, request_data,
+                                     response_data, success, error_message, timestamp, duration_ms, request_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            &[
+                &Uuid::new_v4(),
+                &e.user,
+                &email,
+                &e.action,
+                &e.resource_type,
+                &e.resource_id,
+                &e.request,
+                &e.response,
+                &e.success,
+                &e.error,
+                &now,
+                &e.duration_ms,
+                &e.request_id,
+            ],
+        )
+        .await
+        .map_err(Error::pg("writing the audit log"))?;
+    Ok(())
+}
