@@ -306,7 +306,7 @@ async fn transition(store: &Store, id: &str, to: &str, from: &[&str], user: &str
         match psg_store::operator::set_alert_status(store, uuid, to, from, user).await.map_err(runtime)? {
             Some(before) => Ok(serde_json::json!({"from": before, "to": to})),
             None => Err(CliError::Config(format!(
-                "alert {} is {}: only a {} alert can become {to}",
+                "alert {} is {}; it can become {to} only when it is {}",
                 alert.entry.alert_id,
                 alert.entry.status,
                 from.join(" or ")

@@ -246,6 +246,86 @@ async fn thin_path_through_four_processes_on_tansu_and_postgres() {
     assert_eq!(summary["accepted_crossings"], 1, "{summary}");
     assert_eq!(summary["accepted_flows"], 1, "{summary}");
 
+    // Operator commands against the running deployment.
+    let report: serde_json::Value =
+        serde_json::from_str(&run(&["report", "--database-url", &db.url, "--format", "json"])).expect("report json");
+    let scope_in_report = |id: &str| {
+        report["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .find(|r| r["resource_id"] == id)
+            .map(|r| r["scope"].clone())
+    };
+    assert_eq!(scope_in_report("i-web"), Some("connected-cde".into()), "{report}");
+    assert_eq!(scope_in_report("db-payments"), Some("cde".into()));
+    assert_eq!(report["summary"]["cde"], 1);
+    let mermaid = run(&["diagram", "--database-url", &db.url, "--format", "mermaid"]);
+    assert!(mermaid.contains("flowchart") && mermaid.contains("payments-db"), "{mermaid}");
+    let listed = run(&["alerts", "list", "--database-url", &db.url, "--type", "untagged_resource", "--json"]);
+    let alert: serde_json::Value =
+        serde_json::from_str(listed.lines().next().expect("an untagged alert")).expect("json");
+    let alert_id = alert["alert_id"].as_str().expect("id").to_owned();
+    run(&["alerts", "ack", &alert_id[..8], "--database-url", &db.url, "--user", "alice@example.com"]);
+    let again = Command::new(BIN)
+        .args(["alerts", "ack", &alert_id, "--database-url", &db.url, "--user", "alice@example.com"])
+        .output()
+        .expect("ack again");
+    assert_eq!(again.status.code(), Some(2), "acknowledging twice is refused");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("it can become acknowledged only when it is open"));
+    run(&["alerts", "resolve", &alert_id, "--database-url", &db.url, "--user", "bob@example.com"]);
+    let row = client
+        .query_one("SELECT status, acknowledged_by, resolved_by FROM alerts WHERE id = $1::text::uuid", &[&alert_id])
+        .await
+        .expect("alert row");
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, Option<String>>(1), row.get::<_, Option<String>>(2)),
+        ("resolved".into(), Some("alice@example.com".into()), Some("bob@example.com".into()))
+    );
+    run(&[
+        "decide",
+        "i-web",
+        "--scope",
+        "out-of-scope",
+        "--justification",
+        "isolated by NACL, reviewed with the QSA",
+        "--brokers",
+        brokers,
+        "--database-url",
+        &db.url,
+        "--user",
+        "carol@example.com",
+    ]);
+    wait_for("the manual decision to be applied", Duration::from_secs(60), async || {
+        client
+            .query_opt(
+                "SELECT 1 FROM scope_decisions d JOIN resources r ON r.id = d.resource_id
+                  WHERE r.resource_id = 'i-web' AND d.is_current AND d.scope = 'out-of-scope'
+                    AND d.decision_method = 'manual' AND d.decided_by = 'carol@example.com'",
+                &[],
+            )
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    let audit: Vec<(String, String, bool)> = client
+        .query("SELECT action, user_id, success FROM audit_logs ORDER BY timestamp", &[])
+        .await
+        .expect("audit_logs")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        audit,
+        [
+            ("alert.acknowledged".to_owned(), "alice@example.com".to_owned(), true),
+            ("alert.acknowledged".to_owned(), "alice@example.com".to_owned(), false),
+            ("alert.resolved".to_owned(), "bob@example.com".to_owned(), true),
+            ("scope.decide".to_owned(), "carol@example.com".to_owned(), true),
+        ]
+    );
+
     // SIGTERM: each process commits what it finished and exits 0 within 10 s.
     for (name, child, _) in &mut services.children {
         let started = Instant::now();

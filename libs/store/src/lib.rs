@@ -34,7 +34,7 @@ pub use migrate::{MigrationReport, migrate};
 pub enum Error {
     #[error("database url is invalid: {0}")]
     Url(String),
-    #[error("database: {context}: {source}")]
+    #[error("database: {context}: {}", pg_message(source))]
     Postgres {
         context: &'static str,
         #[source]
@@ -54,6 +54,14 @@ pub enum Error {
     NotMigrated,
     #[error("database holds a value this build cannot read: {0}")]
     Data(String),
+}
+
+/// A PostgreSQL error with the server's message (tokio-postgres shows only "db error").
+fn pg_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
 }
 
 impl Error {

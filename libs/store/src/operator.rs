@@ -148,13 +148,13 @@ pub async fn set_alert_status(
     let row = client
         .query_opt(
             "WITH old AS (SELECT status FROM alerts WHERE id = $1 FOR UPDATE)
-             UPDATE alerts a SET status = $2,
-                    acknowledged_at = CASE WHEN $2 = 'acknowledged' THEN now() ELSE a.acknowledged_at END,
-                    acknowledged_by = CASE WHEN $2 = 'acknowledged' THEN $4 ELSE a.acknowledged_by END,
-                    resolved_at = CASE WHEN $2 IN ('resolved', 'false_positive') THEN now() ELSE a.resolved_at END,
-                    resolved_by = CASE WHEN $2 IN ('resolved', 'false_positive') THEN $4 ELSE a.resolved_by END
+             UPDATE alerts a SET status = $2::text,
+                    acknowledged_at = CASE WHEN $2::text = 'acknowledged' THEN now() ELSE a.acknowledged_at END,
+                    acknowledged_by = CASE WHEN $2::text = 'acknowledged' THEN $4::text ELSE a.acknowledged_by END,
+                    resolved_at = CASE WHEN $2::text IN ('resolved', 'false_positive') THEN now() ELSE a.resolved_at END,
+                    resolved_by = CASE WHEN $2::text IN ('resolved', 'false_positive') THEN $4::text ELSE a.resolved_by END
                FROM old
-              WHERE a.id = $1 AND old.status = ANY($3)
+              WHERE a.id = $1 AND old.status = ANY($3::text[])
              RETURNING old.status",
             &[&id, &status, &from, &by],
         )
