@@ -92,13 +92,15 @@ pub(crate) async fn execute(cfg: Config, args: DemoArgs) -> Result<(), CliError>
     println!("Evidence: {verified}");
     println!();
     println!("Written to {dir}/:");
-    println!("  report.md, report.json, report.csv   the scope report (Markdown for the assessor, JSON, CSV)");
-    println!("  diagram.svg, diagram.mmd, diagram.dot  the network / data-flow diagram (SVG, Mermaid, DOT)");
-    println!("  evidence/                             signed evidence bundle (manifest.json, documents, keys)");
-    println!(
-        "  evidence-verification.txt             its verification: pci-scope-guard evidence verify {dir}/evidence"
-    );
-    println!("  input/                                the estate's inventory and flow logs, in the providers' formats");
+    for (what, why) in [
+        ("report.md, report.json, report.csv", "the scope report (Markdown for the assessor, JSON, CSV)"),
+        ("diagram.svg, diagram.mmd, diagram.dot", "the network / data-flow diagram (SVG, Mermaid, DOT)"),
+        ("evidence/", "the signed evidence bundle (manifest.json, documents, public keys)"),
+        ("evidence-verification.txt", "its verification (pci-scope-guard evidence verify DIR/evidence)"),
+        ("input/", "the estate's inventory and flow logs, in the providers' formats"),
+    ] {
+        println!("  {what:<38} {why}");
+    }
     println!();
     println!("Next: open {dir}/diagram.svg, read {dir}/report.md, or analyse your own files with");
     println!("  pci-scope-guard analyze --inventory DIR --flows DIR --output table");

@@ -169,7 +169,7 @@ pub(crate) async fn execute(cfg: &Config, action: EvidenceAction) -> Result<(), 
                     Some(doc) => records.push((entry, doc)),
                     None => missing.push(format!("{} #{} ({})", entry.chain, entry.sequence, entry.file)),
                 }
-                if (i + 1) % 10_000 == 0 {
+                if (i + 1) % 10_000 == 0 && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                     eprintln!("read {} of {} records", i + 1, rows.len());
                 }
             }

@@ -52,6 +52,9 @@ pub(crate) enum DiagramFormat {
 #[derive(Debug, Subcommand)]
 pub(crate) enum AlertsAction {
     /// List alerts, newest first.
+    #[command(
+        after_help = "Example:\n  pci-scope-guard alerts list --status open --severity critical --database-url postgres://..."
+    )]
     List {
         /// open, acknowledged, resolved or false_positive.
         #[arg(long)]
@@ -69,20 +72,24 @@ pub(crate) enum AlertsAction {
         json: bool,
     },
     /// Show one alert in full (id or a unique prefix of it).
+    #[command(after_help = "Example:\n  pci-scope-guard alerts show 3f2a9c1e")]
     Show { id: String },
     /// Acknowledge an open alert: someone is on it.
+    #[command(after_help = "Example:\n  pci-scope-guard alerts ack 3f2a9c1e --user alice@example.com")]
     Ack {
         id: String,
         #[command(flatten)]
         user: UserArg,
     },
     /// Resolve an open or acknowledged alert.
+    #[command(after_help = "Example:\n  pci-scope-guard alerts resolve 3f2a9c1e --user alice@example.com")]
     Resolve {
         id: String,
         #[command(flatten)]
         user: UserArg,
     },
     /// Close an open or acknowledged alert as a false positive.
+    #[command(after_help = "Example:\n  pci-scope-guard alerts false-positive 3f2a9c1e --user alice@example.com")]
     FalsePositive {
         id: String,
         #[command(flatten)]
