@@ -54,6 +54,7 @@ fn main() {
         return;
     }
     let n: usize = std::env::var("EVIDENCE_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
+    let metrics = psg_telemetry::metrics_handle().expect("metrics recorder");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(async move {
         let db = TestDb::create().await;
@@ -119,18 +120,29 @@ fn main() {
         evidence.restore().await.expect("restore");
         let started = Instant::now();
         let mut made = 0;
+        let (mut in_process, mut in_persist) = (0.0, 0.0);
         for batch in messages.chunks(BATCH) {
+            let t = Instant::now();
             let out = evidence.process(batch).await.expect("process");
+            in_process += t.elapsed().as_secs_f64();
             made += out.records.len();
+            let t = Instant::now();
             evidence.persist().await.expect("persist");
+            in_persist += t.elapsed().as_secs_f64();
         }
         let secs = started.elapsed().as_secs_f64();
+        println!("evidence_throughput: process (dedup check, seal, encode) {in_process:.2} s, persist (documents + rows) {in_persist:.2} s");
         assert_eq!(made, n);
         println!(
             "evidence_throughput: {n} records signed, chained, stored (local directory + PostgreSQL) in {secs:.2} s: {:.0} records/s",
             n as f64 / secs
         );
 
+        for line in metrics.render().lines() {
+            if line.starts_with("psg_evidence_persist_seconds_sum") {
+                println!("evidence_throughput: {line}");
+            }
+        }
         let sealer = Sealer::new(key, "bench");
         let started = Instant::now();
         let mut head = ChainHead::default();

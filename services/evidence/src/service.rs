@@ -353,6 +353,7 @@ impl Processor for Evidence {
             return Ok(());
         }
         let transient = |e: crate::Error| ProcessError::Transient(e.to_string());
+        let started = std::time::Instant::now();
         let mut files: Vec<(String, Vec<u8>)> = Vec::with_capacity(self.pending.len() * 2);
         for s in &self.pending {
             files.push((s.path.clone(), s.document.clone()));
@@ -375,11 +376,15 @@ impl Processor for Evidence {
             let doc = serde_json::json!({"chain": chain, "sequence": head.sequence, "hash": head.hash});
             self.documents.put(&Self::head_path(chain), doc.to_string().into_bytes()).await.map_err(transient)?;
         }
+        metrics::histogram!("psg_evidence_persist_seconds", "step" => "documents").record(started.elapsed().as_secs_f64());
         if let Some(store) = &self.store {
+            let started = std::time::Instant::now();
             let rows: Vec<_> = self.pending.iter().map(|s| s.row.clone()).collect();
             psg_store::evidence::insert_evidence(store, &rows)
                 .await
                 .map_err(|e| ProcessError::classify(e.is_transient(), e))?;
+            metrics::histogram!("psg_evidence_persist_seconds", "step" => "database")
+                .record(started.elapsed().as_secs_f64());
         }
         self.pending.clear();
         Ok(())
