@@ -129,7 +129,7 @@ impl Default for KafkaConfig {
             brokers: None,
             group_prefix: "pci-scope-guard".into(),
             batch_size: 1000,
-            batch_linger_ms: 100,
+            batch_linger_ms: 20,
             create_topics: true,
             partitions: 3,
             replication_factor: 1,

@@ -27,6 +27,10 @@ pub fn consumer(cfg: &KafkaConfig, group: &str) -> Result<ClientConfig> {
     // A member that dies without leaving is replaced within 10 s.
     set_default(&mut c, cfg, "session.timeout.ms", "10000");
     set_default(&mut c, cfg, "heartbeat.interval.ms", "2000");
+    // Detection latency: a broker that holds a fetch for its whole wait when
+    // nothing is there answers new data only then (librdkafka's 500 ms
+    // default costs up to half a second per hop).
+    set_default(&mut c, cfg, "fetch.wait.max.ms", "50");
     // Never overridable: storing offsets ourselves is what makes outputs durable first.
     c.set("enable.auto.offset.store", "false");
     c.set("enable.partition.eof", "false");
@@ -43,6 +47,7 @@ pub fn table_consumer(cfg: &KafkaConfig, group: &str) -> Result<ClientConfig> {
     c.set("enable.auto.offset.store", "false");
     c.set("auto.offset.reset", "earliest");
     c.set("enable.partition.eof", "false");
+    set_default(&mut c, cfg, "fetch.wait.max.ms", "50");
     Ok(c)
 }
 

@@ -18,7 +18,6 @@ use std::collections::{HashMap, HashSet};
 
 use ed25519_dalek::pkcs8::EncodePublicKey;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use futures::StreamExt;
 use psg_config::Config;
 use psg_domain::time::{Micros, SECOND, from_micros};
 use psg_domain::{EvidenceRequest, EvidenceType, FlowEdge, ScopeDecision, ids};
@@ -361,22 +360,15 @@ impl Processor for Evidence {
                 files.push((Self::marker_path(&s.message.chain, &s.row.id), s.path.clone().into_bytes()));
             }
         }
-        let writes = files.into_iter().map(|(path, bytes)| {
-            let documents = self.documents.clone();
-            async move { documents.put(&path, bytes).await }
-        });
-        let mut writes = futures::stream::iter(writes).buffer_unordered(32);
-        while let Some(r) = writes.next().await {
-            r.map_err(transient)?;
-        }
-        drop(writes);
+        self.documents.put_many(files).await.map_err(transient)?;
         let chains: HashSet<&str> = self.pending.iter().map(|s| s.message.chain.as_str()).collect();
         for chain in chains {
             let head = self.head(chain);
             let doc = serde_json::json!({"chain": chain, "sequence": head.sequence, "hash": head.hash});
             self.documents.put(&Self::head_path(chain), doc.to_string().into_bytes()).await.map_err(transient)?;
         }
-        metrics::histogram!("psg_evidence_persist_seconds", "step" => "documents").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("psg_evidence_persist_seconds", "step" => "documents")
+            .record(started.elapsed().as_secs_f64());
         if let Some(store) = &self.store {
             let started = std::time::Instant::now();
             let rows: Vec<_> = self.pending.iter().map(|s| s.row.clone()).collect();
