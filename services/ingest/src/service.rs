@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use psg_config::Config;
 use psg_domain::rows::ResourceRow;
+use psg_domain::time::Micros;
 use psg_domain::{FlowBatch, FlowRecord, Resource};
 use psg_kafka_runtime::{DeadLetter, InMessage, OutRecord, Output, ProcessError, Processor};
 use psg_store::Store;
@@ -29,6 +30,8 @@ pub struct Ingest {
     layouts: AwsLayouts,
     store: Option<Store>,
     pending: Vec<ResourceObservation>,
+    /// Per (provider, account, VPC): the newest flow end time seen, seconds.
+    vpc_last_seen: std::collections::HashMap<(String, String, String), f64>,
 }
 
 impl Ingest {
@@ -44,6 +47,7 @@ impl Ingest {
             layouts: AwsLayouts::new(cfg.ingest.aws_format.as_deref(), &cfg.ingest.aws_formats)?,
             store,
             pending: Vec::new(),
+            vpc_last_seen: std::collections::HashMap::new(),
         })
     }
 
@@ -71,6 +75,7 @@ impl Ingest {
         if *msg.topic == *self.flowlogs_topic {
             let parsed = flowlogs::parse(&text, msg.header(AWS_FORMAT_HEADER), &self.layouts, ctx);
             metrics::counter!("psg_ingest_records_total", "kind" => "flow").increment(parsed.records.len() as u64);
+            self.count_per_vpc(&parsed.records);
             self.emit_flows(msg, parsed.records, out);
             dead_letters(msg, parsed.rejected, out);
         } else if *msg.topic == *self.inventory_topic {
@@ -86,6 +91,36 @@ impl Ingest {
                 "routing",
                 format!("ingest does not read topic {}", msg.topic),
             ));
+        }
+    }
+
+    /// Flow records per (provider, account, VPC), and the newest event time
+    /// of each: `psg_ingest_vpc_flow_records_total` and
+    /// `psg_ingest_vpc_last_flow_timestamp_seconds`, so an alert can name the
+    /// one covered VPC whose flow logs stopped. A message's records mostly
+    /// share a VPC: a few keys per message, counted locally first.
+    fn count_per_vpc(&mut self, records: &[FlowRecord]) {
+        let mut keys: Vec<((&str, &str, &str), u64, Micros)> = Vec::new();
+        for r in records {
+            let key = (r.provider.as_str(), r.account_id.as_deref().unwrap_or(""), r.vpc_id.as_deref().unwrap_or(""));
+            match keys.iter_mut().find(|(k, _, _)| *k == key) {
+                Some((_, n, t)) => {
+                    *n += 1;
+                    *t = (*t).max(r.end_time);
+                }
+                None => keys.push((key, 1, r.end_time)),
+            }
+        }
+        for ((provider, account, vpc), n, newest) in keys {
+            let labels = [("provider", provider.to_owned()), ("account", account.to_owned()), ("vpc", vpc.to_owned())];
+            metrics::counter!("psg_ingest_vpc_flow_records_total", &labels).increment(n);
+            let secs = newest as f64 / 1e6;
+            let slot =
+                self.vpc_last_seen.entry((provider.to_owned(), account.to_owned(), vpc.to_owned())).or_insert(f64::MIN);
+            if secs > *slot {
+                *slot = secs;
+                metrics::gauge!("psg_ingest_vpc_last_flow_timestamp_seconds", &labels).set(secs);
+            }
         }
     }
 
