@@ -250,15 +250,20 @@ async fn wait_idle(
     partitions: i32,
     meter: &Meter,
     stage: &str,
-    services_failed: &dyn Fn() -> bool,
+    services: &mut tokio::task::JoinSet<Result<(), CliError>>,
 ) -> Result<(), CliError> {
     let consumer: BaseConsumer = kafka_client(bootstrap).create().map_err(|e| CliError::Runtime(e.to_string()))?;
     let deadline = Instant::now() + Duration::from_secs(30 * 60);
     let mut stable = 0;
     let mut last_total = -1;
     loop {
-        if services_failed() {
-            return Err(CliError::Runtime("a service stopped with an error (see the log above)".into()));
+        // A service runs until shutdown: one that ended has failed.
+        if let Some(ended) = services.try_join_next() {
+            return Err(match ended {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => CliError::Runtime("a service stopped before its input was processed".into()),
+                Err(e) => CliError::Runtime(format!("a service panicked: {e}")),
+            });
         }
         let mut behind = false;
         let (mut done, mut total) = (0i64, 0i64);
@@ -402,7 +407,6 @@ pub(crate) async fn run(mut cfg: Config, args: &AnalyzeArgs) -> Result<Outcome, 
         .map_err(|e| CliError::Runtime(e.to_string()))?;
 
     let result = async {
-        let failed = || false;
         // Inventory first, to the end; then the flows.
         let mut records: Vec<OutRecord> = inventory
             .iter()
@@ -416,7 +420,7 @@ pub(crate) async fn run(mut cfg: Config, args: &AnalyzeArgs) -> Result<Outcome, 
             .deliver(&Output { records, ..Output::default() })
             .await
             .map_err(|e| CliError::Runtime(e.to_string()))?;
-        wait_idle(&bootstrap, &progress, partitions, &meter, "inventory", &failed).await?;
+        wait_idle(&bootstrap, &progress, partitions, &meter, "inventory", &mut tasks).await?;
         let records: Vec<OutRecord> = flows
             .iter()
             .zip(&headers)
@@ -432,7 +436,7 @@ pub(crate) async fn run(mut cfg: Config, args: &AnalyzeArgs) -> Result<Outcome, 
             .deliver(&Output { records, ..Output::default() })
             .await
             .map_err(|e| CliError::Runtime(e.to_string()))?;
-        wait_idle(&bootstrap, &progress, partitions, &meter, "flows", &failed).await?;
+        wait_idle(&bootstrap, &progress, partitions, &meter, "flows", &mut tasks).await?;
         meter.finish();
         collect_outputs(&cfg, &bootstrap, partitions)
     }
@@ -634,28 +638,18 @@ pub(crate) fn write_outputs(dir: &Path, outcome: &Outcome) -> Result<String, Cli
     if bundle_dir.exists() {
         std::fs::remove_dir_all(&bundle_dir).map_err(|e| io(&bundle_dir, e))?;
     }
-    let mut records: Vec<(psg_evidence::verify::Entry, Vec<u8>)> = outcome
-        .evidence
-        .iter()
-        .map(|m| {
-            let entry = psg_evidence::verify::Entry {
-                chain: m.chain.clone(),
-                sequence: m.sequence,
-                evidence_id: m.evidence_id.clone(),
-                evidence_type: m.evidence_type.as_str().to_owned(),
-                hash: m.hash.clone(),
-                prev_hash: m.prev_hash.clone(),
-                signature: m.signature.clone(),
-                signing_key_id: m.signing_key_id.clone(),
-                pci_requirement: m.pci_requirement.clone(),
-                generated_at: rfc3339(m.generated_at),
-                expires_at: rfc3339(m.expires_at),
-                file: String::new(),
-            };
-            (entry, m.document.clone().into_bytes())
+    let entries = psg_evidence::verify::chain_order(
+        outcome.evidence.iter().map(psg_evidence::verify::Entry::from_message).collect(),
+    );
+    let documents: HashMap<&str, &[u8]> =
+        outcome.evidence.iter().map(|m| (m.evidence_id.as_str(), m.document.as_bytes())).collect();
+    let records: Vec<(psg_evidence::verify::Entry, Vec<u8>)> = entries
+        .into_iter()
+        .map(|e| {
+            let doc = documents.get(e.evidence_id.as_str()).map(|d| d.to_vec()).unwrap_or_default();
+            (e, doc)
         })
         .collect();
-    records.sort_by(|a, b| (&a.0.chain, a.0.sequence).cmp(&(&b.0.chain, b.0.sequence)));
     let mut keys = psg_evidence::verify::Keyring::new();
     keys.add(outcome.public_key);
     let now = chrono::Utc::now().to_rfc3339();

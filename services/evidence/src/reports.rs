@@ -166,11 +166,6 @@ pub fn configuration(p: &Period, d: &PeriodData) -> Report {
     report(EvidenceType::ConfigurationSnapshot, p, summary, json!({"resources": resources}))
 }
 
-/// All four reports of a period, in a fixed order.
-pub fn all(p: &Period, d: &PeriodData) -> Vec<Report> {
-    vec![segmentation(p, d), data_flows(p, d), tag_audit(p, d), configuration(p, d)]
-}
-
 /// One report by type (`pci_scope_identification` has none: it is made per
 /// decision).
 pub fn by_type(t: EvidenceType, p: &Period, d: &PeriodData) -> Option<Report> {

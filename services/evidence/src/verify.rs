@@ -16,7 +16,7 @@
 //! reordering, each record names its predecessor's hash, and a chain that
 //! starts at sequence 1 starts with no previous hash.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use ed25519_dalek::VerifyingKey;
@@ -59,6 +59,28 @@ impl Entry {
             generated_at: r.generated_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             expires_at: r.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             file: crate::record::store_path(&r.chain, r.sequence),
+        }
+    }
+}
+
+impl Entry {
+    /// The entry of a record as published on `evidence.records`; `file` is
+    /// its document store path.
+    pub fn from_message(m: &psg_domain::Evidence) -> Self {
+        use psg_domain::time::rfc3339;
+        Self {
+            chain: m.chain.clone(),
+            sequence: m.sequence,
+            evidence_id: m.evidence_id.clone(),
+            evidence_type: m.evidence_type.as_str().to_owned(),
+            hash: m.hash.clone(),
+            prev_hash: m.prev_hash.clone(),
+            signature: m.signature.clone(),
+            signing_key_id: m.signing_key_id.clone(),
+            pci_requirement: m.pci_requirement.clone(),
+            generated_at: rfc3339(m.generated_at),
+            expires_at: rfc3339(m.expires_at),
+            file: crate::record::store_path(&m.chain, m.sequence),
         }
     }
 }
@@ -147,8 +169,6 @@ pub enum Problem {
     FirstHasPrevious(String),
     #[error("document {0} is in the bundle but not in the manifest (inserted?)")]
     Unlisted(String),
-    #[error("manifest: {0}")]
-    Manifest(String),
 }
 
 /// A problem and the record it concerns.
@@ -287,13 +307,4 @@ pub fn verify_entries(
 pub fn chain_order(mut entries: Vec<Entry>) -> Vec<Entry> {
     entries.sort_by(|a, b| (&a.chain, a.sequence).cmp(&(&b.chain, b.sequence)));
     entries
-}
-
-/// Counts of entries per chain (for reports).
-pub fn per_chain(entries: &[Entry]) -> HashMap<&str, usize> {
-    let mut m = HashMap::new();
-    for e in entries {
-        *m.entry(e.chain.as_str()).or_insert(0) += 1;
-    }
-    m
 }

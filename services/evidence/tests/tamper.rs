@@ -34,24 +34,7 @@ fn decision(n: usize) -> ScopeDecision {
 }
 
 fn entry(s: &Sealed) -> (Entry, Vec<u8>) {
-    let m = &s.message;
-    (
-        Entry {
-            chain: m.chain.clone(),
-            sequence: m.sequence,
-            evidence_id: m.evidence_id.clone(),
-            evidence_type: m.evidence_type.as_str().to_owned(),
-            hash: m.hash.clone(),
-            prev_hash: m.prev_hash.clone(),
-            signature: m.signature.clone(),
-            signing_key_id: m.signing_key_id.clone(),
-            pci_requirement: m.pci_requirement.clone(),
-            generated_at: m.generated_at.to_string(),
-            expires_at: m.expires_at.to_string(),
-            file: String::new(),
-        },
-        s.document.clone(),
-    )
+    (Entry::from_message(&s.message), s.document.clone())
 }
 
 /// Five scope records and three segmentation reports, the key rotated after
