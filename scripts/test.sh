@@ -6,10 +6,12 @@
 #   - PostgreSQL: the server on 127.0.0.1:5432 if it answers, otherwise a
 #     throwaway cluster (initdb/pg_ctl) under target/pg on a free port;
 #     each test creates and drops its own database;
-#   - tansu (Kafka-compatible broker) for the end-to-end test: installed once
-#     into ~/.cache/pci-scope-guard/tools (cargo install, ~12 min), reused after;
+#   - tansu (Kafka-compatible broker) for the end-to-end and fault tests:
+#     installed once into ~/.cache/pci-scope-guard/tools (cargo install,
+#     ~12 min), reused after;
 #   - unit tests, in-process tests on librdkafka's mock cluster, PostgreSQL
-#     tests, and the end-to-end test (four processes, tansu, PostgreSQL).
+#     tests, the end-to-end test (four processes, tansu, PostgreSQL) and the
+#     fault tests (broker, database and process failures, rebalances).
 #
 # Environment: TANSU_BIN (use this tansu), TEST_DATABASE_ADMIN_URL (use this
 # server), FORCE_THROWAWAY_PG=1 (start a throwaway cluster even when 5432
@@ -18,6 +20,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 TANSU_VERSION=0.6.0
+# memory storage for most tests; SQLite (libsql) for the broker-restart test
+TANSU_FEATURES=dynostore,libsql
 TOOLS="${SCOPE_GUARD_TOOLS:-$HOME/.cache/pci-scope-guard/tools}"
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -76,12 +80,14 @@ fi
 if [ -n "${TANSU_BIN:-}" ]; then
   [ -x "$TANSU_BIN" ] || die "TANSU_BIN=$TANSU_BIN is not executable"
   step "tansu: using $TANSU_BIN"
-elif [ -x "$TOOLS/bin/tansu" ] && "$TOOLS/bin/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
-  step "tansu: using $TOOLS/bin/tansu ($TANSU_VERSION, cached)"
+elif [ -x "$TOOLS/bin/tansu" ] && "$TOOLS/bin/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION" \
+    && [ "$(cat "$TOOLS/tansu.features" 2>/dev/null)" = "$TANSU_FEATURES" ]; then
+  step "tansu: using $TOOLS/bin/tansu ($TANSU_VERSION, $TANSU_FEATURES, cached)"
   export TANSU_BIN="$TOOLS/bin/tansu"
 else
-  step "tansu: installing $TANSU_VERSION into $TOOLS (one time, about 12 minutes)"
-  cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore --root "$TOOLS"
+  step "tansu: installing $TANSU_VERSION ($TANSU_FEATURES) into $TOOLS (one time, about 12 minutes)"
+  cargo install tansu --version "$TANSU_VERSION" --locked --features "$TANSU_FEATURES" --root "$TOOLS" --force
+  echo "$TANSU_FEATURES" > "$TOOLS/tansu.features"
   export TANSU_BIN="$TOOLS/bin/tansu"
 fi
 
@@ -89,7 +95,7 @@ fi
 step "unit, mock-cluster and PostgreSQL tests (every crate)"
 cargo test --workspace --locked --exclude pci-scope-guard
 
-step "end-to-end: four pci-scope-guard processes, tansu broker, PostgreSQL"
+step "end-to-end and fault tests: pci-scope-guard processes, tansu broker, PostgreSQL"
 cargo test --locked -p pci-scope-guard -- --nocapture --test-threads=1
 
 step "all tests passed"

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use psg_config::{Config, LogFormat, Overrides, Secret};
+use psg_config::{Config, LogFormat, Overrides, Secret, SslMode};
 
 use crate::services::{self, ServiceKind};
 
@@ -54,14 +54,30 @@ const EXAMPLES: &str = "Examples:
 #[derive(Debug, Args)]
 pub(crate) struct Global {
     /// TOML configuration file (see README, "Configuration").
-    #[arg(long, global = true, env = "PSG_CONFIG", value_name = "FILE")]
+    #[arg(long, global = true, env = "PSG_CONFIG", value_name = "FILE", hide_env_values = true)]
     pub config: Option<PathBuf>,
     /// Kafka bootstrap servers, comma separated.
-    #[arg(long, global = true, env = "KAFKA_BROKERS", value_name = "HOST:PORT,...")]
+    #[arg(long, global = true, env = "KAFKA_BROKERS", value_name = "HOST:PORT,...", hide_env_values = true)]
     pub brokers: Option<String>,
     /// PostgreSQL / TimescaleDB URL. Without it, results go to topics and files only.
+    /// libpq's sslmode, sslrootcert, sslcert and sslkey parameters may be in it. With a
+    /// password, prefer DATABASE_URL: flags are visible to other local users (ps).
     #[arg(long, global = true, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// TLS to the database (libpq's sslmode): disable, allow, prefer (default), require, verify-ca,
+    /// verify-full. require verifies nothing unless a CA file is given; verify-full also checks the host name.
+    #[arg(long, global = true, value_parser = parse_ssl_mode, value_name = "MODE", help_heading = "Database TLS")]
+    pub database_ssl_mode: Option<SslMode>,
+    /// PEM file of the CA certificates trusted for the database's certificate (libpq's sslrootcert;
+    /// default for verify-ca/verify-full: the system's roots).
+    #[arg(long, global = true, value_name = "FILE", help_heading = "Database TLS")]
+    pub database_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS to the database (libpq's sslcert).
+    #[arg(long, global = true, value_name = "FILE", help_heading = "Database TLS")]
+    pub database_client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM, mode 0600) (libpq's sslkey).
+    #[arg(long, global = true, value_name = "FILE", help_heading = "Database TLS")]
+    pub database_client_key: Option<PathBuf>,
     /// Address of /metrics, /healthz and /readyz (default: 127.0.0.1 and the service's port).
     #[arg(long, global = true, value_name = "ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -71,8 +87,10 @@ pub(crate) struct Global {
     /// Log filter, e.g. `info` or `psg_ingest=debug,info` (RUST_LOG wins when set).
     #[arg(long, global = true, value_name = "FILTER")]
     pub log_level: Option<String>,
-    /// A librdkafka property, KEY=VALUE (repeatable): TLS, SASL, timeouts, ...
-    #[arg(short = 'X', long = "kafka-property", global = true, value_parser = parse_property, value_name = "KEY=VALUE")]
+    /// A librdkafka property, KEY=VALUE (repeatable): TLS, SASL, timeouts, ... Values on the
+    /// command line are visible to other local users (ps): put passwords in the config file or
+    /// in PSG_KAFKA__PROPERTIES__<NAME> (e.g. PSG_KAFKA__PROPERTIES__SASL_PASSWORD) instead.
+    #[arg(short = 'X', long = "kafka-property", global = true, value_parser = PropertyParser, value_name = "KEY=VALUE")]
     pub kafka_properties: Vec<(String, String)>,
 }
 
@@ -84,10 +102,41 @@ fn parse_log_format(s: &str) -> Result<LogFormat, String> {
     }
 }
 
+fn parse_ssl_mode(s: &str) -> Result<SslMode, String> {
+    s.parse()
+}
+
+/// `-X KEY=VALUE`. Its errors never show the argument, which may be a
+/// password (clap's own "invalid value '...'" message would).
+#[derive(Debug, Clone, Copy)]
+struct PropertyParser;
+
+impl clap::builder::TypedValueParser for PropertyParser {
+    type Value = (String, String);
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        let invalid = |message: String| {
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("-X: {message}\n")).with_cmd(cmd)
+        };
+        let s = value.to_str().ok_or_else(|| invalid("a librdkafka property must be UTF-8".to_owned()))?;
+        parse_property(s).map_err(invalid)
+    }
+}
+
 fn parse_property(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
-        _ => Err(format!("'{s}' is not KEY=VALUE")),
+        // Never echo the argument: it may be a password with a typo for '='.
+        _ => {
+            let name: String =
+                s.chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')).collect();
+            Err(format!("a librdkafka property is KEY=VALUE (no '=' after '{name}')"))
+        }
     }
 }
 
@@ -283,6 +332,10 @@ impl Global {
             kafka_properties: self.kafka_properties.clone(),
             signing_key: evidence.and_then(|e| e.signing_key.clone()),
             evidence_store: evidence.and_then(|e| e.evidence_store.clone()),
+            database_ssl_mode: self.database_ssl_mode,
+            database_ca_file: self.database_ca_file.clone(),
+            database_client_cert: self.database_client_cert.clone(),
+            database_client_key: self.database_client_key.clone(),
         }
     }
 }

@@ -69,8 +69,9 @@ pub(crate) async fn migrate(cfg: &Config) -> Result<(), CliError> {
         cfg.database.url.as_ref().ok_or_else(|| {
             CliError::Config("migrate needs a database: pass --database-url or set DATABASE_URL".into())
         })?;
-    let pool = psg_store::pool(url.expose(), 1).map_err(runtime)?;
-    let report = psg_store::migrate(&pool).await.map_err(runtime)?;
+    let in_db = |e: psg_store::Error| CliError::Runtime(format!("database {}: {e}", redact_url(url.expose())));
+    let pool = psg_store::pool(url.expose(), 1).map_err(in_db)?;
+    let report = psg_store::migrate(&pool).await.map_err(in_db)?;
     if report.applied.is_empty() {
         println!(
             "schema is up to date at version {} ({} time partitioning); nothing changed",

@@ -35,9 +35,45 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A value that must never appear in logs or `--help` output.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Secret(String);
+
+impl<'de> Deserialize<'de> for Secret {
+    /// A string; also a number or boolean as written, since environment
+    /// values that look like one (a numeric password) arrive as one.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Secret, E> {
+                Ok(Secret(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> std::result::Result<Secret, E> {
+                Ok(Secret(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> std::result::Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_char<E: serde::de::Error>(self, v: char) -> std::result::Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
@@ -56,12 +92,23 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// A connection URL with its password (if any) replaced by `***`, for logs.
+/// A connection URL with its password (if any, also a `password` query
+/// parameter) replaced by `***`, for logs.
 pub fn redact_url(raw: &str) -> String {
     match url::Url::parse(raw) {
         Ok(mut u) => {
             if u.password().is_some() {
                 let _ = u.set_password(Some("***"));
+            }
+            if u.query_pairs().any(|(k, _)| k.to_ascii_lowercase().contains("password")) {
+                let pairs: Vec<(String, String)> = u
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let secret = k.to_ascii_lowercase().contains("password");
+                        (k.into_owned(), if secret { "***".to_owned() } else { v.into_owned() })
+                    })
+                    .collect();
+                u.query_pairs_mut().clear().extend_pairs(pairs);
             }
             u.to_string()
         }
@@ -69,10 +116,69 @@ pub fn redact_url(raw: &str) -> String {
     }
 }
 
-/// Whether a librdkafka property holds a secret (its value is never logged).
+/// Whether a librdkafka property holds a secret (its value is never logged):
+/// every property librdkafka itself marks sensitive (passwords, private keys
+/// and their locations, SASL user names, OAUTHBEARER configuration), plus
+/// anything named like a password, secret, passphrase, token or private key.
 pub fn is_secret_property(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    k.contains("password") || k.contains("secret") || k.ends_with(".key.pem") || k.contains("key.password")
+    const SENSITIVE: &[&str] = &[
+        "sasl.username",
+        "sasl.password",
+        "sasl.oauthbearer.config",
+        "sasl.oauthbearer.client.secret",
+        "ssl.key.location",
+        "ssl.key.password",
+        "ssl.key.pem",
+        "ssl_key",
+        "ssl.ca.pem",
+        "ssl.keystore.password",
+        "ssl.truststore.password",
+    ];
+    let k = key.trim().to_ascii_lowercase();
+    SENSITIVE.contains(&k.as_str())
+        || ["password", "secret", "passphrase", "token", "private.key", "private_key", "key.pem", "credential"]
+            .iter()
+            .any(|word| k.contains(word))
+}
+
+/// The value of query parameter `key` of a connection URL, percent-decoded.
+fn url_param(url: &str, key: &str) -> Option<String> {
+    let (_, query) = url.split_once('?')?;
+    query.split('&').filter_map(|pair| pair.split_once('=')).find(|(k, _)| *k == key).map(|(_, v)| percent_decode(v))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match hex.and_then(|h| u8::from_str_radix(h, 16).ok()).filter(|_| bytes[i] == b'%') {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Percent-encodes a query parameter value (RFC 3986 unreserved characters
+/// and `/` stay as they are).
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The whole configuration.
@@ -191,23 +297,157 @@ impl Default for Topics {
     }
 }
 
+/// libpq's `sslmode`: how a database connection uses TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// Never TLS.
+    Disable,
+    /// As `prefer` (TLS when the server offers it).
+    Allow,
+    /// TLS when the server offers it (libpq's default).
+    Prefer,
+    /// Always TLS; the certificate is verified only when a CA file is given.
+    Require,
+    /// Always TLS, the certificate chain verified (CA file, else the system's roots).
+    VerifyCa,
+    /// As `verify-ca`, and the certificate must name the host.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// libpq's name of the mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Allow => "allow",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyCa => "verify-ca",
+            Self::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl std::str::FromStr for SslMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Self::Disable, Self::Allow, Self::Prefer, Self::Require, Self::VerifyCa, Self::VerifyFull]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                format!("'{s}' is not an sslmode: use disable, allow, prefer, require, verify-ca or verify-full")
+            })
+    }
+}
+
 /// PostgreSQL / TimescaleDB.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// `postgres://user:password@host:port/db` (`--database-url`, `DATABASE_URL`).
-    /// Unset: results go to topics and files only.
+    /// Unset: results go to topics and files only. libpq's TLS parameters
+    /// (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`) may be in the URL; the
+    /// keys below are added to it as those parameters.
     pub url: Option<Secret>,
     /// Connections in the pool of each service.
     pub pool_size: usize,
     /// Daily partitions of `data_flows`/`audit_logs` created ahead of today
     /// (native partitioning only; TimescaleDB manages its own chunks).
     pub partitions_ahead_days: u32,
+    /// TLS to the database (libpq's `sslmode`). Unset: the URL's, else `prefer`.
+    pub ssl_mode: Option<SslMode>,
+    /// PEM file of the CA certificates trusted for the server's certificate
+    /// (libpq's `sslrootcert`). With it, `prefer` and `require` verify the
+    /// chain too. Unset: `verify-ca` and `verify-full` trust the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS (libpq's `sslcert`).
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM; mode 0600, or 0640 when
+    /// root owns it) (libpq's `sslkey`).
+    pub client_key: Option<PathBuf>,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: None, pool_size: 4, partitions_ahead_days: 3 }
+        Self {
+            url: None,
+            pool_size: 4,
+            partitions_ahead_days: 3,
+            ssl_mode: None,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// The TLS keys as libpq URL parameters: (parameter, value, key name).
+    fn tls_params(&self) -> Vec<(&'static str, String, &'static str)> {
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        [
+            ("sslmode", self.ssl_mode.map(|m| m.as_str().to_owned()), "database.ssl-mode"),
+            ("sslrootcert", path(&self.ca_file), "database.ca-file"),
+            ("sslcert", path(&self.client_cert), "database.client-cert"),
+            ("sslkey", path(&self.client_key), "database.client-key"),
+        ]
+        .into_iter()
+        .filter_map(|(param, value, key)| value.map(|v| (param, v, key)))
+        .collect()
+    }
+
+    /// Contradictions between the TLS keys and the URL's own parameters.
+    fn tls_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let url = self.url.as_ref().map(|u| u.expose().to_owned()).unwrap_or_default();
+        for (param, value, key) in self.tls_params() {
+            if let Some(in_url) = url_param(&url, param).filter(|v| *v != value) {
+                problems.push(format!("{key} ({value}) contradicts {param}={in_url} in database.url"));
+            }
+        }
+        if let Some(mode) = url_param(&url, "sslmode")
+            && let Err(e) = mode.parse::<SslMode>()
+        {
+            problems.push(format!("database.url: {e}"));
+        }
+        let cert = self.client_cert.is_some() || url_param(&url, "sslcert").is_some();
+        let key = self.client_key.is_some() || url_param(&url, "sslkey").is_some();
+        if cert != key {
+            problems
+                .push("database.client-cert and database.client-key go together (mutual TLS needs both)".to_owned());
+        }
+        if self.ssl_mode == Some(SslMode::Disable) && (self.ca_file.is_some() || self.client_cert.is_some()) {
+            problems.push("database.ssl-mode is disable, but a CA file or client certificate is configured".to_owned());
+        }
+        for (path, key) in [
+            (&self.ca_file, "database.ca-file"),
+            (&self.client_cert, "database.client-cert"),
+            (&self.client_key, "database.client-key"),
+        ] {
+            if let Some(p) = path.as_ref().filter(|p| !p.is_file()) {
+                problems.push(format!("{key} {} does not exist or is not a file", p.display()));
+            }
+        }
+        problems
+    }
+
+    /// The URL the store connects with: `url` plus the TLS keys as libpq
+    /// parameters (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`), each
+    /// added unless the URL has it already.
+    pub fn connection_url(&self) -> Option<Secret> {
+        let url = self.url.as_ref()?.expose();
+        let mut out = url.to_owned();
+        for (param, value, _) in self.tls_params() {
+            if url_param(url, param).is_none() {
+                out.push(if out.contains('?') { '&' } else { '?' });
+                out.push_str(param);
+                out.push('=');
+                out.push_str(&percent_encode(&value));
+            }
+        }
+        Some(Secret::new(out))
     }
 }
 
@@ -358,6 +598,10 @@ pub struct Overrides {
     pub kafka_properties: Vec<(String, String)>,
     pub signing_key: Option<PathBuf>,
     pub evidence_store: Option<String>,
+    pub database_ssl_mode: Option<SslMode>,
+    pub database_ca_file: Option<PathBuf>,
+    pub database_client_cert: Option<PathBuf>,
+    pub database_client_key: Option<PathBuf>,
 }
 
 impl Config {
@@ -380,10 +624,16 @@ impl Config {
             .map(|key| key.as_str().to_ascii_lowercase().replace("__", ".").replace('_', "-").into());
         figment = figment.merge(env);
         figment = apply_overrides(figment, overrides);
-        let config: Config = figment
+        let mut config: Config = figment
             .extract()
             .map_err(|e| Error::Load(e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")))?;
+        // librdkafka property names have dots and never dashes; from the
+        // environment (`PSG_KAFKA__PROPERTIES__SASL_PASSWORD`) they arrive
+        // with dashes (`_` stands for `-`), so turn those back into dots.
+        config.kafka.properties =
+            std::mem::take(&mut config.kafka.properties).into_iter().map(|(k, v)| (k.replace('-', "."), v)).collect();
         config.validate()?;
+        config.database.url = config.database.connection_url();
         Ok(config)
     }
 
@@ -427,6 +677,7 @@ impl Config {
                     .push(format!("database.url must start with postgres:// or postgresql:// (got {})", redact_url(u)));
             }
         }
+        problems.extend(self.database.tls_problems());
         let topics = [
             &self.topics.flowlogs_raw,
             &self.topics.inventory_raw,
@@ -472,6 +723,18 @@ fn apply_overrides(mut figment: Figment, o: &Overrides) -> Figment {
     }
     if let Some(v) = &o.evidence_store {
         figment = figment.merge(Serialized::default("evidence.store-url", v));
+    }
+    if let Some(v) = &o.database_ssl_mode {
+        figment = figment.merge(Serialized::default("database.ssl-mode", v));
+    }
+    if let Some(v) = &o.database_ca_file {
+        figment = figment.merge(Serialized::default("database.ca-file", v));
+    }
+    if let Some(v) = &o.database_client_cert {
+        figment = figment.merge(Serialized::default("database.client-cert", v));
+    }
+    if let Some(v) = &o.database_client_key {
+        figment = figment.merge(Serialized::default("database.client-key", v));
     }
     if !o.kafka_properties.is_empty() {
         // Property names contain dots, so they cannot be key paths: merge them

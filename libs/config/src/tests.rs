@@ -92,6 +92,84 @@ fn contradictions_are_rejected() {
 fn urls_are_redacted() {
     assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
     assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    assert_eq!(
+        redact_url("postgres://u@h/db?sslmode=require&password=secret"),
+        "postgres://u@h/db?sslmode=require&password=***"
+    );
+    assert_eq!(redact_url("postgres://u:secret@h1:5432,h2:5432/db"), "<unparseable url>");
+}
+
+#[test]
+fn secret_properties_are_recognised() {
+    for key in [
+        "sasl.password",
+        "sasl.username",
+        "ssl.key.password",
+        "ssl.key.pem",
+        "ssl.key.location",
+        "ssl.keystore.password",
+        "sasl.oauthbearer.client.secret",
+        "sasl.oauthbearer.config",
+        "SASL.PASSWORD",
+    ] {
+        assert!(is_secret_property(key), "{key}");
+    }
+    for key in ["security.protocol", "sasl.mechanism", "ssl.ca.location", "ssl.certificate.location", "client.id"] {
+        assert!(!is_secret_property(key), "{key}");
+    }
+}
+
+#[test]
+fn database_tls_keys_become_url_parameters() {
+    Jail::expect_with(|jail| {
+        jail.create_file("ca.pem", "x")?;
+        let ca = jail.directory().join("ca.pem");
+        jail.set_env("PSG_DATABASE__SSL_MODE", "verify-full");
+        jail.set_env("PSG_DATABASE__CA_FILE", ca.display().to_string());
+        let overrides = Overrides {
+            database_url: Some(Secret::new("postgres://u:pw@db/psg?application_name=x")),
+            ..Overrides::default()
+        };
+        let c = load(None, &overrides).map_err(|e| e.to_string())?;
+        assert_eq!(c.database.ssl_mode, Some(SslMode::VerifyFull));
+        let url = c.database.url.as_ref().map(|u| u.expose().to_owned()).unwrap_or_default();
+        assert_eq!(
+            url,
+            format!("postgres://u:pw@db/psg?application_name=x&sslmode=verify-full&sslrootcert={}", ca.display())
+        );
+        // idempotent: the same parameters already in the URL are not added twice
+        assert_eq!(c.database.connection_url().map(|u| u.expose().to_owned()), Some(url));
+        Ok(())
+    });
+}
+
+#[test]
+fn database_tls_contradictions_are_rejected() {
+    let mut c = Config::default();
+    c.database.url = Some(Secret::new("postgres://u:hunter2@db/psg?sslmode=require"));
+    c.database.ssl_mode = Some(SslMode::Disable);
+    c.database.client_cert = Some("/nonexistent/client.pem".into());
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("database.ssl-mode (disable) contradicts sslmode=require"), "{err}");
+    assert!(err.contains("client-key go together"), "{err}");
+    assert!(err.contains("/nonexistent/client.pem does not exist"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    c.database = DatabaseConfig { url: Some(Secret::new("postgres://db/psg?sslmode=verify")), ..Default::default() };
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("'verify' is not an sslmode"), "{err}");
+}
+
+#[test]
+fn kafka_secrets_from_the_environment() {
+    Jail::expect_with(|jail| {
+        jail.set_env("PSG_KAFKA__PROPERTIES__SASL_PASSWORD", "12345");
+        jail.set_env("PSG_KAFKA__PROPERTIES__SECURITY_PROTOCOL", "SASL_SSL");
+        let c = load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+        assert_eq!(c.kafka.properties["sasl.password"].expose(), "12345", "a numeric password stays a string");
+        assert_eq!(c.kafka.properties["security.protocol"].expose(), "SASL_SSL");
+        assert!(!format!("{c:?}").contains("12345"));
+        Ok(())
+    });
 }
 
 #[test]

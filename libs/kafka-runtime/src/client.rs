@@ -33,6 +33,11 @@ pub fn consumer(cfg: &KafkaConfig, group: &str) -> Result<ClientConfig> {
     set_default(&mut c, cfg, "fetch.wait.max.ms", "50");
     // Never overridable: storing offsets ourselves is what makes outputs durable first.
     c.set("enable.auto.offset.store", "false");
+    // Never overridable: eager rebalancing. Every rebalance revokes all of an
+    // instance's partitions and they are read again from their committed
+    // offsets, which is what lets a stateful processor (correlate's windows)
+    // drop its state on revocation and count nothing twice.
+    c.set("partition.assignment.strategy", "range,roundrobin");
     c.set("enable.partition.eof", "false");
     Ok(c)
 }

@@ -79,6 +79,14 @@ pub trait Processor: Send + 'static {
     fn held_offsets(&self) -> Vec<(String, i32, i64)> {
         Vec::new()
     }
+
+    /// The consumer group took these stream partitions away (rebalance).
+    /// Their uncommitted messages will be processed again by whichever
+    /// instance gets them, from the last committed offset: a stateful
+    /// processor drops what it holds of them, so that nothing is counted
+    /// twice. Messages of these partitions still in the batch in hand are
+    /// dropped by the runner before the next `process`.
+    fn partitions_revoked(&mut self, _partitions: &[(String, i32)]) {}
 }
 
 /// What [`run`] needs to know about a service.
@@ -174,9 +182,11 @@ impl RunnerOptions {
     }
 }
 
-/// Logs partition assignments and revocations.
+/// Logs partition assignments and revocations, and remembers revocations
+/// for the loop.
 struct LoopContext {
     service: String,
+    revoked: Arc<std::sync::Mutex<Vec<(String, i32)>>>,
 }
 
 impl ClientContext for LoopContext {}
@@ -188,7 +198,12 @@ impl ConsumerContext for LoopContext {
                 tracing::info!(service = %self.service, partitions = %describe(tpl), "partitions assigned")
             }
             Rebalance::Revoke(tpl) => {
-                tracing::info!(service = %self.service, partitions = %describe(tpl), "partitions revoked")
+                tracing::info!(service = %self.service, partitions = %describe(tpl), "partitions revoked");
+                metrics::counter!("psg_partitions_revoked_total", "service" => self.service.clone())
+                    .increment(tpl.count() as u64);
+                if let Ok(mut r) = self.revoked.lock() {
+                    r.extend(tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())));
+                }
             }
             Rebalance::Error(e) => tracing::warn!(service = %self.service, error = %e, "rebalance error"),
         }
@@ -227,8 +242,9 @@ pub async fn run<P: Processor>(
         progress.register(&service, &opts.stream_topics);
         progress.register(&service, &opts.table_topics);
     }
+    let revoked = Arc::new(std::sync::Mutex::new(Vec::new()));
     let consumer: StreamConsumer<LoopContext> = client::consumer(cfg, &opts.group)?
-        .create_with_context(LoopContext { service: service.clone() })
+        .create_with_context(LoopContext { service: service.clone(), revoked: Arc::clone(&revoked) })
         .map_err(|e| Error::kafka(format!("{service}: creating consumer"), e))?;
     let stream_topics: Vec<&str> = opts.stream_topics.iter().map(String::as_str).collect();
     if !stream_topics.is_empty() {
@@ -264,7 +280,13 @@ pub async fn run<P: Processor>(
             biased;
             _ = shutdown.cancelled() => break Ok(()),
             _ = linger => true,
-            m = consumer.recv() => state.accept(m, InputKind::Stream),
+            m = consumer.recv() => {
+                // A rebalance happens inside recv(): its revocation is
+                // applied before the message (already of the new
+                // assignment) joins the batch.
+                state.apply_revocations(&revoked, &mut processor);
+                state.accept(m, InputKind::Stream)
+            }
             m = recv_or_pending(table.as_ref()) => state.accept(m, InputKind::Table),
         };
         if deadline.is_none() && !state.batch.is_empty() {
@@ -353,6 +375,34 @@ struct InFlight {
 }
 
 impl LoopState<'_> {
+    /// Drops the batch in hand's messages of revoked partitions (they are
+    /// read again from the committed offset, here or by their new owner) and
+    /// tells the processor. Called before a message consumed after the
+    /// revocation joins the batch.
+    fn apply_revocations<P: Processor>(&mut self, revoked: &std::sync::Mutex<Vec<(String, i32)>>, processor: &mut P) {
+        let taken = match revoked.lock() {
+            Ok(mut r) if !r.is_empty() => std::mem::take(&mut *r),
+            _ => return,
+        };
+        let before = self.batch.len();
+        self.batch.retain(|m| {
+            m.kind != InputKind::Stream || !taken.iter().any(|(t, p)| **t == *m.topic && *p == m.partition)
+        });
+        if self.batch.len() < before {
+            tracing::info!(
+                service = %self.opts.service,
+                dropped = before - self.batch.len(),
+                "dropped unprocessed messages of revoked partitions; their new owner processes them"
+            );
+        }
+        // A batch still in flight must not store offsets of revoked
+        // partitions: the processor has just dropped what it held of them.
+        if let Some(f) = &mut self.in_flight {
+            f.next_offsets.retain(|(t, p), _| !taken.iter().any(|(rt, rp)| **t == **rt && p == rp));
+        }
+        processor.partitions_revoked(&taken);
+    }
+
     /// Adds a consumed message to the batch; returns whether to flush now.
     fn accept(&mut self, m: KafkaResult<BorrowedMessage<'_>>, kind: InputKind) -> bool {
         match m {
@@ -401,19 +451,25 @@ impl LoopState<'_> {
                     *e = (*e).max(m.offset + 1);
                 }
             }
-            let pending = self.deliverer.start(&output).await.ok();
-            current = Some(InFlight { output, pending, next_offsets, positions, consumed: self.batch.len(), started });
+            current =
+                Some(InFlight { output, pending: None, next_offsets, positions, consumed: self.batch.len(), started });
             self.batch.clear();
         }
+        // The previous batch is acknowledged (and sent again where it failed)
+        // before this one is enqueued: outputs stay in input order on every
+        // partition, so a consumer may take an older copy for a duplicate
+        // (correlate does). Processing this batch overlapped its acks.
         if let Some(previous) = self.in_flight.take()
             && let Flushed::Abandoned = self.finish(previous, processor, stop).await?
         {
             return Ok(Flushed::Abandoned);
         }
-        match current {
-            Some(c) if P::PIPELINED => self.in_flight = Some(c),
-            Some(c) => return self.finish(c, processor, stop).await,
-            None => {}
+        if let Some(mut c) = current {
+            c.pending = self.deliverer.start(&c.output).await.ok();
+            if !P::PIPELINED {
+                return self.finish(c, processor, stop).await;
+            }
+            self.in_flight = Some(c);
         }
         Ok(Flushed::Done)
     }

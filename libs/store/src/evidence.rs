@@ -87,6 +87,8 @@ pub async fn insert_evidence(store: &Store, rows: &[EvidenceRow]) -> Result<()> 
     Ok(())
 }
 
+/// The columns of an evidence row. The only text ever spliced into SQL with
+/// `format!` here: a constant, never a value (values are `$n` parameters).
 const ROW_COLUMNS: &str = "id, scope_decision_id, evidence_type::text, data, hash, signature, signing_key_id, \
      storage_url, pci_requirement, generated_at, generated_by, expires_at, last_verified_at, verification_count, \
      chain, sequence, prev_hash";

@@ -10,8 +10,16 @@
 //!   [`flows`], [`decisions`], [`evidence`]. Bulk writes go through binary
 //!   COPY; every write is idempotent (deterministic ids, `ON CONFLICT`).
 //!
-//! SQL only through parameters.
+//! - [`connect`]: the one way to the server: the URL with libpq's TLS
+//!   parameters (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`) becomes a
+//!   tokio-postgres configuration plus an OpenSSL connector; [`pool`],
+//!   [`Store::connect`] and [`migrate`] all go through it.
+//!
+//! SQL only through parameters: values are always bind parameters (`$1`,
+//! ...); the few statements assembled with `format!` splice in only
+//! constant column lists of this crate, never a value.
 
+pub mod connect;
 pub mod decisions;
 pub mod evidence;
 pub mod flows;
@@ -20,13 +28,11 @@ pub mod operator;
 pub mod reports;
 pub mod resources;
 
-use std::time::Duration;
-
 use dashmap::DashSet;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use deadpool_postgres::Pool;
 use tokio_postgres::error::SqlState;
 
+pub use connect::{Connector, SslMode};
 pub use migrate::{MigrationReport, migrate};
 
 /// Errors of the store.
@@ -42,6 +48,16 @@ pub enum Error {
     },
     #[error("database pool: {0}")]
     Pool(String),
+    #[error("database: cannot connect{}: {}", endpoint.as_deref().map(|e| format!(" to {e}")).unwrap_or_default(), pg_message(source))]
+    Connect {
+        /// `host:port`, when known.
+        endpoint: Option<String>,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// TLS set-up or handshake failure (`TLS handshake with HOST:PORT failed: ...`).
+    #[error("database: {message}")]
+    Tls { message: String, transient: bool },
     #[error(
         "migration {version} ({name}) was changed after it was applied (checksum {applied} in the database, {file} in this build); restore it and add a new migration instead"
     )]
@@ -56,12 +72,25 @@ pub enum Error {
     Data(String),
 }
 
-/// A PostgreSQL error with the server's message (tokio-postgres shows only "db error").
-fn pg_message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+/// A PostgreSQL error with the server's message (tokio-postgres shows only
+/// "db error"), or tokio-postgres's with its causes ("error connecting to
+/// server: Connection refused (os error 111)"). Neither ever holds the
+/// password: tokio-postgres's messages name options, never their values.
+pub(crate) fn pg_message(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
     }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 impl Error {
@@ -74,7 +103,8 @@ impl Error {
     /// not written yet by another service).
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Pool(_) => true,
+            Self::Pool(_) | Self::Connect { .. } => true,
+            Self::Tls { transient, .. } => *transient,
             Self::Postgres { source, .. } => match source.code() {
                 None => true, // I/O or closed connection
                 Some(code) => {
@@ -108,6 +138,8 @@ pub enum TimePartitioning {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// `host:port` of the server, for error messages.
+    endpoint: std::sync::Arc<str>,
     partitioning: TimePartitioning,
     /// Daily partitions known to exist: (table, day).
     partitions: std::sync::Arc<DashSet<(&'static str, chrono::NaiveDate)>>,
@@ -120,30 +152,18 @@ impl std::fmt::Debug for Store {
 }
 
 /// A connection pool for `url`, without checking the schema (for `migrate`).
+/// TLS as the URL's `sslmode`/`sslrootcert`/`sslcert`/`sslkey` say (see [`connect`]).
 pub fn pool(url: &str, size: usize) -> Result<Pool> {
-    let pg: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| Error::Url(e.to_string()))?;
-    let mut pg = pg;
-    if pg.get_connect_timeout().is_none() {
-        pg.connect_timeout(Duration::from_secs(10));
-    }
-    if pg.get_application_name().is_none() {
-        pg.application_name("pci-scope-guard");
-    }
-    let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-    Pool::builder(manager)
-        .max_size(size)
-        .wait_timeout(Some(Duration::from_secs(15)))
-        .create_timeout(Some(Duration::from_secs(15)))
-        .runtime(Runtime::Tokio1)
-        .build()
-        .map_err(|e| Error::Pool(e.to_string()))
+    Connector::new(url)?.pool(size)
 }
 
 impl Store {
     /// Connects and checks that the schema is migrated and not newer than this build.
     pub async fn connect(url: &str, size: usize) -> Result<Self> {
-        let pool = pool(url, size)?;
-        let client = pool.get().await.map_err(|e| Error::Pool(e.to_string()))?;
+        let connector = Connector::new(url)?;
+        let pool = connector.pool(size)?;
+        let endpoint: std::sync::Arc<str> = connector.endpoint().into();
+        let client = pool.get().await.map_err(|e| connect::pool_error(Some(&endpoint), e))?;
         let version = migrate::current_version(&client).await?;
         match version {
             None | Some(0) => return Err(Error::NotMigrated),
@@ -160,12 +180,12 @@ impl Store {
             Some("timescaledb") => TimePartitioning::Timescale,
             _ => TimePartitioning::Native,
         };
-        Ok(Self { pool, partitioning, partitions: Default::default() })
+        Ok(Self { pool, endpoint, partitioning, partitions: Default::default() })
     }
 
     /// A pooled connection.
     pub async fn client(&self) -> Result<deadpool_postgres::Object> {
-        self.pool.get().await.map_err(|e| Error::Pool(e.to_string()))
+        self.pool.get().await.map_err(|e| connect::pool_error(Some(&self.endpoint), e))
     }
 
     pub fn partitioning(&self) -> TimePartitioning {

@@ -20,6 +20,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "schema", sql: include_str!("../migrations/0001_schema.sql") },
     Migration { version: 2, name: "timescale", sql: include_str!("../migrations/0002_timescale.sql") },
     Migration { version: 3, name: "evidence_keys", sql: include_str!("../migrations/0003_evidence_keys.sql") },
+    Migration { version: 4, name: "least_privilege", sql: include_str!("../migrations/0004_least_privilege.sql") },
 ];
 
 /// Arbitrary constant identifying our migration lock.
@@ -65,7 +66,7 @@ pub async fn current_version(client: &tokio_postgres::Client) -> Result<Option<i
 
 /// Applies every migration not applied yet.
 pub async fn migrate(pool: &Pool) -> Result<MigrationReport> {
-    let mut client = pool.get().await.map_err(|e| Error::Pool(e.to_string()))?;
+    let mut client = pool.get().await.map_err(|e| crate::connect::pool_error(None, e))?;
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS psg_schema_migrations (

@@ -72,6 +72,8 @@ pub struct AlertDetail {
     pub context: serde_json::Value,
 }
 
+/// The columns of an alert. Spliced into SQL with `format!`: a constant,
+/// never a value (values are `$n` parameters).
 const ALERT_COLUMNS: &str = "a.id::text, a.alert_type, a.severity, COALESCE(r.resource_id, ''), a.title, a.description, \
      a.status, COALESCE(a.context, '{}'::jsonb), a.triggered_at, a.acknowledged_at, a.acknowledged_by, a.resolved_at, \
      a.resolved_by";
@@ -118,14 +120,15 @@ pub async fn alerts(store: &Store, f: &AlertFilter) -> Result<Vec<AlertDetail>> 
     Ok(rows.iter().map(alert_of).collect())
 }
 
-/// One alert by id (or unique id prefix).
+/// One alert by id (or unique id prefix). A prefix, not a LIKE pattern:
+/// `%` or `_` typed by the operator match only themselves.
 pub async fn alert(store: &Store, id: &str) -> Result<Vec<AlertDetail>> {
     let client = store.client().await?;
     let rows = client
         .query(
             &format!(
                 "SELECT {ALERT_COLUMNS} FROM alerts a LEFT JOIN resources r ON r.id = a.resource_id
-                  WHERE a.id::text LIKE $1 || '%' ORDER BY a.id LIMIT 2"
+                  WHERE starts_with(a.id::text, $1) ORDER BY a.id LIMIT 2"
             ),
             &[&id.to_ascii_lowercase()],
         )
@@ -177,6 +180,8 @@ pub async fn edges(store: &Store, lookback_days: i32) -> Result<(Vec<EdgeEntry>,
         return Ok((Vec::new(), None));
     };
     let since = newest - chrono::Duration::days(i64::from(lookback_days));
+    // The same constant expression for both ends (aliases s and d): SQL
+    // text of this crate, no value.
     let name = "CASE WHEN {t}.resource_type::text = 'external_endpoint' THEN 'ext:' || substr({t}.resource_id, 4) ELSE {t}.resource_id END";
     let rows = client
         .query(

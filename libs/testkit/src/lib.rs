@@ -6,9 +6,14 @@
 //!   answers), dropped afterwards;
 //! - [`Tansu`]: a `tansu` broker process on a free loopback port with memory
 //!   storage (binary from `TANSU_BIN`, the tool cache, or `PATH`), killed on drop;
+//! - [`pg::PgCluster`]: a throwaway PostgreSQL server of our own, for tests
+//!   that stop and start it;
+//! - [`procs::Procs`]: service processes of the binary, for kill/restart tests;
 //! - [`kafka`]: producing and consuming in tests.
 
 pub mod kafka;
+pub mod pg;
+pub mod procs;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -101,49 +106,104 @@ pub fn tansu_binary() -> Option<PathBuf> {
         .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("tansu")).find(|p| p.is_file()))
 }
 
-/// A tansu broker process with memory storage.
+/// A tansu broker process: memory storage ([`Tansu::start`]) or SQLite in a
+/// directory ([`Tansu::start_durable`]: topics, records and committed
+/// offsets survive [`Tansu::stop`] / [`Tansu::restart`]).
 #[derive(Debug)]
 pub struct Tansu {
     pub bootstrap: String,
-    child: Child,
+    port: u16,
+    /// SQLite storage directory; `None`: memory.
+    dir: Option<PathBuf>,
+    child: Option<Child>,
+    log: PathBuf,
 }
 
 impl Tansu {
-    /// Starts tansu on a free port and waits until it accepts connections.
+    /// Starts tansu with memory storage on a free port and waits until it
+    /// accepts connections.
     pub fn start() -> Self {
+        Self::launch(None)
+    }
+
+    /// Starts tansu with SQLite storage in `dir` (`sqlite://tansu.db`).
+    pub fn start_durable(dir: &std::path::Path) -> Self {
+        Self::launch(Some(dir.to_owned()))
+    }
+
+    fn launch(dir: Option<PathBuf>) -> Self {
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("tansu-{port}.log"));
+        let mut tansu = Self { bootstrap: format!("127.0.0.1:{port}"), port, dir, child: None, log };
+        tansu.run();
+        tansu
+    }
+
+    fn run(&mut self) {
         let bin =
             tansu_binary().expect("tansu is not installed: run scripts/test.sh (it installs tansu), or set TANSU_BIN");
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let log = std::env::temp_dir().join(format!("tansu-{port}.log"));
-        let log_file = std::fs::File::create(&log).expect("tansu log file");
-        let child = Command::new(&bin)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("tansu log file");
+        let mut cmd = Command::new(&bin);
+        cmd.args(["broker", "--listener-url", &url, "--advertised-listener-url", &url]);
+        match &self.dir {
+            None => {
+                cmd.args(["--storage-engine", "memory://tansu/"]);
+            }
+            Some(dir) => {
+                cmd.args(["--storage-engine", "sqlite://tansu.db"]).current_dir(dir);
+            }
+        }
+        let child = cmd
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log"))
             .stderr(log_file)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut tansu = Self { bootstrap: format!("127.0.0.1:{port}"), child };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = tansu.child.try_wait() {
-                panic!("tansu exited with {status}; log: {}", log.display());
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("tansu exited with {status}; log: {}", self.log.display());
             }
-            assert!(Instant::now() < deadline, "tansu did not listen on {port} within 30 s; log: {}", log.display());
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen on {} within 30 s; log: {}",
+                self.port,
+                self.log.display()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        eprintln!("tansu {} listening on {} (log {})", bin.display(), tansu.bootstrap, log.display());
-        tansu
+        eprintln!("tansu {} listening on {} (log {})", bin.display(), self.bootstrap, self.log.display());
+    }
+
+    /// Stops the broker (SIGTERM, SIGKILL after 10 s).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !matches!(child.try_wait(), Ok(Some(_))) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the stopped broker again on the same port and storage.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "tansu is still running");
+        self.run();
     }
 }
 
 impl Drop for Tansu {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -52,6 +52,14 @@ pub struct Correlate {
     ensured: HashSet<EndpointId>,
     pending_flows: Vec<DataFlowRow>,
     pending_resources: Vec<ResourceRow>,
+    /// Per (input partition, source topic, source partition): the newest
+    /// source position (offset, line) whose records were counted. Ingest
+    /// writes the records of one source message to one partition in source
+    /// order (in one or more batches, by line), so a batch that starts at or
+    /// below it is a second copy (ingest redelivered after a crash, a retry
+    /// or a rebalance) and is skipped: counts stay exact.
+    counted: std::collections::HashMap<(i32, Arc<str>, i32), (i64, i32)>,
+    duplicates: u64,
 }
 
 impl Correlate {
@@ -71,7 +79,14 @@ impl Correlate {
             ensured: HashSet::new(),
             pending_flows: Vec::new(),
             pending_resources: Vec::new(),
+            counted: std::collections::HashMap::new(),
+            duplicates: 0,
         }
+    }
+
+    /// Flow batches skipped as second copies so far.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates
     }
 
     /// Topics shared by the consumer group.
@@ -107,6 +122,28 @@ impl Correlate {
     fn flows(&mut self, msg: &InMessage, out: &mut Output) {
         match psg_avro_codec::decode::<FlowBatch>(msg.payload()) {
             Ok(batch) => {
+                if let Some(first) = batch.records.first() {
+                    let source = &first.source;
+                    let key = (msg.partition, Arc::from(source.topic.as_str()), source.partition);
+                    let position = (source.offset, source.line);
+                    match self.counted.get_mut(&key) {
+                        Some(newest) if position <= *newest => {
+                            self.duplicates += 1;
+                            metrics::counter!("psg_correlate_duplicate_batches_total").increment(1);
+                            tracing::debug!(
+                                source_topic = %source.topic,
+                                source_partition = source.partition,
+                                source_offset = source.offset,
+                                "skipped a second copy of a flow batch"
+                            );
+                            return;
+                        }
+                        Some(newest) => *newest = position,
+                        None => {
+                            self.counted.insert(key, position);
+                        }
+                    }
+                }
                 for rec in batch.records {
                     self.flow(rec, &msg.topic, msg.partition, msg.offset, false, out);
                 }
@@ -279,6 +316,7 @@ impl Correlate {
             e.key.dst_port.to_string(),
             e.key.action.as_str().to_owned(),
             e.window_start.to_string(),
+            format!("p{}", e.partition),
         ];
         if let Some((topic, partition, offset, line)) = &e.late_source {
             id_parts.extend([
@@ -420,6 +458,28 @@ impl Processor for Correlate {
             self.pending_flows.clear();
         }
         Ok(())
+    }
+
+    /// A rebalance revoked partitions. The consumer uses eager assignment
+    /// (every rebalance revokes every partition of the instance; see
+    /// `psg_kafka_runtime::client`), so everything counted but not emitted
+    /// is dropped, as after a restart, and the partitions assigned next are
+    /// read from their committed offsets. Keeping the watermark or another
+    /// partition's windows would count the records between the committed
+    /// offset and the revocation twice (once in a closed window, once late).
+    fn partitions_revoked(&mut self, partitions: &[(String, i32)]) {
+        if !partitions.iter().any(|(t, _)| *t == self.flows_topic) {
+            return;
+        }
+        let dropped = self.windows.reset();
+        let held = self.held.len();
+        self.held.clear();
+        self.counted.clear();
+        tracing::info!(
+            partial_edges = dropped,
+            held_records = held,
+            "partitions revoked: open windows dropped; they are counted again from the committed offsets"
+        );
     }
 
     fn held_offsets(&self) -> Vec<(String, i32, i64)> {

@@ -2,8 +2,8 @@
 //!
 //! - A window `[start, start + size)` collects the observations whose event
 //!   time (the record's end time) falls in it, per [`EdgeKey`].
-//! - The watermark is the highest event time seen minus the allowed
-//!   lateness; a window closes when its end is at or before the watermark,
+//! - Per input partition, the watermark is the highest event time seen minus
+//!   the allowed lateness; a window closes when its end is at or before it,
 //!   never on the wall clock, so a replay gives the same edges as the live
 //!   stream did.
 //! - The first observation of an edge key ever is reported at once
@@ -144,6 +144,11 @@ pub struct WindowEdge {
     pub window_end: Micros,
     pub first_seen: Micros,
     pub last_seen: Micros,
+    /// The input partition whose records this edge counts: each instance of
+    /// a consumer group counts its own partitions, so one edge in one window
+    /// may come from several partitions (a resource with several addresses)
+    /// as separate partial edges, never as two different totals of one id.
+    pub partition: i32,
     pub packets: i64,
     pub bytes: i64,
     /// Distinct connections condensed into this edge.
@@ -163,16 +168,35 @@ pub enum Added {
     Late(WindowEdge),
 }
 
+/// One open window of one input partition.
+#[derive(Debug)]
+struct Open {
+    topic: Arc<str>,
+    /// Lowest input offset that contributed (offsets are held below it).
+    min_offset: i64,
+    edges: FastMap<EdgeKey, Agg>,
+}
+
 /// The open windows and what has been seen.
+///
+/// Event time is kept per input partition: each partition has its own
+/// watermark, windows and held offsets. A partition's records always come in
+/// the same order, so reading it again from its committed offset (after a
+/// restart or a rebalance) puts every record in the same window, or makes it
+/// late, exactly as the first time; with one watermark over all partitions,
+/// the order in which a backlog of several partitions is fetched would decide
+/// that, and a record could be counted in a window and again as late. A
+/// partition that receives nothing keeps its windows open (their offsets
+/// uncommitted) until it does.
 #[derive(Debug)]
 pub struct Windows {
     size: Micros,
     lateness: Micros,
-    max_event_time: Option<Micros>,
-    open: BTreeMap<Micros, FastMap<EdgeKey, Agg>>,
-    held: BTreeMap<Micros, FastMap<(Arc<str>, i32), i64>>,
+    /// Highest event time seen per input partition.
+    max_event: BTreeMap<i32, Micros>,
+    open: BTreeMap<(i32, Micros), Open>,
     seen: FastSet<EdgeKey>,
-    touched: FastSet<(Micros, EdgeKey)>,
+    touched: FastSet<(Micros, i32, EdgeKey)>,
     late: u64,
 }
 
@@ -182,23 +206,27 @@ impl Windows {
         Self {
             size,
             lateness: lateness.max(0),
-            max_event_time: None,
+            max_event: BTreeMap::new(),
             open: BTreeMap::new(),
-            held: BTreeMap::new(),
             seen: FastSet::default(),
             touched: FastSet::default(),
             late: 0,
         }
     }
 
-    /// Highest event time seen minus the allowed lateness.
+    /// The lowest partition watermark (highest event time of the partition
+    /// minus the allowed lateness): every window before it is closed.
     pub fn watermark(&self) -> Option<Micros> {
-        self.max_event_time.map(|t| t.saturating_sub(self.lateness))
+        self.max_event.values().min().map(|t| t.saturating_sub(self.lateness))
     }
 
-    /// Highest event time seen.
+    fn partition_watermark(&self, partition: i32) -> Option<Micros> {
+        self.max_event.get(&partition).map(|t| t.saturating_sub(self.lateness))
+    }
+
+    /// Highest event time seen in any partition.
     pub fn max_event_time(&self) -> Option<Micros> {
-        self.max_event_time
+        self.max_event.values().max().copied()
     }
 
     /// Late observations so far.
@@ -210,10 +238,6 @@ impl Windows {
         t.div_euclid(self.size) * self.size
     }
 
-    fn is_closed(&self, start: Micros) -> bool {
-        self.watermark().is_some_and(|w| start + self.size <= w)
-    }
-
     pub fn open_windows(&self) -> usize {
         self.open.len()
     }
@@ -221,7 +245,7 @@ impl Windows {
     /// Adds one observation.
     pub fn add(&mut self, o: Observation) -> Added {
         let start = self.window_start(o.event_time);
-        if self.is_closed(start) {
+        if self.partition_watermark(o.partition).is_some_and(|w| start + self.size <= w) {
             self.late += 1;
             self.seen.insert(o.key);
             let (a, z) = (o.connection.src, o.connection.dst);
@@ -235,18 +259,22 @@ impl Windows {
                 window_end: start + self.size,
                 first_seen: o.event_time,
                 last_seen: o.event_time,
+                partition: o.partition,
                 packets: o.packets,
                 bytes: o.bytes,
                 flows: 1,
                 late_source: Some((o.topic, o.partition, o.offset, o.line)),
             });
         }
-        self.max_event_time = Some(self.max_event_time.map_or(o.event_time, |m| m.max(o.event_time)));
-        let held = self.held.entry(start).or_default();
-        let h = held.entry((Arc::clone(&o.topic), o.partition)).or_insert(o.offset);
-        *h = (*h).min(o.offset);
-        let window = self.open.entry(start).or_default();
-        let agg = window.entry(o.key).or_insert_with(|| Agg {
+        let m = self.max_event.entry(o.partition).or_insert(o.event_time);
+        *m = (*m).max(o.event_time);
+        let window = self.open.entry((o.partition, start)).or_insert_with(|| Open {
+            topic: Arc::clone(&o.topic),
+            min_offset: o.offset,
+            edges: FastMap::default(),
+        });
+        window.min_offset = window.min_offset.min(o.offset);
+        let agg = window.edges.entry(o.key).or_insert_with(|| Agg {
             src_addr: o.connection.src,
             dst_addr: o.connection.dst,
             direction: o.direction,
@@ -267,31 +295,30 @@ impl Windows {
         agg.bytes = agg.bytes.saturating_add(b1 - b0);
         agg.first_seen = agg.first_seen.min(o.event_time);
         agg.last_seen = agg.last_seen.max(o.event_time);
-        self.touched.insert((start, o.key));
+        self.touched.insert((start, o.partition, o.key));
         if self.seen.insert(o.key) {
-            Added::FirstSeen(edge(self.size, start, &o.key, agg, EdgeKind::FirstSeen))
+            Added::FirstSeen(edge(self.size, start, o.partition, &o.key, agg, EdgeKind::FirstSeen))
         } else {
             Added::Aggregated
         }
     }
 
-    /// Closes every window the watermark has passed; returns their edges
-    /// (ordered by window, then key: deterministic).
+    /// Closes every window its partition's watermark has passed; returns
+    /// their edges (ordered by window, then key, then partition: deterministic).
     pub fn close_ready(&mut self) -> Vec<WindowEdge> {
-        let Some(w) = self.watermark() else { return Vec::new() };
+        let ready: Vec<(i32, Micros)> = self
+            .open
+            .keys()
+            .filter(|(p, start)| self.partition_watermark(*p).is_some_and(|w| start + self.size <= w))
+            .copied()
+            .collect();
         let mut out = Vec::new();
-        while let Some((&start, _)) = self.open.first_key_value() {
-            if start + self.size > w {
-                break;
-            }
-            if let Some(window) = self.open.remove(&start) {
-                self.held.remove(&start);
-                let mut edges: Vec<WindowEdge> =
-                    window.iter().map(|(k, a)| edge(self.size, start, k, a, EdgeKind::Window)).collect();
-                edges.sort_by_key(|e| e.key);
-                out.extend(edges);
+        for k in ready {
+            if let Some(window) = self.open.remove(&k) {
+                out.extend(window.edges.iter().map(|(key, a)| edge(self.size, k.1, k.0, key, a, EdgeKind::Window)));
             }
         }
+        out.sort_by_key(|e| (e.window_start, e.key, e.partition));
         out
     }
 
@@ -300,29 +327,40 @@ impl Windows {
     /// a window twice keeps the latest).
     pub fn drain_touched(&mut self) -> Vec<WindowEdge> {
         let mut out = Vec::with_capacity(self.touched.len());
-        for (start, key) in self.touched.drain() {
-            if let Some(agg) = self.open.get(&start).and_then(|w| w.get(&key)) {
-                out.push(edge(self.size, start, &key, agg, EdgeKind::Window));
+        for (start, partition, key) in self.touched.drain() {
+            if let Some(agg) = self.open.get(&(partition, start)).and_then(|w| w.edges.get(&key)) {
+                out.push(edge(self.size, start, partition, &key, agg, EdgeKind::Window));
             }
         }
         out
     }
 
+    /// Forgets every open window and every watermark, as after a restart:
+    /// the consumer group revoked this instance's partitions, and they are
+    /// read again from their committed offsets, which no open window's record
+    /// precedes. Returns how many partial edges were dropped. First sightings
+    /// are remembered (a second first-seen edge would only repeat one).
+    pub fn reset(&mut self) -> usize {
+        let dropped = self.open.values().map(|w| w.edges.len()).sum();
+        self.open.clear();
+        self.touched.clear();
+        self.max_event.clear();
+        dropped
+    }
+
     /// Per input partition, the lowest offset that contributed to a window
     /// still open.
     pub fn held_offsets(&self) -> Vec<(String, i32, i64)> {
-        let mut min: HashMap<(&Arc<str>, i32), i64> = HashMap::new();
-        for offsets in self.held.values() {
-            for ((t, p), o) in offsets {
-                let e = min.entry((t, *p)).or_insert(*o);
-                *e = (*e).min(*o);
-            }
+        let mut min: BTreeMap<(i32, &Arc<str>), i64> = BTreeMap::new();
+        for ((p, _), w) in &self.open {
+            let e = min.entry((*p, &w.topic)).or_insert(w.min_offset);
+            *e = (*e).min(w.min_offset);
         }
-        min.into_iter().map(|((t, p), o)| (t.to_string(), p, o)).collect()
+        min.into_iter().map(|((p, t), o)| (t.to_string(), p, o)).collect()
     }
 }
 
-fn edge(size: Micros, start: Micros, key: &EdgeKey, agg: &Agg, kind: EdgeKind) -> WindowEdge {
+fn edge(size: Micros, start: Micros, partition: i32, key: &EdgeKey, agg: &Agg, kind: EdgeKind) -> WindowEdge {
     WindowEdge {
         kind,
         key: *key,
@@ -333,6 +371,7 @@ fn edge(size: Micros, start: Micros, key: &EdgeKey, agg: &Agg, kind: EdgeKind) -
         window_end: start + size,
         first_seen: agg.first_seen,
         last_seen: agg.last_seen,
+        partition,
         packets: agg.packets,
         bytes: agg.bytes,
         flows: agg.connections.len() as i64,

@@ -95,7 +95,9 @@ async fn records_in_exact_edges_out() {
     let records: Vec<OutRecord> = batches
         .into_iter()
         .enumerate()
-        .map(|(i, records)| {
+        .map(|(i, mut records)| {
+            // as ingest writes them: the records of source message i
+            records.iter_mut().for_each(|r| r.source.offset = i as i64);
             OutRecord::new("flows.normalized", format!("b{i}"), psg_avro_codec::encode(&FlowBatch { records }).unwrap())
         })
         .collect();

@@ -256,8 +256,12 @@ impl Processor for Evidence {
             } else {
                 match psg_avro_codec::decode::<ScopeDecision>(msg.payload()) {
                     Ok(d) => {
-                        clock = clock.max(d.as_of);
-                        earliest = earliest.min(d.as_of);
+                        // as_of 0: decided before any flow (inventory only),
+                        // no event time to move the report clock with
+                        if d.as_of > 0 {
+                            clock = clock.max(d.as_of);
+                            earliest = earliest.min(d.as_of);
+                        }
                         jobs.push(Job::Decision(d));
                     }
                     Err(e) => out.dead_letters.push(DeadLetter::whole(msg, "schema", e.to_string())),

@@ -6,9 +6,11 @@
 //! line in the payload (S3 files), or configuration; it is never guessed
 //! from the number of tokens.
 
-use psg_domain::time::{Micros, SECOND};
+use psg_domain::time::Micros;
 
-use crate::parsed::{MessageCtx, Parsed, Rejected};
+pub use crate::fields::TimeError;
+use crate::fields::{self, show_time};
+use crate::parsed::{MessageCtx, Parsed, Rejected, Sink};
 use psg_domain::{CloudProvider, FlowAction, FlowDirection, FlowFormat, FlowRecord, LogStatus, SourceRef};
 
 /// One field of the AWS flow-log format.
@@ -207,8 +209,10 @@ pub enum LineError {
     Value { field: &'static str, value: String, problem: &'static str },
     #[error("record has log-status OK but no action")]
     NoAction,
-    #[error("end time is before start time")]
-    EndBeforeStart,
+    #[error("field 'end' ({}) is before field 'start' ({})", show_time(*.end), show_time(*.start))]
+    EndBeforeStart { start: Micros, end: Micros },
+    #[error(transparent)]
+    Time(#[from] TimeError),
 }
 
 fn bad(field: &'static str, value: &str, problem: &'static str) -> LineError {
@@ -217,10 +221,6 @@ fn bad(field: &'static str, value: &str, problem: &'static str) -> LineError {
 
 fn opt(v: &str) -> Option<&str> {
     (v != "-").then_some(v)
-}
-
-fn int<T: std::str::FromStr>(field: &'static str, v: &str, problem: &'static str) -> Result<Option<T>, LineError> {
-    opt(v).map(|v| v.parse::<T>().map_err(|_| bad(field, v, problem))).transpose()
 }
 
 /// A valid address in canonical text form. An IPv4 address that parses is
@@ -318,30 +318,46 @@ impl<'a> Iterator for Tokens<'a> {
     }
 }
 
-/// Unix seconds, or milliseconds (13 digits) as some producers emit.
+/// Unix seconds, or milliseconds (13 digits) as some producers emit, in
+/// the accepted range of flow times (1970 to 2099; from 2000 for milliseconds).
 fn time(field: &'static str, v: &str) -> Result<Option<Micros>, LineError> {
     let Some(v) = opt(v) else { return Ok(None) };
-    let Some(n) = digits(v) else {
-        return Err(bad(field, v, if v.starts_with('-') { "is before 1970" } else { "is not a Unix time" }));
-    };
-    // 10^11 seconds is the year 5138: anything larger is milliseconds.
-    let us = if n >= 100_000_000_000 { n.checked_mul(1_000) } else { n.checked_mul(SECOND as u64) };
-    us.and_then(|u| i64::try_from(u).ok()).map(Some).ok_or_else(|| bad(field, v, "is out of range"))
+    match fields::unix_digits(field, v, digits(v)) {
+        Ok(us) => Ok(Some(us)),
+        Err(fields::FieldError::Time(e)) => Err(LineError::Time(e)),
+        Err(_) => Err(bad(field, v, "is not a Unix time")),
+    }
 }
+
 /// Parses every line of a text payload. The layout is `layout`, unless a
 /// header line in the payload names another (S3 files start with one); a
 /// header line is ignored when `fixed` is set (the message header named the
 /// layout and wins).
 pub fn parse_payload(
     text: &[u8],
-    mut layout: std::borrow::Cow<'_, Layout>,
+    layout: std::borrow::Cow<'_, Layout>,
     fixed: bool,
     ctx: MessageCtx<'_>,
 ) -> Parsed<FlowRecord> {
-    let mut out = Parsed::default();
+    Parsed::collect(|out| parse_payload_into(text, layout, fixed, ctx, out))
+}
+
+/// [`parse_payload`], into a sink.
+pub fn parse_payload_into(
+    text: &[u8],
+    mut layout: std::borrow::Cow<'_, Layout>,
+    fixed: bool,
+    ctx: MessageCtx<'_>,
+    out: &mut dyn Sink<FlowRecord>,
+) {
     for (line_no, line) in crate::payload::lines(text) {
+        if let Err(r) = crate::payload::check_line(line_no, line) {
+            out.reject(r);
+            continue;
+        }
         let Ok(line) = std::str::from_utf8(line) else {
-            out.rejected.push(Rejected::new(line_no, line, "encoding", "line is not valid UTF-8"));
+            let problem = crate::payload::utf8_problem(line).unwrap_or_default();
+            out.reject(Rejected::new(line_no, line, "encoding", format!("line {problem}")));
             continue;
         };
         if Layout::is_header_line(line) {
@@ -352,18 +368,17 @@ pub fn parse_payload(
                 Ok(l) => layout = std::borrow::Cow::Owned(l),
                 Err(e) => {
                     // Every later line depends on this layout: none can be read.
-                    out.rejected.push(Rejected::new(line_no, line, "format", format!("header line: {e}")));
-                    return out;
+                    out.reject(Rejected::new(line_no, line, "format", format!("header line: {e}")));
+                    return;
                 }
             }
             continue;
         }
-        match parse_line(&layout, line, ctx.source(line_no)) {
-            Ok(r) => out.records.push(r),
-            Err(e) => out.rejected.push(Rejected::new(line_no, line, "parse", e.to_string())),
-        }
+        out.push(
+            parse_line(&layout, line, ctx.source(line_no))
+                .map_err(|e| Rejected::new(line_no, line, "parse", e.to_string())),
+        );
     }
-    out
 }
 
 /// Parses one line with `layout`. `source` says where it came from.
@@ -376,7 +391,7 @@ pub fn parse_line(layout: &Layout, line: &str, source: SourceRef) -> Result<Flow
         count += 1;
         let s = || opt(v).map(str::to_owned);
         match field {
-            Field::Version => rec.format_version = int("version", v, "is not a version number")?,
+            Field::Version => rec.format_version = bounded("version", v, 255, "is not a version number (0-255)")?,
             Field::AccountId => rec.account_id = s(),
             Field::InterfaceId => rec.interface_id = s(),
             Field::SrcAddr => rec.src_addr = addr("srcaddr", v)?,
@@ -410,8 +425,10 @@ pub fn parse_line(layout: &Layout, line: &str, source: SourceRef) -> Result<Flow
             Field::SubnetId => rec.subnet_id = s(),
             Field::InstanceId => rec.instance_id = s(),
             Field::Region => rec.region = s(),
-            Field::TcpFlags => rec.tcp_flags = int("tcp-flags", v, "is not a number")?,
-            Field::TrafficPath => rec.traffic_path = int("traffic-path", v, "is not a number")?,
+            Field::TcpFlags => rec.tcp_flags = bounded("tcp-flags", v, 255, "is not a TCP flags value (0-255)")?,
+            Field::TrafficPath => {
+                rec.traffic_path = bounded("traffic-path", v, 255, "is not a traffic-path code (0-255)")?
+            }
             Field::FlowDirection => {
                 rec.flow_direction = match opt(v) {
                     None => None,
@@ -434,7 +451,7 @@ pub fn parse_line(layout: &Layout, line: &str, source: SourceRef) -> Result<Flow
     rec.start_time = start.ok_or_else(|| bad("start", "-", "is missing"))?;
     rec.end_time = end.ok_or_else(|| bad("end", "-", "is missing"))?;
     if rec.end_time < rec.start_time {
-        return Err(LineError::EndBeforeStart);
+        return Err(LineError::EndBeforeStart { start: rec.start_time, end: rec.end_time });
     }
     if rec.log_status == LogStatus::Ok && rec.action.is_none() && layout.fields.contains(&Field::Action) {
         return Err(LineError::NoAction);
@@ -451,7 +468,8 @@ fn count_of(field: &'static str, v: &str) -> Result<Option<i64>, LineError> {
         None => Ok(None),
         Some(v) => match digits(v).map(i64::try_from) {
             Some(Ok(n)) => Ok(Some(n)),
-            Some(Err(_)) => Err(bad(field, v, "is out of range")),
+            Some(Err(_)) => Err(bad(field, v, "is larger than the largest count (2^63-1)")),
+            None if fields::is_digits(v) => Err(bad(field, v, "is larger than the largest count (2^63-1)")),
             None => Err(bad(field, v, "is not a non-negative count")),
         },
     }
@@ -459,6 +477,8 @@ fn count_of(field: &'static str, v: &str) -> Result<Option<i64>, LineError> {
 
 #[cfg(test)]
 mod tests {
+    use psg_domain::time::SECOND;
+
     use super::*;
 
     fn src(line: i32) -> SourceRef {
@@ -523,10 +543,13 @@ mod tests {
         let l = Layout::default_v2();
         let e = parse_line(&l, "2 1 eni-1 10.0.0.1 10.0.0.2 1 70000 6 1 1 1 2 ACCEPT OK", src(1)).unwrap_err();
         assert_eq!(e.to_string(), "field 'dstport': '70000' is not a port (0-65535)");
-        let e = parse_line(&l, "2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 1 1 2 ACCEPT", src(1)).unwrap_err();
+        let e =
+            parse_line(&l, "2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 1 1418530010 1418530070 ACCEPT", src(1)).unwrap_err();
         assert_eq!(e, LineError::FieldCount { found: 13, expected: 14 });
-        let e = parse_line(&l, "2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 1 5 2 ACCEPT OK", src(1)).unwrap_err();
-        assert_eq!(e, LineError::EndBeforeStart);
+        let e = parse_line(&l, "2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 1 1418530070 1418530010 ACCEPT OK", src(1))
+            .unwrap_err();
+        assert_eq!(e, LineError::EndBeforeStart { start: 1_418_530_070 * SECOND, end: 1_418_530_010 * SECOND });
+        assert_eq!(e.to_string(), "field 'end' (2014-12-14T04:06:50Z) is before field 'start' (2014-12-14T04:07:50Z)");
         let e = parse_line(&l, "2 1 eni-1 10.0.0.999 10.0.0.2 1 2 6 1 1 1 2 ACCEPT OK", src(1)).unwrap_err();
         assert!(e.to_string().contains("srcaddr"), "{e}");
     }
@@ -568,7 +591,8 @@ mod tests {
     #[test]
     fn addresses_are_canonical() {
         let l = Layout::default_v2();
-        let r = parse_line(&l, "2 1 eni-1 2001:DB8:0:0::1 10.0.0.2 1 2 6 1 1 1 2 ACCEPT OK", src(1)).unwrap();
+        let r = parse_line(&l, "2 1 eni-1 2001:DB8:0:0::1 10.0.0.2 1 2 6 1 1 1418530010 1418530070 ACCEPT OK", src(1))
+            .unwrap();
         assert_eq!(r.src_addr.as_deref(), Some("2001:db8::1"));
         let e = parse_line(&l, "2 1 eni-1 010.0.0.1 10.0.0.2 1 2 6 1 1 1 2 ACCEPT OK", src(1)).unwrap_err();
         assert!(e.to_string().contains("srcaddr"), "leading zeros are ambiguous (octal?): {e}");

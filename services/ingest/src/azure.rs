@@ -14,13 +14,91 @@
 //! refused whole (Azure writes one kind of record per blob).
 //!
 //! Strings are borrowed from the blob (`fields::Str`); tuples are split without
-//! allocating per field.
+//! allocating per field, and each record goes to the sink as it is made.
+//!
+//! A blob holds at most [`MAX_RECORDS`] records and [`MAX_TUPLES`] flow
+//! tuples; a larger one is refused whole while it is being read, so junk
+//! (millions of `{}` or `""`) cannot cost more memory than those bounds.
+//! Real blobs are far below both: Azure writes a record about once a minute
+//! per interface, and a 64 MiB blob (the default `ingest.max-message-bytes`)
+//! has room for about 1.1 million version-2 tuples.
+
+use std::cell::Cell;
 
 use psg_domain::{CloudProvider, FlowAction, FlowDirection, FlowFormat, FlowRecord, SourceRef};
 use serde::Deserialize;
+use serde::de::{Deserializer, SeqAccess, Visitor};
 
 use crate::fields::{self, FieldError, IntValue, Num, Str, bad, nonempty};
-use crate::parsed::{MessageCtx, Parsed, Rejected};
+use crate::parsed::{MessageCtx, Parsed, Rejected, Sink};
+
+/// The most records one blob may hold.
+pub const MAX_RECORDS: usize = 100_000;
+/// The most flow tuples one blob may hold, across all its records.
+pub const MAX_TUPLES: usize = 4_000_000;
+
+thread_local! {
+    /// Tuples the blob being read may still hold ([`parse_blob_into`] sets it).
+    static TUPLES_LEFT: Cell<usize> = const { Cell::new(MAX_TUPLES) };
+}
+
+/// A blob's records, at most [`MAX_RECORDS`].
+struct Records<'a>(Vec<Record<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Records<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Records<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of flow-log records")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Records<'a>, A::Error> {
+                let mut v = Vec::new();
+                while let Some(r) = seq.next_element()? {
+                    if v.len() == MAX_RECORDS {
+                        return Err(serde::de::Error::custom(format!(
+                            "more than {MAX_RECORDS} records in one blob (Azure writes about one a minute per interface)"
+                        )));
+                    }
+                    v.push(r);
+                }
+                Ok(Records(v))
+            }
+        }
+        d.deserialize_seq(V(std::marker::PhantomData))
+    }
+}
+
+/// One group's flow tuples; all groups of a blob together at most [`MAX_TUPLES`].
+struct Tuples<'a>(Vec<Str<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Tuples<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Tuples<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of flow tuples")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Tuples<'a>, A::Error> {
+                let mut v = Vec::new();
+                while let Some(t) = seq.next_element()? {
+                    let left = TUPLES_LEFT.get();
+                    if left == 0 {
+                        return Err(serde::de::Error::custom(format!(
+                            "more than {MAX_TUPLES} flow tuples in one blob"
+                        )));
+                    }
+                    TUPLES_LEFT.set(left - 1);
+                    v.push(t);
+                }
+                Ok(Tuples(v))
+            }
+        }
+        d.deserialize_seq(V(std::marker::PhantomData))
+    }
+}
 
 /// Category of NSG flow-log records.
 pub const NSG_CATEGORY: &str = "NetworkSecurityGroupFlowEvent";
@@ -30,7 +108,7 @@ pub const VNET_CATEGORY: &str = "FlowLogFlowEvent";
 #[derive(Deserialize)]
 struct Blob<'a> {
     #[serde(borrow)]
-    records: Vec<Record<'a>>,
+    records: Records<'a>,
 }
 
 /// One record of a blob: NSG or VNet (the fields of both, all optional).
@@ -77,7 +155,7 @@ struct NsgMacFlows<'a> {
     #[serde(borrow)]
     mac: Option<Str<'a>>,
     #[serde(borrow, rename = "flowTuples")]
-    flow_tuples: Vec<Str<'a>>,
+    flow_tuples: Tuples<'a>,
 }
 
 #[derive(Deserialize)]
@@ -99,7 +177,7 @@ struct VnetFlowGroup<'a> {
     #[serde(borrow)]
     rule: Option<Str<'a>>,
     #[serde(borrow, rename = "flowTuples")]
-    flow_tuples: Vec<Str<'a>>,
+    flow_tuples: Tuples<'a>,
 }
 
 /// NSG flow-log versions.
@@ -167,28 +245,39 @@ impl<'a> Record<'a> {
 
 /// Parses an Azure flow-log blob (NSG or VNet).
 pub fn parse_blob(text: &[u8], ctx: MessageCtx<'_>) -> Parsed<FlowRecord> {
-    let blob: Blob<'_> = match serde_json::from_slice(text) {
+    Parsed::collect(|out| parse_blob_into(text, ctx, out))
+}
+
+/// [`parse_blob`], into a sink.
+pub fn parse_blob_into(text: &[u8], ctx: MessageCtx<'_>, out: &mut dyn Sink<FlowRecord>) {
+    TUPLES_LEFT.set(MAX_TUPLES);
+    let blob = serde_json::from_slice::<Blob<'_>>(text);
+    TUPLES_LEFT.set(MAX_TUPLES);
+    let blob = match blob {
         Ok(b) => b,
-        Err(e) => return Parsed::refused("parse", format!("Azure flow-log blob: {}", fields::json_error(&e))),
+        Err(e) => {
+            let kind = if e.to_string().starts_with("more than ") { "too-large" } else { "parse" };
+            out.reject(Rejected::message(kind, format!("Azure flow-log blob: {}", fields::json_error(&e))));
+            return;
+        }
     };
-    let mut kinds = Vec::with_capacity(blob.records.len());
-    for (i, r) in blob.records.iter().enumerate() {
+    let mut kinds = Vec::with_capacity(blob.records.0.len());
+    for (i, r) in blob.records.0.iter().enumerate() {
         match r.kind() {
             Ok(k) => kinds.push((r, k)),
             Err((kind, reason)) => {
-                return Parsed::refused(kind, format!("Azure flow-log blob, record {}: {reason}", i + 1));
+                out.reject(Rejected::message(kind, format!("Azure flow-log blob, record {}: {reason}", i + 1)));
+                return;
             }
         }
     }
-    let mut out = Parsed::default();
     let mut n: u32 = 0;
     for (r, k) in kinds {
         match k {
-            Kind::Nsg { props, version } => nsg_record(r, props, version, &mut n, ctx, &mut out),
-            Kind::Vnet(f) => vnet_record(r, f, &mut n, ctx, &mut out),
+            Kind::Nsg { props, version } => nsg_record(r, props, version, &mut n, ctx, out),
+            Kind::Vnet(f) => vnet_record(r, f, &mut n, ctx, out),
         }
     }
-    out
 }
 
 /// The subscription id in an Azure resource id
@@ -243,7 +332,7 @@ fn nsg_record(
     version: Option<NsgVersion>,
     n: &mut u32,
     ctx: MessageCtx<'_>,
-    out: &mut Parsed<FlowRecord>,
+    out: &mut dyn Sink<FlowRecord>,
 ) {
     let account_id = subscription(nonempty(&r.resource_id));
     let format_version = version.map(|v| if v == NsgVersion::V1 { 1 } else { 2 });
@@ -257,7 +346,7 @@ fn nsg_record(
                 acl_id: None,
                 target_resource_id: None,
             };
-            for t in &mac_flows.flow_tuples {
+            for t in &mac_flows.flow_tuples.0 {
                 let line = next(n);
                 out.push(
                     nsg_tuple(t.as_str(), version, &group, ctx.source(line))
@@ -337,7 +426,7 @@ fn vnet_record(
     f: &VnetFlowRecords<'_>,
     n: &mut u32,
     ctx: MessageCtx<'_>,
-    out: &mut Parsed<FlowRecord>,
+    out: &mut dyn Sink<FlowRecord>,
 ) {
     let target = nonempty(&r.target_resource_id);
     let account_id = subscription(target).or_else(|| subscription(nonempty(&r.flow_log_resource_id)));
@@ -352,7 +441,7 @@ fn vnet_record(
                 acl_id: nonempty(&acl.acl_id),
                 target_resource_id: target,
             };
-            for t in &g.flow_tuples {
+            for t in &g.flow_tuples.0 {
                 let line = next(n);
                 out.push(
                     vnet_tuple(t.as_str(), &group, ctx.source(line))
@@ -597,7 +686,10 @@ mod tests {
                 "1542110437,10.0.0.1,10.0.0.2,1,2,T,I,A,C,1,-2,3,4",
                 "field 'bytesSrcToDst': '-2' is not a non-negative count",
             ),
-            ("-1542110437,10.0.0.1,10.0.0.2,1,2,T,I,A,C,1,2,3,4", "field 'time': '-1542110437' is before 1970"),
+            (
+                "-1542110437,10.0.0.1,10.0.0.2,1,2,T,I,A,C,1,2,3,4",
+                "field 'time': '-1542110437' is before 1970, outside the accepted range of flow times (1970-01-01 to 2099-12-31)",
+            ),
         ];
         for (tuple, reason) in cases {
             let p = parse(&nsg_blob("2", &[("r", "m", &[tuple])]));

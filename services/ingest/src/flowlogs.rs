@@ -17,7 +17,7 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::aws::{Layout, LayoutError};
 use crate::fields::{self, Str};
-use crate::parsed::{MessageCtx, Parsed};
+use crate::parsed::{MessageCtx, Parsed, Rejected, Sink};
 use crate::payload;
 
 /// Message header that names the AWS field layout of the message's lines
@@ -64,8 +64,20 @@ impl Default for AwsLayouts {
 
 /// Parses one decoded flow-log payload.
 pub fn parse(text: &[u8], aws_header: Option<&[u8]>, layouts: &AwsLayouts, ctx: MessageCtx<'_>) -> Parsed<FlowRecord> {
+    Parsed::collect(|out| parse_into(text, aws_header, layouts, ctx, out))
+}
+
+/// [`parse`], into a sink: records and refusals are handed over one at a
+/// time, in input order.
+pub fn parse_into(
+    text: &[u8],
+    aws_header: Option<&[u8]>,
+    layouts: &AwsLayouts,
+    ctx: MessageCtx<'_>,
+    out: &mut dyn Sink<FlowRecord>,
+) {
     if payload::is_json(text) {
-        return parse_json(text, ctx);
+        return parse_json_into(text, ctx, out);
     }
     match aws_header {
         Some(spec) => {
@@ -73,11 +85,11 @@ pub fn parse(text: &[u8], aws_header: Option<&[u8]>, layouts: &AwsLayouts, ctx: 
                 .map_err(|_| "is not UTF-8".to_owned())
                 .and_then(|s| Layout::parse(s).map_err(|e: LayoutError| e.to_string()));
             match layout {
-                Ok(l) => crate::aws::parse_payload(text, Cow::Owned(l), true, ctx),
-                Err(e) => Parsed::refused("format", format!("header {AWS_FORMAT_HEADER}: {e}")),
+                Ok(l) => crate::aws::parse_payload_into(text, Cow::Owned(l), true, ctx, out),
+                Err(e) => out.reject(Rejected::message("format", format!("header {AWS_FORMAT_HEADER}: {e}"))),
             }
         }
-        None => crate::aws::parse_payload(text, Cow::Borrowed(layouts.for_topic(ctx.topic)), false, ctx),
+        None => crate::aws::parse_payload_into(text, Cow::Borrowed(layouts.for_topic(ctx.topic)), false, ctx, out),
     }
 }
 
@@ -90,41 +102,46 @@ or a Pub/Sub push envelope {\"message\":{\"data\":\"<base64>\"},\"subscription\"
 /// GCP VPC flow-log entries (one object, or one per line), or a Pub/Sub
 /// push envelope whose `message.data` holds GCP entries.
 pub fn parse_json(text: &[u8], ctx: MessageCtx<'_>) -> Parsed<FlowRecord> {
+    Parsed::collect(|out| parse_json_into(text, ctx, out))
+}
+
+/// [`parse_json`], into a sink.
+pub fn parse_json_into(text: &[u8], ctx: MessageCtx<'_>, out: &mut dyn Sink<FlowRecord>) {
+    let refuse = |out: &mut dyn Sink<FlowRecord>, kind, reason: String| out.reject(Rejected::message(kind, reason));
     let shape = match serde_json::from_slice::<Shape>(text) {
         Ok(s) => s,
         // One value, but not an object.
         Err(e) if e.is_data() => {
-            return Parsed::refused(
-                "unsupported",
-                format!("a JSON value that is not an object ({e}): {EXPECTED_JSON}"),
-            );
+            return refuse(out, "unsupported", format!("a JSON value that is not an object ({e}): {EXPECTED_JSON}"));
         }
         // Newline-delimited entries: something follows the first one.
         Err(e) if payload::is_ndjson(text) => {
             return match first_line_shape(text) {
-                Some(s) if s.json_payload => crate::gcp::parse_entries(text, ctx),
-                Some(s) if s.records || s.message => Parsed::refused(
+                Some(s) if s.json_payload => crate::gcp::parse_entries_into(text, ctx, out),
+                Some(s) if s.records || s.message => refuse(
+                    out,
                     "unsupported",
-                    "several JSON values, one per line: only GCP Cloud Logging entries can be newline-delimited",
+                    "several JSON values, one per line: only GCP Cloud Logging entries can be newline-delimited"
+                        .to_owned(),
                 ),
-                Some(s) => unknown_shape(&s),
-                None => Parsed::refused("parse", format!("invalid JSON: {e}")),
+                Some(s) => out.reject(unknown_shape(&s)),
+                None => refuse(out, "parse", fields::json_error(&e)),
             };
         }
-        Err(e) => return Parsed::refused("parse", format!("invalid JSON: {e}")),
+        Err(e) => return refuse(out, "parse", fields::json_error(&e)),
     };
     if shape.records {
-        crate::azure::parse_blob(text, ctx)
+        crate::azure::parse_blob_into(text, ctx, out)
     } else if shape.json_payload {
-        crate::gcp::parse_entries(text, ctx)
+        crate::gcp::parse_entries_into(text, ctx, out)
     } else if shape.message {
-        parse_pubsub(text, ctx)
+        parse_pubsub(text, ctx, out)
     } else {
-        unknown_shape(&shape)
+        out.reject(unknown_shape(&shape))
     }
 }
 
-fn unknown_shape(shape: &Shape) -> Parsed<FlowRecord> {
+fn unknown_shape(shape: &Shape) -> Rejected {
     let found = if let Some(log) = &shape.log_name {
         format!("a Cloud Logging entry of '{log}' without jsonPayload")
     } else if shape.keys.is_empty() {
@@ -132,7 +149,7 @@ fn unknown_shape(shape: &Shape) -> Parsed<FlowRecord> {
     } else {
         format!("a JSON object with keys {}", shape.keys.join(", "))
     };
-    Parsed::refused("unsupported", format!("{found}: {EXPECTED_JSON}"))
+    Rejected::message("unsupported", format!("{found}: {EXPECTED_JSON}"))
 }
 
 /// The shape of the first line that is a JSON object of its own.
@@ -258,27 +275,30 @@ const BASE64_URL: base64::engine::GeneralPurpose =
 
 /// A Pub/Sub push envelope: `message.data` is base64 of GCP entries (one,
 /// or one per line); an entry's position is its line in the decoded data.
-fn parse_pubsub(text: &[u8], ctx: MessageCtx<'_>) -> Parsed<FlowRecord> {
+fn parse_pubsub(text: &[u8], ctx: MessageCtx<'_>, out: &mut dyn Sink<FlowRecord>) {
     use base64::Engine as _;
     let envelope: Envelope<'_> = match serde_json::from_slice(text) {
         Ok(e) => e,
-        Err(e) => return Parsed::refused("parse", format!("Pub/Sub push envelope: {}", fields::json_error(&e))),
+        Err(e) => {
+            return out
+                .reject(Rejected::message("parse", format!("Pub/Sub push envelope: {}", fields::json_error(&e))));
+        }
     };
     let Some(data) = envelope.message.data.as_ref().map(Str::as_str).filter(|d| !d.is_empty()) else {
-        return Parsed::refused("parse", "Pub/Sub push envelope without message.data");
+        return out.reject(Rejected::message("parse", "Pub/Sub push envelope without message.data"));
     };
     let data = data.trim_ascii();
     let decoded = match BASE64.decode(data).or_else(|e| BASE64_URL.decode(data).map_err(|_| e)) {
         Ok(d) => d,
-        Err(e) => return Parsed::refused("parse", format!("Pub/Sub message.data is not base64: {e}")),
+        Err(e) => return out.reject(Rejected::message("parse", format!("Pub/Sub message.data is not base64: {e}"))),
     };
     if !payload::is_json(&decoded) {
-        return Parsed::refused(
+        return out.reject(Rejected::message(
             "unsupported",
             "Pub/Sub message.data is not JSON: expected GCP Cloud Logging entries (VPC flow logs)",
-        );
+        ));
     }
-    crate::gcp::parse_entries(&decoded, ctx)
+    crate::gcp::parse_entries_into(&decoded, ctx, out)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use psg_domain::{CloudProvider, FlowAction, FlowDirection, FlowFormat, FlowRecor
 use serde::Deserialize;
 
 use crate::fields::{self, FieldError, Num, Str, bad, nonempty};
-use crate::parsed::{MessageCtx, Parsed, Rejected};
+use crate::parsed::{MessageCtx, Parsed, Rejected, Sink};
 
 /// A Cloud Logging entry: only what a VPC flow log needs.
 #[derive(Deserialize)]
@@ -89,15 +89,19 @@ struct Vpc<'a> {
 /// Parses GCP VPC flow-log entries: one JSON object (line 1), or one per
 /// line (numbered by line).
 pub fn parse_entries(text: &[u8], ctx: MessageCtx<'_>) -> Parsed<FlowRecord> {
-    let mut out = Parsed::default();
+    Parsed::collect(|out| parse_entries_into(text, ctx, out))
+}
+
+/// [`parse_entries`], into a sink. A line longer than
+/// [`crate::payload::MAX_LINE_BYTES`] is refused alone.
+pub fn parse_entries_into(text: &[u8], ctx: MessageCtx<'_>, out: &mut dyn Sink<FlowRecord>) {
     if crate::payload::is_ndjson(text) {
         for (line, raw) in crate::payload::lines(text) {
-            out.push(entry(raw, line, ctx));
+            out.push(crate::payload::check_line(line, raw).and_then(|()| entry(raw, line, ctx)));
         }
     } else {
         out.push(entry(text.trim_ascii(), 1, ctx));
     }
-    out
 }
 
 /// One entry, `raw`, at position `line`.
@@ -131,7 +135,7 @@ fn record(p: &Payload<'_>, source: SourceRef) -> Result<FlowRecord, FieldError> 
     let start = fields::rfc3339("start_time", required(&p.start_time, "start_time")?)?;
     let end = fields::rfc3339("end_time", required(&p.end_time, "end_time")?)?;
     if end < start {
-        return Err(FieldError::EndBeforeStart);
+        return Err(FieldError::EndBeforeStart { start_field: "start_time", end_field: "end_time", start, end });
     }
     let reporter = required(&p.reporter, "reporter")?;
     // The reporting side's details; the direction is the reporter's view.
@@ -307,7 +311,7 @@ mod tests {
             ),
             (
                 DEST_PAYLOAD.replace(r#""end_time":"2024-03-01T10:00:05.5Z""#, r#""end_time":"2024-03-01T09:00:00Z""#),
-                "end time is before start time",
+                "field 'end_time' (2024-03-01T09:00:00Z) is before field 'start_time' (2024-03-01T10:00:00Z)",
             ),
             (
                 DEST_PAYLOAD.replace(r#""start_time":"2024-03-01T10:00:00Z""#, r#""start_time":"yesterday""#),
@@ -316,7 +320,7 @@ mod tests {
             (
                 DEST_PAYLOAD
                     .replace(r#""start_time":"2024-03-01T10:00:00Z""#, r#""start_time":"1960-01-01T00:00:00Z""#),
-                "field 'start_time': '1960-01-01T00:00:00Z' is before 1970",
+                "field 'start_time': '1960-01-01T00:00:00Z' is in year 1960, outside the accepted range of flow times (1970-01-01 to 2099-12-31)",
             ),
             (
                 DEST_PAYLOAD.replace(r#""reporter":"DEST""#, r#""reporter":"MIDDLE""#),

@@ -1,5 +1,10 @@
 //! What a parser returns: the records it read and the ones it refused, each
 //! refusal with its position, its text and the reason.
+//!
+//! Parsers write into a [`Sink`] one record or refusal at a time, so a
+//! message of a million records is never held as a million records: the
+//! service encodes each as it comes ([`crate::service`]); [`Parsed`] is the
+//! sink that collects them (tests, benchmarks, fuzzing, the estate checks).
 
 use psg_domain::SourceRef;
 
@@ -61,7 +66,38 @@ impl<T> Default for Parsed<T> {
     }
 }
 
+/// Where a parser puts what it reads, in input order.
+pub trait Sink<T> {
+    /// A record read.
+    fn record(&mut self, record: T);
+    /// A record (or, with line 0, the whole message) refused.
+    fn reject(&mut self, rejected: Rejected);
+    /// Either.
+    fn push(&mut self, r: Result<T, Rejected>) {
+        match r {
+            Ok(v) => self.record(v),
+            Err(e) => self.reject(e),
+        }
+    }
+}
+
+impl<T> Sink<T> for Parsed<T> {
+    fn record(&mut self, record: T) {
+        self.records.push(record);
+    }
+    fn reject(&mut self, rejected: Rejected) {
+        self.rejected.push(rejected);
+    }
+}
+
 impl<T> Parsed<T> {
+    /// Collects what `parse` writes into a sink.
+    pub fn collect(parse: impl FnOnce(&mut dyn Sink<T>)) -> Self {
+        let mut out = Self::default();
+        parse(&mut out);
+        out
+    }
+
     /// Nothing but one refusal of the whole message.
     pub fn refused(kind: &'static str, reason: impl Into<String>) -> Self {
         Self { records: Vec::new(), rejected: vec![Rejected::message(kind, reason)] }

@@ -1,9 +1,30 @@
 //! Turning a message payload into text records: gzip (bounded), UTF-8,
 //! newline splitting, one JSON value or one per line.
+//!
+//! Limits on hostile input:
+//! - a message (after decompression) is at most `ingest.max-message-bytes`
+//!   (default 64 MiB); gzip is expanded as a stream and refused as soon as
+//!   it passes the limit, so a decompression bomb costs at most the limit;
+//! - where a message is read line by line (AWS lines, newline-delimited GCP
+//!   entries and inventory objects), a line is at most [`MAX_LINE_BYTES`]
+//!   (1 MiB; the longest real records, AWS Config items, stay under
+//!   AWS's own 256 KB notification limit): a longer line is refused alone
+//!   and its dead letter carries its first [`LONG_LINE_KEPT`] bytes, never
+//!   the whole line. A message that is one JSON document (an Azure blob, an
+//!   inventory snapshot) is not split into lines and only the message limit
+//!   applies.
 
 use std::io::Read;
 
 use serde::Deserialize;
+
+use crate::parsed::Rejected;
+
+/// The longest line read as one record (1 MiB).
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// How much of an over-long line its dead letter keeps.
+pub const LONG_LINE_KEPT: usize = 4096;
 
 /// Why a payload cannot be read at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -13,7 +34,7 @@ pub enum PayloadError {
     #[error("message is {size} bytes, more than the limit of {limit} (ingest.max-message-bytes)")]
     TooLarge { size: usize, limit: usize },
     #[error(
-        "gzip payload expands beyond the limit of {limit} bytes (ingest.max-message-bytes): refused as a possible decompression bomb"
+        "decompressed size exceeds {limit} bytes (ingest.max-message-bytes): gzip payload refused as a possible decompression bomb, expansion stopped at the limit"
     )]
     Bomb { limit: usize },
     #[error("gzip payload is corrupt: {0}")]
@@ -37,6 +58,11 @@ pub fn decode(raw: &[u8], limit: usize) -> Result<std::borrow::Cow<'_, [u8]>, Pa
         return Err(PayloadError::Empty);
     }
     if raw.starts_with(&[0x1f, 0x8b]) {
+        // The message itself is held to the limit too: real gzip data
+        // expands to at least about its own size, so it is not expanded.
+        if raw.len() > limit {
+            return Err(PayloadError::TooLarge { size: raw.len(), limit });
+        }
         let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(limit));
         let mut decoder = flate2::read::MultiGzDecoder::new(raw).take(limit as u64 + 1);
         decoder.read_to_end(&mut out).map_err(|e| PayloadError::Gzip(e.to_string()))?;
@@ -57,6 +83,33 @@ pub fn lines(text: &[u8]) -> impl Iterator<Item = (u32, &[u8])> {
         .enumerate()
         .map(|(i, l)| (i as u32 + 1, l.strip_suffix(b"\r").unwrap_or(l)))
         .filter(|(_, l)| l.iter().any(|b| !b.is_ascii_whitespace()))
+}
+
+/// Refuses line `line_no` if it is longer than [`MAX_LINE_BYTES`]; its
+/// dead letter keeps only its first [`LONG_LINE_KEPT`] bytes.
+pub fn check_line(line_no: u32, line: &[u8]) -> Result<(), Rejected> {
+    if line.len() <= MAX_LINE_BYTES {
+        return Ok(());
+    }
+    Err(Rejected::new(
+        line_no,
+        &line[..LONG_LINE_KEPT],
+        "too-large",
+        format!(
+            "line is {} bytes, longer than the limit of {MAX_LINE_BYTES} bytes per line (the dead letter holds its first {LONG_LINE_KEPT} bytes)",
+            line.len()
+        ),
+    ))
+}
+
+/// Why `bytes` are not UTF-8, for a refusal: where the first bad byte is.
+pub fn utf8_problem(bytes: &[u8]) -> Option<String> {
+    let e = std::str::from_utf8(bytes).err()?;
+    let at = e.valid_up_to();
+    Some(match bytes.get(at) {
+        Some(b) => format!("is not valid UTF-8 (byte 0x{b:02x} at offset {at})"),
+        None => format!("is not valid UTF-8 (truncated character at offset {at})"),
+    })
 }
 
 /// Whether the (decoded) payload is JSON rather than text lines.

@@ -1,9 +1,26 @@
 //! The ingest [`Processor`]: routes each message by topic to the flow-log or
 //! inventory parsers, produces the results, and queues resource rows for
 //! the database.
+//!
+//! Bounds on what one message costs, whatever it holds:
+//! - each flow record is encoded as the parser hands it over (never a
+//!   vector of every record of the message), into a `FlowBatch` per output
+//!   partition that is closed at [`MAX_FLOW_BATCH_BYTES`], under Kafka's
+//!   default `message.max.bytes` (1,000,000 bytes in the producer): a message
+//!   of a million records becomes a few hundred batches, none too large to
+//!   produce;
+//! - at most [`MAX_DEAD_LETTERS_PER_MESSAGE`] records of one message are
+//!   dead-lettered one by one; the records refused after them go into one
+//!   more dead letter (kind `too-many-errors`), their texts one per line in
+//!   input order, its line header the first of them, its reason their count
+//!   and the first one's reason. A message of millions of bad lines costs a
+//!   thousand and one dead letters, not millions, every refused record is
+//!   still in the dead-letter topic exactly once (replaying the dead letters
+//!   never repeats a good record), and the good records go through.
 
 use std::collections::BTreeMap;
 
+use psg_avro_codec::AvroMessage as _;
 use psg_config::Config;
 use psg_domain::rows::ResourceRow;
 use psg_domain::time::Micros;
@@ -14,8 +31,17 @@ use psg_store::resources::ResourceObservation;
 
 pub use crate::flowlogs::AWS_FORMAT_HEADER;
 use crate::flowlogs::{self, AwsLayouts};
-use crate::parsed::{MessageCtx, Rejected};
+use crate::parsed::{MessageCtx, Rejected, Sink};
 use crate::{inventory, payload};
+
+/// The largest `FlowBatch` message ingest produces (Avro bytes). Kafka's
+/// defaults refuse messages over about 1 MB (`message.max.bytes`: 1,000,000
+/// in librdkafka's producer, 1,048,588 on the broker); half of that leaves
+/// room for the key and headers and is still thousands of records.
+pub const MAX_FLOW_BATCH_BYTES: usize = 512 * 1024;
+
+/// The most records of one message dead-lettered one by one.
+pub const MAX_DEAD_LETTERS_PER_MESSAGE: usize = 1000;
 
 /// The ingest service.
 #[derive(Debug)]
@@ -73,18 +99,17 @@ impl Ingest {
         };
         let ctx = MessageCtx { topic: &msg.topic, partition: msg.partition, offset: msg.offset };
         if *msg.topic == *self.flowlogs_topic {
-            let parsed = flowlogs::parse(&text, msg.header(AWS_FORMAT_HEADER), &self.layouts, ctx);
-            metrics::counter!("psg_ingest_records_total", "kind" => "flow").increment(parsed.records.len() as u64);
-            self.count_per_vpc(&parsed.records);
-            self.emit_flows(msg, parsed.records, out);
-            dead_letters(msg, parsed.rejected, out);
+            let mut sink = FlowSink::new(msg, &self.flows_out, self.output_partitions, out);
+            flowlogs::parse_into(&text, msg.header(AWS_FORMAT_HEADER), &self.layouts, ctx, &mut sink);
+            let (records, vpcs) = sink.finish();
+            metrics::counter!("psg_ingest_records_total", "kind" => "flow").increment(records);
+            self.count_per_vpc(vpcs);
         } else if *msg.topic == *self.inventory_topic {
-            let parsed = inventory::parse(&text, ctx);
-            metrics::counter!("psg_ingest_records_total", "kind" => "resource").increment(parsed.records.len() as u64);
-            for resource in parsed.records {
-                self.emit_resource(msg, resource, out);
-            }
-            dead_letters(msg, parsed.rejected, out);
+            let mut sink = ResourceSink { ingest: self, msg, out, records: 0, refused: Refusals::default() };
+            inventory::parse_into(&text, ctx, &mut sink);
+            let records = sink.records;
+            sink.refused.finish(msg, sink.out);
+            metrics::counter!("psg_ingest_records_total", "kind" => "resource").increment(records);
         } else {
             out.dead_letters.push(DeadLetter::whole(
                 msg,
@@ -99,51 +124,15 @@ impl Ingest {
     /// `psg_ingest_vpc_last_flow_timestamp_seconds`, so an alert can name the
     /// one covered VPC whose flow logs stopped. A message's records mostly
     /// share a VPC: a few keys per message, counted locally first.
-    fn count_per_vpc(&mut self, records: &[FlowRecord]) {
-        let mut keys: Vec<((&str, &str, &str), u64, Micros)> = Vec::new();
-        for r in records {
-            let key = (r.provider.as_str(), r.account_id.as_deref().unwrap_or(""), r.vpc_id.as_deref().unwrap_or(""));
-            match keys.iter_mut().find(|(k, _, _)| *k == key) {
-                Some((_, n, t)) => {
-                    *n += 1;
-                    *t = (*t).max(r.end_time);
-                }
-                None => keys.push((key, 1, r.end_time)),
-            }
-        }
+    fn count_per_vpc(&mut self, keys: Vec<(VpcKey, u64, Micros)>) {
         for ((provider, account, vpc), n, newest) in keys {
-            let labels = [("provider", provider.to_owned()), ("account", account.to_owned()), ("vpc", vpc.to_owned())];
+            let labels = [("provider", provider.to_owned()), ("account", account.clone()), ("vpc", vpc.clone())];
             metrics::counter!("psg_ingest_vpc_flow_records_total", &labels).increment(n);
             let secs = newest as f64 / 1e6;
-            let slot =
-                self.vpc_last_seen.entry((provider.to_owned(), account.to_owned(), vpc.to_owned())).or_insert(f64::MIN);
+            let slot = self.vpc_last_seen.entry((provider.to_owned(), account, vpc)).or_insert(f64::MIN);
             if secs > *slot {
                 *slot = secs;
                 metrics::gauge!("psg_ingest_vpc_last_flow_timestamp_seconds", &labels).set(secs);
-            }
-        }
-    }
-
-    /// One FlowBatch per output partition that gets records: both reports
-    /// of a flow (one per interface, in different messages) land in the same
-    /// partition, chosen by the unordered address pair.
-    fn emit_flows(&self, msg: &InMessage, records: Vec<FlowRecord>, out: &mut Output) {
-        if records.is_empty() {
-            return;
-        }
-        let n = self.output_partitions.max(1) as usize;
-        let mut groups: Vec<Vec<FlowRecord>> = (0..n).map(|_| Vec::new()).collect();
-        for rec in records {
-            groups[flow_partition(&rec, n)].push(rec);
-        }
-        let key = format!("{}/{}/{}", msg.topic, msg.partition, msg.offset);
-        for (partition, records) in groups.into_iter().enumerate().filter(|(_, g)| !g.is_empty()) {
-            let count = records.len();
-            match psg_avro_codec::encode(&FlowBatch { records }) {
-                Ok(bytes) => {
-                    out.records.push(OutRecord::to_partition(&self.flows_out, partition as i32, key.as_bytes(), bytes))
-                }
-                Err(e) => out.dead_letters.push(DeadLetter::whole(msg, "encode", format!("{count} records: {e}"))),
             }
         }
     }
@@ -171,12 +160,197 @@ impl Ingest {
     }
 }
 
-fn dead_letters(msg: &InMessage, rejected: Vec<Rejected>, out: &mut Output) {
-    for r in rejected {
-        out.dead_letters.push(match r.line {
-            0 => DeadLetter::whole(msg, r.kind, r.reason),
-            line => DeadLetter::record(msg, line, &r.raw, r.kind, r.reason),
-        });
+/// (provider, account, VPC) of flow records, for the per-VPC metrics.
+type VpcKey = (&'static str, String, String);
+
+/// The dead letters of one message: the first
+/// [`MAX_DEAD_LETTERS_PER_MESSAGE`] refused records one by one, then the
+/// texts of the others gathered, one per line, into one more
+/// ([`Refusals::finish`]).
+#[derive(Debug, Default)]
+struct Refusals {
+    alone: usize,
+    /// Refused records not dead-lettered alone: how many, the first one's
+    /// line and reason, and their texts.
+    more: u64,
+    first_more: Option<(u32, String)>,
+    texts: Vec<u8>,
+}
+
+impl Refusals {
+    fn push(&mut self, msg: &InMessage, r: Rejected, out: &mut Output) {
+        if r.line == 0 {
+            out.dead_letters.push(DeadLetter::whole(msg, r.kind, r.reason));
+        } else if self.alone < MAX_DEAD_LETTERS_PER_MESSAGE {
+            self.alone += 1;
+            out.dead_letters.push(DeadLetter::record(msg, r.line, &r.raw, r.kind, r.reason));
+        } else {
+            if self.more > 0 {
+                self.texts.push(b'\n');
+            }
+            self.texts.extend_from_slice(&r.raw);
+            self.more += 1;
+            self.first_more.get_or_insert((r.line, r.reason));
+        }
+    }
+
+    fn finish(self, msg: &InMessage, out: &mut Output) {
+        if let Some((line, reason)) = self.first_more {
+            out.dead_letters.push(DeadLetter::record(
+                msg,
+                line,
+                &self.texts,
+                "too-many-errors",
+                format!(
+                    "{} more records of this message were refused after the first {MAX_DEAD_LETTERS_PER_MESSAGE} \
+                     (dead-lettered one by one): they are this dead letter, one per line, from record {line} on; \
+                     the first of them: {reason}",
+                    self.more
+                ),
+            ));
+        }
+    }
+}
+
+/// Where the flow-log parsers put one message's records: each is encoded at
+/// once into the open `FlowBatch` of its output partition, and a batch is
+/// closed before it passes [`MAX_FLOW_BATCH_BYTES`].
+struct FlowSink<'a> {
+    msg: &'a InMessage,
+    topic: &'a str,
+    key: String,
+    /// Per output partition: the encoded records of the open batch, and how many.
+    open: Vec<(Vec<u8>, i64)>,
+    scratch: Vec<u8>,
+    out: &'a mut Output,
+    records: u64,
+    vpcs: Vec<(VpcKey, u64, Micros)>,
+    refused: Refusals,
+}
+
+/// Room a `FlowBatch` needs besides its records: the single-object header,
+/// the block count (a varint) and the end-of-array zero.
+const BATCH_OVERHEAD: usize = psg_avro_codec::HEADER_LEN + 10 + 1;
+
+impl<'a> FlowSink<'a> {
+    fn new(msg: &'a InMessage, topic: &'a str, partitions: i32, out: &'a mut Output) -> Self {
+        Self {
+            msg,
+            topic,
+            key: format!("{}/{}/{}", msg.topic, msg.partition, msg.offset),
+            open: (0..partitions.max(1)).map(|_| (Vec::new(), 0)).collect(),
+            scratch: Vec::with_capacity(512),
+            out,
+            records: 0,
+            vpcs: Vec::new(),
+            refused: Refusals::default(),
+        }
+    }
+
+    /// Closes the open batch of `partition`: `C3 01`, the fingerprint,
+    /// the array as one block (count, records, 0), exactly what
+    /// `psg_avro_codec::encode(&FlowBatch { records })` writes.
+    fn close(&mut self, partition: usize) {
+        let (items, count) = &mut self.open[partition];
+        if *count == 0 {
+            return;
+        }
+        let mut bytes = Vec::with_capacity(BATCH_OVERHEAD + items.len());
+        bytes.extend_from_slice(&FlowBatch::compiled().header);
+        write_long(&mut bytes, *count);
+        bytes.extend_from_slice(items);
+        bytes.push(0);
+        items.clear();
+        *count = 0;
+        self.out.records.push(OutRecord::to_partition(self.topic, partition as i32, self.key.as_bytes(), bytes));
+    }
+
+    /// Closes every open batch; the record count and per-VPC counts.
+    fn finish(mut self) -> (u64, Vec<(VpcKey, u64, Micros)>) {
+        for p in 0..self.open.len() {
+            self.close(p);
+        }
+        self.refused.finish(self.msg, self.out);
+        (self.records, self.vpcs)
+    }
+
+    fn count_vpc(&mut self, r: &FlowRecord) {
+        let (provider, account, vpc) =
+            (r.provider.as_str(), r.account_id.as_deref().unwrap_or(""), r.vpc_id.as_deref().unwrap_or(""));
+        match self.vpcs.iter_mut().find(|((p, a, v), _, _)| *p == provider && a == account && v == vpc) {
+            Some((_, n, t)) => {
+                *n += 1;
+                *t = (*t).max(r.end_time);
+            }
+            None => self.vpcs.push(((provider, account.to_owned(), vpc.to_owned()), 1, r.end_time)),
+        }
+    }
+}
+
+/// An Avro `long`: zig-zag, then a little-endian base-128 varint.
+fn write_long(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+impl Sink<FlowRecord> for FlowSink<'_> {
+    /// Both reports of a flow (one per interface, in different messages)
+    /// land in the same partition, chosen by the unordered address pair.
+    fn record(&mut self, rec: FlowRecord) {
+        let line = u32::try_from(rec.source.line).unwrap_or(0);
+        self.scratch.clear();
+        if let Err(e) = psg_avro_codec::binary::encode_into(&rec, &mut self.scratch) {
+            self.refused.push(self.msg, Rejected::new(line, Vec::new(), "encode", e.to_string()), self.out);
+            return;
+        }
+        if self.scratch.len() + BATCH_OVERHEAD > MAX_FLOW_BATCH_BYTES {
+            let reason = format!(
+                "the record encodes to {} bytes, more than a {}-byte {} message may hold",
+                self.scratch.len(),
+                MAX_FLOW_BATCH_BYTES,
+                self.topic
+            );
+            self.refused.push(self.msg, Rejected::new(line, Vec::new(), "too-large", reason), self.out);
+            return;
+        }
+        let p = flow_partition(&rec, self.open.len());
+        if self.open[p].0.len() + self.scratch.len() + BATCH_OVERHEAD > MAX_FLOW_BATCH_BYTES {
+            self.close(p);
+        }
+        let (items, count) = &mut self.open[p];
+        items.extend_from_slice(&self.scratch);
+        *count += 1;
+        self.records += 1;
+        self.count_vpc(&rec);
+    }
+
+    fn reject(&mut self, r: Rejected) {
+        self.refused.push(self.msg, r, self.out);
+    }
+}
+
+/// Where the inventory parser puts one message's resources: produced (and
+/// queued for the database) as they come.
+struct ResourceSink<'a> {
+    ingest: &'a mut Ingest,
+    msg: &'a InMessage,
+    out: &'a mut Output,
+    records: u64,
+    refused: Refusals,
+}
+
+impl Sink<Resource> for ResourceSink<'_> {
+    fn record(&mut self, resource: Resource) {
+        self.records += 1;
+        self.ingest.emit_resource(self.msg, resource, self.out);
+    }
+
+    fn reject(&mut self, r: Rejected) {
+        self.refused.push(self.msg, r, self.out);
     }
 }
 

@@ -53,7 +53,12 @@ fn table(r: &Resource, offset: i64) -> InMessage {
     }
 }
 
-fn stream(records: Vec<FlowRecord>, offset: i64) -> InMessage {
+/// A flow batch at `offset`, as ingest writes it: the records of the source
+/// message at the same offset of `flowlogs.raw`.
+fn stream(mut records: Vec<FlowRecord>, offset: i64) -> InMessage {
+    for r in &mut records {
+        r.source.offset = offset;
+    }
     InMessage {
         kind: InputKind::Stream,
         topic: Arc::from("flows.normalized"),
@@ -204,4 +209,133 @@ async fn late_records_are_edges_of_their_own() {
     let mut ids: HashMap<String, usize> = HashMap::new();
     *ids.entry(late[0].edge_id.clone()).or_default() += 1;
     assert_eq!(ids.len(), 1);
+}
+
+#[tokio::test]
+async fn a_second_copy_of_a_flow_batch_is_not_counted_again() {
+    let mut c = Correlate::new(&cfg(), None);
+    run(
+        &mut c,
+        vec![
+            table(&resource("web", &["10.0.1.5"], &["eni-web"], "vpc-1"), 0),
+            table(&resource("db", &["10.0.2.9"], &["eni-db"], "vpc-1"), 1),
+        ],
+    )
+    .await;
+    let batch = |packets| stream(vec![flow("eni-web", "10.0.1.5", "10.0.2.9", 5432, 1000, packets)], 7);
+    run(&mut c, vec![batch(10)]).await;
+    // ingest processed source offset 7 again (crash before its commit) and
+    // wrote the same batch a second time, at a later offset of flows.normalized
+    let mut again = batch(10);
+    again.offset = 8;
+    run(&mut c, vec![again]).await;
+    assert_eq!(c.duplicates(), 1);
+    // the same source offset from another source partition is not a copy
+    let mut other = batch(1);
+    other.offset = 9;
+    let mut rec: FlowBatch = psg_avro_codec::decode(other.payload()).unwrap();
+    rec.records[0].source.partition = 1;
+    other.payload = Some(psg_avro_codec::encode(&rec).unwrap());
+    run(&mut c, vec![other]).await;
+    let closed = run(&mut c, vec![stream(vec![flow("eni-web", "10.0.1.5", "10.0.2.9", 443, 1100, 1)], 10)]).await;
+    let w: Vec<&FlowEdge> = closed.iter().filter(|e| e.kind == EdgeKind::Window && e.dst_port == 5432).collect();
+    assert_eq!(w.len(), 1);
+    assert_eq!(w[0].packets, 11, "10 once, plus 1 from the other source partition");
+}
+
+#[tokio::test]
+async fn after_a_revocation_the_partitions_are_counted_again_from_their_committed_offsets() {
+    let mut c = Correlate::new(&cfg(), None);
+    run(
+        &mut c,
+        vec![
+            table(&resource("web", &["10.0.1.5"], &["eni-web"], "vpc-1"), 0),
+            table(&resource("db", &["10.0.2.9"], &["eni-db"], "vpc-1"), 1),
+            table(&resource("app", &["10.0.3.3"], &["eni-app"], "vpc-1"), 2),
+        ],
+    )
+    .await;
+    let on = |mut m: InMessage, partition| {
+        m.partition = partition;
+        m
+    };
+    run(&mut c, vec![on(stream(vec![flow("eni-web", "10.0.1.5", "10.0.2.9", 5432, 1000, 10)], 3), 0)]).await;
+    run(&mut c, vec![on(stream(vec![flow("eni-app", "10.0.3.3", "10.0.2.9", 5432, 1000, 4)], 5), 1)]).await;
+    assert_eq!(c.held_offsets().len(), 2);
+    c.partitions_revoked(&[("flows.normalized".to_owned(), 0), ("flows.normalized".to_owned(), 1)]);
+    assert!(c.held_offsets().is_empty(), "nothing held: everything is read again");
+    // both partitions come back (eager rebalance), read from their committed offsets
+    run(&mut c, vec![on(stream(vec![flow("eni-web", "10.0.1.5", "10.0.2.9", 5432, 1000, 10)], 3), 0)]).await;
+    run(&mut c, vec![on(stream(vec![flow("eni-app", "10.0.3.3", "10.0.2.9", 5432, 1000, 4)], 5), 1)]).await;
+    // event time moves on in both partitions (each closes its own windows)
+    let closed = run(
+        &mut c,
+        vec![
+            on(stream(vec![flow("eni-web", "10.0.1.5", "10.0.2.9", 443, 1100, 1)], 4), 0),
+            on(stream(vec![flow("eni-app", "10.0.3.3", "10.0.2.9", 443, 1100, 1)], 6), 1),
+        ],
+    )
+    .await;
+    let mut counts: Vec<(String, i64)> = closed
+        .iter()
+        .filter(|e| e.kind == EdgeKind::Window && e.dst_port == 5432)
+        .map(|e| (e.src.resource_id.clone(), e.packets))
+        .collect();
+    counts.sort();
+    assert_eq!(counts, vec![("app".to_owned(), 4), ("web".to_owned(), 10)], "counted once each");
+    assert_eq!(c.duplicates(), 0, "a re-read after a revocation is not a copy");
+}
+
+#[tokio::test]
+async fn one_edge_from_two_partitions_gets_two_partial_ids() {
+    let mut c = Correlate::new(&cfg(), None);
+    run(
+        &mut c,
+        vec![
+            table(&resource("web", &["10.0.1.5", "10.0.1.6"], &["eni-web"], "vpc-1"), 0),
+            table(&resource("db", &["10.0.2.9"], &["eni-db"], "vpc-1"), 1),
+        ],
+    )
+    .await;
+    let mut a = stream(vec![flow("eni-web", "10.0.1.5", "10.0.2.9", 5432, 1000, 3)], 3);
+    a.partition = 0;
+    let mut b = stream(vec![flow("eni-web", "10.0.1.6", "10.0.2.9", 5432, 1000, 4)], 4);
+    b.partition = 1;
+    run(&mut c, vec![a, b]).await;
+    let mut close0 = stream(vec![flow("eni-web", "10.0.1.5", "10.0.2.9", 443, 1100, 1)], 5);
+    close0.partition = 0;
+    let mut close1 = stream(vec![flow("eni-web", "10.0.1.6", "10.0.2.9", 443, 1100, 1)], 6);
+    close1.partition = 1;
+    let closed = run(&mut c, vec![close0, close1]).await;
+    let w: Vec<&FlowEdge> = closed.iter().filter(|e| e.kind == EdgeKind::Window && e.dst_port == 5432).collect();
+    assert_eq!(w.len(), 2, "one partial edge per input partition");
+    assert_ne!(w[0].edge_id, w[1].edge_id);
+    assert_eq!(w.iter().map(|e| e.packets).sum::<i64>(), 7);
+}
+
+#[tokio::test]
+async fn two_batches_of_one_source_message_both_count_and_their_copies_do_not() {
+    let mut c = Correlate::new(&cfg(), None);
+    run(
+        &mut c,
+        vec![
+            table(&resource("web", &["10.0.1.5"], &["eni-web"], "vpc-1"), 0),
+            table(&resource("db", &["10.0.2.9"], &["eni-db"], "vpc-1"), 1),
+        ],
+    )
+    .await;
+    // a big source message at offset 7, split by ingest into batches by line
+    let part = |line: i32, offset: i64| {
+        let mut r = flow("eni-web", "10.0.1.5", "10.0.2.9", 5432, 1000, 2);
+        r.source.line = line;
+        let mut m = stream(vec![r], 7);
+        m.offset = offset;
+        m
+    };
+    run(&mut c, vec![part(1, 0), part(2, 1)]).await;
+    run(&mut c, vec![part(1, 2), part(2, 3)]).await; // ingest wrote the message again
+    assert_eq!(c.duplicates(), 2);
+    let closed = run(&mut c, vec![stream(vec![flow("eni-web", "10.0.1.5", "10.0.2.9", 443, 1100, 1)], 8)]).await;
+    let w: Vec<&FlowEdge> = closed.iter().filter(|e| e.kind == EdgeKind::Window && e.dst_port == 5432).collect();
+    assert_eq!(w.iter().map(|e| e.packets).sum::<i64>(), 4, "both batches once");
 }

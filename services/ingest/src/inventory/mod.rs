@@ -42,7 +42,7 @@ use chrono::{DateTime, Utc};
 use psg_domain::{CloudProvider, Resource, ResourceType, SourceRef, ids, time};
 use serde::Deserialize;
 
-use crate::parsed::{MessageCtx, Parsed, Rejected};
+use crate::parsed::{MessageCtx, Parsed, Rejected, Sink};
 
 pub mod aws_config;
 pub mod azure;
@@ -146,27 +146,191 @@ fn is_azure_wrapper(obj: &serde_json::Map<String, serde_json::Value>) -> bool {
     })
 }
 
+/// The most JSON values (objects, arrays, strings, numbers, ...) one
+/// inventory object may hold: a top-level object, or one item of a
+/// top-level array. A document is built in memory as a tree of values
+/// (about 32 bytes each, more for keys and strings), so this bounds what one
+/// object costs (a few hundred MB at worst, for junk such as a 50 MB array
+/// of zeros). Real inventory JSON has about one value per 20 bytes: a
+/// 64 MiB document (the default `ingest.max-message-bytes`) holds about
+/// 3 million.
+pub const MAX_JSON_VALUES: usize = 4_000_000;
+
 /// Parses a decoded inventory payload.
 pub fn parse(text: &[u8], ctx: MessageCtx<'_>) -> Parsed<Resource> {
-    let mut out = Parsed::default();
+    Parsed::collect(|out| parse_into(text, ctx, out))
+}
+
+/// [`parse`], into a sink. A top-level array is read one item at a time (a
+/// million items are never a million values in memory at once); an item
+/// or object of more than [`MAX_JSON_VALUES`] values is refused while it
+/// is being read.
+pub fn parse_into(text: &[u8], ctx: MessageCtx<'_>, out: &mut dyn Sink<Resource>) {
     // A whole JSON document (one object, or an array of them), or one object per line.
-    match serde_json::from_slice::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Array(items)) => {
-            for (i, item) in items.into_iter().enumerate() {
-                out.extend(parse_item(item, i as u32 + 1, None, ctx));
-            }
+    if text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return parse_array(text, ctx, out);
+    }
+    let e = match value(text) {
+        Ok(item) => return emit(parse_item(item, 1, Some(text), ctx), out),
+        Err(e) => e,
+    };
+    if is_budget_error(&e) {
+        return out.reject(Rejected::message("too-large", format!("inventory document: {e}")));
+    }
+    // One object per line; a payload of one line is the message itself
+    // (already within ingest.max-message-bytes), so only lines of a
+    // multi-line payload are held to the line limit.
+    let several = crate::payload::lines(text).nth(1).is_some();
+    for (line, raw) in crate::payload::lines(text) {
+        if several && let Err(r) = crate::payload::check_line(line, raw) {
+            out.reject(r);
+            continue;
         }
-        Ok(item) => out.extend(parse_item(item, 1, Some(text), ctx)),
-        Err(_) => {
-            for (line, raw) in crate::payload::lines(text) {
-                match serde_json::from_slice::<serde_json::Value>(raw) {
-                    Ok(item) => out.extend(parse_item(item, line, Some(raw), ctx)),
-                    Err(e) => out.rejected.push(Rejected::new(line, raw, "parse", format!("invalid JSON: {e}"))),
-                }
+        match value(raw) {
+            Ok(item) => emit(parse_item(item, line, Some(raw), ctx), out),
+            Err(e) => {
+                let kind = if is_budget_error(&e) { "too-large" } else { "parse" };
+                out.reject(Rejected::new(line, raw, kind, crate::fields::json_error(&e)));
             }
         }
     }
-    out
+}
+
+fn emit(parsed: Parsed<Resource>, out: &mut dyn Sink<Resource>) {
+    parsed.records.into_iter().for_each(|r| out.record(r));
+    parsed.rejected.into_iter().for_each(|r| out.reject(r));
+}
+
+/// A top-level array: each item is read, handed to its dialect and dropped
+/// before the next. Items before a syntax error have gone through; the
+/// error refuses the message (its later items cannot be told apart).
+fn parse_array(text: &[u8], ctx: MessageCtx<'_>, out: &mut dyn Sink<Resource>) {
+    use serde::de::Deserializer as _;
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let mut items = 0u32;
+    let result = (&mut de).deserialize_seq(Items { out: &mut *out, ctx, items: &mut items }).and_then(|()| de.end());
+    if let Err(e) = result {
+        let kind = if is_budget_error(&e) { "too-large" } else { "parse" };
+        let at = if items == 0 { String::new() } else { format!(" after item {items}") };
+        out.reject(Rejected::message(kind, format!("inventory array{at}: {}", crate::fields::json_error(&e))));
+    }
+}
+
+struct Items<'s, 'c> {
+    out: &'s mut dyn Sink<Resource>,
+    ctx: MessageCtx<'c>,
+    items: &'s mut u32,
+}
+
+impl<'de> serde::de::Visitor<'de> for Items<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of inventory objects")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        loop {
+            let mut left = MAX_JSON_VALUES;
+            let Some(item) = seq.next_element_seed(Budgeted { left: &mut left })? else { return Ok(()) };
+            *self.items += 1;
+            emit(parse_item(item, *self.items, None, self.ctx), self.out);
+        }
+    }
+}
+
+/// A whole JSON value of at most [`MAX_JSON_VALUES`] values, and nothing after it.
+fn value(bytes: &[u8]) -> Result<serde_json::Value, serde_json::Error> {
+    use serde::de::DeserializeSeed as _;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let mut left = MAX_JSON_VALUES;
+    let v = Budgeted { left: &mut left }.deserialize(&mut de)?;
+    de.end()?;
+    Ok(v)
+}
+
+const BUDGET_ERROR: &str = "more than 4000000 JSON values in one inventory object";
+
+fn is_budget_error(e: &serde_json::Error) -> bool {
+    e.to_string().starts_with(BUDGET_ERROR)
+}
+
+/// Builds a [`serde_json::Value`] as serde_json does, counting values and
+/// failing as soon as there are more than `left`.
+struct Budgeted<'b> {
+    left: &'b mut usize,
+}
+
+impl Budgeted<'_> {
+    fn take<E: serde::de::Error>(&mut self) -> Result<(), E> {
+        match self.left.checked_sub(1) {
+            Some(n) => {
+                *self.left = n;
+                Ok(())
+            }
+            None => Err(E::custom(BUDGET_ERROR)),
+        }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Budgeted<'_> {
+    type Value = serde_json::Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<serde_json::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Budgeted<'_> {
+    type Value = serde_json::Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E: serde::de::Error>(mut self, v: bool) -> Result<serde_json::Value, E> {
+        self.take()?;
+        Ok(v.into())
+    }
+    fn visit_i64<E: serde::de::Error>(mut self, v: i64) -> Result<serde_json::Value, E> {
+        self.take()?;
+        Ok(v.into())
+    }
+    fn visit_u64<E: serde::de::Error>(mut self, v: u64) -> Result<serde_json::Value, E> {
+        self.take()?;
+        Ok(v.into())
+    }
+    fn visit_f64<E: serde::de::Error>(mut self, v: f64) -> Result<serde_json::Value, E> {
+        self.take()?;
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number))
+    }
+    fn visit_str<E: serde::de::Error>(mut self, v: &str) -> Result<serde_json::Value, E> {
+        self.take()?;
+        Ok(v.into())
+    }
+    fn visit_string<E: serde::de::Error>(mut self, v: String) -> Result<serde_json::Value, E> {
+        self.take()?;
+        Ok(v.into())
+    }
+    fn visit_unit<E: serde::de::Error>(mut self) -> Result<serde_json::Value, E> {
+        self.take()?;
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<serde_json::Value, E> {
+        self.visit_unit()
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<serde_json::Value, A::Error> {
+        self.take()?;
+        let mut items = Vec::new();
+        while let Some(v) = seq.next_element_seed(Budgeted { left: &mut *self.left })? {
+            items.push(v);
+        }
+        Ok(serde_json::Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<serde_json::Value, A::Error> {
+        self.take()?;
+        let mut m = serde_json::Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            let v = map.next_value_seed(Budgeted { left: &mut *self.left })?;
+            m.insert(k, v);
+        }
+        Ok(serde_json::Value::Object(m))
+    }
 }
 
 /// Parses one object (which may describe several resources: a snapshot).
@@ -364,6 +528,11 @@ mod tests {
         let p = parse(nic.as_bytes(), ctx());
         assert!(p.records.is_empty());
         assert!(p.rejected[0].reason.contains("observed_at"));
+    }
+
+    #[test]
+    fn the_budget_error_names_the_limit() {
+        assert!(BUDGET_ERROR.contains(&format!(" {MAX_JSON_VALUES} ")), "{BUDGET_ERROR}");
     }
 
     #[test]
