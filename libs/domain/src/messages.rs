@@ -126,9 +126,10 @@ impl FlowRecord {
     }
 }
 
-/// The FlowRecords of one input message that belong to one partition of
-/// `flows.normalized`: one Kafka message carries many records, so Kafka's
-/// per-message cost is not paid per record.
+/// FlowRecords of one input message that belong to one partition of
+/// `flows.normalized`, in input order (a large message becomes several
+/// batches of at most 512 KiB each): one Kafka message carries many records,
+/// so Kafka's per-message cost is not paid per record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "io.pciscopeguard.v1")]
 pub struct FlowBatch {

@@ -111,7 +111,8 @@ impl Deliverer {
             for (k, v) in dead_letter::headers(&self.service, dl) {
                 headers = headers.insert(Header { key: k, value: Some(&v) });
             }
-            let mut rec = FutureRecord::to(&self.dead_letter_topic).payload(&dl.payload).headers(headers);
+            let bytes = dead_letter::payload(dl).0.to_vec();
+            let mut rec = FutureRecord::to(&self.dead_letter_topic).payload(&bytes).headers(headers);
             if let Some(k) = &dl.key {
                 rec = rec.key(k);
             }
