@@ -358,7 +358,8 @@ async fn services_and_migrate_never_log_secrets() {
         args.extend(&kafka);
         args.extend(["-X", "debug=all", "-X", "log_level=7"]);
         let env = [("RUST_LOG", "trace"), ("PSG_KAFKA__CREATE_TOPICS", create_topics)];
-        let out = run_for(&args, &env, Duration::from_secs(6));
+        // long enough for a debug build on a busy machine to get to its clients
+        let out = run_for(&args, &env, Duration::from_secs(if service == "correlate" { 20 } else { 6 }));
         assert!(out.stderr.contains("rdkafka"), "expected trace logs: {out:?}");
         if service == "correlate" {
             assert!(out.stderr.contains("sasl.password = [redacted]"), "librdkafka's configuration dump was logged");
