@@ -7,85 +7,21 @@
 //! evidence → a signed `evidence` row for the web server's `connected-cde`
 //! decision. Then SIGTERM: every process commits and exits 0 within 10 s.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use psg_domain::{FlowEdge, PciScope, ScopeDecision};
 use psg_testkit::kafka::{committed_offsets, consume_until, produce};
-use psg_testkit::{Tansu, TestDb, http_get, metric_value};
+use psg_testkit::procs::Procs;
+use psg_testkit::{Tansu, TestDb, http_get, metric_value, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pci-scope-guard");
-
-/// Child processes, killed on drop (also when a test fails).
-struct Services {
-    children: Vec<(String, Child, PathBuf)>,
-}
-
-impl Services {
-    fn spawn(&mut self, name: &str, args: &[&str], dir: &Path) {
-        let log = dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(BIN)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log"))
-            .stderr(out)
-            .spawn()
-            .expect("spawn pci-scope-guard");
-        self.children.push((name.to_owned(), child, log));
-    }
-
-    /// The metrics address a service printed.
-    fn metrics_addr(&self, name: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let log = &self.children.iter().find(|(n, ..)| n == name).expect("service").2;
-        loop {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            if let Some(addr) = text.lines().find_map(|l| l.split("metrics on http://").nth(1)) {
-                return addr.trim_end_matches("/metrics").to_owned();
-            }
-            assert!(Instant::now() < deadline, "{name} did not start:\n{text}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn dump_logs(&self) {
-        for (name, _, log) in &self.children {
-            eprintln!("----- {name} ({}) -----\n{}", log.display(), std::fs::read_to_string(log).unwrap_or_default());
-        }
-    }
-}
-
-impl Drop for Services {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.dump_logs();
-        }
-        for (_, child, _) in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn run(args: &[&str]) -> String {
     let out = Command::new(BIN).args(args).output().expect("run pci-scope-guard");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "pci-scope-guard {args:?} failed:\n{text}");
     text
-}
-
-async fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 const INVENTORY: &str = r#"{"provider":"aws","resource_type":"rds_instance","resource_id":"db-payments","resource_name":"payments-db","region":"us-east-1","vpc_id":"vpc-1","subnet_id":"subnet-db","private_ips":["10.0.2.10"],"interface_ids":["eni-db"],"security_groups":["sg-db"],"tags":{"pci-scope":"cde"},"observed_at":"2026-01-01T00:00:00Z","deleted":false}
@@ -112,14 +48,14 @@ async fn thin_path_through_four_processes_on_tansu_and_postgres() {
     let key = dir.join("keys/signing.key");
     let store = dir.join("evidence-store");
 
-    let mut services = Services { children: Vec::new() };
+    let mut services = Procs::new(BIN, dir);
     let common = ["--brokers", brokers, "--database-url", &db.url, "--metrics-addr", "127.0.0.1:0"];
     for name in ["ingest", "correlate", "classify"] {
-        services.spawn(name, &[&[name][..], &common[..]].concat(), dir);
+        services.spawn(name, &[&[name][..], &common[..]].concat(), &[]);
     }
     let evidence_args =
         ["--signing-key", key.to_str().expect("utf-8 path"), "--evidence-store", store.to_str().expect("utf-8 path")];
-    services.spawn("evidence", &[&["evidence"][..], &common[..], &evidence_args[..]].concat(), dir);
+    services.spawn("evidence", &[&["evidence"][..], &common[..], &evidence_args[..]].concat(), &[]);
     let correlate_metrics = services.metrics_addr("correlate");
     for name in ["ingest", "classify", "evidence"] {
         let addr = services.metrics_addr(name);
@@ -327,17 +263,10 @@ async fn thin_path_through_four_processes_on_tansu_and_postgres() {
     );
 
     // SIGTERM: each process commits what it finished and exits 0 within 10 s.
-    for (name, child, _) in &mut services.children {
+    for name in services.names() {
         let started = Instant::now();
-        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
-        assert!(status.success());
-        let exit = loop {
-            if let Some(s) = child.try_wait().expect("wait") {
-                break s;
-            }
-            assert!(started.elapsed() < Duration::from_secs(10), "{name} did not exit within 10 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let exit = services.terminate(&name, Duration::from_secs(10));
+        let exit = exit.unwrap_or_else(|| panic!("{name} did not exit within 10 s of SIGTERM"));
         assert!(exit.success(), "{name} exited with {exit} after SIGTERM");
         eprintln!("e2e: {name} exited 0 {} ms after SIGTERM", started.elapsed().as_millis());
     }

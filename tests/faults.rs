@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use psg_domain::{EdgeKind, FlowEdge};
 use psg_testkit::kafka::consume_until;
 use psg_testkit::procs::Procs;
-use psg_testkit::{Tansu, TestDb, http_get};
+use psg_testkit::{Tansu, TestDb, http_get, wait_for};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -132,17 +132,6 @@ async fn db(url: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("database");
     tokio::spawn(conn);
     client
-}
-
-async fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 /// What the database holds of the workload.
@@ -426,8 +415,9 @@ async fn two_instances_of_ingest_and_correlate_rebalance_mid_stream() {
     p.procs.wait_ready("correlate-2").await;
     // The first instances leave (graceful stop) mid-stream: another rebalance.
     let stop = tokio::task::spawn_blocking(move || {
-        let left = p.procs.terminate("ingest", Duration::from_secs(15));
-        let left2 = p.procs.terminate("correlate", Duration::from_secs(15));
+        let exited_0 = |s: Option<std::process::ExitStatus>| s.is_some_and(|s| s.success());
+        let left = exited_0(p.procs.terminate("ingest", Duration::from_secs(15)));
+        let left2 = exited_0(p.procs.terminate("correlate", Duration::from_secs(15)));
         (p, left && left2)
     });
     shipper.flows(2 * third..MESSAGES, Duration::from_millis(50)).await;

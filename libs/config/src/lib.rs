@@ -329,6 +329,12 @@ impl SslMode {
     }
 }
 
+impl fmt::Display for SslMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl std::str::FromStr for SslMode {
     type Err = String;
 

@@ -30,60 +30,11 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode, SslVersion};
 use openssl::x509::store::X509StoreBuilder;
+use psg_config::SslMode;
 use tokio_postgres::config::{Host, SslMode as PgSslMode};
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 
 use crate::{Error, Result};
-
-/// libpq's `sslmode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum SslMode {
-    Disable,
-    Allow,
-    Prefer,
-    Require,
-    VerifyCa,
-    VerifyFull,
-}
-
-impl SslMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Disable => "disable",
-            Self::Allow => "allow",
-            Self::Prefer => "prefer",
-            Self::Require => "require",
-            Self::VerifyCa => "verify-ca",
-            Self::VerifyFull => "verify-full",
-        }
-    }
-}
-
-impl std::str::FromStr for SslMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        Ok(match s {
-            "disable" => Self::Disable,
-            "allow" => Self::Allow,
-            "prefer" => Self::Prefer,
-            "require" => Self::Require,
-            "verify-ca" => Self::VerifyCa,
-            "verify-full" => Self::VerifyFull,
-            other => {
-                return Err(format!(
-                    "sslmode '{other}' is not one of disable, allow, prefer, require, verify-ca, verify-full"
-                ));
-            }
-        })
-    }
-}
-
-impl fmt::Display for SslMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Where the trusted roots come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,28 +79,33 @@ pub fn split_tls_params(url: &str) -> Result<(String, TlsParams)> {
     let mut cert = None;
     let mut key = None;
     let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
-    let rest = match url.split_once('?') {
-        Some((base, query)) if is_url => {
-            let mut kept = Vec::new();
-            for pair in query.split('&').filter(|p| !p.is_empty()) {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                let k = percent_decode(k);
-                if !TLS_KEYS.contains(&k.as_str()) {
-                    kept.push(pair);
-                    continue;
+    let rest =
+        match url.split_once('?') {
+            Some((base, query)) if is_url => {
+                let mut kept = Vec::new();
+                for pair in query.split('&').filter(|p| !p.is_empty()) {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    let k = percent_decode(k);
+                    if !TLS_KEYS.contains(&k.as_str()) {
+                        kept.push(pair);
+                        continue;
+                    }
+                    let v = percent_decode(v);
+                    match k.as_str() {
+                        "sslmode" => mode = Some(v.parse::<SslMode>().map_err(|_| {
+                            Error::Url(format!(
+                                "sslmode '{v}' is not one of disable, allow, prefer, require, verify-ca, verify-full"
+                            ))
+                        })?),
+                        "sslrootcert" => root = Some(v),
+                        "sslcert" => cert = Some(PathBuf::from(v)),
+                        _ => key = Some(PathBuf::from(v)),
+                    }
                 }
-                let v = percent_decode(v);
-                match k.as_str() {
-                    "sslmode" => mode = Some(v.parse::<SslMode>().map_err(Error::Url)?),
-                    "sslrootcert" => root = Some(v),
-                    "sslcert" => cert = Some(PathBuf::from(v)),
-                    _ => key = Some(PathBuf::from(v)),
-                }
+                if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) }
             }
-            if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) }
-        }
-        _ => url.to_owned(),
-    };
+            _ => url.to_owned(),
+        };
     let root_cert = match root.as_deref() {
         None | Some("") => None,
         Some("system") => Some(RootCerts::System),

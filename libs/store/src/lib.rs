@@ -32,7 +32,7 @@ use dashmap::DashSet;
 use deadpool_postgres::Pool;
 use tokio_postgres::error::SqlState;
 
-pub use connect::{Connector, SslMode};
+pub use connect::Connector;
 pub use migrate::{MigrationReport, migrate};
 
 /// Errors of the store.

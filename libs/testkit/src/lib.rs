@@ -207,6 +207,19 @@ impl Drop for Tansu {
     }
 }
 
+/// Polls `probe` every 200 ms until it yields a value; panics naming `what`
+/// after `timeout`.
+pub async fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// `GET path` on `addr` (HTTP/1.1, connection close): (status, body).
 pub async fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -3,7 +3,7 @@
 //! again with the same arguments; every log is printed when a test fails.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// One service process.
@@ -86,24 +86,29 @@ impl Procs {
         }
     }
 
-    /// SIGTERM, then waits (at most `limit`) for the exit; returns whether it exited 0.
-    pub fn terminate(&mut self, name: &str, limit: Duration) -> bool {
+    /// SIGTERM, then waits at most `limit` for the exit: its status, or
+    /// `None` if it had to be killed (or was not running).
+    pub fn terminate(&mut self, name: &str, limit: Duration) -> Option<ExitStatus> {
         let i = self.index(name);
-        let p = &mut self.procs[i];
-        let Some(mut child) = p.child.take() else { return false };
+        let mut child = self.procs[i].child.take()?;
         let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = child.try_wait() {
-                return status.success();
+                return Some(status);
             }
             if started.elapsed() > limit {
                 let _ = child.kill();
                 let _ = child.wait();
-                return false;
+                return None;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The names of the processes started, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.procs.iter().map(|p| p.name.clone()).collect()
     }
 
     /// The pid of a running process.
