@@ -59,6 +59,12 @@ pub(crate) struct Global {
     /// Kafka bootstrap servers, comma separated.
     #[arg(long, global = true, env = "KAFKA_BROKERS", value_name = "HOST:PORT,...", hide_env_values = true)]
     pub brokers: Option<String>,
+    /// Static group membership (group.instance.id): a stable name for this instance, unique among
+    /// the instances of each service, e.g. a StatefulSet's pod name (or PSG_KAFKA__INSTANCE_ID).
+    /// Restarted within the session timeout, the instance gets its partitions back at once,
+    /// without a rebalance. Unset: dynamic membership.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub instance_id: Option<String>,
     /// PostgreSQL / TimescaleDB URL. Without it, results go to topics and files only.
     /// libpq's sslmode, sslrootcert, sslcert and sslkey parameters may be in it. With a
     /// password, prefer DATABASE_URL: flags are visible to other local users (ps).
@@ -325,6 +331,7 @@ impl Global {
     fn overrides(&self, evidence: Option<&EvidenceArgs>) -> Overrides {
         Overrides {
             brokers: self.brokers.clone(),
+            instance_id: self.instance_id.clone(),
             database_url: self.database_url.clone().map(Secret::new),
             metrics_addr: self.metrics_addr,
             log_format: self.log_format,

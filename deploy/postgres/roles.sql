@@ -18,7 +18,8 @@
 -- |---------------|----------------------------------------------|---------------------------------------------------|
 -- | psg_migrate   | `pci-scope-guard migrate`                     | own the schema: DDL, nothing else                 |
 -- | psg_ingest    | ingest                                       | upsert resources, append tag versions             |
--- | psg_correlate | correlate                                    | insert referenced resources, upsert data_flows    |
+-- | psg_correlate | correlate                                    | insert referenced resources, upsert data_flows,   |
+-- |               |                                              | write its checkpoints                             |
 -- | psg_classify  | classify                                     | write decisions and alerts, read the graph        |
 -- | psg_evidence  | evidence                                     | append evidence and keys, read report inputs      |
 -- | psg_operator  | report, diagram, alerts, decide, replay,     | read; alert lifecycle; audit log; evidence        |
@@ -122,6 +123,8 @@ BEGIN
     GRANT SELECT, INSERT ON data_flows TO psg_correlate;
     GRANT UPDATE (packet_count, byte_count, flow_count, first_seen, last_seen, window_end)
         ON data_flows TO psg_correlate;
+    -- its checkpoints, written with the data_flows rows of each batch
+    GRANT SELECT, INSERT, UPDATE ON correlate_checkpoints TO psg_correlate;
 
     -- classify: rebuilds its graph from decisions, flows and alert ids;
     -- writes decisions (retiring the previous one) and new alerts; never

@@ -224,6 +224,13 @@ pub struct KafkaConfig {
     pub replication_factor: i32,
     /// How long shutdown waits for in-flight deliveries and the final commit.
     pub shutdown_grace_ms: u64,
+    /// Static group membership (`group.instance.id`, KIP-345): a stable name
+    /// for this instance (`--instance-id`, e.g. the pod name of a
+    /// StatefulSet), unique among the instances of each service. An instance
+    /// that restarts within the session timeout gets its partitions back at
+    /// once, without a rebalance of the group; one that stops is replaced only
+    /// after the session timeout. Unset: dynamic membership.
+    pub instance_id: Option<String>,
     /// Any librdkafka property, passed through as is (TLS, SASL, timeouts):
     /// e.g. `"security.protocol" = "SASL_SSL"`.
     pub properties: BTreeMap<String, Secret>,
@@ -240,6 +247,7 @@ impl Default for KafkaConfig {
             partitions: 3,
             replication_factor: 1,
             shutdown_grace_ms: 8000,
+            instance_id: None,
             properties: BTreeMap::new(),
         }
     }
@@ -520,11 +528,17 @@ pub struct CorrelateConfig {
     /// long (event time) for its inventory before it is attributed to an
     /// unknown host. At most `allowed-lateness-secs`.
     pub hold_back_secs: u64,
+    /// An input partition that has received no flow for this long (wall
+    /// clock) is idle: its event time then advances with processing time,
+    /// so its windows close, their edges are final and its offsets are
+    /// committed, as stream processors do for idle sources. Flows that arrive
+    /// afterwards with older event times count as late edges. 0: never.
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for CorrelateConfig {
     fn default() -> Self {
-        Self { window_secs: 60, allowed_lateness_secs: 120, hold_back_secs: 60 }
+        Self { window_secs: 60, allowed_lateness_secs: 120, hold_back_secs: 60, idle_timeout_secs: 60 }
     }
 }
 
@@ -597,6 +611,7 @@ impl Default for EvidenceConfig {
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub brokers: Option<String>,
+    pub instance_id: Option<String>,
     pub database_url: Option<Secret>,
     pub metrics_addr: Option<SocketAddr>,
     pub log_format: Option<LogFormat>,
@@ -651,6 +666,16 @@ impl Config {
         }
         if self.evidence.period_secs < 60 {
             problems.push("evidence.period-secs must be at least 60".to_owned());
+        }
+        if let Some(id) = &self.kafka.instance_id
+            && (id.trim().is_empty() || id.len() > 249 || id.chars().any(char::is_control))
+        {
+            problems.push(
+                "kafka.instance-id must be 1 to 249 printable characters (it is the group.instance.id)".to_owned(),
+            );
+        }
+        if self.kafka.properties.contains_key("group.instance.id") && self.kafka.instance_id.is_some() {
+            problems.push("set either kafka.instance-id or the librdkafka property group.instance.id, not both".to_owned());
         }
         if self.kafka.partitions < 1 {
             problems.push("kafka.partitions must be at least 1".to_owned());
@@ -711,6 +736,9 @@ impl Config {
 fn apply_overrides(mut figment: Figment, o: &Overrides) -> Figment {
     if let Some(v) = &o.brokers {
         figment = figment.merge(Serialized::default("kafka.brokers", v));
+    }
+    if let Some(v) = &o.instance_id {
+        figment = figment.merge(Serialized::default("kafka.instance-id", v));
     }
     if let Some(v) = &o.database_url {
         figment = figment.merge(Serialized::default("database.url", v));

@@ -21,6 +21,12 @@ pub fn base(cfg: &KafkaConfig) -> Result<ClientConfig> {
 pub fn consumer(cfg: &KafkaConfig, group: &str) -> Result<ClientConfig> {
     let mut c = base(cfg)?;
     set_default(&mut c, cfg, "group.id", group);
+    // Static membership: a restarted instance takes its place (and its
+    // partitions) back without a rebalance. Unique per group, so the four
+    // services of `run` may share it.
+    if let Some(id) = &cfg.instance_id {
+        c.set("group.instance.id", id);
+    }
     set_default(&mut c, cfg, "enable.auto.commit", "true");
     set_default(&mut c, cfg, "auto.commit.interval.ms", "1000");
     set_default(&mut c, cfg, "auto.offset.reset", "earliest");
@@ -51,7 +57,9 @@ pub fn table_consumer(cfg: &KafkaConfig, group: &str) -> Result<ClientConfig> {
     c.set("enable.auto.commit", "false");
     c.set("enable.auto.offset.store", "false");
     c.set("auto.offset.reset", "earliest");
-    c.set("enable.partition.eof", "false");
+    // The end of each partition is reported: the runner loads the tables
+    // to their end before it joins the stream topics.
+    c.set("enable.partition.eof", "true");
     set_default(&mut c, cfg, "fetch.wait.max.ms", "50");
     Ok(c)
 }

@@ -9,12 +9,23 @@
 //! 2. produce every output and dead letter, await every delivery report;
 //! 3. [`Processor::persist`]: make the queued database writes durable
 //!    (retried with backoff; must be idempotent);
-//! 4. store the batch's offsets (never past [`Processor::held_offsets`]).
+//! 4. store the offsets of every partition processed so far: the offset
+//!    after its last message, but never past what the processor still held
+//!    only in memory when it finished the batch ([`Processor::held_offsets`]).
 //!
 //! A crash anywhere before 4 redelivers the batch; every output carries a
 //! deterministic id, so the second copy overwrites the first. Topics come
 //! before the database so that a restart that rebuilds state from the
 //! database re-emits what the topic may not have received.
+//!
+//! At start, the table topics are read up to the end they had then (their
+//! high watermarks) before the service joins its consumer group: a stream
+//! message is never processed against a table that is still loading, so the
+//! first run and a replay after a restart see the same tables.
+//!
+//! Processors that keep time-driven state ([`Processor::tick_interval`]) are
+//! also called without input ([`Processor::tick`]); a tick's outputs go the
+//! same way as a batch's.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -60,9 +71,25 @@ pub trait Processor: Send + 'static {
     fn process(&mut self, batch: &[InMessage]) -> impl Future<Output = Result<Output, ProcessError>> + Send;
 
     /// Makes the database writes queued by `process` durable. Retried on
-    /// [`ProcessError::Transient`]; must be idempotent.
+    /// [`ProcessError::Transient`]; must be idempotent. Called once for every
+    /// `process` or `tick` that returned `Ok`, in the same order, after that
+    /// step's outputs were acknowledged (a pipelined processor may have
+    /// processed the next batch meanwhile).
     fn persist(&mut self) -> impl Future<Output = Result<(), ProcessError>> + Send {
         async { Ok(()) }
+    }
+
+    /// How often to call [`Processor::tick`] while no input is waiting;
+    /// `None` (the default): never.
+    fn tick_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Processing time passed (no input in hand): act on it, e.g. close the
+    /// windows of idle partitions. The outputs are delivered, persisted and
+    /// offsets stored as for a batch. On `Err`, state must be unchanged.
+    fn tick(&mut self) -> impl Future<Output = Result<Output, ProcessError>> + Send {
+        async { Ok(Output::default()) }
     }
 
     /// Whether the next batch may be processed while the previous one's
@@ -75,7 +102,7 @@ pub trait Processor: Send + 'static {
 
     /// For each stream partition, the lowest offset whose effect exists only
     /// in memory (e.g. a record in a window that has not closed): offsets are
-    /// never stored past it.
+    /// never stored past it. Read right after each `process` and `tick`.
     fn held_offsets(&self) -> Vec<(String, i32, i64)> {
         Vec::new()
     }
@@ -246,13 +273,12 @@ pub async fn run<P: Processor>(
     let consumer: StreamConsumer<LoopContext> = client::consumer(cfg, &opts.group)?
         .create_with_context(LoopContext { service: service.clone(), revoked: Arc::clone(&revoked) })
         .map_err(|e| Error::kafka(format!("{service}: creating consumer"), e))?;
-    let stream_topics: Vec<&str> = opts.stream_topics.iter().map(String::as_str).collect();
-    if !stream_topics.is_empty() {
-        consumer.subscribe(&stream_topics).map_err(|e| Error::kafka(format!("{service}: subscribing"), e))?;
-    }
-    let table = match opts.table_topics.is_empty() {
-        true => None,
-        false => Some(table_consumer(cfg, &opts, &shutdown).await?),
+    let (table, mut loading) = match opts.table_topics.is_empty() {
+        true => (None, TableLoad::default()),
+        false => {
+            let (c, load) = table_consumer(cfg, &opts, &shutdown).await?;
+            (Some(c), load)
+        }
     };
     let deliverer = Deliverer::new(cfg, &service, &opts.dead_letter_topic)?;
     tracing::info!(
@@ -264,37 +290,72 @@ pub async fn run<P: Processor>(
         linger_ms = opts.batch_linger.as_millis() as u64,
         "service started"
     );
-    opts.health.set_ready(&service);
+    if !loading.is_done() {
+        tracing::info!(service = %service, partitions = loading.pending.len(), "loading the table topics");
+    }
 
-    let mut state =
-        LoopState { opts: &opts, consumer: &consumer, deliverer: &deliverer, batch: Vec::new(), in_flight: None };
+    let mut state = LoopState {
+        opts: &opts,
+        consumer: &consumer,
+        deliverer: &deliverer,
+        batch: Vec::new(),
+        in_flight: None,
+        consumed: BTreeMap::new(),
+    };
+    let mut subscribed = false;
+    let mut ticker = processor.tick_interval().map(|every| {
+        let mut t = tokio::time::interval(every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
     let mut deadline: Option<Instant> = None;
     let result = loop {
+        // The stream topics are joined once the tables are loaded and
+        // processed (flushed), so no stream message sees a partial table.
+        if !subscribed && loading.is_done() && state.batch.is_empty() {
+            if let Err(e) = state.subscribe() {
+                break Err(e);
+            }
+            subscribed = true;
+            opts.health.set_ready(&service);
+        }
         let linger = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
                 None => std::future::pending().await,
             }
         };
+        let mut tick = false;
         let flush = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break Ok(()),
             _ = linger => true,
-            m = consumer.recv() => {
+            _ = next_tick(ticker.as_mut(), subscribed && state.batch.is_empty()) => {
+                tick = true;
+                true
+            }
+            m = recv_if(&consumer, subscribed) => {
                 // A rebalance happens inside recv(): its revocation is
                 // applied before the message (already of the new
                 // assignment) joins the batch.
                 state.apply_revocations(&revoked, &mut processor);
                 state.accept(m, InputKind::Stream)
             }
-            m = recv_or_pending(table.as_ref()) => state.accept(m, InputKind::Table),
+            m = recv_or_pending(table.as_ref()) => {
+                let was_loading = !loading.is_done();
+                let flush = state.accept_table(m, table.as_ref(), &mut loading);
+                if was_loading && loading.is_done() {
+                    tracing::info!(service = %service, "table topics loaded");
+                }
+                flush || (was_loading && loading.is_done())
+            }
         };
         if deadline.is_none() && !state.batch.is_empty() {
             deadline = Some(Instant::now() + opts.batch_linger);
         }
         if flush || state.batch.len() >= opts.batch_size {
             deadline = None;
-            match state.flush(&mut processor, &shutdown).await {
+            match state.flush(&mut processor, &shutdown, tick).await {
                 Ok(Flushed::Done) => {}
                 Ok(Flushed::Abandoned) => break Ok(()),
                 Err(e) => break Err(e),
@@ -318,9 +379,9 @@ pub async fn run<P: Processor>(
                 grace.cancel();
             })
         };
-        let mut finished = state.flush(&mut processor, &grace).await;
+        let mut finished = state.flush(&mut processor, &grace, false).await;
         if matches!(finished, Ok(Flushed::Done)) && state.in_flight.is_some() {
-            finished = state.flush(&mut processor, &grace).await;
+            finished = state.flush(&mut processor, &grace, false).await;
         }
         match finished {
             Ok(Flushed::Done) => tracing::info!(service = %service, "finished the batch in hand"),
@@ -332,12 +393,14 @@ pub async fn run<P: Processor>(
         }
         timer.abort();
     }
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) => tracing::info!(service = %service, "offsets committed"),
-        Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {
-            tracing::info!(service = %service, "offsets committed (nothing new since the last periodic commit)")
+    if subscribed {
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => tracing::info!(service = %service, "offsets committed"),
+            Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {
+                tracing::info!(service = %service, "offsets committed (nothing new since the last periodic commit)")
+            }
+            Err(e) => tracing::warn!(service = %service, error = %e, "final offset commit failed"),
         }
-        Err(e) => tracing::warn!(service = %service, error = %e, "final offset commit failed"),
     }
     if let Err(e) = deliverer.flush(opts.shutdown_grace) {
         tracing::warn!(service = %service, error = %e, "producer flush at shutdown");
@@ -345,6 +408,57 @@ pub async fn run<P: Processor>(
     consumer.unsubscribe();
     tracing::info!(service = %service, "service stopped");
     result
+}
+
+/// Waits for the next tick when there is a ticker and `armed`.
+async fn next_tick(ticker: Option<&mut tokio::time::Interval>, armed: bool) {
+    match ticker {
+        Some(t) if armed => {
+            t.tick().await;
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+/// The next stream message once subscribed.
+async fn recv_if(c: &StreamConsumer<LoopContext>, subscribed: bool) -> KafkaResult<BorrowedMessage<'_>> {
+    match subscribed {
+        true => c.recv().await,
+        false => std::future::pending().await,
+    }
+}
+
+/// The table partitions still being loaded at start, and the end (high
+/// watermark) each had then.
+#[derive(Debug, Default)]
+struct TableLoad {
+    pending: BTreeMap<(String, i32), i64>,
+}
+
+impl TableLoad {
+    fn is_done(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// A message of a table partition arrived.
+    fn seen(&mut self, topic: &str, partition: i32, offset: i64) {
+        let key = (topic.to_owned(), partition);
+        if self.pending.get(&key).is_some_and(|end| offset + 1 >= *end) {
+            self.pending.remove(&key);
+        }
+    }
+
+    /// The consumer reached the end of some partition: every pending one
+    /// whose position is at its end is loaded (end-of-partition events name
+    /// the partition number, not the topic).
+    fn reached_end(&mut self, consumer: &StreamConsumer) {
+        let Ok(positions) = consumer.position() else { return };
+        for e in positions.elements() {
+            if let Offset::Offset(at) = e.offset() {
+                self.seen(e.topic(), e.partition(), at - 1);
+            }
+        }
+    }
 }
 
 enum Flushed {
@@ -360,21 +474,35 @@ struct LoopState<'a> {
     batch: Vec<InMessage>,
     /// A processed batch whose outputs are not acknowledged yet (pipelined processors).
     in_flight: Option<InFlight>,
+    /// Per stream partition (of the current assignment), the offset after
+    /// the last message processed.
+    consumed: BTreeMap<(Arc<str>, i32), i64>,
 }
 
 /// A processed batch on its way out.
 struct InFlight {
     output: Output,
     pending: Option<Pending>,
-    /// Per stream partition, the offset after the batch's last message.
-    next_offsets: BTreeMap<(Arc<str>, i32), i64>,
-    /// The same for every partition, table topics too (progress reports).
+    /// Per stream partition processed so far, the offset to store once this
+    /// batch is done: after the last message processed, but not past what
+    /// the processor held in memory right after processing this batch.
+    store: BTreeMap<(Arc<str>, i32), i64>,
+    /// The offset after the batch's last message for every partition, table
+    /// topics too (progress reports).
     positions: BTreeMap<(Arc<str>, i32), i64>,
     consumed: usize,
     started: std::time::Instant,
 }
 
 impl LoopState<'_> {
+    fn subscribe(&self) -> Result<()> {
+        let topics: Vec<&str> = self.opts.stream_topics.iter().map(String::as_str).collect();
+        if topics.is_empty() {
+            return Ok(());
+        }
+        self.consumer.subscribe(&topics).map_err(|e| Error::kafka(format!("{}: subscribing", self.opts.service), e))
+    }
+
     /// Drops the batch in hand's messages of revoked partitions (they are
     /// read again from the committed offset, here or by their new owner) and
     /// tells the processor. Called before a message consumed after the
@@ -384,10 +512,9 @@ impl LoopState<'_> {
             Ok(mut r) if !r.is_empty() => std::mem::take(&mut *r),
             _ => return,
         };
+        let is_taken = |t: &str, p: i32| taken.iter().any(|(rt, rp)| rt == t && *rp == p);
         let before = self.batch.len();
-        self.batch.retain(|m| {
-            m.kind != InputKind::Stream || !taken.iter().any(|(t, p)| **t == *m.topic && *p == m.partition)
-        });
+        self.batch.retain(|m| m.kind != InputKind::Stream || !is_taken(&m.topic, m.partition));
         if self.batch.len() < before {
             tracing::info!(
                 service = %self.opts.service,
@@ -395,10 +522,11 @@ impl LoopState<'_> {
                 "dropped unprocessed messages of revoked partitions; their new owner processes them"
             );
         }
+        self.consumed.retain(|(t, p), _| !is_taken(t, *p));
         // A batch still in flight must not store offsets of revoked
         // partitions: the processor has just dropped what it held of them.
         if let Some(f) = &mut self.in_flight {
-            f.next_offsets.retain(|(t, p), _| !taken.iter().any(|(rt, rp)| **t == **rt && p == rp));
+            f.store.retain(|(t, p), _| !is_taken(t, *p));
         }
         processor.partitions_revoked(&taken);
     }
@@ -418,18 +546,50 @@ impl LoopState<'_> {
         }
     }
 
-    /// Processes the batch in hand and sends its outputs. A pipelined
-    /// processor's batch stays in flight until the next flush; otherwise (and
-    /// for the batch in flight) it is finished here: acknowledged, persisted,
-    /// offsets stored.
-    async fn flush<P: Processor>(&mut self, processor: &mut P, stop: &CancellationToken) -> Result<Flushed> {
+    /// A table message (or the end of a table partition) arrived.
+    fn accept_table(
+        &mut self,
+        m: KafkaResult<BorrowedMessage<'_>>,
+        consumer: Option<&StreamConsumer>,
+        loading: &mut TableLoad,
+    ) -> bool {
+        match m {
+            Err(rdkafka::error::KafkaError::PartitionEOF(_)) => {
+                if let Some(c) = consumer
+                    && !loading.is_done()
+                {
+                    loading.reached_end(c);
+                }
+                false
+            }
+            Ok(msg) => {
+                if !loading.is_done() {
+                    loading.seen(msg.topic(), msg.partition(), msg.offset());
+                }
+                self.accept(Ok(msg), InputKind::Table)
+            }
+            Err(e) => self.accept(Err(e), InputKind::Table),
+        }
+    }
+
+    /// Processes the batch in hand (or, for a `tick` with no batch in hand,
+    /// lets the processor act on processing time) and sends its outputs. A
+    /// pipelined processor's batch stays in flight until the next flush;
+    /// otherwise (and for the batch in flight) it is finished here:
+    /// acknowledged, persisted, offsets stored.
+    async fn flush<P: Processor>(&mut self, processor: &mut P, stop: &CancellationToken, tick: bool) -> Result<Flushed> {
         let mut current = None;
-        if !self.batch.is_empty() {
+        if !self.batch.is_empty() || tick {
             let started = std::time::Instant::now();
             let service = &self.opts.service;
-            let mut backoff = Backoff::new(service, "process", &self.opts.health);
+            let step = if self.batch.is_empty() { "tick" } else { "process" };
+            let mut backoff = Backoff::new(service, step, &self.opts.health);
             let output = loop {
-                match processor.process(&self.batch).await {
+                let attempt = match self.batch.is_empty() {
+                    true => processor.tick().await,
+                    false => processor.process(&self.batch).await,
+                };
+                match attempt {
                     Ok(o) => break o,
                     Err(e) => {
                         if !backoff.wait(e, stop).await? {
@@ -439,11 +599,22 @@ impl LoopState<'_> {
                 }
             };
             backoff.done();
-            let mut next_offsets: BTreeMap<(Arc<str>, i32), i64> = BTreeMap::new();
             for m in self.batch.iter().filter(|m| m.kind == InputKind::Stream) {
-                let e = next_offsets.entry((Arc::clone(&m.topic), m.partition)).or_insert(0);
+                let e = self.consumed.entry((Arc::clone(&m.topic), m.partition)).or_insert(0);
                 *e = (*e).max(m.offset + 1);
             }
+            let held = processor.held_offsets();
+            let store = self
+                .consumed
+                .iter()
+                .map(|((topic, partition), next)| {
+                    let lowest = held
+                        .iter()
+                        .filter(|(t, p, _)| **t == **topic && p == partition)
+                        .fold(*next, |acc, (_, _, o)| acc.min(*o));
+                    ((Arc::clone(topic), *partition), lowest)
+                })
+                .collect();
             let mut positions: BTreeMap<(Arc<str>, i32), i64> = BTreeMap::new();
             if self.opts.progress.is_some() {
                 for m in &self.batch {
@@ -451,8 +622,7 @@ impl LoopState<'_> {
                     *e = (*e).max(m.offset + 1);
                 }
             }
-            current =
-                Some(InFlight { output, pending: None, next_offsets, positions, consumed: self.batch.len(), started });
+            current = Some(InFlight { output, pending: None, store, positions, consumed: self.batch.len(), started });
             self.batch.clear();
         }
         // The previous batch is acknowledged (and sent again where it failed)
@@ -512,14 +682,17 @@ impl LoopState<'_> {
             }
         }
         backoff.done();
-        self.store_offsets(&b.next_offsets, processor);
+        self.store_offsets(&b.store);
         if let Some(progress) = &self.opts.progress {
             progress.advance(service, &b.positions);
         }
-        metrics::counter!("psg_messages_consumed_total", "service" => service.clone()).increment(b.consumed as u64);
-        metrics::counter!("psg_batches_total", "service" => service.clone()).increment(1);
-        metrics::histogram!("psg_batch_duration_seconds", "service" => service.clone())
-            .record(b.started.elapsed().as_secs_f64());
+        if b.consumed > 0 {
+            metrics::counter!("psg_messages_consumed_total", "service" => service.clone())
+                .increment(b.consumed as u64);
+            metrics::counter!("psg_batches_total", "service" => service.clone()).increment(1);
+            metrics::histogram!("psg_batch_duration_seconds", "service" => service.clone())
+                .record(b.started.elapsed().as_secs_f64());
+        }
         tracing::debug!(
             service = %service,
             consumed = b.consumed,
@@ -531,22 +704,14 @@ impl LoopState<'_> {
         Ok(Flushed::Done)
     }
 
-    /// Stores, per stream partition, the offset after the batch's last
-    /// message, but never past what the processor still holds in memory.
-    fn store_offsets<P: Processor>(&self, next: &BTreeMap<(Arc<str>, i32), i64>, processor: &P) {
-        if next.is_empty() {
+    /// Stores the offsets a finished batch allows.
+    fn store_offsets(&self, store: &BTreeMap<(Arc<str>, i32), i64>) {
+        if store.is_empty() {
             return;
         }
-        let held = processor.held_offsets();
         let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), offset) in next {
-            let mut offset = *offset;
-            for (t, p, o) in &held {
-                if **t == **topic && p == partition {
-                    offset = offset.min(*o);
-                }
-            }
-            if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(offset)) {
+        for ((topic, partition), offset) in store {
+            if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
                 tracing::warn!(service = %self.opts.service, error = %e, "bad offset");
             }
         }
@@ -630,25 +795,48 @@ fn owned(m: &BorrowedMessage<'_>, kind: InputKind) -> InMessage {
     }
 }
 
-/// A consumer assigned every partition of the table topics, from the beginning.
+/// A consumer assigned every partition of the table topics, from the
+/// beginning, and the end each partition has now (what is loaded before the
+/// stream topics are joined).
 async fn table_consumer(
     cfg: &KafkaConfig,
     opts: &RunnerOptions,
     shutdown: &CancellationToken,
-) -> Result<StreamConsumer> {
+) -> Result<(StreamConsumer, TableLoad)> {
     let consumer: StreamConsumer = client::table_consumer(cfg, &opts.group)?
         .create()
         .map_err(|e| Error::kafka(format!("{}: creating table consumer", opts.service), e))?;
     let mut tpl = TopicPartitionList::new();
+    let mut load = TableLoad::default();
     for topic in &opts.table_topics {
         let partitions = partition_count(cfg, topic, shutdown).await?;
-        for p in 0..partitions {
-            tpl.add_partition_offset(topic, p, Offset::Beginning)
+        for (p, (low, high)) in watermarks(cfg, topic, partitions).await?.into_iter().enumerate() {
+            tpl.add_partition_offset(topic, p as i32, Offset::Beginning)
                 .map_err(|e| Error::kafka(format!("{}: assigning {topic}", opts.service), e))?;
+            if high > low {
+                load.pending.insert((topic.clone(), p as i32), high);
+            }
         }
     }
     consumer.assign(&tpl).map_err(|e| Error::kafka(format!("{}: assigning tables", opts.service), e))?;
-    Ok(consumer)
+    Ok((consumer, load))
+}
+
+/// The (low, high) watermarks of partitions `0..partitions` of `topic`.
+async fn watermarks(cfg: &KafkaConfig, topic: &str, partitions: i32) -> Result<Vec<(i64, i64)>> {
+    let probe: BaseConsumer = client::base(cfg)?.create().map_err(|e| Error::kafka("watermark client", e))?;
+    let t = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        (0..partitions)
+            .map(|p| {
+                probe
+                    .fetch_watermarks(&t, p, Duration::from_secs(30))
+                    .map_err(|e| Error::kafka(format!("watermarks of {t}[{p}]"), e))
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| Error::Fatal { service: "metadata".into(), reason: e.to_string() })?
 }
 
 /// Number of partitions of `topic`, waiting (bounded) for it to appear.

@@ -52,7 +52,18 @@ const TYPES: &[Type] = &[
 /// Upserts `rows` (the last of several rows with the same id wins).
 /// Referenced resources must exist (see [`crate::resources::ensure_resources`]).
 pub async fn upsert_data_flows(store: &Store, rows: &[DataFlowRow]) -> Result<u64> {
-    if rows.is_empty() {
+    upsert_data_flows_with_checkpoints(store, rows, &[]).await
+}
+
+/// Upserts `rows` and writes `checkpoints` in one transaction: the
+/// checkpoints describe the state in which the rows were computed, so either
+/// both are durable or neither.
+pub async fn upsert_data_flows_with_checkpoints(
+    store: &Store,
+    rows: &[DataFlowRow],
+    checkpoints: &[Checkpoint],
+) -> Result<u64> {
+    if rows.is_empty() && checkpoints.is_empty() {
         return Ok(0);
     }
     let mut latest: HashMap<(Uuid, DateTime<Utc>), &DataFlowRow> = HashMap::with_capacity(rows.len());
@@ -63,41 +74,108 @@ pub async fn upsert_data_flows(store: &Store, rows: &[DataFlowRow]) -> Result<u6
     store.ensure_partitions("data_flows", &days.into_iter().collect::<Vec<_>>()).await?;
 
     let mut client = store.client().await?;
-    client.batch_execute(STAGE).await.map_err(Error::pg("creating the data_flows staging table"))?;
-    let tx = client.transaction().await.map_err(Error::pg("starting the data_flows write"))?;
-    let sink = tx.copy_in(COPY).await.map_err(Error::pg("starting COPY into data_flows"))?;
-    let writer = BinaryCopyInWriter::new(sink, TYPES);
-    pin_mut!(writer);
-    for r in latest.values() {
-        let direction = r.flow_direction.as_str();
-        let action = r.action.as_str();
-        writer
-            .as_mut()
-            .write(&[
-                &r.id,
-                &r.source_resource_id,
-                &r.dest_resource_id,
-                &r.protocol,
-                &r.src_port,
-                &r.dst_port,
-                &r.packet_count,
-                &r.byte_count,
-                &direction,
-                &action,
-                &r.observed_at,
-                &r.window_start,
-                &r.window_end,
-                &r.flow_count,
-                &r.first_seen,
-                &r.last_seen,
-            ])
-            .await
-            .map_err(Error::pg("writing a data_flows row"))?;
+    if !latest.is_empty() {
+        client.batch_execute(STAGE).await.map_err(Error::pg("creating the data_flows staging table"))?;
     }
-    writer.finish().await.map_err(Error::pg("finishing COPY into data_flows"))?;
-    let merged = tx.execute(MERGE, &[]).await.map_err(Error::pg("merging data_flows"))?;
+    let tx = client.transaction().await.map_err(Error::pg("starting the data_flows write"))?;
+    let mut merged = 0;
+    if !latest.is_empty() {
+        let sink = tx.copy_in(COPY).await.map_err(Error::pg("starting COPY into data_flows"))?;
+        let writer = BinaryCopyInWriter::new(sink, TYPES);
+        pin_mut!(writer);
+        for r in latest.values() {
+            let direction = r.flow_direction.as_str();
+            let action = r.action.as_str();
+            writer
+                .as_mut()
+                .write(&[
+                    &r.id,
+                    &r.source_resource_id,
+                    &r.dest_resource_id,
+                    &r.protocol,
+                    &r.src_port,
+                    &r.dst_port,
+                    &r.packet_count,
+                    &r.byte_count,
+                    &direction,
+                    &action,
+                    &r.observed_at,
+                    &r.window_start,
+                    &r.window_end,
+                    &r.flow_count,
+                    &r.first_seen,
+                    &r.last_seen,
+                ])
+                .await
+                .map_err(Error::pg("writing a data_flows row"))?;
+        }
+        writer.finish().await.map_err(Error::pg("finishing COPY into data_flows"))?;
+        merged = tx.execute(MERGE, &[]).await.map_err(Error::pg("merging data_flows"))?;
+    }
+    if !checkpoints.is_empty() {
+        let upsert = tx.prepare(CHECKPOINT).await.map_err(Error::pg("preparing the checkpoint write"))?;
+        for c in checkpoints {
+            tx.execute(
+                &upsert,
+                &[&c.consumer_group, &c.topic, &c.partition, &c.resume_offset, &c.processed_offset, &c.state],
+            )
+            .await
+            .map_err(Error::pg("writing a correlate checkpoint"))?;
+        }
+    }
     tx.commit().await.map_err(Error::pg("committing data_flows"))?;
     Ok(merged)
+}
+
+const CHECKPOINT: &str = "INSERT INTO correlate_checkpoints
+        (consumer_group, topic, partition, resume_offset, processed_offset, state, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, now())
+    ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET
+        resume_offset = EXCLUDED.resume_offset,
+        processed_offset = EXCLUDED.processed_offset,
+        state = EXCLUDED.state,
+        updated_at = EXCLUDED.updated_at";
+
+/// Where correlate stood on one input partition (see migration 0005):
+/// records before `resume_offset` are done; those up to `processed_offset`
+/// were processed, and `state` says how (the correlate crate owns its shape).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    pub consumer_group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub resume_offset: i64,
+    pub processed_offset: i64,
+    pub state: serde_json::Value,
+}
+
+/// The checkpoints of `partitions` of `topic` for `consumer_group`.
+pub async fn checkpoints(
+    store: &Store,
+    consumer_group: &str,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<Vec<Checkpoint>> {
+    let client = store.client().await?;
+    let rows = client
+        .query(
+            "SELECT partition, resume_offset, processed_offset, state FROM correlate_checkpoints
+              WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3)",
+            &[&consumer_group, &topic, &partitions],
+        )
+        .await
+        .map_err(Error::pg("reading correlate checkpoints"))?;
+    Ok(rows
+        .iter()
+        .map(|r| Checkpoint {
+            consumer_group: consumer_group.to_owned(),
+            topic: topic.to_owned(),
+            partition: r.get(0),
+            resume_offset: r.get(1),
+            processed_offset: r.get(2),
+            state: r.get(3),
+        })
+        .collect())
 }
 
 /// One edge as stored, aggregated over its windows.

@@ -21,6 +21,11 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "timescale", sql: include_str!("../migrations/0002_timescale.sql") },
     Migration { version: 3, name: "evidence_keys", sql: include_str!("../migrations/0003_evidence_keys.sql") },
     Migration { version: 4, name: "least_privilege", sql: include_str!("../migrations/0004_least_privilege.sql") },
+    Migration {
+        version: 5,
+        name: "correlate_checkpoints",
+        sql: include_str!("../migrations/0005_correlate_checkpoints.sql"),
+    },
 ];
 
 /// Arbitrary constant identifying our migration lock.

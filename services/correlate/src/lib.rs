@@ -7,13 +7,16 @@
 //! - [`windows`]: event-time tumbling windows closed by a watermark,
 //!   emitting an edge at once the first time it is seen and its aggregate
 //!   when its window closes;
+//! - [`checkpoint`]: per input partition, what a restarted instance needs
+//!   to repeat exactly what the first run did;
 //! - [`service`]: the [`Processor`](psg_kafka_runtime::Processor): reads
 //!   `resources` (whole, as a table) and `flows.normalized`, writes
 //!   `flows.edges` and `data_flows`.
 //!
-//! `attribution` and `windows` are pure.
+//! `attribution`, `windows` and `checkpoint` are pure.
 
 pub mod attribution;
+pub mod checkpoint;
 pub mod service;
 pub mod windows;
 

@@ -7,14 +7,23 @@
 //! either an inventory update makes the address known or event time has
 //! moved `hold-back-secs` past the record; then it is attributed with what
 //! is known (an unknown host if still nobody holds the address). Held
-//! records keep their input offsets uncommitted. Event time only advances
-//! with new flow records: in a quiet stream a held record waits for the next
-//! inventory update or the next flow.
+//! records keep their input offsets uncommitted.
+//!
+//! Event time advances with new flow records, per input partition; a
+//! partition that has received nothing for `idle-timeout-secs` (wall clock)
+//! is idle, and its event time then advances with processing time
+//! ([`Correlate::tick_at`]), so its windows close and its offsets commit.
+//!
+//! Restarts: with a database, each batch's `data_flows` rows are written in
+//! one transaction with a checkpoint per input partition ([`crate::checkpoint`]),
+//! and the next instance that reads the partition resumes from it, so a
+//! replay counts every record exactly as the first run did.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use psg_config::Config;
 use psg_domain::rows::{DataFlowRow, ResourceRow};
@@ -26,6 +35,7 @@ use psg_kafka_runtime::{DeadLetter, InMessage, InputKind, OutRecord, Output, Pro
 use psg_store::Store;
 
 use crate::attribution::{EndpointId, Index};
+use crate::checkpoint::{Admit, Checkpoint, Partition};
 use crate::windows::{Added, Connection, EdgeKey, Observation, WindowEdge, Windows};
 
 /// A flow record waiting for its inventory.
@@ -35,6 +45,25 @@ struct Held {
     topic: Arc<str>,
     partition: i32,
     offset: i64,
+    /// Index of the record in its flow batch.
+    index: u32,
+    /// Held by the first run until the replay after a restart reaches the
+    /// point where that run stopped: not released before.
+    pinned: bool,
+}
+
+/// How a flow record is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// As usual.
+    Live,
+    /// Processed before a restart: counted again only into a window that is
+    /// still open (the rest was written, or was late then too).
+    Replay,
+    /// Processed before a restart and held back then: held again.
+    Pinned,
+    /// Released from the hold-back: not held again.
+    Released,
 }
 
 /// The correlate service.
@@ -52,13 +81,19 @@ pub struct Correlate {
     ensured: HashSet<EndpointId>,
     pending_flows: Vec<DataFlowRow>,
     pending_resources: Vec<ResourceRow>,
-    /// Per (input partition, source topic, source partition): the newest
-    /// source position (offset, line) whose records were counted. Ingest
-    /// writes the records of one source message to one partition in source
-    /// order (in one or more batches, by line), so a batch that starts at or
-    /// below it is a second copy (ingest redelivered after a crash, a retry
-    /// or a rebalance) and is skipped: counts stay exact.
-    counted: std::collections::HashMap<(i32, Arc<str>, i32), (i64, i32)>,
+    /// The checkpoints of each processed step, oldest first, until persisted
+    /// (one entry per `process`/`tick`, as the runner calls `persist`).
+    pending_checkpoints: VecDeque<Vec<psg_store::flows::Checkpoint>>,
+    /// Consumer group (checkpoints belong to it).
+    group: String,
+    /// Per input partition of the flow topic: position, the newest source
+    /// position counted per source partition (ingest writes the records of
+    /// one source message to one partition in source order, so a batch that
+    /// starts at or below it is a second copy — ingest redelivered after a
+    /// crash, a retry or a rebalance — and is skipped), and the replay state
+    /// after a restart.
+    parts: BTreeMap<i32, Partition>,
+    idle_timeout: Option<Duration>,
     duplicates: u64,
 }
 
@@ -79,7 +114,11 @@ impl Correlate {
             ensured: HashSet::new(),
             pending_flows: Vec::new(),
             pending_resources: Vec::new(),
-            counted: std::collections::HashMap::new(),
+            pending_checkpoints: VecDeque::new(),
+            group: format!("{}-correlate", cfg.kafka.group_prefix),
+            parts: BTreeMap::new(),
+            idle_timeout: (cfg.correlate.idle_timeout_secs > 0)
+                .then(|| Duration::from_secs(cfg.correlate.idle_timeout_secs)),
             duplicates: 0,
         }
     }
@@ -119,66 +158,172 @@ impl Correlate {
         }
     }
 
-    fn flows(&mut self, msg: &InMessage, out: &mut Output) {
-        match psg_avro_codec::decode::<FlowBatch>(msg.payload()) {
-            Ok(batch) => {
-                if let Some(first) = batch.records.first() {
-                    let source = &first.source;
-                    let key = (msg.partition, Arc::from(source.topic.as_str()), source.partition);
-                    let position = (source.offset, source.line);
-                    match self.counted.get_mut(&key) {
-                        Some(newest) if position <= *newest => {
-                            self.duplicates += 1;
-                            metrics::counter!("psg_correlate_duplicate_batches_total").increment(1);
-                            tracing::debug!(
-                                source_topic = %source.topic,
-                                source_partition = source.partition,
-                                source_offset = source.offset,
-                                "skipped a second copy of a flow batch"
-                            );
-                            return;
-                        }
-                        Some(newest) => *newest = position,
-                        None => {
-                            self.counted.insert(key, position);
-                        }
-                    }
-                }
-                for rec in batch.records {
-                    self.flow(rec, &msg.topic, msg.partition, msg.offset, false, out);
-                }
+    /// Reads the checkpoints of the flow partitions in `batch` not seen
+    /// since the start or the last revocation, and resumes them. Nothing
+    /// changes on error (the batch is processed again).
+    async fn resume_partitions(&mut self, batch: &[InMessage]) -> Result<(), ProcessError> {
+        let mut new: Vec<i32> = batch
+            .iter()
+            .filter(|m| m.kind == InputKind::Stream && *m.topic == *self.flows_topic)
+            .map(|m| m.partition)
+            .filter(|p| !self.parts.contains_key(p))
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        new.sort_unstable();
+        new.dedup();
+        let Some(store) = &self.store else {
+            for p in new {
+                self.parts.insert(p, Partition::new(false));
             }
-            Err(e) => out.dead_letters.push(DeadLetter::whole(msg, "schema", e.to_string())),
+            return Ok(());
+        };
+        let rows = psg_store::flows::checkpoints(store, &self.group, &self.flows_topic, &new)
+            .await
+            .map_err(|e| ProcessError::classify(e.is_transient(), e))?;
+        let mut resumed = Vec::new();
+        for row in &rows {
+            let cp = Checkpoint::from_row(row.resume_offset, row.processed_offset, &row.state).map_err(|e| {
+                ProcessError::Fatal(format!(
+                    "correlate checkpoint of {} partition {} (group {}): {e}",
+                    row.topic, row.partition, row.consumer_group
+                ))
+            })?;
+            resumed.push((row.partition, cp));
+        }
+        for p in new {
+            self.parts.insert(p, Partition::new(true));
+        }
+        for (p, cp) in resumed {
+            tracing::info!(
+                partition = p,
+                resume_offset = cp.resume,
+                processed_offset = cp.processed,
+                held = cp.held.len(),
+                "resuming from the checkpoint"
+            );
+            if let Some(t) = cp.max_event {
+                self.windows.advance(p, t);
+            }
+            self.parts.insert(p, Partition::resumed(&cp));
+        }
+        Ok(())
+    }
+
+    fn flows(&mut self, msg: &InMessage, out: &mut Output) {
+        let store = self.store.is_some();
+        let part = self.parts.entry(msg.partition).or_insert_with(|| Partition::new(store));
+        let batch = match psg_avro_codec::decode::<FlowBatch>(msg.payload()) {
+            Ok(b) => b,
+            Err(e) => {
+                if part.admit(msg.offset, None) == Admit::Count && !part.replaying(msg.offset) {
+                    out.dead_letters.push(DeadLetter::whole(msg, "schema", e.to_string()));
+                }
+                return;
+            }
+        };
+        let source = batch.records.first().map(|r| {
+            ((Arc::from(r.source.topic.as_str()), r.source.partition), (r.source.offset, r.source.line))
+        });
+        match part.admit(msg.offset, source) {
+            Admit::Done => {
+                metrics::counter!("psg_correlate_replayed_records_total", "outcome" => "done-before")
+                    .increment(batch.records.len() as u64);
+                return;
+            }
+            Admit::Copy => {
+                self.duplicates += 1;
+                metrics::counter!("psg_correlate_duplicate_batches_total").increment(1);
+                if let Some(first) = batch.records.first() {
+                    tracing::debug!(
+                        source_topic = %first.source.topic,
+                        source_partition = first.source.partition,
+                        source_offset = first.source.offset,
+                        "skipped a second copy of a flow batch"
+                    );
+                }
+                return;
+            }
+            Admit::Count => {}
+        }
+        let modes: Vec<Mode> = (0..batch.records.len() as u32)
+            .map(|i| match &part.replay {
+                Some(r) if msg.offset < r.processed && r.held.contains(&(msg.offset, i)) => Mode::Pinned,
+                Some(r) if msg.offset < r.processed => Mode::Replay,
+                _ => Mode::Live,
+            })
+            .collect();
+        let replay_over = part.finish_replay();
+        for (i, (rec, mode)) in batch.records.into_iter().zip(modes).enumerate() {
+            self.flow(rec, &msg.topic, msg.partition, msg.offset, i as u32, mode, out);
+        }
+        if replay_over {
+            for h in self.held.iter_mut().filter(|h| h.partition == msg.partition) {
+                h.pinned = false;
+            }
+            tracing::info!(partition = msg.partition, offset = msg.offset, "replay after the restart done");
+        }
+        let base = self.windows.partition_max_event(msg.partition).or_else(|| {
+            self.held.iter().filter(|h| h.partition == msg.partition).map(|h| h.record.end_time).max()
+        });
+        if let (Some(part), Some(base)) = (self.parts.get_mut(&msg.partition), base) {
+            part.last_input = Some((Instant::now(), base));
         }
     }
 
-    /// One record; `released`: it was held back and must not be held again.
+    /// One record, the `index`-th of the flow batch at `offset`.
+    #[allow(clippy::too_many_arguments)]
     fn flow(
         &mut self,
         rec: FlowRecord,
         topic: &Arc<str>,
         partition: i32,
         offset: i64,
-        released: bool,
+        index: u32,
+        mode: Mode,
         out: &mut Output,
     ) {
         if rec.log_status != LogStatus::Ok {
             metrics::counter!("psg_correlate_records_total", "outcome" => "no-traffic").increment(1);
             return;
         }
+        match mode {
+            Mode::Replay if self.windows.is_closed(partition, rec.end_time) => {
+                metrics::counter!("psg_correlate_replayed_records_total", "outcome" => "written-before").increment(1);
+                return;
+            }
+            Mode::Replay => {
+                metrics::counter!("psg_correlate_replayed_records_total", "outcome" => "window-open").increment(1);
+            }
+            Mode::Pinned => {
+                metrics::counter!("psg_correlate_replayed_records_total", "outcome" => "held").increment(1);
+                let held = Held { record: rec, topic: Arc::clone(topic), partition, offset, index, pinned: true };
+                self.held.push(held);
+                return;
+            }
+            Mode::Live | Mode::Released => {}
+        }
+        let quiet = mode == Mode::Replay; // its dead letters were written the first time
         let (Some(src_if), Some(dst_if)) = (packet_addr(&None, &rec.src_addr), packet_addr(&None, &rec.dst_addr))
         else {
-            return self.reject(
-                &rec,
-                topic,
-                partition,
-                offset,
-                "flow record with log-status OK has no source or destination address",
-                out,
-            );
+            if !quiet {
+                self.reject(
+                    &rec,
+                    topic,
+                    partition,
+                    offset,
+                    "flow record with log-status OK has no source or destination address",
+                    out,
+                );
+            }
+            return;
         };
         let Some(action) = rec.action else {
-            return self.reject(&rec, topic, partition, offset, "flow record with log-status OK has no action", out);
+            if !quiet {
+                self.reject(&rec, topic, partition, offset, "flow record with log-status OK has no action", out);
+            }
+            return;
         };
         let t = rec.end_time;
         // Prefer the original packet addresses (NAT gateways log their own).
@@ -202,12 +347,12 @@ impl Correlate {
             }
         }
         let unknown_internal = |id: Option<EndpointId>, a: &IpAddr| id.is_none() && crate::attribution::is_internal(a);
-        if !released
+        if mode != Mode::Released
             && self.hold_back > 0
             && (unknown_internal(src_id, &src) || unknown_internal(dst_id, &dst))
             && self.windows.max_event_time().is_none_or(|m| t + self.hold_back > m)
         {
-            self.held.push(Held { record: rec, topic: Arc::clone(topic), partition, offset });
+            self.held.push(Held { record: rec, topic: Arc::clone(topic), partition, offset, index, pinned: false });
             return;
         }
         let mut src_id = src_id.unwrap_or_else(|| self.index.address_endpoint(src, t, rec.provider));
@@ -288,6 +433,10 @@ impl Correlate {
         let max = self.windows.max_event_time();
         let held = std::mem::take(&mut self.held);
         for h in held {
+            if h.pinned {
+                self.held.push(h);
+                continue;
+            }
             let t = h.record.end_time;
             let r = &h.record;
             let known = |a: Option<IpAddr>| {
@@ -300,7 +449,7 @@ impl Correlate {
                 if expired && !(src_known && dst_known) {
                     metrics::counter!("psg_correlate_hold_back_expired_total").increment(1);
                 }
-                self.flow(h.record, &h.topic, h.partition, h.offset, true, out);
+                self.flow(h.record, &h.topic, h.partition, h.offset, h.index, Mode::Released, out);
             } else {
                 self.held.push(h);
             }
@@ -409,13 +558,104 @@ pub fn data_flow_row(e: &FlowEdge) -> DataFlowRow {
     }
 }
 
+impl Correlate {
+    /// Processing time `now`: a partition that has received nothing for the
+    /// idle timeout advances its event time by the time it has been quiet,
+    /// so its windows close (and held records expire) as if flows had kept
+    /// arriving. Returns the outputs (closed windows' edges).
+    pub fn tick_at(&mut self, now: Instant) -> Output {
+        let mut out = Output::default();
+        let Some(timeout) = self.idle_timeout else {
+            self.queue_checkpoints(false);
+            return out;
+        };
+        let mut advanced = false;
+        for (p, part) in &mut self.parts {
+            if part.replay.is_some() || part.next < part.resume {
+                continue;
+            }
+            let Some((at, base)) = part.last_input else { continue };
+            let quiet = now.saturating_duration_since(at);
+            if quiet < timeout {
+                continue;
+            }
+            if !self.windows.has_open(*p) && !self.held.iter().any(|h| h.partition == *p) {
+                continue;
+            }
+            let t = base.saturating_add(i64::try_from(quiet.as_micros()).unwrap_or(i64::MAX));
+            if self.windows.partition_max_event(*p).is_some_and(|m| m >= t) {
+                continue;
+            }
+            self.windows.advance(*p, t);
+            part.dirty = true;
+            advanced = true;
+            metrics::counter!("psg_correlate_idle_advances_total").increment(1);
+            tracing::debug!(partition = p, quiet_secs = quiet.as_secs(), "idle partition: event time advanced");
+        }
+        if advanced {
+            self.release_held(&mut out);
+            self.close_windows(&mut out);
+        }
+        self.queue_checkpoints(advanced);
+        out
+    }
+
+    /// Closes the windows the watermarks have passed, emits their edges and
+    /// queues the rows of every window changed.
+    fn close_windows(&mut self, out: &mut Output) {
+        let closed = self.windows.close_ready();
+        for edge in &closed {
+            self.emit(edge, out);
+        }
+        let mut rows = self.windows.drain_touched();
+        rows.extend(closed);
+        self.queue_rows(&rows);
+    }
+
+    /// Queues this step's checkpoints (for `persist`): every partition
+    /// processed, or only the changed ones (`all` false).
+    fn queue_checkpoints(&mut self, all: bool) {
+        if self.store.is_none() {
+            return;
+        }
+        let held_offsets = self.held_offsets();
+        let mut rows = Vec::new();
+        for (p, part) in &mut self.parts {
+            if !all && !part.dirty {
+                continue;
+            }
+            let lowest = held_offsets
+                .iter()
+                .filter(|(t, hp, _)| *t == self.flows_topic && hp == p)
+                .map(|(_, _, o)| *o)
+                .min()
+                .unwrap_or(part.next);
+            let resume = part.next.min(lowest);
+            let held = self.held.iter().filter(|h| h.partition == *p).map(|h| (h.offset, h.index)).collect();
+            if let Some(cp) = part.checkpoint(resume, self.windows.partition_max_event(*p), held) {
+                rows.push(psg_store::flows::Checkpoint {
+                    consumer_group: self.group.clone(),
+                    topic: self.flows_topic.clone(),
+                    partition: *p,
+                    resume_offset: cp.resume,
+                    processed_offset: cp.processed,
+                    state: cp.to_json(),
+                });
+            }
+        }
+        self.pending_checkpoints.push_back(rows);
+    }
+}
+
 impl Processor for Correlate {
     /// Every redelivered batch is re-emitted in full (nothing is rebuilt from
-    /// the database), so the next batch may be processed while this one's
-    /// outputs are acknowledged.
+    /// the database but the checkpoint, which only ever describes outputs
+    /// already acknowledged and persisted), so the next batch may be
+    /// processed while this one's outputs are acknowledged.
     const PIPELINED: bool = true;
 
     async fn process(&mut self, batch: &[InMessage]) -> Result<Output, ProcessError> {
+        self.resume_partitions(batch).await?;
         let mut out = Output::default();
         // Inventory first, so flows in the same batch see it.
         let mut inventory = false;
@@ -429,13 +669,8 @@ impl Processor for Correlate {
         if inventory || !self.held.is_empty() {
             self.release_held(&mut out);
         }
-        let closed = self.windows.close_ready();
-        for edge in &closed {
-            self.emit(edge, &mut out);
-        }
-        let mut rows = self.windows.drain_touched();
-        rows.extend(closed);
-        self.queue_rows(&rows);
+        self.close_windows(&mut out);
+        self.queue_checkpoints(true);
         metrics::gauge!("psg_correlate_index_resources").set(self.index.resources() as f64);
         metrics::gauge!("psg_correlate_index_addresses").set(self.index.addresses() as f64);
         metrics::gauge!("psg_correlate_open_windows").set(self.windows.open_windows() as f64);
@@ -446,6 +681,14 @@ impl Processor for Correlate {
         Ok(out)
     }
 
+    fn tick_interval(&self) -> Option<Duration> {
+        self.idle_timeout.map(|t| t.min(Duration::from_secs(1)))
+    }
+
+    async fn tick(&mut self) -> Result<Output, ProcessError> {
+        Ok(self.tick_at(Instant::now()))
+    }
+
     async fn persist(&mut self) -> Result<(), ProcessError> {
         let Some(store) = &self.store else { return Ok(()) };
         let classify = |e: psg_store::Error| ProcessError::classify(e.is_transient(), e);
@@ -453,10 +696,14 @@ impl Processor for Correlate {
             psg_store::resources::ensure_resources(store, &self.pending_resources).await.map_err(classify)?;
             self.pending_resources.clear();
         }
-        if !self.pending_flows.is_empty() {
-            psg_store::flows::upsert_data_flows(store, &self.pending_flows).await.map_err(classify)?;
+        let checkpoints = self.pending_checkpoints.front().map(Vec::as_slice).unwrap_or_default();
+        if !self.pending_flows.is_empty() || !checkpoints.is_empty() {
+            psg_store::flows::upsert_data_flows_with_checkpoints(store, &self.pending_flows, checkpoints)
+                .await
+                .map_err(classify)?;
             self.pending_flows.clear();
         }
+        self.pending_checkpoints.pop_front();
         Ok(())
     }
 
@@ -464,9 +711,10 @@ impl Processor for Correlate {
     /// (every rebalance revokes every partition of the instance; see
     /// `psg_kafka_runtime::client`), so everything counted but not emitted
     /// is dropped, as after a restart, and the partitions assigned next are
-    /// read from their committed offsets. Keeping the watermark or another
-    /// partition's windows would count the records between the committed
-    /// offset and the revocation twice (once in a closed window, once late).
+    /// read from their committed offsets and resumed from their
+    /// checkpoints. Keeping the watermark or another partition's windows
+    /// would count the records between the committed offset and the
+    /// revocation twice (once in a closed window, once late).
     fn partitions_revoked(&mut self, partitions: &[(String, i32)]) {
         if !partitions.iter().any(|(t, _)| *t == self.flows_topic) {
             return;
@@ -474,7 +722,12 @@ impl Processor for Correlate {
         let dropped = self.windows.reset();
         let held = self.held.len();
         self.held.clear();
-        self.counted.clear();
+        self.parts.clear();
+        // Checkpoints of a batch still in flight describe state just dropped:
+        // the partition's next owner writes its own.
+        for step in &mut self.pending_checkpoints {
+            step.retain(|c| !partitions.iter().any(|(t, p)| *t == c.topic && *p == c.partition));
+        }
         tracing::info!(
             partial_edges = dropped,
             held_records = held,

@@ -229,6 +229,30 @@ impl Windows {
         self.max_event.values().max().copied()
     }
 
+    /// Highest event time seen in `partition`.
+    pub fn partition_max_event(&self, partition: i32) -> Option<Micros> {
+        self.max_event.get(&partition).copied()
+    }
+
+    /// Moves `partition`'s event time on to `t` (never back): restoring a
+    /// checkpoint, or an idle partition advancing with processing time.
+    /// Windows it passes close at the next [`Windows::close_ready`].
+    pub fn advance(&mut self, partition: i32, t: Micros) {
+        let m = self.max_event.entry(partition).or_insert(t);
+        *m = (*m).max(t);
+    }
+
+    /// Whether the window of event time `t` in `partition` has closed (an
+    /// observation of it would be late).
+    pub fn is_closed(&self, partition: i32, t: Micros) -> bool {
+        self.partition_watermark(partition).is_some_and(|w| self.window_start(t) + self.size <= w)
+    }
+
+    /// Whether `partition` has windows open.
+    pub fn has_open(&self, partition: i32) -> bool {
+        self.open.range((partition, Micros::MIN)..=(partition, Micros::MAX)).next().is_some()
+    }
+
     /// Late observations so far.
     pub fn late(&self) -> u64 {
         self.late

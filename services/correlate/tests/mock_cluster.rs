@@ -52,7 +52,7 @@ async fn records_in_exact_edges_out() {
             batch_linger_ms: 20,
             ..KafkaConfig::default()
         },
-        correlate: CorrelateConfig { window_secs: 60, allowed_lateness_secs: 60, hold_back_secs: 0 },
+        correlate: CorrelateConfig { window_secs: 60, allowed_lateness_secs: 60, hold_back_secs: 0, idle_timeout_secs: 0 },
         ..Config::default()
     };
     let topics: Vec<TopicSpec> =
