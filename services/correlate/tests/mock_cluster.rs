@@ -127,3 +127,74 @@ async fn records_in_exact_edges_out() {
     windows.sort();
     assert_eq!(windows, [("cache".into(), 2, 200, 1), ("db".into(), 14, 1400, 2)], "exact counts, double report once");
 }
+
+/// A partition that stops receiving flows: after the idle timeout its event
+/// time advances with processing time, its windows close with their final
+/// counts and its offsets are committed, with no further flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_partition_closes_its_windows_and_commits_its_offsets() {
+    let broker = EmbeddedBroker::start(1).unwrap();
+    let bootstrap = broker.bootstrap_servers();
+    let cfg = Config {
+        kafka: KafkaConfig {
+            brokers: Some(bootstrap.clone()),
+            partitions: 1,
+            batch_linger_ms: 20,
+            ..KafkaConfig::default()
+        },
+        correlate: CorrelateConfig { window_secs: 2, allowed_lateness_secs: 1, hold_back_secs: 0, idle_timeout_secs: 1 },
+        ..Config::default()
+    };
+    let topics: Vec<TopicSpec> =
+        ["resources", "flows.normalized", "flows.edges", "correlate.dlq"].into_iter().map(TopicSpec::stream).collect();
+    broker.create_topics(&topics, 1).unwrap();
+    let producer = Deliverer::new(&cfg.kafka, "test", "correlate.dlq").unwrap();
+    let inventory: Vec<OutRecord> = [resource("web", "10.0.1.5"), resource("db", "10.0.2.9")]
+        .iter()
+        .map(|r| OutRecord::new("resources", r.resource_id.clone(), psg_avro_codec::encode(r).unwrap()))
+        .collect();
+    producer.deliver(&Output { records: inventory, dead_letters: vec![] }).await.unwrap();
+
+    let correlate = Correlate::new(&cfg, None);
+    let opts = RunnerOptions {
+        stream_topics: correlate.stream_topics(),
+        table_topics: correlate.table_topics(),
+        ..RunnerOptions::new(&cfg.kafka, "correlate", "correlate.dlq", Health::new())
+    };
+    let stop = CancellationToken::new();
+    let (kafka, token) = (cfg.kafka.clone(), stop.clone());
+    let task = tokio::spawn(async move { psg_kafka_runtime::run(&kafka, opts, correlate, token).await });
+
+    // Three connections web → db in window [1000, 1002), then nothing more.
+    let records: Vec<OutRecord> = (0..3)
+        .map(|i| {
+            let mut r = flow("eni-web", "10.0.1.5", "10.0.2.9", 40_000 + i, 5432, 1000, 5);
+            r.source.offset = i64::from(i);
+            OutRecord::new("flows.normalized", format!("b{i}"), psg_avro_codec::encode(&FlowBatch { records: vec![r] }).unwrap())
+        })
+        .collect();
+    producer.deliver(&Output { records, dead_letters: vec![] }).await.unwrap();
+
+    let out = consume_until(&bootstrap, "flows.edges", Duration::from_secs(30), |r| {
+        r.iter().any(|m| psg_avro_codec::decode::<FlowEdge>(&m.payload).is_ok_and(|e| e.kind == EdgeKind::Window))
+    })
+    .await;
+    let windows: Vec<(i64, i64)> = out
+        .iter()
+        .filter_map(|m| psg_avro_codec::decode::<FlowEdge>(&m.payload).ok())
+        .filter(|e| e.kind == EdgeKind::Window)
+        .map(|e| (e.packets, e.flows))
+        .collect();
+    assert_eq!(windows, [(15, 3)], "the window closed with its final counts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let committed = psg_testkit::kafka::committed_offsets(&bootstrap, "pci-scope-guard-correlate", "flows.normalized", 1).await;
+        if committed.first().is_some_and(|(_, o)| *o == 3) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "offsets of the idle partition not committed: {committed:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
