@@ -17,9 +17,9 @@
 //! Faults: librdkafka's mock cluster with brokers down and up, request errors
 //! and latency (in-process services); a tansu broker with SQLite storage
 //! stopped and restarted; PostgreSQL (a throwaway server of the test's own)
-//! stopped and started; `kill -9` of each service process in turn; two
-//! instances of ingest and of correlate joining and leaving one consumer
-//! group mid-stream.
+//! stopped and started; `kill -9` of each service process in turn, each
+//! started again at once with its static group membership; two instances of
+//! ingest and of correlate joining and leaving one consumer group mid-stream.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -308,11 +308,17 @@ struct Pipeline {
 impl Pipeline {
     /// Migrates `url`, makes a key, starts the four services.
     async fn start(brokers: &str, url: &str, dir: &Path) -> Self {
+        Self::start_with(brokers, url, dir, &[]).await
+    }
+
+    /// [`Pipeline::start`] with more arguments for every service.
+    async fn start_with(brokers: &str, url: &str, dir: &Path, extra: &[&str]) -> Self {
         run(&["migrate", "--database-url", url]);
         run(&["keygen", "--out-dir", path(&dir.join("keys"))]);
         let store = dir.join("evidence-store");
-        let common: Vec<String> =
+        let mut common: Vec<String> =
             ["--brokers", brokers, "--database-url", url, "--metrics-addr", "127.0.0.1:0"].map(String::from).to_vec();
+        common.extend(extra.iter().map(|a| a.to_string()));
         let evidence: Vec<String> = vec![
             "--signing-key".into(),
             path(&dir.join("keys/signing.key")).into(),
@@ -356,17 +362,30 @@ async fn load_inventory(shipper: &Shipper, url: &str) {
     .await;
 }
 
+/// The partitions a run of a service logged as assigned (sorted).
+fn assigned(line: &str) -> Vec<String> {
+    let mut p: Vec<String> =
+        line.split("partitions=").nth(1).unwrap_or_default().split(',').map(|s| s.trim().to_owned()).collect();
+    p.sort();
+    p
+}
+
+/// Each service is killed in turn and started again at once, with the same
+/// static group membership (`--instance-id`): it takes its place and its
+/// partitions back without a rebalance and without waiting for the dead
+/// member's session to expire. Correlate resumes from its checkpoints.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_each_service_mid_stream_loses_and_duplicates_nothing() {
     let db = TestDb::create().await;
     let tansu = Tansu::start();
     let work = tempfile::tempdir().expect("tempdir");
-    let mut p = Pipeline::start(&tansu.bootstrap, &db.url, work.path()).await;
+    let mut p = Pipeline::start_with(&tansu.bootstrap, &db.url, work.path(), &["--instance-id", "one"]).await;
     let shipper = Shipper::new(&tansu.bootstrap);
     load_inventory(&shipper, &db.url).await;
 
     let quarter = MESSAGES / 4;
     for (k, service) in ["ingest", "correlate", "classify", "evidence"].into_iter().enumerate() {
+        let before = assigned(&p.procs.wait_log(service, "partitions assigned", Duration::from_secs(60)).await);
         // Half of this quarter, then kill -9 while the rest is arriving.
         shipper.flows(k * quarter..k * quarter + quarter / 2, Duration::from_millis(50)).await;
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -381,18 +400,21 @@ async fn kill_9_of_each_service_mid_stream_loses_and_duplicates_nothing() {
             eprintln!("correlate committed before the kill: {c:?}");
         }
         p.procs.kill9(service);
+        let killed = Instant::now();
         eprintln!("killed {service} (kill -9)");
-        shipper.flows(k * quarter + quarter / 2..(k + 1) * quarter, Duration::from_millis(20)).await;
-        // Restarted once the broker has expired the dead member (session
-        // timeout 10 s). tansu 0.6 gives a member that joins while a dead one
-        // is still registered no partitions and never rebalances when the
-        // dead one expires (librdkafka's mock cluster does).
-        tokio::time::sleep(Duration::from_secs(11)).await;
         p.restart(service).await;
-        eprintln!("{service} restarted and ready");
+        let line = p.procs.wait_log(service, "partitions assigned", Duration::from_secs(20)).await;
+        assert_eq!(assigned(&line), before, "{service} got its partitions back");
+        eprintln!("{service} restarted and had its partitions back {:.1} s after the kill", killed.elapsed().as_secs_f64());
+        shipper.flows(k * quarter + quarter / 2..(k + 1) * quarter, Duration::from_millis(20)).await;
     }
     shipper.flush().await;
     assert_exactly_once(&tansu.bootstrap, &db.url, &p.store, "kill -9").await;
+    let resumed = p.procs.log("correlate");
+    eprintln!(
+        "correlate resumed from its checkpoints: {}",
+        resumed.lines().filter(|l| l.contains("resuming from the checkpoint")).count()
+    );
     p.procs.assert_running();
 }
 

@@ -229,7 +229,8 @@ pub struct KafkaConfig {
     /// StatefulSet), unique among the instances of each service. An instance
     /// that restarts within the session timeout gets its partitions back at
     /// once, without a rebalance of the group; one that stops is replaced only
-    /// after the session timeout. Unset: dynamic membership.
+    /// after the session timeout, which is then 30 s instead of 10 s unless
+    /// `session.timeout.ms` is set. Unset: dynamic membership.
     pub instance_id: Option<String>,
     /// Any librdkafka property, passed through as is (TLS, SASL, timeouts):
     /// e.g. `"security.protocol" = "SASL_SSL"`.

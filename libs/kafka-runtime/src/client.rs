@@ -30,8 +30,10 @@ pub fn consumer(cfg: &KafkaConfig, group: &str) -> Result<ClientConfig> {
     set_default(&mut c, cfg, "enable.auto.commit", "true");
     set_default(&mut c, cfg, "auto.commit.interval.ms", "1000");
     set_default(&mut c, cfg, "auto.offset.reset", "earliest");
-    // A member that dies without leaving is replaced within 10 s.
-    set_default(&mut c, cfg, "session.timeout.ms", "10000");
+    // A member that dies without leaving is replaced within 10 s; a static
+    // member is given 30 s to come back (and keep its partitions) first.
+    let session = if cfg.instance_id.is_some() { "30000" } else { "10000" };
+    set_default(&mut c, cfg, "session.timeout.ms", session);
     set_default(&mut c, cfg, "heartbeat.interval.ms", "2000");
     // Detection latency: a broker that holds a fetch for its whole wait when
     // nothing is there answers new data only then (librdkafka's 500 ms
@@ -57,9 +59,7 @@ pub fn table_consumer(cfg: &KafkaConfig, group: &str) -> Result<ClientConfig> {
     c.set("enable.auto.commit", "false");
     c.set("enable.auto.offset.store", "false");
     c.set("auto.offset.reset", "earliest");
-    // The end of each partition is reported: the runner loads the tables
-    // to their end before it joins the stream topics.
-    c.set("enable.partition.eof", "true");
+    c.set("enable.partition.eof", "false");
     set_default(&mut c, cfg, "fetch.wait.max.ms", "50");
     Ok(c)
 }

@@ -308,6 +308,7 @@ pub async fn run<P: Processor>(
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });
+    let mut load_check = tokio::time::interval(Duration::from_millis(250));
     let mut deadline: Option<Instant> = None;
     let result = loop {
         // The stream topics are joined once the tables are loaded and
@@ -343,11 +344,20 @@ pub async fn run<P: Processor>(
             }
             m = recv_or_pending(table.as_ref()) => {
                 let was_loading = !loading.is_done();
-                let flush = state.accept_table(m, table.as_ref(), &mut loading);
+                let flush = state.accept_table(m, &mut loading);
                 if was_loading && loading.is_done() {
                     tracing::info!(service = %service, "table topics loaded");
                 }
                 flush || (was_loading && loading.is_done())
+            }
+            _ = load_check.tick(), if !loading.is_done() => {
+                if let Some(t) = table.as_ref() {
+                    loading.check(t, &service);
+                }
+                if loading.is_done() {
+                    tracing::info!(service = %service, "table topics loaded");
+                }
+                loading.is_done()
             }
         };
         if deadline.is_none() && !state.batch.is_empty() {
@@ -433,7 +443,14 @@ async fn recv_if(c: &StreamConsumer<LoopContext>, subscribed: bool) -> KafkaResu
 #[derive(Debug, Default)]
 struct TableLoad {
     pending: BTreeMap<(String, i32), i64>,
+    /// When a table message last arrived (or loading started).
+    progress: Option<Instant>,
 }
+
+/// Loading the tables makes no progress for this long: the rest is taken as
+/// loaded (the last offsets before the end may hold no message a consumer
+/// sees, e.g. transaction markers), with a warning.
+const TABLE_STALL: Duration = Duration::from_secs(15);
 
 impl TableLoad {
     fn is_done(&self) -> bool {
@@ -442,21 +459,35 @@ impl TableLoad {
 
     /// A message of a table partition arrived.
     fn seen(&mut self, topic: &str, partition: i32, offset: i64) {
+        self.progress = Some(Instant::now());
         let key = (topic.to_owned(), partition);
         if self.pending.get(&key).is_some_and(|end| offset + 1 >= *end) {
             self.pending.remove(&key);
         }
     }
 
-    /// The consumer reached the end of some partition: every pending one
-    /// whose position is at its end is loaded (end-of-partition events name
-    /// the partition number, not the topic).
-    fn reached_end(&mut self, consumer: &StreamConsumer) {
-        let Ok(positions) = consumer.position() else { return };
-        for e in positions.elements() {
-            if let Offset::Offset(at) = e.offset() {
-                self.seen(e.topic(), e.partition(), at - 1);
+    /// Checks the consumer's positions against the ends (a partition whose
+    /// end offsets hold no message); gives up waiting after [`TABLE_STALL`]
+    /// without progress.
+    fn check(&mut self, consumer: &StreamConsumer, service: &str) {
+        if let Ok(positions) = consumer.position() {
+            for e in positions.elements() {
+                let key = (e.topic().to_owned(), e.partition());
+                if let (Offset::Offset(at), Some(end)) = (e.offset(), self.pending.get(&key))
+                    && at >= *end
+                {
+                    self.pending.remove(&key);
+                }
             }
+        }
+        let since = *self.progress.get_or_insert_with(Instant::now);
+        if !self.pending.is_empty() && since.elapsed() > TABLE_STALL {
+            tracing::warn!(
+                service,
+                partitions = ?self.pending,
+                "loading the table topics made no progress for 15 s; going on with what is loaded"
+            );
+            self.pending.clear();
         }
     }
 }
@@ -546,30 +577,14 @@ impl LoopState<'_> {
         }
     }
 
-    /// A table message (or the end of a table partition) arrived.
-    fn accept_table(
-        &mut self,
-        m: KafkaResult<BorrowedMessage<'_>>,
-        consumer: Option<&StreamConsumer>,
-        loading: &mut TableLoad,
-    ) -> bool {
-        match m {
-            Err(rdkafka::error::KafkaError::PartitionEOF(_)) => {
-                if let Some(c) = consumer
-                    && !loading.is_done()
-                {
-                    loading.reached_end(c);
-                }
-                false
-            }
-            Ok(msg) => {
-                if !loading.is_done() {
-                    loading.seen(msg.topic(), msg.partition(), msg.offset());
-                }
-                self.accept(Ok(msg), InputKind::Table)
-            }
-            Err(e) => self.accept(Err(e), InputKind::Table),
+    /// A table message arrived.
+    fn accept_table(&mut self, m: KafkaResult<BorrowedMessage<'_>>, loading: &mut TableLoad) -> bool {
+        if let Ok(msg) = &m
+            && !loading.is_done()
+        {
+            loading.seen(msg.topic(), msg.partition(), msg.offset());
         }
+        self.accept(m, InputKind::Table)
     }
 
     /// Processes the batch in hand (or, for a `tick` with no batch in hand,

@@ -56,7 +56,9 @@ impl Procs {
         p.log = self.dir.join(format!("{}.{}.log", p.name, p.starts));
         let out = std::fs::File::create(&p.log).expect("log file");
         let mut cmd = Command::new(&self.bin);
-        cmd.args(&p.args).env("RUST_LOG", "info");
+        // SCOPE_GUARD_TEST_LOG: the services' log filter (default info).
+        let filter = std::env::var("SCOPE_GUARD_TEST_LOG").unwrap_or_else(|_| "info".to_owned());
+        cmd.args(&p.args).env("RUST_LOG", filter);
         for (k, v) in &p.env {
             cmd.env(k, v);
         }
@@ -138,6 +140,24 @@ impl Procs {
             }
             assert!(Instant::now() < deadline, "{name} did not start:\n{text}");
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The log of the current run of `name` so far.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(&self.procs[self.index(name)].log).unwrap_or_default()
+    }
+
+    /// Waits (at most `limit`) until the current run of `name` logs a line
+    /// containing `needle`; returns that line.
+    pub async fn wait_log(&self, name: &str, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self.log(name).lines().find(|l| l.contains(needle)) {
+                return line.to_owned();
+            }
+            assert!(Instant::now() < deadline, "{name} did not log '{needle}' within {limit:?}:\n{}", self.log(name));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

@@ -671,6 +671,13 @@ impl Processor for Correlate {
         }
         self.close_windows(&mut out);
         self.queue_checkpoints(true);
+        tracing::debug!(
+            open_windows = self.windows.open_windows(),
+            held_records = self.held.len(),
+            held_offsets = ?self.held_offsets(),
+            watermark = ?self.windows.watermark(),
+            "batch processed"
+        );
         metrics::gauge!("psg_correlate_index_resources").set(self.index.resources() as f64);
         metrics::gauge!("psg_correlate_index_addresses").set(self.index.addresses() as f64);
         metrics::gauge!("psg_correlate_open_windows").set(self.windows.open_windows() as f64);

@@ -316,10 +316,10 @@ impl Rng {
 /// beyond the lateness, second copies of earlier batches, flows of a host
 /// nobody holds (held back, then attributed to an unknown host) — and one
 /// or two crashes at random points: every line is counted exactly once.
-/// `PSG_RESTART_CASES` sets how many streams (default 16).
+/// `SCOPE_GUARD_RESTART_CASES` sets how many streams (default 16).
 #[tokio::test]
 async fn random_streams_with_crashes_count_every_line_once() {
-    let cases: u64 = std::env::var("PSG_RESTART_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
+    let cases: u64 = std::env::var("SCOPE_GUARD_RESTART_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
     for case in 0..cases {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (case + 1).wrapping_mul(0x1234_5678_9abc_def1));
         let mut flows: Vec<FlowRecord> = Vec::new();
