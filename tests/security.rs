@@ -688,7 +688,7 @@ async fn each_service_role_has_exactly_its_privileges() {
     // migrate as psg_migrate, which then owns the schema.
     let report =
         psg_store::migrate(&psg_store::pool(&url_as(&db.url, &role("psg_migrate")), 1).unwrap()).await.unwrap();
-    assert_eq!(report.version, 4);
+    assert_eq!(report.version, psg_store::migrate::latest_version());
     // After migrate: the table privileges. Twice: idempotent.
     admin.batch_execute(&script).await.unwrap();
     admin.batch_execute(&script).await.unwrap();
@@ -754,6 +754,20 @@ async fn each_service_role_has_exactly_its_privileges() {
     let day = 1_700_000_000;
     psg_store::flows::upsert_data_flows(cor, &[flow(day, 1), flow(day + 86_400 * 40, 2)]).await.unwrap();
     psg_store::flows::upsert_data_flows(cor, &[flow(day, 7)]).await.unwrap();
+    // ... and its checkpoints, in the same transaction as the rows, twice (upsert).
+    for resume in [3, 5] {
+        let checkpoint = psg_store::flows::Checkpoint {
+            consumer_group: "pci-scope-guard-correlate".into(),
+            topic: "flows.normalized".into(),
+            partition: 0,
+            resume_offset: resume,
+            processed_offset: 9,
+            state: serde_json::json!({"v": 1}),
+        };
+        psg_store::flows::upsert_data_flows_with_checkpoints(cor, &[flow(day, 8)], &[checkpoint]).await.unwrap();
+    }
+    let read = psg_store::flows::checkpoints(cor, "pci-scope-guard-correlate", "flows.normalized", &[0, 1]).await.unwrap();
+    assert_eq!(read.iter().map(|c| c.resume_offset).collect::<Vec<_>>(), [5]);
     let c = cor.client().await.unwrap();
     for sql in [
         "SELECT count(*) FROM tags",
@@ -763,6 +777,7 @@ async fn each_service_role_has_exactly_its_privileges() {
         "UPDATE resources SET is_active = false",
         "INSERT INTO scope_decisions DEFAULT VALUES",
         "DELETE FROM evidence",
+        "DELETE FROM correlate_checkpoints",
     ] {
         denied(&c, "psg_correlate", sql).await;
     }

@@ -213,3 +213,129 @@ async fn a_pipelined_processor_loses_nothing_and_commits_everything() {
     assert!(persisted.load(Ordering::SeqCst) >= 1);
     assert_eq!(committed(&bootstrap).await, 20);
 }
+
+/// Counts table messages; records how many it had seen when the first
+/// stream message arrived.
+#[derive(Default)]
+struct TableFirst {
+    table_seen: usize,
+    at_first_stream: Arc<std::sync::Mutex<Option<usize>>>,
+    streams: Arc<AtomicUsize>,
+}
+
+impl Processor for TableFirst {
+    async fn process(&mut self, batch: &[InMessage]) -> Result<Output, ProcessError> {
+        for m in batch {
+            match m.kind {
+                psg_kafka_runtime::InputKind::Table => self.table_seen += 1,
+                psg_kafka_runtime::InputKind::Stream => {
+                    if let Ok(mut first) = self.at_first_stream.lock() {
+                        first.get_or_insert(self.table_seen);
+                    }
+                    self.streams.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+        Ok(Output::default())
+    }
+}
+
+/// A stream message is never processed before the table topics are read
+/// to the end they had at start; the service is ready only then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_table_topics_are_loaded_before_any_stream_message() {
+    let broker = EmbeddedBroker::start(1).unwrap();
+    let bootstrap = broker.bootstrap_servers();
+    let cfg = KafkaConfig { batch_size: 50, ..config(&bootstrap) };
+    broker
+        .create_topics(&[TopicSpec::stream("in"), TopicSpec::stream("table"), TopicSpec::stream("dlq")], 3)
+        .expect("create topics");
+    const TABLE: usize = 3000;
+    let producer = psg_kafka_runtime::Deliverer::new(&cfg, "test", "dlq").unwrap();
+    let records: Vec<OutRecord> =
+        (0..TABLE).map(|i| OutRecord::new("table", format!("r{i}"), vec![b'x'; 200])).collect();
+    producer.deliver(&Output { records, dead_letters: vec![] }).await.unwrap();
+    for i in 0..5 {
+        produce(&bootstrap, "in", &format!("k{i}"), b"flow", &[]).await;
+    }
+
+    let p = TableFirst::default();
+    let (first, streams) = (p.at_first_stream.clone(), p.streams.clone());
+    let health = Health::new();
+    let opts = RunnerOptions {
+        stream_topics: vec!["in".into()],
+        table_topics: vec!["table".into()],
+        ..RunnerOptions::new(&cfg, "tables", "dlq", health.clone())
+    };
+    let stop = CancellationToken::new();
+    let (kafka, token) = (cfg.clone(), stop.clone());
+    let handle = tokio::spawn(async move { psg_kafka_runtime::run(&kafka, opts, p, token).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while streams.load(Ordering::SeqCst) < 5 {
+        assert!(std::time::Instant::now() < deadline, "the stream messages were never processed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(health.is_ready(), "ready once the tables are loaded");
+    stop.cancel();
+    handle.await.unwrap().unwrap();
+    assert_eq!(*first.lock().unwrap(), Some(TABLE), "every table message before the first stream message");
+}
+
+/// Holds every offset until a tick, which releases them and says so.
+#[derive(Default)]
+struct HoldUntilTick {
+    holding: Option<i64>,
+    ticks: Arc<AtomicUsize>,
+}
+
+impl Processor for HoldUntilTick {
+    async fn process(&mut self, batch: &[InMessage]) -> Result<Output, ProcessError> {
+        if let Some(m) = batch.iter().find(|m| m.kind == psg_kafka_runtime::InputKind::Stream) {
+            self.holding = Some(self.holding.unwrap_or(m.offset).min(m.offset));
+        }
+        Ok(Output::default())
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(Duration::from_millis(100))
+    }
+
+    async fn tick(&mut self) -> Result<Output, ProcessError> {
+        let mut out = Output::default();
+        if self.holding.take().is_some() {
+            self.ticks.fetch_add(1, Ordering::SeqCst);
+            out.records.push(OutRecord::new("out", "tick", b"released".to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn held_offsets(&self) -> Vec<(String, i32, i64)> {
+        self.holding.map(|o| vec![("in".to_owned(), 0, o)]).unwrap_or_default()
+    }
+}
+
+/// Without input, a processor with a tick interval is called on time; what
+/// the tick emits is delivered, and the offsets it stops holding are
+/// committed although no new message arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticks_deliver_their_outputs_and_release_held_offsets() {
+    let broker = EmbeddedBroker::start(1).unwrap();
+    let bootstrap = broker.bootstrap_servers();
+    let cfg = config(&bootstrap);
+    let p = HoldUntilTick::default();
+    let ticks = p.ticks.clone();
+    let (stop, handle) = start(&broker, &cfg, p).await;
+    for i in 0..3 {
+        produce(&bootstrap, "in", &format!("k{i}"), b"m", &[]).await;
+    }
+    let out = consume_until(&bootstrap, "out", Duration::from_secs(30), |r| !r.is_empty()).await;
+    assert_eq!(out[0].payload, b"released");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while committed(&bootstrap).await < 3 {
+        assert!(std::time::Instant::now() < deadline, "offsets released by a tick were never committed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    handle.await.unwrap().unwrap();
+    assert!(ticks.load(Ordering::SeqCst) >= 1);
+}

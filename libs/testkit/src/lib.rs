@@ -154,8 +154,10 @@ impl Tansu {
                 cmd.args(["--storage-engine", "sqlite://tansu.db"]).current_dir(dir);
             }
         }
+        // SCOPE_GUARD_TANSU_LOG: tansu's log filter (default warn).
+        let filter = std::env::var("SCOPE_GUARD_TANSU_LOG").unwrap_or_else(|_| "warn".to_owned());
         let child = cmd
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", filter)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log"))
             .stderr(log_file)
