@@ -409,7 +409,10 @@ async fn kill_9_of_each_service_mid_stream_loses_and_duplicates_nothing() {
         p.restart(service).await;
         let line = p.procs.wait_log(service, "partitions assigned", Duration::from_secs(20)).await;
         assert_eq!(assigned(&line), before, "{service} got its partitions back");
-        eprintln!("{service} restarted and had its partitions back {:.1} s after the kill", killed.elapsed().as_secs_f64());
+        eprintln!(
+            "{service} restarted and had its partitions back {:.1} s after the kill",
+            killed.elapsed().as_secs_f64()
+        );
         shipper.flows(k * quarter + quarter / 2..(k + 1) * quarter, Duration::from_millis(20)).await;
     }
     shipper.flush().await;

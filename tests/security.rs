@@ -766,7 +766,8 @@ async fn each_service_role_has_exactly_its_privileges() {
         };
         psg_store::flows::upsert_data_flows_with_checkpoints(cor, &[flow(day, 8)], &[checkpoint]).await.unwrap();
     }
-    let read = psg_store::flows::checkpoints(cor, "pci-scope-guard-correlate", "flows.normalized", &[0, 1]).await.unwrap();
+    let read =
+        psg_store::flows::checkpoints(cor, "pci-scope-guard-correlate", "flows.normalized", &[0, 1]).await.unwrap();
     assert_eq!(read.iter().map(|c| c.resume_offset).collect::<Vec<_>>(), [5]);
     let c = cor.client().await.unwrap();
     for sql in [

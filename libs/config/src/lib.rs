@@ -676,7 +676,8 @@ impl Config {
             );
         }
         if self.kafka.properties.contains_key("group.instance.id") && self.kafka.instance_id.is_some() {
-            problems.push("set either kafka.instance-id or the librdkafka property group.instance.id, not both".to_owned());
+            problems
+                .push("set either kafka.instance-id or the librdkafka property group.instance.id, not both".to_owned());
         }
         if self.kafka.partitions < 1 {
             problems.push("kafka.partitions must be at least 1".to_owned());

@@ -592,7 +592,12 @@ impl LoopState<'_> {
     /// pipelined processor's batch stays in flight until the next flush;
     /// otherwise (and for the batch in flight) it is finished here:
     /// acknowledged, persisted, offsets stored.
-    async fn flush<P: Processor>(&mut self, processor: &mut P, stop: &CancellationToken, tick: bool) -> Result<Flushed> {
+    async fn flush<P: Processor>(
+        &mut self,
+        processor: &mut P,
+        stop: &CancellationToken,
+        tick: bool,
+    ) -> Result<Flushed> {
         let mut current = None;
         if !self.batch.is_empty() || tick {
             let started = std::time::Instant::now();
@@ -702,8 +707,7 @@ impl LoopState<'_> {
             progress.advance(service, &b.positions);
         }
         if b.consumed > 0 {
-            metrics::counter!("psg_messages_consumed_total", "service" => service.clone())
-                .increment(b.consumed as u64);
+            metrics::counter!("psg_messages_consumed_total", "service" => service.clone()).increment(b.consumed as u64);
             metrics::counter!("psg_batches_total", "service" => service.clone()).increment(1);
             metrics::histogram!("psg_batch_duration_seconds", "service" => service.clone())
                 .record(b.started.elapsed().as_secs_f64());

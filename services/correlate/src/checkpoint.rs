@@ -131,8 +131,7 @@ impl Partition {
 
     /// A partition resuming from `cp`.
     pub fn resumed(cp: &Checkpoint) -> Self {
-        let counted =
-            cp.counted.iter().map(|(t, p, o, l)| ((Arc::<str>::from(t.as_str()), *p), (*o, *l))).collect();
+        let counted = cp.counted.iter().map(|(t, p, o, l)| ((Arc::<str>::from(t.as_str()), *p), (*o, *l))).collect();
         let replay = (cp.processed > cp.resume)
             .then(|| Replay { processed: cp.processed, held: cp.held.iter().copied().collect() });
         Self { resume: cp.resume, replay, counted, checkpointing: true, ..Self::default() }

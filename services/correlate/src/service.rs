@@ -223,9 +223,10 @@ impl Correlate {
                 return;
             }
         };
-        let source = batch.records.first().map(|r| {
-            ((Arc::from(r.source.topic.as_str()), r.source.partition), (r.source.offset, r.source.line))
-        });
+        let source = batch
+            .records
+            .first()
+            .map(|r| ((Arc::from(r.source.topic.as_str()), r.source.partition), (r.source.offset, r.source.line)));
         match part.admit(msg.offset, source) {
             Admit::Done => {
                 metrics::counter!("psg_correlate_replayed_records_total", "outcome" => "done-before")
@@ -264,9 +265,10 @@ impl Correlate {
             }
             tracing::info!(partition = msg.partition, offset = msg.offset, "replay after the restart done");
         }
-        let base = self.windows.partition_max_event(msg.partition).or_else(|| {
-            self.held.iter().filter(|h| h.partition == msg.partition).map(|h| h.record.end_time).max()
-        });
+        let base = self
+            .windows
+            .partition_max_event(msg.partition)
+            .or_else(|| self.held.iter().filter(|h| h.partition == msg.partition).map(|h| h.record.end_time).max());
         if let (Some(part), Some(base)) = (self.parts.get_mut(&msg.partition), base) {
             part.last_input = Some((Instant::now(), base));
         }

@@ -41,9 +41,17 @@ fn flow(eni: &str, s: &str, d: &str, sport: i32, dport: i32, t: i64, packets: i6
     r
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn records_in_exact_edges_out() {
-    let broker = EmbeddedBroker::start(1).unwrap();
+/// Correlate on a one-broker mock cluster, its inventory published first.
+struct Running {
+    _broker: EmbeddedBroker,
+    bootstrap: String,
+    producer: Deliverer,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<psg_kafka_runtime::Result<()>>,
+}
+
+async fn start(correlate: CorrelateConfig, inventory: &[Resource]) -> Running {
+    let broker = EmbeddedBroker::start(1).expect("mock cluster");
     let bootstrap = broker.bootstrap_servers();
     let cfg = Config {
         kafka: KafkaConfig {
@@ -52,32 +60,39 @@ async fn records_in_exact_edges_out() {
             batch_linger_ms: 20,
             ..KafkaConfig::default()
         },
-        correlate: CorrelateConfig { window_secs: 60, allowed_lateness_secs: 60, hold_back_secs: 0, idle_timeout_secs: 0 },
+        correlate,
         ..Config::default()
     };
     let topics: Vec<TopicSpec> =
         ["resources", "flows.normalized", "flows.edges", "correlate.dlq"].into_iter().map(TopicSpec::stream).collect();
-    broker.create_topics(&topics, 1).unwrap();
+    broker.create_topics(&topics, 1).expect("topics");
+    let producer = Deliverer::new(&cfg.kafka, "test", "correlate.dlq").expect("producer");
+    let records: Vec<OutRecord> = inventory
+        .iter()
+        .map(|r| OutRecord::new("resources", r.resource_id.clone(), psg_avro_codec::encode(r).expect("encode")))
+        .collect();
+    producer.deliver(&Output { records, dead_letters: vec![] }).await.expect("inventory");
 
-    let producer = Deliverer::new(&cfg.kafka, "test", "correlate.dlq").unwrap();
-    let inventory: Vec<OutRecord> =
-        [resource("web", "10.0.1.5"), resource("db", "10.0.2.9"), resource("cache", "10.0.3.3")]
-            .iter()
-            .map(|r| OutRecord::new("resources", r.resource_id.clone(), psg_avro_codec::encode(r).unwrap()))
-            .collect();
-    producer.deliver(&Output { records: inventory, dead_letters: vec![] }).await.unwrap();
-
-    let correlate = Correlate::new(&cfg, None);
+    let c = Correlate::new(&cfg, None);
     let opts = RunnerOptions {
-        stream_topics: correlate.stream_topics(),
-        table_topics: correlate.table_topics(),
+        stream_topics: c.stream_topics(),
+        table_topics: c.table_topics(),
         ..RunnerOptions::new(&cfg.kafka, "correlate", "correlate.dlq", Health::new())
     };
     let stop = CancellationToken::new();
     let (kafka, token) = (cfg.kafka.clone(), stop.clone());
-    let task = tokio::spawn(async move { psg_kafka_runtime::run(&kafka, opts, correlate, token).await });
-    // Let the table consumer read the inventory before the flows arrive.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let task = tokio::spawn(async move { psg_kafka_runtime::run(&kafka, opts, c, token).await });
+    Running { _broker: broker, bootstrap, producer, stop, task }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_in_exact_edges_out() {
+    let correlate =
+        CorrelateConfig { window_secs: 60, allowed_lateness_secs: 60, hold_back_secs: 0, idle_timeout_secs: 0 };
+    let inventory = [resource("web", "10.0.1.5"), resource("db", "10.0.2.9"), resource("cache", "10.0.3.3")];
+    let Running { _broker, bootstrap, producer, stop, task } = start(correlate, &inventory).await;
+    // The runner reads the inventory (a table topic) before it joins the
+    // flow topic's group: no flow can be attributed before it.
 
     // Window [960, 1020): web→db twice (two connections, one reported at both
     // ends), web→cache once. Then a record at 1100 closes it.
@@ -133,44 +148,21 @@ async fn records_in_exact_edges_out() {
 /// counts and its offsets are committed, with no further flow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_partition_closes_its_windows_and_commits_its_offsets() {
-    let broker = EmbeddedBroker::start(1).unwrap();
-    let bootstrap = broker.bootstrap_servers();
-    let cfg = Config {
-        kafka: KafkaConfig {
-            brokers: Some(bootstrap.clone()),
-            partitions: 1,
-            batch_linger_ms: 20,
-            ..KafkaConfig::default()
-        },
-        correlate: CorrelateConfig { window_secs: 2, allowed_lateness_secs: 1, hold_back_secs: 0, idle_timeout_secs: 1 },
-        ..Config::default()
-    };
-    let topics: Vec<TopicSpec> =
-        ["resources", "flows.normalized", "flows.edges", "correlate.dlq"].into_iter().map(TopicSpec::stream).collect();
-    broker.create_topics(&topics, 1).unwrap();
-    let producer = Deliverer::new(&cfg.kafka, "test", "correlate.dlq").unwrap();
-    let inventory: Vec<OutRecord> = [resource("web", "10.0.1.5"), resource("db", "10.0.2.9")]
-        .iter()
-        .map(|r| OutRecord::new("resources", r.resource_id.clone(), psg_avro_codec::encode(r).unwrap()))
-        .collect();
-    producer.deliver(&Output { records: inventory, dead_letters: vec![] }).await.unwrap();
-
-    let correlate = Correlate::new(&cfg, None);
-    let opts = RunnerOptions {
-        stream_topics: correlate.stream_topics(),
-        table_topics: correlate.table_topics(),
-        ..RunnerOptions::new(&cfg.kafka, "correlate", "correlate.dlq", Health::new())
-    };
-    let stop = CancellationToken::new();
-    let (kafka, token) = (cfg.kafka.clone(), stop.clone());
-    let task = tokio::spawn(async move { psg_kafka_runtime::run(&kafka, opts, correlate, token).await });
+    let correlate =
+        CorrelateConfig { window_secs: 2, allowed_lateness_secs: 1, hold_back_secs: 0, idle_timeout_secs: 1 };
+    let inventory = [resource("web", "10.0.1.5"), resource("db", "10.0.2.9")];
+    let Running { _broker, bootstrap, producer, stop, task } = start(correlate, &inventory).await;
 
     // Three connections web → db in window [1000, 1002), then nothing more.
     let records: Vec<OutRecord> = (0..3)
         .map(|i| {
             let mut r = flow("eni-web", "10.0.1.5", "10.0.2.9", 40_000 + i, 5432, 1000, 5);
             r.source.offset = i64::from(i);
-            OutRecord::new("flows.normalized", format!("b{i}"), psg_avro_codec::encode(&FlowBatch { records: vec![r] }).unwrap())
+            OutRecord::new(
+                "flows.normalized",
+                format!("b{i}"),
+                psg_avro_codec::encode(&FlowBatch { records: vec![r] }).unwrap(),
+            )
         })
         .collect();
     producer.deliver(&Output { records, dead_letters: vec![] }).await.unwrap();
@@ -188,7 +180,8 @@ async fn an_idle_partition_closes_its_windows_and_commits_its_offsets() {
     assert_eq!(windows, [(15, 3)], "the window closed with its final counts");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let committed = psg_testkit::kafka::committed_offsets(&bootstrap, "pci-scope-guard-correlate", "flows.normalized", 1).await;
+        let committed =
+            psg_testkit::kafka::committed_offsets(&bootstrap, "pci-scope-guard-correlate", "flows.normalized", 1).await;
         if committed.first().is_some_and(|(_, o)| *o == 3) {
             break;
         }

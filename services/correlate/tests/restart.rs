@@ -68,7 +68,8 @@ fn table(r: &Resource, offset: i64) -> InMessage {
 /// One flow web → db on TCP/5432 with one packet, ending at `t` seconds,
 /// from source message (`source_partition`, `source_offset`) of `flowlogs.raw`.
 fn flow(src_ip: &str, t: i64, port: i32, source_partition: i32, source_offset: i64) -> FlowRecord {
-    let source = SourceRef { topic: "flowlogs.raw".into(), partition: source_partition, offset: source_offset, line: 1 };
+    let source =
+        SourceRef { topic: "flowlogs.raw".into(), partition: source_partition, offset: source_offset, line: 1 };
     let mut r = FlowRecord::new(CloudProvider::Aws, FlowFormat::AwsVpc, source, (t - 30) * SECOND, t * SECOND);
     r.interface_id = Some("eni-web".into());
     r.src_addr = Some(src_ip.into());
@@ -261,7 +262,6 @@ async fn a_record_late_before_the_restart_stays_late() {
     // its flow to the database counts too.
     h.crash_and_resume(4, 4).await;
 }
-
 
 #[tokio::test]
 async fn an_idle_partition_advances_with_processing_time_and_its_checkpoint_holds_it() {
