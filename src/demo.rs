@@ -60,7 +60,7 @@ pub(crate) async fn execute(cfg: Config, args: DemoArgs) -> Result<(), CliError>
         output: OutputFormat::Table,
         out_dir: Some(args.out_dir.clone()),
     };
-    let outcome = analyze::run(cfg, &analyze_args).await?;
+    let outcome = analyze::run(cfg, &analyze_args, Some(args.out_dir.join("dead-letters.jsonl"))).await?;
     let verified = analyze::write_outputs(&args.out_dir, &outcome)?;
     let a = &outcome.analysis;
     let s = &a.summary;

@@ -216,23 +216,12 @@ pub(crate) async fn spawn_services(
                 tasks.spawn(run_one(cfg2, opts, p, stop));
             }
             ServiceKind::Classify => {
-                let policy = match &cfg.classify.policy_file {
-                    Some(path) => {
-                        let p =
-                            psg_classify::policy::Policy::load(path).map_err(|e| CliError::Config(e.to_string()))?;
-                        tracing::info!(policy = %path.display(), "segmentation policy loaded");
-                        Some(p)
-                    }
-                    None => None,
-                };
-                let mut p = psg_classify::Classify::with_policy(cfg, store2, policy);
-                p.restore().await.map_err(runtime)?;
+                let p = classify_processor(cfg, store2).await?;
                 let opts = RunnerOptions { stream_topics: p.stream_topics(), table_topics: p.table_topics(), ..opts };
                 tasks.spawn(run_one(cfg2, opts, p, stop));
             }
             ServiceKind::Evidence => {
-                let mut p = evidence(cfg, store2)?;
-                p.restore().await.map_err(runtime)?;
+                let p = evidence_processor(cfg, store2).await?;
                 let opts = RunnerOptions { stream_topics: p.stream_topics(), ..opts };
                 tasks.spawn(run_one(cfg2, opts, p, stop));
             }
@@ -250,6 +239,30 @@ async fn run_one<P: Processor>(
     stop: CancellationToken,
 ) -> Result<(), CliError> {
     psg_kafka_runtime::run(&cfg.kafka, opts, processor, stop).await.map_err(runtime)
+}
+
+/// The classify processor: its segmentation policy loaded, its state
+/// restored from the database (if any).
+pub(crate) async fn classify_processor(cfg: &Config, store: Option<Store>) -> Result<psg_classify::Classify, CliError> {
+    let policy = match &cfg.classify.policy_file {
+        Some(path) => {
+            let p = psg_classify::policy::Policy::load(path).map_err(|e| CliError::Config(e.to_string()))?;
+            tracing::info!(policy = %path.display(), "segmentation policy loaded");
+            Some(p)
+        }
+        None => None,
+    };
+    let mut p = psg_classify::Classify::with_policy(cfg, store, policy);
+    p.restore().await.map_err(runtime)?;
+    Ok(p)
+}
+
+/// The evidence processor: its signing key and store opened, its chains
+/// restored from the database (if any).
+pub(crate) async fn evidence_processor(cfg: &Config, store: Option<Store>) -> Result<psg_evidence::Evidence, CliError> {
+    let mut p = evidence(cfg, store)?;
+    p.restore().await.map_err(runtime)?;
+    Ok(p)
 }
 
 fn evidence(cfg: &Config, store: Option<Store>) -> Result<psg_evidence::Evidence, CliError> {

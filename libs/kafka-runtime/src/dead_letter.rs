@@ -16,6 +16,9 @@ pub const SOURCE_OFFSET: &str = "psg.dlq.source.offset";
 pub const LINE: &str = "psg.dlq.line";
 /// Size of the original bytes when the dead letter carries only their start.
 pub const ORIGINAL_BYTES: &str = "psg.dlq.original.bytes";
+/// How many input records the dead letter stands for (absent: a whole
+/// message, however many records it held).
+pub const RECORDS: &str = "psg.dlq.records";
 
 /// The most bytes of the original a dead letter carries. A larger original
 /// (a 64 MiB message refused as too large, a decompression bomb) would
@@ -47,6 +50,9 @@ pub fn headers(service: &str, dl: &DeadLetter) -> Vec<(&'static str, String)> {
     if let Some(line) = dl.line {
         h.push((LINE, line.to_string()));
     }
+    if let Some(n) = dl.records {
+        h.push((RECORDS, n.to_string()));
+    }
     if let (_, Some(original)) = payload(dl) {
         h.push((ORIGINAL_BYTES, original.to_string()));
     }
@@ -67,6 +73,7 @@ mod tests {
             payload: vec![b'x'; bytes],
             kind: "too-large",
             reason: "message is too large".into(),
+            records: None,
         }
     }
 

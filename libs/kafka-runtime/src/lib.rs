@@ -25,11 +25,14 @@
 //!
 //! Modules: [`client`] (librdkafka configuration), [`topics`] (creating
 //! topics), [`producer`] (delivering a batch of outputs), [`runner`] (the
-//! loop), [`embedded`] (the in-process broker for `run`/`demo`/tests).
+//! loop), [`embedded`] (librdkafka's mock cluster, for `run` without brokers
+//! and tests), [`local`] (the in-process transport of batch runs: the same
+//! processors over bounded queues, with an explicit end of stream).
 
 pub mod client;
 pub mod dead_letter;
 pub mod embedded;
+pub mod local;
 pub mod message;
 pub mod producer;
 pub mod runner;

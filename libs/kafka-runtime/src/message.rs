@@ -77,6 +77,10 @@ pub struct DeadLetter {
     pub kind: &'static str,
     /// What was wrong, for a human.
     pub reason: String,
+    /// How many input records it stands for, when known: 1 for one bad
+    /// record, n for n records refused together; `None` for a whole message
+    /// (however many records it held).
+    pub records: Option<u64>,
 }
 
 impl DeadLetter {
@@ -87,7 +91,7 @@ impl DeadLetter {
 
     /// Record `line` of `msg` (whose text is `record`) is bad.
     pub fn record(msg: &InMessage, line: u32, record: &[u8], kind: &'static str, reason: impl Into<String>) -> Self {
-        Self { line: Some(line), payload: record.to_vec(), ..Self::about(msg, kind, reason) }
+        Self { line: Some(line), payload: record.to_vec(), records: Some(1), ..Self::about(msg, kind, reason) }
     }
 
     /// A dead letter about `msg`, without payload yet.
@@ -101,6 +105,7 @@ impl DeadLetter {
             payload: Vec::new(),
             kind,
             reason: reason.into(),
+            records: None,
         }
     }
 }

@@ -85,6 +85,13 @@ pub trait Processor: Send + 'static {
         None
     }
 
+    /// Every input has ended (batch runs over the in-process transport,
+    /// [`crate::local`]): emit what is still held back, e.g. close the last
+    /// windows. Its outputs are published and persisted like a batch's.
+    fn end_of_input(&mut self) -> impl Future<Output = Result<Output, ProcessError>> + Send {
+        async { Ok(Output::default()) }
+    }
+
     /// Processing time passed (no input in hand): act on it, e.g. close the
     /// windows of idle partitions. The outputs are delivered, persisted and
     /// offsets stored as for a batch. On `Err`, state must be unchanged.

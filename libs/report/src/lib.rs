@@ -38,7 +38,11 @@ pub struct Analysis {
 
 /// Counts per scope plus input figures. Serialises as
 /// `{"cde": n, "connected-cde": n, "out-of-scope": n, "pending-review": n,
-///   "flow_records": n, "dead_lettered": n}`.
+///   "flow_records": n, "dead_lettered": n, "records_read": n}`:
+/// `records_read` flow-log records were read, `flow_records` of them were
+/// processed and the rest dead-lettered; `dead_lettered` counts every record
+/// any service refused (inventory too; a message refused whole whose records
+/// cannot be counted counts once).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
     pub cde: u64,
@@ -50,6 +54,8 @@ pub struct Summary {
     pub pending_review: u64,
     pub flow_records: u64,
     pub dead_lettered: u64,
+    #[serde(default)]
+    pub records_read: u64,
 }
 
 impl Summary {
@@ -203,8 +209,15 @@ mod tests {
 
     #[test]
     fn summary_serialises_with_the_documented_keys() {
-        let s =
-            Summary { cde: 1, connected_cde: 2, out_of_scope: 3, pending_review: 4, flow_records: 5, dead_lettered: 6 };
+        let s = Summary {
+            cde: 1,
+            connected_cde: 2,
+            out_of_scope: 3,
+            pending_review: 4,
+            flow_records: 5,
+            dead_lettered: 6,
+            records_read: 7,
+        };
         let v = serde_json::to_value(&s).unwrap();
         for (k, n) in [
             ("cde", 1),
@@ -213,6 +226,7 @@ mod tests {
             ("pending-review", 4),
             ("flow_records", 5),
             ("dead_lettered", 6),
+            ("records_read", 7),
         ] {
             assert_eq!(v[k], n, "{k}");
         }

@@ -424,6 +424,7 @@ impl Correlate {
                 "{reason} (record from {} partition {} offset {} line {})",
                 s.topic, s.partition, s.offset, s.line
             ),
+            records: Some(1),
         });
     }
 
@@ -602,6 +603,24 @@ impl Correlate {
         out
     }
 
+    /// The end of the input: nothing more will come, so every held record is
+    /// attributed with what is known (an unknown host if still nobody holds
+    /// its address), every partition's event time goes to the end and every
+    /// window closes. Packets in window edges then equal packets in records.
+    pub fn close_all(&mut self) -> Output {
+        let mut out = Output::default();
+        for h in std::mem::take(&mut self.held) {
+            self.flow(h.record, &h.topic, h.partition, h.offset, h.index, Mode::Released, &mut out);
+        }
+        let partitions: Vec<i32> = self.parts.keys().copied().collect();
+        for p in partitions {
+            self.windows.advance(p, Micros::MAX);
+        }
+        self.close_windows(&mut out);
+        self.queue_checkpoints(true);
+        out
+    }
+
     /// Closes the windows the watermarks have passed, emits their edges and
     /// queues the rows of every window changed.
     fn close_windows(&mut self, out: &mut Output) {
@@ -688,6 +707,10 @@ impl Processor for Correlate {
             metrics::gauge!("psg_correlate_watermark_seconds").set(w as f64 / SECOND as f64);
         }
         Ok(out)
+    }
+
+    async fn end_of_input(&mut self) -> Result<Output, ProcessError> {
+        Ok(self.close_all())
     }
 
     fn tick_interval(&self) -> Option<Duration> {

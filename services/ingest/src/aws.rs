@@ -367,8 +367,13 @@ pub fn parse_payload_into(
             match Layout::parse(line) {
                 Ok(l) => layout = std::borrow::Cow::Owned(l),
                 Err(e) => {
-                    // Every later line depends on this layout: none can be read.
-                    out.reject(Rejected::new(line_no, line, "format", format!("header line: {e}")));
+                    // Every later line depends on this layout: none can be
+                    // read, so the message is refused whole (the lines before
+                    // it were taken).
+                    out.reject(Rejected::message(
+                        "format",
+                        format!("header line {line_no}: {e}; no line after it can be read"),
+                    ));
                     return;
                 }
             }

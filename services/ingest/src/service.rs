@@ -196,7 +196,7 @@ impl Refusals {
 
     fn finish(self, msg: &InMessage, out: &mut Output) {
         if let Some((line, reason)) = self.first_more {
-            out.dead_letters.push(DeadLetter::record(
+            let mut dl = DeadLetter::record(
                 msg,
                 line,
                 &self.texts,
@@ -207,7 +207,9 @@ impl Refusals {
                      the first of them: {reason}",
                     self.more
                 ),
-            ));
+            );
+            dl.records = Some(self.more);
+            out.dead_letters.push(dl);
         }
     }
 }

@@ -1,0 +1,406 @@
+//! What a batch run produced: the services' outputs as a SIEM would read
+//! them (decisions, alerts, edges, evidence, dead letters), the count of
+//! every record read, and the [`Analysis`] built from them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
+use std::sync::{Arc, Mutex};
+
+use psg_domain::time::rfc3339;
+use psg_domain::{Alert, EdgeKind, EndpointKind, FlowAction, FlowEdge, PciScope, Resource, ScopeDecision};
+use psg_kafka_runtime::InMessage;
+use psg_kafka_runtime::dead_letter;
+use psg_report::{AlertEntry, Analysis, EdgeEntry, ExternalConnection, ResourceEntry, Summary};
+
+use crate::cli::CliError;
+
+/// Where a message of an input topic came from.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    /// The file (or `-`).
+    pub file: String,
+    /// Its first line in the file.
+    pub first_line: u64,
+    /// Records it holds, when known (lines of flow logs).
+    pub records: Option<u64>,
+}
+
+/// Input messages by (topic, partition, offset), filled by the feeder.
+pub(crate) type Origins = Arc<Mutex<HashMap<(String, i32, i64), Origin>>>;
+
+/// What came out of one input message.
+#[derive(Debug, Clone, Copy, Default)]
+struct Fate {
+    normalized: u64,
+    dead_lettered: u64,
+    /// Refused whole: every record not normalized is dead-lettered.
+    whole: bool,
+}
+
+/// The outputs of a run, taken as they are published.
+pub(crate) struct Collector {
+    topics: psg_config::Topics,
+    origins: Origins,
+    pub resources: Vec<Resource>,
+    pub decisions: Vec<ScopeDecision>,
+    pub alerts: Vec<Alert>,
+    pub edges: Vec<FlowEdge>,
+    pub evidence: Vec<psg_domain::Evidence>,
+    fates: HashMap<(String, i32, i64), Fate>,
+    dead_lettered: u64,
+    dead_letter_file: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl Collector {
+    /// `dead_letters`: where to write every dead letter as a JSON line.
+    pub(crate) fn new(
+        topics: psg_config::Topics,
+        origins: Origins,
+        dead_letters: Option<&std::path::Path>,
+    ) -> Result<Self, CliError> {
+        let dead_letter_file = match dead_letters {
+            Some(p) => {
+                let f = std::fs::File::create(p).map_err(|e| CliError::Runtime(format!("{}: {e}", p.display())))?;
+                Some(std::io::BufWriter::new(f))
+            }
+            None => None,
+        };
+        Ok(Self {
+            topics,
+            origins,
+            resources: Vec::new(),
+            decisions: Vec::new(),
+            alerts: Vec::new(),
+            edges: Vec::new(),
+            evidence: Vec::new(),
+            fates: HashMap::new(),
+            dead_lettered: 0,
+            dead_letter_file,
+        })
+    }
+
+    /// The topics a collector reads.
+    pub(crate) fn inputs(t: &psg_config::Topics) -> Vec<String> {
+        vec![
+            t.resources.clone(),
+            t.flows_normalized.clone(),
+            t.flows_edges.clone(),
+            t.scope_decisions.clone(),
+            t.scope_alerts.clone(),
+            t.evidence_records.clone(),
+            t.ingest_dlq.clone(),
+            t.correlate_dlq.clone(),
+            t.classify_dlq.clone(),
+            t.evidence_dlq.clone(),
+        ]
+    }
+
+    /// Takes one published message.
+    pub(crate) fn take(&mut self, m: &InMessage) -> Result<(), CliError> {
+        let t = &self.topics;
+        let topic = &*m.topic;
+        let decode_err = |e: psg_avro_codec::Error| CliError::Runtime(format!("reading {topic}: {e}"));
+        if topic == t.flows_normalized {
+            let n = flow_batch_len(m.payload())
+                .ok_or_else(|| CliError::Runtime(format!("reading {topic}: not a FlowBatch")))?;
+            if let Some(source) = m.key.as_deref().and_then(source_of) {
+                self.fates.entry(source).or_default().normalized += n;
+            }
+        } else if topic == t.resources {
+            if m.payload.is_some() {
+                self.resources.push(psg_avro_codec::decode(m.payload()).map_err(decode_err)?);
+            }
+        } else if topic == t.flows_edges {
+            self.edges.push(psg_avro_codec::decode(m.payload()).map_err(decode_err)?);
+        } else if topic == t.scope_decisions {
+            self.decisions.push(psg_avro_codec::decode(m.payload()).map_err(decode_err)?);
+        } else if topic == t.scope_alerts {
+            self.alerts.push(psg_avro_codec::decode(m.payload()).map_err(decode_err)?);
+        } else if topic == t.evidence_records {
+            self.evidence.push(psg_avro_codec::decode(m.payload()).map_err(decode_err)?);
+        } else {
+            self.dead_letter(m)?;
+        }
+        Ok(())
+    }
+
+    fn dead_letter(&mut self, m: &InMessage) -> Result<(), CliError> {
+        let header = |name: &str| m.header(name).map(|v| String::from_utf8_lossy(v).into_owned());
+        let source_topic = header(dead_letter::SOURCE_TOPIC).unwrap_or_default();
+        let partition: i32 = header(dead_letter::SOURCE_PARTITION).and_then(|v| v.parse().ok()).unwrap_or(-1);
+        let offset: i64 = header(dead_letter::SOURCE_OFFSET).and_then(|v| v.parse().ok()).unwrap_or(-1);
+        let records: Option<u64> = header(dead_letter::RECORDS).and_then(|v| v.parse().ok());
+        let line: Option<u64> = header(dead_letter::LINE).and_then(|v| v.parse().ok());
+        let key = (source_topic.clone(), partition, offset);
+        let counted = records.unwrap_or(1);
+        self.dead_lettered += counted;
+        if source_topic == self.topics.flowlogs_raw {
+            let fate = self.fates.entry(key.clone()).or_default();
+            match records {
+                Some(n) => fate.dead_lettered += n,
+                None => fate.whole = true,
+            }
+        }
+        if let Some(out) = &mut self.dead_letter_file {
+            let origin = self.origins.lock().ok().and_then(|o| o.get(&key).cloned());
+            let file_line = match (&origin, line) {
+                (Some(o), Some(l)) => Some(o.first_line + l.saturating_sub(1)),
+                (Some(o), None) => Some(o.first_line),
+                _ => None,
+            };
+            let text = String::from_utf8_lossy(m.payload());
+            let text: String = text.chars().take(4096).collect();
+            let entry = serde_json::json!({
+                "file": origin.as_ref().map(|o| o.file.clone()),
+                "line": file_line,
+                "records": counted,
+                "service": header(dead_letter::SERVICE),
+                "kind": header(dead_letter::KIND),
+                "reason": header(dead_letter::REASON),
+                "source": {"topic": source_topic, "partition": partition, "offset": offset, "line": line},
+                "text": text,
+            });
+            writeln!(out, "{entry}").map_err(|e| CliError::Runtime(format!("writing dead letters: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Checks that every flow record read was normalized or dead-lettered;
+    /// returns (records read, records normalized), or what does not add up.
+    pub(crate) fn account(&mut self) -> Result<(u64, u64), CliError> {
+        if let Some(out) = &mut self.dead_letter_file {
+            out.flush().map_err(|e| CliError::Runtime(format!("writing dead letters: {e}")))?;
+        }
+        let origins = self.origins.lock().map_err(|_| CliError::Runtime("input bookkeeping poisoned".into()))?;
+        let (mut read, mut normalized) = (0u64, 0u64);
+        let mut missing = Vec::new();
+        for (key, origin) in origins.iter().filter(|(k, _)| k.0 == self.topics.flowlogs_raw) {
+            let fate = self.fates.get(key).copied().unwrap_or_default();
+            normalized += fate.normalized;
+            match origin.records {
+                Some(lines) => {
+                    read += lines;
+                    let refused = if fate.whole { lines.saturating_sub(fate.normalized) } else { fate.dead_lettered };
+                    if fate.normalized + refused != lines {
+                        missing.push(format!(
+                            "{} from line {}: {lines} records read, {} processed, {refused} dead-lettered",
+                            origin.file, origin.first_line, fate.normalized
+                        ));
+                    }
+                }
+                None => read += fate.normalized + if fate.whole { 1 } else { fate.dead_lettered },
+            }
+        }
+        if !missing.is_empty() {
+            missing.sort();
+            let n = missing.len();
+            missing.truncate(10);
+            return Err(CliError::Runtime(format!(
+                "the counts do not add up for {n} input messages (records neither processed nor dead-lettered, \
+                 or counted twice): {}",
+                missing.join("; ")
+            )));
+        }
+        Ok((read, normalized))
+    }
+
+    /// Records dead-lettered by any service (a message refused whole whose
+    /// records cannot be counted counts once).
+    pub(crate) fn dead_lettered(&self) -> u64 {
+        self.dead_lettered
+    }
+}
+
+/// The number of records of an encoded `FlowBatch`, read from its array
+/// header without decoding the records (ingest writes one block).
+pub(crate) fn flow_batch_len(payload: &[u8]) -> Option<u64> {
+    let mut rest = payload.get(psg_avro_codec::HEADER_LEN..)?;
+    let mut z: u64 = 0;
+    let mut shift = 0;
+    loop {
+        let (&b, tail) = rest.split_first()?;
+        rest = tail;
+        z |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+        if shift > 63 {
+            return None;
+        }
+    }
+    let n = ((z >> 1) as i64) ^ -((z & 1) as i64);
+    u64::try_from(n.abs()).ok()
+}
+
+/// The source message a FlowBatch's key names (`topic/partition/offset`).
+fn source_of(key: &[u8]) -> Option<(String, i32, i64)> {
+    let key = std::str::from_utf8(key).ok()?;
+    let mut parts = key.rsplitn(3, '/');
+    let offset = parts.next()?.parse().ok()?;
+    let partition = parts.next()?.parse().ok()?;
+    let topic = parts.next()?.to_owned();
+    Some((topic, partition, offset))
+}
+
+fn protocol(n: i32) -> String {
+    psg_domain::protocol_name(n)
+}
+
+/// The analysis of what a run published; `counts`: the input figures of
+/// the summary (scope counts are added here).
+pub(crate) fn build_analysis(
+    resources: &[Resource],
+    decisions: &[ScopeDecision],
+    alerts: &[Alert],
+    edges: &[FlowEdge],
+    counts: &Summary,
+) -> Analysis {
+    let mut by_id: HashMap<&str, &Resource> = HashMap::new();
+    for r in resources {
+        by_id.insert(r.resource_id.as_str(), r);
+    }
+    let mut current: BTreeMap<&str, &ScopeDecision> = BTreeMap::new();
+    for d in decisions {
+        let newer = current.get(d.resource_id.as_str()).is_none_or(|c| c.decided_at <= d.decided_at);
+        if newer {
+            current.insert(d.resource_id.as_str(), d);
+        }
+    }
+    let mut summary = counts.clone();
+    let mut as_of = i64::MIN;
+    let mut entries = Vec::with_capacity(current.len());
+    for (rid, d) in &current {
+        summary.add(d.scope.as_str());
+        as_of = as_of.max(d.as_of);
+        let r = by_id.get(rid);
+        entries.push(ResourceEntry {
+            resource_id: (*rid).to_owned(),
+            provider: r.map_or("unknown".to_owned(), |r| r.provider.as_str().to_owned()),
+            resource_type: r.map_or("unknown_host".to_owned(), |r| r.resource_type.as_str().to_owned()),
+            resource_name: r.and_then(|r| r.resource_name.clone()).unwrap_or_else(|| (*rid).to_owned()),
+            scope: d.scope.as_str().to_owned(),
+            data_classification: d.data_classification.map(|c| c.as_str().to_owned()),
+            justification: d.justification.clone(),
+            dependency_resource_ids: d.dependency_resource_ids.clone(),
+            rule: d.rule.as_str().to_owned(),
+            segment: r.and_then(|r| r.vpc_id.clone()).unwrap_or_default(),
+            tags: r.map(|r| r.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
+        });
+    }
+
+    let mut seen_alerts = std::collections::HashSet::new();
+    let mut alert_entries = Vec::new();
+    let mut violating: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
+    for a in alerts {
+        if !seen_alerts.insert(a.alert_id.clone()) {
+            continue;
+        }
+        let rid = a.resource_id.clone().unwrap_or_default();
+        let peer = a.context.get("peer").cloned();
+        if a.alert_type == psg_domain::AlertType::SegmentationViolation
+            && let Some(p) = &peer
+        {
+            violating.insert((rid.clone(), p.clone()));
+            violating.insert((p.clone(), rid.clone()));
+        }
+        alert_entries.push(AlertEntry {
+            alert_type: a.alert_type.as_str().to_owned(),
+            severity: a.severity.as_str().to_owned(),
+            resource_id: rid,
+            title: a.title.clone(),
+            description: a.description.clone(),
+            alert_id: a.alert_id.clone(),
+            pci_requirement: a.pci_requirement.clone().unwrap_or_default(),
+            status: a.status.as_str().to_owned(),
+            peer,
+        });
+    }
+
+    // Flows per edge: a closed window's aggregate, else what was seen first.
+    let name = |e: &psg_domain::Endpoint| match e.kind {
+        EndpointKind::External => format!("ext:{}", e.address.as_deref().unwrap_or(&e.resource_id)),
+        _ => e.resource_id.clone(),
+    };
+    // (source, destination, protocol, port, action) and the window start.
+    type Service = (String, String, i32, i32, FlowAction);
+    let mut windows: BTreeMap<(Service, i64), (bool, i64)> = BTreeMap::new();
+    for e in edges {
+        as_of = as_of.max(e.last_seen);
+        let key = ((name(&e.src), name(&e.dst), e.protocol, e.dst_port, e.action), e.window_start);
+        let closed = e.kind == EdgeKind::Window;
+        let slot = windows.entry(key).or_insert((false, 0));
+        if closed || !slot.0 {
+            *slot = (closed, e.flows);
+        }
+    }
+    let mut totals: BTreeMap<Service, i64> = BTreeMap::new();
+    for ((service, _), (_, flows)) in windows {
+        *totals.entry(service).or_default() += flows;
+    }
+    let scope_of = |id: &str| current.get(id).map(|d| d.scope);
+    let in_scope = |id: &str| matches!(scope_of(id), Some(PciScope::Cde | PciScope::ConnectedCde));
+    let mut external = Vec::new();
+    let mut edge_entries = Vec::new();
+    for ((s, d, p, port, action), flows) in totals {
+        if action == FlowAction::Accept {
+            for (inside, outside) in [(&s, &d), (&d, &s)] {
+                if let Some(addr) = outside.strip_prefix("ext:")
+                    && in_scope(inside)
+                {
+                    external.push(ExternalConnection {
+                        resource_id: inside.clone(),
+                        address: addr.to_owned(),
+                        protocol: protocol(p),
+                        port,
+                        flows,
+                    });
+                }
+            }
+        }
+        let violation = action == FlowAction::Accept && violating.contains(&(s.clone(), d.clone()));
+        edge_entries.push(EdgeEntry {
+            source: s,
+            destination: d,
+            protocol: protocol(p),
+            port,
+            action: action.as_str().to_owned(),
+            flows,
+            violation,
+        });
+    }
+
+    let mut analysis = Analysis {
+        as_of: if as_of == i64::MIN { rfc3339(psg_domain::time::now_micros()) } else { rfc3339(as_of) },
+        summary,
+        resources: entries,
+        alerts: alert_entries,
+        external_connections: external,
+        edges: edge_entries,
+    };
+    analysis.sort();
+    analysis
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flow_batch_tells_its_length_and_its_source() {
+        let record = psg_domain::FlowRecord::new(
+            psg_domain::CloudProvider::Aws,
+            psg_domain::FlowFormat::AwsVpc,
+            psg_domain::SourceRef { topic: "flowlogs.raw".into(), partition: 0, offset: 0, line: 1 },
+            0,
+            0,
+        );
+        for n in [0, 1, 63, 64, 5000] {
+            let batch = psg_domain::FlowBatch { records: vec![record.clone(); n] };
+            let bytes = psg_avro_codec::encode(&batch).expect("encode");
+            assert_eq!(flow_batch_len(&bytes), Some(n as u64), "{n} records");
+        }
+        assert_eq!(source_of(b"flowlogs.raw/2/17"), Some(("flowlogs.raw".into(), 2, 17)));
+        assert_eq!(source_of(b"a/b/c"), None);
+    }
+}
