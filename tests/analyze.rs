@@ -170,3 +170,142 @@ fn analyze_explains_bad_arguments() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not one of auto, aws, azure, gcp"));
 }
+
+/// Runs `analyze --output json` with `args` (and `stdin`); the report and
+/// standard error, or standard error on failure.
+fn analyze_json(args: &[&std::ffi::OsStr], stdin: Option<std::fs::File>) -> Result<(Value, String), (i32, String)> {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["analyze", "--output", "json"]).args(args);
+    if let Some(f) = stdin {
+        cmd.stdin(f);
+    }
+    let out = cmd.output().expect("run analyze");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        return Err((out.status.code().unwrap_or(-1), stderr));
+    }
+    Ok((serde_json::from_slice(&out.stdout).expect("stdout is JSON"), stderr))
+}
+
+/// Flows counted in the report's edges (every line is its own connection).
+fn edge_flows(report: &Value) -> i64 {
+    report["edges"].as_array().expect("edges").iter().map(|e| e["flows"].as_i64().expect("flows")).sum()
+}
+
+/// `lines` AWS lines between 400 instances with 3 bad lines after the
+/// 100,000th record (or the middle): the flow-log text, and the file line
+/// numbers of the bad ones.
+fn flow_log(lines: u64) -> (Vec<u8>, [i64; 3]) {
+    let mut text = Vec::new();
+    psg_estate::bulk::write_aws_v2(&mut text, lines, 400, 11).expect("lines");
+    let after = (lines / 2).min(100_000) as usize;
+    let cut = text.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(after).map(|(i, _)| i + 1).expect("cut");
+    let bad = b"2 123456789012 eni-x not-an-address 10.1.0.2 1 2 6 1 80 1767225600 1767225660 ACCEPT OK\n\
+                2 123456789012 eni-x 10.1.0.1 10.1.0.2 70000 2 6 1 80 1767225600 1767225660 ACCEPT OK\n\
+                garbage\n";
+    text.splice(cut..cut, bad.iter().copied());
+    // header line 1, then record k on line k + 1
+    let first = after as i64 + 2;
+    (text, [first, first + 1, first + 2])
+}
+
+/// 200,000 AWS lines (21 MB: over 5 MB for each of the 3 partitions) plus 3
+/// bad lines: every record counted, the bad ones dead-lettered with file and
+/// line, and the end of the input closing every window (flows in the
+/// report's edges = lines, each line being its own connection).
+#[test]
+fn analyze_counts_every_record_of_a_large_input() {
+    const LINES: u64 = 200_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inventory = dir.path().join("inventory.jsonl");
+    std::fs::write(&inventory, psg_estate::bulk::inventory_jsonl(400)).expect("inventory");
+    let (text, bad_lines) = flow_log(LINES);
+    assert!(text.len() > 15 << 20, "{} bytes", text.len());
+    let flows = dir.path().join("flows.log");
+    std::fs::write(&flows, &text).expect("flows");
+
+    let out_dir = dir.path().join("out");
+    let args = ["--inventory".as_ref(), inventory.as_os_str(), "--flows".as_ref(), flows.as_os_str()];
+    let (report, _) =
+        analyze_json(&[&args[..], &["--out-dir".as_ref(), out_dir.as_os_str()]].concat(), None).expect("analyze");
+    let summary = &report["summary"];
+    assert_eq!(summary["records_read"], LINES + 3, "{summary}");
+    assert_eq!(summary["flow_records"], LINES, "{summary}");
+    assert_eq!(summary["dead_lettered"], 3, "{summary}");
+    assert_eq!(edge_flows(&report), LINES as i64, "the last windows closed: every line in an edge");
+    let dead: Vec<Value> = std::fs::read_to_string(out_dir.join("dead-letters.jsonl"))
+        .expect("dead letters")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let mut lines: Vec<i64> = dead.iter().map(|d| d["line"].as_i64().expect("line")).collect();
+    lines.sort();
+    assert_eq!(lines, bad_lines, "{dead:?}");
+    assert!(dead.iter().all(|d| d["file"].as_str().is_some_and(|f| f.ends_with("flows.log"))));
+    assert!(dead.iter().any(|d| d["reason"].as_str().is_some_and(|r| r.contains("srcaddr"))), "{dead:?}");
+}
+
+/// The same counts from a gzip file, a directory of parts (nested, one of
+/// them gzipped, each with its header line) and standard input.
+#[test]
+fn analyze_reads_gzip_directories_and_standard_input() {
+    const LINES: u64 = 30_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inventory = dir.path().join("inventory.jsonl");
+    std::fs::write(&inventory, psg_estate::bulk::inventory_jsonl(400)).expect("inventory");
+    let (text, _) = flow_log(LINES);
+    let flows = dir.path().join("flows.log");
+    std::fs::write(&flows, &text).expect("flows");
+    let gzip = |path: &std::path::Path, bytes: &[u8]| {
+        let file = std::fs::File::create(path).expect("gz");
+        let mut enc = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+        std::io::Write::write_all(&mut enc, bytes).expect("gzip");
+        enc.finish().expect("gzip");
+    };
+    let gz = dir.path().join("flows.log.gz");
+    gzip(&gz, &text);
+    let parts = dir.path().join("parts");
+    std::fs::create_dir_all(parts.join("b/c")).expect("dirs");
+    let header_end = text.iter().position(|b| *b == b'\n').expect("header") + 1;
+    let (header, body) = text.split_at(header_end);
+    let half = body.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(10_000).map(|(i, _)| i + 1).expect("half");
+    std::fs::write(parts.join("a.log"), [header, &body[..half]].concat()).expect("part a");
+    gzip(&parts.join("b/c/b.log.gz"), &[header, &body[half..]].concat());
+    for (what, flows_arg, stdin) in [
+        ("gzip", gz.as_os_str(), None),
+        ("a directory", parts.as_os_str(), None),
+        ("standard input", "-".as_ref(), Some(std::fs::File::open(&flows).expect("open"))),
+    ] {
+        let args = ["--inventory".as_ref(), inventory.as_os_str(), "--flows".as_ref(), flows_arg];
+        let (r, _) = analyze_json(&args, stdin).unwrap_or_else(|e| panic!("{what}: {e:?}"));
+        let s = &r["summary"];
+        assert_eq!(
+            (s["records_read"].as_u64(), s["flow_records"].as_u64()),
+            (Some(LINES + 3), Some(LINES)),
+            "{what}: {s}"
+        );
+        assert_eq!(s["dead_lettered"], 3, "{what}: {s}");
+        assert_eq!(edge_flows(&r), LINES as i64, "{what}");
+    }
+}
+
+/// A failure in the middle of the run (a gzip file cut short) is an error
+/// exit naming it, never a partial report.
+#[test]
+fn analyze_fails_with_the_cause_when_the_input_breaks_mid_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inventory = dir.path().join("inventory.jsonl");
+    std::fs::write(&inventory, psg_estate::bulk::inventory_jsonl(50)).expect("inventory");
+    let mut text = Vec::new();
+    psg_estate::bulk::write_aws_v2(&mut text, 50_000, 50, 3).expect("lines");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut enc, &text).expect("gzip");
+    let gz = enc.finish().expect("gzip");
+    let broken = dir.path().join("broken.log.gz");
+    std::fs::write(&broken, &gz[..gz.len() / 2]).expect("write");
+    let (code, stderr) =
+        analyze_json(&["--inventory".as_ref(), inventory.as_os_str(), "--flows".as_ref(), broken.as_os_str()], None)
+            .expect_err("a broken input must fail the run");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("broken.log.gz"), "{stderr}");
+}

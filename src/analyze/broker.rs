@@ -190,7 +190,11 @@ pub(crate) async fn run(
         }
         let flow_records = batches.iter().map(|b| b.records.len() as u64).sum();
         let counts = Summary { flow_records, records_read: flow_records, dead_lettered, ..Summary::default() };
-        let analysis = super::collect::build_analysis(&resources, &decisions, &alerts, &edges, &counts);
+        let mut totals = super::collect::EdgeTotals::with_open_windows();
+        for e in &edges {
+            totals.add(e);
+        }
+        let analysis = super::collect::build_analysis(&resources, &decisions, &alerts, &totals, &counts);
         Ok::<_, CliError>(Outcome { analysis, evidence, public_key: key.verifying_key(), edges, decisions, alerts })
     }
     .await;

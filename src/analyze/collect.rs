@@ -44,7 +44,9 @@ pub(crate) struct Collector {
     pub resources: Vec<Resource>,
     pub decisions: Vec<ScopeDecision>,
     pub alerts: Vec<Alert>,
-    pub edges: Vec<FlowEdge>,
+    pub edges: EdgeTotals,
+    /// Window edges as published, when asked for (tests).
+    pub window_edges: Option<Vec<FlowEdge>>,
     pub evidence: Vec<psg_domain::Evidence>,
     fates: HashMap<(String, i32, i64), Fate>,
     dead_lettered: u64,
@@ -57,6 +59,7 @@ impl Collector {
         topics: psg_config::Topics,
         origins: Origins,
         dead_letters: Option<&std::path::Path>,
+        keep_window_edges: bool,
     ) -> Result<Self, CliError> {
         let dead_letter_file = match dead_letters {
             Some(p) => {
@@ -71,7 +74,8 @@ impl Collector {
             resources: Vec::new(),
             decisions: Vec::new(),
             alerts: Vec::new(),
-            edges: Vec::new(),
+            edges: EdgeTotals::closed_only(),
+            window_edges: keep_window_edges.then(Vec::new),
             evidence: Vec::new(),
             fates: HashMap::new(),
             dead_lettered: 0,
@@ -111,7 +115,13 @@ impl Collector {
                 self.resources.push(psg_avro_codec::decode(m.payload()).map_err(decode_err)?);
             }
         } else if topic == t.flows_edges {
-            self.edges.push(psg_avro_codec::decode(m.payload()).map_err(decode_err)?);
+            let e: FlowEdge = psg_avro_codec::decode(m.payload()).map_err(decode_err)?;
+            self.edges.add(&e);
+            if let Some(kept) = &mut self.window_edges
+                && e.kind == EdgeKind::Window
+            {
+                kept.push(e);
+            }
         } else if topic == t.scope_decisions {
             self.decisions.push(psg_avro_codec::decode(m.payload()).map_err(decode_err)?);
         } else if topic == t.scope_alerts {
@@ -243,6 +253,74 @@ fn source_of(key: &[u8]) -> Option<(String, i32, i64)> {
     Some((topic, partition, offset))
 }
 
+/// (source, destination, protocol, port, action) of an edge; external
+/// endpoints as `ext:<address>`.
+type Service = (String, String, i32, i32, FlowAction);
+
+fn service(e: &FlowEdge) -> Service {
+    let name = |e: &psg_domain::Endpoint| match e.kind {
+        EndpointKind::External => format!("ext:{}", e.address.as_deref().unwrap_or(&e.resource_id)),
+        _ => e.resource_id.clone(),
+    };
+    (name(&e.src), name(&e.dst), e.protocol, e.dst_port, e.action)
+}
+
+/// Flows per service, summed as edges arrive (memory: one entry per
+/// service, not per edge).
+#[derive(Debug, Default)]
+pub(crate) struct EdgeTotals {
+    /// Every window closes (the in-process run ends its input): only window
+    /// edges count. Otherwise a window still open counts with what its
+    /// first-seen edge said.
+    closed_only: bool,
+    /// Newest event time seen.
+    pub as_of: i64,
+    totals: BTreeMap<Service, i64>,
+    /// Not `closed_only`: per service and window, the first-seen flows and
+    /// the window edges by id (a redelivered copy counts once).
+    windows: BTreeMap<(Service, i64), (i64, HashMap<String, i64>)>,
+}
+
+impl EdgeTotals {
+    /// For a run whose every window closes.
+    pub(crate) fn closed_only() -> Self {
+        Self { closed_only: true, as_of: i64::MIN, ..Self::default() }
+    }
+
+    /// For a run whose last windows may still be open.
+    #[cfg(test)]
+    pub(crate) fn with_open_windows() -> Self {
+        Self { closed_only: false, as_of: i64::MIN, ..Self::default() }
+    }
+
+    pub(crate) fn add(&mut self, e: &FlowEdge) {
+        self.as_of = self.as_of.max(e.last_seen);
+        let closed = e.kind == EdgeKind::Window;
+        if self.closed_only {
+            if closed {
+                *self.totals.entry(service(e)).or_default() += e.flows;
+            }
+            return;
+        }
+        let slot = self.windows.entry((service(e), e.window_start)).or_insert((0, HashMap::new()));
+        if closed {
+            slot.1.insert(e.edge_id.clone(), e.flows);
+        } else {
+            slot.0 = slot.0.max(e.flows);
+        }
+    }
+
+    /// Flows per service.
+    fn totals(&self) -> BTreeMap<Service, i64> {
+        let mut totals = self.totals.clone();
+        for ((service, _), (first_seen, closed)) in &self.windows {
+            let flows = if closed.is_empty() { *first_seen } else { closed.values().sum() };
+            *totals.entry(service.clone()).or_default() += flows;
+        }
+        totals
+    }
+}
+
 fn protocol(n: i32) -> String {
     psg_domain::protocol_name(n)
 }
@@ -253,7 +331,7 @@ pub(crate) fn build_analysis(
     resources: &[Resource],
     decisions: &[ScopeDecision],
     alerts: &[Alert],
-    edges: &[FlowEdge],
+    edges: &EdgeTotals,
     counts: &Summary,
 ) -> Analysis {
     let mut by_id: HashMap<&str, &Resource> = HashMap::new();
@@ -317,27 +395,8 @@ pub(crate) fn build_analysis(
         });
     }
 
-    // Flows per edge: a closed window's aggregate, else what was seen first.
-    let name = |e: &psg_domain::Endpoint| match e.kind {
-        EndpointKind::External => format!("ext:{}", e.address.as_deref().unwrap_or(&e.resource_id)),
-        _ => e.resource_id.clone(),
-    };
-    // (source, destination, protocol, port, action) and the window start.
-    type Service = (String, String, i32, i32, FlowAction);
-    let mut windows: BTreeMap<(Service, i64), (bool, i64)> = BTreeMap::new();
-    for e in edges {
-        as_of = as_of.max(e.last_seen);
-        let key = ((name(&e.src), name(&e.dst), e.protocol, e.dst_port, e.action), e.window_start);
-        let closed = e.kind == EdgeKind::Window;
-        let slot = windows.entry(key).or_insert((false, 0));
-        if closed || !slot.0 {
-            *slot = (closed, e.flows);
-        }
-    }
-    let mut totals: BTreeMap<Service, i64> = BTreeMap::new();
-    for ((service, _), (_, flows)) in windows {
-        *totals.entry(service).or_default() += flows;
-    }
+    as_of = as_of.max(edges.as_of);
+    let totals = edges.totals();
     let scope_of = |id: &str| current.get(id).map(|d| d.scope);
     let in_scope = |id: &str| matches!(scope_of(id), Some(PciScope::Cde | PciScope::ConnectedCde));
     let mut external = Vec::new();

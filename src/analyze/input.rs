@@ -159,7 +159,6 @@ pub(crate) struct Chunk {
 /// one JSON document (one chunk, at most `max_document` bytes).
 pub(crate) struct Chunker<R> {
     reader: R,
-    name: String,
     target: usize,
     max_document: usize,
     /// Next line number.
@@ -178,10 +177,9 @@ enum Kind {
 }
 
 impl<R: BufRead> Chunker<R> {
-    pub(crate) fn new(reader: R, name: String, target: usize, max_document: usize) -> Self {
+    pub(crate) fn new(reader: R, target: usize, max_document: usize) -> Self {
         Self {
             reader,
-            name,
             target: target.max(1),
             max_document,
             line: 1,
@@ -193,7 +191,7 @@ impl<R: BufRead> Chunker<R> {
     }
 
     fn error(&self, e: impl std::fmt::Display) -> io::Error {
-        io::Error::other(format!("{}: {e}", self.name))
+        io::Error::other(e.to_string())
     }
 
     /// Reads one line (with its `\n`) into `buf`; a line longer than the
@@ -369,7 +367,7 @@ mod tests {
     use super::*;
 
     fn chunks(text: &[u8], target: usize) -> Vec<Chunk> {
-        let mut c = Chunker::new(text, "t".into(), target, 1 << 20);
+        let mut c = Chunker::new(text, target, 1 << 20);
         std::iter::from_fn(|| c.next_chunk().expect("chunk")).collect()
     }
 

@@ -134,7 +134,8 @@ pub(crate) struct Outcome {
     pub analysis: Analysis,
     pub evidence: Vec<psg_domain::Evidence>,
     pub public_key: ed25519_dalek::VerifyingKey,
-    // What the analysis was built from: the transport-equivalence test compares them.
+    // What the analysis was built from (window edges kept in tests only):
+    // the transport-equivalence test compares them.
     #[cfg_attr(not(test), allow(dead_code))]
     pub edges: Vec<FlowEdge>,
     #[cfg_attr(not(test), allow(dead_code))]
@@ -166,7 +167,8 @@ fn prepare(cfg: &mut Config, args: &AnalyzeArgs, work: &Path) -> Result<ed25519_
     }
     let key = psg_evidence::keys::load_signing_key(cfg.evidence.signing_key.as_deref().unwrap_or(Path::new("")))
         .map_err(|e| CliError::Config(e.to_string()))?;
-    cfg.evidence.store_url = work.join("evidence-store").display().to_string();
+    // The documents travel in the records (the bundle is written from them).
+    cfg.evidence.store_url = "memory:".to_owned();
     cfg.validate().map_err(|e| CliError::Config(e.to_string()))?;
     Ok(key)
 }
@@ -223,7 +225,7 @@ pub(crate) async fn run(
         analysis,
         evidence: std::mem::take(&mut c.evidence),
         public_key: key.verifying_key(),
-        edges: std::mem::take(&mut c.edges),
+        edges: c.window_edges.take().unwrap_or_default(),
         decisions: std::mem::take(&mut c.decisions),
         alerts: std::mem::take(&mut c.alerts),
     })
@@ -349,7 +351,7 @@ mod tests {
                 continue;
             }
             let reader = input::open(s, Arc::default()).expect("open");
-            let mut chunker = input::Chunker::new(reader, s.name(), input::CHUNK_BYTES, 64 << 20);
+            let mut chunker = input::Chunker::new(reader, input::CHUNK_BYTES, 64 << 20);
             while let Some(c) = chunker.next_chunk().expect("chunk") {
                 let headers = c
                     .aws_header

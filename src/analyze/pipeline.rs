@@ -82,7 +82,7 @@ fn spawn_reader(
                     return;
                 }
             };
-            let mut chunker = Chunker::new(reader, s.name(), CHUNK_BYTES, max_message);
+            let mut chunker = Chunker::new(reader, CHUNK_BYTES, max_message);
             loop {
                 match chunker.next_chunk() {
                     Ok(Some(chunk)) => {
@@ -95,7 +95,8 @@ fn spawn_reader(
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        let _ = tx.blocking_send(Item::Failed(CliError::Runtime(format!("reading {e}"))));
+                        let failed = CliError::Runtime(format!("reading {}: {e}", s.name()));
+                        let _ = tx.blocking_send(Item::Failed(failed));
                         return;
                     }
                 }
@@ -185,7 +186,7 @@ pub(crate) async fn run(
     }
 
     let origins: Origins = Origins::default();
-    let collector = Collector::new(t.clone(), Arc::clone(&origins), dead_letters.as_deref())?;
+    let collector = Collector::new(t.clone(), Arc::clone(&origins), dead_letters.as_deref(), cfg!(test))?;
     let mut collector_inbox = inbox(collector_in)?;
     let collected = tokio::spawn(async move {
         let mut c = collector;

@@ -41,6 +41,7 @@
 
 mod aws;
 mod azure;
+pub mod bulk;
 mod gcp;
 mod model;
 mod rng;

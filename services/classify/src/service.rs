@@ -42,6 +42,8 @@ pub struct Classify {
     pending_resources: Vec<ResourceRow>,
     pending_decisions: Vec<ScopeDecisionRow>,
     pending_alerts: Vec<AlertRow>,
+    /// When the graph gauges were last set.
+    gauges_at: Option<std::time::Instant>,
 }
 
 impl Classify {
@@ -74,6 +76,7 @@ impl Classify {
             pending_resources: Vec::new(),
             pending_decisions: Vec::new(),
             pending_alerts: Vec::new(),
+            gauges_at: None,
         }
     }
 
@@ -365,8 +368,12 @@ impl Processor for Classify {
         for alert in alerts {
             self.alert(alert, &mut out);
         }
-        metrics::gauge!("psg_classify_graph_nodes").set(self.engine.node_count() as f64);
-        metrics::gauge!("psg_classify_graph_edges").set(self.engine.edge_count() as f64);
+        // Counting the edges walks the graph: at most once a second.
+        if self.gauges_at.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1)) {
+            self.gauges_at = Some(std::time::Instant::now());
+            metrics::gauge!("psg_classify_graph_nodes").set(self.engine.node_count() as f64);
+            metrics::gauge!("psg_classify_graph_edges").set(self.engine.edge_count() as f64);
+        }
         Ok(out)
     }
 

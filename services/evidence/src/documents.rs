@@ -1,7 +1,8 @@
 //! Where evidence documents are stored: a local directory (the default,
-//! `./evidence-store` or `file:///path`). Other object stores (`s3://`,
-//! `gs://`, `az://`) are not built into this version and are refused with a
-//! clear error.
+//! `./evidence-store` or `file:///path`), or memory (`memory:`, for batch
+//! runs that take the documents from the records they publish). Other
+//! object stores (`s3://`, `gs://`, `az://`) are not built into this version
+//! and are refused with a clear error.
 
 use std::sync::Arc;
 
@@ -22,9 +23,14 @@ pub struct Documents {
 }
 
 impl Documents {
-    /// Opens `location`: a directory path or a `file://` URL (created if missing).
+    /// Opens `location`: a directory path or a `file://` URL (created if
+    /// missing), or `memory:`.
     pub fn open(location: &str) -> Result<Self> {
         let err = |reason: String| Error::Documents { url: location.to_owned(), reason };
+        if location == "memory:" {
+            let store = object_store::memory::InMemory::new();
+            return Ok(Self { store: Arc::new(store), local: None, base_url: "memory:".to_owned() });
+        }
         let dir = if let Some(rest) = location.strip_prefix("file://") {
             std::path::PathBuf::from(rest)
         } else if location.contains("://") {
