@@ -47,7 +47,17 @@ pub fn consumer(cfg: &KafkaConfig, group: &str) -> Result<ClientConfig> {
     // drop its state on revocation and count nothing twice.
     c.set("partition.assignment.strategy", "range,roundrobin");
     c.set("enable.partition.eof", "false");
+    warnings_at_least(&mut c);
     Ok(c)
+}
+
+/// librdkafka's log level follows the logger's at creation; the runner
+/// reads its warnings (offset resets: records lost) whatever is logged.
+fn warnings_at_least(c: &mut ClientConfig) {
+    use rdkafka::config::RDKafkaLogLevel;
+    if (c.log_level as i32) < (RDKafkaLogLevel::Warning as i32) {
+        c.set_log_level(RDKafkaLogLevel::Warning);
+    }
 }
 
 /// A consumer that reads whole topics by assignment (no group membership,
@@ -61,6 +71,7 @@ pub fn table_consumer(cfg: &KafkaConfig, group: &str) -> Result<ClientConfig> {
     c.set("auto.offset.reset", "earliest");
     c.set("enable.partition.eof", "false");
     set_default(&mut c, cfg, "fetch.wait.max.ms", "50");
+    warnings_at_least(&mut c);
     Ok(c)
 }
 

@@ -217,13 +217,50 @@ impl RunnerOptions {
 }
 
 /// Logs partition assignments and revocations, and remembers revocations
-/// for the loop.
+/// and offset resets for the loop.
 struct LoopContext {
     service: String,
     revoked: Arc<std::sync::Mutex<Vec<(String, i32)>>>,
+    resets: Resets,
 }
 
-impl ClientContext for LoopContext {}
+/// Partitions whose fetch offset librdkafka reset because the broker no
+/// longer had it (deleted by retention, or by the embedded broker's size
+/// limit): (topic, partition) → the offset it wanted.
+type Resets = Arc<std::sync::Mutex<BTreeMap<(String, i32), i64>>>;
+
+/// `topic`, partition and the offset wanted, from librdkafka's log line
+/// "[thrd:main]: TOPIC [P]: offset reset (at offset N ...) to ...: ...:
+/// Broker: Offset out of range" (topic names hold no `]`).
+fn offset_reset(line: &str) -> Option<(String, i32, i64)> {
+    let (head, rest) = line.split_once("]: offset reset (at offset ")?;
+    let head = head.rsplit_once("]: ").map_or(head, |(_, h)| h);
+    let (topic, partition) = head.rsplit_once(" [")?;
+    let at: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((topic.to_owned(), partition.parse().ok()?, at.parse().ok()?))
+}
+
+impl ClientContext for LoopContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, line: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        if let Some((topic, partition, at)) = offset_reset(line)
+            && let Ok(mut r) = self.resets.lock()
+        {
+            tracing::debug!(service = %self.service, topic, partition, at, "offset reset");
+            r.entry((topic, partition)).or_insert(at);
+        }
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "librdkafka", service = %self.service, "librdkafka: {fac} {line}")
+            }
+            L::Warning => tracing::warn!(target: "librdkafka", service = %self.service, "librdkafka: {fac} {line}"),
+            L::Notice | L::Info => {
+                tracing::info!(target: "librdkafka", service = %self.service, "librdkafka: {fac} {line}")
+            }
+            L::Debug => tracing::debug!(target: "librdkafka", service = %self.service, "librdkafka: {fac} {line}"),
+        }
+    }
+}
 
 impl ConsumerContext for LoopContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -277,13 +314,15 @@ pub async fn run<P: Processor>(
         progress.register(&service, &opts.table_topics);
     }
     let revoked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let resets = Resets::default();
+    let context = LoopContext { service: service.clone(), revoked: Arc::clone(&revoked), resets: Arc::clone(&resets) };
     let consumer: StreamConsumer<LoopContext> = client::consumer(cfg, &opts.group)?
-        .create_with_context(LoopContext { service: service.clone(), revoked: Arc::clone(&revoked) })
+        .create_with_context(context)
         .map_err(|e| Error::kafka(format!("{service}: creating consumer"), e))?;
     let (table, mut loading) = match opts.table_topics.is_empty() {
         true => (None, TableLoad::default()),
         false => {
-            let (c, load) = table_consumer(cfg, &opts, &shutdown).await?;
+            let (c, load) = table_consumer(cfg, &opts, &shutdown, Arc::clone(&resets)).await?;
             (Some(c), load)
         }
     };
@@ -308,6 +347,9 @@ pub async fn run<P: Processor>(
         batch: Vec::new(),
         in_flight: None,
         consumed: BTreeMap::new(),
+        resets,
+        received: BTreeMap::new(),
+        gaps: BTreeMap::new(),
     };
     let mut subscribed = false;
     let mut ticker = processor.tick_interval().map(|every| {
@@ -316,6 +358,7 @@ pub async fn run<P: Processor>(
         t
     });
     let mut load_check = tokio::time::interval(Duration::from_millis(250));
+    let mut loss_check = tokio::time::interval(Duration::from_secs(1));
     let mut deadline: Option<Instant> = None;
     let result = loop {
         // The stream topics are joined once the tables are loaded and
@@ -356,6 +399,10 @@ pub async fn run<P: Processor>(
                     tracing::info!(service = %service, "table topics loaded");
                 }
                 flush || (was_loading && loading.is_done())
+            }
+            _ = loss_check.tick(), if !state.gaps.is_empty() => {
+                state.reconcile_losses();
+                false
             }
             _ = load_check.tick(), if !loading.is_done() => {
                 if let Some(t) = table.as_ref() {
@@ -476,7 +523,7 @@ impl TableLoad {
     /// Checks the consumer's positions against the ends (a partition whose
     /// end offsets hold no message); gives up waiting after [`TABLE_STALL`]
     /// without progress.
-    fn check(&mut self, consumer: &StreamConsumer, service: &str) {
+    fn check(&mut self, consumer: &StreamConsumer<LoopContext>, service: &str) {
         if let Ok(positions) = consumer.position() {
             for e in positions.elements() {
                 let key = (e.topic().to_owned(), e.partition());
@@ -515,6 +562,14 @@ struct LoopState<'a> {
     /// Per stream partition (of the current assignment), the offset after
     /// the last message processed.
     consumed: BTreeMap<(Arc<str>, i32), i64>,
+    /// Offset resets librdkafka logged, not yet matched with a gap.
+    resets: Resets,
+    /// Per stream partition, the offset after the last message received.
+    received: BTreeMap<(String, i32), i64>,
+    /// Gaps in a partition's offsets (expected, received, when), until
+    /// matched with an offset reset: records deleted before they were read.
+    /// A gap no reset explains (a transaction marker) is forgotten.
+    gaps: BTreeMap<(String, i32), (i64, i64, Instant)>,
 }
 
 /// A processed batch on its way out.
@@ -561,6 +616,7 @@ impl LoopState<'_> {
             );
         }
         self.consumed.retain(|(t, p), _| !is_taken(t, *p));
+        self.received.retain(|(t, p), _| !is_taken(t, *p));
         // A batch still in flight must not store offsets of revoked
         // partitions: the processor has just dropped what it held of them.
         if let Some(f) = &mut self.in_flight {
@@ -573,6 +629,10 @@ impl LoopState<'_> {
     fn accept(&mut self, m: KafkaResult<BorrowedMessage<'_>>, kind: InputKind) -> bool {
         match m {
             Ok(m) => {
+                if kind == InputKind::Stream {
+                    self.note_gap(m.topic(), m.partition(), m.offset());
+                    self.reconcile_losses();
+                }
                 self.batch.push(owned(&m, kind));
                 false
             }
@@ -582,6 +642,76 @@ impl LoopState<'_> {
                 false
             }
         }
+    }
+
+    /// Notes a gap in a stream partition's offsets: the first message after
+    /// an assignment is compared with the committed offset, later ones with
+    /// the previous one.
+    fn note_gap(&mut self, topic: &str, partition: i32, offset: i64) {
+        let key = (topic.to_owned(), partition);
+        let expected = match self.received.get(&key) {
+            Some(next) => Some(*next),
+            None => {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(topic, partition);
+                match self.consumer.committed_offsets(tpl, Duration::from_secs(5)) {
+                    Ok(c) => c.elements().first().and_then(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    }),
+                    Err(_) => None,
+                }
+            }
+        };
+        if let Some(expected) = expected.filter(|e| offset > *e) {
+            tracing::debug!(service = %self.opts.service, topic, partition, expected, offset, "gap in the offsets");
+            self.gaps.insert(key.clone(), (expected, offset, Instant::now()));
+        }
+        self.received.insert(key, offset + 1);
+    }
+
+    /// Matches gaps with the offset resets librdkafka logged (in either
+    /// order): each match is records deleted before they were read, said
+    /// loudly — an error naming the offsets, `psg_records_lost_total{topic}`,
+    /// and `/readyz` answering 503 from then on. Unmatched gaps are
+    /// forgotten after a minute; a reset without a gap is kept until one comes.
+    fn reconcile_losses(&mut self) {
+        if self.gaps.is_empty() {
+            return;
+        }
+        let mut resets = match self.resets.lock() {
+            Ok(r) => r,
+            Err(_) => return,
+        };
+        let service = &self.opts.service;
+        let health = &self.opts.health;
+        self.gaps.retain(|(topic, partition), (expected, got, when)| {
+            let Some(wanted) = resets.get(&(topic.clone(), *partition)).copied() else {
+                return when.elapsed() < Duration::from_secs(60);
+            };
+            resets.remove(&(topic.clone(), *partition));
+            let first = wanted.min(*expected);
+            let lost = *got - first;
+            tracing::error!(
+                service = %service,
+                topic = %topic,
+                partition,
+                first_lost = first,
+                last_lost = *got - 1,
+                lost,
+                "records were deleted before they were read (offset out of range): they are lost"
+            );
+            metrics::counter!("psg_records_lost_total", "topic" => topic.clone()).increment(lost.max(0) as u64);
+            health.set_degraded(
+                &format!("{service}-input"),
+                format!(
+                    "{lost} records of {topic} partition {partition} (offsets {first} to {}) were deleted before \
+                     they were read: lost",
+                    *got - 1
+                ),
+            );
+            false
+        });
     }
 
     /// A table message arrived.
@@ -797,7 +927,7 @@ impl<'a> Backoff<'a> {
     }
 }
 
-async fn recv_or_pending(c: Option<&StreamConsumer>) -> KafkaResult<BorrowedMessage<'_>> {
+async fn recv_or_pending(c: Option<&StreamConsumer<LoopContext>>) -> KafkaResult<BorrowedMessage<'_>> {
     match c {
         Some(c) => c.recv().await,
         None => std::future::pending().await,
@@ -828,9 +958,11 @@ async fn table_consumer(
     cfg: &KafkaConfig,
     opts: &RunnerOptions,
     shutdown: &CancellationToken,
-) -> Result<(StreamConsumer, TableLoad)> {
-    let consumer: StreamConsumer = client::table_consumer(cfg, &opts.group)?
-        .create()
+    resets: Resets,
+) -> Result<(StreamConsumer<LoopContext>, TableLoad)> {
+    let context = LoopContext { service: opts.service.clone(), revoked: Arc::default(), resets };
+    let consumer: StreamConsumer<LoopContext> = client::table_consumer(cfg, &opts.group)?
+        .create_with_context(context)
         .map_err(|e| Error::kafka(format!("{}: creating table consumer", opts.service), e))?;
     let mut tpl = TopicPartitionList::new();
     let mut load = TableLoad::default();
@@ -892,5 +1024,20 @@ pub async fn partition_count(cfg: &KafkaConfig, topic: &str, shutdown: &Cancella
             }
             Err(e) => return Err(Error::kafka(format!("metadata of {topic}"), e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::offset_reset;
+
+    #[test]
+    fn offset_resets_are_read_from_librdkafkas_log_line() {
+        let line = "[thrd:main]: flows.normalized [2]: offset reset (at offset 10 (leader epoch 0), broker 1) to \
+                    cached BEGINNING offset offset 2966 (leader epoch -1): fetch failed due to requested offset not \
+                    available on the broker: Broker: Offset out of range";
+        assert_eq!(offset_reset(line), Some(("flows.normalized".to_owned(), 2, 10)));
+        assert_eq!(offset_reset("in [0]: offset reset (at offset INVALID, broker 1) to ..."), None);
+        assert_eq!(offset_reset("something else"), None);
     }
 }

@@ -339,3 +339,59 @@ async fn ticks_deliver_their_outputs_and_release_held_offsets() {
     handle.await.unwrap().unwrap();
     assert!(ticks.load(Ordering::SeqCst) >= 1);
 }
+
+/// Records deleted before they were read (the embedded broker keeps at most
+/// about 5 MB per partition): the service names the offsets lost and stops
+/// reporting ready, and goes on with what is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_deleted_before_they_are_read_are_reported_lost() {
+    if let Ok(level) = std::env::var("RUST_LOG") {
+        let _ = psg_telemetry::init_logging(psg_config::LogFormat::Text, &level);
+    }
+    let broker = EmbeddedBroker::start(1).unwrap();
+    let bootstrap = broker.bootstrap_servers();
+    let cfg = config(&bootstrap);
+    let (p, _) = upper(0, None);
+    let (stop, handle) = start(&broker, &cfg, p).await;
+    for i in 0..10 {
+        produce(&bootstrap, "in", &format!("k{i}"), b"m", &[]).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while committed(&bootstrap).await < 10 {
+        assert!(std::time::Instant::now() < deadline, "the first 10 were never committed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    handle.await.unwrap().unwrap();
+
+    // While nobody reads, 8 MB more: the oldest are deleted, 10.. among them.
+    let producer = psg_kafka_runtime::Deliverer::new(&cfg, "test", "dlq").unwrap();
+    let records: Vec<OutRecord> = (0..8000).map(|i| OutRecord::new("in", format!("b{i}"), vec![b'x'; 1000])).collect();
+    producer.deliver(&Output { records, dead_letters: vec![] }).await.unwrap();
+
+    let (p, _) = upper(0, None);
+    let health = Health::new();
+    let opts =
+        RunnerOptions { stream_topics: vec!["in".into()], ..RunnerOptions::new(&cfg, "upper", "dlq", health.clone()) };
+    let stop = CancellationToken::new();
+    let (kafka, token) = (cfg.clone(), stop.clone());
+    let handle = tokio::spawn(async move { psg_kafka_runtime::run(&kafka, opts, p, token).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let reason = loop {
+        if let Some(psg_telemetry::ComponentState::Degraded(r)) = health.snapshot().get("upper-input") {
+            break r.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no loss reported: {:?}", health.snapshot());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(reason.contains("of in partition 0 (offsets 10 to"), "{reason}");
+    assert!(!health.is_ready(), "/readyz answers 503 once records are lost");
+    // It goes on with the records that are there.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while committed(&bootstrap).await < 8010 {
+        assert!(std::time::Instant::now() < deadline, "the rest was not processed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.cancel();
+    handle.await.unwrap().unwrap();
+}
