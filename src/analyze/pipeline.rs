@@ -27,8 +27,12 @@ use super::collect::{Collector, Origin, Origins};
 use super::input::{self, CHUNK_BYTES, Chunker, Source};
 use crate::cli::CliError;
 
-/// Messages an inbox holds before its publishers wait.
-const INBOX: usize = 16;
+/// Events (a message, or a run of messages of one topic of at most
+/// `MAX_EVENT_BYTES`) an inbox holds before its publishers wait.
+const INBOX: usize = 8;
+
+/// The most messages a stage processes at once.
+const LOCAL_BATCH: usize = 64;
 
 /// What to read.
 pub(crate) struct Inputs {
@@ -167,10 +171,12 @@ pub(crate) async fn run(
     let mut boxes: Vec<Option<_>> = inboxes.into_iter().map(Some).collect();
     let mut inbox = |i: usize| boxes[i].take().ok_or_else(|| CliError::Runtime("inbox taken twice".into()));
 
+    // Small batches keep the stages working side by side (a batch of a
+    // thousand flow batches would be over a hundred thousand records).
     let opts = |service: &str, dlq: &str| LocalOptions {
         service: service.to_owned(),
         dead_letter_topic: dlq.to_owned(),
-        batch_size: cfg.kafka.batch_size,
+        batch_size: cfg.kafka.batch_size.min(LOCAL_BATCH),
     };
     let mut tasks: tokio::task::JoinSet<Result<(), CliError>> = tokio::task::JoinSet::new();
     let run_err = |e: psg_kafka_runtime::Error| CliError::Runtime(e.to_string());

@@ -32,10 +32,16 @@ use crate::message::{InMessage, InputKind, OutRecord, Output};
 use crate::runner::{ProcessError, Processor};
 use crate::{Error, Result};
 
+/// About the most payload bytes one event carries: with the inbox
+/// capacity, what bounds the memory between two stages.
+pub const MAX_EVENT_BYTES: usize = 4 << 20;
+
 /// What an inbox receives.
 #[derive(Debug)]
 pub enum Event {
     Message(InMessage),
+    /// Consecutive messages of one topic, published together.
+    Batch(Vec<InMessage>),
     /// Every publisher of this topic has finished.
     End(Arc<str>),
 }
@@ -116,7 +122,7 @@ impl BusBuilder {
             let published = |t: &String| self.topics.get(t).is_some_and(|(_, publishers)| *publishers > 0);
             let open: HashSet<Arc<str>> =
                 streams.iter().chain(tables).filter(|t| published(t)).map(|t| Arc::from(t.as_str())).collect();
-            inboxes.push(Inbox { name: name.clone(), rx, open });
+            inboxes.push(Inbox { name: name.clone(), rx, open, buffered: Default::default() });
         }
         let mut topics = BTreeMap::new();
         for (name, (partitions, publishers)) in &self.topics {
@@ -191,23 +197,80 @@ impl Bus {
         Ok((partition, offset))
     }
 
-    /// Publishes a service's outputs: its records, then its dead letters to
-    /// `dead_letter_topic` (headers as over Kafka).
-    pub async fn publish_output(&self, service: &str, dead_letter_topic: &str, out: &Output) -> Result<()> {
-        for r in &out.records {
-            self.publish(r).await?;
+    /// Publishes `records` of one topic together: one event per subscriber
+    /// (far fewer hand-overs than a message each).
+    async fn publish_run(&self, records: &[&OutRecord]) -> Result<()> {
+        let Some(first) = records.first() else { return Ok(()) };
+        let topic = self.topic(&first.topic)?;
+        let mut state = topic.state.lock().await;
+        let mut placed = Vec::with_capacity(records.len());
+        for r in records {
+            let partition = match r.partition {
+                Some(p) if (0..topic.partitions).contains(&p) => p,
+                Some(p) => {
+                    return Err(Error::Fatal {
+                        service: "bus".into(),
+                        reason: format!("{} has no partition {p} (it has {})", r.topic, topic.partitions),
+                    });
+                }
+                None => partition_for(r.key.as_deref(), topic.partitions),
+            };
+            let offset = state.0[partition as usize];
+            state.0[partition as usize] += 1;
+            placed.push((partition, offset));
         }
-        for dl in &out.dead_letters {
-            let mut record = OutRecord {
+        for (tx, kind) in &topic.subscribers {
+            let messages: Vec<InMessage> = records
+                .iter()
+                .zip(&placed)
+                .map(|(r, (partition, offset))| InMessage {
+                    kind: *kind,
+                    topic: Arc::clone(&topic.name),
+                    partition: *partition,
+                    offset: *offset,
+                    key: r.key.clone(),
+                    payload: Some(r.payload.clone()),
+                    headers: r.headers.clone(),
+                    timestamp_ms: None,
+                })
+                .collect();
+            tx.send(Event::Batch(messages)).await.map_err(|_| closed(&topic.name))?;
+        }
+        Ok(())
+    }
+
+    /// Publishes a service's outputs: its records (each run of one topic
+    /// together, in order), then its dead letters to `dead_letter_topic`
+    /// (headers as over Kafka).
+    pub async fn publish_output(&self, service: &str, dead_letter_topic: &str, out: &Output) -> Result<()> {
+        let mut run: Vec<&OutRecord> = Vec::new();
+        let mut bytes = 0;
+        for r in &out.records {
+            if run.last().is_some_and(|l| l.topic != r.topic) || bytes >= MAX_EVENT_BYTES {
+                self.publish_run(&run).await?;
+                run.clear();
+                bytes = 0;
+            }
+            bytes += r.payload.len();
+            run.push(r);
+        }
+        self.publish_run(&run).await?;
+        let letters: Vec<OutRecord> = out
+            .dead_letters
+            .iter()
+            .map(|dl| OutRecord {
                 topic: dead_letter_topic.to_owned(),
                 partition: None,
                 key: dl.key.clone(),
                 payload: dead_letter::payload(dl).0.to_vec(),
-                headers: Vec::new(),
-            };
-            record.headers =
-                dead_letter::headers(service, dl).into_iter().map(|(k, v)| (k.to_owned(), v.into_bytes())).collect();
-            self.publish(&record).await?;
+                headers: dead_letter::headers(service, dl)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.into_bytes()))
+                    .collect(),
+            })
+            .collect();
+        self.publish_run(&letters.iter().collect::<Vec<_>>()).await?;
+        for dl in &out.dead_letters {
             metrics::counter!("psg_dead_letters_total", "service" => service.to_owned(), "kind" => dl.kind)
                 .increment(1);
         }
@@ -264,6 +327,8 @@ pub struct Inbox {
     name: String,
     rx: mpsc::Receiver<Event>,
     open: HashSet<Arc<str>>,
+    /// The rest of a batch received.
+    buffered: std::collections::VecDeque<InMessage>,
 }
 
 impl Inbox {
@@ -273,28 +338,40 @@ impl Inbox {
 
     /// The next message; `None` once every topic of the inbox has ended.
     pub async fn recv(&mut self) -> Option<InMessage> {
-        while !self.open.is_empty() {
-            match self.rx.recv().await? {
-                Event::Message(m) => return Some(m),
-                Event::End(t) => {
-                    self.open.remove(&t);
-                }
+        loop {
+            if let Some(m) = self.buffered.pop_front() {
+                return Some(m);
             }
+            if self.open.is_empty() {
+                return None;
+            }
+            let event = self.rx.recv().await?;
+            self.take(event);
         }
-        None
     }
 
     /// A message already waiting, without waiting (`None`: none, or ended).
     pub fn try_recv(&mut self) -> Option<InMessage> {
-        while !self.open.is_empty() {
-            match self.rx.try_recv().ok()? {
-                Event::Message(m) => return Some(m),
-                Event::End(t) => {
-                    self.open.remove(&t);
-                }
+        loop {
+            if let Some(m) = self.buffered.pop_front() {
+                return Some(m);
+            }
+            if self.open.is_empty() {
+                return None;
+            }
+            let event = self.rx.try_recv().ok()?;
+            self.take(event);
+        }
+    }
+
+    fn take(&mut self, event: Event) {
+        match event {
+            Event::Message(m) => self.buffered.push_back(m),
+            Event::Batch(ms) => self.buffered.extend(ms),
+            Event::End(t) => {
+                self.open.remove(&t);
             }
         }
-        None
     }
 }
 
@@ -312,10 +389,16 @@ pub struct LocalStats {
     pub consumed: u64,
     pub produced: u64,
     pub dead_letters: u64,
+    pub batches: u64,
+    /// Time spent processing (not waiting for input or for readers).
+    pub busy: std::time::Duration,
+    /// Time spent waiting for full inboxes downstream.
+    pub publishing: std::time::Duration,
 }
 
 /// Runs `processor` over its inbox to the end of its input: batches of what
-/// is waiting (up to the batch size), processed, published, persisted; at
+/// is waiting (up to the batch size or [`MAX_EVENT_BYTES`]), processed,
+/// published, persisted; at
 /// the end [`Processor::end_of_input`]; then its topics end. Any error
 /// stops it (nothing is retried: there is no broker, and a batch run has
 /// no database).
@@ -330,24 +413,41 @@ pub async fn run_local<P: Processor>(
     let mut stats = LocalStats::default();
     let mut batch = Vec::with_capacity(opts.batch_size);
     while let Some(first) = inbox.recv().await {
+        let mut bytes = first.payload().len();
         batch.push(first);
-        while batch.len() < opts.batch_size {
+        while batch.len() < opts.batch_size && bytes < MAX_EVENT_BYTES {
             match inbox.try_recv() {
-                Some(m) => batch.push(m),
+                Some(m) => {
+                    bytes += m.payload().len();
+                    batch.push(m);
+                }
                 None => break,
             }
         }
+        let started = std::time::Instant::now();
         let out = processor.process(&batch).await.map_err(fail)?;
+        stats.busy += started.elapsed();
         stats.consumed += batch.len() as u64;
+        stats.batches += 1;
         batch.clear();
+        let started = std::time::Instant::now();
         emit(&opts, &publisher, &out, &mut stats).await?;
+        stats.publishing += started.elapsed();
         processor.persist().await.map_err(fail)?;
     }
     let out = processor.end_of_input().await.map_err(fail)?;
     emit(&opts, &publisher, &out, &mut stats).await?;
     processor.persist().await.map_err(fail)?;
     publisher.finish().await?;
-    tracing::debug!(service = %service, ?stats, "end of input");
+    tracing::info!(
+        service = %service,
+        consumed = stats.consumed,
+        produced = stats.produced,
+        batches = stats.batches,
+        busy_ms = stats.busy.as_millis() as u64,
+        publishing_ms = stats.publishing.as_millis() as u64,
+        "end of input"
+    );
     Ok(stats)
 }
 

@@ -628,9 +628,14 @@ impl Correlate {
         for edge in &closed {
             self.emit(edge, out);
         }
-        let mut rows = self.windows.drain_touched();
-        rows.extend(closed);
-        self.queue_rows(&rows);
+        // Rows of windows still open are for the database only.
+        if self.store.is_some() {
+            let mut rows = self.windows.drain_touched();
+            rows.extend(closed);
+            self.queue_rows(&rows);
+        } else {
+            self.windows.forget_touched();
+        }
     }
 
     /// Queues this step's checkpoints (for `persist`): every partition

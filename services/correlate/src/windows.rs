@@ -359,6 +359,11 @@ impl Windows {
         out
     }
 
+    /// Forgets which windows changed (nobody writes their rows).
+    pub fn forget_touched(&mut self) {
+        self.touched.clear();
+    }
+
     /// Forgets every open window and every watermark, as after a restart:
     /// the consumer group revoked this instance's partitions, and they are
     /// read again from their committed offsets, which no open window's record
