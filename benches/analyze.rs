@@ -6,7 +6,8 @@
 //! `cargo bench --bench analyze` runs 1,000,000 lines; `ANALYZE_LINES`
 //! (comma separated, e.g. `1000000,10000000`) and `ANALYZE_RESOURCES` change
 //! the sizes, `ANALYZE_GZIP=1` compresses the file. Each size runs twice;
-//! both figures are printed. The files go to a temporary directory.
+//! both figures are printed. The files go to a temporary directory, or to
+//! `ANALYZE_DIR`, where they are kept (to run a profiler on them).
 
 use std::io::Write as _;
 use std::process::Command;
@@ -27,12 +28,16 @@ fn main() {
         .unwrap_or_else(|| vec![if quick { 20_000 } else { 1_000_000 }]);
     let resources: usize = env_or("ANALYZE_RESOURCES", 2000);
     let gzip = std::env::var("ANALYZE_GZIP").is_ok_and(|v| v == "1");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let inventory = dir.path().join("inventory.jsonl");
+    // ANALYZE_DIR keeps the generated files (for a profiler); else a
+    // temporary directory.
+    let temp = tempfile::tempdir().expect("tempdir");
+    let dir = std::env::var_os("ANALYZE_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| temp.path().to_owned());
+    std::fs::create_dir_all(&dir).expect("ANALYZE_DIR");
+    let inventory = dir.join("inventory.jsonl");
     std::fs::write(&inventory, psg_estate::bulk::inventory_jsonl(resources)).expect("inventory");
     println!("analyze bench: {BIN}, {resources} resources{}", if gzip { ", gzip" } else { "" });
     for lines in sizes {
-        let path = dir.path().join(if gzip { "flows.log.gz" } else { "flows.log" });
+        let path = dir.join(if gzip { "flows.log.gz" } else { "flows.log" });
         {
             let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path).expect("flows"));
             if gzip {
@@ -90,6 +95,8 @@ fn main() {
                 rss.map_or("n/a".into(), |k| format!("{:.0} MiB", k / 1024.0)),
             );
         }
-        let _ = std::fs::remove_file(&path);
+        if std::env::var_os("ANALYZE_DIR").is_none() {
+            let _ = std::fs::remove_file(&path);
+        }
     }
 }

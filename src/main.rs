@@ -14,6 +14,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc: the services allocate and free small strings per flow record
+/// (decoding, attribution); glibc's malloc took a quarter of `analyze`'s
+/// CPU time, mimalloc about half of that.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

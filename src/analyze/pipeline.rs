@@ -213,7 +213,7 @@ pub(crate) async fn run(
             let bytes = psg_avro_codec::encode(m).map_err(|e| CliError::Runtime(e.to_string()))?;
             feeder
                 .bus()
-                .publish(&OutRecord::new(&t.scope_manual, m.resource_id.as_bytes(), bytes))
+                .publish(OutRecord::new(&t.scope_manual, m.resource_id.as_bytes(), bytes))
                 .await
                 .map_err(run_err)?;
         }
@@ -239,7 +239,7 @@ pub(crate) async fn run(
                 }
             };
             let topic = record.topic.clone();
-            let (partition, offset) = feeder.bus().publish(&record).await.map_err(run_err)?;
+            let (partition, offset) = feeder.bus().publish(record).await.map_err(run_err)?;
             if let Ok(mut o) = origins.lock() {
                 o.insert((topic, partition, offset), origin);
             }

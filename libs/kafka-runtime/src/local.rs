@@ -166,74 +166,33 @@ impl Bus {
 
     /// Publishes one record (to every subscriber of its topic, waiting while
     /// an inbox is full); returns its partition and offset.
-    pub async fn publish(&self, r: &OutRecord) -> Result<(i32, i64)> {
+    pub async fn publish(&self, r: OutRecord) -> Result<(i32, i64)> {
         let topic = self.topic(&r.topic)?;
-        let partition = match r.partition {
-            Some(p) if (0..topic.partitions).contains(&p) => p,
-            Some(p) => {
-                return Err(Error::Fatal {
-                    service: "bus".into(),
-                    reason: format!("{} has no partition {p} (it has {})", r.topic, topic.partitions),
-                });
-            }
-            None => partition_for(r.key.as_deref(), topic.partitions),
-        };
         let mut state = topic.state.lock().await;
-        let offset = state.0[partition as usize];
-        state.0[partition as usize] += 1;
-        for (tx, kind) in &topic.subscribers {
-            let msg = InMessage {
-                kind: *kind,
-                topic: Arc::clone(&topic.name),
-                partition,
-                offset,
-                key: r.key.clone(),
-                payload: Some(r.payload.clone()),
-                headers: r.headers.clone(),
-                timestamp_ms: None,
-            };
+        let placed = place(topic, &mut state.0, &r)?;
+        let mut last = Some(r);
+        for (i, (tx, kind)) in topic.subscribers.iter().enumerate() {
+            // The last subscriber takes the record itself, the others a copy.
+            let r = if i + 1 == topic.subscribers.len() { last.take() } else { last.clone() };
+            let Some(r) = r else { break };
+            let msg = delivered(topic, *kind, r, placed);
             tx.send(Event::Message(msg)).await.map_err(|_| closed(&topic.name))?;
         }
-        Ok((partition, offset))
+        Ok(placed)
     }
 
     /// Publishes `records` of one topic together: one event per subscriber
     /// (far fewer hand-overs than a message each).
-    async fn publish_run(&self, records: &[&OutRecord]) -> Result<()> {
+    async fn publish_run(&self, records: Vec<OutRecord>) -> Result<()> {
         let Some(first) = records.first() else { return Ok(()) };
         let topic = self.topic(&first.topic)?;
         let mut state = topic.state.lock().await;
-        let mut placed = Vec::with_capacity(records.len());
-        for r in records {
-            let partition = match r.partition {
-                Some(p) if (0..topic.partitions).contains(&p) => p,
-                Some(p) => {
-                    return Err(Error::Fatal {
-                        service: "bus".into(),
-                        reason: format!("{} has no partition {p} (it has {})", r.topic, topic.partitions),
-                    });
-                }
-                None => partition_for(r.key.as_deref(), topic.partitions),
-            };
-            let offset = state.0[partition as usize];
-            state.0[partition as usize] += 1;
-            placed.push((partition, offset));
-        }
-        for (tx, kind) in &topic.subscribers {
-            let messages: Vec<InMessage> = records
-                .iter()
-                .zip(&placed)
-                .map(|(r, (partition, offset))| InMessage {
-                    kind: *kind,
-                    topic: Arc::clone(&topic.name),
-                    partition: *partition,
-                    offset: *offset,
-                    key: r.key.clone(),
-                    payload: Some(r.payload.clone()),
-                    headers: r.headers.clone(),
-                    timestamp_ms: None,
-                })
-                .collect();
+        let placed = records.iter().map(|r| place(topic, &mut state.0, r)).collect::<Result<Vec<_>>>()?;
+        let mut last = Some(records);
+        for (i, (tx, kind)) in topic.subscribers.iter().enumerate() {
+            let records = if i + 1 == topic.subscribers.len() { last.take() } else { last.clone() };
+            let Some(records) = records else { break };
+            let messages = records.into_iter().zip(&placed).map(|(r, at)| delivered(topic, *kind, r, *at)).collect();
             tx.send(Event::Batch(messages)).await.map_err(|_| closed(&topic.name))?;
         }
         Ok(())
@@ -242,21 +201,20 @@ impl Bus {
     /// Publishes a service's outputs: its records (each run of one topic
     /// together, in order), then its dead letters to `dead_letter_topic`
     /// (headers as over Kafka).
-    pub async fn publish_output(&self, service: &str, dead_letter_topic: &str, out: &Output) -> Result<()> {
-        let mut run: Vec<&OutRecord> = Vec::new();
+    pub async fn publish_output(&self, service: &str, dead_letter_topic: &str, out: Output) -> Result<()> {
+        let Output { records, dead_letters, .. } = out;
+        let mut run: Vec<OutRecord> = Vec::new();
         let mut bytes = 0;
-        for r in &out.records {
+        for r in records {
             if run.last().is_some_and(|l| l.topic != r.topic) || bytes >= MAX_EVENT_BYTES {
-                self.publish_run(&run).await?;
-                run.clear();
+                self.publish_run(std::mem::take(&mut run)).await?;
                 bytes = 0;
             }
             bytes += r.payload.len();
             run.push(r);
         }
-        self.publish_run(&run).await?;
-        let letters: Vec<OutRecord> = out
-            .dead_letters
+        self.publish_run(run).await?;
+        let letters: Vec<OutRecord> = dead_letters
             .iter()
             .map(|dl| OutRecord {
                 topic: dead_letter_topic.to_owned(),
@@ -269,8 +227,8 @@ impl Bus {
                     .collect(),
             })
             .collect();
-        self.publish_run(&letters.iter().collect::<Vec<_>>()).await?;
-        for dl in &out.dead_letters {
+        self.publish_run(letters).await?;
+        for dl in &dead_letters {
             metrics::counter!("psg_dead_letters_total", "service" => service.to_owned(), "kind" => dl.kind)
                 .increment(1);
         }
@@ -280,6 +238,37 @@ impl Bus {
     /// A publisher of `topics` (declared with [`BusBuilder::publisher`]).
     pub fn publisher(&self, topics: &[String]) -> Publisher {
         Publisher { bus: self.clone(), topics: topics.to_vec(), finished: false }
+    }
+}
+
+/// Picks `r`'s partition (its own, else by key) and its offset there.
+fn place(topic: &Topic, next: &mut [i64], r: &OutRecord) -> Result<(i32, i64)> {
+    let partition = match r.partition {
+        Some(p) if (0..topic.partitions).contains(&p) => p,
+        Some(p) => {
+            return Err(Error::Fatal {
+                service: "bus".into(),
+                reason: format!("{} has no partition {p} (it has {})", r.topic, topic.partitions),
+            });
+        }
+        None => partition_for(r.key.as_deref(), topic.partitions),
+    };
+    let offset = next[partition as usize];
+    next[partition as usize] += 1;
+    Ok((partition, offset))
+}
+
+/// `r` as a subscriber of `topic` receives it.
+fn delivered(topic: &Topic, kind: InputKind, r: OutRecord, (partition, offset): (i32, i64)) -> InMessage {
+    InMessage {
+        kind,
+        topic: Arc::clone(&topic.name),
+        partition,
+        offset,
+        key: r.key,
+        payload: Some(r.payload),
+        headers: r.headers,
+        timestamp_ms: None,
     }
 }
 
@@ -431,12 +420,12 @@ pub async fn run_local<P: Processor>(
         stats.batches += 1;
         batch.clear();
         let started = std::time::Instant::now();
-        emit(&opts, &publisher, &out, &mut stats).await?;
+        emit(&opts, &publisher, out, &mut stats).await?;
         stats.publishing += started.elapsed();
         processor.persist().await.map_err(fail)?;
     }
     let out = processor.end_of_input().await.map_err(fail)?;
-    emit(&opts, &publisher, &out, &mut stats).await?;
+    emit(&opts, &publisher, out, &mut stats).await?;
     processor.persist().await.map_err(fail)?;
     publisher.finish().await?;
     tracing::info!(
@@ -451,11 +440,10 @@ pub async fn run_local<P: Processor>(
     Ok(stats)
 }
 
-async fn emit(opts: &LocalOptions, publisher: &Publisher, out: &Output, stats: &mut LocalStats) -> Result<()> {
-    publisher.bus().publish_output(&opts.service, &opts.dead_letter_topic, out).await?;
+async fn emit(opts: &LocalOptions, publisher: &Publisher, out: Output, stats: &mut LocalStats) -> Result<()> {
     stats.produced += out.records.len() as u64;
     stats.dead_letters += out.dead_letters.len() as u64;
-    Ok(())
+    publisher.bus().publish_output(&opts.service, &opts.dead_letter_topic, out).await
 }
 
 #[cfg(test)]
@@ -518,11 +506,11 @@ mod tests {
             got
         });
         let mut feeder = bus.publisher(&topics(&["in", "table"]));
-        feeder.bus().publish(&OutRecord::new("table", "t", b"t0".to_vec())).await.unwrap();
+        feeder.bus().publish(OutRecord::new("table", "t", b"t0".to_vec())).await.unwrap();
         for i in 0..100 {
             feeder
                 .bus()
-                .publish(&OutRecord::new("in", format!("k{}", i % 5), format!("m{i}").into_bytes()))
+                .publish(OutRecord::new("in", format!("k{}", i % 5), format!("m{i}").into_bytes()))
                 .await
                 .unwrap();
         }

@@ -104,10 +104,13 @@ impl Correlate {
             resources_topic: cfg.topics.resources.clone(),
             edges_out: cfg.topics.flows_edges.clone(),
             index: Index::new(),
-            windows: Windows::new(
-                cfg.correlate.window_secs as i64 * SECOND,
-                cfg.correlate.allowed_lateness_secs as i64 * SECOND,
-            ),
+            windows: {
+                let w = Windows::new(
+                    cfg.correlate.window_secs as i64 * SECOND,
+                    cfg.correlate.allowed_lateness_secs as i64 * SECOND,
+                );
+                if store.is_some() { w } else { w.without_touched() }
+            },
             hold_back: cfg.correlate.hold_back_secs as i64 * SECOND,
             held: Vec::new(),
             store,

@@ -196,7 +196,9 @@ pub struct Windows {
     max_event: BTreeMap<i32, Micros>,
     open: BTreeMap<(i32, Micros), Open>,
     seen: FastSet<EdgeKey>,
-    touched: FastSet<(Micros, i32, EdgeKey)>,
+    /// The (window, edge) pairs changed since the last drain; `None` when
+    /// nobody writes rows of open windows (no database).
+    touched: Option<FastSet<(Micros, i32, EdgeKey)>>,
     late: u64,
 }
 
@@ -209,9 +211,16 @@ impl Windows {
             max_event: BTreeMap::new(),
             open: BTreeMap::new(),
             seen: FastSet::default(),
-            touched: FastSet::default(),
+            touched: Some(FastSet::default()),
             late: 0,
         }
+    }
+
+    /// Stops keeping which windows changed ([`Windows::drain_touched`]
+    /// returns nothing then): without a database only closed windows count.
+    pub fn without_touched(mut self) -> Self {
+        self.touched = None;
+        self
     }
 
     /// The lowest partition watermark (highest event time of the partition
@@ -319,7 +328,9 @@ impl Windows {
         agg.bytes = agg.bytes.saturating_add(b1 - b0);
         agg.first_seen = agg.first_seen.min(o.event_time);
         agg.last_seen = agg.last_seen.max(o.event_time);
-        self.touched.insert((start, o.partition, o.key));
+        if let Some(touched) = &mut self.touched {
+            touched.insert((start, o.partition, o.key));
+        }
         if self.seen.insert(o.key) {
             Added::FirstSeen(edge(self.size, start, o.partition, &o.key, agg, EdgeKind::FirstSeen))
         } else {
@@ -350,8 +361,9 @@ impl Windows {
     /// call that is still open (for `data_flows`: absolute counts, so writing
     /// a window twice keeps the latest).
     pub fn drain_touched(&mut self) -> Vec<WindowEdge> {
-        let mut out = Vec::with_capacity(self.touched.len());
-        for (start, partition, key) in self.touched.drain() {
+        let Some(touched) = &mut self.touched else { return Vec::new() };
+        let mut out = Vec::with_capacity(touched.len());
+        for (start, partition, key) in touched.drain() {
             if let Some(agg) = self.open.get(&(partition, start)).and_then(|w| w.edges.get(&key)) {
                 out.push(edge(self.size, start, partition, &key, agg, EdgeKind::Window));
             }
@@ -361,7 +373,9 @@ impl Windows {
 
     /// Forgets which windows changed (nobody writes their rows).
     pub fn forget_touched(&mut self) {
-        self.touched.clear();
+        if let Some(touched) = &mut self.touched {
+            touched.clear();
+        }
     }
 
     /// Forgets every open window and every watermark, as after a restart:
@@ -372,7 +386,7 @@ impl Windows {
     pub fn reset(&mut self) -> usize {
         let dropped = self.open.values().map(|w| w.edges.len()).sum();
         self.open.clear();
-        self.touched.clear();
+        self.forget_touched();
         self.max_event.clear();
         dropped
     }

@@ -227,6 +227,8 @@ struct FlowSink<'a> {
     out: &'a mut Output,
     records: u64,
     vpcs: Vec<(VpcKey, u64, Micros)>,
+    /// The entry of `vpcs` the last record counted in.
+    last_vpc: usize,
     refused: Refusals,
 }
 
@@ -245,6 +247,7 @@ impl<'a> FlowSink<'a> {
             out,
             records: 0,
             vpcs: Vec::new(),
+            last_vpc: 0,
             refused: Refusals::default(),
         }
     }
@@ -279,13 +282,24 @@ impl<'a> FlowSink<'a> {
     fn count_vpc(&mut self, r: &FlowRecord) {
         let (provider, account, vpc) =
             (r.provider.as_str(), r.account_id.as_deref().unwrap_or(""), r.vpc_id.as_deref().unwrap_or(""));
-        match self.vpcs.iter_mut().find(|((p, a, v), _, _)| *p == provider && a == account && v == vpc) {
-            Some((_, n, t)) => {
+        let same = |((p, a, v), _, _): &(VpcKey, u64, Micros)| *p == provider && a == account && v == vpc;
+        // A message's records are mostly of one VPC: the last one first.
+        let at = match self.vpcs.get(self.last_vpc) {
+            Some(last) if same(last) => Some(self.last_vpc),
+            _ => self.vpcs.iter().position(same),
+        };
+        self.last_vpc = match at {
+            Some(i) => {
+                let (_, n, t) = &mut self.vpcs[i];
                 *n += 1;
                 *t = (*t).max(r.end_time);
+                i
             }
-            None => self.vpcs.push(((provider, account.to_owned(), vpc.to_owned()), 1, r.end_time)),
-        }
+            None => {
+                self.vpcs.push(((provider, account.to_owned(), vpc.to_owned()), 1, r.end_time));
+                self.vpcs.len() - 1
+            }
+        };
     }
 }
 
