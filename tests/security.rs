@@ -808,6 +808,24 @@ async fn each_service_role_has_exactly_its_privileges() {
         context: serde_json::json!({}),
     };
     assert_eq!(psg_store::decisions::insert_alerts(cls, std::slice::from_ref(&alert)).await.unwrap(), 1);
+    // Its lifecycle only through psg_alert_event: resolved by the
+    // classifier, opened again, and an operator's false positive stays.
+    let resolved = AlertRow {
+        status: AlertStatus::Resolved,
+        resolved_at: Some(Utc::now()),
+        resolved_by: Some("automated-classifier".into()),
+        ..alert.clone()
+    };
+    assert_eq!(psg_store::decisions::insert_alerts(cls, std::slice::from_ref(&resolved)).await.unwrap(), 1);
+    assert_eq!(psg_store::decisions::insert_alerts(cls, std::slice::from_ref(&resolved)).await.unwrap(), 0);
+    assert!(psg_store::decisions::alert_ids(cls).await.unwrap().is_empty(), "a resolved alert is not open");
+    assert_eq!(psg_store::decisions::insert_alerts(cls, std::slice::from_ref(&alert)).await.unwrap(), 1);
+    admin
+        .execute("UPDATE alerts SET status = 'false_positive'", &[])
+        .await
+        .expect("the owner marks it a false positive");
+    assert_eq!(psg_store::decisions::insert_alerts(cls, std::slice::from_ref(&resolved)).await.unwrap(), 0);
+    assert_eq!(psg_store::decisions::insert_alerts(cls, std::slice::from_ref(&alert)).await.unwrap(), 0);
     let c = cls.client().await.unwrap();
     for sql in [
         "DELETE FROM alerts",

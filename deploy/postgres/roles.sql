@@ -127,13 +127,16 @@ BEGIN
     GRANT SELECT, INSERT, UPDATE ON correlate_checkpoints TO psg_correlate;
 
     -- classify: rebuilds its graph from decisions, flows and alert ids;
-    -- writes decisions (retiring the previous one) and new alerts; never
-    -- touches an alert's lifecycle.
+    -- writes decisions (retiring the previous one) and alerts: new ones,
+    -- rewordings and resolutions only through psg_alert_event (migration
+    -- 0006), never an operator's part of the lifecycle.
     GRANT SELECT, INSERT ON resources TO psg_classify;
     GRANT SELECT ON data_flows TO psg_classify;
     GRANT SELECT, INSERT ON scope_decisions TO psg_classify;
     GRANT UPDATE (is_current, superseded_by_id) ON scope_decisions TO psg_classify;
     GRANT SELECT, INSERT ON alerts TO psg_classify;
+    GRANT EXECUTE ON FUNCTION psg_alert_event(uuid, text, text, text, text, uuid, timestamptz, text, jsonb)
+        TO psg_classify;
 
     -- evidence: reads what its reports cover; appends records and keys.
     -- Records are insert-only: only the verification bookkeeping may

@@ -367,11 +367,19 @@ pub(crate) fn build_analysis(
         });
     }
 
-    let mut seen_alerts = std::collections::HashSet::new();
+    // An alert's messages (raised, reworded, resolved) share its id: the
+    // last one says where it stands; the report lists those not resolved.
+    let mut latest: HashMap<&str, &Alert> = HashMap::new();
+    let mut order = Vec::new();
+    for a in alerts {
+        if latest.insert(a.alert_id.as_str(), a).is_none() {
+            order.push(a.alert_id.as_str());
+        }
+    }
     let mut alert_entries = Vec::new();
     let mut violating: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
-    for a in alerts {
-        if !seen_alerts.insert(a.alert_id.clone()) {
+    for a in order.iter().map(|id| latest[id]) {
+        if a.status == psg_domain::AlertStatus::Resolved {
             continue;
         }
         let rid = a.resource_id.clone().unwrap_or_default();

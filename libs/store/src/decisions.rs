@@ -119,8 +119,11 @@ pub async fn current_decisions(store: &Store) -> Result<Vec<CurrentDecision>> {
         .collect())
 }
 
-/// Inserts alerts; an alert whose id exists already is left as it is (its
-/// lifecycle belongs to the operator).
+/// Writes alert events in order: an `open` row is inserted, or rewords the
+/// stored alert (reopening it if it was resolved); a `resolved` row resolves
+/// an open or acknowledged alert. An operator's part of the lifecycle is
+/// never changed (a false positive stays one). Through `psg_alert_event`
+/// (migration 0006). Returns the rows changed.
 pub async fn insert_alerts(store: &Store, rows: &[AlertRow]) -> Result<u64> {
     if rows.is_empty() {
         return Ok(0);
@@ -128,17 +131,14 @@ pub async fn insert_alerts(store: &Store, rows: &[AlertRow]) -> Result<u64> {
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(Error::pg("starting the alert write"))?;
     let stmt = tx
-        .prepare(
-            "INSERT INTO alerts (id, severity, alert_type, title, description, resource_id, triggered_at,
-                                 status, context)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
-        )
+        .prepare("SELECT psg_alert_event($1, $2, $3, $4, $5, $6, $7, $8, $9)")
         .await
-        .map_err(Error::pg("preparing the alert insert"))?;
-    let mut inserted = 0;
+        .map_err(Error::pg("preparing the alert write"))?;
+    let mut changed = 0;
     for a in rows {
-        inserted += tx
-            .execute(
+        let at = a.resolved_at.unwrap_or(a.triggered_at);
+        let row = tx
+            .query_one(
                 &stmt,
                 &[
                     &a.id,
@@ -147,16 +147,17 @@ pub async fn insert_alerts(store: &Store, rows: &[AlertRow]) -> Result<u64> {
                     &a.title,
                     &a.description,
                     &a.resource_id,
-                    &a.triggered_at,
+                    &at,
                     &a.status.as_str(),
                     &a.context,
                 ],
             )
             .await
-            .map_err(Error::pg("inserting an alert"))?;
+            .map_err(Error::pg("writing an alert"))?;
+        changed += row.get::<_, i32>(0) as u64;
     }
     tx.commit().await.map_err(Error::pg("committing alerts"))?;
-    Ok(inserted)
+    Ok(changed)
 }
 
 /// Which of `ids` are stored alerts.
@@ -167,9 +168,14 @@ pub async fn existing_alerts(store: &Store, ids: &[Uuid]) -> Result<HashSet<Uuid
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// The ids of every stored alert (to never raise one twice across restarts).
+/// The ids of every stored alert not resolved (to never raise one twice
+/// across restarts; a resolved one is raised again when its condition
+/// comes back).
 pub async fn alert_ids(store: &Store) -> Result<HashSet<Uuid>> {
     let client = store.client().await?;
-    let rows = client.query("SELECT id FROM alerts", &[]).await.map_err(Error::pg("reading alert ids"))?;
+    let rows = client
+        .query("SELECT id FROM alerts WHERE status <> 'resolved'", &[])
+        .await
+        .map_err(Error::pg("reading alert ids"))?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }

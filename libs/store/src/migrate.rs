@@ -26,6 +26,7 @@ const MIGRATIONS: &[Migration] = &[
         name: "correlate_checkpoints",
         sql: include_str!("../migrations/0005_correlate_checkpoints.sql"),
     },
+    Migration { version: 6, name: "alert_lifecycle", sql: include_str!("../migrations/0006_alert_lifecycle.sql") },
 ];
 
 /// Arbitrary constant identifying our migration lock.

@@ -67,9 +67,35 @@ pub struct Change {
     pub previous: Option<Outcome>,
 }
 
-/// An alert the current state calls for (deduplicated downstream by `cause`).
+/// What happened to an alert's condition in one recompute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AlertEvent {
+    /// The condition began (or came back after it had ended).
+    Raised,
+    /// The condition still holds, but what the alert says changed (a
+    /// drifted resource drifted further, say): the same alert, reworded.
+    Updated,
+    /// The condition no longer holds (lookback expiry, tag fixed, manual
+    /// decision, policy change, resource deleted).
+    Resolved,
+}
+
+impl AlertEvent {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Raised => "raised",
+            Self::Updated => "updated",
+            Self::Resolved => "resolved",
+        }
+    }
+}
+
+/// An alert the current state calls for, or one it no longer calls for.
+/// One alert per resource and cause: the downstream id is type + resource +
+/// `cause`, so an update or a resolution names the alert it changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertCandidate {
+    pub event: AlertEvent,
     pub alert_type: AlertType,
     pub resource_id: String,
     /// What distinguishes this alert from others of its type and resource.
@@ -134,8 +160,13 @@ pub struct Engine {
     /// Per node index: whether it is CDE (a compact copy of `Node::cde`, so
     /// walking edges does not touch every peer's node).
     cde_bits: Vec<bool>,
-    /// Alert conditions already reported (each is formatted once).
-    raised: HashSet<AlertKey, foldhash::fast::RandomState>,
+    /// The alert conditions each node is in, as last reported: a condition
+    /// that appears is raised, one that changes its wording is updated, one
+    /// that disappears is resolved.
+    active: HashMap<NodeIndex, SmallVec<[AlertKey; 1]>, foldhash::fast::RandomState>,
+    /// Nodes whose computed scope drifted (and no declared scope covers
+    /// it): the scope before the drift began, and the scope now.
+    drift: HashMap<NodeIndex, (PciScope, PciScope), foldhash::fast::RandomState>,
     last: HashMap<String, Outcome>,
 }
 
@@ -148,7 +179,8 @@ impl Engine {
             watermark: Micros::MIN,
             swept: Micros::MIN,
             dirty: HashSet::default(),
-            raised: HashSet::default(),
+            active: HashMap::default(),
+            drift: HashMap::default(),
             cde_bits: Vec::new(),
             last: HashMap::new(),
         }
@@ -493,7 +525,13 @@ impl Engine {
         // the CDE side, instead of searching every node's edges for a CDE peer.
         let near = (dirty.len() > 64 && dirty.len() * 8 > self.graph.node_count()).then(|| self.near_cde());
         for ix in dirty {
-            if !self.graph.contains_node(ix) || !self.graph[ix].classifiable {
+            if !self.graph.contains_node(ix) {
+                continue;
+            }
+            if !self.graph[ix].classifiable {
+                // Deleted: whatever it was alerted for has no cause left.
+                self.drift.remove(&ix);
+                self.reconcile(ix, SmallVec::new(), &mut alerts);
                 continue;
             }
             let near_cde = match &near {
@@ -501,6 +539,9 @@ impl Engine {
                 None => self.has_accepted_cde_peer(ix),
             };
             let (scope, class) = self.quick_scope(ix, near_cde);
+            // A declared scope is the baseline drift is measured against:
+            // the declared-vs-computed alert covers it, one alert per cause.
+            let declared_covers = self.graph[ix].declared.is_some() && self.graph[ix].manual.is_none();
             if self.graph[ix].decided != Some((scope, class)) {
                 let outcome = self.outcome(ix);
                 let rid = self.graph[ix].resource_id.clone();
@@ -510,24 +551,91 @@ impl Engine {
                 // still catches a declared scope that flows contradict).
                 if let Some(p) = &previous
                     && p.scope != outcome.scope
-                    && p.scope != PciScope::PendingReview
-                    && self.raised.insert(AlertKey::Changed(ix, p.scope, outcome.scope))
                 {
-                    alerts.push(drift_changed(&rid, self.short(ix), &self.full(ix), p, &outcome));
+                    match self.drift.get(&ix).map(|d| d.0) {
+                        Some(baseline) if baseline == outcome.scope => {
+                            self.drift.remove(&ix);
+                        }
+                        Some(baseline) => {
+                            self.drift.insert(ix, (baseline, outcome.scope));
+                        }
+                        None if p.scope != PciScope::PendingReview => {
+                            self.drift.insert(ix, (p.scope, outcome.scope));
+                        }
+                        None => {}
+                    }
                 }
                 self.graph[ix].decided = Some((scope, class));
                 self.last.insert(rid.clone(), outcome.clone());
                 changes.push(Change { resource_id: rid, outcome, previous });
             }
+            if declared_covers {
+                self.drift.remove(&ix);
+            }
+            let mut keys: SmallVec<[AlertKey; 1]> = SmallVec::new();
+            if let Some((from, to)) = self.drift.get(&ix) {
+                keys.push(AlertKey::Changed(ix, *from, *to));
+            }
             for key in self.alert_keys(ix, scope, near_cde) {
-                if self.raised.insert(key) {
-                    alerts.push(self.format_alert(key));
+                if !keys.contains(&key) {
+                    keys.push(key);
                 }
             }
+            self.reconcile(ix, keys, &mut alerts);
         }
         changes.sort_by(|a, b| a.resource_id.cmp(&b.resource_id));
-        alerts.sort_by(|a, b| (&a.resource_id, a.alert_type, &a.cause).cmp(&(&b.resource_id, b.alert_type, &b.cause)));
+        alerts.sort_by(|a, b| {
+            (&a.resource_id, a.alert_type, &a.cause, a.event).cmp(&(&b.resource_id, b.alert_type, &b.cause, b.event))
+        });
         (changes, alerts)
+    }
+
+    /// Compares the alert conditions `ix` is in now with those last
+    /// reported: raises the new ones, rewords the changed ones, resolves
+    /// the ones gone. Only those are put into words.
+    fn reconcile(&mut self, ix: NodeIndex, keys: SmallVec<[AlertKey; 1]>, alerts: &mut Vec<AlertCandidate>) {
+        let old = self.active.remove(&ix).unwrap_or_default();
+        for key in &keys {
+            match old.iter().find(|o| o.same_cause(key)) {
+                Some(o) if o == key => {}
+                Some(_) => alerts.push(self.format_alert(*key, AlertEvent::Updated)),
+                None => alerts.push(self.format_alert(*key, AlertEvent::Raised)),
+            }
+        }
+        for o in old.iter().filter(|o| !keys.iter().any(|k| k.same_cause(o))) {
+            alerts.push(self.resolution(*o));
+        }
+        if !keys.is_empty() {
+            self.active.insert(ix, keys);
+        }
+    }
+
+    /// The alert of a condition that ended, saying what holds now.
+    fn resolution(&self, key: AlertKey) -> AlertCandidate {
+        let mut a = self.format_alert(key, AlertEvent::Resolved);
+        let ix = match key {
+            AlertKey::Untagged(ix)
+            | AlertKey::Declared(ix, ..)
+            | AlertKey::Changed(ix, ..)
+            | AlertKey::OutOfScopePeer(ix, _)
+            | AlertKey::Unknown(ix, _)
+            | AlertKey::Internet(ix, _) => ix,
+            AlertKey::Policy(src, dst, _) => {
+                if self.graph[src].cde {
+                    src
+                } else {
+                    dst
+                }
+            }
+        };
+        let now = match (self.graph[ix].classifiable, self.last.get(&self.graph[ix].resource_id)) {
+            (false, _) => format!("{} is no longer in the inventory.", self.full(ix)),
+            (true, Some(o)) => format!("{} now computes as {}: {}", self.full(ix), o.scope, o.justification),
+            (true, None) => format!("{} has no decision.", self.full(ix)),
+        };
+        a.description = format!("Resolved by the classifier: the condition no longer holds. {now}");
+        a.context.insert("resolution".into(), "condition no longer holds".into());
+        a
     }
 
     /// The scope and classification of a node, without putting anything
@@ -623,7 +731,9 @@ impl Engine {
             for dir in [Direction::Outgoing, Direction::Incoming] {
                 for e in self.graph.edges_directed(ix, dir) {
                     let (src, dst) = (e.source(), e.target());
-                    if src == dst || !(self.is_cde(src) || self.is_cde(dst)) {
+                    // The alert is the CDE end's (the source's when both are).
+                    let owner = if self.graph[src].cde { src } else { dst };
+                    if src == dst || owner != ix || !(self.is_cde(src) || self.is_cde(dst)) {
                         continue;
                     }
                     for (service, _) in e.weight() {
@@ -670,7 +780,13 @@ impl Engine {
     }
 
     /// An alert condition put into words.
-    fn format_alert(&self, key: AlertKey) -> AlertCandidate {
+    fn format_alert(&self, key: AlertKey, event: AlertEvent) -> AlertCandidate {
+        let mut a = self.describe_alert(key);
+        a.event = event;
+        a
+    }
+
+    fn describe_alert(&self, key: AlertKey) -> AlertCandidate {
         let tag = &self.settings.scope_tag_key;
         let ctx = |services: &PeerServices, rid: &str, peer: &str| {
             let mut c =
@@ -688,6 +804,7 @@ impl Engine {
             AlertKey::Untagged(ix) => {
                 let rid = &self.graph[ix].resource_id;
                 AlertCandidate {
+                    event: AlertEvent::Raised,
                     alert_type: AlertType::UntaggedResource,
                     resource_id: rid.clone(),
                     cause: "untagged".into(),
@@ -703,9 +820,11 @@ impl Engine {
             AlertKey::Declared(ix, d, scope) => {
                 let rid = &self.graph[ix].resource_id;
                 AlertCandidate {
+                    event: AlertEvent::Raised,
                     alert_type: AlertType::ScopeDrift,
                     resource_id: rid.clone(),
-                    cause: format!("declared:{d}:computed:{scope}"),
+                    // One alert per resource: a further drift rewords it.
+                    cause: "declared".to_owned(),
                     title: format!("{} is declared {d} but computes as {scope}", self.short(ix)),
                     description: format!(
                         "{} is tagged {tag}={d}, but its computed scope is {scope}: {}",
@@ -720,14 +839,17 @@ impl Engine {
                 }
             }
             AlertKey::Changed(ix, from, to) => {
-                // Raised in `recompute`, where the outcome is at hand.
                 let rid = &self.graph[ix].resource_id;
+                let why = self.last.get(rid).map(|o| format!(": {}", o.justification)).unwrap_or_default();
                 AlertCandidate {
+                    event: AlertEvent::Raised,
                     alert_type: AlertType::ScopeDrift,
                     resource_id: rid.clone(),
-                    cause: format!("changed:{from}:{to}"),
+                    // One alert per resource: a further change rewords it,
+                    // a return to `from` resolves it.
+                    cause: "changed".to_owned(),
                     title: format!("{} moved from {from} to {to}", self.short(ix)),
-                    description: format!("The computed scope of {} changed from {from} to {to}.", self.full(ix)),
+                    description: format!("The computed scope of {} changed from {from} to {to}{why}", self.full(ix)),
                     pci_requirement: "12.5.2",
                     context: BTreeMap::from([("from".to_owned(), from.to_string()), ("to".to_owned(), to.to_string())]),
                 }
@@ -736,6 +858,7 @@ impl Engine {
                 let (rid, p) = (&self.graph[ix].resource_id, &self.graph[peer].resource_id);
                 let services = self.services_between(ix, peer);
                 AlertCandidate {
+                    event: AlertEvent::Raised,
                     alert_type: AlertType::SegmentationViolation,
                     resource_id: rid.clone(),
                     cause: format!("out-of-scope:{p}"),
@@ -755,6 +878,7 @@ impl Engine {
                 let services = self.services_between(ix, peer);
                 let addr = n.address.as_deref().unwrap_or(&n.resource_id);
                 AlertCandidate {
+                    event: AlertEvent::Raised,
                     alert_type: AlertType::UnknownSystem,
                     resource_id: n.resource_id.clone(),
                     cause: format!("cde-peer:{p}"),
@@ -775,6 +899,7 @@ impl Engine {
                 let mut context = ctx(&services, rid, &pn.resource_id);
                 context.insert("address".into(), addr.clone());
                 AlertCandidate {
+                    event: AlertEvent::Raised,
                     alert_type: AlertType::CdeInternet,
                     resource_id: rid.clone(),
                     cause: format!("external:{addr}"),
@@ -798,6 +923,7 @@ impl Engine {
                 let (first, last) = seen.map_or((0, 0), |s| (s.first, s.last));
                 let segments = |ix| self.policy_segments(ix);
                 AlertCandidate {
+                    event: AlertEvent::Raised,
                     alert_type: AlertType::SegmentationViolation,
                     resource_id: owner.clone(),
                     cause: format!("policy:{s}->{d}:{service}"),
@@ -855,21 +981,14 @@ enum AlertKey {
     Policy(NodeIndex, NodeIndex, Service),
 }
 
-fn drift_changed(rid: &str, short: &str, full: &str, previous: &Outcome, outcome: &Outcome) -> AlertCandidate {
-    AlertCandidate {
-        alert_type: AlertType::ScopeDrift,
-        resource_id: rid.to_owned(),
-        cause: format!("changed:{}:{}", previous.scope, outcome.scope),
-        title: format!("{short} moved from {} to {}", previous.scope, outcome.scope),
-        description: format!(
-            "The computed scope of {full} changed from {} to {}: {}",
-            previous.scope, outcome.scope, outcome.justification
-        ),
-        pci_requirement: "12.5.2",
-        context: BTreeMap::from([
-            ("from".to_owned(), previous.scope.to_string()),
-            ("to".to_owned(), outcome.scope.to_string()),
-        ]),
+impl AlertKey {
+    /// Whether two conditions are one alert (the drift alerts keep their
+    /// identity while their scopes change).
+    fn same_cause(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Declared(a, ..), Self::Declared(b, ..)) | (Self::Changed(a, ..), Self::Changed(b, ..)) => a == b,
+            _ => self == other,
+        }
     }
 }
 

@@ -5,6 +5,8 @@ use psg_domain::time::SECOND;
 use psg_domain::{Alert, Severity};
 use serde_json::{Value, json};
 
+use crate::engine::AlertEvent;
+
 /// OCSF `severity_id`.
 fn severity_id(s: Severity) -> u8 {
     match s {
@@ -15,22 +17,29 @@ fn severity_id(s: Severity) -> u8 {
     }
 }
 
-/// The Detection Finding of an alert.
-pub fn detection_finding(a: &Alert) -> Value {
+/// The Detection Finding of an alert's event: Create (status New) when
+/// raised, Update when reworded, Close (status Resolved) when its condition
+/// ended.
+pub fn detection_finding(a: &Alert, event: AlertEvent) -> Value {
     let time_ms = a.triggered_at / (SECOND / 1000);
+    let (activity_id, activity, status_id, status) = match event {
+        AlertEvent::Raised => (1, "Create", 1, "New"),
+        AlertEvent::Updated => (2, "Update", 1, "New"),
+        AlertEvent::Resolved => (3, "Close", 4, "Resolved"),
+    };
     json!({
         "class_uid": 2004,
         "class_name": "Detection Finding",
         "category_uid": 2,
         "category_name": "Findings",
-        "activity_id": 1,
-        "activity_name": "Create",
-        "type_uid": 200401,
-        "type_name": "Detection Finding: Create",
+        "activity_id": activity_id,
+        "activity_name": activity,
+        "type_uid": 200400 + activity_id,
+        "type_name": format!("Detection Finding: {activity}"),
         "severity_id": severity_id(a.severity),
         "severity": a.severity.as_str(),
-        "status_id": 1,
-        "status": "New",
+        "status_id": status_id,
+        "status": status,
         "time": time_ms,
         "message": a.title,
         "finding_info": {
@@ -74,7 +83,7 @@ mod tests {
             status: AlertStatus::Open,
             context: HashMap::from([("address".into(), "203.0.113.7".into())]),
         };
-        let f = detection_finding(&a);
+        let f = detection_finding(&a, AlertEvent::Raised);
         assert_eq!(f["class_uid"], 2004);
         assert_eq!(f["type_uid"], 200401);
         assert_eq!(f["severity_id"], 4);
@@ -83,5 +92,8 @@ mod tests {
         assert_eq!(f["finding_info"]["types"][0], "cde_internet");
         assert_eq!(f["resources"][0]["uid"], "db");
         assert_eq!(f["unmapped"]["pci_requirement"], "1.3.2");
+        let closed = detection_finding(&Alert { status: AlertStatus::Resolved, ..a }, AlertEvent::Resolved);
+        assert_eq!((closed["activity_id"].as_i64(), closed["type_uid"].as_i64()), (Some(3), Some(200403)));
+        assert_eq!((closed["status_id"].as_i64(), closed["status"].as_str()), (Some(4), Some("Resolved")));
     }
 }

@@ -15,7 +15,7 @@ use psg_kafka_runtime::{DeadLetter, InMessage, InputKind, OutRecord, Output, Pro
 use psg_store::Store;
 use uuid::Uuid;
 
-use crate::engine::{AlertCandidate, Change, Engine, Outcome, Settings};
+use crate::engine::{AlertCandidate, AlertEvent, Change, Engine, Outcome, Settings};
 
 /// `decided_by` of automated decisions.
 pub const CLASSIFIER: &str = "automated-classifier";
@@ -246,10 +246,30 @@ impl Classify {
         }
     }
 
+    /// Publishes an alert's event: a raised alert (once: `alerted` holds
+    /// the ids open, acknowledged or marked false positive, also those in
+    /// the database at start), an updated one, a resolved one (status
+    /// `resolved`, resolved by the classifier).
     fn alert(&mut self, a: AlertCandidate, out: &mut Output) {
         let id = ids::stable_id("alert", &[a.alert_type.as_str(), &a.resource_id, &a.cause]);
-        if !self.alerted.insert(id) {
+        let publish = match a.event {
+            AlertEvent::Raised => self.alerted.insert(id),
+            AlertEvent::Updated => {
+                self.alerted.insert(id);
+                true
+            }
+            AlertEvent::Resolved => self.alerted.remove(&id),
+        };
+        if !publish {
             return;
+        }
+        let now = now_micros();
+        let resolved = a.event == AlertEvent::Resolved;
+        let mut context: HashMap<String, String> = a.context.into_iter().collect();
+        context.insert("event".into(), a.event.as_str().into());
+        if resolved {
+            context.insert("resolved_at".into(), psg_domain::time::rfc3339(now));
+            context.insert("resolved_by".into(), CLASSIFIER.into());
         }
         let msg = Alert {
             alert_id: id.to_string(),
@@ -258,10 +278,10 @@ impl Classify {
             title: a.title,
             description: a.description,
             resource_id: Some(a.resource_id.clone()),
-            triggered_at: now_micros(),
+            triggered_at: now,
             pci_requirement: Some(a.pci_requirement.to_owned()),
-            status: AlertStatus::Open,
-            context: a.context.into_iter().collect(),
+            status: if resolved { AlertStatus::Resolved } else { AlertStatus::Open },
+            context,
         };
         match psg_avro_codec::encode(&msg) {
             Ok(bytes) => out.records.push(OutRecord::new(&self.alerts_out, msg.alert_id.as_bytes(), bytes)),
@@ -271,11 +291,18 @@ impl Classify {
             }
         }
         if let Some(topic) = &self.ocsf_out {
-            let finding = crate::ocsf::detection_finding(&msg).to_string().into_bytes();
+            let finding = crate::ocsf::detection_finding(&msg, a.event).to_string().into_bytes();
             out.records.push(OutRecord::new(topic, msg.alert_id.as_bytes(), finding));
         }
-        metrics::counter!("psg_classify_alerts_total", "type" => msg.alert_type.as_str()).increment(1);
-        tracing::info!(alert = %msg.alert_type, severity = %msg.severity, title = %msg.title, "alert");
+        let kind = msg.alert_type.as_str();
+        match a.event {
+            AlertEvent::Raised => metrics::counter!("psg_classify_alerts_total", "type" => kind).increment(1),
+            AlertEvent::Updated => metrics::counter!("psg_classify_alerts_updated_total", "type" => kind).increment(1),
+            AlertEvent::Resolved => {
+                metrics::counter!("psg_classify_alerts_resolved_total", "type" => kind).increment(1)
+            }
+        }
+        tracing::info!(alert = %msg.alert_type, severity = %msg.severity, event = a.event.as_str(), title = %msg.title, "alert");
         if self.store.is_some() {
             self.queue_resource(&a.resource_id);
             let mut context: serde_json::Map<String, serde_json::Value> =
@@ -291,9 +318,9 @@ impl Classify {
                 triggered_at: from_micros(msg.triggered_at),
                 acknowledged_at: None,
                 acknowledged_by: None,
-                resolved_at: None,
-                resolved_by: None,
-                status: AlertStatus::Open,
+                resolved_at: resolved.then(|| from_micros(now)),
+                resolved_by: resolved.then(|| CLASSIFIER.to_owned()),
+                status: msg.status,
                 context: serde_json::Value::Object(context),
             });
         }

@@ -121,12 +121,89 @@ fn leaving_pending_review_is_not_drift_but_leaving_a_determined_scope_is() {
     e.add_edge(&edge(("x", R), ("y", R), 1, FlowAction::Accept, 93 * DAY));
     let (_, alerts) = e.recompute();
     assert_eq!(scope_of(&e, "web"), PciScope::PendingReview);
-    assert!(
-        alerts
-            .iter()
-            .any(|a| a.alert_type == AlertType::ScopeDrift && a.cause == "changed:connected-cde:pending-review"),
+    let drift: Vec<_> = alerts.iter().filter(|a| a.alert_type == AlertType::ScopeDrift).collect();
+    assert_eq!(drift.len(), 1, "{alerts:?}");
+    assert_eq!((drift[0].cause.as_str(), drift[0].event), ("changed", AlertEvent::Raised));
+    assert_eq!(drift[0].context["from"], "connected-cde");
+    assert_eq!(drift[0].context["to"], "pending-review");
+    // Back where it was: the drift is over.
+    e.add_edge(&edge(("web", R), ("db", R), 5432, FlowAction::Accept, 94 * DAY));
+    let (_, alerts) = e.recompute();
+    let drift: Vec<_> = alerts.iter().filter(|a| a.alert_type == AlertType::ScopeDrift).collect();
+    assert_eq!(drift.len(), 1, "{alerts:?}");
+    assert_eq!((drift[0].cause.as_str(), drift[0].event), ("changed", AlertEvent::Resolved));
+}
+
+fn of_type(alerts: &[AlertCandidate], t: AlertType) -> Vec<(&str, &str, AlertEvent)> {
+    alerts.iter().filter(|a| a.alert_type == t).map(|a| (a.resource_id.as_str(), a.cause.as_str(), a.event)).collect()
+}
+
+/// Issue 15, case 3: a declared out-of-scope system that connects to the
+/// CDE is one drift (declared vs computed), not also "moved from".
+#[test]
+fn one_drift_alert_per_cause() {
+    let mut e = engine();
+    e.upsert_resource(&resource("vault", &[("pci-scope", "cde")]));
+    e.upsert_resource(&resource("corp", &[("pci-scope", "out-of-scope")]));
+    e.recompute();
+    assert_eq!(scope_of(&e, "corp"), PciScope::OutOfScope);
+    e.add_edge(&edge(("corp", R), ("vault", R), 5432, FlowAction::Accept, DAY));
+    let (_, alerts) = e.recompute();
+    assert_eq!(scope_of(&e, "corp"), PciScope::ConnectedCde);
+    assert_eq!(of_type(&alerts, AlertType::ScopeDrift), vec![("corp", "declared", AlertEvent::Raised)], "{alerts:?}");
+    assert_eq!(of_type(&alerts, AlertType::SegmentationViolation).len(), 1, "{alerts:?}");
+    // More flows of the same cause: nothing new.
+    e.add_edge(&edge(("corp", R), ("vault", R), 5432, FlowAction::Accept, DAY + SECOND));
+    let (_, alerts) = e.recompute();
+    assert!(alerts.is_empty(), "{alerts:?}");
+    // It drifts further (now handles card data itself): the same alert, reworded.
+    e.upsert_resource(&resource("corp", &[("pci-scope", "out-of-scope"), ("pci-data", "stores-cardholder")]));
+    let (_, alerts) = e.recompute();
+    assert_eq!(of_type(&alerts, AlertType::ScopeDrift), vec![("corp", "declared", AlertEvent::Updated)], "{alerts:?}");
+    let drift = alerts.iter().find(|a| a.alert_type == AlertType::ScopeDrift).unwrap();
+    assert!(drift.title.contains("declared out-of-scope but computes as cde"), "{}", drift.title);
+}
+
+/// Alerts resolve themselves when their cause disappears: the tag fixed, a
+/// manual decision, the flow aged out of the lookback window.
+#[test]
+fn alerts_resolve_when_their_cause_ends() {
+    let mut e = engine();
+    e.upsert_resource(&resource("vault", &[("pci-scope", "cde")]));
+    e.upsert_resource(&resource("corp", &[("pci-scope", "out-of-scope")]));
+    e.upsert_resource(&resource("web", &[]));
+    e.upsert_resource(&resource("tmp", &[]));
+    e.add_edge(&edge(("corp", R), ("vault", R), 5432, FlowAction::Accept, DAY));
+    let (_, alerts) = e.recompute();
+    assert_eq!(of_type(&alerts, AlertType::UntaggedResource).len(), 2, "{alerts:?}");
+    assert_eq!(of_type(&alerts, AlertType::SegmentationViolation).len(), 1, "{alerts:?}");
+
+    // The tag fixed.
+    e.upsert_resource(&resource("web", &[("pci-scope", "out-of-scope")]));
+    let (_, alerts) = e.recompute();
+    assert_eq!(of_type(&alerts, AlertType::UntaggedResource), vec![("web", "untagged", AlertEvent::Resolved)]);
+    let resolved = &alerts[0];
+    assert!(resolved.description.starts_with("Resolved by the classifier"), "{}", resolved.description);
+
+    // A manual decision.
+    e.set_manual("tmp", Some((PciScope::OutOfScope, "scratch host".into())));
+    let (_, alerts) = e.recompute();
+    assert_eq!(of_type(&alerts, AlertType::UntaggedResource), vec![("tmp", "untagged", AlertEvent::Resolved)]);
+
+    // The flow ages out: the violation and the drift end.
+    e.add_edge(&edge(("x", R), ("y", R), 1, FlowAction::Accept, 93 * DAY));
+    let (_, alerts) = e.recompute();
+    assert_eq!(scope_of(&e, "corp"), PciScope::OutOfScope);
+    let ended: Vec<_> = alerts.iter().filter(|a| a.resource_id == "corp").map(|a| (a.alert_type, a.event)).collect();
+    assert_eq!(
+        ended,
+        vec![(AlertType::SegmentationViolation, AlertEvent::Resolved), (AlertType::ScopeDrift, AlertEvent::Resolved)],
         "{alerts:?}"
     );
+    // Nothing left to resolve twice.
+    e.add_edge(&edge(("x", R), ("y", R), 1, FlowAction::Accept, 94 * DAY));
+    let (_, alerts) = e.recompute();
+    assert!(alerts.iter().all(|a| a.event != AlertEvent::Resolved || a.resource_id == "x" || a.resource_id == "y"));
 }
 
 #[test]
