@@ -309,3 +309,51 @@ fn analyze_fails_with_the_cause_when_the_input_breaks_mid_run() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("broken.log.gz"), "{stderr}");
 }
+
+/// Issue 15, cases 2 and 3, end to end: an Azure VM whose NIC holds its
+/// address is one system (the NIC listed under it, not counted, never
+/// alerted on), in either order of the inventory records; a declared
+/// out-of-scope system that connects to the CDE gets one drift alert.
+#[test]
+fn analyze_counts_systems_not_interfaces() {
+    let nic_id = "/subscriptions/s1/resourcegroups/rg/providers/microsoft.network/networkinterfaces/corp-nic";
+    let vault = r#"{"provider": "azure", "resource_type": "virtual_machine", "resource_id": "vault", "resource_name": "vault", "region": "westeurope", "vpc_id": "vnet-pay", "subnet_id": "snet", "private_ips": ["10.1.0.5"], "public_ips": [], "interface_ids": [], "security_groups": [], "tags": {"pci-scope": "cde"}, "observed_at": "2026-01-01T00:00:00Z", "deleted": false}"#;
+    let vm = format!(
+        r#"{{"provider": "azure", "resource_type": "virtual_machine", "resource_id": "corp", "resource_name": "corp", "region": "westeurope", "vpc_id": "vnet-pay", "subnet_id": "snet", "private_ips": [], "public_ips": [], "interface_ids": ["{nic_id}"], "security_groups": [], "tags": {{"pci-scope": "out-of-scope"}}, "observed_at": "2026-01-01T00:00:00Z", "deleted": false}}"#
+    );
+    let nic = format!(
+        r#"{{"provider": "azure", "resource_type": "network_interface", "resource_id": "{nic_id}", "resource_name": "corp-nic", "region": "westeurope", "vpc_id": "vnet-pay", "subnet_id": "snet", "private_ips": ["10.1.0.9"], "public_ips": [], "interface_ids": ["000D3AF87856"], "security_groups": [], "tags": {{}}, "observed_at": "2026-01-01T00:00:00Z", "deleted": false}}"#
+    );
+    let flows = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n\
+                 2 123456789012 eni-x 10.1.0.9 10.1.0.5 49152 5432 6 10 840 1767226200 1767226260 ACCEPT OK\n";
+    for vm_first in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inventory = dir.path().join("inventory.jsonl");
+        let lines = if vm_first { [vault, &vm, &nic] } else { [vault, &nic, &vm] };
+        std::fs::write(&inventory, lines.join("\n") + "\n").expect("inventory");
+        let flow_file = dir.path().join("flows.log");
+        std::fs::write(&flow_file, flows).expect("flows");
+        let (report, stderr) = analyze_json(
+            &["--inventory".as_ref(), inventory.as_os_str(), "--flows".as_ref(), flow_file.as_os_str()],
+            None,
+        )
+        .unwrap_or_else(|(code, e)| panic!("analyze exited {code}: {e}"));
+        let ids: Vec<&str> = report["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .filter_map(|r| r["resource_id"].as_str())
+            .collect();
+        assert_eq!(ids, vec!["vault", "corp"], "vm first: {vm_first}: {stderr}");
+        let corp = resource(&report, "corp");
+        assert_eq!(corp["scope"], "connected-cde", "{corp}");
+        assert_eq!(corp["interfaces"], serde_json::json!([nic_id]), "{corp}");
+        let summary = &report["summary"];
+        assert_eq!((summary["cde"].as_u64(), summary["connected-cde"].as_u64()), (Some(1), Some(1)), "{summary}");
+        assert_eq!((summary["out-of-scope"].as_u64(), summary["pending-review"].as_u64()), (Some(0), Some(0)));
+        let alerts = report["alerts"].as_array().expect("alerts");
+        assert!(alerts.iter().all(|a| a["resource_id"] != nic_id), "no alert on the interface: {alerts:?}");
+        assert_eq!(alerts_of(&report, "scope_drift").len(), 1, "one drift alert: {alerts:?}");
+        assert_eq!(alerts_of(&report, "segmentation_violation").len(), 1, "{alerts:?}");
+    }
+}

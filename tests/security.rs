@@ -826,6 +826,7 @@ async fn each_service_role_has_exactly_its_privileges() {
         .expect("the owner marks it a false positive");
     assert_eq!(psg_store::decisions::insert_alerts(cls, std::slice::from_ref(&resolved)).await.unwrap(), 0);
     assert_eq!(psg_store::decisions::insert_alerts(cls, std::slice::from_ref(&alert)).await.unwrap(), 0);
+    admin.execute("UPDATE alerts SET status = 'open'", &[]).await.expect("open again for the operator's part");
     let c = cls.client().await.unwrap();
     for sql in [
         "DELETE FROM alerts",
@@ -874,6 +875,7 @@ async fn each_service_role_has_exactly_its_privileges() {
     // operator: report, alert lifecycle, audit log, evidence export/verify/expire.
     let op = &stores["psg_operator"];
     assert_eq!(psg_store::operator::current_scope(op).await.unwrap().len(), 1);
+    psg_store::operator::interface_owners(op).await.unwrap();
     let listed = psg_store::operator::alerts(op, &Default::default()).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(psg_store::operator::alert(op, &alert.id.to_string()[..8]).await.unwrap().len(), 1);

@@ -349,7 +349,6 @@ pub(crate) fn build_analysis(
     let mut as_of = i64::MIN;
     let mut entries = Vec::with_capacity(current.len());
     for (rid, d) in &current {
-        summary.add(d.scope.as_str());
         as_of = as_of.max(d.as_of);
         let r = by_id.get(rid);
         entries.push(ResourceEntry {
@@ -364,7 +363,21 @@ pub(crate) fn build_analysis(
             rule: d.rule.as_str().to_owned(),
             segment: r.and_then(|r| r.vpc_id.clone()).unwrap_or_default(),
             tags: r.map(|r| r.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
+            interfaces: Vec::new(),
         });
+    }
+
+    // Systems, not interfaces: an interface its system's inventory lists
+    // is shown under the system and not counted on its own.
+    let mut owner_of: HashMap<String, String> = HashMap::new();
+    for r in by_id.values().filter(|r| !r.deleted) {
+        for i in r.interface_ids.iter().filter(|i| **i != r.resource_id) {
+            owner_of.insert(i.clone(), r.resource_id.clone());
+        }
+    }
+    psg_report::fold_interfaces(&mut entries, &owner_of);
+    for e in &entries {
+        summary.add(&e.scope);
     }
 
     // An alert's messages (raised, reworded, resolved) share its id: the

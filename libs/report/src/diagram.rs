@@ -204,13 +204,20 @@ fn unique_key(key: String, taken: &BTreeSet<String>) -> String {
 }
 
 fn build(a: &Analysis) -> Model {
+    // An interface's flows are its system's.
+    let system_of: BTreeMap<&str, &str> = a
+        .resources
+        .iter()
+        .flat_map(|r| r.interfaces.iter().map(move |i| (i.as_str(), r.resource_id.as_str())))
+        .collect();
+    let system = |id: &str| system_of.get(id).map_or_else(|| id.to_owned(), |s| (*s).to_owned());
     // Flows, plus the external connections the edges do not already show.
     let mut raw: Vec<RawEdge> = a
         .edges
         .iter()
         .map(|e| RawEdge {
-            source: e.source.clone(),
-            destination: e.destination.clone(),
+            source: system(&e.source),
+            destination: system(&e.destination),
             protocol: e.protocol.clone(),
             port: e.port,
             reject: !e.action.eq_ignore_ascii_case("ACCEPT"),
@@ -267,10 +274,18 @@ fn build(a: &Analysis) -> Model {
         let unknown = r.resource_type == "unknown_host";
         let name = if r.resource_name.trim().is_empty() { r.resource_id.clone() } else { r.resource_name.clone() };
         let rtype = if unknown { "unknown host" } else { r.resource_type.as_str() };
+        let mut detail = join_detail(rtype, &r.provider);
+        if let Some(first) = r.interfaces.first() {
+            // An ARM id by its last segment (the NIC's name).
+            w!(detail, ", interfaces: {}", first.rsplit('/').next().unwrap_or(first));
+            if r.interfaces.len() > 1 {
+                w!(detail, " +{}", r.interfaces.len() - 1);
+            }
+        }
         systems.push(System {
             id: r.resource_id.clone(),
             name,
-            detail: join_detail(rtype, &r.provider),
+            detail,
             rtype: rtype.to_string(),
             scope: norm_scope(&r.scope),
             segment: r.segment.clone(),
@@ -1843,6 +1858,7 @@ mod tests {
             rule: String::new(),
             segment: segment.to_string(),
             tags: BTreeMap::new(),
+            interfaces: Vec::new(),
         }
     }
 

@@ -104,6 +104,36 @@ pub struct ResourceEntry {
     pub segment: String,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// The interfaces that are part of this system (listed by its
+    /// inventory: an instance's ENIs, a VM's NICs): classified with it,
+    /// not counted as systems of their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<String>,
+}
+
+/// Systems, not interfaces: moves every entry that `owner_of` (interface id
+/// → the resource whose inventory lists it) names as an interface of
+/// another entry under that entry's `interfaces`, so that systems are
+/// counted once. An interface whose system has no entry stays an entry.
+pub fn fold_interfaces(entries: &mut Vec<ResourceEntry>, owner_of: &std::collections::HashMap<String, String>) {
+    let present: std::collections::HashSet<String> = entries.iter().map(|e| e.resource_id.clone()).collect();
+    let owner =
+        |id: &str| owner_of.get(id).filter(|o| present.contains(*o) && *o != id && !owner_of.contains_key(*o)).cloned();
+    let mut moved: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    entries.retain(|e| match owner(&e.resource_id) {
+        Some(o) => {
+            moved.entry(o).or_default().push(e.resource_id.clone());
+            false
+        }
+        None => true,
+    });
+    for e in entries.iter_mut() {
+        if let Some(mut ids) = moved.remove(&e.resource_id) {
+            e.interfaces.append(&mut ids);
+            e.interfaces.sort();
+            e.interfaces.dedup();
+        }
+    }
 }
 
 /// One alert.
@@ -230,5 +260,45 @@ mod tests {
         ] {
             assert_eq!(v[k], n, "{k}");
         }
+    }
+}
+
+#[cfg(test)]
+mod fold_tests {
+    use super::*;
+
+    fn entry(id: &str, scope: &str) -> ResourceEntry {
+        ResourceEntry {
+            resource_id: id.into(),
+            provider: "azure".into(),
+            resource_type: "virtual_machine".into(),
+            resource_name: id.into(),
+            scope: scope.into(),
+            data_classification: None,
+            justification: String::new(),
+            dependency_resource_ids: Vec::new(),
+            rule: String::new(),
+            segment: String::new(),
+            tags: BTreeMap::new(),
+            interfaces: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn interfaces_go_under_their_system() {
+        let mut entries = vec![
+            entry("vm", "connected-cde"),
+            entry("nic-2", "connected-cde"),
+            entry("nic-1", "pending-review"),
+            entry("lone", "pending-review"),
+        ];
+        let owners: std::collections::HashMap<String, String> = [("nic-1", "vm"), ("nic-2", "vm"), ("lone", "gone")]
+            .into_iter()
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .collect();
+        fold_interfaces(&mut entries, &owners);
+        let ids: Vec<&str> = entries.iter().map(|e| e.resource_id.as_str()).collect();
+        assert_eq!(ids, vec!["vm", "lone"], "an interface whose system has no entry stays");
+        assert_eq!(entries[0].interfaces, vec!["nic-1", "nic-2"]);
     }
 }

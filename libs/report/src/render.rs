@@ -131,11 +131,15 @@ pub fn markdown(a: &Analysis) -> String {
         let evidence = if scope == "out-of-scope" { "evidence" } else { "justification" };
         let _ = writeln!(out, "| system | type | cloud | segment | {evidence} |\n|---|---|---|---|---|");
         for r in rs {
-            let name = if r.resource_name.is_empty() || r.resource_name == r.resource_id {
+            let mut name = if r.resource_name.is_empty() || r.resource_name == r.resource_id {
                 format!("`{}`", md(&r.resource_id))
             } else {
                 format!("{} (`{}`)", md(&r.resource_name), md(&r.resource_id))
             };
+            if !r.interfaces.is_empty() {
+                let ids: Vec<String> = r.interfaces.iter().map(|i| format!("`{}`", md(i))).collect();
+                name.push_str(&format!("<br>interfaces: {}", ids.join(", ")));
+            }
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} |",
@@ -170,7 +174,7 @@ fn csv_field(s: &str) -> String {
 /// CSV, one row per resource.
 pub fn csv(a: &Analysis) -> String {
     let mut out = String::from(
-        "resource_id,provider,resource_type,resource_name,scope,data_classification,rule,segment,justification,dependency_resource_ids\n",
+        "resource_id,provider,resource_type,resource_name,scope,data_classification,rule,segment,justification,dependency_resource_ids,interfaces\n",
     );
     for r in &a.resources {
         let fields = [
@@ -184,6 +188,7 @@ pub fn csv(a: &Analysis) -> String {
             &r.segment,
             &r.justification,
             &r.dependency_resource_ids.join(" "),
+            &r.interfaces.join(" "),
         ];
         let row: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
         out.push_str(&row.join(","));
@@ -210,6 +215,7 @@ mod tests {
             rule: "tag".into(),
             segment: "vpc-1".into(),
             tags: Default::default(),
+            interfaces: Vec::new(),
         };
         let mut a = Analysis {
             as_of: "2026-11-01T01:00:00Z".into(),

@@ -48,9 +48,32 @@ pub async fn current_scope(store: &Store) -> Result<Vec<ResourceEntry>> {
                     .as_object()
                     .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
                     .unwrap_or_default(),
+                interfaces: Vec::new(),
             }
         })
         .collect())
+}
+
+/// Interface resource id → the active resource whose inventory lists it
+/// (`interface_ids`), for [`psg_report::fold_interfaces`].
+pub async fn interface_owners(store: &Store) -> Result<std::collections::HashMap<String, String>> {
+    let client = store.client().await?;
+    let rows = client
+        .query(
+            "SELECT resource_id, interface_ids FROM resources WHERE is_active AND cardinality(interface_ids) > 0",
+            &[],
+        )
+        .await
+        .map_err(Error::pg("reading interface owners"))?;
+    let mut owners = std::collections::HashMap::new();
+    for r in &rows {
+        let owner: String = r.get(0);
+        let listed: Vec<String> = r.get(1);
+        for i in listed.into_iter().filter(|i| *i != owner) {
+            owners.insert(i, owner.clone());
+        }
+    }
+    Ok(owners)
 }
 
 /// A filter for [`alerts`].

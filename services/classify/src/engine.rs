@@ -128,6 +128,11 @@ struct Node {
     vpc_id: Option<String>,
     /// Every address the node holds (for CIDR segments).
     addresses: Vec<IpAddr>,
+    /// The system this interface belongs to (a resource whose
+    /// `interface_ids` name it): classified with it, never alone.
+    owner: Option<NodeIndex>,
+    /// The interfaces this resource's inventory lists (`interface_ids`).
+    listed: Vec<String>,
 }
 
 /// (protocol, destination port, action).
@@ -168,6 +173,8 @@ pub struct Engine {
     /// it): the scope before the drift began, and the scope now.
     drift: HashMap<NodeIndex, (PciScope, PciScope), foldhash::fast::RandomState>,
     last: HashMap<String, Outcome>,
+    /// Interface resource id → the resource whose inventory lists it.
+    owner_of: HashMap<String, String>,
 }
 
 impl Engine {
@@ -183,6 +190,7 @@ impl Engine {
             drift: HashMap::default(),
             cde_bits: Vec::new(),
             last: HashMap::new(),
+            owner_of: HashMap::new(),
         }
     }
 
@@ -243,6 +251,8 @@ impl Engine {
             address: None,
             vpc_id: None,
             addresses: Vec::new(),
+            owner: None,
+            listed: Vec::new(),
         });
         self.nodes.insert(resource_id.to_owned(), ix);
         ix
@@ -267,6 +277,82 @@ impl Engine {
         node.addresses = r.private_ips.iter().chain(&r.public_ips).filter_map(|a| a.parse().ok()).collect();
         self.refresh(ix);
         self.mark_with_neighbours(ix);
+        self.update_ownership(ix, r);
+    }
+
+    /// Systems, not interfaces: a resource listing another resource among
+    /// its `interface_ids` (an instance its ENI, an Azure VM its NIC, an ECS
+    /// task its ENI) owns it, in either order of their inventory records.
+    fn update_ownership(&mut self, ix: NodeIndex, r: &Resource) {
+        let listed: Vec<String> = match r.deleted {
+            true => Vec::new(),
+            false => r.interface_ids.iter().filter(|i| **i != r.resource_id).cloned().collect(),
+        };
+        let before = std::mem::take(&mut self.graph[ix].listed);
+        for id in before.iter().filter(|i| !listed.contains(i)) {
+            if self.owner_of.get(id).is_some_and(|o| *o == r.resource_id) {
+                self.owner_of.remove(id);
+                if let Some(&n) = self.nodes.get(id) {
+                    self.set_owner(n, None);
+                }
+            }
+        }
+        for id in &listed {
+            self.owner_of.insert(id.clone(), r.resource_id.clone());
+            if let Some(&n) = self.nodes.get(id)
+                && n != ix
+                && self.graph[n].kind == EndpointKind::Resource
+            {
+                self.set_owner(n, Some(ix));
+            }
+        }
+        self.graph[ix].listed = listed;
+        let owner = self.owner_of.get(&r.resource_id).and_then(|o| self.nodes.get(o)).copied();
+        match owner {
+            Some(o) if o != ix && !r.deleted => self.set_owner(ix, Some(o)),
+            _ => self.set_owner(ix, None),
+        }
+    }
+
+    /// Makes `ix` an interface of `owner` (or a system of its own again):
+    /// the flows seen on the interface become the owner's.
+    fn set_owner(&mut self, ix: NodeIndex, owner: Option<NodeIndex>) {
+        if self.graph[ix].owner == owner {
+            return;
+        }
+        self.graph[ix].owner = owner;
+        self.dirty.insert(ix);
+        // Decided afresh: as part of its system, or on its own again.
+        self.graph[ix].decided = None;
+        let Some(o) = owner else { return };
+        self.dirty.insert(o);
+        let mut moved = Vec::new();
+        for dir in [Direction::Outgoing, Direction::Incoming] {
+            moved.extend(self.graph.edges_directed(ix, dir).map(|e| (e.id(), e.source(), e.target())));
+        }
+        moved.sort();
+        moved.dedup();
+        for (eix, a, b) in moved {
+            let Some(services) = self.graph.remove_edge(eix) else { continue };
+            let (a, b) = (if a == ix { o } else { a }, if b == ix { o } else { b });
+            self.dirty.insert(a);
+            self.dirty.insert(b);
+            let target = match self.graph.find_edge(a, b) {
+                Some(e) => e,
+                None => self.graph.add_edge(a, b, SmallVec::new()),
+            };
+            for (svc, seen) in services {
+                let into = &mut self.graph[target];
+                match into.iter_mut().find(|(s, _)| *s == svc) {
+                    Some((_, t)) => {
+                        t.first = t.first.min(seen.first);
+                        t.last = t.last.max(seen.last);
+                        t.flows += seen.flows;
+                    }
+                    None => into.push((svc, seen)),
+                }
+            }
+        }
     }
 
     /// Sets (or with `None` clears) the manual decision of a resource.
@@ -315,6 +401,8 @@ impl Engine {
         }
         let s = self.node(src, src_kind);
         let d = self.node(dst, dst_kind);
+        // A flow of an interface is its system's.
+        let (s, d) = (self.graph[s].owner.unwrap_or(s), self.graph[d].owner.unwrap_or(d));
         for (ix, addr) in [(s, src_addr), (d, dst_addr)] {
             let node = &mut self.graph[ix];
             if node.address.is_none() {
@@ -518,7 +606,17 @@ impl Engine {
     /// decisions and new alerts are put into words.
     pub fn recompute(&mut self) -> (Vec<Change>, Vec<AlertCandidate>) {
         self.expire();
-        let dirty = std::mem::take(&mut self.dirty);
+        let mut dirty: Vec<NodeIndex> =
+            std::mem::take(&mut self.dirty).into_iter().filter(|ix| self.graph.contains_node(*ix)).collect();
+        // Interfaces follow their systems, which are decided first.
+        let interfaces: Vec<NodeIndex> = dirty
+            .iter()
+            .flat_map(|ix| self.graph[*ix].listed.iter().filter_map(|id| self.nodes.get(id).copied()))
+            .collect();
+        dirty.extend(interfaces);
+        dirty.sort_unstable();
+        dirty.dedup();
+        dirty.sort_by_key(|ix| self.graph[*ix].owner.is_some());
         let mut changes = Vec::new();
         let mut alerts = Vec::new();
         // Many nodes to look at: find the CDE's accepted neighbours once, from
@@ -530,6 +628,19 @@ impl Engine {
             }
             if !self.graph[ix].classifiable {
                 // Deleted: whatever it was alerted for has no cause left.
+                self.drift.remove(&ix);
+                self.reconcile(ix, SmallVec::new(), &mut alerts);
+                continue;
+            }
+            if let Some(owned) = self.graph[ix].owner.and_then(|o| self.interface_outcome(o)) {
+                // An interface: its system's decision, no alert of its own.
+                let rid = self.graph[ix].resource_id.clone();
+                let previous = self.last.get(&rid).cloned();
+                if previous.as_ref().is_none_or(|p| p.differs(&owned) || p.dependencies != owned.dependencies) {
+                    self.graph[ix].decided = Some((owned.scope, owned.classification));
+                    self.last.insert(rid.clone(), owned.clone());
+                    changes.push(Change { resource_id: rid, outcome: owned, previous });
+                }
                 self.drift.remove(&ix);
                 self.reconcile(ix, SmallVec::new(), &mut alerts);
                 continue;
@@ -588,6 +699,22 @@ impl Engine {
             (&a.resource_id, a.alert_type, &a.cause, a.event).cmp(&(&b.resource_id, b.alert_type, &b.cause, b.event))
         });
         (changes, alerts)
+    }
+
+    /// The decision of an interface of system `owner`: the system's, once
+    /// the system has one.
+    fn interface_outcome(&self, owner: NodeIndex) -> Option<Outcome> {
+        let o = &self.graph[owner];
+        // A system is not itself an interface: no chains, no cycles.
+        if !o.classifiable || o.owner.is_some() {
+            return None;
+        }
+        let decided = self.last.get(&o.resource_id)?;
+        Some(Outcome {
+            justification: format!("Interface of {}, classified with it. {}", self.full(owner), decided.justification),
+            dependencies: vec![o.resource_id.clone()],
+            ..decided.clone()
+        })
     }
 
     /// Compares the alert conditions `ix` is in now with those last

@@ -16,9 +16,24 @@ const DAY: Micros = 86_400 * SECOND;
 
 #[derive(Debug, Clone)]
 enum Event {
-    Upsert { id: usize, scope: Option<&'static str>, data: bool, deleted: bool },
-    Edge { src: usize, dst: usize, accept: bool, day: i64 },
-    Manual { id: usize, scope: Option<PciScope> },
+    /// `interface`: the resource lists another one as its interface.
+    Upsert {
+        id: usize,
+        scope: Option<&'static str>,
+        data: bool,
+        deleted: bool,
+        interface: Option<usize>,
+    },
+    Edge {
+        src: usize,
+        dst: usize,
+        accept: bool,
+        day: i64,
+    },
+    Manual {
+        id: usize,
+        scope: Option<PciScope>,
+    },
 }
 
 const IDS: [&str; 6] = ["r0", "r1", "r2", "r3", "ip:10.9.9.9", "ip:203.0.113.1"];
@@ -35,13 +50,15 @@ fn arb_event() -> impl Strategy<Value = Event> {
                 Just(Some("bogus"))
             ],
             any::<bool>(),
-            proptest::bool::weighted(0.1)
+            proptest::bool::weighted(0.1),
+            proptest::option::weighted(0.3, 0usize..4)
         )
-            .prop_map(|(id, scope, data, deleted)| Event::Upsert {
+            .prop_map(|(id, scope, data, deleted, interface)| Event::Upsert {
                 id,
                 scope,
                 data: data && scope.is_none(),
-                deleted
+                deleted,
+                interface
             }),
         (0usize..6, 0usize..6, proptest::bool::weighted(0.8), 0i64..200)
             .prop_map(|(src, dst, accept, day)| Event::Edge { src, dst, accept, day }),
@@ -60,7 +77,7 @@ fn kind(i: usize) -> EndpointKind {
 
 fn apply(e: &mut Engine, ev: &Event) {
     match ev {
-        Event::Upsert { id, scope, data, deleted } => {
+        Event::Upsert { id, scope, data, deleted, interface } => {
             let mut r = Resource::new(
                 IDS[*id],
                 CloudProvider::Aws,
@@ -77,6 +94,7 @@ fn apply(e: &mut Engine, ev: &Event) {
             }
             r.tags = tags;
             r.deleted = *deleted;
+            r.interface_ids = interface.iter().map(|i| IDS[*i].to_owned()).collect();
             e.upsert_resource(&r);
         }
         Event::Edge { src, dst, accept, day } => {

@@ -311,3 +311,79 @@ fn with_a_policy_every_cde_flow_needs_an_allow_rule() {
     assert_eq!(a.resource_id, "db", "the CDE end owns the alert");
     assert!(a.description.contains("segments: web"), "{}", a.description);
 }
+
+fn with_interfaces(mut r: Resource, interfaces: &[&str]) -> Resource {
+    r.interface_ids = interfaces.iter().map(|i| i.to_string()).collect();
+    r
+}
+
+/// Issue 15, case 2: an interface listed by its system (an Azure VM's NIC,
+/// an instance's ENI) is part of the system, in either order of their
+/// inventory records and of the flows: classified with it, no alert of its
+/// own, and flows seen on the interface are the system's.
+#[test]
+fn interfaces_are_part_of_their_system_in_either_order() {
+    for vm_first in [false, true] {
+        let mut e = engine();
+        e.upsert_resource(&resource("db", &[("pci-scope", "cde")]));
+        let vm = with_interfaces(resource("vm", &[("pci-scope", "out-of-scope")]), &["nic"]);
+        if vm_first {
+            e.upsert_resource(&vm);
+        }
+        e.upsert_resource(&resource("nic", &[]));
+        // A flow attributed to the interface: before its system is known
+        // (moved to the system later), or after (the system's at once).
+        e.add_edge(&edge(("nic", R), ("db", R), 5432, FlowAction::Accept, DAY));
+        let (_, first) = e.recompute();
+        if !vm_first {
+            e.upsert_resource(&vm);
+        }
+        let (_, second) = e.recompute();
+        let all: Vec<_> = first.iter().chain(&second).collect();
+        assert_eq!(scope_of(&e, "vm"), PciScope::ConnectedCde, "vm first: {vm_first}");
+        assert_eq!(scope_of(&e, "nic"), PciScope::ConnectedCde, "classified with its system");
+        assert_eq!(e.decisions()["nic"].dependencies, vec!["vm"]);
+        assert!(
+            e.decisions()["nic"].justification.starts_with("Interface of vm"),
+            "{}",
+            e.decisions()["nic"].justification
+        );
+        // No alert stays open on the interface: one raised before its system
+        // was known is resolved.
+        let mut open: HashMap<(&str, AlertType, &str), AlertEvent> = HashMap::new();
+        for a in &all {
+            open.insert((a.resource_id.as_str(), a.alert_type, a.cause.as_str()), a.event);
+        }
+        let nic_open: Vec<_> =
+            open.iter().filter(|((rid, _, _), ev)| *rid == "nic" && **ev != AlertEvent::Resolved).collect();
+        assert!(nic_open.is_empty(), "vm first: {vm_first}: {nic_open:?}");
+        // The system carries the violation.
+        assert!(
+            open.iter().any(|((rid, t, _), ev)| *rid == "vm"
+                && *t == AlertType::SegmentationViolation
+                && *ev != AlertEvent::Resolved),
+            "{all:?}"
+        );
+    }
+}
+
+/// An interface no system lists stays a system of its own; one whose
+/// system drops it becomes one again.
+#[test]
+fn an_interface_without_a_known_system_is_a_system() {
+    let mut e = engine();
+    e.upsert_resource(&resource("db", &[("pci-scope", "cde")]));
+    e.upsert_resource(&resource("eni-1", &[]));
+    e.upsert_resource(&with_interfaces(resource("i-1", &[("pci-scope", "out-of-scope")]), &["eni-1"]));
+    e.recompute();
+    assert_eq!(e.decisions()["eni-1"].dependencies, vec!["i-1"]);
+    e.upsert_resource(&with_interfaces(resource("i-1", &[("pci-scope", "out-of-scope")]), &[]));
+    let (changes, alerts) = e.recompute();
+    assert!(changes.iter().any(|c| c.resource_id == "eni-1"), "{changes:?}");
+    assert_eq!(scope_of(&e, "eni-1"), PciScope::PendingReview);
+    assert!(e.decisions()["eni-1"].dependencies.is_empty());
+    assert!(
+        alerts.iter().any(|a| a.resource_id == "eni-1" && a.alert_type == AlertType::UntaggedResource),
+        "{alerts:?}"
+    );
+}
