@@ -29,6 +29,11 @@ pub use messages::*;
 /// consumers.
 pub const AVRO_NAMESPACE: &str = "io.pciscopeguard.v1";
 
+/// How the justification of an interface's decision begins: the interface
+/// is part of a system (its only dependency) and classified with it. Reports
+/// list such an interface under its system instead of counting it.
+pub const INTERFACE_OF: &str = "Interface of ";
+
 /// A value that is not one of an enum's spellings.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown {kind} '{value}': expected one of {expected}")]

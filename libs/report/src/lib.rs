@@ -113,9 +113,21 @@ pub struct ResourceEntry {
 
 /// Systems, not interfaces: moves every entry that `owner_of` (interface id
 /// → the resource whose inventory lists it) names as an interface of
-/// another entry under that entry's `interfaces`, so that systems are
-/// counted once. An interface whose system has no entry stays an entry.
+/// another entry, or whose decision says it is one (a justification
+/// beginning with [`psg_domain::INTERFACE_OF`] and one dependency: the ENIs
+/// classify matched to a load balancer, a function, a database), under that
+/// entry's `interfaces`, so that systems are counted once. An interface
+/// whose system has no entry stays an entry.
 pub fn fold_interfaces(entries: &mut Vec<ResourceEntry>, owner_of: &std::collections::HashMap<String, String>) {
+    let mut owner_of = owner_of.clone();
+    for e in entries.iter() {
+        if let [system] = e.dependency_resource_ids.as_slice()
+            && e.justification.starts_with(psg_domain::INTERFACE_OF)
+        {
+            owner_of.entry(e.resource_id.clone()).or_insert_with(|| system.clone());
+        }
+    }
+    let owner_of = &owner_of;
     let present: std::collections::HashSet<String> = entries.iter().map(|e| e.resource_id.clone()).collect();
     let owner =
         |id: &str| owner_of.get(id).filter(|o| present.contains(*o) && *o != id && !owner_of.contains_key(*o)).cloned();
@@ -300,5 +312,17 @@ mod fold_tests {
         let ids: Vec<&str> = entries.iter().map(|e| e.resource_id.as_str()).collect();
         assert_eq!(ids, vec!["vm", "lone"], "an interface whose system has no entry stays");
         assert_eq!(entries[0].interfaces, vec!["nic-1", "nic-2"]);
+
+        // An interface classify matched to its system, by its decision.
+        let mut eni = entry("eni-5", "cde");
+        eni.justification = format!("{}db (db), classified with it. Declared CDE.", psg_domain::INTERFACE_OF);
+        eni.dependency_resource_ids = vec!["db".into()];
+        let mut connected = entry("app", "connected-cde");
+        connected.dependency_resource_ids = vec!["db".into()];
+        let mut entries = vec![entry("db", "cde"), eni, connected];
+        fold_interfaces(&mut entries, &std::collections::HashMap::new());
+        let ids: Vec<&str> = entries.iter().map(|e| e.resource_id.as_str()).collect();
+        assert_eq!(ids, vec!["db", "app"], "a dependency alone does not make an interface");
+        assert_eq!(entries[0].interfaces, vec!["eni-5"]);
     }
 }

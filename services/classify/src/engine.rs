@@ -133,6 +133,8 @@ struct Node {
     owner: Option<NodeIndex>,
     /// The interfaces this resource's inventory lists (`interface_ids`).
     listed: Vec<String>,
+    /// Added to the justification: why an interface is a system of its own.
+    note: Option<String>,
 }
 
 /// (protocol, destination port, action).
@@ -175,6 +177,83 @@ pub struct Engine {
     last: HashMap<String, Outcome>,
     /// Interface resource id → the resource whose inventory lists it.
     owner_of: HashMap<String, String>,
+    /// Systems by what they serve, and what each serves.
+    serving: HashMap<Served, std::collections::BTreeSet<NodeIndex>>,
+    serves: HashMap<NodeIndex, Served>,
+    /// Requester-managed ENIs by the system they serve, and each one's.
+    managed: HashMap<Served, std::collections::BTreeSet<NodeIndex>>,
+    served_by: HashMap<NodeIndex, Served>,
+}
+
+/// What a requester-managed ENI says of the system it serves, and what a
+/// system offers to be matched by. AWS Config's ENI items name a load
+/// balancer (`ELB app/<name>/<id>`), a Lambda function and an EKS cluster
+/// (ingest types the ENI by it and names it so); an RDS instance's ENI
+/// (`RDSNetworkInterface`) names nothing: it matches the instance of its
+/// VPC with the same security groups.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Served {
+    /// Type, account, name (`app/<name>/<id>` for a load balancer).
+    Named(ResourceType, Option<String>, String),
+    /// VPC and security groups (sorted) of an RDS instance.
+    Rds(String, Vec<String>),
+}
+
+impl Served {
+    /// (what `r` serves as a system, whom `r` is served by as an ENI).
+    fn of(r: &Resource) -> (Option<Self>, Option<Self>) {
+        let eni = r.provider == psg_domain::CloudProvider::Aws && r.resource_id.starts_with("eni-");
+        let account = r.account_id.clone();
+        let named = |t: ResourceType, name: Option<&str>| {
+            name.filter(|n| !n.is_empty()).map(|n| Self::Named(t, account.clone(), n.to_owned()))
+        };
+        let rds = || {
+            let vpc = r.vpc_id.clone().filter(|v| !v.is_empty())?;
+            let mut groups = r.security_groups.clone();
+            groups.sort();
+            groups.dedup();
+            (!groups.is_empty()).then_some(Self::Rds(vpc, groups))
+        };
+        match (r.resource_type, eni) {
+            (t @ (ResourceType::Elb | ResourceType::LambdaFunction | ResourceType::EksCluster), true) => {
+                (None, named(t, r.resource_name.as_deref()))
+            }
+            (ResourceType::NetworkInterface, true)
+                if r.metadata_json.as_deref().is_some_and(|m| m.contains("RDSNetworkInterface")) =>
+            {
+                (None, rds())
+            }
+            (ResourceType::Elb, false) => {
+                let arn = r.resource_arn.as_deref().or(Some(r.resource_id.as_str()));
+                (named(ResourceType::Elb, arn.and_then(|a| a.split_once(":loadbalancer/")).map(|(_, n)| n)), None)
+            }
+            (t @ (ResourceType::LambdaFunction | ResourceType::EksCluster), false) => {
+                (named(t, r.resource_name.as_deref()), None)
+            }
+            (ResourceType::RdsInstance, _) => (rds(), None),
+            _ => (None, None),
+        }
+    }
+
+    /// Why an ENI serving this matched `n` systems, not one.
+    fn unmatched(&self, n: usize) -> String {
+        match self {
+            Self::Rds(vpc, groups) if n == 0 => format!(
+                "An RDS network interface: no RDS instance in the inventory of {vpc} has its security groups ({}), so it stays a system of its own.",
+                groups.join(", ")
+            ),
+            Self::Rds(vpc, groups) => format!(
+                "An RDS network interface: {n} RDS instances of {vpc} share its security groups ({}), so it cannot be told whose it is and stays a system of its own.",
+                groups.join(", ")
+            ),
+            Self::Named(t, _, name) if n == 0 => {
+                format!("A network interface of {t} {name}, which is not in the inventory: a system of its own.")
+            }
+            Self::Named(t, _, name) => {
+                format!("A network interface of {t} {name}, a name {n} resources share: a system of its own.")
+            }
+        }
+    }
 }
 
 impl Engine {
@@ -191,6 +270,10 @@ impl Engine {
             cde_bits: Vec::new(),
             last: HashMap::new(),
             owner_of: HashMap::new(),
+            serving: HashMap::new(),
+            serves: HashMap::new(),
+            managed: HashMap::new(),
+            served_by: HashMap::new(),
         }
     }
 
@@ -253,6 +336,7 @@ impl Engine {
             addresses: Vec::new(),
             owner: None,
             listed: Vec::new(),
+            note: None,
         });
         self.nodes.insert(resource_id.to_owned(), ix);
         ix
@@ -282,8 +366,11 @@ impl Engine {
 
     /// Systems, not interfaces: a resource listing another resource among
     /// its `interface_ids` (an instance its ENI, an Azure VM its NIC, an ECS
-    /// task its ENI) owns it, in either order of their inventory records.
+    /// task its ENI) owns it; a requester-managed ENI belongs to the one
+    /// system it serves ([`Served`]). Both in either order of their
+    /// inventory records.
     fn update_ownership(&mut self, ix: NodeIndex, r: &Resource) {
+        let mut touched: Vec<NodeIndex> = vec![ix];
         let listed: Vec<String> = match r.deleted {
             true => Vec::new(),
             false => r.interface_ids.iter().filter(|i| **i != r.resource_id).cloned().collect(),
@@ -292,25 +379,94 @@ impl Engine {
         for id in before.iter().filter(|i| !listed.contains(i)) {
             if self.owner_of.get(id).is_some_and(|o| *o == r.resource_id) {
                 self.owner_of.remove(id);
-                if let Some(&n) = self.nodes.get(id) {
-                    self.set_owner(n, None);
-                }
+                touched.extend(self.nodes.get(id));
             }
         }
         for id in &listed {
             self.owner_of.insert(id.clone(), r.resource_id.clone());
-            if let Some(&n) = self.nodes.get(id)
-                && n != ix
-                && self.graph[n].kind == EndpointKind::Resource
-            {
-                self.set_owner(n, Some(ix));
-            }
+            touched.extend(self.nodes.get(id));
         }
         self.graph[ix].listed = listed;
-        let owner = self.owner_of.get(&r.resource_id).and_then(|o| self.nodes.get(o)).copied();
-        match owner {
-            Some(o) if o != ix && !r.deleted => self.set_owner(ix, Some(o)),
-            _ => self.set_owner(ix, None),
+
+        // What it serves (a system), or whom it is served by (an ENI).
+        let (serves, served_by) = match r.deleted {
+            true => (None, None),
+            false => Served::of(r),
+        };
+        let mut keys: Vec<Served> = Vec::new();
+        if let Some(old) = self.serves.remove(&ix) {
+            if let Some(set) = self.serving.get_mut(&old) {
+                set.remove(&ix);
+            }
+            keys.push(old);
+        }
+        if let Some(old) = self.served_by.remove(&ix) {
+            if let Some(set) = self.managed.get_mut(&old) {
+                set.remove(&ix);
+            }
+        }
+        if let Some(k) = serves {
+            self.serving.entry(k.clone()).or_default().insert(ix);
+            self.serves.insert(ix, k.clone());
+            keys.push(k);
+        }
+        if let Some(k) = served_by {
+            self.managed.entry(k.clone()).or_default().insert(ix);
+            self.served_by.insert(ix, k);
+        }
+        for k in &keys {
+            touched.extend(self.managed.get(k).into_iter().flatten().copied());
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for n in touched {
+            self.resolve_owner(n);
+        }
+    }
+
+    /// Settles who owns interface `ix`: the system listing it, else the one
+    /// system a requester-managed ENI serves; says why when there is none.
+    fn resolve_owner(&mut self, ix: NodeIndex) {
+        let n = &self.graph[ix];
+        if n.kind != EndpointKind::Resource || !n.classifiable {
+            self.set_note(ix, None);
+            self.set_owner(ix, None);
+            return;
+        }
+        let listed = self.owner_of.get(&n.resource_id).and_then(|o| self.nodes.get(o)).copied().filter(|o| *o != ix);
+        let (owner, note) = match (listed, self.served_by.get(&ix)) {
+            (Some(o), _) => (Some(o), None),
+            (None, Some(key)) => {
+                let systems: Vec<NodeIndex> = self
+                    .serving
+                    .get(key)
+                    .into_iter()
+                    .flatten()
+                    .copied()
+                    .filter(|s| *s != ix && self.graph[*s].classifiable)
+                    .collect();
+                match systems.as_slice() {
+                    [one] => (Some(*one), None),
+                    _ => (None, Some(key.unmatched(systems.len()))),
+                }
+            }
+            (None, None) if n.resource_type == Some(ResourceType::NetworkInterface) => (
+                None,
+                Some("A network interface that no system in the inventory lists: a system of its own.".to_owned()),
+            ),
+            (None, None) => (None, None),
+        };
+        self.set_note(ix, note);
+        self.set_owner(ix, owner);
+    }
+
+    /// What the justification of a node adds about its place (an interface
+    /// kept a system of its own, and why).
+    fn set_note(&mut self, ix: NodeIndex, note: Option<String>) {
+        if self.graph[ix].note != note {
+            self.graph[ix].note = note;
+            self.graph[ix].decided = None;
+            self.dirty.insert(ix);
         }
     }
 
@@ -518,6 +674,15 @@ impl Engine {
 
     /// The decision rules for one node.
     fn outcome(&self, ix: NodeIndex) -> Outcome {
+        let mut o = self.outcome_by_rules(ix);
+        if let Some(note) = &self.graph[ix].note {
+            o.justification.push(' ');
+            o.justification.push_str(note);
+        }
+        o
+    }
+
+    fn outcome_by_rules(&self, ix: NodeIndex) -> Outcome {
         let n = &self.graph[ix];
         let key = &self.settings.scope_tag_key;
         let plain = |scope, rule, justification: String| Outcome {
@@ -711,7 +876,12 @@ impl Engine {
         }
         let decided = self.last.get(&o.resource_id)?;
         Some(Outcome {
-            justification: format!("Interface of {}, classified with it. {}", self.full(owner), decided.justification),
+            justification: format!(
+                "{}{}, classified with it. {}",
+                psg_domain::INTERFACE_OF,
+                self.full(owner),
+                decided.justification
+            ),
             dependencies: vec![o.resource_id.clone()],
             ..decided.clone()
         })

@@ -387,3 +387,104 @@ fn an_interface_without_a_known_system_is_a_system() {
         "{alerts:?}"
     );
 }
+
+fn typed(id: &str, t: ResourceType, name: Option<&str>, tags: &[(&str, &str)]) -> Resource {
+    let mut r = resource(id, tags);
+    r.resource_type = t;
+    r.resource_name = name.map(str::to_owned);
+    r.account_id = Some("123456789012".into());
+    r
+}
+
+fn rds_eni(id: &str, vpc: &str, groups: &[&str]) -> Resource {
+    let mut r = typed(id, ResourceType::NetworkInterface, None, &[]);
+    r.vpc_id = Some(vpc.into());
+    r.security_groups = groups.iter().map(|g| g.to_string()).collect();
+    r.metadata_json = Some(r#"{"description": "RDSNetworkInterface", "requesterManaged": true}"#.into());
+    r
+}
+
+fn rds(id: &str, vpc: &str, groups: &[&str]) -> Resource {
+    let mut r = typed(id, ResourceType::RdsInstance, Some(id), &[("pci-scope", "cde")]);
+    r.vpc_id = Some(vpc.into());
+    r.security_groups = groups.iter().map(|g| g.to_string()).collect();
+    r
+}
+
+/// Issue 15: requester-managed ENIs whose system the inventory tells are
+/// part of it — a load balancer's, a Lambda function's, an EKS cluster's
+/// by the name AWS Config gives them, an ECS task's by the task's listing,
+/// an RDS instance's when exactly one instance of its VPC has its security
+/// groups — in either order.
+#[test]
+fn requester_managed_interfaces_belong_to_the_system_they_serve() {
+    let systems = [
+        typed(
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/web/50dc6c495c0c9188",
+            ResourceType::Elb,
+            Some("web"),
+            &[],
+        ),
+        typed("arn:aws:lambda:us-east-1:123456789012:function:pay", ResourceType::LambdaFunction, Some("pay"), &[]),
+        typed("arn:aws:eks:us-east-1:123456789012:cluster/prod", ResourceType::EksCluster, Some("prod"), &[]),
+        with_interfaces(typed("arn:aws:ecs:task/1", ResourceType::EcsTask, None, &[]), &["eni-4"]),
+        rds("db", "vpc-1", &["sg-db"]),
+    ];
+    let enis = [
+        typed("eni-1", ResourceType::Elb, Some("app/web/50dc6c495c0c9188"), &[]),
+        typed("eni-2", ResourceType::LambdaFunction, Some("pay"), &[]),
+        typed("eni-3", ResourceType::EksCluster, Some("prod"), &[]),
+        typed("eni-4", ResourceType::EcsTask, None, &[]),
+        rds_eni("eni-5", "vpc-1", &["sg-db"]),
+    ];
+    for systems_first in [true, false] {
+        let mut e = engine();
+        let (a, b) = if systems_first { (&systems, &enis) } else { (&enis, &systems) };
+        for r in a.iter().chain(b.iter()) {
+            e.upsert_resource(r);
+        }
+        e.recompute();
+        for (eni, system) in enis.iter().zip(&systems) {
+            let d = &e.decisions()[&eni.resource_id];
+            assert_eq!(d.dependencies, vec![system.resource_id.clone()], "{}: {}", eni.resource_id, d.justification);
+            assert_eq!(d.scope, e.decisions()[&system.resource_id].scope);
+        }
+    }
+}
+
+/// An RDS ENI that two instances could own, or none, stays a system of its
+/// own, and its justification says why.
+#[test]
+fn an_rds_interface_without_one_instance_says_why() {
+    let mut e = engine();
+    e.upsert_resource(&rds_eni("eni-9", "vpc-1", &["sg-db"]));
+    e.upsert_resource(&resource("lonely-eni", &[]));
+    e.recompute();
+    assert!(
+        e.decisions()["eni-9"].justification.contains("no RDS instance"),
+        "{}",
+        e.decisions()["eni-9"].justification
+    );
+    e.upsert_resource(&rds("db-a", "vpc-1", &["sg-db"]));
+    e.recompute();
+    assert_eq!(e.decisions()["eni-9"].dependencies, vec!["db-a"]);
+    e.upsert_resource(&rds("db-b", "vpc-1", &["sg-db"]));
+    e.recompute();
+    let d = &e.decisions()["eni-9"];
+    assert!(d.dependencies.is_empty(), "{d:?}");
+    assert!(
+        d.justification.contains("2 RDS instances of vpc-1 share its security groups (sg-db)"),
+        "{}",
+        d.justification
+    );
+    // A plain interface nobody lists.
+    let mut nic = typed("nic-x", ResourceType::NetworkInterface, None, &[]);
+    nic.provider = CloudProvider::Azure;
+    e.upsert_resource(&nic);
+    e.recompute();
+    assert!(
+        e.decisions()["nic-x"].justification.contains("no system in the inventory lists"),
+        "{}",
+        e.decisions()["nic-x"].justification
+    );
+}
