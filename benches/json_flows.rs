@@ -18,7 +18,7 @@ use psg_ingest::parsed::MessageCtx;
 
 const N: usize = 1_000;
 
-const CTX: MessageCtx<'static> = MessageCtx { topic: "flowlogs.raw", partition: 0, offset: 0 };
+const CTX: MessageCtx<'static> = MessageCtx { topic: "flowlogs.raw", partition: 0, offset: 0, time: None };
 
 /// Ten rule groups of 100 tuples each, as Azure groups them.
 fn nsg_v2_blob(n: usize) -> String {

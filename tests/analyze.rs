@@ -357,3 +357,43 @@ fn analyze_counts_systems_not_interfaces() {
         assert_eq!(alerts_of(&report, "segmentation_violation").len(), 1, "{alerts:?}");
     }
 }
+
+/// Issue 16: AWS's NAT gateway example layout (no start, end or action)
+/// through `analyze`: every record is placed at the file's time, counted
+/// as accepted, none refused.
+#[test]
+fn analyze_reads_a_layout_without_time_or_action() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inventory = dir.path().join("inventory.jsonl");
+    std::fs::write(
+        &inventory,
+        r#"{"provider": "aws", "resource_type": "ec2_instance", "resource_id": "i-01234567890123456", "resource_name": "app", "region": "us-east-1", "vpc_id": "vpc-1", "subnet_id": "subnet-1", "private_ips": ["10.0.1.5"], "public_ips": [], "interface_ids": ["eni-1235b8ca123456789"], "security_groups": [], "tags": {"pci-scope": "cde"}, "observed_at": "2020-01-01T00:00:00Z", "deleted": false}
+"#,
+    )
+    .expect("inventory");
+    let flows = dir.path().join("nat.log");
+    std::fs::write(
+        &flows,
+        "i-01234567890123456 eni-1235b8ca123456789 10.0.1.5 10.0.0.220 10.0.1.5 203.0.113.5\n\
+         i-01234567890123456 eni-1235b8ca123456789 10.0.0.220 203.0.113.5 10.0.0.220 203.0.113.5\n",
+    )
+    .expect("flows");
+    let (report, stderr) = analyze_json(
+        &[
+            "--inventory".as_ref(),
+            inventory.as_os_str(),
+            "--flows".as_ref(),
+            flows.as_os_str(),
+            "--flow-format".as_ref(),
+            "aws:instance-id interface-id srcaddr dstaddr pkt-srcaddr pkt-dstaddr".as_ref(),
+        ],
+        None,
+    )
+    .unwrap_or_else(|(code, e)| panic!("analyze exited {code}: {e}"));
+    let summary = &report["summary"];
+    assert_eq!(summary["records_read"], 2, "{summary} {stderr}");
+    assert_eq!(summary["flow_records"], 2, "{summary}");
+    assert_eq!(summary["dead_lettered"], 0, "{summary}");
+    // The CDE instance talks to a public address: its flows count as accepted.
+    assert_eq!(alerts_of(&report, "cde_internet").len(), 1, "{:?}", report["alerts"]);
+}

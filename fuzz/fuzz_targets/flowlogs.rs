@@ -6,7 +6,7 @@ use psg_ingest::flowlogs::{AwsLayouts, parse};
 use psg_ingest::parsed::MessageCtx;
 
 fuzz_target!(|data: &[u8]| {
-    let ctx = MessageCtx { topic: "flowlogs.raw", partition: 0, offset: 0 };
+    let ctx = MessageCtx { topic: "flowlogs.raw", partition: 0, offset: 0, time: None };
     let parsed = parse(data, None, &AwsLayouts::default(), ctx);
     // Every record a parser accepts must encode and decode unchanged.
     for r in &parsed.records {

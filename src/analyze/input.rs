@@ -30,6 +30,18 @@ pub(crate) enum Source {
 }
 
 impl Source {
+    /// The time of the input, Unix seconds: a file's modification time,
+    /// now for standard input (when it was read). The time of flow records
+    /// whose layout has no `start`/`end`.
+    pub(crate) fn time(&self) -> i64 {
+        let now = std::time::SystemTime::now();
+        let t = match self {
+            Self::File(p) => std::fs::metadata(p).and_then(|m| m.modified()).unwrap_or(now),
+            Self::Stdin => now,
+        };
+        t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    }
+
     /// For messages and reports: the path, or `-`.
     pub(crate) fn name(&self) -> String {
         match self {

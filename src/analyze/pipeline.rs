@@ -54,7 +54,7 @@ pub(crate) struct Progress {
 /// One item from the reader thread.
 enum Item {
     Inventory { file: String, bytes: Vec<u8> },
-    Flow { file: String, chunk: input::Chunk },
+    Flow { file: String, time: i64, chunk: input::Chunk },
     Failed(CliError),
 }
 
@@ -86,6 +86,7 @@ fn spawn_reader(
                     return;
                 }
             };
+            let time = s.time();
             let mut chunker = Chunker::new(reader, CHUNK_BYTES, max_message);
             loop {
                 match chunker.next_chunk() {
@@ -93,7 +94,7 @@ fn spawn_reader(
                         if let Some(n) = chunk.records {
                             progress.records.fetch_add(n, Ordering::Relaxed);
                         }
-                        if tx.blocking_send(Item::Flow { file: s.name(), chunk }).is_err() {
+                        if tx.blocking_send(Item::Flow { file: s.name(), time, chunk }).is_err() {
                             return;
                         }
                     }
@@ -225,7 +226,7 @@ pub(crate) async fn run(
                     let origin = Origin { file: file.clone(), first_line: 1, records: None };
                     (OutRecord::new(&t.inventory_raw, file, bytes), origin)
                 }
-                Item::Flow { file, chunk } => {
+                Item::Flow { file, time, chunk } => {
                     if checked.insert(file.clone()) {
                         check_format(&inputs.flow_format, &file, &chunk)?;
                     }
@@ -235,6 +236,8 @@ pub(crate) async fn run(
                     if let Some(h) = header {
                         r.headers.push((psg_ingest::flowlogs::AWS_FORMAT_HEADER.to_owned(), h.into_bytes()));
                     }
+                    // The file's time, for records that carry none.
+                    r.headers.push((psg_ingest::service::OBJECT_TIME_HEADER.to_owned(), time.to_string().into_bytes()));
                     (r, origin)
                 }
             };

@@ -27,14 +27,14 @@ fn parse_all(estate: &Estate) -> Parsed {
         assert_eq!(f.path.ends_with(".gz"), f.bytes.starts_with(&[0x1f, 0x8b]), "{}", f.path);
         match f.kind {
             FileKind::Inventory => {
-                let ctx = MessageCtx { topic: "inventory.raw", partition: 0, offset: i as i64 };
+                let ctx = MessageCtx { topic: "inventory.raw", partition: 0, offset: i as i64, time: None };
                 let p = inventory::parse(&text, ctx);
                 assert!(p.rejected.is_empty(), "{}: {:#?}", f.path, p.rejected.first());
                 assert!(!p.records.is_empty(), "{}", f.path);
                 resources.extend(p.records);
             }
             FileKind::FlowLogs => {
-                let ctx = MessageCtx { topic: "flowlogs.raw", partition: 0, offset: i as i64 };
+                let ctx = MessageCtx { topic: "flowlogs.raw", partition: 0, offset: i as i64, time: None };
                 let p = flowlogs::parse(&text, None, &AwsLayouts::default(), ctx);
                 assert!(p.rejected.is_empty(), "{}: {:#?}", f.path, p.rejected.first());
                 assert!(!p.records.is_empty(), "{}", f.path);
@@ -275,7 +275,7 @@ fn large_logs_are_split_into_files_that_each_parse_whole() {
     assert_eq!(chunks.iter().map(|(_, n)| n).sum::<usize>(), 10);
     for (text, n) in &chunks {
         assert!(text.len() <= 400);
-        let ctx = MessageCtx { topic: "flowlogs.raw", partition: 0, offset: 0 };
+        let ctx = MessageCtx { topic: "flowlogs.raw", partition: 0, offset: 0, time: None };
         let p = flowlogs::parse(text.as_bytes(), None, &AwsLayouts::default(), ctx);
         assert!(p.rejected.is_empty(), "{:?}", p.rejected);
         assert_eq!(p.records.len(), *n);
@@ -287,7 +287,10 @@ fn large_logs_are_split_into_files_that_each_parse_whole() {
     assert_eq!(blobs.iter().map(|(_, n)| n).sum::<usize>(), 10);
     for (text, n) in &blobs {
         assert!(text.len() <= 1_000);
-        let p = flowlogs::parse_json(text.as_bytes(), MessageCtx { topic: "flowlogs.raw", partition: 0, offset: 0 });
+        let p = flowlogs::parse_json(
+            text.as_bytes(),
+            MessageCtx { topic: "flowlogs.raw", partition: 0, offset: 0, time: None },
+        );
         assert!(p.rejected.is_empty(), "{:?}", p.rejected);
         assert_eq!(p.records.len(), *n);
     }

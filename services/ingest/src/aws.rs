@@ -41,6 +41,9 @@ pub enum Field {
     TrafficPath,
     /// A known field without a FlowRecord column: kept in `extra` under its name.
     Extra(&'static str),
+    /// A field name this version does not know (AWS adds fields): its raw
+    /// value is kept in `extra` under its name ([`Layout::unknown`]).
+    Unknown(u16),
 }
 
 /// Every field name AWS documents for VPC flow logs (versions 2–8 and newer).
@@ -87,6 +90,19 @@ const NAMES: &[(&str, Field)] = &[
     ("reject-reason", Field::Extra("reject-reason")),
     ("resource-id", Field::Extra("resource-id")),
     ("encryption-status", Field::Extra("encryption-status")),
+    // version 11
+    ("interface-type", Field::Extra("interface-type")),
+    ("next-hop-interface-id", Field::Extra("next-hop-interface-id")),
+    ("next-hop-subnet-id", Field::Extra("next-hop-subnet-id")),
+    ("next-hop-az-id", Field::Extra("next-hop-az-id")),
+    ("next-hop-vpc-id", Field::Extra("next-hop-vpc-id")),
+    ("next-hop-interface-type", Field::Extra("next-hop-interface-type")),
+    ("instance-tag", Field::Extra("instance-tag")),
+    ("instance-tag-2", Field::Extra("instance-tag-2")),
+    ("interface-tag", Field::Extra("interface-tag")),
+    ("interface-tag-2", Field::Extra("interface-tag-2")),
+    ("asg-tag", Field::Extra("asg-tag")),
+    ("asg-tag-2", Field::Extra("asg-tag-2")),
 ];
 
 /// Field names that only transit-gateway flow logs have.
@@ -100,7 +116,11 @@ pub const DEFAULT_FORMAT: &str = "version account-id interface-id srcaddr dstadd
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     fields: Vec<Field>,
+    /// The names of its [`Field::Unknown`] fields.
+    unknown: Vec<String>,
 }
+
+pub use crate::parsed::TransportTime;
 
 /// Why a layout is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,8 +129,10 @@ pub enum LayoutError {
     UnknownField { name: String, suggestion: Option<String> },
     #[error("field '{0}' appears twice in the AWS flow-log format")]
     Duplicate(String),
-    #[error("the AWS flow-log format has no '{0}' field: records cannot be placed in time")]
-    Missing(&'static str),
+    #[error(
+        "the AWS flow-log format has no addresses (srcaddr and dstaddr, or pkt-srcaddr and pkt-dstaddr) and no interface-id: its records cannot be attributed to anything"
+    )]
+    Unattributable,
     #[error(
         "AWS transit-gateway flow logs (field '{0}') are not supported by this version: publish VPC flow logs instead"
     )]
@@ -132,32 +154,48 @@ impl Layout {
     /// header line or AWS's `${version} ${vpc-id}` format string).
     pub fn parse(spec: &str) -> Result<Self, LayoutError> {
         let mut fields = Vec::new();
+        let mut unknown: Vec<String> = Vec::new();
         let mut seen = Vec::new();
         for raw in spec.split_ascii_whitespace() {
             let name = raw.trim_start_matches("${").trim_end_matches('}');
             if TGW_ONLY.contains(&name) {
                 return Err(LayoutError::TransitGateway(name.to_owned()));
             }
-            let field = NAMES
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, f)| *f)
-                .ok_or_else(|| LayoutError::UnknownField { name: name.to_owned(), suggestion: suggest(name) })?;
             if seen.contains(&name) {
                 return Err(LayoutError::Duplicate(name.to_owned()));
             }
             seen.push(name);
+            let field = match NAMES.iter().find(|(n, _)| *n == name) {
+                Some((_, f)) => *f,
+                None if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_graphic()) => {
+                    return Err(LayoutError::UnknownField { name: name.chars().take(64).collect(), suggestion: None });
+                }
+                None => {
+                    unknown.push(name.to_owned());
+                    Field::Unknown((unknown.len() - 1) as u16)
+                }
+            };
             fields.push(field);
         }
         if fields.is_empty() {
             return Err(LayoutError::Empty);
         }
-        for (required, name) in [(Field::Start, "start"), (Field::End, "end")] {
-            if !fields.contains(&required) {
-                return Err(LayoutError::Missing(name));
-            }
+        let has = |f: Field| fields.contains(&f);
+        let pair = (has(Field::SrcAddr) && has(Field::DstAddr)) || (has(Field::PktSrcAddr) && has(Field::PktDstAddr));
+        if !pair && !has(Field::InterfaceId) {
+            return Err(LayoutError::Unattributable);
         }
-        Ok(Self { fields })
+        Ok(Self { fields, unknown })
+    }
+
+    /// The field names of this layout this version does not know.
+    pub fn unknown(&self) -> &[String] {
+        &self.unknown
+    }
+
+    /// Whether its records carry their own time (`start` or `end`).
+    pub fn has_time(&self) -> bool {
+        self.fields.iter().any(|f| matches!(f, Field::Start | Field::End))
     }
 
     /// Whether `line` is a header line (field names, not values).
@@ -187,6 +225,11 @@ fn suggest(name: &str) -> Option<String> {
         .map(|(n, _)| n.to_owned())
 }
 
+/// The known field name `name` may be a typo of.
+pub fn did_you_mean(name: &str) -> Option<String> {
+    suggest(name)
+}
+
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
@@ -209,6 +252,10 @@ pub enum LineError {
     Value { field: &'static str, value: String, problem: &'static str },
     #[error("record has log-status OK but no action")]
     NoAction,
+    #[error(
+        "records cannot be placed in time: the format has no start or end, and the message carries no time (a Kafka timestamp, or header psg.object.time)"
+    )]
+    NoTime,
     #[error("field 'end' ({}) is before field 'start' ({})", show_time(*.end), show_time(*.start))]
     EndBeforeStart { start: Micros, end: Micros },
     #[error(transparent)]
@@ -350,6 +397,9 @@ pub fn parse_payload_into(
     ctx: MessageCtx<'_>,
     out: &mut dyn Sink<FlowRecord>,
 ) {
+    if !layout.unknown.is_empty() {
+        out.unknown_fields(&layout.unknown);
+    }
     for (line_no, line) in crate::payload::lines(text) {
         if let Err(r) = crate::payload::check_line(line_no, line) {
             out.reject(r);
@@ -365,7 +415,12 @@ pub fn parse_payload_into(
                 continue;
             }
             match Layout::parse(line) {
-                Ok(l) => layout = std::borrow::Cow::Owned(l),
+                Ok(l) => {
+                    if !l.unknown.is_empty() {
+                        out.unknown_fields(&l.unknown);
+                    }
+                    layout = std::borrow::Cow::Owned(l);
+                }
                 Err(e) => {
                     // Every later line depends on this layout: none can be
                     // read, so the message is refused whole (the lines before
@@ -380,7 +435,7 @@ pub fn parse_payload_into(
             continue;
         }
         out.push(
-            parse_line(&layout, line, ctx.source(line_no))
+            parse_line_at(&layout, line, ctx.source(line_no), ctx.time)
                 .map_err(|e| Rejected::new(line_no, line, "parse", e.to_string())),
         );
     }
@@ -388,6 +443,33 @@ pub fn parse_payload_into(
 
 /// Parses one line with `layout`. `source` says where it came from.
 pub fn parse_line(layout: &Layout, line: &str, source: SourceRef) -> Result<FlowRecord, LineError> {
+    parse_line_at(layout, line, source, None)
+}
+
+/// [`parse_line`]; a layout without `start`/`end` takes its records' time
+/// from `transport`. A line of the wrong length is named so, not by the
+/// first value that does not fit.
+pub fn parse_line_at(
+    layout: &Layout,
+    line: &str,
+    source: SourceRef,
+    transport: Option<TransportTime>,
+) -> Result<FlowRecord, LineError> {
+    parse_fields(layout, line, source, transport).map_err(|e| match e {
+        LineError::Value { .. } | LineError::Time(_) => {
+            let found = Tokens { rest: line.as_bytes(), line }.count();
+            if found == layout.len() { e } else { LineError::FieldCount { found, expected: layout.len() } }
+        }
+        e => e,
+    })
+}
+
+fn parse_fields(
+    layout: &Layout,
+    line: &str,
+    source: SourceRef,
+    transport: Option<TransportTime>,
+) -> Result<FlowRecord, LineError> {
     let mut tokens = Tokens { rest: line.as_bytes(), line };
     let mut rec = FlowRecord::new(CloudProvider::Aws, FlowFormat::AwsVpc, source, 0, 0);
     let (mut start, mut end) = (None, None);
@@ -447,22 +529,51 @@ pub fn parse_line(layout: &Layout, line: &str, source: SourceRef) -> Result<Flow
                     rec.extra.insert((*name).to_owned(), v.to_owned());
                 }
             }
+            Field::Unknown(i) => {
+                if let (Some(v), Some(name)) = (opt(v), layout.unknown.get(usize::from(*i))) {
+                    rec.extra.insert(name.clone(), v.to_owned());
+                }
+            }
         }
     }
     let extra_tokens = tokens.count();
     if count != layout.len() || extra_tokens > 0 {
         return Err(LineError::FieldCount { found: count + extra_tokens, expected: layout.len() });
     }
-    rec.start_time = start.ok_or_else(|| bad("start", "-", "is missing"))?;
-    rec.end_time = end.ok_or_else(|| bad("end", "-", "is missing"))?;
+    match (start, end, transport) {
+        (None, None, Some(t)) if !layout.has_time() => {
+            // No time of its own: the message's, and which one it was.
+            (rec.start_time, rec.end_time) = (t.at, t.at);
+            rec.extra.insert(TIME_SOURCE.to_owned(), t.source.to_owned());
+        }
+        (None, None, None) if !layout.has_time() => return Err(LineError::NoTime),
+        (start, end, _) => {
+            rec.start_time = start.or(end).ok_or_else(|| bad("start", "-", "is missing"))?;
+            rec.end_time = end.or(start).ok_or_else(|| bad("end", "-", "is missing"))?;
+        }
+    }
     if rec.end_time < rec.start_time {
         return Err(LineError::EndBeforeStart { start: rec.start_time, end: rec.end_time });
     }
-    if rec.log_status == LogStatus::Ok && rec.action.is_none() && layout.fields.contains(&Field::Action) {
-        return Err(LineError::NoAction);
+    if rec.log_status == LogStatus::Ok && rec.action.is_none() {
+        if layout.fields.contains(&Field::Action) {
+            return Err(LineError::NoAction);
+        }
+        // The format does not log the action: counted as accepted, so that
+        // scope errs towards inclusion, and marked so.
+        rec.action = Some(FlowAction::Accept);
+        rec.extra.insert(ACTION_LOGGED.to_owned(), "false".to_owned());
     }
     Ok(rec)
 }
+
+/// `extra` key of a record whose time is its message's: which time
+/// ([`TransportTime::source`]).
+pub const TIME_SOURCE: &str = "time_source";
+
+/// `extra` key (value `false`) of a record whose format logs no action:
+/// it counts as accepted.
+pub const ACTION_LOGGED: &str = "action_logged";
 
 fn port(field: &'static str, v: &str) -> Result<Option<i32>, LineError> {
     bounded(field, v, 65_535, "is not a port (0-65535)")
@@ -604,12 +715,75 @@ mod tests {
     }
 
     #[test]
-    fn layout_errors_suggest_the_right_name() {
-        let e = Layout::parse("version vpcid start end").unwrap_err();
-        assert_eq!(e.to_string(), "unknown field 'vpcid' in the AWS flow-log format, did you mean 'vpc-id'?");
+    fn layouts_are_refused_only_when_nothing_can_be_attributed() {
+        // A name nobody knows yet is accepted (AWS adds fields); a typo gets a hint in the log.
+        let l = Layout::parse("version vpcid srcaddr dstaddr start end").unwrap();
+        assert_eq!(l.unknown(), ["vpcid"]);
+        assert_eq!(did_you_mean("vpcid").as_deref(), Some("vpc-id"));
         assert!(matches!(Layout::parse("version tgw-id start end"), Err(LayoutError::TransitGateway(_))));
-        assert_eq!(Layout::parse("version srcaddr"), Err(LayoutError::Missing("start")));
+        assert_eq!(Layout::parse("version srcaddr"), Err(LayoutError::Unattributable));
+        assert!(!Layout::parse("version srcaddr dstaddr").unwrap().has_time());
+        assert!(Layout::parse("version interface-id").is_ok());
         assert!(Layout::is_header_line("version account-id interface-id"));
         assert!(!Layout::is_header_line("2 123 eni-1"));
+    }
+
+    const T: TransportTime = TransportTime { at: 1_700_000_000_000_000, source: "kafka-timestamp" };
+
+    /// AWS's own NAT gateway example ("Flow log records", custom format
+    /// `instance-id interface-id srcaddr dstaddr pkt-srcaddr pkt-dstaddr`):
+    /// no time, no action. The message's time places it; it counts as
+    /// accepted and says so.
+    #[test]
+    fn the_documented_nat_gateway_layout_is_read() {
+        let l = Layout::parse("instance-id interface-id srcaddr dstaddr pkt-srcaddr pkt-dstaddr").unwrap();
+        let line = "i-01234567890123456 eni-1235b8ca123456789 10.0.1.5 10.0.0.220 10.0.1.5 203.0.113.5";
+        let r = parse_line_at(&l, line, src(1), Some(T)).unwrap();
+        assert_eq!((r.start_time, r.end_time), (T.at, T.at));
+        assert_eq!(r.extra.get(TIME_SOURCE).map(String::as_str), Some("kafka-timestamp"));
+        assert_eq!(r.action, Some(FlowAction::Accept));
+        assert_eq!(r.extra.get(ACTION_LOGGED).map(String::as_str), Some("false"));
+        assert_eq!(r.pkt_dst_addr.as_deref(), Some("203.0.113.5"));
+        // Without a message time there is nothing to place it by.
+        assert_eq!(parse_line(&l, line, src(1)).unwrap_err(), LineError::NoTime);
+        // `version interface-id srcaddr dstaddr` (another documented example).
+        let l = Layout::parse("version interface-id srcaddr dstaddr").unwrap();
+        let r = parse_line_at(&l, "3 eni-1235b8ca123456789 10.0.1.5 10.0.0.220", src(2), Some(T)).unwrap();
+        assert_eq!(r.format_version, Some(3));
+    }
+
+    /// Version 11 fields, and a field nobody knows yet: the layout is read,
+    /// the values kept under their names.
+    #[test]
+    fn version_11_and_unknown_fields_are_kept() {
+        let l = Layout::parse(
+            "version interface-id srcaddr dstaddr start end action log-status interface-type next-hop-vpc-id instance-tag asg-tag-2 quantum-tag",
+        )
+        .unwrap();
+        let line = "11 eni-1 10.0.0.1 10.0.0.2 1700000000 1700000060 ACCEPT OK interface vpc-9 web asg-1 q1";
+        let r = parse_line(&l, line, src(1)).unwrap();
+        for (k, v) in [
+            ("interface-type", "interface"),
+            ("next-hop-vpc-id", "vpc-9"),
+            ("instance-tag", "web"),
+            ("asg-tag-2", "asg-1"),
+            ("quantum-tag", "q1"),
+        ] {
+            assert_eq!(r.extra.get(k).map(String::as_str), Some(v), "{k}");
+        }
+        assert!(!r.extra.contains_key(TIME_SOURCE), "its own time");
+    }
+
+    /// A line of another layout is named as such, not by its first value
+    /// that does not fit.
+    #[test]
+    fn the_field_count_is_named_before_any_value() {
+        let l = Layout::default_v2();
+        let tgw = "6 TransitGateway 123456789012 tgw-0c7c6b3d tgw-attach-1 123456789012 123456789012 vpc-1 vpc-2 subnet-1 subnet-2 use1-az1 use1-az2 tgw-attach-2 10.0.0.1 10.0.0.2 1 2 6 1 1 1700000000 1700000060 OK egress 0 0 0 0 - 3 eni-1 eni-2";
+        let e = parse_line(&l, tgw, src(1)).unwrap_err();
+        assert_eq!(e.to_string(), format!("line has {} fields, the format has 14", tgw.split(' ').count()));
+        // The right length and a bad value: the value is named.
+        let e = parse_line(&l, "2 1 eni-1 tgw-1 10.0.0.2 1 2 6 1 1 1 2 ACCEPT OK", src(1)).unwrap_err();
+        assert!(e.to_string().starts_with("field 'srcaddr': 'tgw-1'"), "{e}");
     }
 }

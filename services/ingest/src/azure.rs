@@ -504,7 +504,7 @@ mod tests {
 
     use super::*;
 
-    const CTX: MessageCtx<'static> = MessageCtx { topic: "flowlogs.raw", partition: 3, offset: 11 };
+    const CTX: MessageCtx<'static> = MessageCtx { topic: "flowlogs.raw", partition: 3, offset: 11, time: None };
     const NSG_ID: &str = "/SUBSCRIPTIONS/5A2B3C4D-0000-4000-8000-00000000ABCD/RESOURCEGROUPS/FABRIKAMRG/PROVIDERS/MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/FABRIAKMVM1-NSG";
     const SUB: &str = "5a2b3c4d-0000-4000-8000-00000000abcd";
 

@@ -308,7 +308,7 @@ mod tests {
 
     use super::*;
 
-    const CTX: MessageCtx<'static> = MessageCtx { topic: "flowlogs.raw", partition: 0, offset: 5 };
+    const CTX: MessageCtx<'static> = MessageCtx { topic: "flowlogs.raw", partition: 0, offset: 5, time: None };
 
     const NSG: &str = r#"{"records":[{"time":"2018-11-13T12:00:35.3899262Z","category":"NetworkSecurityGroupFlowEvent","resourceId":"/SUBSCRIPTIONS/00000000-0000-0000-0000-000000000001/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/NSG","properties":{"Version":2,"flows":[{"rule":"DefaultRule_DenyAllInBound","flows":[{"mac":"000D3AF87856","flowTuples":["1542110437,125.64.94.197,10.5.16.4,59752,18264,T,I,D,B,,,,"]}]}]}}]}"#;
     const VNET: &str = r#"{"records":[{"time":"2022-09-14T09:00:52.5625085Z","flowLogVersion":4,"macAddress":"00224871C205","category":"FlowLogFlowEvent","targetResourceID":"/subscriptions/00000000-0000-0000-0000-000000000002/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/vnet","flowRecords":{"flows":[{"aclID":"acl","flowGroups":[{"rule":"r","flowTuples":["1663145998065,101.33.218.153,10.0.0.6,55188,22,6,I,D,NX,0,0,0,0"]}]}]}}]}"#;

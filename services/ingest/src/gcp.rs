@@ -173,7 +173,7 @@ fn record(p: &Payload<'_>, source: SourceRef) -> Result<FlowRecord, FieldError> 
 mod tests {
     use super::*;
 
-    const CTX: MessageCtx<'static> = MessageCtx { topic: "flowlogs.raw", partition: 2, offset: 9 };
+    const CTX: MessageCtx<'static> = MessageCtx { topic: "flowlogs.raw", partition: 2, offset: 9, time: None };
 
     /// The example of the reference, pretty-printed as GCP documents it.
     const EXAMPLE: &str = r#"{"jsonPayload": {"bytes_sent": "1776",

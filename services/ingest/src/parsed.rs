@@ -14,6 +14,18 @@ pub struct MessageCtx<'a> {
     pub topic: &'a str,
     pub partition: i32,
     pub offset: i64,
+    /// The message's own time, for records that carry none.
+    pub time: Option<TransportTime>,
+}
+
+/// Where a record's time comes from when its format has none (an AWS
+/// layout without `start`/`end`): the message that carried it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransportTime {
+    pub at: psg_domain::time::Micros,
+    /// `cloudwatch-event` (the log event's timestamp), `object-time` (an S3
+    /// object's time, header `psg.object.time`) or `kafka-timestamp`.
+    pub source: &'static str,
 }
 
 impl MessageCtx<'_> {
@@ -72,6 +84,9 @@ pub trait Sink<T> {
     fn record(&mut self, record: T);
     /// A record (or, with line 0, the whole message) refused.
     fn reject(&mut self, rejected: Rejected);
+    /// The layout of the records that follow has fields this version does
+    /// not know (their values are kept as they are, under their names).
+    fn unknown_fields(&mut self, _names: &[String]) {}
     /// Either.
     fn push(&mut self, r: Result<T, Rejected>) {
         match r {

@@ -97,7 +97,8 @@ impl Ingest {
                 return;
             }
         };
-        let ctx = MessageCtx { topic: &msg.topic, partition: msg.partition, offset: msg.offset };
+        let ctx =
+            MessageCtx { topic: &msg.topic, partition: msg.partition, offset: msg.offset, time: transport_time(msg) };
         if *msg.topic == *self.flowlogs_topic {
             let mut sink = FlowSink::new(msg, &self.flows_out, self.output_partitions, out);
             flowlogs::parse_into(&text, msg.header(AWS_FORMAT_HEADER), &self.layouts, ctx, &mut sink);
@@ -303,6 +304,30 @@ impl<'a> FlowSink<'a> {
     }
 }
 
+/// Message header with the time of the object a flow-log message was read
+/// from (an S3 object's LastModified), RFC 3339 or Unix seconds: the time of
+/// records whose layout has none.
+pub const OBJECT_TIME_HEADER: &str = "psg.object.time";
+
+/// The time of a message, for records that carry none: header
+/// [`OBJECT_TIME_HEADER`], else the Kafka message timestamp.
+fn transport_time(msg: &InMessage) -> Option<crate::parsed::TransportTime> {
+    let header = msg.header(OBJECT_TIME_HEADER).and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| {
+        let v = v.trim();
+        match v.parse::<i64>() {
+            Ok(secs) => secs.checked_mul(psg_domain::time::SECOND),
+            Err(_) => chrono::DateTime::parse_from_rfc3339(v).ok().map(|t| t.timestamp_micros()),
+        }
+    });
+    match header {
+        Some(at) => Some(crate::parsed::TransportTime { at, source: "object-time" }),
+        None => msg
+            .timestamp_ms
+            .filter(|ms| *ms > 0)
+            .map(|ms| crate::parsed::TransportTime { at: ms * 1000, source: "kafka-timestamp" }),
+    }
+}
+
 /// An Avro `long`: zig-zag, then a little-endian base-128 varint.
 fn write_long(out: &mut Vec<u8>, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
@@ -346,6 +371,26 @@ impl Sink<FlowRecord> for FlowSink<'_> {
 
     fn reject(&mut self, r: Rejected) {
         self.refused.push(self.msg, r, self.out);
+    }
+
+    /// Counted per message in `psg_ingest_unknown_fields_total{field}`;
+    /// logged once per field name and process.
+    fn unknown_fields(&mut self, names: &[String]) {
+        static LOGGED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        for name in names {
+            metrics::counter!("psg_ingest_unknown_fields_total", "field" => name.clone()).increment(1);
+            let Ok(mut logged) = LOGGED.lock() else { continue };
+            if logged.len() < 256 && !logged.contains(name) {
+                logged.push(name.clone());
+                let hint =
+                    crate::aws::did_you_mean(name).map(|s| format!(" (did you mean '{s}'?)")).unwrap_or_default();
+                tracing::warn!(
+                    field = %name,
+                    topic = %self.msg.topic,
+                    "an AWS flow-log field this version does not know: its values are kept as they are{hint}"
+                );
+            }
+        }
     }
 }
 

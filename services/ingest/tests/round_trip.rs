@@ -7,7 +7,7 @@ use psg_ingest::aws::{Layout, parse_line};
 use psg_ingest::flowlogs::{AwsLayouts, parse};
 use psg_ingest::parsed::MessageCtx;
 
-const CTX: MessageCtx<'static> = MessageCtx { topic: "flowlogs.raw", partition: 3, offset: 99 };
+const CTX: MessageCtx<'static> = MessageCtx { topic: "flowlogs.raw", partition: 3, offset: 99, time: None };
 
 fn round_trips<T>(r: &T)
 where

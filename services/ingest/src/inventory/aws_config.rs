@@ -537,7 +537,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> MessageCtx<'static> {
-        MessageCtx { topic: "inventory.raw", partition: 2, offset: 41 }
+        MessageCtx { topic: "inventory.raw", partition: 2, offset: 41, time: None }
     }
 
     fn run(json: &str) -> Parsed<Resource> {

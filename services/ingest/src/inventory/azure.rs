@@ -209,7 +209,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> MessageCtx<'static> {
-        MessageCtx { topic: "inventory.raw", partition: 1, offset: 5 }
+        MessageCtx { topic: "inventory.raw", partition: 1, offset: 5, time: None }
     }
 
     fn run(json: &str) -> Parsed<Resource> {

@@ -194,7 +194,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> MessageCtx<'static> {
-        MessageCtx { topic: "inventory.raw", partition: 0, offset: 9 }
+        MessageCtx { topic: "inventory.raw", partition: 0, offset: 9, time: None }
     }
 
     fn run(json: &str) -> Parsed<Resource> {

@@ -463,7 +463,7 @@ mod tests {
     }
 
     fn ctx() -> MessageCtx<'static> {
-        MessageCtx { topic: "inventory.raw", partition: 0, offset: 1 }
+        MessageCtx { topic: "inventory.raw", partition: 0, offset: 1, time: None }
     }
 
     #[test]

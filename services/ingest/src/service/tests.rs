@@ -69,11 +69,46 @@ fn layouts_come_from_the_header_then_a_header_line() {
     let mut out = Output::default();
     ingest().handle(&msg("flowlogs.raw", 1, line.as_bytes(), &[(AWS_FORMAT_HEADER, custom)]), &mut out);
     assert_eq!(flows(&out)[0].action, Some(psg_domain::FlowAction::Reject));
-    // a bad header names the field
+    // a header whose records cannot be attributed says why
     let mut out = Output::default();
     ingest()
         .handle(&msg("flowlogs.raw", 1, line.as_bytes(), &[(AWS_FORMAT_HEADER, "version vpcid start end")]), &mut out);
-    assert!(out.dead_letters[0].reason.contains("did you mean 'vpc-id'"), "{:?}", out.dead_letters);
+    assert!(out.dead_letters[0].reason.contains("cannot be attributed"), "{:?}", out.dead_letters);
+    // a field nobody knows yet is kept, under its name
+    let mut out = Output::default();
+    let header = format!("{custom} vpcid");
+    ingest()
+        .handle(&msg("flowlogs.raw", 1, format!("{line} vpc-7").as_bytes(), &[(AWS_FORMAT_HEADER, &header)]), &mut out);
+    assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
+    assert_eq!(flows(&out)[0].extra.get("vpcid").map(String::as_str), Some("vpc-7"));
+}
+
+/// A layout without start/end: records take the message's time, the
+/// object time header first, else the Kafka timestamp.
+#[test]
+fn records_without_time_take_the_message_time() {
+    let header = "version interface-id srcaddr dstaddr";
+    let line = "3 eni-1 10.0.0.1 10.0.0.2";
+    let mut m = msg("flowlogs.raw", 1, line.as_bytes(), &[(AWS_FORMAT_HEADER, header)]);
+    let mut out = Output::default();
+    ingest().handle(&m, &mut out);
+    assert!(out.dead_letters[0].reason.contains("cannot be placed in time"), "{:?}", out.dead_letters);
+    m.timestamp_ms = Some(1_700_000_000_123);
+    let mut out = Output::default();
+    ingest().handle(&m, &mut out);
+    let f = &flows(&out)[0];
+    assert_eq!(
+        (f.end_time, f.extra.get("time_source").map(String::as_str)),
+        (1_700_000_000_123_000, Some("kafka-timestamp"))
+    );
+    m.headers.push((OBJECT_TIME_HEADER.to_owned(), b"2026-01-01T00:00:00Z".to_vec()));
+    let mut out = Output::default();
+    ingest().handle(&m, &mut out);
+    let f = &flows(&out)[0];
+    assert_eq!(
+        (f.end_time, f.extra.get("time_source").map(String::as_str)),
+        (1_767_225_600_000_000, Some("object-time"))
+    );
 }
 
 #[test]
