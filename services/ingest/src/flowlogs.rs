@@ -77,7 +77,7 @@ pub fn parse_into(
     out: &mut dyn Sink<FlowRecord>,
 ) {
     if payload::is_json(text) {
-        return parse_json_into(text, ctx, out);
+        return parse_json_with(text, Aws { header: aws_header, layouts }, ctx, out);
     }
     match aws_header {
         Some(spec) => {
@@ -96,7 +96,9 @@ pub fn parse_into(
 /// What a JSON flow-log message must be, for refusals.
 const EXPECTED_JSON: &str = "expected an Azure flow-log blob {\"records\":[...]} (NSG or VNet flow logs), \
 a GCP Cloud Logging entry with \"jsonPayload\" (one object, or one per line), \
-or a Pub/Sub push envelope {\"message\":{\"data\":\"<base64>\"},\"subscription\":...}";
+a Pub/Sub push envelope {\"message\":{\"data\":\"<base64>\"},\"subscription\":...}, \
+CloudWatch Logs subscription data {\"messageType\":...,\"logEvents\":[...]} \
+or a {\"message\":\"<AWS flow-log line>\"} document";
 
 /// Parses a JSON flow-log payload: an Azure blob (NSG or VNet flow logs),
 /// GCP VPC flow-log entries (one object, or one per line), or a Pub/Sub
@@ -107,6 +109,32 @@ pub fn parse_json(text: &[u8], ctx: MessageCtx<'_>) -> Parsed<FlowRecord> {
 
 /// [`parse_json`], into a sink.
 pub fn parse_json_into(text: &[u8], ctx: MessageCtx<'_>, out: &mut dyn Sink<FlowRecord>) {
+    let layouts = AwsLayouts::default();
+    parse_json_with(text, Aws { header: None, layouts: &layouts }, ctx, out)
+}
+
+/// How AWS lines inside a JSON envelope are laid out: the message's
+/// `psg.aws.format` header, else the configuration.
+#[derive(Clone, Copy)]
+struct Aws<'a> {
+    header: Option<&'a [u8]>,
+    layouts: &'a AwsLayouts,
+}
+
+impl<'a> Aws<'a> {
+    fn layout(&self, topic: &str) -> Result<Cow<'a, Layout>, Rejected> {
+        match self.header {
+            None => Ok(Cow::Borrowed(self.layouts.for_topic(topic))),
+            Some(spec) => std::str::from_utf8(spec)
+                .map_err(|_| "is not UTF-8".to_owned())
+                .and_then(|s| Layout::parse(s).map_err(|e: LayoutError| e.to_string()))
+                .map(Cow::Owned)
+                .map_err(|e| Rejected::message("format", format!("header {AWS_FORMAT_HEADER}: {e}"))),
+        }
+    }
+}
+
+fn parse_json_with(text: &[u8], aws: Aws<'_>, ctx: MessageCtx<'_>, out: &mut dyn Sink<FlowRecord>) {
     let refuse = |out: &mut dyn Sink<FlowRecord>, kind, reason: String| out.reject(Rejected::message(kind, reason));
     let shape = match serde_json::from_slice::<Shape>(text) {
         Ok(s) => s,
@@ -130,7 +158,11 @@ pub fn parse_json_into(text: &[u8], ctx: MessageCtx<'_>, out: &mut dyn Sink<Flow
         }
         Err(e) => return refuse(out, "parse", fields::json_error(&e)),
     };
-    if shape.records {
+    if shape.log_events || shape.message_type.is_some() {
+        parse_cloudwatch(text, aws, ctx, out)
+    } else if shape.message_text {
+        parse_message_document(text, aws, ctx, out)
+    } else if shape.records {
         crate::azure::parse_blob_into(text, ctx, out)
     } else if shape.json_payload {
         crate::gcp::parse_entries_into(text, ctx, out)
@@ -165,6 +197,11 @@ struct Shape {
     json_payload: bool,
     /// `message` is an object (a Pub/Sub push envelope).
     message: bool,
+    /// `message` is a string (a `{"message": "<flow-log line>"}` document).
+    message_text: bool,
+    /// CloudWatch Logs subscription data: `logEvents`, `messageType`.
+    log_events: bool,
+    message_type: Option<String>,
     log_name: Option<String>,
     /// The first few keys, for refusals.
     keys: Vec<String>,
@@ -187,7 +224,15 @@ impl<'de> Deserialize<'de> for Shape {
                     match key.as_str() {
                         "records" => s.records = map.next_value::<JsonType>()? != JsonType::Null,
                         "jsonPayload" => s.json_payload = map.next_value::<JsonType>()? != JsonType::Null,
-                        "message" => s.message = map.next_value::<JsonType>()? == JsonType::Object,
+                        "message" => match map.next_value::<JsonType>()? {
+                            JsonType::Object => s.message = true,
+                            JsonType::String => s.message_text = true,
+                            _ => {}
+                        },
+                        "logEvents" => s.log_events = map.next_value::<JsonType>()? != JsonType::Null,
+                        "messageType" => {
+                            s.message_type = map.next_value::<Option<Str<'de>>>()?.map(|t| t.0.into_owned())
+                        }
                         "logName" => s.log_name = map.next_value::<Option<Str<'de>>>()?.map(|l| l.0.into_owned()),
                         _ => {
                             map.next_value::<IgnoredAny>()?;
@@ -206,6 +251,7 @@ impl<'de> Deserialize<'de> for Shape {
 enum JsonType {
     Null,
     Object,
+    String,
     Other,
 }
 
@@ -236,7 +282,7 @@ impl<'de> Deserialize<'de> for JsonType {
                 Ok(JsonType::Other)
             }
             fn visit_str<E>(self, _: &str) -> Result<JsonType, E> {
-                Ok(JsonType::Other)
+                Ok(JsonType::String)
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<JsonType, A::Error> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
@@ -249,6 +295,104 @@ impl<'de> Deserialize<'de> for JsonType {
         }
         d.deserialize_any(V)
     }
+}
+
+/// CloudWatch Logs subscription data, as a subscription filter delivers it
+/// (through Firehose, Kinesis or Lambda; the gzip is undone before).
+#[derive(Deserialize)]
+struct CloudWatch {
+    #[serde(rename = "messageType")]
+    message_type: Option<String>,
+    #[serde(rename = "logGroup")]
+    log_group: Option<String>,
+    #[serde(rename = "logStream")]
+    log_stream: Option<String>,
+    #[serde(rename = "logEvents", default)]
+    log_events: Vec<LogEvent>,
+}
+
+#[derive(Deserialize)]
+struct LogEvent {
+    /// Milliseconds since the epoch.
+    timestamp: Option<i64>,
+    message: String,
+}
+
+/// CloudWatch Logs subscription data of a flow log published to CloudWatch
+/// Logs: each `DATA_MESSAGE` log event is one flow-log line (its position
+/// is the event's, from 1), placed by the event's timestamp when its layout
+/// has no time; the log group and stream are kept in the record
+/// (`extra.log_group`, `extra.log_stream`). A `CONTROL_MESSAGE` (sent when
+/// the subscription is set up) carries no records.
+fn parse_cloudwatch(text: &[u8], aws: Aws<'_>, ctx: MessageCtx<'_>, out: &mut dyn Sink<FlowRecord>) {
+    let cw: CloudWatch = match serde_json::from_slice(text) {
+        Ok(c) => c,
+        Err(e) => {
+            return out.reject(Rejected::message(
+                "parse",
+                format!("CloudWatch Logs subscription data: {}", fields::json_error(&e)),
+            ));
+        }
+    };
+    match cw.message_type.as_deref() {
+        Some("CONTROL_MESSAGE") => return,
+        Some("DATA_MESSAGE") | None => {}
+        Some(other) => {
+            return out.reject(Rejected::message(
+                "unsupported",
+                format!("CloudWatch Logs messageType '{other}': expected DATA_MESSAGE or CONTROL_MESSAGE"),
+            ));
+        }
+    }
+    let layout = match aws.layout(ctx.topic) {
+        Ok(l) => l,
+        Err(r) => return out.reject(r),
+    };
+    if !layout.unknown().is_empty() {
+        out.unknown_fields(layout.unknown());
+    }
+    for (i, event) in cw.log_events.iter().enumerate() {
+        let line_no = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        let line = event.message.trim_end_matches(['\n', '\r']);
+        if Layout::is_header_line(line) {
+            continue;
+        }
+        let time = event
+            .timestamp
+            .filter(|ms| *ms > 0)
+            .map(|ms| crate::parsed::TransportTime { at: ms.saturating_mul(1000), source: "cloudwatch-event" })
+            .or(ctx.time);
+        let parsed = crate::aws::parse_line_at(&layout, line, ctx.source(line_no), time).map(|mut r| {
+            for (key, value) in [("log_group", &cw.log_group), ("log_stream", &cw.log_stream)] {
+                if let Some(v) = value {
+                    r.extra.insert(key.to_owned(), v.clone());
+                }
+            }
+            r
+        });
+        out.push(parsed.map_err(|e| Rejected::new(line_no, line.as_bytes(), "parse", e.to_string())));
+    }
+}
+
+/// A single `{"message": "<flow-log line>"}` document (as log shippers
+/// wrap a line): the line, read as an AWS flow-log line.
+fn parse_message_document(text: &[u8], aws: Aws<'_>, ctx: MessageCtx<'_>, out: &mut dyn Sink<FlowRecord>) {
+    #[derive(Deserialize)]
+    struct Doc {
+        message: String,
+    }
+    let doc: Doc = match serde_json::from_slice(text) {
+        Ok(d) => d,
+        Err(e) => {
+            return out
+                .reject(Rejected::message("parse", format!("{{\"message\"}} document: {}", fields::json_error(&e))));
+        }
+    };
+    let layout = match aws.layout(ctx.topic) {
+        Ok(l) => l,
+        Err(r) => return out.reject(r),
+    };
+    crate::aws::parse_payload_into(doc.message.as_bytes(), layout, aws.header.is_some(), ctx, out);
 }
 
 /// A Pub/Sub push envelope.
@@ -323,6 +467,53 @@ mod tests {
         assert_eq!(p.rejected.len(), 1, "{:?}", p.rejected);
         assert_eq!(p.rejected[0].line, 0);
         (p.rejected[0].kind, p.rejected[0].reason.clone())
+    }
+
+    /// A flow log published to CloudWatch Logs, as a subscription filter
+    /// delivers it (AWS's documented shape: messageType, owner, logGroup,
+    /// logStream, subscriptionFilters, logEvents with id, timestamp,
+    /// message), default-format lines in the events.
+    const CLOUDWATCH: &str = r#"{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"vpc-flow-logs","logStream":"eni-1235b8ca123456789-all","subscriptionFilters":["flowlogs-to-firehose"],"logEvents":[{"id":"31953106606966983378809025079804211143289615424298221568","timestamp":1432826855000,"message":"2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK"},{"id":"31953106606966983378809025079804211143289615424298221569","timestamp":1432826855000,"message":"2 123456789010 eni-1235b8ca123456789 172.31.9.69 172.31.9.12 49761 3389 6 20 4249 1418530010 1418530070 REJECT OK"},{"id":"31953106606966983378809025079804211143289615424298221570","timestamp":1432826855000,"message":"2 123456789010 eni-1235b8ca123456789 bogus 172.31.9.12 49761 3389 6 20 4249 1418530010 1418530070 REJECT OK"}]}"#;
+
+    #[test]
+    fn cloudwatch_logs_subscription_data_is_read() {
+        let p = super::parse(CLOUDWATCH.as_bytes(), None, &AwsLayouts::default(), CTX);
+        assert_eq!(p.records.len(), 2, "{:?}", p.rejected);
+        assert_eq!(p.records[0].src_addr.as_deref(), Some("172.31.16.139"));
+        assert_eq!(p.records[0].source.line, 1);
+        assert_eq!(p.records[1].action, Some(FlowAction::Reject));
+        assert_eq!(p.records[0].extra.get("log_group").map(String::as_str), Some("vpc-flow-logs"));
+        assert_eq!(p.records[0].extra.get("log_stream").map(String::as_str), Some("eni-1235b8ca123456789-all"));
+        assert!(!p.records[0].extra.contains_key(crate::aws::TIME_SOURCE), "the line has its own time");
+        // The bad event alone is refused, by its position.
+        assert_eq!(p.rejected.len(), 1);
+        assert_eq!(p.rejected[0].line, 3);
+        assert!(p.rejected[0].reason.contains("srcaddr"), "{}", p.rejected[0].reason);
+
+        // A custom layout without time (header): the event's timestamp places it.
+        let nat = CLOUDWATCH.replace(
+            "2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK",
+            "i-01234567890123456 eni-1235b8ca123456789 10.0.1.5 10.0.0.220 10.0.1.5 203.0.113.5",
+        );
+        let header = b"instance-id interface-id srcaddr dstaddr pkt-srcaddr pkt-dstaddr";
+        let p = super::parse(nat.as_bytes(), Some(header), &AwsLayouts::default(), CTX);
+        let r = &p.records[0];
+        assert_eq!(r.end_time, 1_432_826_855_000_000);
+        assert_eq!(r.extra.get(crate::aws::TIME_SOURCE).map(String::as_str), Some("cloudwatch-event"));
+
+        // AWS's control message: nothing to read, nothing refused.
+        let control = r#"{"messageType":"CONTROL_MESSAGE","owner":"CloudwatchLogs","logGroup":"","logStream":"","subscriptionFilters":[],"logEvents":[{"id":"","timestamp":1432826855000,"message":"CWL CONTROL MESSAGE: Checking health of destination Firehose."}]}"#;
+        let p = super::parse(control.as_bytes(), None, &AwsLayouts::default(), CTX);
+        assert!(p.records.is_empty() && p.rejected.is_empty(), "{:?}", p.rejected);
+    }
+
+    /// `{"message": "<flow-log line>"}`, as log shippers wrap a line.
+    #[test]
+    fn a_message_document_holds_one_line() {
+        let doc = r#"{"message": "2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK", "@timestamp": "2014-12-14T04:07:50Z"}"#;
+        let p = super::parse(doc.as_bytes(), None, &AwsLayouts::default(), CTX);
+        assert_eq!(p.records.len(), 1, "{:?}", p.rejected);
+        assert_eq!(p.records[0].dst_port, Some(22));
     }
 
     #[test]
@@ -419,7 +610,12 @@ mod tests {
             format!("a Cloud Logging entry of 'projects/p/logs/syslog' without jsonPayload: {EXPECTED_JSON}")
         );
 
-        let (kind, reason) = refusal(&parse(r#"{"message":"hello","records":null}"#));
+        // A {"message": ...} document whose text is not a flow-log line: the line is refused.
+        let p = parse(r#"{"message":"hello","records":null}"#);
+        assert!(p.records.is_empty());
+        assert_eq!((p.rejected[0].line, p.rejected[0].kind), (1, "parse"));
+        assert_eq!(p.rejected[0].reason, "line has 1 fields, the format has 14");
+        let (kind, reason) = refusal(&parse(r#"{"message":5,"records":null}"#));
         assert_eq!(kind, "unsupported");
         assert_eq!(reason, format!("a JSON object with keys message, records: {EXPECTED_JSON}"));
 

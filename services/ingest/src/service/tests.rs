@@ -129,6 +129,24 @@ fn gzip_payloads_are_read_and_bombs_refused() {
     assert_eq!(out.dead_letters[0].kind, "too-large");
 }
 
+/// CloudWatch Logs subscription data arrives gzipped (Firehose, Kinesis):
+/// decompressed, then read event by event.
+#[test]
+fn gzipped_cloudwatch_subscription_data_is_read() {
+    let data = format!(
+        r#"{{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"flows","logStream":"eni-1-all","subscriptionFilters":["f"],"logEvents":[{{"id":"1","timestamp":1418530070000,"message":"{GOOD}"}},{{"id":"2","timestamp":1418530070000,"message":"{GOOD}"}}]}}"#
+    );
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data.as_bytes()).unwrap();
+    let mut out = Output::default();
+    ingest().handle(&msg("flowlogs.raw", 1, &e.finish().unwrap(), &[]), &mut out);
+    assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
+    let recs = flows(&out);
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[1].source.line, 2);
+    assert_eq!(recs[0].extra.get("log_group").map(String::as_str), Some("flows"));
+}
+
 #[test]
 fn json_flow_logs_come_out_and_bad_tuples_are_dead_lettered_alone() {
     let blob = r#"{"records":[{"category":"NetworkSecurityGroupFlowEvent","resourceId":"/SUBSCRIPTIONS/SUB-1/RESOURCEGROUPS/RG","properties":{"Version":2,"flows":[{"rule":"r","flows":[{"mac":"000D3AF87856","flowTuples":["1542110406,10.5.16.4,198.51.100.225,59929,443,T,O,A,E,15,8489,12,7054","1542110406,10.5.16.4,198.51.100.225,59929,443,T,O,A,Q,15,8489,12,7054"]}]}]}}]}"#;
