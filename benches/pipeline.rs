@@ -16,6 +16,11 @@ use psg_domain::time::SECOND;
 use psg_domain::{CloudProvider, EdgeDirection, FlowAction, Resource, ResourceType, SourceRef};
 use psg_ingest::aws::{Layout, parse_line};
 
+/// The allocator the binary runs with (`src/main.rs`), so that the figures
+/// are the product's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const LINE: &str = "2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK";
 
 fn source() -> SourceRef {
