@@ -1,12 +1,15 @@
-//! A whole flow-log payload: AWS lines (with header lines), Azure and GCP JSON.
+//! A whole flow-log payload: AWS lines (with header lines), Azure and GCP
+//! JSON, CloudWatch Logs subscription data, `{"message"}` documents. The
+//! message has a time, so layouts without one are read too.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use psg_ingest::flowlogs::{AwsLayouts, parse};
-use psg_ingest::parsed::MessageCtx;
+use psg_ingest::parsed::{MessageCtx, TransportTime};
 
 fuzz_target!(|data: &[u8]| {
-    let ctx = MessageCtx { topic: "flowlogs.raw", partition: 0, offset: 0, time: None };
+    let time = Some(TransportTime { at: 1_700_000_000_000_000, source: "kafka-timestamp" });
+    let ctx = MessageCtx { topic: "flowlogs.raw", partition: 0, offset: 0, time };
     let parsed = parse(data, None, &AwsLayouts::default(), ctx);
     // Every record a parser accepts must encode and decode unchanged.
     for r in &parsed.records {
