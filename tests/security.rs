@@ -358,7 +358,9 @@ async fn services_and_migrate_never_log_secrets() {
         args.extend(&kafka);
         args.extend(["-X", "debug=all", "-X", "log_level=7"]);
         let env = [("RUST_LOG", "trace"), ("PSG_KAFKA__CREATE_TOPICS", create_topics)];
-        // long enough for a debug build on a busy machine to get to its clients
+        // Long enough for a debug build on a busy machine to get to its
+        // clients (correlate's metadata probe serves librdkafka's logs after
+        // each 5 s attempt against the unreachable brokers).
         let out = run_for(&args, &env, Duration::from_secs(if service == "correlate" { 20 } else { 6 }));
         assert!(out.stderr.contains("rdkafka"), "expected trace logs: {out:?}");
         if service == "correlate" {

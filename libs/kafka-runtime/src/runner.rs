@@ -1006,8 +1006,16 @@ pub async fn partition_count(cfg: &KafkaConfig, topic: &str, shutdown: &Cancella
         let p = Arc::clone(&probe);
         let t = topic.to_owned();
         let found = tokio::task::spawn_blocking(move || {
-            p.fetch_metadata(Some(&t), Duration::from_secs(5))
-                .map(|md| md.topics().iter().find(|mt| mt.name() == t).map_or(0, |mt| mt.partitions().len()))
+            let found = p
+                .fetch_metadata(Some(&t), Duration::from_secs(5))
+                .map(|md| md.topics().iter().find(|mt| mt.name() == t).map_or(0, |mt| mt.partitions().len()));
+            // Serve the client's queue: librdkafka's logs (its warnings about
+            // unreachable brokers, a debug configuration dump) wait there,
+            // and one poll serves one event.
+            for _ in 0..4096 {
+                let _ = p.poll(Duration::ZERO);
+            }
+            found
         })
         .await
         .map_err(|e| Error::Fatal { service: "metadata".into(), reason: e.to_string() })?;
