@@ -97,8 +97,8 @@ pub fn parse_into(
 const EXPECTED_JSON: &str = "expected an Azure flow-log blob {\"records\":[...]} (NSG or VNet flow logs), \
 a GCP Cloud Logging entry with \"jsonPayload\" (one object, or one per line), \
 a Pub/Sub push envelope {\"message\":{\"data\":\"<base64>\"},\"subscription\":...}, \
-CloudWatch Logs subscription data {\"messageType\":...,\"logEvents\":[...]} \
-or a {\"message\":\"<AWS flow-log line>\"} document";
+CloudWatch Logs subscription data {\"messageType\":...,\"logEvents\":[...]}, \
+a {\"message\":\"<AWS flow-log line>\"} document or one Azure flow-log record";
 
 /// Parses a JSON flow-log payload: an Azure blob (NSG or VNet flow logs),
 /// GCP VPC flow-log entries (one object, or one per line), or a Pub/Sub
@@ -164,6 +164,13 @@ fn parse_json_with(text: &[u8], aws: Aws<'_>, ctx: MessageCtx<'_>, out: &mut dyn
         parse_message_document(text, aws, ctx, out)
     } else if shape.records {
         crate::azure::parse_blob_into(text, ctx, out)
+    } else if shape.category && shape.azure_body {
+        // One Azure record, as some shippers split a blob: read as a blob of one.
+        let mut blob = Vec::with_capacity(text.len() + 16);
+        blob.extend_from_slice(b"{\"records\":[");
+        blob.extend_from_slice(text.trim_ascii());
+        blob.extend_from_slice(b"]}");
+        crate::azure::parse_blob_into(&blob, ctx, out)
     } else if shape.json_payload {
         crate::gcp::parse_entries_into(text, ctx, out)
     } else if shape.message {
@@ -199,6 +206,10 @@ struct Shape {
     message: bool,
     /// `message` is a string (a `{"message": "<flow-log line>"}` document).
     message_text: bool,
+    /// An Azure flow-log record of its own, outside `{"records": [...]}`:
+    /// `category` with `properties` (NSG) or `flowRecords` (VNet).
+    category: bool,
+    azure_body: bool,
     /// CloudWatch Logs subscription data: `logEvents`, `messageType`.
     log_events: bool,
     message_type: Option<String>,
@@ -230,6 +241,10 @@ impl<'de> Deserialize<'de> for Shape {
                             _ => {}
                         },
                         "logEvents" => s.log_events = map.next_value::<JsonType>()? != JsonType::Null,
+                        "category" => s.category = map.next_value::<JsonType>()? == JsonType::String,
+                        "properties" | "flowRecords" => {
+                            s.azure_body |= map.next_value::<JsonType>()? == JsonType::Object
+                        }
                         "messageType" => {
                             s.message_type = map.next_value::<Option<Str<'de>>>()?.map(|t| t.0.into_owned())
                         }
@@ -505,6 +520,18 @@ mod tests {
         let control = r#"{"messageType":"CONTROL_MESSAGE","owner":"CloudwatchLogs","logGroup":"","logStream":"","subscriptionFilters":[],"logEvents":[{"id":"","timestamp":1432826855000,"message":"CWL CONTROL MESSAGE: Checking health of destination Firehose."}]}"#;
         let p = super::parse(control.as_bytes(), None, &AwsLayouts::default(), CTX);
         assert!(p.records.is_empty() && p.rejected.is_empty(), "{:?}", p.rejected);
+    }
+
+    /// One Azure record outside `{"records": [...]}` (NSG and VNet).
+    #[test]
+    fn a_single_azure_record_is_read() {
+        for blob in [NSG, VNET] {
+            let record = blob.strip_prefix(r#"{"records":["#).and_then(|r| r.strip_suffix("]}")).unwrap();
+            let whole = parse(blob);
+            let single = parse(record);
+            assert_eq!(single.records, whole.records, "{:?}", single.rejected);
+            assert_eq!(single.records.len(), 1);
+        }
     }
 
     /// `{"message": "<flow-log line>"}`, as log shippers wrap a line.
