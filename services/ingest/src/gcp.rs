@@ -5,8 +5,12 @@
 //! dest_port, protocol}`, `bytes_sent`/`packets_sent` (int64 as JSON strings;
 //! numbers are accepted too), `start_time`/`end_time` (RFC 3339), `reporter`
 //! and the instance and VPC details of both ends. The account, VPC, subnet,
-//! region and instance are those of the reporter's side. GCP logs only
-//! allowed traffic, so every record is ACCEPT.
+//! region and instance are those of the reporter's side (`SRC`, `DEST`, or a
+//! gateway: `SRC_GATEWAY`, `DEST_GATEWAY`). A record is ACCEPT unless its
+//! `disposition` is `DROPPED` (denied by a firewall rule: REJECT). Detail
+//! objects this parser does not use (`src_gke_details`,
+//! `src_google_service`, `internet_routing_details`, `load_balancing`,
+//! `psc`, `network_service`, ...) are accepted and skipped.
 //!
 //! An entry's position is its line in the message (1 for a message of one
 //! entry); a bad entry is refused alone, with its text.
@@ -42,6 +46,9 @@ struct Payload<'a> {
     reporter: Option<Str<'a>>,
     #[serde(borrow)]
     rtt_msec: Option<Num<'a>>,
+    /// `ALLOWED` or `DROPPED` (flow logs of denied traffic).
+    #[serde(borrow)]
+    disposition: Option<Str<'a>>,
     #[serde(borrow)]
     src_instance: Option<Instance<'a>>,
     #[serde(borrow)]
@@ -155,7 +162,16 @@ fn record(p: &Payload<'_>, source: SourceRef) -> Result<FlowRecord, FieldError> 
     if let Some(rtt) = &p.rtt_msec {
         rec.extra.insert("rtt_msec".to_owned(), fields::count("rtt_msec", rtt)?.to_string());
     }
-    rec.action = Some(FlowAction::Accept);
+    // Without a disposition, GCP logged allowed traffic; a DROPPED flow was
+    // denied by a firewall rule: an attempt, not a connection.
+    rec.action = match p.disposition.as_ref().map(Str::as_str) {
+        None | Some("ALLOWED") => Some(FlowAction::Accept),
+        Some("DROPPED") => Some(FlowAction::Reject),
+        Some(other) => return Err(bad("disposition", other, "is not ALLOWED or DROPPED")),
+    };
+    if let Some(d) = &p.disposition {
+        rec.extra.insert("disposition".to_owned(), d.as_str().to_owned());
+    }
     rec.flow_direction = Some(direction);
     rec.reporter = Some(reporter.to_owned());
     let instance = instance.as_ref();
@@ -263,6 +279,21 @@ mod tests {
         assert!(p.rejected.is_empty(), "{:?}", p.rejected);
         let r = &p.records[0];
         assert_eq!((r.bytes, r.packets, r.dst_port, r.protocol), (Some(2048), Some(12), Some(5432), Some(17)));
+    }
+
+    #[test]
+    fn dropped_flows_are_rejected_and_detail_objects_skipped() {
+        let dropped = DEST_PAYLOAD.replace(
+            r#""reporter":"DEST""#,
+            r#""reporter":"DEST","disposition":"DROPPED","src_gke_details":{"cluster":{"cluster_name":"c"}},"src_google_service":{"type":"GOOGLE_API"},"internet_routing_details":{"egress_as_path":[{"as_details":[{"asn":1}]}]},"load_balancing":{"backend_service_name":"b"},"psc":{"psc_attachment":{}},"network_service":{"dscp":0}"#,
+        );
+        let p = parse_entries(format!(r#"{{"jsonPayload":{{{dropped}}}}}"#).as_bytes(), CTX);
+        assert_eq!(p.records.len(), 1, "{:?}", p.rejected);
+        assert_eq!(p.records[0].action, Some(FlowAction::Reject));
+        assert_eq!(p.records[0].extra.get("disposition").map(String::as_str), Some("DROPPED"));
+        let allowed = DEST_PAYLOAD.replace(r#""reporter":"DEST""#, r#""reporter":"DEST","disposition":"ALLOWED""#);
+        let p = parse_entries(format!(r#"{{"jsonPayload":{{{allowed}}}}}"#).as_bytes(), CTX);
+        assert_eq!(p.records[0].action, Some(FlowAction::Accept));
     }
 
     #[test]
