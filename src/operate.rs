@@ -114,7 +114,7 @@ fn runtime(e: impl std::fmt::Display) -> CliError {
 pub(crate) async fn analysis_from_db(cfg: &Config, store: &Store) -> Result<Analysis, CliError> {
     let mut resources = psg_store::operator::current_scope(store).await.map_err(runtime)?;
     let owners = psg_store::operator::interface_owners(store).await.map_err(runtime)?;
-    psg_report::fold_interfaces(&mut resources, &owners);
+    psg_report::fold_interfaces(&mut resources, owners);
     let alerts = psg_store::operator::alerts(store, &AlertFilter::default()).await.map_err(runtime)?;
     let lookback = i32::try_from(cfg.classify.lookback_days).unwrap_or(i32::MAX);
     let (mut edges, newest) = psg_store::operator::edges(store, lookback).await.map_err(runtime)?;

@@ -369,13 +369,10 @@ pub(crate) fn build_analysis(
 
     // Systems, not interfaces: an interface its system's inventory lists
     // is shown under the system and not counted on its own.
-    let mut owner_of: HashMap<String, String> = HashMap::new();
-    for r in by_id.values().filter(|r| !r.deleted) {
-        for i in r.interface_ids.iter().filter(|i| **i != r.resource_id) {
-            owner_of.insert(i.clone(), r.resource_id.clone());
-        }
-    }
-    psg_report::fold_interfaces(&mut entries, &owner_of);
+    let owner_of = psg_report::interface_owners(
+        by_id.values().filter(|r| !r.deleted).map(|r| (r.resource_id.as_str(), r.interface_ids.as_slice())),
+    );
+    psg_report::fold_interfaces(&mut entries, owner_of);
     for e in &entries {
         summary.add(&e.scope);
     }

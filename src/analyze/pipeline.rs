@@ -27,8 +27,8 @@ use super::collect::{Collector, Origin, Origins};
 use super::input::{self, CHUNK_BYTES, Chunker, Source};
 use crate::cli::CliError;
 
-/// Events (a message, or a run of messages of one topic of at most
-/// `MAX_EVENT_BYTES`) an inbox holds before its publishers wait.
+/// Events (runs of messages of one topic, of at most `MAX_EVENT_BYTES`) an
+/// inbox holds before its publishers wait.
 const INBOX: usize = 8;
 
 /// The most messages a stage processes at once.

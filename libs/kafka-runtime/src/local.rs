@@ -39,7 +39,6 @@ pub const MAX_EVENT_BYTES: usize = 4 << 20;
 /// What an inbox receives.
 #[derive(Debug)]
 pub enum Event {
-    Message(InMessage),
     /// Consecutive messages of one topic, published together.
     Batch(Vec<InMessage>),
     /// Every publisher of this topic has finished.
@@ -167,24 +166,18 @@ impl Bus {
     /// Publishes one record (to every subscriber of its topic, waiting while
     /// an inbox is full); returns its partition and offset.
     pub async fn publish(&self, r: OutRecord) -> Result<(i32, i64)> {
-        let topic = self.topic(&r.topic)?;
-        let mut state = topic.state.lock().await;
-        let placed = place(topic, &mut state.0, &r)?;
-        let mut last = Some(r);
-        for (i, (tx, kind)) in topic.subscribers.iter().enumerate() {
-            // The last subscriber takes the record itself, the others a copy.
-            let r = if i + 1 == topic.subscribers.len() { last.take() } else { last.clone() };
-            let Some(r) = r else { break };
-            let msg = delivered(topic, *kind, r, placed);
-            tx.send(Event::Message(msg)).await.map_err(|_| closed(&topic.name))?;
-        }
-        Ok(placed)
+        let placed = self.publish_run(vec![r]).await?;
+        placed
+            .first()
+            .copied()
+            .ok_or_else(|| Error::Fatal { service: "bus".into(), reason: "the bus placed no record".into() })
     }
 
     /// Publishes `records` of one topic together: one event per subscriber
-    /// (far fewer hand-overs than a message each).
-    async fn publish_run(&self, records: Vec<OutRecord>) -> Result<()> {
-        let Some(first) = records.first() else { return Ok(()) };
+    /// (far fewer hand-overs than a message each; the last subscriber takes
+    /// the records themselves, the others a copy). Returns where each went.
+    async fn publish_run(&self, records: Vec<OutRecord>) -> Result<Vec<(i32, i64)>> {
+        let Some(first) = records.first() else { return Ok(Vec::new()) };
         let topic = self.topic(&first.topic)?;
         let mut state = topic.state.lock().await;
         let placed = records.iter().map(|r| place(topic, &mut state.0, r)).collect::<Result<Vec<_>>>()?;
@@ -195,7 +188,7 @@ impl Bus {
             let messages = records.into_iter().zip(&placed).map(|(r, at)| delivered(topic, *kind, r, *at)).collect();
             tx.send(Event::Batch(messages)).await.map_err(|_| closed(&topic.name))?;
         }
-        Ok(())
+        Ok(placed)
     }
 
     /// Publishes a service's outputs: its records (each run of one topic
@@ -355,7 +348,6 @@ impl Inbox {
 
     fn take(&mut self, event: Event) {
         match event {
-            Event::Message(m) => self.buffered.push_back(m),
             Event::Batch(ms) => self.buffered.extend(ms),
             Event::End(t) => {
                 self.open.remove(&t);

@@ -1009,11 +1009,12 @@ pub async fn partition_count(cfg: &KafkaConfig, topic: &str, shutdown: &Cancella
             let found = p
                 .fetch_metadata(Some(&t), Duration::from_secs(5))
                 .map(|md| md.topics().iter().find(|mt| mt.name() == t).map_or(0, |mt| mt.partitions().len()));
-            // Serve the client's queue: librdkafka's logs (its warnings about
-            // unreachable brokers, a debug configuration dump) wait there,
-            // and one poll serves one event.
-            for _ in 0..4096 {
-                let _ = p.poll(Duration::ZERO);
+            // Before trying again, serve the client's queue: librdkafka's
+            // logs (its warnings about unreachable brokers, a debug
+            // configuration dump) wait there. A poll handles queued events
+            // until its timeout.
+            if !matches!(found, Ok(n) if n > 0) {
+                let _ = p.poll(Duration::from_millis(50));
             }
             found
         })

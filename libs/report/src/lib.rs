@@ -111,6 +111,21 @@ pub struct ResourceEntry {
     pub interfaces: Vec<String>,
 }
 
+/// Interface id → the system whose inventory lists it, from each system's
+/// id and listed `interface_ids` (a system listing itself is not its own
+/// interface), for [`fold_interfaces`].
+pub fn interface_owners<'a>(
+    listings: impl IntoIterator<Item = (&'a str, &'a [String])>,
+) -> std::collections::HashMap<String, String> {
+    let mut owners = std::collections::HashMap::new();
+    for (system, listed) in listings {
+        for i in listed.iter().filter(|i| *i != system) {
+            owners.insert(i.clone(), system.to_owned());
+        }
+    }
+    owners
+}
+
 /// Systems, not interfaces: moves every entry that `owner_of` (interface id
 /// → the resource whose inventory lists it) names as an interface of
 /// another entry, or whose decision says it is one (a justification
@@ -118,8 +133,7 @@ pub struct ResourceEntry {
 /// classify matched to a load balancer, a function, a database), under that
 /// entry's `interfaces`, so that systems are counted once. An interface
 /// whose system has no entry stays an entry.
-pub fn fold_interfaces(entries: &mut Vec<ResourceEntry>, owner_of: &std::collections::HashMap<String, String>) {
-    let mut owner_of = owner_of.clone();
+pub fn fold_interfaces(entries: &mut Vec<ResourceEntry>, mut owner_of: std::collections::HashMap<String, String>) {
     for e in entries.iter() {
         if let [system] = e.dependency_resource_ids.as_slice()
             && e.justification.starts_with(psg_domain::INTERFACE_OF)
@@ -308,7 +322,7 @@ mod fold_tests {
             .into_iter()
             .map(|(a, b)| (a.to_owned(), b.to_owned()))
             .collect();
-        fold_interfaces(&mut entries, &owners);
+        fold_interfaces(&mut entries, owners);
         let ids: Vec<&str> = entries.iter().map(|e| e.resource_id.as_str()).collect();
         assert_eq!(ids, vec!["vm", "lone"], "an interface whose system has no entry stays");
         assert_eq!(entries[0].interfaces, vec!["nic-1", "nic-2"]);
@@ -320,7 +334,7 @@ mod fold_tests {
         let mut connected = entry("app", "connected-cde");
         connected.dependency_resource_ids = vec!["db".into()];
         let mut entries = vec![entry("db", "cde"), eni, connected];
-        fold_interfaces(&mut entries, &std::collections::HashMap::new());
+        fold_interfaces(&mut entries, std::collections::HashMap::new());
         let ids: Vec<&str> = entries.iter().map(|e| e.resource_id.as_str()).collect();
         assert_eq!(ids, vec!["db", "app"], "a dependency alone does not make an interface");
         assert_eq!(entries[0].interfaces, vec!["eni-5"]);

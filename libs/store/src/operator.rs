@@ -65,15 +65,8 @@ pub async fn interface_owners(store: &Store) -> Result<std::collections::HashMap
         )
         .await
         .map_err(Error::pg("reading interface owners"))?;
-    let mut owners = std::collections::HashMap::new();
-    for r in &rows {
-        let owner: String = r.get(0);
-        let listed: Vec<String> = r.get(1);
-        for i in listed.into_iter().filter(|i| *i != owner) {
-            owners.insert(i, owner.clone());
-        }
-    }
-    Ok(owners)
+    let listings: Vec<(String, Vec<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    Ok(psg_report::interface_owners(listings.iter().map(|(system, listed)| (system.as_str(), listed.as_slice()))))
 }
 
 /// A filter for [`alerts`].

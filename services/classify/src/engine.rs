@@ -498,15 +498,7 @@ impl Engine {
                 None => self.graph.add_edge(a, b, SmallVec::new()),
             };
             for (svc, seen) in services {
-                let into = &mut self.graph[target];
-                match into.iter_mut().find(|(s, _)| *s == svc) {
-                    Some((_, t)) => {
-                        t.first = t.first.min(seen.first);
-                        t.last = t.last.max(seen.last);
-                        t.flows += seen.flows;
-                    }
-                    None => into.push((svc, seen)),
-                }
+                merge_service(&mut self.graph[target], svc, seen);
             }
         }
     }
@@ -574,15 +566,7 @@ impl Engine {
             Some(e) => e,
             None => self.graph.add_edge(s, d, SmallVec::new()),
         };
-        let services = &mut self.graph[eix];
-        match services.iter_mut().find(|(svc, _)| *svc == service) {
-            Some((_, seen)) => {
-                seen.first = seen.first.min(first_seen);
-                seen.last = seen.last.max(last_seen);
-                seen.flows += flows;
-            }
-            None => services.push((service, Seen { first: first_seen, last: last_seen, flows })),
-        }
+        merge_service(&mut self.graph[eix], service, Seen { first: first_seen, last: last_seen, flows });
         self.watermark = self.watermark.max(last_seen);
         self.dirty.insert(s);
         self.dirty.insert(d);
@@ -788,9 +772,6 @@ impl Engine {
         // the CDE side, instead of searching every node's edges for a CDE peer.
         let near = (dirty.len() > 64 && dirty.len() * 8 > self.graph.node_count()).then(|| self.near_cde());
         for ix in dirty {
-            if !self.graph.contains_node(ix) {
-                continue;
-            }
             if !self.graph[ix].classifiable {
                 // Deleted: whatever it was alerted for has no cause left.
                 self.drift.remove(&ix);
@@ -910,22 +891,8 @@ impl Engine {
     /// The alert of a condition that ended, saying what holds now.
     fn resolution(&self, key: AlertKey) -> AlertCandidate {
         let mut a = self.format_alert(key, AlertEvent::Resolved);
-        let ix = match key {
-            AlertKey::Untagged(ix)
-            | AlertKey::Declared(ix, ..)
-            | AlertKey::Changed(ix, ..)
-            | AlertKey::OutOfScopePeer(ix, _)
-            | AlertKey::Unknown(ix, _)
-            | AlertKey::Internet(ix, _) => ix,
-            AlertKey::Policy(src, dst, _) => {
-                if self.graph[src].cde {
-                    src
-                } else {
-                    dst
-                }
-            }
-        };
-        let now = match (self.graph[ix].classifiable, self.last.get(&self.graph[ix].resource_id)) {
+        let Some(&ix) = self.nodes.get(&a.resource_id) else { return a };
+        let now = match (self.graph[ix].classifiable, self.last.get(&a.resource_id)) {
             (false, _) => format!("{} is no longer in the inventory.", self.full(ix)),
             (true, Some(o)) => format!("{} now computes as {}: {}", self.full(ix), o.scope, o.justification),
             (true, None) => format!("{} has no decision.", self.full(ix)),
@@ -1078,12 +1045,6 @@ impl Engine {
 
     /// An alert condition put into words.
     fn format_alert(&self, key: AlertKey, event: AlertEvent) -> AlertCandidate {
-        let mut a = self.describe_alert(key);
-        a.event = event;
-        a
-    }
-
-    fn describe_alert(&self, key: AlertKey) -> AlertCandidate {
         let tag = &self.settings.scope_tag_key;
         let ctx = |services: &PeerServices, rid: &str, peer: &str| {
             let mut c =
@@ -1101,7 +1062,7 @@ impl Engine {
             AlertKey::Untagged(ix) => {
                 let rid = &self.graph[ix].resource_id;
                 AlertCandidate {
-                    event: AlertEvent::Raised,
+                    event,
                     alert_type: AlertType::UntaggedResource,
                     resource_id: rid.clone(),
                     cause: "untagged".into(),
@@ -1117,7 +1078,7 @@ impl Engine {
             AlertKey::Declared(ix, d, scope) => {
                 let rid = &self.graph[ix].resource_id;
                 AlertCandidate {
-                    event: AlertEvent::Raised,
+                    event,
                     alert_type: AlertType::ScopeDrift,
                     resource_id: rid.clone(),
                     // One alert per resource: a further drift rewords it.
@@ -1139,7 +1100,7 @@ impl Engine {
                 let rid = &self.graph[ix].resource_id;
                 let why = self.last.get(rid).map(|o| format!(": {}", o.justification)).unwrap_or_default();
                 AlertCandidate {
-                    event: AlertEvent::Raised,
+                    event,
                     alert_type: AlertType::ScopeDrift,
                     resource_id: rid.clone(),
                     // One alert per resource: a further change rewords it,
@@ -1155,7 +1116,7 @@ impl Engine {
                 let (rid, p) = (&self.graph[ix].resource_id, &self.graph[peer].resource_id);
                 let services = self.services_between(ix, peer);
                 AlertCandidate {
-                    event: AlertEvent::Raised,
+                    event,
                     alert_type: AlertType::SegmentationViolation,
                     resource_id: rid.clone(),
                     cause: format!("out-of-scope:{p}"),
@@ -1175,7 +1136,7 @@ impl Engine {
                 let services = self.services_between(ix, peer);
                 let addr = n.address.as_deref().unwrap_or(&n.resource_id);
                 AlertCandidate {
-                    event: AlertEvent::Raised,
+                    event,
                     alert_type: AlertType::UnknownSystem,
                     resource_id: n.resource_id.clone(),
                     cause: format!("cde-peer:{p}"),
@@ -1196,7 +1157,7 @@ impl Engine {
                 let mut context = ctx(&services, rid, &pn.resource_id);
                 context.insert("address".into(), addr.clone());
                 AlertCandidate {
-                    event: AlertEvent::Raised,
+                    event,
                     alert_type: AlertType::CdeInternet,
                     resource_id: rid.clone(),
                     cause: format!("external:{addr}"),
@@ -1220,7 +1181,7 @@ impl Engine {
                 let (first, last) = seen.map_or((0, 0), |s| (s.first, s.last));
                 let segments = |ix| self.policy_segments(ix);
                 AlertCandidate {
-                    event: AlertEvent::Raised,
+                    event,
                     alert_type: AlertType::SegmentationViolation,
                     resource_id: owner.clone(),
                     cause: format!("policy:{s}->{d}:{service}"),
@@ -1286,6 +1247,18 @@ impl AlertKey {
             (Self::Declared(a, ..), Self::Declared(b, ..)) | (Self::Changed(a, ..), Self::Changed(b, ..)) => a == b,
             _ => self == other,
         }
+    }
+}
+
+/// Adds what `seen` says of `service` to the services of one edge.
+fn merge_service(services: &mut Services, service: Service, seen: Seen) {
+    match services.iter_mut().find(|(s, _)| *s == service) {
+        Some((_, t)) => {
+            t.first = t.first.min(seen.first);
+            t.last = t.last.max(seen.last);
+            t.flows += seen.flows;
+        }
+        None => services.push((service, seen)),
     }
 }
 

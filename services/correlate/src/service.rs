@@ -631,14 +631,11 @@ impl Correlate {
         for edge in &closed {
             self.emit(edge, out);
         }
-        // Rows of windows still open are for the database only.
-        if self.store.is_some() {
-            let mut rows = self.windows.drain_touched();
-            rows.extend(closed);
-            self.queue_rows(&rows);
-        } else {
-            self.windows.forget_touched();
-        }
+        // Without a database nothing tracks the windows still open
+        // (`Windows::without_touched`), and no row is queued.
+        let mut rows = self.windows.drain_touched();
+        rows.extend(closed);
+        self.queue_rows(&rows);
     }
 
     /// Queues this step's checkpoints (for `persist`): every partition

@@ -371,13 +371,6 @@ impl Windows {
         out
     }
 
-    /// Forgets which windows changed (nobody writes their rows).
-    pub fn forget_touched(&mut self) {
-        if let Some(touched) = &mut self.touched {
-            touched.clear();
-        }
-    }
-
     /// Forgets every open window and every watermark, as after a restart:
     /// the consumer group revoked this instance's partitions, and they are
     /// read again from their committed offsets, which no open window's record
@@ -386,7 +379,9 @@ impl Windows {
     pub fn reset(&mut self) -> usize {
         let dropped = self.open.values().map(|w| w.edges.len()).sum();
         self.open.clear();
-        self.forget_touched();
+        if let Some(touched) = &mut self.touched {
+            touched.clear();
+        }
         self.max_event.clear();
         dropped
     }

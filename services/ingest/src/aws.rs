@@ -397,9 +397,7 @@ pub fn parse_payload_into(
     ctx: MessageCtx<'_>,
     out: &mut dyn Sink<FlowRecord>,
 ) {
-    if !layout.unknown.is_empty() {
-        out.unknown_fields(&layout.unknown);
-    }
+    announce_unknown(&layout, out);
     for (line_no, line) in crate::payload::lines(text) {
         if let Err(r) = crate::payload::check_line(line_no, line) {
             out.reject(r);
@@ -416,9 +414,7 @@ pub fn parse_payload_into(
             }
             match Layout::parse(line) {
                 Ok(l) => {
-                    if !l.unknown.is_empty() {
-                        out.unknown_fields(&l.unknown);
-                    }
+                    announce_unknown(&l, out);
                     layout = std::borrow::Cow::Owned(l);
                 }
                 Err(e) => {
@@ -438,6 +434,13 @@ pub fn parse_payload_into(
             parse_line_at(&layout, line, ctx.source(line_no), ctx.time)
                 .map_err(|e| Rejected::new(line_no, line, "parse", e.to_string())),
         );
+    }
+}
+
+/// Tells `out` of the fields of `layout` this version does not know, if any.
+pub(crate) fn announce_unknown(layout: &Layout, out: &mut dyn Sink<FlowRecord>) {
+    if !layout.unknown.is_empty() {
+        out.unknown_fields(&layout.unknown);
     }
 }
 

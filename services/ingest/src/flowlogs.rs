@@ -76,20 +76,14 @@ pub fn parse_into(
     ctx: MessageCtx<'_>,
     out: &mut dyn Sink<FlowRecord>,
 ) {
+    let aws = Aws { header: aws_header, layouts };
     if payload::is_json(text) {
-        return parse_json_with(text, Aws { header: aws_header, layouts }, ctx, out);
+        return parse_json_with(text, aws, ctx, out);
     }
-    match aws_header {
-        Some(spec) => {
-            let layout = std::str::from_utf8(spec)
-                .map_err(|_| "is not UTF-8".to_owned())
-                .and_then(|s| Layout::parse(s).map_err(|e: LayoutError| e.to_string()));
-            match layout {
-                Ok(l) => crate::aws::parse_payload_into(text, Cow::Owned(l), true, ctx, out),
-                Err(e) => out.reject(Rejected::message("format", format!("header {AWS_FORMAT_HEADER}: {e}"))),
-            }
-        }
-        None => crate::aws::parse_payload_into(text, Cow::Borrowed(layouts.for_topic(ctx.topic)), false, ctx, out),
+    match aws.layout(ctx.topic) {
+        // A header names the layout and wins over a header line.
+        Ok(layout) => crate::aws::parse_payload_into(text, layout, aws_header.is_some(), ctx, out),
+        Err(r) => out.reject(r),
     }
 }
 
@@ -363,9 +357,7 @@ fn parse_cloudwatch(text: &[u8], aws: Aws<'_>, ctx: MessageCtx<'_>, out: &mut dy
         Ok(l) => l,
         Err(r) => return out.reject(r),
     };
-    if !layout.unknown().is_empty() {
-        out.unknown_fields(layout.unknown());
-    }
+    crate::aws::announce_unknown(&layout, out);
     for (i, event) in cw.log_events.iter().enumerate() {
         let line_no = u32::try_from(i + 1).unwrap_or(u32::MAX);
         let line = event.message.trim_end_matches(['\n', '\r']);

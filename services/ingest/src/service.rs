@@ -314,10 +314,7 @@ pub const OBJECT_TIME_HEADER: &str = "psg.object.time";
 fn transport_time(msg: &InMessage) -> Option<crate::parsed::TransportTime> {
     let header = msg.header(OBJECT_TIME_HEADER).and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| {
         let v = v.trim();
-        match v.parse::<i64>() {
-            Ok(secs) => secs.checked_mul(psg_domain::time::SECOND),
-            Err(_) => chrono::DateTime::parse_from_rfc3339(v).ok().map(|t| t.timestamp_micros()),
-        }
+        crate::fields::unix_time(OBJECT_TIME_HEADER, v).or_else(|_| crate::fields::rfc3339(OBJECT_TIME_HEADER, v)).ok()
     });
     match header {
         Some(at) => Some(crate::parsed::TransportTime { at, source: "object-time" }),
