@@ -397,3 +397,73 @@ fn analyze_reads_a_layout_without_time_or_action() {
     // The CDE instance talks to a public address: its flows count as accepted.
     assert_eq!(alerts_of(&report, "cde_internet").len(), 1, "{:?}", report["alerts"]);
 }
+
+/// Issue 15, case 1, end to end: `corp` (declared out-of-scope) → CDE
+/// `vault` TCP/5432, accepted by corp's egress and rejected by vault's
+/// ingress. The reports come five minutes apart (the ends capture
+/// independently), in two files read one after the other, in either order:
+/// a blocked attempt, kept and shown, never a connection, a violation or a
+/// drift.
+#[test]
+fn analyze_treats_a_flow_rejected_at_one_end_as_a_blocked_attempt() {
+    let instance = |id: &str, eni: &str, ip: &str, scope: &str| {
+        format!(
+            r#"{{"provider": "aws", "resource_type": "ec2_instance", "resource_id": "{id}", "resource_name": "{id}", "region": "us-east-1", "vpc_id": "vpc-1", "subnet_id": "subnet-1", "private_ips": ["{ip}"], "public_ips": [], "interface_ids": ["{eni}"], "security_groups": [], "tags": {{"pci-scope": "{scope}"}}, "observed_at": "2026-01-01T00:00:00Z", "deleted": false}}"#
+        )
+    };
+    let inventory_text =
+        [instance("corp", "eni-corp", "10.0.0.9", "out-of-scope"), instance("vault", "eni-vault", "10.0.0.5", "cde")]
+            .join("\n")
+            + "\n";
+    let header = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status";
+    let corp = "2 123456789012 eni-corp 10.0.0.9 10.0.0.5 49152 5432 6 3 180 1767226200 1767226260 ACCEPT OK";
+    let vault = "2 123456789012 eni-vault 10.0.0.9 10.0.0.5 49152 5432 6 3 180 1767226500 1767226560 REJECT OK";
+    // Later traffic of the same pair of addresses (the same partition)
+    // moves its event time on, past both windows: another blocked attempt.
+    let later = "2 123456789012 eni-vault 10.0.0.5 10.0.0.9 50000 22 6 1 40 1767230000 1767230060 REJECT OK";
+    for accept_first in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inventory = dir.path().join("inventory.jsonl");
+        std::fs::write(&inventory, &inventory_text).expect("inventory");
+        let (a, b) = if accept_first { (corp, vault) } else { (vault, corp) };
+        // Two files, as two interfaces' logs: the second one read after
+        // the first one's windows closed.
+        let flows = dir.path().join("flows");
+        std::fs::create_dir(&flows).expect("flows dir");
+        std::fs::write(flows.join("1.log"), format!("{header}\n{a}\n{later}\n")).expect("flows");
+        std::fs::write(flows.join("2.log"), format!("{header}\n{b}\n")).expect("flows");
+        let out_dir = dir.path().join("out");
+        let (report, stderr) = analyze_json(
+            &[
+                "--inventory".as_ref(),
+                inventory.as_os_str(),
+                "--flows".as_ref(),
+                flows.as_os_str(),
+                "--out-dir".as_ref(),
+                out_dir.as_os_str(),
+            ],
+            None,
+        )
+        .unwrap_or_else(|(code, e)| panic!("analyze exited {code}: {e}"));
+        let ctx = format!("accept first: {accept_first}: {stderr}");
+        assert_eq!(resource(&report, "corp")["scope"], "out-of-scope", "{ctx}");
+        let alerts = report["alerts"].as_array().expect("alerts");
+        for t in ["segmentation_violation", "scope_drift"] {
+            assert!(alerts_of(&report, t).is_empty(), "{t}: {alerts:?} {ctx}");
+        }
+        let edges: Vec<&Value> =
+            report["edges"].as_array().expect("edges").iter().filter(|e| e["source"] == "corp").collect();
+        assert_eq!(edges.len(), 1, "{edges:?} {ctx}");
+        // Each report counts in its own window (00:11, 00:16), the second
+        // one late. Unless the first one's window had closed (and was
+        // withdrawn) before the second arrived, as batches fall: then only
+        // the rejecting report counts as blocked.
+        assert_eq!(edges[0]["action"], "REJECT", "{ctx}");
+        let flows = edges[0]["flows"].as_i64().expect("flows");
+        assert!((1..=2).contains(&flows), "{ctx}");
+        assert_eq!(edges[0]["last_seen"], "2026-01-01T00:16:00.000000Z", "{ctx}");
+        let md = std::fs::read_to_string(out_dir.join("report.md")).expect("report.md");
+        let section = md.split("## Blocked attempts at the CDE boundary").nth(1).expect("the section");
+        assert!(section.contains(&format!("| `corp` | `vault` | TCP/5432 | {flows} |")), "{section}");
+    }
+}

@@ -768,6 +768,15 @@ async fn each_service_role_has_exactly_its_privileges() {
         };
         psg_store::flows::upsert_data_flows_with_checkpoints(cor, &[flow(day, 8)], &[checkpoint]).await.unwrap();
     }
+    // A withdrawal (every accepted connection blocked) zeroes counts only.
+    let withdrawal = psg_store::flows::Withdrawal {
+        source_resource_id: resource_uuid("i-1"),
+        dest_resource_id: resource_uuid("i-2"),
+        protocol: "UDP".into(),
+        dst_port: 1,
+        since: Utc.timestamp_opt(0, 0).unwrap(),
+    };
+    psg_store::flows::write_data_flows(cor, &[], &[withdrawal], &[]).await.unwrap();
     let read =
         psg_store::flows::checkpoints(cor, "pci-scope-guard-correlate", "flows.normalized", &[0, 1]).await.unwrap();
     assert_eq!(read.iter().map(|c| c.resume_offset).collect::<Vec<_>>(), [5]);

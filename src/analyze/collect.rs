@@ -276,6 +276,8 @@ pub(crate) struct EdgeTotals {
     /// Newest event time seen.
     pub as_of: i64,
     totals: BTreeMap<Service, i64>,
+    /// First and last event time per service.
+    seen: HashMap<Service, (i64, i64)>,
     /// Not `closed_only`: per service and window, the first-seen flows and
     /// the window edges by id (a redelivered copy counts once).
     windows: BTreeMap<(Service, i64), (i64, HashMap<String, i64>)>,
@@ -294,7 +296,17 @@ impl EdgeTotals {
     }
 
     pub(crate) fn add(&mut self, e: &FlowEdge) {
+        if e.kind == EdgeKind::Withdrawn {
+            // Every accepted connection of it so far was blocked by the
+            // other end: none of its flows counts as accepted.
+            let s = service(e);
+            self.totals.remove(&s);
+            self.windows.retain(|(sv, _), _| *sv != s);
+            return;
+        }
         self.as_of = self.as_of.max(e.last_seen);
+        let t = self.seen.entry(service(e)).or_insert((e.first_seen, e.last_seen));
+        *t = (t.0.min(e.first_seen), t.1.max(e.last_seen));
         let closed = e.kind == EdgeKind::Window;
         if self.closed_only {
             if closed {
@@ -419,7 +431,9 @@ pub(crate) fn build_analysis(
     let in_scope = |id: &str| matches!(scope_of(id), Some(PciScope::Cde | PciScope::ConnectedCde));
     let mut external = Vec::new();
     let mut edge_entries = Vec::new();
-    for ((s, d, p, port, action), flows) in totals {
+    for (service, flows) in totals {
+        let (first, last) = edges.seen.get(&service).copied().unwrap_or((i64::MIN, i64::MIN));
+        let (s, d, p, port, action) = service;
         if action == FlowAction::Accept {
             for (inside, outside) in [(&s, &d), (&d, &s)] {
                 if let Some(addr) = outside.strip_prefix("ext:")
@@ -444,6 +458,8 @@ pub(crate) fn build_analysis(
             action: action.as_str().to_owned(),
             flows,
             violation,
+            first_seen: if first == i64::MIN { String::new() } else { rfc3339(first) },
+            last_seen: if last == i64::MIN { String::new() } else { rfc3339(last) },
         });
     }
 

@@ -153,7 +153,7 @@ pub(crate) async fn run(
 ) -> Result<Collector, CliError> {
     let t = cfg.topics.clone();
     let ingest = psg_ingest::Ingest::new(cfg, None).map_err(CliError::Config)?;
-    let correlate = psg_correlate::Correlate::new(cfg, None);
+    let correlate = psg_correlate::Correlate::new(cfg, None).remembering_the_whole_input();
     let classify = crate::services::classify_processor(cfg, None).await?;
     let evidence = crate::services::evidence_processor(cfg, None).await?;
 

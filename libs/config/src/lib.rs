@@ -535,11 +535,24 @@ pub struct CorrelateConfig {
     /// committed, as stream processors do for idle sources. Flows that arrive
     /// afterwards with older event times count as late edges. 0: never.
     pub idle_timeout_secs: u64,
+    /// How far apart (event time) the two ends' reports of one connection
+    /// may be and still be matched: a `REJECT` at one end blocks an
+    /// `ACCEPT` of the same connection at the other within it, in either
+    /// order. The ends capture independently, so this is the flow logs'
+    /// aggregation interval (AWS: 600 by default, 60 if configured; Azure
+    /// and GCP: 60). Windows stay open this long past their end.
+    pub match_tolerance_secs: u64,
 }
 
 impl Default for CorrelateConfig {
     fn default() -> Self {
-        Self { window_secs: 60, allowed_lateness_secs: 120, hold_back_secs: 60, idle_timeout_secs: 60 }
+        Self {
+            window_secs: 60,
+            allowed_lateness_secs: 120,
+            hold_back_secs: 60,
+            idle_timeout_secs: 60,
+            match_tolerance_secs: 600,
+        }
     }
 }
 

@@ -205,6 +205,10 @@ named_enum! {
         FirstSeen => "first_seen",
         /// The aggregate of a closed event-time window.
         Window => "window",
+        /// Every accepted report of this edge key was blocked by the other
+        /// end (see the connection semantics in `correlate`): the accepted
+        /// service it announced is no connection. Counts are zero.
+        Withdrawn => "withdrawn",
     }
 }
 

@@ -305,13 +305,13 @@ fn line(
     (src, dst, sport, dport): (&str, &str, u16, u16),
     c: &Conn,
     (packets, bytes, flags): (u64, u64, u8),
-    egress: bool,
+    (egress, accepted): (bool, bool),
     path: Option<u8>,
 ) -> (u64, String) {
     let net = plan.net_of(h);
     let start = slot_start(c.slot) + c.offset;
     let end = start + c.duration;
-    let action = if c.accept { "ACCEPT" } else { "REJECT" };
+    let action = if accepted { "ACCEPT" } else { "REJECT" };
     let dir = if egress { "egress" } else { "ingress" };
     let path = path.map_or_else(|| "-".to_owned(), |p| p.to_string());
     let text = format!(
@@ -331,9 +331,15 @@ pub(crate) fn flow_logs(plan: &Plan, sink: &mut Sink) {
         seq += 1;
     };
     let mut busy: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
+    let aws_logged = |e: &End| plan.host(e).is_some_and(|h| h.logged() && plan.net_of(h).cloud == Cloud::Aws);
     for c in &plan.conns {
         let (src_ip, dst_ip) = (plan.ip(&c.src), plan.ip(&c.dst));
-        for (end, is_src) in crate::logged_sides(plan, c) {
+        // A refused attempt between two logged interfaces: the source's
+        // security group (stateful, all egress allowed) accepts it, the
+        // destination's rejects it, and both log it.
+        let split = !c.accept && aws_logged(&c.src) && aws_logged(&c.dst);
+        let sides = if split { vec![(&c.src, true), (&c.dst, false)] } else { crate::logged_sides(plan, c) };
+        for (end, is_src) in sides {
             let End::Host(hi) = end else { continue };
             let h = &plan.hosts[*hi];
             if plan.net_of(h).cloud != Cloud::Aws {
@@ -352,7 +358,7 @@ pub(crate) fn flow_logs(plan: &Plan, sink: &mut Sink) {
                     (&src_ip, &dst_ip, c.src_port, c.dst_port),
                     c,
                     (c.packets, c.bytes, request_flags),
-                    is_src,
+                    (is_src, c.accept || (split && is_src)),
                     req_path,
                 ),
             );
@@ -366,7 +372,7 @@ pub(crate) fn flow_logs(plan: &Plan, sink: &mut Sink) {
                         (&dst_ip, &src_ip, c.dst_port, c.src_port),
                         c,
                         (c.reply_packets, c.reply_bytes, 19),
-                        !is_src,
+                        (!is_src, true),
                         reply_path,
                     ),
                 );

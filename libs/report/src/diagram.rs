@@ -1272,7 +1272,7 @@ pub fn svg(a: &Analysis) -> String {
             one_line(&m.nodes[e.from].name),
             one_line(&m.nodes[e.to].name),
             e.services.join(", "),
-            if e.reject { "rejected" } else { "accepted" },
+            if e.reject { "blocked" } else { "accepted" },
             e.flows,
             if e.flows == 1 { "" } else { "s" },
             if e.violation { " — SEGMENTATION VIOLATION" } else { "" }
@@ -1516,7 +1516,7 @@ fn legend(width: f64, omitted: usize) -> (String, f64) {
         &format!(
             "<line x1=\"0\" y1=\"0\" x2=\"22\" y2=\"0\" stroke=\"{REJECT}\" stroke-width=\"1.1\" stroke-dasharray=\"5 4\" marker-end=\"url(#arrow-reject)\"/>"
         ),
-        "rejected flow",
+        "blocked attempt (rejected at either end)",
         false,
     );
     item(
@@ -1871,6 +1871,8 @@ mod tests {
             action: action.to_string(),
             flows: 3,
             violation,
+            first_seen: String::new(),
+            last_seen: String::new(),
         }
     }
 

@@ -203,11 +203,24 @@ pub struct EdgeEntry {
     pub destination: String,
     pub protocol: String,
     pub port: i32,
-    /// `ACCEPT` or `REJECT`.
+    /// `ACCEPT` (established), or `REJECT`: blocked, at either end (a
+    /// connection one end accepted and the other rejected is blocked).
     pub action: String,
     pub flows: i64,
     /// A segmentation violation names this pair.
     pub violation: bool,
+    /// RFC 3339 event times of the first and last flow, where known.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub first_seen: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_seen: String,
+}
+
+impl EdgeEntry {
+    /// Whether the flows were blocked (rejected at either end).
+    pub fn blocked(&self) -> bool {
+        !self.action.eq_ignore_ascii_case("ACCEPT")
+    }
 }
 
 /// Severity order for sorting: critical first.
@@ -256,6 +269,19 @@ impl Analysis {
     /// The resource with `id`.
     pub fn resource(&self, id: &str) -> Option<&ResourceEntry> {
         self.resources.iter().find(|r| r.resource_id == id)
+    }
+
+    /// Blocked attempts at the CDE boundary: blocked flows between a CDE
+    /// system and a system outside the CDE (or an external address), in
+    /// edge order. Proof that the boundary controls work (PCI DSS 11.4.5);
+    /// they never change scope.
+    pub fn blocked_attempts(&self) -> Vec<&EdgeEntry> {
+        let cde: std::collections::HashSet<&str> =
+            self.resources.iter().filter(|r| r.scope == "cde").map(|r| r.resource_id.as_str()).collect();
+        self.edges
+            .iter()
+            .filter(|e| e.blocked() && cde.contains(e.source.as_str()) != cde.contains(e.destination.as_str()))
+            .collect()
     }
 }
 

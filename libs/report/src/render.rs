@@ -153,6 +153,36 @@ pub fn markdown(a: &Analysis) -> String {
         out.push('\n');
     }
 
+    let blocked = a.blocked_attempts();
+    let _ = writeln!(out, "## Blocked attempts at the CDE boundary\n");
+    if blocked.is_empty() {
+        let _ = writeln!(out, "None observed.\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "Flows between the CDE and systems outside it that a security control rejected (at either end): \
+             evidence that the boundary controls work (PCI DSS 11.4.5). They do not change scope.\n"
+        );
+        let _ = writeln!(
+            out,
+            "| source | destination | service | flows | first seen | last seen |\n|---|---|---|---|---|---|"
+        );
+        for e in blocked {
+            let _ = writeln!(
+                out,
+                "| `{}` | `{}` | {}/{} | {} | {} | {} |",
+                md(&e.source),
+                md(&e.destination),
+                e.protocol,
+                e.port,
+                e.flows,
+                e.first_seen,
+                e.last_seen
+            );
+        }
+        out.push('\n');
+    }
+
     let _ = writeln!(out, "## External connections of in-scope systems\n");
     if a.external_connections.is_empty() {
         let _ = writeln!(out, "None observed.\n");

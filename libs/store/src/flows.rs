@@ -63,7 +63,36 @@ pub async fn upsert_data_flows_with_checkpoints(
     rows: &[DataFlowRow],
     checkpoints: &[Checkpoint],
 ) -> Result<u64> {
-    if rows.is_empty() && checkpoints.is_empty() {
+    write_data_flows(store, rows, &[], checkpoints).await
+}
+
+/// An accepted edge whose every accepted connection turned out blocked
+/// (the other end rejected it): its `ACCEPT` rows from `since` on are
+/// zeroed (readers skip `flow_count = 0`), so nothing rebuilt from the
+/// table counts them as connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Withdrawal {
+    pub source_resource_id: Uuid,
+    pub dest_resource_id: Uuid,
+    /// As in `data_flows.protocol` (`TCP`, ...).
+    pub protocol: String,
+    pub dst_port: i32,
+    pub since: DateTime<Utc>,
+}
+
+const WITHDRAW: &str = "UPDATE data_flows SET flow_count = 0, packet_count = 0, byte_count = 0
+    WHERE source_resource_id = $1 AND dest_resource_id = $2 AND protocol = $3 AND dst_port = $4
+      AND action = 'ACCEPT' AND observed_at >= $5 AND flow_count > 0";
+
+/// In one transaction: upserts `rows`, then applies `withdrawals`, then
+/// writes `checkpoints` (the state in which both were computed).
+pub async fn write_data_flows(
+    store: &Store,
+    rows: &[DataFlowRow],
+    withdrawals: &[Withdrawal],
+    checkpoints: &[Checkpoint],
+) -> Result<u64> {
+    if rows.is_empty() && checkpoints.is_empty() && withdrawals.is_empty() {
         return Ok(0);
     }
     let mut latest: HashMap<(Uuid, DateTime<Utc>), &DataFlowRow> = HashMap::with_capacity(rows.len());
@@ -111,6 +140,14 @@ pub async fn upsert_data_flows_with_checkpoints(
         }
         writer.finish().await.map_err(Error::pg("finishing COPY into data_flows"))?;
         merged = tx.execute(MERGE, &[]).await.map_err(Error::pg("merging data_flows"))?;
+    }
+    if !withdrawals.is_empty() {
+        let withdraw = tx.prepare(WITHDRAW).await.map_err(Error::pg("preparing a data_flows withdrawal"))?;
+        for w in withdrawals {
+            tx.execute(&withdraw, &[&w.source_resource_id, &w.dest_resource_id, &w.protocol, &w.dst_port, &w.since])
+                .await
+                .map_err(Error::pg("withdrawing blocked data_flows rows"))?;
+        }
     }
     if !checkpoints.is_empty() {
         let upsert = tx.prepare(CHECKPOINT).await.map_err(Error::pg("preparing the checkpoint write"))?;
@@ -208,7 +245,7 @@ pub async fn edges_since(store: &Store, since: DateTime<Utc>) -> Result<Vec<Stor
                FROM data_flows f
                JOIN resources s ON s.id = f.source_resource_id
                JOIN resources d ON d.id = f.dest_resource_id
-              WHERE f.observed_at >= $1
+              WHERE f.observed_at >= $1 AND f.flow_count > 0 -- zero: withdrawn (blocked)
               GROUP BY 1, 2, 3, 4, 5, 6, 7",
             &[&since],
         )

@@ -202,10 +202,11 @@ pub async fn edges(store: &Store, lookback_days: i32) -> Result<(Vec<EdgeEntry>,
     let rows = client
         .query(
             &format!(
-                "SELECT {}, {}, f.protocol, f.dst_port, f.action, sum(f.flow_count)::int8
+                "SELECT {}, {}, f.protocol, f.dst_port, f.action, sum(f.flow_count)::int8,
+                        min(f.first_seen), max(f.last_seen)
                    FROM data_flows f JOIN resources s ON s.id = f.source_resource_id
                    JOIN resources d ON d.id = f.dest_resource_id
-                  WHERE f.last_seen >= $1
+                  WHERE f.last_seen >= $1 AND f.flow_count > 0
                   GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
                 name.replace("{t}", "s"),
                 name.replace("{t}", "d")
@@ -224,6 +225,8 @@ pub async fn edges(store: &Store, lookback_days: i32) -> Result<(Vec<EdgeEntry>,
                 action: r.get(4),
                 flows: r.get(5),
                 violation: false,
+                first_seen: psg_domain::time::rfc3339(r.get::<_, DateTime<Utc>>(6).timestamp_micros()),
+                last_seen: psg_domain::time::rfc3339(r.get::<_, DateTime<Utc>>(7).timestamp_micros()),
             })
             .collect(),
         Some(newest),

@@ -22,7 +22,7 @@ pub async fn cde_flows(store: &Store, from: DateTime<Utc>, to: DateTime<Utc>) ->
                FROM data_flows f
                JOIN resources s ON s.id = f.source_resource_id
                JOIN resources d ON d.id = f.dest_resource_id
-              WHERE f.observed_at >= $1 AND f.observed_at < $2
+              WHERE f.observed_at >= $1 AND f.observed_at < $2 AND f.flow_count > 0
                 AND (f.source_resource_id IN (SELECT id FROM cde) OR f.dest_resource_id IN (SELECT id FROM cde))
               GROUP BY 1, 2, 3, 4, 5, 11, 12
               ORDER BY 1, 2, 3, 4, 5",

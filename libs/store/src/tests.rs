@@ -155,6 +155,38 @@ fn flow(window: i64, packets: i64) -> DataFlowRow {
     }
 }
 
+/// Issue 15: an accepted edge whose every connection the other end
+/// rejected is withdrawn: its rows from the given window on are zeroed,
+/// and nothing read back counts them (a rebuilt graph, the report, the
+/// evidence).
+#[tokio::test]
+async fn a_withdrawal_zeroes_the_accepted_rows_and_readers_skip_them() {
+    let (_db, store) = migrated().await;
+    resources::ensure_resources(&store, &[resource("i-1", &[], 0).row, resource("i-2", &[], 0).row]).await.unwrap();
+    let day = 1_418_530_000;
+    let mut blocked = flow(day + 120, 3);
+    blocked.id = stable_id("edge", &["blocked"]);
+    blocked.action = FlowAction::Reject;
+    flows::upsert_data_flows(&store, &[flow(day, 2), flow(day + 60, 4), blocked]).await.unwrap();
+    let withdrawal = flows::Withdrawal {
+        source_resource_id: resource_uuid("i-1"),
+        dest_resource_id: resource_uuid("i-2"),
+        protocol: "TCP".into(),
+        dst_port: 5432,
+        since: Utc.timestamp_opt(day + 60, 0).unwrap(),
+    };
+    flows::write_data_flows(&store, &[], &[withdrawal], &[]).await.unwrap();
+    let client = store.client().await.unwrap();
+    let rows = client.query("SELECT action, flow_count FROM data_flows ORDER BY observed_at", &[]).await.unwrap();
+    let rows: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let expected = [("ACCEPT", 2), ("ACCEPT", 0), ("REJECT", 3)].map(|(a, n)| (a.to_owned(), n));
+    assert_eq!(rows, expected, "only accepted rows from the window on");
+    let edges = flows::edges_since(&store, Utc.timestamp_opt(0, 0).unwrap()).await.unwrap();
+    let mut read: Vec<(&str, i64)> = edges.iter().map(|e| (e.action.as_str(), e.packets)).collect();
+    read.sort();
+    assert_eq!(read, vec![("ACCEPT", 2), ("REJECT", 3)]);
+}
+
 #[tokio::test]
 async fn data_flows_upsert_by_copy_creates_partitions_and_keeps_latest_counts() {
     let (_db, store) = migrated().await;

@@ -514,6 +514,10 @@ impl Engine {
     /// Adds what an edge message says: the service is seen between its two
     /// ends from `first_seen` to `last_seen`.
     pub fn add_edge(&mut self, e: &FlowEdge) {
+        if e.kind == psg_domain::EdgeKind::Withdrawn {
+            self.withdraw(&e.src.resource_id, &e.dst.resource_id, (e.protocol, e.dst_port, e.action));
+            return;
+        }
         let flows = if e.kind == psg_domain::EdgeKind::Window { e.flows } else { 0 };
         self.observe(
             &e.src.resource_id,
@@ -568,6 +572,27 @@ impl Engine {
         };
         merge_service(&mut self.graph[eix], service, Seen { first: first_seen, last: last_seen, flows });
         self.watermark = self.watermark.max(last_seen);
+        self.dirty.insert(s);
+        self.dirty.insert(d);
+    }
+
+    /// Correlate found every accepted report of `service` from `src` to
+    /// `dst` blocked by the other end: the service was never established.
+    /// (Between two systems, another interface's accepted connection of
+    /// the same service is announced again by its window edge.)
+    pub fn withdraw(&mut self, src: &str, dst: &str, service: Service) {
+        let (Some(&s), Some(&d)) = (self.nodes.get(src), self.nodes.get(dst)) else { return };
+        let (s, d) = (self.graph[s].owner.unwrap_or(s), self.graph[d].owner.unwrap_or(d));
+        let Some(eix) = self.graph.find_edge(s, d) else { return };
+        let services = &mut self.graph[eix];
+        let before = services.len();
+        services.retain(|(sv, _)| *sv != service);
+        if services.len() == before {
+            return;
+        }
+        if services.is_empty() {
+            self.graph.remove_edge(eix);
+        }
         self.dirty.insert(s);
         self.dirty.insert(d);
     }

@@ -34,6 +34,12 @@ enum Event {
         id: usize,
         scope: Option<PciScope>,
     },
+    /// Correlate found every accepted report of the service blocked by the
+    /// other end.
+    Withdraw {
+        src: usize,
+        dst: usize,
+    },
 }
 
 const IDS: [&str; 6] = ["r0", "r1", "r2", "r3", "ip:10.9.9.9", "ip:203.0.113.1"];
@@ -64,6 +70,7 @@ fn arb_event() -> impl Strategy<Value = Event> {
             .prop_map(|(src, dst, accept, day)| Event::Edge { src, dst, accept, day }),
         (0usize..4, prop_oneof![Just(None), Just(Some(PciScope::Cde)), Just(Some(PciScope::OutOfScope))])
             .prop_map(|(id, scope)| Event::Manual { id, scope }),
+        (0usize..6, 0usize..6).prop_map(|(src, dst)| Event::Withdraw { src, dst }),
     ]
 }
 
@@ -97,13 +104,18 @@ fn apply(e: &mut Engine, ev: &Event) {
             r.interface_ids = interface.iter().map(|i| IDS[*i].to_owned()).collect();
             e.upsert_resource(&r);
         }
-        Event::Edge { src, dst, accept, day } => {
+        Event::Edge { .. } | Event::Withdraw { .. } => {
+            let (src, dst, accept, day, kind_of_edge) = match ev {
+                Event::Edge { src, dst, accept, day } => (src, dst, accept, *day, EdgeKind::Window),
+                Event::Withdraw { src, dst } => (src, dst, &true, 0, EdgeKind::Withdrawn),
+                _ => unreachable!(),
+            };
             let end =
                 |i: usize| Endpoint { resource_id: IDS[i].to_owned(), kind: kind(i), address: None, vpc_id: None };
             let t = day * DAY;
             e.add_edge(&FlowEdge {
                 edge_id: String::new(),
-                kind: EdgeKind::Window,
+                kind: kind_of_edge,
                 src: end(*src),
                 dst: end(*dst),
                 protocol: 6,

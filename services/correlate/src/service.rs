@@ -80,6 +80,8 @@ pub struct Correlate {
     /// Endpoints whose rows are known to be in the database.
     ensured: HashSet<EndpointId>,
     pending_flows: Vec<DataFlowRow>,
+    /// Accepted edges withdrawn: their rows are zeroed after `pending_flows`.
+    pending_withdrawals: Vec<psg_store::flows::Withdrawal>,
     pending_resources: Vec<ResourceRow>,
     /// The checkpoints of each processed step, oldest first, until persisted
     /// (one entry per `process`/`tick`, as the runner calls `persist`).
@@ -108,6 +110,13 @@ impl Correlate {
                 let w = Windows::new(
                     cfg.correlate.window_secs as i64 * SECOND,
                     cfg.correlate.allowed_lateness_secs as i64 * SECOND,
+                )
+                .with_tolerance(cfg.correlate.match_tolerance_secs as i64 * SECOND)
+                .with_retention(
+                    (cfg.correlate.allowed_lateness_secs
+                        + 2 * cfg.correlate.match_tolerance_secs
+                        + cfg.correlate.window_secs) as i64
+                        * SECOND,
                 );
                 if store.is_some() { w } else { w.without_touched() }
             },
@@ -116,6 +125,7 @@ impl Correlate {
             store,
             ensured: HashSet::new(),
             pending_flows: Vec::new(),
+            pending_withdrawals: Vec::new(),
             pending_resources: Vec::new(),
             pending_checkpoints: VecDeque::new(),
             group: format!("{}-correlate", cfg.kafka.group_prefix),
@@ -132,6 +142,16 @@ impl Correlate {
     }
 
     /// Topics shared by the consumer group.
+    /// For a bounded input read in any order (`analyze`: files one after
+    /// another, each spanning the whole period): accepted connections and
+    /// rejections are remembered for the whole run, so the two ends'
+    /// reports of a connection decide it together even when one file is
+    /// read long after the other (memory: one hash per connection).
+    pub fn remembering_the_whole_input(mut self) -> Self {
+        self.windows.set_retention(Micros::MAX);
+        self
+    }
+
     pub fn stream_topics(&self) -> Vec<String> {
         vec![self.flows_topic.clone()]
     }
@@ -401,6 +421,7 @@ impl Correlate {
             offset,
             line: rec.source.line,
         };
+        let blocked_before = self.windows.blocked_reports();
         match self.windows.add(obs) {
             Added::FirstSeen(edge) => self.emit(&edge, out),
             Added::Aggregated => {}
@@ -409,6 +430,30 @@ impl Correlate {
                 self.emit(&edge, out);
                 self.queue_rows(std::slice::from_ref(&edge));
             }
+        }
+        let blocked = self.windows.blocked_reports() - blocked_before;
+        if blocked > 0 {
+            // The other end rejected connections reported accepted: they
+            // count as blocked attempts. An edge with no accepted connection
+            // left is withdrawn; a window row emptied is written with zero
+            // counts (a row already written says nothing accepted then).
+            metrics::counter!("psg_correlate_blocked_reports_total").increment(blocked);
+            for edge in self.windows.take_withdrawn() {
+                self.emit(&edge, out);
+                if self.store.is_some() {
+                    let row = data_flow_row(&self.to_flow_edge(&edge));
+                    let since = self.windows.window_of(edge.first_seen);
+                    self.pending_withdrawals.push(psg_store::flows::Withdrawal {
+                        source_resource_id: row.source_resource_id,
+                        dest_resource_id: row.dest_resource_id,
+                        protocol: row.protocol,
+                        dst_port: row.dst_port,
+                        since: from_micros(since),
+                    });
+                }
+            }
+            let vacated = self.windows.take_vacated();
+            self.queue_rows(&vacated);
         }
         metrics::counter!("psg_correlate_records_total", "outcome" => "attributed").increment(1);
     }
@@ -734,11 +779,12 @@ impl Processor for Correlate {
             self.pending_resources.clear();
         }
         let checkpoints = self.pending_checkpoints.front().map(Vec::as_slice).unwrap_or_default();
-        if !self.pending_flows.is_empty() || !checkpoints.is_empty() {
-            psg_store::flows::upsert_data_flows_with_checkpoints(store, &self.pending_flows, checkpoints)
+        if !self.pending_flows.is_empty() || !self.pending_withdrawals.is_empty() || !checkpoints.is_empty() {
+            psg_store::flows::write_data_flows(store, &self.pending_flows, &self.pending_withdrawals, checkpoints)
                 .await
                 .map_err(classify)?;
             self.pending_flows.clear();
+            self.pending_withdrawals.clear();
         }
         self.pending_checkpoints.pop_front();
         Ok(())

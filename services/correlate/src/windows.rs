@@ -19,8 +19,19 @@
 //! - For at-least-once delivery, each open window remembers the lowest
 //!   input offset per partition that contributed to it: offsets are not
 //!   committed past the oldest open window ([`Windows::held_offsets`]).
+//! - A connection is established only if every report of it accepted it.
+//!   The two ends capture independently, so their reports of one flow can
+//!   be up to an aggregation interval apart (the match tolerance) and come
+//!   in either order: a `REJECT` blocks the same connection (addresses,
+//!   ports, protocol) reported `ACCEPT` within the tolerance, before or
+//!   after it. The accepted counts move to the edge's blocked (`REJECT`)
+//!   twin in their window; an edge key with no accepted connection left is
+//!   withdrawn ([`Windows::take_withdrawn`]). Windows stay open for the
+//!   tolerance past their end, so a second report no later than the allowed
+//!   lateness finds the first in an open window.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -87,14 +98,24 @@ pub struct Observation {
     pub line: i32,
 }
 
-/// The counts of one connection in a window, per reporter.
+/// The counts of one connection in a window, per reporter, and when it
+/// was seen.
 #[derive(Debug, Clone)]
 struct Reports {
     first: (u64, i64, i64),
     more: Vec<(u64, i64, i64)>,
+    seen: (Micros, Micros),
 }
 
 impl Reports {
+    fn new(reporter: u64, t: Micros) -> Self {
+        Self { first: (reporter, 0, 0), more: Vec::new(), seen: (t, t) }
+    }
+
+    fn reporters(&self) -> impl Iterator<Item = &(u64, i64, i64)> {
+        std::iter::once(&self.first).chain(self.more.iter())
+    }
+
     fn max(&self) -> (i64, i64) {
         let mut best = (self.first.1, self.first.2);
         for r in &self.more {
@@ -117,6 +138,37 @@ impl Reports {
         };
         slot.1 = slot.1.saturating_add(packets);
         slot.2 = slot.2.saturating_add(bytes);
+    }
+}
+
+impl Agg {
+    /// Counts `reports` of `connection` in (merging per reporter); keeps the
+    /// totals equal to the sum over connections of the largest reporter's.
+    fn merge(&mut self, connection: Connection, reports: &Reports) {
+        let into = self.connections.entry(connection).or_insert_with(|| Reports::new(reports.first.0, reports.seen.0));
+        let (p0, b0) = into.max();
+        for &(reporter, packets, bytes) in reports.reporters() {
+            into.add(reporter, packets, bytes);
+        }
+        into.seen = (into.seen.0.min(reports.seen.0), into.seen.1.max(reports.seen.1));
+        let (p1, b1) = into.max();
+        self.packets = self.packets.saturating_add(p1 - p0);
+        self.bytes = self.bytes.saturating_add(b1 - b0);
+        self.first_seen = self.first_seen.min(reports.seen.0);
+        self.last_seen = self.last_seen.max(reports.seen.1);
+    }
+
+    /// Takes `connection` out; the times are those of what remains.
+    fn remove(&mut self, connection: &Connection) -> Option<Reports> {
+        let reports = self.connections.remove(connection)?;
+        let (p, b) = reports.max();
+        self.packets = self.packets.saturating_sub(p);
+        self.bytes = self.bytes.saturating_sub(b);
+        if let Some(first) = self.connections.values().map(|r| r.seen.0).min() {
+            self.first_seen = first;
+            self.last_seen = self.connections.values().map(|r| r.seen.1).max().unwrap_or(first);
+        }
+        Some(reports)
     }
 }
 
@@ -168,6 +220,9 @@ pub enum Added {
     Late(WindowEdge),
 }
 
+/// (partition, connection, protocol): one connection as both ends report it.
+type ConnKey = (i32, Connection, i32);
+
 /// One open window of one input partition.
 #[derive(Debug)]
 struct Open {
@@ -200,6 +255,31 @@ pub struct Windows {
     /// nobody writes rows of open windows (no database).
     touched: Option<FastSet<(Micros, i32, EdgeKey)>>,
     late: u64,
+    /// How far apart two reports of one connection may be (and how long a
+    /// window stays open past its end).
+    tolerance: Micros,
+    /// Connections some report rejected: earliest and latest such report.
+    blocked: FastMap<ConnKey, (Micros, Micros)>,
+    /// Per accepted edge key, its distinct accepted connections (at zero,
+    /// every one was blocked, and the key is withdrawn), and the earliest
+    /// event time one was reported.
+    accepted: FastMap<EdgeKey, (u64, Micros)>,
+    /// The accepted connections counted in `accepted`, as hashes of their
+    /// [`ConnKey`], remembered for `retention` of event time (then a block
+    /// cannot reach them): [current generation, previous one].
+    /// Each with the first and last second (Unix time) it was reported.
+    accepted_conns: [FastMap<u64, (u32, u32)>; 2],
+    conn_hasher: foldhash::fast::RandomState,
+    /// The watermark when the current generation began.
+    generation_at: Micros,
+    retention: Micros,
+    /// Accepted edge keys withdrawn since the last take.
+    withdrawn: Vec<WindowEdge>,
+    /// Open (window, edge) rows emptied since the last drain (their rows,
+    /// if written, are deleted).
+    vacated: Vec<WindowEdge>,
+    /// Accepted reports counted as blocked.
+    blocked_reports: u64,
 }
 
 impl Windows {
@@ -213,7 +293,81 @@ impl Windows {
             seen: FastSet::default(),
             touched: Some(FastSet::default()),
             late: 0,
+            tolerance: 0,
+            blocked: FastMap::default(),
+            accepted: FastMap::default(),
+            accepted_conns: [FastMap::default(), FastMap::default()],
+            conn_hasher: foldhash::fast::RandomState::default(),
+            generation_at: Micros::MIN,
+            retention: Micros::MAX,
+            withdrawn: Vec::new(),
+            vacated: Vec::new(),
+            blocked_reports: 0,
         }
+    }
+
+    /// Sets the match tolerance: how far apart (event time) two reports of
+    /// one connection may be and still decide it together. Windows stay
+    /// open that long past their end.
+    pub fn with_tolerance(mut self, tolerance: Micros) -> Self {
+        self.tolerance = tolerance.max(0);
+        self
+    }
+
+    /// How long (event time, behind the watermark) an accepted connection
+    /// is remembered, so that a rejecting report arriving later, even after
+    /// its window closed, withdraws it. Unbounded by default (a bounded
+    /// input); a service sets its lateness and tolerance.
+    pub fn with_retention(mut self, retention: Micros) -> Self {
+        self.set_retention(retention);
+        self
+    }
+
+    /// As [`Windows::with_retention`], `Micros::MAX` for unbounded.
+    pub fn set_retention(&mut self, retention: Micros) {
+        self.retention = retention.max(self.size);
+    }
+
+    /// Counts an accepted connection under its key, once.
+    fn count_accepted(&mut self, o: &Observation) {
+        let h = self.conn_hasher.hash_one((o.partition, o.connection, o.key.protocol));
+        let s = seconds(o.event_time);
+        let [current, previous] = &mut self.accepted_conns;
+        let slot = match previous.get_mut(&h) {
+            Some(slot) => slot,
+            None => match current.entry(h) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let n = self.accepted.entry(o.key).or_insert((0, o.event_time));
+                    *n = (n.0 + 1, n.1.min(o.event_time));
+                    e.insert((s, s))
+                }
+            },
+        };
+        *slot = (slot.0.min(s), slot.1.max(s));
+    }
+
+    /// Accepted reports counted as blocked because the other end rejected
+    /// the connection.
+    pub fn blocked_reports(&self) -> u64 {
+        self.blocked_reports
+    }
+
+    /// The accepted edge keys that have no accepted connection left (every
+    /// accepted report of them was blocked), since the last call.
+    pub fn take_withdrawn(&mut self) -> Vec<WindowEdge> {
+        std::mem::take(&mut self.withdrawn)
+    }
+
+    /// Open (window, edge) rows emptied since the last call: a row written
+    /// for them is no longer true.
+    pub fn take_vacated(&mut self) -> Vec<WindowEdge> {
+        std::mem::take(&mut self.vacated)
+    }
+
+    /// Whether a window starting at `start` has closed at watermark `w`.
+    fn closed_at(&self, start: Micros, w: Micros) -> bool {
+        start.saturating_add(self.size).saturating_add(self.tolerance) <= w
     }
 
     /// Stops keeping which windows changed ([`Windows::drain_touched`]
@@ -254,7 +408,7 @@ impl Windows {
     /// Whether the window of event time `t` in `partition` has closed (an
     /// observation of it would be late).
     pub fn is_closed(&self, partition: i32, t: Micros) -> bool {
-        self.partition_watermark(partition).is_some_and(|w| self.window_start(t) + self.size <= w)
+        self.partition_watermark(partition).is_some_and(|w| self.closed_at(self.window_start(t), w))
     }
 
     /// Whether `partition` has windows open.
@@ -267,6 +421,11 @@ impl Windows {
         self.late
     }
 
+    /// The start of the window holding event time `t`.
+    pub fn window_of(&self, t: Micros) -> Micros {
+        self.window_start(t)
+    }
+
     fn window_start(&self, t: Micros) -> Micros {
         t.div_euclid(self.size) * self.size
     }
@@ -276,9 +435,26 @@ impl Windows {
     }
 
     /// Adds one observation.
-    pub fn add(&mut self, o: Observation) -> Added {
+    pub fn add(&mut self, mut o: Observation) -> Added {
         let start = self.window_start(o.event_time);
-        if self.partition_watermark(o.partition).is_some_and(|w| start + self.size <= w) {
+        match o.key.action {
+            FlowAction::Reject => self.block(&o),
+            FlowAction::Accept if !self.blocked.is_empty() => {
+                let ck = (o.partition, o.connection, o.key.protocol);
+                if self.blocked.get(&ck).is_some_and(|&(lo, hi)| {
+                    o.event_time >= lo.saturating_sub(self.tolerance)
+                        && o.event_time <= hi.saturating_add(self.tolerance)
+                }) {
+                    o.key.action = FlowAction::Reject;
+                    self.blocked_reports += 1;
+                }
+            }
+            FlowAction::Accept => {}
+        }
+        if o.key.action == FlowAction::Accept {
+            self.count_accepted(&o);
+        }
+        if self.partition_watermark(o.partition).is_some_and(|w| self.closed_at(start, w)) {
             self.late += 1;
             self.seen.insert(o.key);
             let (a, z) = (o.connection.src, o.connection.dst);
@@ -317,10 +493,8 @@ impl Windows {
             last_seen: o.event_time,
             connections: FastMap::default(),
         });
-        let reports = agg
-            .connections
-            .entry(o.connection)
-            .or_insert_with(|| Reports { first: (o.reporter, 0, 0), more: Vec::new() });
+        let reports = agg.connections.entry(o.connection).or_insert_with(|| Reports::new(o.reporter, o.event_time));
+        reports.seen = (reports.seen.0.min(o.event_time), reports.seen.1.max(o.event_time));
         let (p0, b0) = reports.max();
         reports.add(o.reporter, o.packets, o.bytes);
         let (p1, b1) = reports.max();
@@ -338,13 +512,119 @@ impl Windows {
         }
     }
 
+    /// A report rejected `o`'s connection: remembers it, moves the
+    /// accepted reports of the connection within the tolerance, in open
+    /// windows, to the blocked edge, and withdraws the accepted edge key if
+    /// this was its last accepted connection.
+    fn block(&mut self, o: &Observation) {
+        let ck = (o.partition, o.connection, o.key.protocol);
+        let t = o.event_time;
+        let e = self.blocked.entry(ck).or_insert((t, t));
+        *e = (e.0.min(t), e.1.max(t));
+        let accept_key = EdgeKey { action: FlowAction::Accept, ..o.key };
+        if !self.accepted.contains_key(&accept_key) {
+            return;
+        }
+        let lo = self.window_start(t.saturating_sub(self.tolerance));
+        let hi = self.window_start(t.saturating_add(self.tolerance));
+        let mut moved = false;
+        let mut last_vacated = None;
+        for (&(partition, start), window) in self.open.range_mut((o.partition, lo)..=(o.partition, hi)) {
+            let Some(agg) = window.edges.get_mut(&accept_key) else { continue };
+            let Some(reports) = agg.remove(&o.connection) else { continue };
+            moved = true;
+            let emptied = agg
+                .connections
+                .is_empty()
+                .then(|| edge(self.size, start, partition, &accept_key, agg, EdgeKind::Withdrawn));
+            let (src_addr, dst_addr, direction) = (agg.src_addr, agg.dst_addr, agg.direction);
+            let blocked = window.edges.entry(o.key).or_insert_with(|| Agg {
+                src_addr,
+                dst_addr,
+                direction,
+                packets: 0,
+                bytes: 0,
+                first_seen: reports.seen.0,
+                last_seen: reports.seen.1,
+                connections: FastMap::default(),
+            });
+            blocked.merge(o.connection, &reports);
+            if let Some(touched) = &mut self.touched {
+                touched.insert((start, partition, o.key));
+                touched.insert((start, partition, accept_key));
+            }
+            if let Some(gone) = emptied {
+                window.edges.remove(&accept_key);
+                if self.touched.is_some() {
+                    self.vacated.push(gone.clone());
+                }
+                last_vacated = Some(gone);
+            }
+        }
+        // The connection, if counted as accepted (in a window open or
+        // closed), no longer is.
+        let h = self.conn_hasher.hash_one(ck);
+        let (s, tol) = (seconds(t), seconds(self.tolerance));
+        let near = |&(lo, hi): &(u32, u32)| s >= lo.saturating_sub(tol) && s <= hi.saturating_add(tol);
+        let counted = self.accepted_conns.iter_mut().any(|g| g.get(&h).is_some_and(near) && g.remove(&h).is_some());
+        if counted || moved {
+            self.blocked_reports += 1;
+        }
+        if !counted {
+            return;
+        }
+        let Some(n) = self.accepted.get_mut(&accept_key) else { return };
+        n.0 = n.0.saturating_sub(1);
+        if n.0 == 0 {
+            let first = n.1;
+            self.accepted.remove(&accept_key);
+            let start = self.window_start(t);
+            let mut gone = last_vacated.unwrap_or_else(|| WindowEdge {
+                kind: EdgeKind::Withdrawn,
+                key: accept_key,
+                src_addr: o.connection.src,
+                dst_addr: o.connection.dst,
+                direction: o.direction,
+                window_start: start,
+                window_end: start + self.size,
+                first_seen: t,
+                last_seen: t,
+                partition: o.partition,
+                packets: 0,
+                bytes: 0,
+                flows: 0,
+                late_source: None,
+            });
+            // Since when its rows (of this run) are withdrawn.
+            gone.first_seen = first;
+            self.withdrawn.push(gone);
+        }
+    }
+
+    /// Once per retention of watermark: forgets what is older.
+    fn prune_blocked(&mut self) {
+        let Some(w) = self.watermark() else { return };
+        if self.retention == Micros::MAX || w.saturating_sub(self.generation_at) < self.retention {
+            return;
+        }
+        // Accepted connections older than the retention are forgotten
+        // (they stay counted: a block can no longer withdraw them), and so
+        // are rejections no report can still be matched with.
+        self.accepted_conns.swap(0, 1);
+        self.accepted_conns[0].clear();
+        self.generation_at = w;
+        let cut = w.saturating_sub(self.retention);
+        self.blocked.retain(|_, (_, hi)| *hi >= cut);
+    }
+
     /// Closes every window its partition's watermark has passed; returns
     /// their edges (ordered by window, then key, then partition: deterministic).
     pub fn close_ready(&mut self) -> Vec<WindowEdge> {
+        self.prune_blocked();
         let ready: Vec<(i32, Micros)> = self
             .open
             .keys()
-            .filter(|(p, start)| self.partition_watermark(*p).is_some_and(|w| start + self.size <= w))
+            .filter(|(p, start)| self.partition_watermark(*p).is_some_and(|w| self.closed_at(*start, w)))
             .copied()
             .collect();
         let mut out = Vec::new();
@@ -378,7 +658,11 @@ impl Windows {
     /// are remembered (a second first-seen edge would only repeat one).
     pub fn reset(&mut self) -> usize {
         let dropped = self.open.values().map(|w| w.edges.len()).sum();
+        // Accepted connections stay counted (by hash): read again, they are
+        // recognised.
         self.open.clear();
+        self.withdrawn.clear();
+        self.vacated.clear();
         if let Some(touched) = &mut self.touched {
             touched.clear();
         }
@@ -396,6 +680,11 @@ impl Windows {
         }
         min.into_iter().map(|((p, t), o)| (t.to_string(), p, o)).collect()
     }
+}
+
+/// Event time in whole seconds of Unix time, saturating into `u32`.
+fn seconds(t: Micros) -> u32 {
+    u32::try_from(t.div_euclid(psg_domain::time::SECOND).max(0)).unwrap_or(u32::MAX)
 }
 
 fn edge(size: Micros, start: Micros, partition: i32, key: &EdgeKey, agg: &Agg, kind: EdgeKind) -> WindowEdge {
@@ -523,6 +812,157 @@ mod tests {
         w.add(obs(9, 9, 200, 4));
         let e = &w.close_ready()[0];
         assert_eq!((e.flows, e.packets, e.bytes), (1, 20, 2000), "max over reporters of each reporter's sum");
+    }
+
+    /// One connection reported by the source (accepted by its egress rule)
+    /// and by the destination, whose ingress rule `accept`s it or not.
+    fn ends(t_src: i64, t_dst: i64, accept: bool) -> (Observation, Observation) {
+        let mut src = obs(1, 2, t_src, 1);
+        src.reporter = 100;
+        let mut dst = src.clone();
+        dst.reporter = 200;
+        dst.event_time = t_dst * SECOND;
+        dst.offset = 2;
+        if !accept {
+            dst.key.action = FlowAction::Reject;
+        }
+        (src, dst)
+    }
+
+    fn closed_by_action(w: &mut Windows) -> Vec<(FlowAction, i64, i64)> {
+        w.add(obs(9, 9, 100_000, 99));
+        w.close_ready().into_iter().filter(|e| e.key.src == 1).map(|e| (e.key.action, e.flows, e.packets)).collect()
+    }
+
+    #[test]
+    fn accepted_at_one_end_and_rejected_at_the_other_is_blocked_in_either_order() {
+        // Same window, accept first: the first-seen edge is withdrawn.
+        let mut w = Windows::new(60 * SECOND, 0).with_tolerance(600 * SECOND);
+        let (a, r) = ends(10, 20, false);
+        assert!(matches!(w.add(a.clone()), Added::FirstSeen(ref e) if e.key.action == FlowAction::Accept));
+        assert!(matches!(w.add(r.clone()), Added::FirstSeen(ref e) if e.key.action == FlowAction::Reject));
+        let withdrawn = w.take_withdrawn();
+        assert_eq!(withdrawn.len(), 1);
+        assert_eq!(
+            (withdrawn[0].kind, withdrawn[0].key.action, withdrawn[0].flows),
+            (EdgeKind::Withdrawn, FlowAction::Accept, 0)
+        );
+        assert_eq!(w.blocked_reports(), 1);
+        assert_eq!(closed_by_action(&mut w), vec![(FlowAction::Reject, 1, 10)], "one blocked connection");
+
+        // Reject first: the accepted report is counted blocked at once.
+        let mut w = Windows::new(60 * SECOND, 0).with_tolerance(600 * SECOND);
+        assert!(matches!(w.add(r), Added::FirstSeen(ref e) if e.key.action == FlowAction::Reject));
+        assert_eq!(w.add(a), Added::Aggregated, "no accepted edge is announced");
+        assert!(w.take_withdrawn().is_empty());
+        assert_eq!(closed_by_action(&mut w), vec![(FlowAction::Reject, 1, 10)]);
+    }
+
+    #[test]
+    fn the_two_reports_match_across_windows_within_the_tolerance_only() {
+        for (t_src, t_dst) in [(10, 500), (500, 10)] {
+            for accept_first in [true, false] {
+                let mut w = Windows::new(60 * SECOND, 0).with_tolerance(600 * SECOND);
+                let (a, r) = ends(t_src, t_dst, false);
+                if accept_first {
+                    w.add(a);
+                    w.add(r);
+                    assert_eq!(w.take_withdrawn().len(), 1, "{t_src} {t_dst}");
+                } else {
+                    w.add(r);
+                    w.add(a);
+                }
+                let closed = closed_by_action(&mut w);
+                assert!(closed.iter().all(|c| c.0 == FlowAction::Reject), "{t_src} {t_dst} {accept_first}: {closed:?}");
+                assert_eq!(closed.len(), 2, "each report in its own window");
+            }
+        }
+        // 20 minutes apart: two different flows, each with its own verdict.
+        let mut w = Windows::new(60 * SECOND, 0).with_tolerance(600 * SECOND);
+        let (a, r) = ends(10, 1210, false);
+        w.add(a);
+        w.add(r);
+        assert!(w.take_withdrawn().is_empty());
+        let mut closed = closed_by_action(&mut w);
+        closed.sort_by_key(|c| c.0 == FlowAction::Reject);
+        assert_eq!(closed, vec![(FlowAction::Accept, 1, 10), (FlowAction::Reject, 1, 10)]);
+    }
+
+    #[test]
+    fn a_rejection_read_long_after_the_acceptance_still_withdraws_it() {
+        // A bounded input read file after file: the accepting end's file
+        // first (its windows close), the rejecting end's an hour later.
+        let mut w = Windows::new(60 * SECOND, 0).with_tolerance(600 * SECOND);
+        let (a, r) = ends(10, 20, false);
+        w.add(a);
+        w.add(obs(9, 9, 4000, 50));
+        assert!(w.close_ready().iter().any(|e| e.key.src == 1 && e.key.action == FlowAction::Accept));
+        let Added::Late(late) = w.add(r.clone()) else { panic!("late") };
+        assert_eq!(late.key.action, FlowAction::Reject);
+        let withdrawn = w.take_withdrawn();
+        assert_eq!(withdrawn.len(), 1, "the accepted edge is withdrawn after its window closed");
+        assert_eq!((withdrawn[0].key.action, withdrawn[0].kind), (FlowAction::Accept, EdgeKind::Withdrawn));
+
+        // A service remembers accepted connections for its retention only:
+        // beyond it, the acceptance stands.
+        let mut w = Windows::new(60 * SECOND, 0).with_tolerance(600 * SECOND).with_retention(1_000 * SECOND);
+        w.add(ends(10, 20, false).0);
+        w.add(obs(9, 9, 4000, 50));
+        w.close_ready();
+        w.add(obs(9, 9, 6000, 51));
+        w.close_ready();
+        w.add(r);
+        assert!(w.take_withdrawn().is_empty());
+    }
+
+    #[test]
+    fn accepted_at_both_ends_is_established() {
+        let mut w = Windows::new(60 * SECOND, 0).with_tolerance(600 * SECOND);
+        let (a, b) = ends(10, 20, true);
+        w.add(a);
+        w.add(b);
+        assert!(w.take_withdrawn().is_empty());
+        assert_eq!(closed_by_action(&mut w), vec![(FlowAction::Accept, 1, 10)]);
+    }
+
+    #[test]
+    fn an_edge_keeps_its_other_accepted_connections() {
+        let mut w = Windows::new(60 * SECOND, 0).with_tolerance(600 * SECOND);
+        let (a, r) = ends(10, 20, false);
+        let other = obs(1, 2, 30, 7); // another source port, never rejected
+        w.add(a);
+        w.add(other);
+        w.add(r);
+        assert!(w.take_withdrawn().is_empty(), "one accepted connection is left");
+        let mut closed = closed_by_action(&mut w);
+        closed.sort_by_key(|c| c.0 == FlowAction::Reject);
+        assert_eq!(closed, vec![(FlowAction::Accept, 1, 10), (FlowAction::Reject, 1, 10)]);
+    }
+
+    #[test]
+    fn a_window_row_emptied_by_a_block_is_written_with_zero_counts() {
+        let mut w = Windows::new(60 * SECOND, 0).with_tolerance(600 * SECOND);
+        let (a, r) = ends(10, 20, false);
+        w.add(a);
+        assert_eq!(w.drain_touched().len(), 1, "the accepted row was written");
+        w.add(r);
+        let vacated = w.take_vacated();
+        assert_eq!(vacated.len(), 1);
+        assert_eq!((vacated[0].key.action, vacated[0].flows, vacated[0].packets), (FlowAction::Accept, 0, 0));
+        let rows = w.drain_touched();
+        assert_eq!(rows.len(), 1, "only the blocked row is still open: {rows:?}");
+        assert_eq!(rows[0].key.action, FlowAction::Reject);
+    }
+
+    #[test]
+    fn windows_stay_open_for_the_tolerance() {
+        let mut w = Windows::new(60 * SECOND, 0).with_tolerance(300 * SECOND);
+        w.add(obs(1, 2, 10, 1));
+        w.add(obs(3, 4, 300, 2));
+        assert!(w.close_ready().is_empty(), "60 + 300 > 300");
+        w.add(obs(3, 4, 361, 3));
+        assert_eq!(w.close_ready().len(), 1);
+        assert!(w.is_closed(0, 10 * SECOND) && !w.is_closed(0, 61 * SECOND));
     }
 
     #[test]

@@ -87,8 +87,13 @@ async fn start(correlate: CorrelateConfig, inventory: &[Resource]) -> Running {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_in_exact_edges_out() {
-    let correlate =
-        CorrelateConfig { window_secs: 60, allowed_lateness_secs: 60, hold_back_secs: 0, idle_timeout_secs: 0 };
+    let correlate = CorrelateConfig {
+        window_secs: 60,
+        allowed_lateness_secs: 60,
+        hold_back_secs: 0,
+        idle_timeout_secs: 0,
+        match_tolerance_secs: 0,
+    };
     let inventory = [resource("web", "10.0.1.5"), resource("db", "10.0.2.9"), resource("cache", "10.0.3.3")];
     let Running { _broker, bootstrap, producer, stop, task } = start(correlate, &inventory).await;
     // The runner reads the inventory (a table topic) before it joins the
@@ -148,8 +153,13 @@ async fn records_in_exact_edges_out() {
 /// counts and its offsets are committed, with no further flow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_partition_closes_its_windows_and_commits_its_offsets() {
-    let correlate =
-        CorrelateConfig { window_secs: 2, allowed_lateness_secs: 1, hold_back_secs: 0, idle_timeout_secs: 1 };
+    let correlate = CorrelateConfig {
+        window_secs: 2,
+        allowed_lateness_secs: 1,
+        hold_back_secs: 0,
+        idle_timeout_secs: 1,
+        match_tolerance_secs: 0,
+    };
     let inventory = [resource("web", "10.0.1.5"), resource("db", "10.0.2.9")];
     let Running { _broker, bootstrap, producer, stop, task } = start(correlate, &inventory).await;
 

@@ -39,6 +39,7 @@ fn cfg() -> Config {
     let mut c = Config::default();
     c.correlate.window_secs = 60;
     c.correlate.allowed_lateness_secs = 60;
+    c.correlate.match_tolerance_secs = 0; // windows close at the watermark
     c.correlate.hold_back_secs = 60;
     c
 }

@@ -91,6 +91,12 @@ pub fn segmentation(p: &Period, d: &PeriodData) -> Report {
         "accepted_flows": sum(&accepted),
         "rejected_crossings": rejected.len(),
         "rejected_flows": sum(&rejected),
+        // Blocked attempts (rejected at either end; a connection one end
+        // accepted and the other rejected is blocked): proof that the
+        // boundary controls work (PCI DSS 11.4.5).
+        "blocked_attempts": rejected.len(),
+        "blocked_flows": sum(&rejected),
+        "boundary_controls_observed_blocking": !rejected.is_empty(),
         "violations": violations.len(),
         "segmentation_effective": violations.is_empty(),
     });
@@ -233,6 +239,8 @@ mod tests {
         let r = segmentation(&p, &d);
         assert_eq!(r.summary["accepted_crossings"], 1);
         assert_eq!(r.summary["rejected_flows"], 3);
+        assert_eq!((r.summary["blocked_attempts"].as_u64(), r.summary["blocked_flows"].as_u64()), (Some(1), Some(3)));
+        assert_eq!(r.summary["boundary_controls_observed_blocking"], true);
         assert_eq!(r.summary["violations"], 1);
         assert_eq!(r.summary["segmentation_effective"], false);
         let all_edges = data_flows(&p, &d);

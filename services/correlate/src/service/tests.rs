@@ -11,6 +11,8 @@ fn cfg() -> Config {
     c.correlate.window_secs = 60;
     c.correlate.allowed_lateness_secs = 60;
     c.correlate.hold_back_secs = 30;
+    // Windows close at the watermark (the tolerance is tested on its own).
+    c.correlate.match_tolerance_secs = 0;
     c
 }
 
@@ -118,6 +120,42 @@ async fn double_reporting_counts_once_and_windows_close_exactly() {
     assert_eq!(w.len(), 1);
     assert_eq!((w[0].packets, w[0].bytes, w[0].flows), (15, 1500, 1), "10 (max of both reports) + 5");
     assert_eq!((w[0].window_start, w[0].window_end), (960 * SECOND, 1020 * SECOND));
+}
+
+/// Issue 15: the source's egress accepted, the destination's ingress
+/// rejected, five minutes apart and in two batches: the accepted edge
+/// announced first is withdrawn, and the window closes with the blocked one.
+#[tokio::test]
+async fn a_connection_the_other_end_rejected_is_withdrawn_and_counted_blocked() {
+    let mut cfg = cfg();
+    cfg.correlate.match_tolerance_secs = 600;
+    let mut c = Correlate::new(&cfg, None);
+    run(
+        &mut c,
+        vec![
+            table(&resource("corp", &["10.0.1.5"], &["eni-corp"], "vpc-1"), 0),
+            table(&resource("vault", &["10.0.2.9"], &["eni-vault"], "vpc-1"), 1),
+        ],
+    )
+    .await;
+    let first = run(&mut c, vec![stream(vec![flow("eni-corp", "10.0.1.5", "10.0.2.9", 5432, 1000, 3)], 0)]).await;
+    assert_eq!((first.len(), first[0].kind, first[0].action), (1, EdgeKind::FirstSeen, FlowAction::Accept));
+    let mut rejected = flow("eni-vault", "10.0.1.5", "10.0.2.9", 5432, 1300, 3);
+    rejected.action = Some(FlowAction::Reject);
+    let second = run(&mut c, vec![stream(vec![rejected], 1)]).await;
+    let kinds: Vec<(EdgeKind, FlowAction)> = second.iter().map(|e| (e.kind, e.action)).collect();
+    assert!(kinds.contains(&(EdgeKind::Withdrawn, FlowAction::Accept)), "{kinds:?}");
+    assert!(kinds.contains(&(EdgeKind::FirstSeen, FlowAction::Reject)), "{kinds:?}");
+    let withdrawn = second.iter().find(|e| e.kind == EdgeKind::Withdrawn).unwrap();
+    assert_eq!(withdrawn.edge_id, first[0].edge_id, "it names the window edge it withdraws");
+    // Event time moves past both windows and the tolerance.
+    let closed = run(&mut c, vec![stream(vec![flow("eni-corp", "10.0.1.5", "10.0.2.9", 443, 3000, 1)], 2)]).await;
+    let w: Vec<(FlowAction, i64, i64)> = closed
+        .iter()
+        .filter(|e| e.kind == EdgeKind::Window && e.dst_port == 5432)
+        .map(|e| (e.action, e.flows, e.packets))
+        .collect();
+    assert_eq!(w, vec![(FlowAction::Reject, 1, 3), (FlowAction::Reject, 1, 3)], "one blocked connection per window");
 }
 
 #[tokio::test]
