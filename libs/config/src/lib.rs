@@ -540,7 +540,8 @@ pub struct CorrelateConfig {
     /// `ACCEPT` of the same connection at the other within it, in either
     /// order. The ends capture independently, so this is the flow logs'
     /// aggregation interval (AWS: 600 by default, 60 if configured; Azure
-    /// and GCP: 60). Windows stay open this long past their end.
+    /// and GCP: 60). Memory: a 16-byte hash per accepted connection of the
+    /// last `match-tolerance-secs + allowed-lateness-secs` of event time.
     pub match_tolerance_secs: u64,
 }
 

@@ -112,11 +112,10 @@ impl Correlate {
                     cfg.correlate.allowed_lateness_secs as i64 * SECOND,
                 )
                 .with_tolerance(cfg.correlate.match_tolerance_secs as i64 * SECOND)
+                // A report within the tolerance of another arrives at most
+                // the lateness behind its partition.
                 .with_retention(
-                    (cfg.correlate.allowed_lateness_secs
-                        + 2 * cfg.correlate.match_tolerance_secs
-                        + cfg.correlate.window_secs) as i64
-                        * SECOND,
+                    (cfg.correlate.allowed_lateness_secs + cfg.correlate.match_tolerance_secs) as i64 * SECOND,
                 );
                 if store.is_some() { w } else { w.without_touched() }
             },
