@@ -183,6 +183,8 @@ pub struct Engine {
     /// Requester-managed ENIs by the system they serve, and each one's.
     managed: HashMap<Served, std::collections::BTreeSet<NodeIndex>>,
     served_by: HashMap<NodeIndex, Served>,
+    /// Subnets: of an RDS instance's subnet group, and of an RDS ENI.
+    subnets: HashMap<NodeIndex, Vec<String>>,
 }
 
 /// What a requester-managed ENI says of the system it serves, and what a
@@ -243,7 +245,7 @@ impl Served {
                 groups.join(", ")
             ),
             Self::Rds(vpc, groups) => format!(
-                "An RDS network interface: {n} RDS instances of {vpc} share its security groups ({}), so it cannot be told whose it is and stays a system of its own.",
+                "An RDS network interface: {n} RDS instances of {vpc} share its security groups ({}) and a subnet group holding its subnet, so it cannot be told whose it is and stays a system of its own.",
                 groups.join(", ")
             ),
             Self::Named(t, _, name) if n == 0 => {
@@ -274,6 +276,7 @@ impl Engine {
             serves: HashMap::new(),
             managed: HashMap::new(),
             served_by: HashMap::new(),
+            subnets: HashMap::new(),
         }
     }
 
@@ -393,6 +396,15 @@ impl Engine {
             true => (None, None),
             false => Served::of(r),
         };
+        self.subnets.remove(&ix);
+        let subnets = match (&serves, &served_by) {
+            (Some(Served::Rds(..)), _) => rds_subnets(r),
+            (_, Some(Served::Rds(..))) => r.subnet_id.iter().cloned().collect(),
+            _ => Vec::new(),
+        };
+        if !subnets.is_empty() {
+            self.subnets.insert(ix, subnets);
+        }
         let mut keys: Vec<Served> = Vec::new();
         if let Some(old) = self.serves.remove(&ix) {
             if let Some(set) = self.serving.get_mut(&old) {
@@ -444,6 +456,7 @@ impl Engine {
                     .flatten()
                     .copied()
                     .filter(|s| *s != ix && self.graph[*s].classifiable)
+                    .filter(|s| self.in_subnets(ix, *s))
                     .collect();
                 match systems.as_slice() {
                     [one] => (Some(*one), None),
@@ -458,6 +471,15 @@ impl Engine {
         };
         self.set_note(ix, note);
         self.set_owner(ix, owner);
+    }
+
+    /// Whether interface `eni`'s subnet is in system `s`'s subnet group
+    /// (true where either is unknown).
+    fn in_subnets(&self, eni: NodeIndex, s: NodeIndex) -> bool {
+        match (self.subnets.get(&eni).and_then(|v| v.first()), self.subnets.get(&s)) {
+            (Some(subnet), Some(group)) => group.contains(subnet),
+            _ => true,
+        }
     }
 
     /// What the justification of a node adds about its place (an interface
@@ -1272,6 +1294,25 @@ impl AlertKey {
             (Self::Declared(a, ..), Self::Declared(b, ..)) | (Self::Changed(a, ..), Self::Changed(b, ..)) => a == b,
             _ => self == other,
         }
+    }
+}
+
+/// The subnets of an RDS instance's subnet group (AWS Config's
+/// `dBSubnetGroup.subnets[].subnetIdentifier`, in the configuration ingest
+/// keeps as metadata), else its subnet.
+fn rds_subnets(r: &Resource) -> Vec<String> {
+    let from_config =
+        r.metadata_json.as_deref().and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok()).map(|c| {
+            ["dBSubnetGroup", "dbSubnetGroup", "DBSubnetGroup"]
+                .iter()
+                .filter_map(|k| c.get(k))
+                .flat_map(|g| g.get("subnets").and_then(|s| s.as_array()).into_iter().flatten())
+                .filter_map(|s| s.get("subnetIdentifier").and_then(|i| i.as_str()).map(str::to_owned))
+                .collect::<Vec<_>>()
+        });
+    match from_config {
+        Some(v) if !v.is_empty() => v,
+        _ => r.subnet_id.iter().cloned().collect(),
     }
 }
 

@@ -477,6 +477,25 @@ fn an_rds_interface_without_one_instance_says_why() {
         "{}",
         d.justification
     );
+    // Their subnet groups tell them apart: the ENI's subnet is in db-b's.
+    let with_subnets = |mut r: Resource, subnets: &[&str]| {
+        let list: Vec<String> = subnets.iter().map(|s| format!(r#"{{"subnetIdentifier": "{s}"}}"#)).collect();
+        r.metadata_json =
+            Some(format!(r#"{{"dBSubnetGroup": {{"vpcId": "vpc-1", "subnets": [{}]}}}}"#, list.join(", ")));
+        r
+    };
+    e.upsert_resource(&with_subnets(rds("db-a", "vpc-1", &["sg-db"]), &["subnet-a1", "subnet-a2"]));
+    e.upsert_resource(&with_subnets(rds("db-b", "vpc-1", &["sg-db"]), &["subnet-b1", "subnet-b2"]));
+    let mut eni = rds_eni("eni-9", "vpc-1", &["sg-db"]);
+    eni.subnet_id = Some("subnet-b2".into());
+    e.upsert_resource(&eni);
+    e.recompute();
+    assert_eq!(e.decisions()["eni-9"].dependencies, vec!["db-b"], "{}", e.decisions()["eni-9"].justification);
+    // A subnet in both groups: ambiguous again.
+    e.upsert_resource(&with_subnets(rds("db-a", "vpc-1", &["sg-db"]), &["subnet-a1", "subnet-b2"]));
+    e.recompute();
+    assert!(e.decisions()["eni-9"].dependencies.is_empty());
+    assert!(e.decisions()["eni-9"].justification.contains("a subnet group holding its subnet"));
     // A plain interface nobody lists.
     let mut nic = typed("nic-x", ResourceType::NetworkInterface, None, &[]);
     nic.provider = CloudProvider::Azure;
