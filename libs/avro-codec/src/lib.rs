@@ -57,16 +57,25 @@ pub struct CompiledSchema {
     pub schema: Schema,
     pub fingerprint: [u8; 8],
     pub header: [u8; HEADER_LEN],
+    /// Fingerprints of earlier versions (`schemas/history/`) whose data
+    /// this version reads unchanged: an enum that only gained symbols at
+    /// its end. A rolling upgrade reads what the old producers wrote.
+    pub readable: Vec<[u8; 8]>,
 }
 
 impl CompiledSchema {
-    fn compile(file: &'static str, avsc: &str) -> Result<Self> {
+    fn compile(file: &'static str, avsc: &str, earlier: &[&str]) -> Result<Self> {
         let schema = Schema::parse_str(avsc).map_err(|e| Error::Schema { file, reason: e.to_string() })?;
         let fingerprint = fingerprint(&schema);
         let mut header = [0u8; HEADER_LEN];
         header[..2].copy_from_slice(&MAGIC);
         header[2..].copy_from_slice(&fingerprint);
-        Ok(Self { schema, fingerprint, header })
+        let mut readable = Vec::new();
+        for text in earlier {
+            let old = Schema::parse_str(text).map_err(|e| Error::Schema { file, reason: e.to_string() })?;
+            readable.push(self::fingerprint(&old));
+        }
+        Ok(Self { schema, fingerprint, header, readable })
     }
 }
 
@@ -87,20 +96,25 @@ pub trait AvroMessage: Serialize + DeserializeOwned + AvroSchema + Sized + 'stat
     const FILE: &'static str;
     /// The `.avsc` text.
     const AVSC: &'static str;
+    /// Earlier versions' `.avsc` texts whose data this version reads as is
+    /// (tested: `earlier_schema_versions_stay_readable`).
+    const EARLIER: &'static [&'static str] = &[];
     /// The compiled schema (parsed on first use).
     fn compiled() -> &'static CompiledSchema;
 }
 
 macro_rules! message {
-    ($ty:ty, $name:literal, $file:literal) => {
+    ($ty:ty, $name:literal, $file:literal $(, earlier: [$($old:literal),*])?) => {
         impl AvroMessage for $ty {
             const NAME: &'static str = $name;
             const FILE: &'static str = $file;
             const AVSC: &'static str = include_str!(concat!("../../../schemas/", $file));
+            $(const EARLIER: &'static [&'static str] =
+                &[$(include_str!(concat!("../../../schemas/history/", $old))),*];)?
 
             fn compiled() -> &'static CompiledSchema {
                 static SCHEMA: OnceLock<CompiledSchema> = OnceLock::new();
-                SCHEMA.get_or_init(|| match CompiledSchema::compile($file, Self::AVSC) {
+                SCHEMA.get_or_init(|| match CompiledSchema::compile($file, Self::AVSC, Self::EARLIER) {
                     Ok(schema) => schema,
                     // The schema text is compiled into the binary and checked by this
                     // crate's tests; a failure here is a build defect, not input.
@@ -114,7 +128,8 @@ macro_rules! message {
 message!(FlowRecord, "FlowRecord", "flow_record.avsc");
 message!(FlowBatch, "FlowBatch", "flow_batch.avsc");
 message!(Resource, "Resource", "resource.avsc");
-message!(FlowEdge, "FlowEdge", "flow_edge.avsc");
+// v1: before EdgeKind WITHDRAWN.
+message!(FlowEdge, "FlowEdge", "flow_edge.avsc", earlier: ["flow_edge.1.avsc"]);
 message!(ScopeDecision, "ScopeDecision", "scope_decision.avsc");
 message!(Alert, "Alert", "alert.avsc");
 message!(ManualDecision, "ManualDecision", "manual_decision.avsc");
@@ -172,7 +187,7 @@ pub fn peek_fingerprint(bytes: &[u8]) -> Result<[u8; 8]> {
 pub fn decode<T: AvroMessage>(bytes: &[u8]) -> Result<T> {
     let compiled = T::compiled();
     let found = peek_fingerprint(bytes)?;
-    if found != compiled.fingerprint {
+    if found != compiled.fingerprint && !compiled.readable.contains(&found) {
         return Err(Error::UnknownSchema {
             message: T::NAME,
             namespace: psg_domain::AVRO_NAMESPACE,
