@@ -253,6 +253,23 @@ impl Index {
         holder(self.by_address.get(addr)?, t).map(|id| self.owner(id))
     }
 
+    /// The resource holding `addr` at time `t` inside `vpc`, where the
+    /// address is known there (address ranges may overlap across VPCs and
+    /// accounts), else [`Index::by_address`].
+    pub fn by_address_in(&self, addr: &IpAddr, vpc: Option<&str>, t: Micros) -> Option<EndpointId> {
+        let claims = self.by_address.get(addr)?;
+        if let Some(vpc) = vpc {
+            let inside = claims
+                .iter()
+                .rev()
+                .find(|c| c.from <= t && t < c.to && self.endpoints[c.who as usize].vpc_id.as_deref() == Some(vpc));
+            if let Some(c) = inside {
+                return Some(self.owner(c.who));
+            }
+        }
+        holder(claims, t).map(|id| self.owner(id))
+    }
+
     /// The resource owning interface `name` at time `t`.
     pub fn by_interface(&self, name: &str, t: Micros) -> Option<EndpointId> {
         holder(self.by_interface.get(name)?, t).map(|id| self.owner(id))

@@ -353,7 +353,14 @@ impl Correlate {
         // Prefer the original packet addresses (NAT gateways log their own).
         let src = packet_addr(&rec.pkt_src_addr, &None).unwrap_or(src_if);
         let dst = packet_addr(&rec.pkt_dst_addr, &None).unwrap_or(dst_if);
-        let (mut src_id, mut dst_id) = (self.index.by_address(&src, t), self.index.by_address(&dst, t));
+        // Transit Gateway records name the VPC of each end.
+        let (src_vpc, dst_vpc) =
+            (rec.extra.get(TGW_SRC_VPC).map(String::as_str), rec.extra.get(TGW_DST_VPC).map(String::as_str));
+        let (mut src_id, mut dst_id) = if src_vpc.is_none() && dst_vpc.is_none() {
+            (self.index.by_address(&src, t), self.index.by_address(&dst, t))
+        } else {
+            (self.index.by_address_in(&src, src_vpc, t), self.index.by_address_in(&dst, dst_vpc, t))
+        };
         // The capturing interface identifies its own side directly, where the
         // packet address is the interface's (no translation).
         if let Some(owner) = rec.interface_id.as_deref().and_then(|i| self.index.by_interface(i, t)) {
@@ -571,6 +578,10 @@ impl Correlate {
         }
     }
 }
+
+/// `extra` keys of a Transit Gateway record: the VPC of each end.
+const TGW_SRC_VPC: &str = "tgw-src-vpc-id";
+const TGW_DST_VPC: &str = "tgw-dst-vpc-id";
 
 /// The original packet address, else the interface's view of it.
 fn packet_addr(packet: &Option<String>, interface: &Option<String>) -> Option<IpAddr> {

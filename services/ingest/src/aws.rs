@@ -41,6 +41,12 @@ pub enum Field {
     TrafficPath,
     /// A known field without a FlowRecord column: kept in `extra` under its name.
     Extra(&'static str),
+    /// Transit Gateway: the attachment whose traffic a record describes
+    /// (the record's reporter; also kept in `extra`).
+    TgwAttachment,
+    /// Transit Gateway: packets of the flow lost for one reason (kept in
+    /// `extra`; all packets lost means the flow was not delivered).
+    PacketsLost(&'static str),
     /// A field name this version does not know (AWS adds fields): its raw
     /// value is kept in `extra` under its name ([`Layout::unknown`]).
     Unknown(u16),
@@ -103,11 +109,43 @@ const NAMES: &[(&str, Field)] = &[
     ("interface-tag-2", Field::Extra("interface-tag-2")),
     ("asg-tag", Field::Extra("asg-tag")),
     ("asg-tag-2", Field::Extra("asg-tag-2")),
+    // Transit Gateway flow logs (version 6)
+    ("resource-type", Field::Extra("resource-type")),
+    ("tgw-id", Field::Extra("tgw-id")),
+    ("tgw-attachment-id", Field::TgwAttachment),
+    ("tgw-src-vpc-account-id", Field::Extra("tgw-src-vpc-account-id")),
+    ("tgw-dst-vpc-account-id", Field::Extra("tgw-dst-vpc-account-id")),
+    ("tgw-src-vpc-id", Field::Extra("tgw-src-vpc-id")),
+    ("tgw-dst-vpc-id", Field::Extra("tgw-dst-vpc-id")),
+    ("tgw-src-subnet-id", Field::Extra("tgw-src-subnet-id")),
+    ("tgw-dst-subnet-id", Field::Extra("tgw-dst-subnet-id")),
+    ("tgw-src-eni", Field::Extra("tgw-src-eni")),
+    ("tgw-dst-eni", Field::Extra("tgw-dst-eni")),
+    ("tgw-src-az-id", Field::Extra("tgw-src-az-id")),
+    ("tgw-dst-az-id", Field::Extra("tgw-dst-az-id")),
+    ("tgw-pair-attachment-id", Field::Extra("tgw-pair-attachment-id")),
+    ("packets-lost-no-route", Field::PacketsLost("packets-lost-no-route")),
+    ("packets-lost-blackhole", Field::PacketsLost("packets-lost-blackhole")),
+    ("packets-lost-mtu-exceeded", Field::PacketsLost("packets-lost-mtu-exceeded")),
+    ("packets-lost-ttl-expired", Field::PacketsLost("packets-lost-ttl-expired")),
 ];
 
-/// Field names that only transit-gateway flow logs have.
-const TGW_ONLY: &[&str] =
-    &["tgw-id", "tgw-attachment-id", "tgw-src-vpc-id", "tgw-dst-vpc-id", "tgw-src-eni", "tgw-dst-eni", "resource-type"];
+/// Field names that only Transit Gateway flow logs have: a layout with one
+/// of them describes a transit gateway's flows, not an interface's.
+const TGW_ONLY: &[&str] = &[
+    "resource-type",
+    "tgw-id",
+    "tgw-attachment-id",
+    "tgw-src-vpc-id",
+    "tgw-dst-vpc-id",
+    "tgw-src-eni",
+    "tgw-dst-eni",
+    "tgw-pair-attachment-id",
+];
+
+/// The default format of Transit Gateway flow logs: every field of
+/// versions 2 to 6, in the order of AWS's table.
+pub const TGW_DEFAULT_FORMAT: &str = "version resource-type account-id tgw-id tgw-attachment-id tgw-src-vpc-account-id tgw-dst-vpc-account-id tgw-src-vpc-id tgw-dst-vpc-id tgw-src-subnet-id tgw-dst-subnet-id tgw-src-eni tgw-dst-eni tgw-src-az-id tgw-dst-az-id tgw-pair-attachment-id srcaddr dstaddr srcport dstport protocol packets bytes start end log-status type packets-lost-no-route packets-lost-blackhole packets-lost-mtu-exceeded packets-lost-ttl-expired tcp-flags region flow-direction pkt-src-aws-service pkt-dst-aws-service";
 
 /// The default format (version 2), which AWS does not let anyone change.
 pub const DEFAULT_FORMAT: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status";
@@ -118,6 +156,8 @@ pub struct Layout {
     fields: Vec<Field>,
     /// The names of its [`Field::Unknown`] fields.
     unknown: Vec<String>,
+    /// A Transit Gateway flow log (it has a field only those have).
+    tgw: bool,
 }
 
 pub use crate::parsed::TransportTime;
@@ -133,10 +173,6 @@ pub enum LayoutError {
         "the AWS flow-log format has no addresses (srcaddr and dstaddr, or pkt-srcaddr and pkt-dstaddr) and no interface-id: its records cannot be attributed to anything"
     )]
     Unattributable,
-    #[error(
-        "AWS transit-gateway flow logs (field '{0}') are not supported by this version: publish VPC flow logs instead"
-    )]
-    TransitGateway(String),
     #[error("empty AWS flow-log format")]
     Empty,
 }
@@ -156,11 +192,10 @@ impl Layout {
         let mut fields = Vec::new();
         let mut unknown: Vec<String> = Vec::new();
         let mut seen = Vec::new();
+        let mut tgw = false;
         for raw in spec.split_ascii_whitespace() {
             let name = raw.trim_start_matches("${").trim_end_matches('}');
-            if TGW_ONLY.contains(&name) {
-                return Err(LayoutError::TransitGateway(name.to_owned()));
-            }
+            tgw |= TGW_ONLY.contains(&name);
             if seen.contains(&name) {
                 return Err(LayoutError::Duplicate(name.to_owned()));
             }
@@ -185,7 +220,28 @@ impl Layout {
         if !pair && !has(Field::InterfaceId) {
             return Err(LayoutError::Unattributable);
         }
-        Ok(Self { fields, unknown })
+        Ok(Self { fields, unknown, tgw })
+    }
+
+    /// The default Transit Gateway layout.
+    pub fn default_tgw() -> Self {
+        match Self::parse(TGW_DEFAULT_FORMAT) {
+            Ok(l) => l,
+            Err(e) => unreachable!("the Transit Gateway default format is valid: {e}"),
+        }
+    }
+
+    /// Whether it is a Transit Gateway flow log's layout.
+    pub fn is_tgw(&self) -> bool {
+        self.tgw
+    }
+
+    /// Whether `line` is a record of the Transit Gateway default format
+    /// (`6 TransitGateway ...`, 36 fields): read so when no format says
+    /// otherwise.
+    pub fn is_tgw_default_line(line: &str) -> bool {
+        let mut t = line.split_ascii_whitespace();
+        t.next().is_some() && t.next() == Some("TransitGateway") && line.split_ascii_whitespace().count() == 36
     }
 
     /// The field names of this layout this version does not know.
@@ -202,7 +258,7 @@ impl Layout {
     pub fn is_header_line(line: &str) -> bool {
         line.split_ascii_whitespace().next().is_some_and(|first| {
             let first = first.trim_start_matches("${").trim_end_matches('}');
-            NAMES.iter().any(|(n, _)| *n == first) || TGW_ONLY.contains(&first)
+            NAMES.iter().any(|(n, _)| *n == first)
         })
     }
 
@@ -430,8 +486,17 @@ pub fn parse_payload_into(
             }
             continue;
         }
+        // A Transit Gateway record of the default format, where no format
+        // says otherwise (a line of another layout cannot have its 36
+        // fields and `TransitGateway` second).
+        let layout: &Layout = if layout.len() != 36 && Layout::is_tgw_default_line(line) {
+            static TGW: std::sync::OnceLock<Layout> = std::sync::OnceLock::new();
+            TGW.get_or_init(Layout::default_tgw)
+        } else {
+            &layout
+        };
         out.push(
-            parse_line_at(&layout, line, ctx.source(line_no), ctx.time)
+            parse_line_at(layout, line, ctx.source(line_no), ctx.time)
                 .map_err(|e| Rejected::new(line_no, line, "parse", e.to_string())),
         );
     }
@@ -476,6 +541,7 @@ fn parse_fields(
     let mut tokens = Tokens { rest: line.as_bytes(), line };
     let mut rec = FlowRecord::new(CloudProvider::Aws, FlowFormat::AwsVpc, source, 0, 0);
     let (mut start, mut end) = (None, None);
+    let mut lost: i64 = 0;
     let mut count = 0;
     for (field, v) in layout.fields.iter().zip(tokens.by_ref()) {
         count += 1;
@@ -532,6 +598,18 @@ fn parse_fields(
                     rec.extra.insert((*name).to_owned(), v.to_owned());
                 }
             }
+            Field::TgwAttachment => {
+                if let Some(v) = opt(v) {
+                    rec.reporter = Some(v.to_owned());
+                    rec.extra.insert("tgw-attachment-id".to_owned(), v.to_owned());
+                }
+            }
+            Field::PacketsLost(name) => {
+                if let Some(n) = count_of(name, v)? {
+                    lost = lost.saturating_add(n);
+                    rec.extra.insert((*name).to_owned(), n.to_string());
+                }
+            }
             Field::Unknown(i) => {
                 if let (Some(v), Some(name)) = (opt(v), layout.unknown.get(usize::from(*i))) {
                     rec.extra.insert(name.clone(), v.to_owned());
@@ -558,6 +636,14 @@ fn parse_fields(
     if rec.end_time < rec.start_time {
         return Err(LineError::EndBeforeStart { start: rec.start_time, end: rec.end_time });
     }
+    if layout.tgw && rec.log_status == LogStatus::Ok && rec.action.is_none() {
+        // A transit gateway logs no action: its flow was delivered unless
+        // the packets-lost counters account for every packet.
+        let packets = rec.packets.unwrap_or(0);
+        let dropped = packets > 0 && lost >= packets;
+        rec.action = Some(if dropped { FlowAction::Reject } else { FlowAction::Accept });
+        rec.extra.insert(ACTION_SOURCE.to_owned(), "tgw-packets-lost".to_owned());
+    }
     if rec.log_status == LogStatus::Ok && rec.action.is_none() {
         if layout.fields.contains(&Field::Action) {
             return Err(LineError::NoAction);
@@ -577,6 +663,10 @@ pub const TIME_SOURCE: &str = "time_source";
 /// `extra` key (value `false`) of a record whose format logs no action:
 /// it counts as accepted.
 pub const ACTION_LOGGED: &str = "action_logged";
+
+/// `extra` key of a Transit Gateway record: its action was derived
+/// (`tgw-packets-lost`: rejected only if every packet was lost).
+pub const ACTION_SOURCE: &str = "action_source";
 
 fn port(field: &'static str, v: &str) -> Result<Option<i32>, LineError> {
     bounded(field, v, 65_535, "is not a port (0-65535)")
@@ -723,7 +813,7 @@ mod tests {
         let l = Layout::parse("version vpcid srcaddr dstaddr start end").unwrap();
         assert_eq!(l.unknown(), ["vpcid"]);
         assert_eq!(did_you_mean("vpcid").as_deref(), Some("vpc-id"));
-        assert!(matches!(Layout::parse("version tgw-id start end"), Err(LayoutError::TransitGateway(_))));
+        assert!(Layout::parse("version tgw-id srcaddr dstaddr start end").unwrap().is_tgw());
         assert_eq!(Layout::parse("version srcaddr"), Err(LayoutError::Unattributable));
         assert!(!Layout::parse("version srcaddr dstaddr").unwrap().has_time());
         assert!(Layout::parse("version interface-id").is_ok());
@@ -777,12 +867,70 @@ mod tests {
         assert!(!r.extra.contains_key(TIME_SOURCE), "its own time");
     }
 
+    /// Transit Gateway flow logs, AWS's default format (every field of
+    /// versions 2 to 6) with or without a header line, and a custom one:
+    /// the ends and their VPCs, the attachment as reporter, the action
+    /// derived from the packets-lost counters.
+    #[test]
+    fn transit_gateway_records_are_read() {
+        let line = "6 TransitGateway 123456789012 tgw-0c7c6b3d tgw-attach-1a 111111111111 222222222222 vpc-src vpc-dst subnet-s subnet-d eni-tgw-s eni-tgw-d use1-az1 use1-az2 tgw-attach-2b 10.0.1.5 10.0.2.9 49152 5432 6 10 840 1700000000 1700000060 OK IPv4 0 0 0 0 2 us-east-1 egress - -";
+        assert!(Layout::is_tgw_default_line(line));
+        let r = parse_line(&Layout::default_tgw(), line, src(1)).unwrap();
+        assert_eq!((r.src_addr.as_deref(), r.dst_addr.as_deref()), (Some("10.0.1.5"), Some("10.0.2.9")));
+        assert_eq!((r.dst_port, r.packets, r.action), (Some(5432), Some(10), Some(FlowAction::Accept)));
+        assert_eq!(r.reporter.as_deref(), Some("tgw-attach-1a"));
+        assert_eq!(r.interface_id, None, "the attachment ENIs are not endpoints");
+        for (k, v) in [
+            ("tgw-src-vpc-id", "vpc-src"),
+            ("tgw-dst-vpc-id", "vpc-dst"),
+            ("tgw-src-eni", "eni-tgw-s"),
+            ("tgw-dst-vpc-account-id", "222222222222"),
+            ("resource-type", "TransitGateway"),
+            (ACTION_SOURCE, "tgw-packets-lost"),
+        ] {
+            assert_eq!(r.extra.get(k).map(String::as_str), Some(v), "{k}");
+        }
+        // Every packet lost (no route): not delivered.
+        let lost = line.replace("OK IPv4 0 0 0 0", "OK IPv4 7 3 0 0");
+        let r = parse_line(&Layout::default_tgw(), &lost, src(1)).unwrap();
+        assert_eq!(r.action, Some(FlowAction::Reject));
+        // Some lost: delivered.
+        let some = line.replace("OK IPv4 0 0 0 0", "OK IPv4 0 4 0 0");
+        assert_eq!(parse_line(&Layout::default_tgw(), &some, src(1)).unwrap().action, Some(FlowAction::Accept));
+
+        // Without a header, where no format is configured; with a header line
+        // of a custom TGW format (the OpenTelemetry collector's fixture order).
+        let parsed = parse_payload(
+            line.as_bytes(),
+            std::borrow::Cow::Owned(Layout::default_v2()),
+            false,
+            crate::parsed::MessageCtx { topic: "flowlogs.raw", partition: 0, offset: 0, time: None },
+        );
+        assert!(parsed.rejected.is_empty(), "{:?}", parsed.rejected);
+        assert_eq!(parsed.records[0].extra.get("tgw-id").map(String::as_str), Some("tgw-0c7c6b3d"));
+        let custom = "version account-id tgw-id tgw-attachment-id tgw-src-vpc-id tgw-dst-vpc-id tgw-src-subnet-id tgw-dst-subnet-id tgw-src-eni tgw-dst-eni tgw-src-az-id tgw-dst-az-id tgw-pair-attachment-id srcaddr dstaddr srcport dstport protocol packets bytes packets-lost-no-route packets-lost-blackhole packets-lost-mtu-exceeded packets-lost-ttl-expired start end log-status type tcp-flags flow-direction region\n\
+                      6 123456789012 tgw-0abc tgw-attach-0abc vpc-a vpc-b subnet-a subnet-b eni-a eni-b use1-az1 use1-az2 tgw-attach-0def 10.0.0.1 10.0.1.1 12345 443 6 10 1000 1 2 3 4 1700000000 1700000060 OK IPv4 2 ingress us-east-1\n";
+        let parsed = parse_payload(
+            custom.as_bytes(),
+            std::borrow::Cow::Owned(Layout::default_v2()),
+            false,
+            crate::parsed::MessageCtx { topic: "flowlogs.raw", partition: 0, offset: 0, time: None },
+        );
+        assert!(parsed.rejected.is_empty(), "{:?}", parsed.rejected);
+        let r = &parsed.records[0];
+        assert_eq!(
+            (r.action, r.flow_direction),
+            (Some(FlowAction::Reject), Some(FlowDirection::Ingress)),
+            "10 of 10 lost"
+        );
+    }
+
     /// A line of another layout is named as such, not by its first value
     /// that does not fit.
     #[test]
     fn the_field_count_is_named_before_any_value() {
         let l = Layout::default_v2();
-        let tgw = "6 TransitGateway 123456789012 tgw-0c7c6b3d tgw-attach-1 123456789012 123456789012 vpc-1 vpc-2 subnet-1 subnet-2 use1-az1 use1-az2 tgw-attach-2 10.0.0.1 10.0.0.2 1 2 6 1 1 1700000000 1700000060 OK egress 0 0 0 0 - 3 eni-1 eni-2";
+        let tgw = "6 TransitGateway 123456789012 tgw-0c7c6b3d tgw-attach-1 123456789012 123456789012 vpc-1 vpc-2 subnet-1 subnet-2 use1-az1 use1-az2 tgw-attach-2 10.0.0.1 10.0.0.2 1 2 6 1 1 1700000000 1700000060 OK egress 0 0 0 0 - 3 eni-1";
         let e = parse_line(&l, tgw, src(1)).unwrap_err();
         assert_eq!(e.to_string(), format!("line has {} fields, the format has 14", tgw.split(' ').count()));
         // The right length and a bad value: the value is named.

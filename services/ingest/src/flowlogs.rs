@@ -140,11 +140,11 @@ fn parse_json_with(text: &[u8], aws: Aws<'_>, ctx: MessageCtx<'_>, out: &mut dyn
         Err(e) if payload::is_ndjson(text) => {
             return match first_line_shape(text) {
                 Some(s) if s.json_payload => crate::gcp::parse_entries_into(text, ctx, out),
-                Some(s) if s.records || s.message => refuse(
+                _ if parse_concatenated(text, aws, ctx, out) => {}
+                Some(s) if s.records || s.message || s.message_text || s.log_events => refuse(
                     out,
                     "unsupported",
-                    "several JSON values, one per line: only GCP Cloud Logging entries can be newline-delimited"
-                        .to_owned(),
+                    "several JSON values, not all of them objects: only a sequence of documents can be read".to_owned(),
                 ),
                 Some(s) => out.reject(unknown_shape(&s)),
                 None => refuse(out, "parse", fields::json_error(&e)),
@@ -171,6 +171,74 @@ fn parse_json_with(text: &[u8], aws: Aws<'_>, ctx: MessageCtx<'_>, out: &mut dyn
         parse_pubsub(text, ctx, out)
     } else {
         out.reject(unknown_shape(&shape))
+    }
+}
+
+/// Several JSON objects back to back (`{...}{...}`, or one per line), as
+/// Amazon Data Firehose delivers records to S3 without a delimiter (each a
+/// CloudWatch Logs subscription document, say): each is read on its own,
+/// its records numbered after those of the documents before it. Returns
+/// false, having read nothing, unless the payload is two or more objects.
+fn parse_concatenated(text: &[u8], aws: Aws<'_>, ctx: MessageCtx<'_>, out: &mut dyn Sink<FlowRecord>) -> bool {
+    let mut spans = Vec::new();
+    let mut values = serde_json::Deserializer::from_slice(text).into_iter::<serde::de::IgnoredAny>();
+    let mut start = 0;
+    while let Some(v) = values.next() {
+        if v.is_err() {
+            return false;
+        }
+        let end = values.byte_offset();
+        let value = text[start..end].trim_ascii();
+        if !value.starts_with(b"{") {
+            return false;
+        }
+        spans.push(value);
+        start = end;
+    }
+    if spans.len() < 2 {
+        return false;
+    }
+    let mut base = 0;
+    for (i, value) in spans.into_iter().enumerate() {
+        let mut shifted = Shifted { out: &mut *out, base, top: base, document: i + 1, raw: value };
+        parse_json_with(value, aws, ctx, &mut shifted);
+        base = shifted.top;
+    }
+    true
+}
+
+/// A sink for one document of several: positions follow the documents
+/// before it; a document refused whole is one refused item.
+struct Shifted<'a> {
+    out: &'a mut dyn Sink<FlowRecord>,
+    base: u32,
+    top: u32,
+    document: usize,
+    raw: &'a [u8],
+}
+
+impl Sink<FlowRecord> for Shifted<'_> {
+    fn record(&mut self, mut record: FlowRecord) {
+        let line = u32::try_from(record.source.line).unwrap_or(0).saturating_add(self.base);
+        record.source.line = i32::try_from(line).unwrap_or(i32::MAX);
+        self.top = self.top.max(line);
+        self.out.record(record);
+    }
+
+    fn reject(&mut self, mut r: Rejected) {
+        if r.line == 0 {
+            r.line = self.base + 1;
+            r.raw = self.raw.to_vec();
+            r.reason = format!("JSON document {} of the message: {}", self.document, r.reason);
+        } else {
+            r.line = r.line.saturating_add(self.base);
+        }
+        self.top = self.top.max(r.line);
+        self.out.reject(r);
+    }
+
+    fn unknown_fields(&mut self, names: &[String]) {
+        self.out.unknown_fields(names);
     }
 }
 
@@ -514,6 +582,29 @@ mod tests {
         assert!(p.records.is_empty() && p.rejected.is_empty(), "{:?}", p.rejected);
     }
 
+    /// Amazon Data Firehose to S3 concatenates records with no delimiter:
+    /// CloudWatch Logs subscription documents back to back (`}{`), or one
+    /// per line, even Azure blobs; each is read, positions run on, and a
+    /// document refused whole is one refused item.
+    #[test]
+    fn documents_back_to_back_are_each_read() {
+        for sep in ["", "\n", " \r\n"] {
+            let text = format!("{CLOUDWATCH}{sep}{CLOUDWATCH}{sep}{{\"messageType\":\"BOGUS\"}}{sep}{NSG}");
+            let p = super::parse(text.as_bytes(), None, &AwsLayouts::default(), CTX);
+            let from_one = super::parse(NSG.as_bytes(), None, &AwsLayouts::default(), CTX).records.len();
+            assert_eq!(p.records.len(), 2 + 2 + from_one, "{sep:?}: {:?}", p.rejected);
+            let lines: Vec<i32> = p.records.iter().map(|r| r.source.line).collect();
+            let mut unique = lines.clone();
+            unique.dedup();
+            assert_eq!(unique, lines, "positions do not repeat");
+            assert_eq!(&lines[..4], &[1, 2, 4, 5]);
+            let refused: Vec<(u32, &str)> = p.rejected.iter().map(|r| (r.line, r.kind)).collect();
+            assert_eq!(refused, vec![(3, "parse"), (6, "parse"), (7, "unsupported")], "{sep:?}");
+            assert!(p.rejected[2].reason.starts_with("JSON document 3 of the message: "), "{}", p.rejected[2].reason);
+            assert_eq!(p.rejected[2].raw, br#"{"messageType":"BOGUS"}"#);
+        }
+    }
+
     /// One Azure record outside `{"records": [...]}` (NSG and VNet).
     #[test]
     fn a_single_azure_record_is_read() {
@@ -642,9 +733,10 @@ mod tests {
         assert_eq!(kind, "unsupported");
         assert!(reason.starts_with("a JSON value that is not an object (invalid type: sequence"), "{reason}");
 
-        let (kind, reason) = refusal(&parse(&format!("{NSG}\n{NSG}")));
+        // Several documents, one of them not an object: not a sequence of documents.
+        let (kind, reason) = refusal(&parse(&format!("{NSG}\n[1]")));
         assert_eq!(kind, "unsupported");
-        assert!(reason.starts_with("several JSON values, one per line"), "{reason}");
+        assert!(reason.starts_with("several JSON values, not all of them objects"), "{reason}");
 
         assert_eq!(refusal(&parse(r#"{"records": 5}"#)).0, "parse");
         assert_eq!(refusal(&parse("{}")), ("unsupported", format!("an empty JSON object: {EXPECTED_JSON}")));

@@ -159,6 +159,33 @@ async fn a_connection_the_other_end_rejected_is_withdrawn_and_counted_blocked() 
     assert_eq!(w, vec![(FlowAction::Reject, 1, 3), (FlowAction::Reject, 1, 3)], "one blocked connection per window");
 }
 
+/// Issue 16: a Transit Gateway record's ends are resolved inside the VPCs
+/// it names (address ranges overlap across VPCs and accounts).
+#[tokio::test]
+async fn transit_gateway_ends_are_found_in_their_vpcs() {
+    let mut c = Correlate::new(&cfg(), None);
+    run(
+        &mut c,
+        vec![
+            table(&resource("app-a", &["10.0.1.5"], &[], "vpc-a"), 0),
+            table(&resource("app-b", &["10.0.1.5"], &[], "vpc-b"), 1),
+            table(&resource("db-b", &["10.0.2.9"], &[], "vpc-b"), 2),
+            table(&resource("db-c", &["10.0.2.9"], &[], "vpc-c"), 3),
+        ],
+    )
+    .await;
+    let pairs = [("vpc-a", "vpc-c", ("app-a", "db-c")), ("vpc-b", "vpc-b", ("app-b", "db-b"))];
+    for (offset, (src_vpc, dst_vpc, want)) in (10..).zip(pairs) {
+        let mut r = flow("-", "10.0.1.5", "10.0.2.9", 5432, 1000, 3);
+        r.interface_id = None;
+        r.reporter = Some("tgw-attach-1".into());
+        r.extra.insert("tgw-src-vpc-id".into(), src_vpc.into());
+        r.extra.insert("tgw-dst-vpc-id".into(), dst_vpc.into());
+        let e = run(&mut c, vec![stream(vec![r], offset)]).await;
+        assert_eq!((e[0].src.resource_id.as_str(), e[0].dst.resource_id.as_str()), want);
+    }
+}
+
 #[tokio::test]
 async fn packet_addresses_win_over_the_nat_gateway_view() {
     let mut c = Correlate::new(&cfg(), None);
