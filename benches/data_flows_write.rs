@@ -41,6 +41,8 @@ fn rows(round: u32) -> Vec<DataFlowRow> {
                 flow_count: 1,
                 first_seen: ws,
                 last_seen: ws,
+                encrypted_flow_count: 0,
+                unencrypted_flow_count: 0,
             }
         })
         .collect()

@@ -106,6 +106,7 @@ fn bench_correlate(c: &mut Criterion) {
                 event_time: t,
                 packets: 1,
                 bytes: 100,
+                encryption: psg_correlate::windows::Encryption::Unknown,
                 topic: Arc::clone(&topic),
                 partition: 0,
                 offset: n as i64,

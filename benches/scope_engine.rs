@@ -55,6 +55,8 @@ fn edge(ids: &[String], rng: &mut Rng, t: Micros) -> FlowEdge {
         packets: 1,
         bytes: 1,
         flows: 1,
+        encrypted_flows: 0,
+        unencrypted_flows: 0,
     }
 }
 

@@ -615,6 +615,8 @@ fn flow(at: i64, packets: i64) -> DataFlowRow {
         flow_count: packets,
         first_seen: ws,
         last_seen: ws,
+        encrypted_flow_count: 0,
+        unencrypted_flow_count: 0,
     }
 }
 

@@ -121,7 +121,8 @@ BEGIN
     -- table LIKE data_flows, then INSERT ... ON CONFLICT DO UPDATE of the counts).
     GRANT INSERT, SELECT (resource_id) ON resources TO psg_correlate; -- ON CONFLICT (resource_id) reads the key
     GRANT SELECT, INSERT ON data_flows TO psg_correlate;
-    GRANT UPDATE (packet_count, byte_count, flow_count, first_seen, last_seen, window_end)
+    GRANT UPDATE (packet_count, byte_count, flow_count, first_seen, last_seen, window_end,
+                  encrypted_flow_count, unencrypted_flow_count)
         ON data_flows TO psg_correlate;
     -- its checkpoints, written with the data_flows rows of each batch
     GRANT SELECT, INSERT, UPDATE ON correlate_checkpoints TO psg_correlate;

@@ -278,6 +278,8 @@ pub(crate) struct EdgeTotals {
     totals: BTreeMap<Service, i64>,
     /// First and last event time per service.
     seen: HashMap<Service, (i64, i64)>,
+    /// Records seen encrypted and unencrypted per service (window edges).
+    encryption: HashMap<Service, (i64, i64)>,
     /// Not `closed_only`: per service and window, the first-seen flows and
     /// the window edges by id (a redelivered copy counts once).
     windows: BTreeMap<(Service, i64), (i64, HashMap<String, i64>)>,
@@ -301,6 +303,7 @@ impl EdgeTotals {
             // other end: none of its flows counts as accepted.
             let s = service(e);
             self.totals.remove(&s);
+            self.encryption.remove(&s);
             self.windows.retain(|(sv, _), _| *sv != s);
             return;
         }
@@ -308,6 +311,10 @@ impl EdgeTotals {
         let t = self.seen.entry(service(e)).or_insert((e.first_seen, e.last_seen));
         *t = (t.0.min(e.first_seen), t.1.max(e.last_seen));
         let closed = e.kind == EdgeKind::Window;
+        if closed && (e.encrypted_flows > 0 || e.unencrypted_flows > 0) {
+            let c = self.encryption.entry(service(e)).or_default();
+            *c = (c.0 + e.encrypted_flows, c.1 + e.unencrypted_flows);
+        }
         if self.closed_only {
             if closed {
                 *self.totals.entry(service(e)).or_default() += e.flows;
@@ -433,6 +440,7 @@ pub(crate) fn build_analysis(
     let mut edge_entries = Vec::new();
     for (service, flows) in totals {
         let (first, last) = edges.seen.get(&service).copied().unwrap_or((i64::MIN, i64::MIN));
+        let (encrypted, unencrypted) = edges.encryption.get(&service).copied().unwrap_or_default();
         let (s, d, p, port, action) = service;
         if action == FlowAction::Accept {
             for (inside, outside) in [(&s, &d), (&d, &s)] {
@@ -458,6 +466,8 @@ pub(crate) fn build_analysis(
             action: action.as_str().to_owned(),
             flows,
             violation,
+            encrypted_flows: encrypted,
+            unencrypted_flows: unencrypted,
             first_seen: if first == i64::MIN { String::new() } else { rfc3339(first) },
             last_seen: if last == i64::MIN { String::new() } else { rfc3339(last) },
         });

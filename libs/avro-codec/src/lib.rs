@@ -57,10 +57,11 @@ pub struct CompiledSchema {
     pub schema: Schema,
     pub fingerprint: [u8; 8],
     pub header: [u8; HEADER_LEN],
-    /// Fingerprints of earlier versions (`schemas/history/`) whose data
-    /// this version reads unchanged: an enum that only gained symbols at
-    /// its end. A rolling upgrade reads what the old producers wrote.
-    pub readable: Vec<[u8; 8]>,
+    /// Earlier versions (`schemas/history/`) this one reads, by
+    /// fingerprint: a rolling upgrade reads what the old producers wrote.
+    /// Their data is resolved to this schema (Avro schema resolution: new
+    /// fields take their defaults), or read as is where it is unchanged.
+    pub readable: Vec<([u8; 8], Earlier)>,
 }
 
 impl CompiledSchema {
@@ -73,9 +74,30 @@ impl CompiledSchema {
         let mut readable = Vec::new();
         for text in earlier {
             let old = Schema::parse_str(text).map_err(|e| Error::Schema { file, reason: e.to_string() })?;
-            readable.push(self::fingerprint(&old));
+            // Same fields in the same order (an enum that only gained
+            // symbols at its end): the datum reads as is.
+            let same_layout = field_names(&old) == field_names(&schema);
+            readable.push((self::fingerprint(&old), if same_layout { Earlier::AsIs } else { Earlier::Resolve(old) }));
         }
         Ok(Self { schema, fingerprint, header, readable })
+    }
+}
+
+/// How an earlier schema version's data is read.
+#[derive(Debug)]
+pub enum Earlier {
+    /// Byte for byte as the current version's.
+    AsIs,
+    /// Through Avro schema resolution from this writer schema (slow: only
+    /// for messages written before an upgrade).
+    Resolve(Schema),
+}
+
+/// The top-level field names of a record schema, in order.
+fn field_names(schema: &Schema) -> Vec<String> {
+    match schema {
+        Schema::Record(r) => r.fields.iter().map(|f| f.name.clone()).collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -128,8 +150,8 @@ macro_rules! message {
 message!(FlowRecord, "FlowRecord", "flow_record.avsc");
 message!(FlowBatch, "FlowBatch", "flow_batch.avsc");
 message!(Resource, "Resource", "resource.avsc");
-// v1: before EdgeKind WITHDRAWN.
-message!(FlowEdge, "FlowEdge", "flow_edge.avsc", earlier: ["flow_edge.1.avsc"]);
+// v1: before EdgeKind WITHDRAWN; v2: before the encryption counts.
+message!(FlowEdge, "FlowEdge", "flow_edge.avsc", earlier: ["flow_edge.1.avsc", "flow_edge.2.avsc"]);
 message!(ScopeDecision, "ScopeDecision", "scope_decision.avsc");
 message!(Alert, "Alert", "alert.avsc");
 message!(ManualDecision, "ManualDecision", "manual_decision.avsc");
@@ -187,13 +209,24 @@ pub fn peek_fingerprint(bytes: &[u8]) -> Result<[u8; 8]> {
 pub fn decode<T: AvroMessage>(bytes: &[u8]) -> Result<T> {
     let compiled = T::compiled();
     let found = peek_fingerprint(bytes)?;
-    if found != compiled.fingerprint && !compiled.readable.contains(&found) {
-        return Err(Error::UnknownSchema {
-            message: T::NAME,
-            namespace: psg_domain::AVRO_NAMESPACE,
-            found: hex::encode(found),
-            expected: hex::encode(compiled.fingerprint),
-        });
+    if found != compiled.fingerprint {
+        match compiled.readable.iter().find(|(fp, _)| *fp == found) {
+            Some((_, Earlier::AsIs)) => {}
+            Some((_, Earlier::Resolve(writer))) => {
+                let err = |e: apache_avro::Error| Error::Decode { message: T::NAME, reason: e.to_string() };
+                let mut datum = &bytes[HEADER_LEN..];
+                let v = apache_avro::from_avro_datum(writer, &mut datum, Some(&compiled.schema)).map_err(err)?;
+                return apache_avro::from_value(&v).map_err(err);
+            }
+            None => {
+                return Err(Error::UnknownSchema {
+                    message: T::NAME,
+                    namespace: psg_domain::AVRO_NAMESPACE,
+                    found: hex::encode(found),
+                    expected: hex::encode(compiled.fingerprint),
+                });
+            }
+        }
     }
     binary::decode(&bytes[HEADER_LEN..]).map_err(|e| Error::Decode { message: T::NAME, reason: e.to_string() })
 }

@@ -238,6 +238,14 @@ pub struct FlowEdge {
     pub bytes: i64,
     /// Flow records condensed into this edge.
     pub flows: i64,
+    /// Records of it whose traffic was seen encrypted (AWS
+    /// `encryption-status` 1–3, Azure `X`).
+    #[serde(default)]
+    pub encrypted_flows: i64,
+    /// Records of it seen unencrypted (AWS `encryption-status` 0, Azure
+    /// `NX…`); the others are unknown.
+    #[serde(default)]
+    pub unencrypted_flows: i64,
 }
 
 /// A scope decision (topic `scope.decisions`).

@@ -73,6 +73,9 @@ pub struct DataFlowRow {
     /// Ours: first and last event time in the window.
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
+    /// Ours: records seen encrypted, and unencrypted (the rest: unknown).
+    pub encrypted_flow_count: i64,
+    pub unencrypted_flow_count: i64,
 }
 
 /// `scope_decisions`: versioned scope classification with its justification.

@@ -1871,6 +1871,8 @@ mod tests {
             action: action.to_string(),
             flows: 3,
             violation,
+            encrypted_flows: 0,
+            unencrypted_flows: 0,
             first_seen: String::new(),
             last_seen: String::new(),
         }

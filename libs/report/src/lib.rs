@@ -209,6 +209,13 @@ pub struct EdgeEntry {
     pub flows: i64,
     /// A segmentation violation names this pair.
     pub violation: bool,
+    /// Flow records seen encrypted in transit, and unencrypted (flow logs
+    /// that say: AWS `encryption-status`, Azure VNet flow logs); the rest of
+    /// `flows` unknown.
+    #[serde(default)]
+    pub encrypted_flows: i64,
+    #[serde(default)]
+    pub unencrypted_flows: i64,
     /// RFC 3339 event times of the first and last flow, where known.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub first_seen: String,
@@ -220,6 +227,18 @@ impl EdgeEntry {
     /// Whether the flows were blocked (rejected at either end).
     pub fn blocked(&self) -> bool {
         !self.action.eq_ignore_ascii_case("ACCEPT")
+    }
+
+    /// `encrypted`, `unencrypted`, `mixed` or `unknown`: what the flow logs
+    /// saw of encryption in transit.
+    pub fn encryption(&self) -> &'static str {
+        match (self.encrypted_flows > 0, self.unencrypted_flows > 0) {
+            (true, true) => "mixed",
+            (true, false) if self.encrypted_flows >= self.flows => "encrypted",
+            (true, false) => "mixed",
+            (false, true) => "unencrypted",
+            (false, false) => "unknown",
+        }
     }
 }
 
@@ -269,6 +288,17 @@ impl Analysis {
     /// The resource with `id`.
     pub fn resource(&self, id: &str) -> Option<&ResourceEntry> {
         self.resources.iter().find(|r| r.resource_id == id)
+    }
+
+    /// Established flows with a CDE system at one end at least: each one's
+    /// encryption in transit, as the flow logs saw it (PCI DSS 4.2.1).
+    pub fn cde_flows(&self) -> Vec<&EdgeEntry> {
+        let cde: std::collections::HashSet<&str> =
+            self.resources.iter().filter(|r| r.scope == "cde").map(|r| r.resource_id.as_str()).collect();
+        self.edges
+            .iter()
+            .filter(|e| !e.blocked() && (cde.contains(e.source.as_str()) || cde.contains(e.destination.as_str())))
+            .collect()
     }
 
     /// Blocked attempts at the CDE boundary: blocked flows between a CDE

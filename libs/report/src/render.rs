@@ -183,6 +183,47 @@ pub fn markdown(a: &Analysis) -> String {
         out.push('\n');
     }
 
+    let flows = a.cde_flows();
+    let _ = writeln!(out, "## Encryption in transit of flows touching the CDE\n");
+    if flows.is_empty() {
+        let _ = writeln!(out, "No established flow touches the CDE.\n");
+    } else {
+        let mut by: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        for e in &flows {
+            *by.entry(e.encryption()).or_default() += 1;
+        }
+        let counts: Vec<String> = by.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        let _ = writeln!(
+            out,
+            "{} established flows (source, destination, service) touch the CDE: {}. Encrypted or not as the flow \
+             logs saw it (AWS `encryption-status`, Azure VNet flow logs); unknown where the log format does not say \
+             (PCI DSS 4.2.1).\n",
+            flows.len(),
+            counts.join(", ")
+        );
+        let seen: Vec<&&crate::EdgeEntry> = flows.iter().filter(|e| e.encryption() != "unknown").collect();
+        if !seen.is_empty() {
+            let _ = writeln!(
+                out,
+                "| source | destination | service | flows | encrypted | unencrypted |\n|---|---|---|---|---|---|"
+            );
+            for e in seen {
+                let _ = writeln!(
+                    out,
+                    "| `{}` | `{}` | {}/{} | {} | {} | {} |",
+                    md(&e.source),
+                    md(&e.destination),
+                    e.protocol,
+                    e.port,
+                    e.flows,
+                    e.encrypted_flows,
+                    e.unencrypted_flows
+                );
+            }
+            out.push('\n');
+        }
+    }
+
     let _ = writeln!(out, "## External connections of in-scope systems\n");
     if a.external_connections.is_empty() {
         let _ = writeln!(out, "None observed.\n");
@@ -270,6 +311,41 @@ mod tests {
         };
         a.sort();
         a
+    }
+
+    /// Established flows touching the CDE, with what the flow logs saw of
+    /// encryption; blocked attempts in their own section.
+    #[test]
+    fn markdown_shows_encryption_and_blocked_attempts_at_the_cde() {
+        let mut a = sample();
+        let edge = |src: &str, action: &str, flows: i64, enc: i64, unenc: i64| crate::EdgeEntry {
+            source: src.into(),
+            destination: "db".into(),
+            protocol: "TCP".into(),
+            port: 5432,
+            action: action.into(),
+            flows,
+            violation: false,
+            encrypted_flows: enc,
+            unencrypted_flows: unenc,
+            first_seen: "2026-11-01T00:00:00Z".into(),
+            last_seen: "2026-11-01T00:10:00Z".into(),
+        };
+        a.edges =
+            vec![edge("app", "ACCEPT", 4, 4, 0), edge("batch", "ACCEPT", 3, 1, 2), edge("corp", "REJECT", 2, 0, 0)];
+        let m = markdown(&a);
+        let enc = m.split("## Encryption in transit of flows touching the CDE").nth(1).unwrap();
+        assert!(
+            enc.contains("2 established flows (source, destination, service) touch the CDE: 1 encrypted, 1 mixed"),
+            "{enc}"
+        );
+        assert!(enc.contains("| `batch` | `db` | TCP/5432 | 3 | 1 | 2 |"), "{enc}");
+        let blocked = m.split("## Blocked attempts at the CDE boundary").nth(1).unwrap();
+        assert!(
+            blocked.contains("| `corp` | `db` | TCP/5432 | 2 | 2026-11-01T00:00:00Z | 2026-11-01T00:10:00Z |"),
+            "{blocked}"
+        );
+        assert!(!blocked.split("##").next().unwrap().contains("`app`"), "established flows are no attempts");
     }
 
     #[test]

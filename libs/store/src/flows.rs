@@ -19,7 +19,7 @@ const STAGE: &str = "CREATE TEMP TABLE IF NOT EXISTS data_flows_stage
 
 const COPY: &str = "COPY data_flows_stage (id, source_resource_id, dest_resource_id, protocol, src_port,
     dst_port, packet_count, byte_count, flow_direction, action, observed_at, window_start, window_end,
-    flow_count, first_seen, last_seen) FROM STDIN (FORMAT binary)";
+    flow_count, first_seen, last_seen, encrypted_flow_count, unencrypted_flow_count) FROM STDIN (FORMAT binary)";
 
 const MERGE: &str = "INSERT INTO data_flows SELECT * FROM data_flows_stage
     ON CONFLICT (id, observed_at) DO UPDATE SET
@@ -28,7 +28,9 @@ const MERGE: &str = "INSERT INTO data_flows SELECT * FROM data_flows_stage
         flow_count = EXCLUDED.flow_count,
         first_seen = EXCLUDED.first_seen,
         last_seen = EXCLUDED.last_seen,
-        window_end = EXCLUDED.window_end";
+        window_end = EXCLUDED.window_end,
+        encrypted_flow_count = EXCLUDED.encrypted_flow_count,
+        unencrypted_flow_count = EXCLUDED.unencrypted_flow_count";
 
 const TYPES: &[Type] = &[
     Type::UUID,
@@ -47,6 +49,8 @@ const TYPES: &[Type] = &[
     Type::INT8,
     Type::TIMESTAMPTZ,
     Type::TIMESTAMPTZ,
+    Type::INT8,
+    Type::INT8,
 ];
 
 /// Upserts `rows` (the last of several rows with the same id wins).
@@ -80,7 +84,8 @@ pub struct Withdrawal {
     pub since: DateTime<Utc>,
 }
 
-const WITHDRAW: &str = "UPDATE data_flows SET flow_count = 0, packet_count = 0, byte_count = 0
+const WITHDRAW: &str = "UPDATE data_flows SET flow_count = 0, packet_count = 0, byte_count = 0,
+        encrypted_flow_count = 0, unencrypted_flow_count = 0
     WHERE source_resource_id = $1 AND dest_resource_id = $2 AND protocol = $3 AND dst_port = $4
       AND action = 'ACCEPT' AND observed_at >= $5 AND flow_count > 0";
 
@@ -134,6 +139,8 @@ pub async fn write_data_flows(
                     &r.flow_count,
                     &r.first_seen,
                     &r.last_seen,
+                    &r.encrypted_flow_count,
+                    &r.unencrypted_flow_count,
                 ])
                 .await
                 .map_err(Error::pg("writing a data_flows row"))?;

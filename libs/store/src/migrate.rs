@@ -27,6 +27,7 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0005_correlate_checkpoints.sql"),
     },
     Migration { version: 6, name: "alert_lifecycle", sql: include_str!("../migrations/0006_alert_lifecycle.sql") },
+    Migration { version: 7, name: "flow_encryption", sql: include_str!("../migrations/0007_flow_encryption.sql") },
 ];
 
 /// Arbitrary constant identifying our migration lock.

@@ -203,7 +203,8 @@ pub async fn edges(store: &Store, lookback_days: i32) -> Result<(Vec<EdgeEntry>,
         .query(
             &format!(
                 "SELECT {}, {}, f.protocol, f.dst_port, f.action, sum(f.flow_count)::int8,
-                        min(f.first_seen), max(f.last_seen)
+                        min(f.first_seen), max(f.last_seen),
+                        sum(f.encrypted_flow_count)::int8, sum(f.unencrypted_flow_count)::int8
                    FROM data_flows f JOIN resources s ON s.id = f.source_resource_id
                    JOIN resources d ON d.id = f.dest_resource_id
                   WHERE f.last_seen >= $1 AND f.flow_count > 0
@@ -225,6 +226,8 @@ pub async fn edges(store: &Store, lookback_days: i32) -> Result<(Vec<EdgeEntry>,
                 action: r.get(4),
                 flows: r.get(5),
                 violation: false,
+                encrypted_flows: r.get(8),
+                unencrypted_flows: r.get(9),
                 first_seen: psg_domain::time::rfc3339(r.get::<_, DateTime<Utc>>(6).timestamp_micros()),
                 last_seen: psg_domain::time::rfc3339(r.get::<_, DateTime<Utc>>(7).timestamp_micros()),
             })

@@ -129,6 +129,8 @@ fn apply(e: &mut Engine, ev: &Event) {
                 packets: 1,
                 bytes: 1,
                 flows: 1,
+                encrypted_flows: 0,
+                unencrypted_flows: 0,
             });
         }
         Event::Manual { id, scope } => e.set_manual(IDS[*id], scope.map(|s| (s, "operator".to_owned()))),
@@ -229,6 +231,8 @@ fn many_node_recompute_agrees_with_per_node_recompute() {
                     packets: 1,
                     bytes: 1,
                     flows: 1,
+                    encrypted_flows: 0,
+                    unencrypted_flows: 0,
                 });
                 if incremental {
                     e.recompute();

@@ -36,7 +36,7 @@ use psg_store::Store;
 
 use crate::attribution::{EndpointId, Index};
 use crate::checkpoint::{Admit, Checkpoint, Partition};
-use crate::windows::{Added, Connection, EdgeKey, Observation, WindowEdge, Windows};
+use crate::windows::{Added, Connection, EdgeKey, Encryption, Observation, WindowEdge, Windows};
 
 /// A flow record waiting for its inventory.
 #[derive(Debug)]
@@ -422,6 +422,7 @@ impl Correlate {
             event_time: t,
             packets: rec.packets.unwrap_or(0),
             bytes: rec.bytes.unwrap_or(0),
+            encryption: encryption(&rec),
             topic: Arc::clone(topic),
             partition,
             offset,
@@ -550,6 +551,8 @@ impl Correlate {
             packets: e.packets,
             bytes: e.bytes,
             flows: e.flows,
+            encrypted_flows: e.encrypted,
+            unencrypted_flows: e.unencrypted,
         }
     }
 
@@ -588,6 +591,24 @@ fn packet_addr(packet: &Option<String>, interface: &Option<String>) -> Option<Ip
     packet.as_deref().or(interface.as_deref()).and_then(|s| s.parse().ok())
 }
 
+/// Whether a record's traffic was seen encrypted: AWS `encryption-status`
+/// (0 not encrypted; 1 Nitro, 2 application (TLS), 3 both), Azure VNet
+/// flow logs' encryption column (`X`, or `NX` and a reason).
+fn encryption(r: &FlowRecord) -> Encryption {
+    if let Some(v) = r.extra.get("encryption-status") {
+        return match v.as_str() {
+            "0" => Encryption::Unencrypted,
+            "1" | "2" | "3" => Encryption::Encrypted,
+            _ => Encryption::Unknown,
+        };
+    }
+    match r.extra.get("encryption").map(String::as_str) {
+        Some("X") => Encryption::Encrypted,
+        Some(v) if v.starts_with("NX") => Encryption::Unencrypted,
+        _ => Encryption::Unknown,
+    }
+}
+
 /// Who reported a record: the interface, else the reporting VM, else nobody.
 fn reporter(r: &FlowRecord) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -616,6 +637,8 @@ pub fn data_flow_row(e: &FlowEdge) -> DataFlowRow {
         flow_count: e.flows,
         first_seen: from_micros(e.first_seen),
         last_seen: from_micros(e.last_seen),
+        encrypted_flow_count: e.encrypted_flows,
+        unencrypted_flow_count: e.unencrypted_flows,
     }
 }
 

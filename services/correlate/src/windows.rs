@@ -82,6 +82,26 @@ pub struct Connection {
     pub dst_port: i32,
 }
 
+/// Whether a record's traffic was seen encrypted in transit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encryption {
+    #[default]
+    Unknown,
+    Encrypted,
+    Unencrypted,
+}
+
+impl Encryption {
+    /// (encrypted, unencrypted) records: this one's.
+    fn counts(self) -> (i64, i64) {
+        match self {
+            Self::Unknown => (0, 0),
+            Self::Encrypted => (1, 0),
+            Self::Unencrypted => (0, 1),
+        }
+    }
+}
+
 /// One attributed flow record.
 #[derive(Debug, Clone)]
 pub struct Observation {
@@ -93,6 +113,7 @@ pub struct Observation {
     pub event_time: Micros,
     pub packets: i64,
     pub bytes: i64,
+    pub encryption: Encryption,
     /// Input position, for offset holding and the ids of late edges.
     pub topic: Arc<str>,
     pub partition: i32,
@@ -107,11 +128,13 @@ struct Reports {
     first: (u64, i64, i64),
     more: Vec<(u64, i64, i64)>,
     seen: (Micros, Micros),
+    /// Records seen (encrypted, unencrypted).
+    encryption: (i64, i64),
 }
 
 impl Reports {
     fn new(reporter: u64, t: Micros) -> Self {
-        Self { first: (reporter, 0, 0), more: Vec::new(), seen: (t, t) }
+        Self { first: (reporter, 0, 0), more: Vec::new(), seen: (t, t), encryption: (0, 0) }
     }
 
     fn reporters(&self) -> impl Iterator<Item = &(u64, i64, i64)> {
@@ -153,6 +176,8 @@ impl Agg {
             into.add(reporter, packets, bytes);
         }
         into.seen = (into.seen.0.min(reports.seen.0), into.seen.1.max(reports.seen.1));
+        into.encryption = (into.encryption.0 + reports.encryption.0, into.encryption.1 + reports.encryption.1);
+        self.encryption = (self.encryption.0 + reports.encryption.0, self.encryption.1 + reports.encryption.1);
         let (p1, b1) = into.max();
         self.packets = self.packets.saturating_add(p1 - p0);
         self.bytes = self.bytes.saturating_add(b1 - b0);
@@ -163,6 +188,7 @@ impl Agg {
     /// Takes `connection` out; the times are those of what remains.
     fn remove(&mut self, connection: &Connection) -> Option<Reports> {
         let reports = self.connections.remove(connection)?;
+        self.encryption = (self.encryption.0 - reports.encryption.0, self.encryption.1 - reports.encryption.1);
         let (p, b) = reports.max();
         self.packets = self.packets.saturating_sub(p);
         self.bytes = self.bytes.saturating_sub(b);
@@ -183,6 +209,8 @@ struct Agg {
     bytes: i64,
     first_seen: Micros,
     last_seen: Micros,
+    /// Records seen (encrypted, unencrypted).
+    encryption: (i64, i64),
     connections: FastMap<Connection, Reports>,
 }
 
@@ -207,6 +235,9 @@ pub struct WindowEdge {
     pub bytes: i64,
     /// Distinct connections condensed into this edge.
     pub flows: i64,
+    /// Records seen encrypted, and unencrypted (the rest: unknown).
+    pub encrypted: i64,
+    pub unencrypted: i64,
     /// For late edges: the input record they come from (their own id).
     pub late_source: Option<(Arc<str>, i32, i64, i32)>,
 }
@@ -473,6 +504,8 @@ impl Windows {
                 packets: o.packets,
                 bytes: o.bytes,
                 flows: 1,
+                encrypted: o.encryption.counts().0,
+                unencrypted: o.encryption.counts().1,
                 late_source: Some((o.topic, o.partition, o.offset, o.line)),
             });
         }
@@ -492,10 +525,14 @@ impl Windows {
             bytes: 0,
             first_seen: o.event_time,
             last_seen: o.event_time,
+            encryption: (0, 0),
             connections: FastMap::default(),
         });
         let reports = agg.connections.entry(o.connection).or_insert_with(|| Reports::new(o.reporter, o.event_time));
         reports.seen = (reports.seen.0.min(o.event_time), reports.seen.1.max(o.event_time));
+        let (e, u) = o.encryption.counts();
+        reports.encryption = (reports.encryption.0 + e, reports.encryption.1 + u);
+        agg.encryption = (agg.encryption.0 + e, agg.encryption.1 + u);
         let (p0, b0) = reports.max();
         reports.add(o.reporter, o.packets, o.bytes);
         let (p1, b1) = reports.max();
@@ -547,6 +584,7 @@ impl Windows {
                 bytes: 0,
                 first_seen: reports.seen.0,
                 last_seen: reports.seen.1,
+                encryption: (0, 0),
                 connections: FastMap::default(),
             });
             blocked.merge(o.connection, &reports);
@@ -594,6 +632,8 @@ impl Windows {
                 packets: 0,
                 bytes: 0,
                 flows: 0,
+                encrypted: 0,
+                unencrypted: 0,
                 late_source: None,
             });
             // Since when its rows (of this run) are withdrawn.
@@ -703,6 +743,8 @@ fn edge(size: Micros, start: Micros, partition: i32, key: &EdgeKey, agg: &Agg, k
         packets: agg.packets,
         bytes: agg.bytes,
         flows: agg.connections.len() as i64,
+        encrypted: agg.encryption.0,
+        unencrypted: agg.encryption.1,
         late_source: None,
     }
 }
@@ -745,6 +787,7 @@ mod tests {
             event_time: t * SECOND,
             packets: 10,
             bytes: 1000,
+            encryption: Encryption::Unknown,
             topic: Arc::from("flows.normalized"),
             partition: 0,
             offset,

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use psg_correlate::windows::{Connection, EdgeKey, Observation, Windows};
+use psg_correlate::windows::{Connection, EdgeKey, Encryption, Observation, Windows};
 use psg_domain::time::SECOND;
 use psg_domain::{EdgeDirection, FlowAction};
 
@@ -46,6 +46,7 @@ fn observation(o: &Obs, offset: i64) -> Observation {
         event_time: o.t * SECOND,
         packets: o.packets,
         bytes: o.packets * 10,
+        encryption: Encryption::Unknown,
         topic: Arc::from("t"),
         partition: 0,
         offset,

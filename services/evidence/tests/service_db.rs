@@ -61,6 +61,8 @@ fn edge(src: &str, dst: &str, at: i64, offset: i64) -> InMessage {
         packets: 1,
         bytes: 100,
         flows: 1,
+        encrypted_flows: 0,
+        unencrypted_flows: 0,
     };
     msg(InputKind::Stream, "flows.edges", offset, psg_avro_codec::encode(&e).expect("encode"))
 }
@@ -107,6 +109,8 @@ async fn decisions_and_periodic_reports_are_chained_stored_and_not_repeated() {
             flow_count: 2,
             first_seen: from_micros(at),
             last_seen: from_micros(at),
+            encrypted_flow_count: 0,
+            unencrypted_flow_count: 0,
         }],
     )
     .await

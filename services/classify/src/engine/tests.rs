@@ -64,6 +64,8 @@ fn edge(src: (&str, EndpointKind), dst: (&str, EndpointKind), port: i32, action:
         packets: 1,
         bytes: 1,
         flows: 1,
+        encrypted_flows: 0,
+        unencrypted_flows: 0,
     }
 }
 

@@ -57,6 +57,8 @@ fn edge_msg(src: &str, dst: &str, offset: i64) -> InMessage {
         packets: 1,
         bytes: 1,
         flows: 1,
+        encrypted_flows: 0,
+        unencrypted_flows: 0,
     };
     msg(InputKind::Stream, "flows.edges", offset, src, Some(psg_avro_codec::encode(&e).unwrap()))
 }
@@ -170,6 +172,8 @@ async fn a_restart_rebuilds_from_the_database_and_repeats_nothing() {
             flow_count: 1,
             first_seen: from_micros(1000 * SECOND),
             last_seen: from_micros(1000 * SECOND),
+            encrypted_flow_count: 0,
+            unencrypted_flow_count: 0,
         }],
     )
     .await

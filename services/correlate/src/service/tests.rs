@@ -159,6 +159,44 @@ async fn a_connection_the_other_end_rejected_is_withdrawn_and_counted_blocked() 
     assert_eq!(w, vec![(FlowAction::Reject, 1, 3), (FlowAction::Reject, 1, 3)], "one blocked connection per window");
 }
 
+/// Issue 16: encryption in transit, as AWS (`encryption-status`) and Azure
+/// (the VNet flow-log column) report it, reaches the window edge.
+#[tokio::test]
+async fn encryption_in_transit_is_counted_per_edge() {
+    let mut c = Correlate::new(&cfg(), None);
+    run(
+        &mut c,
+        vec![
+            table(&resource("web", &["10.0.1.5"], &["eni-web"], "vpc-1"), 0),
+            table(&resource("db", &["10.0.2.9"], &["eni-db"], "vpc-1"), 1),
+        ],
+    )
+    .await;
+    let mut records = Vec::new();
+    for (i, (key, value)) in [
+        ("encryption-status", "2"),
+        ("encryption-status", "0"),
+        ("encryption", "X"),
+        ("encryption", "NX_LOCAL_DST"),
+        ("", ""),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut r = flow("eni-web", "10.0.1.5", "10.0.2.9", 5432, 1000, 1);
+        r.src_port = Some(40_000 + i as i32);
+        if !key.is_empty() {
+            r.extra.insert(key.into(), value.into());
+        }
+        records.push(r);
+    }
+    run(&mut c, vec![stream(records, 2)]).await;
+    let closed = run(&mut c, vec![stream(vec![flow("eni-web", "10.0.1.5", "10.0.2.9", 443, 3000, 1)], 3)]).await;
+    let e = closed.iter().find(|e| e.kind == EdgeKind::Window && e.dst_port == 5432).expect("the window edge");
+    assert_eq!((e.flows, e.encrypted_flows, e.unencrypted_flows), (5, 2, 2), "one unknown");
+    assert_eq!((data_flow_row(e).encrypted_flow_count, data_flow_row(e).unencrypted_flow_count), (2, 2));
+}
+
 /// Issue 16: a Transit Gateway record's ends are resolved inside the VPCs
 /// it names (address ranges overlap across VPCs and accounts).
 #[tokio::test]
