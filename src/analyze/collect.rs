@@ -276,13 +276,21 @@ pub(crate) struct EdgeTotals {
     /// Newest event time seen.
     pub as_of: i64,
     totals: BTreeMap<Service, i64>,
-    /// First and last event time per service.
-    seen: HashMap<Service, (i64, i64)>,
-    /// Records seen encrypted and unencrypted per service (window edges).
-    encryption: HashMap<Service, (i64, i64)>,
+    /// Per service: first and last event time, and the records of its
+    /// window edges seen encrypted and unencrypted.
+    facts: HashMap<Service, Facts>,
     /// Not `closed_only`: per service and window, the first-seen flows and
     /// the window edges by id (a redelivered copy counts once).
     windows: BTreeMap<(Service, i64), (i64, HashMap<String, i64>)>,
+}
+
+/// What the report says of a service besides its flows.
+#[derive(Debug, Clone, Copy)]
+struct Facts {
+    first: i64,
+    last: i64,
+    encrypted: i64,
+    unencrypted: i64,
 }
 
 impl EdgeTotals {
@@ -303,25 +311,32 @@ impl EdgeTotals {
             // other end: none of its flows counts as accepted.
             let s = service(e);
             self.totals.remove(&s);
-            self.encryption.remove(&s);
+            if let Some(f) = self.facts.get_mut(&s) {
+                (f.encrypted, f.unencrypted) = (0, 0);
+            }
             self.windows.retain(|(sv, _), _| *sv != s);
             return;
         }
         self.as_of = self.as_of.max(e.last_seen);
-        let t = self.seen.entry(service(e)).or_insert((e.first_seen, e.last_seen));
-        *t = (t.0.min(e.first_seen), t.1.max(e.last_seen));
+        let s = service(e);
         let closed = e.kind == EdgeKind::Window;
-        if closed && (e.encrypted_flows > 0 || e.unencrypted_flows > 0) {
-            let c = self.encryption.entry(service(e)).or_default();
-            *c = (c.0 + e.encrypted_flows, c.1 + e.unencrypted_flows);
+        let f = self.facts.entry(s.clone()).or_insert(Facts {
+            first: e.first_seen,
+            last: e.last_seen,
+            encrypted: 0,
+            unencrypted: 0,
+        });
+        (f.first, f.last) = (f.first.min(e.first_seen), f.last.max(e.last_seen));
+        if closed {
+            (f.encrypted, f.unencrypted) = (f.encrypted + e.encrypted_flows, f.unencrypted + e.unencrypted_flows);
         }
         if self.closed_only {
             if closed {
-                *self.totals.entry(service(e)).or_default() += e.flows;
+                *self.totals.entry(s).or_default() += e.flows;
             }
             return;
         }
-        let slot = self.windows.entry((service(e), e.window_start)).or_insert((0, HashMap::new()));
+        let slot = self.windows.entry((s, e.window_start)).or_insert((0, HashMap::new()));
         if closed {
             slot.1.insert(e.edge_id.clone(), e.flows);
         } else {
@@ -439,8 +454,12 @@ pub(crate) fn build_analysis(
     let mut external = Vec::new();
     let mut edge_entries = Vec::new();
     for (service, flows) in totals {
-        let (first, last) = edges.seen.get(&service).copied().unwrap_or((i64::MIN, i64::MIN));
-        let (encrypted, unencrypted) = edges.encryption.get(&service).copied().unwrap_or_default();
+        let Facts { first, last, encrypted, unencrypted } = edges.facts.get(&service).copied().unwrap_or(Facts {
+            first: i64::MIN,
+            last: i64::MIN,
+            encrypted: 0,
+            unencrypted: 0,
+        });
         let (s, d, p, port, action) = service;
         if action == FlowAction::Accept {
             for (inside, outside) in [(&s, &d), (&d, &s)] {

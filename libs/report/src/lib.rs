@@ -290,11 +290,15 @@ impl Analysis {
         self.resources.iter().find(|r| r.resource_id == id)
     }
 
+    /// The ids of the CDE's systems.
+    fn cde_ids(&self) -> std::collections::HashSet<&str> {
+        self.resources.iter().filter(|r| r.scope == "cde").map(|r| r.resource_id.as_str()).collect()
+    }
+
     /// Established flows with a CDE system at one end at least: each one's
     /// encryption in transit, as the flow logs saw it (PCI DSS 4.2.1).
     pub fn cde_flows(&self) -> Vec<&EdgeEntry> {
-        let cde: std::collections::HashSet<&str> =
-            self.resources.iter().filter(|r| r.scope == "cde").map(|r| r.resource_id.as_str()).collect();
+        let cde = self.cde_ids();
         self.edges
             .iter()
             .filter(|e| !e.blocked() && (cde.contains(e.source.as_str()) || cde.contains(e.destination.as_str())))
@@ -306,8 +310,7 @@ impl Analysis {
     /// edge order. Proof that the boundary controls work (PCI DSS 11.4.5);
     /// they never change scope.
     pub fn blocked_attempts(&self) -> Vec<&EdgeEntry> {
-        let cde: std::collections::HashSet<&str> =
-            self.resources.iter().filter(|r| r.scope == "cde").map(|r| r.resource_id.as_str()).collect();
+        let cde = self.cde_ids();
         self.edges
             .iter()
             .filter(|e| e.blocked() && cde.contains(e.source.as_str()) != cde.contains(e.destination.as_str()))

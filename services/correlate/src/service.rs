@@ -356,11 +356,8 @@ impl Correlate {
         // Transit Gateway records name the VPC of each end.
         let (src_vpc, dst_vpc) =
             (rec.extra.get(TGW_SRC_VPC).map(String::as_str), rec.extra.get(TGW_DST_VPC).map(String::as_str));
-        let (mut src_id, mut dst_id) = if src_vpc.is_none() && dst_vpc.is_none() {
-            (self.index.by_address(&src, t), self.index.by_address(&dst, t))
-        } else {
-            (self.index.by_address_in(&src, src_vpc, t), self.index.by_address_in(&dst, dst_vpc, t))
-        };
+        let (mut src_id, mut dst_id) =
+            (self.index.by_address_in(&src, src_vpc, t), self.index.by_address_in(&dst, dst_vpc, t));
         // The capturing interface identifies its own side directly, where the
         // packet address is the interface's (no translation).
         if let Some(owner) = rec.interface_id.as_deref().and_then(|i| self.index.by_interface(i, t)) {
@@ -449,7 +446,7 @@ impl Correlate {
                 self.emit(&edge, out);
                 if self.store.is_some() {
                     let row = data_flow_row(&self.to_flow_edge(&edge));
-                    let since = self.windows.window_of(edge.first_seen);
+                    let since = self.windows.window_start(edge.first_seen);
                     self.pending_withdrawals.push(psg_store::flows::Withdrawal {
                         source_resource_id: row.source_resource_id,
                         dest_resource_id: row.dest_resource_id,

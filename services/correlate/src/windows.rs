@@ -454,11 +454,7 @@ impl Windows {
     }
 
     /// The start of the window holding event time `t`.
-    pub fn window_of(&self, t: Micros) -> Micros {
-        self.window_start(t)
-    }
-
-    fn window_start(&self, t: Micros) -> Micros {
+    pub fn window_start(&self, t: Micros) -> Micros {
         t.div_euclid(self.size) * self.size
     }
 
