@@ -43,6 +43,7 @@ fn rows(round: u32) -> Vec<DataFlowRow> {
                 last_seen: ws,
                 encrypted_flow_count: 0,
                 unencrypted_flow_count: 0,
+                action_logged: true,
             }
         })
         .collect()

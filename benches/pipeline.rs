@@ -107,6 +107,7 @@ fn bench_correlate(c: &mut Criterion) {
                 packets: 1,
                 bytes: 100,
                 encryption: psg_correlate::windows::Encryption::Unknown,
+                action_logged: true,
                 topic: Arc::clone(&topic),
                 partition: 0,
                 offset: n as i64,

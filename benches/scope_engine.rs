@@ -57,6 +57,7 @@ fn edge(ids: &[String], rng: &mut Rng, t: Micros) -> FlowEdge {
         flows: 1,
         encrypted_flows: 0,
         unencrypted_flows: 0,
+        action_logged: true,
     }
 }
 

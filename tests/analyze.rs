@@ -394,8 +394,12 @@ fn analyze_reads_a_layout_without_time_or_action() {
     assert_eq!(summary["records_read"], 2, "{summary} {stderr}");
     assert_eq!(summary["flow_records"], 2, "{summary}");
     assert_eq!(summary["dead_lettered"], 0, "{summary}");
-    // The CDE instance talks to a public address: its flows count as accepted.
-    assert_eq!(alerts_of(&report, "cde_internet").len(), 1, "{:?}", report["alerts"]);
+    // The CDE instance talks to a public address: its flows count as
+    // accepted, and the alert says the action was not logged.
+    let internet = alerts_of(&report, "cde_internet");
+    assert_eq!(internet.len(), 1, "{:?}", report["alerts"]);
+    let description = internet[0]["description"].as_str().expect("description");
+    assert!(description.contains("(action not logged: counted as accepted)"), "{description}");
 }
 
 /// Issue 15, case 1, end to end: `corp` (declared out-of-scope) → CDE

@@ -122,7 +122,7 @@ BEGIN
     GRANT INSERT, SELECT (resource_id) ON resources TO psg_correlate; -- ON CONFLICT (resource_id) reads the key
     GRANT SELECT, INSERT ON data_flows TO psg_correlate;
     GRANT UPDATE (packet_count, byte_count, flow_count, first_seen, last_seen, window_end,
-                  encrypted_flow_count, unencrypted_flow_count)
+                  encrypted_flow_count, unencrypted_flow_count, action_logged)
         ON data_flows TO psg_correlate;
     -- its checkpoints, written with the data_flows rows of each batch
     GRANT SELECT, INSERT, UPDATE ON correlate_checkpoints TO psg_correlate;

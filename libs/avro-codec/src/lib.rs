@@ -150,8 +150,14 @@ macro_rules! message {
 message!(FlowRecord, "FlowRecord", "flow_record.avsc");
 message!(FlowBatch, "FlowBatch", "flow_batch.avsc");
 message!(Resource, "Resource", "resource.avsc");
-// v1: before EdgeKind WITHDRAWN; v2: before the encryption counts.
-message!(FlowEdge, "FlowEdge", "flow_edge.avsc", earlier: ["flow_edge.1.avsc", "flow_edge.2.avsc"]);
+// v1: before EdgeKind WITHDRAWN; v2: before the encryption counts; v3:
+// before action_logged.
+message!(
+    FlowEdge,
+    "FlowEdge",
+    "flow_edge.avsc",
+    earlier: ["flow_edge.1.avsc", "flow_edge.2.avsc", "flow_edge.3.avsc"]
+);
 message!(ScopeDecision, "ScopeDecision", "scope_decision.avsc");
 message!(Alert, "Alert", "alert.avsc");
 message!(ManualDecision, "ManualDecision", "manual_decision.avsc");

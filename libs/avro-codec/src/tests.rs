@@ -93,6 +93,7 @@ fn flow_edge() -> FlowEdge {
         flows: 1,
         encrypted_flows: 0,
         unencrypted_flows: 0,
+        action_logged: true,
     }
 }
 

@@ -215,6 +215,19 @@ pub struct Endpoint {
     pub vpc_id: Option<String>,
 }
 
+/// Keys of [`FlowRecord::extra`] that ingest sets and later stages read.
+pub mod extra {
+    /// Value `false`: the record's format logs no action, so it was counted
+    /// as accepted (scope errs towards inclusion).
+    pub const ACTION_LOGGED: &str = "action_logged";
+    /// How the action was derived where the format has none
+    /// (`tgw-packets-lost`: a Transit Gateway record, rejected only if
+    /// every packet was lost).
+    pub const ACTION_SOURCE: &str = "action_source";
+    /// Where a record without `start`/`end` took its time from.
+    pub const TIME_SOURCE: &str = "time_source";
+}
+
 /// A resource-to-resource edge (topic `flows.edges`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "io.pciscopeguard.v1")]
@@ -246,6 +259,14 @@ pub struct FlowEdge {
     /// `NX…`); the others are unknown.
     #[serde(default)]
     pub unencrypted_flows: i64,
+    /// Whether any record of it logged its action; `false` when each came
+    /// from a format without `action` and was counted as accepted.
+    #[serde(default = "logged")]
+    pub action_logged: bool,
+}
+
+fn logged() -> bool {
+    true
 }
 
 /// A scope decision (topic `scope.decisions`).

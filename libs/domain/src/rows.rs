@@ -76,6 +76,9 @@ pub struct DataFlowRow {
     /// Ours: records seen encrypted, and unencrypted (the rest: unknown).
     pub encrypted_flow_count: i64,
     pub unencrypted_flow_count: i64,
+    /// Ours: whether any record logged its action (`false`: every one came
+    /// from a format without `action` and was counted as accepted).
+    pub action_logged: bool,
 }
 
 /// `scope_decisions`: versioned scope classification with its justification.

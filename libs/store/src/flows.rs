@@ -19,7 +19,7 @@ const STAGE: &str = "CREATE TEMP TABLE IF NOT EXISTS data_flows_stage
 
 const COPY: &str = "COPY data_flows_stage (id, source_resource_id, dest_resource_id, protocol, src_port,
     dst_port, packet_count, byte_count, flow_direction, action, observed_at, window_start, window_end,
-    flow_count, first_seen, last_seen, encrypted_flow_count, unencrypted_flow_count) FROM STDIN (FORMAT binary)";
+    flow_count, first_seen, last_seen, encrypted_flow_count, unencrypted_flow_count, action_logged) FROM STDIN (FORMAT binary)";
 
 const MERGE: &str = "INSERT INTO data_flows SELECT * FROM data_flows_stage
     ON CONFLICT (id, observed_at) DO UPDATE SET
@@ -30,7 +30,8 @@ const MERGE: &str = "INSERT INTO data_flows SELECT * FROM data_flows_stage
         last_seen = EXCLUDED.last_seen,
         window_end = EXCLUDED.window_end,
         encrypted_flow_count = EXCLUDED.encrypted_flow_count,
-        unencrypted_flow_count = EXCLUDED.unencrypted_flow_count";
+        unencrypted_flow_count = EXCLUDED.unencrypted_flow_count,
+        action_logged = EXCLUDED.action_logged";
 
 const TYPES: &[Type] = &[
     Type::UUID,
@@ -51,6 +52,7 @@ const TYPES: &[Type] = &[
     Type::TIMESTAMPTZ,
     Type::INT8,
     Type::INT8,
+    Type::BOOL,
 ];
 
 /// Upserts `rows` (the last of several rows with the same id wins).
@@ -141,6 +143,7 @@ pub async fn write_data_flows(
                     &r.last_seen,
                     &r.encrypted_flow_count,
                     &r.unencrypted_flow_count,
+                    &r.action_logged,
                 ])
                 .await
                 .map_err(Error::pg("writing a data_flows row"))?;
@@ -237,6 +240,8 @@ pub struct StoredEdge {
     pub packets: i64,
     pub bytes: i64,
     pub flows: i64,
+    /// Whether any row logged its action (see [`DataFlowRow::action_logged`]).
+    pub action_logged: bool,
 }
 
 /// Every edge seen since `since`, aggregated over windows (for rebuilding
@@ -248,7 +253,7 @@ pub async fn edges_since(store: &Store, since: DateTime<Utc>) -> Result<Vec<Stor
             "SELECT s.resource_id, d.resource_id, s.resource_type::text, d.resource_type::text,
                     f.protocol, f.dst_port, f.action,
                     min(f.first_seen), max(f.last_seen), sum(f.packet_count)::bigint,
-                    sum(f.byte_count)::bigint, sum(f.flow_count)::bigint
+                    sum(f.byte_count)::bigint, sum(f.flow_count)::bigint, bool_or(f.action_logged)
                FROM data_flows f
                JOIN resources s ON s.id = f.source_resource_id
                JOIN resources d ON d.id = f.dest_resource_id
@@ -273,6 +278,7 @@ pub async fn edges_since(store: &Store, since: DateTime<Utc>) -> Result<Vec<Stor
             packets: r.get(9),
             bytes: r.get(10),
             flows: r.get(11),
+            action_logged: r.get(12),
         })
         .collect())
 }

@@ -28,6 +28,11 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration { version: 6, name: "alert_lifecycle", sql: include_str!("../migrations/0006_alert_lifecycle.sql") },
     Migration { version: 7, name: "flow_encryption", sql: include_str!("../migrations/0007_flow_encryption.sql") },
+    Migration {
+        version: 8,
+        name: "flow_action_logged",
+        sql: include_str!("../migrations/0008_flow_action_logged.sql"),
+    },
 ];
 
 /// Arbitrary constant identifying our migration lock.

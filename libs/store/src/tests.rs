@@ -154,6 +154,7 @@ fn flow(window: i64, packets: i64) -> DataFlowRow {
         last_seen: ws,
         encrypted_flow_count: 0,
         unencrypted_flow_count: 0,
+        action_logged: true,
     }
 }
 

@@ -151,7 +151,19 @@ type PeerServices = Vec<(Service, Seen, &'static str)>;
 struct Seen {
     first: Micros,
     last: Micros,
-    flows: i64,
+    /// Flow records (saturating: only a size, and kept small with the
+    /// flag beside it, so a service stays 40 bytes).
+    flows: u32,
+    /// Whether any report logged the action; `false`: every one came from
+    /// a format without `action` and was counted as accepted.
+    action_logged: bool,
+}
+
+impl Seen {
+    /// What a justification adds about how the action was known.
+    fn action_note(&self) -> &'static str {
+        if self.action_logged { "" } else { " (action not logged: counted as accepted)" }
+    }
 }
 
 /// The scope graph and the last decision of each resource.
@@ -541,6 +553,7 @@ impl Engine {
             return;
         }
         let flows = if e.kind == psg_domain::EdgeKind::Window { e.flows } else { 0 };
+        let logged = e.action != FlowAction::Accept || e.action_logged;
         self.observe(
             &e.src.resource_id,
             e.src.kind,
@@ -552,6 +565,7 @@ impl Engine {
             e.first_seen,
             e.last_seen,
             flows,
+            logged,
         );
     }
 
@@ -569,6 +583,7 @@ impl Engine {
         first_seen: Micros,
         last_seen: Micros,
         flows: i64,
+        action_logged: bool,
     ) {
         if last_seen < self.cutoff() {
             return; // already outside the lookback window
@@ -592,7 +607,8 @@ impl Engine {
             Some(e) => e,
             None => self.graph.add_edge(s, d, SmallVec::new()),
         };
-        merge_service(&mut self.graph[eix], service, Seen { first: first_seen, last: last_seen, flows });
+        let flows = u32::try_from(flows.max(0)).unwrap_or(u32::MAX);
+        merge_service(&mut self.graph[eix], service, Seen { first: first_seen, last: last_seen, flows, action_logged });
         self.watermark = self.watermark.max(last_seen);
         self.dirty.insert(s);
         self.dirty.insert(d);
@@ -753,12 +769,13 @@ impl Engine {
                         .iter()
                         .map(|((proto, port, _), seen, dir)| {
                             format!(
-                                "{} {}/{} first seen {} last seen {}",
+                                "{} {}/{} first seen {} last seen {}{}",
                                 dir,
                                 psg_domain::protocol_name(*proto),
                                 port,
                                 rfc3339(seen.first),
-                                rfc3339(seen.last)
+                                rfc3339(seen.last),
+                                seen.action_note()
                             )
                         })
                         .collect();
@@ -1102,6 +1119,9 @@ impl Engine {
                 c.insert("direction".into(), (*dir).to_owned());
                 c.insert("first_seen".into(), rfc3339(seen.first));
                 c.insert("last_seen".into(), rfc3339(seen.last));
+                if !seen.action_logged {
+                    c.insert("action_logged".into(), "false".into());
+                }
             }
             c
         };
@@ -1322,7 +1342,8 @@ fn merge_service(services: &mut Services, service: Service, seen: Seen) {
         Some((_, t)) => {
             t.first = t.first.min(seen.first);
             t.last = t.last.max(seen.last);
-            t.flows += seen.flows;
+            t.flows = t.flows.saturating_add(seen.flows);
+            t.action_logged |= seen.action_logged;
         }
         None => services.push((service, seen)),
     }
@@ -1333,10 +1354,11 @@ fn describe(services: &[(Service, Seen, &'static str)]) -> String {
         .iter()
         .map(|((proto, port, _), seen, dir)| {
             format!(
-                "{dir} {}/{port} from {} to {}",
+                "{dir} {}/{port} from {} to {}{}",
                 psg_domain::protocol_name(*proto),
                 rfc3339(seen.first),
-                rfc3339(seen.last)
+                rfc3339(seen.last),
+                seen.action_note()
             )
         })
         .collect();

@@ -166,6 +166,7 @@ impl Classify {
                 e.first_seen.timestamp_micros(),
                 e.last_seen.timestamp_micros(),
                 e.flows,
+                e.action_logged,
             );
             for (id, k) in [(&e.source_resource_id, src_kind), (&e.dest_resource_id, dst_kind)] {
                 if k == EndpointKind::UnknownHost {

@@ -131,6 +131,7 @@ fn apply(e: &mut Engine, ev: &Event) {
                 flows: 1,
                 encrypted_flows: 0,
                 unencrypted_flows: 0,
+                action_logged: true,
             });
         }
         Event::Manual { id, scope } => e.set_manual(IDS[*id], scope.map(|s| (s, "operator".to_owned()))),
@@ -233,6 +234,7 @@ fn many_node_recompute_agrees_with_per_node_recompute() {
                     flows: 1,
                     encrypted_flows: 0,
                     unencrypted_flows: 0,
+                    action_logged: true,
                 });
                 if incremental {
                     e.recompute();

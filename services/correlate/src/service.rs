@@ -420,6 +420,7 @@ impl Correlate {
             packets: rec.packets.unwrap_or(0),
             bytes: rec.bytes.unwrap_or(0),
             encryption: encryption(&rec),
+            action_logged: rec.extra.get(psg_domain::extra::ACTION_LOGGED).is_none_or(|v| v != "false"),
             topic: Arc::clone(topic),
             partition,
             offset,
@@ -550,6 +551,7 @@ impl Correlate {
             flows: e.flows,
             encrypted_flows: e.encrypted,
             unencrypted_flows: e.unencrypted,
+            action_logged: e.action_logged,
         }
     }
 
@@ -636,6 +638,7 @@ pub fn data_flow_row(e: &FlowEdge) -> DataFlowRow {
         last_seen: from_micros(e.last_seen),
         encrypted_flow_count: e.encrypted_flows,
         unencrypted_flow_count: e.unencrypted_flows,
+        action_logged: e.action_logged,
     }
 }
 

@@ -91,14 +91,38 @@ pub enum Encryption {
     Unencrypted,
 }
 
-impl Encryption {
-    /// (encrypted, unencrypted) records: this one's.
-    fn counts(self) -> (i64, i64) {
-        match self {
-            Self::Unknown => (0, 0),
-            Self::Encrypted => (1, 0),
-            Self::Unencrypted => (0, 1),
-        }
+/// What the records of a connection or an edge said besides their counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Facts {
+    /// Records seen encrypted, and unencrypted (the rest: unknown).
+    encrypted: i64,
+    unencrypted: i64,
+    /// Records whose format logged the action (the others were counted
+    /// as accepted).
+    action_logged: i64,
+}
+
+impl Facts {
+    /// One record's.
+    fn of(o: &Observation) -> Self {
+        let (encrypted, unencrypted) = match o.encryption {
+            Encryption::Unknown => (0, 0),
+            Encryption::Encrypted => (1, 0),
+            Encryption::Unencrypted => (0, 1),
+        };
+        Self { encrypted, unencrypted, action_logged: i64::from(o.action_logged) }
+    }
+
+    fn add(&mut self, other: Self) {
+        self.encrypted += other.encrypted;
+        self.unencrypted += other.unencrypted;
+        self.action_logged += other.action_logged;
+    }
+
+    fn sub(&mut self, other: Self) {
+        self.encrypted -= other.encrypted;
+        self.unencrypted -= other.unencrypted;
+        self.action_logged -= other.action_logged;
     }
 }
 
@@ -114,6 +138,9 @@ pub struct Observation {
     pub packets: i64,
     pub bytes: i64,
     pub encryption: Encryption,
+    /// Whether the record's format logged its action (`false`: a layout
+    /// without `action`, counted as accepted).
+    pub action_logged: bool,
     /// Input position, for offset holding and the ids of late edges.
     pub topic: Arc<str>,
     pub partition: i32,
@@ -128,13 +155,12 @@ struct Reports {
     first: (u64, i64, i64),
     more: Vec<(u64, i64, i64)>,
     seen: (Micros, Micros),
-    /// Records seen (encrypted, unencrypted).
-    encryption: (i64, i64),
+    facts: Facts,
 }
 
 impl Reports {
     fn new(reporter: u64, t: Micros) -> Self {
-        Self { first: (reporter, 0, 0), more: Vec::new(), seen: (t, t), encryption: (0, 0) }
+        Self { first: (reporter, 0, 0), more: Vec::new(), seen: (t, t), facts: Facts::default() }
     }
 
     fn reporters(&self) -> impl Iterator<Item = &(u64, i64, i64)> {
@@ -176,8 +202,8 @@ impl Agg {
             into.add(reporter, packets, bytes);
         }
         into.seen = (into.seen.0.min(reports.seen.0), into.seen.1.max(reports.seen.1));
-        into.encryption = (into.encryption.0 + reports.encryption.0, into.encryption.1 + reports.encryption.1);
-        self.encryption = (self.encryption.0 + reports.encryption.0, self.encryption.1 + reports.encryption.1);
+        into.facts.add(reports.facts);
+        self.facts.add(reports.facts);
         let (p1, b1) = into.max();
         self.packets = self.packets.saturating_add(p1 - p0);
         self.bytes = self.bytes.saturating_add(b1 - b0);
@@ -188,7 +214,7 @@ impl Agg {
     /// Takes `connection` out; the times are those of what remains.
     fn remove(&mut self, connection: &Connection) -> Option<Reports> {
         let reports = self.connections.remove(connection)?;
-        self.encryption = (self.encryption.0 - reports.encryption.0, self.encryption.1 - reports.encryption.1);
+        self.facts.sub(reports.facts);
         let (p, b) = reports.max();
         self.packets = self.packets.saturating_sub(p);
         self.bytes = self.bytes.saturating_sub(b);
@@ -209,8 +235,7 @@ struct Agg {
     bytes: i64,
     first_seen: Micros,
     last_seen: Micros,
-    /// Records seen (encrypted, unencrypted).
-    encryption: (i64, i64),
+    facts: Facts,
     connections: FastMap<Connection, Reports>,
 }
 
@@ -238,6 +263,9 @@ pub struct WindowEdge {
     /// Records seen encrypted, and unencrypted (the rest: unknown).
     pub encrypted: i64,
     pub unencrypted: i64,
+    /// Whether any record of it logged its action: `false` when every one
+    /// came from a format without `action` and was counted as accepted.
+    pub action_logged: bool,
     /// For late edges: the input record they come from (their own id).
     pub late_source: Option<(Arc<str>, i32, i64, i32)>,
 }
@@ -500,8 +528,9 @@ impl Windows {
                 packets: o.packets,
                 bytes: o.bytes,
                 flows: 1,
-                encrypted: o.encryption.counts().0,
-                unencrypted: o.encryption.counts().1,
+                encrypted: Facts::of(&o).encrypted,
+                unencrypted: Facts::of(&o).unencrypted,
+                action_logged: o.action_logged,
                 late_source: Some((o.topic, o.partition, o.offset, o.line)),
             });
         }
@@ -521,14 +550,14 @@ impl Windows {
             bytes: 0,
             first_seen: o.event_time,
             last_seen: o.event_time,
-            encryption: (0, 0),
+            facts: Facts::default(),
             connections: FastMap::default(),
         });
         let reports = agg.connections.entry(o.connection).or_insert_with(|| Reports::new(o.reporter, o.event_time));
         reports.seen = (reports.seen.0.min(o.event_time), reports.seen.1.max(o.event_time));
-        let (e, u) = o.encryption.counts();
-        reports.encryption = (reports.encryption.0 + e, reports.encryption.1 + u);
-        agg.encryption = (agg.encryption.0 + e, agg.encryption.1 + u);
+        let facts = Facts::of(&o);
+        reports.facts.add(facts);
+        agg.facts.add(facts);
         let (p0, b0) = reports.max();
         reports.add(o.reporter, o.packets, o.bytes);
         let (p1, b1) = reports.max();
@@ -580,7 +609,7 @@ impl Windows {
                 bytes: 0,
                 first_seen: reports.seen.0,
                 last_seen: reports.seen.1,
-                encryption: (0, 0),
+                facts: Facts::default(),
                 connections: FastMap::default(),
             });
             blocked.merge(o.connection, &reports);
@@ -630,6 +659,7 @@ impl Windows {
                 flows: 0,
                 encrypted: 0,
                 unencrypted: 0,
+                action_logged: true,
                 late_source: None,
             });
             // Since when its rows (of this run) are withdrawn.
@@ -739,8 +769,9 @@ fn edge(size: Micros, start: Micros, partition: i32, key: &EdgeKey, agg: &Agg, k
         packets: agg.packets,
         bytes: agg.bytes,
         flows: agg.connections.len() as i64,
-        encrypted: agg.encryption.0,
-        unencrypted: agg.encryption.1,
+        encrypted: agg.facts.encrypted,
+        unencrypted: agg.facts.unencrypted,
+        action_logged: agg.facts.action_logged > 0 || agg.connections.is_empty(),
         late_source: None,
     }
 }
@@ -784,6 +815,7 @@ mod tests {
             packets: 10,
             bytes: 1000,
             encryption: Encryption::Unknown,
+            action_logged: true,
             topic: Arc::from("flows.normalized"),
             partition: 0,
             offset,

@@ -47,6 +47,7 @@ fn observation(o: &Obs, offset: i64) -> Observation {
         packets: o.packets,
         bytes: o.packets * 10,
         encryption: Encryption::Unknown,
+        action_logged: true,
         topic: Arc::from("t"),
         partition: 0,
         offset,

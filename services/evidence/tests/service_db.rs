@@ -63,6 +63,7 @@ fn edge(src: &str, dst: &str, at: i64, offset: i64) -> InMessage {
         flows: 1,
         encrypted_flows: 0,
         unencrypted_flows: 0,
+        action_logged: true,
     };
     msg(InputKind::Stream, "flows.edges", offset, psg_avro_codec::encode(&e).expect("encode"))
 }
@@ -111,6 +112,7 @@ async fn decisions_and_periodic_reports_are_chained_stored_and_not_repeated() {
             last_seen: from_micros(at),
             encrypted_flow_count: 0,
             unencrypted_flow_count: 0,
+            action_logged: true,
         }],
     )
     .await

@@ -656,17 +656,7 @@ fn parse_fields(
     Ok(rec)
 }
 
-/// `extra` key of a record whose time is its message's: which time
-/// ([`TransportTime::source`]).
-pub const TIME_SOURCE: &str = "time_source";
-
-/// `extra` key (value `false`) of a record whose format logs no action:
-/// it counts as accepted.
-pub const ACTION_LOGGED: &str = "action_logged";
-
-/// `extra` key of a Transit Gateway record: its action was derived
-/// (`tgw-packets-lost`: rejected only if every packet was lost).
-pub const ACTION_SOURCE: &str = "action_source";
+pub use psg_domain::extra::{ACTION_LOGGED, ACTION_SOURCE, TIME_SOURCE};
 
 fn port(field: &'static str, v: &str) -> Result<Option<i32>, LineError> {
     bounded(field, v, 65_535, "is not a port (0-65535)")

@@ -66,6 +66,7 @@ fn edge(src: (&str, EndpointKind), dst: (&str, EndpointKind), port: i32, action:
         flows: 1,
         encrypted_flows: 0,
         unencrypted_flows: 0,
+        action_logged: true,
     }
 }
 
@@ -508,4 +509,28 @@ fn an_rds_interface_without_one_instance_says_why() {
         "{}",
         e.decisions()["nic-x"].justification
     );
+}
+
+/// Issue 16: a flow whose format logged no action counts as accepted, and
+/// the decision and alert it causes say the action was not logged; a
+/// logged report of the same service takes the remark away.
+#[test]
+fn decisions_on_flows_without_a_logged_action_say_so() {
+    let mut e = engine();
+    e.upsert_resource(&resource("db", &[("pci-scope", "cde")]));
+    e.upsert_resource(&resource("hr", &[("pci-scope", "out-of-scope")]));
+    e.upsert_resource(&resource("app", &[]));
+    let unlogged =
+        |src: &str, port| FlowEdge { action_logged: false, ..edge((src, R), ("db", R), port, FlowAction::Accept, DAY) };
+    e.add_edge(&unlogged("hr", 5432));
+    e.add_edge(&unlogged("app", 5432));
+    e.add_edge(&edge(("app", R), ("db", R), 5432, FlowAction::Accept, DAY + 60 * SECOND));
+    let (_, alerts) = e.recompute();
+    assert_eq!(scope_of(&e, "hr"), PciScope::ConnectedCde, "counted as accepted: scope errs towards inclusion");
+    let hr = &e.decisions()["hr"].justification;
+    assert!(hr.contains("TCP/5432") && hr.contains("(action not logged: counted as accepted)"), "{hr}");
+    let app = &e.decisions()["app"].justification;
+    assert!(!app.contains("not logged"), "a logged report of the service confirms it: {app}");
+    let declared = alerts.iter().find(|a| a.resource_id == "hr").expect("the declared tag is contradicted");
+    assert_eq!(declared.context.get("action_logged").map(String::as_str), Some("false"), "{declared:?}");
 }

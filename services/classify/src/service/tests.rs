@@ -59,6 +59,7 @@ fn edge_msg(src: &str, dst: &str, offset: i64) -> InMessage {
         flows: 1,
         encrypted_flows: 0,
         unencrypted_flows: 0,
+        action_logged: true,
     };
     msg(InputKind::Stream, "flows.edges", offset, src, Some(psg_avro_codec::encode(&e).unwrap()))
 }
@@ -174,6 +175,7 @@ async fn a_restart_rebuilds_from_the_database_and_repeats_nothing() {
             last_seen: from_micros(1000 * SECOND),
             encrypted_flow_count: 0,
             unencrypted_flow_count: 0,
+            action_logged: true,
         }],
     )
     .await

@@ -197,6 +197,40 @@ async fn encryption_in_transit_is_counted_per_edge() {
     assert_eq!((data_flow_row(e).encrypted_flow_count, data_flow_row(e).unencrypted_flow_count), (2, 2));
 }
 
+/// Issue 16: records of a format without `action` (counted as accepted by
+/// ingest) make edges that say the action was not logged, until a record
+/// of the same edge logs it.
+#[tokio::test]
+async fn edges_of_records_without_action_say_so() {
+    let mut c = Correlate::new(&cfg(), None);
+    run(
+        &mut c,
+        vec![
+            table(&resource("web", &["10.0.1.5"], &["eni-web"], "vpc-1"), 0),
+            table(&resource("db", &["10.0.2.9"], &["eni-db"], "vpc-1"), 1),
+        ],
+    )
+    .await;
+    let unlogged = |port: i32, src_port: i32| {
+        let mut r = flow("eni-web", "10.0.1.5", "10.0.2.9", port, 1000, 1);
+        r.src_port = Some(src_port);
+        r.extra.insert(psg_domain::extra::ACTION_LOGGED.into(), "false".into());
+        r
+    };
+    let mut logged = flow("eni-web", "10.0.1.5", "10.0.2.9", 443, 1000, 1);
+    logged.src_port = Some(40_100);
+    let first = run(&mut c, vec![stream(vec![unlogged(5432, 40_000), unlogged(443, 40_001), logged], 2)]).await;
+    let first_seen = |port| first.iter().find(|e| e.kind == EdgeKind::FirstSeen && e.dst_port == port).unwrap();
+    assert!(!first_seen(5432).action_logged, "the first-seen edge of an unlogged record says so");
+    assert!(!first_seen(443).action_logged, "its first record was unlogged");
+    let closed = run(&mut c, vec![stream(vec![flow("eni-web", "10.0.1.5", "10.0.2.9", 22, 3000, 1)], 3)]).await;
+    let window = |port| closed.iter().find(|e| e.kind == EdgeKind::Window && e.dst_port == port).unwrap();
+    assert!(!window(5432).action_logged);
+    assert!(!data_flow_row(window(5432)).action_logged, "and so does its data_flows row");
+    assert!(window(443).action_logged, "one logged record of the edge is enough");
+    assert_eq!(window(443).flows, 2);
+}
+
 /// Issue 16: a Transit Gateway record's ends are resolved inside the VPCs
 /// it names (address ranges overlap across VPCs and accounts).
 #[tokio::test]
