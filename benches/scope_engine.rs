@@ -77,6 +77,7 @@ fn main() {
         data_tag_key: "pci-data".into(),
         lookback: 90 * DAY,
         policy: None,
+        coverage_grace: 0,
     });
     for (i, id) in ids.iter().enumerate() {
         let mut r = Resource::new(

@@ -299,6 +299,9 @@ pub(crate) fn topic_specs(cfg: &Config, kinds: &[ServiceKind]) -> Vec<TopicSpec>
         if matches!(kind, ServiceKind::Ingest | ServiceKind::Correlate | ServiceKind::Classify) {
             specs.push(TopicSpec::table(t.resources.clone()));
         }
+        if matches!(kind, ServiceKind::Correlate | ServiceKind::Classify) {
+            specs.push(TopicSpec::table(t.flows_coverage.clone()));
+        }
         if *kind == ServiceKind::Classify {
             specs.push(TopicSpec::table(t.scope_manual.clone()));
             if let Some(ocsf) = &cfg.classify.ocsf_topic {

@@ -137,7 +137,7 @@ fn outputs(cfg: &Config) -> [Vec<String>; 4] {
     }
     [
         vec![t.flows_normalized.clone(), t.resources.clone(), t.ingest_dlq.clone()],
-        vec![t.flows_edges.clone(), t.correlate_dlq.clone()],
+        vec![t.flows_edges.clone(), t.flows_coverage.clone(), t.correlate_dlq.clone()],
         classify,
         vec![t.evidence_records.clone(), t.evidence_dlq.clone()],
     ]

@@ -19,7 +19,8 @@ pub mod binary;
 use apache_avro::rabin::Rabin;
 use apache_avro::{AvroSchema, Schema};
 use psg_domain::{
-    Alert, Evidence, EvidenceRequest, FlowBatch, FlowEdge, FlowRecord, ManualDecision, Resource, ScopeDecision,
+    Alert, Evidence, EvidenceRequest, FlowBatch, FlowCoverage, FlowEdge, FlowRecord, ManualDecision, Resource,
+    ScopeDecision,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -158,8 +159,10 @@ message!(
     "flow_edge.avsc",
     earlier: ["flow_edge.1.avsc", "flow_edge.2.avsc", "flow_edge.3.avsc"]
 );
-message!(ScopeDecision, "ScopeDecision", "scope_decision.avsc");
-message!(Alert, "Alert", "alert.avsc");
+message!(FlowCoverage, "FlowCoverage", "flow_coverage.avsc");
+// v1: before the scope rule NO_FLOW_LOG_COVERAGE / the alert type COVERAGE_GAP.
+message!(ScopeDecision, "ScopeDecision", "scope_decision.avsc", earlier: ["scope_decision.1.avsc"]);
+message!(Alert, "Alert", "alert.avsc", earlier: ["alert.1.avsc"]);
 message!(ManualDecision, "ManualDecision", "manual_decision.avsc");
 message!(Evidence, "Evidence", "evidence.avsc");
 message!(EvidenceRequest, "EvidenceRequest", "evidence_request.avsc");

@@ -177,6 +177,7 @@ fn rust_types_match_schema_files() {
     assert_no_drift::<ManualDecision>();
     assert_no_drift::<Evidence>();
     assert_no_drift::<EvidenceRequest>();
+    assert_no_drift::<FlowCoverage>();
 }
 
 #[test]
@@ -219,6 +220,27 @@ fn every_message_round_trips() {
         });
     }
     round_trip(evidence());
+    round_trip(coverage());
+}
+
+fn coverage() -> FlowCoverage {
+    FlowCoverage {
+        unit: "eni-1".into(),
+        unit_kind: CoverageUnit::Interface,
+        provider: CloudProvider::Aws,
+        account_id: Some("123456789012".into()),
+        vpc_id: Some("vpc-1".into()),
+        subnet_id: None,
+        partition: 3,
+        first_seen: 1,
+        last_seen: 9,
+        records: 4,
+        accepted: 2,
+        rejected: 1,
+        no_data: 1,
+        skipped: 0,
+        gaps: vec![CoverageGap { from: 2, to: 8 }],
+    }
 }
 
 #[test]
@@ -276,6 +298,7 @@ fn the_fast_codec_is_byte_identical_to_apache_avro() {
     agrees_with_apache_avro(&FlowBatch { records: vec![flow_record(true), flow_record(false)] }, true);
     agrees_with_apache_avro(&resource(), true);
     agrees_with_apache_avro(&flow_edge(), true);
+    agrees_with_apache_avro(&coverage(), true);
     agrees_with_apache_avro(&decision(), true);
     agrees_with_apache_avro(&alert(), true);
     agrees_with_apache_avro(&evidence(), true);
@@ -428,4 +451,6 @@ fn earlier_schema_versions_stay_readable() {
     }
     assert!(!FlowEdge::EARLIER.is_empty());
     check(&flow_edge());
+    check(&decision());
+    check(&alert());
 }

@@ -268,6 +268,9 @@ pub struct Topics {
     pub resources: String,
     /// Resource-to-resource FlowEdges (correlate → classify).
     pub flows_edges: String,
+    /// Flow-log coverage per unit and input partition (correlate →
+    /// classify), compacted by `unit|partition`.
+    pub flows_coverage: String,
     /// ScopeDecisions (classify → evidence, SIEM).
     pub scope_decisions: String,
     /// Alerts (classify → on-call, SIEM).
@@ -293,6 +296,7 @@ impl Default for Topics {
             flows_normalized: "flows.normalized".into(),
             resources: "resources".into(),
             flows_edges: "flows.edges".into(),
+            flows_coverage: "flows.coverage".into(),
             scope_decisions: "scope.decisions".into(),
             scope_alerts: "scope.alerts".into(),
             scope_manual: "scope.manual".into(),
@@ -543,6 +547,14 @@ pub struct CorrelateConfig {
     /// and GCP: 60). Memory: a 16-byte hash per accepted connection of the
     /// last `match-tolerance-secs + allowed-lateness-secs` of event time.
     pub match_tolerance_secs: u64,
+    /// Flow-log coverage: a unit (interface, subnet, ...) silent for longer
+    /// than this between two of its records has a gap. AWS delivers a
+    /// record (`NODATA` when idle) per interface per aggregation interval.
+    pub coverage_gap_secs: u64,
+    /// How often, in event time, a unit's coverage is published again while
+    /// its records keep coming (it is published at once when first seen, when
+    /// a gap ends and when a new kind of record appears).
+    pub coverage_report_secs: u64,
 }
 
 impl Default for CorrelateConfig {
@@ -553,6 +565,8 @@ impl Default for CorrelateConfig {
             hold_back_secs: 60,
             idle_timeout_secs: 60,
             match_tolerance_secs: 600,
+            coverage_gap_secs: 3_600,
+            coverage_report_secs: 900,
         }
     }
 }
@@ -573,6 +587,12 @@ pub struct ClassifyConfig {
     pub policy_file: Option<PathBuf>,
     /// Also publish alerts as OCSF Detection Finding JSON on this topic (for SIEMs).
     pub ocsf_topic: Option<String>,
+    /// Event time after the first flow record before missing flow-log
+    /// coverage is judged (a declared out-of-scope system without it goes to
+    /// `pending-review`, a VPC or subnet without it raises `coverage_gap`):
+    /// flow logs of different VPCs arrive on different partitions, not at
+    /// once. 0: judge at once.
+    pub coverage_grace_minutes: u32,
 }
 
 impl Default for ClassifyConfig {
@@ -583,6 +603,7 @@ impl Default for ClassifyConfig {
             lookback_days: 90,
             policy_file: None,
             ocsf_topic: None,
+            coverage_grace_minutes: 60,
         }
     }
 }
@@ -731,6 +752,7 @@ impl Config {
             &self.topics.flows_normalized,
             &self.topics.resources,
             &self.topics.flows_edges,
+            &self.topics.flows_coverage,
             &self.topics.scope_decisions,
             &self.topics.scope_alerts,
             &self.topics.scope_manual,

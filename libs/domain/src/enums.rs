@@ -199,6 +199,19 @@ named_enum! {
 }
 
 named_enum! {
+    /// What a unit of flow-log coverage is (the finest a record names).
+    pub enum CoverageUnit ("coverage unit") {
+        /// A network interface (AWS `interface-id`, Azure MAC).
+        Interface => "interface",
+        /// A VM or instance (GCP's reporting VM).
+        Instance => "instance",
+        Subnet => "subnet",
+        /// A VPC, VNet or VPC network.
+        Network => "network",
+    }
+}
+
+named_enum! {
     /// Why a FlowEdge was emitted.
     pub enum EdgeKind ("edge kind") {
         /// The first time this edge key was seen: emitted at once.
@@ -221,6 +234,9 @@ named_enum! {
         DeclaredConnected => "declared-connected-cde",
         DeclaredOutOfScope => "declared-out-of-scope",
         NoScopeTag => "no-scope-tag",
+        /// Declared out-of-scope, but no flow logs covered it in the
+        /// lookback window: the absence of flows proves nothing.
+        NoFlowLogCoverage => "no-flow-log-coverage",
     }
 }
 
@@ -240,6 +256,8 @@ named_enum! {
         UnknownSystem => "unknown_system",
         CdeInternet => "cde_internet",
         UntaggedResource => "untagged_resource",
+        /// A VPC or subnet holding systems sent no flow logs in the period.
+        CoverageGap => "coverage_gap",
     }
 }
 
@@ -268,7 +286,7 @@ impl AlertType {
     pub const fn severity(self) -> Severity {
         match self {
             Self::SegmentationViolation => Severity::Critical,
-            Self::ScopeDrift | Self::UnknownSystem | Self::CdeInternet => Severity::High,
+            Self::ScopeDrift | Self::UnknownSystem | Self::CdeInternet | Self::CoverageGap => Severity::High,
             Self::UntaggedResource => Severity::Low,
         }
     }

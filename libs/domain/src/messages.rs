@@ -269,6 +269,53 @@ fn logged() -> bool {
     true
 }
 
+/// A stretch of event time with no flow record from a coverage unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "io.pciscopeguard.v1")]
+pub struct CoverageGap {
+    /// The last record before the gap, and the first after it.
+    pub from: Micros,
+    pub to: Micros,
+}
+
+/// Flow-log coverage of one unit as one input partition of correlate saw
+/// it (topic `flows.coverage`, compacted by `unit|partition`): the records
+/// it sent, whatever their status (a `NODATA` record proves logging works).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "io.pciscopeguard.v1")]
+pub struct FlowCoverage {
+    /// The unit's id: interface, instance, subnet or network id.
+    pub unit: String,
+    pub unit_kind: CoverageUnit,
+    pub provider: CloudProvider,
+    pub account_id: Option<String>,
+    /// The VPC / VNet / network and subnet the records or the inventory
+    /// place the unit in.
+    pub vpc_id: Option<String>,
+    pub subnet_id: Option<String>,
+    /// The input partition (of `flows.normalized`) these counts are of.
+    pub partition: i32,
+    /// Event time of the first and the last record.
+    pub first_seen: Micros,
+    pub last_seen: Micros,
+    pub records: i64,
+    /// Records by what they say: traffic accepted, rejected, no traffic
+    /// (`NODATA`), records lost (`SKIPDATA`).
+    pub accepted: i64,
+    pub rejected: i64,
+    pub no_data: i64,
+    pub skipped: i64,
+    /// The latest gaps longer than `correlate.coverage-gap-secs` (at most 16).
+    pub gaps: Vec<CoverageGap>,
+}
+
+impl FlowCoverage {
+    /// The message key: one unit per input partition.
+    pub fn key(&self) -> String {
+        format!("{}|{}", self.unit, self.partition)
+    }
+}
+
 /// A scope decision (topic `scope.decisions`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "io.pciscopeguard.v1")]

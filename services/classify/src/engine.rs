@@ -39,6 +39,9 @@ pub struct Settings {
     /// With a policy, every ACCEPTed flow touching the CDE that no allow rule
     /// matches is a segmentation violation.
     pub policy: Option<std::sync::Arc<Policy>>,
+    /// Event time after the first flow-log record before missing coverage
+    /// is judged (see [`coverage`]).
+    pub coverage_grace: Micros,
 }
 
 /// A computed scope, with its reason.
@@ -126,6 +129,7 @@ struct Node {
     decided: Option<(PciScope, Option<DataClassification>)>,
     address: Option<String>,
     vpc_id: Option<String>,
+    subnet_id: Option<String>,
     /// Every address the node holds (for CIDR segments).
     addresses: Vec<IpAddr>,
     /// The system this interface belongs to (a resource whose
@@ -197,6 +201,8 @@ pub struct Engine {
     served_by: HashMap<NodeIndex, Served>,
     /// Subnets: of an RDS instance's subnet group, and of an RDS ENI.
     subnets: HashMap<NodeIndex, Vec<String>>,
+    /// Flow-log coverage, and the `coverage_gap` alerts open.
+    coverage: coverage::State,
 }
 
 /// What a requester-managed ENI says of the system it serves, and what a
@@ -289,6 +295,7 @@ impl Engine {
             managed: HashMap::new(),
             served_by: HashMap::new(),
             subnets: HashMap::new(),
+            coverage: coverage::State::default(),
         }
     }
 
@@ -348,6 +355,7 @@ impl Engine {
             decided: self.last.get(resource_id).map(|o| (o.scope, o.classification)),
             address: None,
             vpc_id: None,
+            subnet_id: None,
             addresses: Vec::new(),
             owner: None,
             listed: Vec::new(),
@@ -372,8 +380,8 @@ impl Engine {
         node.resource_type = Some(r.resource_type);
         node.name = r.resource_name.clone().filter(|n| !n.is_empty() && *n != r.resource_id);
         node.tags = r.tags.clone();
-        node.vpc_id = r.vpc_id.clone();
         node.addresses = r.private_ips.iter().chain(&r.public_ips).filter_map(|a| a.parse().ok()).collect();
+        self.place_system(ix, r.vpc_id.clone(), r.subnet_id.clone(), !r.deleted);
         self.refresh(ix);
         self.mark_with_neighbours(ix);
         self.update_ownership(ix, r);
@@ -646,11 +654,12 @@ impl Engine {
         (self.watermark.div_euclid(HOUR) * HOUR).saturating_sub(self.settings.lookback)
     }
 
-    /// Drops the services (and edges) last seen before the cutoff.
-    fn expire(&mut self) {
+    /// Drops the services (and edges) last seen before the cutoff; whether
+    /// the cutoff moved.
+    fn expire(&mut self) -> bool {
         let cutoff = self.cutoff();
         if cutoff <= self.swept {
-            return;
+            return false;
         }
         self.swept = cutoff;
         let edges: Vec<EdgeIndex> = self.graph.edge_indices().collect();
@@ -670,6 +679,7 @@ impl Engine {
                 self.graph.remove_edge(eix);
             }
         }
+        true
     }
 
     fn declared(&self, ix: NodeIndex) -> Option<PciScope> {
@@ -798,13 +808,33 @@ impl Engine {
                 ScopeRule::DeclaredConnected,
                 format!("Declared connected-to-CDE: tag {key}=connected-cde."),
             ),
-            Some(PciScope::OutOfScope) => plain(
-                PciScope::OutOfScope,
-                ScopeRule::DeclaredOutOfScope,
-                format!(
-                    "Declared out of scope (tag {key}=out-of-scope) and no ACCEPTed flow with the CDE within the lookback window."
+            Some(PciScope::OutOfScope) => match self.coverage_verdict(ix) {
+                coverage::Verdict::Unjudged => plain(
+                    PciScope::OutOfScope,
+                    ScopeRule::DeclaredOutOfScope,
+                    format!(
+                        "Declared out of scope (tag {key}=out-of-scope) and no ACCEPTed flow with the CDE within the lookback window."
+                    ),
                 ),
-            ),
+                coverage::Verdict::Covered { what, span } => plain(
+                    PciScope::OutOfScope,
+                    ScopeRule::DeclaredOutOfScope,
+                    format!(
+                        "Declared out of scope (tag {key}=out-of-scope) and no ACCEPTed flow with the CDE within the lookback window; flow logs of {what} cover it (records from {} to {}).",
+                        rfc3339(span.first),
+                        rfc3339(span.last)
+                    ),
+                ),
+                coverage::Verdict::Missing { place, last } => plain(
+                    PciScope::PendingReview,
+                    ScopeRule::NoFlowLogCoverage,
+                    format!(
+                        "Declared out of scope (tag {key}=out-of-scope), but no flow logs from {place} since {}{}: without flow-log coverage the absence of flows with the CDE proves nothing. Needs review.",
+                        rfc3339(self.cutoff().max(0)),
+                        last.map(|t| format!(" (last record {})", rfc3339(t))).unwrap_or_default()
+                    ),
+                ),
+            },
             _ => plain(
                 PciScope::PendingReview,
                 ScopeRule::NoScopeTag,
@@ -818,7 +848,8 @@ impl Engine {
     /// for (both sorted, so the output is deterministic). Only changed
     /// decisions and new alerts are put into words.
     pub fn recompute(&mut self) -> (Vec<Change>, Vec<AlertCandidate>) {
-        self.expire();
+        let moved = self.expire();
+        self.coverage_before_recompute(moved);
         let mut dirty: Vec<NodeIndex> =
             std::mem::take(&mut self.dirty).into_iter().filter(|ix| self.graph.contains_node(*ix)).collect();
         // Interfaces follow their systems, which are decided first.
@@ -904,6 +935,7 @@ impl Engine {
             }
             self.reconcile(ix, keys, &mut alerts);
         }
+        self.coverage_gaps(&mut alerts);
         changes.sort_by(|a, b| a.resource_id.cmp(&b.resource_id));
         alerts.sort_by(|a, b| {
             (&a.resource_id, a.alert_type, &a.cause, a.event).cmp(&(&b.resource_id, b.alert_type, &b.cause, b.event))
@@ -984,7 +1016,10 @@ impl Engine {
         }
         match n.declared {
             Some(PciScope::ConnectedCde) => (PciScope::ConnectedCde, None),
-            Some(PciScope::OutOfScope) => (PciScope::OutOfScope, None),
+            Some(PciScope::OutOfScope) => match self.coverage_verdict(ix) {
+                coverage::Verdict::Missing { .. } => (PciScope::PendingReview, None),
+                _ => (PciScope::OutOfScope, None),
+            },
             _ => (PciScope::PendingReview, None),
         }
     }
@@ -1022,8 +1057,11 @@ impl Engine {
         {
             keys.push(AlertKey::Untagged(ix));
         }
+        // Pending review against a declared scope: only for want of flow-log
+        // coverage, which `coverage_gap` names.
         if let Some(d) = n.declared
             && d != scope
+            && scope != PciScope::PendingReview
         {
             keys.push(AlertKey::Declared(ix, d, scope));
         }
@@ -1365,6 +1403,8 @@ fn describe(services: &[(Service, Seen, &'static str)]) -> String {
     s.sort();
     s.join("; ")
 }
+
+mod coverage;
 
 #[cfg(test)]
 mod tests;

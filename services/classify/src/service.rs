@@ -8,8 +8,8 @@ use psg_config::Config;
 use psg_domain::rows::{AlertRow, ResourceRow, ScopeDecisionRow};
 use psg_domain::time::{DAY, from_micros, now_micros};
 use psg_domain::{
-    Alert, AlertStatus, CloudProvider, DecisionMethod, EndpointKind, FlowEdge, ManualDecision, Resource, ScopeDecision,
-    ScopeRule, ids,
+    Alert, AlertStatus, AlertType, CloudProvider, DecisionMethod, EndpointKind, FlowCoverage, FlowEdge, ManualDecision,
+    Resource, ScopeDecision, ScopeRule, ids,
 };
 use psg_kafka_runtime::{DeadLetter, InMessage, InputKind, OutRecord, Output, ProcessError, Processor};
 use psg_store::Store;
@@ -26,6 +26,7 @@ pub struct Classify {
     edges_topic: String,
     resources_topic: String,
     manual_topic: String,
+    coverage_topic: String,
     decisions_out: String,
     alerts_out: String,
     ocsf_out: Option<String>,
@@ -58,6 +59,7 @@ impl Classify {
             edges_topic: cfg.topics.flows_edges.clone(),
             resources_topic: cfg.topics.resources.clone(),
             manual_topic: cfg.topics.scope_manual.clone(),
+            coverage_topic: cfg.topics.flows_coverage.clone(),
             decisions_out: cfg.topics.scope_decisions.clone(),
             alerts_out: cfg.topics.scope_alerts.clone(),
             ocsf_out: cfg.classify.ocsf_topic.clone(),
@@ -66,6 +68,7 @@ impl Classify {
                 data_tag_key: cfg.classify.data_tag_key.clone(),
                 lookback: i64::from(cfg.classify.lookback_days) * DAY,
                 policy: policy.map(std::sync::Arc::new),
+                coverage_grace: i64::from(cfg.classify.coverage_grace_minutes) * 60 * psg_domain::time::SECOND,
             }),
             store,
             rows: HashMap::new(),
@@ -85,7 +88,7 @@ impl Classify {
     }
 
     pub fn table_topics(&self) -> Vec<String> {
-        vec![self.resources_topic.clone(), self.manual_topic.clone()]
+        vec![self.resources_topic.clone(), self.manual_topic.clone(), self.coverage_topic.clone()]
     }
 
     /// Applies a message of `scope.manual`: a manual decision, or its withdrawal.
@@ -305,7 +308,12 @@ impl Classify {
         }
         tracing::info!(alert = %msg.alert_type, severity = %msg.severity, event = a.event.as_str(), title = %msg.title, "alert");
         if self.store.is_some() {
-            self.queue_resource(&a.resource_id);
+            // A coverage gap is a VPC's or subnet's, not an inventory
+            // resource's: its row names none (the context names the place).
+            let resource = (a.alert_type != AlertType::CoverageGap).then(|| ids::resource_uuid(&a.resource_id));
+            if resource.is_some() {
+                self.queue_resource(&a.resource_id);
+            }
             let mut context: serde_json::Map<String, serde_json::Value> =
                 msg.context.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
             context.insert("pci_requirement".into(), serde_json::Value::String(a.pci_requirement.to_owned()));
@@ -315,7 +323,7 @@ impl Classify {
                 alert_type: msg.alert_type,
                 title: msg.title.clone(),
                 description: msg.description.clone(),
-                resource_id: Some(ids::resource_uuid(&a.resource_id)),
+                resource_id: resource,
                 triggered_at: from_micros(msg.triggered_at),
                 acknowledged_at: None,
                 acknowledged_by: None,
@@ -352,6 +360,15 @@ impl Processor for Classify {
         for msg in batch {
             if msg.kind == InputKind::Table && *msg.topic == *self.manual_topic {
                 self.manual(msg, &mut out);
+                continue;
+            }
+            if msg.kind == InputKind::Table && *msg.topic == *self.coverage_topic {
+                if msg.payload.is_some() {
+                    match psg_avro_codec::decode::<FlowCoverage>(msg.payload()) {
+                        Ok(c) => self.engine.observe_coverage(&c),
+                        Err(e) => out.dead_letters.push(DeadLetter::whole(msg, "schema", e.to_string())),
+                    }
+                }
                 continue;
             }
             if msg.kind == InputKind::Table {

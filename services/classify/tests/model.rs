@@ -139,7 +139,13 @@ fn apply(e: &mut Engine, ev: &Event) {
 }
 
 fn settings() -> Settings {
-    Settings { scope_tag_key: "pci-scope".into(), data_tag_key: "pci-data".into(), lookback: 90 * DAY, policy: None }
+    Settings {
+        scope_tag_key: "pci-scope".into(),
+        data_tag_key: "pci-data".into(),
+        lookback: 90 * DAY,
+        policy: None,
+        coverage_grace: 0,
+    }
 }
 
 fn current(e: &Engine) -> BTreeMap<String, PciScope> {

@@ -7,16 +7,19 @@
 //! - [`windows`]: event-time tumbling windows closed by a watermark,
 //!   emitting an edge at once the first time it is seen and its aggregate
 //!   when its window closes;
+//! - [`coverage`]: flow-log coverage per interface (or instance, subnet,
+//!   network) and input partition, from every record whatever its status;
 //! - [`checkpoint`]: per input partition, what a restarted instance needs
 //!   to repeat exactly what the first run did;
 //! - [`service`]: the [`Processor`](psg_kafka_runtime::Processor): reads
 //!   `resources` (whole, as a table) and `flows.normalized`, writes
-//!   `flows.edges` and `data_flows`.
+//!   `flows.edges`, `flows.coverage` and `data_flows`.
 //!
-//! `attribution`, `windows` and `checkpoint` are pure.
+//! `attribution`, `windows`, `coverage` and `checkpoint` are pure.
 
 pub mod attribution;
 pub mod checkpoint;
+pub mod coverage;
 pub mod service;
 pub mod windows;
 

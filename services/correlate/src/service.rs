@@ -36,6 +36,7 @@ use psg_store::Store;
 
 use crate::attribution::{EndpointId, Index};
 use crate::checkpoint::{Admit, Checkpoint, Partition};
+use crate::coverage::{Coverage, Place};
 use crate::windows::{Added, Connection, EdgeKey, Encryption, Observation, WindowEdge, Windows};
 
 /// A flow record waiting for its inventory.
@@ -72,7 +73,12 @@ pub struct Correlate {
     flows_topic: String,
     resources_topic: String,
     edges_out: String,
+    coverage_out: String,
     index: Index,
+    /// Flow-log coverage per unit and input partition. Kept across a
+    /// rebalance (a unit's first record stays its first); after a restart a
+    /// unit's `first_seen` restarts with its next record.
+    coverage: Coverage,
     windows: Windows,
     hold_back: Micros,
     held: Vec<Held>,
@@ -105,7 +111,12 @@ impl Correlate {
             flows_topic: cfg.topics.flows_normalized.clone(),
             resources_topic: cfg.topics.resources.clone(),
             edges_out: cfg.topics.flows_edges.clone(),
+            coverage_out: cfg.topics.flows_coverage.clone(),
             index: Index::new(),
+            coverage: Coverage::new(
+                cfg.correlate.coverage_gap_secs as i64 * SECOND,
+                cfg.correlate.coverage_report_secs as i64 * SECOND,
+            ),
             windows: {
                 let w = Windows::new(
                     cfg.correlate.window_secs as i64 * SECOND,
@@ -308,6 +319,19 @@ impl Correlate {
         mode: Mode,
         out: &mut Output,
     ) {
+        // Every record counts for coverage once (a held record when first
+        // read, a replayed one again: after a restart the count restarts).
+        if matches!(mode, Mode::Live | Mode::Replay) {
+            let index = &self.index;
+            self.coverage.observe(partition, &rec, || Place {
+                vpc_id: rec
+                    .interface_id
+                    .as_deref()
+                    .and_then(|i| index.by_interface(i, rec.end_time))
+                    .and_then(|id| index.info(id).vpc_id.as_deref().map(str::to_owned)),
+                subnet_id: None,
+            });
+        }
         if rec.log_status != LogStatus::Ok {
             metrics::counter!("psg_correlate_records_total", "outcome" => "no-traffic").increment(1);
             return;
@@ -698,8 +722,20 @@ impl Correlate {
             self.windows.advance(p, Micros::MAX);
         }
         self.close_windows(&mut out);
+        self.publish_coverage(&mut out);
         self.queue_checkpoints(true);
         out
+    }
+
+    /// Publishes the coverage of the units that changed enough.
+    fn publish_coverage(&mut self, out: &mut Output) {
+        for c in self.coverage.take_reports() {
+            match psg_avro_codec::encode(&c) {
+                Ok(bytes) => out.records.push(OutRecord::new(&self.coverage_out, c.key().as_bytes(), bytes)),
+                Err(e) => tracing::error!(error = %e, unit = %c.unit, "cannot encode flow-log coverage"),
+            }
+        }
+        metrics::gauge!("psg_correlate_coverage_units").set(self.coverage.units() as f64);
     }
 
     /// Closes the windows the watermarks have passed, emits their edges and
@@ -774,6 +810,7 @@ impl Processor for Correlate {
             self.release_held(&mut out);
         }
         self.close_windows(&mut out);
+        self.publish_coverage(&mut out);
         self.queue_checkpoints(true);
         tracing::debug!(
             open_windows = self.windows.open_windows(),

@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 
 use psg_domain::time::SECOND;
-use psg_domain::{CloudProvider, Endpoint, SourceRef};
+use psg_domain::{CloudProvider, Endpoint, FlowCoverage, SourceRef};
 
 use super::*;
 
@@ -13,6 +13,7 @@ fn engine() -> Engine {
         data_tag_key: "pci-data".into(),
         lookback: 90 * DAY,
         policy: None,
+        coverage_grace: 0,
     })
 }
 
@@ -296,6 +297,7 @@ fn with_a_policy_every_cde_flow_needs_an_allow_rule() {
         data_tag_key: "pci-data".into(),
         lookback: 90 * DAY,
         policy: Some(std::sync::Arc::new(policy)),
+        coverage_grace: 0,
     });
     e.upsert_resource(&resource("db", &[("pci-scope", "cde")]));
     e.upsert_resource(&resource("web", &[("tier", "web"), ("pci-scope", "connected-cde")]));
@@ -533,4 +535,131 @@ fn decisions_on_flows_without_a_logged_action_say_so() {
     assert!(!app.contains("not logged"), "a logged report of the service confirms it: {app}");
     let declared = alerts.iter().find(|a| a.resource_id == "hr").expect("the declared tag is contradicted");
     assert_eq!(declared.context.get("action_logged").map(String::as_str), Some("false"), "{declared:?}");
+}
+
+fn in_vpc(id: &str, vpc: &str, subnet: &str, eni: &str, tags: &[(&str, &str)]) -> Resource {
+    Resource {
+        vpc_id: Some(vpc.into()),
+        subnet_id: Some(subnet.into()),
+        interface_ids: vec![eni.into()],
+        ..resource(id, tags)
+    }
+}
+
+fn covered(unit: &str, vpc: Option<&str>, subnet: Option<&str>, first: Micros, last: Micros) -> FlowCoverage {
+    FlowCoverage {
+        unit: unit.into(),
+        unit_kind: psg_domain::CoverageUnit::Interface,
+        provider: CloudProvider::Aws,
+        account_id: None,
+        vpc_id: vpc.map(Into::into),
+        subnet_id: subnet.map(Into::into),
+        partition: 0,
+        first_seen: first,
+        last_seen: last,
+        records: 1,
+        accepted: 1,
+        rejected: 0,
+        no_data: 0,
+        skipped: 0,
+        gaps: vec![],
+    }
+}
+
+fn gaps(alerts: &[AlertCandidate]) -> Vec<(String, AlertEvent)> {
+    alerts.iter().filter(|a| a.alert_type == AlertType::CoverageGap).map(|a| (a.resource_id.clone(), a.event)).collect()
+}
+
+/// Issue 17: a declared out-of-scope system whose VPC sent no flow logs is
+/// pending review (the absence of flows proves nothing), and its VPC gets a
+/// `coverage_gap` alert; when its logs arrive, both clear.
+#[test]
+fn declared_out_of_scope_without_flow_logs_is_pending_review() {
+    let mut e = engine();
+    e.upsert_resource(&in_vpc("db", "vpc-lit", "subnet-1", "eni-db", &[("pci-scope", "cde")]));
+    e.upsert_resource(&in_vpc("hr", "vpc-dark", "subnet-9", "eni-hr", &[("pci-scope", "out-of-scope")]));
+    e.upsert_resource(&in_vpc("ops", "vpc-lit", "subnet-1", "eni-ops", &[("pci-scope", "out-of-scope")]));
+    e.recompute();
+    assert_eq!(scope_of(&e, "hr"), PciScope::OutOfScope, "no flow log at all yet: nothing is judged");
+    e.observe_coverage(&covered("eni-db", Some("vpc-lit"), None, DAY, DAY + 600 * SECOND));
+    let (_, alerts) = e.recompute();
+    let hr = &e.decisions()["hr"];
+    assert_eq!((hr.scope, hr.rule), (PciScope::PendingReview, ScopeRule::NoFlowLogCoverage));
+    assert!(hr.justification.contains("but no flow logs from VPC vpc-dark since"), "{}", hr.justification);
+    let ops = &e.decisions()["ops"];
+    assert_eq!(ops.scope, PciScope::OutOfScope, "its VPC sent flow logs");
+    assert!(
+        ops.justification.contains("flow logs of subnet subnet-1 cover it"),
+        "placed by db's interface: {}",
+        ops.justification
+    );
+    assert_eq!(gaps(&alerts), vec![("vpc-dark".to_owned(), AlertEvent::Raised)]);
+    let gap = alerts.iter().find(|a| a.alert_type == AlertType::CoverageGap).unwrap();
+    assert!(gap.description.contains("holds 1 system(s)"), "{}", gap.description);
+    assert!(
+        !alerts.iter().any(|a| a.alert_type == AlertType::ScopeDrift && a.resource_id == "hr"),
+        "the gap is the alert, not a drift of hr: {alerts:?}"
+    );
+    // Logs of hr's interface arrive (NODATA would do).
+    e.observe_coverage(&covered("eni-hr", None, None, DAY + 60 * SECOND, DAY + 900 * SECOND));
+    let (_, alerts) = e.recompute();
+    let hr = &e.decisions()["hr"];
+    assert_eq!((hr.scope, hr.rule), (PciScope::OutOfScope, ScopeRule::DeclaredOutOfScope));
+    assert!(hr.justification.contains("flow logs of interface eni-hr cover it"), "{}", hr.justification);
+    assert_eq!(
+        gaps(&alerts),
+        vec![("vpc-dark".to_owned(), AlertEvent::Resolved)],
+        "the VPC is placed by the interface"
+    );
+}
+
+/// Issue 17: coverage is judged only a grace period of event time after
+/// the first record (flow logs of different VPCs arrive apart), and it
+/// expires with the lookback window.
+#[test]
+fn missing_coverage_is_judged_after_the_grace_and_expires_with_the_lookback() {
+    let mut e = Engine::new(Settings { coverage_grace: 3_600 * SECOND, ..engine().settings });
+    e.upsert_resource(&in_vpc("hr", "vpc-2", "subnet-2", "eni-hr", &[("pci-scope", "out-of-scope")]));
+    e.upsert_resource(&in_vpc("web", "vpc-1", "subnet-1", "eni-web", &[("pci-scope", "out-of-scope")]));
+    e.observe_coverage(&covered("eni-web", Some("vpc-1"), None, DAY, DAY + 600 * SECOND));
+    let (_, alerts) = e.recompute();
+    assert_eq!(scope_of(&e, "hr"), PciScope::OutOfScope, "within the grace period");
+    assert!(gaps(&alerts).is_empty());
+    e.observe_coverage(&covered("eni-web", Some("vpc-1"), None, DAY, DAY + 3_700 * SECOND));
+    let (changes, alerts) = e.recompute();
+    assert_eq!(scope_of(&e, "hr"), PciScope::PendingReview);
+    assert_eq!(gaps(&alerts), vec![("vpc-2".to_owned(), AlertEvent::Raised)]);
+    let web = changes.iter().find(|c| c.resource_id == "web").expect("decided again, now with coverage");
+    assert!(web.outcome.justification.contains("flow logs of interface eni-web cover it"));
+    // 91 days later only web's interface still logs: hr's VPC stays dark,
+    // and a VPC whose logs stopped is dark too.
+    e.upsert_resource(&in_vpc("old", "vpc-3", "subnet-3", "eni-old", &[("pci-scope", "out-of-scope")]));
+    e.observe_coverage(&covered("eni-old", Some("vpc-3"), None, DAY, DAY + 3_700 * SECOND));
+    e.recompute();
+    assert_eq!(scope_of(&e, "old"), PciScope::OutOfScope);
+    e.observe_coverage(&covered("eni-web", Some("vpc-1"), None, DAY, 92 * DAY));
+    let (_, alerts) = e.recompute();
+    assert_eq!(scope_of(&e, "web"), PciScope::OutOfScope);
+    assert_eq!(scope_of(&e, "old"), PciScope::PendingReview, "its last record left the lookback window");
+    assert!(
+        e.decisions()["old"].justification.contains("(last record 1970-01-02T01:01:40"),
+        "{}",
+        e.decisions()["old"].justification
+    );
+    assert_eq!(gaps(&alerts), vec![("vpc-3".to_owned(), AlertEvent::Raised)]);
+}
+
+/// Issue 17: where records place units in subnets, a subnet of a logged VPC
+/// that sent nothing is a gap of its own.
+#[test]
+fn a_silent_subnet_of_a_logged_vpc_is_a_gap() {
+    let mut e = engine();
+    e.upsert_resource(&in_vpc("a", "vpc-1", "subnet-a", "eni-a", &[("pci-scope", "out-of-scope")]));
+    e.upsert_resource(&in_vpc("b", "vpc-1", "subnet-b", "eni-b", &[("pci-scope", "out-of-scope")]));
+    e.observe_coverage(&covered("eni-a", Some("vpc-1"), Some("subnet-a"), DAY, DAY + 60 * SECOND));
+    let (_, alerts) = e.recompute();
+    assert_eq!(scope_of(&e, "a"), PciScope::OutOfScope);
+    assert_eq!(scope_of(&e, "b"), PciScope::PendingReview);
+    assert!(e.decisions()["b"].justification.contains("no flow logs from subnet subnet-b"));
+    assert_eq!(gaps(&alerts), vec![("subnet-b".to_owned(), AlertEvent::Raised)]);
 }

@@ -1,0 +1,343 @@
+//! Flow-log coverage in the scope engine: which systems the flow logs
+//! covered over the lookback window, so that the absence of flows proves
+//! something (rule 6), and which VPCs and subnets holding systems sent none
+//! (`coverage_gap`).
+//!
+//! Coverage arrives per unit (interface, instance, subnet or network) from
+//! correlate's `flows.coverage`. A system is covered by its own units (its
+//! id, the interfaces its inventory lists), else by its subnet, else by its
+//! VPC when nothing finer is known of that VPC. Missing coverage is judged
+//! only once `coverage_grace` of event time has passed since the first
+//! record: flow logs of different VPCs do not arrive at once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use petgraph::stable_graph::NodeIndex;
+use psg_domain::time::{Micros, rfc3339};
+use psg_domain::{AlertType, FlowCoverage, PciScope};
+
+use super::{AlertCandidate, AlertEvent, Engine};
+
+/// What is known of the coverage, and the `coverage_gap` alerts open.
+#[derive(Debug, Default)]
+pub(super) struct State {
+    /// Event time of the first record of any unit.
+    from: Option<Micros>,
+    /// Whether missing coverage was judged at the last recompute.
+    judged: bool,
+    units: HashMap<String, Span>,
+    vpcs: HashMap<String, Span>,
+    subnets: HashMap<String, Span>,
+    /// VPCs of which some unit's subnet is known: there a subnet without
+    /// records is a gap of its own.
+    subnets_known_in: BTreeSet<String>,
+    /// Systems per VPC and per subnet, and the VPC of each subnet.
+    in_vpc: HashMap<String, BTreeSet<NodeIndex>>,
+    in_subnet: HashMap<String, BTreeSet<NodeIndex>>,
+    vpc_of_subnet: HashMap<String, String>,
+    /// `coverage_gap` alerts open: place → (`vpc_id` or `subnet_id`, its
+    /// description).
+    open: BTreeMap<String, (&'static str, String)>,
+    /// Something a gap depends on changed since the last recompute.
+    touched: bool,
+}
+
+/// First and last record of a unit or place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Span {
+    pub first: Micros,
+    pub last: Micros,
+}
+
+impl Span {
+    fn merge(slot: &mut Option<Span>, first: Micros, last: Micros) {
+        *slot = Some(match *slot {
+            Some(s) => Span { first: s.first.min(first), last: s.last.max(last) },
+            None => Span { first, last },
+        });
+    }
+}
+
+/// A system's coverage over the lookback window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// Not judged yet (no record at all, or within the grace period).
+    Unjudged,
+    /// Covered by flow logs of `what` (e.g. `interface eni-1`).
+    Covered { what: String, span: Span },
+    /// No flow logs from `place` in the window; `last` is its last record
+    /// before it, if any.
+    Missing { place: String, last: Option<Micros> },
+}
+
+impl Engine {
+    /// Takes in a unit's coverage (one input partition's view; the views
+    /// of several partitions merge).
+    pub fn observe_coverage(&mut self, c: &FlowCoverage) {
+        let (first, last) = (c.first_seen, c.last_seen);
+        let cutoff = self.cutoff();
+        let node = self.nodes.get(&c.unit).copied();
+        // The system the unit is part of: the interface's owner, or the
+        // resource listing it (an interface that is no node of its own).
+        let owner = node
+            .and_then(|ix| self.graph[ix].owner)
+            .or_else(|| self.owner_of.get(&c.unit).and_then(|o| self.nodes.get(o)).copied());
+        let place = |f: fn(&super::Node) -> &Option<String>| {
+            node.and_then(|ix| f(&self.graph[ix]).clone()).or_else(|| owner.and_then(|o| f(&self.graph[o]).clone()))
+        };
+        let vpc = c.vpc_id.clone().or_else(|| place(|n| &n.vpc_id));
+        let subnet = c.subnet_id.clone().or_else(|| place(|n| &n.subnet_id));
+        let s = &mut self.coverage;
+        s.from = Some(s.from.map_or(first, |f| f.min(first)));
+        let was_covered = |span: Option<&Span>| span.is_some_and(|s| s.last >= cutoff);
+        let mut newly: Vec<NodeIndex> = Vec::new();
+        let mut slot = s.units.get(&c.unit).copied();
+        let before = was_covered(slot.as_ref());
+        Span::merge(&mut slot, first, last);
+        s.units.insert(c.unit.clone(), slot.expect("merged"));
+        if !before && was_covered(slot.as_ref()) {
+            newly.extend(node);
+            newly.extend(owner);
+        }
+        if let Some(v) = &vpc {
+            let mut slot = s.vpcs.get(v).copied();
+            let before = was_covered(slot.as_ref());
+            Span::merge(&mut slot, first, last);
+            s.vpcs.insert(v.clone(), slot.expect("merged"));
+            if !before && was_covered(slot.as_ref()) {
+                newly.extend(s.in_vpc.get(v).into_iter().flatten());
+            }
+        }
+        if let Some(sn) = &subnet {
+            let mut slot = s.subnets.get(sn).copied();
+            let before = was_covered(slot.as_ref());
+            Span::merge(&mut slot, first, last);
+            s.subnets.insert(sn.clone(), slot.expect("merged"));
+            if let Some(v) = &vpc {
+                s.subnets_known_in.insert(v.clone());
+                s.vpc_of_subnet.entry(sn.clone()).or_insert_with(|| v.clone());
+            }
+            if !before && was_covered(slot.as_ref()) {
+                newly.extend(s.in_subnet.get(sn).into_iter().flatten());
+            }
+        }
+        if !newly.is_empty() {
+            s.touched = true;
+        }
+        self.watermark = self.watermark.max(last);
+        for ix in newly {
+            if self.graph.contains_node(ix) && self.graph[ix].declared == Some(PciScope::OutOfScope) {
+                self.dirty.insert(ix);
+            }
+        }
+    }
+
+    /// Keeps a system's place (VPC, subnet) in the coverage indexes.
+    pub(super) fn place_system(&mut self, ix: NodeIndex, vpc: Option<String>, subnet: Option<String>, live: bool) {
+        let s = &mut self.coverage;
+        let n = &self.graph[ix];
+        for (map, old) in [(&mut s.in_vpc, &n.vpc_id), (&mut s.in_subnet, &n.subnet_id)] {
+            if let Some(set) = old.as_ref().and_then(|o| map.get_mut(o)) {
+                set.remove(&ix);
+            }
+        }
+        if live {
+            if let Some(v) = &vpc {
+                s.in_vpc.entry(v.clone()).or_default().insert(ix);
+            }
+            if let Some(sn) = &subnet {
+                s.in_subnet.entry(sn.clone()).or_default().insert(ix);
+                if let Some(v) = &vpc {
+                    s.vpc_of_subnet.insert(sn.clone(), v.clone());
+                }
+            }
+        }
+        s.touched = true;
+        let n = &mut self.graph[ix];
+        n.vpc_id = vpc;
+        n.subnet_id = subnet;
+    }
+
+    /// Whether missing coverage is judged now.
+    fn coverage_judged(&self) -> bool {
+        let grace = self.settings.coverage_grace;
+        self.coverage.from.is_some_and(|f| self.watermark >= f.saturating_add(grace))
+    }
+
+    /// A system's coverage over the lookback window.
+    pub(super) fn coverage_verdict(&self, ix: NodeIndex) -> Verdict {
+        if !self.coverage_judged() {
+            return Verdict::Unjudged;
+        }
+        let s = &self.coverage;
+        let cutoff = self.cutoff();
+        let n = &self.graph[ix];
+        let mine = std::iter::once(&n.resource_id).chain(&n.listed);
+        if let Some((id, span)) = mine
+            .filter_map(|u| s.units.get(u).map(|sp| (u, *sp)))
+            .filter(|(_, sp)| sp.last >= cutoff)
+            .max_by_key(|(_, sp)| sp.last)
+        {
+            return Verdict::Covered { what: format!("interface {id}"), span };
+        }
+        let vpc = n.vpc_id.as_ref();
+        let subnet = n.subnet_id.as_ref();
+        if let Some((sn, span)) =
+            subnet.and_then(|sn| s.subnets.get(sn).map(|sp| (sn, *sp))).filter(|(_, sp)| sp.last >= cutoff)
+        {
+            return Verdict::Covered { what: format!("subnet {sn}"), span };
+        }
+        let vpc_span = vpc.and_then(|v| s.vpcs.get(v).copied());
+        let subnet_matters = subnet.is_some() && vpc.is_some_and(|v| s.subnets_known_in.contains(v));
+        match (vpc, vpc_span) {
+            (Some(v), Some(span)) if span.last >= cutoff && !subnet_matters => {
+                Verdict::Covered { what: format!("VPC {v}"), span }
+            }
+            (Some(_), Some(span)) if span.last >= cutoff => {
+                let sn = subnet.expect("subnet_matters");
+                Verdict::Missing { place: format!("subnet {sn}"), last: s.subnets.get(sn).map(|sp| sp.last) }
+            }
+            (Some(v), span) => Verdict::Missing { place: format!("VPC {v}"), last: span.map(|sp| sp.last) },
+            (None, _) => Verdict::Missing {
+                place: "its interfaces".to_owned(),
+                last: mine_last(s, std::iter::once(&n.resource_id).chain(&n.listed)),
+            },
+        }
+    }
+
+    /// Before a recompute: when the grace period ends, or the lookback
+    /// window moves on, the declared out-of-scope systems are decided again.
+    pub(super) fn coverage_before_recompute(&mut self, window_moved: bool) {
+        let judged = self.coverage_judged();
+        let started = judged && !self.coverage.judged;
+        self.coverage.judged = judged;
+        if !(started || (judged && window_moved)) {
+            return;
+        }
+        self.coverage.touched = true;
+        let declared: Vec<NodeIndex> = self
+            .graph
+            .node_indices()
+            .filter(|ix| self.graph[*ix].declared == Some(PciScope::OutOfScope) && self.graph[*ix].classifiable)
+            .collect();
+        for ix in declared {
+            if started {
+                // Decided again, with what coverage says.
+                self.graph[ix].decided = None;
+            }
+            self.dirty.insert(ix);
+        }
+    }
+
+    /// After a recompute: `coverage_gap` alerts raised for VPCs and subnets
+    /// holding systems that sent no flow logs in the lookback window, and
+    /// resolved when logs arrive (or the systems leave).
+    pub(super) fn coverage_gaps(&mut self, alerts: &mut Vec<AlertCandidate>) {
+        if !std::mem::take(&mut self.coverage.touched) {
+            return;
+        }
+        let mut now: BTreeMap<String, (&'static str, String, String)> = BTreeMap::new();
+        if self.coverage_judged() {
+            let cutoff = self.cutoff();
+            let s = &self.coverage;
+            // Systems: interfaces of a known system count with it.
+            let live = |set: &BTreeSet<NodeIndex>| {
+                set.iter()
+                    .filter(|ix| {
+                        self.graph.contains_node(**ix)
+                            && self.graph[**ix].classifiable
+                            && self.graph[**ix].owner.is_none()
+                    })
+                    .count()
+            };
+            for (vpc, members) in &s.in_vpc {
+                let systems = live(members);
+                if systems == 0 {
+                    continue;
+                }
+                match s.vpcs.get(vpc) {
+                    Some(span) if span.last >= cutoff => {}
+                    span => {
+                        let last = span.map_or_else(|| "never".to_owned(), |sp| rfc3339(sp.last));
+                        now.insert(
+                            vpc.clone(),
+                            (
+                                "vpc_id",
+                                format!("No flow logs from VPC {vpc}"),
+                                format!(
+                                    "VPC {vpc} holds {systems} system(s) but sent no flow-log record (not even NODATA) in the lookback window (last record: {last}). Their absence of flows proves nothing: flow logs may be disabled, limited to another traffic type, or their delivery broken. Declared out-of-scope systems in it are pending review."
+                                ),
+                            ),
+                        );
+                    }
+                }
+            }
+            for (subnet, members) in &s.in_subnet {
+                let systems = live(members);
+                let Some(vpc) = s.vpc_of_subnet.get(subnet) else { continue };
+                let vpc_covered = s.vpcs.get(vpc).is_some_and(|sp| sp.last >= cutoff);
+                if systems == 0 || !vpc_covered || !s.subnets_known_in.contains(vpc) {
+                    continue;
+                }
+                match s.subnets.get(subnet) {
+                    Some(span) if span.last >= cutoff => {}
+                    span => {
+                        let last = span.map_or_else(|| "never".to_owned(), |sp| rfc3339(sp.last));
+                        now.insert(
+                            subnet.clone(),
+                            (
+                                "subnet_id",
+                                format!("No flow logs from subnet {subnet}"),
+                                format!(
+                                    "Subnet {subnet} of VPC {vpc} holds {systems} system(s) but sent no flow-log record in the lookback window (last record: {last}), while other subnets of the VPC did: subnet-level flow logs missing or broken."
+                                ),
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        let open = std::mem::take(&mut self.coverage.open);
+        for (place, (kind, description)) in &open {
+            if !now.contains_key(place) {
+                let title = format!("Flow logs from {place} arrive again");
+                alerts.push(gap_alert(place, kind, AlertEvent::Resolved, title, description.clone()));
+            }
+        }
+        for (place, (kind, title, description)) in now {
+            let event = match open.get(&place) {
+                None => Some(AlertEvent::Raised),
+                Some((_, d)) if *d != description => Some(AlertEvent::Updated),
+                Some(_) => None,
+            };
+            if let Some(event) = event {
+                alerts.push(gap_alert(&place, kind, event, title, description.clone()));
+            }
+            self.coverage.open.insert(place, (kind, description));
+        }
+    }
+
+    /// Coverage of one place (VPC, subnet or unit id): first and last record.
+    pub fn coverage_of(&self, place: &str) -> Option<(Micros, Micros)> {
+        let s = &self.coverage;
+        s.vpcs.get(place).or_else(|| s.subnets.get(place)).or_else(|| s.units.get(place)).map(|sp| (sp.first, sp.last))
+    }
+}
+
+fn mine_last<'a>(s: &State, ids: impl Iterator<Item = &'a String>) -> Option<Micros> {
+    ids.filter_map(|u| s.units.get(u).map(|sp| sp.last)).max()
+}
+
+fn gap_alert(place: &str, kind: &str, event: AlertEvent, title: String, description: String) -> AlertCandidate {
+    AlertCandidate {
+        event,
+        alert_type: AlertType::CoverageGap,
+        resource_id: place.to_owned(),
+        cause: "no-flow-logs".to_owned(),
+        title,
+        description,
+        // Audit logs enabled and active for every system component.
+        pci_requirement: "10.2.1",
+        context: BTreeMap::from([(kind.to_owned(), place.to_owned())]),
+    }
+}
