@@ -529,7 +529,7 @@ fn groups() -> Vec<Group> {
     vec![
         g("ingest", vec!["flowlogs.raw", "inventory.raw"], vec![]),
         g("correlate", vec!["flows.normalized"], vec!["resources"]),
-        g("classify", vec!["flows.edges"], vec!["resources", "scope.manual"]),
+        g("classify", vec!["flows.edges"], vec!["resources", "scope.manual", "flows.coverage"]),
         g("evidence", vec!["scope.decisions", "evidence.requests", "flows.edges"], vec![]),
     ]
 }

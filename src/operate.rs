@@ -163,6 +163,7 @@ pub(crate) async fn analysis_from_db(cfg: &Config, store: &Store) -> Result<Anal
         alerts: entries,
         external_connections: external,
         edges,
+        coverage: Vec::new(),
     };
     a.sort();
     Ok(a)

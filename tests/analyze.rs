@@ -49,7 +49,7 @@ fn analyze_prints_the_documented_json_for_every_rule_and_alert() {
         ("cde", 2),
         ("connected-cde", 4),
         ("out-of-scope", 3),
-        ("pending-review", 1),
+        ("pending-review", 2),
         ("flow_records", 6),
         ("dead_lettered", 1),
     ] {
@@ -89,6 +89,16 @@ fn analyze_prints_the_documented_json_for_every_rule_and_alert() {
     assert_eq!(scope("hr"), "out-of-scope", "5. pci-scope=out-of-scope");
     assert_eq!(scope("scanner"), "out-of-scope", "REJECTed flows connect nothing");
     assert_eq!(scope("new"), "pending-review", "6. otherwise");
+    assert_eq!(
+        (scope("archive").as_str(), resource(&report, "archive")["rule"].as_str()),
+        ("pending-review", Some("no-flow-log-coverage")),
+        "6. declared out-of-scope, but its VPC sent no flow logs"
+    );
+    assert!(
+        resource(&report, "hr")["justification"].as_str().expect("j").contains("flow logs of subnet sn-corp cover it"),
+        "5. covered: {}",
+        resource(&report, "hr")
+    );
     assert_eq!(scope("corp"), "connected-cde", "declared out-of-scope, but a CDE flow");
     let unknown = resource(&report, "ip:10.0.9.9");
     assert_eq!(
@@ -115,6 +125,10 @@ fn analyze_prints_the_documented_json_for_every_rule_and_alert() {
         alerts_of(&report, "untagged_resource").iter().filter_map(|a| a["resource_id"].as_str()).collect();
     assert!(untagged.contains(&"web") && untagged.contains(&"new"), "{untagged:?}");
     assert!(!untagged.contains(&"db"));
+    let mut gaps: Vec<&str> =
+        alerts_of(&report, "coverage_gap").iter().filter_map(|a| a["resource_id"].as_str()).collect();
+    gaps.sort_unstable();
+    assert_eq!(gaps, vec!["net-ops", "vpc-archive"], "the networks holding systems that sent no flow log");
 
     // External connections of the CDE; the response record joined its request.
     assert_eq!(
@@ -469,5 +483,75 @@ fn analyze_treats_a_flow_rejected_at_one_end_as_a_blocked_attempt() {
         let md = std::fs::read_to_string(out_dir.join("report.md")).expect("report.md");
         let section = md.split("## Blocked attempts at the CDE boundary").nth(1).expect("the section");
         assert!(section.contains(&format!("| `corp` | `vault` | TCP/5432 | {flows} |")), "{section}");
+    }
+}
+
+/// Issue 17, end to end: a declared out-of-scope instance in a VPC from
+/// which not a single flow record arrived is pending review with a
+/// `coverage_gap` alert on its VPC, and the report's coverage says so;
+/// one NODATA record of its interface (logging works, no traffic) makes
+/// the absence of flows count again.
+#[test]
+fn analyze_needs_flow_log_coverage_to_call_a_system_out_of_scope() {
+    let instance = |id: &str, eni: &str, ip: &str, vpc: &str, scope: &str| {
+        format!(
+            r#"{{"provider": "aws", "resource_type": "ec2_instance", "resource_id": "{id}", "resource_name": "{id}", "region": "us-east-1", "vpc_id": "{vpc}", "subnet_id": "subnet-{id}", "private_ips": ["{ip}"], "public_ips": [], "interface_ids": ["{eni}"], "security_groups": [], "tags": {{"pci-scope": "{scope}"}}, "observed_at": "2026-01-01T00:00:00Z", "deleted": false}}"#
+        )
+    };
+    let inventory_text = [
+        instance("vault", "eni-vault", "10.0.0.5", "vpc-lit", "cde"),
+        instance("web", "eni-web", "10.0.0.9", "vpc-lit", "connected-cde"),
+        instance("hr", "eni-hr", "10.9.0.7", "vpc-dark", "out-of-scope"),
+    ]
+    .join("\n")
+        + "\n";
+    let header = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n";
+    let traffic = "2 123456789012 eni-web 10.0.0.9 10.0.0.5 49152 5432 6 10 840 1767226200 1767226260 ACCEPT OK\n\
+                   2 123456789012 eni-vault 10.0.0.9 10.0.0.5 49152 5432 6 10 840 1767226200 1767226260 ACCEPT OK\n";
+    let nodata = "2 123456789012 eni-hr - - - - - - - 1767226200 1767226260 - NODATA\n";
+    for with_nodata in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inventory = dir.path().join("inventory.jsonl");
+        std::fs::write(&inventory, &inventory_text).expect("inventory");
+        let flows = dir.path().join("flows.log");
+        let text = format!("{header}{traffic}{}", if with_nodata { nodata } else { "" });
+        std::fs::write(&flows, text).expect("flows");
+        let (report, stderr) =
+            analyze_json(&["--inventory".as_ref(), inventory.as_os_str(), "--flows".as_ref(), flows.as_os_str()], None)
+                .unwrap_or_else(|(code, e)| panic!("analyze exited {code}: {e}"));
+        let hr = resource(&report, "hr");
+        let gaps = alerts_of(&report, "coverage_gap");
+        let coverage = report["coverage"].as_array().expect("coverage");
+        let dark = coverage.iter().find(|c| c["network"] == "vpc-dark").expect("vpc-dark listed");
+        let lit = coverage.iter().find(|c| c["network"] == "vpc-lit").expect("vpc-lit listed");
+        assert_eq!(
+            (lit["systems"].as_u64(), lit["records"].as_i64(), lit["units"].as_u64()),
+            (Some(2), Some(2), Some(2)),
+            "{lit}"
+        );
+        assert_eq!(lit["traffic"], "accepted only", "{lit}");
+        if with_nodata {
+            assert_eq!(
+                (hr["scope"].as_str(), hr["rule"].as_str()),
+                (Some("out-of-scope"), Some("declared-out-of-scope")),
+                "{hr}"
+            );
+            assert!(hr["justification"].as_str().unwrap().contains("flow logs of interface eni-hr cover it"), "{hr}");
+            assert!(gaps.is_empty(), "{gaps:?}");
+            assert_eq!(dark["traffic"], "no traffic (NODATA only)", "{dark}");
+        } else {
+            assert_eq!(
+                (hr["scope"].as_str(), hr["rule"].as_str()),
+                (Some("pending-review"), Some("no-flow-log-coverage")),
+                "{hr} {stderr}"
+            );
+            let why = hr["justification"].as_str().unwrap();
+            assert!(why.contains("but no flow logs from VPC vpc-dark since"), "{why}");
+            assert_eq!(gaps.len(), 1, "{gaps:?}");
+            assert_eq!(gaps[0]["resource_id"], "vpc-dark");
+            assert_eq!(gaps[0]["severity"], "high");
+            assert_eq!((dark["systems"].as_u64(), dark["records"].as_i64()), (Some(1), Some(0)), "{dark}");
+            assert!(alerts_of(&report, "scope_drift").is_empty(), "the gap is the alert: {:?}", report["alerts"]);
+        }
     }
 }

@@ -570,6 +570,7 @@ mod mock_cluster {
             "flows.normalized",
             "resources",
             "flows.edges",
+            "flows.coverage",
             "scope.decisions",
             "scope.alerts",
             "scope.manual",

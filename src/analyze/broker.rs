@@ -182,6 +182,7 @@ pub(crate) async fn run(
         let decisions: Vec<ScopeDecision> = decode_all(&read(&t.scope_decisions)?);
         let alerts: Vec<Alert> = decode_all(&read(&t.scope_alerts)?);
         let edges: Vec<FlowEdge> = decode_all(&read(&t.flows_edges)?);
+        let coverage: Vec<psg_domain::FlowCoverage> = decode_all(&read(&t.flows_coverage)?);
         let batches: Vec<FlowBatch> = decode_all(&read(&t.flows_normalized)?);
         let evidence: Vec<psg_domain::Evidence> = decode_all(&read(&t.evidence_records)?);
         let mut dead_lettered = 0u64;
@@ -194,7 +195,7 @@ pub(crate) async fn run(
         for e in &edges {
             totals.add(e);
         }
-        let analysis = super::collect::build_analysis(&resources, &decisions, &alerts, &totals, &counts);
+        let analysis = super::collect::build_analysis(&resources, &coverage, &decisions, &alerts, &totals, &counts);
         Ok::<_, CliError>(Outcome { analysis, evidence, public_key: key.verifying_key(), edges, decisions, alerts })
     }
     .await;

@@ -7,10 +7,12 @@ use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 
 use psg_domain::time::rfc3339;
-use psg_domain::{Alert, EdgeKind, EndpointKind, FlowAction, FlowEdge, PciScope, Resource, ScopeDecision};
+use psg_domain::{
+    Alert, EdgeKind, EndpointKind, FlowAction, FlowCoverage, FlowEdge, PciScope, Resource, ScopeDecision,
+};
 use psg_kafka_runtime::InMessage;
 use psg_kafka_runtime::dead_letter;
-use psg_report::{AlertEntry, Analysis, EdgeEntry, ExternalConnection, ResourceEntry, Summary};
+use psg_report::{AlertEntry, Analysis, CoverageEntry, EdgeEntry, ExternalConnection, ResourceEntry, Summary};
 
 use crate::cli::CliError;
 
@@ -44,6 +46,8 @@ pub(crate) struct Collector {
     pub resources: Vec<Resource>,
     pub decisions: Vec<ScopeDecision>,
     pub alerts: Vec<Alert>,
+    /// Flow-log coverage per unit and partition, as last published.
+    pub coverage: Vec<FlowCoverage>,
     pub edges: EdgeTotals,
     /// Window edges as published, when asked for (tests).
     pub window_edges: Option<Vec<FlowEdge>>,
@@ -74,6 +78,7 @@ impl Collector {
             resources: Vec::new(),
             decisions: Vec::new(),
             alerts: Vec::new(),
+            coverage: Vec::new(),
             edges: EdgeTotals::closed_only(),
             window_edges: keep_window_edges.then(Vec::new),
             evidence: Vec::new(),
@@ -89,6 +94,7 @@ impl Collector {
             t.resources.clone(),
             t.flows_normalized.clone(),
             t.flows_edges.clone(),
+            t.flows_coverage.clone(),
             t.scope_decisions.clone(),
             t.scope_alerts.clone(),
             t.evidence_records.clone(),
@@ -121,6 +127,10 @@ impl Collector {
                 && e.kind == EdgeKind::Window
             {
                 kept.push(e);
+            }
+        } else if topic == t.flows_coverage {
+            if m.payload.is_some() {
+                self.coverage.push(psg_avro_codec::decode(m.payload()).map_err(decode_err)?);
             }
         } else if topic == t.scope_decisions {
             self.decisions.push(psg_avro_codec::decode(m.payload()).map_err(decode_err)?);
@@ -363,6 +373,7 @@ fn protocol(n: i32) -> String {
 /// the summary (scope counts are added here).
 pub(crate) fn build_analysis(
     resources: &[Resource],
+    coverage: &[FlowCoverage],
     decisions: &[ScopeDecision],
     alerts: &[Alert],
     edges: &EdgeTotals,
@@ -499,9 +510,96 @@ pub(crate) fn build_analysis(
         alerts: alert_entries,
         external_connections: external,
         edges: edge_entries,
+        coverage: coverage_entries(resources, coverage),
     };
     analysis.sort();
     analysis
+}
+
+/// Flow-log coverage per network: the systems the inventory places in it,
+/// and what its units' records showed (the units' partitions merged).
+fn coverage_entries(resources: &[Resource], coverage: &[FlowCoverage]) -> Vec<CoverageEntry> {
+    let live: Vec<&Resource> = resources.iter().filter(|r| !r.deleted).collect();
+    let owner_of =
+        psg_report::interface_owners(live.iter().map(|r| (r.resource_id.as_str(), r.interface_ids.as_slice())));
+    let by_id: HashMap<&str, &Resource> = live.iter().map(|r| (r.resource_id.as_str(), *r)).collect();
+    let mut nets: BTreeMap<(String, String), CoverageEntry> = BTreeMap::new();
+    fn net<'a>(
+        nets: &'a mut BTreeMap<(String, String), CoverageEntry>,
+        provider: &str,
+        network: &str,
+    ) -> &'a mut CoverageEntry {
+        nets.entry((provider.to_owned(), network.to_owned())).or_insert_with(|| CoverageEntry {
+            provider: provider.to_owned(),
+            network: network.to_owned(),
+            traffic: "none".to_owned(),
+            ..CoverageEntry::default()
+        })
+    }
+    for r in &live {
+        if owner_of.contains_key(r.resource_id.as_str()) {
+            continue; // an interface: counted with its system
+        }
+        // Its network: its own, else its first interface's (an Azure VM's NIC).
+        let vpc = std::iter::once(*r)
+            .chain(r.interface_ids.iter().filter_map(|i| by_id.get(i.as_str()).copied()))
+            .find_map(|x| x.vpc_id.as_deref().filter(|v| !v.is_empty()));
+        if let Some(vpc) = vpc {
+            net(&mut nets, r.provider.as_str(), vpc).systems += 1;
+        }
+    }
+    // One unit: its partitions merged (first and last, counts added, gaps).
+    let mut units: BTreeMap<&str, Vec<&FlowCoverage>> = BTreeMap::new();
+    for c in coverage {
+        units.entry(c.unit.as_str()).or_default().push(c);
+    }
+    for (unit, views) in units {
+        // The latest message per partition holds that partition's totals.
+        let mut latest: BTreeMap<i32, &FlowCoverage> = BTreeMap::new();
+        for v in views {
+            let keep = latest.get(&v.partition).is_none_or(|l| l.records <= v.records);
+            if keep {
+                latest.insert(v.partition, v);
+            }
+        }
+        let any = latest.values().next().copied().expect("a unit has a message");
+        let placed = any.vpc_id.clone().or_else(|| {
+            let r = by_id.get(unit).or_else(|| owner_of.get(unit).and_then(|o| by_id.get(o.as_str())))?;
+            r.vpc_id.clone()
+        });
+        let network = placed.unwrap_or_else(|| "unplaced".to_owned());
+        let e = net(&mut nets, any.provider.as_str(), &network);
+        e.units += 1;
+        for v in latest.values() {
+            e.records += v.records;
+            e.gaps += v.gaps.len();
+            e.skipped += v.skipped;
+            let first = rfc3339(v.first_seen);
+            let last = rfc3339(v.last_seen);
+            if e.first_record.is_empty() || first < e.first_record {
+                e.first_record = first;
+            }
+            if last > e.last_record {
+                e.last_record = last;
+            }
+            e.accepted += v.accepted;
+            e.rejected += v.rejected;
+            e.no_data += v.no_data;
+        }
+    }
+    let mut out: Vec<CoverageEntry> = nets.into_values().collect();
+    for e in &mut out {
+        e.traffic = match (e.accepted > 0, e.rejected > 0, e.no_data > 0) {
+            (true, true, _) => "accepted and rejected",
+            (true, false, _) => "accepted only",
+            (false, true, _) => "rejected only",
+            (false, false, true) => "no traffic (NODATA only)",
+            (false, false, false) if e.records > 0 => "records lost (SKIPDATA only)",
+            (false, false, false) => "none",
+        }
+        .to_owned();
+    }
+    out
 }
 
 #[cfg(test)]

@@ -379,11 +379,12 @@ pub(crate) fn flow_logs(plan: &Plan, sink: &mut Sink) {
             }
         }
     }
-    // Idle instances report NODATA for the intervals they saw nothing in.
+    // Idle instances (and the NAT gateway's interface) report NODATA for
+    // the intervals they saw nothing in.
     for (hi, h) in plan.hosts.iter().enumerate() {
         if plan.net_of(h).cloud != Cloud::Aws
             || h.role != crate::model::Role::Untagged
-            || !matches!(h.kind, Kind::Ec2 { .. })
+            || !matches!(h.kind, Kind::Ec2 { .. } | Kind::NatEni { .. })
         {
             continue;
         }

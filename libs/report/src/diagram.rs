@@ -1904,6 +1904,7 @@ mod tests {
             alerts,
             external_connections: Vec::new(),
             edges,
+            coverage: Vec::new(),
         };
         a.sort();
         a

@@ -34,6 +34,48 @@ pub struct Analysis {
     /// protocol, port, action), for the diagram.
     #[serde(default)]
     pub edges: Vec<EdgeEntry>,
+    /// Flow-log coverage per network (VPC, VNet, VPC network) that holds
+    /// systems or sent records, sorted by provider and network.
+    #[serde(default)]
+    pub coverage: Vec<CoverageEntry>,
+}
+
+/// Flow-log coverage of one network over the run (or the lookback window):
+/// without it, the absence of flows proves nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoverageEntry {
+    pub provider: String,
+    /// The VPC, VNet or VPC network id (`unplaced` for units no record or
+    /// inventory places).
+    pub network: String,
+    /// Systems the inventory places in it.
+    pub systems: usize,
+    /// Units (interfaces, instances, subnets) that sent records.
+    pub units: usize,
+    pub records: i64,
+    /// RFC 3339 event times of the first and last record; empty without.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub first_record: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_record: String,
+    /// `accepted and rejected`, `accepted only`, `rejected only`, `no
+    /// traffic (NODATA only)` or `none`: what the records showed.
+    pub traffic: String,
+    /// Records by what they showed: accepted traffic, rejected traffic, no
+    /// traffic (`NODATA`), records lost (`SKIPDATA`).
+    pub accepted: i64,
+    pub rejected: i64,
+    pub no_data: i64,
+    pub skipped: i64,
+    /// Silences longer than `correlate.coverage-gap-secs` in its units.
+    pub gaps: usize,
+}
+
+impl CoverageEntry {
+    /// Whether the network sent any record.
+    pub fn covered(&self) -> bool {
+        self.records > 0
+    }
 }
 
 /// Counts per scope plus input figures. Serialises as
@@ -274,6 +316,7 @@ impl Analysis {
         self.external_connections.sort_by(|a, b| {
             (&a.resource_id, &a.address, &a.protocol, a.port).cmp(&(&b.resource_id, &b.address, &b.protocol, b.port))
         });
+        self.coverage.sort_by(|a, b| (&a.provider, &a.network).cmp(&(&b.provider, &b.network)));
         self.edges.sort_by(|a, b| {
             (&a.source, &a.destination, &a.protocol, a.port, &a.action).cmp(&(
                 &b.source,

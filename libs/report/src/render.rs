@@ -224,6 +224,42 @@ pub fn markdown(a: &Analysis) -> String {
         }
     }
 
+    let _ = writeln!(out, "## Flow-log coverage\n");
+    if a.coverage.is_empty() {
+        let _ = writeln!(out, "No flow-log coverage known to this report.\n");
+    } else {
+        let dark: Vec<&crate::CoverageEntry> = a.coverage.iter().filter(|c| !c.covered() && c.systems > 0).collect();
+        let _ = writeln!(
+            out,
+            "What the flow logs covered: without records from a network, the absence of flows there proves nothing \
+             (declared out-of-scope systems in it are pending review). {} of {} networks sent no record.\n",
+            dark.len(),
+            a.coverage.len()
+        );
+        let _ = writeln!(
+            out,
+            "| cloud | network | systems | units logging | records | first record | last record | traffic seen | gaps |\n\
+             |---|---|---|---|---|---|---|---|---|"
+        );
+        for c in &a.coverage {
+            let _ = writeln!(
+                out,
+                "| {} | `{}` | {} | {} | {} | {} | {} | {} | {}{} |",
+                c.provider,
+                md(&c.network),
+                c.systems,
+                c.units,
+                c.records,
+                if c.first_record.is_empty() { "—" } else { &c.first_record },
+                if c.last_record.is_empty() { "—" } else { &c.last_record },
+                c.traffic,
+                c.gaps,
+                if c.skipped > 0 { format!(" ({} SKIPDATA)", c.skipped) } else { String::new() }
+            );
+        }
+        out.push('\n');
+    }
+
     let _ = writeln!(out, "## External connections of in-scope systems\n");
     if a.external_connections.is_empty() {
         let _ = writeln!(out, "None observed.\n");
@@ -308,6 +344,7 @@ mod tests {
             }],
             external_connections: vec![],
             edges: vec![],
+            coverage: Vec::new(),
         };
         a.sort();
         a

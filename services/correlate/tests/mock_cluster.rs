@@ -63,8 +63,10 @@ async fn start(correlate: CorrelateConfig, inventory: &[Resource]) -> Running {
         correlate,
         ..Config::default()
     };
-    let topics: Vec<TopicSpec> =
-        ["resources", "flows.normalized", "flows.edges", "correlate.dlq"].into_iter().map(TopicSpec::stream).collect();
+    let topics: Vec<TopicSpec> = ["resources", "flows.normalized", "flows.edges", "flows.coverage", "correlate.dlq"]
+        .into_iter()
+        .map(TopicSpec::stream)
+        .collect();
     broker.create_topics(&topics, 1).expect("topics");
     let producer = Deliverer::new(&cfg.kafka, "test", "correlate.dlq").expect("producer");
     let records: Vec<OutRecord> = inventory
@@ -93,6 +95,7 @@ async fn records_in_exact_edges_out() {
         hold_back_secs: 0,
         idle_timeout_secs: 0,
         match_tolerance_secs: 0,
+        ..CorrelateConfig::default()
     };
     let inventory = [resource("web", "10.0.1.5"), resource("db", "10.0.2.9"), resource("cache", "10.0.3.3")];
     let Running { _broker, bootstrap, producer, stop, task } = start(correlate, &inventory).await;
@@ -159,6 +162,7 @@ async fn an_idle_partition_closes_its_windows_and_commits_its_offsets() {
         hold_back_secs: 0,
         idle_timeout_secs: 1,
         match_tolerance_secs: 0,
+        ..CorrelateConfig::default()
     };
     let inventory = [resource("web", "10.0.1.5"), resource("db", "10.0.2.9")];
     let Running { _broker, bootstrap, producer, stop, task } = start(correlate, &inventory).await;

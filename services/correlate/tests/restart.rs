@@ -136,7 +136,7 @@ impl Harness {
     async fn run(&mut self, c: &mut Correlate, from: i64, to: i64, mut committed: i64) -> i64 {
         for m in &self.messages[from as usize..to as usize] {
             let out = c.process(std::slice::from_ref(m)).await.expect("process");
-            for r in &out.records {
+            for r in out.records.iter().filter(|r| r.topic == "flows.edges") {
                 let e: FlowEdge = psg_avro_codec::decode(&r.payload).expect("edge");
                 if e.kind == EdgeKind::Window
                     && e.dst.resource_id == "db"
@@ -279,7 +279,12 @@ async fn an_idle_partition_advances_with_processing_time_and_its_checkpoint_hold
     first.persist().await.expect("persist the tick"); // as the runner does after every tick
     // Quiet for 200 s: event time 1010 + 200 passes the window's end plus the lateness.
     let out = first.tick_at(Instant::now() + Duration::from_secs(200));
-    let edges: Vec<FlowEdge> = out.records.iter().map(|r| psg_avro_codec::decode(&r.payload).expect("edge")).collect();
+    let edges: Vec<FlowEdge> = out
+        .records
+        .iter()
+        .filter(|r| r.topic == "flows.edges")
+        .map(|r| psg_avro_codec::decode(&r.payload).expect("edge"))
+        .collect();
     assert_eq!(edges.iter().map(|e| (e.kind, e.packets)).collect::<Vec<_>>(), [(EdgeKind::Window, 2)]);
     assert!(first.held_offsets().is_empty(), "nothing held: the offsets can be committed");
     first.persist().await.expect("persist the tick");
@@ -291,7 +296,12 @@ async fn an_idle_partition_advances_with_processing_time_and_its_checkpoint_hold
     drop(first);
     let mut second = h.start().await;
     let out = second.process(&h.messages[2..3]).await.expect("process");
-    let edges: Vec<FlowEdge> = out.records.iter().map(|r| psg_avro_codec::decode(&r.payload).expect("edge")).collect();
+    let edges: Vec<FlowEdge> = out
+        .records
+        .iter()
+        .filter(|r| r.topic == "flows.edges")
+        .map(|r| psg_avro_codec::decode(&r.payload).expect("edge"))
+        .collect();
     assert!(edges.iter().any(|e| e.kind == EdgeKind::Window && e.packets == 1), "a late edge: {edges:?}");
     second.persist().await.expect("persist");
     assert_eq!(h.packets().await, 3);

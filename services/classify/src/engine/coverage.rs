@@ -126,8 +126,13 @@ impl Engine {
         }
         self.watermark = self.watermark.max(last);
         for ix in newly {
-            if self.graph.contains_node(ix) && self.graph[ix].declared == Some(PciScope::OutOfScope) {
-                self.dirty.insert(ix);
+            if !self.graph.contains_node(ix) {
+                continue;
+            }
+            for n in [Some(ix), self.graph[ix].owner].into_iter().flatten() {
+                if self.graph[n].declared == Some(PciScope::OutOfScope) {
+                    self.dirty.insert(n);
+                }
             }
         }
     }
@@ -172,16 +177,23 @@ impl Engine {
         let s = &self.coverage;
         let cutoff = self.cutoff();
         let n = &self.graph[ix];
-        let mine = std::iter::once(&n.resource_id).chain(&n.listed);
+        // Its units: itself, its interfaces, and what they list (an Azure
+        // VM lists its NIC, the NIC its MAC address, which flow logs name).
+        let interfaces: Vec<&super::Node> =
+            n.listed.iter().filter_map(|i| self.nodes.get(i)).map(|i| &self.graph[*i]).collect();
+        let mine: Vec<&String> =
+            std::iter::once(&n.resource_id).chain(&n.listed).chain(interfaces.iter().flat_map(|i| &i.listed)).collect();
         if let Some((id, span)) = mine
-            .filter_map(|u| s.units.get(u).map(|sp| (u, *sp)))
+            .iter()
+            .filter_map(|u| s.units.get(*u).map(|sp| (u, *sp)))
             .filter(|(_, sp)| sp.last >= cutoff)
             .max_by_key(|(_, sp)| sp.last)
         {
             return Verdict::Covered { what: format!("interface {id}"), span };
         }
-        let vpc = n.vpc_id.as_ref();
-        let subnet = n.subnet_id.as_ref();
+        // Its place: its own, else its first interface's.
+        let vpc = n.vpc_id.as_ref().or_else(|| interfaces.iter().find_map(|i| i.vpc_id.as_ref()));
+        let subnet = n.subnet_id.as_ref().or_else(|| interfaces.iter().find_map(|i| i.subnet_id.as_ref()));
         if let Some((sn, span)) =
             subnet.and_then(|sn| s.subnets.get(sn).map(|sp| (sn, *sp))).filter(|(_, sp)| sp.last >= cutoff)
         {
@@ -191,16 +203,16 @@ impl Engine {
         let subnet_matters = subnet.is_some() && vpc.is_some_and(|v| s.subnets_known_in.contains(v));
         match (vpc, vpc_span) {
             (Some(v), Some(span)) if span.last >= cutoff && !subnet_matters => {
-                Verdict::Covered { what: format!("VPC {v}"), span }
+                Verdict::Covered { what: network(v), span }
             }
             (Some(_), Some(span)) if span.last >= cutoff => {
                 let sn = subnet.expect("subnet_matters");
                 Verdict::Missing { place: format!("subnet {sn}"), last: s.subnets.get(sn).map(|sp| sp.last) }
             }
-            (Some(v), span) => Verdict::Missing { place: format!("VPC {v}"), last: span.map(|sp| sp.last) },
+            (Some(v), span) => Verdict::Missing { place: network(v), last: span.map(|sp| sp.last) },
             (None, _) => Verdict::Missing {
                 place: "its interfaces".to_owned(),
-                last: mine_last(s, std::iter::once(&n.resource_id).chain(&n.listed)),
+                last: mine.iter().filter_map(|u| s.units.get(*u).map(|sp| sp.last)).max(),
             },
         }
     }
@@ -240,15 +252,13 @@ impl Engine {
         if self.coverage_judged() {
             let cutoff = self.cutoff();
             let s = &self.coverage;
-            // Systems: interfaces of a known system count with it.
+            // Systems: an interface counts as its system.
             let live = |set: &BTreeSet<NodeIndex>| {
                 set.iter()
-                    .filter(|ix| {
-                        self.graph.contains_node(**ix)
-                            && self.graph[**ix].classifiable
-                            && self.graph[**ix].owner.is_none()
-                    })
-                    .count()
+                    .filter(|ix| self.graph.contains_node(**ix) && self.graph[**ix].classifiable)
+                    .map(|ix| self.graph[*ix].owner.unwrap_or(*ix))
+                    .collect::<BTreeSet<_>>()
+                    .len()
             };
             for (vpc, members) in &s.in_vpc {
                 let systems = live(members);
@@ -263,9 +273,10 @@ impl Engine {
                             vpc.clone(),
                             (
                                 "vpc_id",
-                                format!("No flow logs from VPC {vpc}"),
+                                format!("No flow logs from {}", network(vpc)),
                                 format!(
-                                    "VPC {vpc} holds {systems} system(s) but sent no flow-log record (not even NODATA) in the lookback window (last record: {last}). Their absence of flows proves nothing: flow logs may be disabled, limited to another traffic type, or their delivery broken. Declared out-of-scope systems in it are pending review."
+                                    "{} holds {systems} system(s) but sent no flow-log record (not even NODATA) in the lookback window (last record: {last}). Their absence of flows proves nothing: flow logs may be disabled, limited to another traffic type, or their delivery broken. Declared out-of-scope systems in it are pending review.",
+                                    upper_first(&network(vpc))
                                 ),
                             ),
                         );
@@ -289,7 +300,8 @@ impl Engine {
                                 "subnet_id",
                                 format!("No flow logs from subnet {subnet}"),
                                 format!(
-                                    "Subnet {subnet} of VPC {vpc} holds {systems} system(s) but sent no flow-log record in the lookback window (last record: {last}), while other subnets of the VPC did: subnet-level flow logs missing or broken."
+                                    "Subnet {subnet} of {} holds {systems} system(s) but sent no flow-log record in the lookback window (last record: {last}), while its other subnets did: subnet-level flow logs missing or broken.",
+                                    network(vpc)
                                 ),
                             ),
                         );
@@ -324,8 +336,15 @@ impl Engine {
     }
 }
 
-fn mine_last<'a>(s: &State, ids: impl Iterator<Item = &'a String>) -> Option<Micros> {
-    ids.filter_map(|u| s.units.get(u).map(|sp| sp.last)).max()
+/// How a text names a network: `VPC vpc-…` on AWS, else `network …`
+/// (a VNet, a VPC network, an on-premise segment).
+fn network(id: &str) -> String {
+    if id.starts_with("vpc-") { format!("VPC {id}") } else { format!("network {id}") }
+}
+
+fn upper_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
 }
 
 fn gap_alert(place: &str, kind: &str, event: AlertEvent, title: String, description: String) -> AlertCandidate {

@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 
 use psg_domain::time::SECOND;
-use psg_domain::{CloudProvider, EdgeKind, FlowAction, FlowFormat, ResourceType, SourceRef};
+use psg_domain::{CloudProvider, EdgeKind, FlowAction, FlowCoverage, FlowFormat, ResourceType, SourceRef};
 use psg_kafka_runtime::InputKind;
 
 use super::*;
@@ -74,7 +74,11 @@ fn stream(mut records: Vec<FlowRecord>, offset: i64) -> InMessage {
 }
 
 fn edges(out: &Output) -> Vec<FlowEdge> {
-    out.records.iter().map(|r| psg_avro_codec::decode::<FlowEdge>(&r.payload).unwrap()).collect()
+    out.records
+        .iter()
+        .filter(|r| r.topic == "flows.edges")
+        .map(|r| psg_avro_codec::decode::<FlowEdge>(&r.payload).unwrap())
+        .collect()
 }
 
 async fn run(c: &mut Correlate, batch: Vec<InMessage>) -> Vec<FlowEdge> {
@@ -229,6 +233,44 @@ async fn edges_of_records_without_action_say_so() {
     assert!(!data_flow_row(window(5432)).action_logged, "and so does its data_flows row");
     assert!(window(443).action_logged, "one logged record of the edge is enough");
     assert_eq!(window(443).flows, 2);
+}
+
+/// Issue 17: every record counts for flow-log coverage, a NODATA one too
+/// (logging works, there was no traffic); the unit is placed in its VPC by
+/// the inventory when the record does not say; coverage is published on
+/// `flows.coverage`, keyed by unit and input partition.
+#[tokio::test]
+async fn flow_log_coverage_is_published_per_unit() {
+    let mut c = Correlate::new(&cfg(), None);
+    run(&mut c, vec![table(&resource("web", &["10.0.1.5"], &["eni-web"], "vpc-1"), 0)]).await;
+    let mut idle = FlowRecord::new(CloudProvider::Aws, FlowFormat::AwsVpc, src(2), 0, 100 * SECOND);
+    idle.interface_id = Some("eni-idle".into());
+    idle.vpc_id = Some("vpc-2".into());
+    idle.log_status = psg_domain::LogStatus::NoData;
+    let mut rejected = flow("eni-web", "10.0.1.5", "10.0.2.9", 22, 100, 1);
+    rejected.action = Some(FlowAction::Reject);
+    let batch = stream(vec![flow("eni-web", "10.0.1.5", "10.0.2.9", 443, 100, 1), rejected, idle], 1);
+    let out = c.process(&[batch]).await.unwrap();
+    let mut coverage: Vec<(String, FlowCoverage)> = out
+        .records
+        .iter()
+        .filter(|r| r.topic == "flows.coverage")
+        .map(|r| {
+            let key = String::from_utf8(r.key.clone().unwrap()).unwrap();
+            (key, psg_avro_codec::decode::<FlowCoverage>(&r.payload).unwrap())
+        })
+        .collect();
+    coverage.sort_by(|a, b| a.0.cmp(&b.0));
+    let keys: Vec<&str> = coverage.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, vec!["eni-idle|0", "eni-web|0"]);
+    let (idle, web) = (&coverage[0].1, &coverage[1].1);
+    assert_eq!((idle.records, idle.no_data, idle.vpc_id.as_deref()), (1, 1, Some("vpc-2")));
+    assert_eq!((web.records, web.accepted, web.rejected), (2, 1, 1));
+    assert_eq!(web.vpc_id.as_deref(), Some("vpc-1"), "placed by the inventory");
+    assert_eq!(web.last_seen, 100 * SECOND);
+    // Nothing new within the report interval: nothing published.
+    let again = c.process(&[stream(vec![flow("eni-web", "10.0.1.5", "10.0.2.9", 443, 160, 1)], 2)]).await.unwrap();
+    assert!(!again.records.iter().any(|r| r.topic == "flows.coverage"));
 }
 
 /// Issue 16: a Transit Gateway record's ends are resolved inside the VPCs
