@@ -222,7 +222,7 @@ pub(crate) async fn spawn_services(
             }
             ServiceKind::Evidence => {
                 let p = evidence_processor(cfg, store2).await?;
-                let opts = RunnerOptions { stream_topics: p.stream_topics(), ..opts };
+                let opts = RunnerOptions { stream_topics: p.stream_topics(), table_topics: p.table_topics(), ..opts };
                 tasks.spawn(run_one(cfg2, opts, p, stop));
             }
             ServiceKind::Run => {}
@@ -299,7 +299,7 @@ pub(crate) fn topic_specs(cfg: &Config, kinds: &[ServiceKind]) -> Vec<TopicSpec>
         if matches!(kind, ServiceKind::Ingest | ServiceKind::Correlate | ServiceKind::Classify) {
             specs.push(TopicSpec::table(t.resources.clone()));
         }
-        if matches!(kind, ServiceKind::Correlate | ServiceKind::Classify) {
+        if matches!(kind, ServiceKind::Correlate | ServiceKind::Classify | ServiceKind::Evidence) {
             specs.push(TopicSpec::table(t.flows_coverage.clone()));
         }
         if *kind == ServiceKind::Classify {

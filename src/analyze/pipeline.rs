@@ -163,7 +163,7 @@ pub(crate) async fn run(
     let ingest_in = b.subscriber("ingest", &ingest.input_topics(), &[]);
     let correlate_in = b.subscriber("correlate", &correlate.stream_topics(), &correlate.table_topics());
     let classify_in = b.subscriber("classify", &classify.stream_topics(), &classify.table_topics());
-    let evidence_in = b.subscriber("evidence", &evidence.stream_topics(), &[]);
+    let evidence_in = b.subscriber("evidence", &evidence.stream_topics(), &evidence.table_topics());
     let collector_in = b.subscriber("collector", &Collector::inputs(&t), &[]);
     for topics in [&feeder_topics, &ingest_out, &correlate_out, &classify_out, &evidence_out] {
         b.publisher(topics);

@@ -3,7 +3,9 @@
 //!
 //! - `network_segmentation_validation` (1.3.1, 1.3.2, 11.4.5): flows across
 //!   the CDE boundary (one side in the CDE, the other not), accepted and
-//!   rejected, and the segmentation violations raised in the period;
+//!   rejected, the segmentation violations raised in the period, and the
+//!   flow-log coverage per network (which networks logged, which held
+//!   resources but sent nothing, the gaps);
 //! - `data_flow_analysis` (1.2.4): every edge touching the CDE;
 //! - `tag_audit_trail`: every tag version applied in the period;
 //! - `configuration_snapshot`: every resource's stored configuration, tags
@@ -23,6 +25,83 @@ pub struct PeriodData {
     pub violations: Vec<Violation>,
     pub tag_changes: Vec<TagChange>,
     pub configuration: Vec<ResourceConfig>,
+    /// Flow-log coverage of every unit known (its input partitions merged),
+    /// sorted by unit.
+    pub coverage: Vec<UnitCoverage>,
+}
+
+/// Flow-log coverage of one unit (interface, instance, subnet, network).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitCoverage {
+    pub unit: String,
+    pub kind: String,
+    pub vpc_id: Option<String>,
+    pub first_seen: Micros,
+    pub last_seen: Micros,
+    pub records: i64,
+    /// Silences longer than the configured gap, oldest first.
+    pub gaps: Vec<(Micros, Micros)>,
+}
+
+impl UnitCoverage {
+    /// Whether the unit sent records in `[start, end)`: seen before the end,
+    /// last seen after the start, and no gap spanning the whole period.
+    pub fn logged_in(&self, start: Micros, end: Micros) -> bool {
+        self.first_seen < end && self.last_seen >= start && !self.gaps.iter().any(|(a, b)| *a < start && *b >= end)
+    }
+}
+
+/// Flow-log coverage in a period, per network: the networks holding
+/// resources (the configuration at the period's end) or sending records,
+/// which of them logged, and the gaps within the period. Without coverage
+/// the absence of flows across the boundary proves nothing.
+fn coverage_json(p: &Period, d: &PeriodData) -> (Value, Value) {
+    use std::collections::BTreeMap;
+    #[derive(Default)]
+    struct Net {
+        resources: usize,
+        units: usize,
+        first: Option<Micros>,
+        last: Option<Micros>,
+        gaps: Vec<Value>,
+    }
+    let mut nets: BTreeMap<String, Net> = BTreeMap::new();
+    for r in d.configuration.iter().filter(|r| r.is_active) {
+        if let Some(v) = r.vpc_id.as_deref().filter(|v| !v.is_empty()) {
+            nets.entry(v.to_owned()).or_default().resources += 1;
+        }
+    }
+    for u in d.coverage.iter().filter(|u| u.logged_in(p.start, p.end)) {
+        let n = nets.entry(u.vpc_id.clone().unwrap_or_else(|| "unplaced".to_owned())).or_default();
+        n.units += 1;
+        n.first = Some(n.first.map_or(u.first_seen, |f| f.min(u.first_seen)).max(p.start));
+        n.last = Some(n.last.map_or(u.last_seen, |l| l.max(u.last_seen)).min(p.end));
+        for (a, b) in u.gaps.iter().filter(|(a, b)| *b >= p.start && *a < p.end) {
+            n.gaps.push(json!({"unit": u.unit, "from": rfc3339(*a), "to": rfc3339(*b)}));
+        }
+    }
+    let without: Vec<&String> = nets.iter().filter(|(_, n)| n.units == 0 && n.resources > 0).map(|(k, _)| k).collect();
+    let summary = json!({
+        "networks": nets.len(),
+        "networks_logging": nets.values().filter(|n| n.units > 0).count(),
+        "networks_without_flow_logs": without,
+        "units_logging": nets.values().map(|n| n.units).sum::<usize>(),
+        "gaps": nets.values().map(|n| n.gaps.len()).sum::<usize>(),
+    });
+    let content: Vec<Value> = nets
+        .iter()
+        .map(|(k, n)| {
+            json!({
+                "network": k,
+                "resources": n.resources,
+                "units_logging": n.units,
+                "first_record": n.first.map(rfc3339),
+                "last_record": n.last.map(rfc3339),
+                "gaps": n.gaps,
+            })
+        })
+        .collect();
+    (summary, Value::Array(content))
 }
 
 /// When and why a report is made.
@@ -86,6 +165,7 @@ pub fn segmentation(p: &Period, d: &PeriodData) -> Report {
             })
         })
         .collect();
+    let (coverage_summary, coverage_content) = coverage_json(p, d);
     let summary = json!({
         "accepted_crossings": accepted.len(),
         "accepted_flows": sum(&accepted),
@@ -99,11 +179,13 @@ pub fn segmentation(p: &Period, d: &PeriodData) -> Report {
         "boundary_controls_observed_blocking": !rejected.is_empty(),
         "violations": violations.len(),
         "segmentation_effective": violations.is_empty(),
+        "flow_log_coverage": coverage_summary,
     });
     let content = json!({
         "accepted": accepted.iter().map(|f| flow_json(f)).collect::<Vec<_>>(),
         "rejected": rejected.iter().map(|f| flow_json(f)).collect::<Vec<_>>(),
         "violations": violations,
+        "flow_log_coverage": coverage_content,
     });
     report(EvidenceType::NetworkSegmentation, p, summary, content)
 }
@@ -246,6 +328,60 @@ mod tests {
         let all_edges = data_flows(&p, &d);
         assert_eq!(all_edges.summary["edges"], 3, "every edge touching the CDE, inside it too");
         assert_eq!(segmentation(&p, &d), r, "deterministic");
+    }
+
+    /// Issue 17: the segmentation evidence says which networks logged in
+    /// the period, which held resources but sent nothing, and the gaps.
+    #[test]
+    fn segmentation_evidence_carries_flow_log_coverage() {
+        let hour = 3_600_000_000;
+        let p =
+            Period { start: 10 * hour, end: 20 * hour, trigger: "scheduled".into(), request_id: None, generated_at: 1 };
+        let config = |id: &str, vpc: &str| ResourceConfig {
+            resource: id.into(),
+            provider: "aws".into(),
+            resource_type: "ec2_instance".into(),
+            name: None,
+            region: None,
+            vpc_id: Some(vpc.into()),
+            subnet_id: None,
+            private_ips: vec![],
+            public_ips: vec![],
+            security_groups: serde_json::Value::Null,
+            tags: Default::default(),
+            scope: None,
+            is_active: true,
+            last_seen_at: t(1),
+        };
+        let unit = |id: &str, vpc: &str, first: i64, last: i64, gaps: Vec<(i64, i64)>| UnitCoverage {
+            unit: id.into(),
+            kind: "interface".into(),
+            vpc_id: Some(vpc.into()),
+            first_seen: first * hour,
+            last_seen: last * hour,
+            records: 10,
+            gaps: gaps.into_iter().map(|(a, b)| (a * hour, b * hour)).collect(),
+        };
+        let d = PeriodData {
+            configuration: vec![config("a", "vpc-a"), config("b", "vpc-b"), config("c", "vpc-c")],
+            coverage: vec![
+                unit("eni-a", "vpc-a", 0, 30, vec![(12, 14), (25, 27)]),
+                unit("eni-c", "vpc-c", 0, 30, vec![(5, 25)]),
+                unit("eni-old", "vpc-b", 0, 5, vec![]),
+            ],
+            ..PeriodData::default()
+        };
+        let r = segmentation(&p, &d);
+        let c = &r.summary["flow_log_coverage"];
+        assert_eq!(c["networks_without_flow_logs"], serde_json::json!(["vpc-b", "vpc-c"]), "{c}");
+        assert_eq!(
+            (c["networks_logging"].as_u64(), c["units_logging"].as_u64(), c["gaps"].as_u64()),
+            (Some(1), Some(1), Some(1))
+        );
+        let a = &r.content["flow_log_coverage"][0];
+        assert_eq!(a["network"], "vpc-a");
+        assert_eq!(a["first_record"], rfc3339(10 * hour), "clipped to the period");
+        assert_eq!(a["gaps"][0]["unit"], "eni-a");
     }
 
     #[test]

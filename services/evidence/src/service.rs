@@ -49,6 +49,10 @@ const MAX_PERIODS_PER_BATCH: usize = 31;
 pub struct Evidence {
     decisions_topic: String,
     edges_topic: String,
+    coverage_topic: String,
+    /// Flow-log coverage per unit and input partition, as last published
+    /// (`flows.coverage`, read whole: it is compacted).
+    coverage: HashMap<String, std::collections::BTreeMap<i32, psg_domain::FlowCoverage>>,
     requests_topic: String,
     evidence_out: String,
     sealer: Sealer,
@@ -78,6 +82,8 @@ impl Evidence {
         Self {
             decisions_topic: cfg.topics.scope_decisions.clone(),
             edges_topic: cfg.topics.flows_edges.clone(),
+            coverage_topic: cfg.topics.flows_coverage.clone(),
+            coverage: HashMap::new(),
             requests_topic: cfg.topics.evidence_requests.clone(),
             evidence_out: cfg.topics.evidence_records.clone(),
             sealer,
@@ -99,6 +105,53 @@ impl Evidence {
             t.push(self.edges_topic.clone());
         }
         t
+    }
+
+    /// Topics read whole: flow-log coverage, for the periodic reports (made
+    /// only with the database).
+    pub fn table_topics(&self) -> Vec<String> {
+        if self.store.is_some() { vec![self.coverage_topic.clone()] } else { Vec::new() }
+    }
+
+    /// The coverage of every unit, its partitions merged, sorted by unit.
+    fn unit_coverage(&self) -> Vec<reports::UnitCoverage> {
+        let mut out: Vec<reports::UnitCoverage> = self
+            .coverage
+            .iter()
+            .filter_map(|(unit, parts)| {
+                let mut views = parts.values();
+                let first = views.next()?;
+                let mut u = reports::UnitCoverage {
+                    unit: unit.clone(),
+                    kind: first.unit_kind.as_str().to_owned(),
+                    vpc_id: first.vpc_id.clone(),
+                    first_seen: first.first_seen,
+                    last_seen: first.last_seen,
+                    records: first.records,
+                    gaps: first.gaps.iter().map(|g| (g.from, g.to)).collect(),
+                };
+                for v in views {
+                    u.first_seen = u.first_seen.min(v.first_seen);
+                    u.last_seen = u.last_seen.max(v.last_seen);
+                    u.records += v.records;
+                    u.vpc_id = u.vpc_id.or_else(|| v.vpc_id.clone());
+                    u.gaps.extend(v.gaps.iter().map(|g| (g.from, g.to)));
+                }
+                // A gap one partition saw is no gap where another logged.
+                if parts.len() > 1 {
+                    u.gaps.retain(|(a, b)| {
+                        parts.values().all(|v| {
+                            v.last_seen <= *a || v.first_seen >= *b || v.gaps.iter().any(|g| g.from <= *a && g.to >= *b)
+                        })
+                    });
+                }
+                u.gaps.sort_unstable();
+                u.gaps.dedup();
+                Some(u)
+            })
+            .collect();
+        out.sort_by(|a, b| a.unit.cmp(&b.unit));
+        out
     }
 
     /// The head of `chain` as this service sees it.
@@ -201,6 +254,7 @@ impl Evidence {
             violations: psg_store::reports::violations(store, from, to).await.map_err(err)?,
             tag_changes: psg_store::reports::tag_changes(store, from, to).await.map_err(err)?,
             configuration: psg_store::reports::configuration(store, to).await.map_err(err)?,
+            coverage: self.unit_coverage(),
         })
     }
 
@@ -228,7 +282,16 @@ impl Processor for Evidence {
         let mut clock = self.clock;
         let mut earliest = i64::MAX;
         for msg in batch {
-            if *msg.topic == *self.edges_topic {
+            if *msg.topic == *self.coverage_topic {
+                if msg.payload.is_some() {
+                    match psg_avro_codec::decode::<psg_domain::FlowCoverage>(msg.payload()) {
+                        Ok(c) => {
+                            self.coverage.entry(c.unit.clone()).or_default().insert(c.partition, c);
+                        }
+                        Err(e) => out.dead_letters.push(DeadLetter::whole(msg, "schema", e.to_string())),
+                    }
+                }
+            } else if *msg.topic == *self.edges_topic {
                 match psg_avro_codec::decode::<FlowEdge>(msg.payload()) {
                     Ok(e) => {
                         clock = clock.max(e.last_seen);

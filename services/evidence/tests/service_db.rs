@@ -137,7 +137,26 @@ async fn decisions_and_periodic_reports_are_chained_stored_and_not_repeated() {
 
     // Event time passes the end of day 1 plus the grace hour: days 0 and 1 are reported.
     let late = edge("app", "db", 2 * DAY + 2 * 3600 * SECOND, 1);
-    let out = records(&evidence.process(std::slice::from_ref(&late)).await.unwrap());
+    // Flow-log coverage of app's interface (read whole from flows.coverage).
+    let coverage = psg_domain::FlowCoverage {
+        unit: "eni-app".into(),
+        unit_kind: psg_domain::CoverageUnit::Interface,
+        provider: psg_domain::CloudProvider::Aws,
+        account_id: None,
+        vpc_id: Some("vpc-app".into()),
+        subnet_id: None,
+        partition: 0,
+        first_seen: at,
+        last_seen: 2 * DAY,
+        records: 3,
+        accepted: 3,
+        rejected: 0,
+        no_data: 0,
+        skipped: 0,
+        gaps: vec![],
+    };
+    let coverage = msg(InputKind::Table, "flows.coverage", 0, psg_avro_codec::encode(&coverage).unwrap());
+    let out = records(&evidence.process(&[coverage, late.clone()]).await.unwrap());
     evidence.persist().await.unwrap();
     let kinds: Vec<(&str, i64)> = out.iter().map(|r| (r.chain.as_str(), r.sequence)).collect();
     assert_eq!(
@@ -157,6 +176,13 @@ async fn decisions_and_periodic_reports_are_chained_stored_and_not_repeated() {
     assert_eq!(seg["summary"]["accepted_crossings"], 1, "{seg}");
     assert_eq!(seg["summary"]["accepted_flows"], 2, "{seg}");
     assert_eq!(seg["summary"]["violations"], 1, "{seg}");
+    let coverage = &seg["summary"]["flow_log_coverage"];
+    assert_eq!(
+        (coverage["networks_logging"].as_u64(), coverage["units_logging"].as_u64()),
+        (Some(1), Some(1)),
+        "{seg}"
+    );
+    assert_eq!(seg["report"]["flow_log_coverage"][0]["network"], "vpc-app", "{seg}");
     assert_eq!(seg["pci_requirements"], serde_json::json!(["1.3.1", "1.3.2", "11.4.5"]));
     assert_eq!(seg["period"]["end"], "1970-01-02T00:00:00.000000Z");
     let day1: serde_json::Value = serde_json::from_str(&out[4].document).unwrap();
