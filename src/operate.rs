@@ -164,8 +164,10 @@ pub(crate) async fn analysis_from_db(cfg: &Config, store: &Store) -> Result<Anal
         external_connections: external,
         edges,
         coverage: Vec::new(),
+        boundary: Vec::new(),
     };
-    a.sort();
+    // Observed only: the database keeps no security groups' reachability.
+    a.set_boundary(Default::default());
     Ok(a)
 }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use psg_domain::time::rfc3339;
 use psg_domain::{
-    Alert, EdgeKind, EndpointKind, FlowAction, FlowCoverage, FlowEdge, PciScope, Resource, ScopeDecision,
+    Alert, EdgeKind, EndpointKind, FlowAction, FlowCoverage, FlowEdge, PciScope, Resource, ResourceType, ScopeDecision,
 };
 use psg_kafka_runtime::InMessage;
 use psg_kafka_runtime::dead_letter;
@@ -511,9 +511,86 @@ pub(crate) fn build_analysis(
         external_connections: external,
         edges: edge_entries,
         coverage: coverage_entries(resources, coverage),
+        boundary: Vec::new(),
     };
-    analysis.sort();
+    let cde: std::collections::HashSet<&str> = analysis
+        .resources
+        .iter()
+        .filter(|r| r.scope == PciScope::Cde.as_str())
+        .map(|r| r.resource_id.as_str())
+        .collect();
+    let reachable = reachable_pairs(resources, &cde);
+    analysis.set_boundary(reachable);
     analysis
+}
+
+/// (system, CDE system) → the security-group rules that let the system
+/// connect to the CDE system, from the inventory's groups and prefix lists
+/// (the same test as classify's rule `reachable`).
+fn reachable_pairs(
+    resources: &[Resource],
+    cde: &std::collections::HashSet<&str>,
+) -> BTreeMap<(String, String), Vec<String>> {
+    let live: Vec<&Resource> = resources.iter().filter(|r| !r.deleted).collect();
+    let mut rules = psg_reach::Rules::default();
+    for r in &live {
+        let cfg = || r.metadata_json.as_deref().and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok());
+        match r.resource_type {
+            ResourceType::SecurityGroup => {
+                if let Some(g) = cfg().and_then(|c| psg_reach::aws_security_group(&r.resource_id, &c).ok()) {
+                    rules.groups.insert(r.resource_id.clone(), g);
+                }
+            }
+            ResourceType::PrefixList => {
+                if let Some(nets) = cfg().and_then(|c| psg_reach::aws_prefix_list(&c).ok()) {
+                    rules.prefix_lists.insert(r.resource_id.clone(), nets);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = BTreeMap::new();
+    if rules.groups.is_empty() {
+        return out;
+    }
+    let by_id: HashMap<&str, &Resource> = live.iter().map(|r| (r.resource_id.as_str(), *r)).collect();
+    let owner_of =
+        psg_report::interface_owners(live.iter().map(|r| (r.resource_id.as_str(), r.interface_ids.as_slice())));
+    // A system's addresses and groups: its own and its interfaces'.
+    let ends: Vec<(&str, Vec<std::net::IpAddr>, Vec<String>)> = live
+        .iter()
+        .filter(|r| !r.resource_type.is_policy() && !owner_of.contains_key(r.resource_id.as_str()))
+        .map(|r| {
+            let parts =
+                std::iter::once(*r).chain(r.interface_ids.iter().filter_map(|i| by_id.get(i.as_str()).copied()));
+            let (mut addresses, mut groups) = (Vec::new(), Vec::new());
+            for p in parts {
+                addresses.extend(
+                    p.private_ips.iter().chain(&p.public_ips).filter_map(|a| a.parse::<std::net::IpAddr>().ok()),
+                );
+                groups.extend(p.security_groups.iter().cloned());
+            }
+            groups.sort();
+            groups.dedup();
+            (r.resource_id.as_str(), addresses, groups)
+        })
+        .collect();
+    for (c, ca, cg) in ends.iter().filter(|(id, ..)| cde.contains(id)) {
+        for (s, sa, sg) in ends.iter().filter(|(id, ..)| !cde.contains(id)) {
+            let allowed = psg_reach::allowed(
+                psg_reach::End { addresses: sa, groups: sg },
+                psg_reach::End { addresses: ca, groups: cg },
+                &rules,
+            );
+            if !allowed.is_empty() {
+                let mut why: Vec<String> = allowed.iter().map(psg_reach::Allowed::describe).collect();
+                why.sort();
+                why.dedup();
+                out.insert(((*s).to_owned(), (*c).to_owned()), why);
+            }
+        }
+    }
+    out
 }
 
 /// Flow-log coverage per network: the systems the inventory places in it,
@@ -537,8 +614,8 @@ fn coverage_entries(resources: &[Resource], coverage: &[FlowCoverage]) -> Vec<Co
         })
     }
     for r in &live {
-        if owner_of.contains_key(r.resource_id.as_str()) {
-            continue; // an interface: counted with its system
+        if owner_of.contains_key(r.resource_id.as_str()) || r.resource_type.is_policy() {
+            continue; // an interface (counted with its system), or firewall rules
         }
         // Its network: its own, else its first interface's (an Azure VM's NIC).
         let vpc = std::iter::once(*r)

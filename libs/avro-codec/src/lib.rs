@@ -150,7 +150,8 @@ macro_rules! message {
 
 message!(FlowRecord, "FlowRecord", "flow_record.avsc");
 message!(FlowBatch, "FlowBatch", "flow_batch.avsc");
-message!(Resource, "Resource", "resource.avsc");
+// v1: before the resource types SECURITY_GROUP and PREFIX_LIST.
+message!(Resource, "Resource", "resource.avsc", earlier: ["resource.1.avsc"]);
 // v1: before EdgeKind WITHDRAWN; v2: before the encryption counts; v3:
 // before action_logged.
 message!(

@@ -453,4 +453,5 @@ fn earlier_schema_versions_stay_readable() {
     check(&flow_edge());
     check(&decision());
     check(&alert());
+    check(&resource());
 }

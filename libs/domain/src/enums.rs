@@ -101,6 +101,10 @@ named_enum! {
         Host => "host",
         UnknownHost => "unknown_host",
         ExternalEndpoint => "external_endpoint",
+        /// An AWS security group: firewall rules, not a system.
+        SecurityGroup => "security_group",
+        /// An AWS managed prefix list: CIDRs that rules refer to.
+        PrefixList => "prefix_list",
     }
 }
 
@@ -237,6 +241,9 @@ named_enum! {
         /// Declared out-of-scope, but no flow logs covered it in the
         /// lookback window: the absence of flows proves nothing.
         NoFlowLogCoverage => "no-flow-log-coverage",
+        /// Configuration (security groups) lets it connect to a CDE system,
+        /// though no flow was seen.
+        Reachable => "reachable",
     }
 }
 
@@ -258,6 +265,12 @@ named_enum! {
         UntaggedResource => "untagged_resource",
         /// A VPC or subnet holding systems sent no flow logs in the period.
         CoverageGap => "coverage_gap",
+        /// Configuration lets a declared out-of-scope system reach the CDE,
+        /// though no flow was seen yet.
+        LatentViolation => "latent_violation",
+        /// Flows were accepted that the CDE system's security groups should
+        /// deny (stale inventory or wrong attribution).
+        ObservedNotAllowed => "observed_not_allowed",
     }
 }
 
@@ -286,9 +299,20 @@ impl AlertType {
     pub const fn severity(self) -> Severity {
         match self {
             Self::SegmentationViolation => Severity::Critical,
-            Self::ScopeDrift | Self::UnknownSystem | Self::CdeInternet | Self::CoverageGap => Severity::High,
+            Self::ScopeDrift | Self::UnknownSystem | Self::CdeInternet | Self::CoverageGap | Self::LatentViolation => {
+                Severity::High
+            }
+            Self::ObservedNotAllowed => Severity::Medium,
             Self::UntaggedResource => Severity::Low,
         }
+    }
+}
+
+impl ResourceType {
+    /// Whether resources of this type are network policy (firewall rules,
+    /// address lists) rather than systems: never classified or counted.
+    pub const fn is_policy(self) -> bool {
+        matches!(self, Self::SecurityGroup | Self::PrefixList)
     }
 }
 

@@ -262,6 +262,9 @@ pub(crate) fn config_snapshot(plan: &Plan, rng: &mut Rng, sink: &mut Sink) {
             _ => {}
         }
     }
+    let groups = security_groups(plan, AWS_ACCOUNT);
+    sink.resources += groups.len();
+    items.extend(groups);
     let snapshot = json!({
         "fileVersion": "1.0",
         "configSnapshotId": rng.uuid(),
@@ -272,6 +275,98 @@ pub(crate) fn config_snapshot(plan: &Plan, rng: &mut Rng, sink: &mut Sink) {
         kind: FileKind::Inventory,
         bytes: snapshot.to_string().into_bytes(),
     });
+}
+
+/// The security group of every AWS subnet, as AWS Config records it, with
+/// the inbound rules the estate's accepted connections need: from the
+/// source's group inside AWS, from its address elsewhere, from anywhere on
+/// the internet; refused attempts get none. Plus one rule nobody removed: the
+/// payments database admits TCP/5432 from the artifact server (a latent path:
+/// allowed, never used). Outbound: everything, as AWS creates groups.
+fn security_groups(plan: &Plan, account: &str) -> Vec<Value> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut ingress: BTreeMap<&str, BTreeSet<(u8, u16, String)>> = BTreeMap::new();
+    let mut names: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+    for n in plan.nets.iter().filter(|n| n.cloud == Cloud::Aws) {
+        ingress.entry(&n.nsg).or_default();
+        names.entry(&n.nsg).or_insert((&n.subnet_name, &n.vpc_id));
+    }
+    for c in plan.conns.iter().filter(|c| c.accept) {
+        let Some(dst) = plan.host(&c.dst) else { continue };
+        let dst_net = plan.net_of(dst);
+        if dst_net.cloud != Cloud::Aws {
+            continue;
+        }
+        let peer = match plan.host(&c.src) {
+            // The misconfigured path is one host's rule, not its subnet's.
+            Some(s) if std::ptr::eq(s, &plan.hosts[plan.violator]) => format!("cidr:{}/32", s.ip),
+            Some(s) if plan.net_of(s).cloud == Cloud::Aws => format!("sg:{}", plan.net_of(s).nsg),
+            Some(s) => format!("cidr:{}/32", s.ip),
+            None => {
+                let ip = plan.ip(&c.src);
+                if is_private(&ip) {
+                    let mut o = ip.split('.');
+                    format!("cidr:{}.{}.0.0/16", o.next().unwrap_or("10"), o.next().unwrap_or("0"))
+                } else {
+                    "cidr:0.0.0.0/0".to_owned()
+                }
+            }
+        };
+        if let Some(set) = ingress.get_mut(dst_net.nsg.as_str()) {
+            set.insert((c.protocol, c.dst_port, peer));
+        }
+    }
+    if let Some(artifactory) = plan.hosts.iter().find(|h| h.name == "artifactory") {
+        let db = plan.net_of(&plan.hosts[plan.violated]);
+        if let Some(set) = ingress.get_mut(db.nsg.as_str()) {
+            set.insert((6, 5432, format!("cidr:{}/32", artifactory.ip)));
+        }
+    }
+    ingress
+        .into_iter()
+        .map(|(id, rules)| {
+            let (subnet, vpc) = names[id];
+            let permissions: Vec<Value> = rules
+                .into_iter()
+                .map(|(proto, port, peer)| {
+                    let protocol = if proto == 17 { "udp" } else { "tcp" };
+                    let (pairs, ranges) = match peer.split_once(':') {
+                        Some(("sg", g)) => (json!([{"groupId": g, "userId": account}]), json!([])),
+                        Some((_, c)) => (json!([]), json!([{"cidrIp": c}])),
+                        None => (json!([]), json!([])),
+                    };
+                    json!({"fromPort": port, "toPort": port, "ipProtocol": protocol, "ipv6Ranges": [],
+                           "prefixListIds": [], "userIdGroupPairs": pairs, "ipv4Ranges": ranges})
+                })
+                .collect();
+            json!({
+                "configurationItemVersion": "1.3",
+                "configurationItemCaptureTime": "2026-10-31T23:00:00.000Z",
+                "configurationItemStatus": "OK",
+                "configurationStateId": "1793487000000",
+                "arn": format!("arn:aws:ec2:{AWS_REGION}:{account}:security-group/{id}"),
+                "resourceType": "AWS::EC2::SecurityGroup",
+                "resourceId": id,
+                "resourceName": format!("{subnet}-sg"),
+                "awsRegion": AWS_REGION,
+                "availabilityZone": "Not Applicable",
+                "tags": {},
+                "relationships": [{"resourceId": vpc, "resourceType": "AWS::EC2::VPC", "name": "Is contained in Vpc"}],
+                "configuration": {
+                    "description": format!("{subnet} subnet"),
+                    "groupName": format!("{subnet}-sg"),
+                    "ownerId": account,
+                    "groupId": id,
+                    "vpcId": vpc,
+                    "ipPermissions": permissions,
+                    "ipPermissionsEgress": [{"ipProtocol": "-1", "ipv6Ranges": [], "prefixListIds": [],
+                        "userIdGroupPairs": [], "ipv4Ranges": [{"cidrIp": "0.0.0.0/0"}]}],
+                    "tags": []
+                },
+                "awsAccountId": account,
+            })
+        })
+        .collect()
 }
 
 /// Where the egress of `h` towards `peer` goes (AWS `traffic-path`).

@@ -807,5 +807,12 @@ pub(crate) fn plan(seed: u64) -> Plan {
     // into a payment API server.
     r.connect(End::Addr(UNKNOWN_HOST.to_owned()), h(aws_pay_api[2]), 22, true, &[2, 3, 5]);
 
+    // A VPC whose flow logs were never enabled (added last, so that the
+    // rest of the estate keeps its ids): its archive server is declared out
+    // of scope, which nothing observed can confirm.
+    let (v, s, g) = (vpc(r), sub(r), sg(r));
+    let archive = r.net(Cloud::Aws, a, (&v, "archive"), (&s, "archive-1a"), "10.35.1", az_a, "", &g);
+    r.add("archive-1", Role::Corp, archive, Kind::Ec2 { instance_type: "t3.medium" }, corp_tags("it", "archive"));
+
     Plan { nets: b.nets, hosts: b.hosts, conns: b.conns, violator: jenkins, violated: db_primary, monitoring }
 }

@@ -1905,6 +1905,7 @@ mod tests {
             external_connections: Vec::new(),
             edges,
             coverage: Vec::new(),
+            boundary: Vec::new(),
         };
         a.sort();
         a

@@ -38,6 +38,24 @@ pub struct Analysis {
     /// systems or sent records, sorted by provider and network.
     #[serde(default)]
     pub coverage: Vec<CoverageEntry>,
+    /// The CDE boundary, per (system, CDE system): what the configuration
+    /// allows and what was observed. Sorted by CDE system, then system.
+    #[serde(default)]
+    pub boundary: Vec<BoundaryEntry>,
+}
+
+/// One pair across the CDE boundary: a system outside the CDE and a CDE
+/// system, with what their security groups allow and what was observed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoundaryEntry {
+    pub system: String,
+    pub cde_system: String,
+    /// The rules that let `system` connect to `cde_system`
+    /// (`sg-0cde admits TCP/5432 from sg-0app`); empty: none known.
+    pub reachable_by: Vec<String>,
+    /// Services of ACCEPTed flows between them (`TCP/5432`), either
+    /// direction; empty: none observed.
+    pub observed: Vec<String>,
 }
 
 /// Flow-log coverage of one network over the run (or the lookback window):
@@ -317,6 +335,7 @@ impl Analysis {
             (&a.resource_id, &a.address, &a.protocol, a.port).cmp(&(&b.resource_id, &b.address, &b.protocol, b.port))
         });
         self.coverage.sort_by(|a, b| (&a.provider, &a.network).cmp(&(&b.provider, &b.network)));
+        self.boundary.sort_by(|a, b| (&a.cde_system, &a.system).cmp(&(&b.cde_system, &b.system)));
         self.edges.sort_by(|a, b| {
             (&a.source, &a.destination, &a.protocol, a.port, &a.action).cmp(&(
                 &b.source,
@@ -346,6 +365,46 @@ impl Analysis {
             .iter()
             .filter(|e| !e.blocked() && (cde.contains(e.source.as_str()) || cde.contains(e.destination.as_str())))
             .collect()
+    }
+
+    /// Fills the boundary's observed services from the established flows
+    /// between a CDE system and a system outside it (external addresses
+    /// are listed as external connections); `reachable`: (system, CDE
+    /// system) → the rules that let it connect.
+    pub fn set_boundary(&mut self, reachable: BTreeMap<(String, String), Vec<String>>) {
+        let cde = self.cde_ids();
+        let systems: std::collections::HashSet<&str> = self.resources.iter().map(|r| r.resource_id.as_str()).collect();
+        let mut rows: BTreeMap<(String, String), BoundaryEntry> = BTreeMap::new();
+        for ((system, c), rules) in reachable {
+            rows.insert(
+                (system.clone(), c.clone()),
+                BoundaryEntry { system, cde_system: c, reachable_by: rules, observed: Vec::new() },
+            );
+        }
+        for e in self.edges.iter().filter(|e| !e.blocked()) {
+            let (inside, outside) = match (cde.contains(e.source.as_str()), cde.contains(e.destination.as_str())) {
+                (true, false) => (&e.source, &e.destination),
+                (false, true) => (&e.destination, &e.source),
+                _ => continue,
+            };
+            if !systems.contains(outside.as_str()) {
+                continue;
+            }
+            let row = rows.entry((outside.clone(), inside.clone())).or_insert_with(|| BoundaryEntry {
+                system: outside.clone(),
+                cde_system: inside.clone(),
+                ..BoundaryEntry::default()
+            });
+            let service = format!("{}/{}", e.protocol, e.port);
+            if !row.observed.contains(&service) {
+                row.observed.push(service);
+            }
+        }
+        self.boundary = rows.into_values().collect();
+        for b in &mut self.boundary {
+            b.observed.sort();
+        }
+        self.sort();
     }
 
     /// Blocked attempts at the CDE boundary: blocked flows between a CDE

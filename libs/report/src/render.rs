@@ -260,6 +260,40 @@ pub fn markdown(a: &Analysis) -> String {
         out.push('\n');
     }
 
+    let _ = writeln!(out, "## CDE boundary: reachable by configuration, and observed\n");
+    if a.boundary.is_empty() {
+        let _ = writeln!(
+            out,
+            "No system outside the CDE was observed connecting to it or is let connect by the security groups known to \
+             this report.\n"
+        );
+    } else {
+        let reachable: Vec<&crate::BoundaryEntry> = a.boundary.iter().filter(|b| !b.reachable_by.is_empty()).collect();
+        let latent = reachable.iter().filter(|b| b.observed.is_empty()).count();
+        let observed = a.boundary.iter().filter(|b| !b.observed.is_empty()).count();
+        let _ = writeln!(
+            out,
+            "Per system outside the CDE and CDE system: what the security groups allow (PCI DSS 1.2, 1.3) and what the \
+             flow logs observed (11.4.5). {observed} pairs were observed connecting; {} are reachable by \
+             configuration, {latent} of them never observed — connected to the CDE all the same. The reachable pairs:\n",
+            reachable.len()
+        );
+        if !reachable.is_empty() {
+            let _ = writeln!(out, "| system | CDE system | reachable by configuration | observed |\n|---|---|---|---|");
+        }
+        for b in reachable {
+            let _ = writeln!(
+                out,
+                "| `{}` | `{}` | {} | {} |",
+                md(&b.system),
+                md(&b.cde_system),
+                md(&b.reachable_by.join("; ")),
+                if b.observed.is_empty() { "no".to_owned() } else { b.observed.join(", ") }
+            );
+        }
+        out.push('\n');
+    }
+
     let _ = writeln!(out, "## External connections of in-scope systems\n");
     if a.external_connections.is_empty() {
         let _ = writeln!(out, "None observed.\n");
@@ -345,6 +379,7 @@ mod tests {
             external_connections: vec![],
             edges: vec![],
             coverage: Vec::new(),
+            boundary: Vec::new(),
         };
         a.sort();
         a

@@ -33,6 +33,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "flow_action_logged",
         sql: include_str!("../migrations/0008_flow_action_logged.sql"),
     },
+    Migration {
+        version: 9,
+        name: "policy_resource_types",
+        sql: include_str!("../migrations/0009_policy_resource_types.sql"),
+    },
 ];
 
 /// Arbitrary constant identifying our migration lock.

@@ -130,6 +130,8 @@ struct Node {
     address: Option<String>,
     vpc_id: Option<String>,
     subnet_id: Option<String>,
+    /// Its security groups (inventory `security_groups`).
+    groups: Vec<String>,
     /// Every address the node holds (for CIDR segments).
     addresses: Vec<IpAddr>,
     /// The system this interface belongs to (a resource whose
@@ -203,6 +205,8 @@ pub struct Engine {
     subnets: HashMap<NodeIndex, Vec<String>>,
     /// Flow-log coverage, and the `coverage_gap` alerts open.
     coverage: coverage::State,
+    /// Security groups, and what they let reach the CDE.
+    reach: reach::State,
 }
 
 /// What a requester-managed ENI says of the system it serves, and what a
@@ -296,6 +300,7 @@ impl Engine {
             served_by: HashMap::new(),
             subnets: HashMap::new(),
             coverage: coverage::State::default(),
+            reach: reach::State::default(),
         }
     }
 
@@ -356,6 +361,7 @@ impl Engine {
             address: None,
             vpc_id: None,
             subnet_id: None,
+            groups: Vec::new(),
             addresses: Vec::new(),
             owner: None,
             listed: Vec::new(),
@@ -373,6 +379,11 @@ impl Engine {
 
     /// Applies an inventory observation (tags, type, deletion).
     pub fn upsert_resource(&mut self, r: &Resource) {
+        if r.resource_type.is_policy() {
+            // Firewall rules, not a system.
+            self.upsert_policy(r);
+            return;
+        }
         let ix = self.node(&r.resource_id, EndpointKind::Resource);
         let node = &mut self.graph[ix];
         node.kind = EndpointKind::Resource;
@@ -380,7 +391,9 @@ impl Engine {
         node.resource_type = Some(r.resource_type);
         node.name = r.resource_name.clone().filter(|n| !n.is_empty() && *n != r.resource_id);
         node.tags = r.tags.clone();
-        node.addresses = r.private_ips.iter().chain(&r.public_ips).filter_map(|a| a.parse().ok()).collect();
+        let addresses: Vec<IpAddr> = r.private_ips.iter().chain(&r.public_ips).filter_map(|a| a.parse().ok()).collect();
+        self.place_in_groups(ix, &r.security_groups, &addresses, !r.deleted);
+        self.graph[ix].addresses = addresses;
         self.place_system(ix, r.vpc_id.clone(), r.subnet_id.clone(), !r.deleted);
         self.refresh(ix);
         self.mark_with_neighbours(ix);
@@ -518,10 +531,14 @@ impl Engine {
         if self.graph[ix].owner == owner {
             return;
         }
+        let before = self.graph[ix].owner;
         self.graph[ix].owner = owner;
         self.dirty.insert(ix);
         // Decided afresh: as part of its system, or on its own again.
         self.graph[ix].decided = None;
+        for n in [Some(ix), before, owner].into_iter().flatten() {
+            self.reach_changed(n);
+        }
         let Some(o) = owner else { return };
         self.dirty.insert(o);
         let mut moved = Vec::new();
@@ -692,6 +709,7 @@ impl Engine {
 
     /// Recomputes a node's cached facts after its tags or manual decision changed.
     fn refresh(&mut self, ix: NodeIndex) {
+        let was = self.is_cde(ix);
         let n = &mut self.graph[ix];
         n.declared = n.tags.get(&self.settings.scope_tag_key).and_then(|v| v.parse().ok());
         n.data = n.tags.get(&self.settings.data_tag_key).and_then(|v| v.parse().ok());
@@ -705,6 +723,9 @@ impl Engine {
             self.cde_bits.resize(i + 1, false);
         }
         self.cde_bits[i] = cde;
+        if was != cde {
+            self.reach_changed(ix);
+        }
     }
 
     /// Rules 1–2 only: whether this node is in the CDE.
@@ -802,6 +823,21 @@ impl Engine {
                 )
             };
         }
+        if let Some(peers) = self.reachable(ix) {
+            let mut dependencies: Vec<String> = peers.keys().map(|c| self.graph[*c].resource_id.clone()).collect();
+            dependencies.sort();
+            return Outcome {
+                dependencies,
+                ..plain(
+                    PciScope::ConnectedCde,
+                    ScopeRule::Reachable,
+                    format!(
+                        "No ACCEPTed flow with the CDE within the lookback window, but its configuration lets it connect to CDE systems: {}.",
+                        self.reach_text(peers)
+                    ),
+                )
+            };
+        }
         match declared {
             Some(PciScope::ConnectedCde) => plain(
                 PciScope::ConnectedCde,
@@ -850,6 +886,7 @@ impl Engine {
     pub fn recompute(&mut self) -> (Vec<Change>, Vec<AlertCandidate>) {
         let moved = self.expire();
         self.coverage_before_recompute(moved);
+        self.reach_refresh();
         let mut dirty: Vec<NodeIndex> =
             std::mem::take(&mut self.dirty).into_iter().filter(|ix| self.graph.contains_node(*ix)).collect();
         // Interfaces follow their systems, which are decided first.
@@ -1011,7 +1048,7 @@ impl Engine {
         if n.declared == Some(PciScope::Cde) {
             return (PciScope::Cde, None);
         }
-        if near_cde {
+        if near_cde || self.reachable(ix).is_some() {
             return (PciScope::ConnectedCde, None);
         }
         match n.declared {
@@ -1059,11 +1096,34 @@ impl Engine {
         }
         // Pending review against a declared scope: only for want of flow-log
         // coverage, which `coverage_gap` names.
+        // Declared out-of-scope but reachable by configuration, no flow
+        // seen: a latent violation per CDE system, not a drift.
+        let latent = n.declared == Some(PciScope::OutOfScope) && n.manual.is_none() && !near_cde;
+        if latent && let Some(peers) = self.reachable(ix) {
+            keys.extend(peers.keys().map(|c| AlertKey::Latent(ix, *c)));
+        }
         if let Some(d) = n.declared
             && d != scope
             && scope != PciScope::PendingReview
+            && !(latent && self.reachable(ix).is_some())
         {
             keys.push(AlertKey::Declared(ix, d, scope));
+        }
+        // A CDE system whose known security groups do not admit flows it
+        // accepted: the inventory is stale, or a flow was attributed wrongly.
+        if n.cde {
+            for e in self.graph.edges_directed(ix, Direction::Incoming) {
+                if e.source() == ix {
+                    continue;
+                }
+                for (svc, _) in e.weight().iter().filter(|(s, _)| s.2 == FlowAction::Accept) {
+                    if self.graph[e.source()].kind == EndpointKind::Resource
+                        && self.admitted(e.source(), ix, svc.0, svc.1) == Some(false)
+                    {
+                        keys.push(AlertKey::NotAllowed(ix, e.source(), *svc));
+                    }
+                }
+            }
         }
         // The remaining conditions need a CDE end, and a node that can be in
         // one: a CDE system, an unknown host, a declared out-of-scope one, or
@@ -1276,6 +1336,62 @@ impl Engine {
                     context,
                 }
             }
+            AlertKey::Latent(ix, cde) => {
+                let (rid, c) = (&self.graph[ix].resource_id, &self.graph[cde].resource_id);
+                let rules = self.reachable(ix).and_then(|p| p.get(&cde)).map(|a| {
+                    let mut why: Vec<String> = a.iter().map(psg_reach::Allowed::describe).collect();
+                    why.sort();
+                    why.dedup();
+                    why.join("; ")
+                });
+                let rules = rules.unwrap_or_default();
+                AlertCandidate {
+                    event,
+                    alert_type: AlertType::LatentViolation,
+                    resource_id: rid.clone(),
+                    cause: format!("reachable:{c}"),
+                    title: format!("Out-of-scope {} can reach CDE system {}", self.short(ix), self.short(cde)),
+                    description: format!(
+                        "{} is declared out-of-scope, and no flow with CDE system {} was seen, but the configuration lets it connect: {rules}. PCI DSS counts systems that can connect to the CDE as in scope: restrict the rule or take the system into scope.",
+                        self.full(ix),
+                        self.full(cde)
+                    ),
+                    pci_requirement: "1.3.1",
+                    context: BTreeMap::from([
+                        ("resource_id".to_owned(), rid.clone()),
+                        ("peer".to_owned(), c.clone()),
+                        ("allowed_by".to_owned(), rules),
+                    ]),
+                }
+            }
+            AlertKey::NotAllowed(cde, src, (proto, port, _)) => {
+                let (c, s) = (&self.graph[cde].resource_id, &self.graph[src].resource_id);
+                let service = format!("{}/{port}", psg_domain::protocol_name(proto));
+                AlertCandidate {
+                    event,
+                    alert_type: AlertType::ObservedNotAllowed,
+                    resource_id: c.clone(),
+                    cause: format!("not-allowed:{s}:{service}"),
+                    title: format!(
+                        "{} accepted {service} from {} that its security groups do not admit",
+                        self.short(cde),
+                        self.short(src)
+                    ),
+                    description: format!(
+                        "CDE system {} accepted flows on {service} from {}, but none of its security groups ({}) admits that source on that service: the inventory is out of date, or the flow was attributed to the wrong system.",
+                        self.full(cde),
+                        self.full(src),
+                        self.graph[cde].groups.join(", ")
+                    ),
+                    pci_requirement: "1.2.7",
+                    context: BTreeMap::from([
+                        ("resource_id".to_owned(), c.clone()),
+                        ("peer".to_owned(), s.clone()),
+                        ("protocol".to_owned(), psg_domain::protocol_name(proto)),
+                        ("port".to_owned(), port.to_string()),
+                    ]),
+                }
+            }
             AlertKey::Policy(src, dst, (proto, port, _)) => {
                 let (s, d) = (&self.graph[src].resource_id, &self.graph[dst].resource_id);
                 let owner = if self.graph[src].cde { s } else { d };
@@ -1342,6 +1458,10 @@ enum AlertKey {
     Unknown(NodeIndex, NodeIndex),
     Internet(NodeIndex, NodeIndex),
     Policy(NodeIndex, NodeIndex, Service),
+    /// (declared out-of-scope system, CDE system it can reach).
+    Latent(NodeIndex, NodeIndex),
+    /// (CDE system, source, service) accepted but not admitted.
+    NotAllowed(NodeIndex, NodeIndex, Service),
 }
 
 impl AlertKey {
@@ -1405,6 +1525,7 @@ fn describe(services: &[(Service, Seen, &'static str)]) -> String {
 }
 
 mod coverage;
+mod reach;
 
 #[cfg(test)]
 mod tests;

@@ -663,3 +663,115 @@ fn a_silent_subnet_of_a_logged_vpc_is_a_gap() {
     assert!(e.decisions()["b"].justification.contains("no flow logs from subnet subnet-b"));
     assert_eq!(gaps(&alerts), vec![("subnet-b".to_owned(), AlertEvent::Raised)]);
 }
+
+fn security_group(id: &str, ingress: serde_json::Value, egress: serde_json::Value) -> Resource {
+    Resource {
+        resource_type: ResourceType::SecurityGroup,
+        metadata_json: Some(
+            serde_json::json!({"groupId": id, "vpcId": "vpc-1", "ipPermissions": ingress, "ipPermissionsEgress": egress})
+                .to_string(),
+        ),
+        ..resource(id, &[])
+    }
+}
+
+fn member(id: &str, ip: &str, groups: &[&str], tags: &[(&str, &str)]) -> Resource {
+    Resource {
+        private_ips: vec![ip.into()],
+        security_groups: groups.iter().map(|g| g.to_string()).collect(),
+        vpc_id: Some("vpc-1".into()),
+        ..resource(id, tags)
+    }
+}
+
+fn tcp_from_group(port: i32, group: &str) -> serde_json::Value {
+    serde_json::json!([{"ipProtocol": "tcp", "fromPort": port, "toPort": port, "userIdGroupPairs": [{"groupId": group}]}])
+}
+
+fn all_out() -> serde_json::Value {
+    serde_json::json!([{"ipProtocol": "-1", "ipv4Ranges": [{"cidrIp": "0.0.0.0/0"}]}])
+}
+
+fn of_kind(alerts: &[AlertCandidate], t: AlertType) -> Vec<(String, AlertEvent)> {
+    alerts.iter().filter(|a| a.alert_type == t).map(|a| (a.resource_id.clone(), a.event)).collect()
+}
+
+/// Issue 17: a security group of a CDE system that admits another group
+/// makes that group's members connected-cde (rule `reachable`, naming the
+/// rule), a declared out-of-scope member gets `latent_violation` (not a
+/// drift); removing the rule undoes both. In either order of inventory.
+#[test]
+fn systems_the_cde_security_groups_admit_are_connected() {
+    for groups_first in [true, false] {
+        let mut e = engine();
+        let groups = [
+            security_group("sg-0cde", tcp_from_group(5432, "sg-0app"), all_out()),
+            security_group("sg-0app", serde_json::json!([]), all_out()),
+        ];
+        let systems = [
+            member("db", "10.0.2.10", &["sg-0cde"], &[("pci-scope", "cde")]),
+            member("hr", "10.0.1.5", &["sg-0app"], &[("pci-scope", "out-of-scope")]),
+            member("web", "10.0.1.6", &["sg-web"], &[("pci-scope", "out-of-scope")]),
+        ];
+        let all: Vec<&Resource> = if groups_first {
+            groups.iter().chain(&systems).collect()
+        } else {
+            systems.iter().chain(&groups).collect()
+        };
+        for r in all {
+            e.upsert_resource(r);
+        }
+        let (_, alerts) = e.recompute();
+        let hr = &e.decisions()["hr"];
+        assert_eq!((hr.scope, hr.rule), (PciScope::ConnectedCde, ScopeRule::Reachable), "groups first: {groups_first}");
+        assert!(hr.justification.contains("db (sg-0cde admits TCP/5432 from sg-0app)"), "{}", hr.justification);
+        assert_eq!(hr.dependencies, vec!["db"]);
+        assert_eq!(scope_of(&e, "web"), PciScope::OutOfScope, "its group is not admitted");
+        assert!(!e.decisions().contains_key("sg-0cde"), "a security group is no system");
+        assert_eq!(of_kind(&alerts, AlertType::LatentViolation), vec![("hr".to_owned(), AlertEvent::Raised)]);
+        assert!(of_kind(&alerts, AlertType::ScopeDrift).is_empty(), "{alerts:?}");
+        // The rule is removed.
+        e.upsert_resource(&security_group("sg-0cde", serde_json::json!([]), all_out()));
+        let (_, alerts) = e.recompute();
+        assert_eq!(scope_of(&e, "hr"), PciScope::OutOfScope);
+        assert_eq!(of_kind(&alerts, AlertType::LatentViolation), vec![("hr".to_owned(), AlertEvent::Resolved)]);
+    }
+}
+
+/// Issue 17: CIDR rules and prefix lists admit by address, a source's own
+/// egress rules can stop it, and an accepted flow the CDE's groups do not
+/// admit is `observed_not_allowed`.
+#[test]
+fn cidrs_prefix_lists_egress_and_flows_not_allowed() {
+    let mut e = engine();
+    let ingress = serde_json::json!([
+        {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "ipv4Ranges": [{"cidrIp": "10.9.0.0/16"}]},
+        {"ipProtocol": "tcp", "fromPort": 443, "toPort": 443, "prefixListIds": [{"prefixListId": "pl-1"}]}
+    ]);
+    e.upsert_resource(&security_group("sg-0cde", ingress, all_out()));
+    e.upsert_resource(&security_group("sg-locked", serde_json::json!([]), serde_json::json!([])));
+    e.upsert_resource(&Resource {
+        resource_type: ResourceType::PrefixList,
+        metadata_json: Some(r#"{"PrefixListId": "pl-1", "Entries": [{"Cidr": "10.50.0.0/16"}]}"#.into()),
+        ..resource("pl-1", &[])
+    });
+    e.upsert_resource(&member("db", "10.0.2.10", &["sg-0cde"], &[("pci-scope", "cde")]));
+    e.upsert_resource(&member("jump", "10.9.1.1", &[], &[]));
+    e.upsert_resource(&member("corp", "10.50.3.3", &[], &[]));
+    e.upsert_resource(&member("locked", "10.9.1.2", &["sg-locked"], &[]));
+    e.upsert_resource(&member("app", "10.0.1.5", &[], &[]));
+    e.recompute();
+    assert!(e.decisions()["jump"].justification.contains("sg-0cde admits TCP/22 from 10.9.0.0/16"));
+    assert!(e.decisions()["corp"].justification.contains("sg-0cde admits TCP/443 from prefix list pl-1"));
+    assert_eq!(scope_of(&e, "locked"), PciScope::PendingReview, "its own group lets nothing out");
+    assert_eq!(scope_of(&e, "app"), PciScope::PendingReview);
+    // app connects to db on 5432 anyway: observed, not allowed.
+    e.add_edge(&edge(("app", R), ("db", R), 5432, FlowAction::Accept, DAY));
+    let (_, alerts) = e.recompute();
+    assert_eq!(of_kind(&alerts, AlertType::ObservedNotAllowed), vec![("db".to_owned(), AlertEvent::Raised)]);
+    assert_eq!(scope_of(&e, "app"), PciScope::ConnectedCde, "observed flows decide scope whatever the rules say");
+    // jump's SSH is admitted: no such alert for it.
+    e.add_edge(&edge(("jump", R), ("db", R), 22, FlowAction::Accept, DAY));
+    let (_, alerts) = e.recompute();
+    assert!(of_kind(&alerts, AlertType::ObservedNotAllowed).is_empty(), "{alerts:?}");
+}

@@ -70,6 +70,13 @@
 //!     from it depending on notification order. When the ENI is detached its
 //!     next item claims them again. The attachment stays in the metadata;
 //!   - otherwise `network_interface`, claiming its addresses and id.
+//! - `AWS::EC2::SecurityGroup` → `security_group` (network policy, not a
+//!   system): `vpcId`, name `groupName`; every rule of `ipPermissions` and
+//!   `ipPermissionsEgress` is read (protocol, ports, CIDRs, group pairs,
+//!   prefix lists) and an item with a rule that cannot be is refused naming
+//!   it. The rules stay in the metadata, which classify reads.
+//! - `AWS::EC2::PrefixList` → `prefix_list`: name `PrefixListName`, its
+//!   `Entries[].Cidr` checked.
 //! - `AWS::RDS::DBInstance` → `rds_instance`: name `dBInstanceIdentifier`,
 //!   `dBSubnetGroup.vpcId` (and `.subnets[].subnetIdentifier`),
 //!   `vpcSecurityGroups[].vpcSecurityGroupId`. `endpoint.address` is a DNS
@@ -171,6 +178,8 @@ enum Reader {
     Function,
     Task,
     Cluster,
+    SecurityGroup,
+    PrefixList,
 }
 
 /// What an ENI is for.
@@ -217,10 +226,13 @@ fn resource(ci: &Value, line: u32, ctx: MessageCtx<'_>) -> Result<Resource> {
         "AWS::Lambda::Function" => Reader::Function,
         "AWS::ECS::Task" => Reader::Task,
         "AWS::EKS::Cluster" => Reader::Cluster,
+        "AWS::EC2::SecurityGroup" => Reader::SecurityGroup,
+        "AWS::EC2::PrefixList" => Reader::PrefixList,
         other => {
             return Err(Refusal::unsupported(format!(
                 "unsupported AWS Config resource type {other} ({resource_id}): this version maps EC2 instances and \
-                 network interfaces, RDS DB instances, ELBv2 load balancers, Lambda functions, ECS tasks and EKS clusters"
+                 network interfaces, RDS DB instances, ELBv2 load balancers, Lambda functions, ECS tasks, EKS \
+                 clusters, security groups and managed prefix lists"
             )));
         }
     };
@@ -232,6 +244,8 @@ fn resource(ci: &Value, line: u32, ctx: MessageCtx<'_>) -> Result<Resource> {
         Reader::Function => ResourceType::LambdaFunction,
         Reader::Task => ResourceType::EcsTask,
         Reader::Cluster => ResourceType::EksCluster,
+        Reader::SecurityGroup => ResourceType::SecurityGroup,
+        Reader::PrefixList => ResourceType::PrefixList,
     };
 
     let mut r = Resource::new(resource_id, CloudProvider::Aws, ty, observed_at, ctx.source(line));
@@ -255,6 +269,9 @@ fn resource(ci: &Value, line: u32, ctx: MessageCtx<'_>) -> Result<Resource> {
         Reader::Function => lambda_function(&mut r, &cfg)?,
         Reader::Task => ecs_task(&mut r, &cfg)?,
         Reader::Cluster => eks_cluster(&mut r, &cfg)?,
+        Reader::SecurityGroup if !deleted => security_group(&mut r, &cfg)?,
+        Reader::PrefixList if !deleted => prefix_list(&mut r, &cfg)?,
+        Reader::SecurityGroup | Reader::PrefixList => {}
     }
     r.metadata_json = configuration.map(|c| c.to_string());
     Ok(r)
@@ -517,6 +534,27 @@ fn eks_cluster(r: &mut Resource, cfg: &At<'_>) -> Result<()> {
         if let Some(sg) = vpc.opt_str(&["clusterSecurityGroupId"])? {
             push_unique(&mut r.security_groups, sg);
         }
+    }
+    Ok(())
+}
+
+/// A security group: its rules are read (and refused with the rule that
+/// cannot be) here, and kept in the metadata for classify.
+fn security_group(r: &mut Resource, cfg: &At<'_>) -> Result<()> {
+    let g = psg_reach::aws_security_group(&r.resource_id, cfg.value)
+        .map_err(|e| Refusal::parse(format!("configuration.{e}")))?;
+    r.vpc_id = g.vpc_id;
+    if let Some(name) = g.name {
+        r.resource_name = Some(name);
+    }
+    Ok(())
+}
+
+/// A managed prefix list: its CIDRs are checked here.
+fn prefix_list(r: &mut Resource, cfg: &At<'_>) -> Result<()> {
+    psg_reach::aws_prefix_list(cfg.value).map_err(|e| Refusal::parse(format!("configuration.{e}")))?;
+    if let Some(name) = cfg.opt_string(&["PrefixListName", "prefixListName"])? {
+        r.resource_name = Some(name);
     }
     Ok(())
 }
@@ -961,5 +999,32 @@ mod tests {
         assert!(p.rejected[0].reason.contains("publish the file itself"), "{:?}", p.rejected);
         let not_recorded = item("AWS::EC2::Instance", "i-1", "null").replace(r#""OK""#, r#""ResourceNotRecorded""#);
         assert_eq!(run(&not_recorded).rejected[0].kind, "unsupported");
+    }
+
+    /// Issue 17: security groups and prefix lists are read as network
+    /// policy (rules checked, kept in the metadata); a rule that cannot be
+    /// read refuses the item, naming it.
+    #[test]
+    fn security_groups_and_prefix_lists_are_policy() {
+        let sg = r#"{"groupId": "sg-0cde", "groupName": "cde-db", "vpcId": "vpc-1", "description": "db",
+            "ipPermissions": [{"fromPort": 5432, "toPort": 5432, "ipProtocol": "tcp",
+                "userIdGroupPairs": [{"groupId": "sg-0app", "userId": "123456789012"}], "ipv4Ranges": [], "ipRanges": []}],
+            "ipPermissionsEgress": [{"ipProtocol": "-1", "ipv4Ranges": [{"cidrIp": "0.0.0.0/0"}], "ipRanges": ["0.0.0.0/0"]}]}"#;
+        let r = one(&item("AWS::EC2::SecurityGroup", "sg-0cde", sg));
+        assert_eq!(r.resource_type, ResourceType::SecurityGroup);
+        assert_eq!((r.vpc_id.as_deref(), r.resource_name.as_deref()), (Some("vpc-1"), Some("cde-db")));
+        assert!(r.metadata_json.as_deref().is_some_and(|m| m.contains("sg-0app")));
+        let pl = r#"{"PrefixListId": "pl-0corp", "PrefixListName": "corp", "Entries": [{"Cidr": "10.50.0.0/16"}]}"#;
+        let r = one(&item("AWS::EC2::PrefixList", "pl-0corp", pl));
+        assert_eq!((r.resource_type, r.resource_name.as_deref()), (ResourceType::PrefixList, Some("corp")));
+        let bad = r#"{"groupId": "sg-x", "ipPermissions": [{"ipProtocol": "tcp", "fromPort": 80, "toPort": 80,
+            "ipv4Ranges": [{"cidrIp": "10.0.0/8"}]}]}"#;
+        let p = run(&item("AWS::EC2::SecurityGroup", "sg-x", bad));
+        assert_eq!(p.rejected.len(), 1);
+        assert!(
+            p.rejected[0].reason.contains("configuration.ipPermissions[0].ipv4Ranges: '10.0.0/8' is not a CIDR block"),
+            "{}",
+            p.rejected[0].reason
+        );
     }
 }

@@ -1,0 +1,364 @@
+//! Reachability by configuration: the firewall rules of the inventory
+//! (AWS security groups and managed prefix lists, as AWS Config records
+//! them), and whether they let one system open a connection to another.
+//! Pure: JSON in, answers out; no Kafka, no database.
+//!
+//! Security groups are stateful: a connection from `a` to `b` on a service
+//! is allowed when one of `b`'s groups admits it inbound (a rule whose
+//! protocol and port range cover the service and whose peer is a CIDR
+//! holding `a`'s address, a group `a` is a member of, or a prefix list
+//! holding `a`'s address) and one of `a`'s groups lets it out (the same
+//! test outbound, with `b` as the peer). A system whose groups are unknown
+//! (another cloud, or groups not in the inventory) is not restricted on its
+//! side: scope errs towards inclusion.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde_json::Value;
+
+/// Where a rule's traffic may come from (inbound) or go to (outbound).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    Cidr(IpNet),
+    /// The members of a security group.
+    Group(String),
+    /// The CIDRs of a managed prefix list.
+    PrefixList(String),
+}
+
+/// One permission of a security group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// IANA protocol number; `-1`: every protocol.
+    pub protocol: i32,
+    /// Port range (inclusive); every port when the protocol has none or
+    /// the rule covers all traffic.
+    pub from_port: i32,
+    pub to_port: i32,
+    pub peers: Vec<Peer>,
+}
+
+impl Rule {
+    /// Whether the rule covers `protocol`/`port`.
+    pub fn covers(&self, protocol: i32, port: i32) -> bool {
+        if self.protocol == -1 {
+            return true;
+        }
+        if self.protocol != protocol {
+            return false;
+        }
+        // ICMP's "ports" are type and code: the service port is 0.
+        !has_ports(protocol) || (self.from_port <= port && port <= self.to_port)
+    }
+
+    /// `TCP/5432`, `TCP/8000-8080`, `UDP/all ports`, `all traffic`.
+    pub fn service(&self) -> String {
+        if self.protocol == -1 {
+            return "all traffic".to_owned();
+        }
+        let name = protocol_name(self.protocol);
+        if !has_ports(self.protocol) || (self.from_port <= 0 && self.to_port >= 65_535) {
+            return format!("{name}/all ports");
+        }
+        if self.from_port == self.to_port {
+            format!("{name}/{}", self.from_port)
+        } else {
+            format!("{name}/{}-{}", self.from_port, self.to_port)
+        }
+    }
+}
+
+/// A security group: its id, VPC and rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityGroup {
+    pub id: String,
+    pub name: Option<String>,
+    pub vpc_id: Option<String>,
+    pub ingress: Vec<Rule>,
+    pub egress: Vec<Rule>,
+}
+
+/// A rule that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct RuleError {
+    pub field: String,
+    pub reason: String,
+}
+
+fn bad(field: impl Into<String>, reason: impl Into<String>) -> RuleError {
+    RuleError { field: field.into(), reason: reason.into() }
+}
+
+/// A field by any of its spellings (AWS Config writes camelCase for EC2
+/// security groups and PascalCase for newer types).
+fn get<'a>(v: &'a Value, names: &[&str]) -> Option<&'a Value> {
+    names.iter().find_map(|n| v.get(*n)).filter(|v| !v.is_null())
+}
+
+fn text<'a>(v: &'a Value, names: &[&str]) -> Option<&'a str> {
+    get(v, names).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+fn items<'a>(v: &'a Value, names: &[&str], field: &str) -> Result<&'a [Value], RuleError> {
+    match get(v, names) {
+        None => Ok(&[]),
+        Some(Value::Array(a)) => Ok(a),
+        Some(other) => Err(bad(field, format!("expected an array, found {other}"))),
+    }
+}
+
+/// The protocol of `ipProtocol`: `-1`/`all` (every protocol), a name
+/// (`tcp`, `udp`, `icmp`, `icmpv6`) or a number.
+fn protocol(v: &Value, field: &str) -> Result<i32, RuleError> {
+    let p = match v {
+        Value::String(s) => s.to_ascii_lowercase(),
+        Value::Number(n) => n.to_string(),
+        other => return Err(bad(field, format!("expected a protocol, found {other}"))),
+    };
+    match p.as_str() {
+        "-1" | "all" => Ok(-1),
+        "tcp" => Ok(6),
+        "udp" => Ok(17),
+        "icmp" => Ok(1),
+        "icmpv6" | "58" => Ok(58),
+        n => n
+            .parse::<i32>()
+            .ok()
+            .filter(|n| (0..=255).contains(n))
+            .ok_or_else(|| bad(field, format!("'{p}' is not a protocol"))),
+    }
+}
+
+fn port(v: Option<&Value>, field: &str, default: i32) -> Result<i32, RuleError> {
+    match v {
+        None => Ok(default),
+        Some(Value::Number(n)) => {
+            n.as_i64().and_then(|n| i32::try_from(n).ok()).ok_or_else(|| bad(field, format!("'{n}' is not a port")))
+        }
+        Some(Value::String(s)) => s.parse().map_err(|_| bad(field, format!("'{s}' is not a port"))),
+        Some(other) => Err(bad(field, format!("expected a port, found {other}"))),
+    }
+}
+
+fn cidr(s: &str, field: &str) -> Result<IpNet, RuleError> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map(|n| n.trunc())
+        .map_err(|_| bad(field, format!("'{s}' is not a CIDR block")))
+}
+
+/// The permissions of `ipPermissions` / `ipPermissionsEgress`.
+fn permissions(cfg: &Value, names: &[&str], field: &str) -> Result<Vec<Rule>, RuleError> {
+    let mut rules = Vec::new();
+    for (i, p) in items(cfg, names, field)?.iter().enumerate() {
+        let at = |f: &str| format!("{field}[{i}].{f}");
+        let proto = protocol(
+            get(p, &["ipProtocol", "IpProtocol"]).ok_or_else(|| bad(at("ipProtocol"), "missing"))?,
+            &at("ipProtocol"),
+        )?;
+        let all_ports = proto == -1 || !has_ports(proto);
+        let mut from = port(get(p, &["fromPort", "FromPort"]), &at("fromPort"), 0)?;
+        let mut to = port(get(p, &["toPort", "ToPort"]), &at("toPort"), 65_535)?;
+        if all_ports || (from == -1 && to == -1) {
+            (from, to) = (0, 65_535);
+        }
+        if from > to || !(0..=65_535).contains(&from) || !(0..=65_535).contains(&to) {
+            return Err(bad(at("fromPort"), format!("{from}-{to} is not a port range")));
+        }
+        let mut peers = Vec::new();
+        for r in items(p, &["ipv4Ranges", "ipRanges", "IpRanges"], &at("ipv4Ranges"))? {
+            let s = match r {
+                Value::String(s) => Some(s.as_str()),
+                v => text(v, &["cidrIp", "CidrIp"]),
+            };
+            if let Some(s) = s {
+                let n = cidr(s, &at("ipv4Ranges"))?;
+                if !peers.contains(&Peer::Cidr(n)) {
+                    peers.push(Peer::Cidr(n));
+                }
+            }
+        }
+        for r in items(p, &["ipv6Ranges", "Ipv6Ranges"], &at("ipv6Ranges"))? {
+            if let Some(s) = text(r, &["cidrIpv6", "CidrIpv6"]) {
+                peers.push(Peer::Cidr(cidr(s, &at("ipv6Ranges"))?));
+            }
+        }
+        for g in items(p, &["userIdGroupPairs", "UserIdGroupPairs"], &at("userIdGroupPairs"))? {
+            if let Some(id) = text(g, &["groupId", "GroupId"]) {
+                peers.push(Peer::Group(id.to_owned()));
+            }
+        }
+        for l in items(p, &["prefixListIds", "PrefixListIds"], &at("prefixListIds"))? {
+            if let Some(id) = text(l, &["prefixListId", "PrefixListId"]) {
+                peers.push(Peer::PrefixList(id.to_owned()));
+            }
+        }
+        rules.push(Rule { protocol: proto, from_port: from, to_port: to, peers });
+    }
+    Ok(rules)
+}
+
+/// An AWS Config `AWS::EC2::SecurityGroup` configuration.
+pub fn aws_security_group(id: &str, cfg: &Value) -> Result<SecurityGroup, RuleError> {
+    if !cfg.is_object() {
+        return Err(bad("configuration", format!("expected an object, found {cfg}")));
+    }
+    Ok(SecurityGroup {
+        id: text(cfg, &["groupId", "GroupId"]).unwrap_or(id).to_owned(),
+        name: text(cfg, &["groupName", "GroupName"]).map(str::to_owned),
+        vpc_id: text(cfg, &["vpcId", "VpcId"]).map(str::to_owned),
+        ingress: permissions(cfg, &["ipPermissions", "IpPermissions"], "ipPermissions")?,
+        egress: permissions(cfg, &["ipPermissionsEgress", "IpPermissionsEgress"], "ipPermissionsEgress")?,
+    })
+}
+
+/// The CIDRs of an AWS Config `AWS::EC2::PrefixList` configuration
+/// (`Entries[].Cidr`).
+pub fn aws_prefix_list(cfg: &Value) -> Result<Vec<IpNet>, RuleError> {
+    let mut out = Vec::new();
+    for (i, e) in items(cfg, &["Entries", "entries"], "Entries")?.iter().enumerate() {
+        let field = format!("Entries[{i}].Cidr");
+        let s = text(e, &["Cidr", "cidr"]).ok_or_else(|| bad(&field, "missing"))?;
+        out.push(cidr(s, &field)?);
+    }
+    Ok(out)
+}
+
+/// What the reachability test knows of one end.
+#[derive(Debug, Clone, Copy)]
+pub struct End<'a> {
+    pub addresses: &'a [IpAddr],
+    pub groups: &'a [String],
+}
+
+/// The groups and prefix lists known.
+pub trait Lookup {
+    fn group(&self, id: &str) -> Option<&SecurityGroup>;
+    fn prefix_list(&self, id: &str) -> Option<&[IpNet]>;
+}
+
+/// Security groups and prefix lists by id.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    pub groups: std::collections::HashMap<String, SecurityGroup>,
+    pub prefix_lists: std::collections::HashMap<String, Vec<IpNet>>,
+}
+
+impl Lookup for Rules {
+    fn group(&self, id: &str) -> Option<&SecurityGroup> {
+        self.groups.get(id)
+    }
+    fn prefix_list(&self, id: &str) -> Option<&[IpNet]> {
+        self.prefix_lists.get(id).map(Vec::as_slice)
+    }
+}
+
+/// Whether `peer` matches `end` (a CIDR or prefix list holding one of its
+/// addresses, or a group it is a member of).
+pub fn matches(peer: &Peer, end: End<'_>, lookup: &impl Lookup) -> bool {
+    match peer {
+        Peer::Cidr(n) => end.addresses.iter().any(|a| n.contains(a)),
+        Peer::Group(g) => end.groups.iter().any(|x| x == g),
+        Peer::PrefixList(p) => {
+            lookup.prefix_list(p).is_some_and(|nets| nets.iter().any(|n| end.addresses.iter().any(|a| n.contains(a))))
+        }
+    }
+}
+
+/// One reason a connection is allowed: the inbound rule that admits it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allowed {
+    /// The group of the destination whose rule admits it.
+    pub group: String,
+    pub rule: Rule,
+    /// The peer of the rule that matched the source.
+    pub peer: Peer,
+}
+
+impl Allowed {
+    /// `sg-0cde admits TCP/5432 from sg-0app`.
+    pub fn describe(&self) -> String {
+        let from = match &self.peer {
+            Peer::Cidr(n) => n.to_string(),
+            Peer::Group(g) => g.clone(),
+            Peer::PrefixList(p) => format!("prefix list {p}"),
+        };
+        format!("{} admits {} from {from}", self.group, self.rule.service())
+    }
+}
+
+/// The inbound rules of `dst`'s groups that admit a connection from `src`
+/// (any service), provided `src`'s groups let it out. Empty when `dst` has
+/// no known group: nothing is known to admit anything.
+pub fn allowed(src: End<'_>, dst: End<'_>, lookup: &impl Lookup) -> Vec<Allowed> {
+    let mut out = Vec::new();
+    for g in dst.groups.iter().filter_map(|g| lookup.group(g)) {
+        for rule in &g.ingress {
+            if let Some(peer) = rule.peers.iter().find(|p| matches(p, src, lookup))
+                && egress_allows(src, dst, rule, lookup)
+            {
+                out.push(Allowed { group: g.id.clone(), rule: rule.clone(), peer: peer.clone() });
+            }
+        }
+    }
+    out
+}
+
+/// Whether `src`'s groups let out some traffic of `rule` to `dst` (a
+/// source with no known group is not restricted).
+pub fn egress_allows(src: End<'_>, dst: End<'_>, rule: &Rule, lookup: &impl Lookup) -> bool {
+    let known: Vec<&SecurityGroup> = src.groups.iter().filter_map(|g| lookup.group(g)).collect();
+    if known.is_empty() {
+        return true;
+    }
+    known.iter().flat_map(|g| &g.egress).any(|e| overlaps(e, rule) && e.peers.iter().any(|p| matches(p, dst, lookup)))
+}
+
+/// Whether two rules share some protocol and port.
+fn overlaps(a: &Rule, b: &Rule) -> bool {
+    (a.protocol == -1 || b.protocol == -1 || a.protocol == b.protocol)
+        && a.from_port <= b.to_port
+        && b.from_port <= a.to_port
+}
+
+/// Whether `dst`'s known groups admit `src` on `protocol`/`port`: `None`
+/// when `dst` has a group not in the inventory (nothing can be said).
+pub fn admits(src: End<'_>, dst: End<'_>, protocol: i32, port: i32, lookup: &impl Lookup) -> Option<bool> {
+    if dst.groups.is_empty() || dst.groups.iter().any(|g| lookup.group(g).is_none()) {
+        return None;
+    }
+    Some(
+        allowed(src, dst, lookup)
+            .iter()
+            .any(|a| a.rule.covers(protocol, port) && src_covers(src, dst, protocol, port, lookup)),
+    )
+}
+
+fn src_covers(src: End<'_>, dst: End<'_>, protocol: i32, port: i32, lookup: &impl Lookup) -> bool {
+    let known: Vec<&SecurityGroup> = src.groups.iter().filter_map(|g| lookup.group(g)).collect();
+    known.is_empty()
+        || known
+            .iter()
+            .flat_map(|g| &g.egress)
+            .any(|e| e.covers(protocol, port) && e.peers.iter().any(|p| matches(p, dst, lookup)))
+}
+
+fn has_ports(protocol: i32) -> bool {
+    matches!(protocol, 6 | 17 | 132)
+}
+
+fn protocol_name(p: i32) -> String {
+    match p {
+        1 => "ICMP".into(),
+        6 => "TCP".into(),
+        17 => "UDP".into(),
+        58 => "ICMPv6".into(),
+        132 => "SCTP".into(),
+        n => n.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,322 @@
+//! Reachability by configuration in the scope engine (rule 4 and the
+//! three-way view): which systems the inventory's security groups let open
+//! connections to CDE systems, kept current as groups, prefix lists and
+//! systems change.
+//!
+//! Per CDE system, the sources its groups admit (and whose own groups let
+//! the connection out) are computed when something the answer depends on
+//! changes: the CDE system's groups or addresses (all its sources again),
+//! a source's groups or addresses (that source against every CDE system).
+//! A system's addresses and groups are its own and its interfaces'.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use petgraph::stable_graph::NodeIndex;
+use psg_domain::{EndpointKind, Resource, ResourceType};
+use psg_reach::{Allowed, End, Peer, Rules};
+
+use super::Engine;
+
+#[derive(Debug, Default)]
+pub(super) struct State {
+    rules: Rules,
+    /// Nodes (systems and interfaces) per security group.
+    members: HashMap<String, BTreeSet<NodeIndex>>,
+    /// Nodes by address, for CIDR rules.
+    by_addr: BTreeMap<IpAddr, BTreeSet<NodeIndex>>,
+    /// Per source system: the CDE systems it can reach, and the rules that
+    /// let it.
+    allowed: HashMap<NodeIndex, BTreeMap<NodeIndex, Vec<Allowed>>>,
+    /// Per CDE system: the systems that can reach it.
+    sources: HashMap<NodeIndex, BTreeSet<NodeIndex>>,
+    /// CDE systems whose sources, and sources whose CDE systems, are to be
+    /// computed again.
+    stale_cde: BTreeSet<NodeIndex>,
+    stale_src: BTreeSet<NodeIndex>,
+    stale_all: bool,
+}
+
+impl Engine {
+    /// Takes in a security group or prefix list (a resource of a policy
+    /// type). A configuration that cannot be read is dropped (ingest checked
+    /// it; the previous rules stay).
+    pub(super) fn upsert_policy(&mut self, r: &Resource) {
+        let cfg = r.metadata_json.as_deref().and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok());
+        let rules = &mut self.reach.rules;
+        match r.resource_type {
+            ResourceType::SecurityGroup => {
+                let id = r.resource_id.clone();
+                let parsed = cfg.as_ref().and_then(|c| psg_reach::aws_security_group(&id, c).ok());
+                match (r.deleted, parsed) {
+                    (false, Some(g)) => {
+                        rules.groups.insert(id.clone(), g);
+                    }
+                    (true, _) => {
+                        rules.groups.remove(&id);
+                    }
+                    (false, None) => return,
+                }
+                // Its members' ingress (if CDE) and egress changed.
+                let members: Vec<NodeIndex> = self.reach.members.get(&id).into_iter().flatten().copied().collect();
+                for m in members {
+                    let system = self.system_of(m);
+                    self.reach.stale_src.insert(system);
+                    if self.is_cde(system) {
+                        self.reach.stale_cde.insert(system);
+                    }
+                }
+            }
+            ResourceType::PrefixList => {
+                let parsed = cfg.as_ref().and_then(|c| psg_reach::aws_prefix_list(c).ok());
+                match (r.deleted, parsed) {
+                    (false, Some(nets)) => {
+                        rules.prefix_lists.insert(r.resource_id.clone(), nets);
+                    }
+                    (true, _) => {
+                        rules.prefix_lists.remove(&r.resource_id);
+                    }
+                    (false, None) => return,
+                }
+                self.reach.stale_all = true;
+            }
+            _ => {}
+        }
+    }
+
+    /// Keeps a node's groups and addresses in the indexes (called when its
+    /// inventory changes, before the node's own fields are updated).
+    pub(super) fn place_in_groups(&mut self, ix: NodeIndex, groups: &[String], addresses: &[IpAddr], live: bool) {
+        let s = &mut self.reach;
+        let n = &self.graph[ix];
+        for g in &n.groups {
+            if let Some(set) = s.members.get_mut(g) {
+                set.remove(&ix);
+            }
+        }
+        for a in &n.addresses {
+            if let Some(set) = s.by_addr.get_mut(a) {
+                set.remove(&ix);
+            }
+        }
+        if live {
+            for g in groups {
+                s.members.entry(g.clone()).or_default().insert(ix);
+            }
+            for a in addresses {
+                s.by_addr.entry(*a).or_default().insert(ix);
+            }
+        }
+        self.graph[ix].groups = groups.to_vec();
+        self.reach_changed(ix);
+    }
+
+    /// Something reachability depends on changed at `ix` (its inventory,
+    /// CDE status or owner).
+    pub(super) fn reach_changed(&mut self, ix: NodeIndex) {
+        let system = self.system_of(ix);
+        for n in [ix, system] {
+            self.reach.stale_src.insert(n);
+            if self.is_cde(n) || self.reach.sources.contains_key(&n) {
+                self.reach.stale_cde.insert(n);
+            }
+        }
+    }
+
+    /// The system a node is part of (itself, or its interface's owner).
+    fn system_of(&self, ix: NodeIndex) -> NodeIndex {
+        self.graph[ix].owner.unwrap_or(ix)
+    }
+
+    /// A system's addresses and groups: its own and its interfaces'.
+    fn end_of(&self, ix: NodeIndex) -> (Vec<IpAddr>, Vec<String>) {
+        let n = &self.graph[ix];
+        let mut addresses = n.addresses.clone();
+        let mut groups = n.groups.clone();
+        let interfaces = n
+            .listed
+            .iter()
+            .filter_map(|i| self.nodes.get(i).copied())
+            .chain(self.served_by_system(ix))
+            .filter(|i| self.graph[*i].owner == Some(ix));
+        for i in interfaces {
+            addresses.extend(self.graph[i].addresses.iter().copied());
+            groups.extend(self.graph[i].groups.iter().cloned());
+        }
+        addresses.sort_unstable();
+        addresses.dedup();
+        groups.sort_unstable();
+        groups.dedup();
+        (addresses, groups)
+    }
+
+    /// The requester-managed interfaces matched to system `ix`.
+    fn served_by_system(&self, ix: NodeIndex) -> Vec<NodeIndex> {
+        self.serves.get(&ix).and_then(|k| self.managed.get(k)).into_iter().flatten().copied().collect()
+    }
+
+    /// Whether a node can be a source of reachability: a live inventory
+    /// system outside the CDE.
+    fn can_reach(&self, ix: NodeIndex) -> bool {
+        let n = &self.graph[ix];
+        n.classifiable && n.kind == EndpointKind::Resource && n.owner.is_none() && !self.is_cde(ix)
+    }
+
+    /// Brings reachability up to date (before decisions are recomputed).
+    pub(super) fn reach_refresh(&mut self) {
+        if std::mem::take(&mut self.reach.stale_all) {
+            let cde: Vec<NodeIndex> = self.graph.node_indices().filter(|ix| self.is_cde(*ix)).collect();
+            self.reach.stale_cde.extend(cde);
+        }
+        if self.reach.rules.groups.is_empty() && self.reach.allowed.is_empty() {
+            self.reach.stale_cde.clear();
+            self.reach.stale_src.clear();
+            return;
+        }
+        let stale_cde = std::mem::take(&mut self.reach.stale_cde);
+        let stale_src = std::mem::take(&mut self.reach.stale_src);
+        for c in &stale_cde {
+            self.forget_cde(*c);
+            if self.graph.contains_node(*c) && self.is_cde(*c) && self.graph[*c].classifiable {
+                self.sources_of(*c);
+            }
+        }
+        let cde: Vec<NodeIndex> = self
+            .graph
+            .node_indices()
+            .filter(|ix| self.is_cde(*ix) && self.graph[*ix].classifiable && self.graph[*ix].owner.is_none())
+            .collect();
+        for s in stale_src {
+            if !self.graph.contains_node(s) {
+                continue;
+            }
+            self.forget_src(s);
+            if !self.can_reach(s) {
+                continue;
+            }
+            let (sa, sg) = self.end_of(s);
+            for c in &cde {
+                let (ca, cg) = self.end_of(*c);
+                let a = psg_reach::allowed(
+                    End { addresses: &sa, groups: &sg },
+                    End { addresses: &ca, groups: &cg },
+                    &self.reach.rules,
+                );
+                if !a.is_empty() {
+                    self.record(s, *c, a);
+                }
+            }
+            self.dirty.insert(s);
+        }
+    }
+
+    /// Every source `c`'s groups admit.
+    fn sources_of(&mut self, c: NodeIndex) {
+        let (ca, cg) = self.end_of(c);
+        let mut candidates: BTreeSet<NodeIndex> = BTreeSet::new();
+        for g in cg.iter().filter_map(|g| self.reach.rules.groups.get(g)) {
+            for rule in &g.ingress {
+                for peer in &rule.peers {
+                    match peer {
+                        Peer::Group(id) => candidates.extend(self.reach.members.get(id).into_iter().flatten()),
+                        Peer::Cidr(n) => candidates
+                            .extend(self.reach.by_addr.range(n.network()..=n.broadcast()).flat_map(|(_, s)| s)),
+                        Peer::PrefixList(p) => {
+                            for n in self.reach.rules.prefix_lists.get(p).into_iter().flatten() {
+                                candidates
+                                    .extend(self.reach.by_addr.range(n.network()..=n.broadcast()).flat_map(|(_, s)| s));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let systems: BTreeSet<NodeIndex> =
+            candidates.into_iter().map(|i| self.system_of(i)).filter(|s| *s != c).collect();
+        for s in systems {
+            if !self.can_reach(s) {
+                continue;
+            }
+            let (sa, sg) = self.end_of(s);
+            let a = psg_reach::allowed(
+                End { addresses: &sa, groups: &sg },
+                End { addresses: &ca, groups: &cg },
+                &self.reach.rules,
+            );
+            if !a.is_empty() {
+                self.record(s, c, a);
+            }
+        }
+        self.dirty.insert(c);
+    }
+
+    fn record(&mut self, s: NodeIndex, c: NodeIndex, a: Vec<Allowed>) {
+        self.reach.allowed.entry(s).or_default().insert(c, a);
+        self.reach.sources.entry(c).or_default().insert(s);
+        self.dirty.insert(s);
+    }
+
+    fn forget_cde(&mut self, c: NodeIndex) {
+        for s in self.reach.sources.remove(&c).unwrap_or_default() {
+            if let Some(m) = self.reach.allowed.get_mut(&s) {
+                m.remove(&c);
+                if m.is_empty() {
+                    self.reach.allowed.remove(&s);
+                }
+            }
+            self.dirty.insert(s);
+        }
+        self.dirty.insert(c);
+    }
+
+    fn forget_src(&mut self, s: NodeIndex) {
+        for c in self.reach.allowed.remove(&s).map(|m| m.into_keys().collect::<Vec<_>>()).unwrap_or_default() {
+            if let Some(set) = self.reach.sources.get_mut(&c) {
+                set.remove(&s);
+            }
+        }
+        self.dirty.insert(s);
+    }
+
+    /// The CDE systems `ix` can reach by configuration, with the rules.
+    pub(super) fn reachable(&self, ix: NodeIndex) -> Option<&BTreeMap<NodeIndex, Vec<Allowed>>> {
+        self.reach.allowed.get(&ix).filter(|m| !m.is_empty())
+    }
+
+    /// Whether `cde`'s known groups admit `src` on `protocol`/`port`
+    /// (`None`: not known, a group of `cde` is not in the inventory).
+    pub(super) fn admitted(&self, src: NodeIndex, cde: NodeIndex, protocol: i32, port: i32) -> Option<bool> {
+        if self.reach.rules.groups.is_empty() {
+            return None;
+        }
+        let (sa, sg) = self.end_of(self.system_of(src));
+        let (ca, cg) = self.end_of(cde);
+        psg_reach::admits(
+            End { addresses: &sa, groups: &sg },
+            End { addresses: &ca, groups: &cg },
+            protocol,
+            port,
+            &self.reach.rules,
+        )
+    }
+
+    /// How a justification names the rules that let `ix` reach the CDE.
+    pub(super) fn reach_text(&self, peers: &BTreeMap<NodeIndex, Vec<Allowed>>) -> String {
+        let mut parts: Vec<String> = peers
+            .iter()
+            .map(|(c, a)| {
+                let mut why: Vec<String> = a.iter().map(Allowed::describe).collect();
+                why.sort();
+                why.dedup();
+                format!("{} ({})", self.graph[*c].resource_id, why.join("; "))
+            })
+            .collect();
+        parts.sort();
+        parts.join(", ")
+    }
+
+    /// The number of groups and prefix lists known.
+    pub fn policies(&self) -> (usize, usize) {
+        (self.reach.rules.groups.len(), self.reach.rules.prefix_lists.len())
+    }
+}
