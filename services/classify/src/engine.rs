@@ -1,4 +1,4 @@
-//! The scope engine: scope rules (v1) and alert rules over a graph of
+//! The scope engine: scope rules (v2) and alert rules over a graph of
 //! resources and flows. Pure: no Kafka, no database, no wall clock.
 //!
 //! Rules, in order, first match wins:
@@ -7,15 +7,20 @@
 //! 3. an ACCEPTed flow in either direction with a `cde` resource inside the
 //!    lookback window → `connected-cde` (the justification names the CDE
 //!    peers, protocols, ports, first and last seen);
-//! 4. declared `connected-cde` → `connected-cde`;
-//! 5. declared `out-of-scope` → `out-of-scope`;
-//! 6. otherwise → `pending-review`.
+//! 4. security groups let it connect to a `cde` system → `connected-cde`
+//!    (rule `reachable`, naming the rules; see [`reach`]);
+//! 5. declared `connected-cde` → `connected-cde`;
+//! 6. declared `out-of-scope`, with flow-log coverage over the lookback →
+//!    `out-of-scope` (without: `pending-review`; see [`coverage`]);
+//! 7. otherwise → `pending-review`.
 //!
 //! REJECTed flows never connect anything. Whether a resource is `cde`
 //! depends only on itself (rules 1–2), so a change to a resource can change
-//! the decision of that resource and of its neighbours only: those are the
-//! ones recomputed. "Now" for the lookback window is the watermark, the
-//! latest `last_seen` of any edge; edges older than the lookback expire.
+//! the decision of that resource and of its neighbours only, plus the
+//! systems whose reachability or coverage it changes (those modules mark
+//! them): those are the ones recomputed. "Now" for the lookback window is
+//! the watermark, the latest `last_seen` of any edge or coverage record;
+//! edges older than the lookback expire.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;

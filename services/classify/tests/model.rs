@@ -23,6 +23,14 @@ enum Event {
         data: bool,
         deleted: bool,
         interface: Option<usize>,
+        /// Its security group `sg-<n>`.
+        group: Option<usize>,
+    },
+    /// Security group `sg-<id>`: admits TCP/5432 from a group, or from one
+    /// resource's address; `None` deletes it.
+    Group {
+        id: usize,
+        rule: Option<(bool, usize)>,
     },
     Edge {
         src: usize,
@@ -57,15 +65,19 @@ fn arb_event() -> impl Strategy<Value = Event> {
             ],
             any::<bool>(),
             proptest::bool::weighted(0.1),
-            proptest::option::weighted(0.3, 0usize..4)
+            proptest::option::weighted(0.3, 0usize..4),
+            proptest::option::weighted(0.6, 0usize..3)
         )
-            .prop_map(|(id, scope, data, deleted, interface)| Event::Upsert {
+            .prop_map(|(id, scope, data, deleted, interface, group)| Event::Upsert {
                 id,
                 scope,
                 data: data && scope.is_none(),
                 deleted,
-                interface
+                interface,
+                group
             }),
+        (0usize..3, proptest::option::weighted(0.8, (any::<bool>(), 0usize..4)))
+            .prop_map(|(id, rule)| Event::Group { id, rule }),
         (0usize..6, 0usize..6, proptest::bool::weighted(0.8), 0i64..200)
             .prop_map(|(src, dst, accept, day)| Event::Edge { src, dst, accept, day }),
         (0usize..4, prop_oneof![Just(None), Just(Some(PciScope::Cde)), Just(Some(PciScope::OutOfScope))])
@@ -84,7 +96,31 @@ fn kind(i: usize) -> EndpointKind {
 
 fn apply(e: &mut Engine, ev: &Event) {
     match ev {
-        Event::Upsert { id, scope, data, deleted, interface } => {
+        Event::Group { id, rule } => {
+            let gid = format!("sg-{id}");
+            let mut r = Resource::new(
+                gid.clone(),
+                CloudProvider::Aws,
+                ResourceType::SecurityGroup,
+                0,
+                SourceRef { topic: String::new(), partition: 0, offset: 0, line: 0 },
+            );
+            let ingress = match rule {
+                Some((true, n)) => serde_json::json!([{"ipProtocol": "tcp", "fromPort": 5432, "toPort": 5432,
+                    "ipv4Ranges": [{"cidrIp": format!("10.0.0.{n}/32")}]}]),
+                Some((false, n)) => serde_json::json!([{"ipProtocol": "tcp", "fromPort": 5432, "toPort": 5432,
+                    "userIdGroupPairs": [{"groupId": format!("sg-{}", n % 3)}]}]),
+                None => serde_json::json!([]),
+            };
+            r.deleted = rule.is_none();
+            r.metadata_json = Some(
+                serde_json::json!({"groupId": gid, "ipPermissions": ingress,
+                    "ipPermissionsEgress": [{"ipProtocol": "-1", "ipv4Ranges": [{"cidrIp": "0.0.0.0/0"}]}]})
+                .to_string(),
+            );
+            e.upsert_resource(&r);
+        }
+        Event::Upsert { id, scope, data, deleted, interface, group } => {
             let mut r = Resource::new(
                 IDS[*id],
                 CloudProvider::Aws,
@@ -102,6 +138,8 @@ fn apply(e: &mut Engine, ev: &Event) {
             r.tags = tags;
             r.deleted = *deleted;
             r.interface_ids = interface.iter().map(|i| IDS[*i].to_owned()).collect();
+            r.private_ips = vec![format!("10.0.0.{id}")];
+            r.security_groups = group.iter().map(|g| format!("sg-{g}")).collect();
             e.upsert_resource(&r);
         }
         Event::Edge { .. } | Event::Withdraw { .. } => {

@@ -174,39 +174,73 @@ impl Engine {
             return;
         }
         let stale_cde = std::mem::take(&mut self.reach.stale_cde);
-        let stale_src = std::mem::take(&mut self.reach.stale_src);
-        for c in &stale_cde {
-            self.forget_cde(*c);
-            if self.graph.contains_node(*c) && self.is_cde(*c) && self.graph[*c].classifiable {
-                self.sources_of(*c);
+        let stale_src: Vec<NodeIndex> =
+            std::mem::take(&mut self.reach.stale_src).into_iter().filter(|s| self.graph.contains_node(*s)).collect();
+        // Sources first: what they reached is forgotten, then found again
+        // below (against the CDE systems computed in full, by those).
+        for s in &stale_src {
+            self.forget_src(*s);
+        }
+        let mut done: BTreeSet<NodeIndex> = BTreeSet::new();
+        for c in stale_cde {
+            self.forget_cde(c);
+            if self.graph.contains_node(c) && self.is_cde(c) && self.graph[c].classifiable {
+                self.sources_of(c);
+                done.insert(c);
             }
         }
-        let cde: Vec<NodeIndex> = self
+        let sources: Vec<NodeIndex> = stale_src.into_iter().filter(|s| self.can_reach(*s)).collect();
+        if sources.is_empty() {
+            return;
+        }
+        // The other CDE systems, indexed by what their rules admit: groups,
+        // and CIDRs (prefix lists resolved).
+        let mut by_group: HashMap<&str, Vec<NodeIndex>> = HashMap::new();
+        let mut by_net: Vec<(ipnet::IpNet, NodeIndex)> = Vec::new();
+        let mut ends: HashMap<NodeIndex, (Vec<IpAddr>, Vec<String>)> = HashMap::new();
+        let others: Vec<NodeIndex> = self
             .graph
             .node_indices()
             .filter(|ix| self.is_cde(*ix) && self.graph[*ix].classifiable && self.graph[*ix].owner.is_none())
+            .filter(|ix| !done.contains(ix))
             .collect();
-        for s in stale_src {
-            if !self.graph.contains_node(s) {
-                continue;
+        for c in others {
+            let end = self.end_of(c);
+            for g in end.1.iter().filter_map(|g| self.reach.rules.groups.get(g)) {
+                for peer in g.ingress.iter().flat_map(|r| &r.peers) {
+                    match peer {
+                        Peer::Group(id) => by_group.entry(id.as_str()).or_default().push(c),
+                        Peer::Cidr(n) => by_net.push((*n, c)),
+                        Peer::PrefixList(p) => {
+                            by_net.extend(self.reach.rules.prefix_lists.get(p).into_iter().flatten().map(|n| (*n, c)))
+                        }
+                    }
+                }
             }
-            self.forget_src(s);
-            if !self.can_reach(s) {
-                continue;
-            }
+            ends.insert(c, end);
+        }
+        let mut found: Vec<(NodeIndex, NodeIndex, Vec<Allowed>)> = Vec::new();
+        for s in sources {
             let (sa, sg) = self.end_of(s);
-            for c in &cde {
-                let (ca, cg) = self.end_of(*c);
+            let mut candidates: BTreeSet<NodeIndex> =
+                sg.iter().flat_map(|g| by_group.get(g.as_str()).into_iter().flatten()).copied().collect();
+            candidates.extend(by_net.iter().filter(|(n, _)| sa.iter().any(|a| n.contains(a))).map(|(_, c)| *c));
+            for c in candidates {
+                let (ca, cg) = &ends[&c];
                 let a = psg_reach::allowed(
                     End { addresses: &sa, groups: &sg },
-                    End { addresses: &ca, groups: &cg },
+                    End { addresses: ca, groups: cg },
                     &self.reach.rules,
                 );
                 if !a.is_empty() {
-                    self.record(s, *c, a);
+                    found.push((s, c, a));
                 }
             }
             self.dirty.insert(s);
+        }
+        drop((by_group, by_net, ends));
+        for (s, c, a) in found {
+            self.record(s, c, a);
         }
     }
 
