@@ -184,7 +184,13 @@ impl Engine {
         let mut done: BTreeSet<NodeIndex> = BTreeSet::new();
         for c in stale_cde {
             self.forget_cde(c);
-            if self.graph.contains_node(c) && self.is_cde(c) && self.graph[c].classifiable {
+            // A CDE system, not an interface: an interface is its system
+            // (flows are counted the same way).
+            if self.graph.contains_node(c)
+                && self.is_cde(c)
+                && self.graph[c].classifiable
+                && self.graph[c].owner.is_none()
+            {
                 self.sources_of(c);
                 done.insert(c);
             }
