@@ -30,7 +30,8 @@ pub struct Place {
 pub struct Coverage {
     gap: Micros,
     report_every: Micros,
-    units: HashMap<(i32, String), Unit>,
+    /// Per input partition, per unit id.
+    units: HashMap<i32, HashMap<String, Unit>>,
     /// Units to publish at the next [`Coverage::take_reports`].
     changed: Vec<(i32, String)>,
 }
@@ -53,7 +54,7 @@ impl Coverage {
 
     /// Units known (all partitions).
     pub fn units(&self) -> usize {
-        self.units.len()
+        self.units.values().map(HashMap::len).sum()
     }
 
     /// Counts one record of input `partition`. `place`: where the
@@ -62,8 +63,9 @@ impl Coverage {
     pub fn observe(&mut self, partition: i32, rec: &FlowRecord, place: impl FnOnce() -> Place) {
         let Some((kind, id)) = unit_of(rec) else { return };
         let t = rec.end_time;
-        let key = (partition, id.to_owned());
-        let unit = match self.units.get_mut(&key) {
+        let units = self.units.entry(partition).or_default();
+        // Looked up by the borrowed id: no allocation per record.
+        let unit = match units.get_mut(id) {
             Some(u) => u,
             None => {
                 let place = place();
@@ -84,7 +86,7 @@ impl Coverage {
                     skipped: 0,
                     gaps: Vec::new(),
                 };
-                self.units.entry(key.clone()).or_insert(Unit { report, published: None, queued: false })
+                units.entry(id.to_owned()).or_insert(Unit { report, published: None, queued: false })
             }
         };
         let r = &mut unit.report;
@@ -119,7 +121,7 @@ impl Coverage {
         let due = unit.published.is_none_or(|p| r.last_seen - p >= self.report_every);
         if (news || due) && !unit.queued {
             unit.queued = true;
-            self.changed.push(key);
+            self.changed.push((partition, id.to_owned()));
         }
     }
 
@@ -127,8 +129,8 @@ impl Coverage {
     /// published (see the module documentation).
     pub fn take_reports(&mut self) -> Vec<FlowCoverage> {
         let mut out = Vec::with_capacity(self.changed.len());
-        for key in self.changed.drain(..) {
-            if let Some(u) = self.units.get_mut(&key) {
+        for (partition, id) in self.changed.drain(..) {
+            if let Some(u) = self.units.get_mut(&partition).and_then(|p| p.get_mut(&id)) {
                 u.queued = false;
                 u.published = Some(u.report.last_seen);
                 out.push(u.report.clone());
