@@ -131,7 +131,7 @@ struct Node {
     /// Cached: rules 1–2 make it CDE.
     cde: bool,
     /// The scope and classification last decided.
-    decided: Option<(PciScope, Option<DataClassification>)>,
+    decided: Option<Remembered>,
     address: Option<String>,
     vpc_id: Option<String>,
     subnet_id: Option<String>,
@@ -150,6 +150,13 @@ struct Node {
 
 /// (protocol, destination port, action).
 type Service = (i32, i32, FlowAction);
+
+/// What a node was last decided: scope, classification and the rule.
+type Decided = (PciScope, Option<DataClassification>, ScopeRule);
+
+/// What a node is known to have been decided: the rule is unknown for a
+/// decision restored from the database (it keeps none).
+type Remembered = (PciScope, Option<DataClassification>, Option<ScopeRule>);
 
 /// The services seen on one directed edge; almost always one, kept inline.
 type Services = SmallVec<[(Service, Seen); 1]>;
@@ -342,7 +349,7 @@ impl Engine {
     /// state at start), so that the same outcome is not decided again.
     pub fn remember(&mut self, resource_id: &str, outcome: Outcome) {
         if let Some(ix) = self.nodes.get(resource_id) {
-            self.graph[*ix].decided = Some((outcome.scope, outcome.classification));
+            self.graph[*ix].decided = Some((outcome.scope, outcome.classification, None));
         }
         self.last.insert(resource_id.to_owned(), outcome);
     }
@@ -362,7 +369,7 @@ impl Engine {
             declared: None,
             data: None,
             cde: false,
-            decided: self.last.get(resource_id).map(|o| (o.scope, o.classification)),
+            decided: self.last.get(resource_id).map(|o| (o.scope, o.classification, None)),
             address: None,
             vpc_id: None,
             subnet_id: None,
@@ -919,8 +926,11 @@ impl Engine {
                 // An interface: its system's decision, no alert of its own.
                 let rid = self.graph[ix].resource_id.clone();
                 let previous = self.last.get(&rid).cloned();
-                if previous.as_ref().is_none_or(|p| p.differs(&owned) || p.dependencies != owned.dependencies) {
-                    self.graph[ix].decided = Some((owned.scope, owned.classification));
+                if previous
+                    .as_ref()
+                    .is_none_or(|p| p.differs(&owned) || p.rule != owned.rule || p.dependencies != owned.dependencies)
+                {
+                    self.graph[ix].decided = Some((owned.scope, owned.classification, Some(owned.rule)));
                     self.last.insert(rid.clone(), owned.clone());
                     changes.push(Change { resource_id: rid, outcome: owned, previous });
                 }
@@ -932,11 +942,19 @@ impl Engine {
                 Some(set) => set.contains(&ix),
                 None => self.has_accepted_cde_peer(ix),
             };
-            let (scope, class) = self.quick_scope(ix, near_cde);
+            let (scope, class, rule) = self.quick_scope(ix, near_cde);
             // A declared scope is the baseline drift is measured against:
             // the declared-vs-computed alert covers it, one alert per cause.
             let declared_covers = self.graph[ix].declared.is_some() && self.graph[ix].manual.is_none();
-            if self.graph[ix].decided != Some((scope, class)) {
+            // A new decision when the scope, classification or rule changes
+            // (a reachable system whose flow is then seen is decided again:
+            // the result does not depend on the order of events).
+            let same =
+                self.graph[ix].decided.is_some_and(|(s, c, r)| s == scope && c == class && r.is_none_or(|r| r == rule));
+            if same {
+                // A restored decision learns its rule without a new one.
+                self.graph[ix].decided = Some((scope, class, Some(rule)));
+            } else {
                 let outcome = self.outcome(ix);
                 let rid = self.graph[ix].resource_id.clone();
                 let previous = self.last.get(&rid).cloned();
@@ -959,7 +977,7 @@ impl Engine {
                         None => {}
                     }
                 }
-                self.graph[ix].decided = Some((scope, class));
+                self.graph[ix].decided = Some((scope, class, Some(rule)));
                 self.last.insert(rid.clone(), outcome.clone());
                 changes.push(Change { resource_id: rid, outcome, previous });
             }
@@ -1042,27 +1060,30 @@ impl Engine {
 
     /// The scope and classification of a node, without putting anything
     /// into words (the same rules as [`Engine::outcome`]).
-    fn quick_scope(&self, ix: NodeIndex, near_cde: bool) -> (PciScope, Option<DataClassification>) {
+    fn quick_scope(&self, ix: NodeIndex, near_cde: bool) -> Decided {
         let n = &self.graph[ix];
         if let Some((scope, _)) = &n.manual {
-            return (*scope, None);
+            return (*scope, None, ScopeRule::ManualDecision);
         }
         if let Some(class) = n.data {
-            return (PciScope::Cde, Some(class));
+            return (PciScope::Cde, Some(class), ScopeRule::DeclaredCde);
         }
         if n.declared == Some(PciScope::Cde) {
-            return (PciScope::Cde, None);
+            return (PciScope::Cde, None, ScopeRule::DeclaredCde);
         }
-        if near_cde || self.reachable(ix).is_some() {
-            return (PciScope::ConnectedCde, None);
+        if near_cde {
+            return (PciScope::ConnectedCde, None, ScopeRule::CdeConnection);
+        }
+        if self.reachable(ix).is_some() {
+            return (PciScope::ConnectedCde, None, ScopeRule::Reachable);
         }
         match n.declared {
-            Some(PciScope::ConnectedCde) => (PciScope::ConnectedCde, None),
+            Some(PciScope::ConnectedCde) => (PciScope::ConnectedCde, None, ScopeRule::DeclaredConnected),
             Some(PciScope::OutOfScope) => match self.coverage_verdict(ix) {
-                coverage::Verdict::Missing { .. } => (PciScope::PendingReview, None),
-                _ => (PciScope::OutOfScope, None),
+                coverage::Verdict::Missing { .. } => (PciScope::PendingReview, None, ScopeRule::NoFlowLogCoverage),
+                _ => (PciScope::OutOfScope, None, ScopeRule::DeclaredOutOfScope),
             },
-            _ => (PciScope::PendingReview, None),
+            _ => (PciScope::PendingReview, None, ScopeRule::NoScopeTag),
         }
     }
 

@@ -186,8 +186,14 @@ fn settings() -> Settings {
     }
 }
 
-fn current(e: &Engine) -> BTreeMap<String, PciScope> {
-    e.decisions().iter().filter(|(id, _)| e.is_classifiable(id)).map(|(id, o)| (id.clone(), o.scope)).collect()
+/// Scope and rule of every classifiable resource: neither depends on the
+/// order the events came in.
+fn current(e: &Engine) -> BTreeMap<String, (PciScope, psg_domain::ScopeRule)> {
+    e.decisions()
+        .iter()
+        .filter(|(id, _)| e.is_classifiable(id))
+        .map(|(id, o)| (id.clone(), (o.scope, o.rule)))
+        .collect()
 }
 
 proptest! {
