@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use psg_domain::time::rfc3339;
 use psg_domain::{
-    Alert, EdgeKind, EndpointKind, FlowAction, FlowCoverage, FlowEdge, PciScope, Resource, ResourceType, ScopeDecision,
+    Alert, EdgeKind, EndpointKind, FlowAction, FlowCoverage, FlowEdge, PciScope, Resource, ScopeDecision,
 };
 use psg_kafka_runtime::InMessage;
 use psg_kafka_runtime::dead_letter;
@@ -534,23 +534,13 @@ fn reachable_pairs(
     let live: Vec<&Resource> = resources.iter().filter(|r| !r.deleted).collect();
     let mut rules = psg_reach::Rules::default();
     for r in &live {
-        let cfg = || r.metadata_json.as_deref().and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok());
-        match r.resource_type {
-            ResourceType::SecurityGroup => {
-                if let Some(g) = cfg().and_then(|c| psg_reach::aws_security_group(&r.resource_id, &c).ok()) {
-                    rules.groups.insert(r.resource_id.clone(), g);
-                }
-            }
-            ResourceType::PrefixList => {
-                if let Some(nets) = cfg().and_then(|c| psg_reach::aws_prefix_list(&c).ok()) {
-                    rules.prefix_lists.insert(r.resource_id.clone(), nets);
-                }
-            }
-            _ => {}
+        if let Some(kind) = psg_classify::engine::policy_kind(r.resource_type) {
+            let cfg = r.metadata_json.as_deref().and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok());
+            rules.apply(kind, &r.resource_id, cfg.as_ref(), false);
         }
     }
     let mut out = BTreeMap::new();
-    if rules.groups.is_empty() {
+    if rules.is_empty() {
         return out;
     }
     let by_id: HashMap<&str, &Resource> = live.iter().map(|r| (r.resource_id.as_str(), *r)).collect();

@@ -105,6 +105,8 @@ named_enum! {
         SecurityGroup => "security_group",
         /// An AWS managed prefix list: CIDRs that rules refer to.
         PrefixList => "prefix_list",
+        /// A GCP VPC firewall rule: one rule of its network, not a system.
+        FirewallRule => "firewall_rule",
     }
 }
 
@@ -312,7 +314,7 @@ impl ResourceType {
     /// Whether resources of this type are network policy (firewall rules,
     /// address lists) rather than systems: never classified or counted.
     pub const fn is_policy(self) -> bool {
-        matches!(self, Self::SecurityGroup | Self::PrefixList)
+        matches!(self, Self::SecurityGroup | Self::PrefixList | Self::FirewallRule)
     }
 }
 

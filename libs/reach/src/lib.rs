@@ -1,7 +1,8 @@
 //! Reachability by configuration: the firewall rules of the inventory
 //! (AWS security groups and managed prefix lists, as AWS Config records
-//! them), and whether they let one system open a connection to another.
-//! Pure: JSON in, answers out; no Kafka, no database.
+//! them; GCP VPC firewall rules, see [`gcp`]), and whether they let one
+//! system open a connection to another. Pure: JSON in, answers out; no
+//! Kafka, no database.
 //!
 //! Security groups are stateful: a connection from `a` to `b` on a service
 //! is allowed when one of `b`'s groups admits it inbound (a rule whose
@@ -12,10 +13,15 @@
 //! (another cloud, or groups not in the inventory) is not restricted on its
 //! side: scope errs towards inclusion.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde_json::Value;
+
+pub mod gcp;
+
+pub use gcp::{Direction, Firewall, FirewallRule};
 
 /// Where a rule's traffic may come from (inbound) or go to (outbound).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,20 +236,142 @@ pub fn aws_prefix_list(cfg: &Value) -> Result<Vec<IpNet>, RuleError> {
 #[derive(Debug, Clone, Copy)]
 pub struct End<'a> {
     pub addresses: &'a [IpAddr],
+    /// Its security groups (AWS), network security group (Azure), GCP
+    /// network, and the selectors rules refer to (GCP network tags and
+    /// service accounts, Azure application security groups).
     pub groups: &'a [String],
 }
 
-/// The groups and prefix lists known.
+/// What an entry of [`End::groups`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    /// A set of rules of its own (AWS security group, Azure NSG).
+    Group,
+    /// A GCP VPC network: its firewall rules apply.
+    Network,
+    /// Something rules select by (a tag, a service account, an Azure ASG):
+    /// no rules of its own.
+    Selector,
+}
+
+impl Membership {
+    pub fn of(id: &str) -> Self {
+        if id.starts_with(gcp::TAG)
+            || id.starts_with(gcp::SERVICE_ACCOUNT)
+            || id.contains("/applicationsecuritygroups/")
+        {
+            Self::Selector
+        } else if id.starts_with("projects/") && id.contains("/global/networks/") {
+            Self::Network
+        } else {
+            Self::Group
+        }
+    }
+}
+
+/// The groups, prefix lists and network firewalls known.
 pub trait Lookup {
     fn group(&self, id: &str) -> Option<&SecurityGroup>;
     fn prefix_list(&self, id: &str) -> Option<&[IpNet]>;
+    /// A GCP network's firewall rules (by `projects/P/global/networks/N`).
+    fn firewall(&self, _network: &str) -> Option<&Firewall> {
+        None
+    }
 }
 
-/// Security groups and prefix lists by id.
+/// Security groups, prefix lists and GCP firewall rules by id.
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
-    pub groups: std::collections::HashMap<String, SecurityGroup>,
-    pub prefix_lists: std::collections::HashMap<String, Vec<IpNet>>,
+    pub groups: HashMap<String, SecurityGroup>,
+    pub prefix_lists: HashMap<String, Vec<IpNet>>,
+    /// Per GCP network, its rules.
+    pub firewalls: HashMap<String, Firewall>,
+    /// Per firewall rule resource, its network and name.
+    firewall_rules: HashMap<String, (String, String)>,
+}
+
+/// The kinds of inventory resource that hold rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// `AWS::EC2::SecurityGroup` (AWS Config's configuration).
+    SecurityGroup,
+    /// `AWS::EC2::PrefixList`.
+    PrefixList,
+    /// `compute.googleapis.com/Firewall` (the asset's `resource.data`).
+    FirewallRule,
+}
+
+/// What an inventory change to a policy resource changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    /// The members of these groups or networks: their rules changed.
+    Members(Vec<String>),
+    /// A prefix list: any rule may refer to it.
+    Everything,
+}
+
+impl Rules {
+    /// Takes in a policy resource of inventory: `cfg` its configuration,
+    /// `deleted` when it is gone. `None` when a live resource's
+    /// configuration cannot be read (the previous rules stay).
+    pub fn apply(&mut self, kind: PolicyKind, id: &str, cfg: Option<&Value>, deleted: bool) -> Option<Changed> {
+        match kind {
+            PolicyKind::SecurityGroup => {
+                if deleted {
+                    self.groups.remove(id);
+                } else {
+                    let g = aws_security_group(id, cfg?).ok()?;
+                    self.groups.insert(id.to_owned(), g);
+                }
+                Some(Changed::Members(vec![id.to_owned()]))
+            }
+            PolicyKind::PrefixList => {
+                if deleted {
+                    self.prefix_lists.remove(id);
+                } else {
+                    self.prefix_lists.insert(id.to_owned(), aws_prefix_list(cfg?).ok()?);
+                }
+                Some(Changed::Everything)
+            }
+            PolicyKind::FirewallRule => {
+                let networks = if deleted {
+                    self.remove_firewall_rule(id).into_iter().collect()
+                } else {
+                    self.upsert_firewall_rule(id, gcp::gcp_firewall(cfg?).ok()?)
+                };
+                Some(Changed::Members(networks))
+            }
+        }
+    }
+
+    /// Whether nothing is known.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty() && self.firewalls.is_empty()
+    }
+
+    /// Adds or replaces the firewall rule of resource `id`; the networks
+    /// whose rules changed (its network, and its former one if it moved).
+    pub fn upsert_firewall_rule(&mut self, id: &str, rule: FirewallRule) -> Vec<String> {
+        let mut changed = self.remove_firewall_rule(id).into_iter().collect::<Vec<_>>();
+        self.firewall_rules.insert(id.to_owned(), (rule.network.clone(), rule.name.clone()));
+        if !changed.contains(&rule.network) {
+            changed.push(rule.network.clone());
+        }
+        self.firewalls.entry(rule.network.clone()).or_default().upsert(rule);
+        changed
+    }
+
+    /// Removes the firewall rule of resource `id`; its network, if known.
+    pub fn remove_firewall_rule(&mut self, id: &str) -> Option<String> {
+        let (network, name) = self.firewall_rules.remove(id)?;
+        if let Some(fw) = self.firewalls.get_mut(&network) {
+            fw.remove(&name);
+            if fw.is_empty() {
+                self.firewalls.remove(&network);
+            }
+        }
+        Some(network)
+    }
 }
 
 impl Lookup for Rules {
@@ -253,6 +381,23 @@ impl Lookup for Rules {
     fn prefix_list(&self, id: &str) -> Option<&[IpNet]> {
         self.prefix_lists.get(id).map(Vec::as_slice)
     }
+    fn firewall(&self, network: &str) -> Option<&Firewall> {
+        self.firewalls.get(network)
+    }
+}
+
+/// The peers of every rule that could admit a connection to `dst` (its
+/// groups' inbound rules, its networks' allow rules that apply to it): the
+/// only sources worth testing.
+pub fn ingress_peers<'a>(dst: &[String], lookup: &'a impl Lookup) -> Vec<&'a Peer> {
+    let mut out: Vec<&Peer> =
+        dst.iter().filter_map(|g| lookup.group(g)).flat_map(|g| &g.ingress).flat_map(|r| &r.peers).collect();
+    for fw in dst.iter().filter(|g| Membership::of(g) == Membership::Network).filter_map(|n| lookup.firewall(n)) {
+        out.extend(
+            fw.applying(Direction::Ingress, dst).filter(|r| !r.deny).flat_map(|r| &r.services).flat_map(|s| &s.peers),
+        );
+    }
+    out
 }
 
 /// Whether `peer` matches `end` (a CIDR or prefix list holding one of its
@@ -303,7 +448,78 @@ pub fn allowed(src: End<'_>, dst: End<'_>, lookup: &impl Lookup) -> Vec<Allowed>
             }
         }
     }
+    for net in dst.groups.iter().filter(|g| Membership::of(g) == Membership::Network) {
+        let Some(fw) = lookup.firewall(net) else { continue };
+        let ingress = network_ingress(src, dst, net, fw, lookup);
+        if ingress.iter().all(|r| r.deny) {
+            continue;
+        }
+        let egress = network_egress(src, lookup);
+        let aws_egress = src.groups.iter().filter_map(|g| lookup.group(g)).flat_map(|g| &g.egress);
+        let services = ingress.iter().chain(&egress).flat_map(|r| &r.services).chain(aws_egress);
+        for (protocol, port) in gcp::points(services) {
+            if let Some((rule, service, peer)) =
+                gcp::decide(&ingress, protocol, port, |p| matches_in(p, src, net, lookup))
+                && !rule.deny
+                && egress_decides(src, dst, &egress, protocol, port, lookup)
+            {
+                let a = Allowed { group: rule.label(), rule: service.clone(), peer: peer.clone() };
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+        }
+    }
     out
+}
+
+/// The ingress rules of network `net` that apply to `dst` and could match
+/// `src`, in evaluation order.
+fn network_ingress<'a>(
+    src: End<'_>,
+    dst: End<'a>,
+    net: &str,
+    fw: &'a Firewall,
+    lookup: &impl Lookup,
+) -> Vec<&'a FirewallRule> {
+    fw.applying(Direction::Ingress, dst.groups)
+        .filter(|r| r.services.iter().flat_map(|s| &s.peers).any(|p| matches_in(p, src, net, lookup)))
+        .collect()
+}
+
+/// The egress rules of `src`'s networks that apply to it, in evaluation
+/// order (networks one after another).
+fn network_egress<'a>(src: End<'a>, lookup: &'a impl Lookup) -> Vec<&'a FirewallRule> {
+    src.groups
+        .iter()
+        .filter(|g| Membership::of(g) == Membership::Network)
+        .filter_map(|n| lookup.firewall(n))
+        .flat_map(|fw| fw.applying(Direction::Egress, src.groups))
+        .collect()
+}
+
+/// Whether `src` may send `protocol`/`port` to `dst`: its security groups
+/// let it out (if it has known ones) and no egress rule of its networks
+/// denies it first (GCP's implied egress rule allows).
+fn egress_decides(
+    src: End<'_>,
+    dst: End<'_>,
+    egress: &[&FirewallRule],
+    protocol: i32,
+    port: i32,
+    lookup: &impl Lookup,
+) -> bool {
+    src_covers(src, dst, protocol, port, lookup)
+        && gcp::decide(egress, protocol, port, |p| matches(p, dst, lookup)).is_none_or(|(r, _, _)| !r.deny)
+}
+
+/// [`matches`] for a rule of network `net`: tags and service accounts
+/// select instances of that network only.
+fn matches_in(peer: &Peer, end: End<'_>, net: &str, lookup: &impl Lookup) -> bool {
+    match peer {
+        Peer::Group(_) => matches(peer, end, lookup) && end.groups.iter().any(|g| g == net),
+        _ => matches(peer, end, lookup),
+    }
 }
 
 /// Whether `src`'s groups let out some traffic of `rule` to `dst` (a
@@ -323,17 +539,36 @@ fn overlaps(a: &Rule, b: &Rule) -> bool {
         && b.from_port <= a.to_port
 }
 
-/// Whether `dst`'s known groups admit `src` on `protocol`/`port`: `None`
-/// when `dst` has a group not in the inventory (nothing can be said).
+/// Whether `dst`'s known rules admit `src` on `protocol`/`port`: `None`
+/// when `dst` has no rules, or a group or network whose rules are not in
+/// the inventory (nothing can be said).
 pub fn admits(src: End<'_>, dst: End<'_>, protocol: i32, port: i32, lookup: &impl Lookup) -> Option<bool> {
-    if dst.groups.is_empty() || dst.groups.iter().any(|g| lookup.group(g).is_none()) {
+    let mut any = false;
+    for g in dst.groups {
+        match Membership::of(g) {
+            Membership::Group if lookup.group(g).is_none() => return None,
+            Membership::Network if lookup.firewall(g).is_none() => return None,
+            Membership::Group | Membership::Network => any = true,
+            Membership::Selector => {}
+        }
+    }
+    if !any {
         return None;
     }
-    Some(
-        allowed(src, dst, lookup)
-            .iter()
-            .any(|a| a.rule.covers(protocol, port) && src_covers(src, dst, protocol, port, lookup)),
-    )
+    let by_group = dst.groups.iter().filter_map(|g| lookup.group(g)).flat_map(|g| &g.ingress).any(|rule| {
+        rule.covers(protocol, port)
+            && rule.peers.iter().any(|p| matches(p, src, lookup))
+            && src_covers(src, dst, protocol, port, lookup)
+    });
+    let by_network = || {
+        dst.groups.iter().filter(|g| Membership::of(g) == Membership::Network).any(|net| {
+            let Some(fw) = lookup.firewall(net) else { return false };
+            let ingress = network_ingress(src, dst, net, fw, lookup);
+            gcp::decide(&ingress, protocol, port, |p| matches_in(p, src, net, lookup)).is_some_and(|(r, _, _)| !r.deny)
+                && egress_decides(src, dst, &network_egress(src, lookup), protocol, port, lookup)
+        })
+    };
+    Some(by_group || by_network())
 }
 
 fn src_covers(src: End<'_>, dst: End<'_>, protocol: i32, port: i32, lookup: &impl Lookup) -> bool {

@@ -3,6 +3,7 @@ use std::net::IpAddr;
 use serde_json::json;
 
 use super::*;
+use crate::gcp::gcp_firewall;
 
 /// An `AWS::EC2::SecurityGroup` configuration as AWS Config records it
 /// (both `ipv4Ranges` objects and the older `ipRanges` strings).
@@ -92,4 +93,180 @@ fn group_references_cidrs_and_prefix_lists_admit_with_stateful_semantics() {
     // A destination with a group not in the inventory: nothing can be said.
     let unknown = vec!["sg-0cde".to_owned(), "sg-missing".to_owned()];
     assert_eq!(admits(app, End { addresses: &db_ip, groups: &unknown }, 6, 5432, &r), None);
+}
+
+const PROD: &str = "projects/shop/global/networks/prod";
+
+/// A firewall resource as the Compute API and Cloud Asset Inventory
+/// (`resource.data`) give it.
+fn firewall(name: &str, extra: Value) -> Value {
+    let mut v = json!({
+        "kind": "compute#firewall",
+        "id": "7263018844017612345",
+        "creationTimestamp": "2026-11-02T08:10:31.114-07:00",
+        "name": name,
+        "description": "",
+        "network": "https://www.googleapis.com/compute/v1/projects/shop/global/networks/prod",
+        "priority": 1000,
+        "direction": "INGRESS",
+        "logConfig": {"enable": false},
+        "disabled": false,
+        "selfLink": format!("https://www.googleapis.com/compute/v1/projects/shop/global/firewalls/{name}")
+    });
+    for (k, x) in extra.as_object().expect("an object") {
+        v[k] = x.clone();
+    }
+    v
+}
+
+fn gcp_rules(docs: &[Value]) -> Rules {
+    let mut r = Rules::default();
+    for d in docs {
+        let rule = gcp_firewall(d).expect("reads");
+        let id = format!("//compute.googleapis.com/projects/shop/global/firewalls/{}", rule.name);
+        r.upsert_firewall_rule(&id, rule);
+    }
+    r
+}
+
+fn selectors(s: &[&str]) -> Vec<String> {
+    s.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn allow_db() -> Value {
+    firewall(
+        "allow-db",
+        json!({"sourceTags": ["app"], "targetTags": ["cde-db"],
+               "allowed": [{"IPProtocol": "tcp", "ports": ["5432", "8000-8080"]}]}),
+    )
+}
+
+#[test]
+fn a_gcp_firewall_rule_reads_with_its_defaults() {
+    let r = gcp_firewall(&allow_db()).expect("reads");
+    assert_eq!((r.name.as_str(), r.network.as_str(), r.priority), ("allow-db", PROD, 1000));
+    assert_eq!((r.direction, r.deny, r.disabled), (Direction::Ingress, false, false));
+    assert_eq!(r.targets, vec!["tag:cde-db"]);
+    let services: Vec<String> = r.services.iter().map(Rule::service).collect();
+    assert_eq!(services, vec!["TCP/5432", "TCP/8000-8080"]);
+    assert_eq!(r.services[0].peers, vec![Peer::Group("tag:app".into())]);
+    // No sources: every source; no ports: every port; icmp: no ports.
+    let open = gcp_firewall(&json!({"name": "open", "network": "projects/shop/global/networks/prod",
+        "allowed": [{"IPProtocol": "icmp"}, {"IPProtocol": "all"}]}))
+    .expect("reads");
+    assert_eq!(open.priority, 1000, "the API's default priority");
+    assert_eq!(open.services[0].service(), "ICMP/all ports");
+    assert_eq!(open.services[1].service(), "all traffic");
+    assert_eq!(open.services[0].peers.len(), 2, "0.0.0.0/0 and ::/0");
+    // Refused with the field named.
+    let e = gcp_firewall(&firewall("x", json!({"allowed": [{"IPProtocol": "tcp", "ports": ["90-80"]}]}))).unwrap_err();
+    assert_eq!(e.to_string(), "allowed[0].ports: '90-80' is not a port or range");
+    let e = gcp_firewall(&firewall("x", json!({}))).unwrap_err();
+    assert_eq!(e.to_string(), "allowed: a rule needs 'allowed' or 'denied'");
+    let e = gcp_firewall(&firewall("x", json!({"network": "prod", "allowed": [{"IPProtocol": "tcp"}]}))).unwrap_err();
+    assert!(e.to_string().starts_with("network: 'prod' is not a network"), "{e}");
+    let e = gcp_firewall(&firewall("x", json!({"priority": 70000, "allowed": [{"IPProtocol": "tcp"}]}))).unwrap_err();
+    assert!(e.to_string().starts_with("priority:"), "{e}");
+}
+
+#[test]
+fn gcp_network_tags_select_targets_and_sources_within_their_network() {
+    let r = gcp_rules(&[allow_db()]);
+    let (db_ip, db_sel) = (ips(&["10.128.0.10"]), selectors(&[PROD, "tag:cde-db"]));
+    let db = End { addresses: &db_ip, groups: &db_sel };
+    let (app_ip, app_sel) =
+        (ips(&["10.128.0.20"]), selectors(&[PROD, "tag:app", "serviceAccount:app@shop.iam.gserviceaccount.com"]));
+    let app = End { addresses: &app_ip, groups: &app_sel };
+    let a: Vec<String> = allowed(app, db, &r).iter().map(Allowed::describe).collect();
+    assert_eq!(
+        a,
+        vec![
+            "firewall rule allow-db (priority 1000) admits TCP/5432 from tag:app",
+            "firewall rule allow-db (priority 1000) admits TCP/8000-8080 from tag:app"
+        ]
+    );
+    assert_eq!(admits(app, db, 6, 5432, &r), Some(true));
+    assert_eq!(admits(app, db, 6, 22, &r), Some(false), "the implied rule denies ingress");
+    // The same tag in another network is another instance's business.
+    let dev = selectors(&["projects/shop/global/networks/dev", "tag:app"]);
+    assert!(allowed(End { addresses: &app_ip, groups: &dev }, db, &r).is_empty());
+    // Not a target: the rule does not apply to it.
+    let (web_ip, web_sel) = (ips(&["10.128.0.30"]), selectors(&[PROD, "tag:web"]));
+    assert!(allowed(app, End { addresses: &web_ip, groups: &web_sel }, &r).is_empty());
+    assert_eq!(admits(app, End { addresses: &web_ip, groups: &web_sel }, 6, 5432, &r), Some(false));
+    // A network whose rules are not in the inventory: nothing can be said.
+    let other = selectors(&["projects/shop/global/networks/other", "tag:cde-db"]);
+    assert_eq!(admits(app, End { addresses: &db_ip, groups: &other }, 6, 5432, &r), None);
+    // Service accounts as sources and targets.
+    let by_sa = firewall(
+        "allow-sa",
+        json!({"sourceServiceAccounts": ["app@shop.iam.gserviceaccount.com"],
+               "targetServiceAccounts": ["db@shop.iam.gserviceaccount.com"],
+               "allowed": [{"IPProtocol": "tcp", "ports": ["6379"]}]}),
+    );
+    let r = gcp_rules(&[by_sa]);
+    let cache_sel = selectors(&[PROD, "serviceAccount:db@shop.iam.gserviceaccount.com"]);
+    let cache = End { addresses: &db_ip, groups: &cache_sel };
+    let a: Vec<String> = allowed(app, cache, &r).iter().map(Allowed::describe).collect();
+    assert_eq!(
+        a,
+        vec![
+            "firewall rule allow-sa (priority 1000) admits TCP/6379 from serviceAccount:app@shop.iam.gserviceaccount.com"
+        ]
+    );
+}
+
+#[test]
+fn gcp_priorities_decide_and_a_deny_wins_a_tie() {
+    let (db_ip, db_sel) = (ips(&["10.128.0.10"]), selectors(&[PROD, "tag:cde-db"]));
+    let db = End { addresses: &db_ip, groups: &db_sel };
+    let (app_ip, app_sel) = (ips(&["10.128.0.20"]), selectors(&[PROD, "tag:app"]));
+    let app = End { addresses: &app_ip, groups: &app_sel };
+    let deny = |priority: u32, ports: &str| {
+        firewall(
+            "deny-db",
+            json!({"priority": priority, "sourceRanges": ["10.128.0.0/20"],
+                   "denied": [{"IPProtocol": "tcp", "ports": [ports]}]}),
+        )
+    };
+    // A deny before the allow, covering everything it allows: unreachable.
+    let r = gcp_rules(&[allow_db(), deny(900, "0-65535")]);
+    assert!(allow_db_services(app, db, &r).is_empty());
+    assert_eq!(admits(app, db, 6, 5432, &r), Some(false));
+    // At equal priority the deny wins.
+    let r = gcp_rules(&[allow_db(), deny(1000, "0-65535")]);
+    assert!(allow_db_services(app, db, &r).is_empty());
+    // After the allow: the allow decides.
+    let r = gcp_rules(&[allow_db(), deny(1100, "0-65535")]);
+    assert_eq!(allow_db_services(app, db, &r), vec!["TCP/5432", "TCP/8000-8080"]);
+    // A deny of part of the range: the rest stays reachable.
+    let r = gcp_rules(&[allow_db(), deny(900, "5432")]);
+    assert_eq!(allow_db_services(app, db, &r), vec!["TCP/8000-8080"]);
+    assert_eq!(admits(app, db, 6, 5432, &r), Some(false));
+    assert_eq!(admits(app, db, 6, 8080, &r), Some(true));
+    // A disabled deny decides nothing.
+    let mut off = deny(900, "0-65535");
+    off["disabled"] = json!(true);
+    let r = gcp_rules(&[allow_db(), off]);
+    assert_eq!(allow_db_services(app, db, &r), vec!["TCP/5432", "TCP/8000-8080"]);
+    // An egress deny on the source's side (before the implied allow).
+    let egress = firewall(
+        "no-db-egress",
+        json!({"direction": "EGRESS", "priority": 500, "destinationRanges": ["10.128.0.10/32"],
+               "targetTags": ["app"], "denied": [{"IPProtocol": "tcp", "ports": ["5432"]}]}),
+    );
+    let r = gcp_rules(&[allow_db(), egress]);
+    assert_eq!(allow_db_services(app, db, &r), vec!["TCP/8000-8080"]);
+    assert_eq!(admits(app, db, 6, 5432, &r), Some(false));
+    // Replacing and removing rules by resource.
+    let mut r = gcp_rules(&[allow_db(), deny(900, "0-65535")]);
+    let id = "//compute.googleapis.com/projects/shop/global/firewalls/deny-db";
+    assert_eq!(r.upsert_firewall_rule(id, gcp_firewall(&deny(1100, "0-65535")).unwrap()), vec![PROD.to_owned()]);
+    assert_eq!(allow_db_services(app, db, &r).len(), 2);
+    assert_eq!(r.remove_firewall_rule(id).as_deref(), Some(PROD));
+    assert_eq!(r.firewalls[PROD].rules().len(), 1);
+}
+
+fn allow_db_services(src: End<'_>, dst: End<'_>, r: &Rules) -> Vec<String> {
+    allowed(src, dst, r).iter().map(|a| a.rule.service()).collect()
 }

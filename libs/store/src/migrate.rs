@@ -38,6 +38,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "policy_resource_types",
         sql: include_str!("../migrations/0009_policy_resource_types.sql"),
     },
+    Migration {
+        version: 10,
+        name: "firewall_rule_resource_type",
+        sql: include_str!("../migrations/0010_firewall_rule_resource_type.sql"),
+    },
 ];
 
 /// Arbitrary constant identifying our migration lock.

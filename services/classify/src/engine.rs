@@ -1552,6 +1552,7 @@ fn describe(services: &[(Service, Seen, &'static str)]) -> String {
 
 mod coverage;
 mod reach;
+pub use reach::policy_kind;
 
 #[cfg(test)]
 mod tests;

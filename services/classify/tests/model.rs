@@ -25,12 +25,21 @@ enum Event {
         interface: Option<usize>,
         /// Its security group `sg-<n>`.
         group: Option<usize>,
+        /// On GCP network `prod` with network tag `t<n>`.
+        tag: Option<usize>,
     },
     /// Security group `sg-<id>`: admits TCP/5432 from a group, or from one
     /// resource's address; `None` deletes it.
     Group {
         id: usize,
         rule: Option<(bool, usize)>,
+    },
+    /// GCP firewall rule `fw-<id>` of network `prod`: (deny, priority,
+    /// from a tag or one resource's address, its source, target tag); `None`
+    /// deletes it.
+    Firewall {
+        id: usize,
+        rule: Option<(bool, u32, bool, usize, Option<usize>)>,
     },
     Edge {
         src: usize,
@@ -50,6 +59,8 @@ enum Event {
     },
 }
 
+const NETWORK: &str = "projects/p/global/networks/prod";
+
 const IDS: [&str; 6] = ["r0", "r1", "r2", "r3", "ip:10.9.9.9", "ip:203.0.113.1"];
 
 fn arb_event() -> impl Strategy<Value = Event> {
@@ -66,16 +77,32 @@ fn arb_event() -> impl Strategy<Value = Event> {
             any::<bool>(),
             proptest::bool::weighted(0.1),
             proptest::option::weighted(0.3, 0usize..4),
-            proptest::option::weighted(0.6, 0usize..3)
+            proptest::option::weighted(0.6, 0usize..3),
+            proptest::option::weighted(0.4, 0usize..3)
         )
-            .prop_map(|(id, scope, data, deleted, interface, group)| Event::Upsert {
+            .prop_map(|(id, scope, data, deleted, interface, group, tag)| Event::Upsert {
                 id,
                 scope,
                 data: data && scope.is_none(),
                 deleted,
                 interface,
-                group
+                group,
+                tag
             }),
+        (
+            0usize..3,
+            proptest::option::weighted(
+                0.8,
+                (
+                    proptest::bool::weighted(0.3),
+                    prop_oneof![Just(900u32), Just(1000u32)],
+                    any::<bool>(),
+                    0usize..4,
+                    proptest::option::weighted(0.7, 0usize..3)
+                )
+            )
+        )
+            .prop_map(|(id, rule)| Event::Firewall { id, rule }),
         (0usize..3, proptest::option::weighted(0.8, (any::<bool>(), 0usize..4)))
             .prop_map(|(id, rule)| Event::Group { id, rule }),
         (0usize..6, 0usize..6, proptest::bool::weighted(0.8), 0i64..200)
@@ -120,7 +147,33 @@ fn apply(e: &mut Engine, ev: &Event) {
             );
             e.upsert_resource(&r);
         }
-        Event::Upsert { id, scope, data, deleted, interface, group } => {
+        Event::Firewall { id, rule } => {
+            let name = format!("fw-{id}");
+            let mut r = Resource::new(
+                format!("//compute.googleapis.com/projects/p/global/firewalls/{name}"),
+                CloudProvider::Gcp,
+                ResourceType::FirewallRule,
+                0,
+                SourceRef { topic: String::new(), partition: 0, offset: 0, line: 0 },
+            );
+            r.deleted = rule.is_none();
+            if let Some((deny, priority, by_tag, n, target)) = rule {
+                let mut data = serde_json::json!({"name": name, "network": NETWORK, "priority": priority});
+                let services = serde_json::json!([{"IPProtocol": "tcp", "ports": ["5432"]}]);
+                data[if *deny { "denied" } else { "allowed" }] = services;
+                if *by_tag {
+                    data["sourceTags"] = serde_json::json!([format!("t{}", n % 3)]);
+                } else {
+                    data["sourceRanges"] = serde_json::json!([format!("10.0.0.{n}/32")]);
+                }
+                if let Some(t) = target {
+                    data["targetTags"] = serde_json::json!([format!("t{t}")]);
+                }
+                r.metadata_json = Some(data.to_string());
+            }
+            e.upsert_resource(&r);
+        }
+        Event::Upsert { id, scope, data, deleted, interface, group, tag } => {
             let mut r = Resource::new(
                 IDS[*id],
                 CloudProvider::Aws,
@@ -140,6 +193,10 @@ fn apply(e: &mut Engine, ev: &Event) {
             r.interface_ids = interface.iter().map(|i| IDS[*i].to_owned()).collect();
             r.private_ips = vec![format!("10.0.0.{id}")];
             r.security_groups = group.iter().map(|g| format!("sg-{g}")).collect();
+            if let Some(t) = tag {
+                r.security_groups.push(NETWORK.to_owned());
+                r.security_groups.push(format!("tag:t{t}"));
+            }
             e.upsert_resource(&r);
         }
         Event::Edge { .. } | Event::Withdraw { .. } => {

@@ -14,9 +14,19 @@ use std::net::IpAddr;
 
 use petgraph::stable_graph::NodeIndex;
 use psg_domain::{EndpointKind, Resource, ResourceType};
-use psg_reach::{Allowed, End, Peer, Rules};
+use psg_reach::{Allowed, Changed, End, Peer, PolicyKind, Rules};
 
 use super::Engine;
+
+/// The rules a resource type holds, if it is a policy type.
+pub fn policy_kind(t: ResourceType) -> Option<PolicyKind> {
+    match t {
+        ResourceType::SecurityGroup => Some(PolicyKind::SecurityGroup),
+        ResourceType::PrefixList => Some(PolicyKind::PrefixList),
+        ResourceType::FirewallRule => Some(PolicyKind::FirewallRule),
+        _ => None,
+    }
+}
 
 #[derive(Debug, Default)]
 pub(super) struct State {
@@ -38,27 +48,19 @@ pub(super) struct State {
 }
 
 impl Engine {
-    /// Takes in a security group or prefix list (a resource of a policy
-    /// type). A configuration that cannot be read is dropped (ingest checked
-    /// it; the previous rules stay).
+    /// Takes in a security group, prefix list or firewall rule (a resource
+    /// of a policy type). A configuration that cannot be read is dropped
+    /// (ingest checked it; the previous rules stay).
     pub(super) fn upsert_policy(&mut self, r: &Resource) {
+        let Some(kind) = policy_kind(r.resource_type) else { return };
         let cfg = r.metadata_json.as_deref().and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok());
-        let rules = &mut self.reach.rules;
-        match r.resource_type {
-            ResourceType::SecurityGroup => {
-                let id = r.resource_id.clone();
-                let parsed = cfg.as_ref().and_then(|c| psg_reach::aws_security_group(&id, c).ok());
-                match (r.deleted, parsed) {
-                    (false, Some(g)) => {
-                        rules.groups.insert(id.clone(), g);
-                    }
-                    (true, _) => {
-                        rules.groups.remove(&id);
-                    }
-                    (false, None) => return,
-                }
-                // Its members' ingress (if CDE) and egress changed.
-                let members: Vec<NodeIndex> = self.reach.members.get(&id).into_iter().flatten().copied().collect();
+        match self.reach.rules.apply(kind, &r.resource_id, cfg.as_ref(), r.deleted) {
+            None => {}
+            Some(Changed::Everything) => self.reach.stale_all = true,
+            Some(Changed::Members(ids)) => {
+                // Their members' ingress (if CDE) and egress changed.
+                let members: Vec<NodeIndex> =
+                    ids.iter().flat_map(|id| self.reach.members.get(id).into_iter().flatten()).copied().collect();
                 for m in members {
                     let system = self.system_of(m);
                     self.reach.stale_src.insert(system);
@@ -67,20 +69,6 @@ impl Engine {
                     }
                 }
             }
-            ResourceType::PrefixList => {
-                let parsed = cfg.as_ref().and_then(|c| psg_reach::aws_prefix_list(c).ok());
-                match (r.deleted, parsed) {
-                    (false, Some(nets)) => {
-                        rules.prefix_lists.insert(r.resource_id.clone(), nets);
-                    }
-                    (true, _) => {
-                        rules.prefix_lists.remove(&r.resource_id);
-                    }
-                    (false, None) => return,
-                }
-                self.reach.stale_all = true;
-            }
-            _ => {}
         }
     }
 
@@ -168,7 +156,7 @@ impl Engine {
             let cde: Vec<NodeIndex> = self.graph.node_indices().filter(|ix| self.is_cde(*ix)).collect();
             self.reach.stale_cde.extend(cde);
         }
-        if self.reach.rules.groups.is_empty() && self.reach.allowed.is_empty() {
+        if self.reach.rules.is_empty() && self.reach.allowed.is_empty() {
             self.reach.stale_cde.clear();
             self.reach.stale_src.clear();
             return;
@@ -212,14 +200,12 @@ impl Engine {
             .collect();
         for c in others {
             let end = self.end_of(c);
-            for g in end.1.iter().filter_map(|g| self.reach.rules.groups.get(g)) {
-                for peer in g.ingress.iter().flat_map(|r| &r.peers) {
-                    match peer {
-                        Peer::Group(id) => by_group.entry(id.as_str()).or_default().push(c),
-                        Peer::Cidr(n) => by_net.push((*n, c)),
-                        Peer::PrefixList(p) => {
-                            by_net.extend(self.reach.rules.prefix_lists.get(p).into_iter().flatten().map(|n| (*n, c)))
-                        }
+            for peer in psg_reach::ingress_peers(&end.1, &self.reach.rules) {
+                match peer {
+                    Peer::Group(id) => by_group.entry(id.as_str()).or_default().push(c),
+                    Peer::Cidr(n) => by_net.push((*n, c)),
+                    Peer::PrefixList(p) => {
+                        by_net.extend(self.reach.rules.prefix_lists.get(p).into_iter().flatten().map(|n| (*n, c)))
                     }
                 }
             }
@@ -254,19 +240,15 @@ impl Engine {
     fn sources_of(&mut self, c: NodeIndex) {
         let (ca, cg) = self.end_of(c);
         let mut candidates: BTreeSet<NodeIndex> = BTreeSet::new();
-        for g in cg.iter().filter_map(|g| self.reach.rules.groups.get(g)) {
-            for rule in &g.ingress {
-                for peer in &rule.peers {
-                    match peer {
-                        Peer::Group(id) => candidates.extend(self.reach.members.get(id).into_iter().flatten()),
-                        Peer::Cidr(n) => candidates
-                            .extend(self.reach.by_addr.range(n.network()..=n.broadcast()).flat_map(|(_, s)| s)),
-                        Peer::PrefixList(p) => {
-                            for n in self.reach.rules.prefix_lists.get(p).into_iter().flatten() {
-                                candidates
-                                    .extend(self.reach.by_addr.range(n.network()..=n.broadcast()).flat_map(|(_, s)| s));
-                            }
-                        }
+        for peer in psg_reach::ingress_peers(&cg, &self.reach.rules) {
+            match peer {
+                Peer::Group(id) => candidates.extend(self.reach.members.get(id).into_iter().flatten()),
+                Peer::Cidr(n) => {
+                    candidates.extend(self.reach.by_addr.range(n.network()..=n.broadcast()).flat_map(|(_, s)| s))
+                }
+                Peer::PrefixList(p) => {
+                    for n in self.reach.rules.prefix_lists.get(p).into_iter().flatten() {
+                        candidates.extend(self.reach.by_addr.range(n.network()..=n.broadcast()).flat_map(|(_, s)| s));
                     }
                 }
             }
@@ -326,7 +308,7 @@ impl Engine {
     /// Whether `cde`'s known groups admit `src` on `protocol`/`port`
     /// (`None`: not known, a group of `cde` is not in the inventory).
     pub(super) fn admitted(&self, src: NodeIndex, cde: NodeIndex, protocol: i32, port: i32) -> Option<bool> {
-        if self.reach.rules.groups.is_empty() {
+        if self.reach.rules.is_empty() {
             return None;
         }
         let (sa, sg) = self.end_of(self.system_of(src));

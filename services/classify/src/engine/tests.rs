@@ -775,3 +775,101 @@ fn cidrs_prefix_lists_egress_and_flows_not_allowed() {
     let (_, alerts) = e.recompute();
     assert!(of_kind(&alerts, AlertType::ObservedNotAllowed).is_empty(), "{alerts:?}");
 }
+
+const PROD: &str = "projects/shop/global/networks/prod";
+
+fn firewall_rule(name: &str, rule: serde_json::Value) -> Resource {
+    let mut data =
+        serde_json::json!({"name": name, "network": format!("https://www.googleapis.com/compute/v1/{PROD}")});
+    for (k, v) in rule.as_object().expect("an object") {
+        data[k] = v.clone();
+    }
+    Resource {
+        resource_type: ResourceType::FirewallRule,
+        provider: CloudProvider::Gcp,
+        metadata_json: Some(data.to_string()),
+        ..resource(&format!("//compute.googleapis.com/projects/shop/global/firewalls/{name}"), &[])
+    }
+}
+
+fn instance(id: &str, ip: &str, selectors: &[&str], tags: &[(&str, &str)]) -> Resource {
+    let mut groups = vec![PROD.to_owned()];
+    groups.extend(selectors.iter().map(|s| (*s).to_owned()));
+    Resource {
+        provider: CloudProvider::Gcp,
+        resource_type: ResourceType::ComputeInstance,
+        private_ips: vec![ip.into()],
+        security_groups: groups,
+        vpc_id: Some("prod".into()),
+        ..resource(id, tags)
+    }
+}
+
+/// Issue 17 on GCP: a firewall rule that admits a network tag into the CDE
+/// makes its instances connected-cde (rule `reachable`), a declared
+/// out-of-scope one a `latent_violation`; a deny of higher priority takes
+/// it back, and deleting the deny restores it; an accepted flow on a port
+/// no rule allows is `observed_not_allowed` (the implied deny). In either
+/// order of inventory.
+#[test]
+fn gcp_firewall_rules_decide_reachability_by_tag_and_priority() {
+    for rules_first in [true, false] {
+        let mut e = engine();
+        let rules = [firewall_rule(
+            "allow-app-to-db",
+            serde_json::json!({"sourceTags": ["app"], "targetTags": ["cde-db"],
+                               "allowed": [{"IPProtocol": "tcp", "ports": ["5432"]}]}),
+        )];
+        let systems = [
+            instance("db", "10.128.0.10", &["tag:cde-db"], &[("pci-scope", "cde")]),
+            instance("batch", "10.128.0.20", &["tag:app"], &[("pci-scope", "out-of-scope")]),
+            instance("web", "10.128.0.30", &["tag:web"], &[("pci-scope", "out-of-scope")]),
+        ];
+        let all: Vec<&Resource> =
+            if rules_first { rules.iter().chain(&systems).collect() } else { systems.iter().chain(&rules).collect() };
+        for r in all {
+            e.upsert_resource(r);
+        }
+        let (_, alerts) = e.recompute();
+        let batch = &e.decisions()["batch"];
+        assert_eq!(
+            (batch.scope, batch.rule),
+            (PciScope::ConnectedCde, ScopeRule::Reachable),
+            "rules first: {rules_first}"
+        );
+        assert!(
+            batch
+                .justification
+                .contains("db (firewall rule allow-app-to-db (priority 1000) admits TCP/5432 from tag:app)"),
+            "{}",
+            batch.justification
+        );
+        assert_eq!(scope_of(&e, "web"), PciScope::OutOfScope, "its tag is not admitted");
+        assert_eq!(of_kind(&alerts, AlertType::LatentViolation), vec![("batch".to_owned(), AlertEvent::Raised)]);
+        assert!(!e.decisions().contains_key(&rules[0].resource_id), "a firewall rule is no system");
+
+        // A deny before it.
+        let deny = firewall_rule(
+            "deny-to-db",
+            serde_json::json!({"priority": 900, "sourceRanges": ["10.128.0.0/20"], "targetTags": ["cde-db"],
+                               "denied": [{"IPProtocol": "all"}]}),
+        );
+        e.upsert_resource(&deny);
+        let (_, alerts) = e.recompute();
+        assert_eq!(scope_of(&e, "batch"), PciScope::OutOfScope);
+        assert_eq!(of_kind(&alerts, AlertType::LatentViolation), vec![("batch".to_owned(), AlertEvent::Resolved)]);
+        // Deleted again.
+        e.upsert_resource(&Resource { deleted: true, metadata_json: None, ..deny });
+        e.recompute();
+        assert_eq!(e.decisions()["batch"].rule, ScopeRule::Reachable);
+
+        // web connects to db on 5432 anyway: no rule allows it.
+        e.add_edge(&edge(("web", R), ("db", R), 5432, FlowAction::Accept, DAY));
+        let (_, alerts) = e.recompute();
+        assert_eq!(of_kind(&alerts, AlertType::ObservedNotAllowed), vec![("db".to_owned(), AlertEvent::Raised)]);
+        // batch's connection is allowed: no such alert for it.
+        e.add_edge(&edge(("batch", R), ("db", R), 5432, FlowAction::Accept, DAY));
+        let (_, alerts) = e.recompute();
+        assert!(of_kind(&alerts, AlertType::ObservedNotAllowed).is_empty(), "{alerts:?}");
+    }
+}

@@ -28,9 +28,19 @@
 //!   `network`/`subnetwork` URL (the names GCP VPC flow logs report);
 //! - `interface_ids`: none (GCP interface names, `nic0`, are not unique, and
 //!   GCP flow logs name no interface);
-//! - `security_groups`: the network tags (`tags.items`), which is what GCP
-//!   firewall rules target;
+//! - `security_groups`: what GCP firewall rules select instances by: every
+//!   interface's network (`projects/P/global/networks/N`), the network tags
+//!   (`tags.items`, as `tag:T`) and the service accounts
+//!   (`serviceAccounts[].email`, as `serviceAccount:EMAIL`);
 //! - `tags` = `labels`; `metadata_json` = `resource.data`.
+//!
+//! `compute.googleapis.com/Firewall` → `firewall_rule` (network policy, not
+//! a system): `resource_id` = the asset `name`
+//! (`//compute.googleapis.com/projects/P/global/firewalls/N`),
+//! `resource_name` = the rule's name, `account_id` = P, `vpc_id` = the
+//! network's name, `metadata_json` = `resource.data`; the rule is checked
+//! here (priority, direction, `allowed`/`denied`, ports, ranges), so a rule
+//! classify cannot read is refused at the door.
 //!
 //! A deleted asset needs no `resource.data`. Other asset types are refused
 //! (kind `unsupported`, naming the type).
@@ -41,8 +51,9 @@ use serde_json::Value;
 use super::fields::{At, Refusal, Result, canonical_ip, last_segment, push_unique, tags_into, time_at};
 use crate::parsed::{MessageCtx, Parsed};
 
-/// The asset type this version maps.
+/// The asset types this version maps.
 pub const COMPUTE_INSTANCE: &str = "compute.googleapis.com/Instance";
+pub const FIREWALL: &str = "compute.googleapis.com/Firewall";
 
 /// Parses one GCP Cloud Asset Inventory object (item `line` of its message).
 pub fn parse(item: Value, line: u32, ctx: MessageCtx<'_>) -> Parsed<Resource> {
@@ -69,11 +80,15 @@ fn resource(item: &Value, line: u32, ctx: MessageCtx<'_>) -> Result<Resource> {
     };
     let asset_type = asset.req_str(&["assetType", "asset_type"])?;
     let name = asset.req_str(&["name"])?;
-    if asset_type != COMPUTE_INSTANCE {
-        return Err(Refusal::unsupported(format!(
-            "unsupported GCP asset type {asset_type} ({name}): this version maps {COMPUTE_INSTANCE}"
-        )));
-    }
+    let resource_type = match asset_type {
+        COMPUTE_INSTANCE => ResourceType::ComputeInstance,
+        FIREWALL => ResourceType::FirewallRule,
+        _ => {
+            return Err(Refusal::unsupported(format!(
+                "unsupported GCP asset type {asset_type} ({name}): this version maps {COMPUTE_INSTANCE} and {FIREWALL}"
+            )));
+        }
+    };
     let observed_at = match window_start.or_else(|| asset.get(&["updateTime", "update_time"])) {
         Some(t) => time_at(&t)?,
         None => {
@@ -82,8 +97,11 @@ fn resource(item: &Value, line: u32, ctx: MessageCtx<'_>) -> Result<Resource> {
             ));
         }
     };
+    if resource_type == ResourceType::FirewallRule {
+        return firewall(&asset, name, deleted, observed_at, ctx.source(line));
+    }
     let path = InstanceName::parse(name)?;
-    let mut r = Resource::new(name, CloudProvider::Gcp, ResourceType::ComputeInstance, observed_at, ctx.source(line));
+    let mut r = Resource::new(name, CloudProvider::Gcp, resource_type, observed_at, ctx.source(line));
     r.deleted = deleted;
     r.resource_name = Some(path.instance.to_owned());
     r.account_id = Some(path.project.to_owned());
@@ -112,9 +130,13 @@ fn resource(item: &Value, line: u32, ctx: MessageCtx<'_>) -> Result<Resource> {
         return Err(Refusal::parse(format!("{}: expected an object, found {}", data.path, data.value)));
     }
     for (i, ni) in data.items(&["networkInterfaces", "network_interfaces"])?.iter().enumerate() {
+        let network = ni.opt_str(&["network"])?;
         if i == 0 {
-            r.vpc_id = ni.opt_str(&["network"])?.and_then(last_segment).map(str::to_owned);
+            r.vpc_id = network.and_then(last_segment).map(str::to_owned);
             r.subnet_id = ni.opt_str(&["subnetwork"])?.and_then(last_segment).map(str::to_owned);
+        }
+        if let Some(path) = network.and_then(psg_reach::gcp::network_path) {
+            push_unique(&mut r.security_groups, &path);
         }
         ni.ip_into(&["networkIP", "network_ip", "networkIp"], &mut r.private_ips)?;
         ni.ip_into(&["ipv6Address", "ipv6_address"], &mut r.private_ips)?;
@@ -133,12 +155,52 @@ fn resource(item: &Value, line: u32, ctx: MessageCtx<'_>) -> Result<Resource> {
     }
     if let Some(network_tags) = data.get(&["tags"]) {
         for t in network_tags.strs(&["items"])? {
-            push_unique(&mut r.security_groups, t);
+            push_unique(&mut r.security_groups, &format!("{}{t}", psg_reach::gcp::TAG));
+        }
+    }
+    for sa in data.items(&["serviceAccounts", "service_accounts"])? {
+        if let Some(email) = sa.opt_str(&["email"])? {
+            push_unique(&mut r.security_groups, &format!("{}{email}", psg_reach::gcp::SERVICE_ACCOUNT));
         }
     }
     if let Some(labels) = data.get(&["labels"]) {
         tags_into(&labels, &mut r.tags)?;
     }
+    r.metadata_json = Some(data.value.to_string());
+    Ok(r)
+}
+
+/// A firewall rule asset: `//compute.googleapis.com/projects/P/global/firewalls/N`.
+fn firewall(
+    asset: &At<'_>,
+    name: &str,
+    deleted: bool,
+    observed_at: psg_domain::time::Micros,
+    source: psg_domain::SourceRef,
+) -> Result<Resource> {
+    let bad = || {
+        Refusal::parse(format!(
+            "name: '{name}' is not a firewall rule name (//compute.googleapis.com/projects/P/global/firewalls/N)"
+        ))
+    };
+    let path = name.strip_prefix("//compute.googleapis.com/projects/").ok_or_else(bad)?;
+    let (project, rule) = match path.split('/').collect::<Vec<_>>().as_slice() {
+        [p, "global", "firewalls", n] if !p.is_empty() && !n.is_empty() => ((*p).to_owned(), (*n).to_owned()),
+        _ => return Err(bad()),
+    };
+    let mut r = Resource::new(name, CloudProvider::Gcp, ResourceType::FirewallRule, observed_at, source);
+    r.deleted = deleted;
+    r.account_id = Some(project);
+    r.resource_name = Some(rule);
+    let Some(data) = asset.dig(&[&["resource"], &["data"]]) else {
+        return if deleted {
+            Ok(r)
+        } else {
+            Err(Refusal::parse("resource.data: missing (only a deleted asset may have none)"))
+        };
+    };
+    let parsed = psg_reach::gcp::gcp_firewall(data.value).map_err(|e| Refusal::parse(format!("resource.data.{e}")))?;
+    r.vpc_id = last_segment(&parsed.network).map(str::to_owned);
     r.metadata_json = Some(data.value.to_string());
     Ok(r)
 }
@@ -225,6 +287,8 @@ mod tests {
           "zone": "https://www.googleapis.com/compute/v1/projects/pay-prod-123/zones/us-east1-b",
           "labels": {"pci-scope": "cde", "team": "payments"},
           "tags": {"items": ["web", "allow-health-checks"], "fingerprint": "abc="},
+          "serviceAccounts": [{"email": "kibana@pay-prod-123.iam.gserviceaccount.com",
+                               "scopes": ["https://www.googleapis.com/auth/cloud-platform"]}],
           "networkInterfaces": [
             {"name": "nic0", "kind": "compute#networkInterface",
              "network": "https://www.googleapis.com/compute/v1/projects/pay-prod-123/global/networks/prod-vpc",
@@ -260,7 +324,17 @@ mod tests {
         assert_eq!(r.private_ips, vec!["10.87.40.76", "10.87.41.5", "10.10.0.4"]);
         assert_eq!(r.public_ips, vec!["34.74.10.20"]);
         assert!(r.interface_ids.is_empty());
-        assert_eq!(r.security_groups, vec!["web", "allow-health-checks"]);
+        assert_eq!(
+            r.security_groups,
+            vec![
+                "projects/pay-prod-123/global/networks/prod-vpc",
+                "projects/pay-prod-123/global/networks/mgmt-vpc",
+                "tag:web",
+                "tag:allow-health-checks",
+                "serviceAccount:kibana@pay-prod-123.iam.gserviceaccount.com"
+            ],
+            "what firewall rules select by"
+        );
         assert_eq!(r.tags["pci-scope"], "cde");
         assert_eq!(r.tags.len(), 2);
         assert_eq!(r.observed_at, time::to_micros("2026-01-20T12:00:00.250Z".parse().unwrap()));
@@ -333,5 +407,64 @@ mod tests {
         assert_eq!(p.rejected[0].reason, "updateTime: 'yesterday' is not an RFC 3339 time");
         let p = run(&CAMEL.replace("instances/kibana\"", "kibana\""));
         assert!(p.rejected[0].reason.starts_with("name: "), "{:?}", p.rejected);
+    }
+
+    /// A firewall rule as Cloud Asset Inventory exports it (the Compute
+    /// API's `Firewall` in `resource.data`).
+    const FIREWALL_ASSET: &str = r#"{
+      "name": "//compute.googleapis.com/projects/pay-prod-123/global/firewalls/allow-app-to-db",
+      "assetType": "compute.googleapis.com/Firewall",
+      "resource": {
+        "version": "v1",
+        "discoveryDocumentUri": "https://www.googleapis.com/discovery/v1/apis/compute/v1/rest",
+        "discoveryName": "Firewall",
+        "parent": "//cloudresourcemanager.googleapis.com/projects/123456789012",
+        "location": "global",
+        "data": {
+          "allowed": [{"IPProtocol": "tcp", "ports": ["5432"]}],
+          "creationTimestamp": "2026-01-10T08:00:00.000-08:00",
+          "description": "app servers to the payments database",
+          "direction": "INGRESS",
+          "disabled": false,
+          "id": "1234567890123456789",
+          "logConfig": {"enable": true, "metadata": "INCLUDE_ALL_METADATA"},
+          "name": "allow-app-to-db",
+          "network": "https://www.googleapis.com/compute/v1/projects/pay-prod-123/global/networks/prod-vpc",
+          "priority": 1000,
+          "selfLink": "https://www.googleapis.com/compute/v1/projects/pay-prod-123/global/firewalls/allow-app-to-db",
+          "sourceTags": ["app"],
+          "targetServiceAccounts": ["payments-db@pay-prod-123.iam.gserviceaccount.com"]
+        }
+      },
+      "ancestors": ["projects/123456789012", "organizations/1"],
+      "updateTime": "2026-01-20T12:00:00Z"
+    }"#;
+
+    #[test]
+    fn a_firewall_rule_asset_is_policy() {
+        let r = one(FIREWALL_ASSET);
+        assert_eq!(r.resource_type, ResourceType::FirewallRule);
+        assert!(r.resource_type.is_policy());
+        assert_eq!(r.resource_name.as_deref(), Some("allow-app-to-db"));
+        assert_eq!(r.account_id.as_deref(), Some("pay-prod-123"));
+        assert_eq!(r.vpc_id.as_deref(), Some("prod-vpc"));
+        let data: Value = serde_json::from_str(r.metadata_json.as_deref().unwrap()).unwrap();
+        let rule = psg_reach::gcp::gcp_firewall(&data).unwrap();
+        assert_eq!(rule.targets, vec!["serviceAccount:payments-db@pay-prod-123.iam.gserviceaccount.com"]);
+
+        // A rule classify could not read is refused here, naming the field.
+        let p = run(&FIREWALL_ASSET.replace(r#""ports": ["5432"]"#, r#""ports": ["5432-80"]"#));
+        assert_eq!(p.rejected[0].kind, "parse");
+        assert_eq!(p.rejected[0].reason, "resource.data.allowed[0].ports: '5432-80' is not a port or range");
+        let p = run(&FIREWALL_ASSET.replace("global/firewalls/allow-app-to-db\",", "firewalls\","));
+        assert!(p.rejected[0].reason.starts_with("name: "), "{:?}", p.rejected);
+
+        // A deletion from a feed: no data needed.
+        let deleted = r#"{"asset": {"name": "//compute.googleapis.com/projects/pay-prod-123/global/firewalls/allow-app-to-db",
+            "assetType": "compute.googleapis.com/Firewall"}, "deleted": true,
+            "window": {"startTime": "2026-01-21T00:00:00Z"}}"#;
+        let r = one(deleted);
+        assert!(r.deleted);
+        assert_eq!(r.resource_type, ResourceType::FirewallRule);
     }
 }
