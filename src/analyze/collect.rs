@@ -534,7 +534,7 @@ fn reachable_pairs(
     let live: Vec<&Resource> = resources.iter().filter(|r| !r.deleted).collect();
     let mut rules = psg_reach::Rules::default();
     for r in &live {
-        if let Some(kind) = psg_classify::engine::policy_kind(r.resource_type) {
+        if let Some(kind) = psg_classify::engine::policy_kind(r) {
             let cfg = r.metadata_json.as_deref().and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok());
             rules.apply(kind, &r.resource_id, cfg.as_ref(), false);
         }

@@ -17,56 +17,13 @@
 use ipnet::IpNet;
 use serde_json::Value;
 
+use crate::ordered::{Direction, FirewallRule};
 use crate::{Peer, Rule, RuleError, bad, cidr, get, has_ports, items, protocol, text};
 
 /// The selector prefix of a network tag.
 pub const TAG: &str = "tag:";
 /// The selector prefix of a service account (IAM's member syntax).
 pub const SERVICE_ACCOUNT: &str = "serviceAccount:";
-
-/// A rule's direction: traffic to its targets (ingress) or from them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Ingress,
-    Egress,
-}
-
-/// One GCP VPC firewall rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FirewallRule {
-    pub name: String,
-    /// `projects/P/global/networks/N`.
-    pub network: String,
-    /// 0 (first) to 65535.
-    pub priority: u32,
-    pub direction: Direction,
-    pub deny: bool,
-    pub disabled: bool,
-    /// One entry per protocol and port range; each carries the rule's peers
-    /// (sources for ingress, destinations for egress).
-    pub services: Vec<Rule>,
-    /// Target selectors (`tag:…`, `serviceAccount:…`); empty: every
-    /// instance of the network.
-    pub targets: Vec<String>,
-}
-
-impl FirewallRule {
-    /// Whether the rule applies to an instance carrying `selectors`.
-    pub fn applies_to(&self, selectors: &[String]) -> bool {
-        selectors.contains(&self.network)
-            && (self.targets.is_empty() || self.targets.iter().any(|t| selectors.contains(t)))
-    }
-
-    /// How a justification names it: `firewall rule allow-db (priority 1000)`.
-    pub fn label(&self) -> String {
-        format!("firewall rule {} (priority {})", self.name, self.priority)
-    }
-
-    /// Evaluation order: priority, then deny before allow.
-    fn order(&self) -> (u32, bool) {
-        (self.priority, !self.deny)
-    }
-}
 
 /// `projects/P/global/networks/N` from a network URL or path
 /// (`https://www.googleapis.com/compute/v1/projects/P/global/networks/N`).
@@ -128,15 +85,25 @@ pub fn gcp_firewall(cfg: &Value) -> Result<FirewallRule, RuleError> {
             services.push(Rule { protocol: proto, from_port: from, to_port: to, peers: peers.clone() });
         }
     }
-    let mut targets: Vec<String> = Vec::new();
+    let mut targets: Vec<Peer> = Vec::new();
     for t in strings(cfg, &["targetTags"], "targetTags")? {
-        targets.push(format!("{TAG}{t}"));
+        targets.push(Peer::Group(format!("{TAG}{t}")));
     }
     for t in strings(cfg, &["targetServiceAccounts"], "targetServiceAccounts")? {
-        targets.push(format!("{SERVICE_ACCOUNT}{t}"));
+        targets.push(Peer::Group(format!("{SERVICE_ACCOUNT}{t}")));
     }
     let disabled = get(cfg, &["disabled"]).and_then(Value::as_bool).unwrap_or(false);
-    Ok(FirewallRule { name, network, priority, direction, deny, disabled, services, targets })
+    Ok(FirewallRule {
+        name,
+        set: network,
+        kind: "firewall rule".to_owned(),
+        priority,
+        direction,
+        deny,
+        disabled,
+        services,
+        targets,
+    })
 }
 
 /// The other end of a rule: sources (ingress) or destinations (egress).
@@ -170,101 +137,15 @@ fn peers(cfg: &Value, direction: Direction) -> Result<Vec<Peer>, RuleError> {
     Ok(out)
 }
 
-fn strings<'a>(v: &'a Value, names: &[&str], field: &str) -> Result<Vec<&'a str>, RuleError> {
+pub(crate) fn strings<'a>(v: &'a Value, names: &[&str], field: &str) -> Result<Vec<&'a str>, RuleError> {
     items(v, names, field)?
         .iter()
         .map(|s| s.as_str().ok_or_else(|| bad(field, format!("expected a string, found {s}"))))
         .collect()
 }
 
-fn port_range(s: &str) -> Option<(i32, i32)> {
+pub(crate) fn port_range(s: &str) -> Option<(i32, i32)> {
     let (from, to) = s.split_once('-').unwrap_or((s, s));
     let (from, to): (i32, i32) = (from.trim().parse().ok()?, to.trim().parse().ok()?);
     ((0..=65_535).contains(&from) && (0..=65_535).contains(&to) && from <= to).then_some((from, to))
-}
-
-/// The rules of one network, in evaluation order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Firewall {
-    rules: Vec<FirewallRule>,
-}
-
-impl Firewall {
-    /// Adds or replaces the rule of that name.
-    pub fn upsert(&mut self, rule: FirewallRule) {
-        self.rules.retain(|r| r.name != rule.name);
-        let at = self.rules.partition_point(|r| r.order() <= rule.order());
-        self.rules.insert(at, rule);
-    }
-
-    /// Removes the rule of that name.
-    pub fn remove(&mut self, name: &str) {
-        self.rules.retain(|r| r.name != name);
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-
-    pub fn rules(&self) -> &[FirewallRule] {
-        &self.rules
-    }
-
-    /// The enabled rules of `direction` that apply to an instance with
-    /// `selectors`, in evaluation order.
-    pub fn applying<'a, 's>(
-        &'a self,
-        direction: Direction,
-        selectors: &'s [String],
-    ) -> impl Iterator<Item = &'a FirewallRule> + use<'a, 's> {
-        self.rules.iter().filter(move |r| !r.disabled && r.direction == direction && r.applies_to(selectors))
-    }
-}
-
-/// The rule deciding `protocol`/`port` among `rules` (in evaluation order)
-/// for a peer `matches` accepts, with the service entry and peer that
-/// matched; `None`: no rule decides.
-pub fn decide<'a>(
-    rules: &[&'a FirewallRule],
-    protocol: i32,
-    port: i32,
-    matches: impl Fn(&Peer) -> bool,
-) -> Option<(&'a FirewallRule, &'a Rule, &'a Peer)> {
-    rules.iter().find_map(|r| {
-        r.services
-            .iter()
-            .filter(|s| s.covers(protocol, port))
-            .find_map(|s| s.peers.iter().find(|p| matches(p)).map(|p| (*r, s, p)))
-    })
-}
-
-/// The (protocol, port) points at which a decision among `services` can
-/// change: every boundary of every port range, for every protocol named,
-/// and one protocol none names (for rules of every protocol).
-pub fn points<'a>(services: impl Iterator<Item = &'a Rule>) -> Vec<(i32, i32)> {
-    let services: Vec<&Rule> = services.collect();
-    let mut protocols: Vec<i32> = services.iter().map(|s| s.protocol).filter(|p| *p != -1).collect();
-    protocols.sort_unstable();
-    protocols.dedup();
-    if let Some(other) = (0..=255).find(|p| !protocols.contains(p)) {
-        protocols.push(other);
-    }
-    let mut out = Vec::new();
-    for p in protocols {
-        if !has_ports(p) {
-            out.push((p, 0));
-            continue;
-        }
-        let mut ports: Vec<i32> = vec![0];
-        for s in services.iter().filter(|s| s.protocol == p || s.protocol == -1) {
-            ports.push(s.from_port);
-            if s.to_port < 65_535 {
-                ports.push(s.to_port + 1);
-            }
-        }
-        ports.sort_unstable();
-        ports.dedup();
-        out.extend(ports.into_iter().map(|port| (p, port)));
-    }
-    out
 }

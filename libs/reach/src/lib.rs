@@ -19,9 +19,11 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde_json::Value;
 
+pub mod azure;
 pub mod gcp;
+pub mod ordered;
 
-pub use gcp::{Direction, Firewall, FirewallRule};
+pub use ordered::{Direction, Firewall, FirewallRule};
 
 /// Where a rule's traffic may come from (inbound) or go to (outbound).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +33,59 @@ pub enum Peer {
     Group(String),
     /// The CIDRs of a managed prefix list.
     PrefixList(String),
+    /// An Azure service tag: `VirtualNetwork` (the addresses of the
+    /// network), `Internet` (public addresses), `AzureLoadBalancer` (its
+    /// probe address); other tags name Azure services, not systems.
+    ServiceTag(String),
+}
+
+/// The service tag of the network's own addresses.
+pub const VIRTUAL_NETWORK: &str = "VirtualNetwork";
+
+impl Peer {
+    /// The address ranges the peer stands for, to find candidates by
+    /// address (a group: none; `VirtualNetwork`: the private ranges).
+    pub fn nets(&self, lookup: &impl Lookup) -> Vec<IpNet> {
+        match self {
+            Self::Cidr(n) => vec![*n],
+            Self::Group(_) => Vec::new(),
+            Self::PrefixList(p) => lookup.prefix_list(p).map(<[IpNet]>::to_vec).unwrap_or_default(),
+            Self::ServiceTag(t) => match t.to_ascii_lowercase().as_str() {
+                "virtualnetwork" => PRIVATE.iter().filter_map(|n| n.parse().ok()).collect(),
+                "internet" => ["0.0.0.0/0", "::/0"].iter().filter_map(|n| n.parse().ok()).collect(),
+                "azureloadbalancer" => vec![IpNet::from(IpAddr::from([168, 63, 129, 16]))],
+                _ => Vec::new(),
+            },
+        }
+    }
+}
+
+/// Private and shared address ranges (RFC 1918, RFC 6598, RFC 4193).
+const PRIVATE: [&str; 5] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"];
+
+fn is_private(a: &IpAddr) -> bool {
+    PRIVATE.iter().filter_map(|n| n.parse::<IpNet>().ok()).any(|n| n.contains(a))
+}
+
+/// Whether `end` is what `peer` stands for, on its own (no prefix lists):
+/// how a rule's targets select the members it applies to.
+pub fn holds(peer: &Peer, end: End<'_>) -> bool {
+    match peer {
+        Peer::Cidr(n) => end.addresses.iter().any(|a| n.contains(a)),
+        Peer::Group(g) => end.groups.iter().any(|x| x == g),
+        Peer::PrefixList(_) => false,
+        Peer::ServiceTag(t) => match t.to_ascii_lowercase().as_str() {
+            "virtualnetwork" => end.addresses.iter().any(is_private) || end.groups.iter().any(|g| is_vnet(g)),
+            "internet" => end.addresses.iter().any(|a| !is_private(a)),
+            "azureloadbalancer" => end.addresses.contains(&IpAddr::from([168, 63, 129, 16])),
+            _ => false,
+        },
+    }
+}
+
+/// An Azure virtual network id (a NIC's selector).
+fn is_vnet(id: &str) -> bool {
+    id.contains("/virtualnetworks/") && !id.contains("/subnets/")
 }
 
 /// One permission of a security group.
@@ -245,12 +300,13 @@ pub struct End<'a> {
 /// What an entry of [`End::groups`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Membership {
-    /// A set of rules of its own (AWS security group, Azure NSG).
+    /// An AWS security group: rules of its own, any of which admits.
     Group,
-    /// A GCP VPC network: its firewall rules apply.
-    Network,
-    /// Something rules select by (a tag, a service account, an Azure ASG):
-    /// no rules of its own.
+    /// An ordered rule set: a GCP VPC network (its firewall rules), an
+    /// Azure network security group.
+    RuleSet,
+    /// Something rules select by (a GCP tag or service account, an Azure
+    /// application security group or virtual network): no rules of its own.
     Selector,
 }
 
@@ -259,34 +315,38 @@ impl Membership {
         if id.starts_with(gcp::TAG)
             || id.starts_with(gcp::SERVICE_ACCOUNT)
             || id.contains("/applicationsecuritygroups/")
+            || is_vnet(id)
         {
             Self::Selector
-        } else if id.starts_with("projects/") && id.contains("/global/networks/") {
-            Self::Network
+        } else if (id.starts_with("projects/") && id.contains("/global/networks/"))
+            || id.contains("/networksecuritygroups/")
+        {
+            Self::RuleSet
         } else {
             Self::Group
         }
     }
 }
 
-/// The groups, prefix lists and network firewalls known.
+/// The groups, prefix lists and rule sets known.
 pub trait Lookup {
     fn group(&self, id: &str) -> Option<&SecurityGroup>;
     fn prefix_list(&self, id: &str) -> Option<&[IpNet]>;
-    /// A GCP network's firewall rules (by `projects/P/global/networks/N`).
-    fn firewall(&self, _network: &str) -> Option<&Firewall> {
+    /// An ordered rule set: a GCP network's firewall rules (by
+    /// `projects/P/global/networks/N`), an Azure NSG's rules (by its id).
+    fn firewall(&self, _set: &str) -> Option<&Firewall> {
         None
     }
 }
 
-/// Security groups, prefix lists and GCP firewall rules by id.
+/// Security groups, prefix lists and ordered rule sets by id.
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
     pub groups: HashMap<String, SecurityGroup>,
     pub prefix_lists: HashMap<String, Vec<IpNet>>,
-    /// Per GCP network, its rules.
+    /// Per GCP network or Azure NSG, its rules.
     pub firewalls: HashMap<String, Firewall>,
-    /// Per firewall rule resource, its network and name.
+    /// Per GCP firewall rule resource, its network and name.
     firewall_rules: HashMap<String, (String, String)>,
 }
 
@@ -299,6 +359,8 @@ pub enum PolicyKind {
     PrefixList,
     /// `compute.googleapis.com/Firewall` (the asset's `resource.data`).
     FirewallRule,
+    /// `Microsoft.Network/networkSecurityGroups` (the ARM `properties`).
+    NetworkSecurityGroup,
 }
 
 /// What an inventory change to a policy resource changed.
@@ -341,6 +403,15 @@ impl Rules {
                 };
                 Some(Changed::Members(networks))
             }
+            PolicyKind::NetworkSecurityGroup => {
+                if deleted {
+                    self.firewalls.remove(id);
+                } else {
+                    let rules = azure::azure_nsg(id, cfg?).ok()?;
+                    self.firewalls.insert(id.to_owned(), Firewall::of(rules));
+                }
+                Some(Changed::Members(vec![id.to_owned()]))
+            }
         }
     }
 
@@ -353,11 +424,11 @@ impl Rules {
     /// whose rules changed (its network, and its former one if it moved).
     pub fn upsert_firewall_rule(&mut self, id: &str, rule: FirewallRule) -> Vec<String> {
         let mut changed = self.remove_firewall_rule(id).into_iter().collect::<Vec<_>>();
-        self.firewall_rules.insert(id.to_owned(), (rule.network.clone(), rule.name.clone()));
-        if !changed.contains(&rule.network) {
-            changed.push(rule.network.clone());
+        self.firewall_rules.insert(id.to_owned(), (rule.set.clone(), rule.name.clone()));
+        if !changed.contains(&rule.set) {
+            changed.push(rule.set.clone());
         }
-        self.firewalls.entry(rule.network.clone()).or_default().upsert(rule);
+        self.firewalls.entry(rule.set.clone()).or_default().upsert(rule);
         changed
     }
 
@@ -387,17 +458,22 @@ impl Lookup for Rules {
 }
 
 /// The peers of every rule that could admit a connection to `dst` (its
-/// groups' inbound rules, its networks' allow rules that apply to it): the
+/// groups' inbound rules, its rule sets' allow rules that apply to it): the
 /// only sources worth testing.
-pub fn ingress_peers<'a>(dst: &[String], lookup: &'a impl Lookup) -> Vec<&'a Peer> {
+pub fn ingress_peers<'a>(dst: End<'_>, lookup: &'a impl Lookup) -> Vec<&'a Peer> {
     let mut out: Vec<&Peer> =
-        dst.iter().filter_map(|g| lookup.group(g)).flat_map(|g| &g.ingress).flat_map(|r| &r.peers).collect();
-    for fw in dst.iter().filter(|g| Membership::of(g) == Membership::Network).filter_map(|n| lookup.firewall(n)) {
+        dst.groups.iter().filter_map(|g| lookup.group(g)).flat_map(|g| &g.ingress).flat_map(|r| &r.peers).collect();
+    for fw in rule_sets(dst, lookup) {
         out.extend(
             fw.applying(Direction::Ingress, dst).filter(|r| !r.deny).flat_map(|r| &r.services).flat_map(|s| &s.peers),
         );
     }
     out
+}
+
+/// The known rule sets `end` is a member of.
+fn rule_sets<'a>(end: End<'_>, lookup: &'a impl Lookup) -> Vec<&'a Firewall> {
+    end.groups.iter().filter(|g| Membership::of(g) == Membership::RuleSet).filter_map(|n| lookup.firewall(n)).collect()
 }
 
 /// Whether `peer` matches `end` (a CIDR or prefix list holding one of its
@@ -409,6 +485,7 @@ pub fn matches(peer: &Peer, end: End<'_>, lookup: &impl Lookup) -> bool {
         Peer::PrefixList(p) => {
             lookup.prefix_list(p).is_some_and(|nets| nets.iter().any(|n| end.addresses.iter().any(|a| n.contains(a))))
         }
+        Peer::ServiceTag(_) => holds(peer, end),
     }
 }
 
@@ -429,6 +506,7 @@ impl Allowed {
             Peer::Cidr(n) => n.to_string(),
             Peer::Group(g) => g.clone(),
             Peer::PrefixList(p) => format!("prefix list {p}"),
+            Peer::ServiceTag(t) => format!("service tag {t}"),
         };
         format!("{} admits {} from {from}", self.group, self.rule.service())
     }
@@ -448,18 +526,18 @@ pub fn allowed(src: End<'_>, dst: End<'_>, lookup: &impl Lookup) -> Vec<Allowed>
             }
         }
     }
-    for net in dst.groups.iter().filter(|g| Membership::of(g) == Membership::Network) {
-        let Some(fw) = lookup.firewall(net) else { continue };
-        let ingress = network_ingress(src, dst, net, fw, lookup);
+    for set in dst.groups.iter().filter(|g| Membership::of(g) == Membership::RuleSet) {
+        let Some(fw) = lookup.firewall(set) else { continue };
+        let ingress = set_ingress(src, dst, fw, lookup);
         if ingress.iter().all(|r| r.deny) {
             continue;
         }
-        let egress = network_egress(src, lookup);
+        let egress = set_egress(src, lookup);
         let aws_egress = src.groups.iter().filter_map(|g| lookup.group(g)).flat_map(|g| &g.egress);
         let services = ingress.iter().chain(&egress).flat_map(|r| &r.services).chain(aws_egress);
-        for (protocol, port) in gcp::points(services) {
+        for (protocol, port) in ordered::points(services) {
             if let Some((rule, service, peer)) =
-                gcp::decide(&ingress, protocol, port, |p| matches_in(p, src, net, lookup))
+                ordered::decide(&ingress, protocol, port, |r, p| matches_in(p, src, dst, &r.set, lookup))
                 && !rule.deny
                 && egress_decides(src, dst, &egress, protocol, port, lookup)
             {
@@ -473,34 +551,24 @@ pub fn allowed(src: End<'_>, dst: End<'_>, lookup: &impl Lookup) -> Vec<Allowed>
     out
 }
 
-/// The ingress rules of network `net` that apply to `dst` and could match
-/// `src`, in evaluation order.
-fn network_ingress<'a>(
-    src: End<'_>,
-    dst: End<'a>,
-    net: &str,
-    fw: &'a Firewall,
-    lookup: &impl Lookup,
-) -> Vec<&'a FirewallRule> {
-    fw.applying(Direction::Ingress, dst.groups)
-        .filter(|r| r.services.iter().flat_map(|s| &s.peers).any(|p| matches_in(p, src, net, lookup)))
+/// The ingress rules of `fw` that apply to `dst` and could match `src`, in
+/// evaluation order.
+fn set_ingress<'a>(src: End<'_>, dst: End<'_>, fw: &'a Firewall, lookup: &impl Lookup) -> Vec<&'a FirewallRule> {
+    fw.applying(Direction::Ingress, dst)
+        .filter(|r| r.services.iter().flat_map(|s| &s.peers).any(|p| matches_in(p, src, dst, &r.set, lookup)))
         .collect()
 }
 
-/// The egress rules of `src`'s networks that apply to it, in evaluation
-/// order (networks one after another).
-fn network_egress<'a>(src: End<'a>, lookup: &'a impl Lookup) -> Vec<&'a FirewallRule> {
-    src.groups
-        .iter()
-        .filter(|g| Membership::of(g) == Membership::Network)
-        .filter_map(|n| lookup.firewall(n))
-        .flat_map(|fw| fw.applying(Direction::Egress, src.groups))
-        .collect()
+/// The egress rules of `src`'s rule sets that apply to it, in evaluation
+/// order (sets one after another).
+fn set_egress<'a>(src: End<'_>, lookup: &'a impl Lookup) -> Vec<&'a FirewallRule> {
+    rule_sets(src, lookup).into_iter().flat_map(|fw| fw.applying(Direction::Egress, src)).collect()
 }
 
 /// Whether `src` may send `protocol`/`port` to `dst`: its security groups
-/// let it out (if it has known ones) and no egress rule of its networks
-/// denies it first (GCP's implied egress rule allows).
+/// let it out (if it has known ones) and no egress rule of its rule sets
+/// denies it first (GCP's implied egress rule allows; an Azure NSG's
+/// default rules decide everything).
 fn egress_decides(
     src: End<'_>,
     dst: End<'_>,
@@ -510,14 +578,23 @@ fn egress_decides(
     lookup: &impl Lookup,
 ) -> bool {
     src_covers(src, dst, protocol, port, lookup)
-        && gcp::decide(egress, protocol, port, |p| matches(p, dst, lookup)).is_none_or(|(r, _, _)| !r.deny)
+        && ordered::decide(egress, protocol, port, |r, p| matches_in(p, dst, src, &r.set, lookup))
+            .is_none_or(|(r, _, _)| !r.deny)
 }
 
-/// [`matches`] for a rule of network `net`: tags and service accounts
-/// select instances of that network only.
-fn matches_in(peer: &Peer, end: End<'_>, net: &str, lookup: &impl Lookup) -> bool {
+/// Whether `peer`, in a rule of set `set` that `holder` is a member of,
+/// matches the other end `end`: GCP tags and service accounts select
+/// instances of the rule's network only; Azure's `VirtualNetwork` is the
+/// holder's virtual network when known (else any private address).
+fn matches_in(peer: &Peer, end: End<'_>, holder: End<'_>, set: &str, lookup: &impl Lookup) -> bool {
     match peer {
-        Peer::Group(_) => matches(peer, end, lookup) && end.groups.iter().any(|g| g == net),
+        Peer::Group(g) if g.starts_with(gcp::TAG) || g.starts_with(gcp::SERVICE_ACCOUNT) => {
+            matches(peer, end, lookup) && end.groups.iter().any(|x| x == set)
+        }
+        Peer::ServiceTag(t) if t.eq_ignore_ascii_case(VIRTUAL_NETWORK) => {
+            let mut vnets = holder.groups.iter().filter(|g| is_vnet(g)).peekable();
+            if vnets.peek().is_some() { vnets.any(|v| end.groups.contains(v)) } else { holds(peer, end) }
+        }
         _ => matches(peer, end, lookup),
     }
 }
@@ -547,8 +624,8 @@ pub fn admits(src: End<'_>, dst: End<'_>, protocol: i32, port: i32, lookup: &imp
     for g in dst.groups {
         match Membership::of(g) {
             Membership::Group if lookup.group(g).is_none() => return None,
-            Membership::Network if lookup.firewall(g).is_none() => return None,
-            Membership::Group | Membership::Network => any = true,
+            Membership::RuleSet if lookup.firewall(g).is_none() => return None,
+            Membership::Group | Membership::RuleSet => any = true,
             Membership::Selector => {}
         }
     }
@@ -560,15 +637,16 @@ pub fn admits(src: End<'_>, dst: End<'_>, protocol: i32, port: i32, lookup: &imp
             && rule.peers.iter().any(|p| matches(p, src, lookup))
             && src_covers(src, dst, protocol, port, lookup)
     });
-    let by_network = || {
-        dst.groups.iter().filter(|g| Membership::of(g) == Membership::Network).any(|net| {
-            let Some(fw) = lookup.firewall(net) else { return false };
-            let ingress = network_ingress(src, dst, net, fw, lookup);
-            gcp::decide(&ingress, protocol, port, |p| matches_in(p, src, net, lookup)).is_some_and(|(r, _, _)| !r.deny)
-                && egress_decides(src, dst, &network_egress(src, lookup), protocol, port, lookup)
+    let by_set = || {
+        let egress = set_egress(src, lookup);
+        rule_sets(dst, lookup).into_iter().any(|fw| {
+            let ingress = set_ingress(src, dst, fw, lookup);
+            ordered::decide(&ingress, protocol, port, |r, p| matches_in(p, src, dst, &r.set, lookup))
+                .is_some_and(|(r, _, _)| !r.deny)
+                && egress_decides(src, dst, &egress, protocol, port, lookup)
         })
     };
-    Some(by_group || by_network())
+    Some(by_group || by_set())
 }
 
 fn src_covers(src: End<'_>, dst: End<'_>, protocol: i32, port: i32, lookup: &impl Lookup) -> bool {

@@ -144,9 +144,9 @@ fn allow_db() -> Value {
 #[test]
 fn a_gcp_firewall_rule_reads_with_its_defaults() {
     let r = gcp_firewall(&allow_db()).expect("reads");
-    assert_eq!((r.name.as_str(), r.network.as_str(), r.priority), ("allow-db", PROD, 1000));
+    assert_eq!((r.name.as_str(), r.set.as_str(), r.priority), ("allow-db", PROD, 1000));
     assert_eq!((r.direction, r.deny, r.disabled), (Direction::Ingress, false, false));
-    assert_eq!(r.targets, vec!["tag:cde-db"]);
+    assert_eq!(r.targets, vec![Peer::Group("tag:cde-db".into())]);
     let services: Vec<String> = r.services.iter().map(Rule::service).collect();
     assert_eq!(services, vec!["TCP/5432", "TCP/8000-8080"]);
     assert_eq!(r.services[0].peers, vec![Peer::Group("tag:app".into())]);
@@ -269,4 +269,145 @@ fn gcp_priorities_decide_and_a_deny_wins_a_tie() {
 
 fn allow_db_services(src: End<'_>, dst: End<'_>, r: &Rules) -> Vec<String> {
     allowed(src, dst, r).iter().map(|a| a.rule.service()).collect()
+}
+
+const SUB: &str = "/subscriptions/6a1f0c52-8f43-4d8e-9b1a-2f3c4d5e6f70/resourcegroups/pay/providers/microsoft.network";
+
+fn nsg_id(name: &str) -> String {
+    format!("{SUB}/networksecuritygroups/{name}")
+}
+
+fn asg_id(name: &str) -> String {
+    format!("{SUB}/applicationsecuritygroups/{name}")
+}
+
+fn vnet_id(name: &str) -> String {
+    format!("{SUB}/virtualnetworks/{name}")
+}
+
+/// An NSG's `properties` as ARM returns them (rules with their own ids and
+/// `properties`); `defaultSecurityRules` left out (Azure's are added).
+fn db_nsg(extra: Vec<Value>) -> Value {
+    let rule = |name: &str, p: Value| {
+        json!({"name": name, "id": format!("{}/securityRules/{name}", nsg_id("db-nsg")),
+        "etag": "W/\"00000000-0000-0000-0000-000000000000\"", "type": "Microsoft.Network/networkSecurityGroups/securityRules",
+        "properties": p})
+    };
+    let mut rules = vec![
+        rule(
+            "allow-app-5432",
+            json!({"provisioningState": "Succeeded", "protocol": "Tcp", "sourcePortRange": "*",
+            "destinationPortRange": "5432", "sourceApplicationSecurityGroups": [{"id": asg_id("app").replace("applicationsecuritygroups", "applicationSecurityGroups")}],
+            "destinationApplicationSecurityGroups": [{"id": asg_id("db")}], "access": "Allow", "priority": 200,
+            "direction": "Inbound", "sourcePortRanges": [], "destinationPortRanges": [], "sourceAddressPrefixes": [],
+            "destinationAddressPrefixes": []}),
+        ),
+        rule(
+            "deny-corp",
+            json!({"protocol": "*", "sourcePortRange": "*", "destinationPortRange": "*",
+            "sourceAddressPrefix": "10.50.0.0/16", "destinationAddressPrefix": "*", "access": "Deny", "priority": 100,
+            "direction": "Inbound"}),
+        ),
+    ];
+    rules.extend(extra.into_iter().map(|p| rule(p["name"].as_str().unwrap_or("x"), p["properties"].clone())));
+    json!({"provisioningState": "Succeeded", "resourceGuid": "8a0c7f1e-0000-4000-8000-000000000001", "securityRules": rules})
+}
+
+fn azure_rules(nsgs: &[(&str, Value)]) -> Rules {
+    let mut r = Rules::default();
+    for (name, props) in nsgs {
+        assert!(r.apply(PolicyKind::NetworkSecurityGroup, &nsg_id(name), Some(props), false).is_some(), "{name} reads");
+    }
+    r
+}
+
+#[test]
+fn an_azure_nsg_reads_with_azures_default_rules() {
+    let rules = azure::azure_nsg(&nsg_id("db-nsg"), &db_nsg(vec![])).expect("reads");
+    let names: Vec<&str> = rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        vec![
+            "allow-app-5432",
+            "deny-corp",
+            "AllowVnetInBound",
+            "AllowAzureLoadBalancerInBound",
+            "DenyAllInBound",
+            "AllowVnetOutBound",
+            "AllowInternetOutBound",
+            "DenyAllOutBound"
+        ]
+    );
+    assert_eq!(rules[0].label(), "NSG db-nsg rule allow-app-5432 (priority 200)");
+    assert_eq!(rules[0].targets, vec![Peer::Group(asg_id("db"))]);
+    assert_eq!(rules[0].services[0].peers, vec![Peer::Group(asg_id("app"))], "ids lower case, as NICs list them");
+    assert_eq!(rules[0].services[0].service(), "TCP/5432");
+    assert!(rules[1].deny && rules[1].targets.is_empty());
+    let bad = |p: Value| azure::azure_nsg(&nsg_id("x"), &json!({"securityRules": [{"name": "r", "properties": p}]}));
+    let e = bad(
+        json!({"protocol": "Tcp", "destinationPortRange": "70000", "access": "Allow", "priority": 100, "direction": "Inbound"}),
+    );
+    assert_eq!(
+        e.unwrap_err().to_string(),
+        "securityRules[0].properties.destinationPortRange: '70000' is not a port or range"
+    );
+    let e = bad(json!({"protocol": "Tcp", "access": "Permit", "priority": 100, "direction": "Inbound"}));
+    assert!(e.unwrap_err().to_string().starts_with("securityRules[0].properties.access:"));
+    let e = bad(json!({"protocol": "Tcp", "access": "Allow", "priority": 100, "direction": "Inbound",
+        "sourceAddressPrefix": "10.0.0/8"}));
+    assert!(e.unwrap_err().to_string().contains("'10.0.0/8' is not a CIDR block"));
+}
+
+#[test]
+fn azure_nsgs_decide_by_priority_with_application_security_groups_and_service_tags() {
+    let r = azure_rules(&[("db-nsg", db_nsg(vec![]))]);
+    let (db_ip, db_groups) = (ips(&["10.1.0.4"]), vec![nsg_id("db-nsg"), asg_id("db"), vnet_id("pay-vnet")]);
+    let db = End { addresses: &db_ip, groups: &db_groups };
+    let (app_ip, app_groups) = (ips(&["10.1.0.5"]), vec![asg_id("app"), vnet_id("pay-vnet")]);
+    let app = End { addresses: &app_ip, groups: &app_groups };
+    let mut a: Vec<String> = allowed(app, db, &r).iter().map(Allowed::describe).collect();
+    a.sort();
+    let asg = asg_id("app");
+    assert_eq!(
+        a,
+        vec![
+            "NSG db-nsg rule AllowVnetInBound (priority 65000) admits all traffic from service tag VirtualNetwork"
+                .into(),
+            format!("NSG db-nsg rule allow-app-5432 (priority 200) admits TCP/5432 from {asg}"),
+        ],
+        "Azure's default lets the whole virtual network in"
+    );
+    assert_eq!(admits(app, db, 6, 22, &r), Some(true));
+    // Denied first by address, though in the same virtual network.
+    let (corp_ip, corp_groups) = (ips(&["10.50.1.1"]), vec![asg_id("app"), vnet_id("pay-vnet")]);
+    let corp = End { addresses: &corp_ip, groups: &corp_groups };
+    assert!(allowed(corp, db, &r).is_empty());
+    assert_eq!(admits(corp, db, 6, 5432, &r), Some(false));
+    // Another virtual network, the internet: the default deny.
+    let (other_ip, other_groups) = (ips(&["10.1.0.9"]), vec![vnet_id("other-vnet")]);
+    assert!(allowed(End { addresses: &other_ip, groups: &other_groups }, db, &r).is_empty());
+    let (net_ip, none) = (ips(&["203.0.113.9"]), Vec::<String>::new());
+    assert_eq!(admits(End { addresses: &net_ip, groups: &none }, db, 6, 443, &r), Some(false));
+
+    // The virtual network shut out before Azure's default: only the ASG rule.
+    let deny_vnet = json!({"name": "deny-vnet", "properties": {"protocol": "*", "sourcePortRange": "*",
+        "destinationPortRange": "*", "sourceAddressPrefix": "VirtualNetwork", "destinationAddressPrefix": "VirtualNetwork",
+        "access": "Deny", "priority": 4000, "direction": "Inbound"}});
+    let r = azure_rules(&[("db-nsg", db_nsg(vec![deny_vnet]))]);
+    assert_eq!(allowed(app, db, &r).iter().map(|a| a.rule.service()).collect::<Vec<_>>(), vec!["TCP/5432"]);
+    assert_eq!(admits(app, db, 6, 22, &r), Some(false));
+    assert_eq!(admits(app, db, 6, 5432, &r), Some(true));
+
+    // The source's own NSG denies it outbound first.
+    let app_out = json!({"securityRules": [{"name": "no-db", "properties": {"protocol": "Tcp", "sourcePortRange": "*",
+        "destinationPortRange": "5432", "sourceAddressPrefix": "*", "destinationAddressPrefixes": ["10.1.0.0/24"],
+        "access": "Deny", "priority": 100, "direction": "Outbound"}}]});
+    let r = azure_rules(&[("db-nsg", db_nsg(vec![])), ("app-nsg", app_out)]);
+    let app_groups = vec![nsg_id("app-nsg"), asg_id("app"), vnet_id("pay-vnet")];
+    let app = End { addresses: &app_ip, groups: &app_groups };
+    assert_eq!(admits(app, db, 6, 5432, &r), Some(false));
+    assert_eq!(admits(app, db, 6, 22, &r), Some(true), "the default still lets the rest out and in");
+    // An NSG not in the inventory: nothing can be said.
+    let unknown = vec![nsg_id("missing"), vnet_id("pay-vnet")];
+    assert_eq!(admits(app, End { addresses: &db_ip, groups: &unknown }, 6, 5432, &r), None);
 }

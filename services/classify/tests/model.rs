@@ -27,6 +27,13 @@ enum Event {
         group: Option<usize>,
         /// On GCP network `prod` with network tag `t<n>`.
         tag: Option<usize>,
+        /// Behind Azure NSG `pay-nsg`, in application security group `a<n>`.
+        asg: Option<usize>,
+    },
+    /// Azure NSG `pay-nsg`: one rule (deny, priority, from an application
+    /// security group or one resource's address, which); `None` deletes it.
+    Nsg {
+        rule: Option<(bool, u32, bool, usize)>,
     },
     /// Security group `sg-<id>`: admits TCP/5432 from a group, or from one
     /// resource's address; `None` deletes it.
@@ -60,6 +67,8 @@ enum Event {
 }
 
 const NETWORK: &str = "projects/p/global/networks/prod";
+const AZ: &str = "/subscriptions/s/resourcegroups/g/providers/microsoft.network";
+const NSG: &str = "/subscriptions/s/resourcegroups/g/providers/microsoft.network/networksecuritygroups/pay-nsg";
 
 const IDS: [&str; 6] = ["r0", "r1", "r2", "r3", "ip:10.9.9.9", "ip:203.0.113.1"];
 
@@ -78,17 +87,24 @@ fn arb_event() -> impl Strategy<Value = Event> {
             proptest::bool::weighted(0.1),
             proptest::option::weighted(0.3, 0usize..4),
             proptest::option::weighted(0.6, 0usize..3),
-            proptest::option::weighted(0.4, 0usize..3)
+            proptest::option::weighted(0.4, 0usize..3),
+            proptest::option::weighted(0.3, 0usize..3)
         )
-            .prop_map(|(id, scope, data, deleted, interface, group, tag)| Event::Upsert {
+            .prop_map(|(id, scope, data, deleted, interface, group, tag, asg)| Event::Upsert {
                 id,
                 scope,
                 data: data && scope.is_none(),
                 deleted,
                 interface,
                 group,
-                tag
+                tag,
+                asg
             }),
+        proptest::option::weighted(
+            0.8,
+            (proptest::bool::weighted(0.3), prop_oneof![Just(200u32), Just(300u32)], any::<bool>(), 0usize..4)
+        )
+        .prop_map(|rule| Event::Nsg { rule }),
         (
             0usize..3,
             proptest::option::weighted(
@@ -173,7 +189,31 @@ fn apply(e: &mut Engine, ev: &Event) {
             }
             e.upsert_resource(&r);
         }
-        Event::Upsert { id, scope, data, deleted, interface, group, tag } => {
+        Event::Nsg { rule } => {
+            let mut r = Resource::new(
+                NSG,
+                CloudProvider::Azure,
+                ResourceType::SecurityGroup,
+                0,
+                SourceRef { topic: String::new(), partition: 0, offset: 0, line: 0 },
+            );
+            r.deleted = rule.is_none();
+            if let Some((deny, priority, by_asg, n)) = rule {
+                let mut p = serde_json::json!({"protocol": "Tcp", "sourcePortRange": "*", "destinationPortRange": "5432",
+                    "destinationAddressPrefix": "*", "access": if *deny { "Deny" } else { "Allow" },
+                    "priority": priority, "direction": "Inbound"});
+                if *by_asg {
+                    p["sourceApplicationSecurityGroups"] =
+                        serde_json::json!([{"id": format!("{AZ}/applicationsecuritygroups/a{}", n % 3)}]);
+                } else {
+                    p["sourceAddressPrefix"] = serde_json::json!(format!("10.0.0.{n}"));
+                }
+                r.metadata_json =
+                    Some(serde_json::json!({"securityRules": [{"name": "r", "properties": p}]}).to_string());
+            }
+            e.upsert_resource(&r);
+        }
+        Event::Upsert { id, scope, data, deleted, interface, group, tag, asg } => {
             let mut r = Resource::new(
                 IDS[*id],
                 CloudProvider::Aws,
@@ -196,6 +236,11 @@ fn apply(e: &mut Engine, ev: &Event) {
             if let Some(t) = tag {
                 r.security_groups.push(NETWORK.to_owned());
                 r.security_groups.push(format!("tag:t{t}"));
+            }
+            if let Some(a) = asg {
+                r.security_groups.push(NSG.to_owned());
+                r.security_groups.push(format!("{AZ}/virtualnetworks/v"));
+                r.security_groups.push(format!("{AZ}/applicationsecuritygroups/a{a}"));
             }
             e.upsert_resource(&r);
         }

@@ -13,14 +13,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use petgraph::stable_graph::NodeIndex;
-use psg_domain::{EndpointKind, Resource, ResourceType};
+use psg_domain::{CloudProvider, EndpointKind, Resource, ResourceType};
 use psg_reach::{Allowed, Changed, End, Peer, PolicyKind, Rules};
 
 use super::Engine;
 
-/// The rules a resource type holds, if it is a policy type.
-pub fn policy_kind(t: ResourceType) -> Option<PolicyKind> {
-    match t {
+/// The rules a resource holds, if it is of a policy type.
+pub fn policy_kind(r: &Resource) -> Option<PolicyKind> {
+    match r.resource_type {
+        ResourceType::SecurityGroup if r.provider == CloudProvider::Azure => Some(PolicyKind::NetworkSecurityGroup),
         ResourceType::SecurityGroup => Some(PolicyKind::SecurityGroup),
         ResourceType::PrefixList => Some(PolicyKind::PrefixList),
         ResourceType::FirewallRule => Some(PolicyKind::FirewallRule),
@@ -52,7 +53,7 @@ impl Engine {
     /// of a policy type). A configuration that cannot be read is dropped
     /// (ingest checked it; the previous rules stay).
     pub(super) fn upsert_policy(&mut self, r: &Resource) {
-        let Some(kind) = policy_kind(r.resource_type) else { return };
+        let Some(kind) = policy_kind(r) else { return };
         let cfg = r.metadata_json.as_deref().and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok());
         match self.reach.rules.apply(kind, &r.resource_id, cfg.as_ref(), r.deleted) {
             None => {}
@@ -200,13 +201,10 @@ impl Engine {
             .collect();
         for c in others {
             let end = self.end_of(c);
-            for peer in psg_reach::ingress_peers(&end.1, &self.reach.rules) {
+            for peer in psg_reach::ingress_peers(End { addresses: &end.0, groups: &end.1 }, &self.reach.rules) {
                 match peer {
                     Peer::Group(id) => by_group.entry(id.as_str()).or_default().push(c),
-                    Peer::Cidr(n) => by_net.push((*n, c)),
-                    Peer::PrefixList(p) => {
-                        by_net.extend(self.reach.rules.prefix_lists.get(p).into_iter().flatten().map(|n| (*n, c)))
-                    }
+                    other => by_net.extend(other.nets(&self.reach.rules).into_iter().map(|n| (n, c))),
                 }
             }
             ends.insert(c, end);
@@ -240,14 +238,11 @@ impl Engine {
     fn sources_of(&mut self, c: NodeIndex) {
         let (ca, cg) = self.end_of(c);
         let mut candidates: BTreeSet<NodeIndex> = BTreeSet::new();
-        for peer in psg_reach::ingress_peers(&cg, &self.reach.rules) {
+        for peer in psg_reach::ingress_peers(End { addresses: &ca, groups: &cg }, &self.reach.rules) {
             match peer {
                 Peer::Group(id) => candidates.extend(self.reach.members.get(id).into_iter().flatten()),
-                Peer::Cidr(n) => {
-                    candidates.extend(self.reach.by_addr.range(n.network()..=n.broadcast()).flat_map(|(_, s)| s))
-                }
-                Peer::PrefixList(p) => {
-                    for n in self.reach.rules.prefix_lists.get(p).into_iter().flatten() {
+                other => {
+                    for n in other.nets(&self.reach.rules) {
                         candidates.extend(self.reach.by_addr.range(n.network()..=n.broadcast()).flat_map(|(_, s)| s));
                     }
                 }

@@ -873,3 +873,115 @@ fn gcp_firewall_rules_decide_reachability_by_tag_and_priority() {
         assert!(of_kind(&alerts, AlertType::ObservedNotAllowed).is_empty(), "{alerts:?}");
     }
 }
+
+const AZ: &str = "/subscriptions/s1/resourcegroups/pay/providers/microsoft.network";
+
+fn nsg(name: &str, rules: serde_json::Value) -> Resource {
+    Resource {
+        resource_type: ResourceType::SecurityGroup,
+        provider: CloudProvider::Azure,
+        metadata_json: Some(serde_json::json!({"securityRules": rules}).to_string()),
+        ..resource(&format!("{AZ}/networksecuritygroups/{name}"), &[])
+    }
+}
+
+/// An Azure VM and its NIC (the NIC carries the address, NSG, virtual
+/// network and application security groups).
+fn azure_vm(id: &str, ip: &str, asg: Option<&str>, tags: &[(&str, &str)]) -> [Resource; 2] {
+    let nic_id = format!("{AZ}/networkinterfaces/{id}-nic");
+    let mut groups = vec![format!("{AZ}/networksecuritygroups/pay-nsg"), format!("{AZ}/virtualnetworks/pay-vnet")];
+    groups.extend(asg.map(|a| format!("{AZ}/applicationsecuritygroups/{a}")));
+    let nic = Resource {
+        provider: CloudProvider::Azure,
+        resource_type: ResourceType::NetworkInterface,
+        private_ips: vec![ip.into()],
+        security_groups: groups,
+        vpc_id: Some("pay-vnet".into()),
+        ..resource(&nic_id, &[])
+    };
+    let vm = Resource {
+        provider: CloudProvider::Azure,
+        resource_type: ResourceType::VirtualMachine,
+        interface_ids: vec![nic_id],
+        vpc_id: Some("pay-vnet".into()),
+        ..resource(id, tags)
+    };
+    [vm, nic]
+}
+
+fn nsg_rule(name: &str, priority: u32, access: &str, source: serde_json::Value, port: &str) -> serde_json::Value {
+    let mut p = serde_json::json!({"protocol": "Tcp", "sourcePortRange": "*", "destinationPortRange": port,
+        "destinationAddressPrefix": "*", "access": access, "priority": priority, "direction": "Inbound"});
+    for (k, v) in source.as_object().expect("an object") {
+        p[k] = v.clone();
+    }
+    serde_json::json!({"name": name, "properties": p})
+}
+
+/// Issue 17 on Azure: the NSG of a CDE VM's NIC decides who reaches it, by
+/// application security group and priority; Azure's default rule admits the
+/// whole virtual network unless a rule before it denies; a deleted NSG says
+/// nothing. In either order of inventory.
+#[test]
+fn azure_nsgs_decide_reachability_by_application_security_group_and_priority() {
+    let asg = |a: &str| serde_json::json!({"sourceApplicationSecurityGroups": [{"id": format!("{AZ}/applicationsecuritygroups/{a}")}]});
+    let locked = serde_json::json!([
+        nsg_rule("allow-app-db", 200, "Allow", asg("app"), "5432"),
+        nsg_rule(
+            "deny-vnet",
+            4000,
+            "Deny",
+            serde_json::json!({"sourceAddressPrefix": "VirtualNetwork", "protocol": "*"}),
+            "*"
+        ),
+    ]);
+    for nsg_first in [true, false] {
+        let mut e = engine();
+        let mut all: Vec<Resource> = Vec::new();
+        all.extend(azure_vm("vault", "10.1.0.4", Some("db"), &[("pci-scope", "cde")]));
+        all.extend(azure_vm("reports", "10.1.0.5", Some("app"), &[("pci-scope", "out-of-scope")]));
+        all.extend(azure_vm("wiki", "10.1.0.6", None, &[("pci-scope", "out-of-scope")]));
+        if nsg_first {
+            all.insert(0, nsg("pay-nsg", locked.clone()));
+        } else {
+            all.push(nsg("pay-nsg", locked.clone()));
+        }
+        for r in &all {
+            e.upsert_resource(r);
+        }
+        let (_, alerts) = e.recompute();
+        let reports = &e.decisions()["reports"];
+        assert_eq!(
+            (reports.scope, reports.rule),
+            (PciScope::ConnectedCde, ScopeRule::Reachable),
+            "nsg first: {nsg_first}"
+        );
+        assert!(
+            reports.justification.contains("NSG pay-nsg rule allow-app-db (priority 200) admits TCP/5432 from"),
+            "{}",
+            reports.justification
+        );
+        assert_eq!(scope_of(&e, "wiki"), PciScope::OutOfScope, "denied before Azure's default");
+        assert_eq!(of_kind(&alerts, AlertType::LatentViolation), vec![("reports".to_owned(), AlertEvent::Raised)]);
+        assert!(!e.decisions().contains_key(&all[if nsg_first { 0 } else { 6 }].resource_id), "an NSG is no system");
+
+        // Without the deny, Azure's AllowVnetInBound lets wiki in too.
+        e.upsert_resource(&nsg(
+            "pay-nsg",
+            serde_json::json!([nsg_rule("allow-app-db", 200, "Allow", asg("app"), "5432")]),
+        ));
+        e.recompute();
+        let wiki = &e.decisions()["wiki"];
+        assert_eq!(wiki.rule, ScopeRule::Reachable);
+        assert!(
+            wiki.justification
+                .contains("AllowVnetInBound (priority 65000) admits all traffic from service tag VirtualNetwork")
+        );
+
+        // The NSG deleted: its rules are unknown, nothing is reachable by them.
+        e.upsert_resource(&Resource { deleted: true, ..nsg("pay-nsg", serde_json::json!([])) });
+        e.recompute();
+        assert_eq!(scope_of(&e, "wiki"), PciScope::OutOfScope);
+        assert_eq!(scope_of(&e, "reports"), PciScope::OutOfScope);
+    }
+}

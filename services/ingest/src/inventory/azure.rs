@@ -34,10 +34,17 @@
 //!   `vpc_id` = its VNet name (the segment after `virtualNetworks/`, as
 //!   written); `interface_ids` = the `macAddress` without separators, upper
 //!   case (`00-0D-3A-F8-78-56` → `000D3AF87856`: NSG flow logs identify the
-//!   interface so); `security_groups` = `networkSecurityGroup.id` and the
-//!   configurations' `applicationSecurityGroups[].id` (lower case). The VM
+//!   interface so); `security_groups` = `networkSecurityGroup.id`, the
+//!   virtual network of the first configuration's subnet, and the
+//!   configurations' `applicationSecurityGroups[].id` (lower case): what NSG
+//!   rules select by. The VM
 //!   (`properties.virtualMachine.id`) stays in the metadata. Flows map to the
 //!   NIC (it holds the addresses and the MAC); the VM lists the NIC's id.
+//!
+//! - `Microsoft.Network/networkSecurityGroups` → `security_group` (network
+//!   policy, not a system): its rules (`securityRules`,
+//!   `defaultSecurityRules`) are checked here, so a rule classify cannot read
+//!   is refused at the door; `metadata_json` = `properties`.
 //!
 //! Other types are refused (kind `unsupported`, naming the type).
 
@@ -102,10 +109,12 @@ fn resource(obj: &At<'_>, inherited: Option<Micros>, line: u32, ctx: MessageCtx<
         ResourceType::VirtualMachine
     } else if ty.eq_ignore_ascii_case("Microsoft.Network/networkInterfaces") {
         ResourceType::NetworkInterface
+    } else if ty.eq_ignore_ascii_case("Microsoft.Network/networkSecurityGroups") {
+        ResourceType::SecurityGroup
     } else {
         return Err(Refusal::unsupported(format!(
-            "unsupported Azure resource type {ty} ({id}): this version maps Microsoft.Compute/virtualMachines \
-             and Microsoft.Network/networkInterfaces"
+            "unsupported Azure resource type {ty} ({id}): this version maps Microsoft.Compute/virtualMachines, \
+             Microsoft.Network/networkInterfaces and Microsoft.Network/networkSecurityGroups"
         )));
     };
     let subscription = segment_after(id, "subscriptions")
@@ -132,6 +141,10 @@ fn resource(obj: &At<'_>, inherited: Option<Micros>, line: u32, ctx: MessageCtx<
     if let Some(p) = &properties {
         match mapped {
             ResourceType::VirtualMachine => virtual_machine(&mut r, obj, p)?,
+            ResourceType::SecurityGroup => {
+                psg_reach::azure::azure_nsg(&r.resource_id, p.value)
+                    .map_err(|e| Refusal::parse(format!("properties.{e}")))?;
+            }
             _ => network_interface(&mut r, p)?,
         }
         r.metadata_json = Some(p.value.to_string());
@@ -169,6 +182,10 @@ fn network_interface(r: &mut Resource, properties: &At<'_>) -> Result<()> {
             let subnet = subnet.as_str()?;
             r.subnet_id = Some(subnet.to_lowercase());
             r.vpc_id = segment_after(subnet, "virtualNetworks").map(str::to_owned);
+            // The virtual network, which NSG rules name as `VirtualNetwork`.
+            if let Some((vnet, _)) = subnet.to_lowercase().split_once("/subnets/") {
+                push_unique(&mut r.security_groups, vnet);
+            }
         }
         for asg in cp.items(&["applicationSecurityGroups"])? {
             if let Some(id) = asg.opt_str(&["id"])? {
@@ -318,9 +335,10 @@ mod tests {
             Some(format!("/subscriptions/{SUB}/resourcegroups/payments-rg/providers/microsoft.network/virtualnetworks/pay-vnet/subnets/web").as_str())
         );
         assert_eq!(r.interface_ids, vec!["000D3AF87856"]);
-        assert_eq!(r.security_groups.len(), 2);
+        assert_eq!(r.security_groups.len(), 3);
         assert!(r.security_groups[0].ends_with("/networksecuritygroups/web-nsg"));
-        assert!(r.security_groups[1].ends_with("/applicationsecuritygroups/web-asg"));
+        assert!(r.security_groups[1].ends_with("/virtualnetworks/pay-vnet"));
+        assert!(r.security_groups[2].ends_with("/applicationsecuritygroups/web-asg"));
         assert!(r.metadata_json.unwrap().contains("virtualMachines/pay-web-1"));
         assert_eq!(normalise_mac("m", "00:0d:3a:f8:78:56").unwrap(), "000D3AF87856");
         assert!(normalise_mac("m", "00-0D-3A").is_err());
@@ -377,5 +395,47 @@ mod tests {
         assert_eq!(p.rejected[0].reason, "properties.macAddress: '00-0D-3A-F8-78' is not a MAC address");
         let p = run(&VM.replace("2026-01-21T06:00:00Z", "21/01/2026"));
         assert_eq!(p.rejected[0].reason, "observed_at: '21/01/2026' is not an RFC 3339 time");
+    }
+
+    /// A network security group as the REST API returns it (Azure's
+    /// `Network Security Groups - Get` example, trimmed).
+    const NSG: &str = r#"{
+      "name": "web-nsg",
+      "id": "/subscriptions/6f1c2a3b-4d5e-4f60-8a9b-0c1d2e3f4a5b/resourceGroups/payments-rg/providers/Microsoft.Network/networkSecurityGroups/web-nsg",
+      "etag": "W/\"00000000-0000-0000-0000-000000000000\"",
+      "type": "Microsoft.Network/networkSecurityGroups",
+      "location": "westeurope",
+      "observed_at": "2026-01-21T06:00:00Z",
+      "properties": {
+        "provisioningState": "Succeeded",
+        "resourceGuid": "00000000-0000-0000-0000-000000000000",
+        "securityRules": [
+          {"name": "allow-https",
+           "id": "/subscriptions/6f1c2a3b-4d5e-4f60-8a9b-0c1d2e3f4a5b/resourceGroups/payments-rg/providers/Microsoft.Network/networkSecurityGroups/web-nsg/securityRules/allow-https",
+           "type": "Microsoft.Network/networkSecurityGroups/securityRules",
+           "properties": {"provisioningState": "Succeeded", "protocol": "Tcp", "sourcePortRange": "*",
+             "destinationPortRange": "443", "sourceAddressPrefix": "Internet", "destinationAddressPrefix": "*",
+             "access": "Allow", "priority": 130, "direction": "Inbound", "sourcePortRanges": [],
+             "destinationPortRanges": [], "sourceAddressPrefixes": [], "destinationAddressPrefixes": []}}
+        ],
+        "defaultSecurityRules": [
+          {"name": "DenyAllInBound", "properties": {"description": "Deny all inbound traffic", "protocol": "*",
+           "sourcePortRange": "*", "destinationPortRange": "*", "sourceAddressPrefix": "*",
+           "destinationAddressPrefix": "*", "access": "Deny", "priority": 65500, "direction": "Inbound"}}
+        ],
+        "networkInterfaces": [{"id": "/subscriptions/6f1c2a3b-4d5e-4f60-8a9b-0c1d2e3f4a5b/resourceGroups/payments-rg/providers/Microsoft.Network/networkInterfaces/pay-web-1-nic"}]
+      }
+    }"#;
+
+    #[test]
+    fn a_network_security_group_is_policy() {
+        let r = one(NSG);
+        assert_eq!((r.resource_type, r.provider), (ResourceType::SecurityGroup, CloudProvider::Azure));
+        assert!(r.resource_id.ends_with("/networksecuritygroups/web-nsg"), "lower case, as NICs refer to it");
+        assert_eq!(r.resource_id, one(NIC).security_groups[0]);
+        assert!(r.metadata_json.as_deref().is_some_and(|m| m.contains("allow-https")));
+        let p = run(&NSG.replace(r#""priority": 130"#, r#""priority": "first""#));
+        assert_eq!(p.rejected[0].kind, "parse");
+        assert_eq!(p.rejected[0].reason, "properties.securityRules[0].properties.priority: missing or not a number");
     }
 }

@@ -200,7 +200,7 @@ fn firewall(
         };
     };
     let parsed = psg_reach::gcp::gcp_firewall(data.value).map_err(|e| Refusal::parse(format!("resource.data.{e}")))?;
-    r.vpc_id = last_segment(&parsed.network).map(str::to_owned);
+    r.vpc_id = last_segment(&parsed.set).map(str::to_owned);
     r.metadata_json = Some(data.value.to_string());
     Ok(r)
 }
@@ -450,7 +450,10 @@ mod tests {
         assert_eq!(r.vpc_id.as_deref(), Some("prod-vpc"));
         let data: Value = serde_json::from_str(r.metadata_json.as_deref().unwrap()).unwrap();
         let rule = psg_reach::gcp::gcp_firewall(&data).unwrap();
-        assert_eq!(rule.targets, vec!["serviceAccount:payments-db@pay-prod-123.iam.gserviceaccount.com"]);
+        assert_eq!(
+            rule.targets,
+            vec![psg_reach::Peer::Group("serviceAccount:payments-db@pay-prod-123.iam.gserviceaccount.com".into())]
+        );
 
         // A rule classify could not read is refused here, naming the field.
         let p = run(&FIREWALL_ASSET.replace(r#""ports": ["5432"]"#, r#""ports": ["5432-80"]"#));
