@@ -559,6 +559,7 @@ fn reachable_pairs(
                     p.private_ips.iter().chain(&p.public_ips).filter_map(|a| a.parse::<std::net::IpAddr>().ok()),
                 );
                 groups.extend(p.security_groups.iter().cloned());
+                rules.subnet_layers(p.subnet_id.as_deref(), &mut groups);
             }
             groups.sort();
             groups.dedup();

@@ -107,6 +107,8 @@ named_enum! {
         PrefixList => "prefix_list",
         /// A GCP VPC firewall rule: one rule of its network, not a system.
         FirewallRule => "firewall_rule",
+        /// An AWS network ACL: subnet-level rules under security groups.
+        NetworkAcl => "network_acl",
     }
 }
 
@@ -314,7 +316,7 @@ impl ResourceType {
     /// Whether resources of this type are network policy (firewall rules,
     /// address lists) rather than systems: never classified or counted.
     pub const fn is_policy(self) -> bool {
-        matches!(self, Self::SecurityGroup | Self::PrefixList | Self::FirewallRule)
+        matches!(self, Self::SecurityGroup | Self::PrefixList | Self::FirewallRule | Self::NetworkAcl)
     }
 }
 

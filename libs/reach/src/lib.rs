@@ -21,6 +21,7 @@ use serde_json::Value;
 
 pub mod azure;
 pub mod gcp;
+pub mod nacl;
 pub mod ordered;
 
 pub use ordered::{Direction, Firewall, FirewallRule};
@@ -305,8 +306,11 @@ pub enum Membership {
     /// An ordered rule set: a GCP VPC network (its firewall rules), an
     /// Azure network security group.
     RuleSet,
+    /// An AWS network ACL: a filter under the security groups.
+    Filter,
     /// Something rules select by (a GCP tag or service account, an Azure
-    /// application security group or virtual network): no rules of its own.
+    /// application security group or virtual network, a subnet): no rules of
+    /// its own.
     Selector,
 }
 
@@ -315,9 +319,12 @@ impl Membership {
         if id.starts_with(gcp::TAG)
             || id.starts_with(gcp::SERVICE_ACCOUNT)
             || id.contains("/applicationsecuritygroups/")
+            || id.starts_with(nacl::SUBNET)
             || is_vnet(id)
         {
             Self::Selector
+        } else if id.starts_with("acl-") {
+            Self::Filter
         } else if (id.starts_with("projects/") && id.contains("/global/networks/"))
             || id.contains("/networksecuritygroups/")
         {
@@ -337,6 +344,10 @@ pub trait Lookup {
     fn firewall(&self, _set: &str) -> Option<&Firewall> {
         None
     }
+    /// An AWS network ACL's rules.
+    fn nacl(&self, _id: &str) -> Option<&Firewall> {
+        None
+    }
 }
 
 /// Security groups, prefix lists and ordered rule sets by id.
@@ -348,6 +359,9 @@ pub struct Rules {
     pub firewalls: HashMap<String, Firewall>,
     /// Per GCP firewall rule resource, its network and name.
     firewall_rules: HashMap<String, (String, String)>,
+    /// AWS network ACLs, and the ACL of each subnet associated with one.
+    pub nacls: HashMap<String, Firewall>,
+    nacl_subnets: HashMap<String, String>,
 }
 
 /// The kinds of inventory resource that hold rules.
@@ -361,6 +375,8 @@ pub enum PolicyKind {
     FirewallRule,
     /// `Microsoft.Network/networkSecurityGroups` (the ARM `properties`).
     NetworkSecurityGroup,
+    /// `AWS::EC2::NetworkAcl`.
+    NetworkAcl,
 }
 
 /// What an inventory change to a policy resource changed.
@@ -403,6 +419,18 @@ impl Rules {
                 };
                 Some(Changed::Members(networks))
             }
+            PolicyKind::NetworkAcl => {
+                let acl = if deleted { None } else { Some(nacl::aws_network_acl(id, cfg?).ok()?) };
+                self.nacls.remove(id);
+                self.nacl_subnets.retain(|_, a| a != id);
+                if let Some(acl) = acl {
+                    for s in acl.subnets {
+                        self.nacl_subnets.insert(s, acl.id.clone());
+                    }
+                    self.nacls.insert(acl.id, Firewall::of(acl.rules));
+                }
+                Some(Changed::Everything)
+            }
             PolicyKind::NetworkSecurityGroup => {
                 if deleted {
                     self.firewalls.remove(id);
@@ -412,6 +440,18 @@ impl Rules {
                 }
                 Some(Changed::Members(vec![id.to_owned()]))
             }
+        }
+    }
+
+    /// Adds what a system in `subnet` is a member of by way of its
+    /// subnet: the subnet's network ACL and the subnet itself (for the
+    /// same-subnet test), when an ACL is known for it.
+    pub fn subnet_layers(&self, subnet: Option<&str>, groups: &mut Vec<String>) {
+        if let Some(s) = subnet
+            && let Some(acl) = self.nacl_subnets.get(s)
+        {
+            groups.push(acl.clone());
+            groups.push(format!("{}{s}", nacl::SUBNET));
         }
     }
 
@@ -454,6 +494,9 @@ impl Lookup for Rules {
     }
     fn firewall(&self, network: &str) -> Option<&Firewall> {
         self.firewalls.get(network)
+    }
+    fn nacl(&self, id: &str) -> Option<&Firewall> {
+        self.nacls.get(id)
     }
 }
 
@@ -517,11 +560,24 @@ impl Allowed {
 /// no known group: nothing is known to admit anything.
 pub fn allowed(src: End<'_>, dst: End<'_>, lookup: &impl Lookup) -> Vec<Allowed> {
     let mut out = Vec::new();
+    let filters: Vec<&Firewall> = [src, dst].iter().flat_map(|e| filters(*e, lookup)).collect();
     for g in dst.groups.iter().filter_map(|g| lookup.group(g)) {
         for rule in &g.ingress {
-            if let Some(peer) = rule.peers.iter().find(|p| matches(p, src, lookup))
-                && egress_allows(src, dst, rule, lookup)
-            {
+            let Some(peer) = rule.peers.iter().find(|p| matches(p, src, lookup)) else { continue };
+            let ok = if filters.is_empty() {
+                egress_allows(src, dst, rule, lookup)
+            } else {
+                // Some service of the rule that the source's groups let out
+                // and the ACLs let through.
+                let aws_egress = src.groups.iter().filter_map(|g| lookup.group(g)).flat_map(|g| &g.egress);
+                let acl = filters.iter().flat_map(|f| f.rules()).flat_map(|r| &r.services);
+                ordered::points(std::iter::once(rule).chain(aws_egress).chain(acl)).into_iter().any(|(p, port)| {
+                    rule.covers(p, port)
+                        && src_covers(src, dst, p, port, lookup)
+                        && nacl_allows(src, dst, p, port, lookup)
+                })
+            };
+            if ok {
                 out.push(Allowed { group: g.id.clone(), rule: rule.clone(), peer: peer.clone() });
             }
         }
@@ -580,6 +636,29 @@ fn egress_decides(
     src_covers(src, dst, protocol, port, lookup)
         && ordered::decide(egress, protocol, port, |r, p| matches_in(p, dst, src, &r.set, lookup))
             .is_none_or(|(r, _, _)| !r.deny)
+        && nacl_allows(src, dst, protocol, port, lookup)
+}
+
+/// The known network ACLs of `end`'s subnets.
+fn filters<'a>(end: End<'_>, lookup: &'a impl Lookup) -> Vec<&'a Firewall> {
+    end.groups.iter().filter(|g| Membership::of(g) == Membership::Filter).filter_map(|g| lookup.nacl(g)).collect()
+}
+
+/// Whether the network ACLs let a request of `protocol`/`port` from `src`
+/// to `dst` through: none between ends in one subnet; otherwise the
+/// destination subnet's ACL lets it in and the source subnet's lets it out
+/// (first match by rule number; the `*` rule denies the rest).
+pub fn nacl_allows(src: End<'_>, dst: End<'_>, protocol: i32, port: i32, lookup: &impl Lookup) -> bool {
+    if src.groups.iter().any(|g| g.starts_with(nacl::SUBNET) && dst.groups.contains(g)) {
+        return true;
+    }
+    let passes = |holder: End<'_>, other: End<'_>, direction: Direction| {
+        filters(holder, lookup).into_iter().all(|fw| {
+            let rules: Vec<&FirewallRule> = fw.rules().iter().filter(|r| r.direction == direction).collect();
+            ordered::decide(&rules, protocol, port, |_, p| matches(p, other, lookup)).is_some_and(|(r, _, _)| !r.deny)
+        })
+    };
+    passes(dst, src, Direction::Ingress) && passes(src, dst, Direction::Egress)
 }
 
 /// Whether `peer`, in a rule of set `set` that `holder` is a member of,
@@ -626,7 +705,7 @@ pub fn admits(src: End<'_>, dst: End<'_>, protocol: i32, port: i32, lookup: &imp
             Membership::Group if lookup.group(g).is_none() => return None,
             Membership::RuleSet if lookup.firewall(g).is_none() => return None,
             Membership::Group | Membership::RuleSet => any = true,
-            Membership::Selector => {}
+            Membership::Filter | Membership::Selector => {}
         }
     }
     if !any {
@@ -636,6 +715,7 @@ pub fn admits(src: End<'_>, dst: End<'_>, protocol: i32, port: i32, lookup: &imp
         rule.covers(protocol, port)
             && rule.peers.iter().any(|p| matches(p, src, lookup))
             && src_covers(src, dst, protocol, port, lookup)
+            && nacl_allows(src, dst, protocol, port, lookup)
     });
     let by_set = || {
         let egress = set_egress(src, lookup);

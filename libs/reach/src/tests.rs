@@ -411,3 +411,78 @@ fn azure_nsgs_decide_by_priority_with_application_security_groups_and_service_ta
     let unknown = vec![nsg_id("missing"), vnet_id("pay-vnet")];
     assert_eq!(admits(app, End { addresses: &db_ip, groups: &unknown }, 6, 5432, &r), None);
 }
+
+/// An `AWS::EC2::NetworkAcl` configuration as AWS Config records it.
+fn db_acl(entries: Vec<Value>) -> Value {
+    let mut all = entries;
+    all.extend([
+        json!({"ruleNumber": 200, "protocol": "-1", "ruleAction": "allow", "egress": false, "cidrBlock": "10.0.0.0/16"}),
+        json!({"ruleNumber": 32767, "protocol": "-1", "ruleAction": "deny", "egress": false, "cidrBlock": "0.0.0.0/0"}),
+        json!({"ruleNumber": 100, "protocol": "-1", "ruleAction": "allow", "egress": true, "cidrBlock": "0.0.0.0/0"}),
+        json!({"ruleNumber": 32767, "protocol": "-1", "ruleAction": "deny", "egress": true, "cidrBlock": "0.0.0.0/0"}),
+    ]);
+    json!({"associations": [{"networkAclAssociationId": "aclassoc-0db", "networkAclId": "acl-0db", "subnetId": "subnet-db"}],
+           "entries": all, "isDefault": false, "networkAclId": "acl-0db", "tags": [], "vpcId": "vpc-1",
+           "ownerId": "123456789012"})
+}
+
+fn deny_app_5432() -> Value {
+    json!({"ruleNumber": 100, "protocol": "6", "ruleAction": "deny", "egress": false, "cidrBlock": "10.0.1.0/24",
+           "portRange": {"from": 5432, "to": 5432}})
+}
+
+#[test]
+fn a_network_acl_reads_with_its_star_rules_and_subnets() {
+    let acl = nacl::aws_network_acl("acl-0db", &db_acl(vec![deny_app_5432()])).expect("reads");
+    assert_eq!(acl.subnets, vec!["subnet-db"]);
+    let names: Vec<&str> = acl.rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, vec!["in 100", "in 200", "in *", "out 100", "out *"]);
+    assert_eq!(acl.rules[0].services[0].service(), "TCP/5432");
+    // Without the `*` rules in the item they are added (IPv4 and IPv6).
+    let bare = json!({"networkAclId": "acl-1", "entries": []});
+    assert_eq!(nacl::aws_network_acl("acl-1", &bare).unwrap().rules.len(), 4);
+    let bad = json!({"entries": [{"ruleNumber": 1, "protocol": "6", "ruleAction": "maybe", "egress": false, "cidrBlock": "10.0.0.0/8"}]});
+    assert!(nacl::aws_network_acl("acl-1", &bad).unwrap_err().to_string().starts_with("entries[0].ruleAction:"));
+}
+
+#[test]
+fn a_network_acl_filters_what_security_groups_allow_across_subnets() {
+    let mut r = rules();
+    r.apply(PolicyKind::NetworkAcl, "acl-0db", Some(&db_acl(vec![deny_app_5432()])), false).expect("reads");
+    fn groups(r: &Rules, sg: &str, subnet: &str) -> Vec<String> {
+        let mut g = vec![sg.to_owned()];
+        r.subnet_layers(Some(subnet), &mut g);
+        g
+    }
+    let (db_ip, db_groups) = (ips(&["10.0.2.10"]), groups(&r, "sg-0cde", "subnet-db"));
+    let db = End { addresses: &db_ip, groups: &db_groups };
+    assert!(db_groups.contains(&"acl-0db".to_owned()));
+    // sg-0cde admits sg-0app on 5432; the database subnet's ACL denies
+    // 10.0.1.0/24 first.
+    let (app_ip, app_groups) = (ips(&["10.0.1.5"]), groups(&r, "sg-0app", "subnet-app"));
+    let app = End { addresses: &app_ip, groups: &app_groups };
+    assert!(allowed(app, db, &r).is_empty());
+    assert_eq!(admits(app, db, 6, 5432, &r), Some(false));
+    // In the database's own subnet no ACL applies.
+    let (peer_ip, peer_groups) = (ips(&["10.0.1.6"]), groups(&r, "sg-0app", "subnet-db"));
+    let peer = End { addresses: &peer_ip, groups: &peer_groups };
+    assert_eq!(allowed(peer, db, &r).len(), 1);
+    assert_eq!(admits(peer, db, 6, 5432, &r), Some(true));
+    // A rule before the deny lets one address through.
+    let allow_one = json!({"ruleNumber": 90, "protocol": "6", "ruleAction": "allow", "egress": false,
+        "cidrBlock": "10.0.1.5/32", "portRange": {"from": 5432, "to": 5432}});
+    r.apply(PolicyKind::NetworkAcl, "acl-0db", Some(&db_acl(vec![deny_app_5432(), allow_one])), false);
+    let a: Vec<String> = allowed(app, db, &r).iter().map(Allowed::describe).collect();
+    assert_eq!(a, vec!["sg-0cde admits TCP/5432 from sg-0app"]);
+    // The source subnet's ACL lets nothing out.
+    let closed = json!({"networkAclId": "acl-0app", "entries": [],
+        "associations": [{"networkAclId": "acl-0app", "subnetId": "subnet-app"}]});
+    r.apply(PolicyKind::NetworkAcl, "acl-0app", Some(&closed), false);
+    let app_groups = groups(&r, "sg-0app", "subnet-app");
+    let app = End { addresses: &app_ip, groups: &app_groups };
+    assert!(allowed(app, db, &r).is_empty());
+    // Deleted: the subnet has no known ACL any more.
+    r.apply(PolicyKind::NetworkAcl, "acl-0app", None, true);
+    let app_groups = groups(&r, "sg-0app", "subnet-app");
+    assert_eq!(app_groups, vec!["sg-0app"]);
+}

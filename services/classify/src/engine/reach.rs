@@ -25,6 +25,7 @@ pub fn policy_kind(r: &Resource) -> Option<PolicyKind> {
         ResourceType::SecurityGroup => Some(PolicyKind::SecurityGroup),
         ResourceType::PrefixList => Some(PolicyKind::PrefixList),
         ResourceType::FirewallRule => Some(PolicyKind::FirewallRule),
+        ResourceType::NetworkAcl => Some(PolicyKind::NetworkAcl),
         _ => None,
     }
 }
@@ -117,11 +118,13 @@ impl Engine {
         self.graph[ix].owner.unwrap_or(ix)
     }
 
-    /// A system's addresses and groups: its own and its interfaces'.
+    /// A system's addresses and groups: its own and its interfaces' (with
+    /// their subnets' network ACLs).
     fn end_of(&self, ix: NodeIndex) -> (Vec<IpAddr>, Vec<String>) {
         let n = &self.graph[ix];
         let mut addresses = n.addresses.clone();
         let mut groups = n.groups.clone();
+        self.reach.rules.subnet_layers(n.subnet_id.as_deref(), &mut groups);
         let interfaces = n
             .listed
             .iter()
@@ -131,6 +134,7 @@ impl Engine {
         for i in interfaces {
             addresses.extend(self.graph[i].addresses.iter().copied());
             groups.extend(self.graph[i].groups.iter().cloned());
+            self.reach.rules.subnet_layers(self.graph[i].subnet_id.as_deref(), &mut groups);
         }
         addresses.sort_unstable();
         addresses.dedup();

@@ -985,3 +985,52 @@ fn azure_nsgs_decide_reachability_by_application_security_group_and_priority() {
         assert_eq!(scope_of(&e, "reports"), PciScope::OutOfScope);
     }
 }
+
+/// Issue 17: an AWS network ACL on the CDE system's subnet filters what its
+/// security group admits (a deny before the allow); systems in the CDE
+/// system's own subnet pass no ACL; changing the ACL changes reachability.
+#[test]
+fn network_acls_filter_security_group_reachability_across_subnets() {
+    let acl = |entries: serde_json::Value| Resource {
+        resource_type: ResourceType::NetworkAcl,
+        metadata_json: Some(
+            serde_json::json!({"networkAclId": "acl-db", "vpcId": "vpc-1", "entries": entries,
+                "associations": [{"networkAclId": "acl-db", "subnetId": "subnet-db"}]})
+            .to_string(),
+        ),
+        ..resource("acl-db", &[])
+    };
+    let allow_all = serde_json::json!({"ruleNumber": 200, "protocol": "-1", "ruleAction": "allow", "egress": false, "cidrBlock": "0.0.0.0/0"});
+    let out_all = serde_json::json!({"ruleNumber": 100, "protocol": "-1", "ruleAction": "allow", "egress": true, "cidrBlock": "0.0.0.0/0"});
+    let deny_app = serde_json::json!({"ruleNumber": 100, "protocol": "6", "ruleAction": "deny", "egress": false,
+        "cidrBlock": "10.0.1.0/24", "portRange": {"from": 5432, "to": 5432}});
+    let in_subnet = |mut r: Resource, subnet: &str| {
+        r.subnet_id = Some(subnet.into());
+        r
+    };
+    let mut e = engine();
+    e.upsert_resource(&security_group("sg-0cde", tcp_from_group(5432, "sg-0app"), all_out()));
+    e.upsert_resource(&security_group("sg-0app", serde_json::json!([]), all_out()));
+    e.upsert_resource(&in_subnet(member("db", "10.0.2.10", &["sg-0cde"], &[("pci-scope", "cde")]), "subnet-db"));
+    e.upsert_resource(&in_subnet(
+        member("hr", "10.0.1.5", &["sg-0app"], &[("pci-scope", "out-of-scope")]),
+        "subnet-app",
+    ));
+    e.upsert_resource(&in_subnet(
+        member("ops", "10.0.2.11", &["sg-0app"], &[("pci-scope", "out-of-scope")]),
+        "subnet-db",
+    ));
+    e.upsert_resource(&acl(serde_json::json!([deny_app, allow_all, out_all])));
+    e.recompute();
+    assert_eq!(scope_of(&e, "hr"), PciScope::OutOfScope, "the ACL denies 10.0.1.0/24 before it allows");
+    assert_eq!(e.decisions()["ops"].rule, ScopeRule::Reachable, "in the database's subnet no ACL applies");
+    // The deny removed.
+    e.upsert_resource(&acl(serde_json::json!([allow_all, out_all])));
+    e.recompute();
+    assert_eq!(e.decisions()["hr"].rule, ScopeRule::Reachable);
+    // A flow on 5432 while the ACL denies it: observed, not allowed.
+    e.upsert_resource(&acl(serde_json::json!([deny_app, allow_all, out_all])));
+    e.add_edge(&edge(("hr", R), ("db", R), 5432, FlowAction::Accept, DAY));
+    let (_, alerts) = e.recompute();
+    assert_eq!(of_kind(&alerts, AlertType::ObservedNotAllowed), vec![("db".to_owned(), AlertEvent::Raised)]);
+}

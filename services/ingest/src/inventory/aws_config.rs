@@ -75,6 +75,8 @@
 //!   `ipPermissionsEgress` is read (protocol, ports, CIDRs, group pairs,
 //!   prefix lists) and an item with a rule that cannot be is refused naming
 //!   it. The rules stay in the metadata, which classify reads.
+//! - `AWS::EC2::NetworkAcl` → `network_acl` (network policy): its entries
+//!   and subnet associations, checked here; `vpc_id` = `vpcId`.
 //! - `AWS::EC2::PrefixList` → `prefix_list`: name `PrefixListName`, its
 //!   `Entries[].Cidr` checked.
 //! - `AWS::RDS::DBInstance` → `rds_instance`: name `dBInstanceIdentifier`,
@@ -180,6 +182,7 @@ enum Reader {
     Cluster,
     SecurityGroup,
     PrefixList,
+    NetworkAcl,
 }
 
 /// What an ENI is for.
@@ -228,11 +231,12 @@ fn resource(ci: &Value, line: u32, ctx: MessageCtx<'_>) -> Result<Resource> {
         "AWS::EKS::Cluster" => Reader::Cluster,
         "AWS::EC2::SecurityGroup" => Reader::SecurityGroup,
         "AWS::EC2::PrefixList" => Reader::PrefixList,
+        "AWS::EC2::NetworkAcl" => Reader::NetworkAcl,
         other => {
             return Err(Refusal::unsupported(format!(
                 "unsupported AWS Config resource type {other} ({resource_id}): this version maps EC2 instances and \
                  network interfaces, RDS DB instances, ELBv2 load balancers, Lambda functions, ECS tasks, EKS \
-                 clusters, security groups and managed prefix lists"
+                 clusters, security groups, managed prefix lists and network ACLs"
             )));
         }
     };
@@ -246,6 +250,7 @@ fn resource(ci: &Value, line: u32, ctx: MessageCtx<'_>) -> Result<Resource> {
         Reader::Cluster => ResourceType::EksCluster,
         Reader::SecurityGroup => ResourceType::SecurityGroup,
         Reader::PrefixList => ResourceType::PrefixList,
+        Reader::NetworkAcl => ResourceType::NetworkAcl,
     };
 
     let mut r = Resource::new(resource_id, CloudProvider::Aws, ty, observed_at, ctx.source(line));
@@ -271,7 +276,8 @@ fn resource(ci: &Value, line: u32, ctx: MessageCtx<'_>) -> Result<Resource> {
         Reader::Cluster => eks_cluster(&mut r, &cfg)?,
         Reader::SecurityGroup if !deleted => security_group(&mut r, &cfg)?,
         Reader::PrefixList if !deleted => prefix_list(&mut r, &cfg)?,
-        Reader::SecurityGroup | Reader::PrefixList => {}
+        Reader::NetworkAcl if !deleted => network_acl(&mut r, &cfg)?,
+        Reader::SecurityGroup | Reader::PrefixList | Reader::NetworkAcl => {}
     }
     r.metadata_json = configuration.map(|c| c.to_string());
     Ok(r)
@@ -556,6 +562,14 @@ fn prefix_list(r: &mut Resource, cfg: &At<'_>) -> Result<()> {
     if let Some(name) = cfg.opt_string(&["PrefixListName", "prefixListName"])? {
         r.resource_name = Some(name);
     }
+    Ok(())
+}
+
+/// A network ACL: its entries are checked here.
+fn network_acl(r: &mut Resource, cfg: &At<'_>) -> Result<()> {
+    psg_reach::nacl::aws_network_acl(&r.resource_id, cfg.value)
+        .map_err(|e| Refusal::parse(format!("configuration.{e}")))?;
+    r.vpc_id = cfg.opt_string(&["vpcId", "VpcId"])?;
     Ok(())
 }
 
@@ -1026,5 +1040,20 @@ mod tests {
             "{}",
             p.rejected[0].reason
         );
+    }
+
+    #[test]
+    fn network_acls_are_policy() {
+        let acl = r#"{"associations": [{"networkAclAssociationId": "aclassoc-1", "networkAclId": "acl-0db", "subnetId": "subnet-db"}],
+            "entries": [{"cidrBlock": "10.0.1.0/24", "egress": false, "portRange": {"from": 5432, "to": 5432},
+                         "protocol": "6", "ruleAction": "deny", "ruleNumber": 100},
+                        {"cidrBlock": "0.0.0.0/0", "egress": false, "protocol": "-1", "ruleAction": "deny", "ruleNumber": 32767}],
+            "isDefault": false, "networkAclId": "acl-0db", "tags": [], "vpcId": "vpc-1", "ownerId": "123456789012"}"#;
+        let r = one(&item("AWS::EC2::NetworkAcl", "acl-0db", acl));
+        assert_eq!((r.resource_type, r.vpc_id.as_deref()), (ResourceType::NetworkAcl, Some("vpc-1")));
+        assert!(r.resource_type.is_policy());
+        let p = run(&item("AWS::EC2::NetworkAcl", "acl-0db", &acl.replace(r#""to": 5432"#, r#""to": 99999"#)));
+        assert_eq!(p.rejected[0].kind, "parse");
+        assert_eq!(p.rejected[0].reason, "configuration.entries[0].portRange: 5432-99999 is not a port range");
     }
 }
