@@ -151,7 +151,7 @@ macro_rules! message {
 message!(FlowRecord, "FlowRecord", "flow_record.avsc");
 message!(FlowBatch, "FlowBatch", "flow_batch.avsc");
 // v1: before the resource types SECURITY_GROUP and PREFIX_LIST; v2: before
-// FIREWALL_RULE and NETWORK_ACL.
+// FIREWALL_RULE, NETWORK_ACL and FLOW_LOG.
 message!(Resource, "Resource", "resource.avsc", earlier: ["resource.1.avsc", "resource.2.avsc"]);
 // v1: before EdgeKind WITHDRAWN; v2: before the encryption counts; v3:
 // before action_logged.

@@ -109,6 +109,9 @@ named_enum! {
         FirewallRule => "firewall_rule",
         /// An AWS network ACL: subnet-level rules under security groups.
         NetworkAcl => "network_acl",
+        /// A flow-log configuration (AWS `AWS::EC2::FlowLog`): what is
+        /// logged where, compared with what arrives.
+        FlowLog => "flow_log",
     }
 }
 
@@ -314,9 +317,10 @@ impl AlertType {
 
 impl ResourceType {
     /// Whether resources of this type are network policy (firewall rules,
-    /// address lists) rather than systems: never classified or counted.
+    /// address lists) or its configuration (flow logs) rather than systems:
+    /// never classified or counted.
     pub const fn is_policy(self) -> bool {
-        matches!(self, Self::SecurityGroup | Self::PrefixList | Self::FirewallRule | Self::NetworkAcl)
+        matches!(self, Self::SecurityGroup | Self::PrefixList | Self::FirewallRule | Self::NetworkAcl | Self::FlowLog)
     }
 }
 

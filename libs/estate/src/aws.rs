@@ -265,6 +265,9 @@ pub(crate) fn config_snapshot(plan: &Plan, rng: &mut Rng, sink: &mut Sink) {
     let groups = security_groups(plan, AWS_ACCOUNT);
     sink.resources += groups.len();
     items.extend(groups);
+    let logs = flow_log_configs(plan, AWS_ACCOUNT);
+    sink.resources += logs.len();
+    items.extend(logs);
     let snapshot = json!({
         "fileVersion": "1.0",
         "configSnapshotId": rng.uuid(),
@@ -361,6 +364,58 @@ fn security_groups(plan: &Plan, account: &str) -> Vec<Value> {
                     "ipPermissions": permissions,
                     "ipPermissionsEgress": [{"ipProtocol": "-1", "ipv6Ranges": [], "prefixListIds": [],
                         "userIdGroupPairs": [], "ipv4Ranges": [{"cidrIp": "0.0.0.0/0"}]}],
+                    "tags": []
+                },
+                "awsAccountId": account,
+            })
+        })
+        .collect()
+}
+
+/// The flow log of every AWS VPC that logs (all traffic, to S3), as AWS
+/// Config records `AWS::EC2::FlowLog`: the VPCs holding a host that is in a
+/// connection or reports NODATA. The archive VPC never had one.
+fn flow_log_configs(plan: &Plan, account: &str) -> Vec<Value> {
+    use std::collections::BTreeSet;
+    let mut vpcs: BTreeSet<&str> = BTreeSet::new();
+    for (i, h) in plan.hosts.iter().enumerate() {
+        let net = plan.net_of(h);
+        let in_conn = plan
+            .conns
+            .iter()
+            .any(|c| [&c.src, &c.dst].iter().any(|e| plan.host(e).is_some_and(|x| std::ptr::eq(x, &plan.hosts[i]))));
+        let idle_reporter =
+            h.role == crate::model::Role::Untagged && matches!(h.kind, Kind::Ec2 { .. } | Kind::NatEni { .. });
+        if net.cloud == Cloud::Aws && h.logged() && (in_conn || idle_reporter) {
+            vpcs.insert(&net.vpc_id);
+        }
+    }
+    vpcs.into_iter()
+        .enumerate()
+        .map(|(i, vpc)| {
+            let id = format!("fl-0{:016x}", 0x5c0f_e1a7_u64 + i as u64);
+            json!({
+                "configurationItemVersion": "1.3",
+                "configurationItemCaptureTime": "2026-10-31T23:00:00.000Z",
+                "configurationItemStatus": "OK",
+                "configurationStateId": "1793487000001",
+                "arn": format!("arn:aws:ec2:{AWS_REGION}:{account}:vpc-flow-log/{id}"),
+                "resourceType": "AWS::EC2::FlowLog",
+                "resourceId": id,
+                "awsRegion": AWS_REGION,
+                "availabilityZone": "Not Applicable",
+                "tags": {},
+                "relationships": [],
+                "configuration": {
+                    "creationTime": "2026-03-02T09:12:44.000Z",
+                    "deliverLogsStatus": "SUCCESS",
+                    "flowLogId": id,
+                    "flowLogStatus": "ACTIVE",
+                    "resourceId": vpc,
+                    "trafficType": "ALL",
+                    "logDestinationType": "s3",
+                    "logDestination": format!("arn:aws:s3:::acme-vpc-flow-logs-{account}"),
+                    "maxAggregationInterval": 600,
                     "tags": []
                 },
                 "awsAccountId": account,

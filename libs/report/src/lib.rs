@@ -87,6 +87,10 @@ pub struct CoverageEntry {
     pub skipped: i64,
     /// Silences longer than `correlate.coverage-gap-secs` in its units.
     pub gaps: usize,
+    /// Flow logs the inventory configures for it, its subnets or its
+    /// interfaces (`fl-1 (ALL) on vpc-1`); empty when none is known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flow_logs: Vec<String>,
 }
 
 impl CoverageEntry {

@@ -238,13 +238,13 @@ pub fn markdown(a: &Analysis) -> String {
         );
         let _ = writeln!(
             out,
-            "| cloud | network | systems | units logging | records | first record | last record | traffic seen | gaps |\n\
-             |---|---|---|---|---|---|---|---|---|"
+            "| cloud | network | systems | units logging | records | first record | last record | traffic seen | gaps | flow logs configured |\n\
+             |---|---|---|---|---|---|---|---|---|---|"
         );
         for c in &a.coverage {
             let _ = writeln!(
                 out,
-                "| {} | `{}` | {} | {} | {} | {} | {} | {} | {}{} |",
+                "| {} | `{}` | {} | {} | {} | {} | {} | {} | {}{} | {} |",
                 c.provider,
                 md(&c.network),
                 c.systems,
@@ -254,7 +254,8 @@ pub fn markdown(a: &Analysis) -> String {
                 if c.last_record.is_empty() { "—" } else { &c.last_record },
                 c.traffic,
                 c.gaps,
-                if c.skipped > 0 { format!(" ({} SKIPDATA)", c.skipped) } else { String::new() }
+                if c.skipped > 0 { format!(" ({} SKIPDATA)", c.skipped) } else { String::new() },
+                if c.flow_logs.is_empty() { "—".to_owned() } else { md(&c.flow_logs.join(", ")) }
             );
         }
         out.push('\n');

@@ -40,8 +40,8 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 10,
-        name: "firewall_rule_and_network_acl_types",
-        sql: include_str!("../migrations/0010_firewall_rule_and_network_acl_types.sql"),
+        name: "policy_and_flow_log_types",
+        sql: include_str!("../migrations/0010_policy_and_flow_log_types.sql"),
     },
 ];
 

@@ -391,6 +391,11 @@ impl Engine {
 
     /// Applies an inventory observation (tags, type, deletion).
     pub fn upsert_resource(&mut self, r: &Resource) {
+        if r.resource_type == ResourceType::FlowLog {
+            // What flow logs are configured, not a system.
+            self.upsert_flow_log(r);
+            return;
+        }
         if r.resource_type.is_policy() {
             // Firewall rules, not a system.
             self.upsert_policy(r);
@@ -873,6 +878,13 @@ impl Engine {
                         rfc3339(span.last)
                     ),
                 ),
+                coverage::Verdict::RejectOnly { what } => plain(
+                    PciScope::PendingReview,
+                    ScopeRule::NoFlowLogCoverage,
+                    format!(
+                        "Declared out of scope (tag {key}=out-of-scope), but its flow logs record REJECTed traffic only ({what}): the accepted connections that decide scope are not logged, so their absence proves nothing. Needs review."
+                    ),
+                ),
                 coverage::Verdict::Missing { place, last } => plain(
                     PciScope::PendingReview,
                     ScopeRule::NoFlowLogCoverage,
@@ -1080,7 +1092,9 @@ impl Engine {
         match n.declared {
             Some(PciScope::ConnectedCde) => (PciScope::ConnectedCde, None, ScopeRule::DeclaredConnected),
             Some(PciScope::OutOfScope) => match self.coverage_verdict(ix) {
-                coverage::Verdict::Missing { .. } => (PciScope::PendingReview, None, ScopeRule::NoFlowLogCoverage),
+                coverage::Verdict::Missing { .. } | coverage::Verdict::RejectOnly { .. } => {
+                    (PciScope::PendingReview, None, ScopeRule::NoFlowLogCoverage)
+                }
                 _ => (PciScope::OutOfScope, None, ScopeRule::DeclaredOutOfScope),
             },
             _ => (PciScope::PendingReview, None, ScopeRule::NoScopeTag),

@@ -9,12 +9,18 @@
 //! VPC when nothing finer is known of that VPC. Missing coverage is judged
 //! only once `coverage_grace` of event time has passed since the first
 //! record: flow logs of different VPCs do not arrive at once.
+//!
+//! Flow-log configurations from inventory (AWS `AWS::EC2::FlowLog`) are
+//! compared with that: a system whose configured flow logs all record
+//! REJECTed traffic only is not covered (the accepted connections that
+//! decide scope are not logged), and a gap names what is configured for its
+//! place, or that nothing is.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use petgraph::stable_graph::NodeIndex;
 use psg_domain::time::{Micros, rfc3339};
-use psg_domain::{AlertType, FlowCoverage, PciScope};
+use psg_domain::{AlertType, FlowCoverage, PciScope, Resource};
 
 use super::{AlertCandidate, AlertEvent, Engine};
 
@@ -40,6 +46,48 @@ pub(super) struct State {
     open: BTreeMap<String, (&'static str, String)>,
     /// Something a gap depends on changed since the last recompute.
     touched: bool,
+    /// Flow-log configurations by resource id, the resource ids configured
+    /// per target (VPC, subnet or interface id), and whether inventory holds
+    /// any (then a place without one is named so).
+    configs: HashMap<String, FlowLogConfig>,
+    by_target: HashMap<String, BTreeSet<String>>,
+}
+
+/// A flow-log configuration of inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FlowLogConfig {
+    /// `fl-…`.
+    id: String,
+    target: String,
+    /// `ACCEPT`, `REJECT` or `ALL`.
+    traffic: String,
+    /// `FAILED: <message>` when delivery failed.
+    delivery: Option<String>,
+}
+
+impl FlowLogConfig {
+    fn parse(r: &Resource) -> Option<Self> {
+        let cfg: serde_json::Value = serde_json::from_str(r.metadata_json.as_deref()?).ok()?;
+        let text = |k: &str| cfg.get(k).and_then(serde_json::Value::as_str).filter(|s| !s.is_empty());
+        let delivery = match text("deliverLogsStatus") {
+            Some(s) if !s.eq_ignore_ascii_case("SUCCESS") => {
+                Some(text("deliverLogsErrorMessage").map_or_else(|| s.to_owned(), |m| format!("{s}: {m}")))
+            }
+            _ => None,
+        };
+        Some(Self {
+            id: text("flowLogId").unwrap_or(&r.resource_id).to_owned(),
+            target: text("resourceId")?.to_owned(),
+            traffic: text("trafficType").unwrap_or("ALL").to_owned(),
+            delivery,
+        })
+    }
+
+    /// `fl-1 (ALL) on vpc-1`, with a failed delivery.
+    fn describe(&self) -> String {
+        let delivery = self.delivery.as_ref().map(|d| format!(", delivery {d}")).unwrap_or_default();
+        format!("{} ({}{delivery}) on {}", self.id, self.traffic, self.target)
+    }
 }
 
 /// First and last record of a unit or place.
@@ -68,6 +116,8 @@ pub(super) enum Verdict {
     /// No flow logs from `place` in the window; `last` is its last record
     /// before it, if any.
     Missing { place: String, last: Option<Micros> },
+    /// Its configured flow logs record REJECTed traffic only (`what`: them).
+    RejectOnly { what: String },
 }
 
 impl Engine {
@@ -169,13 +219,56 @@ impl Engine {
         self.coverage.from.is_some_and(|f| self.watermark >= f.saturating_add(grace))
     }
 
+    /// Takes in a flow-log configuration (or its deletion).
+    pub(super) fn upsert_flow_log(&mut self, r: &Resource) {
+        let s = &mut self.coverage;
+        let mut targets: Vec<String> = Vec::new();
+        if let Some(old) = s.configs.remove(&r.resource_id) {
+            if let Some(set) = s.by_target.get_mut(&old.target) {
+                set.remove(&r.resource_id);
+            }
+            targets.push(old.target);
+        }
+        if !r.deleted
+            && let Some(c) = FlowLogConfig::parse(r)
+        {
+            s.by_target.entry(c.target.clone()).or_default().insert(r.resource_id.clone());
+            targets.push(c.target.clone());
+            s.configs.insert(r.resource_id.clone(), c);
+        }
+        s.touched = true;
+        // The declared out-of-scope systems of those places are decided again.
+        let mut systems: Vec<NodeIndex> = Vec::new();
+        for t in &targets {
+            systems.extend(s.in_vpc.get(t).into_iter().flatten());
+            systems.extend(s.in_subnet.get(t).into_iter().flatten());
+            systems.extend(self.nodes.get(t));
+            systems.extend(self.owner_of.get(t).and_then(|o| self.nodes.get(o)));
+        }
+        for ix in systems {
+            if !self.graph.contains_node(ix) {
+                continue;
+            }
+            for n in [Some(ix), self.graph[ix].owner].into_iter().flatten() {
+                if self.graph[n].declared == Some(PciScope::OutOfScope) {
+                    self.dirty.insert(n);
+                }
+            }
+        }
+    }
+
+    /// The flow-log configurations of these places.
+    fn configs_of<'a>(&'a self, places: impl Iterator<Item = &'a String>) -> Vec<&'a FlowLogConfig> {
+        let s = &self.coverage;
+        let mut out: Vec<&FlowLogConfig> =
+            places.filter_map(|p| s.by_target.get(p)).flatten().filter_map(|id| s.configs.get(id)).collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out.dedup_by(|a, b| a.id == b.id);
+        out
+    }
+
     /// A system's coverage over the lookback window.
     pub(super) fn coverage_verdict(&self, ix: NodeIndex) -> Verdict {
-        if !self.coverage_judged() {
-            return Verdict::Unjudged;
-        }
-        let s = &self.coverage;
-        let cutoff = self.cutoff();
         let n = &self.graph[ix];
         // Its units: itself, its interfaces, and what they list (an Azure
         // VM lists its NIC, the NIC its MAC address, which flow logs name).
@@ -183,6 +276,20 @@ impl Engine {
             n.listed.iter().filter_map(|i| self.nodes.get(i)).map(|i| &self.graph[*i]).collect();
         let mine: Vec<&String> =
             std::iter::once(&n.resource_id).chain(&n.listed).chain(interfaces.iter().flat_map(|i| &i.listed)).collect();
+        // Its place: its own, else its first interface's.
+        let vpc = n.vpc_id.as_ref().or_else(|| interfaces.iter().find_map(|i| i.vpc_id.as_ref()));
+        let subnet = n.subnet_id.as_ref().or_else(|| interfaces.iter().find_map(|i| i.subnet_id.as_ref()));
+        // What inventory says is logged: REJECT only cannot show a connection.
+        let configured = self.configs_of(mine.iter().copied().chain(subnet).chain(vpc));
+        if !configured.is_empty() && configured.iter().all(|c| c.traffic == "REJECT") {
+            let what: Vec<String> = configured.iter().map(|c| c.describe()).collect();
+            return Verdict::RejectOnly { what: what.join(", ") };
+        }
+        if !self.coverage_judged() {
+            return Verdict::Unjudged;
+        }
+        let s = &self.coverage;
+        let cutoff = self.cutoff();
         if let Some((id, span)) = mine
             .iter()
             .filter_map(|u| s.units.get(*u).map(|sp| (u, *sp)))
@@ -191,9 +298,6 @@ impl Engine {
         {
             return Verdict::Covered { what: format!("interface {id}"), span };
         }
-        // Its place: its own, else its first interface's.
-        let vpc = n.vpc_id.as_ref().or_else(|| interfaces.iter().find_map(|i| i.vpc_id.as_ref()));
-        let subnet = n.subnet_id.as_ref().or_else(|| interfaces.iter().find_map(|i| i.subnet_id.as_ref()));
         if let Some((sn, span)) =
             subnet.and_then(|sn| s.subnets.get(sn).map(|sp| (sn, *sp))).filter(|(_, sp)| sp.last >= cutoff)
         {
@@ -275,8 +379,9 @@ impl Engine {
                                 "vpc_id",
                                 format!("No flow logs from {}", network(vpc)),
                                 format!(
-                                    "{} holds {systems} system(s) but sent no flow-log record (not even NODATA) in the lookback window (last record: {last}). Their absence of flows proves nothing: flow logs may be disabled, limited to another traffic type, or their delivery broken. Declared out-of-scope systems in it are pending review.",
-                                    upper_first(&network(vpc))
+                                    "{} holds {systems} system(s) but sent no flow-log record (not even NODATA) in the lookback window (last record: {last}). Their absence of flows proves nothing: flow logs may be disabled, limited to another traffic type, or their delivery broken. Declared out-of-scope systems in it are pending review.{}",
+                                    upper_first(&network(vpc)),
+                                    self.configured_text(vpc)
                                 ),
                             ),
                         );
@@ -300,14 +405,51 @@ impl Engine {
                                 "subnet_id",
                                 format!("No flow logs from subnet {subnet}"),
                                 format!(
-                                    "Subnet {subnet} of {} holds {systems} system(s) but sent no flow-log record in the lookback window (last record: {last}), while its other subnets did: subnet-level flow logs missing or broken.",
-                                    network(vpc)
+                                    "Subnet {subnet} of {} holds {systems} system(s) but sent no flow-log record in the lookback window (last record: {last}), while its other subnets did: subnet-level flow logs missing or broken.{}",
+                                    network(vpc),
+                                    self.configured_text(subnet)
                                 ),
                             ),
                         );
                     }
                 }
             }
+        }
+        // Places whose configured flow logs record REJECTed traffic only.
+        for (target, ids) in &self.coverage.by_target {
+            let kind = if self.coverage.in_vpc.contains_key(target) {
+                "vpc_id"
+            } else if self.coverage.in_subnet.contains_key(target) {
+                "subnet_id"
+            } else {
+                continue;
+            };
+            let members =
+                if kind == "vpc_id" { &self.coverage.in_vpc[target] } else { &self.coverage.in_subnet[target] };
+            let systems = members
+                .iter()
+                .filter(|ix| self.graph.contains_node(**ix) && self.graph[**ix].classifiable)
+                .map(|ix| self.graph[*ix].owner.unwrap_or(*ix))
+                .collect::<BTreeSet<_>>()
+                .len();
+            let configured: Vec<&FlowLogConfig> = ids.iter().filter_map(|id| self.coverage.configs.get(id)).collect();
+            if systems == 0 || now.contains_key(target) || configured.iter().any(|c| c.traffic != "REJECT") {
+                continue;
+            }
+            let what: Vec<String> = configured.iter().map(|c| c.describe()).collect();
+            let place = if kind == "vpc_id" { network(target) } else { format!("subnet {target}") };
+            now.insert(
+                target.clone(),
+                (
+                    kind,
+                    format!("Flow logs of {place} record REJECT only"),
+                    format!(
+                        "{} holds {systems} system(s), but its flow logs record REJECTed traffic only ({}): accepted connections, which decide PCI scope, are not logged, so their absence proves nothing. Log ALL traffic (trafficType ALL). Declared out-of-scope systems in it are pending review.",
+                        upper_first(&place),
+                        what.join(", ")
+                    ),
+                ),
+            );
         }
         let open = std::mem::take(&mut self.coverage.open);
         for (place, (kind, description)) in &open {
@@ -326,6 +468,25 @@ impl Engine {
                 alerts.push(gap_alert(&place, kind, event, title, description.clone()));
             }
             self.coverage.open.insert(place, (kind, description));
+        }
+    }
+
+    /// What inventory configures for a place without records: its flow
+    /// logs (their records do not arrive), or none, when inventory holds
+    /// flow-log configurations at all.
+    fn configured_text(&self, place: &String) -> String {
+        let configured = self.configs_of(std::iter::once(place));
+        if !configured.is_empty() {
+            let what: Vec<String> = configured.iter().map(|c| c.describe()).collect();
+            format!(
+                " Inventory configures flow logs for it ({}): their records do not reach PCI Scope Guard (check the delivery and the shipper).",
+                what.join(", ")
+            )
+        } else if !self.coverage.configs.is_empty() && (place.starts_with("vpc-") || place.starts_with("subnet-")) {
+            " Inventory lists no flow-log configuration for it (AWS::EC2::FlowLog): flow logs were never enabled here."
+                .to_owned()
+        } else {
+            String::new()
         }
     }
 

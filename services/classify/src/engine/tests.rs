@@ -1034,3 +1034,53 @@ fn network_acls_filter_security_group_reachability_across_subnets() {
     let (_, alerts) = e.recompute();
     assert_eq!(of_kind(&alerts, AlertType::ObservedNotAllowed), vec![("db".to_owned(), AlertEvent::Raised)]);
 }
+
+fn flow_log(id: &str, target: &str, traffic: &str, delivery: Option<&str>) -> Resource {
+    let mut cfg = serde_json::json!({"flowLogId": id, "resourceId": target, "trafficType": traffic,
+        "logDestinationType": "s3", "logDestination": "arn:aws:s3:::flow-logs", "flowLogStatus": "ACTIVE",
+        "deliverLogsStatus": "SUCCESS", "maxAggregationInterval": 600});
+    if let Some(message) = delivery {
+        cfg["deliverLogsStatus"] = "FAILED".into();
+        cfg["deliverLogsErrorMessage"] = message.into();
+    }
+    Resource { resource_type: ResourceType::FlowLog, metadata_json: Some(cfg.to_string()), ..resource(id, &[]) }
+}
+
+/// Issue 17, coverage from configuration: flow logs configured for REJECT
+/// only cannot show the accepted connections that decide scope, whatever
+/// arrives (pending review, a `coverage_gap` naming them, gone when ALL is
+/// logged); a place without records says what inventory configures for it.
+#[test]
+fn flow_log_configuration_is_compared_with_what_arrives() {
+    let mut e = engine();
+    e.upsert_resource(&in_vpc("db", "vpc-1", "subnet-1", "eni-db", &[("pci-scope", "cde")]));
+    e.upsert_resource(&in_vpc("hr", "vpc-1", "subnet-1", "eni-hr", &[("pci-scope", "out-of-scope")]));
+    e.upsert_resource(&in_vpc("archive", "vpc-3", "subnet-3", "eni-ar", &[("pci-scope", "out-of-scope")]));
+    e.upsert_resource(&in_vpc("batch", "vpc-4", "subnet-4", "eni-ba", &[("pci-scope", "out-of-scope")]));
+    e.upsert_resource(&flow_log("fl-1", "vpc-1", "REJECT", None));
+    e.upsert_resource(&flow_log("fl-3", "vpc-3", "ALL", Some("Access error")));
+    e.observe_coverage(&covered("eni-hr", Some("vpc-1"), None, DAY, DAY + 600 * SECOND));
+    let (_, alerts) = e.recompute();
+    let hr = &e.decisions()["hr"];
+    assert_eq!((hr.scope, hr.rule), (PciScope::PendingReview, ScopeRule::NoFlowLogCoverage));
+    assert!(hr.justification.contains("record REJECTed traffic only (fl-1 (REJECT) on vpc-1)"), "{}", hr.justification);
+    let mut g = gaps(&alerts);
+    g.sort();
+    let raised = |p: &str| (p.to_owned(), AlertEvent::Raised);
+    assert_eq!(g, vec![raised("vpc-1"), raised("vpc-3"), raised("vpc-4")]);
+    let text = |place: &str| alerts.iter().find(|a| a.resource_id == place).map(|a| a.description.clone()).unwrap();
+    assert!(text("vpc-1").contains("record REJECTed traffic only (fl-1 (REJECT) on vpc-1)"), "{}", text("vpc-1"));
+    assert!(
+        text("vpc-3")
+            .contains("Inventory configures flow logs for it (fl-3 (ALL, delivery FAILED: Access error) on vpc-3)"),
+        "{}",
+        text("vpc-3")
+    );
+    assert!(text("vpc-4").contains("Inventory lists no flow-log configuration for it"), "{}", text("vpc-4"));
+    // ALL traffic logged now.
+    e.upsert_resource(&flow_log("fl-1", "vpc-1", "ALL", None));
+    let (_, alerts) = e.recompute();
+    assert_eq!(scope_of(&e, "hr"), PciScope::OutOfScope);
+    assert_eq!(gaps(&alerts), vec![("vpc-1".to_owned(), AlertEvent::Resolved)]);
+    assert!(!e.decisions().contains_key("fl-1"), "a flow-log configuration is no system");
+}

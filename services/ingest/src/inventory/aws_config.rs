@@ -77,6 +77,10 @@
 //!   it. The rules stay in the metadata, which classify reads.
 //! - `AWS::EC2::NetworkAcl` → `network_acl` (network policy): its entries
 //!   and subnet associations, checked here; `vpc_id` = `vpcId`.
+//! - `AWS::EC2::FlowLog` → `flow_log` (configuration, not a system): its
+//!   `resourceId` (the VPC, subnet or interface logged; a VPC or subnet also
+//!   as `vpc_id`/`subnet_id`) and `trafficType` (`ACCEPT`, `REJECT`, `ALL`)
+//!   are checked here; classify compares it with the records that arrive.
 //! - `AWS::EC2::PrefixList` → `prefix_list`: name `PrefixListName`, its
 //!   `Entries[].Cidr` checked.
 //! - `AWS::RDS::DBInstance` → `rds_instance`: name `dBInstanceIdentifier`,
@@ -183,6 +187,7 @@ enum Reader {
     SecurityGroup,
     PrefixList,
     NetworkAcl,
+    FlowLog,
 }
 
 /// What an ENI is for.
@@ -232,11 +237,12 @@ fn resource(ci: &Value, line: u32, ctx: MessageCtx<'_>) -> Result<Resource> {
         "AWS::EC2::SecurityGroup" => Reader::SecurityGroup,
         "AWS::EC2::PrefixList" => Reader::PrefixList,
         "AWS::EC2::NetworkAcl" => Reader::NetworkAcl,
+        "AWS::EC2::FlowLog" => Reader::FlowLog,
         other => {
             return Err(Refusal::unsupported(format!(
                 "unsupported AWS Config resource type {other} ({resource_id}): this version maps EC2 instances and \
                  network interfaces, RDS DB instances, ELBv2 load balancers, Lambda functions, ECS tasks, EKS \
-                 clusters, security groups, managed prefix lists and network ACLs"
+                 clusters, security groups, managed prefix lists, network ACLs and flow logs"
             )));
         }
     };
@@ -251,6 +257,7 @@ fn resource(ci: &Value, line: u32, ctx: MessageCtx<'_>) -> Result<Resource> {
         Reader::SecurityGroup => ResourceType::SecurityGroup,
         Reader::PrefixList => ResourceType::PrefixList,
         Reader::NetworkAcl => ResourceType::NetworkAcl,
+        Reader::FlowLog => ResourceType::FlowLog,
     };
 
     let mut r = Resource::new(resource_id, CloudProvider::Aws, ty, observed_at, ctx.source(line));
@@ -277,7 +284,8 @@ fn resource(ci: &Value, line: u32, ctx: MessageCtx<'_>) -> Result<Resource> {
         Reader::SecurityGroup if !deleted => security_group(&mut r, &cfg)?,
         Reader::PrefixList if !deleted => prefix_list(&mut r, &cfg)?,
         Reader::NetworkAcl if !deleted => network_acl(&mut r, &cfg)?,
-        Reader::SecurityGroup | Reader::PrefixList | Reader::NetworkAcl => {}
+        Reader::FlowLog if !deleted => flow_log(&mut r, &cfg)?,
+        Reader::SecurityGroup | Reader::PrefixList | Reader::NetworkAcl | Reader::FlowLog => {}
     }
     r.metadata_json = configuration.map(|c| c.to_string());
     Ok(r)
@@ -570,6 +578,22 @@ fn network_acl(r: &mut Resource, cfg: &At<'_>) -> Result<()> {
     psg_reach::nacl::aws_network_acl(&r.resource_id, cfg.value)
         .map_err(|e| Refusal::parse(format!("configuration.{e}")))?;
     r.vpc_id = cfg.opt_string(&["vpcId", "VpcId"])?;
+    Ok(())
+}
+
+/// A flow-log configuration: what it logs (`trafficType`) of which VPC,
+/// subnet or interface (`resourceId`), checked here.
+fn flow_log(r: &mut Resource, cfg: &At<'_>) -> Result<()> {
+    let target = cfg.req_str(&["resourceId", "ResourceId"])?;
+    let traffic = cfg.req_str(&["trafficType", "TrafficType"])?;
+    if !matches!(traffic, "ACCEPT" | "REJECT" | "ALL") {
+        return Err(Refusal::parse(format!("configuration.trafficType: '{traffic}' is not ACCEPT, REJECT or ALL")));
+    }
+    if target.starts_with("vpc-") {
+        r.vpc_id = Some(target.to_owned());
+    } else if target.starts_with("subnet-") {
+        r.subnet_id = Some(target.to_owned());
+    }
     Ok(())
 }
 
@@ -1055,5 +1079,20 @@ mod tests {
         let p = run(&item("AWS::EC2::NetworkAcl", "acl-0db", &acl.replace(r#""to": 5432"#, r#""to": 99999"#)));
         assert_eq!(p.rejected[0].kind, "parse");
         assert_eq!(p.rejected[0].reason, "configuration.entries[0].portRange: 5432-99999 is not a port range");
+    }
+
+    #[test]
+    fn flow_logs_are_configuration() {
+        // As EC2's DescribeFlowLogs and AWS Config describe a flow log.
+        let fl = r#"{"creationTime": "2026-01-10T08:00:00.000Z", "deliverLogsStatus": "SUCCESS",
+            "flowLogId": "fl-0a1b2c3d4e5f60718", "flowLogStatus": "ACTIVE", "resourceId": "vpc-1",
+            "trafficType": "ALL", "logDestinationType": "s3", "logDestination": "arn:aws:s3:::acme-flow-logs",
+            "logFormat": "${version} ${account-id} ${interface-id} ${srcaddr} ${dstaddr} ${srcport} ${dstport} ${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status}",
+            "maxAggregationInterval": 600, "tags": []}"#;
+        let r = one(&item("AWS::EC2::FlowLog", "fl-0a1b2c3d4e5f60718", fl));
+        assert_eq!((r.resource_type, r.vpc_id.as_deref()), (ResourceType::FlowLog, Some("vpc-1")));
+        assert!(r.resource_type.is_policy(), "not a system");
+        let p = run(&item("AWS::EC2::FlowLog", "fl-0a1b2c3d4e5f60718", &fl.replace(r#""ALL""#, r#""SOME""#)));
+        assert_eq!(p.rejected[0].reason, "configuration.trafficType: 'SOME' is not ACCEPT, REJECT or ALL");
     }
 }
