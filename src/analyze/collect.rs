@@ -584,6 +584,36 @@ fn reachable_pairs(
     out
 }
 
+/// The boundary view's third column: per pair, the segmentation policy's
+/// allow rules from the system to the CDE system.
+pub(crate) fn policy_column(analysis: &mut Analysis, policy: &psg_classify::policy::Policy, resources: &[Resource]) {
+    let live: HashMap<&str, &Resource> =
+        resources.iter().filter(|r| !r.deleted).map(|r| (r.resource_id.as_str(), r)).collect();
+    // A system's addresses: its own and its interfaces'.
+    let addresses = |r: &Resource| -> Vec<std::net::IpAddr> {
+        std::iter::once(r)
+            .chain(r.interface_ids.iter().filter_map(|i| live.get(i.as_str()).copied()))
+            .flat_map(|x| x.private_ips.iter().chain(&x.public_ips))
+            .filter_map(|a| a.parse().ok())
+            .collect()
+    };
+    for b in &mut analysis.boundary {
+        let (Some(s), Some(c)) = (live.get(b.system.as_str()), live.get(b.cde_system.as_str())) else { continue };
+        let (sa, ca) = (addresses(s), addresses(c));
+        b.allowed_by_policy = Some(policy.allowed_between(&subject(s, &sa), &subject(c, &ca)));
+    }
+}
+
+fn subject<'a>(r: &'a Resource, addresses: &'a [std::net::IpAddr]) -> psg_classify::policy::Subject<'a> {
+    psg_classify::policy::Subject {
+        resource_id: &r.resource_id,
+        tags: &r.tags,
+        vpc_id: r.vpc_id.as_deref(),
+        addresses,
+        external: false,
+    }
+}
+
 /// Flow-log coverage per network: the systems the inventory places in it,
 /// and what its units' records showed (the units' partitions merged).
 fn coverage_entries(resources: &[Resource], coverage: &[FlowCoverage]) -> Vec<CoverageEntry> {

@@ -224,7 +224,11 @@ pub(crate) async fn run(
     let mut c = result?;
     let (records_read, flow_records) = c.account()?;
     let counts = Summary { flow_records, records_read, dead_lettered: c.dead_lettered(), ..Summary::default() };
-    let analysis = collect::build_analysis(&c.resources, &c.coverage, &c.decisions, &c.alerts, &c.edges, &counts);
+    let mut analysis = collect::build_analysis(&c.resources, &c.coverage, &c.decisions, &c.alerts, &c.edges, &counts);
+    if let Some(file) = &cfg.classify.policy_file {
+        let policy = psg_classify::policy::Policy::load(file).map_err(|e| CliError::Config(e.to_string()))?;
+        collect::policy_column(&mut analysis, &policy, &c.resources);
+    }
     Ok(Outcome {
         analysis,
         evidence: std::mem::take(&mut c.evidence),

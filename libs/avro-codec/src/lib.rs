@@ -164,7 +164,8 @@ message!(
 message!(FlowCoverage, "FlowCoverage", "flow_coverage.avsc");
 // v1: before the scope rule NO_FLOW_LOG_COVERAGE / the alert type COVERAGE_GAP.
 message!(ScopeDecision, "ScopeDecision", "scope_decision.avsc", earlier: ["scope_decision.1.avsc"]);
-message!(Alert, "Alert", "alert.avsc", earlier: ["alert.1.avsc"]);
+// v2: before the alert type POLICY_NOT_ENFORCED.
+message!(Alert, "Alert", "alert.avsc", earlier: ["alert.1.avsc", "alert.2.avsc"]);
 message!(ManualDecision, "ManualDecision", "manual_decision.avsc");
 message!(Evidence, "Evidence", "evidence.avsc");
 message!(EvidenceRequest, "EvidenceRequest", "evidence_request.avsc");

@@ -278,6 +278,9 @@ named_enum! {
         /// Flows were accepted that the CDE system's security groups should
         /// deny (stale inventory or wrong attribution).
         ObservedNotAllowed => "observed_not_allowed",
+        /// With a segmentation policy: configuration lets a system reach a
+        /// CDE system on a service the policy forbids.
+        PolicyNotEnforced => "policy_not_enforced",
     }
 }
 
@@ -310,6 +313,7 @@ impl AlertType {
                 Severity::High
             }
             Self::ObservedNotAllowed => Severity::Medium,
+            Self::PolicyNotEnforced => Severity::High,
             Self::UntaggedResource => Severity::Low,
         }
     }

@@ -391,9 +391,9 @@ fn flow_log_configs(plan: &Plan, account: &str) -> Vec<Value> {
         }
     }
     vpcs.into_iter()
-        .enumerate()
-        .map(|(i, vpc)| {
-            let id = format!("fl-0{:016x}", 0x5c0f_e1a7_u64 + i as u64);
+        .map(|vpc| {
+            // The id its S3 objects are named by.
+            let id = flow_log_id(vpc);
             json!({
                 "configurationItemVersion": "1.3",
                 "configurationItemCaptureTime": "2026-10-31T23:00:00.000Z",
@@ -422,6 +422,11 @@ fn flow_log_configs(plan: &Plan, account: &str) -> Vec<Value> {
             })
         })
         .collect()
+}
+
+/// The id of a VPC's flow log.
+fn flow_log_id(vpc: &str) -> String {
+    format!("fl-0{}", vpc.get(5..).unwrap_or(vpc).chars().rev().collect::<String>())
 }
 
 /// Where the egress of `h` towards `peer` goes (AWS `traffic-path`).
@@ -558,7 +563,7 @@ pub(crate) fn flow_logs(plan: &Plan, sink: &mut Sink) {
     }
     for (vpc, mut lines) in by_vpc {
         lines.sort();
-        let flow_log_id = format!("fl-0{}", &vpc[5..].chars().rev().collect::<String>());
+        let flow_log_id = flow_log_id(&vpc);
         let chunks = crate::chunk(lines.into_iter().map(|(_, _, l)| l), Some(FORMAT));
         for (i, (text, records)) in chunks.into_iter().enumerate() {
             sink.flow_records += records;

@@ -135,6 +135,9 @@ struct Edge {
     reject: bool,
     violation: bool,
     flows: i64,
+    /// No flow: the configuration lets the source reach a CDE system
+    /// (drawn dotted).
+    latent: bool,
 }
 
 impl Edge {
@@ -491,9 +494,42 @@ fn build(a: &Analysis) -> Model {
                     services.push(s);
                 }
             }
-            Edge { from, to, services, reject, violation: g.violation, flows: g.flows }
+            Edge { from, to, services, reject, violation: g.violation, flows: g.flows, latent: false }
         })
-        .collect();
+        .collect::<Vec<Edge>>();
+    // Paths the configuration opens into the CDE that no flow used, of the
+    // systems in scope by configuration alone (rule `reachable`): the
+    // paths that put them there. (Every such pair is in the report's
+    // boundary table; drawn all, they would bury the flows.)
+    let mut edges = edges;
+    let mut latent: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
+    let by_configuration: BTreeSet<&str> =
+        a.resources.iter().filter(|r| r.rule == "reachable").map(|r| r.resource_id.as_str()).collect();
+    for b in a
+        .boundary
+        .iter()
+        .filter(|b| b.observed.is_empty() && !b.reachable_by.is_empty() && by_configuration.contains(b.system.as_str()))
+    {
+        let (Some(&from), Some(&to)) = (node_of.get(&system(&b.system)), node_of.get(&system(&b.cde_system))) else {
+            continue;
+        };
+        if from == to || edges.iter().any(|e| e.from == from && e.to == to && !e.reject) {
+            continue;
+        }
+        let services = latent.entry((from, to)).or_default();
+        for rule in &b.reachable_by {
+            // `sg-0cde admits TCP/5432 from sg-0app`: the service.
+            let s = rule.split_once(" admits ").and_then(|(_, r)| r.split_once(" from ")).map(|(s, _)| s);
+            if let Some(s) = s.filter(|s| !services.iter().any(|x| x == s)) {
+                services.push(s.to_owned());
+            }
+        }
+    }
+    for ((from, to), mut services) in latent {
+        services.sort();
+        edges.push(Edge { from, to, services, reject: false, violation: false, flows: 0, latent: true });
+    }
+    edges.sort_by_key(|e| (e.from, e.to, e.reject, e.latent));
     Model { nodes, edges }
 }
 
@@ -582,6 +618,7 @@ fn palette(scope: &str) -> Palette {
 const VIOLATION: &str = "#d40000";
 const ACCEPT: &str = "#5f6b7a";
 const REJECT: &str = "#a3a3a3";
+const LATENT: &str = "#8430ce";
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Rect {
@@ -1205,7 +1242,9 @@ pub fn svg(a: &Analysis) -> String {
     w!(o, "<title>{}</title>\n", xml(title));
     w!(o, "<desc>{} — {}</desc>\n", xml(&subtitle), xml(&counts));
     o.push_str("<defs>\n");
-    for (id, colour) in [("arrow-accept", ACCEPT), ("arrow-reject", REJECT), ("arrow-violation", VIOLATION)] {
+    for (id, colour) in
+        [("arrow-accept", ACCEPT), ("arrow-reject", REJECT), ("arrow-violation", VIOLATION), ("arrow-latent", LATENT)]
+    {
         let size = if id == "arrow-violation" { 11 } else { 8 };
         w!(
             o,
@@ -1257,6 +1296,8 @@ pub fn svg(a: &Analysis) -> String {
             (VIOLATION, 3.0, if e.reject { " stroke-dasharray=\"7 4\"" } else { "" }, "arrow-violation")
         } else if e.reject {
             (REJECT, 1.1, " stroke-dasharray=\"5 4\"", "arrow-reject")
+        } else if e.latent {
+            (LATENT, 1.4, " stroke-dasharray=\"1.5 3.5\" stroke-linecap=\"round\"", "arrow-latent")
         } else {
             (ACCEPT, 1.3, " stroke-opacity=\"0.8\"", "arrow-accept")
         };
@@ -1264,19 +1305,30 @@ pub fn svg(a: &Analysis) -> String {
             "edge violation"
         } else if e.reject {
             "edge reject"
+        } else if e.latent {
+            "edge reachable"
         } else {
             "edge accept"
         };
-        let tip = format!(
-            "{} → {}: {} ({}, {} flow{}){}",
-            one_line(&m.nodes[e.from].name),
-            one_line(&m.nodes[e.to].name),
-            e.services.join(", "),
-            if e.reject { "blocked" } else { "accepted" },
-            e.flows,
-            if e.flows == 1 { "" } else { "s" },
-            if e.violation { " — SEGMENTATION VIOLATION" } else { "" }
-        );
+        let tip = if e.latent {
+            format!(
+                "{} → {}: {} reachable by configuration, never observed",
+                one_line(&m.nodes[e.from].name),
+                one_line(&m.nodes[e.to].name),
+                e.services.join(", ")
+            )
+        } else {
+            format!(
+                "{} → {}: {} ({}, {} flow{}){}",
+                one_line(&m.nodes[e.from].name),
+                one_line(&m.nodes[e.to].name),
+                e.services.join(", "),
+                if e.reject { "blocked" } else { "accepted" },
+                e.flows,
+                if e.flows == 1 { "" } else { "s" },
+                if e.violation { " — SEGMENTATION VIOLATION" } else { "" }
+            )
+        };
         w!(
             o,
             "<path class=\"{class}\" d=\"M{} {} Q{} {} {} {}\" stroke=\"{stroke}\" stroke-width=\"{width}\"{extra} marker-end=\"url(#{marker})\"><title>{}</title></path>\n",
@@ -1522,6 +1574,14 @@ fn legend(width: f64, omitted: usize) -> (String, f64) {
     item(
         &mut o,
         &format!(
+            "<line x1=\"0\" y1=\"0\" x2=\"22\" y2=\"0\" stroke=\"{LATENT}\" stroke-width=\"1.4\" stroke-dasharray=\"1.5 3.5\" stroke-linecap=\"round\" marker-end=\"url(#arrow-latent)\"/>"
+        ),
+        "in scope by configuration: reachable, never observed",
+        false,
+    );
+    item(
+        &mut o,
+        &format!(
             "<line x1=\"0\" y1=\"0\" x2=\"22\" y2=\"0\" stroke=\"{VIOLATION}\" stroke-width=\"3\" marker-end=\"url(#arrow-violation)\"/>"
         ),
         "segmentation violation",
@@ -1656,13 +1716,17 @@ pub fn mermaid(a: &Analysis) -> String {
     }
     let mut violation_links = Vec::new();
     let mut reject_links = Vec::new();
+    let mut latent_links = Vec::new();
     for (k, e) in m.edges.iter().enumerate() {
-        let arrow = if e.reject { "-.->" } else { "-->" };
-        w!(o, "  {} {arrow}|\"{}\"| {}\n", ids[e.from], mermaid_text(&e.label()), ids[e.to]);
+        let arrow = if e.reject || e.latent { "-.->" } else { "-->" };
+        let label = if e.latent { format!("reachable: {}", e.label()) } else { e.label() };
+        w!(o, "  {} {arrow}|\"{}\"| {}\n", ids[e.from], mermaid_text(&label), ids[e.to]);
         if e.violation {
             violation_links.push(k.to_string());
         } else if e.reject {
             reject_links.push(k.to_string());
+        } else if e.latent {
+            latent_links.push(k.to_string());
         }
     }
     for (class, style) in [
@@ -1707,6 +1771,13 @@ pub fn mermaid(a: &Analysis) -> String {
     }
     if !violation_links.is_empty() {
         w!(o, "  linkStyle {} stroke:#d40000,stroke-width:3px,color:#d40000\n", violation_links.join(","));
+    }
+    if !latent_links.is_empty() {
+        w!(
+            o,
+            "  linkStyle {} stroke:{LATENT},stroke-width:1.5px,stroke-dasharray:2 4,color:{LATENT}\n",
+            latent_links.join(",")
+        );
     }
     o
 }
@@ -1828,6 +1899,9 @@ pub fn dot(a: &Analysis) -> String {
         let mut attrs = format!("label={}", dot_str(&e.label()));
         if e.reject {
             attrs.push_str(", style=dashed");
+        }
+        if e.latent {
+            attrs.push_str(&format!(", style=dotted, color=\"{LATENT}\", fontcolor=\"{LATENT}\""));
         }
         if e.violation {
             attrs.push_str(", color=red, penwidth=2.5, fontcolor=red");
@@ -2167,8 +2241,50 @@ mod tests {
             reject: false,
             violation: false,
             flows: 1,
+            latent: false,
         };
         assert_eq!(e.label(), "TCP/1, TCP/2, TCP/3 +2 more");
+    }
+
+    /// Issue 17: a path the configuration opens into the CDE that no flow
+    /// used, of a system in scope by it alone, is drawn dotted in every
+    /// format; one a flow used is not.
+    #[test]
+    fn reachable_but_unobserved_paths_are_dotted() {
+        let mut a = small();
+        for r in a.resources.iter_mut().filter(|r| r.resource_id == "hr-1" || r.resource_id == "api-1") {
+            r.rule = "reachable".into();
+        }
+        a.boundary = vec![
+            crate::BoundaryEntry {
+                system: "hr-1".into(),
+                cde_system: "db-1".into(),
+                reachable_by: vec!["sg-0cde admits TCP/5432 from 10.1.0.0/16".into()],
+                observed: vec![],
+                allowed_by_policy: None,
+            },
+            crate::BoundaryEntry {
+                system: "api-1".into(),
+                cde_system: "db-1".into(),
+                reachable_by: vec!["sg-0cde admits TCP/5432 from sg-api".into()],
+                observed: vec!["TCP/5432".into()],
+                allowed_by_policy: None,
+            },
+        ];
+        let m = build(&a);
+        let latent: Vec<&Edge> = m.edges.iter().filter(|e| e.latent).collect();
+        assert_eq!(latent.len(), 1);
+        assert_eq!(
+            (m.nodes[latent[0].from].key.as_str(), latent[0].services.as_slice()),
+            ("hr-1", &["TCP/5432".to_owned()][..])
+        );
+        let svg = svg(&a);
+        let dotted: Vec<&str> = svg.lines().filter(|l| l.contains("class=\"edge reachable\"")).collect();
+        assert_eq!(dotted.len(), 1, "{svg}");
+        assert!(dotted[0].contains("stroke-dasharray=\"1.5 3.5\"") && dotted[0].contains("never observed"));
+        assert!(svg.contains("in scope by configuration: reachable, never observed"), "the legend names it");
+        assert!(mermaid(&a).contains("|\"reachable: TCP/5432\"|"));
+        assert!(dot(&a).lines().any(|l| l.contains("style=dotted") && l.contains("TCP/5432")));
     }
 
     #[test]

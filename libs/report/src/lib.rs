@@ -56,6 +56,11 @@ pub struct BoundaryEntry {
     /// Services of ACCEPTed flows between them (`TCP/5432`), either
     /// direction; empty: none observed.
     pub observed: Vec<String>,
+    /// With a segmentation policy: its allow rules from the system's
+    /// segments to the CDE system's (empty: the policy allows nothing);
+    /// `None` without a policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_by_policy: Option<Vec<String>>,
 }
 
 /// Flow-log coverage of one network over the run (or the lookback window):
@@ -382,7 +387,13 @@ impl Analysis {
         for ((system, c), rules) in reachable {
             rows.insert(
                 (system.clone(), c.clone()),
-                BoundaryEntry { system, cde_system: c, reachable_by: rules, observed: Vec::new() },
+                BoundaryEntry {
+                    system,
+                    cde_system: c,
+                    reachable_by: rules,
+                    observed: Vec::new(),
+                    allowed_by_policy: None,
+                },
             );
         }
         for e in self.edges.iter().filter(|e| !e.blocked()) {

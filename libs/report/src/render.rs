@@ -274,20 +274,33 @@ pub fn markdown(a: &Analysis) -> String {
         let observed = a.boundary.iter().filter(|b| !b.observed.is_empty()).count();
         let _ = writeln!(
             out,
-            "Per system outside the CDE and CDE system: what the security groups allow (PCI DSS 1.2, 1.3) and what the \
-             flow logs observed (11.4.5). {observed} pairs were observed connecting; {} are reachable by \
+            "Per system outside the CDE and CDE system: what the firewall rules allow (PCI DSS 1.2, 1.3) and what the \
+             flow logs observed (11.4.5); with a segmentation policy, what it allows. {observed} pairs were observed connecting; {} are reachable by \
              configuration, {latent} of them never observed — connected to the CDE all the same. The reachable pairs:\n",
             reachable.len()
         );
-        if !reachable.is_empty() {
+        // With a segmentation policy, what it allows: the third column.
+        let with_policy = a.boundary.iter().any(|b| b.allowed_by_policy.is_some());
+        if !reachable.is_empty() && with_policy {
+            let _ = writeln!(
+                out,
+                "| system | CDE system | allowed by policy | reachable by configuration | observed |\n|---|---|---|---|---|"
+            );
+        } else if !reachable.is_empty() {
             let _ = writeln!(out, "| system | CDE system | reachable by configuration | observed |\n|---|---|---|---|");
         }
         for b in reachable {
+            let policy = match &b.allowed_by_policy {
+                Some(rules) if rules.is_empty() => "**nothing**".to_owned(),
+                Some(rules) => md(&rules.join("; ")),
+                None => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "| `{}` | `{}` | {} | {} |",
+                "| `{}` | `{}` |{} {} | {} |",
                 md(&b.system),
                 md(&b.cde_system),
+                if with_policy { format!(" {policy} |") } else { String::new() },
                 md(&b.reachable_by.join("; ")),
                 if b.observed.is_empty() { "no".to_owned() } else { b.observed.join(", ") }
             );
@@ -419,6 +432,41 @@ mod tests {
             "{blocked}"
         );
         assert!(!blocked.split("##").next().unwrap().contains("`app`"), "established flows are no attempts");
+    }
+
+    /// Issue 17: the CDE boundary's three-way view: with a policy, what it
+    /// allows beside what configuration allows and what was observed.
+    #[test]
+    fn markdown_boundary_shows_policy_configuration_and_observation() {
+        let mut a = sample();
+        let row = |system: &str, policy: Option<Vec<String>>, observed: Vec<String>| crate::BoundaryEntry {
+            system: system.into(),
+            cde_system: "db".into(),
+            reachable_by: vec!["sg-0cde admits TCP/5432 from sg-app".into()],
+            observed,
+            allowed_by_policy: policy,
+        };
+        a.boundary = vec![
+            row("corp", Some(vec![]), vec![]),
+            row("app", Some(vec!["app to db: TCP/5432".into()]), vec!["TCP/5432".into()]),
+        ];
+        let m = markdown(&a);
+        let b = m.split("## CDE boundary").nth(1).unwrap();
+        assert!(
+            b.contains("| system | CDE system | allowed by policy | reachable by configuration | observed |"),
+            "{b}"
+        );
+        assert!(b.contains("| `corp` | `db` | **nothing** | sg-0cde admits TCP/5432 from sg-app | no |"), "{b}");
+        assert!(
+            b.contains("| `app` | `db` | app to db: TCP/5432 | sg-0cde admits TCP/5432 from sg-app | TCP/5432 |"),
+            "{b}"
+        );
+        // Without a policy: no such column.
+        for r in &mut a.boundary {
+            r.allowed_by_policy = None;
+        }
+        let m = markdown(&a);
+        assert!(m.contains("| `corp` | `db` | sg-0cde admits TCP/5432 from sg-app | no |"), "{m}");
     }
 
     #[test]

@@ -1165,6 +1165,23 @@ impl Engine {
                 }
             }
         }
+        // Configuration that lets a system reach a CDE system on a service
+        // the segmentation policy forbids: the firewall does not enforce it.
+        if let Some(policy) = &self.settings.policy
+            && let Some(peers) = self.reachable(ix)
+        {
+            for (c, allowed) in peers {
+                let forbidden = allowed.iter().any(|a| {
+                    let r = &a.rule;
+                    policy
+                        .first_forbidden(&self.subject(ix), &self.subject(*c), r.protocol, r.from_port, r.to_port)
+                        .is_some()
+                });
+                if forbidden {
+                    keys.push(AlertKey::Unenforced(ix, *c));
+                }
+            }
+        }
         // The remaining conditions need a CDE end, and a node that can be in
         // one: a CDE system, an unknown host, a declared out-of-scope one, or
         // any node under a policy.
@@ -1404,6 +1421,61 @@ impl Engine {
                     ]),
                 }
             }
+            AlertKey::Unenforced(ix, cde) => {
+                let (rid, c) = (&self.graph[ix].resource_id, &self.graph[cde].resource_id);
+                let policy = self.settings.policy.as_deref();
+                // The rules that let through what the policy forbids, and one
+                // such service each.
+                let mut why: Vec<String> = self
+                    .reachable(ix)
+                    .and_then(|p| p.get(&cde))
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| {
+                        let r = &a.rule;
+                        let (proto, port) = policy?.first_forbidden(
+                            &self.subject(ix),
+                            &self.subject(cde),
+                            r.protocol,
+                            r.from_port,
+                            r.to_port,
+                        )?;
+                        let service = if matches!(proto, 6 | 17 | 132) {
+                            format!("{}/{port}", psg_domain::protocol_name(proto))
+                        } else {
+                            psg_domain::protocol_name(proto)
+                        };
+                        Some(format!("{} (e.g. {service})", a.describe()))
+                    })
+                    .collect();
+                why.sort();
+                why.dedup();
+                let why = why.join("; ");
+                AlertCandidate {
+                    event,
+                    alert_type: AlertType::PolicyNotEnforced,
+                    resource_id: c.clone(),
+                    cause: format!("unenforced:{rid}"),
+                    title: format!(
+                        "Configuration lets {} reach CDE system {} against the policy",
+                        self.short(ix),
+                        self.short(cde)
+                    ),
+                    description: format!(
+                        "{} (segments: {}) can connect to CDE system {} (segments: {}) on services no allow rule of the segmentation policy permits: {why}. The firewall rules do not enforce the policy: restrict them to what the policy allows.",
+                        self.full(ix),
+                        self.policy_segments(ix),
+                        self.full(cde),
+                        self.policy_segments(cde)
+                    ),
+                    pci_requirement: "1.2.1",
+                    context: BTreeMap::from([
+                        ("resource_id".to_owned(), c.clone()),
+                        ("peer".to_owned(), rid.clone()),
+                        ("allowed_by".to_owned(), why),
+                    ]),
+                }
+            }
             AlertKey::NotAllowed(cde, src, (proto, port, _)) => {
                 let (c, s) = (&self.graph[cde].resource_id, &self.graph[src].resource_id);
                 let service = format!("{}/{port}", psg_domain::protocol_name(proto));
@@ -1502,6 +1574,9 @@ enum AlertKey {
     Latent(NodeIndex, NodeIndex),
     /// (CDE system, source, service) accepted but not admitted.
     NotAllowed(NodeIndex, NodeIndex, Service),
+    /// (system, CDE system) the configuration lets connect on a service the
+    /// segmentation policy forbids.
+    Unenforced(NodeIndex, NodeIndex),
 }
 
 impl AlertKey {

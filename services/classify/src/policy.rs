@@ -226,6 +226,65 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// The allow rules from `src`'s segments to `dst`'s, described
+    /// (`web tier queries the payments database: TCP/5432`).
+    pub fn allowed_between(&self, src: &Subject<'_>, dst: &Subject<'_>) -> Vec<String> {
+        let within = |seg: usize, s: &Subject<'_>| self.segments[seg].iter().any(|x| x.matches(s));
+        self.rules
+            .iter()
+            .filter(|r| within(r.from, src) && within(r.to, dst))
+            .map(|r| {
+                let protocol = r.protocol.map_or_else(|| "any protocol".to_owned(), psg_domain::protocol_name);
+                let ports: Vec<String> =
+                    r.ports.iter().map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect();
+                if ports.is_empty() {
+                    format!("{}: {protocol}", r.name)
+                } else {
+                    format!("{}: {protocol}/{}", r.name, ports.join(","))
+                }
+            })
+            .collect()
+    }
+
+    /// A service of `protocol` (`-1`: every protocol) with a port in
+    /// `from..=to` that no rule allows from `src` to `dst`, if any: what a
+    /// firewall rule of that range lets through against the policy.
+    pub fn first_forbidden(
+        &self,
+        src: &Subject<'_>,
+        dst: &Subject<'_>,
+        protocol: i32,
+        from: i32,
+        to: i32,
+    ) -> Option<(i32, i32)> {
+        // Where an answer can change: the range's start and the edges of
+        // the rules' port ranges inside it; every protocol a rule names, and
+        // one none does.
+        // TCP, UDP and ICMP first: the likeliest example.
+        let mut protocols: Vec<i32> = vec![protocol];
+        if protocol == -1 {
+            protocols = vec![6, 17, 1];
+            for p in self.rules.iter().filter_map(|r| r.protocol) {
+                if !protocols.contains(&p) {
+                    protocols.push(p);
+                }
+            }
+            protocols.extend((0..=255).find(|p| !protocols.contains(p)));
+        }
+        let mut ports = vec![from];
+        for (a, b) in self.rules.iter().flat_map(|r| &r.ports) {
+            ports.extend([*a, b.saturating_add(1)].into_iter().filter(|p| (from..=to).contains(p)));
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        protocols.into_iter().find_map(|p| {
+            let ports: &[i32] = if matches!(p, 6 | 17 | 132) { &ports } else { &[0] };
+            ports.iter().find(|port| self.allows(src, dst, p, **port).is_none()).map(|port| (p, *port))
+        })
+    }
+}
+
 fn protocol(v: Option<&serde_yaml_ng::Value>, at: &str) -> Result<Option<i32>, String> {
     let Some(v) = v else { return Ok(None) };
     if let Some(n) = v.as_u64() {
@@ -290,6 +349,25 @@ mod tests {
         let other = subject("i-other", &none, &web_ip, false);
         assert!(p.allows(&other, &db, 6, 5432).is_none(), "an untagged host is in no allowed segment");
         assert_eq!(p.segments_of(&db), vec!["cde"]);
+    }
+
+    /// Issue 17: what the policy allows between two systems, and the first
+    /// service of a firewall rule's range it does not.
+    #[test]
+    fn allowed_between_and_the_first_forbidden_service() {
+        let p = Policy::parse(EXAMPLE).unwrap();
+        let cde: HashMap<String, String> = [("pci-scope".to_owned(), "cde".to_owned())].into();
+        let web: HashMap<String, String> = [("tier".to_owned(), "web".to_owned())].into();
+        let db_ip = ["10.0.2.10".parse().unwrap()];
+        let web_ip = ["10.0.1.20".parse().unwrap()];
+        let (db, w) = (subject("db-payments", &cde, &db_ip, false), subject("i-web", &web, &web_ip, false));
+        assert_eq!(p.allowed_between(&w, &db), vec!["web tier queries the payments database: TCP/5432"]);
+        assert!(p.allowed_between(&db, &w).is_empty());
+        assert_eq!(p.first_forbidden(&w, &db, 6, 5432, 5432), None);
+        assert_eq!(p.first_forbidden(&w, &db, 6, 5000, 6000), Some((6, 5000)));
+        assert_eq!(p.first_forbidden(&w, &db, 6, 5432, 5433), Some((6, 5433)));
+        assert_eq!(p.first_forbidden(&w, &db, -1, 0, 65_535), Some((6, 0)), "TCP first of every protocol");
+        assert_eq!(p.first_forbidden(&db, &db, -1, 0, 65_535), None, "CDE systems may talk to each other");
     }
 
     #[test]

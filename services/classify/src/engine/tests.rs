@@ -1084,3 +1084,44 @@ fn flow_log_configuration_is_compared_with_what_arrives() {
     assert_eq!(gaps(&alerts), vec![("vpc-1".to_owned(), AlertEvent::Resolved)]);
     assert!(!e.decisions().contains_key("fl-1"), "a flow-log configuration is no system");
 }
+
+/// Issue 17, the three-way view with a policy: configuration that lets a
+/// system reach a CDE system on a service the segmentation policy forbids
+/// is `policy_not_enforced` (the CDE system's), naming the rule and a
+/// forbidden service; a rule within the policy raises nothing.
+#[test]
+fn configuration_that_allows_what_the_policy_forbids_is_a_finding() {
+    let policy = crate::policy::Policy::parse(
+        "segments:\n  cde:\n    - tag: {pci-scope: cde}\n  web:\n    - tag: {tier: web}\nallow:\n  - {from: web, to: cde, protocol: tcp, ports: [5432]}\n",
+    )
+    .unwrap();
+    let mut e = Engine::new(Settings {
+        scope_tag_key: "pci-scope".into(),
+        data_tag_key: "pci-data".into(),
+        lookback: 90 * DAY,
+        policy: Some(std::sync::Arc::new(policy)),
+        coverage_grace: 0,
+    });
+    let ingress = serde_json::json!([
+        {"ipProtocol": "tcp", "fromPort": 5432, "toPort": 5432, "userIdGroupPairs": [{"groupId": "sg-web"}]},
+        {"ipProtocol": "tcp", "fromPort": 5000, "toPort": 6000, "userIdGroupPairs": [{"groupId": "sg-batch"}]}
+    ]);
+    e.upsert_resource(&security_group("sg-0cde", ingress, all_out()));
+    e.upsert_resource(&member("db", "10.0.2.10", &["sg-0cde"], &[("pci-scope", "cde")]));
+    e.upsert_resource(&member("web", "10.0.1.5", &["sg-web"], &[("tier", "web")]));
+    e.upsert_resource(&member("batch", "10.0.1.6", &["sg-batch"], &[("tier", "web")]));
+    let (_, alerts) = e.recompute();
+    let found: Vec<&AlertCandidate> = alerts.iter().filter(|a| a.alert_type == AlertType::PolicyNotEnforced).collect();
+    assert_eq!(found.len(), 1, "web's rule is within the policy: {alerts:?}");
+    let a = found[0];
+    assert_eq!((a.resource_id.as_str(), a.cause.as_str()), ("db", "unenforced:batch"));
+    assert!(a.description.contains("sg-0cde admits TCP/5000-6000 from sg-batch (e.g. TCP/5000)"), "{}", a.description);
+    assert_eq!(a.alert_type.severity(), psg_domain::Severity::High);
+    // The rule narrowed to what the policy allows: resolved.
+    let narrowed = serde_json::json!([
+        {"ipProtocol": "tcp", "fromPort": 5432, "toPort": 5432, "userIdGroupPairs": [{"groupId": "sg-web"}, {"groupId": "sg-batch"}]}
+    ]);
+    e.upsert_resource(&security_group("sg-0cde", narrowed, all_out()));
+    let (_, alerts) = e.recompute();
+    assert_eq!(of_kind(&alerts, AlertType::PolicyNotEnforced), vec![("db".to_owned(), AlertEvent::Resolved)]);
+}
