@@ -648,27 +648,25 @@ fn coverage_entries(resources: &[Resource], coverage: &[FlowCoverage]) -> Vec<Co
     }
     // Flow logs the inventory configures, by the network of what they log.
     for r in live.iter().filter(|r| r.resource_type == psg_domain::ResourceType::FlowLog) {
-        let Some(cfg) = r.metadata_json.as_deref().and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok())
-        else {
-            continue;
-        };
-        let text = |k: &str| cfg.get(k).and_then(serde_json::Value::as_str).unwrap_or("");
-        let target = text("resourceId");
+        let Some(c) = psg_classify::engine::FlowLogConfig::parse(r) else { continue };
+        let target = c.target.as_str();
+        // Its network: its own, else that of what it logs (an interface, a
+        // subnet, an NSG's first NIC).
         let network = r.vpc_id.clone().or_else(|| {
-            let logged = by_id
-                .get(target)
-                .copied()
-                .or_else(|| live.iter().find(|x| x.subnet_id.as_deref() == Some(target)).copied())?;
+            let logged = by_id.get(target).copied().or_else(|| {
+                live.iter()
+                    .find(|x| {
+                        x.subnet_id.as_deref() == Some(target)
+                            || x.security_groups.iter().any(|g| g == target)
+                            || x.interface_ids.iter().any(|i| i == target)
+                    })
+                    .copied()
+            })?;
             logged.vpc_id.clone()
         });
         if let Some(network) = network {
-            let failed = match text("deliverLogsStatus") {
-                "" | "SUCCESS" => String::new(),
-                s => format!(", delivery {s}"),
-            };
-            let id = if text("flowLogId").is_empty() { r.resource_id.as_str() } else { text("flowLogId") };
             let e = net(&mut nets, r.provider.as_str(), &network);
-            e.flow_logs.push(format!("{id} ({}{failed}) on {target}", text("trafficType")));
+            e.flow_logs.push(c.describe());
         }
     }
     // One unit: its partitions merged (first and last, counts added, gaps).

@@ -119,6 +119,29 @@ pub(crate) fn resource_graph(plan: &Plan, rng: &mut Rng, sink: &mut Sink) {
         }));
         sink.resources += 2;
     }
+    // Network Watcher's flow log of every NSG (the NSG flow logs below).
+    let nsgs: std::collections::BTreeSet<&str> =
+        plan.nets.iter().filter(|n| n.cloud == Cloud::Azure).map(|n| n.nsg.as_str()).collect();
+    for nsg in nsgs {
+        let sub = crate::model::AZURE_SUBSCRIPTION;
+        let name = format!("{nsg}-flowlog");
+        data.push(json!({
+            "id": format!("/subscriptions/{sub}/resourceGroups/NetworkWatcherRG/providers/Microsoft.Network/networkWatchers/NetworkWatcher_{AZURE_LOCATION}/flowLogs/{name}"),
+            "name": name,
+            "type": "microsoft.network/networkwatchers/flowlogs",
+            "location": AZURE_LOCATION,
+            "properties": {
+                "provisioningState": "Succeeded",
+                "targetResourceId": nsg_id(plan, nsg),
+                "targetResourceGuid": rng.uuid(),
+                "storageId": format!("/subscriptions/{sub}/resourceGroups/rg-logging/providers/Microsoft.Storage/storageAccounts/stflowlogsweu"),
+                "enabled": true,
+                "retentionPolicy": {"days": 365, "enabled": true},
+                "format": {"type": "JSON", "version": 2},
+            },
+        }));
+        sink.resources += 1;
+    }
     let observed = rfc3339(INVENTORY_START + 3_300, 0, 0);
     let doc = json!({
         "totalRecords": data.len(),

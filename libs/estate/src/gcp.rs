@@ -79,6 +79,56 @@ pub(crate) fn asset_export(plan: &Plan, rng: &mut Rng, sink: &mut Sink) {
         kind: FileKind::Inventory,
         bytes: text.into_bytes(),
     });
+    // The subnetworks of its VMs, with VPC flow logs on (`logConfig`).
+    let mut subnets = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for h in plan.hosts.iter().filter(|h| matches!(h.kind, Kind::Gce { .. })) {
+        let net = plan.net_of(h);
+        if !seen.insert(net.subnet_id.clone()) {
+            continue;
+        }
+        let p = &net.account;
+        let number = project_numbers.get(p).cloned().unwrap_or_default();
+        let data = json!({
+            "id": rng.digits(19),
+            "kind": "compute#subnetwork",
+            "name": net.subnet_id,
+            "creationTimestamp": "2026-03-11T05:12:40.118-07:00",
+            "network": format!("{API}/projects/{p}/global/networks/{}", net.vpc_id),
+            "ipCidrRange": format!("{}.0/24", net.prefix),
+            "gatewayAddress": format!("{}.1", net.prefix),
+            "region": format!("{API}/projects/{p}/regions/{GCP_REGION}"),
+            "selfLink": format!("{API}/projects/{p}/regions/{GCP_REGION}/subnetworks/{}", net.subnet_id),
+            "privateIpGoogleAccess": true,
+            "stackType": "IPV4_ONLY",
+            "purpose": "PRIVATE",
+            "logConfig": {"enable": true, "aggregationInterval": "INTERVAL_5_SEC", "flowSampling": 1.0,
+                          "metadata": "INCLUDE_ALL_METADATA"},
+        });
+        let asset = json!({
+            "name": format!("//compute.googleapis.com/projects/{p}/regions/{GCP_REGION}/subnetworks/{}", net.subnet_id),
+            "assetType": "compute.googleapis.com/Subnetwork",
+            "resource": {
+                "version": "v1",
+                "discoveryDocumentUri": "https://www.googleapis.com/discovery/v1/apis/compute/v1/rest",
+                "discoveryName": "Subnetwork",
+                "parent": format!("//cloudresourcemanager.googleapis.com/projects/{number}"),
+                "data": data,
+                "location": GCP_REGION,
+            },
+            "ancestors": [format!("projects/{number}"), "folders/417203381954", "organizations/902716553018"],
+            "updateTime": rfc3339(INVENTORY_START + rng.range(0, 3_000), rng.below(1_000_000) as u32 * 1_000, 6),
+        });
+        subnets.push(asset.to_string());
+        sink.resources += 1;
+    }
+    let mut text = subnets.join("\n");
+    text.push('\n');
+    sink.files.push(EstateFile {
+        path: "gcp/cloud-asset-inventory/subnetworks.ndjson".into(),
+        kind: FileKind::Inventory,
+        bytes: text.into_bytes(),
+    });
 }
 
 /// Cloud SQL instances and on-premise hosts: the native JSON form.

@@ -1641,6 +1641,7 @@ fn describe(services: &[(Service, Seen, &'static str)]) -> String {
 
 mod coverage;
 mod reach;
+pub use coverage::FlowLogConfig;
 pub use reach::policy_kind;
 
 #[cfg(test)]

@@ -53,40 +53,76 @@ pub(super) struct State {
     by_target: HashMap<String, BTreeSet<String>>,
 }
 
-/// A flow-log configuration of inventory.
+/// A flow-log configuration of inventory: an AWS flow log, a GCP
+/// subnetwork's `logConfig`, an Azure Network Watcher flow log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct FlowLogConfig {
-    /// `fl-…`.
-    id: String,
-    target: String,
-    /// `ACCEPT`, `REJECT` or `ALL`.
-    traffic: String,
+pub struct FlowLogConfig {
+    /// `fl-…`, `logConfig`, the Azure flow log's name.
+    pub id: String,
+    /// What it logs, as coverage places name it: a VPC, subnet or interface
+    /// id; a GCP subnetwork name; an Azure VNet name or NSG id.
+    pub target: String,
+    /// `ACCEPT`, `REJECT`, `ALL`, or `DISABLED` (configured but off).
+    pub traffic: String,
     /// `FAILED: <message>` when delivery failed.
-    delivery: Option<String>,
+    pub delivery: Option<String>,
 }
 
 impl FlowLogConfig {
-    fn parse(r: &Resource) -> Option<Self> {
+    /// Reads a `flow_log` resource's configuration (its `metadata_json`, as
+    /// the provider's inventory wrote it).
+    pub fn parse(r: &Resource) -> Option<Self> {
         let cfg: serde_json::Value = serde_json::from_str(r.metadata_json.as_deref()?).ok()?;
-        let text = |k: &str| cfg.get(k).and_then(serde_json::Value::as_str).filter(|s| !s.is_empty());
-        let delivery = match text("deliverLogsStatus") {
-            Some(s) if !s.eq_ignore_ascii_case("SUCCESS") => {
-                Some(text("deliverLogsErrorMessage").map_or_else(|| s.to_owned(), |m| format!("{s}: {m}")))
-            }
-            _ => None,
+        let text = |v: &serde_json::Value, k: &str| {
+            v.get(k).and_then(serde_json::Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
         };
-        Some(Self {
-            id: text("flowLogId").unwrap_or(&r.resource_id).to_owned(),
-            target: text("resourceId")?.to_owned(),
-            traffic: text("trafficType").unwrap_or("ALL").to_owned(),
-            delivery,
-        })
+        let last = |s: &str| s.trim_end_matches('/').rsplit('/').next().unwrap_or(s).to_owned();
+        match r.provider {
+            psg_domain::CloudProvider::Gcp => {
+                // A subnetwork: its logConfig (absent or enable false: off).
+                let on = cfg.pointer("/logConfig/enable").and_then(serde_json::Value::as_bool).unwrap_or(false);
+                let target = text(&cfg, "name").or_else(|| r.subnet_id.clone())?;
+                let traffic = if on { "ALL" } else { "DISABLED" };
+                Some(Self { id: "logConfig".to_owned(), target, traffic: traffic.to_owned(), delivery: None })
+            }
+            psg_domain::CloudProvider::Azure => {
+                // A Network Watcher flow log: of an NSG (its NICs), or of a VNet.
+                let target = text(&cfg, "targetResourceId")?.to_lowercase();
+                let target = if target.contains("/networksecuritygroups/") {
+                    target
+                } else {
+                    r.vpc_id.clone().unwrap_or_else(|| last(&target))
+                };
+                let on = cfg.get("enabled").and_then(serde_json::Value::as_bool).unwrap_or(true);
+                let id = r.resource_name.clone().unwrap_or_else(|| last(&r.resource_id));
+                let traffic = if on { "ALL" } else { "DISABLED" };
+                Some(Self { id, target, traffic: traffic.to_owned(), delivery: None })
+            }
+            _ => {
+                let delivery = match text(&cfg, "deliverLogsStatus") {
+                    Some(s) if !s.eq_ignore_ascii_case("SUCCESS") => {
+                        Some(text(&cfg, "deliverLogsErrorMessage").map_or_else(|| s.clone(), |m| format!("{s}: {m}")))
+                    }
+                    _ => None,
+                };
+                Some(Self {
+                    id: text(&cfg, "flowLogId").unwrap_or_else(|| r.resource_id.clone()),
+                    target: text(&cfg, "resourceId")?,
+                    traffic: text(&cfg, "trafficType").unwrap_or_else(|| "ALL".to_owned()),
+                    delivery,
+                })
+            }
+        }
     }
 
-    /// `fl-1 (ALL) on vpc-1`, with a failed delivery.
-    fn describe(&self) -> String {
+    /// `fl-1 (ALL) on vpc-1`, with a failed delivery; an NSG by its name.
+    pub fn describe(&self) -> String {
         let delivery = self.delivery.as_ref().map(|d| format!(", delivery {d}")).unwrap_or_default();
-        format!("{} ({}{delivery}) on {}", self.id, self.traffic, self.target)
+        let target = match self.target.rsplit_once("/networksecuritygroups/") {
+            Some((_, nsg)) => format!("NSG {nsg}"),
+            None => self.target.clone(),
+        };
+        format!("{} ({}{delivery}) on {target}", self.id, self.traffic)
     }
 }
 
@@ -240,10 +276,13 @@ impl Engine {
         // The declared out-of-scope systems of those places are decided again.
         let mut systems: Vec<NodeIndex> = Vec::new();
         for t in &targets {
+            let s = &self.coverage;
             systems.extend(s.in_vpc.get(t).into_iter().flatten());
             systems.extend(s.in_subnet.get(t).into_iter().flatten());
             systems.extend(self.nodes.get(t));
             systems.extend(self.owner_of.get(t).and_then(|o| self.nodes.get(o)));
+            // An NSG's flow log covers its members (Azure).
+            systems.extend(self.members_of(t));
         }
         for ix in systems {
             if !self.graph.contains_node(ix) {
@@ -280,7 +319,13 @@ impl Engine {
         let vpc = n.vpc_id.as_ref().or_else(|| interfaces.iter().find_map(|i| i.vpc_id.as_ref()));
         let subnet = n.subnet_id.as_ref().or_else(|| interfaces.iter().find_map(|i| i.subnet_id.as_ref()));
         // What inventory says is logged: REJECT only cannot show a connection.
-        let configured = self.configs_of(mine.iter().copied().chain(subnet).chain(vpc));
+        // Its places, and its NSGs (an Azure NSG flow log covers its NICs).
+        let groups = n.groups.iter().chain(interfaces.iter().flat_map(|i| &i.groups));
+        let configured: Vec<&FlowLogConfig> = self
+            .configs_of(mine.iter().copied().chain(subnet).chain(vpc).chain(groups))
+            .into_iter()
+            .filter(|c| c.traffic != "DISABLED")
+            .collect();
         if !configured.is_empty() && configured.iter().all(|c| c.traffic == "REJECT") {
             let what: Vec<String> = configured.iter().map(|c| c.describe()).collect();
             return Verdict::RejectOnly { what: what.join(", ") };
@@ -476,12 +521,17 @@ impl Engine {
     /// flow-log configurations at all.
     fn configured_text(&self, place: &String) -> String {
         let configured = self.configs_of(std::iter::once(place));
-        if !configured.is_empty() {
-            let what: Vec<String> = configured.iter().map(|c| c.describe()).collect();
+        let (off, on): (Vec<&FlowLogConfig>, Vec<&FlowLogConfig>) =
+            configured.into_iter().partition(|c| c.traffic == "DISABLED");
+        if !on.is_empty() {
+            let what: Vec<String> = on.iter().map(|c| c.describe()).collect();
             format!(
                 " Inventory configures flow logs for it ({}): their records do not reach PCI Scope Guard (check the delivery and the shipper).",
                 what.join(", ")
             )
+        } else if !off.is_empty() {
+            let what: Vec<String> = off.iter().map(|c| c.describe()).collect();
+            format!(" Its flow logs are configured but turned off ({}): enable them.", what.join(", "))
         } else if !self.coverage.configs.is_empty() && (place.starts_with("vpc-") || place.starts_with("subnet-")) {
             " Inventory lists no flow-log configuration for it (AWS::EC2::FlowLog): flow logs were never enabled here."
                 .to_owned()

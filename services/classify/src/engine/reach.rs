@@ -113,6 +113,11 @@ impl Engine {
         }
     }
 
+    /// The nodes that are members of group or rule set `id`.
+    pub(super) fn members_of(&self, id: &str) -> Vec<NodeIndex> {
+        self.reach.members.get(id).into_iter().flatten().copied().collect()
+    }
+
     /// The system a node is part of (itself, or its interface's owner).
     fn system_of(&self, ix: NodeIndex) -> NodeIndex {
         self.graph[ix].owner.unwrap_or(ix)

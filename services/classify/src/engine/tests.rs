@@ -1125,3 +1125,66 @@ fn configuration_that_allows_what_the_policy_forbids_is_a_finding() {
     let (_, alerts) = e.recompute();
     assert_eq!(of_kind(&alerts, AlertType::PolicyNotEnforced), vec![("db".to_owned(), AlertEvent::Resolved)]);
 }
+
+/// Issue 17, coverage from configuration on GCP and Azure: a subnetwork's
+/// `logConfig` turned off is named in its gap; an Azure flow log of an NSG
+/// targets that NSG (its NICs), one of a VNet the VNet's name.
+#[test]
+fn gcp_log_config_and_azure_flow_logs_are_read() {
+    let subnetwork = |enable: bool| {
+        Resource {
+        resource_type: ResourceType::FlowLog,
+        provider: CloudProvider::Gcp,
+        subnet_id: Some("batch-usc1".into()),
+        vpc_id: Some("corp".into()),
+        metadata_json: Some(
+            serde_json::json!({"name": "batch-usc1", "network": "https://www.googleapis.com/compute/v1/projects/p/global/networks/corp",
+                "logConfig": {"enable": enable, "flowSampling": 0.5}})
+            .to_string(),
+        ),
+        ..resource("//compute.googleapis.com/projects/p/regions/us-central1/subnetworks/batch-usc1", &[])
+    }
+    };
+    assert_eq!(FlowLogConfig::parse(&subnetwork(true)).unwrap().describe(), "logConfig (ALL) on batch-usc1");
+    let mut e = engine();
+    e.upsert_resource(&in_vpc("web", "corp", "web-usc1", "web", &[("pci-scope", "out-of-scope")]));
+    e.upsert_resource(&in_vpc("batch", "corp", "batch-usc1", "batch", &[("pci-scope", "out-of-scope")]));
+    e.upsert_resource(&subnetwork(false));
+    e.observe_coverage(&covered("web", Some("corp"), Some("web-usc1"), DAY, DAY + 600 * SECOND));
+    let (_, alerts) = e.recompute();
+    assert_eq!(scope_of(&e, "batch"), PciScope::PendingReview);
+    let gap = alerts.iter().find(|a| a.resource_id == "batch-usc1").expect("a gap of the silent subnet");
+    assert!(
+        gap.description.contains("Its flow logs are configured but turned off (logConfig (DISABLED) on batch-usc1)"),
+        "{}",
+        gap.description
+    );
+
+    let azure = |target: &str, vpc: Option<&str>| Resource {
+        resource_type: ResourceType::FlowLog,
+        provider: CloudProvider::Azure,
+        resource_name: Some("fl-web".into()),
+        vpc_id: vpc.map(Into::into),
+        metadata_json: Some(serde_json::json!({"targetResourceId": target, "enabled": true}).to_string()),
+        ..resource(
+            "/subscriptions/s/resourcegroups/nw/providers/microsoft.network/networkwatchers/w/flowlogs/fl-web",
+            &[],
+        )
+    };
+    let nsg = FlowLogConfig::parse(&azure(
+        "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/networkSecurityGroups/Web-NSG",
+        None,
+    ))
+    .unwrap();
+    assert_eq!(
+        nsg.target,
+        "/subscriptions/s/resourcegroups/g/providers/microsoft.network/networksecuritygroups/web-nsg"
+    );
+    assert_eq!(nsg.describe(), "fl-web (ALL) on NSG web-nsg");
+    let vnet = FlowLogConfig::parse(&azure(
+        "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/virtualNetworks/Pay-VNet",
+        Some("Pay-VNet"),
+    ))
+    .unwrap();
+    assert_eq!(vnet.describe(), "fl-web (ALL) on Pay-VNet");
+}

@@ -46,6 +46,11 @@
 //!   `defaultSecurityRules`) are checked here, so a rule classify cannot read
 //!   is refused at the door; `metadata_json` = `properties`.
 //!
+//! - `Microsoft.Network/networkWatchers/flowLogs` → `flow_log`
+//!   (configuration, not a system): `targetResourceId` (an NSG, whose NICs
+//!   it covers, or a virtual network, then also `vpc_id`) and `enabled`;
+//!   `metadata_json` = `properties`.
+//!
 //! Other types are refused (kind `unsupported`, naming the type).
 
 use psg_domain::time::Micros;
@@ -111,10 +116,13 @@ fn resource(obj: &At<'_>, inherited: Option<Micros>, line: u32, ctx: MessageCtx<
         ResourceType::NetworkInterface
     } else if ty.eq_ignore_ascii_case("Microsoft.Network/networkSecurityGroups") {
         ResourceType::SecurityGroup
+    } else if ty.eq_ignore_ascii_case("Microsoft.Network/networkWatchers/flowLogs") {
+        ResourceType::FlowLog
     } else {
         return Err(Refusal::unsupported(format!(
             "unsupported Azure resource type {ty} ({id}): this version maps Microsoft.Compute/virtualMachines, \
-             Microsoft.Network/networkInterfaces and Microsoft.Network/networkSecurityGroups"
+             Microsoft.Network/networkInterfaces, Microsoft.Network/networkSecurityGroups and \
+             Microsoft.Network/networkWatchers/flowLogs"
         )));
     };
     let subscription = segment_after(id, "subscriptions")
@@ -144,6 +152,13 @@ fn resource(obj: &At<'_>, inherited: Option<Micros>, line: u32, ctx: MessageCtx<
             ResourceType::SecurityGroup => {
                 psg_reach::azure::azure_nsg(&r.resource_id, p.value)
                     .map_err(|e| Refusal::parse(format!("properties.{e}")))?;
+            }
+            ResourceType::FlowLog => {
+                // What it logs: an NSG (its NICs) or a virtual network.
+                let target = p.req_str(&["targetResourceId"])?;
+                if let Some(vnet) = segment_after(target, "virtualNetworks") {
+                    r.vpc_id = Some(vnet.to_owned());
+                }
             }
             _ => network_interface(&mut r, p)?,
         }
@@ -437,5 +452,28 @@ mod tests {
         let p = run(&NSG.replace(r#""priority": 130"#, r#""priority": "first""#));
         assert_eq!(p.rejected[0].kind, "parse");
         assert_eq!(p.rejected[0].reason, "properties.securityRules[0].properties.priority: missing or not a number");
+    }
+
+    #[test]
+    fn a_network_watcher_flow_log_is_configuration() {
+        // As the REST API returns a flow log (Flow Logs - Get, trimmed).
+        let fl = format!(
+            r#"{{"name": "fl-web-nsg",
+          "id": "/subscriptions/{SUB}/resourceGroups/NetworkWatcherRG/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westeurope/flowLogs/fl-web-nsg",
+          "type": "Microsoft.Network/networkWatchers/flowLogs", "location": "westeurope",
+          "observed_at": "2026-01-21T06:00:00Z",
+          "properties": {{"targetResourceId": "/subscriptions/{SUB}/resourceGroups/payments-rg/providers/Microsoft.Network/networkSecurityGroups/web-nsg",
+            "targetResourceGuid": "00000000-0000-0000-0000-000000000000",
+            "storageId": "/subscriptions/{SUB}/resourceGroups/logs-rg/providers/Microsoft.Storage/storageAccounts/flowlogs",
+            "enabled": true, "retentionPolicy": {{"days": 90, "enabled": true}},
+            "format": {{"type": "JSON", "version": 2}}, "provisioningState": "Succeeded"}}}}"#
+        );
+        let r = one(&fl);
+        assert_eq!((r.resource_type, r.provider), (ResourceType::FlowLog, CloudProvider::Azure));
+        assert_eq!(r.vpc_id, None, "an NSG's flow log names no network");
+        let vnet = fl.replace("networkSecurityGroups/web-nsg", "virtualNetworks/Pay-VNet");
+        assert_eq!(one(&vnet).vpc_id.as_deref(), Some("Pay-VNet"));
+        let p = run(&fl.replace("targetResourceId", "target"));
+        assert_eq!(p.rejected[0].reason, "properties.targetResourceId: missing");
     }
 }

@@ -42,6 +42,11 @@
 //! here (priority, direction, `allowed`/`denied`, ports, ranges), so a rule
 //! classify cannot read is refused at the door.
 //!
+//! `compute.googleapis.com/Subnetwork` → `flow_log` (configuration, not a
+//! system): its `logConfig` says whether the subnetwork's VPC flow logs are
+//! on (`enable`; absent: off); `subnet_id` = S, `vpc_id` = its network's
+//! name, `metadata_json` = `resource.data`.
+//!
 //! A deleted asset needs no `resource.data`. Other asset types are refused
 //! (kind `unsupported`, naming the type).
 
@@ -54,6 +59,7 @@ use crate::parsed::{MessageCtx, Parsed};
 /// The asset types this version maps.
 pub const COMPUTE_INSTANCE: &str = "compute.googleapis.com/Instance";
 pub const FIREWALL: &str = "compute.googleapis.com/Firewall";
+pub const SUBNETWORK: &str = "compute.googleapis.com/Subnetwork";
 
 /// Parses one GCP Cloud Asset Inventory object (item `line` of its message).
 pub fn parse(item: Value, line: u32, ctx: MessageCtx<'_>) -> Parsed<Resource> {
@@ -83,9 +89,10 @@ fn resource(item: &Value, line: u32, ctx: MessageCtx<'_>) -> Result<Resource> {
     let resource_type = match asset_type {
         COMPUTE_INSTANCE => ResourceType::ComputeInstance,
         FIREWALL => ResourceType::FirewallRule,
+        SUBNETWORK => ResourceType::FlowLog,
         _ => {
             return Err(Refusal::unsupported(format!(
-                "unsupported GCP asset type {asset_type} ({name}): this version maps {COMPUTE_INSTANCE} and {FIREWALL}"
+                "unsupported GCP asset type {asset_type} ({name}): this version maps {COMPUTE_INSTANCE}, {FIREWALL} and {SUBNETWORK}"
             )));
         }
     };
@@ -99,6 +106,9 @@ fn resource(item: &Value, line: u32, ctx: MessageCtx<'_>) -> Result<Resource> {
     };
     if resource_type == ResourceType::FirewallRule {
         return firewall(&asset, name, deleted, observed_at, ctx.source(line));
+    }
+    if resource_type == ResourceType::FlowLog {
+        return subnetwork(&asset, name, deleted, observed_at, ctx.source(line));
     }
     let path = InstanceName::parse(name)?;
     let mut r = Resource::new(name, CloudProvider::Gcp, resource_type, observed_at, ctx.source(line));
@@ -201,6 +211,53 @@ fn firewall(
     };
     let parsed = psg_reach::gcp::gcp_firewall(data.value).map_err(|e| Refusal::parse(format!("resource.data.{e}")))?;
     r.vpc_id = last_segment(&parsed.set).map(str::to_owned);
+    r.metadata_json = Some(data.value.to_string());
+    Ok(r)
+}
+
+/// A subnetwork asset, for its flow-log configuration (`logConfig`):
+/// `//compute.googleapis.com/projects/P/regions/R/subnetworks/S`.
+fn subnetwork(
+    asset: &At<'_>,
+    name: &str,
+    deleted: bool,
+    observed_at: psg_domain::time::Micros,
+    source: psg_domain::SourceRef,
+) -> Result<Resource> {
+    let bad = || {
+        Refusal::parse(format!(
+            "name: '{name}' is not a subnetwork name (//compute.googleapis.com/projects/P/regions/R/subnetworks/S)"
+        ))
+    };
+    let path = name.strip_prefix("//compute.googleapis.com/projects/").ok_or_else(bad)?;
+    let (project, region, subnet) = match path.split('/').collect::<Vec<_>>().as_slice() {
+        [p, "regions", r, "subnetworks", s] if !p.is_empty() && !s.is_empty() => {
+            ((*p).to_owned(), (*r).to_owned(), (*s).to_owned())
+        }
+        _ => return Err(bad()),
+    };
+    let mut r = Resource::new(name, CloudProvider::Gcp, ResourceType::FlowLog, observed_at, source);
+    r.deleted = deleted;
+    r.account_id = Some(project);
+    r.region = Some(region);
+    r.resource_name = Some(subnet.clone());
+    r.subnet_id = Some(subnet);
+    let Some(data) = asset.dig(&[&["resource"], &["data"]]) else {
+        return if deleted {
+            Ok(r)
+        } else {
+            Err(Refusal::parse("resource.data: missing (only a deleted asset may have none)"))
+        };
+    };
+    if let Some(network) = data.opt_str(&["network"])? {
+        r.vpc_id = last_segment(network).map(str::to_owned);
+    }
+    if let Some(log) = data.get(&["logConfig", "log_config"])
+        && let Some(enable) = log.get(&["enable"])
+        && !enable.value.is_boolean()
+    {
+        return Err(Refusal::parse(format!("{}: expected true or false, found {}", enable.path, enable.value)));
+    }
     r.metadata_json = Some(data.value.to_string());
     Ok(r)
 }
@@ -469,5 +526,28 @@ mod tests {
         let r = one(deleted);
         assert!(r.deleted);
         assert_eq!(r.resource_type, ResourceType::FirewallRule);
+    }
+
+    #[test]
+    fn a_subnetwork_asset_is_its_flow_log_configuration() {
+        // As Cloud Asset Inventory exports a subnetwork (the Compute API's
+        // `Subnetwork` in `resource.data`).
+        let asset = r#"{"name": "//compute.googleapis.com/projects/pay-prod-123/regions/us-east1/subnetworks/web",
+          "assetType": "compute.googleapis.com/Subnetwork",
+          "resource": {"version": "v1", "discoveryName": "Subnetwork", "location": "us-east1",
+            "data": {"name": "web", "region": "https://www.googleapis.com/compute/v1/projects/pay-prod-123/regions/us-east1",
+              "network": "https://www.googleapis.com/compute/v1/projects/pay-prod-123/global/networks/prod-vpc",
+              "ipCidrRange": "10.87.40.0/22", "gatewayAddress": "10.87.40.1", "privateIpGoogleAccess": true,
+              "logConfig": {"enable": true, "aggregationInterval": "INTERVAL_5_SEC", "flowSampling": 0.5,
+                            "metadata": "INCLUDE_ALL_METADATA"},
+              "stackType": "IPV4_ONLY"}},
+          "updateTime": "2026-01-20T12:00:00Z"}"#;
+        let r = one(asset);
+        assert_eq!(r.resource_type, ResourceType::FlowLog);
+        assert_eq!((r.vpc_id.as_deref(), r.subnet_id.as_deref()), (Some("prod-vpc"), Some("web")));
+        assert_eq!((r.account_id.as_deref(), r.region.as_deref()), (Some("pay-prod-123"), Some("us-east1")));
+        assert!(r.metadata_json.as_deref().is_some_and(|m| m.contains("INTERVAL_5_SEC")));
+        let p = run(&asset.replace(r#""enable": true"#, r#""enable": "yes""#));
+        assert_eq!(p.rejected[0].reason, "resource.data.logConfig.enable: expected true or false, found \"yes\"");
     }
 }
