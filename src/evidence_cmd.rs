@@ -159,7 +159,7 @@ pub(crate) async fn execute(cfg: &Config, action: EvidenceAction) -> Result<(), 
             let (from, to) = range.bounds()?;
             let store = store(cfg, "evidence export").await?;
             let documents = Documents::open(&cfg.evidence.store_url).map_err(|e| CliError::Config(e.to_string()))?;
-            let keys = keyring(cfg, Some(&store), &[]).await?;
+            let mut keys = keyring(cfg, Some(&store), &[]).await?;
             let rows = psg_store::evidence::records_between(&store, from, to).await.map_err(runtime)?;
             let mut records = Vec::with_capacity(rows.len());
             let mut missing = Vec::new();
@@ -181,9 +181,45 @@ pub(crate) async fn execute(cfg: &Config, action: EvidenceAction) -> Result<(), 
                     missing.join(", ")
                 )));
             }
-            let manifest =
-                bundle::write(&dir, &from.to_rfc3339(), &to.to_rfc3339(), records, &keys, &Utc::now().to_rfc3339())
-                    .map_err(runtime)?;
+            // The bundle's evidence log, signed with the evidence key when
+            // this configuration has it.
+            let signing = match &cfg.evidence.signing_key {
+                Some(path) => {
+                    let key =
+                        psg_evidence::keys::load_signing_key(path).map_err(|e| CliError::Config(e.to_string()))?;
+                    let origin = psg_evidence::log::default_origin(&key.verifying_key());
+                    let signer = psg_evidence::log::CheckpointSigner::new(&origin, &key)
+                        .map_err(|e| CliError::Runtime(e.to_string()))?;
+                    let id = keys.add(key.verifying_key());
+                    Some((signer, id))
+                }
+                None => None,
+            };
+            let manifest = bundle::write(
+                &dir,
+                &from.to_rfc3339(),
+                &to.to_rfc3339(),
+                records,
+                &keys,
+                &Utc::now().to_rfc3339(),
+                signing.as_ref().map(|(signer, key_id)| bundle::LogOptions {
+                    signer,
+                    key_id,
+                    every: bundle::CHECKPOINT_EVERY,
+                }),
+            )
+            .map_err(runtime)?;
+            match &manifest.log {
+                Some(l) => println!(
+                    "evidence log: {} records, {} signed checkpoints (origin {})",
+                    manifest.records.len(),
+                    l.checkpoints.len(),
+                    l.origin
+                ),
+                None => println!(
+                    "no evidence log in the bundle: evidence.signing_key is not configured here, and checkpoints need it"
+                ),
+            }
             println!(
                 "exported {} records and {} public keys to {}",
                 manifest.records.len(),
@@ -207,6 +243,15 @@ pub(crate) async fn execute(cfg: &Config, action: EvidenceAction) -> Result<(), 
                     "  keys: the bundle's own keys/ (this proves the records are intact and chained, not who signed \
                      them: pass --keyring with keys you trust)"
                 );
+            }
+            match &manifest.log {
+                Some(l) => println!(
+                    "  evidence log {}: {} checkpoints, every record's inclusion proof and the consistency between \
+                     checkpoints checked",
+                    l.origin,
+                    l.checkpoints.len()
+                ),
+                None => println!("  no evidence log in this bundle (exported without a signing key)"),
             }
             report(&outcome);
             finish(&outcome)

@@ -163,9 +163,20 @@ fn analyze_prints_the_documented_json_for_every_rule_and_alert() {
         serde_json::from_slice(&std::fs::read(dir.join("evidence/manifest.json")).expect("manifest")).expect("json");
     let decisions = report["resources"].as_array().expect("resources").len();
     assert!(manifest["records"].as_array().expect("records").len() >= decisions, "a record per decision at least");
+    // Issue 20: the bundle carries its evidence log, one checkpoint of all
+    // its records.
+    assert!(verification.contains("evidence log: 1 signed checkpoint)"), "{verification}");
+    let checkpoints = manifest["log"]["checkpoints"].as_array().expect("checkpoints");
+    let records = manifest["records"].as_array().expect("records").len();
+    assert_eq!(checkpoints.last().expect("one")["size"], records as u64);
+    let note = std::fs::read_to_string(dir.join("evidence").join(checkpoints[0]["file"].as_str().expect("file")))
+        .expect("checkpoint");
+    assert!(note.starts_with("pci-scope-guard/evidence/") && note.contains(&format!("\n{records}\n")), "{note}");
     // The bundle verifies with the CLI too.
     let verified = Command::new(BIN).args(["evidence", "verify"]).arg(dir.join("evidence")).output().expect("verify");
-    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stdout));
+    let stdout = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success(), "{stdout}");
+    assert!(stdout.contains("evidence log pci-scope-guard/evidence/"), "{stdout}");
 }
 
 #[test]

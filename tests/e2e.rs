@@ -280,6 +280,7 @@ async fn thin_path_through_four_processes_on_tansu_and_postgres() {
     let bundle_arg = bundle.to_str().expect("utf-8 path");
     let exported = run(&["evidence", "export", "--database-url", &db.url, "--evidence-store", store_arg, bundle_arg]);
     assert!(exported.contains("exported"), "{exported}");
+    assert!(exported.contains("evidence log"), "says whether the bundle has its evidence log: {exported}");
     let public_arg = dir.join("keys/signing.pub");
     let verified = run(&["evidence", "verify", bundle_arg, "--keyring", public_arg.to_str().expect("utf-8 path")]);
     assert!(verified.contains("OK: "), "{verified}");

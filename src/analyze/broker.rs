@@ -196,7 +196,7 @@ pub(crate) async fn run(
             totals.add(e);
         }
         let analysis = super::collect::build_analysis(&resources, &coverage, &decisions, &alerts, &totals, &counts);
-        Ok::<_, CliError>(Outcome { analysis, evidence, public_key: key.verifying_key(), edges, decisions, alerts })
+        Ok::<_, CliError>(Outcome { analysis, evidence, signing_key: key.clone(), edges, decisions, alerts })
     }
     .await;
     shutdown.cancel();

@@ -133,7 +133,8 @@ fn manual_decisions(path: &Path) -> Result<Vec<psg_domain::ManualDecision>, CliE
 pub(crate) struct Outcome {
     pub analysis: Analysis,
     pub evidence: Vec<psg_domain::Evidence>,
-    pub public_key: ed25519_dalek::VerifyingKey,
+    /// The evidence key (records and the bundle's checkpoints).
+    pub signing_key: ed25519_dalek::SigningKey,
     // What the analysis was built from (window edges kept in tests only):
     // the transport-equivalence test compares them.
     #[cfg_attr(not(test), allow(dead_code))]
@@ -232,7 +233,7 @@ pub(crate) async fn run(
     Ok(Outcome {
         analysis,
         evidence: std::mem::take(&mut c.evidence),
-        public_key: key.verifying_key(),
+        signing_key: key.clone(),
         edges: c.window_edges.take().unwrap_or_default(),
         decisions: std::mem::take(&mut c.decisions),
         alerts: std::mem::take(&mut c.alerts),
@@ -277,18 +278,31 @@ pub(crate) fn write_outputs(dir: &Path, outcome: &Outcome) -> Result<String, Cli
         })
         .collect();
     let mut keys = psg_evidence::verify::Keyring::new();
-    keys.add(outcome.public_key);
+    let key_id = keys.add(outcome.signing_key.verifying_key());
     let now = chrono::Utc::now().to_rfc3339();
-    psg_evidence::bundle::write(&bundle_dir, "", &a.as_of, records, &keys, &now)
+    let origin = psg_evidence::log::default_origin(&outcome.signing_key.verifying_key());
+    let signer = psg_evidence::log::CheckpointSigner::new(&origin, &outcome.signing_key)
         .map_err(|e| CliError::Runtime(e.to_string()))?;
-    let (_, verified, _) =
+    let log = psg_evidence::bundle::LogOptions {
+        signer: &signer,
+        key_id: &key_id,
+        every: psg_evidence::bundle::CHECKPOINT_EVERY,
+    };
+    psg_evidence::bundle::write(&bundle_dir, "", &a.as_of, records, &keys, &now, Some(log))
+        .map_err(|e| CliError::Runtime(e.to_string()))?;
+    let (manifest, verified, _) =
         psg_evidence::bundle::verify_dir(&bundle_dir, Some(&keys)).map_err(|e| CliError::Runtime(e.to_string()))?;
+    let checkpoints = manifest.log.as_ref().map_or(0, |l| l.checkpoints.len());
     let mut text = String::new();
     for f in &verified.failures {
         text.push_str(&format!("FAIL {f}\n"));
     }
     let line = if verified.ok() {
-        format!("OK: {} evidence records verified (hashes, Ed25519 signatures, chain links)", verified.verified.len())
+        format!(
+            "OK: {} evidence records verified (hashes, Ed25519 signatures, chain links, evidence log: {checkpoints} signed checkpoint{})",
+            verified.verified.len(),
+            if checkpoints == 1 { "" } else { "s" }
+        )
     } else {
         format!("FAILED: {} problems", verified.failures.len())
     };

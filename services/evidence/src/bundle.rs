@@ -5,7 +5,17 @@
 //! DIR/manifest.json                       the records in chain order
 //! DIR/documents/<chain>/<sequence>.json   the signed canonical documents
 //! DIR/keys/<key-id>.pub                   the public keys that signed them
+//! DIR/checkpoints/<size>.txt              signed checkpoints of the evidence log
 //! ```
+//!
+//! With a signing key at export, the bundle carries an evidence log
+//! ([`crate::log`]) over its records in manifest order: each record's
+//! `log_index` and inclusion proof against the first checkpoint covering it,
+//! a checkpoint every [`CHECKPOINT_EVERY`] records and one of the whole
+//! bundle, and the consistency proof of each checkpoint from the one before.
+//! Verification then also checks every signature, inclusion and consistency
+//! proof, and that the last checkpoint's root is the root of all the
+//! records: a record removed, added or reordered changes it.
 
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
@@ -14,8 +24,42 @@ use ed25519_dalek::pkcs8::EncodePublicKey;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use serde::{Deserialize, Serialize};
 
-use crate::verify::{Entry, Failure, Keyring, Outcome, Problem, verify_entries};
+use crate::log::{self, CheckpointSigner, Log};
+use crate::verify::{Entry, Failure, Inclusion, Keyring, Outcome, Problem, verify_entries};
 use crate::{Error, Result};
+
+/// Records between two checkpoints of a bundle's log.
+pub const CHECKPOINT_EVERY: u64 = 1000;
+
+/// How a bundle's evidence log is signed.
+#[derive(Debug, Clone, Copy)]
+pub struct LogOptions<'a> {
+    pub signer: &'a CheckpointSigner,
+    /// The id of the signer's key (in the bundle's keys).
+    pub key_id: &'a str,
+    /// Records between checkpoints ([`CHECKPOINT_EVERY`]).
+    pub every: u64,
+}
+
+/// The evidence log of a bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogSection {
+    /// The log's origin (the checkpoints' first line and key name).
+    pub origin: String,
+    /// The key that signed the checkpoints.
+    pub key_id: String,
+    pub checkpoints: Vec<CheckpointRef>,
+}
+
+/// One checkpoint of a bundle's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointRef {
+    pub file: String,
+    pub size: u64,
+    /// The consistency proof from the previous checkpoint (base64).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consistency: Vec<String>,
+}
 
 /// Format identifier of `manifest.json`.
 pub const BUNDLE_FORMAT: &str = "pci-scope-guard/evidence-bundle/v1";
@@ -32,6 +76,10 @@ pub struct Manifest {
     /// Public key files, relative to the bundle.
     pub keys: Vec<String>,
     pub records: Vec<Entry>,
+    /// The evidence log over the records (absent: exported without a
+    /// signing key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogSection>,
 }
 
 /// The document path of a record inside a bundle.
@@ -45,7 +93,8 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
 
 /// Writes a bundle into `dir` (created; it must be empty or absent).
 /// `records` are (entry, document bytes) in chain order; `entry.file` is
-/// replaced by the bundle's path.
+/// replaced by the bundle's path. With `signer`, the bundle carries its
+/// evidence log (checkpoints signed by it).
 pub fn write(
     dir: &Path,
     from: &str,
@@ -53,6 +102,7 @@ pub fn write(
     records: Vec<(Entry, Vec<u8>)>,
     keys: &Keyring,
     exported_at: &str,
+    log: Option<LogOptions<'_>>,
 ) -> Result<Manifest> {
     if dir.exists() && std::fs::read_dir(dir).map_err(|e| io_err(dir, e))?.next().is_some() {
         return Err(Error::Other(format!("{} is not empty: export into a new directory", dir.display())));
@@ -83,6 +133,10 @@ pub fn write(
             "records are signed by key {missing}, whose public key is unknown: add it to evidence.keyring"
         )));
     }
+    let log = match log {
+        Some(o) => Some(write_log(dir, &mut entries, o)?),
+        None => None,
+    };
     let manifest = Manifest {
         format: BUNDLE_FORMAT.to_owned(),
         exported_at: exported_at.to_owned(),
@@ -91,10 +145,154 @@ pub fn write(
         generator: concat!("pci-scope-guard ", env!("CARGO_PKG_VERSION")).to_owned(),
         keys: key_files,
         records: entries,
+        log,
     };
     let text = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Other(e.to_string()))?;
     std::fs::write(dir.join("manifest.json"), text).map_err(|e| io_err(&dir.join("manifest.json"), e))?;
     Ok(manifest)
+}
+
+fn log_err(e: log::LogError) -> Error {
+    Error::Other(format!("evidence log: {e}"))
+}
+
+/// The evidence log of `entries` (in their order): indexes, checkpoints,
+/// proofs.
+fn write_log(dir: &Path, entries: &mut [Entry], o: LogOptions<'_>) -> Result<LogSection> {
+    let (signer, key_id, every) = (o.signer, o.key_id, o.every.max(1));
+    let mut tree = Log::default();
+    for e in entries.iter_mut() {
+        e.log_index = Some(tree.append(&e.hash).map_err(log_err)?);
+    }
+    let n = tree.size();
+    let mut sizes: Vec<u64> = (1..=n / every).map(|k| k * every).collect();
+    if sizes.last() != Some(&n) {
+        sizes.push(n);
+    }
+    std::fs::create_dir_all(dir.join("checkpoints")).map_err(|e| io_err(dir, e))?;
+    let mut checkpoints = Vec::with_capacity(sizes.len());
+    let mut previous: Option<u64> = None;
+    for size in &sizes {
+        let text = signer.sign(*size, tree.root(*size).map_err(log_err)?).map_err(log_err)?;
+        let file = format!("checkpoints/{size:012}.txt");
+        std::fs::write(dir.join(&file), text).map_err(|e| io_err(&dir.join(&file), e))?;
+        let consistency = match previous {
+            Some(p) if p > 0 => log::encode_proof(&tree.consistency(p, *size).map_err(log_err)?),
+            _ => Vec::new(),
+        };
+        checkpoints.push(CheckpointRef { file, size: *size, consistency });
+        previous = Some(*size);
+    }
+    for e in entries.iter_mut() {
+        let index = e.log_index.unwrap_or_default();
+        // The first checkpoint that covers it.
+        let cp = sizes.iter().copied().find(|s| *s > index).unwrap_or(n);
+        let proof = log::encode_proof(&tree.inclusion(index, cp).map_err(log_err)?);
+        e.inclusion = Some(Inclusion { checkpoint: cp, proof });
+    }
+    Ok(LogSection { origin: signer.origin().to_owned(), key_id: key_id.to_owned(), checkpoints })
+}
+
+/// Checks a bundle's evidence log; its problems.
+fn verify_log(dir: &Path, m: &Manifest, log_section: &LogSection, keys: &Keyring) -> Vec<Failure> {
+    let mut out = Vec::new();
+    let fail = |entry: Option<&Entry>, problem: String| Failure {
+        chain: entry.map_or_else(|| "evidence log".to_owned(), |e| e.chain.clone()),
+        sequence: entry.map(|e| e.sequence),
+        evidence_id: entry.map(|e| e.evidence_id.clone()),
+        problem: Problem::Log(problem),
+    };
+    let Some(key) = keys.get(&log_section.key_id) else {
+        out.push(fail(None, format!("the checkpoints' key {} is not in the keyring", log_section.key_id)));
+        return out;
+    };
+    // The checkpoints: signatures, sizes, consistency from one to the next.
+    let mut heads: std::collections::BTreeMap<u64, log::TreeHead> = std::collections::BTreeMap::new();
+    let mut previous: Option<log::TreeHead> = None;
+    for cp in &log_section.checkpoints {
+        let text = inside(dir, &cp.file).and_then(|p| std::fs::read_to_string(p).ok());
+        let Some(text) = text else {
+            out.push(fail(None, format!("checkpoint {} is missing", cp.file)));
+            continue;
+        };
+        let head = match log::verify_checkpoint(&text, &log_section.origin, key) {
+            Ok(h) if h.size == cp.size => h,
+            Ok(h) => {
+                out.push(fail(
+                    None,
+                    format!("checkpoint {} signs {} records, the manifest says {}", cp.file, h.size, cp.size),
+                ));
+                continue;
+            }
+            Err(e) => {
+                out.push(fail(None, format!("checkpoint {}: {e}", cp.file)));
+                continue;
+            }
+        };
+        if let Some(p) = previous {
+            let checked = log::decode_proof(&cp.consistency)
+                .and_then(|proof| log::check_consistency(&proof, head.size, head.root, p.size, p.root));
+            if let Err(e) = checked {
+                out.push(fail(None, format!("checkpoint {}: {e}", cp.file)));
+            }
+        }
+        heads.insert(head.size, head);
+        previous = Some(head);
+    }
+    // The records: indexes 0..n in order, each proven in its checkpoint.
+    let mut tree = Log::default();
+    for (i, e) in m.records.iter().enumerate() {
+        if e.log_index != Some(i as u64) {
+            out.push(fail(
+                Some(e),
+                format!("log index {:?}, expected {i} (records removed, added or reordered)", e.log_index),
+            ));
+        }
+        let leaf = match log::leaf(&e.hash) {
+            Ok(l) => l,
+            Err(err) => {
+                out.push(fail(Some(e), err.to_string()));
+                continue;
+            }
+        };
+        let _ = tree.append_leaf(leaf);
+        let Some(inc) = &e.inclusion else {
+            out.push(fail(Some(e), "no inclusion proof".to_owned()));
+            continue;
+        };
+        let Some(head) = heads.get(&inc.checkpoint) else {
+            out.push(fail(
+                Some(e),
+                format!("its proof names checkpoint {}, which the bundle does not hold verified", inc.checkpoint),
+            ));
+            continue;
+        };
+        let checked = log::decode_proof(&inc.proof).and_then(|proof| {
+            log::check_inclusion(&proof, head.size, head.root, e.log_index.unwrap_or(i as u64), leaf)
+        });
+        if let Err(err) = checked {
+            out.push(fail(Some(e), err.to_string()));
+        }
+    }
+    // The last checkpoint covers exactly these records.
+    match previous {
+        Some(last) => {
+            let n = tree.size();
+            let root = tree.root(n).ok();
+            if last.size != n || root != Some(last.root) {
+                out.push(fail(
+                    None,
+                    format!(
+                        "the last checkpoint signs {} records with another root than the bundle's {n} records: records were removed, added or changed",
+                        last.size
+                    ),
+                ));
+            }
+        }
+        None if !m.records.is_empty() => out.push(fail(None, "no verified checkpoint".to_owned())),
+        None => {}
+    }
+    out
 }
 
 /// A path from a manifest, confined to the bundle.
@@ -152,6 +350,9 @@ pub fn verify_dir(dir: &Path, trusted: Option<&Keyring>) -> Result<(Manifest, Ou
         },
         &keys,
     );
+    if let Some(section) = &manifest.log {
+        outcome.failures.extend(verify_log(dir, &manifest, section, &keys));
+    }
     // Documents nobody lists were put there.
     let listed: BTreeSet<PathBuf> = manifest.records.iter().filter_map(|e| inside(dir, &e.file)).collect();
     let docs = dir.join("documents");

@@ -6,6 +6,8 @@
 //! - [`record`]: the pure core: canonical JSON (RFC 8785) → SHA-256 →
 //!   Ed25519 signature of the hash → link to the previous record's hash;
 //!   and verification of a record;
+//! - [`log`]: the evidence log (pure): an RFC 6962 Merkle tree over every
+//!   record, inclusion and consistency proofs, signed C2SP checkpoints;
 //! - [`reports`]: the periodic reports' content (pure);
 //! - [`verify`]: checking chains of records (pure), [`bundle`]: export
 //!   bundles and verifying them offline;
@@ -17,6 +19,7 @@
 pub mod bundle;
 pub mod documents;
 pub mod keys;
+pub mod log;
 pub mod record;
 pub mod reports;
 pub mod service;

@@ -41,6 +41,20 @@ pub struct Entry {
     pub expires_at: String,
     /// The document's path, relative to the bundle or the store.
     pub file: String,
+    /// Its position in the evidence log (a bundle with a log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_index: Option<u64>,
+    /// Its inclusion proof against the first checkpoint that covers it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inclusion: Option<Inclusion>,
+}
+
+/// A record's inclusion proof: the size of the checkpoint's tree and the
+/// audit path (base64 hashes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inclusion {
+    pub checkpoint: u64,
+    pub proof: Vec<String>,
 }
 
 impl Entry {
@@ -59,6 +73,8 @@ impl Entry {
             generated_at: r.generated_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             expires_at: r.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             file: crate::record::store_path(&r.chain, r.sequence),
+            log_index: None,
+            inclusion: None,
         }
     }
 }
@@ -81,6 +97,8 @@ impl Entry {
             generated_at: rfc3339(m.generated_at),
             expires_at: rfc3339(m.expires_at),
             file: crate::record::store_path(&m.chain, m.sequence),
+            log_index: None,
+            inclusion: None,
         }
     }
 }
@@ -169,6 +187,8 @@ pub enum Problem {
     FirstHasPrevious(String),
     #[error("document {0} is in the bundle but not in the manifest (inserted?)")]
     Unlisted(String),
+    #[error("evidence log: {0}")]
+    Log(String),
 }
 
 /// A problem and the record it concerns.

@@ -8,6 +8,7 @@ use ed25519_dalek::SigningKey;
 use psg_domain::time::DAY;
 use psg_domain::{DecisionMethod, EvidenceType, PciScope, ScopeDecision, ScopeRule, ids};
 use psg_evidence::bundle::{self, KeySource, Manifest};
+use psg_evidence::log::CheckpointSigner;
 use psg_evidence::record::{ChainHead, Report, Sealed, Sealer, VerifyError};
 use psg_evidence::verify::{Entry, Keyring, Problem};
 use serde_json::json;
@@ -79,7 +80,7 @@ fn keyring(sealers: &[&Sealer]) -> Keyring {
 
 fn fresh_bundle(dir: &Path) -> Manifest {
     let (records, old, new) = records();
-    bundle::write(dir, "from", "to", records, &keyring(&[&old, &new]), "now").expect("test setup")
+    bundle::write(dir, "from", "to", records, &keyring(&[&old, &new]), "now", None).expect("test setup")
 }
 
 fn problems(dir: &Path) -> Vec<Problem> {
@@ -250,7 +251,7 @@ fn verifying_with_the_wrong_key_is_detected() {
     let m: Manifest = serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
     let other = keyring(&[&Sealer::new(SigningKey::from_bytes(&[3u8; 32]), "x")]);
     let other_dir = tempfile::tempdir().unwrap();
-    bundle::write(&other_dir.path().join("b"), "f", "t", Vec::new(), &other, "now").unwrap();
+    bundle::write(&other_dir.path().join("b"), "f", "t", Vec::new(), &other, "now", None).unwrap();
     let other_pub = std::fs::read_dir(other_dir.path().join("b/keys")).unwrap().next().unwrap().unwrap().path();
     for k in &m.keys {
         std::fs::copy(&other_pub, dir.path().join(k)).unwrap();
@@ -258,4 +259,110 @@ fn verifying_with_the_wrong_key_is_detected() {
     let p = problems(dir.path());
     assert_eq!(p.len(), 8, "{p:?}");
     assert!(p.iter().all(|x| matches!(x, Problem::UnknownKey(_))), "{p:?}");
+}
+
+/// A bundle with its evidence log: a checkpoint every 3 records (sizes 3,
+/// 6 and 8), signed by the newer key.
+fn logged_bundle(dir: &Path) -> Manifest {
+    let (records, old, new) = records();
+    let key = SigningKey::from_bytes(&[2u8; 32]);
+    let signer = CheckpointSigner::new("test.example/evidence", &key).expect("test setup");
+    let key_id = psg_evidence::keys::key_id(&new.verifying_key());
+    let log = bundle::LogOptions { signer: &signer, key_id: &key_id, every: 3 };
+    bundle::write(dir, "from", "to", records, &keyring(&[&old, &new]), "now", Some(log)).expect("test setup")
+}
+
+fn log_problems(dir: &Path) -> Vec<String> {
+    problems(dir)
+        .into_iter()
+        .filter_map(|p| match p {
+            Problem::Log(s) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Issue 20: the bundle's evidence log verifies: checkpoints in the C2SP
+/// format, every record's inclusion proof, the consistency proofs.
+#[test]
+fn a_bundle_with_its_evidence_log_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = logged_bundle(dir.path());
+    let log = m.log.as_ref().expect("a log");
+    let sizes: Vec<u64> = log.checkpoints.iter().map(|c| c.size).collect();
+    assert_eq!(sizes, vec![3, 6, 8]);
+    assert!(log.checkpoints[0].consistency.is_empty() && !log.checkpoints[1].consistency.is_empty());
+    let indexes: Vec<Option<u64>> = m.records.iter().map(|e| e.log_index).collect();
+    assert_eq!(indexes, (0..8).map(Some).collect::<Vec<_>>());
+    assert_eq!(m.records[4].inclusion.as_ref().unwrap().checkpoint, 6, "the first checkpoint covering it");
+    let text = std::fs::read_to_string(dir.path().join(&log.checkpoints[2].file)).unwrap();
+    assert!(text.starts_with("test.example/evidence\n8\n"), "{text}");
+    let (_, outcome, _) = bundle::verify_dir(dir.path(), None).unwrap();
+    assert!(outcome.ok(), "{:?}", outcome.failures);
+}
+
+#[test]
+fn a_record_removed_from_a_logged_bundle_breaks_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    logged_bundle(dir.path());
+    // Removed from the manifest (its document too): the chain shows a gap
+    // only if it was not the last of its chain; the log always shows it.
+    let removed = std::cell::RefCell::new(String::new());
+    rewrite_manifest(dir.path(), |m| {
+        let e = m.records.remove(7);
+        *removed.borrow_mut() = e.file;
+    });
+    std::fs::remove_file(dir.path().join(removed.borrow().as_str())).unwrap();
+    let p = log_problems(dir.path());
+    assert!(p.iter().any(|s| s.contains("the last checkpoint signs 8 records")), "{p:?}");
+}
+
+#[test]
+fn reordered_log_indexes_and_a_forged_proof_are_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    logged_bundle(dir.path());
+    rewrite_manifest(dir.path(), |m| {
+        m.records.swap(1, 2);
+    });
+    let p = log_problems(dir.path());
+    assert!(p.iter().any(|s| s.contains("log index Some(2), expected 1")), "{p:?}");
+    assert!(p.iter().any(|s| s.contains("another root than the bundle's 8 records")), "{p:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    logged_bundle(dir.path());
+    rewrite_manifest(dir.path(), |m| {
+        let inc = m.records[0].inclusion.as_mut().unwrap();
+        inc.proof[0] = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+    });
+    let p = log_problems(dir.path());
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].contains("record 0 is not in the tree of size 3"), "{p:?}");
+}
+
+#[test]
+fn a_changed_checkpoint_or_consistency_proof_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = logged_bundle(dir.path());
+    // The middle checkpoint's size edited: its signature fails.
+    let file = dir.path().join(&m.log.as_ref().unwrap().checkpoints[1].file);
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replacen("\n6\n", "\n7\n", 1)).unwrap();
+    let p = log_problems(dir.path());
+    assert!(p.iter().any(|s| s.contains("checkpoints/000000000006.txt") && s.contains("signature")), "{p:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    logged_bundle(dir.path());
+    rewrite_manifest(dir.path(), |m| {
+        let cp = &mut m.log.as_mut().unwrap().checkpoints[2];
+        cp.consistency.reverse();
+    });
+    let p = log_problems(dir.path());
+    assert!(p.iter().any(|s| s.contains("the tree of size 6 is not a prefix of the tree of size 8")), "{p:?}");
+
+    // Verified with keys that do not include the checkpoints' key.
+    let dir = tempfile::tempdir().unwrap();
+    logged_bundle(dir.path());
+    let (_, old, _) = records();
+    let (_, outcome, _) = bundle::verify_dir(dir.path(), Some(&keyring(&[&old]))).unwrap();
+    assert!(outcome.failures.iter().any(|f| matches!(&f.problem, Problem::Log(s) if s.contains("not in the keyring"))));
 }
