@@ -15,7 +15,9 @@
 #
 # Environment: TANSU_BIN (use this tansu), TEST_DATABASE_ADMIN_URL (use this
 # server), FORCE_THROWAWAY_PG=1 (start a throwaway cluster even when 5432
-# answers), SCOPE_GUARD_TOOLS (tool cache directory).
+# answers), SCOPE_GUARD_TOOLS (tool cache directory), PSG_SKIP_TLS_TESTS=1
+# (skip the PostgreSQL TLS tests when the server serves no TLS; set for the
+# throwaway cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -74,6 +76,10 @@ else
   PG_STARTED="$PGDATA"
   export TEST_DATABASE_ADMIN_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
   echo "started PostgreSQL on 127.0.0.1:$PGPORT (data in $PGDATA)"
+  # It serves no TLS: the two PostgreSQL TLS tests of tests/security.rs are
+  # skipped, explicitly (they fail without this).
+  export PSG_SKIP_TLS_TESTS=1
+  echo "note: the throwaway cluster serves no TLS: the PostgreSQL TLS tests are SKIPPED (PSG_SKIP_TLS_TESTS=1)"
 fi
 
 # --- tansu ------------------------------------------------------------------
