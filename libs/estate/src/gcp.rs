@@ -18,6 +18,25 @@ fn labels(h: &Host) -> Value {
     Value::Object(h.tags.iter().map(|(k, v)| ((*k).to_owned(), Value::String(v.clone()))).collect())
 }
 
+/// A Cloud Asset Inventory export line: `data` as the Compute API's
+/// `discovery` resource of project `number`.
+fn asset(name: &str, discovery: &str, number: &str, location: &str, data: Value, rng: &mut Rng) -> Value {
+    json!({
+        "name": name,
+        "assetType": format!("compute.googleapis.com/{discovery}"),
+        "resource": {
+            "version": "v1",
+            "discoveryDocumentUri": "https://www.googleapis.com/discovery/v1/apis/compute/v1/rest",
+            "discoveryName": discovery,
+            "parent": format!("//cloudresourcemanager.googleapis.com/projects/{number}"),
+            "data": data,
+            "location": location,
+        },
+        "ancestors": [format!("projects/{number}"), "folders/417203381954", "organizations/902716553018"],
+        "updateTime": rfc3339(INVENTORY_START + rng.range(0, 3_000), rng.below(1_000_000) as u32 * 1_000, 6),
+    })
+}
+
 pub(crate) fn asset_export(plan: &Plan, rng: &mut Rng, sink: &mut Sink) {
     let mut lines = Vec::new();
     let mut project_numbers = BTreeMap::new();
@@ -55,21 +74,7 @@ pub(crate) fn asset_export(plan: &Plan, rng: &mut Rng, sink: &mut Sink) {
             "shieldedInstanceConfig": {"enableSecureBoot": true, "enableVtpm": true, "enableIntegrityMonitoring": true},
             "startRestricted": false,
         });
-        let asset = json!({
-            "name": h.id,
-            "assetType": "compute.googleapis.com/Instance",
-            "resource": {
-                "version": "v1",
-                "discoveryDocumentUri": "https://www.googleapis.com/discovery/v1/apis/compute/v1/rest",
-                "discoveryName": "Instance",
-                "parent": format!("//cloudresourcemanager.googleapis.com/projects/{number}"),
-                "data": data,
-                "location": net.zone,
-            },
-            "ancestors": [format!("projects/{number}"), "folders/417203381954", "organizations/902716553018"],
-            "updateTime": rfc3339(INVENTORY_START + rng.range(0, 3_000), rng.below(1_000_000) as u32 * 1_000, 6),
-        });
-        lines.push(asset.to_string());
+        lines.push(asset(&h.id, "Instance", &number, &net.zone, data, rng).to_string());
         sink.resources += 1;
     }
     let mut text = lines.join("\n");
@@ -105,21 +110,8 @@ pub(crate) fn asset_export(plan: &Plan, rng: &mut Rng, sink: &mut Sink) {
             "logConfig": {"enable": true, "aggregationInterval": "INTERVAL_5_SEC", "flowSampling": 1.0,
                           "metadata": "INCLUDE_ALL_METADATA"},
         });
-        let asset = json!({
-            "name": format!("//compute.googleapis.com/projects/{p}/regions/{GCP_REGION}/subnetworks/{}", net.subnet_id),
-            "assetType": "compute.googleapis.com/Subnetwork",
-            "resource": {
-                "version": "v1",
-                "discoveryDocumentUri": "https://www.googleapis.com/discovery/v1/apis/compute/v1/rest",
-                "discoveryName": "Subnetwork",
-                "parent": format!("//cloudresourcemanager.googleapis.com/projects/{number}"),
-                "data": data,
-                "location": GCP_REGION,
-            },
-            "ancestors": [format!("projects/{number}"), "folders/417203381954", "organizations/902716553018"],
-            "updateTime": rfc3339(INVENTORY_START + rng.range(0, 3_000), rng.below(1_000_000) as u32 * 1_000, 6),
-        });
-        subnets.push(asset.to_string());
+        let name = format!("//compute.googleapis.com/projects/{p}/regions/{GCP_REGION}/subnetworks/{}", net.subnet_id);
+        subnets.push(asset(&name, "Subnetwork", &number, GCP_REGION, data, rng).to_string());
         sink.resources += 1;
     }
     let mut text = subnets.join("\n");

@@ -211,7 +211,13 @@ impl Engine {
             s.touched = true;
         }
         self.watermark = self.watermark.max(last);
-        for ix in newly {
+        self.redecide_declared(newly);
+    }
+
+    /// The declared out-of-scope systems among `nodes` (or owning them)
+    /// are decided again: what covers them changed.
+    fn redecide_declared(&mut self, nodes: Vec<NodeIndex>) {
+        for ix in nodes {
             if !self.graph.contains_node(ix) {
                 continue;
             }
@@ -284,16 +290,7 @@ impl Engine {
             // An NSG's flow log covers its members (Azure).
             systems.extend(self.members_of(t));
         }
-        for ix in systems {
-            if !self.graph.contains_node(ix) {
-                continue;
-            }
-            for n in [Some(ix), self.graph[ix].owner].into_iter().flatten() {
-                if self.graph[n].declared == Some(PciScope::OutOfScope) {
-                    self.dirty.insert(n);
-                }
-            }
-        }
+        self.redecide_declared(systems);
     }
 
     /// The flow-log configurations of these places.

@@ -8,13 +8,27 @@ use super::*;
 const DAY: Micros = 86_400 * SECOND;
 
 fn engine() -> Engine {
-    Engine::new(Settings {
+    Engine::new(engine_settings())
+}
+
+/// An engine with a policy: segments `cde` and `web`, web may reach the
+/// CDE on TCP/5432 only.
+fn engine_with_web_policy() -> Engine {
+    let policy = crate::policy::Policy::parse(
+        "segments:\n  cde:\n    - tag: {pci-scope: cde}\n  web:\n    - tag: {tier: web}\nallow:\n  - {from: web, to: cde, protocol: tcp, ports: [5432]}\n",
+    )
+    .unwrap();
+    Engine::new(Settings { policy: Some(std::sync::Arc::new(policy)), ..engine_settings() })
+}
+
+fn engine_settings() -> Settings {
+    Settings {
         scope_tag_key: "pci-scope".into(),
         data_tag_key: "pci-data".into(),
         lookback: 90 * DAY,
         policy: None,
         coverage_grace: 0,
-    })
+    }
 }
 
 fn resource(id: &str, tags: &[(&str, &str)]) -> Resource {
@@ -288,17 +302,7 @@ fn restored_decisions_are_not_repeated() {
 
 #[test]
 fn with_a_policy_every_cde_flow_needs_an_allow_rule() {
-    let policy = crate::policy::Policy::parse(
-        "segments:\n  cde:\n    - tag: {pci-scope: cde}\n  web:\n    - tag: {tier: web}\nallow:\n  - {from: web, to: cde, protocol: tcp, ports: [5432]}\n",
-    )
-    .unwrap();
-    let mut e = Engine::new(Settings {
-        scope_tag_key: "pci-scope".into(),
-        data_tag_key: "pci-data".into(),
-        lookback: 90 * DAY,
-        policy: Some(std::sync::Arc::new(policy)),
-        coverage_grace: 0,
-    });
+    let mut e = engine_with_web_policy();
     e.upsert_resource(&resource("db", &[("pci-scope", "cde")]));
     e.upsert_resource(&resource("web", &[("tier", "web"), ("pci-scope", "connected-cde")]));
     e.upsert_resource(&resource("jump", &[("pci-scope", "connected-cde")]));
@@ -1091,17 +1095,7 @@ fn flow_log_configuration_is_compared_with_what_arrives() {
 /// forbidden service; a rule within the policy raises nothing.
 #[test]
 fn configuration_that_allows_what_the_policy_forbids_is_a_finding() {
-    let policy = crate::policy::Policy::parse(
-        "segments:\n  cde:\n    - tag: {pci-scope: cde}\n  web:\n    - tag: {tier: web}\nallow:\n  - {from: web, to: cde, protocol: tcp, ports: [5432]}\n",
-    )
-    .unwrap();
-    let mut e = Engine::new(Settings {
-        scope_tag_key: "pci-scope".into(),
-        data_tag_key: "pci-data".into(),
-        lookback: 90 * DAY,
-        policy: Some(std::sync::Arc::new(policy)),
-        coverage_grace: 0,
-    });
+    let mut e = engine_with_web_policy();
     let ingress = serde_json::json!([
         {"ipProtocol": "tcp", "fromPort": 5432, "toPort": 5432, "userIdGroupPairs": [{"groupId": "sg-web"}]},
         {"ipProtocol": "tcp", "fromPort": 5000, "toPort": 6000, "userIdGroupPairs": [{"groupId": "sg-batch"}]}

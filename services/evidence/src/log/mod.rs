@@ -19,8 +19,6 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use signed_note::{Note, StandardSigner, StandardVerifier, VerifierList};
 use tlog_tiles::{Checkpoint, Hash, HashReader};
 
-pub use tlog_tiles::Hash as LogHash;
-
 /// Why a log operation or a verification failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LogError {

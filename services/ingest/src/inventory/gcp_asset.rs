@@ -129,13 +129,7 @@ fn resource(item: &Value, line: u32, ctx: MessageCtx<'_>) -> Result<Resource> {
     };
     r.region = r.availability_zone.as_deref().map(|z| z.rsplit_once('-').map_or(z, |(region, _)| region).to_owned());
 
-    let Some(data) = data else {
-        return if deleted {
-            Ok(r)
-        } else {
-            Err(Refusal::parse("resource.data: missing (only a deleted asset may have none)"))
-        };
-    };
+    let Some(data) = live_data(data, deleted)? else { return Ok(r) };
     if !data.value.is_object() {
         return Err(Refusal::parse(format!("{}: expected an object, found {}", data.path, data.value)));
     }
@@ -180,6 +174,14 @@ fn resource(item: &Value, line: u32, ctx: MessageCtx<'_>) -> Result<Resource> {
     Ok(r)
 }
 
+/// An asset's `resource.data`: required unless the asset is deleted.
+fn live_data(data: Option<At<'_>>, deleted: bool) -> Result<Option<At<'_>>> {
+    match data {
+        None if !deleted => Err(Refusal::parse("resource.data: missing (only a deleted asset may have none)")),
+        data => Ok(data),
+    }
+}
+
 /// A firewall rule asset: `//compute.googleapis.com/projects/P/global/firewalls/N`.
 fn firewall(
     asset: &At<'_>,
@@ -202,13 +204,7 @@ fn firewall(
     r.deleted = deleted;
     r.account_id = Some(project);
     r.resource_name = Some(rule);
-    let Some(data) = asset.dig(&[&["resource"], &["data"]]) else {
-        return if deleted {
-            Ok(r)
-        } else {
-            Err(Refusal::parse("resource.data: missing (only a deleted asset may have none)"))
-        };
-    };
+    let Some(data) = live_data(asset.dig(&[&["resource"], &["data"]]), deleted)? else { return Ok(r) };
     let parsed = psg_reach::gcp::gcp_firewall(data.value).map_err(|e| Refusal::parse(format!("resource.data.{e}")))?;
     r.vpc_id = last_segment(&parsed.set).map(str::to_owned);
     r.metadata_json = Some(data.value.to_string());
@@ -242,13 +238,7 @@ fn subnetwork(
     r.region = Some(region);
     r.resource_name = Some(subnet.clone());
     r.subnet_id = Some(subnet);
-    let Some(data) = asset.dig(&[&["resource"], &["data"]]) else {
-        return if deleted {
-            Ok(r)
-        } else {
-            Err(Refusal::parse("resource.data: missing (only a deleted asset may have none)"))
-        };
-    };
+    let Some(data) = live_data(asset.dig(&[&["resource"], &["data"]]), deleted)? else { return Ok(r) };
     if let Some(network) = data.opt_str(&["network"])? {
         r.vpc_id = last_segment(network).map(str::to_owned);
     }
