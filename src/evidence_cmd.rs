@@ -19,9 +19,13 @@ use crate::cli::CliError;
 pub(crate) enum EvidenceAction {
     /// Export records generated in [--from, --to) into a bundle an assessor can verify offline.
     ///
-    /// Writes DIR/manifest.json (the records in chain order), DIR/documents/
-    /// (the signed documents) and DIR/keys/ (the public keys that signed
-    /// them). Needs the database and the evidence store.
+    /// Writes DIR/manifest.json (the records), DIR/documents/ (the signed
+    /// documents), DIR/keys/ (the public keys that signed them) and
+    /// DIR/checkpoints/ (signed checkpoints of the evidence log). Records the
+    /// evidence service logged come with their log index, their inclusion
+    /// proof and the service's checkpoints; older ones get a log of the
+    /// bundle's own when a signing key is configured. Needs the database and
+    /// the evidence store.
     #[command(
         after_help = "Example:\n  pci-scope-guard evidence export --database-url postgres://... --from 2026-01-01 --to 2026-04-01 ./q1-bundle"
     )]
@@ -161,6 +165,8 @@ pub(crate) async fn execute(cfg: &Config, action: EvidenceAction) -> Result<(), 
             let documents = Documents::open(&cfg.evidence.store_url).map_err(|e| CliError::Config(e.to_string()))?;
             let mut keys = keyring(cfg, Some(&store), &[]).await?;
             let rows = psg_store::evidence::records_between(&store, from, to).await.map_err(runtime)?;
+            let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
+            let logged = psg_store::evidence::log_entries(&store, &ids).await.map_err(runtime)?;
             let mut records = Vec::with_capacity(rows.len());
             let mut missing = Vec::new();
             for (i, row) in rows.iter().enumerate() {
@@ -181,9 +187,23 @@ pub(crate) async fn execute(cfg: &Config, action: EvidenceAction) -> Result<(), 
                     missing.join(", ")
                 )));
             }
-            // The bundle's evidence log, signed with the evidence key when
-            // this configuration has it.
-            let signing = match &cfg.evidence.signing_key {
+            // Every record in the service's evidence log: the bundle is an
+            // excerpt of it, with the stored checkpoints and proofs.
+            let stored = if !rows.is_empty() && logged.len() == rows.len() {
+                Some(stored_log(&store, &logged, &mut records).await?)
+            } else {
+                if !logged.is_empty() {
+                    println!(
+                        "{} of the {} records were sealed before the evidence service kept its log: the bundle gets a log of its own",
+                        rows.len() - logged.len(),
+                        rows.len()
+                    );
+                }
+                None
+            };
+            // Otherwise the bundle's own evidence log, signed with the
+            // evidence key when this configuration has it.
+            let signing = match cfg.evidence.signing_key.as_ref().filter(|_| stored.is_none()) {
                 Some(path) => {
                     let key =
                         psg_evidence::keys::load_signing_key(path).map_err(|e| CliError::Config(e.to_string()))?;
@@ -202,14 +222,22 @@ pub(crate) async fn execute(cfg: &Config, action: EvidenceAction) -> Result<(), 
                 records,
                 &keys,
                 &Utc::now().to_rfc3339(),
-                signing.as_ref().map(|(signer, key_id)| bundle::LogOptions {
-                    signer,
-                    key_id,
-                    every: bundle::CHECKPOINT_EVERY,
-                }),
+                match (stored, &signing) {
+                    (Some(s), _) => bundle::BundleLog::Stored(s),
+                    (None, Some((signer, key_id))) => {
+                        bundle::BundleLog::Sign(bundle::LogOptions { signer, key_id, every: bundle::CHECKPOINT_EVERY })
+                    }
+                    (None, None) => bundle::BundleLog::None,
+                },
             )
             .map_err(runtime)?;
             match &manifest.log {
+                Some(l) if l.excerpt => println!(
+                    "evidence log: {} records of the service's log {} with their inclusion proofs, {} of its signed checkpoints",
+                    manifest.records.len(),
+                    l.origin,
+                    l.checkpoints.len()
+                ),
                 Some(l) => println!(
                     "evidence log: {} records, {} signed checkpoints (origin {})",
                     manifest.records.len(),
@@ -245,6 +273,14 @@ pub(crate) async fn execute(cfg: &Config, action: EvidenceAction) -> Result<(), 
                 );
             }
             match &manifest.log {
+                Some(l) if l.excerpt => println!(
+                    "  evidence log {}: an excerpt ({} records of a log of {}); {} checkpoints, every record's inclusion \
+                     proof and the consistency between checkpoints checked",
+                    l.origin,
+                    manifest.records.len(),
+                    l.checkpoints.last().map_or(0, |c| c.size),
+                    l.checkpoints.len()
+                ),
                 Some(l) => println!(
                     "  evidence log {}: {} checkpoints, every record's inclusion proof and the consistency between \
                      checkpoints checked",
@@ -331,6 +367,51 @@ pub(crate) async fn execute(cfg: &Config, action: EvidenceAction) -> Result<(), 
             Ok(())
         }
     }
+}
+
+/// Puts `records` in log order with their log index and stored inclusion
+/// proof; the checkpoints their proofs name and the newest, with the
+/// consistency proofs between them (from the stored leaves).
+async fn stored_log(
+    store: &Store,
+    logged: &[psg_domain::rows::EvidenceLogRow],
+    records: &mut [(Entry, Vec<u8>)],
+) -> Result<bundle::StoredLog, CliError> {
+    let by_id: std::collections::HashMap<String, &psg_domain::rows::EvidenceLogRow> =
+        logged.iter().map(|l| (l.evidence_id.to_string(), l)).collect();
+    for (entry, _) in records.iter_mut() {
+        if let Some(l) = by_id.get(&entry.evidence_id) {
+            entry.log_index = Some(l.log_index.unsigned_abs());
+            entry.inclusion = Some(psg_evidence::verify::Inclusion {
+                checkpoint: l.checkpoint_size.unsigned_abs(),
+                proof: l.inclusion.clone(),
+            });
+        }
+    }
+    records.sort_by_key(|(e, _)| e.log_index);
+    let newest = psg_store::evidence::last_checkpoint(store)
+        .await
+        .map_err(runtime)?
+        .ok_or_else(|| CliError::Runtime("the records are in the evidence log, but no checkpoint is stored".into()))?;
+    let mut wanted: std::collections::BTreeSet<i64> = logged.iter().map(|l| l.checkpoint_size).collect();
+    wanted.insert(newest.tree_size);
+    let checkpoints: Vec<(u64, String, String, String)> = psg_store::evidence::checkpoints(store, &newest.origin)
+        .await
+        .map_err(runtime)?
+        .into_iter()
+        .filter(|c| wanted.contains(&c.tree_size))
+        .map(|c| (c.tree_size.unsigned_abs(), c.key_id, c.checkpoint, c.root))
+        .collect();
+    if checkpoints.len() != wanted.len() {
+        return Err(CliError::Runtime(format!(
+            "the evidence log's proofs name {} checkpoints of {}, {} are stored",
+            wanted.len(),
+            newest.origin,
+            checkpoints.len()
+        )));
+    }
+    let leaves = psg_store::evidence::log_leaves(store).await.map_err(runtime)?;
+    bundle::StoredLog::from_leaves(&newest.origin, &leaves, checkpoints).map_err(runtime)
 }
 
 fn finish(outcome: &Outcome) -> Result<(), CliError> {

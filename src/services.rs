@@ -302,6 +302,9 @@ pub(crate) fn topic_specs(cfg: &Config, kinds: &[ServiceKind]) -> Vec<TopicSpec>
         if matches!(kind, ServiceKind::Correlate | ServiceKind::Classify | ServiceKind::Evidence) {
             specs.push(TopicSpec::table(t.flows_coverage.clone()));
         }
+        if *kind == ServiceKind::Evidence {
+            specs.push(TopicSpec::table(t.evidence_checkpoints.clone()));
+        }
         if *kind == ServiceKind::Classify {
             specs.push(TopicSpec::table(t.scope_manual.clone()));
             if let Some(ocsf) = &cfg.classify.ocsf_topic {

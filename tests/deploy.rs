@@ -55,7 +55,7 @@ const EXTERNAL_METRICS: &[&str] = &[
 ];
 
 /// Topics that are compacted tables (`TopicSpec::table` in src/services.rs).
-const COMPACTED: &[&str] = &["resources", "scope.manual", "flows.coverage"];
+const COMPACTED: &[&str] = &["resources", "scope.manual", "flows.coverage", "evidence.checkpoints"];
 
 /// The services and their metrics ports.
 const SERVICES: &[(&str, u16)] = &[("ingest", 9471), ("correlate", 9472), ("classify", 9473), ("evidence", 9474)];

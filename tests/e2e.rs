@@ -288,6 +288,11 @@ async fn thin_path_through_four_processes_on_tansu_and_postgres() {
         serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).expect("manifest")).expect("json");
     let records = manifest["records"].as_array().expect("records").len();
     assert!(records >= 4, "decisions of both resources and two reports: {manifest}");
+    // The records are the service's: the bundle is an excerpt of its evidence
+    // log, with the checkpoints it signed as it sealed them.
+    assert!(exported.contains("of the service's log"), "{exported}");
+    assert_eq!(manifest["log"]["excerpt"], true, "{manifest}");
+    assert!(verified.contains("an excerpt"), "{verified}");
     assert!(verified.contains(&format!("OK: {records} records verified")), "{verified}");
     let in_db = run(&["evidence", "verify", "--database-url", &db.url, "--evidence-store", store_arg]);
     assert!(in_db.contains(&format!("{records} verified")), "{in_db}");

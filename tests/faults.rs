@@ -241,6 +241,21 @@ async fn assert_exactly_once(brokers: &str, url: &str, store: &Path, name: &str)
         "{name}: a decision without evidence"
     );
     assert_eq!(
+        dup(
+            "SELECT count(*) FROM evidence e WHERE NOT EXISTS (SELECT 1 FROM evidence_log l WHERE l.evidence_id = e.id)"
+        )
+        .await,
+        0,
+        "{name}: an evidence record outside the evidence log"
+    );
+    assert_eq!(
+        dup("SELECT (SELECT count(*) FROM evidence_log) - coalesce((SELECT max(log_index) + 1 FROM evidence_log), 0)
+                  + (SELECT count(*) FROM evidence_log WHERE checkpoint_size > (SELECT max(tree_size) FROM evidence_checkpoints))")
+            .await,
+        0,
+        "{name}: the evidence log has a hole or records no checkpoint covers"
+    );
+    assert_eq!(
         dup("SELECT count(*) FROM (SELECT alert_type, resource_id, title FROM alerts GROUP BY 1, 2, 3 HAVING count(*) > 1) d")
             .await,
         0,

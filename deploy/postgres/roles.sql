@@ -145,13 +145,16 @@ BEGIN
     GRANT SELECT ON resources, tags, data_flows, scope_decisions, alerts TO psg_evidence;
     GRANT SELECT, INSERT ON evidence, evidence_keys TO psg_evidence;
     GRANT UPDATE (last_verified_at, verification_count) ON evidence TO psg_evidence;
+    -- the evidence log (migration 0011): append-only, by grant and trigger
+    GRANT SELECT, INSERT ON evidence_log, evidence_checkpoints TO psg_evidence;
 
     -- operator commands: report and diagram read; alerts ack/resolve/
     -- false-positive change the lifecycle columns only; every change is
     -- appended to audit_logs (never updated or deleted); evidence export
     -- reads, evidence verify records the verification, evidence expire
     -- deletes (row security: only records past expires_at).
-    GRANT SELECT ON resources, tags, data_flows, scope_decisions, alerts, evidence, evidence_keys TO psg_operator;
+    GRANT SELECT ON resources, tags, data_flows, scope_decisions, alerts, evidence, evidence_keys,
+                    evidence_log, evidence_checkpoints TO psg_operator;
     GRANT UPDATE (status, acknowledged_at, acknowledged_by, resolved_at, resolved_by) ON alerts TO psg_operator;
     GRANT INSERT ON audit_logs TO psg_operator;
     GRANT UPDATE (last_verified_at, verification_count), DELETE ON evidence TO psg_operator;

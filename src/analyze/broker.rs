@@ -185,6 +185,9 @@ pub(crate) async fn run(
         let coverage: Vec<psg_domain::FlowCoverage> = decode_all(&read(&t.flows_coverage)?);
         let batches: Vec<FlowBatch> = decode_all(&read(&t.flows_normalized)?);
         let evidence: Vec<psg_domain::Evidence> = decode_all(&read(&t.evidence_records)?);
+        let checkpoint = decode_all::<psg_domain::EvidenceCheckpoint>(&read(&t.evidence_checkpoints)?)
+            .into_iter()
+            .max_by_key(|c| c.tree_size);
         let mut dead_lettered = 0u64;
         for dlq in [&t.ingest_dlq, &t.correlate_dlq, &t.classify_dlq, &t.evidence_dlq] {
             dead_lettered += read(dlq)?.len() as u64;
@@ -196,7 +199,15 @@ pub(crate) async fn run(
             totals.add(e);
         }
         let analysis = super::collect::build_analysis(&resources, &coverage, &decisions, &alerts, &totals, &counts);
-        Ok::<_, CliError>(Outcome { analysis, evidence, signing_key: key.clone(), edges, decisions, alerts })
+        Ok::<_, CliError>(Outcome {
+            analysis,
+            evidence,
+            checkpoint,
+            signing_key: key.clone(),
+            edges,
+            decisions,
+            alerts,
+        })
     }
     .await;
     shutdown.cancel();

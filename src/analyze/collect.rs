@@ -52,6 +52,8 @@ pub(crate) struct Collector {
     /// Window edges as published, when asked for (tests).
     pub window_edges: Option<Vec<FlowEdge>>,
     pub evidence: Vec<psg_domain::Evidence>,
+    /// The evidence log's newest checkpoint.
+    pub checkpoint: Option<psg_domain::EvidenceCheckpoint>,
     fates: HashMap<(String, i32, i64), Fate>,
     dead_lettered: u64,
     dead_letter_file: Option<std::io::BufWriter<std::fs::File>>,
@@ -82,6 +84,7 @@ impl Collector {
             edges: EdgeTotals::closed_only(),
             window_edges: keep_window_edges.then(Vec::new),
             evidence: Vec::new(),
+            checkpoint: None,
             fates: HashMap::new(),
             dead_lettered: 0,
             dead_letter_file,
@@ -98,6 +101,7 @@ impl Collector {
             t.scope_decisions.clone(),
             t.scope_alerts.clone(),
             t.evidence_records.clone(),
+            t.evidence_checkpoints.clone(),
             t.ingest_dlq.clone(),
             t.correlate_dlq.clone(),
             t.classify_dlq.clone(),
@@ -138,6 +142,11 @@ impl Collector {
             self.alerts.push(psg_avro_codec::decode(m.payload()).map_err(decode_err)?);
         } else if topic == t.evidence_records {
             self.evidence.push(psg_avro_codec::decode(m.payload()).map_err(decode_err)?);
+        } else if topic == t.evidence_checkpoints {
+            let c: psg_domain::EvidenceCheckpoint = psg_avro_codec::decode(m.payload()).map_err(decode_err)?;
+            if self.checkpoint.as_ref().is_none_or(|n| n.tree_size < c.tree_size) {
+                self.checkpoint = Some(c);
+            }
         } else {
             self.dead_letter(m)?;
         }

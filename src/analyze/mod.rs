@@ -133,6 +133,8 @@ fn manual_decisions(path: &Path) -> Result<Vec<psg_domain::ManualDecision>, CliE
 pub(crate) struct Outcome {
     pub analysis: Analysis,
     pub evidence: Vec<psg_domain::Evidence>,
+    /// The evidence log's newest checkpoint as the service published it.
+    pub checkpoint: Option<psg_domain::EvidenceCheckpoint>,
     /// The evidence key (records and the bundle's checkpoints).
     pub signing_key: ed25519_dalek::SigningKey,
     // What the analysis was built from (window edges kept in tests only):
@@ -233,6 +235,7 @@ pub(crate) async fn run(
     Ok(Outcome {
         analysis,
         evidence: std::mem::take(&mut c.evidence),
+        checkpoint: c.checkpoint.take(),
         signing_key: key.clone(),
         edges: c.window_edges.take().unwrap_or_default(),
         decisions: std::mem::take(&mut c.decisions),
@@ -265,9 +268,17 @@ pub(crate) fn write_outputs(dir: &Path, outcome: &Outcome) -> Result<String, Cli
     if bundle_dir.exists() {
         std::fs::remove_dir_all(&bundle_dir).map_err(|e| io(&bundle_dir, e))?;
     }
-    let entries = psg_evidence::verify::chain_order(
-        outcome.evidence.iter().map(psg_evidence::verify::Entry::from_message).collect(),
-    );
+    // In log order, so that the bundle's log is the service's; chain order
+    // for records from before the log.
+    let mut entries: Vec<psg_evidence::verify::Entry> =
+        outcome.evidence.iter().map(psg_evidence::verify::Entry::from_message).collect();
+    if outcome.evidence.iter().all(|m| m.log_index.is_some()) {
+        let index: HashMap<&str, i64> =
+            outcome.evidence.iter().map(|m| (m.evidence_id.as_str(), m.log_index.unwrap_or_default())).collect();
+        entries.sort_by_key(|e| index.get(e.evidence_id.as_str()).copied());
+    } else {
+        entries = psg_evidence::verify::chain_order(entries);
+    }
     let documents: HashMap<&str, &[u8]> =
         outcome.evidence.iter().map(|m| (m.evidence_id.as_str(), m.document.as_bytes())).collect();
     let records: Vec<(psg_evidence::verify::Entry, Vec<u8>)> = entries
@@ -280,7 +291,10 @@ pub(crate) fn write_outputs(dir: &Path, outcome: &Outcome) -> Result<String, Cli
     let mut keys = psg_evidence::verify::Keyring::new();
     let key_id = keys.add(outcome.signing_key.verifying_key());
     let now = chrono::Utc::now().to_rfc3339();
-    let origin = psg_evidence::log::default_origin(&outcome.signing_key.verifying_key());
+    let origin = match &outcome.checkpoint {
+        Some(c) => c.origin.clone(),
+        None => psg_evidence::log::default_origin(&outcome.signing_key.verifying_key()),
+    };
     let signer = psg_evidence::log::CheckpointSigner::new(&origin, &outcome.signing_key)
         .map_err(|e| CliError::Runtime(e.to_string()))?;
     let log = psg_evidence::bundle::LogOptions {
@@ -288,8 +302,16 @@ pub(crate) fn write_outputs(dir: &Path, outcome: &Outcome) -> Result<String, Cli
         key_id: &key_id,
         every: psg_evidence::bundle::CHECKPOINT_EVERY,
     };
-    psg_evidence::bundle::write(&bundle_dir, "", &a.as_of, records, &keys, &now, Some(log))
-        .map_err(|e| CliError::Runtime(e.to_string()))?;
+    psg_evidence::bundle::write(
+        &bundle_dir,
+        "",
+        &a.as_of,
+        records,
+        &keys,
+        &now,
+        psg_evidence::bundle::BundleLog::Sign(log),
+    )
+    .map_err(|e| CliError::Runtime(e.to_string()))?;
     let (manifest, verified, _) =
         psg_evidence::bundle::verify_dir(&bundle_dir, Some(&keys)).map_err(|e| CliError::Runtime(e.to_string()))?;
     let checkpoints = manifest.log.as_ref().map_or(0, |l| l.checkpoints.len());
@@ -297,14 +319,42 @@ pub(crate) fn write_outputs(dir: &Path, outcome: &Outcome) -> Result<String, Cli
     for f in &verified.failures {
         text.push_str(&format!("FAIL {f}\n"));
     }
-    let line = if verified.ok() {
+    // The service's own newest checkpoint signs the same tree as the
+    // bundle's last: same origin, size and root, hence the same note.
+    let service_log = match (&outcome.checkpoint, manifest.log.as_ref().and_then(|l| l.checkpoints.last())) {
+        (Some(c), Some(last)) => {
+            let bundled = std::fs::read_to_string(bundle_dir.join(&last.file)).unwrap_or_default();
+            if bundled != c.checkpoint {
+                text.push_str(&format!(
+                    "FAIL evidence log: the service's checkpoint of {} records differs from the bundle's of {}\n",
+                    c.tree_size, last.size
+                ));
+                false
+            } else {
+                true
+            }
+        }
+        (None, None) => true,
+        (Some(c), None) => {
+            text.push_str(&format!(
+                "FAIL evidence log: the service checkpointed {} records, the bundle none\n",
+                c.tree_size
+            ));
+            false
+        }
+        (None, Some(_)) => {
+            text.push_str("FAIL evidence log: the service published no checkpoint\n");
+            false
+        }
+    };
+    let line = if verified.ok() && service_log {
         format!(
             "OK: {} evidence records verified (hashes, Ed25519 signatures, chain links, evidence log: {checkpoints} signed checkpoint{})",
             verified.verified.len(),
             if checkpoints == 1 { "" } else { "s" }
         )
     } else {
-        format!("FAILED: {} problems", verified.failures.len())
+        format!("FAILED: {} problems", verified.failures.len() + usize::from(!service_log))
     };
     text.push_str(&line);
     text.push('\n');

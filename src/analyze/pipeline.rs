@@ -139,7 +139,7 @@ fn outputs(cfg: &Config) -> [Vec<String>; 4] {
         vec![t.flows_normalized.clone(), t.resources.clone(), t.ingest_dlq.clone()],
         vec![t.flows_edges.clone(), t.flows_coverage.clone(), t.correlate_dlq.clone()],
         classify,
-        vec![t.evidence_records.clone(), t.evidence_dlq.clone()],
+        vec![t.evidence_records.clone(), t.evidence_checkpoints.clone(), t.evidence_dlq.clone()],
     ]
 }
 

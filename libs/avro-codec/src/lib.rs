@@ -19,8 +19,8 @@ pub mod binary;
 use apache_avro::rabin::Rabin;
 use apache_avro::{AvroSchema, Schema};
 use psg_domain::{
-    Alert, Evidence, EvidenceRequest, FlowBatch, FlowCoverage, FlowEdge, FlowRecord, ManualDecision, Resource,
-    ScopeDecision,
+    Alert, Evidence, EvidenceCheckpoint, EvidenceRequest, FlowBatch, FlowCoverage, FlowEdge, FlowRecord,
+    ManualDecision, Resource, ScopeDecision,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -167,7 +167,9 @@ message!(ScopeDecision, "ScopeDecision", "scope_decision.avsc", earlier: ["scope
 // v2: before the alert type POLICY_NOT_ENFORCED.
 message!(Alert, "Alert", "alert.avsc", earlier: ["alert.1.avsc", "alert.2.avsc"]);
 message!(ManualDecision, "ManualDecision", "manual_decision.avsc");
-message!(Evidence, "Evidence", "evidence.avsc");
+// v1: before log_index.
+message!(Evidence, "Evidence", "evidence.avsc", earlier: ["evidence.1.avsc"]);
+message!(EvidenceCheckpoint, "EvidenceCheckpoint", "evidence_checkpoint.avsc");
 message!(EvidenceRequest, "EvidenceRequest", "evidence_request.avsc");
 
 /// Encodes `value` as an Avro single object.

@@ -150,6 +150,20 @@ fn evidence() -> Evidence {
         generated_by: "evidence".into(),
         expires_at: 8,
         document: "{}".into(),
+        log_index: Some(41),
+    }
+}
+
+fn checkpoint() -> EvidenceCheckpoint {
+    EvidenceCheckpoint {
+        origin: "pci-scope-guard/evidence/0123456789abcdef".into(),
+        tree_size: 42,
+        root: "AAAA".into(),
+        key_id: "ed25519:abcd".into(),
+        checkpoint: "pci-scope-guard/evidence/0123456789abcdef\n42\nAAAA\n\n— sig\n".into(),
+        previous_size: Some(40),
+        consistency: vec!["BBBB".into(), "CCCC".into()],
+        signed_at: 9,
     }
 }
 
@@ -177,6 +191,7 @@ fn rust_types_match_schema_files() {
     assert_no_drift::<ManualDecision>();
     assert_no_drift::<Evidence>();
     assert_no_drift::<EvidenceRequest>();
+    assert_no_drift::<EvidenceCheckpoint>();
     assert_no_drift::<FlowCoverage>();
 }
 
@@ -220,6 +235,9 @@ fn every_message_round_trips() {
         });
     }
     round_trip(evidence());
+    round_trip(Evidence { log_index: None, ..evidence() });
+    round_trip(checkpoint());
+    round_trip(EvidenceCheckpoint { previous_size: None, consistency: vec![], ..checkpoint() });
     round_trip(coverage());
 }
 
@@ -302,6 +320,7 @@ fn the_fast_codec_is_byte_identical_to_apache_avro() {
     agrees_with_apache_avro(&decision(), true);
     agrees_with_apache_avro(&alert(), true);
     agrees_with_apache_avro(&evidence(), true);
+    agrees_with_apache_avro(&checkpoint(), true);
 }
 
 mod properties {
@@ -454,4 +473,6 @@ fn earlier_schema_versions_stay_readable() {
     check(&decision());
     check(&alert());
     check(&resource());
+    // Records from before the evidence log carry no log index.
+    check(&Evidence { log_index: None, ..evidence() });
 }

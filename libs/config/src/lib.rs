@@ -265,6 +265,9 @@ pub struct Topics {
     pub evidence_records: String,
     /// On-demand evidence requests (operator → evidence).
     pub evidence_requests: String,
+    /// Signed checkpoints of the evidence log (evidence → assessors,
+    /// witnesses), compacted by log origin: the newest tree head.
+    pub evidence_checkpoints: String,
     /// Dead letters of each service: the original bytes plus the reason in headers.
     pub ingest_dlq: String,
     pub correlate_dlq: String,
@@ -286,6 +289,7 @@ impl Default for Topics {
             scope_manual: "scope.manual".into(),
             evidence_records: "evidence.records".into(),
             evidence_requests: "evidence.requests".into(),
+            evidence_checkpoints: "evidence.checkpoints".into(),
             ingest_dlq: "ingest.dlq".into(),
             correlate_dlq: "correlate.dlq".into(),
             classify_dlq: "classify.dlq".into(),
@@ -612,6 +616,11 @@ pub struct EvidenceConfig {
     /// Public keys (files, or directories of `*.pub`) trusted besides the
     /// signing key's: keys retired by a rotation.
     pub keyring: Vec<PathBuf>,
+    /// The evidence log's origin: the first line of its checkpoints and
+    /// the name of their signing key (a schema-less URL, e.g.
+    /// `payments.example.com/pci-scope-guard/evidence`). Unset: the origin
+    /// the log already has, else `pci-scope-guard/evidence/<key id prefix>`.
+    pub log_origin: Option<String>,
 }
 
 impl Default for EvidenceConfig {
@@ -623,6 +632,7 @@ impl Default for EvidenceConfig {
             period_secs: 86_400,
             grace_secs: 3_600,
             keyring: Vec::new(),
+            log_origin: None,
         }
     }
 }
@@ -719,6 +729,13 @@ impl Config {
         if self.classify.scope_tag_key == self.classify.data_tag_key {
             problems.push("classify.scope-tag-key and classify.data-tag-key must differ".to_owned());
         }
+        if let Some(o) = &self.evidence.log_origin
+            && (o.is_empty() || o.contains(char::is_whitespace) || o.contains('+'))
+        {
+            problems.push(format!(
+                "evidence.log-origin '{o}' must be non-empty, without spaces or '+' (it names the checkpoints' signing key)"
+            ));
+        }
         if self.database.pool_size == 0 {
             problems.push("database.pool-size must be at least 1".to_owned());
         }
@@ -742,6 +759,7 @@ impl Config {
             &self.topics.scope_manual,
             &self.topics.evidence_records,
             &self.topics.evidence_requests,
+            &self.topics.evidence_checkpoints,
         ];
         for (i, a) in topics.iter().enumerate() {
             if a.is_empty() {

@@ -9,6 +9,7 @@
 //! | `scope.alerts`     | [`Alert`]        | `alert_id`           |
 //! | `scope.manual`     | [`ManualDecision`] | `resource_id` (compacted) |
 //! | `evidence.records` | [`Evidence`]     | chain name           |
+//! | `evidence.checkpoints` | [`EvidenceCheckpoint`] | log origin (compacted) |
 //!
 //! Times are microseconds since the Unix epoch (Avro `timestamp-micros`).
 //! Ids are UUIDv5 strings (see [`crate::ids`]).
@@ -416,4 +417,30 @@ pub struct Evidence {
     pub expires_at: Micros,
     /// The signed document: RFC 8785 canonical JSON.
     pub document: String,
+    /// Position in the evidence log (one Merkle tree over every record,
+    /// from 0); `None` from producers before the log.
+    #[serde(default)]
+    pub log_index: Option<i64>,
+}
+
+/// A signed checkpoint of the evidence log (topic `evidence.checkpoints`,
+/// compacted by origin).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "io.pciscopeguard.v1")]
+pub struct EvidenceCheckpoint {
+    /// The log's identity: the checkpoint's first line and key name.
+    pub origin: String,
+    /// Records in the tree the checkpoint signs.
+    pub tree_size: i64,
+    /// Base64 RFC 6962 root hash of that tree.
+    pub root: String,
+    /// Fingerprint of the evidence key that signed it.
+    pub key_id: String,
+    /// The C2SP signed note (tlog-checkpoint body and signature line).
+    pub checkpoint: String,
+    /// Size of the log's previous checkpoint; `None` for the first.
+    pub previous_size: Option<i64>,
+    /// Base64 consistency proof from the previous checkpoint's tree.
+    pub consistency: Vec<String>,
+    pub signed_at: Micros,
 }

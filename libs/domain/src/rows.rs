@@ -123,6 +123,36 @@ pub struct EvidenceRow {
     pub prev_hash: Option<String>,
 }
 
+/// Ours: `evidence_log`, one row per leaf of the evidence log. Kept when
+/// the record itself expires: the tree needs every leaf.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvidenceLogRow {
+    pub log_index: i64,
+    pub evidence_id: Uuid,
+    /// The record's SHA-256 (hex), the leaf.
+    pub record_hash: String,
+    /// The checkpoint that first covers it (its tree size).
+    pub checkpoint_size: i64,
+    /// Base64 hashes of its inclusion proof in that checkpoint's tree.
+    pub inclusion: Vec<String>,
+}
+
+/// Ours: `evidence_checkpoints`, every signed checkpoint of the evidence log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvidenceCheckpointRow {
+    pub origin: String,
+    pub tree_size: i64,
+    /// Base64 root hash.
+    pub root: String,
+    pub key_id: String,
+    /// The C2SP signed note.
+    pub checkpoint: String,
+    pub previous_size: Option<i64>,
+    /// Base64 consistency proof from the previous checkpoint.
+    pub consistency: Vec<String>,
+    pub signed_at: DateTime<Utc>,
+}
+
 /// `grc_syncs`: synchronisation runs with GRC platforms.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GrcSyncRow {

@@ -3,7 +3,8 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use psg_domain::rows::EvidenceRow;
+use psg_domain::rows::{EvidenceCheckpointRow, EvidenceLogRow, EvidenceRow};
+use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use crate::{Error, Result, Store};
@@ -32,10 +33,35 @@ pub async fn existing(store: &Store, ids: &[Uuid]) -> Result<HashSet<Uuid>> {
 /// already is skipped (redelivery); a different row at a stored
 /// (chain, sequence) is an error: the chain would fork.
 pub async fn insert_evidence(store: &Store, rows: &[EvidenceRow]) -> Result<()> {
+    append(store, rows, &[], &[]).await
+}
+
+/// In one transaction: evidence rows, their leaves of the evidence log and
+/// the log's checkpoints. A redelivered batch writes the same rows again
+/// and changes nothing; a different leaf at a stored log index, or a
+/// different root at a stored checkpoint, is an error: the log would fork.
+pub async fn append(
+    store: &Store,
+    rows: &[EvidenceRow],
+    log: &[EvidenceLogRow],
+    checkpoints: &[EvidenceCheckpointRow],
+) -> Result<()> {
+    if rows.is_empty() && log.is_empty() && checkpoints.is_empty() {
+        return Ok(());
+    }
+    let mut client = store.client().await?;
+    let tx = client.transaction().await.map_err(Error::pg("starting the evidence write"))?;
+    let t: &tokio_postgres::Transaction<'_> = &tx;
+    insert_rows(t, rows).await?;
+    insert_leaves(t, log).await?;
+    insert_checkpoints(t, checkpoints).await?;
+    tx.commit().await.map_err(Error::pg("committing the evidence write"))
+}
+
+async fn insert_rows(client: &impl GenericClient, rows: &[EvidenceRow]) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    let client = store.client().await?;
     let col = |f: fn(&EvidenceRow) -> String| rows.iter().map(f).collect::<Vec<String>>();
     let ids: Vec<Uuid> = rows.iter().map(|e| e.id).collect();
     let decisions: Vec<Option<Uuid>> = rows.iter().map(|e| e.scope_decision_id).collect();
@@ -85,6 +111,172 @@ pub async fn insert_evidence(store: &Store, rows: &[EvidenceRow]) -> Result<()> 
         .await
         .map_err(Error::pg("inserting evidence"))?;
     Ok(())
+}
+
+async fn insert_leaves(client: &impl GenericClient, log: &[EvidenceLogRow]) -> Result<()> {
+    if log.is_empty() {
+        return Ok(());
+    }
+    let indexes: Vec<i64> = log.iter().map(|l| l.log_index).collect();
+    let ids: Vec<Uuid> = log.iter().map(|l| l.evidence_id).collect();
+    let hashes: Vec<&str> = log.iter().map(|l| l.record_hash.as_str()).collect();
+    let sizes: Vec<i64> = log.iter().map(|l| l.checkpoint_size).collect();
+    // text[][] must be rectangular: each proof travels as one text joined
+    // by spaces (base64 has none) and is split again.
+    let proofs: Vec<String> = log.iter().map(|l| l.inclusion.join(" ")).collect();
+    client
+        .execute(
+            "INSERT INTO evidence_log (log_index, evidence_id, record_hash, checkpoint_size, inclusion)
+             SELECT i, id, h, s, CASE WHEN p = '' THEN '{}'::text[] ELSE string_to_array(p, ' ') END
+               FROM UNNEST($1::int8[], $2::uuid[], $3::text[], $4::int8[], $5::text[]) AS t(i, id, h, s, p)
+             ORDER BY i
+             ON CONFLICT DO NOTHING",
+            &[&indexes, &ids, &hashes, &sizes, &proofs],
+        )
+        .await
+        .map_err(Error::pg("appending to the evidence log"))?;
+    let same: i64 = client
+        .query_one(
+            "SELECT count(*) FROM evidence_log l JOIN UNNEST($1::int8[], $2::uuid[], $3::text[]) AS t(i, id, h)
+                ON l.log_index = t.i AND l.evidence_id = t.id AND l.record_hash = t.h",
+            &[&indexes, &ids, &hashes],
+        )
+        .await
+        .map_err(Error::pg("checking the evidence log"))?
+        .get(0);
+    if same != log.len() as i64 {
+        return Err(Error::Data(format!(
+            "the evidence log would fork: {} of the leaves {}..={} are stored with other records",
+            log.len() as i64 - same,
+            indexes.iter().min().copied().unwrap_or_default(),
+            indexes.iter().max().copied().unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+async fn insert_checkpoints(client: &impl GenericClient, checkpoints: &[EvidenceCheckpointRow]) -> Result<()> {
+    for c in checkpoints {
+        let inserted = client
+            .execute(
+                "INSERT INTO evidence_checkpoints (origin, tree_size, root, key_id, checkpoint, previous_size,
+                                                  consistency, signed_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (origin, tree_size) DO NOTHING",
+                &[
+                    &c.origin,
+                    &c.tree_size,
+                    &c.root,
+                    &c.key_id,
+                    &c.checkpoint,
+                    &c.previous_size,
+                    &c.consistency,
+                    &c.signed_at,
+                ],
+            )
+            .await
+            .map_err(Error::pg("storing an evidence checkpoint"))?;
+        if inserted == 0 {
+            let root: String = client
+                .query_one(
+                    "SELECT root FROM evidence_checkpoints WHERE origin = $1 AND tree_size = $2",
+                    &[&c.origin, &c.tree_size],
+                )
+                .await
+                .map_err(Error::pg("reading an evidence checkpoint"))?
+                .get(0);
+            if root != c.root {
+                return Err(Error::Data(format!(
+                    "the evidence log would fork: its checkpoint of size {} is stored with root {root}, not {}",
+                    c.tree_size, c.root
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every leaf of the evidence log (records' hashes), in log order.
+pub async fn log_leaves(store: &Store) -> Result<Vec<String>> {
+    let client = store.client().await?;
+    let rows = client
+        .query("SELECT log_index, record_hash FROM evidence_log ORDER BY log_index", &[])
+        .await
+        .map_err(Error::pg("reading the evidence log"))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (i, r) in rows.iter().enumerate() {
+        let index: i64 = r.get(0);
+        if index != i as i64 {
+            return Err(Error::Data(format!("the evidence log has no leaf {i} (the next stored is {index})")));
+        }
+        out.push(r.get(1));
+    }
+    Ok(out)
+}
+
+/// The log entries of the records `ids` (those in the log).
+pub async fn log_entries(store: &Store, ids: &[Uuid]) -> Result<Vec<EvidenceLogRow>> {
+    let client = store.client().await?;
+    let rows = client
+        .query(
+            "SELECT log_index, evidence_id, record_hash, checkpoint_size, inclusion FROM evidence_log
+              WHERE evidence_id = ANY($1) ORDER BY log_index",
+            &[&ids],
+        )
+        .await
+        .map_err(Error::pg("reading evidence log entries"))?;
+    Ok(rows
+        .iter()
+        .map(|r| EvidenceLogRow {
+            log_index: r.get(0),
+            evidence_id: r.get(1),
+            record_hash: r.get(2),
+            checkpoint_size: r.get(3),
+            inclusion: r.get(4),
+        })
+        .collect())
+}
+
+/// The checkpoints of the log `origin`, oldest first.
+pub async fn checkpoints(store: &Store, origin: &str) -> Result<Vec<EvidenceCheckpointRow>> {
+    let client = store.client().await?;
+    let rows = client
+        .query(
+            "SELECT origin, tree_size, root, key_id, checkpoint, previous_size, consistency, signed_at
+               FROM evidence_checkpoints WHERE origin = $1 ORDER BY tree_size",
+            &[&origin],
+        )
+        .await
+        .map_err(Error::pg("reading evidence checkpoints"))?;
+    Ok(rows.iter().map(checkpoint_of).collect())
+}
+
+/// The newest checkpoint of any origin (the log's origin survives a key
+/// rotation: it is read back from here).
+pub async fn last_checkpoint(store: &Store) -> Result<Option<EvidenceCheckpointRow>> {
+    let client = store.client().await?;
+    let row = client
+        .query_opt(
+            "SELECT origin, tree_size, root, key_id, checkpoint, previous_size, consistency, signed_at
+               FROM evidence_checkpoints ORDER BY tree_size DESC, signed_at DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .map_err(Error::pg("reading the newest evidence checkpoint"))?;
+    Ok(row.as_ref().map(checkpoint_of))
+}
+
+fn checkpoint_of(r: &tokio_postgres::Row) -> EvidenceCheckpointRow {
+    EvidenceCheckpointRow {
+        origin: r.get(0),
+        tree_size: r.get(1),
+        root: r.get(2),
+        key_id: r.get(3),
+        checkpoint: r.get(4),
+        previous_size: r.get(5),
+        consistency: r.get(6),
+        signed_at: r.get(7),
+    }
 }
 
 /// The columns of an evidence row. The only text ever spliced into SQL with

@@ -43,6 +43,7 @@ const MIGRATIONS: &[Migration] = &[
         name: "policy_and_flow_log_types",
         sql: include_str!("../migrations/0010_policy_and_flow_log_types.sql"),
     },
+    Migration { version: 11, name: "evidence_log", sql: include_str!("../migrations/0011_evidence_log.sql") },
 ];
 
 /// Arbitrary constant identifying our migration lock.

@@ -41,6 +41,77 @@ pub struct LogOptions<'a> {
     pub every: u64,
 }
 
+/// The evidence service's log as it stored it, for a bundle that is an
+/// excerpt of it: the records carry their `log_index` and stored inclusion
+/// proof; these are the checkpoints those proofs name and the newest.
+#[derive(Debug, Clone)]
+pub struct StoredLog {
+    pub origin: String,
+    /// Oldest first; each with the consistency proof from the one before
+    /// it in this list (empty for the first).
+    pub checkpoints: Vec<StoredCheckpoint>,
+}
+
+/// A checkpoint of [`StoredLog`].
+#[derive(Debug, Clone)]
+pub struct StoredCheckpoint {
+    pub size: u64,
+    /// The key that signed it.
+    pub key_id: String,
+    /// The signed note.
+    pub text: String,
+    /// Base64 consistency proof from the previous checkpoint of the list.
+    pub consistency: Vec<String>,
+}
+
+impl StoredLog {
+    /// The excerpt of the log with leaves `leaves` (record hashes in log
+    /// order, as stored) that carries `checkpoints` (size, key id, signed
+    /// note, base64 root; any order): each root is checked against the
+    /// leaves, and the consistency proofs between them are computed.
+    pub fn from_leaves(
+        origin: &str,
+        leaves: &[String],
+        checkpoints: Vec<(u64, String, String, String)>,
+    ) -> Result<Self> {
+        let mut tree = Log::default();
+        for l in leaves {
+            tree.append(l).map_err(log_err)?;
+        }
+        let mut checkpoints = checkpoints;
+        checkpoints.sort_by_key(|c| c.0);
+        checkpoints.dedup_by_key(|c| c.0);
+        let mut out = Vec::with_capacity(checkpoints.len());
+        let mut previous: Option<u64> = None;
+        for (size, key_id, text, root) in checkpoints {
+            let ours = tree.root(size).map_err(log_err)?;
+            if log::encode_proof(&[ours])[0] != root {
+                return Err(Error::Other(format!(
+                    "evidence log: the stored leaves do not give the root of the stored checkpoint of {size} records: the stored log was changed"
+                )));
+            }
+            let consistency = match previous {
+                Some(p) => log::encode_proof(&tree.consistency(p, size).map_err(log_err)?),
+                None => Vec::new(),
+            };
+            out.push(StoredCheckpoint { size, key_id, text, consistency });
+            previous = Some(size);
+        }
+        Ok(Self { origin: origin.to_owned(), checkpoints: out })
+    }
+}
+
+/// What evidence log a bundle carries.
+#[derive(Debug, Clone)]
+pub enum BundleLog<'a> {
+    /// None (no signing key at export, records from before the log).
+    None,
+    /// A log over the bundle's records, signed at export.
+    Sign(LogOptions<'a>),
+    /// An excerpt of the service's log, with its stored checkpoints.
+    Stored(StoredLog),
+}
+
 /// The evidence log of a bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogSection {
@@ -49,6 +120,12 @@ pub struct LogSection {
     /// The key that signed the checkpoints.
     pub key_id: String,
     pub checkpoints: Vec<CheckpointRef>,
+    /// The records are an excerpt of a larger log (the evidence
+    /// service's): `log_index` is their place in it and the checkpoints may
+    /// cover records outside the bundle. Otherwise the log is exactly the
+    /// bundle's records, in manifest order.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub excerpt: bool,
 }
 
 /// One checkpoint of a bundle's log.
@@ -59,6 +136,9 @@ pub struct CheckpointRef {
     /// The consistency proof from the previous checkpoint (base64).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consistency: Vec<String>,
+    /// The key that signed it, when not the section's (a key rotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
 }
 
 /// Format identifier of `manifest.json`.
@@ -92,9 +172,9 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
 }
 
 /// Writes a bundle into `dir` (created; it must be empty or absent).
-/// `records` are (entry, document bytes) in chain order; `entry.file` is
-/// replaced by the bundle's path. With `signer`, the bundle carries its
-/// evidence log (checkpoints signed by it).
+/// `records` are (entry, document bytes) in chain or log order;
+/// `entry.file` is replaced by the bundle's path. `log`: the evidence log
+/// the bundle carries.
 pub fn write(
     dir: &Path,
     from: &str,
@@ -102,7 +182,7 @@ pub fn write(
     records: Vec<(Entry, Vec<u8>)>,
     keys: &Keyring,
     exported_at: &str,
-    log: Option<LogOptions<'_>>,
+    log: BundleLog<'_>,
 ) -> Result<Manifest> {
     if dir.exists() && std::fs::read_dir(dir).map_err(|e| io_err(dir, e))?.next().is_some() {
         return Err(Error::Other(format!("{} is not empty: export into a new directory", dir.display())));
@@ -134,8 +214,9 @@ pub fn write(
         )));
     }
     let log = match log {
-        Some(o) => Some(write_log(dir, &mut entries, o)?),
-        None => None,
+        BundleLog::Sign(o) => Some(write_log(dir, &mut entries, o)?),
+        BundleLog::Stored(stored) => Some(write_stored_log(dir, &entries, stored)?),
+        BundleLog::None => None,
     };
     let manifest = Manifest {
         format: BUNDLE_FORMAT.to_owned(),
@@ -180,7 +261,7 @@ fn write_log(dir: &Path, entries: &mut [Entry], o: LogOptions<'_>) -> Result<Log
             Some(p) if p > 0 => log::encode_proof(&tree.consistency(p, *size).map_err(log_err)?),
             _ => Vec::new(),
         };
-        checkpoints.push(CheckpointRef { file, size: *size, consistency });
+        checkpoints.push(CheckpointRef { file, size: *size, consistency, key_id: None });
         previous = Some(*size);
     }
     for e in entries.iter_mut() {
@@ -190,7 +271,30 @@ fn write_log(dir: &Path, entries: &mut [Entry], o: LogOptions<'_>) -> Result<Log
         let proof = log::encode_proof(&tree.inclusion(index, cp).map_err(log_err)?);
         e.inclusion = Some(Inclusion { checkpoint: cp, proof });
     }
-    Ok(LogSection { origin: signer.origin().to_owned(), key_id: key_id.to_owned(), checkpoints })
+    Ok(LogSection { origin: signer.origin().to_owned(), key_id: key_id.to_owned(), checkpoints, excerpt: false })
+}
+
+/// Writes the service's stored checkpoints; the entries carry their proofs.
+fn write_stored_log(dir: &Path, entries: &[Entry], stored: StoredLog) -> Result<LogSection> {
+    let Some(newest) = stored.checkpoints.last() else {
+        return Err(Error::Other("an excerpt of the evidence log needs at least one checkpoint".into()));
+    };
+    if let Some(e) = entries.iter().find(|e| e.log_index.is_none() || e.inclusion.is_none()) {
+        return Err(Error::Other(format!(
+            "{} #{} has no place in the evidence log: an excerpt holds only logged records",
+            e.chain, e.sequence
+        )));
+    }
+    let key_id = newest.key_id.clone();
+    std::fs::create_dir_all(dir.join("checkpoints")).map_err(|e| io_err(dir, e))?;
+    let mut checkpoints = Vec::with_capacity(stored.checkpoints.len());
+    for c in stored.checkpoints {
+        let file = format!("checkpoints/{:012}.txt", c.size);
+        std::fs::write(dir.join(&file), &c.text).map_err(|e| io_err(&dir.join(&file), e))?;
+        let key_id = (c.key_id != key_id).then_some(c.key_id);
+        checkpoints.push(CheckpointRef { file, size: c.size, consistency: c.consistency, key_id });
+    }
+    Ok(LogSection { origin: stored.origin, key_id, checkpoints, excerpt: true })
 }
 
 /// Checks a bundle's evidence log; its problems.
@@ -202,14 +306,15 @@ fn verify_log(dir: &Path, m: &Manifest, log_section: &LogSection, keys: &Keyring
         evidence_id: entry.map(|e| e.evidence_id.clone()),
         problem: Problem::Log(problem),
     };
-    let Some(key) = keys.get(&log_section.key_id) else {
-        out.push(fail(None, format!("the checkpoints' key {} is not in the keyring", log_section.key_id)));
-        return out;
-    };
     // The checkpoints: signatures, sizes, consistency from one to the next.
     let mut heads: std::collections::BTreeMap<u64, log::TreeHead> = std::collections::BTreeMap::new();
     let mut previous: Option<log::TreeHead> = None;
     for cp in &log_section.checkpoints {
+        let key_id = cp.key_id.as_deref().unwrap_or(&log_section.key_id);
+        let Some(key) = keys.get(key_id) else {
+            out.push(fail(None, format!("checkpoint {}: its key {key_id} is not in the keyring", cp.file)));
+            continue;
+        };
         let text = inside(dir, &cp.file).and_then(|p| std::fs::read_to_string(p).ok());
         let Some(text) = text else {
             out.push(fail(None, format!("checkpoint {} is missing", cp.file)));
@@ -239,6 +344,10 @@ fn verify_log(dir: &Path, m: &Manifest, log_section: &LogSection, keys: &Keyring
         heads.insert(head.size, head);
         previous = Some(head);
     }
+    if log_section.excerpt {
+        out.extend(verify_excerpt(m, &heads, previous, fail));
+        return out;
+    }
     // The records: indexes 0..n in order, each proven in its checkpoint.
     let mut tree = Log::default();
     for (i, e) in m.records.iter().enumerate() {
@@ -256,22 +365,8 @@ fn verify_log(dir: &Path, m: &Manifest, log_section: &LogSection, keys: &Keyring
             }
         };
         let _ = tree.append_leaf(leaf);
-        let Some(inc) = &e.inclusion else {
-            out.push(fail(Some(e), "no inclusion proof".to_owned()));
-            continue;
-        };
-        let Some(head) = heads.get(&inc.checkpoint) else {
-            out.push(fail(
-                Some(e),
-                format!("its proof names checkpoint {}, which the bundle does not hold verified", inc.checkpoint),
-            ));
-            continue;
-        };
-        let checked = log::decode_proof(&inc.proof).and_then(|proof| {
-            log::check_inclusion(&proof, head.size, head.root, e.log_index.unwrap_or(i as u64), leaf)
-        });
-        if let Err(err) = checked {
-            out.push(fail(Some(e), err.to_string()));
+        if let Err(problem) = check_proof(e, e.log_index.unwrap_or(i as u64), leaf, &heads) {
+            out.push(fail(Some(e), problem));
         }
     }
     // The last checkpoint covers exactly these records.
@@ -293,6 +388,65 @@ fn verify_log(dir: &Path, m: &Manifest, log_section: &LogSection, keys: &Keyring
         None => {}
     }
     out
+}
+
+/// The records of an excerpt of the service's log: each has a log index
+/// (distinct, increasing in manifest order) and is proven in the checkpoint
+/// its proof names; the newest checkpoint covers them all. Which records of
+/// the log are outside the bundle (other periods) is not known here.
+fn verify_excerpt(
+    m: &Manifest,
+    heads: &std::collections::BTreeMap<u64, log::TreeHead>,
+    newest: Option<log::TreeHead>,
+    fail: impl Fn(Option<&Entry>, String) -> Failure,
+) -> Vec<Failure> {
+    let mut out = Vec::new();
+    let Some(newest) = newest else {
+        if !m.records.is_empty() {
+            out.push(fail(None, "no verified checkpoint".to_owned()));
+        }
+        return out;
+    };
+    let mut last: Option<u64> = None;
+    for e in &m.records {
+        let Some(index) = e.log_index else {
+            out.push(fail(Some(e), "no log index in an excerpt of the evidence log".to_owned()));
+            continue;
+        };
+        if last.is_some_and(|l| index <= l) {
+            out.push(fail(
+                Some(e),
+                format!("log index {index} after {}: records repeated or reordered", last.unwrap_or_default()),
+            ));
+        }
+        last = Some(index);
+        if index >= newest.size {
+            out.push(fail(Some(e), format!("log index {index} is beyond the newest checkpoint ({})", newest.size)));
+        }
+        let checked =
+            log::leaf(&e.hash).map_err(|err| err.to_string()).and_then(|leaf| check_proof(e, index, leaf, heads));
+        if let Err(problem) = checked {
+            out.push(fail(Some(e), problem));
+        }
+    }
+    out
+}
+
+/// Checks that `e`'s inclusion proof puts `leaf` at `index` of the verified
+/// checkpoint it names.
+fn check_proof(
+    e: &Entry,
+    index: u64,
+    leaf: tlog_tiles::Hash,
+    heads: &std::collections::BTreeMap<u64, log::TreeHead>,
+) -> Result<(), String> {
+    let inc = e.inclusion.as_ref().ok_or("no inclusion proof")?;
+    let head = heads.get(&inc.checkpoint).ok_or_else(|| {
+        format!("its proof names checkpoint {}, which the bundle does not hold verified", inc.checkpoint)
+    })?;
+    log::decode_proof(&inc.proof)
+        .and_then(|proof| log::check_inclusion(&proof, head.size, head.root, index, leaf))
+        .map_err(|err| err.to_string())
 }
 
 /// A path from a manifest, confined to the bundle.

@@ -67,6 +67,11 @@ impl Sealer {
         self.key.verifying_key()
     }
 
+    /// A signer of the evidence log `origin`'s checkpoints with this key.
+    pub fn checkpoint_signer(&self, origin: &str) -> Result<crate::log::CheckpointSigner, crate::log::LogError> {
+        crate::log::CheckpointSigner::new(origin, &self.key)
+    }
+
     /// The `pci_scope_identification` record (PCI DSS 12.5.2) of a decision,
     /// appended after `head` of `chain`.
     pub fn scope_identification(&self, chain: &str, head: &ChainHead, d: &ScopeDecision) -> Result<Sealed, String> {
@@ -196,6 +201,7 @@ impl Sealer {
             generated_by: self.generated_by.clone(),
             expires_at,
             document: document_text,
+            log_index: None,
         };
         let row = EvidenceRow {
             id: i.evidence_id,

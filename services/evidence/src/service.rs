@@ -13,19 +13,32 @@
 //! database when there is one, otherwise from `<chain>/HEAD.json` in the
 //! document store. A record that is already stored (redelivery) is not made
 //! twice: record ids are deterministic.
+//!
+//! Every record is also appended to the evidence log ([`crate::log`]): it
+//! gets the next `log_index`, and each batch that added records ends with
+//! one signed checkpoint of the whole log, the consistency proof from the
+//! previous one and every new record's inclusion proof. Checkpoints go to
+//! `evidence.checkpoints` (compacted by origin), the `evidence_checkpoints`
+//! table and `log/checkpoints/` in the document store; the leaves to the
+//! `evidence_log` table and `log/leaves/` (tiles of [`LEAF_TILE`] leaf
+//! hashes). The log is restored from the database when there is one,
+//! otherwise from the document store, and checked against its newest
+//! checkpoint before anything is appended.
 
 use std::collections::{HashMap, HashSet};
 
 use ed25519_dalek::pkcs8::EncodePublicKey;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use psg_config::Config;
+use psg_domain::rows::{EvidenceCheckpointRow, EvidenceLogRow};
 use psg_domain::time::{Micros, SECOND, from_micros};
-use psg_domain::{EvidenceRequest, EvidenceType, FlowEdge, ScopeDecision, ids};
+use psg_domain::{EvidenceCheckpoint, EvidenceRequest, EvidenceType, FlowEdge, ScopeDecision, ids};
 use psg_kafka_runtime::{DeadLetter, InMessage, OutRecord, Output, ProcessError, Processor};
 use psg_store::Store;
 use uuid::Uuid;
 
 use crate::documents::Documents;
+use crate::log::{self, CheckpointSigner, Log};
 use crate::record::{ChainHead, Report, Sealed, Sealer, report_id};
 use crate::reports::{self, Period, PeriodData};
 
@@ -39,6 +52,12 @@ pub const PERIODIC: [EvidenceType; 4] = [
     EvidenceType::TagAudit,
     EvidenceType::ConfigurationSnapshot,
 ];
+
+/// A document-store path and its bytes.
+type File = (String, Vec<u8>);
+
+/// Leaf hashes per file of `log/leaves/` in the document store.
+pub const LEAF_TILE: u64 = 1024;
 
 /// At most this many periods are caught up per batch (a replay of months
 /// of flow logs makes its reports over several batches).
@@ -69,6 +88,18 @@ pub struct Evidence {
     clock: Micros,
     /// End of the next period to report; `None` until the first event.
     next_period_end: Option<Micros>,
+    /// The evidence log over every record (restored at start).
+    log: Log,
+    /// `evidence.log-origin`, if configured.
+    configured_origin: Option<String>,
+    /// Signs the log's checkpoints (its origin set by `restore`).
+    checkpoints: CheckpointSigner,
+    checkpoints_topic: String,
+    /// Size of the newest checkpoint (0: none yet).
+    checkpointed: u64,
+    /// Log entries and checkpoints made since the last `persist`.
+    pending_log: Vec<EvidenceLogRow>,
+    pending_checkpoints: Vec<EvidenceCheckpointRow>,
 }
 
 /// What one batch asks for, decided before any state changes.
@@ -79,6 +110,13 @@ enum Job {
 
 impl Evidence {
     pub fn new(cfg: &Config, store: Option<Store>, sealer: Sealer, documents: Documents) -> Self {
+        // The key's own origin until `restore` knows the log's.
+        let checkpoints = match sealer.checkpoint_signer(&log::default_origin(&sealer.verifying_key())) {
+            Ok(s) => s,
+            // The default origin is letters, digits and slashes: always a
+            // valid key name.
+            Err(e) => unreachable!("default evidence log origin: {e}"),
+        };
         Self {
             decisions_topic: cfg.topics.scope_decisions.clone(),
             edges_topic: cfg.topics.flows_edges.clone(),
@@ -96,7 +134,24 @@ impl Evidence {
             grace: i64::try_from(cfg.evidence.grace_secs).unwrap_or(0) * SECOND,
             clock: i64::MIN,
             next_period_end: None,
+            log: Log::default(),
+            configured_origin: cfg.evidence.log_origin.clone(),
+            checkpoints,
+            checkpoints_topic: cfg.topics.evidence_checkpoints.clone(),
+            checkpointed: 0,
+            pending_log: Vec::new(),
+            pending_checkpoints: Vec::new(),
         }
+    }
+
+    /// The evidence log as this service holds it.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// The log's origin.
+    pub fn log_origin(&self) -> &str {
+        self.checkpoints.origin()
     }
 
     pub fn stream_topics(&self) -> Vec<String> {
@@ -172,6 +227,100 @@ impl Evidence {
         format!("{chain}/by-id/{id}")
     }
 
+    const LOG_HEAD: &'static str = "log/HEAD.json";
+
+    fn leaf_tile_path(tile: u64) -> String {
+        format!("log/leaves/{tile:010}.bin")
+    }
+
+    /// Where a checkpoint of `size` records goes in the document store.
+    pub fn checkpoint_path(size: u64) -> String {
+        format!("log/checkpoints/{size:012}.txt")
+    }
+
+    /// The evidence log's leaves and newest checkpoint (origin, size, base64
+    /// root) as stored: in the database, else in the document store.
+    async fn stored_log(&self) -> Result<(Vec<tlog_tiles::Hash>, Option<(String, u64, String)>), String> {
+        if let Some(store) = &self.store {
+            let hashes = psg_store::evidence::log_leaves(store).await.map_err(|e| e.to_string())?;
+            let leaves =
+                hashes.iter().map(|h| log::leaf(h)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+            let last = psg_store::evidence::last_checkpoint(store)
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|c| (c.origin, u64::try_from(c.tree_size).unwrap_or(0), c.root));
+            return Ok((leaves, last));
+        }
+        let Some(bytes) = self.documents.get(Self::LOG_HEAD).await.map_err(|e| e.to_string())? else {
+            return Ok((Vec::new(), None));
+        };
+        let head: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", Self::LOG_HEAD))?;
+        let (Some(origin), Some(size), Some(root)) =
+            (head["origin"].as_str(), head["size"].as_u64(), head["root"].as_str())
+        else {
+            return Err(format!("{}: origin, size and root expected", Self::LOG_HEAD));
+        };
+        let mut leaves = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        for tile in 0..size.div_ceil(LEAF_TILE) {
+            let path = Self::leaf_tile_path(tile);
+            let bytes = self
+                .documents
+                .get(&path)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("{path} is missing: the evidence log holds {size} records"))?;
+            let want = usize::try_from((size - tile * LEAF_TILE).min(LEAF_TILE)).unwrap_or(0);
+            if bytes.len() < want * 32 {
+                return Err(format!("{path}: {} bytes, {want} leaves of 32 bytes expected", bytes.len()));
+            }
+            leaves.extend(bytes.chunks_exact(32).take(want).map(|c| {
+                let mut h = [0u8; 32];
+                h.copy_from_slice(c);
+                tlog_tiles::Hash(h)
+            }));
+        }
+        Ok((leaves, Some((origin.to_owned(), size, root.to_owned()))))
+    }
+
+    /// Rebuilds the evidence log and checks it against its newest
+    /// checkpoint; settles the origin.
+    async fn restore_log(&mut self) -> Result<(), String> {
+        let (leaves, last) = self.stored_log().await?;
+        let mut tree = Log::default();
+        for l in leaves {
+            tree.append_leaf(l).map_err(|e| e.to_string())?;
+        }
+        let origin = match (&self.configured_origin, &last) {
+            (Some(c), Some((s, _, _))) if c != s => {
+                return Err(format!(
+                    "evidence.log-origin is '{c}', but the evidence log's checkpoints name it '{s}': a log keeps its origin (unset evidence.log-origin, or start a new log with a new database and document store)"
+                ));
+            }
+            (Some(c), _) => c.clone(),
+            (None, Some((s, _, _))) => s.clone(),
+            (None, None) => log::default_origin(&self.sealer.verifying_key()),
+        };
+        self.checkpoints = self.sealer.checkpoint_signer(&origin).map_err(|e| e.to_string())?;
+        if let Some((_, size, root)) = &last {
+            let ours = tree.root(*size).map_err(|e| {
+                format!(
+                    "the evidence log's newest checkpoint signs {size} records, but {} are stored: {e}",
+                    tree.size()
+                )
+            })?;
+            if log::encode_proof(&[ours])[0] != *root {
+                return Err(format!(
+                    "the evidence log's {size} stored leaves do not give the root its newest checkpoint signs ({root}): the stored log was changed"
+                ));
+            }
+            self.checkpointed = *size;
+        }
+        tracing::info!(origin = %origin, size = tree.size(), checkpointed = self.checkpointed, "evidence log restored");
+        metrics::gauge!("psg_evidence_log_size").set(tree.size() as f64);
+        self.log = tree;
+        Ok(())
+    }
+
     /// Loads the chain heads and where periodic reports stopped; registers
     /// the signing key's public half.
     pub async fn restore(&mut self) -> Result<(), String> {
@@ -209,6 +358,7 @@ impl Evidence {
         } else {
             tracing::info!("no database: periodic and on-demand reports are off (they are made from the database)");
         }
+        self.restore_log().await?;
         tracing::info!(key_id = %self.sealer.key_id(), next_period_end = ?self.next_period_end.map(from_micros), "evidence restored");
         Ok(())
     }
@@ -262,6 +412,18 @@ impl Evidence {
         let url = self.documents.url(&sealed.path);
         sealed.message.storage_url = Some(url.clone());
         sealed.row.storage_url = Some(url);
+        let index =
+            self.log.append(&sealed.message.hash).map_err(|e| ProcessError::Fatal(format!("evidence log: {e}")))?;
+        let log_index = i64::try_from(index).map_err(|e| ProcessError::Fatal(format!("evidence log: {e}")))?;
+        sealed.message.log_index = Some(log_index);
+        self.pending_log.push(EvidenceLogRow {
+            log_index,
+            evidence_id: sealed.row.id,
+            record_hash: sealed.message.hash.clone(),
+            // set by the batch's checkpoint
+            checkpoint_size: 0,
+            inclusion: Vec::new(),
+        });
         let bytes = psg_avro_codec::encode(&sealed.message).map_err(|e| ProcessError::Fatal(e.to_string()))?;
         out.records.push(OutRecord::new(&self.evidence_out, sealed.message.chain.as_bytes(), bytes));
         self.heads.insert(
@@ -272,6 +434,86 @@ impl Evidence {
         metrics::counter!("psg_evidence_records_total", "type" => sealed.message.evidence_type.as_str()).increment(1);
         self.pending.push(sealed);
         Ok(())
+    }
+
+    /// Signs a checkpoint of the whole log when records were added since
+    /// the last one: it goes out on `evidence.checkpoints`, with the
+    /// consistency proof from the previous checkpoint; every record it is
+    /// the first to cover gets its inclusion proof.
+    fn checkpoint(&mut self, out: &mut Output) -> Result<(), ProcessError> {
+        let size = self.log.size();
+        if size == self.checkpointed {
+            return Ok(());
+        }
+        let fatal = |e: log::LogError| ProcessError::Fatal(format!("evidence log: {e}"));
+        let root = self.log.root(size).map_err(fatal)?;
+        let text = self.checkpoints.sign(size, root).map_err(fatal)?;
+        let previous = self.checkpointed;
+        let consistency = if previous > 0 {
+            log::encode_proof(&self.log.consistency(previous, size).map_err(fatal)?)
+        } else {
+            Vec::new()
+        };
+        let tree_size = i64::try_from(size).map_err(|e| ProcessError::Fatal(e.to_string()))?;
+        for entry in self.pending_log.iter_mut().filter(|e| e.checkpoint_size == 0) {
+            let proof = self.log.inclusion(entry.log_index.unsigned_abs(), size).map_err(fatal)?;
+            entry.checkpoint_size = tree_size;
+            entry.inclusion = log::encode_proof(&proof);
+        }
+        let signed_at = chrono::Utc::now();
+        let message = EvidenceCheckpoint {
+            origin: self.checkpoints.origin().to_owned(),
+            tree_size,
+            root: log::encode_proof(&[root]).swap_remove(0),
+            key_id: self.sealer.key_id().to_owned(),
+            checkpoint: text,
+            previous_size: (previous > 0).then_some(previous as i64),
+            consistency,
+            signed_at: signed_at.timestamp_micros(),
+        };
+        let bytes = psg_avro_codec::encode(&message).map_err(|e| ProcessError::Fatal(e.to_string()))?;
+        out.records.push(OutRecord::new(&self.checkpoints_topic, message.origin.as_bytes(), bytes));
+        self.pending_checkpoints.push(EvidenceCheckpointRow {
+            origin: message.origin,
+            tree_size,
+            root: message.root,
+            key_id: message.key_id,
+            checkpoint: message.checkpoint,
+            previous_size: message.previous_size,
+            consistency: message.consistency,
+            signed_at,
+        });
+        self.checkpointed = size;
+        metrics::counter!("psg_evidence_checkpoints_total").increment(1);
+        metrics::gauge!("psg_evidence_log_size").set(size as f64);
+        Ok(())
+    }
+
+    /// The document-store files of the log: the leaf tiles the pending
+    /// records touched, the pending checkpoints; and `log/HEAD.json`, to
+    /// be written after them.
+    fn log_files(&self) -> Result<(Vec<File>, Option<Vec<u8>>), crate::Error> {
+        let mut files = Vec::new();
+        let err = |e: log::LogError| crate::Error::Other(format!("evidence log: {e}"));
+        let size = self.log.size();
+        if let Some(first) = self.pending_log.first() {
+            let first_tile = first.log_index.unsigned_abs() / LEAF_TILE;
+            for tile in first_tile..size.div_ceil(LEAF_TILE) {
+                let from = tile * LEAF_TILE;
+                let to = (from + LEAF_TILE).min(size);
+                let bytes: Vec<u8> = self.log.leaf_hashes(from, to).map_err(err)?.iter().flat_map(|h| h.0).collect();
+                files.push((Self::leaf_tile_path(tile), bytes));
+            }
+        }
+        for c in &self.pending_checkpoints {
+            files.push((Self::checkpoint_path(c.tree_size.unsigned_abs()), c.checkpoint.clone().into_bytes()));
+        }
+        let head = self.pending_checkpoints.last().map(|c| {
+            serde_json::json!({"origin": c.origin, "size": c.tree_size, "root": c.root, "checkpoint": Self::checkpoint_path(c.tree_size.unsigned_abs())})
+                .to_string()
+                .into_bytes()
+        });
+        Ok((files, head))
     }
 }
 
@@ -409,13 +651,14 @@ impl Processor for Evidence {
                 (Job::Reports(..), None) => {}
             }
         }
+        self.checkpoint(&mut out)?;
         self.clock = clock;
         self.next_period_end = next;
         Ok(out)
     }
 
     async fn persist(&mut self) -> Result<(), ProcessError> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.pending_checkpoints.is_empty() {
             return Ok(());
         }
         let transient = |e: crate::Error| ProcessError::Transient(e.to_string());
@@ -427,7 +670,12 @@ impl Processor for Evidence {
                 files.push((Self::marker_path(&s.message.chain, &s.row.id), s.path.clone().into_bytes()));
             }
         }
+        let (log_files, log_head) = self.log_files().map_err(|e| ProcessError::Fatal(e.to_string()))?;
+        files.extend(log_files);
         self.documents.put_many(files).await.map_err(transient)?;
+        if let Some(head) = log_head {
+            self.documents.put(Self::LOG_HEAD, head).await.map_err(transient)?;
+        }
         let chains: HashSet<&str> = self.pending.iter().map(|s| s.message.chain.as_str()).collect();
         for chain in chains {
             let head = self.head(chain);
@@ -439,13 +687,15 @@ impl Processor for Evidence {
         if let Some(store) = &self.store {
             let started = std::time::Instant::now();
             let rows: Vec<_> = self.pending.iter().map(|s| s.row.clone()).collect();
-            psg_store::evidence::insert_evidence(store, &rows)
+            psg_store::evidence::append(store, &rows, &self.pending_log, &self.pending_checkpoints)
                 .await
                 .map_err(|e| ProcessError::classify(e.is_transient(), e))?;
             metrics::histogram!("psg_evidence_persist_seconds", "step" => "database")
                 .record(started.elapsed().as_secs_f64());
         }
         self.pending.clear();
+        self.pending_log.clear();
+        self.pending_checkpoints.clear();
         Ok(())
     }
 }

@@ -8,11 +8,12 @@ use ed25519_dalek::SigningKey;
 use psg_config::Config;
 use psg_domain::time::{DAY, SECOND, from_micros};
 use psg_domain::{
-    CloudProvider, EdgeDirection, EdgeKind, Endpoint, EndpointKind, FlowAction, FlowEdge, Resource, ResourceType,
-    SourceRef, ids,
+    CloudProvider, EdgeDirection, EdgeKind, Endpoint, EndpointKind, EvidenceCheckpoint, FlowAction, FlowEdge, Resource,
+    ResourceType, SourceRef, ids,
 };
 use psg_evidence::Evidence;
 use psg_evidence::documents::Documents;
+use psg_evidence::log;
 use psg_evidence::record::Sealer;
 use psg_evidence::verify::{Entry, Keyring, verify_entries};
 use psg_kafka_runtime::{InMessage, InputKind, Output, Processor};
@@ -69,7 +70,57 @@ fn edge(src: &str, dst: &str, at: i64, offset: i64) -> InMessage {
 }
 
 fn records(out: &Output) -> Vec<psg_domain::Evidence> {
-    out.records.iter().map(|r| psg_avro_codec::decode(&r.payload).expect("decode")).collect()
+    out.records
+        .iter()
+        .filter(|r| r.topic == "evidence.records")
+        .map(|r| psg_avro_codec::decode(&r.payload).expect("decode"))
+        .collect()
+}
+
+fn checkpoints(out: &Output) -> Vec<EvidenceCheckpoint> {
+    out.records
+        .iter()
+        .filter(|r| r.topic == "evidence.checkpoints")
+        .map(|r| psg_avro_codec::decode(&r.payload).expect("decode"))
+        .collect()
+}
+
+/// Checks a published checkpoint: its signature, root, consistency with
+/// the previous one; and each record's place in the log.
+fn check_checkpoint(c: &EvidenceCheckpoint, key: &ed25519_dalek::VerifyingKey, previous: Option<&EvidenceCheckpoint>) {
+    let head = log::verify_checkpoint(&c.checkpoint, &c.origin, key).expect("the checkpoint's signature verifies");
+    assert_eq!(head.size as i64, c.tree_size);
+    assert_eq!(log::encode_proof(&[head.root])[0], c.root);
+    match previous {
+        Some(p) => {
+            assert_eq!(c.previous_size, Some(p.tree_size));
+            let old = log::verify_checkpoint(&p.checkpoint, &p.origin, key).expect("the previous checkpoint verifies");
+            let proof = log::decode_proof(&c.consistency).expect("base64 proof");
+            log::check_consistency(&proof, head.size, head.root, old.size, old.root).expect("consistent");
+        }
+        None => assert_eq!((c.previous_size, c.consistency.len()), (None, 0)),
+    }
+}
+
+/// Scope decisions as classify publishes them (with a database, it also
+/// stores resources and decisions there).
+async fn decisions(cfg: &Config, store: Option<Store>, at: i64) -> Vec<InMessage> {
+    let mut classify = psg_classify::Classify::new(cfg, store);
+    let out = classify
+        .process(&[
+            resource("db", &[("pci-scope", "cde")]),
+            resource("app", &[("pci-scope", "out-of-scope")]),
+            edge("app", "db", at, 0),
+        ])
+        .await
+        .expect("classify");
+    classify.persist().await.expect("classify persists");
+    out.records
+        .iter()
+        .filter(|r| r.topic == "scope.decisions")
+        .enumerate()
+        .map(|(i, r)| msg(InputKind::Stream, "scope.decisions", i as i64, r.payload.clone()))
+        .collect()
 }
 
 #[tokio::test]
@@ -81,16 +132,7 @@ async fn decisions_and_periodic_reports_are_chained_stored_and_not_repeated() {
 
     // Classify puts resources, decisions and a segmentation violation in the database.
     let at = 1000 * SECOND;
-    let mut classify = psg_classify::Classify::new(&cfg, Some(store.clone()));
-    let out = classify
-        .process(&[
-            resource("db", &[("pci-scope", "cde")]),
-            resource("app", &[("pci-scope", "out-of-scope")]),
-            edge("app", "db", at, 0),
-        ])
-        .await
-        .unwrap();
-    classify.persist().await.unwrap();
+    let decisions = decisions(&cfg, Some(store.clone()), at).await;
     psg_store::flows::upsert_data_flows(
         &store,
         &[psg_domain::rows::DataFlowRow {
@@ -117,13 +159,6 @@ async fn decisions_and_periodic_reports_are_chained_stored_and_not_repeated() {
     )
     .await
     .unwrap();
-    let decisions: Vec<InMessage> = out
-        .records
-        .iter()
-        .filter(|r| r.topic == "scope.decisions")
-        .enumerate()
-        .map(|(i, r)| msg(InputKind::Stream, "scope.decisions", i as i64, r.payload.clone()))
-        .collect();
     assert!(decisions.len() >= 2);
 
     let dir = tempfile::tempdir().unwrap();
@@ -131,8 +166,17 @@ async fn decisions_and_periodic_reports_are_chained_stored_and_not_repeated() {
     let documents = Documents::open(dir.path().to_str().unwrap()).unwrap();
     let mut evidence = Evidence::new(&cfg, Some(store.clone()), sealer(), documents.clone());
     evidence.restore().await.unwrap();
-    let first = records(&evidence.process(&decisions).await.unwrap());
+    let out = evidence.process(&decisions).await.unwrap();
+    let first = records(&out);
     assert_eq!(first.len(), decisions.len(), "one record per decision; no period has closed yet");
+    // The evidence log: indexes from 0, one checkpoint for the batch.
+    let indexes: Vec<Option<i64>> = first.iter().map(|r| r.log_index).collect();
+    assert_eq!(indexes, (0..first.len() as i64).map(Some).collect::<Vec<_>>());
+    let key = sealer().verifying_key();
+    let cp1 = checkpoints(&out);
+    assert_eq!(cp1.len(), 1, "one checkpoint per batch");
+    assert_eq!(cp1[0].tree_size, first.len() as i64);
+    check_checkpoint(&cp1[0], &key, None);
     evidence.persist().await.unwrap();
 
     // Event time passes the end of day 1 plus the grace hour: days 0 and 1 are reported.
@@ -156,7 +200,14 @@ async fn decisions_and_periodic_reports_are_chained_stored_and_not_repeated() {
         gaps: vec![],
     };
     let coverage = msg(InputKind::Table, "flows.coverage", 0, psg_avro_codec::encode(&coverage).unwrap());
-    let out = records(&evidence.process(&[coverage, late.clone()]).await.unwrap());
+    let batch = evidence.process(&[coverage, late.clone()]).await.unwrap();
+    let out = records(&batch);
+    let out_reports = out.clone();
+    let cp2 = checkpoints(&batch);
+    assert_eq!(cp2.len(), 1);
+    assert_eq!(cp2[0].tree_size, (first.len() + out.len()) as i64);
+    check_checkpoint(&cp2[0], &key, Some(&cp1[0]));
+    assert_eq!(out[0].log_index, Some(first.len() as i64), "the log goes on across chains");
     evidence.persist().await.unwrap();
     let kinds: Vec<(&str, i64)> = out.iter().map(|r| (r.chain.as_str(), r.sequence)).collect();
     assert_eq!(
@@ -195,10 +246,39 @@ async fn decisions_and_periodic_reports_are_chained_stored_and_not_repeated() {
     let mut restarted = Evidence::new(&cfg, Some(store.clone()), sealer(), documents.clone());
     restarted.restore().await.unwrap();
     assert_eq!(restarted.next_period_end(), Some(3 * DAY));
+    assert_eq!(restarted.log().size() as i64, cp2[0].tree_size, "the log restored from the database");
+    assert_eq!(restarted.log_origin(), cp2[0].origin);
     let mut again = decisions.clone();
     again.push(late);
     let out = restarted.process(&again).await.unwrap();
-    assert!(out.records.is_empty(), "nothing repeated: {:?}", records(&out));
+    assert!(out.records.is_empty(), "nothing repeated, no checkpoint: {:?}", records(&out));
+
+    // The database holds both checkpoints and every record's inclusion
+    // proof against the first checkpoint covering it.
+    let stored = psg_store::evidence::checkpoints(&store, &cp1[0].origin).await.unwrap();
+    assert_eq!(
+        stored.iter().map(|c| c.checkpoint.as_str()).collect::<Vec<_>>(),
+        [&cp1[0].checkpoint, &cp2[0].checkpoint]
+    );
+    let all: Vec<uuid::Uuid> = first.iter().chain(&out_reports).map(|r| r.evidence_id.parse().unwrap()).collect();
+    let entries = psg_store::evidence::log_entries(&store, &all).await.unwrap();
+    assert_eq!(entries.len(), all.len());
+    for e in &entries {
+        let cp = stored.iter().find(|c| c.tree_size == e.checkpoint_size).expect("its checkpoint is stored");
+        let head = log::verify_checkpoint(&cp.checkpoint, &cp.origin, &key).unwrap();
+        let expected = if (e.log_index as usize) < first.len() { cp1[0].tree_size } else { cp2[0].tree_size };
+        assert_eq!(e.checkpoint_size, expected, "proven in the first checkpoint that covers it");
+        let proof = log::decode_proof(&e.inclusion).unwrap();
+        log::check_inclusion(&proof, head.size, head.root, e.log_index as u64, log::leaf(&e.record_hash).unwrap())
+            .expect("inclusion proof verifies");
+    }
+    // The log's tables are append-only.
+    let client = store.client().await.unwrap();
+    for sql in ["UPDATE evidence_log SET record_hash = 'x'", "DELETE FROM evidence_checkpoints"] {
+        let err = client.execute(sql, &[]).await.unwrap_err();
+        assert!(format!("{err:?}").contains("append-only"), "{sql}: {err:?}");
+    }
+    drop(client);
 
     // Every chain in the database verifies; the key is registered.
     let keys = psg_store::evidence::public_keys(&store).await.unwrap();
@@ -240,4 +320,75 @@ async fn decisions_and_periodic_reports_are_chained_stored_and_not_repeated() {
     assert_eq!(psg_store::evidence::delete_expired(&store, &ids, now).await.unwrap(), 8);
     let left = psg_store::evidence::records_between(&store, from_micros(0), far).await.unwrap();
     assert_eq!(left.len(), decisions.len());
+
+    drop(client);
+    // Expired records leave their leaves: the log restores whole and goes on.
+    let mut after = Evidence::new(&cfg, Some(store.clone()), sealer(), documents.clone());
+    after.restore().await.unwrap();
+    assert_eq!(after.log().size() as i64, cp2[0].tree_size);
+
+    // A stored log that no longer gives its checkpoint's root is refused
+    // at start (the trigger is lifted here as only the table owner could).
+    let client = store.client().await.unwrap();
+    client
+        .batch_execute(
+            "ALTER TABLE evidence_log DISABLE TRIGGER evidence_log_append_only;
+             UPDATE evidence_log SET record_hash = repeat('0', 64) WHERE log_index = 1;",
+        )
+        .await
+        .unwrap();
+    drop(client);
+    let mut tampered = Evidence::new(&cfg, Some(store.clone()), sealer(), documents.clone());
+    let err = tampered.restore().await.unwrap_err();
+    assert!(err.contains("the stored log was changed"), "{err}");
+}
+
+/// Without a database the log lives in the document store: leaf tiles,
+/// checkpoints and log/HEAD.json; a restart restores it and goes on.
+#[tokio::test]
+async fn without_a_database_the_log_is_restored_from_the_document_store() {
+    let mut cfg = Config::default();
+    cfg.evidence.log_origin = Some("payments.example/evidence".into());
+    let decisions = decisions(&cfg, None, 1000 * SECOND).await;
+    let dir = tempfile::tempdir().unwrap();
+    let documents = Documents::open(dir.path().to_str().unwrap()).unwrap();
+    let sealer = || Sealer::new(SigningKey::from_bytes(&[6u8; 32]), "test");
+    let key = sealer().verifying_key();
+
+    let mut evidence = Evidence::new(&cfg, None, sealer(), documents.clone());
+    evidence.restore().await.unwrap();
+    let out = evidence.process(&decisions[..1]).await.unwrap();
+    let cp1 = checkpoints(&out);
+    assert_eq!((cp1.len(), cp1[0].tree_size, cp1[0].origin.as_str()), (1, 1, "payments.example/evidence"));
+    check_checkpoint(&cp1[0], &key, None);
+    evidence.persist().await.unwrap();
+    let stored = std::fs::read_to_string(dir.path().join("log/checkpoints/000000000001.txt")).unwrap();
+    assert_eq!(stored, cp1[0].checkpoint);
+
+    // Restarted: the rest of the decisions (and the first again) continue the log.
+    let mut restarted = Evidence::new(&cfg, None, sealer(), documents.clone());
+    restarted.restore().await.unwrap();
+    assert_eq!(restarted.log().size(), 1);
+    let out = restarted.process(&decisions).await.unwrap();
+    let new = records(&out);
+    assert_eq!(new.len(), decisions.len() - 1, "the first decision's record is not made twice");
+    assert_eq!(new[0].log_index, Some(1));
+    let cp2 = checkpoints(&out);
+    check_checkpoint(&cp2[0], &key, Some(&cp1[0]));
+    restarted.persist().await.unwrap();
+
+    // Another origin configured for the same log is refused.
+    let mut other = cfg.clone();
+    other.evidence.log_origin = Some("elsewhere.example/evidence".into());
+    let err = Evidence::new(&other, None, sealer(), documents.clone()).restore().await.unwrap_err();
+    assert!(err.contains("payments.example/evidence"), "{err}");
+
+    // A changed leaf tile no longer gives the checkpoint's root.
+    let tile = dir.path().join("log/leaves/0000000000.bin");
+    let mut bytes = std::fs::read(&tile).unwrap();
+    assert_eq!(bytes.len(), decisions.len() * 32);
+    bytes[0] ^= 1;
+    std::fs::write(&tile, bytes).unwrap();
+    let err = Evidence::new(&cfg, None, sealer(), documents).restore().await.unwrap_err();
+    assert!(err.contains("the stored log was changed"), "{err}");
 }

@@ -80,7 +80,8 @@ fn keyring(sealers: &[&Sealer]) -> Keyring {
 
 fn fresh_bundle(dir: &Path) -> Manifest {
     let (records, old, new) = records();
-    bundle::write(dir, "from", "to", records, &keyring(&[&old, &new]), "now", None).expect("test setup")
+    bundle::write(dir, "from", "to", records, &keyring(&[&old, &new]), "now", bundle::BundleLog::None)
+        .expect("test setup")
 }
 
 fn problems(dir: &Path) -> Vec<Problem> {
@@ -251,7 +252,7 @@ fn verifying_with_the_wrong_key_is_detected() {
     let m: Manifest = serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
     let other = keyring(&[&Sealer::new(SigningKey::from_bytes(&[3u8; 32]), "x")]);
     let other_dir = tempfile::tempdir().unwrap();
-    bundle::write(&other_dir.path().join("b"), "f", "t", Vec::new(), &other, "now", None).unwrap();
+    bundle::write(&other_dir.path().join("b"), "f", "t", Vec::new(), &other, "now", bundle::BundleLog::None).unwrap();
     let other_pub = std::fs::read_dir(other_dir.path().join("b/keys")).unwrap().next().unwrap().unwrap().path();
     for k in &m.keys {
         std::fs::copy(&other_pub, dir.path().join(k)).unwrap();
@@ -269,7 +270,8 @@ fn logged_bundle(dir: &Path) -> Manifest {
     let signer = CheckpointSigner::new("test.example/evidence", &key).expect("test setup");
     let key_id = psg_evidence::keys::key_id(&new.verifying_key());
     let log = bundle::LogOptions { signer: &signer, key_id: &key_id, every: 3 };
-    bundle::write(dir, "from", "to", records, &keyring(&[&old, &new]), "now", Some(log)).expect("test setup")
+    bundle::write(dir, "from", "to", records, &keyring(&[&old, &new]), "now", bundle::BundleLog::Sign(log))
+        .expect("test setup")
 }
 
 fn log_problems(dir: &Path) -> Vec<String> {
@@ -365,4 +367,100 @@ fn a_changed_checkpoint_or_consistency_proof_is_caught() {
     let (_, old, _) = records();
     let (_, outcome, _) = bundle::verify_dir(dir.path(), Some(&keyring(&[&old]))).unwrap();
     assert!(outcome.failures.iter().any(|f| matches!(&f.problem, Problem::Log(s) if s.contains("not in the keyring"))));
+}
+
+/// The service's log over all eight records, checkpointed after records 3,
+/// 6 and 8 (its batches); the bundle is an excerpt: records 3..6 (log
+/// indexes 3, 4, 5) with their stored proofs, the checkpoint that covers
+/// them (6) and the newest (8).
+fn excerpt_bundle(dir: &Path) -> Manifest {
+    let (records, old, new) = records();
+    let key = SigningKey::from_bytes(&[2u8; 32]);
+    let signer = CheckpointSigner::new("test.example/evidence", &key).expect("test setup");
+    let key_id = psg_evidence::keys::key_id(&new.verifying_key());
+    let mut tree = psg_evidence::log::Log::default();
+    for (e, _) in &records {
+        tree.append(&e.hash).expect("test setup");
+    }
+    let checkpoint = |size: u64| {
+        let root = tree.root(size).expect("test setup");
+        let b64 = psg_evidence::log::encode_proof(&[root]).remove(0);
+        (size, key_id.clone(), signer.sign(size, root).expect("test setup"), b64)
+    };
+    let leaves: Vec<String> = records.iter().map(|(e, _)| e.hash.clone()).collect();
+    let stored = bundle::StoredLog::from_leaves("test.example/evidence", &leaves, vec![checkpoint(8), checkpoint(6)])
+        .expect("test setup");
+    let excerpt: Vec<(Entry, Vec<u8>)> = records
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| (3..6).contains(i))
+        .map(|(i, (mut e, doc))| {
+            let proof = tree.inclusion(i as u64, 6).expect("test setup");
+            e.log_index = Some(i as u64);
+            e.inclusion =
+                Some(psg_evidence::verify::Inclusion { checkpoint: 6, proof: psg_evidence::log::encode_proof(&proof) });
+            (e, doc)
+        })
+        .collect();
+    bundle::write(dir, "from", "to", excerpt, &keyring(&[&old, &new]), "now", bundle::BundleLog::Stored(stored))
+        .expect("test setup")
+}
+
+/// Issue 20: an export of the service's log: its records keep their log
+/// indexes and stored proofs, the bundle its stored checkpoints.
+#[test]
+fn an_excerpt_of_the_service_log_verifies_and_its_changes_are_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = excerpt_bundle(dir.path());
+    let log = m.log.as_ref().unwrap();
+    assert!(log.excerpt);
+    assert_eq!(log.checkpoints.iter().map(|c| c.size).collect::<Vec<_>>(), [6, 8]);
+    assert!(!log.checkpoints[1].consistency.is_empty(), "consistency from 6 to 8");
+    let (_, outcome, _) = bundle::verify_dir(dir.path(), None).unwrap();
+    assert!(outcome.ok(), "{:?}", outcome.failures);
+
+    // A record's index changed: its proof no longer puts it there.
+    let dir = tempfile::tempdir().unwrap();
+    excerpt_bundle(dir.path());
+    rewrite_manifest(dir.path(), |m| m.records[1].log_index = Some(2));
+    let p = log_problems(dir.path());
+    assert!(p.iter().any(|s| s.contains("log index 2 after 3")), "{p:?}");
+    assert!(p.iter().any(|s| s.contains("record 2 is not in the tree of size 6")), "{p:?}");
+
+    // The covering checkpoint replaced by another size: its signature fails.
+    let dir = tempfile::tempdir().unwrap();
+    let m = excerpt_bundle(dir.path());
+    let file = dir.path().join(&m.log.as_ref().unwrap().checkpoints[0].file);
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replacen("\n6\n", "\n5\n", 1)).unwrap();
+    let p = log_problems(dir.path());
+    assert!(p.iter().any(|s| s.contains("signature")), "{p:?}");
+    assert!(p.iter().any(|s| s.contains("names checkpoint 6")), "{p:?}");
+
+    // A record outside the log pretending to be in the excerpt.
+    let dir = tempfile::tempdir().unwrap();
+    excerpt_bundle(dir.path());
+    rewrite_manifest(dir.path(), |m| m.records[2].log_index = Some(9));
+    let p = log_problems(dir.path());
+    assert!(p.iter().any(|s| s.contains("beyond the newest checkpoint (8)")), "{p:?}");
+
+    // Stored leaves that do not give a stored checkpoint's root: no export.
+    let (records, _, new) = records();
+    let key = SigningKey::from_bytes(&[2u8; 32]);
+    let signer = CheckpointSigner::new("test.example/evidence", &key).unwrap();
+    let mut leaves: Vec<String> = records.iter().map(|(e, _)| e.hash.clone()).collect();
+    let mut tree = psg_evidence::log::Log::default();
+    for l in &leaves {
+        tree.append(l).unwrap();
+    }
+    let root = tree.root(8).unwrap();
+    let cp = (
+        8,
+        psg_evidence::keys::key_id(&new.verifying_key()),
+        signer.sign(8, root).unwrap(),
+        psg_evidence::log::encode_proof(&[root]).remove(0),
+    );
+    leaves.swap(0, 1);
+    let err = bundle::StoredLog::from_leaves("test.example/evidence", &leaves, vec![cp]).unwrap_err();
+    assert!(err.to_string().contains("the stored log was changed"), "{err}");
 }

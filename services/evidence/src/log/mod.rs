@@ -89,6 +89,14 @@ impl Log {
         self.append_leaf(leaf(record_hash_hex)?)
     }
 
+    /// The leaf hashes of records `from..to` (what [`Log::append_leaf`]
+    /// takes back).
+    pub fn leaf_hashes(&self, from: u64, to: u64) -> Result<Vec<Hash>, LogError> {
+        self.check_size(to)?;
+        let indexes: Vec<u64> = (from..to).map(|i| tlog_tiles::stored_hash_index(0, i)).collect();
+        self.read_hashes(&indexes).map_err(tree_err)
+    }
+
     /// The root of the tree of the first `size` records.
     pub fn root(&self, size: u64) -> Result<Hash, LogError> {
         self.check_size(size)?;
