@@ -13,8 +13,13 @@
 #     tests, the end-to-end test (four processes, tansu, PostgreSQL) and the
 #     fault tests (broker, database and process failures, rebalances).
 #
+#   - TimescaleDB: built from ../shared/vendor (PSG_VENDOR_DIR) into the
+#     local PostgreSQL when missing (~3 min, once), and a cluster of its own
+#     under target/pg-timescale with it preloaded; the storage, evidence and
+#     end-to-end tests run on it too;
+#
 # Environment: TANSU_BIN (use this tansu), TEST_DATABASE_ADMIN_URL (use this
-# server), FORCE_THROWAWAY_PG=1 (start a throwaway cluster even when 5432
+# server), TEST_TIMESCALE_ADMIN_URL (use this server with TimescaleDB preloaded), FORCE_THROWAWAY_PG=1 (start a throwaway cluster even when 5432
 # answers), SCOPE_GUARD_TOOLS (tool cache directory), PSG_SKIP_TLS_TESTS=1
 # (skip the PostgreSQL TLS tests when the server serves no TLS; set for the
 # throwaway cluster).
@@ -30,10 +35,15 @@ step() { printf '\n==> %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 PG_STARTED=""
+TS_STARTED=""
 cleanup() {
   if [ -n "$PG_STARTED" ]; then
     step "stopping the throwaway PostgreSQL cluster"
     as_pg "$PG_BIN/pg_ctl" -D "$PG_STARTED" -m fast -w stop >/dev/null 2>&1 || true
+  fi
+  if [ -n "$TS_STARTED" ]; then
+    step "stopping the TimescaleDB cluster"
+    as_pg "$TS_BIN/pg_ctl" -D "$TS_STARTED" -m fast -w stop >/dev/null 2>&1 || true
   fi
 }
 trap cleanup EXIT
@@ -82,6 +92,68 @@ else
   echo "note: the throwaway cluster serves no TLS: the PostgreSQL TLS tests are SKIPPED (PSG_SKIP_TLS_TESTS=1)"
 fi
 
+# --- TimescaleDB --------------------------------------------------------------
+# Built once from the vendored source into the local PostgreSQL when its
+# library is missing (no package registry here ships it); then a cluster of
+# our own with it preloaded. The server on 5432 keeps it unloaded: the tests
+# cover both (installed-but-not-preloaded must fall back to native partitions).
+TS_VERSION=2.28.3
+TS_STARTED=""
+if [ -n "${TEST_TIMESCALE_ADMIN_URL:-}" ]; then
+  step "TimescaleDB: using TEST_TIMESCALE_ADMIN_URL"
+else
+  PG_CONFIG=$(command -v pg_config || true)
+  TS_PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  [ -n "$TS_PG_BIN" ] && [ -x "$TS_PG_BIN/pg_config" ] && PG_CONFIG="$TS_PG_BIN/pg_config"
+  [ -n "$PG_CONFIG" ] || die "pg_config is missing: install PostgreSQL's server development files (postgresql-server-dev-15)"
+  TS_LIB="$("$PG_CONFIG" --pkglibdir)/timescaledb-$TS_VERSION.so"
+  if [ -f "$TS_LIB" ]; then
+    step "TimescaleDB: $TS_VERSION is installed ($TS_LIB)"
+  else
+    step "TimescaleDB: building $TS_VERSION from the vendored source (one time, about 3 minutes)"
+    TS_TARBALL=""
+    for d in "${PSG_VENDOR_DIR:-}" "$ROOT/../shared/vendor" /work/shared/vendor; do
+      if [ -n "$d" ] && [ -f "$d/timescaledb-$TS_VERSION.tar.gz" ]; then TS_TARBALL="$d/timescaledb-$TS_VERSION.tar.gz"; break; fi
+    done
+    [ -n "$TS_TARBALL" ] || die "timescaledb-$TS_VERSION.tar.gz not found: set PSG_VENDOR_DIR to the directory that holds it"
+    echo "ec2f7de0ba53a473c01e0a57e09053898c6b1f7487228caff0f1d31c8cb2dedb  $TS_TARBALL" | sha256sum -c --quiet \
+      || die "$TS_TARBALL does not have the SHA-256 of the upstream 2.28.3 archive"
+    PG_MAJOR=$("$PG_CONFIG" --version | sed -E 's/[^0-9]*([0-9]+).*/\1/')
+    if ! command -v cmake >/dev/null || [ ! -d "/usr/include/postgresql/$PG_MAJOR/server" ]; then
+      if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+        step "installing cmake and postgresql-server-dev-$PG_MAJOR (apt-get)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q cmake "postgresql-server-dev-$PG_MAJOR" >/dev/null
+      else
+        die "building TimescaleDB needs cmake and postgresql-server-dev-$PG_MAJOR: install them (or set TEST_TIMESCALE_ADMIN_URL)"
+      fi
+    fi
+    rm -rf "$ROOT/target/timescaledb" && mkdir -p "$ROOT/target/timescaledb"
+    tar xzf "$TS_TARBALL" -C "$ROOT/target/timescaledb"
+    (
+      cd "$ROOT/target/timescaledb/timescaledb-$TS_VERSION"
+      ./bootstrap -DPG_CONFIG="$PG_CONFIG" -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF -DWARNINGS_AS_ERRORS=OFF \
+        -DCMAKE_BUILD_TYPE=Release >"$ROOT/target/timescaledb/bootstrap.log" 2>&1 \
+        || { tail -n 30 "$ROOT/target/timescaledb/bootstrap.log"; exit 1; }
+      make -C build -j2 >"$ROOT/target/timescaledb/make.log" 2>&1 || { tail -n 30 "$ROOT/target/timescaledb/make.log"; exit 1; }
+      make -C build install >>"$ROOT/target/timescaledb/make.log" 2>&1
+    ) || die "building TimescaleDB failed (logs in target/timescaledb/)"
+    [ -f "$TS_LIB" ] || die "TimescaleDB was built but $TS_LIB is missing"
+    echo "installed $TS_LIB"
+  fi
+  TS_BIN=$(dirname "$PG_CONFIG")
+  [ -x "$TS_BIN/initdb" ] || TS_BIN=$("$PG_CONFIG" --bindir)
+  TSDATA="$ROOT/target/pg-timescale/data"
+  TSPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null || echo 55433)
+  rm -rf "$ROOT/target/pg-timescale" && mkdir -p "$ROOT/target/pg-timescale"
+  [ "$(id -u)" = 0 ] && chown -R postgres "$ROOT/target/pg-timescale"
+  as_pg "$TS_BIN/initdb" -D "$TSDATA" -U postgres --auth=trust >/dev/null
+  as_pg "$TS_BIN/pg_ctl" -D "$TSDATA" -l "$ROOT/target/pg-timescale/server.log" -w \
+    -o "-p $TSPORT -c listen_addresses=127.0.0.1 -k $ROOT/target/pg-timescale -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off -c max_connections=200" start >/dev/null
+  TS_STARTED="$TSDATA"
+  export TEST_TIMESCALE_ADMIN_URL="postgres://postgres@127.0.0.1:$TSPORT/postgres"
+  echo "started PostgreSQL with TimescaleDB $TS_VERSION preloaded on 127.0.0.1:$TSPORT (data in $TSDATA)"
+fi
+
 # --- tansu ------------------------------------------------------------------
 if [ -n "${TANSU_BIN:-}" ]; then
   [ -x "$TANSU_BIN" ] || die "TANSU_BIN=$TANSU_BIN is not executable"
@@ -103,5 +175,9 @@ cargo test --workspace --locked --exclude pci-scope-guard
 
 step "end-to-end and fault tests: pci-scope-guard processes, tansu broker, PostgreSQL"
 cargo test --locked -p pci-scope-guard -- --nocapture --test-threads=1
+
+step "on TimescaleDB: the storage, evidence and end-to-end tests again (hypertables)"
+TEST_DATABASE_ADMIN_URL="$TEST_TIMESCALE_ADMIN_URL" cargo test --locked -p psg-store -p psg-evidence
+TEST_DATABASE_ADMIN_URL="$TEST_TIMESCALE_ADMIN_URL" cargo test --locked -p pci-scope-guard --test e2e -- --nocapture
 
 step "all tests passed"

@@ -71,7 +71,12 @@ pub(crate) async fn migrate(cfg: &Config) -> Result<(), CliError> {
         })?;
     let in_db = |e: psg_store::Error| CliError::Runtime(format!("database {}: {e}", redact_url(url.expose())));
     let pool = psg_store::pool(url.expose(), 1).map_err(in_db)?;
-    let report = psg_store::migrate(&pool).await.map_err(in_db)?;
+    let timescale = match cfg.storage.timescaledb {
+        psg_config::TimescaleMode::Auto => psg_store::Timescale::Auto,
+        psg_config::TimescaleMode::Required => psg_store::Timescale::Required,
+        psg_config::TimescaleMode::Off => psg_store::Timescale::Off,
+    };
+    let report = psg_store::migrate_with(&pool, timescale).await.map_err(in_db)?;
     if report.applied.is_empty() {
         println!(
             "schema is up to date at version {} ({} time partitioning); nothing changed",

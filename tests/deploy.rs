@@ -398,7 +398,7 @@ fn compose_file_runs_every_part() {
         svc(name);
     }
     assert!(str_at(svc("kafka"), &["image"]).unwrap().starts_with("apache/kafka"));
-    assert_eq!(str_at(svc("timescaledb"), &["image"]), Some("timescale/timescaledb:latest-pg16"));
+    assert_eq!(str_at(svc("timescaledb"), &["image"]), Some("timescale/timescaledb:2.28.3-pg15"));
     let dockerfile = str_at(svc("migrate"), &["build", "dockerfile"]).expect("migrate builds the image");
     assert!(root().join(dockerfile).is_file(), "{dockerfile} is missing");
     assert!(strings(svc("migrate").get("command")).contains(&"migrate".to_owned()));

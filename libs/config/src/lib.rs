@@ -173,6 +173,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// Topic names.
     pub topics: Topics,
+    /// `[storage]`: how results are stored.
+    pub storage: StorageConfig,
     /// PostgreSQL / TimescaleDB.
     pub database: DatabaseConfig,
     /// Logs, metrics and health endpoints.
@@ -236,6 +238,29 @@ impl Default for KafkaConfig {
             properties: BTreeMap::new(),
         }
     }
+}
+
+/// `[storage]`: how results are stored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Whether `migrate` makes `data_flows` and `audit_logs` TimescaleDB
+    /// hypertables when it creates the schema.
+    pub timescaledb: TimescaleMode,
+}
+
+/// `storage.timescaledb`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimescaleMode {
+    /// TimescaleDB when the server has it preloaded; otherwise native
+    /// partitions, with a warning that says how to enable it.
+    #[default]
+    Auto,
+    /// TimescaleDB, or `migrate` fails saying how to enable it.
+    Required,
+    /// Native partitions.
+    Off,
 }
 
 /// Topic names.

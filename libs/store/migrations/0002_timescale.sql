@@ -1,7 +1,9 @@
--- TimescaleDB, when the server has the extension: data_flows and audit_logs
--- become hypertables (with compression and retention policies) instead of
--- natively partitioned tables. Without the extension this migration records
--- that native partitioning is in use and changes nothing.
+-- TimescaleDB, when `migrate` decided to use it (storage.timescaledb: auto
+-- uses it when the server has it preloaded; it sets psg.timescaledb = 'on'
+-- for this transaction): data_flows and audit_logs become hypertables (with
+-- compression and retention policies) instead of natively partitioned
+-- tables. Otherwise this migration records that native partitioning is in
+-- use and changes nothing.
 --
 -- A natively partitioned table cannot be converted in place, so each is
 -- recreated empty as a plain table and turned into a hypertable; this runs
@@ -14,7 +16,7 @@ CREATE TABLE psg_settings (
 
 DO $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb') THEN
+    IF current_setting('psg.timescaledb', true) = 'on' THEN
         CREATE EXTENSION IF NOT EXISTS timescaledb;
 
         DROP TABLE data_flows;

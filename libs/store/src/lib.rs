@@ -33,7 +33,7 @@ use deadpool_postgres::Pool;
 use tokio_postgres::error::SqlState;
 
 pub use connect::Connector;
-pub use migrate::{MigrationReport, migrate};
+pub use migrate::{MigrationReport, Timescale, migrate, migrate_with};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +68,8 @@ pub enum Error {
     SchemaTooNew { found: i32, known: i32 },
     #[error("the database has no PCI Scope Guard schema: run `pci-scope-guard migrate` first")]
     NotMigrated,
+    #[error("TimescaleDB: {0}")]
+    Timescale(String),
     #[error("database holds a value this build cannot read: {0}")]
     Data(String),
 }

@@ -14,36 +14,95 @@ struct Migration {
     version: i32,
     name: &'static str,
     sql: &'static str,
+    /// Checksums of earlier texts of this migration that did the same to
+    /// every database they were applied to (a database migrated with one of
+    /// them is not "changed").
+    earlier: &'static [&'static str],
 }
 
+/// Whether `migrate` makes `data_flows` and `audit_logs` TimescaleDB
+/// hypertables (`storage.timescaledb`). Decided when the schema is created
+/// (migration 2); a database keeps its partitioning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Timescale {
+    /// TimescaleDB when the server can load it (preloaded), otherwise
+    /// native partitions with a warning that says how to enable it.
+    #[default]
+    Auto,
+    /// TimescaleDB or an error that says how to enable it.
+    Required,
+    /// Native partitions, whatever the server has.
+    Off,
+}
+
+/// The fix for a server that has TimescaleDB installed but not loaded.
+const PRELOAD_FIX: &str = "add timescaledb to shared_preload_libraries in postgresql.conf \
+     (shared_preload_libraries = 'timescaledb'), restart PostgreSQL, and migrate a new database";
+
 const MIGRATIONS: &[Migration] = &[
-    Migration { version: 1, name: "schema", sql: include_str!("../migrations/0001_schema.sql") },
-    Migration { version: 2, name: "timescale", sql: include_str!("../migrations/0002_timescale.sql") },
-    Migration { version: 3, name: "evidence_keys", sql: include_str!("../migrations/0003_evidence_keys.sql") },
-    Migration { version: 4, name: "least_privilege", sql: include_str!("../migrations/0004_least_privilege.sql") },
+    Migration { version: 1, name: "schema", sql: include_str!("../migrations/0001_schema.sql"), earlier: &[] },
+    Migration {
+        version: 2,
+        name: "timescale",
+        sql: include_str!("../migrations/0002_timescale.sql"),
+        // Before storage.timescaledb it took "the extension is available"
+        // for "usable"; where it ran, it did what the current text does.
+        earlier: &["35f78f2272099991406594410c4e35ad3b08a6db800936a854a5741695e6528f"],
+    },
+    Migration {
+        version: 3,
+        name: "evidence_keys",
+        sql: include_str!("../migrations/0003_evidence_keys.sql"),
+        earlier: &[],
+    },
+    Migration {
+        version: 4,
+        name: "least_privilege",
+        sql: include_str!("../migrations/0004_least_privilege.sql"),
+        earlier: &[],
+    },
     Migration {
         version: 5,
         name: "correlate_checkpoints",
         sql: include_str!("../migrations/0005_correlate_checkpoints.sql"),
+        earlier: &[],
     },
-    Migration { version: 6, name: "alert_lifecycle", sql: include_str!("../migrations/0006_alert_lifecycle.sql") },
-    Migration { version: 7, name: "flow_encryption", sql: include_str!("../migrations/0007_flow_encryption.sql") },
+    Migration {
+        version: 6,
+        name: "alert_lifecycle",
+        sql: include_str!("../migrations/0006_alert_lifecycle.sql"),
+        earlier: &[],
+    },
+    Migration {
+        version: 7,
+        name: "flow_encryption",
+        sql: include_str!("../migrations/0007_flow_encryption.sql"),
+        earlier: &[],
+    },
     Migration {
         version: 8,
         name: "flow_action_logged",
         sql: include_str!("../migrations/0008_flow_action_logged.sql"),
+        earlier: &[],
     },
     Migration {
         version: 9,
         name: "policy_resource_types",
         sql: include_str!("../migrations/0009_policy_resource_types.sql"),
+        earlier: &[],
     },
     Migration {
         version: 10,
         name: "policy_and_flow_log_types",
         sql: include_str!("../migrations/0010_policy_and_flow_log_types.sql"),
+        earlier: &[],
     },
-    Migration { version: 11, name: "evidence_log", sql: include_str!("../migrations/0011_evidence_log.sql") },
+    Migration {
+        version: 11,
+        name: "evidence_log",
+        sql: include_str!("../migrations/0011_evidence_log.sql"),
+        earlier: &[],
+    },
 ];
 
 /// Arbitrary constant identifying our migration lock.
@@ -87,8 +146,72 @@ pub async fn current_version(client: &tokio_postgres::Client) -> Result<Option<i
     Ok(Some(v.unwrap_or(0)))
 }
 
-/// Applies every migration not applied yet.
+/// Applies every migration not applied yet, with TimescaleDB when the
+/// server can load it ([`Timescale::Auto`]).
 pub async fn migrate(pool: &Pool) -> Result<MigrationReport> {
+    migrate_with(pool, Timescale::Auto).await
+}
+
+/// What the server offers of TimescaleDB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Offer {
+    /// Not installed in the server.
+    Missing,
+    /// Installed, but not in `shared_preload_libraries` (`CREATE EXTENSION`
+    /// would fail: "must be preloaded").
+    NotPreloaded,
+    Usable,
+}
+
+async fn timescale_offer(client: &tokio_postgres::Client) -> Result<Offer> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),
+                    EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'),
+                    current_setting('shared_preload_libraries')",
+            &[],
+        )
+        .await
+        .map_err(Error::pg("checking for TimescaleDB"))?;
+    let (available, created, preload): (bool, bool, String) = (row.get(0), row.get(1), row.get(2));
+    Ok(if created || (available && preload.split(',').any(|l| l.trim().trim_matches('"').ends_with("timescaledb"))) {
+        Offer::Usable
+    } else if available {
+        Offer::NotPreloaded
+    } else {
+        Offer::Missing
+    })
+}
+
+/// Whether migration 2 makes hypertables.
+async fn use_timescale(client: &tokio_postgres::Client, mode: Timescale) -> Result<bool> {
+    if mode == Timescale::Off {
+        return Ok(false);
+    }
+    match (timescale_offer(client).await?, mode) {
+        (Offer::Usable, _) => Ok(true),
+        (Offer::NotPreloaded, Timescale::Required) => Err(Error::Timescale(format!(
+            "storage.timescaledb is required, but the server has TimescaleDB installed and not preloaded: {PRELOAD_FIX}"
+        ))),
+        (Offer::Missing, Timescale::Required) => Err(Error::Timescale(
+            "storage.timescaledb is required, but the server does not have TimescaleDB: install it (https://docs.timescale.com), then preload it: add timescaledb to shared_preload_libraries and restart PostgreSQL".into(),
+        )),
+        (Offer::NotPreloaded, _) => {
+            tracing::warn!(
+                "TimescaleDB is installed in the server but not preloaded: data_flows and audit_logs use native partitions; to use TimescaleDB, {PRELOAD_FIX}"
+            );
+            Ok(false)
+        }
+        (Offer::Missing, _) => {
+            tracing::info!("TimescaleDB is not installed in the server: data_flows and audit_logs use native partitions");
+            Ok(false)
+        }
+    }
+}
+
+/// Applies every migration not applied yet; `timescale`: whether a new
+/// schema uses TimescaleDB.
+pub async fn migrate_with(pool: &Pool, timescale: Timescale) -> Result<MigrationReport> {
     let mut client = pool.get().await.map_err(|e| crate::connect::pool_error(None, e))?;
     client
         .batch_execute(
@@ -105,14 +228,14 @@ pub async fn migrate(pool: &Pool) -> Result<MigrationReport> {
         .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
         .await
         .map_err(Error::pg("taking the migration lock"))?;
-    let result = apply_all(&mut client).await;
+    let result = apply_all(&mut client, timescale).await;
     let unlock = client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY]).await;
     let report = result?;
     unlock.map_err(Error::pg("releasing the migration lock"))?;
     Ok(report)
 }
 
-async fn apply_all(client: &mut deadpool_postgres::Object) -> Result<MigrationReport> {
+async fn apply_all(client: &mut deadpool_postgres::Object, timescale: Timescale) -> Result<MigrationReport> {
     let rows = client
         .query("SELECT version, name, checksum FROM psg_schema_migrations ORDER BY version", &[])
         .await
@@ -123,11 +246,14 @@ async fn apply_all(client: &mut deadpool_postgres::Object) -> Result<MigrationRe
     {
         return Err(Error::SchemaTooNew { found: *v, known: latest_version() });
     }
+    // Decided before anything is applied: `required` on a server without
+    // TimescaleDB changes nothing.
+    let hypertables = !applied.iter().any(|(v, _, _)| *v == 2) && use_timescale(client, timescale).await?;
     let mut report = MigrationReport { applied: Vec::new(), version: 0, time_partitioning: String::new() };
     for m in MIGRATIONS {
         let sum = checksum(m.sql);
         if let Some((_, name, recorded)) = applied.iter().find(|(v, _, _)| *v == m.version) {
-            if *recorded != sum {
+            if *recorded != sum && !m.earlier.contains(&recorded.as_str()) {
                 return Err(Error::MigrationChanged {
                     version: m.version,
                     name: name.clone(),
@@ -138,6 +264,10 @@ async fn apply_all(client: &mut deadpool_postgres::Object) -> Result<MigrationRe
             continue;
         }
         let tx = client.transaction().await.map_err(Error::pg("starting a migration"))?;
+        let on = if hypertables && m.version == 2 { "on" } else { "off" };
+        tx.execute("SELECT set_config('psg.timescaledb', $1, true)", &[&on])
+            .await
+            .map_err(Error::pg("applying a migration"))?;
         tx.batch_execute(m.sql).await.map_err(Error::pg("applying a migration"))?;
         tx.execute(
             "INSERT INTO psg_schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
@@ -156,5 +286,10 @@ async fn apply_all(client: &mut deadpool_postgres::Object) -> Result<MigrationRe
         .map_err(Error::pg("reading settings"))?
         .map(|r| r.get(0))
         .unwrap_or_else(|| "native".to_owned());
+    if timescale == Timescale::Required && report.time_partitioning != "timescaledb" {
+        return Err(Error::Timescale(format!(
+            "storage.timescaledb is required, but this database was created with native partitions (a database keeps its partitioning): {PRELOAD_FIX}"
+        )));
+    }
     Ok(report)
 }

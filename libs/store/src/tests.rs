@@ -62,8 +62,17 @@ async fn migrate_twice_changes_nothing() {
     for ty in ["cloud_provider", "resource_type", "pci_scope", "data_classification", "evidence_type"] {
         assert!(before.contains(ty), "missing enum {ty}");
     }
-    // Native partitioning on this server (no TimescaleDB here).
-    assert_eq!(first.time_partitioning, "native");
+    // TimescaleDB where the server preloads it (scripts/test.sh runs these
+    // tests on both kinds of server), native partitioning otherwise.
+    let preloads: bool = store
+        .client()
+        .await
+        .unwrap()
+        .query_one("SELECT current_setting('shared_preload_libraries') LIKE '%timescaledb%'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(first.time_partitioning, if preloads { "timescaledb" } else { "native" });
 }
 
 #[tokio::test]
@@ -260,4 +269,95 @@ async fn transient_errors_are_recognised() {
     let store_err = Store::connect("postgres://nobody@127.0.0.1:1/none", 1).await.unwrap_err();
     assert!(store_err.is_transient(), "{store_err}");
     assert!(!Error::NotMigrated.is_transient());
+}
+
+/// Issue 19: `storage.timescaledb`. On the plain test server (after
+/// scripts/test.sh, TimescaleDB is installed in it but not preloaded: the
+/// state in which `CREATE EXTENSION` fails) `auto` falls back to native
+/// partitions and `required` fails saying how to enable it; on a server
+/// that preloads it, `data_flows` and `audit_logs` are compressed
+/// hypertables with their policies, and `off` never uses it.
+#[tokio::test]
+async fn timescaledb_is_used_only_where_it_can_be_loaded() {
+    let db = TestDb::create().await;
+    let p = pool(&db.url, 1).unwrap();
+    let client = p.get().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),
+                    current_setting('shared_preload_libraries') LIKE '%timescaledb%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (installed, preloaded): (bool, bool) = (row.get(0), row.get(1));
+    drop(client);
+    if !preloaded {
+        let err = migrate_with(&p, Timescale::Required).await.unwrap_err().to_string();
+        if installed {
+            assert!(err.contains("installed and not preloaded") && err.contains("shared_preload_libraries"), "{err}");
+        } else {
+            assert!(err.contains("does not have TimescaleDB"), "{err}");
+        }
+        let client = p.get().await.unwrap();
+        let exists: bool = client.query_one("SELECT to_regclass('resources') IS NOT NULL", &[]).await.unwrap().get(0);
+        assert!(!exists, "required failed before applying anything");
+        drop(client);
+        let report = migrate_with(&p, Timescale::Auto).await.unwrap();
+        assert_eq!(report.time_partitioning, "native");
+        let err = migrate_with(&p, Timescale::Required).await.unwrap_err().to_string();
+        assert!(err.contains("created with native partitions"), "{err}");
+    }
+
+    let Some(admin) = psg_testkit::timescale_admin_url("timescaledb_is_used_only_where_it_can_be_loaded") else {
+        return;
+    };
+    let off = TestDb::create_on(&admin).await;
+    let report = migrate_with(&pool(&off.url, 1).unwrap(), Timescale::Off).await.unwrap();
+    assert_eq!(report.time_partitioning, "native");
+
+    let ts = TestDb::create_on(&admin).await;
+    let p = pool(&ts.url, 2).unwrap();
+    let first = migrate_with(&p, Timescale::Required).await.unwrap();
+    assert_eq!(first.time_partitioning, "timescaledb");
+    let store = Store::connect(&ts.url, 2).await.unwrap();
+    let before = schema_fingerprint(&store).await;
+    let second = migrate(&p).await.unwrap();
+    assert!(second.applied.is_empty(), "{second:?}");
+    assert_eq!(schema_fingerprint(&store).await, before, "migrating twice changes nothing");
+    let client = store.client().await.unwrap();
+    let hypertables: Vec<(String, bool)> = client
+        .query(
+            "SELECT hypertable_name::text, compression_enabled FROM timescaledb_information.hypertables
+              ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(hypertables, [("audit_logs".to_owned(), true), ("data_flows".to_owned(), true)]);
+    let jobs: Vec<(String, String)> = client
+        .query(
+            "SELECT proc_name::text, hypertable_name::text FROM timescaledb_information.jobs
+              WHERE hypertable_name IS NOT NULL ORDER BY 2, 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let jobs: Vec<(&str, &str)> = jobs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    assert_eq!(
+        jobs,
+        [
+            ("policy_compression", "audit_logs"),
+            ("policy_compression", "data_flows"),
+            ("policy_retention", "data_flows")
+        ],
+        "audit logs are never dropped by a policy"
+    );
+    drop(client);
 }

@@ -28,6 +28,23 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// The admin URL of a server with TimescaleDB preloaded
+/// (`TEST_TIMESCALE_ADMIN_URL`, set by `scripts/test.sh`). Without it the
+/// test fails saying how to get one, unless `PSG_SKIP_TIMESCALE_TESTS=1`
+/// skips it explicitly (`None`, and the skip is printed).
+pub fn timescale_admin_url(test: &str) -> Option<String> {
+    if let Ok(url) = std::env::var("TEST_TIMESCALE_ADMIN_URL") {
+        return Some(url);
+    }
+    if std::env::var_os("PSG_SKIP_TIMESCALE_TESTS").is_some() {
+        eprintln!("SKIPPED {test} on TimescaleDB: PSG_SKIP_TIMESCALE_TESTS is set");
+        return None;
+    }
+    panic!(
+        "{test}: TEST_TIMESCALE_ADMIN_URL is not set: run scripts/test.sh (it builds TimescaleDB and starts a server that preloads it), or set PSG_SKIP_TIMESCALE_TESTS=1 to skip this part"
+    )
+}
+
 /// A database that exists for one test.
 #[derive(Debug)]
 pub struct TestDb {
@@ -39,7 +56,12 @@ pub struct TestDb {
 impl TestDb {
     /// Creates `psg_test_<random>` on the test server.
     pub async fn create() -> Self {
-        let admin = admin_url();
+        Self::create_on(&admin_url()).await
+    }
+
+    /// Creates `psg_test_<random>` on the server of `admin` (an admin URL).
+    pub async fn create_on(admin: &str) -> Self {
+        let admin = admin.to_owned();
         let name = format!("psg_test_{}", uuid::Uuid::new_v4().simple());
         let (client, conn) = tokio_postgres::connect(&admin, NoTls)
             .await
