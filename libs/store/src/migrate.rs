@@ -164,17 +164,24 @@ enum Offer {
 }
 
 async fn timescale_offer(client: &tokio_postgres::Client) -> Result<Offer> {
+    // shared_preload_libraries is hidden from roles without
+    // pg_read_all_settings (psg_migrate); the loader's postmaster-level
+    // settings (timescaledb.max_background_workers, ...) exist only when it
+    // was preloaded, and every role sees them.
     let row = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),
                     EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'),
-                    current_setting('shared_preload_libraries')",
+                    EXISTS (SELECT 1 FROM pg_settings WHERE name LIKE 'timescaledb.%' AND context = 'postmaster'),
+                    coalesce((SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'), '')",
             &[],
         )
         .await
         .map_err(Error::pg("checking for TimescaleDB"))?;
-    let (available, created, preload): (bool, bool, String) = (row.get(0), row.get(1), row.get(2));
-    Ok(if created || (available && preload.split(',').any(|l| l.trim().trim_matches('"').ends_with("timescaledb"))) {
+    let (available, created, loader, preload): (bool, bool, bool, String) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let preloaded = loader || preload.split(',').any(|l| l.trim().trim_matches('"').ends_with("timescaledb"));
+    Ok(if created || (available && preloaded) {
         Offer::Usable
     } else if available {
         Offer::NotPreloaded
