@@ -76,7 +76,20 @@ pub(crate) async fn migrate(cfg: &Config) -> Result<(), CliError> {
         psg_config::TimescaleMode::Required => psg_store::Timescale::Required,
         psg_config::TimescaleMode::Off => psg_store::Timescale::Off,
     };
-    let report = psg_store::migrate_with(&pool, timescale).await.map_err(in_db)?;
+    let s = &cfg.storage;
+    let opts = psg_store::MigrateOptions {
+        timescale,
+        policies: psg_store::Policies {
+            flows_chunk_days: s.flows_chunk_days,
+            flows_compress_after_days: s.flows_compress_after_days,
+            flows_retention_days: s.flows_retention_days,
+            audit_retention_days: s.audit_retention_days,
+        },
+    };
+    let report = psg_store::migrate_with(&pool, &opts).await.map_err(in_db)?;
+    for p in &report.policies {
+        println!("changed {p}");
+    }
     if report.applied.is_empty() {
         println!(
             "schema is up to date at version {} ({} time partitioning); nothing changed",

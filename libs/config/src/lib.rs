@@ -241,12 +241,34 @@ impl Default for KafkaConfig {
 }
 
 /// `[storage]`: how results are stored.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// Whether `migrate` makes `data_flows` and `audit_logs` TimescaleDB
     /// hypertables when it creates the schema.
     pub timescaledb: TimescaleMode,
+    /// TimescaleDB: length of a `data_flows` chunk, in days (new chunks).
+    pub flows_chunk_days: u32,
+    /// TimescaleDB: `data_flows` chunks are compressed once this many days old.
+    pub flows_compress_after_days: u32,
+    /// TimescaleDB: `data_flows` chunks are dropped once this many days old
+    /// (retention policy). Shorter than `audit-retention-days`.
+    pub flows_retention_days: u32,
+    /// TimescaleDB: `audit_logs` chunks are dropped once this many days old
+    /// (default 7 years, as evidence). Evidence is never dropped by a policy.
+    pub audit_retention_days: u32,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            timescaledb: TimescaleMode::Auto,
+            flows_chunk_days: 1,
+            flows_compress_after_days: 7,
+            flows_retention_days: 400,
+            audit_retention_days: 2557,
+        }
+    }
 }
 
 /// `storage.timescaledb`.
@@ -747,6 +769,25 @@ impl Config {
                 "correlate.hold-back-secs must not exceed correlate.allowed-lateness-secs (a held flow would miss its window)"
                     .to_owned(),
             );
+        }
+        let s = &self.storage;
+        if s.flows_chunk_days == 0 || s.flows_compress_after_days == 0 || s.flows_retention_days == 0 {
+            problems.push(
+                "storage.flows-chunk-days, flows-compress-after-days and flows-retention-days must be at least 1"
+                    .to_owned(),
+            );
+        }
+        if s.flows_retention_days >= s.audit_retention_days {
+            problems.push(format!(
+                "storage.flows-retention-days ({}) must be shorter than storage.audit-retention-days ({}): the audit trail outlives the flows",
+                s.flows_retention_days, s.audit_retention_days
+            ));
+        }
+        if s.flows_compress_after_days >= s.flows_retention_days {
+            problems.push(format!(
+                "storage.flows-compress-after-days ({}) must be shorter than storage.flows-retention-days ({})",
+                s.flows_compress_after_days, s.flows_retention_days
+            ));
         }
         if self.classify.lookback_days == 0 {
             problems.push("classify.lookback-days must be at least 1".to_owned());

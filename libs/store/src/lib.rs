@@ -33,7 +33,7 @@ use deadpool_postgres::Pool;
 use tokio_postgres::error::SqlState;
 
 pub use connect::Connector;
-pub use migrate::{MigrationReport, Timescale, migrate, migrate_with};
+pub use migrate::{MigrateOptions, MigrationReport, Policies, Timescale, migrate, migrate_with};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]

@@ -122,6 +122,125 @@ pub struct MigrationReport {
     pub version: i32,
     /// `timescaledb` or `native`.
     pub time_partitioning: String,
+    /// TimescaleDB policies this run changed to match the configuration
+    /// (`data_flows retention: 400 days → 200 days`).
+    pub policies: Vec<String>,
+}
+
+/// What `migrate` does about storage: TimescaleDB or not, and its policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrateOptions {
+    pub timescale: Timescale,
+    pub policies: Policies,
+}
+
+impl Default for MigrateOptions {
+    fn default() -> Self {
+        Self { timescale: Timescale::Auto, policies: Policies::default() }
+    }
+}
+
+/// TimescaleDB chunk and policy settings (`[storage]`), in days; applied by
+/// every `migrate` of a TimescaleDB database, only where they differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policies {
+    pub flows_chunk_days: u32,
+    pub flows_compress_after_days: u32,
+    pub flows_retention_days: u32,
+    pub audit_retention_days: u32,
+}
+
+impl Default for Policies {
+    fn default() -> Self {
+        Self {
+            flows_chunk_days: 1,
+            flows_compress_after_days: 7,
+            flows_retention_days: 400,
+            audit_retention_days: 2557,
+        }
+    }
+}
+
+/// Sets `table`'s policy `proc` (`policy_compression` / `policy_retention`,
+/// whose config key is `key`) to `days`, if it is not already; what changed.
+async fn set_policy(
+    client: &tokio_postgres::Client,
+    table: &'static str,
+    proc: &'static str,
+    key: &'static str,
+    days: u32,
+) -> Result<Option<String>> {
+    let want = format!("{days} days");
+    let current: Option<String> = client
+        .query_opt(
+            "SELECT (config->>$3)::interval::text FROM timescaledb_information.jobs
+              WHERE proc_name = $1 AND hypertable_name = $2",
+            &[&proc, &table, &key],
+        )
+        .await
+        .map_err(Error::pg("reading TimescaleDB policies"))?
+        .map(|r| r.get(0));
+    let same: bool = match &current {
+        Some(c) => client
+            .query_one("SELECT $1::text::interval = $2::text::interval", &[c, &want])
+            .await
+            .map_err(Error::pg("reading TimescaleDB policies"))?
+            .get(0),
+        None => false,
+    };
+    if same {
+        return Ok(None);
+    }
+    let (remove, add) = match proc {
+        "policy_compression" => ("remove_compression_policy", "add_compression_policy"),
+        _ => ("remove_retention_policy", "add_retention_policy"),
+    };
+    // Function and table names are constants of this module, never values.
+    client
+        .execute(&format!("SELECT {remove}('{table}', if_exists => true)"), &[])
+        .await
+        .map_err(Error::pg("changing a TimescaleDB policy"))?;
+    client
+        .execute(&format!("SELECT {add}('{table}', $1::text::interval)"), &[&want])
+        .await
+        .map_err(Error::pg("changing a TimescaleDB policy"))?;
+    let what = if proc == "policy_compression" { "compression after" } else { "retention" };
+    Ok(Some(format!("{table} {what}: {} → {want}", current.as_deref().unwrap_or("none"))))
+}
+
+/// Brings the chunk interval and the policies of a TimescaleDB database to
+/// `p`; what changed.
+async fn apply_policies(client: &tokio_postgres::Client, p: &Policies) -> Result<Vec<String>> {
+    let mut changed = Vec::new();
+    let want = format!("{} days", p.flows_chunk_days);
+    let row = client
+        .query_one(
+            "SELECT d.time_interval::text, d.time_interval = $1::text::interval
+               FROM timescaledb_information.dimensions d
+              WHERE d.hypertable_name = 'data_flows' AND d.column_name = 'observed_at'",
+            &[&want],
+        )
+        .await
+        .map_err(Error::pg("reading the data_flows chunk interval"))?;
+    let (current, same): (String, bool) = (row.get(0), row.get(1));
+    if !same {
+        client
+            .execute("SELECT set_chunk_time_interval('data_flows', $1::text::interval)", &[&want])
+            .await
+            .map_err(Error::pg("setting the data_flows chunk interval"))?;
+        changed.push(format!("data_flows chunk interval: {current} → {want} (new chunks)"));
+    }
+    for (table, proc, key, days) in [
+        ("data_flows", "policy_compression", "compress_after", p.flows_compress_after_days),
+        ("data_flows", "policy_retention", "drop_after", p.flows_retention_days),
+        ("audit_logs", "policy_retention", "drop_after", p.audit_retention_days),
+    ] {
+        changed.extend(set_policy(client, table, proc, key, days).await?);
+    }
+    for c in &changed {
+        tracing::info!(change = %c, "TimescaleDB policy");
+    }
+    Ok(changed)
 }
 
 fn checksum(sql: &str) -> String {
@@ -147,9 +266,9 @@ pub async fn current_version(client: &tokio_postgres::Client) -> Result<Option<i
 }
 
 /// Applies every migration not applied yet, with TimescaleDB when the
-/// server can load it ([`Timescale::Auto`]).
+/// server can load it ([`Timescale::Auto`]) and the default policies.
 pub async fn migrate(pool: &Pool) -> Result<MigrationReport> {
-    migrate_with(pool, Timescale::Auto).await
+    migrate_with(pool, &MigrateOptions::default()).await
 }
 
 /// What the server offers of TimescaleDB.
@@ -216,9 +335,10 @@ async fn use_timescale(client: &tokio_postgres::Client, mode: Timescale) -> Resu
     }
 }
 
-/// Applies every migration not applied yet; `timescale`: whether a new
-/// schema uses TimescaleDB.
-pub async fn migrate_with(pool: &Pool, timescale: Timescale) -> Result<MigrationReport> {
+/// Applies every migration not applied yet (a new schema with TimescaleDB
+/// or not, as `opts.timescale` says), then brings TimescaleDB's chunk
+/// interval and policies to `opts.policies`.
+pub async fn migrate_with(pool: &Pool, opts: &MigrateOptions) -> Result<MigrationReport> {
     let mut client = pool.get().await.map_err(|e| crate::connect::pool_error(None, e))?;
     client
         .batch_execute(
@@ -235,14 +355,15 @@ pub async fn migrate_with(pool: &Pool, timescale: Timescale) -> Result<Migration
         .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
         .await
         .map_err(Error::pg("taking the migration lock"))?;
-    let result = apply_all(&mut client, timescale).await;
+    let result = apply_all(&mut client, opts).await;
     let unlock = client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY]).await;
     let report = result?;
     unlock.map_err(Error::pg("releasing the migration lock"))?;
     Ok(report)
 }
 
-async fn apply_all(client: &mut deadpool_postgres::Object, timescale: Timescale) -> Result<MigrationReport> {
+async fn apply_all(client: &mut deadpool_postgres::Object, opts: &MigrateOptions) -> Result<MigrationReport> {
+    let timescale = opts.timescale;
     let rows = client
         .query("SELECT version, name, checksum FROM psg_schema_migrations ORDER BY version", &[])
         .await
@@ -256,7 +377,8 @@ async fn apply_all(client: &mut deadpool_postgres::Object, timescale: Timescale)
     // Decided before anything is applied: `required` on a server without
     // TimescaleDB changes nothing.
     let hypertables = !applied.iter().any(|(v, _, _)| *v == 2) && use_timescale(client, timescale).await?;
-    let mut report = MigrationReport { applied: Vec::new(), version: 0, time_partitioning: String::new() };
+    let mut report =
+        MigrationReport { applied: Vec::new(), version: 0, time_partitioning: String::new(), policies: Vec::new() };
     for m in MIGRATIONS {
         let sum = checksum(m.sql);
         if let Some((_, name, recorded)) = applied.iter().find(|(v, _, _)| *v == m.version) {
@@ -297,6 +419,9 @@ async fn apply_all(client: &mut deadpool_postgres::Object, timescale: Timescale)
         return Err(Error::Timescale(format!(
             "storage.timescaledb is required, but this database was created with native partitions (a database keeps its partitioning): {PRELOAD_FIX}"
         )));
+    }
+    if report.time_partitioning == "timescaledb" {
+        report.policies = apply_policies(client, &opts.policies).await?;
     }
     Ok(report)
 }

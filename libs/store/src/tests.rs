@@ -271,6 +271,10 @@ async fn transient_errors_are_recognised() {
     assert!(!Error::NotMigrated.is_transient());
 }
 
+fn opts(timescale: Timescale) -> MigrateOptions {
+    MigrateOptions { timescale, ..MigrateOptions::default() }
+}
+
 /// Issue 19: `storage.timescaledb`. On the plain test server (after
 /// scripts/test.sh, TimescaleDB is installed in it but not preloaded: the
 /// state in which `CREATE EXTENSION` fails) `auto` falls back to native
@@ -293,7 +297,7 @@ async fn timescaledb_is_used_only_where_it_can_be_loaded() {
     let (installed, preloaded): (bool, bool) = (row.get(0), row.get(1));
     drop(client);
     if !preloaded {
-        let err = migrate_with(&p, Timescale::Required).await.unwrap_err().to_string();
+        let err = migrate_with(&p, &opts(Timescale::Required)).await.unwrap_err().to_string();
         if installed {
             assert!(err.contains("installed and not preloaded") && err.contains("shared_preload_libraries"), "{err}");
         } else {
@@ -303,9 +307,9 @@ async fn timescaledb_is_used_only_where_it_can_be_loaded() {
         let exists: bool = client.query_one("SELECT to_regclass('resources') IS NOT NULL", &[]).await.unwrap().get(0);
         assert!(!exists, "required failed before applying anything");
         drop(client);
-        let report = migrate_with(&p, Timescale::Auto).await.unwrap();
+        let report = migrate_with(&p, &opts(Timescale::Auto)).await.unwrap();
         assert_eq!(report.time_partitioning, "native");
-        let err = migrate_with(&p, Timescale::Required).await.unwrap_err().to_string();
+        let err = migrate_with(&p, &opts(Timescale::Required)).await.unwrap_err().to_string();
         assert!(err.contains("created with native partitions"), "{err}");
     }
 
@@ -313,12 +317,12 @@ async fn timescaledb_is_used_only_where_it_can_be_loaded() {
         return;
     };
     let off = TestDb::create_on(&admin).await;
-    let report = migrate_with(&pool(&off.url, 1).unwrap(), Timescale::Off).await.unwrap();
+    let report = migrate_with(&pool(&off.url, 1).unwrap(), &opts(Timescale::Off)).await.unwrap();
     assert_eq!(report.time_partitioning, "native");
 
     let ts = TestDb::create_on(&admin).await;
     let p = pool(&ts.url, 2).unwrap();
-    let first = migrate_with(&p, Timescale::Required).await.unwrap();
+    let first = migrate_with(&p, &opts(Timescale::Required)).await.unwrap();
     assert_eq!(first.time_partitioning, "timescaledb");
     let store = Store::connect(&ts.url, 2).await.unwrap();
     let before = schema_fingerprint(&store).await;
@@ -354,10 +358,50 @@ async fn timescaledb_is_used_only_where_it_can_be_loaded() {
         jobs,
         [
             ("policy_compression", "audit_logs"),
+            ("policy_retention", "audit_logs"),
             ("policy_compression", "data_flows"),
             ("policy_retention", "data_flows")
-        ],
-        "audit logs are never dropped by a policy"
+        ]
     );
+    assert!(second.policies.is_empty(), "{:?}", second.policies);
+    let policy = async |table: &str, proc: &str, key: &str| -> String {
+        client
+            .query_one(
+                "SELECT (config->>$3)::interval::text FROM timescaledb_information.jobs
+                  WHERE hypertable_name = $1 AND proc_name = $2",
+                &[&table, &proc, &key],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(policy("data_flows", "policy_retention", "drop_after").await, "400 days");
+    assert_eq!(policy("audit_logs", "policy_retention", "drop_after").await, "2557 days");
+
+    // Other settings: applied by the next migrate, once.
+    let changed = MigrateOptions {
+        timescale: Timescale::Auto,
+        policies: Policies {
+            flows_chunk_days: 2,
+            flows_compress_after_days: 3,
+            flows_retention_days: 90,
+            audit_retention_days: 400,
+        },
+    };
+    let third = migrate_with(&p, &changed).await.unwrap();
+    assert_eq!(third.policies.len(), 4, "{:?}", third.policies);
+    assert!(third.policies.iter().any(|c| c == "data_flows retention: 400 days → 90 days"), "{:?}", third.policies);
+    assert_eq!(policy("data_flows", "policy_compression", "compress_after").await, "3 days");
+    assert_eq!(policy("audit_logs", "policy_retention", "drop_after").await, "400 days");
+    let chunk: String = client
+        .query_one(
+            "SELECT time_interval::text FROM timescaledb_information.dimensions WHERE hypertable_name = 'data_flows'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(chunk, "2 days");
+    assert!(migrate_with(&p, &changed).await.unwrap().policies.is_empty(), "applied once");
     drop(client);
 }
