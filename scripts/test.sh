@@ -56,6 +56,20 @@ as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null || echo "$1"
+}
+# start_cluster BIN DIR PORT [server options...]: initdb DIR/data and start
+# it on 127.0.0.1:PORT (socket and log in DIR).
+start_cluster() {
+  local bin=$1 dir=$2 port=$3
+  shift 3
+  rm -rf "$dir" && mkdir -p "$dir"
+  [ "$(id -u)" = 0 ] && chown -R postgres "$dir"
+  as_pg "$bin/initdb" -D "$dir/data" -U postgres --auth=trust >/dev/null
+  as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
+    -o "-p $port -c listen_addresses=127.0.0.1 -k $dir $*" start >/dev/null
+}
 
 if [ -n "${TEST_DATABASE_ADMIN_URL:-}" ]; then
   step "PostgreSQL: using TEST_DATABASE_ADMIN_URL"
@@ -77,12 +91,8 @@ else
     fi
   fi
   PGDATA="$ROOT/target/pg/data"
-  PGPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null || echo 55432)
-  rm -rf "$ROOT/target/pg" && mkdir -p "$ROOT/target/pg"
-  [ "$(id -u)" = 0 ] && chown -R postgres "$ROOT/target/pg"
-  as_pg "$PG_BIN/initdb" -D "$PGDATA" -U postgres --auth=trust >/dev/null
-  as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$ROOT/target/pg/server.log" -w \
-    -o "-p $PGPORT -c listen_addresses=127.0.0.1 -k $ROOT/target/pg" start >/dev/null
+  PGPORT=$(free_port 55432)
+  start_cluster "$PG_BIN" "$ROOT/target/pg" "$PGPORT"
   PG_STARTED="$PGDATA"
   export TEST_DATABASE_ADMIN_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
   echo "started PostgreSQL on 127.0.0.1:$PGPORT (data in $PGDATA)"
@@ -98,7 +108,6 @@ fi
 # our own with it preloaded. The server on 5432 keeps it unloaded: the tests
 # cover both (installed-but-not-preloaded must fall back to native partitions).
 TS_VERSION=2.28.3
-TS_STARTED=""
 if [ -n "${TEST_TIMESCALE_ADMIN_URL:-}" ]; then
   step "TimescaleDB: using TEST_TIMESCALE_ADMIN_URL"
 else
@@ -143,12 +152,9 @@ else
   TS_BIN=$(dirname "$PG_CONFIG")
   [ -x "$TS_BIN/initdb" ] || TS_BIN=$("$PG_CONFIG" --bindir)
   TSDATA="$ROOT/target/pg-timescale/data"
-  TSPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null || echo 55433)
-  rm -rf "$ROOT/target/pg-timescale" && mkdir -p "$ROOT/target/pg-timescale"
-  [ "$(id -u)" = 0 ] && chown -R postgres "$ROOT/target/pg-timescale"
-  as_pg "$TS_BIN/initdb" -D "$TSDATA" -U postgres --auth=trust >/dev/null
-  as_pg "$TS_BIN/pg_ctl" -D "$TSDATA" -l "$ROOT/target/pg-timescale/server.log" -w \
-    -o "-p $TSPORT -c listen_addresses=127.0.0.1 -k $ROOT/target/pg-timescale -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off -c max_connections=200" start >/dev/null
+  TSPORT=$(free_port 55433)
+  start_cluster "$TS_BIN" "$ROOT/target/pg-timescale" "$TSPORT" \
+    -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off -c max_connections=200
   TS_STARTED="$TSDATA"
   export TEST_TIMESCALE_ADMIN_URL="postgres://postgres@127.0.0.1:$TSPORT/postgres"
   echo "started PostgreSQL with TimescaleDB $TS_VERSION preloaded on 127.0.0.1:$TSPORT (data in $TSDATA)"

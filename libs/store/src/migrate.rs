@@ -171,26 +171,20 @@ async fn set_policy(
     days: u32,
 ) -> Result<Option<String>> {
     let want = format!("{days} days");
-    let current: Option<String> = client
+    let current: Option<(String, bool)> = client
         .query_opt(
-            "SELECT (config->>$3)::interval::text FROM timescaledb_information.jobs
+            "SELECT (config->>$3)::interval::text, (config->>$3)::interval = $4::text::interval
+               FROM timescaledb_information.jobs
               WHERE proc_name = $1 AND hypertable_name = $2",
-            &[&proc, &table, &key],
+            &[&proc, &table, &key, &want],
         )
         .await
         .map_err(Error::pg("reading TimescaleDB policies"))?
-        .map(|r| r.get(0));
-    let same: bool = match &current {
-        Some(c) => client
-            .query_one("SELECT $1::text::interval = $2::text::interval", &[c, &want])
-            .await
-            .map_err(Error::pg("reading TimescaleDB policies"))?
-            .get(0),
-        None => false,
-    };
-    if same {
+        .map(|r| (r.get(0), r.get(1)));
+    if current.as_ref().is_some_and(|(_, same)| *same) {
         return Ok(None);
     }
+    let current = current.map(|(c, _)| c);
     let (remove, add) = match proc {
         "policy_compression" => ("remove_compression_policy", "add_compression_policy"),
         _ => ("remove_retention_policy", "add_retention_policy"),

@@ -308,7 +308,7 @@ impl Evidence {
                     tree.size()
                 )
             })?;
-            if log::encode_proof(&[ours])[0] != *root {
+            if log::encode_hash(&ours) != *root {
                 return Err(format!(
                     "the evidence log's {size} stored leaves do not give the root its newest checkpoint signs ({root}): the stored log was changed"
                 ));
@@ -464,7 +464,7 @@ impl Evidence {
         let message = EvidenceCheckpoint {
             origin: self.checkpoints.origin().to_owned(),
             tree_size,
-            root: log::encode_proof(&[root]).swap_remove(0),
+            root: log::encode_hash(&root),
             key_id: self.sealer.key_id().to_owned(),
             checkpoint: text,
             previous_size: (previous > 0).then_some(previous as i64),

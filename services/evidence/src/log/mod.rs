@@ -145,10 +145,14 @@ pub fn check_consistency(proof: &[Hash], new: u64, new_root: Hash, old: u64, old
     })
 }
 
+/// A hash as text (base64), as checkpoints carry roots.
+pub fn encode_hash(hash: &Hash) -> String {
+    base64_std(&hash.0)
+}
+
 /// Proof hashes as text (base64, one per element), as bundles carry them.
 pub fn encode_proof(proof: &[Hash]) -> Vec<String> {
-    use base64::Engine as _;
-    proof.iter().map(|h| base64::engine::general_purpose::STANDARD.encode(h.0)).collect()
+    proof.iter().map(encode_hash).collect()
 }
 
 /// [`encode_proof`] read back.
