@@ -187,6 +187,8 @@ pub struct Config {
     pub classify: ClassifyConfig,
     /// The evidence service.
     pub evidence: EvidenceConfig,
+    /// `[grc]`: `grc sync` to Vanta, Drata and Secureframe.
+    pub grc: GrcConfig,
 }
 
 /// Kafka connection and the shared consume → process → produce loop.
@@ -684,6 +686,160 @@ impl Default for EvidenceConfig {
     }
 }
 
+/// `[grc]`: pushing the scope inventory and evidence to GRC platforms
+/// (`pci-scope-guard grc sync`). Secrets come from here or from the
+/// environment (`PSG_GRC_VANTA_CLIENT_SECRET`, ...), never from flags.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct GrcConfig {
+    /// Timeout of one HTTP request to a provider, in seconds.
+    pub timeout_secs: u64,
+    /// Attempts of one request (5xx, 429 and timeouts are retried with
+    /// exponential backoff; 429 waits its `Retry-After`).
+    pub max_attempts: u32,
+    /// First backoff between attempts, in milliseconds (doubled each time).
+    pub backoff_ms: u64,
+    /// Vanta.
+    pub vanta: VantaSettings,
+    /// Drata.
+    pub drata: DrataSettings,
+    /// Secureframe.
+    pub secureframe: SecureframeSettings,
+}
+
+impl Default for GrcConfig {
+    fn default() -> Self {
+        Self {
+            timeout_secs: 30,
+            max_attempts: 5,
+            backoff_ms: 500,
+            vanta: VantaSettings::default(),
+            drata: DrataSettings::default(),
+            secureframe: SecureframeSettings::default(),
+        }
+    }
+}
+
+/// `[grc.vanta]` (environment: `PSG_GRC_VANTA_<KEY>`, e.g. `PSG_GRC_VANTA_CLIENT_ID`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct VantaSettings {
+    /// API root. Unset: `https://api.vanta.com` (Vanta Gov: `https://api.vanta-gov.com`).
+    pub base_url: Option<String>,
+    /// OAuth client id of the Vanta application.
+    pub client_id: Option<Secret>,
+    /// OAuth client secret of the Vanta application.
+    pub client_secret: Option<Secret>,
+    /// OAuth scopes asked for (space separated).
+    pub scope: String,
+    /// The id of the custom resource type created in Vanta for the systems.
+    pub resource_id: Option<String>,
+    /// A Vanta document the signed evidence documents are uploaded to.
+    /// Unset: evidence is not pushed to Vanta.
+    pub document_id: Option<String>,
+    /// `externalUrl` of every system; `{resource_id}` is replaced.
+    pub external_url: String,
+}
+
+impl Default for VantaSettings {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            client_id: None,
+            client_secret: None,
+            scope: "connectors.self:write-resource connectors.self:read-resource".into(),
+            resource_id: None,
+            document_id: None,
+            external_url: "https://console.pci-scope-guard.local/systems/{resource_id}".into(),
+        }
+    }
+}
+
+/// `[grc.drata]` (environment: `PSG_GRC_DRATA_<KEY>`, e.g. `PSG_GRC_DRATA_API_KEY`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct DrataSettings {
+    /// API root. Unset: `https://public-api.drata.com/public/v2`
+    /// (EU: `public-api.eu.drata.com`, APAC: `public-api.apac.drata.com`).
+    pub base_url: Option<String>,
+    /// API key (Bearer).
+    pub api_key: Option<Secret>,
+    /// The custom connection that holds the systems.
+    pub connection_id: Option<String>,
+    /// Its resource the system records go to.
+    pub resource_id: Option<String>,
+    /// The workspace evidence goes to. Unset: evidence is not pushed to Drata.
+    pub workspace_id: Option<String>,
+    /// Drata controls the evidence is linked to.
+    pub control_ids: Vec<u64>,
+    /// Days until an evidence item is due for renewal.
+    pub renewal_days: u32,
+    /// Records per upsert request (at most 500).
+    pub batch_size: usize,
+}
+
+impl Default for DrataSettings {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            api_key: None,
+            connection_id: None,
+            resource_id: None,
+            workspace_id: None,
+            control_ids: Vec::new(),
+            renewal_days: 365,
+            batch_size: 100,
+        }
+    }
+}
+
+/// `[grc.secureframe]` (environment: `PSG_GRC_SECUREFRAME_<KEY>`, e.g. `PSG_GRC_SECUREFRAME_API_KEY`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct SecureframeSettings {
+    /// API root. Unset: `https://api.secureframe.com`.
+    pub base_url: Option<String>,
+    /// API key.
+    pub api_key: Option<Secret>,
+    /// Its secret.
+    pub api_secret: Option<Secret>,
+    /// Schema slug of the custom integration the systems are published to.
+    pub schema_slug: String,
+    /// Path of the custom integration's publish endpoint, under the API root.
+    pub publish_path: String,
+    /// Where the evidence bundle (CSV plus documents) is written for upload
+    /// by hand: Secureframe documents no API to upload evidence.
+    pub bundle_dir: PathBuf,
+}
+
+impl Default for SecureframeSettings {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            api_key: None,
+            api_secret: None,
+            schema_slug: "pci-scope-guard-systems".into(),
+            publish_path: "/custom_integrations/publish".into(),
+            bundle_dir: PathBuf::from("./grc-secureframe"),
+        }
+    }
+}
+
+/// An environment key (lower case, without `PSG_`) as a configuration key
+/// path: `kafka__batch_size` is `kafka.batch-size`; the GRC credentials
+/// also go by a single underscore, `grc_vanta_client_id` is
+/// `grc.vanta.client-id`.
+fn env_key(key: &str) -> String {
+    let key = key.to_ascii_lowercase();
+    if let Some(rest) = key.strip_prefix("grc_").filter(|r| !r.starts_with('_'))
+        && let Some((provider, setting)) = rest.split_once('_')
+        && ["vanta", "drata", "secureframe"].contains(&provider)
+    {
+        return format!("grc.{provider}.{}", setting.replace("__", ".").replace('_', "-"));
+    }
+    key.replace("__", ".").replace('_', "-")
+}
+
 /// Values given on the command line; each replaces the configured one.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -719,7 +875,7 @@ impl Config {
         let env = env
             // `PSG_CONFIG` names the file itself; it is not a setting.
             .filter(|key| !key.as_str().eq_ignore_ascii_case("config"))
-            .map(|key| key.as_str().to_ascii_lowercase().replace("__", ".").replace('_', "-").into());
+            .map(|key| env_key(key.as_str()).into());
         figment = figment.merge(env);
         figment = apply_overrides(figment, overrides);
         let mut config: Config = figment
@@ -801,6 +957,12 @@ impl Config {
             problems.push(format!(
                 "evidence.log-origin '{o}' must be non-empty, without spaces or '+' (it names the checkpoints' signing key)"
             ));
+        }
+        if self.grc.max_attempts == 0 || self.grc.timeout_secs == 0 {
+            problems.push("grc.max-attempts and grc.timeout-secs must be at least 1".to_owned());
+        }
+        if !(1..=500).contains(&self.grc.drata.batch_size) {
+            problems.push("grc.drata.batch-size must be 1 to 500 (Drata's limit)".to_owned());
         }
         if self.database.pool_size == 0 {
             problems.push("database.pool-size must be at least 1".to_owned());

@@ -180,3 +180,24 @@ fn the_shipped_example_is_the_defaults() {
     let defaults = Config::default();
     assert_eq!(format!("{example:?}"), format!("{defaults:?}"), "deploy/config.example.toml must list the defaults");
 }
+
+#[test]
+fn grc_credentials_from_the_environment_never_print() {
+    Jail::expect_with(|jail| {
+        jail.set_env("PSG_GRC_VANTA_CLIENT_ID", "id-1");
+        jail.set_env("PSG_GRC_VANTA_CLIENT_SECRET", "s3cret-vanta");
+        jail.set_env("PSG_GRC_VANTA_RESOURCE_ID", "res-1");
+        jail.set_env("PSG_GRC_DRATA_API_KEY", "s3cret-drata");
+        jail.set_env("PSG_GRC_DRATA_CONTROL_IDS", "[1, 2]");
+        jail.set_env("PSG_GRC__SECUREFRAME__API_SECRET", "s3cret-sf");
+        let c = load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+        assert_eq!(c.grc.vanta.client_id.as_ref().map(Secret::expose), Some("id-1"));
+        assert_eq!(c.grc.vanta.resource_id.as_deref(), Some("res-1"));
+        assert_eq!(c.grc.drata.api_key.as_ref().map(Secret::expose), Some("s3cret-drata"));
+        assert_eq!(c.grc.drata.control_ids, vec![1, 2]);
+        assert_eq!(c.grc.secureframe.api_secret.as_ref().map(Secret::expose), Some("s3cret-sf"));
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        Ok(())
+    });
+}

@@ -7,7 +7,7 @@
 //!   (TimescaleDB hypertables, or native daily partitions that the writers
 //!   create ahead and on demand).
 //! - Writers and readers, one module per table family: [`resources`],
-//!   [`flows`], [`decisions`], [`evidence`]. Bulk writes go through binary
+//!   [`flows`], [`decisions`], [`evidence`], [`grc`] (`grc_syncs`). Bulk writes go through binary
 //!   COPY; every write is idempotent (deterministic ids, `ON CONFLICT`).
 //!
 //! - [`connect`]: the one way to the server: the URL with libpq's TLS
@@ -23,6 +23,7 @@ pub mod connect;
 pub mod decisions;
 pub mod evidence;
 pub mod flows;
+pub mod grc;
 pub mod migrate;
 pub mod operator;
 pub mod reports;
