@@ -213,6 +213,19 @@ fn snippet(body: &[u8]) -> String {
     out
 }
 
+/// `s` as one URL path segment (RFC 3986 unreserved characters kept).
+pub(crate) fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,17 +259,4 @@ mod tests {
         assert!(hint(ProviderKind::Drata, StatusCode::PAYMENT_REQUIRED).contains("entitlement"));
         assert!(hint(ProviderKind::Drata, StatusCode::PRECONDITION_FAILED).contains("terms"));
     }
-}
-
-/// `s` as one URL path segment (RFC 3986 unreserved characters kept).
-pub(crate) fn segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
