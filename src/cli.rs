@@ -257,6 +257,16 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: crate::operate::AlertsAction,
     },
+    /// Push the scope inventory and evidence to a GRC platform (Vanta, Drata, Secureframe).
+    ///
+    /// `grc sync` runs one sync and records it in grc_syncs and audit_logs.
+    #[command(
+        after_help = "Example:\n  pci-scope-guard grc sync --provider vanta --full --database-url postgres://..."
+    )]
+    Grc {
+        #[command(subcommand)]
+        action: crate::grc_cmd::GrcAction,
+    },
     /// Record a manual scope decision for a resource (overrides every rule; audited).
     ///
     /// Publishes a ManualDecision on scope.manual; the running classifier
@@ -382,6 +392,7 @@ pub(crate) async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Report { format, out } => crate::operate::report(&config, format, out).await,
         Command::Diagram { format, out } => crate::operate::diagram(&config, format, out).await,
         Command::Alerts { action } => crate::operate::alerts(&config, action).await,
+        Command::Grc { action } => crate::grc_cmd::execute(&config, action).await,
         Command::Decide { resource, scope, justification, withdraw, user } => {
             crate::operate::decide(&config, resource, if withdraw { None } else { scope }, justification, user).await
         }

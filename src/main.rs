@@ -7,6 +7,7 @@ mod analyze;
 mod cli;
 mod demo;
 mod evidence_cmd;
+mod grc_cmd;
 mod operate;
 mod services;
 

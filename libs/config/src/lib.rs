@@ -733,9 +733,11 @@ pub struct VantaSettings {
     /// OAuth scopes asked for (space separated).
     pub scope: String,
     /// The id of the custom resource type created in Vanta for the systems.
+    #[serde(deserialize_with = "id_string")]
     pub resource_id: Option<String>,
     /// A Vanta document the signed evidence documents are uploaded to.
     /// Unset: evidence is not pushed to Vanta.
+    #[serde(deserialize_with = "id_string")]
     pub document_id: Option<String>,
     /// `externalUrl` of every system; `{resource_id}` is replaced.
     pub external_url: String,
@@ -765,10 +767,13 @@ pub struct DrataSettings {
     /// API key (Bearer).
     pub api_key: Option<Secret>,
     /// The custom connection that holds the systems.
+    #[serde(deserialize_with = "id_string")]
     pub connection_id: Option<String>,
     /// Its resource the system records go to.
+    #[serde(deserialize_with = "id_string")]
     pub resource_id: Option<String>,
     /// The workspace evidence goes to. Unset: evidence is not pushed to Drata.
+    #[serde(deserialize_with = "id_string")]
     pub workspace_id: Option<String>,
     /// Drata controls the evidence is linked to.
     pub control_ids: Vec<u64>,
@@ -823,6 +828,23 @@ impl Default for SecureframeSettings {
             bundle_dir: PathBuf::from("./grc-secureframe"),
         }
     }
+}
+
+/// An id given as a string or, as environment values that look like one
+/// arrive, as a number (`PSG_GRC_DRATA_CONNECTION_ID=42`).
+fn id_string<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Unsigned(u64),
+        Signed(i64),
+    }
+    Ok(Option::<Id>::deserialize(d)?.map(|id| match id {
+        Id::Text(s) => s,
+        Id::Unsigned(n) => n.to_string(),
+        Id::Signed(n) => n.to_string(),
+    }))
 }
 
 /// An environment key (lower case, without `PSG_`) as a configuration key

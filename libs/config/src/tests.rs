@@ -188,6 +188,7 @@ fn grc_credentials_from_the_environment_never_print() {
         jail.set_env("PSG_GRC_VANTA_CLIENT_SECRET", "s3cret-vanta");
         jail.set_env("PSG_GRC_VANTA_RESOURCE_ID", "res-1");
         jail.set_env("PSG_GRC_DRATA_API_KEY", "s3cret-drata");
+        jail.set_env("PSG_GRC_DRATA_CONNECTION_ID", "42");
         jail.set_env("PSG_GRC_DRATA_CONTROL_IDS", "[1, 2]");
         jail.set_env("PSG_GRC__SECUREFRAME__API_SECRET", "s3cret-sf");
         let c = load(None, &Overrides::default()).map_err(|e| e.to_string())?;
@@ -195,6 +196,7 @@ fn grc_credentials_from_the_environment_never_print() {
         assert_eq!(c.grc.vanta.resource_id.as_deref(), Some("res-1"));
         assert_eq!(c.grc.drata.api_key.as_ref().map(Secret::expose), Some("s3cret-drata"));
         assert_eq!(c.grc.drata.control_ids, vec![1, 2]);
+        assert_eq!(c.grc.drata.connection_id.as_deref(), Some("42"));
         assert_eq!(c.grc.secureframe.api_secret.as_ref().map(Secret::expose), Some("s3cret-sf"));
         let shown = format!("{c:?}");
         assert!(!shown.contains("s3cret"), "{shown}");

@@ -218,13 +218,16 @@ impl Vanta {
             });
             return;
         }
-        if sync_type == SyncType::Incremental {
-            out.notes.push("Vanta replaces the whole set of custom resources: the complete set was sent".into());
-        }
         let body = self.resources_body(&inventory.systems);
         let url = self.http.url("/v1/resources/custom_resource");
         match self.call(OP_SYNC, |c, t| c.put(&url).bearer_auth(t).json(&body)).await {
-            Ok(_) => out.resources_synced = inventory.systems.len() as u64,
+            Ok(_) => {
+                out.resources_synced = inventory.systems.len() as u64;
+                if sync_type == SyncType::Incremental {
+                    out.notes
+                        .push("Vanta replaces the whole set of custom resources: the complete set was sent".into());
+                }
+            }
             Err(e) => out.errors.push(ItemError::new("systems", OP_SYNC, &e)),
         }
     }
@@ -328,9 +331,14 @@ impl GrcProvider for Vanta {
 
     async fn push(&mut self, inventory: &Inventory, sync_type: SyncType) -> Pushed {
         let mut out = Pushed::default();
+        out.metadata.insert("vanta_resource_id".into(), self.cfg.resource_id.clone().into());
+        // Without a token nothing can go through: one error, not one per call.
+        if let Err(e) = self.token().await {
+            out.errors.push(ItemError::new("token", OP_TOKEN, &e));
+            return out;
+        }
         self.push_systems(inventory, sync_type, &mut out).await;
         self.push_evidence(inventory, &mut out).await;
-        out.metadata.insert("vanta_resource_id".into(), self.cfg.resource_id.clone().into());
         out.metadata.insert("tokens_fetched".into(), self.tokens_fetched.into());
         out
     }

@@ -341,8 +341,8 @@ async fn vanta_happy_path_sends_the_complete_set_and_uploads_evidence() {
 
 #[tokio::test]
 async fn vanta_token_is_reused_until_it_expires_and_refreshed() {
-    // The first token expires at once, the second lasts an hour.
-    let state = VantaState { lifetimes: vec![0, 3600], ..Default::default() };
+    // The first two tokens expire at once, the third lasts an hour.
+    let state = VantaState { lifetimes: vec![0, 0, 3600], ..Default::default() };
     let server = serve(state, vanta_handle).await;
     let mut vanta = vanta_client(&server.url);
     let inv = inventory(&[("db-1", "cde")], 1);
@@ -354,15 +354,16 @@ async fn vanta_token_is_reused_until_it_expires_and_refreshed() {
         .filter(|r| r.path != "/oauth/token")
         .map(|r| r.header("authorization").unwrap().to_owned())
         .collect();
-    // PUT with tok-1; the list, upload and submit with tok-2, reused.
-    assert_eq!(auth, ["Bearer tok-1", "Bearer tok-2", "Bearer tok-2", "Bearer tok-2"]);
-    assert_eq!(vanta.tokens_fetched(), 2);
+    // tok-1 (fetched first) expired before the PUT, which got tok-2; that
+    // expired too: the list, upload and submit reuse tok-3.
+    assert_eq!(auth, ["Bearer tok-2", "Bearer tok-3", "Bearer tok-3", "Bearer tok-3"]);
+    assert_eq!(vanta.tokens_fetched(), 3);
 
     // Revoked early (401): fetched again once and the call retried.
     server.state.lock().unwrap().revoke_next = true;
     let summary = run(&mut vanta, &inv, SyncType::Full, None).await.unwrap();
     assert_eq!(summary.status, SyncStatus::Completed, "{summary}");
-    assert_eq!(vanta.tokens_fetched(), 3);
+    assert_eq!(vanta.tokens_fetched(), 4);
     assert_eq!(server.count("PUT", "/v1/resources/custom_resource"), 3);
 }
 
