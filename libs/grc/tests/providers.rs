@@ -557,6 +557,9 @@ async fn drata_full_sync_goes_through_a_session_and_deletes_a_removed_system() {
     assert_eq!(row.sync_metadata["resources_deleted"], 1);
     assert!(row.sync_metadata["drata_session_id"].is_string());
     assert_eq!(audit_rows(&db).await.len(), 2);
+    let last = psg_store::grc::last_completed_grc_sync(&store, "drata").await.unwrap();
+    assert_eq!(last, Some(row.started_at), "an incremental sync sends the evidence since");
+    assert_eq!(psg_store::grc::last_completed_grc_sync(&store, "vanta").await.unwrap(), None);
 }
 
 #[tokio::test]
