@@ -928,7 +928,35 @@ async fn each_service_role_has_exactly_its_privileges() {
     psg_store::evidence::insert_evidence(&admin_store, std::slice::from_ref(&old)).await.unwrap();
     let expired = psg_store::evidence::expired(op, Utc::now()).await.unwrap();
     assert_eq!(expired.iter().map(|r| r.id).collect::<Vec<_>>(), vec![old.id]);
+    // grc sync: a run inserted in_progress, then finished.
+    let run_id = uuid::Uuid::new_v4();
+    let grc_row = psg_domain::rows::GrcSyncRow {
+        id: run_id,
+        provider: "vanta".into(),
+        sync_type: "full".into(),
+        status: "in_progress".into(),
+        started_at: Utc::now(),
+        completed_at: None,
+        resources_synced: 0,
+        errors_count: 0,
+        error_details: serde_json::json!([]),
+        sync_metadata: serde_json::json!({}),
+    };
+    psg_store::grc::insert_grc_sync(op, &grc_row).await.unwrap();
+    let finished = psg_store::grc::GrcSyncResult {
+        status: "completed".into(),
+        completed_at: Utc::now(),
+        resources_synced: 1,
+        errors_count: 0,
+        error_details: serde_json::json!([]),
+        sync_metadata: serde_json::json!({}),
+    };
+    assert!(psg_store::grc::finish_grc_sync(op, run_id, &finished).await.unwrap());
+    assert!(psg_store::grc::last_completed_grc_sync(op, "vanta").await.unwrap().is_some());
     let c = op.client().await.unwrap();
+    for sql in ["DELETE FROM grc_syncs", "UPDATE grc_syncs SET provider = 'drata'"] {
+        denied(&c, "psg_operator", sql).await;
+    }
     // Row security: even an unfiltered DELETE reaches only expired records.
     assert_eq!(c.execute("DELETE FROM evidence", &[]).await.unwrap(), 1, "only the expired record goes");
     assert_eq!(psg_store::evidence::delete_expired(op, &[live.id], Utc::now()).await.unwrap(), 0);

@@ -158,6 +158,10 @@ BEGIN
     GRANT UPDATE (status, acknowledged_at, acknowledged_by, resolved_at, resolved_by) ON alerts TO psg_operator;
     GRANT INSERT ON audit_logs TO psg_operator;
     GRANT UPDATE (last_verified_at, verification_count), DELETE ON evidence TO psg_operator;
+    -- grc sync: a run is inserted in_progress, then finished (never deleted).
+    GRANT SELECT, INSERT ON grc_syncs TO psg_operator;
+    GRANT UPDATE (status, completed_at, resources_synced, errors_count, error_details, sync_metadata)
+        ON grc_syncs TO psg_operator;
 
     -- assessors: everything, read only.
     GRANT SELECT ON ALL TABLES IN SCHEMA public TO psg_readonly;
