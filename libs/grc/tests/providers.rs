@@ -746,3 +746,82 @@ async fn a_report_file_syncs_without_a_database() {
     let err = Inventory::from_report_file(&broken).unwrap_err().to_string();
     assert!(err.contains("not a report written by analyze or demo"), "{err}");
 }
+
+// ---------------------------------------------------------------- database source
+
+#[tokio::test]
+async fn the_database_is_a_source_of_systems_and_evidence() {
+    use psg_domain::rows::{EvidenceRow, ResourceRow, ScopeDecisionRow};
+    use psg_domain::{CloudProvider, DecisionMethod, EvidenceType, PciScope};
+
+    let (_db, store) = database().await;
+    let now = chrono::Utc::now();
+    let hosts = [("10.0.0.5", PciScope::Cde), ("10.0.0.6", PciScope::OutOfScope)];
+    let rows: Vec<ResourceRow> =
+        hosts.iter().map(|(ip, _)| ResourceRow::for_address(ip, true, CloudProvider::Aws, now)).collect();
+    psg_store::resources::ensure_resources(&store, &rows).await.unwrap();
+    let decisions: Vec<ScopeDecisionRow> = rows
+        .iter()
+        .zip(hosts)
+        .map(|(r, (_, scope))| ScopeDecisionRow {
+            id: uuid::Uuid::new_v4(),
+            resource_id: r.id,
+            scope,
+            data_classification: None,
+            segment: Some("vpc-9".into()),
+            justification: format!("{} decided", r.resource_id),
+            confidence_score: None,
+            decided_at: now,
+            decided_by: "classify".into(),
+            decision_method: DecisionMethod::Automated,
+            is_current: true,
+            superseded_by_id: None,
+            dependency_resource_ids: json!([]),
+        })
+        .collect();
+    psg_store::decisions::write_decisions(&store, &decisions).await.unwrap();
+    let record = EvidenceRow {
+        id: uuid::Uuid::new_v4(),
+        scope_decision_id: Some(decisions[0].id),
+        evidence_type: EvidenceType::ScopeIdentification,
+        data: json!({}),
+        hash: "ab".repeat(32),
+        signature: "sig".into(),
+        signing_key_id: "key".into(),
+        storage_url: None,
+        pci_requirement: Some("12.5.2".into()),
+        generated_at: now,
+        generated_by: "test".into(),
+        expires_at: now + chrono::Duration::days(1),
+        last_verified_at: None,
+        verification_count: 0,
+        chain: "scope".into(),
+        sequence: 1,
+        prev_hash: None,
+    };
+    psg_store::evidence::insert_evidence(&store, std::slice::from_ref(&record)).await.unwrap();
+
+    let mut inv = Inventory::from_store(&store).await.unwrap();
+    assert_eq!(inv.source, "database");
+    let scopes: Vec<(&str, &str, &str)> =
+        inv.systems.iter().map(|s| (s.resource_id.as_str(), s.scope.as_str(), s.segment.as_str())).collect();
+    assert_eq!(scopes, [("ip:10.0.0.5", "cde", ""), ("ip:10.0.0.6", "out-of-scope", "")]);
+    let stored = psg_store::evidence::records_between(
+        &store,
+        now - chrono::Duration::hours(1),
+        now + chrono::Duration::hours(1),
+    )
+    .await
+    .unwrap();
+    inv.evidence = stored.iter().map(|r| EvidenceItem::from_row(r, "scope/000000000001.json".into())).collect();
+    inv.evidence[0].document = Some(b"{}".to_vec());
+    assert_eq!(inv.evidence[0].requirement.as_deref(), Some("12.5.2"));
+
+    let server = serve(DrataState::default(), drata_handle).await;
+    let mut drata = drata_client(&server.url, 100);
+    let s = run(&mut drata, &inv, SyncType::Full, Some(Recording { store: &store, user: "ops" })).await.unwrap();
+    assert_eq!((s.status, s.pushed.resources_synced, s.pushed.evidence_uploaded), (SyncStatus::Completed, 2, 1), "{s}");
+    assert_eq!(server.state.lock().unwrap().records["ip:10.0.0.5"]["pci_scope"], "cde");
+    let row = psg_store::grc::grc_sync(&store, s.id).await.unwrap().unwrap();
+    assert_eq!(row.sync_metadata["source"], "database");
+}
