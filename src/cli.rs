@@ -224,9 +224,15 @@ pub(crate) enum Command {
     )]
     Analyze(crate::analyze::AnalyzeArgs),
     /// The scope report from the database: table, JSON (as `analyze`), Markdown for the assessor, CSV.
+    ///
+    /// With --as-of, the report as it stood at that time: each system's
+    /// newest decision made by then, the tags applied by then, the alerts
+    /// raised by then with the status they had then, and the flows last seen
+    /// by then (flow time).
     #[command(
         after_help = "Examples:\n  pci-scope-guard report --database-url postgres://... --format markdown --out scope.md\n  \
-                      pci-scope-guard report --format json | jq '.summary'"
+                      pci-scope-guard report --format json | jq '.summary'\n  \
+                      pci-scope-guard report --as-of 2026-11-30T23:59:59Z --format markdown --out scope-november.md"
     )]
     Report {
         #[arg(long, value_enum, default_value = "table")]
@@ -234,6 +240,9 @@ pub(crate) enum Command {
         /// Write to this file instead of standard output.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// The report as it stood at this time: RFC 3339 (2026-11-30T23:59:59Z) or a date (UTC midnight).
+        #[arg(long, value_parser = crate::evidence_cmd::parse_time, value_name = "TIME")]
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// The network / data-flow diagram (PCI DSS 1.2.3 / 1.2.4) from the database: SVG, Mermaid or DOT.
     ///
@@ -249,6 +258,9 @@ pub(crate) enum Command {
         /// Write to this file instead of standard output.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// The diagram as it stood at this time (as `report --as-of`): RFC 3339 or a date.
+        #[arg(long, value_parser = crate::evidence_cmd::parse_time, value_name = "TIME")]
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// List, show, acknowledge, resolve or close alerts as false positives (audited).
     #[command(after_help = "Examples:\n  pci-scope-guard alerts list --status open --severity critical\n  \
@@ -389,8 +401,8 @@ pub(crate) async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Migrate => services::migrate(&config).await,
         Command::Analyze(args) => crate::analyze::execute(config, args).await,
         Command::Demo(args) => crate::demo::execute(config, args).await,
-        Command::Report { format, out } => crate::operate::report(&config, format, out).await,
-        Command::Diagram { format, out } => crate::operate::diagram(&config, format, out).await,
+        Command::Report { format, out, as_of } => crate::operate::report(&config, format, out, as_of).await,
+        Command::Diagram { format, out, as_of } => crate::operate::diagram(&config, format, out, as_of).await,
         Command::Alerts { action } => crate::operate::alerts(&config, action).await,
         Command::Grc { action } => crate::grc_cmd::execute(&config, action).await,
         Command::Decide { resource, scope, justification, withdraw, user } => {

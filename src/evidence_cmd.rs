@@ -101,6 +101,7 @@ impl Range {
     }
 }
 
+/// An RFC 3339 time or a date (UTC midnight), for clap.
 pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));

@@ -7,6 +7,7 @@ use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use psg_config::{Config, redact_url};
 use psg_domain::time::{now_micros, rfc3339};
@@ -110,14 +111,19 @@ fn runtime(e: impl std::fmt::Display) -> CliError {
     CliError::Runtime(e.to_string())
 }
 
-/// The scope analysis as the database has it now.
-pub(crate) async fn analysis_from_db(cfg: &Config, store: &Store) -> Result<Analysis, CliError> {
-    let mut resources = psg_store::operator::current_scope(store).await.map_err(runtime)?;
+/// The scope analysis as the database has it now, or as it stood at `as_of`.
+pub(crate) async fn analysis_from_db(
+    cfg: &Config,
+    store: &Store,
+    as_of: Option<DateTime<Utc>>,
+) -> Result<Analysis, CliError> {
+    let mut resources = psg_store::operator::scope_at(store, as_of).await.map_err(runtime)?;
     let owners = psg_store::operator::interface_owners(store).await.map_err(runtime)?;
     psg_report::fold_interfaces(&mut resources, owners);
-    let alerts = psg_store::operator::alerts(store, &AlertFilter::default()).await.map_err(runtime)?;
+    let alerts =
+        psg_store::operator::alerts(store, &AlertFilter { as_of, ..AlertFilter::default() }).await.map_err(runtime)?;
     let lookback = i32::try_from(cfg.classify.lookback_days).unwrap_or(i32::MAX);
-    let (mut edges, newest) = psg_store::operator::edges(store, lookback).await.map_err(runtime)?;
+    let (mut edges, newest) = psg_store::operator::edges_at(store, lookback, as_of).await.map_err(runtime)?;
     let mut summary = Summary::default();
     for r in &resources {
         summary.add(&r.scope);
@@ -157,7 +163,10 @@ pub(crate) async fn analysis_from_db(cfg: &Config, store: &Store) -> Result<Anal
         }
     }
     let mut a = Analysis {
-        as_of: newest.map_or_else(|| rfc3339(now_micros()), |t| rfc3339(t.timestamp_micros())),
+        as_of: match (as_of, newest) {
+            (Some(t), _) | (None, Some(t)) => rfc3339(t.timestamp_micros()),
+            (None, None) => rfc3339(now_micros()),
+        },
         summary,
         resources,
         alerts: entries,
@@ -186,9 +195,14 @@ fn write_or_print(out: Option<&PathBuf>, text: &str) -> Result<(), CliError> {
 }
 
 /// `pci-scope-guard report`.
-pub(crate) async fn report(cfg: &Config, format: ReportFormat, out: Option<PathBuf>) -> Result<(), CliError> {
+pub(crate) async fn report(
+    cfg: &Config,
+    format: ReportFormat,
+    out: Option<PathBuf>,
+    as_of: Option<DateTime<Utc>>,
+) -> Result<(), CliError> {
     let store = store(cfg, "report").await?;
-    let a = analysis_from_db(cfg, &store).await?;
+    let a = analysis_from_db(cfg, &store, as_of).await?;
     let text = match format {
         ReportFormat::Table => psg_report::render::table(&a),
         ReportFormat::Json => serde_json::to_string_pretty(&a).map_err(runtime)? + "\n",
@@ -199,9 +213,14 @@ pub(crate) async fn report(cfg: &Config, format: ReportFormat, out: Option<PathB
 }
 
 /// `pci-scope-guard diagram`.
-pub(crate) async fn diagram(cfg: &Config, format: DiagramFormat, out: Option<PathBuf>) -> Result<(), CliError> {
+pub(crate) async fn diagram(
+    cfg: &Config,
+    format: DiagramFormat,
+    out: Option<PathBuf>,
+    as_of: Option<DateTime<Utc>>,
+) -> Result<(), CliError> {
     let store = store(cfg, "diagram").await?;
-    let a = analysis_from_db(cfg, &store).await?;
+    let a = analysis_from_db(cfg, &store, as_of).await?;
     let text = match format {
         DiagramFormat::Svg => psg_report::diagram::svg(&a),
         DiagramFormat::Mermaid => psg_report::diagram::mermaid(&a),
@@ -247,7 +266,7 @@ pub(crate) async fn alerts(cfg: &Config, action: AlertsAction) -> Result<(), Cli
     let store = store(cfg, "alerts").await?;
     match action {
         AlertsAction::List { status, severity, alert_type, limit, json } => {
-            let filter = AlertFilter { status, severity, alert_type, limit: Some(limit) };
+            let filter = AlertFilter { status, severity, alert_type, limit: Some(limit), as_of: None };
             let list = psg_store::operator::alerts(&store, &filter).await.map_err(runtime)?;
             if json {
                 for a in &list {

@@ -903,6 +903,12 @@ async fn each_service_role_has_exactly_its_privileges() {
     let before = psg_store::operator::set_alert_status(op, alert.id, "acknowledged", &["open"], "alice").await.unwrap();
     assert_eq!(before.as_deref(), Some("open"));
     psg_store::operator::edges(op, 3650).await.unwrap();
+    // As of a time (report --as-of): the same tables, read differently.
+    let t = Some(Utc::now());
+    assert_eq!(psg_store::operator::scope_at(op, t).await.unwrap().len(), 1);
+    psg_store::operator::edges_at(op, 3650, t).await.unwrap();
+    let as_of = psg_store::operator::AlertFilter { as_of: t, ..Default::default() };
+    assert_eq!(psg_store::operator::alerts(op, &as_of).await.unwrap().len(), 1);
     psg_store::operator::audit(
         op,
         &psg_store::operator::AuditEntry {

@@ -9,22 +9,39 @@ use crate::{Error, Result, Store};
 
 /// Every resource with a current decision.
 pub async fn current_scope(store: &Store) -> Result<Vec<ResourceEntry>> {
+    scope_at(store, None).await
+}
+
+/// Every resource with a decision at `at` (`None`: now): the newest decision
+/// made (`decided_at`) at or before `at`, with the tags applied by then.
+/// Names, types and networks are the resources' current ones: the
+/// inventory keeps no history of them.
+pub async fn scope_at(store: &Store, at: Option<DateTime<Utc>>) -> Result<Vec<ResourceEntry>> {
     let client = store.client().await?;
+    // Now: the current decision; as of a time: the newest one made by then.
+    let decisions = if at.is_some() {
+        "(SELECT DISTINCT ON (resource_id) * FROM scope_decisions WHERE decided_at <= $1
+           ORDER BY resource_id, decided_at DESC, is_current DESC, id) d"
+    } else {
+        "(SELECT * FROM scope_decisions WHERE is_current AND $1::timestamptz IS NULL) d"
+    };
     let rows = client
         .query(
-            "SELECT r.resource_id, r.provider::text, r.resource_type::text, COALESCE(r.resource_name, r.resource_id),
-                    d.scope::text, d.data_classification::text, d.justification,
-                    COALESCE(d.dependency_resource_ids, '[]'::jsonb), COALESCE(r.vpc_id, ''), d.decision_method,
-                    COALESCE((SELECT jsonb_object_agg(t.key, t.value) FROM (
-                        SELECT DISTINCT ON (key) key, value FROM tags WHERE resource_id = r.id
-                         ORDER BY key, version DESC) t), '{}'::jsonb)
-               FROM scope_decisions d JOIN resources r ON r.id = d.resource_id
-              WHERE d.is_current
-              ORDER BY r.resource_id",
-            &[],
+            &format!(
+                "SELECT r.resource_id, r.provider::text, r.resource_type::text, COALESCE(r.resource_name, r.resource_id),
+                        d.scope::text, d.data_classification::text, d.justification,
+                        COALESCE(d.dependency_resource_ids, '[]'::jsonb), COALESCE(r.vpc_id, ''), d.decision_method,
+                        COALESCE((SELECT jsonb_object_agg(t.key, t.value) FROM (
+                            SELECT DISTINCT ON (key) key, value FROM tags
+                             WHERE resource_id = r.id AND ($1::timestamptz IS NULL OR applied_at <= $1)
+                             ORDER BY key, version DESC) t), '{{}}'::jsonb)
+                   FROM {decisions} JOIN resources r ON r.id = d.resource_id
+                  ORDER BY r.resource_id"
+            ),
+            &[&at],
         )
         .await
-        .map_err(Error::pg("reading current scope"))?;
+        .map_err(Error::pg(if at.is_some() { "reading the scope as of a time" } else { "reading current scope" }))?;
     Ok(rows
         .iter()
         .map(|r| {
@@ -76,6 +93,8 @@ pub struct AlertFilter {
     pub severity: Option<String>,
     pub alert_type: Option<String>,
     pub limit: Option<i64>,
+    /// The alerts raised by this time, with the status each had then.
+    pub as_of: Option<DateTime<Utc>>,
 }
 
 /// An alert row with its lifecycle.
@@ -118,18 +137,32 @@ fn alert_of(r: &tokio_postgres::Row) -> AlertDetail {
     }
 }
 
-/// Alerts, newest first.
+/// Alerts, newest first. With [`AlertFilter::as_of`], those triggered by
+/// then, each with the status its lifecycle times give at that moment
+/// (resolved or closed by then, else acknowledged by then, else open).
 pub async fn alerts(store: &Store, f: &AlertFilter) -> Result<Vec<AlertDetail>> {
     let client = store.client().await?;
     let rows = client
         .query(
             &format!(
-                "SELECT {ALERT_COLUMNS} FROM alerts a LEFT JOIN resources r ON r.id = a.resource_id
+                "WITH a AS (
+                   SELECT id, alert_type, severity, resource_id, title, description, context, triggered_at,
+                          CASE WHEN $5::timestamptz IS NULL THEN status
+                               WHEN resolved_at <= $5 AND status IN ('resolved', 'false_positive') THEN status
+                               WHEN resolved_at <= $5 THEN 'resolved'
+                               WHEN acknowledged_at <= $5 THEN 'acknowledged'
+                               ELSE 'open' END AS status,
+                          CASE WHEN $5 IS NULL OR acknowledged_at <= $5 THEN acknowledged_at END AS acknowledged_at,
+                          CASE WHEN $5 IS NULL OR acknowledged_at <= $5 THEN acknowledged_by END AS acknowledged_by,
+                          CASE WHEN $5 IS NULL OR resolved_at <= $5 THEN resolved_at END AS resolved_at,
+                          CASE WHEN $5 IS NULL OR resolved_at <= $5 THEN resolved_by END AS resolved_by
+                     FROM alerts WHERE $5 IS NULL OR triggered_at <= $5)
+                 SELECT {ALERT_COLUMNS} FROM a LEFT JOIN resources r ON r.id = a.resource_id
                   WHERE ($1::text IS NULL OR a.status = $1) AND ($2::text IS NULL OR a.severity = $2)
                     AND ($3::text IS NULL OR a.alert_type = $3)
                   ORDER BY a.triggered_at DESC, a.id LIMIT $4"
             ),
-            &[&f.status, &f.severity, &f.alert_type, &f.limit.unwrap_or(i64::MAX)],
+            &[&f.status, &f.severity, &f.alert_type, &f.limit.unwrap_or(i64::MAX), &f.as_of],
         )
         .await
         .map_err(Error::pg("reading alerts"))?;
@@ -186,9 +219,25 @@ pub async fn set_alert_status(
 /// aggregated; external endpoints are named `ext:<address>`. Also returns
 /// the newest `last_seen`.
 pub async fn edges(store: &Store, lookback_days: i32) -> Result<(Vec<EdgeEntry>, Option<DateTime<Utc>>)> {
+    edges_at(store, lookback_days, None).await
+}
+
+/// [`edges`] as the flow history stood at `at` (flow time): the flow
+/// windows begun by then, last seen within `lookback` of the newest flow
+/// seen by then; last-seen times are capped at `at`. A window still
+/// filling at `at` counts with the flows it holds now.
+pub async fn edges_at(
+    store: &Store,
+    lookback_days: i32,
+    at: Option<DateTime<Utc>>,
+) -> Result<(Vec<EdgeEntry>, Option<DateTime<Utc>>)> {
     let client = store.client().await?;
     let newest: Option<DateTime<Utc>> = client
-        .query_one("SELECT max(last_seen) FROM data_flows", &[])
+        .query_one(
+            "SELECT max(least(last_seen, COALESCE($1, last_seen))) FROM data_flows
+              WHERE $1::timestamptz IS NULL OR first_seen <= $1",
+            &[&at],
+        )
         .await
         .map_err(Error::pg("reading the newest flow"))?
         .get(0);
@@ -203,16 +252,16 @@ pub async fn edges(store: &Store, lookback_days: i32) -> Result<(Vec<EdgeEntry>,
         .query(
             &format!(
                 "SELECT {}, {}, f.protocol, f.dst_port, f.action, sum(f.flow_count)::int8,
-                        min(f.first_seen), max(f.last_seen),
+                        min(f.first_seen), least(max(f.last_seen), $2),
                         sum(f.encrypted_flow_count)::int8, sum(f.unencrypted_flow_count)::int8
                    FROM data_flows f JOIN resources s ON s.id = f.source_resource_id
                    JOIN resources d ON d.id = f.dest_resource_id
-                  WHERE f.last_seen >= $1 AND f.flow_count > 0
+                  WHERE f.last_seen >= $1 AND f.first_seen <= $2 AND f.flow_count > 0
                   GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
                 name.replace("{t}", "s"),
                 name.replace("{t}", "d")
             ),
-            &[&since],
+            &[&since, &newest],
         )
         .await
         .map_err(Error::pg("reading flows"))?;
