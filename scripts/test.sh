@@ -184,6 +184,6 @@ cargo test --locked -p pci-scope-guard -- --nocapture --test-threads=1
 
 step "on TimescaleDB: the storage, evidence and end-to-end tests again (hypertables)"
 TEST_DATABASE_ADMIN_URL="$TEST_TIMESCALE_ADMIN_URL" cargo test --locked -p psg-store -p psg-evidence
-TEST_DATABASE_ADMIN_URL="$TEST_TIMESCALE_ADMIN_URL" cargo test --locked -p pci-scope-guard --test e2e -- --nocapture
+TEST_DATABASE_ADMIN_URL="$TEST_TIMESCALE_ADMIN_URL" cargo test --locked -p pci-scope-guard --test e2e --test report_as_of -- --nocapture
 
 step "all tests passed"
