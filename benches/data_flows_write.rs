@@ -1,9 +1,13 @@
 //! `data_flows` write speed: `cargo bench --bench data_flows_write` writes
 //! the same rows with the store's upsert (binary COPY into a staging table,
 //! then `INSERT … ON CONFLICT`) and with a plain binary COPY into an empty
-//! copy of the table, in the same run, and prints rows/s of both and their
-//! ratio. Needs PostgreSQL (`TEST_DATABASE_ADMIN_URL`, default the local
-//! server); a throwaway database is created and dropped.
+//! copy of the table (the same kind of table: a hypertable on TimescaleDB,
+//! native partitions otherwise; the same indexes and foreign keys), in the
+//! same run, and prints rows/s of both and their ratio; then the plain COPY
+//! into a copy without the two foreign keys, which is what they cost. Needs
+//! PostgreSQL (`TEST_DATABASE_ADMIN_URL`, default the local server; point it
+//! at a server that preloads TimescaleDB for the hypertable figures); a
+//! throwaway database is created and dropped.
 
 use std::time::Instant;
 
@@ -49,13 +53,13 @@ fn rows(round: u32) -> Vec<DataFlowRow> {
         .collect()
 }
 
-async fn plain_copy(client: &tokio_postgres::Client, rows: &[DataFlowRow]) {
+async fn plain_copy(client: &tokio_postgres::Client, table: &str, rows: &[DataFlowRow]) {
     let sink = client
-        .copy_in(
-            "COPY plain_flows (id, source_resource_id, dest_resource_id, protocol, src_port, dst_port, packet_count,
+        .copy_in(&format!(
+            "COPY {table} (id, source_resource_id, dest_resource_id, protocol, src_port, dst_port, packet_count,
              byte_count, flow_direction, action, observed_at, window_start, window_end, flow_count, first_seen, last_seen)
-             FROM STDIN (FORMAT binary)",
-        )
+             FROM STDIN (FORMAT binary)"
+        ))
         .await
         .expect("copy");
     let types = [
@@ -126,31 +130,62 @@ fn main() {
         psg_store::resources::ensure_resources(&store, &resources).await.expect("resources");
         let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.expect("connect");
         tokio::spawn(conn);
-        // The same table, partitions, indexes and keys, for the plain COPY.
-        client
-            .batch_execute(
-                "CREATE TABLE plain_flows (LIKE data_flows INCLUDING ALL) PARTITION BY RANGE (observed_at);
-                 CREATE TABLE plain_flows_all PARTITION OF plain_flows FOR VALUES FROM ('2025-01-01') TO ('2027-01-01');
-                 ALTER TABLE plain_flows ADD FOREIGN KEY (source_resource_id) REFERENCES resources (id);
-                 ALTER TABLE plain_flows ADD FOREIGN KEY (dest_resource_id) REFERENCES resources (id);",
+        let hypertable: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')
+                    AND EXISTS (SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = 'data_flows')",
+                &[],
             )
             .await
-            .expect("plain table");
-        let mut best_upsert = f64::MAX;
-        let mut best_plain = f64::MAX;
+            .map(|r| r.get(0))
+            .or_else(|_| Ok::<bool, tokio_postgres::Error>(false))
+            .expect("kind of table");
+        // The same kind of table, its indexes and (for one) its foreign keys,
+        // for the plain COPY.
+        for (table, keys) in [("plain_flows", true), ("plain_flows_no_fk", false)] {
+            let partitioning = if hypertable {
+                format!(
+                    "CREATE TABLE {table} (LIKE data_flows INCLUDING ALL);
+                     SELECT create_hypertable('{table}', 'observed_at', chunk_time_interval => interval '1 day');"
+                )
+            } else {
+                format!(
+                    "CREATE TABLE {table} (LIKE data_flows INCLUDING ALL) PARTITION BY RANGE (observed_at);
+                     CREATE TABLE {table}_all PARTITION OF {table} FOR VALUES FROM ('2025-01-01') TO ('2027-01-01');"
+                )
+            };
+            client.batch_execute(&partitioning).await.expect("plain table");
+            if keys {
+                client
+                    .batch_execute(&format!(
+                        "ALTER TABLE {table} ADD FOREIGN KEY (source_resource_id) REFERENCES resources (id);
+                         ALTER TABLE {table} ADD FOREIGN KEY (dest_resource_id) REFERENCES resources (id);"
+                    ))
+                    .await
+                    .expect("foreign keys");
+            }
+        }
+        let (mut best_upsert, mut best_plain, mut best_no_fk) = (f64::MAX, f64::MAX, f64::MAX);
         for round in 0..3u32 {
             let data = rows(round);
             let t = Instant::now();
             psg_store::flows::upsert_data_flows(&store, &data).await.expect("upsert");
             best_upsert = best_upsert.min(t.elapsed().as_secs_f64());
             let t = Instant::now();
-            plain_copy(&client, &data).await;
+            plain_copy(&client, "plain_flows", &data).await;
             best_plain = best_plain.min(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            plain_copy(&client, "plain_flows_no_fk", &data).await;
+            best_no_fk = best_no_fk.min(t.elapsed().as_secs_f64());
         }
-        let (up, plain) = (ROWS as f64 / best_upsert, ROWS as f64 / best_plain);
+        let rate = |secs: f64| ROWS as f64 / secs;
+        let (up, plain, no_fk) = (rate(best_upsert), rate(best_plain), rate(best_no_fk));
+        let kind = if hypertable { "TimescaleDB hypertable" } else { "native partitions" };
         println!(
-            "data_flows: upsert {up:.0} rows/s, plain binary COPY {plain:.0} rows/s, ratio {:.2} (best of 3 rounds of {ROWS} rows)",
-            up / plain
+            "data_flows ({kind}): upsert {up:.0} rows/s, plain binary COPY {plain:.0} rows/s, ratio {:.2}; \
+             COPY without the foreign keys {no_fk:.0} rows/s (they cost {:.0}%) (best of 3 rounds of {ROWS} rows)",
+            up / plain,
+            100.0 * (1.0 - plain / no_fk)
         );
     });
 }

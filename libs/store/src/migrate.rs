@@ -103,6 +103,12 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0011_evidence_log.sql"),
         earlier: &[],
     },
+    Migration {
+        version: 12,
+        name: "flows_compressed_by_edge",
+        sql: include_str!("../migrations/0012_flows_compressed_by_edge.sql"),
+        earlier: &[],
+    },
 ];
 
 /// Arbitrary constant identifying our migration lock.

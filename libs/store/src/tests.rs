@@ -342,6 +342,18 @@ async fn timescaledb_is_used_only_where_it_can_be_loaded() {
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     assert_eq!(hypertables, [("audit_logs".to_owned(), true), ("data_flows".to_owned(), true)]);
+    // Flows compressed per edge, in time order (migration 0012).
+    let settings = client
+        .query_one(
+            "SELECT segmentby, orderby FROM timescaledb_information.hypertable_compression_settings
+              WHERE hypertable = 'data_flows'::regclass",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (segmentby, orderby): (String, String) = (settings.get(0), settings.get(1));
+    assert_eq!(segmentby, "source_resource_id,dest_resource_id,protocol,dst_port");
+    assert_eq!(orderby, "observed_at DESC,id");
     let jobs: Vec<(String, String)> = client
         .query(
             "SELECT proc_name::text, hypertable_name::text FROM timescaledb_information.jobs
