@@ -109,6 +109,12 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0012_flows_compressed_by_edge.sql"),
         earlier: &[],
     },
+    Migration {
+        version: 13,
+        name: "drop_redundant_flow_index",
+        sql: include_str!("../migrations/0013_drop_redundant_flow_index.sql"),
+        earlier: &[],
+    },
 ];
 
 /// Arbitrary constant identifying our migration lock.
