@@ -38,8 +38,11 @@ pub(crate) enum EvidenceAction {
     /// Verify every hash, signature and chain link; exit 1 on any failure.
     ///
     /// With DIR: a bundle from `evidence export`, offline (no database).
-    /// Without DIR: the records in the database and the evidence store; each
-    /// record that verifies gets last_verified_at and verification_count updated.
+    /// Without DIR: the records in the database and the evidence store, and
+    /// the evidence log the service stored (checkpoint signatures, roots from
+    /// the stored leaves, consistency proofs, each record's inclusion proof);
+    /// each record that verifies gets last_verified_at and verification_count
+    /// updated.
     #[command(after_help = "Examples:\n  pci-scope-guard evidence verify ./q1-bundle --keyring ./trusted-keys\n  \
                             pci-scope-guard evidence verify --database-url postgres://...")]
     Verify {
@@ -306,11 +309,57 @@ pub(crate) async fn execute(cfg: &Config, action: EvidenceAction) -> Result<(), 
                 docs.insert(e.file.clone(), doc);
             }
             let outcome = verify_entries(&entries, |e| docs.remove(&e.file).unwrap_or(Ok(None)), &keys);
-            let ids: Vec<uuid::Uuid> = outcome.verified.iter().filter_map(|e| e.evidence_id.parse().ok()).collect();
+            let audit = audit_stored_log(&store, &rows, &keys).await?;
+            // Records count as verified only when their log entry verified too.
+            let failed_in_log: std::collections::HashSet<String> = audit
+                .as_ref()
+                .map(|(a, _)| a.failed_records.iter().map(ToString::to_string).collect())
+                .unwrap_or_default();
+            let ids: Vec<uuid::Uuid> = outcome
+                .verified
+                .iter()
+                .filter(|e| !failed_in_log.contains(&e.evidence_id))
+                .filter_map(|e| e.evidence_id.parse().ok())
+                .collect();
             let marked = psg_store::evidence::mark_verified(&store, &ids).await.map_err(runtime)?;
             println!("database: {} records, {} verified (last_verified_at updated)", entries.len(), marked);
             report(&outcome);
-            finish(&outcome)
+            let log_ok = match &audit {
+                Some((a, origin)) => {
+                    println!(
+                        "evidence log {origin}: {} leaves; {} signed checkpoints verified (signature, root from the stored leaves, consistency with the one before), the newest of {} records; {} of the {} records here verified in it (leaf and stored inclusion proof){}",
+                        a.audit.size,
+                        a.audit.checkpoints_verified,
+                        a.audit.newest.unwrap_or(0),
+                        a.audit.records_verified,
+                        rows.len(),
+                        match a.audit.unsigned() {
+                            0 => String::new(),
+                            n => format!("; {n} appended since the newest checkpoint, not yet signed"),
+                        }
+                    );
+                    if a.unlogged > 0 {
+                        println!("  {} records were sealed before the evidence service kept its log", a.unlogged);
+                    }
+                    for f in &a.audit.failures {
+                        println!("FAIL evidence log: {f}");
+                    }
+                    a.audit.ok()
+                }
+                None => {
+                    println!("no evidence log is stored (records sealed before the evidence service kept one)");
+                    true
+                }
+            };
+            finish(&outcome)?;
+            if log_ok {
+                Ok(())
+            } else {
+                Err(CliError::Runtime(format!(
+                    "verification failed: {} problems in the stored evidence log",
+                    audit.map_or(0, |(a, _)| a.audit.failures.len())
+                )))
+            }
         }
         EvidenceAction::Attest { range, types, requested_by } => {
             let (from, to) = range.bounds()?;
@@ -368,6 +417,49 @@ pub(crate) async fn execute(cfg: &Config, action: EvidenceAction) -> Result<(), 
             Ok(())
         }
     }
+}
+
+/// What `evidence verify` found of the stored evidence log.
+struct LogCheck {
+    audit: psg_evidence::log::audit::Audit,
+    /// Records of the period with no log entry (sealed before the log).
+    unlogged: usize,
+    /// Records whose log entry did not verify.
+    failed_records: Vec<uuid::Uuid>,
+}
+
+/// Checks the evidence log the service stored (every leaf, every
+/// checkpoint of its origin) and the entries of `rows`; `None` when no log
+/// is stored.
+async fn audit_stored_log(
+    store: &Store,
+    rows: &[psg_domain::rows::EvidenceRow],
+    keys: &Keyring,
+) -> Result<Option<(LogCheck, String)>, CliError> {
+    let Some(newest) = psg_store::evidence::last_checkpoint(store).await.map_err(runtime)? else {
+        return Ok(None);
+    };
+    let leaves = psg_store::evidence::log_leaves(store).await.map_err(runtime)?;
+    let checkpoints = psg_store::evidence::checkpoints(store, &newest.origin).await.map_err(runtime)?;
+    let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
+    let hashes: std::collections::HashMap<uuid::Uuid, &str> = rows.iter().map(|r| (r.id, r.hash.as_str())).collect();
+    let entries: Vec<(psg_domain::rows::EvidenceLogRow, String)> = psg_store::evidence::log_entries(store, &ids)
+        .await
+        .map_err(runtime)?
+        .into_iter()
+        .map(|e| {
+            let hash = hashes.get(&e.evidence_id).copied().unwrap_or_default().to_owned();
+            (e, hash)
+        })
+        .collect();
+    let audit = psg_evidence::log::audit::audit(&newest.origin, &leaves, &checkpoints, &entries, keys);
+    let failed_records = entries
+        .iter()
+        .map(|(e, _)| e.evidence_id)
+        .filter(|id| audit.failures.iter().any(|f| f.starts_with(&format!("record {id} "))))
+        .collect();
+    let check = LogCheck { unlogged: rows.len() - entries.len(), audit, failed_records };
+    Ok(Some((check, newest.origin)))
 }
 
 /// Puts `records` in log order with their log index and stored inclusion

@@ -296,6 +296,37 @@ async fn thin_path_through_four_processes_on_tansu_and_postgres() {
     assert!(verified.contains(&format!("OK: {records} records verified")), "{verified}");
     let in_db = run(&["evidence", "verify", "--database-url", &db.url, "--evidence-store", store_arg]);
     assert!(in_db.contains(&format!("{records} verified")), "{in_db}");
+    // ... and the evidence log as the service stored it.
+    assert!(in_db.contains("signed checkpoints verified"), "{in_db}");
+    assert!(in_db.contains(&format!("{records} of the {records} records here verified in it")), "{in_db}");
+    assert!(!in_db.contains("FAIL"), "{in_db}");
+    // A leaf changed behind the append-only trigger's back: the stored
+    // log no longer gives its signed roots, and verification says so.
+    let leaf: String =
+        client.query_one("SELECT record_hash FROM evidence_log WHERE log_index = 0", &[]).await.expect("leaf").get(0);
+    let forged = "ab".repeat(32);
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE evidence_log DISABLE TRIGGER USER;
+             UPDATE evidence_log SET record_hash = '{forged}' WHERE log_index = 0;"
+        ))
+        .await
+        .expect("tamper with the log");
+    let out = Command::new(BIN)
+        .args(["evidence", "verify", "--database-url", &db.url, "--evidence-store", store_arg])
+        .output()
+        .expect("verify");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "a changed log must fail: {text}");
+    assert!(text.contains("FAIL evidence log: checkpoint of") && text.contains("the stored log was changed"), "{text}");
+    assert!(text.contains("is not its log leaf"), "{text}");
+    client
+        .batch_execute(&format!(
+            "UPDATE evidence_log SET record_hash = '{leaf}' WHERE log_index = 0;
+             ALTER TABLE evidence_log ENABLE TRIGGER USER;"
+        ))
+        .await
+        .expect("restore the log");
     let counted: i64 = client
         .query_one("SELECT count(*) FROM evidence WHERE verification_count = 1 AND last_verified_at IS NOT NULL", &[])
         .await

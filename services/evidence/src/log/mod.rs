@@ -256,5 +256,6 @@ pub fn verify_checkpoint(text: &str, origin: &str, key: &VerifyingKey) -> Result
     Ok(TreeHead { size: cp.size(), root: *cp.hash() })
 }
 
+pub mod audit;
 #[cfg(test)]
 mod tests;
