@@ -401,23 +401,51 @@ fn bounded(field: &'static str, v: &str, max: u64, problem: &'static str) -> Res
     }
 }
 
+/// The bytes that separate tokens: space, tab, CR, LF, form feed.
+const SEPARATOR: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b' ' as usize] = true;
+    t[b'\t' as usize] = true;
+    t[b'\r' as usize] = true;
+    t[b'\n' as usize] = true;
+    t[0x0c] = true;
+    t
+};
+
 /// Space-separated tokens (runs of spaces and tabs are one separator).
 struct Tokens<'a> {
-    rest: &'a [u8],
     line: &'a str,
+    /// Where the next token's search starts.
+    at: usize,
+}
+
+impl<'a> Tokens<'a> {
+    fn new(line: &'a str) -> Self {
+        Self { line, at: 0 }
+    }
 }
 
 impl<'a> Iterator for Tokens<'a> {
     type Item = &'a str;
 
+    #[inline]
     fn next(&mut self) -> Option<&'a str> {
-        let sep = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'\x0c');
-        let start = self.rest.iter().position(|b| !sep(b))?;
-        let len = self.rest[start..].iter().position(sep).unwrap_or(self.rest.len() - start);
-        let offset = self.line.len() - self.rest.len() + start;
-        self.rest = &self.rest[start + len..];
+        let bytes = self.line.as_bytes();
+        let mut i = self.at;
+        while i < bytes.len() && SEPARATOR[usize::from(bytes[i])] {
+            i += 1;
+        }
+        if i == bytes.len() {
+            self.at = i;
+            return None;
+        }
+        let start = i;
+        while i < bytes.len() && !SEPARATOR[usize::from(bytes[i])] {
+            i += 1;
+        }
+        self.at = i;
         // Token boundaries are ASCII, so they are char boundaries of the line.
-        self.line.get(offset..offset + len)
+        self.line.get(start..i)
     }
 }
 
@@ -525,20 +553,21 @@ pub fn parse_line_at(
 ) -> Result<FlowRecord, LineError> {
     parse_fields(layout, line, source, transport).map_err(|e| match e {
         LineError::Value { .. } | LineError::Time(_) => {
-            let found = Tokens { rest: line.as_bytes(), line }.count();
+            let found = Tokens::new(line).count();
             if found == layout.len() { e } else { LineError::FieldCount { found, expected: layout.len() } }
         }
         e => e,
     })
 }
 
+#[inline]
 fn parse_fields(
     layout: &Layout,
     line: &str,
     source: SourceRef,
     transport: Option<TransportTime>,
 ) -> Result<FlowRecord, LineError> {
-    let mut tokens = Tokens { rest: line.as_bytes(), line };
+    let mut tokens = Tokens::new(line);
     let mut rec = FlowRecord::new(CloudProvider::Aws, FlowFormat::AwsVpc, source, 0, 0);
     let (mut start, mut end) = (None, None);
     let mut lost: i64 = 0;
@@ -781,9 +810,9 @@ mod tests {
 
     #[test]
     fn tokens_split_on_runs_of_blanks() {
-        let t: Vec<&str> = Tokens { rest: b"  a\tb  c ", line: "  a\tb  c " }.collect();
+        let t: Vec<&str> = Tokens::new("  a\tb  c ").collect();
         assert_eq!(t, ["a", "b", "c"]);
-        let t: Vec<&str> = Tokens { rest: "é x".as_bytes(), line: "é x" }.collect();
+        let t: Vec<&str> = Tokens::new("é x").collect();
         assert_eq!(t, ["é", "x"]);
     }
 
