@@ -114,8 +114,14 @@ pub fn parse_entries_into(text: &[u8], ctx: MessageCtx<'_>, out: &mut dyn Sink<F
 /// One entry, `raw`, at position `line`.
 fn entry(raw: &[u8], line: u32, ctx: MessageCtx<'_>) -> Result<FlowRecord, Rejected> {
     let reject = |kind: &'static str, reason: String| Rejected::new(line, raw, kind, reason);
-    let e: Entry<'_> = serde_json::from_slice(raw)
-        .map_err(|e| reject("parse", format!("GCP log entry: {}", fields::json_error(&e))))?;
+    // Checked as UTF-8 once, then parsed as text: serde_json then does not
+    // check every string again. Bytes that are not UTF-8 get serde_json's
+    // own error, which names where.
+    let parsed = match std::str::from_utf8(raw) {
+        Ok(text) => serde_json::from_str::<Entry<'_>>(text),
+        Err(_) => serde_json::from_slice::<Entry<'_>>(raw),
+    };
+    let e = parsed.map_err(|e| reject("parse", format!("GCP log entry: {}", fields::json_error(&e))))?;
     if let Some(log) = nonempty(&e.log_name).filter(|l| !l.ends_with("vpc_flows")) {
         return Err(reject(
             "unsupported",
