@@ -271,9 +271,11 @@ pub(crate) enum Command {
     },
     /// Push the scope inventory and evidence to a GRC platform (Vanta, Drata, Secureframe).
     ///
-    /// `grc sync` runs one sync and records it in grc_syncs and audit_logs.
+    /// `grc sync` runs one sync and records it in grc_syncs and audit_logs; `grc run`
+    /// syncs continuously (incrementally after changes, fully at least daily).
     #[command(
-        after_help = "Example:\n  pci-scope-guard grc sync --provider vanta --full --database-url postgres://..."
+        after_help = "Examples:\n  pci-scope-guard grc sync --provider vanta --full --database-url postgres://...\n  \
+                      pci-scope-guard grc run --provider drata --brokers kafka:9092 --database-url postgres://..."
     )]
     Grc {
         #[command(subcommand)]
@@ -385,6 +387,7 @@ pub(crate) async fn execute(cli: Cli) -> Result<(), CliError> {
             | Command::Classify
             | Command::Run(_)
             | Command::Evidence { action: None, .. }
+            | Command::Grc { action: crate::grc_cmd::GrcAction::Run(_) }
     );
     if operator && cli.global.log_level.is_none() {
         config.telemetry.log_level = "warn".into();

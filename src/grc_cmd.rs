@@ -42,8 +42,7 @@ pub(crate) enum GrcAction {
     ///   Secureframe: PSG_GRC_SECUREFRAME_API_KEY, PSG_GRC_SECUREFRAME_API_SECRET,
     ///                PSG_GRC_SECUREFRAME_BUNDLE_DIR (evidence bundle for upload by hand)
     ///
-    /// One run per invocation: a continuous mode (following scope.decisions and
-    /// evidence.records) is not built yet; schedule `grc sync` instead.
+    /// One run per invocation; `grc run` syncs continuously.
     #[command(
         verbatim_doc_comment,
         after_help = "Examples:\n  pci-scope-guard grc sync --provider vanta --full --database-url postgres://...\n  \
@@ -51,6 +50,27 @@ pub(crate) enum GrcAction {
                       pci-scope-guard grc sync --provider drata --base-url https://public-api.eu.drata.com/public/v2 --database-url postgres://..."
     )]
     Sync(SyncArgs),
+    /// Sync continuously: follow scope.decisions and evidence.records, sync incrementally
+    /// after changes on an interval, and fully at least every --full-every.
+    ///
+    /// Reads scope and evidence from the database (which classify and evidence
+    /// write); the topics only say that something changed. On every --interval
+    /// tick: an incremental sync if anything changed since the last completed
+    /// sync to this provider (or none ever completed). A full sync at start when
+    /// the last completed full sync in grc_syncs is older than --full-every (or
+    /// there is none), then every --full-every. Every run is a grc_syncs row
+    /// (incremental/full) and an audit_logs row. Offsets are committed only once
+    /// a completed sync covers their messages: a crash syncs again. Consumer
+    /// group <group-prefix>-grc-<provider>; /metrics, /healthz, /readyz on
+    /// --metrics-addr (default 127.0.0.1:9475); stops on SIGINT/SIGTERM after
+    /// the sync in hand.
+    ///
+    /// Credentials as for `grc sync` (environment or the [grc] section).
+    #[command(
+        verbatim_doc_comment,
+        after_help = "Example:\n  pci-scope-guard grc run --provider vanta --brokers kafka:9092 --database-url postgres://... --interval 15m --full-every 24h"
+    )]
+    Run(crate::grc_run::RunArgs),
 }
 
 /// The platforms.
@@ -62,7 +82,7 @@ pub(crate) enum ProviderArg {
 }
 
 impl ProviderArg {
-    fn kind(self) -> ProviderKind {
+    pub(crate) fn kind(self) -> ProviderKind {
         match self {
             Self::Vanta => ProviderKind::Vanta,
             Self::Drata => ProviderKind::Drata,
@@ -105,7 +125,7 @@ fn runtime(e: impl std::fmt::Display) -> CliError {
 }
 
 /// A [`psg_grc::Error`] of settings is a usage error (exit 2).
-fn grc_error(e: psg_grc::Error) -> CliError {
+pub(crate) fn grc_error(e: psg_grc::Error) -> CliError {
     match e {
         psg_grc::Error::Config { .. } => CliError::Config(e.to_string()),
         other => CliError::Runtime(other.to_string()),
@@ -116,6 +136,7 @@ fn grc_error(e: psg_grc::Error) -> CliError {
 pub(crate) async fn execute(cfg: &Config, action: GrcAction) -> Result<(), CliError> {
     match action {
         GrcAction::Sync(args) => sync(cfg, args).await,
+        GrcAction::Run(args) => crate::grc_run::run(cfg.clone(), args).await,
     }
 }
 
@@ -155,9 +176,7 @@ async fn sync(cfg: &Config, args: SyncArgs) -> Result<(), CliError> {
         }
         None => {
             let store = store.as_ref().ok_or_else(|| CliError::Config("no database".into()))?;
-            let mut inventory = Inventory::from_store(store).await.map_err(grc_error)?;
-            inventory.evidence = stored_evidence(cfg, store, since).await?;
-            inventory
+            database_inventory(cfg, store, since).await?
         }
     };
     let user = args.user.user.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "unknown".into());
@@ -222,6 +241,18 @@ fn bundle_evidence(dir: &Path, since: Option<DateTime<Utc>>) -> Result<Vec<Evide
         });
     }
     Ok(items)
+}
+
+/// The database's current scope and the evidence records generated since
+/// `since` (all of them when `None`), with their documents.
+pub(crate) async fn database_inventory(
+    cfg: &Config,
+    store: &Store,
+    since: Option<DateTime<Utc>>,
+) -> Result<Inventory, CliError> {
+    let mut inventory = Inventory::from_store(store).await.map_err(grc_error)?;
+    inventory.evidence = stored_evidence(cfg, store, since).await?;
+    Ok(inventory)
 }
 
 /// The stored records generated since `since`, with their documents from the evidence store.

@@ -8,6 +8,7 @@ mod cli;
 mod demo;
 mod evidence_cmd;
 mod grc_cmd;
+mod grc_run;
 mod operate;
 mod services;
 

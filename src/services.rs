@@ -335,7 +335,7 @@ pub(crate) fn topic_specs(cfg: &Config, kinds: &[ServiceKind]) -> Vec<TopicSpec>
     specs
 }
 
-fn spawn_signal_handler(shutdown: CancellationToken) {
+pub(crate) fn spawn_signal_handler(shutdown: CancellationToken) {
     tokio::spawn(async move {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(s) => s,

@@ -8,7 +8,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_pci-scope-guard");
 
 fn grc(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
-    cmd.args(args).env_remove("DATABASE_URL").env_remove("PSG_CONFIG");
+    cmd.args(args).env_remove("DATABASE_URL").env_remove("PSG_CONFIG").env_remove("KAFKA_BROKERS");
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("PSG_GRC")) {
         cmd.env_remove(k);
     }
@@ -54,7 +54,7 @@ fn secrets_are_never_printed_and_a_sync_that_fails_exits_1() {
     assert!(help.status.success());
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("PSG_GRC_VANTA_CLIENT_SECRET") && !help.contains(secret), "{help}");
-    assert!(help.contains("continuous mode") && help.contains("not built yet"), "{help}");
+    assert!(help.contains("`grc run` syncs continuously"), "{help}");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let report = report(dir.path());
@@ -65,4 +65,34 @@ fn secrets_are_never_printed_and_a_sync_that_fails_exits_1() {
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(all.contains("to Vanta (incremental): failed") && all.contains("not recorded (no database)"), "{all}");
     assert!(!all.contains(secret), "{all}");
+}
+
+#[test]
+fn grc_run_needs_a_database_brokers_and_credentials_and_checks_its_schedule() {
+    let out = grc(&["grc", "run", "--provider", "drata"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--database-url"), "{out:?}");
+
+    let db = [("DATABASE_URL", "postgres://nobody@127.0.0.1:1/psg")];
+    let out = grc(&["grc", "run", "--provider", "drata"], &db);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--brokers"), "{out:?}");
+
+    let both = [("DATABASE_URL", "postgres://nobody@127.0.0.1:1/psg"), ("KAFKA_BROKERS", "127.0.0.1:1")];
+    let out = grc(&["grc", "run", "--provider", "drata"], &both);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PSG_GRC_DRATA_API_KEY"), "{out:?}");
+
+    let out = grc(&["grc", "run", "--provider", "drata", "--interval", "1h", "--full-every", "30m"], &both);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("grc.full-every (30m) must not be shorter than grc.interval (1h)"), "{err}");
+
+    let out = grc(&["grc", "run", "--provider", "drata", "--interval", "soon"], &both);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a length of time"), "{out:?}");
+
+    let help = grc(&["grc", "run", "--help"], &[]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--full-every") && help.contains("scope.decisions") && help.contains("grc_syncs"), "{help}");
 }

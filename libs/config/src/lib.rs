@@ -686,12 +686,110 @@ impl Default for EvidenceConfig {
     }
 }
 
+/// A length of time as people write it: `90s`, `15m`, `24h`, `7d`, or
+/// parts of them (`1h30m`); a bare number is seconds. Printed the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Span(std::time::Duration);
+
+impl Span {
+    pub const fn from_secs(secs: u64) -> Self {
+        Self(std::time::Duration::from_secs(secs))
+    }
+
+    pub const fn as_duration(self) -> std::time::Duration {
+        self.0
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut secs = self.0.as_secs();
+        if secs == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, len) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+            if secs >= len {
+                write!(f, "{}{unit}", secs / len)?;
+                secs %= len;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Span {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        let s = text.trim();
+        let wrong = || format!("'{text}' is not a length of time: write e.g. 90s, 15m, 24h, 7d or 1h30m");
+        if s.is_empty() {
+            return Err(wrong());
+        }
+        if let Ok(secs) = s.parse::<u64>() {
+            return Ok(Self::from_secs(secs));
+        }
+        let mut total: u64 = 0;
+        let mut digits = String::new();
+        for c in s.chars() {
+            if c.is_ascii_digit() {
+                digits.push(c);
+                continue;
+            }
+            let unit = match c {
+                's' => 1,
+                'm' => 60,
+                'h' => 3_600,
+                'd' => 86_400,
+                _ => return Err(wrong()),
+            };
+            let n: u64 = digits.parse().map_err(|_| wrong())?;
+            digits.clear();
+            total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(wrong)?;
+        }
+        if !digits.is_empty() {
+            return Err(wrong());
+        }
+        Ok(Self::from_secs(total))
+    }
+}
+
+impl Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    /// `"15m"`, or a number of seconds (`900`, as an environment value
+    /// that looks like a number arrives).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Secs(u64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+            Raw::Secs(n) => Ok(Self::from_secs(n)),
+        }
+    }
+}
+
 /// `[grc]`: pushing the scope inventory and evidence to GRC platforms
-/// (`pci-scope-guard grc sync`). Secrets come from here or from the
-/// environment (`PSG_GRC_VANTA_CLIENT_SECRET`, ...), never from flags.
+/// (`pci-scope-guard grc sync` once, `grc run` continuously). Secrets come
+/// from here or from the environment (`PSG_GRC_VANTA_CLIENT_SECRET`, ...),
+/// never from flags.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct GrcConfig {
+    /// `grc run`: how often it looks for changes (decisions, evidence) and,
+    /// when there are any, syncs incrementally (`PSG_GRC__INTERVAL=15m`).
+    pub interval: Span,
+    /// `grc run`: a full sync at least this often, and at start when the
+    /// last completed full sync is older (`PSG_GRC__FULL_EVERY=24h`).
+    pub full_every: Span,
     /// Timeout of one HTTP request to a provider, in seconds.
     pub timeout_secs: u64,
     /// Attempts of one request (5xx, 429 and timeouts are retried with
@@ -710,6 +808,8 @@ pub struct GrcConfig {
 impl Default for GrcConfig {
     fn default() -> Self {
         Self {
+            interval: Span::from_secs(15 * 60),
+            full_every: Span::from_secs(24 * 3_600),
             timeout_secs: 30,
             max_attempts: 5,
             backoff_ms: 500,
@@ -982,6 +1082,15 @@ impl Config {
         }
         if self.grc.max_attempts == 0 || self.grc.timeout_secs == 0 {
             problems.push("grc.max-attempts and grc.timeout-secs must be at least 1".to_owned());
+        }
+        if self.grc.interval < Span::from_secs(1) {
+            problems.push("grc.interval must be at least 1s".to_owned());
+        }
+        if self.grc.full_every < self.grc.interval {
+            problems.push(format!(
+                "grc.full-every ({}) must not be shorter than grc.interval ({}): a full sync is due at most once a tick",
+                self.grc.full_every, self.grc.interval
+            ));
         }
         if !(1..=500).contains(&self.grc.drata.batch_size) {
             problems.push("grc.drata.batch-size must be 1 to 500 (Drata's limit)".to_owned());

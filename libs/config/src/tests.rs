@@ -203,3 +203,50 @@ fn grc_credentials_from_the_environment_never_print() {
         Ok(())
     });
 }
+
+#[test]
+fn spans_are_written_as_people_write_them() {
+    let parse = |s: &str| s.parse::<Span>().map(|d| d.as_duration().as_secs());
+    assert_eq!(parse("90s"), Ok(90));
+    assert_eq!(parse("15m"), Ok(900));
+    assert_eq!(parse("24h"), Ok(86_400));
+    assert_eq!(parse("1h30m"), Ok(5_400));
+    assert_eq!(parse("2d"), Ok(172_800));
+    assert_eq!(parse("600"), Ok(600));
+    for bad in ["", "m", "15x", "1.5h", "h15", "-5m", "15m3"] {
+        assert!(parse(bad).is_err(), "{bad}");
+    }
+    assert!(parse("5w").unwrap_err().contains("15m"), "the message shows how to write one");
+    assert_eq!(Span::from_secs(5_400).to_string(), "1h30m");
+    assert_eq!(Span::from_secs(86_400).to_string(), "1d");
+}
+
+#[test]
+fn grc_interval_and_full_every_from_file_and_environment_are_validated() {
+    Jail::expect_with(|jail| {
+        let c = load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+        assert_eq!((c.grc.interval, c.grc.full_every), (Span::from_secs(900), Span::from_secs(86_400)));
+
+        jail.create_file("psg.toml", "[grc]\ninterval = \"5m\"\nfull-every = \"12h\"\n")?;
+        let c = load(Some("psg.toml"), &Overrides::default()).map_err(|e| e.to_string())?;
+        assert_eq!((c.grc.interval, c.grc.full_every), (Span::from_secs(300), Span::from_secs(43_200)));
+
+        jail.set_env("PSG_GRC__INTERVAL", "30s");
+        jail.set_env("PSG_GRC__FULL_EVERY", "3600");
+        let c = load(Some("psg.toml"), &Overrides::default()).map_err(|e| e.to_string())?;
+        assert_eq!((c.grc.interval, c.grc.full_every), (Span::from_secs(30), Span::from_secs(3_600)));
+
+        jail.set_env("PSG_GRC__FULL_EVERY", "10s");
+        let err = load(Some("psg.toml"), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("grc.full-every (10s) must not be shorter than grc.interval (30s)"), "{err}");
+
+        jail.set_env("PSG_GRC__INTERVAL", "0s");
+        let err = load(Some("psg.toml"), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("grc.interval must be at least 1s"), "{err}");
+
+        jail.set_env("PSG_GRC__INTERVAL", "fortnightly");
+        let err = load(Some("psg.toml"), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("'fortnightly' is not a length of time"), "{err}");
+        Ok(())
+    });
+}

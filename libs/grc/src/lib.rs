@@ -12,6 +12,9 @@
 //!   speaking its platform's documented API.
 //! - [`sync`]: the runner. Pushes, collects per-item errors, decides the
 //!   status (`failed` only when nothing went through) and records the run.
+//! - [`schedule`]: pure. When the continuous mode (`grc run`) syncs: a full
+//!   sync when due, an incremental one on an interval tick after a change,
+//!   and which consumed changes a completed sync covered.
 //!
 //! Secrets ([`psg_config::Secret`]) are never logged nor `Debug`-printed:
 //! they go into request headers marked sensitive and nowhere else.
@@ -19,6 +22,7 @@
 pub mod drata;
 pub mod http;
 pub mod model;
+pub mod schedule;
 pub mod secureframe;
 pub mod sync;
 pub mod vanta;

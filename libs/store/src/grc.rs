@@ -125,3 +125,36 @@ pub async fn last_completed_grc_sync(store: &Store, provider: &str) -> Result<Op
         .map_err(Error::pg("reading the last GRC sync"))?;
     Ok(row.get(0))
 }
+
+/// When the newest completed run of `provider` of `sync_type` (`full`,
+/// `incremental`) started: `grc run` does a full sync at start when the
+/// last one is older than its `full-every`.
+pub async fn last_completed_grc_sync_of_type(
+    store: &Store,
+    provider: &str,
+    sync_type: &str,
+) -> Result<Option<DateTime<Utc>>> {
+    let client = store.client().await?;
+    let row = client
+        .query_one(
+            "SELECT max(started_at) FROM grc_syncs WHERE provider = $1 AND sync_type = $2 AND status = 'completed'",
+            &[&provider, &sync_type],
+        )
+        .await
+        .map_err(Error::pg("reading the last GRC sync"))?;
+    Ok(row.get(0))
+}
+
+/// Which of `ids` are in `scope_decisions` (a decision's row is written
+/// right after its message is published: `grc run` syncs what is there).
+pub async fn existing_decisions(store: &Store, ids: &[Uuid]) -> Result<std::collections::HashSet<Uuid>> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let client = store.client().await?;
+    let rows = client
+        .query("SELECT id FROM scope_decisions WHERE id = ANY($1)", &[&ids])
+        .await
+        .map_err(Error::pg("reading scope decision ids"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}

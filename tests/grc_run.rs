@@ -1,0 +1,260 @@
+//! `grc run` as deployed: the real binary as a process, following
+//! `scope.decisions` and `evidence.records` on librdkafka's mock cluster,
+//! reading PostgreSQL, pushing to a local server that implements Vanta's
+//! documented endpoints (OAuth token, custom resources).
+//!
+//! A full sync at start (none ever completed); a decision published → one
+//! incremental sync, its `grc_syncs` row, its offset committed; nothing
+//! published → no sync on the next ticks; a full sync when `--full-every`
+//! is due; SIGTERM → exit 0; started again with a full sync that is recent
+//! → none at start.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use psg_domain::rows::{ResourceRow, ScopeDecisionRow};
+use psg_domain::{CloudProvider, DecisionMethod, PciScope, ScopeDecision, ScopeRule};
+use psg_kafka_runtime::embedded::EmbeddedBroker;
+use psg_kafka_runtime::topics::TopicSpec;
+use psg_store::Store;
+use psg_testkit::kafka::{committed_offsets, produce};
+use psg_testkit::procs::Procs;
+use psg_testkit::{TestDb, http_get, wait_for};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pci-scope-guard");
+
+/// What the Vanta server holds: the custom resources of the last PUT, and
+/// how many PUTs it took.
+#[derive(Debug, Default)]
+struct Vanta {
+    resources: BTreeMap<String, Value>,
+    puts: usize,
+}
+
+/// A server implementing `POST /oauth/token` and `PUT
+/// /v1/resources/custom_resource` (replace-all) as Vanta documents them.
+async fn vanta_server() -> (String, Arc<Mutex<Vanta>>) {
+    let state = Arc::new(Mutex::new(Vanta::default()));
+    let st = Arc::clone(&state);
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let st = Arc::clone(&st);
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let bearer = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let (status, answer) = match (parts.method.as_str(), parts.uri.path()) {
+                ("POST", "/oauth/token") if body["client_id"] == "cid" && body["client_secret"] == "csecret" => {
+                    (200, json!({"access_token": "tok-1", "expires_in": 3600, "token_type": "Bearer"}))
+                }
+                ("POST", "/oauth/token") => (401, json!({"error": "invalid_client"})),
+                _ if bearer != "Bearer tok-1" => (401, json!({"error": "invalid_token"})),
+                ("PUT", "/v1/resources/custom_resource") if body["resourceId"] == "res-1" => {
+                    let mut s = st.lock().expect("state");
+                    s.puts += 1;
+                    s.resources = body["resources"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter().map(|x| (x["uniqueId"].as_str().unwrap_or_default().to_owned(), x.clone())).collect()
+                        })
+                        .unwrap_or_default();
+                    (200, json!({"success": true}))
+                }
+                _ => (404, json!({"error": "no such endpoint"})),
+            };
+            let status = axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::IM_A_TEAPOT);
+            (status, [("content-type", "application/json")], answer.to_string())
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, state)
+}
+
+/// A resource and its current decision in the database, as classify writes
+/// them; returns the decision's id.
+async fn decide(store: &Store, address: &str, scope: PciScope) -> (ResourceRow, uuid::Uuid) {
+    let now = Utc::now();
+    let row = ResourceRow::for_address(address, true, CloudProvider::Aws, now);
+    psg_store::resources::ensure_resources(store, std::slice::from_ref(&row)).await.expect("resource");
+    let id = uuid::Uuid::new_v4();
+    let decision = ScopeDecisionRow {
+        id,
+        resource_id: row.id,
+        scope,
+        data_classification: None,
+        segment: Some("vpc-1".into()),
+        justification: format!("{address} decided"),
+        confidence_score: None,
+        decided_at: now,
+        decided_by: "classify".into(),
+        decision_method: DecisionMethod::Automated,
+        is_current: true,
+        superseded_by_id: None,
+        dependency_resource_ids: json!([]),
+    };
+    psg_store::decisions::write_decisions(store, &[decision]).await.expect("decision");
+    (row, id)
+}
+
+/// The `grc_syncs` rows of Vanta, oldest first: (type, status, resources synced).
+async fn syncs(store: &Store) -> Vec<(String, String, i32)> {
+    let mut rows = psg_store::grc::grc_syncs(store, Some("vanta"), 100).await.expect("grc_syncs");
+    rows.reverse();
+    rows.into_iter().map(|r| (r.sync_type, r.status, r.resources_synced)).collect()
+}
+
+fn count(rows: &[(String, String, i32)], sync_type: &str) -> usize {
+    rows.iter().filter(|r| r.0 == sync_type && r.1 == "completed").count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grc_run_syncs_after_changes_on_its_interval_and_fully_when_due() {
+    let db = TestDb::create().await;
+    psg_store::migrate(&psg_store::pool(&db.url, 1).expect("pool")).await.expect("migrate");
+    let store = Store::connect(&db.url, 2).await.expect("store");
+    let broker = EmbeddedBroker::start(1).expect("mock cluster");
+    let brokers = broker.bootstrap_servers();
+    let specs: Vec<TopicSpec> = ["scope.decisions", "evidence.records"].into_iter().map(TopicSpec::stream).collect();
+    broker.create_topics(&specs, 1).expect("topics");
+    let (vanta_url, vanta) = vanta_server().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let evidence_store = work.path().join("evidence-store");
+    std::fs::create_dir_all(&evidence_store).expect("evidence store");
+    decide(&store, "10.0.0.5", PciScope::Cde).await;
+
+    let mut procs = Procs::new(BIN, work.path());
+    let env = [
+        ("PSG_GRC_VANTA_CLIENT_ID", "cid"),
+        ("PSG_GRC_VANTA_CLIENT_SECRET", "csecret"),
+        ("PSG_GRC_VANTA_RESOURCE_ID", "res-1"),
+        ("PSG_KAFKA__CREATE_TOPICS", "false"),
+        ("PSG_EVIDENCE__STORE_URL", evidence_store.to_str().expect("utf-8")),
+        ("RUST_LOG", "info,pci_scope_guard=debug,librdkafka=warn"),
+    ];
+    let common = [
+        "grc",
+        "run",
+        "--provider",
+        "vanta",
+        "--brokers",
+        &brokers,
+        "--database-url",
+        &db.url,
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--base-url",
+        &vanta_url,
+        "--interval",
+        "2s",
+    ];
+    procs.spawn("grc", &[&common[..], &["--full-every", "20s"]].concat(), &env);
+    {
+        // Nothing ever synced: a full sync at start.
+        let first = wait_for("the full sync at start", Duration::from_secs(60), async || {
+            let rows = syncs(&store).await;
+            (count(&rows, "full") == 1).then_some(rows)
+        })
+        .await;
+        assert_eq!(first, [("full".to_owned(), "completed".to_owned(), 1)]);
+        procs.wait_ready("grc").await;
+
+        // A decision: its row (classify writes it), then its message.
+        let (row, id) = decide(&store, "10.0.0.6", PciScope::ConnectedCde).await;
+        let message = ScopeDecision {
+            decision_id: id.to_string(),
+            resource_id: row.resource_id.clone(),
+            resource_uuid: row.id.to_string(),
+            scope: PciScope::ConnectedCde,
+            previous_scope: None,
+            data_classification: None,
+            segment: Some("vpc-1".into()),
+            rule: ScopeRule::CdeConnection,
+            justification: "talks to the CDE".into(),
+            decided_at: Utc::now().timestamp_micros(),
+            decided_by: "classify".into(),
+            decision_method: DecisionMethod::Automated,
+            supersedes_id: None,
+            dependency_resource_ids: vec![],
+            as_of: 0,
+        };
+        let payload = psg_avro_codec::encode(&message).expect("encode");
+        produce(&brokers, "scope.decisions", &row.resource_id, &payload, &[]).await;
+
+        let rows = wait_for("one incremental sync", Duration::from_secs(30), async || {
+            let rows = syncs(&store).await;
+            (count(&rows, "incremental") == 1).then_some(rows)
+        })
+        .await;
+        assert_eq!(rows[1], ("incremental".to_owned(), "completed".to_owned(), 2), "{rows:?}");
+        assert!(vanta.lock().expect("state").resources.contains_key(&row.resource_id), "the new system was pushed");
+        assert_eq!(vanta.lock().expect("state").resources[&row.resource_id]["customProperties"]["pci_scope"], "connected-cde");
+        // Its offset is committed once the sync covered it.
+        wait_for("the decision's offset committed", Duration::from_secs(30), async || {
+            let c = committed_offsets(&brokers, "pci-scope-guard-grc-vanta", "scope.decisions", 1).await;
+            (c == [(0, 1)]).then_some(())
+        })
+        .await;
+
+        // Nothing published: the next two ticks sync nothing.
+        let marker = procs.log("grc").matches("nothing changed since the last sync").count();
+        wait_for("two ticks without changes", Duration::from_secs(30), async || {
+            (procs.log("grc").matches("nothing changed since the last sync").count() >= marker + 2).then_some(())
+        })
+        .await;
+        let rows = syncs(&store).await;
+        assert_eq!(count(&rows, "incremental"), 1, "no sync without a change: {rows:?}");
+        assert_eq!(rows.len(), 2, "{rows:?}");
+
+        // The full sync is due 20 s after the first one.
+        let rows = wait_for("the next full sync", Duration::from_secs(60), async || {
+            let rows = syncs(&store).await;
+            (count(&rows, "full") == 2).then_some(rows)
+        })
+        .await;
+        assert_eq!(rows.last(), Some(&("full".to_owned(), "completed".to_owned(), 2)), "{rows:?}");
+        let full = psg_store::grc::grc_syncs(&store, Some("vanta"), 100).await.expect("rows");
+        let fulls: Vec<_> = full.iter().filter(|r| r.sync_type == "full").collect();
+        assert!(fulls[0].started_at - fulls[1].started_at >= chrono::Duration::seconds(20), "{fulls:?}");
+
+        // Metrics in the services' style.
+        let addr = procs.metrics_addr("grc");
+        let (_, metrics) = http_get(&addr, "/metrics").await.expect("metrics");
+        assert!(
+            metrics.lines().any(|l| l.starts_with("psg_grc_syncs_total")
+                && l.contains("provider=\"vanta\"")
+                && l.contains("sync_type=\"incremental\"")
+                && l.contains("status=\"completed\"")
+                && l.ends_with(" 1")),
+            "{metrics}"
+        );
+        assert!(metrics.contains("psg_grc_resources_synced_total{provider=\"vanta\"}"), "{metrics}");
+
+        // Every run has its audit row.
+        let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(conn);
+        let audits: i64 = client
+            .query_one("SELECT count(*) FROM audit_logs WHERE action = 'grc.sync' AND success", &[])
+            .await
+            .expect("audit_logs")
+            .get(0);
+        assert_eq!(audits as usize, rows.len());
+
+        // SIGTERM: exit 0.
+        let status = procs.terminate("grc", Duration::from_secs(20)).expect("stopped within 20 s");
+        assert!(status.success(), "{status:?}\n{}", procs.log("grc"));
+
+        // Started again with a full sync done recently: none at start, and nothing changed.
+        let puts = vanta.lock().expect("state").puts;
+        procs.spawn("grc-again", &[&common[..], &["--full-every", "1h"]].concat(), &env);
+        procs.wait_log("grc-again", "nothing changed since the last sync", Duration::from_secs(60)).await;
+        assert_eq!(syncs(&store).await.len(), rows.len(), "no sync at start when the full one is recent");
+        assert_eq!(vanta.lock().expect("state").puts, puts);
+        let status = procs.terminate("grc-again", Duration::from_secs(20)).expect("stopped within 20 s");
+        assert!(status.success(), "{status:?}");
+    }
+}
