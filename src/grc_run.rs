@@ -75,6 +75,11 @@ fn runtime(e: impl std::fmt::Display) -> CliError {
     CliError::Runtime(e.to_string())
 }
 
+/// A step that may succeed when tried again (the database is back).
+fn transient(e: impl std::fmt::Display) -> ProcessError {
+    ProcessError::Transient(e.to_string())
+}
+
 /// `pci-scope-guard grc run`.
 pub(crate) async fn run(mut cfg: Config, args: RunArgs) -> Result<(), CliError> {
     if let Some(i) = args.interval {
@@ -239,19 +244,17 @@ impl<P: GrcProvider + Send + 'static> Follower<P> {
     /// pending changes looked up first), the push, the `grc_syncs` row,
     /// and what it covered.
     async fn sync(&mut self, sync_type: SyncType, reason: Reason) -> Result<(), ProcessError> {
-        let transient = |e: &dyn std::fmt::Display| ProcessError::Transient(e.to_string());
         let (decision_ids, evidence_ids) = self.changes.ids();
         let mut present: HashSet<Uuid> =
-            psg_store::grc::existing_decisions(&self.store, &decision_ids).await.map_err(|e| transient(&e))?;
+            psg_store::grc::existing_decisions(&self.store, &decision_ids).await.map_err(transient)?;
         if !evidence_ids.is_empty() {
-            present.extend(psg_store::evidence::existing(&self.store, &evidence_ids).await.map_err(|e| transient(&e))?);
+            present.extend(psg_store::evidence::existing(&self.store, &evidence_ids).await.map_err(transient)?);
         }
         let since = match sync_type {
             SyncType::Full => None,
             SyncType::Incremental => self.changes.evidence_since(self.scheduler.last_completed()),
         };
-        let inventory =
-            crate::grc_cmd::database_inventory(&self.cfg, &self.store, since).await.map_err(|e| transient(&e))?;
+        let inventory = crate::grc_cmd::database_inventory(&self.cfg, &self.store, since).await.map_err(transient)?;
         tracing::info!(
             provider = self.provider_label(),
             sync_type = sync_type.as_str(),
@@ -264,9 +267,8 @@ impl<P: GrcProvider + Send + 'static> Follower<P> {
         );
         let clock = Instant::now();
         let recording = Recording { store: &self.store, user: &self.user };
-        let summary = psg_grc::run(&mut self.provider, &inventory, sync_type, Some(recording))
-            .await
-            .map_err(|e| transient(&e))?;
+        let summary =
+            psg_grc::run(&mut self.provider, &inventory, sync_type, Some(recording)).await.map_err(transient)?;
         let completed = !summary.failed();
         self.scheduler.attempted(sync_type, summary.started_at, completed, Utc::now());
         self.record_metrics(&summary, clock.elapsed());
@@ -313,8 +315,10 @@ impl<P: GrcProvider + Send + 'static> Follower<P> {
         let (provider, sync_type) = (self.provider_label(), s.sync_type.as_str());
         metrics::counter!("psg_grc_syncs_total", "provider" => provider, "sync_type" => sync_type, "status" => s.status.as_str())
             .increment(1);
-        metrics::counter!("psg_grc_resources_synced_total", "provider" => provider).increment(s.pushed.resources_synced);
-        metrics::counter!("psg_grc_evidence_uploaded_total", "provider" => provider).increment(s.pushed.evidence_uploaded);
+        metrics::counter!("psg_grc_resources_synced_total", "provider" => provider)
+            .increment(s.pushed.resources_synced);
+        metrics::counter!("psg_grc_evidence_uploaded_total", "provider" => provider)
+            .increment(s.pushed.evidence_uploaded);
         metrics::counter!("psg_grc_item_errors_total", "provider" => provider).increment(s.pushed.errors.len() as u64);
         metrics::histogram!("psg_grc_sync_duration_seconds", "provider" => provider, "sync_type" => sync_type)
             .record(elapsed.as_secs_f64());
@@ -331,7 +335,12 @@ impl<P: GrcProvider + Send + 'static> Processor for Follower<P> {
             let subject = self.subject(msg);
             self.changes.note(Change::new(msg.topic.to_string(), msg.partition, msg.offset, subject));
         }
-        tracing::debug!(provider = self.provider_label(), messages = batch.len(), pending = self.changes.len(), "changes seen");
+        tracing::debug!(
+            provider = self.provider_label(),
+            messages = batch.len(),
+            pending = self.changes.len(),
+            "changes seen"
+        );
         metrics::gauge!("psg_grc_changes_pending", "provider" => self.provider_label()).set(self.changes.len() as f64);
         Ok(Output::default())
     }

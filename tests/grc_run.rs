@@ -58,7 +58,9 @@ async fn vanta_server() -> (String, Arc<Mutex<Vanta>>) {
                     s.resources = body["resources"]
                         .as_array()
                         .map(|a| {
-                            a.iter().map(|x| (x["uniqueId"].as_str().unwrap_or_default().to_owned(), x.clone())).collect()
+                            a.iter()
+                                .map(|x| (x["uniqueId"].as_str().unwrap_or_default().to_owned(), x.clone()))
+                                .collect()
                         })
                         .unwrap_or_default();
                     (200, json!({"success": true}))
@@ -192,7 +194,10 @@ async fn grc_run_syncs_after_changes_on_its_interval_and_fully_when_due() {
         .await;
         assert_eq!(rows[1], ("incremental".to_owned(), "completed".to_owned(), 2), "{rows:?}");
         assert!(vanta.lock().expect("state").resources.contains_key(&row.resource_id), "the new system was pushed");
-        assert_eq!(vanta.lock().expect("state").resources[&row.resource_id]["customProperties"]["pci_scope"], "connected-cde");
+        assert_eq!(
+            vanta.lock().expect("state").resources[&row.resource_id]["customProperties"]["pci_scope"],
+            "connected-cde"
+        );
         // Its offset is committed once the sync covered it.
         wait_for("the decision's offset committed", Duration::from_secs(30), async || {
             let c = committed_offsets(&brokers, "pci-scope-guard-grc-vanta", "scope.decisions", 1).await;
