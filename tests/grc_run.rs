@@ -103,6 +103,90 @@ async fn decide(store: &Store, address: &str, scope: PciScope) -> (ResourceRow, 
     (row, id)
 }
 
+/// Publishes the decision `id` about `row` on `scope.decisions`, as classify does.
+async fn publish(brokers: &str, row: &ResourceRow, id: uuid::Uuid) {
+    let message = ScopeDecision {
+        decision_id: id.to_string(),
+        resource_id: row.resource_id.clone(),
+        resource_uuid: row.id.to_string(),
+        scope: PciScope::ConnectedCde,
+        previous_scope: None,
+        data_classification: None,
+        segment: Some("vpc-1".into()),
+        rule: ScopeRule::CdeConnection,
+        justification: "talks to the CDE".into(),
+        decided_at: Utc::now().timestamp_micros(),
+        decided_by: "classify".into(),
+        decision_method: DecisionMethod::Automated,
+        supersedes_id: None,
+        dependency_resource_ids: vec![],
+        as_of: 0,
+    };
+    let payload = psg_avro_codec::encode(&message).expect("encode");
+    produce(brokers, "scope.decisions", &row.resource_id, &payload, &[]).await;
+}
+
+/// The database, the broker with the two topics, the Vanta server, the evidence store.
+struct Setup {
+    db: TestDb,
+    store: Store,
+    _broker: EmbeddedBroker,
+    brokers: String,
+    vanta_url: String,
+    vanta: Arc<Mutex<Vanta>>,
+    work: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn new() -> Self {
+        let db = TestDb::create().await;
+        psg_store::migrate(&psg_store::pool(&db.url, 1).expect("pool")).await.expect("migrate");
+        let store = Store::connect(&db.url, 2).await.expect("store");
+        let broker = EmbeddedBroker::start(1).expect("mock cluster");
+        let brokers = broker.bootstrap_servers();
+        let specs: Vec<TopicSpec> =
+            ["scope.decisions", "evidence.records"].into_iter().map(TopicSpec::stream).collect();
+        broker.create_topics(&specs, 1).expect("topics");
+        let (vanta_url, vanta) = vanta_server().await;
+        let work = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(work.path().join("evidence-store")).expect("evidence store");
+        decide(&store, "10.0.0.5", PciScope::Cde).await;
+        Self { db, store, _broker: broker, brokers, vanta_url, vanta, work }
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("PSG_GRC_VANTA_CLIENT_ID", "cid".into()),
+            ("PSG_GRC_VANTA_CLIENT_SECRET", "csecret".into()),
+            ("PSG_GRC_VANTA_RESOURCE_ID", "res-1".into()),
+            ("PSG_KAFKA__CREATE_TOPICS", "false".into()),
+            ("PSG_EVIDENCE__STORE_URL", self.work.path().join("evidence-store").display().to_string()),
+            ("RUST_LOG", "info,pci_scope_guard=debug,librdkafka=warn".into()),
+        ]
+    }
+
+    /// `grc run` for Vanta with `schedule` (`--interval`, `--full-every`, ...).
+    fn spawn(&self, procs: &mut Procs, name: &str, schedule: &[&str]) {
+        let common = [
+            "grc",
+            "run",
+            "--provider",
+            "vanta",
+            "--brokers",
+            &self.brokers,
+            "--database-url",
+            &self.db.url,
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--base-url",
+            &self.vanta_url,
+        ];
+        let env = self.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        procs.spawn(name, &[&common[..], schedule].concat(), &env);
+    }
+}
+
 /// The `grc_syncs` rows of Vanta, oldest first: (type, status, resources synced).
 async fn syncs(store: &Store) -> Vec<(String, String, i32)> {
     let mut rows = psg_store::grc::grc_syncs(store, Some("vanta"), 100).await.expect("grc_syncs");
@@ -116,49 +200,14 @@ fn count(rows: &[(String, String, i32)], sync_type: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grc_run_syncs_after_changes_on_its_interval_and_fully_when_due() {
-    let db = TestDb::create().await;
-    psg_store::migrate(&psg_store::pool(&db.url, 1).expect("pool")).await.expect("migrate");
-    let store = Store::connect(&db.url, 2).await.expect("store");
-    let broker = EmbeddedBroker::start(1).expect("mock cluster");
-    let brokers = broker.bootstrap_servers();
-    let specs: Vec<TopicSpec> = ["scope.decisions", "evidence.records"].into_iter().map(TopicSpec::stream).collect();
-    broker.create_topics(&specs, 1).expect("topics");
-    let (vanta_url, vanta) = vanta_server().await;
-    let work = tempfile::tempdir().expect("tempdir");
-    let evidence_store = work.path().join("evidence-store");
-    std::fs::create_dir_all(&evidence_store).expect("evidence store");
-    decide(&store, "10.0.0.5", PciScope::Cde).await;
-
-    let mut procs = Procs::new(BIN, work.path());
-    let env = [
-        ("PSG_GRC_VANTA_CLIENT_ID", "cid"),
-        ("PSG_GRC_VANTA_CLIENT_SECRET", "csecret"),
-        ("PSG_GRC_VANTA_RESOURCE_ID", "res-1"),
-        ("PSG_KAFKA__CREATE_TOPICS", "false"),
-        ("PSG_EVIDENCE__STORE_URL", evidence_store.to_str().expect("utf-8")),
-        ("RUST_LOG", "info,pci_scope_guard=debug,librdkafka=warn"),
-    ];
-    let common = [
-        "grc",
-        "run",
-        "--provider",
-        "vanta",
-        "--brokers",
-        &brokers,
-        "--database-url",
-        &db.url,
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--base-url",
-        &vanta_url,
-        "--interval",
-        "2s",
-    ];
-    procs.spawn("grc", &[&common[..], &["--full-every", "20s"]].concat(), &env);
+    let setup = Setup::new().await;
+    let (store, brokers, vanta) = (&setup.store, setup.brokers.as_str(), &setup.vanta);
+    let mut procs = Procs::new(BIN, setup.work.path());
+    setup.spawn(&mut procs, "grc", &["--interval", "2s", "--full-every", "20s"]);
     {
         // Nothing ever synced: a full sync at start.
         let first = wait_for("the full sync at start", Duration::from_secs(60), async || {
-            let rows = syncs(&store).await;
+            let rows = syncs(store).await;
             (count(&rows, "full") == 1).then_some(rows)
         })
         .await;
@@ -166,29 +215,11 @@ async fn grc_run_syncs_after_changes_on_its_interval_and_fully_when_due() {
         procs.wait_ready("grc").await;
 
         // A decision: its row (classify writes it), then its message.
-        let (row, id) = decide(&store, "10.0.0.6", PciScope::ConnectedCde).await;
-        let message = ScopeDecision {
-            decision_id: id.to_string(),
-            resource_id: row.resource_id.clone(),
-            resource_uuid: row.id.to_string(),
-            scope: PciScope::ConnectedCde,
-            previous_scope: None,
-            data_classification: None,
-            segment: Some("vpc-1".into()),
-            rule: ScopeRule::CdeConnection,
-            justification: "talks to the CDE".into(),
-            decided_at: Utc::now().timestamp_micros(),
-            decided_by: "classify".into(),
-            decision_method: DecisionMethod::Automated,
-            supersedes_id: None,
-            dependency_resource_ids: vec![],
-            as_of: 0,
-        };
-        let payload = psg_avro_codec::encode(&message).expect("encode");
-        produce(&brokers, "scope.decisions", &row.resource_id, &payload, &[]).await;
+        let (row, id) = decide(store, "10.0.0.6", PciScope::ConnectedCde).await;
+        publish(brokers, &row, id).await;
 
         let rows = wait_for("one incremental sync", Duration::from_secs(30), async || {
-            let rows = syncs(&store).await;
+            let rows = syncs(store).await;
             (count(&rows, "incremental") == 1).then_some(rows)
         })
         .await;
@@ -200,7 +231,7 @@ async fn grc_run_syncs_after_changes_on_its_interval_and_fully_when_due() {
         );
         // Its offset is committed once the sync covered it.
         wait_for("the decision's offset committed", Duration::from_secs(30), async || {
-            let c = committed_offsets(&brokers, "pci-scope-guard-grc-vanta", "scope.decisions", 1).await;
+            let c = committed_offsets(brokers, "pci-scope-guard-grc-vanta", "scope.decisions", 1).await;
             (c == [(0, 1)]).then_some(())
         })
         .await;
@@ -211,18 +242,18 @@ async fn grc_run_syncs_after_changes_on_its_interval_and_fully_when_due() {
             (procs.log("grc").matches("nothing changed since the last sync").count() >= marker + 2).then_some(())
         })
         .await;
-        let rows = syncs(&store).await;
+        let rows = syncs(store).await;
         assert_eq!(count(&rows, "incremental"), 1, "no sync without a change: {rows:?}");
         assert_eq!(rows.len(), 2, "{rows:?}");
 
         // The full sync is due 20 s after the first one.
         let rows = wait_for("the next full sync", Duration::from_secs(60), async || {
-            let rows = syncs(&store).await;
+            let rows = syncs(store).await;
             (count(&rows, "full") == 2).then_some(rows)
         })
         .await;
         assert_eq!(rows.last(), Some(&("full".to_owned(), "completed".to_owned(), 2)), "{rows:?}");
-        let full = psg_store::grc::grc_syncs(&store, Some("vanta"), 100).await.expect("rows");
+        let full = psg_store::grc::grc_syncs(store, Some("vanta"), 100).await.expect("rows");
         let fulls: Vec<_> = full.iter().filter(|r| r.sync_type == "full").collect();
         assert!(fulls[0].started_at - fulls[1].started_at >= chrono::Duration::seconds(20), "{fulls:?}");
 
@@ -240,7 +271,7 @@ async fn grc_run_syncs_after_changes_on_its_interval_and_fully_when_due() {
         assert!(metrics.contains("psg_grc_resources_synced_total{provider=\"vanta\"}"), "{metrics}");
 
         // Every run has its audit row.
-        let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.expect("connect");
+        let (client, conn) = tokio_postgres::connect(&setup.db.url, tokio_postgres::NoTls).await.expect("connect");
         tokio::spawn(conn);
         let audits: i64 = client
             .query_one("SELECT count(*) FROM audit_logs WHERE action = 'grc.sync' AND success", &[])
@@ -255,11 +286,50 @@ async fn grc_run_syncs_after_changes_on_its_interval_and_fully_when_due() {
 
         // Started again with a full sync done recently: none at start, and nothing changed.
         let puts = vanta.lock().expect("state").puts;
-        procs.spawn("grc-again", &[&common[..], &["--full-every", "1h"]].concat(), &env);
+        setup.spawn(&mut procs, "grc-again", &["--interval", "2s", "--full-every", "1h"]);
         procs.wait_log("grc-again", "nothing changed since the last sync", Duration::from_secs(60)).await;
-        assert_eq!(syncs(&store).await.len(), rows.len(), "no sync at start when the full one is recent");
+        assert_eq!(syncs(store).await.len(), rows.len(), "no sync at start when the full one is recent");
         assert_eq!(vanta.lock().expect("state").puts, puts);
         let status = procs.terminate("grc-again", Duration::from_secs(20)).expect("stopped within 20 s");
         assert!(status.success(), "{status:?}");
     }
+}
+
+/// `kill -9` after a decision was consumed and before a sync covered it:
+/// its offset is not committed, and the next instance syncs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_consumed_but_not_synced_is_synced_after_a_crash() {
+    let setup = Setup::new().await;
+    let (store, brokers) = (&setup.store, setup.brokers.as_str());
+    let mut procs = Procs::new(BIN, setup.work.path());
+    // A long interval: after the full sync at start, no tick comes before the crash.
+    setup.spawn(&mut procs, "grc", &["--interval", "10m", "--full-every", "1h"]);
+    wait_for("the full sync at start", Duration::from_secs(60), async || {
+        (count(&syncs(store).await, "full") == 1).then_some(())
+    })
+    .await;
+    let (row, id) = decide(store, "10.0.0.7", PciScope::ConnectedCde).await;
+    publish(brokers, &row, id).await;
+    procs.wait_log("grc", "changes seen", Duration::from_secs(30)).await;
+    procs.kill9("grc");
+    let committed = committed_offsets(brokers, "pci-scope-guard-grc-vanta", "scope.decisions", 1).await;
+    assert_ne!(committed, [(0, 1)], "committed before a sync covered it");
+    assert_eq!(syncs(store).await.len(), 1);
+
+    // The next instance reads the decision again and syncs it on its first tick.
+    setup.spawn(&mut procs, "grc-2", &["--interval", "2s", "--full-every", "1h"]);
+    let rows = wait_for("the incremental sync after the crash", Duration::from_secs(60), async || {
+        let rows = syncs(store).await;
+        (count(&rows, "incremental") == 1).then_some(rows)
+    })
+    .await;
+    assert_eq!(rows.len(), 2, "no full sync at the restart: the last one is recent: {rows:?}");
+    assert!(setup.vanta.lock().expect("state").resources.contains_key(&row.resource_id));
+    wait_for("the offset committed", Duration::from_secs(30), async || {
+        let c = committed_offsets(brokers, "pci-scope-guard-grc-vanta", "scope.decisions", 1).await;
+        (c == [(0, 1)]).then_some(())
+    })
+    .await;
+    let status = procs.terminate("grc-2", Duration::from_secs(20)).expect("stopped within 20 s");
+    assert!(status.success(), "{status:?}");
 }
