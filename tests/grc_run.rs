@@ -1,7 +1,8 @@
 //! `grc run` as deployed: the real binary as a process, following
 //! `scope.decisions` and `evidence.records` on librdkafka's mock cluster,
 //! reading PostgreSQL, pushing to a local server that implements Vanta's
-//! documented endpoints (OAuth token, custom resources).
+//! documented endpoints (OAuth token, custom resources:
+//! `psg_testkit::http`, as the provider tests use).
 //!
 //! A full sync at start (none ever completed); a decision published → one
 //! incremental sync, its `grc_syncs` row, its offset committed; nothing
@@ -9,8 +10,6 @@
 //! is due; SIGTERM → exit 0; started again with a full sync that is recent
 //! → none at start.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -19,63 +18,13 @@ use psg_domain::{CloudProvider, DecisionMethod, PciScope, ScopeDecision, ScopeRu
 use psg_kafka_runtime::embedded::EmbeddedBroker;
 use psg_kafka_runtime::topics::TopicSpec;
 use psg_store::Store;
+use psg_testkit::http::{Server, VantaState, serve, vanta_handle};
 use psg_testkit::kafka::{committed_offsets, produce};
 use psg_testkit::procs::Procs;
 use psg_testkit::{TestDb, http_get, wait_for};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pci-scope-guard");
-
-/// What the Vanta server holds: the custom resources of the last PUT, and
-/// how many PUTs it took.
-#[derive(Debug, Default)]
-struct Vanta {
-    resources: BTreeMap<String, Value>,
-    puts: usize,
-}
-
-/// A server implementing `POST /oauth/token` and `PUT
-/// /v1/resources/custom_resource` (replace-all) as Vanta documents them.
-async fn vanta_server() -> (String, Arc<Mutex<Vanta>>) {
-    let state = Arc::new(Mutex::new(Vanta::default()));
-    let st = Arc::clone(&state);
-    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
-        let st = Arc::clone(&st);
-        async move {
-            let (parts, body) = request.into_parts();
-            let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
-            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let bearer = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
-            let (status, answer) = match (parts.method.as_str(), parts.uri.path()) {
-                ("POST", "/oauth/token") if body["client_id"] == "cid" && body["client_secret"] == "csecret" => {
-                    (200, json!({"access_token": "tok-1", "expires_in": 3600, "token_type": "Bearer"}))
-                }
-                ("POST", "/oauth/token") => (401, json!({"error": "invalid_client"})),
-                _ if bearer != "Bearer tok-1" => (401, json!({"error": "invalid_token"})),
-                ("PUT", "/v1/resources/custom_resource") if body["resourceId"] == "res-1" => {
-                    let mut s = st.lock().expect("state");
-                    s.puts += 1;
-                    s.resources = body["resources"]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .map(|x| (x["uniqueId"].as_str().unwrap_or_default().to_owned(), x.clone()))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    (200, json!({"success": true}))
-                }
-                _ => (404, json!({"error": "no such endpoint"})),
-            };
-            let status = axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::IM_A_TEAPOT);
-            (status, [("content-type", "application/json")], answer.to_string())
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, state)
-}
 
 /// A resource and its current decision in the database, as classify writes
 /// them; returns the decision's id.
@@ -132,8 +81,7 @@ struct Setup {
     store: Store,
     _broker: EmbeddedBroker,
     brokers: String,
-    vanta_url: String,
-    vanta: Arc<Mutex<Vanta>>,
+    vanta: Server<VantaState>,
     work: tempfile::TempDir,
 }
 
@@ -147,11 +95,11 @@ impl Setup {
         let specs: Vec<TopicSpec> =
             ["scope.decisions", "evidence.records"].into_iter().map(TopicSpec::stream).collect();
         broker.create_topics(&specs, 1).expect("topics");
-        let (vanta_url, vanta) = vanta_server().await;
+        let vanta = serve(VantaState::default(), vanta_handle).await;
         let work = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(work.path().join("evidence-store")).expect("evidence store");
         decide(&store, "10.0.0.5", PciScope::Cde).await;
-        Self { db, store, _broker: broker, brokers, vanta_url, vanta, work }
+        Self { db, store, _broker: broker, brokers, vanta, work }
     }
 
     fn env(&self) -> Vec<(&'static str, String)> {
@@ -179,7 +127,7 @@ impl Setup {
             "--metrics-addr",
             "127.0.0.1:0",
             "--base-url",
-            &self.vanta_url,
+            &self.vanta.url,
         ];
         let env = self.env();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -224,9 +172,12 @@ async fn grc_run_syncs_after_changes_on_its_interval_and_fully_when_due() {
         })
         .await;
         assert_eq!(rows[1], ("incremental".to_owned(), "completed".to_owned(), 2), "{rows:?}");
-        assert!(vanta.lock().expect("state").resources.contains_key(&row.resource_id), "the new system was pushed");
+        assert!(
+            vanta.state.lock().expect("state").resources.contains_key(&row.resource_id),
+            "the new system was pushed"
+        );
         assert_eq!(
-            vanta.lock().expect("state").resources[&row.resource_id]["customProperties"]["pci_scope"],
+            vanta.state.lock().expect("state").resources[&row.resource_id]["customProperties"]["pci_scope"],
             "connected-cde"
         );
         // Its offset is committed once the sync covered it.
@@ -285,11 +236,11 @@ async fn grc_run_syncs_after_changes_on_its_interval_and_fully_when_due() {
         assert!(status.success(), "{status:?}\n{}", procs.log("grc"));
 
         // Started again with a full sync done recently: none at start, and nothing changed.
-        let puts = vanta.lock().expect("state").puts;
+        let puts = vanta.count("PUT", "/v1/resources/custom_resource");
         setup.spawn(&mut procs, "grc-again", &["--interval", "2s", "--full-every", "1h"]);
         procs.wait_log("grc-again", "nothing changed since the last sync", Duration::from_secs(60)).await;
         assert_eq!(syncs(store).await.len(), rows.len(), "no sync at start when the full one is recent");
-        assert_eq!(vanta.lock().expect("state").puts, puts);
+        assert_eq!(vanta.count("PUT", "/v1/resources/custom_resource"), puts);
         let status = procs.terminate("grc-again", Duration::from_secs(20)).expect("stopped within 20 s");
         assert!(status.success(), "{status:?}");
     }
@@ -324,7 +275,7 @@ async fn a_change_consumed_but_not_synced_is_synced_after_a_crash() {
     })
     .await;
     assert_eq!(rows.len(), 2, "no full sync at the restart: the last one is recent: {rows:?}");
-    assert!(setup.vanta.lock().expect("state").resources.contains_key(&row.resource_id));
+    assert!(setup.vanta.state.lock().expect("state").resources.contains_key(&row.resource_id));
     wait_for("the offset committed", Duration::from_secs(30), async || {
         let c = committed_offsets(brokers, "pci-scope-guard-grc-vanta", "scope.decisions", 1).await;
         (c == [(0, 1)]).then_some(())

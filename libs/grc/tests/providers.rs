@@ -1,15 +1,12 @@
-//! Each provider against a local HTTP server (axum on 127.0.0.1:0) that
-//! implements its documented endpoints and records every request: no mocked
-//! client. Runs with a database (`grc_syncs`, `audit_logs`) from
+//! Each provider against a local HTTP server (axum on 127.0.0.1:0,
+//! `psg_testkit::http`) that implements its documented endpoints and records
+//! every request: no mocked client. Runs with a database (`grc_syncs`, `audit_logs`) from
 //! `TEST_DATABASE_ADMIN_URL` where a case records its run.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use psg_config::Secret;
 use psg_grc::drata::{Drata, DrataConfig};
 use psg_grc::secureframe::{Secureframe, SecureframeConfig};
@@ -18,117 +15,8 @@ use psg_grc::vanta::{Vanta, VantaConfig};
 use psg_grc::{EvidenceItem, Inventory, RetryPolicy, ScopeItem, SyncStatus, SyncType, run};
 use psg_store::Store;
 use psg_testkit::TestDb;
+use psg_testkit::http::{Fault, Req, Resp, VantaState, ok, serve, vanta_handle};
 use serde_json::{Value, json};
-
-/// One request as the server saw it.
-#[derive(Debug, Clone)]
-struct Req {
-    method: String,
-    path: String,
-    query: String,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-impl Req {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
-    }
-}
-
-type Resp = (u16, Vec<(&'static str, String)>, String);
-
-/// A failure the server answers once instead of handling the request.
-#[derive(Debug, Clone)]
-struct Fault {
-    method: &'static str,
-    path_contains: &'static str,
-    status: u16,
-    retry_after: Option<&'static str>,
-    times: usize,
-}
-
-struct Server<S> {
-    url: String,
-    state: Arc<Mutex<S>>,
-    log: Arc<Mutex<Vec<Req>>>,
-    faults: Arc<Mutex<Vec<Fault>>>,
-}
-
-impl<S> Server<S> {
-    fn requests(&self) -> Vec<Req> {
-        self.log.lock().unwrap().clone()
-    }
-    fn count(&self, method: &str, path: &str) -> usize {
-        self.requests().iter().filter(|r| r.method == method && r.path == path).count()
-    }
-    fn fault(&self, f: Fault) {
-        self.faults.lock().unwrap().push(f);
-    }
-}
-
-async fn serve<S: Send + 'static>(state: S, handle: fn(&mut S, &Req) -> Resp) -> Server<S> {
-    let state = Arc::new(Mutex::new(state));
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let faults: Arc<Mutex<Vec<Fault>>> = Arc::new(Mutex::new(Vec::new()));
-    let (st, lg, fs) = (state.clone(), log.clone(), faults.clone());
-    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
-        let (st, lg, fs) = (st.clone(), lg.clone(), fs.clone());
-        async move {
-            let (parts, body) = request.into_parts();
-            let body = axum::body::to_bytes(body, usize::MAX).await.unwrap().to_vec();
-            let req = Req {
-                method: parts.method.to_string(),
-                path: parts.uri.path().to_owned(),
-                query: parts.uri.query().unwrap_or_default().to_owned(),
-                headers: parts
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
-                    .collect(),
-                body,
-            };
-            lg.lock().unwrap().push(req.clone());
-            let fault = {
-                let mut faults = fs.lock().unwrap();
-                let hit = faults
-                    .iter_mut()
-                    .find(|f| f.times > 0 && f.method == req.method && req.path.contains(f.path_contains));
-                hit.map(|f| {
-                    f.times -= 1;
-                    f.clone()
-                })
-            };
-            let (status, headers, body) = match fault {
-                Some(f) => {
-                    let headers = f.retry_after.map(|r| vec![("retry-after", r.to_owned())]).unwrap_or_default();
-                    (f.status, headers, json!({"message": "injected"}).to_string())
-                }
-                None => handle(&mut st.lock().unwrap(), &req),
-            };
-            let mut response = (StatusCode::from_u16(status).unwrap(), body).into_response();
-            response.headers_mut().insert("content-type", "application/json".parse().unwrap());
-            for (k, v) in headers {
-                response.headers_mut().insert(k, v.parse().unwrap());
-            }
-            response
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Server { url, state, log, faults }
-}
-
-fn ok(body: Value) -> Resp {
-    (200, vec![], body.to_string())
-}
 
 fn policy() -> RetryPolicy {
     RetryPolicy {
@@ -196,75 +84,6 @@ async fn audit_rows(db: &TestDb) -> Vec<(String, String, bool)> {
 }
 
 // ---------------------------------------------------------------- Vanta
-
-#[derive(Default)]
-struct VantaState {
-    /// `expires_in` of the tokens to issue, in order (then 3600).
-    lifetimes: Vec<u64>,
-    issued: usize,
-    valid: Vec<String>,
-    /// Revoke the token on its next use (answers 401).
-    revoke_next: bool,
-    resources: BTreeMap<String, Value>,
-    uploads: Vec<String>,
-    submits: usize,
-}
-
-fn vanta_handle(s: &mut VantaState, r: &Req) -> Resp {
-    if r.path == "/oauth/token" {
-        let b = r.json();
-        if b["client_id"] != "cid" || b["client_secret"] != "csecret" || b["grant_type"] != "client_credentials" {
-            return (401, vec![], json!({"error": "invalid_client"}).to_string());
-        }
-        s.issued += 1;
-        let token = format!("tok-{}", s.issued);
-        s.valid.push(token.clone());
-        let lifetime = if s.lifetimes.is_empty() { 3600 } else { s.lifetimes.remove(0) };
-        return ok(json!({"access_token": token, "expires_in": lifetime, "token_type": "Bearer"}));
-    }
-    let token = r.header("authorization").and_then(|h| h.strip_prefix("Bearer ")).unwrap_or_default().to_owned();
-    if !s.valid.contains(&token) {
-        return (401, vec![], json!({"error": "invalid_token"}).to_string());
-    }
-    if s.revoke_next {
-        s.revoke_next = false;
-        s.valid.retain(|t| *t != token);
-        return (401, vec![], json!({"error": "token_expired"}).to_string());
-    }
-    match (r.method.as_str(), r.path.as_str()) {
-        ("PUT", "/v1/resources/custom_resource") => {
-            let b = r.json();
-            if b["resourceId"] != "res-1" {
-                return (404, vec![], json!({"error": "unknown resourceId"}).to_string());
-            }
-            // Replace-all: the set sent is the set held.
-            s.resources = b["resources"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| (x["uniqueId"].as_str().unwrap().to_owned(), x.clone()))
-                .collect();
-            ok(json!({"success": true}))
-        }
-        ("GET", "/v1/documents/doc-1/uploads") => {
-            let data: Vec<Value> = s.uploads.iter().map(|f| json!({"id": f, "fileName": f})).collect();
-            ok(json!({"results": {"data": data, "pageInfo": {"hasNextPage": false, "endCursor": null}}}))
-        }
-        ("POST", "/v1/documents/doc-1/uploads") => {
-            let text = r.text();
-            let Some(name) = text.split("filename=\"").nth(1).and_then(|t| t.split('"').next()) else {
-                return (400, vec![], json!({"error": "no file"}).to_string());
-            };
-            s.uploads.push(name.to_owned());
-            ok(json!({"id": name, "fileName": name}))
-        }
-        ("POST", "/v1/documents/doc-1/submit") => {
-            s.submits += 1;
-            ok(json!({"success": true}))
-        }
-        _ => (404, vec![], json!({"error": "no such endpoint"}).to_string()),
-    }
-}
 
 fn vanta_client(url: &str) -> Vanta {
     Vanta::new(

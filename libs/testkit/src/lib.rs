@@ -9,8 +9,10 @@
 //! - [`pg::PgCluster`]: a throwaway PostgreSQL server of our own, for tests
 //!   that stop and start it;
 //! - [`procs::Procs`]: service processes of the binary, for kill/restart tests;
-//! - [`kafka`]: producing and consuming in tests.
+//! - [`kafka`]: producing and consuming in tests;
+//! - [`http`]: local HTTP servers implementing a GRC platform's endpoints.
 
+pub mod http;
 pub mod kafka;
 pub mod pg;
 pub mod procs;
