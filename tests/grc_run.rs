@@ -8,7 +8,8 @@
 //! incremental sync, its `grc_syncs` row, its offset committed; nothing
 //! published → no sync on the next ticks; a full sync when `--full-every`
 //! is due; SIGTERM → exit 0; started again with a full sync that is recent
-//! → none at start.
+//! → none at start. `kill -9` before a sync covered a change → the next
+//! instance syncs it. An evidence record → uploaded by the next sync.
 
 use std::time::Duration;
 
@@ -107,6 +108,7 @@ impl Setup {
             ("PSG_GRC_VANTA_CLIENT_ID", "cid".into()),
             ("PSG_GRC_VANTA_CLIENT_SECRET", "csecret".into()),
             ("PSG_GRC_VANTA_RESOURCE_ID", "res-1".into()),
+            ("PSG_GRC_VANTA_DOCUMENT_ID", "doc-1".into()),
             ("PSG_KAFKA__CREATE_TOPICS", "false".into()),
             ("PSG_EVIDENCE__STORE_URL", self.work.path().join("evidence-store").display().to_string()),
             ("RUST_LOG", "info,pci_scope_guard=debug,librdkafka=warn".into()),
@@ -282,5 +284,90 @@ async fn a_change_consumed_but_not_synced_is_synced_after_a_crash() {
     })
     .await;
     let status = procs.terminate("grc-2", Duration::from_secs(20)).expect("stopped within 20 s");
+    assert!(status.success(), "{status:?}");
+}
+
+/// An evidence record on `evidence.records` (its row and document written
+/// by the evidence service) is uploaded by the next incremental sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evidence_record_is_uploaded_by_the_next_incremental_sync() {
+    use psg_domain::rows::EvidenceRow;
+    use psg_domain::{Evidence, EvidenceType};
+
+    let setup = Setup::new().await;
+    let (store, brokers, vanta) = (&setup.store, setup.brokers.as_str(), &setup.vanta);
+    let mut procs = Procs::new(BIN, setup.work.path());
+    setup.spawn(&mut procs, "grc", &["--interval", "2s", "--full-every", "1h"]);
+    wait_for("the full sync at start", Duration::from_secs(60), async || {
+        (count(&syncs(store).await, "full") == 1).then_some(())
+    })
+    .await;
+
+    // The evidence service seals, publishes, then writes its row and document.
+    let now = Utc::now();
+    let id = uuid::Uuid::new_v4();
+    let document = r#"{"evidence":"scope","signed":true}"#;
+    let row = EvidenceRow {
+        id,
+        scope_decision_id: None,
+        evidence_type: EvidenceType::ScopeIdentification,
+        data: json!({}),
+        hash: "ab".repeat(32),
+        signature: "sig".into(),
+        signing_key_id: "key".into(),
+        storage_url: None,
+        pci_requirement: Some("12.5.2".into()),
+        generated_at: now,
+        generated_by: "test".into(),
+        expires_at: now + chrono::Duration::days(365),
+        last_verified_at: None,
+        verification_count: 0,
+        chain: "scope".into(),
+        sequence: 1,
+        prev_hash: None,
+    };
+    let message = Evidence {
+        evidence_id: id.to_string(),
+        evidence_type: EvidenceType::ScopeIdentification,
+        chain: "scope".into(),
+        sequence: 1,
+        scope_decision_id: None,
+        resource_id: None,
+        hash: row.hash.clone(),
+        prev_hash: None,
+        signature: "sig".into(),
+        signing_key_id: "key".into(),
+        storage_url: None,
+        pci_requirement: Some("12.5.2".into()),
+        generated_at: now.timestamp_micros(),
+        generated_by: "test".into(),
+        expires_at: (now + chrono::Duration::days(365)).timestamp_micros(),
+        document: document.into(),
+        log_index: None,
+    };
+    let path = setup.work.path().join("evidence-store").join(psg_evidence::record::store_path("scope", 1));
+    std::fs::create_dir_all(path.parent().expect("dir")).expect("chain dir");
+    std::fs::write(&path, document).expect("document");
+    produce(brokers, "evidence.records", "scope", &psg_avro_codec::encode(&message).expect("encode"), &[]).await;
+    // The row may land after the message, as the evidence service writes it
+    // after publishing: a sync that reads the database before it does not
+    // cover the change, the next one does.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    psg_store::evidence::insert_evidence(store, std::slice::from_ref(&row)).await.expect("evidence row");
+
+    let uploaded = wait_for("the evidence uploaded", Duration::from_secs(60), async || {
+        let s = vanta.state.lock().expect("state");
+        (!s.uploads.is_empty()).then(|| s.uploads.clone())
+    })
+    .await;
+    assert_eq!(uploaded, ["psg-pci_scope_identification-scope-000000000001.json"]);
+    wait_for("the offset committed", Duration::from_secs(30), async || {
+        let c = committed_offsets(brokers, "pci-scope-guard-grc-vanta", "evidence.records", 1).await;
+        (c == [(0, 1)]).then_some(())
+    })
+    .await;
+    let rows = syncs(store).await;
+    assert!(rows.iter().skip(1).all(|r| r.0 == "incremental" && r.1 == "completed"), "{rows:?}");
+    let status = procs.terminate("grc", Duration::from_secs(20)).expect("stopped within 20 s");
     assert!(status.success(), "{status:?}");
 }
