@@ -119,7 +119,9 @@ BEGIN
     -- correlate: placeholder rows for resources its edges reference (insert
     -- if missing, never change), and data_flows (COPY into a temporary
     -- table LIKE data_flows, then INSERT ... ON CONFLICT DO UPDATE of the counts).
-    GRANT INSERT, SELECT (resource_id) ON resources TO psg_correlate; -- ON CONFLICT (resource_id) reads the key
+    -- ON CONFLICT (resource_id) reads the key; each data_flows batch checks
+    -- that the resources it names exist (id; migration 0014)
+    GRANT INSERT, SELECT (id, resource_id) ON resources TO psg_correlate;
     GRANT SELECT, INSERT ON data_flows TO psg_correlate;
     GRANT UPDATE (packet_count, byte_count, flow_count, first_seen, last_seen, window_end,
                   encrypted_flow_count, unencrypted_flow_count, action_logged)

@@ -21,6 +21,23 @@ const COPY: &str = "COPY data_flows_stage (id, source_resource_id, dest_resource
     dst_port, packet_count, byte_count, flow_direction, action, observed_at, window_start, window_end,
     flow_count, first_seen, last_seen, encrypted_flow_count, unencrypted_flow_count, action_logged) FROM STDIN (FORMAT binary)";
 
+/// The foreign keys of `data_flows`, checked once per batch (migration
+/// 0014): every resource the staged rows name must exist, or the write fails
+/// with SQLSTATE 23503 (foreign_key_violation), as a row-by-row key would.
+const CHECK_RESOURCES: &str = "DO $$
+DECLARE missing text;
+BEGIN
+    SELECT string_agg(id::text, ', ') INTO missing FROM (
+        SELECT id FROM (SELECT source_resource_id AS id FROM data_flows_stage
+                        UNION SELECT dest_resource_id FROM data_flows_stage) named
+         WHERE NOT EXISTS (SELECT 1 FROM resources r WHERE r.id = named.id)
+         ORDER BY id LIMIT 5) m;
+    IF missing IS NOT NULL THEN
+        RAISE foreign_key_violation USING
+            MESSAGE = 'data_flows rows name resources that are not in resources: ' || missing;
+    END IF;
+END $$";
+
 const MERGE: &str = "INSERT INTO data_flows SELECT * FROM data_flows_stage
     ON CONFLICT (id, observed_at) DO UPDATE SET
         packet_count = EXCLUDED.packet_count,
@@ -149,6 +166,7 @@ pub async fn write_data_flows(
                 .map_err(Error::pg("writing a data_flows row"))?;
         }
         writer.finish().await.map_err(Error::pg("finishing COPY into data_flows"))?;
+        tx.batch_execute(CHECK_RESOURCES).await.map_err(Error::pg("checking the resources of data_flows rows"))?;
         merged = tx.execute(MERGE, &[]).await.map_err(Error::pg("merging data_flows"))?;
     }
     if !withdrawals.is_empty() {

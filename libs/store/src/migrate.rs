@@ -115,6 +115,12 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0013_drop_redundant_flow_index.sql"),
         earlier: &[],
     },
+    Migration {
+        version: 14,
+        name: "data_flows_without_row_foreign_keys",
+        sql: include_str!("../migrations/0014_data_flows_without_row_foreign_keys.sql"),
+        earlier: &[],
+    },
 ];
 
 /// Arbitrary constant identifying our migration lock.

@@ -199,6 +199,34 @@ async fn a_withdrawal_zeroes_the_accepted_rows_and_readers_skip_them() {
     assert_eq!(read, vec![("ACCEPT", 2), ("REJECT", 3)]);
 }
 
+/// Issue 19 (migration 0014): data_flows has no row-by-row foreign keys;
+/// a batch naming a resource that does not exist still fails as one would
+/// (SQLSTATE 23503, retried as transient), naming it, and writes nothing.
+#[tokio::test]
+async fn data_flows_rows_must_name_existing_resources() {
+    let (_db, store) = migrated().await;
+    let client = store.client().await.unwrap();
+    let keys: i64 = client
+        .query_one("SELECT count(*) FROM pg_constraint WHERE conrelid = 'data_flows'::regclass AND contype = 'f'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(keys, 0, "no row-by-row foreign keys");
+    resources::ensure_resources(&store, &[resource("i-1", &[], 0).row]).await.unwrap();
+    // i-2, the destination, is missing.
+    let err = flows::upsert_data_flows(&store, &[flow(1_418_530_000, 1)]).await.unwrap_err();
+    let Error::Postgres { source, .. } = &err else { panic!("{err}") };
+    assert_eq!(source.code(), Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION), "{err}");
+    assert!(err.is_transient(), "{err}");
+    let text = format!("{err}: {}", source.as_db_error().map(|e| e.message()).unwrap_or_default());
+    assert!(text.contains(&resource_uuid("i-2").to_string()), "{text}");
+    let rows: i64 = client.query_one("SELECT count(*) FROM data_flows", &[]).await.unwrap().get(0);
+    assert_eq!(rows, 0, "nothing of the batch was written");
+    // With both ends known, the same batch goes in.
+    resources::ensure_resources(&store, &[resource("i-2", &[], 0).row]).await.unwrap();
+    assert_eq!(flows::upsert_data_flows(&store, &[flow(1_418_530_000, 1)]).await.unwrap(), 1);
+}
+
 #[tokio::test]
 async fn data_flows_upsert_by_copy_creates_partitions_and_keeps_latest_counts() {
     let (_db, store) = migrated().await;
