@@ -123,7 +123,11 @@ pub async fn write_data_flows(
     for r in rows {
         latest.insert((r.id, r.observed_at), r);
     }
-    let days: BTreeSet<_> = latest.values().map(|r| r.observed_at.date_naive()).collect();
+    // In time, then edge order: the merge then walks the time and edge
+    // indexes (and a hypertable's chunks) in order instead of at random.
+    let mut latest: Vec<&DataFlowRow> = latest.into_values().collect();
+    latest.sort_unstable_by_key(|r| (r.observed_at, r.source_resource_id, r.dest_resource_id, r.id));
+    let days: BTreeSet<_> = latest.iter().map(|r| r.observed_at.date_naive()).collect();
     store.ensure_partitions("data_flows", &days.into_iter().collect::<Vec<_>>()).await?;
 
     let mut client = store.client().await?;
@@ -136,7 +140,7 @@ pub async fn write_data_flows(
         let sink = tx.copy_in(COPY).await.map_err(Error::pg("starting COPY into data_flows"))?;
         let writer = BinaryCopyInWriter::new(sink, TYPES);
         pin_mut!(writer);
-        for r in latest.values() {
+        for r in &latest {
             let direction = r.flow_direction.as_str();
             let action = r.action.as_str();
             writer
