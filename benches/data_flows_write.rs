@@ -138,9 +138,8 @@ fn main() {
                 &[],
             )
             .await
-            .map(|r| r.get(0))
-            .or_else(|_| Ok::<bool, tokio_postgres::Error>(false))
-            .expect("kind of table");
+            // No TimescaleDB information schema: not a hypertable.
+            .is_ok_and(|r| r.get(0));
         // The same kind of table, its indexes and (for one) its foreign keys,
         // for the plain COPY.
         for (table, keys) in [("plain_flows", false), ("plain_flows_fk", true)] {

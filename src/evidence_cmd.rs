@@ -313,7 +313,7 @@ pub(crate) async fn execute(cfg: &Config, action: EvidenceAction) -> Result<(), 
             // Records count as verified only when their log entry verified too.
             let failed_in_log: std::collections::HashSet<String> = audit
                 .as_ref()
-                .map(|(a, _)| a.failed_records.iter().map(ToString::to_string).collect())
+                .map(|a| a.audit.failed_records.iter().map(ToString::to_string).collect())
                 .unwrap_or_default();
             let ids: Vec<uuid::Uuid> = outcome
                 .verified
@@ -325,9 +325,10 @@ pub(crate) async fn execute(cfg: &Config, action: EvidenceAction) -> Result<(), 
             println!("database: {} records, {} verified (last_verified_at updated)", entries.len(), marked);
             report(&outcome);
             let log_ok = match &audit {
-                Some((a, origin)) => {
+                Some(a) => {
                     println!(
-                        "evidence log {origin}: {} leaves; {} signed checkpoints verified (signature, root from the stored leaves, consistency with the one before), the newest of {} records; {} of the {} records here verified in it (leaf and stored inclusion proof){}",
+                        "evidence log {}: {} leaves; {} signed checkpoints verified (signature, root from the stored leaves, consistency with the one before), the newest of {} records; {} of the {} records here verified in it (leaf and stored inclusion proof){}",
+                        a.origin,
                         a.audit.size,
                         a.audit.checkpoints_verified,
                         a.audit.newest.unwrap_or(0),
@@ -357,7 +358,7 @@ pub(crate) async fn execute(cfg: &Config, action: EvidenceAction) -> Result<(), 
             } else {
                 Err(CliError::Runtime(format!(
                     "verification failed: {} problems in the stored evidence log",
-                    audit.map_or(0, |(a, _)| a.audit.failures.len())
+                    audit.map_or(0, |a| a.audit.failures.len())
                 )))
             }
         }
@@ -421,11 +422,10 @@ pub(crate) async fn execute(cfg: &Config, action: EvidenceAction) -> Result<(), 
 
 /// What `evidence verify` found of the stored evidence log.
 struct LogCheck {
+    origin: String,
     audit: psg_evidence::log::audit::Audit,
     /// Records of the period with no log entry (sealed before the log).
     unlogged: usize,
-    /// Records whose log entry did not verify.
-    failed_records: Vec<uuid::Uuid>,
 }
 
 /// Checks the evidence log the service stored (every leaf, every
@@ -435,7 +435,7 @@ async fn audit_stored_log(
     store: &Store,
     rows: &[psg_domain::rows::EvidenceRow],
     keys: &Keyring,
-) -> Result<Option<(LogCheck, String)>, CliError> {
+) -> Result<Option<LogCheck>, CliError> {
     let Some(newest) = psg_store::evidence::last_checkpoint(store).await.map_err(runtime)? else {
         return Ok(None);
     };
@@ -453,13 +453,7 @@ async fn audit_stored_log(
         })
         .collect();
     let audit = psg_evidence::log::audit::audit(&newest.origin, &leaves, &checkpoints, &entries, keys);
-    let failed_records = entries
-        .iter()
-        .map(|(e, _)| e.evidence_id)
-        .filter(|id| audit.failures.iter().any(|f| f.starts_with(&format!("record {id} "))))
-        .collect();
-    let check = LogCheck { unlogged: rows.len() - entries.len(), audit, failed_records };
-    Ok(Some((check, newest.origin)))
+    Ok(Some(LogCheck { unlogged: rows.len() - entries.len(), audit, origin: newest.origin }))
 }
 
 /// Puts `records` in log order with their log index and stored inclusion

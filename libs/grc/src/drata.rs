@@ -55,13 +55,7 @@ pub struct DrataConfig {
 impl DrataConfig {
     /// From `[grc.drata]` / `PSG_GRC_DRATA_*`; `base_url` overrides the configured root.
     pub fn from_settings(s: &psg_config::DrataSettings, base_url: Option<&str>) -> Result<Self> {
-        let missing = |what: &str, env: &str| Error::Config {
-            provider: ProviderKind::Drata,
-            message: format!(
-                "{what} is not set: set {env} or grc.drata.{} in the config file",
-                crate::vanta::env_key(env)
-            ),
-        };
+        let missing = |what: &str, env: &str| crate::missing_setting(ProviderKind::Drata, what, env);
         Ok(Self {
             base_url: base_url.or(s.base_url.as_deref()).unwrap_or(DEFAULT_BASE_URL).to_owned(),
             api_key: s.api_key.clone().ok_or_else(|| missing("the API key", "PSG_GRC_DRATA_API_KEY"))?,
@@ -168,16 +162,7 @@ impl Drata {
 
     /// A system as a Drata record (`id` is the upsert key, `name` its display name).
     pub fn record(s: &ScopeItem) -> serde_json::Value {
-        serde_json::json!({
-            "id": s.resource_id,
-            "name": if s.name.is_empty() { &s.resource_id } else { &s.name },
-            "pci_scope": s.scope,
-            "rule": s.rule,
-            "justification": s.justification,
-            "provider": s.provider,
-            "resource_type": s.resource_type,
-            "segment": s.segment,
-        })
+        s.properties(&[("id", &s.resource_id), ("name", s.display_name())])
     }
 
     /// Upserts `systems` in batches; returns how many went through.

@@ -100,3 +100,14 @@ impl Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The error for a required setting of `provider` that is not set, naming
+/// its variable `env` and its config key (`PSG_GRC_VANTA_CLIENT_ID` →
+/// `grc.vanta.client-id`).
+pub(crate) fn missing_setting(provider: ProviderKind, what: &str, env: &str) -> Error {
+    let key = env.splitn(4, '_').nth(3).unwrap_or(env).to_ascii_lowercase().replace('_', "-");
+    Error::Config {
+        provider,
+        message: format!("{what} is not set: set {env} or grc.{}.{key} in the config file", provider.as_str()),
+    }
+}

@@ -30,6 +30,32 @@ pub struct ScopeItem {
 }
 
 impl ScopeItem {
+    /// Its name, or its id when it has none.
+    pub fn display_name(&self) -> &str {
+        if self.name.is_empty() { &self.resource_id } else { &self.name }
+    }
+
+    /// What every platform gets of its scope: `pci_scope`, `rule`,
+    /// `justification`, `provider`, `resource_type`, `segment`, after the
+    /// given leading fields.
+    pub fn properties(&self, leading: &[(&str, &str)]) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for (k, v) in leading {
+            m.insert((*k).to_owned(), (*v).into());
+        }
+        for (k, v) in [
+            ("pci_scope", &self.scope),
+            ("rule", &self.rule),
+            ("justification", &self.justification),
+            ("provider", &self.provider),
+            ("resource_type", &self.resource_type),
+            ("segment", &self.segment),
+        ] {
+            m.insert(k.to_owned(), v.as_str().into());
+        }
+        serde_json::Value::Object(m)
+    }
+
     /// The item of a classified resource of a report (or of the database).
     pub fn from_entry(e: &ResourceEntry) -> Self {
         Self {

@@ -41,13 +41,7 @@ pub struct SecureframeConfig {
 impl SecureframeConfig {
     /// From `[grc.secureframe]` / `PSG_GRC_SECUREFRAME_*`; `base_url` overrides the configured root.
     pub fn from_settings(s: &psg_config::SecureframeSettings, base_url: Option<&str>) -> Result<Self> {
-        let missing = |what: &str, env: &str| Error::Config {
-            provider: ProviderKind::Secureframe,
-            message: format!(
-                "{what} is not set: set {env} or grc.secureframe.{} in the config file",
-                crate::vanta::env_key(env)
-            ),
-        };
+        let missing = |what: &str, env: &str| crate::missing_setting(ProviderKind::Secureframe, what, env);
         Ok(Self {
             base_url: base_url.or(s.base_url.as_deref()).unwrap_or(DEFAULT_BASE_URL).to_owned(),
             api_key: s.api_key.clone().ok_or_else(|| missing("the API key", "PSG_GRC_SECUREFRAME_API_KEY"))?,
@@ -90,18 +84,7 @@ impl Secureframe {
         let resources: Vec<serde_json::Value> = inventory
             .systems
             .iter()
-            .map(|s| {
-                serde_json::json!({
-                    "resource_id": s.resource_id,
-                    "name": s.name,
-                    "pci_scope": s.scope,
-                    "rule": s.rule,
-                    "justification": s.justification,
-                    "provider": s.provider,
-                    "resource_type": s.resource_type,
-                    "segment": s.segment,
-                })
-            })
+            .map(|s| s.properties(&[("resource_id", &s.resource_id), ("name", &s.name)]))
             .collect();
         serde_json::json!({
             "data": {

@@ -46,10 +46,7 @@ pub struct VantaConfig {
 impl VantaConfig {
     /// From `[grc.vanta]` / `PSG_GRC_VANTA_*`; `base_url` overrides the configured root.
     pub fn from_settings(s: &psg_config::VantaSettings, base_url: Option<&str>) -> Result<Self> {
-        let missing = |what: &str, env: &str| Error::Config {
-            provider: ProviderKind::Vanta,
-            message: format!("{what} is not set: set {env} or grc.vanta.{} in the config file", env_key(env)),
-        };
+        let missing = |what: &str, env: &str| crate::missing_setting(ProviderKind::Vanta, what, env);
         Ok(Self {
             base_url: base_url.or(s.base_url.as_deref()).unwrap_or(DEFAULT_BASE_URL).to_owned(),
             client_id: s.client_id.clone().ok_or_else(|| missing("the client id", "PSG_GRC_VANTA_CLIENT_ID"))?,
@@ -66,11 +63,6 @@ impl VantaConfig {
             external_url: s.external_url.clone(),
         })
     }
-}
-
-/// `PSG_GRC_VANTA_CLIENT_ID` → `client-id`.
-pub(crate) fn env_key(env: &str) -> String {
-    env.splitn(4, '_').nth(3).unwrap_or(env).to_ascii_lowercase().replace('_', "-")
 }
 
 #[derive(Debug)]
@@ -190,17 +182,10 @@ impl Vanta {
             .iter()
             .map(|s| {
                 serde_json::json!({
-                    "displayName": if s.name.is_empty() { &s.resource_id } else { &s.name },
+                    "displayName": s.display_name(),
                     "uniqueId": s.resource_id,
                     "externalUrl": self.cfg.external_url.replace("{resource_id}", &segment(&s.resource_id)),
-                    "customProperties": {
-                        "pci_scope": s.scope,
-                        "rule": s.rule,
-                        "justification": s.justification,
-                        "provider": s.provider,
-                        "resource_type": s.resource_type,
-                        "segment": s.segment,
-                    },
+                    "customProperties": s.properties(&[]),
                 })
             })
             .collect();

@@ -21,6 +21,8 @@ pub struct Audit {
     pub newest: Option<u64>,
     /// Records whose leaf and inclusion proof verified.
     pub records_verified: usize,
+    /// Records whose log entry did not verify.
+    pub failed_records: Vec<uuid::Uuid>,
     /// Every problem, one sentence each.
     pub failures: Vec<String>,
 }
@@ -71,7 +73,10 @@ pub fn audit(
     for (entry, row_hash) in records {
         match record(entry, row_hash, leaves, &heads) {
             Ok(()) => out.records_verified += 1,
-            Err(e) => out.failures.push(format!("record {} (log index {}): {e}", entry.evidence_id, entry.log_index)),
+            Err(e) => {
+                out.failures.push(format!("record {} (log index {}): {e}", entry.evidence_id, entry.log_index));
+                out.failed_records.push(entry.evidence_id);
+            }
         }
     }
     out
