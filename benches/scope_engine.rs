@@ -85,7 +85,7 @@ fn main() {
             CloudProvider::Aws,
             ResourceType::Ec2Instance,
             0,
-            SourceRef { topic: String::new(), partition: 0, offset: 0, line: 0 },
+            SourceRef { topic: Default::default(), partition: 0, offset: 0, line: 0 },
         );
         let scope = if i % 20 == 0 {
             "cde"

@@ -117,11 +117,13 @@ BEGIN
         ON resources TO psg_ingest;
 
     -- correlate: placeholder rows for resources its edges reference (insert
-    -- if missing, never change), and data_flows (COPY into a temporary
-    -- table LIKE data_flows, then INSERT ... ON CONFLICT DO UPDATE of the counts).
+    -- if missing, never change), and data_flows (new rows by COPY; a batch
+    -- with rows already there through a temporary table LIKE data_flows,
+    -- then INSERT ... ON CONFLICT DO UPDATE of the counts).
     -- ON CONFLICT (resource_id) reads the key; each data_flows batch checks
-    -- that the resources it names exist (id; migration 0014)
+    -- that the resources it names exist (id; migrations 0014, 0015)
     GRANT INSERT, SELECT (id, resource_id) ON resources TO psg_correlate;
+    GRANT EXECUTE ON FUNCTION psg_require_resources(uuid[]) TO psg_correlate;
     GRANT SELECT, INSERT ON data_flows TO psg_correlate;
     GRANT UPDATE (packet_count, byte_count, flow_count, first_seen, last_seen, window_end,
                   encrypted_flow_count, unencrypted_flow_count, action_logged)

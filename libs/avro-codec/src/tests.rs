@@ -10,7 +10,7 @@ fn source() -> SourceRef {
 }
 
 fn flow_record(full: bool) -> FlowRecord {
-    let some = |s: &str| full.then(|| s.to_owned());
+    let some = |s: &str| full.then(|| Text::new(s));
     FlowRecord {
         provider: CloudProvider::Aws,
         format: FlowFormat::AwsVpc,
@@ -334,7 +334,7 @@ mod properties {
 
     prop_compose! {
         fn arb_source()(topic in text(), partition in any::<i32>(), offset in any::<i64>(), line in any::<i32>()) -> SourceRef {
-            SourceRef { topic, partition, offset, line }
+            SourceRef { topic: topic.into(), partition, offset, line }
         }
     }
 
@@ -352,16 +352,16 @@ mod properties {
                 provider: CloudProvider::ALL[enums.0],
                 format: FlowFormat::ALL[enums.1],
                 format_version: ints[0],
-                account_id: strings[0].clone(),
-                interface_id: strings[1].clone(),
-                vpc_id: strings[2].clone(),
-                subnet_id: strings[3].clone(),
-                instance_id: strings[4].clone(),
-                region: strings[5].clone(),
-                src_addr: strings[6].clone(),
-                dst_addr: strings[7].clone(),
-                pkt_src_addr: strings[8].clone(),
-                pkt_dst_addr: strings[9].clone(),
+                account_id: strings[0].clone().map(Text::from),
+                interface_id: strings[1].clone().map(Text::from),
+                vpc_id: strings[2].clone().map(Text::from),
+                subnet_id: strings[3].clone().map(Text::from),
+                instance_id: strings[4].clone().map(Text::from),
+                region: strings[5].clone().map(Text::from),
+                src_addr: strings[6].clone().map(Text::from),
+                dst_addr: strings[7].clone().map(Text::from),
+                pkt_src_addr: strings[8].clone().map(Text::from),
+                pkt_dst_addr: strings[9].clone().map(Text::from),
                 src_port: ints[1],
                 dst_port: ints[2],
                 protocol: ints[3],
@@ -376,7 +376,7 @@ mod properties {
                 flow_direction: enums.4.map(|i| FlowDirection::ALL[i]),
                 tcp_flags: ints[4],
                 traffic_path: ints[5],
-                reporter: strings[10].clone(),
+                reporter: strings[10].clone().map(Text::from),
                 extra,
                 source,
             }

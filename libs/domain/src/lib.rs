@@ -11,6 +11,7 @@
 //! - [`rows`]: one struct per table of the seed model.
 //! - [`ids`]: deterministic ids (UUIDv5 of natural keys), so a redelivered
 //!   batch overwrites instead of duplicating.
+//! - [`text`]: short strings kept inline (ids and addresses of flow records).
 //! - [`time`]: event time as microseconds since the Unix epoch.
 //!
 //! Nothing here does I/O.
@@ -19,10 +20,12 @@ pub mod enums;
 pub mod ids;
 pub mod messages;
 pub mod rows;
+pub mod text;
 pub mod time;
 
 pub use enums::*;
 pub use messages::*;
+pub use text::Text;
 
 /// Avro namespace of every message; the version is part of the name so that
 /// an incompatible change gets a new namespace instead of silently breaking

@@ -20,6 +20,7 @@ use apache_avro::AvroSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::enums::*;
+use crate::text::Text;
 use crate::time::Micros;
 
 /// Where a record came from: enough to find the exact bytes again.
@@ -27,7 +28,7 @@ use crate::time::Micros;
 #[avro(namespace = "io.pciscopeguard.v1")]
 pub struct SourceRef {
     /// Topic the raw message was read from.
-    pub topic: String,
+    pub topic: Text,
     pub partition: i32,
     pub offset: i64,
     /// 1-based line (or tuple) number inside the message; 0 for the whole message.
@@ -44,19 +45,19 @@ pub struct FlowRecord {
     /// Format version as the record states it (AWS `version`, Azure `Version`).
     pub format_version: Option<i32>,
     /// Cloud account / subscription / project, kept as a string (leading zeros).
-    pub account_id: Option<String>,
+    pub account_id: Option<Text>,
     /// The interface that captured the flow (AWS `interface-id`, Azure MAC).
-    pub interface_id: Option<String>,
-    pub vpc_id: Option<String>,
-    pub subnet_id: Option<String>,
-    pub instance_id: Option<String>,
-    pub region: Option<String>,
+    pub interface_id: Option<Text>,
+    pub vpc_id: Option<Text>,
+    pub subnet_id: Option<Text>,
+    pub instance_id: Option<Text>,
+    pub region: Option<Text>,
     /// Addresses as the capturing interface saw them.
-    pub src_addr: Option<String>,
-    pub dst_addr: Option<String>,
+    pub src_addr: Option<Text>,
+    pub dst_addr: Option<Text>,
     /// Original packet addresses (AWS `pkt-srcaddr`/`pkt-dstaddr`), preferred for attribution.
-    pub pkt_src_addr: Option<String>,
-    pub pkt_dst_addr: Option<String>,
+    pub pkt_src_addr: Option<Text>,
+    pub pkt_dst_addr: Option<Text>,
     pub src_port: Option<i32>,
     pub dst_port: Option<i32>,
     /// IANA protocol number.
@@ -77,7 +78,7 @@ pub struct FlowRecord {
     pub tcp_flags: Option<i32>,
     pub traffic_path: Option<i32>,
     /// GCP `reporter` (`SRC`, `DEST`, ...).
-    pub reporter: Option<String>,
+    pub reporter: Option<Text>,
     /// Fields of the input that have no column above, by their input name.
     pub extra: HashMap<String, String>,
     pub source: SourceRef,

@@ -194,8 +194,8 @@ fn check_story(seed: u64) {
     assert!(violation.contains(&(Who::Resource(e.violated.clone()), 5432)), "{violation:?}");
     let jenkins_ip = &by_id[e.violator.as_str()].private_ips[0];
     let db_ip = &by_id[e.violated.as_str()].private_ips[0];
-    assert!(p.flows.iter().any(|f| f.src_addr.as_ref() == Some(jenkins_ip)
-        && f.dst_addr.as_ref() == Some(db_ip)
+    assert!(p.flows.iter().any(|f| f.src_addr.as_deref() == Some(jenkins_ip.as_str())
+        && f.dst_addr.as_deref() == Some(db_ip.as_str())
         && f.dst_port == Some(5432)
         && f.action == Some(FlowAction::Accept)));
     assert_eq!(by_id[e.violated.as_str()].resource_name.as_deref(), Some("payments-db-primary-eni"));

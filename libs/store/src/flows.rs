@@ -1,7 +1,12 @@
-//! `data_flows`: resource-to-resource edges per event-time window, written
-//! by binary COPY into a staging table and merged with `ON CONFLICT`, so a
-//! window written twice (a partial update, then the final one; or a
-//! redelivered batch) keeps one row with the latest absolute counts.
+//! `data_flows`: resource-to-resource edges per event-time window.
+//!
+//! A window's row is written once, when the window closes, so a batch is
+//! almost always all new rows: they go straight into `data_flows` by binary
+//! COPY. A batch that names a row already there (redelivered after a
+//! restart, or a window written twice) fails that COPY with a unique
+//! violation; it is then copied into a staging table and merged with
+//! `ON CONFLICT`, so the table keeps one row per window with the latest
+//! absolute counts. Either way the batch is one transaction.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -9,6 +14,7 @@ use chrono::{DateTime, Utc};
 use futures::pin_mut;
 use psg_domain::rows::DataFlowRow;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
@@ -17,26 +23,14 @@ use crate::{Error, Result, Store};
 const STAGE: &str = "CREATE TEMP TABLE IF NOT EXISTS data_flows_stage
     (LIKE data_flows INCLUDING DEFAULTS) ON COMMIT DELETE ROWS";
 
-const COPY: &str = "COPY data_flows_stage (id, source_resource_id, dest_resource_id, protocol, src_port,
+const COLUMNS: &str = "(id, source_resource_id, dest_resource_id, protocol, src_port,
     dst_port, packet_count, byte_count, flow_direction, action, observed_at, window_start, window_end,
-    flow_count, first_seen, last_seen, encrypted_flow_count, unencrypted_flow_count, action_logged) FROM STDIN (FORMAT binary)";
+    flow_count, first_seen, last_seen, encrypted_flow_count, unencrypted_flow_count, action_logged)";
 
-/// The foreign keys of `data_flows`, checked once per batch (migration
-/// 0014): every resource the staged rows name must exist, or the write fails
+/// The foreign keys of `data_flows`, checked once per batch (migrations
+/// 0014, 0015): every resource the rows name must exist, or the write fails
 /// with SQLSTATE 23503 (foreign_key_violation), as a row-by-row key would.
-const CHECK_RESOURCES: &str = "DO $$
-DECLARE missing text;
-BEGIN
-    SELECT string_agg(id::text, ', ') INTO missing FROM (
-        SELECT id FROM (SELECT source_resource_id AS id FROM data_flows_stage
-                        UNION SELECT dest_resource_id FROM data_flows_stage) named
-         WHERE NOT EXISTS (SELECT 1 FROM resources r WHERE r.id = named.id)
-         ORDER BY id LIMIT 5) m;
-    IF missing IS NOT NULL THEN
-        RAISE foreign_key_violation USING
-            MESSAGE = 'data_flows rows name resources that are not in resources: ' || missing;
-    END IF;
-END $$";
+const REQUIRE_RESOURCES: &str = "SELECT psg_require_resources($1::uuid[])";
 
 const MERGE: &str = "INSERT INTO data_flows SELECT * FROM data_flows_stage
     ON CONFLICT (id, observed_at) DO UPDATE SET
@@ -131,47 +125,26 @@ pub async fn write_data_flows(
     store.ensure_partitions("data_flows", &days.into_iter().collect::<Vec<_>>()).await?;
 
     let mut client = store.client().await?;
-    if !latest.is_empty() {
-        client.batch_execute(STAGE).await.map_err(Error::pg("creating the data_flows staging table"))?;
-    }
     let tx = client.transaction().await.map_err(Error::pg("starting the data_flows write"))?;
-    let mut merged = 0;
+    let mut written = 0;
     if !latest.is_empty() {
-        let sink = tx.copy_in(COPY).await.map_err(Error::pg("starting COPY into data_flows"))?;
-        let writer = BinaryCopyInWriter::new(sink, TYPES);
-        pin_mut!(writer);
-        for r in &latest {
-            let direction = r.flow_direction.as_str();
-            let action = r.action.as_str();
-            writer
-                .as_mut()
-                .write(&[
-                    &r.id,
-                    &r.source_resource_id,
-                    &r.dest_resource_id,
-                    &r.protocol,
-                    &r.src_port,
-                    &r.dst_port,
-                    &r.packet_count,
-                    &r.byte_count,
-                    &direction,
-                    &action,
-                    &r.observed_at,
-                    &r.window_start,
-                    &r.window_end,
-                    &r.flow_count,
-                    &r.first_seen,
-                    &r.last_seen,
-                    &r.encrypted_flow_count,
-                    &r.unencrypted_flow_count,
-                    &r.action_logged,
-                ])
-                .await
-                .map_err(Error::pg("writing a data_flows row"))?;
-        }
-        writer.finish().await.map_err(Error::pg("finishing COPY into data_flows"))?;
-        tx.batch_execute(CHECK_RESOURCES).await.map_err(Error::pg("checking the resources of data_flows rows"))?;
-        merged = tx.execute(MERGE, &[]).await.map_err(Error::pg("merging data_flows"))?;
+        let named: BTreeSet<Uuid> = latest.iter().flat_map(|r| [r.source_resource_id, r.dest_resource_id]).collect();
+        let named: Vec<Uuid> = named.into_iter().collect();
+        tx.execute(REQUIRE_RESOURCES, &[&named]).await.map_err(Error::pg("checking the resources of data_flows rows"))?;
+        tx.batch_execute("SAVEPOINT data_flows_copy").await.map_err(Error::pg("starting the data_flows COPY"))?;
+        written = match copy_rows(&tx, "data_flows", &latest).await {
+            Ok(n) => n,
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                // Some row is there already: merge the batch instead.
+                tx.batch_execute("ROLLBACK TO SAVEPOINT data_flows_copy")
+                    .await
+                    .map_err(Error::pg("rolling back the data_flows COPY"))?;
+                tx.batch_execute(STAGE).await.map_err(Error::pg("creating the data_flows staging table"))?;
+                copy_rows(&tx, "data_flows_stage", &latest).await.map_err(Error::pg("staging data_flows rows"))?;
+                tx.execute(MERGE, &[]).await.map_err(Error::pg("merging data_flows"))?
+            }
+            Err(e) => return Err(Error::pg("writing data_flows rows")(e)),
+        };
     }
     if !withdrawals.is_empty() {
         let withdraw = tx.prepare(WITHDRAW).await.map_err(Error::pg("preparing a data_flows withdrawal"))?;
@@ -193,7 +166,47 @@ pub async fn write_data_flows(
         }
     }
     tx.commit().await.map_err(Error::pg("committing data_flows"))?;
-    Ok(merged)
+    Ok(written)
+}
+
+/// Binary COPY of `rows` into `table` (`data_flows` or its staging table).
+async fn copy_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    rows: &[&DataFlowRow],
+) -> std::result::Result<u64, tokio_postgres::Error> {
+    let sink = tx.copy_in(&format!("COPY {table} {COLUMNS} FROM STDIN (FORMAT binary)")).await?;
+    let writer = BinaryCopyInWriter::new(sink, TYPES);
+    pin_mut!(writer);
+    for r in rows {
+        let direction = r.flow_direction.as_str();
+        let action = r.action.as_str();
+        writer
+            .as_mut()
+            .write(&[
+                &r.id,
+                &r.source_resource_id,
+                &r.dest_resource_id,
+                &r.protocol,
+                &r.src_port,
+                &r.dst_port,
+                &r.packet_count,
+                &r.byte_count,
+                &direction,
+                &action,
+                &r.observed_at,
+                &r.window_start,
+                &r.window_end,
+                &r.flow_count,
+                &r.first_seen,
+                &r.last_seen,
+                &r.encrypted_flow_count,
+                &r.unencrypted_flow_count,
+                &r.action_logged,
+            ])
+            .await?;
+    }
+    writer.finish().await
 }
 
 const CHECKPOINT: &str = "INSERT INTO correlate_checkpoints

@@ -121,6 +121,12 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0014_data_flows_without_row_foreign_keys.sql"),
         earlier: &[],
     },
+    Migration {
+        version: 15,
+        name: "require_resources",
+        sql: include_str!("../migrations/0015_require_resources.sql"),
+        earlier: &[],
+    },
 ];
 
 /// Arbitrary constant identifying our migration lock.

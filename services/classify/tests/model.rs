@@ -146,7 +146,7 @@ fn apply(e: &mut Engine, ev: &Event) {
                 CloudProvider::Aws,
                 ResourceType::SecurityGroup,
                 0,
-                SourceRef { topic: String::new(), partition: 0, offset: 0, line: 0 },
+                SourceRef { topic: Default::default(), partition: 0, offset: 0, line: 0 },
             );
             let ingress = match rule {
                 Some((true, n)) => serde_json::json!([{"ipProtocol": "tcp", "fromPort": 5432, "toPort": 5432,
@@ -170,7 +170,7 @@ fn apply(e: &mut Engine, ev: &Event) {
                 CloudProvider::Gcp,
                 ResourceType::FirewallRule,
                 0,
-                SourceRef { topic: String::new(), partition: 0, offset: 0, line: 0 },
+                SourceRef { topic: Default::default(), partition: 0, offset: 0, line: 0 },
             );
             r.deleted = rule.is_none();
             if let Some((deny, priority, by_tag, n, target)) = rule {
@@ -195,7 +195,7 @@ fn apply(e: &mut Engine, ev: &Event) {
                 CloudProvider::Azure,
                 ResourceType::SecurityGroup,
                 0,
-                SourceRef { topic: String::new(), partition: 0, offset: 0, line: 0 },
+                SourceRef { topic: Default::default(), partition: 0, offset: 0, line: 0 },
             );
             r.deleted = rule.is_none();
             if let Some((deny, priority, by_asg, n)) = rule {
@@ -219,7 +219,7 @@ fn apply(e: &mut Engine, ev: &Event) {
                 CloudProvider::Aws,
                 ResourceType::Ec2Instance,
                 0,
-                SourceRef { topic: String::new(), partition: 0, offset: 0, line: 0 },
+                SourceRef { topic: Default::default(), partition: 0, offset: 0, line: 0 },
             );
             let mut tags = HashMap::new();
             if let Some(s) = scope {
@@ -348,7 +348,7 @@ fn many_node_recompute_agrees_with_per_node_recompute() {
                     CloudProvider::Aws,
                     ResourceType::Ec2Instance,
                     0,
-                    SourceRef { topic: String::new(), partition: 0, offset: 0, line: 0 },
+                    SourceRef { topic: Default::default(), partition: 0, offset: 0, line: 0 },
                 );
                 let scope = events[i % events.len()].3;
                 if !scope.is_empty() {

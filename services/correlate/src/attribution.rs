@@ -58,7 +58,7 @@ impl EndpointInfo {
                     self.provider,
                     self.resource_type,
                     self.seen_at,
-                    psg_domain::SourceRef { topic: String::new(), partition: 0, offset: 0, line: 0 },
+                    psg_domain::SourceRef { topic: psg_domain::Text::default(), partition: 0, offset: 0, line: 0 },
                 );
                 r.vpc_id = self.vpc_id.as_deref().map(str::to_owned);
                 r.deleted = self.deleted;

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use psg_domain::time::Micros;
-use psg_domain::{CoverageGap, CoverageUnit, FlowAction, FlowCoverage, FlowRecord, LogStatus};
+use psg_domain::{CoverageGap, CoverageUnit, FlowAction, FlowCoverage, FlowRecord, LogStatus, Text};
 
 /// Gaps kept per unit: the latest.
 pub const MAX_GAPS: usize = 16;
@@ -73,9 +73,9 @@ impl Coverage {
                     unit: id.to_owned(),
                     unit_kind: kind,
                     provider: rec.provider,
-                    account_id: rec.account_id.clone(),
-                    vpc_id: rec.vpc_id.clone().or(place.vpc_id),
-                    subnet_id: rec.subnet_id.clone().or(place.subnet_id),
+                    account_id: owned(&rec.account_id),
+                    vpc_id: owned(&rec.vpc_id).or(place.vpc_id),
+                    subnet_id: owned(&rec.subnet_id).or(place.subnet_id),
                     partition,
                     first_seen: t,
                     last_seen: t,
@@ -113,10 +113,10 @@ impl Coverage {
             r.first_seen = t;
         }
         if r.vpc_id.is_none() {
-            r.vpc_id.clone_from(&rec.vpc_id);
+            r.vpc_id = owned(&rec.vpc_id);
         }
         if r.subnet_id.is_none() {
-            r.subnet_id.clone_from(&rec.subnet_id);
+            r.subnet_id = owned(&rec.subnet_id);
         }
         let due = unit.published.is_none_or(|p| r.last_seen - p >= self.report_every);
         if (news || due) && !unit.queued {
@@ -140,10 +140,15 @@ impl Coverage {
     }
 }
 
+/// A record's text as the coverage report's string.
+fn owned(v: &Option<Text>) -> Option<String> {
+    v.as_deref().map(str::to_owned)
+}
+
 /// The unit a record's coverage is of: the interface that captured it,
 /// else the VM that reported it, else its subnet, else its network.
 fn unit_of(rec: &FlowRecord) -> Option<(CoverageUnit, &str)> {
-    fn given(v: &Option<String>) -> Option<&str> {
+    fn given(v: &Option<Text>) -> Option<&str> {
         v.as_deref().filter(|s| !s.is_empty() && *s != "-")
     }
     if let Some(i) = given(&rec.interface_id) {

@@ -29,7 +29,7 @@ use psg_config::Config;
 use psg_domain::rows::{DataFlowRow, ResourceRow};
 use psg_domain::time::{Micros, SECOND, from_micros};
 use psg_domain::{
-    EdgeDirection, EndpointKind, FlowBatch, FlowDirection, FlowEdge, FlowRecord, LogStatus, Resource, ids,
+    EdgeDirection, EndpointKind, FlowBatch, FlowDirection, FlowEdge, FlowRecord, LogStatus, Resource, Text, ids,
 };
 use psg_kafka_runtime::{DeadLetter, InMessage, InputKind, OutRecord, Output, ProcessError, Processor};
 use psg_store::Store;
@@ -610,7 +610,7 @@ const TGW_SRC_VPC: &str = "tgw-src-vpc-id";
 const TGW_DST_VPC: &str = "tgw-dst-vpc-id";
 
 /// The original packet address, else the interface's view of it.
-fn packet_addr(packet: &Option<String>, interface: &Option<String>) -> Option<IpAddr> {
+fn packet_addr(packet: &Option<Text>, interface: &Option<Text>) -> Option<IpAddr> {
     packet.as_deref().or(interface.as_deref()).and_then(|s| s.parse().ok())
 }
 

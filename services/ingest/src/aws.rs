@@ -11,7 +11,7 @@ use psg_domain::time::Micros;
 pub use crate::fields::TimeError;
 use crate::fields::{self, show_time};
 use crate::parsed::{MessageCtx, Parsed, Rejected, Sink};
-use psg_domain::{CloudProvider, FlowAction, FlowDirection, FlowFormat, FlowRecord, LogStatus, SourceRef};
+use psg_domain::{CloudProvider, FlowAction, FlowDirection, FlowFormat, FlowRecord, LogStatus, SourceRef, Text};
 
 /// One field of the AWS flow-log format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,18 +329,18 @@ fn opt(v: &str) -> Option<&str> {
 /// A valid address in canonical text form. An IPv4 address that parses is
 /// already canonical (no leading zeros are accepted), so its text is kept
 /// as is; an IPv6 address is rewritten in its canonical compressed form.
-fn addr(field: &'static str, v: &str) -> Result<Option<String>, LineError> {
+fn addr(field: &'static str, v: &str) -> Result<Option<Text>, LineError> {
     match opt(v) {
         None => Ok(None),
         Some(v) if !v.as_bytes().contains(&b':') => {
             if is_ipv4(v) {
-                Ok(Some(v.to_owned()))
+                Ok(Some(Text::new(v)))
             } else {
                 Err(bad(field, v, "is not an IP address"))
             }
         }
         Some(v) => match v.parse::<std::net::Ipv6Addr>() {
-            Ok(ip) => Ok(Some(ip.to_string())),
+            Ok(ip) => Ok(Some(Text::from(ip.to_string()))),
             Err(_) => Err(bad(field, v, "is not an IP address")),
         },
     }
@@ -574,7 +574,7 @@ fn parse_fields(
     let mut count = 0;
     for (field, v) in layout.fields.iter().zip(tokens.by_ref()) {
         count += 1;
-        let s = || opt(v).map(str::to_owned);
+        let s = || opt(v).map(Text::new);
         match field {
             Field::Version => rec.format_version = bounded("version", v, 255, "is not a version number (0-255)")?,
             Field::AccountId => rec.account_id = s(),
@@ -629,7 +629,7 @@ fn parse_fields(
             }
             Field::TgwAttachment => {
                 if let Some(v) = opt(v) {
-                    rec.reporter = Some(v.to_owned());
+                    rec.reporter = Some(Text::new(v));
                     rec.extra.insert("tgw-attachment-id".to_owned(), v.to_owned());
                 }
             }

@@ -25,7 +25,7 @@
 
 use std::cell::Cell;
 
-use psg_domain::{CloudProvider, FlowAction, FlowDirection, FlowFormat, FlowRecord, SourceRef};
+use psg_domain::{CloudProvider, FlowAction, FlowDirection, FlowFormat, FlowRecord, SourceRef, Text};
 use serde::Deserialize;
 use serde::de::{Deserializer, SeqAccess, Visitor};
 
@@ -283,11 +283,11 @@ pub fn parse_blob_into(text: &[u8], ctx: MessageCtx<'_>, out: &mut dyn Sink<Flow
 /// The subscription id in an Azure resource id
 /// (`/subscriptions/<id>/...`, any case), lowercased: NSG flow logs write
 /// resource ids in upper case, ARM and VNet flow logs in lower case.
-fn subscription(resource_id: Option<&str>) -> Option<String> {
+fn subscription(resource_id: Option<&str>) -> Option<Text> {
     let mut parts = resource_id?.split('/');
     while let Some(p) = parts.next() {
         if p.eq_ignore_ascii_case("subscriptions") {
-            return parts.next().filter(|s| !s.is_empty()).map(str::to_ascii_lowercase);
+            return parts.next().filter(|s| !s.is_empty()).map(|s| Text::from(s.to_ascii_lowercase()));
         }
     }
     None
@@ -295,7 +295,7 @@ fn subscription(resource_id: Option<&str>) -> Option<String> {
 
 /// What every tuple of one flow group shares.
 struct Group<'g> {
-    account_id: &'g Option<String>,
+    account_id: &'g Option<Text>,
     format_version: Option<i32>,
     interface_id: Option<&'g str>,
     rule: Option<&'g str>,
@@ -308,7 +308,7 @@ impl Group<'_> {
         let mut rec = FlowRecord::new(CloudProvider::Azure, format, source, time, time);
         rec.format_version = self.format_version;
         rec.account_id.clone_from(self.account_id);
-        rec.interface_id = self.interface_id.map(str::to_owned);
+        rec.interface_id = self.interface_id.map(Text::new);
         // rule, acl_id, target_resource_id, flow_state, encryption: one allocation.
         rec.extra.reserve(5);
         for (key, v) in [("rule", self.rule), ("acl_id", self.acl_id), ("target_resource_id", self.target_resource_id)]

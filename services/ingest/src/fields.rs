@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 
+use psg_domain::Text;
 use psg_domain::time::{Micros, SECOND};
 use serde::de::{Deserialize, Deserializer, Visitor};
 
@@ -282,11 +283,11 @@ pub(crate) fn opt_count(field: &'static str, v: &str) -> Result<Option<i64>, Fie
 
 /// An IP address, as the canonical text of [`IpAddr`] (IPv6 in its
 /// compressed lowercase form).
-pub(crate) fn addr(field: &'static str, v: &str) -> Result<String, FieldError> {
+pub(crate) fn addr(field: &'static str, v: &str) -> Result<Text, FieldError> {
     match v.parse::<IpAddr>() {
         // The IPv4 parser accepts only the canonical dotted-quad form.
-        Ok(IpAddr::V4(_)) => Ok(v.to_owned()),
-        Ok(ip @ IpAddr::V6(_)) => Ok(ip.to_string()),
+        Ok(IpAddr::V4(_)) => Ok(Text::new(v)),
+        Ok(ip @ IpAddr::V6(_)) => Ok(Text::from(ip.to_string())),
         Err(_) => Err(bad(field, v, "is not an IP address")),
     }
 }

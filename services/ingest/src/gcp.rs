@@ -15,7 +15,7 @@
 //! An entry's position is its line in the message (1 for a message of one
 //! entry); a bad entry is refused alone, with its text.
 
-use psg_domain::{CloudProvider, FlowAction, FlowDirection, FlowFormat, FlowRecord, SourceRef};
+use psg_domain::{CloudProvider, FlowAction, FlowDirection, FlowFormat, FlowRecord, SourceRef, Text};
 use serde::Deserialize;
 
 use crate::fields::{self, FieldError, Num, Str, bad, nonempty};
@@ -138,8 +138,8 @@ fn required<'s>(v: &'s Option<Str<'_>>, field: &'static str) -> Result<&'s str, 
     nonempty(v).ok_or(FieldError::Missing(field))
 }
 
-fn owned(v: Option<&Str<'_>>) -> Option<String> {
-    v.map(Str::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
+fn owned(v: Option<&Str<'_>>) -> Option<Text> {
+    v.map(Str::as_str).filter(|s| !s.is_empty()).map(Text::new)
 }
 
 /// The FlowRecord of one `jsonPayload`.
@@ -179,7 +179,7 @@ fn record(p: &Payload<'_>, source: SourceRef) -> Result<FlowRecord, FieldError> 
         rec.extra.insert("disposition".to_owned(), d.as_str().to_owned());
     }
     rec.flow_direction = Some(direction);
-    rec.reporter = Some(reporter.to_owned());
+    rec.reporter = Some(Text::new(reporter));
     let instance = instance.as_ref();
     let vpc = vpc.as_ref();
     rec.account_id =

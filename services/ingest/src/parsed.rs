@@ -6,7 +6,7 @@
 //! service encodes each as it comes ([`crate::service`]); [`Parsed`] is the
 //! sink that collects them (tests, benchmarks, fuzzing, the estate checks).
 
-use psg_domain::SourceRef;
+use psg_domain::{SourceRef, Text};
 
 /// Where a message came from; every record gets a [`SourceRef`] from it.
 #[derive(Debug, Clone, Copy)]
@@ -32,7 +32,7 @@ impl MessageCtx<'_> {
     /// The source of record `line` (1-based; 0 = the whole message).
     pub fn source(&self, line: u32) -> SourceRef {
         SourceRef {
-            topic: self.topic.to_owned(),
+            topic: Text::new(self.topic),
             partition: self.partition,
             offset: self.offset,
             line: i32::try_from(line).unwrap_or(i32::MAX),
