@@ -235,11 +235,14 @@ async fn data_flows_upsert_by_copy_creates_partitions_and_keeps_latest_counts() 
     let day1 = 1_418_530_000;
     let day2 = day1 + 86_400 * 30;
     flows::upsert_data_flows(&store, &[flow(day1, 1), flow(day2, 5), flow(day1, 2)]).await.unwrap();
-    flows::upsert_data_flows(&store, &[flow(day1, 7)]).await.unwrap();
+    // A batch of rows already there (redelivered): merged, not refused.
+    assert_eq!(flows::upsert_data_flows(&store, &[flow(day1, 7)]).await.unwrap(), 1);
+    // A batch of one new row and one already there: both land.
+    assert_eq!(flows::upsert_data_flows(&store, &[flow(day1 + 60, 3), flow(day2, 6)]).await.unwrap(), 2);
     let client = store.client().await.unwrap();
     let rows = client.query("SELECT packet_count FROM data_flows ORDER BY observed_at", &[]).await.unwrap();
     let counts: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-    assert_eq!(counts, vec![7, 5]);
+    assert_eq!(counts, vec![7, 3, 6]);
     let parts: i64 = client
         .query_one("SELECT count(*) FROM pg_inherits WHERE inhparent = 'data_flows'::regclass", &[])
         .await
@@ -248,7 +251,7 @@ async fn data_flows_upsert_by_copy_creates_partitions_and_keeps_latest_counts() 
     assert_eq!(parts, 2);
     let edges = flows::edges_since(&store, Utc.timestamp_opt(0, 0).unwrap()).await.unwrap();
     assert_eq!(edges.len(), 1);
-    assert_eq!(edges[0].packets, 12);
+    assert_eq!(edges[0].packets, 16);
     assert_eq!(edges[0].source_resource_id, "i-1");
 }
 
