@@ -194,7 +194,7 @@ fn main() {
         let (up, plain, fk) = (rate(best_upsert), rate(best_plain), rate(best_fk));
         let kind = if hypertable { "TimescaleDB hypertable" } else { "native partitions" };
         println!(
-            "data_flows ({kind}): upsert {up:.0} rows/s, plain binary COPY {plain:.0} rows/s, ratio {:.2}; \
+            "data_flows ({kind}): store write of new rows {up:.0} rows/s, plain binary COPY {plain:.0} rows/s, ratio {:.2}; \
              COPY with row-by-row foreign keys {fk:.0} rows/s (they would cost {:.0}%); \
              rewriting rows already there (merge) {:.0} rows/s (best of 3 rounds of {ROWS} rows)",
             up / plain,
