@@ -19,7 +19,13 @@ fn env(name: &str, default: usize) -> usize {
 }
 
 fn resource(id: &str, t: ResourceType) -> Resource {
-    Resource::new(id, CloudProvider::Aws, t, 0, SourceRef { topic: Default::default(), partition: 0, offset: 0, line: 0 })
+    Resource::new(
+        id,
+        CloudProvider::Aws,
+        t,
+        0,
+        SourceRef { topic: Default::default(), partition: 0, offset: 0, line: 0 },
+    )
 }
 
 /// Group `g`: CDE groups (the first `cde_groups`) admit TCP/5432 from five

@@ -54,7 +54,8 @@ pub fn decode<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T> {
     Ok(value)
 }
 
-fn write_long(out: &mut Vec<u8>, v: i64) {
+/// An Avro `long`: zig-zag, then a little-endian base-128 varint.
+pub(crate) fn write_long(out: &mut Vec<u8>, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
     while z >= 0x80 {
         out.push((z as u8) | 0x80);

@@ -189,6 +189,27 @@ pub fn encode_into<T: AvroMessage>(value: &T, out: &mut Vec<u8>) -> Result<()> {
     })
 }
 
+/// The bytes a [`FlowBatch`] message needs besides its records' own: the
+/// single-object header, the block count (a varint) and the end-of-array
+/// zero.
+pub const FLOW_BATCH_OVERHEAD: usize = HEADER_LEN + 10 + 1;
+
+/// A [`FlowBatch`] from records already encoded one after another with
+/// [`binary::encode_into`]: the single-object header, then the array as one
+/// block (count, records, end marker) — exactly what `encode(&FlowBatch {
+/// records })` writes, without keeping the records themselves (ingest
+/// builds its batches record by record).
+pub fn flow_batch_from_encoded(count: usize, records: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FLOW_BATCH_OVERHEAD + records.len());
+    out.extend_from_slice(&FlowBatch::compiled().header);
+    if count > 0 {
+        binary::write_long(&mut out, i64::try_from(count).unwrap_or(i64::MAX));
+        out.extend_from_slice(records);
+    }
+    out.push(0);
+    out
+}
+
 /// The Avro datum of `value` as apache-avro writes it (through its generic
 /// `Value`): the reference [`binary`] is tested against. Slow; not for the
 /// hot path.

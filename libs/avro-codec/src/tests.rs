@@ -216,6 +216,19 @@ fn round_trip<T: AvroMessage + PartialEq + std::fmt::Debug>(value: T) {
 }
 
 #[test]
+fn a_flow_batch_framed_from_encoded_records_is_the_encoded_batch() {
+    for records in [vec![], vec![flow_record(true)], vec![flow_record(true), flow_record(false)]] {
+        let mut items = Vec::new();
+        for r in &records {
+            binary::encode_into(r, &mut items).unwrap();
+        }
+        let framed = flow_batch_from_encoded(records.len(), &items);
+        assert_eq!(framed, encode(&FlowBatch { records: records.clone() }).unwrap());
+        assert_eq!(decode::<FlowBatch>(&framed).unwrap().records, records);
+    }
+}
+
+#[test]
 fn every_message_round_trips() {
     round_trip(flow_record(true));
     round_trip(flow_record(false));

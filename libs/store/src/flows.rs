@@ -130,7 +130,9 @@ pub async fn write_data_flows(
     if !latest.is_empty() {
         let named: BTreeSet<Uuid> = latest.iter().flat_map(|r| [r.source_resource_id, r.dest_resource_id]).collect();
         let named: Vec<Uuid> = named.into_iter().collect();
-        tx.execute(REQUIRE_RESOURCES, &[&named]).await.map_err(Error::pg("checking the resources of data_flows rows"))?;
+        tx.execute(REQUIRE_RESOURCES, &[&named])
+            .await
+            .map_err(Error::pg("checking the resources of data_flows rows"))?;
         tx.batch_execute("SAVEPOINT data_flows_copy").await.map_err(Error::pg("starting the data_flows COPY"))?;
         written = match copy_rows(&tx, "data_flows", &latest).await {
             Ok(n) => n,

@@ -20,11 +20,10 @@
 
 use std::collections::BTreeMap;
 
-use psg_avro_codec::AvroMessage as _;
 use psg_config::Config;
 use psg_domain::rows::ResourceRow;
 use psg_domain::time::Micros;
-use psg_domain::{FlowBatch, FlowRecord, Resource};
+use psg_domain::{FlowRecord, Resource};
 use psg_kafka_runtime::{DeadLetter, InMessage, OutRecord, Output, ProcessError, Processor};
 use psg_store::Store;
 use psg_store::resources::ResourceObservation;
@@ -233,10 +232,6 @@ struct FlowSink<'a> {
     refused: Refusals,
 }
 
-/// Room a `FlowBatch` needs besides its records: the single-object header,
-/// the block count (a varint) and the end-of-array zero.
-const BATCH_OVERHEAD: usize = psg_avro_codec::HEADER_LEN + 10 + 1;
-
 impl<'a> FlowSink<'a> {
     fn new(msg: &'a InMessage, topic: &'a str, partitions: i32, out: &'a mut Output) -> Self {
         Self {
@@ -253,19 +248,14 @@ impl<'a> FlowSink<'a> {
         }
     }
 
-    /// Closes the open batch of `partition`: `C3 01`, the fingerprint,
-    /// the array as one block (count, records, 0), exactly what
-    /// `psg_avro_codec::encode(&FlowBatch { records })` writes.
+    /// Closes the open batch of `partition` (exactly what
+    /// `psg_avro_codec::encode(&FlowBatch { records })` writes).
     fn close(&mut self, partition: usize) {
         let (items, count) = &mut self.open[partition];
         if *count == 0 {
             return;
         }
-        let mut bytes = Vec::with_capacity(BATCH_OVERHEAD + items.len());
-        bytes.extend_from_slice(&FlowBatch::compiled().header);
-        write_long(&mut bytes, *count);
-        bytes.extend_from_slice(items);
-        bytes.push(0);
+        let bytes = psg_avro_codec::flow_batch_from_encoded(*count as usize, items);
         items.clear();
         *count = 0;
         self.out.records.push(OutRecord::to_partition(self.topic, partition as i32, self.key.as_bytes(), bytes));
@@ -325,16 +315,6 @@ fn transport_time(msg: &InMessage) -> Option<crate::parsed::TransportTime> {
     }
 }
 
-/// An Avro `long`: zig-zag, then a little-endian base-128 varint.
-fn write_long(out: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    while z >= 0x80 {
-        out.push((z as u8) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
-}
-
 impl Sink<FlowRecord> for FlowSink<'_> {
     /// Both reports of a flow (one per interface, in different messages)
     /// land in the same partition, chosen by the unordered address pair.
@@ -345,7 +325,7 @@ impl Sink<FlowRecord> for FlowSink<'_> {
             self.refused.push(self.msg, Rejected::new(line, Vec::new(), "encode", e.to_string()), self.out);
             return;
         }
-        if self.scratch.len() + BATCH_OVERHEAD > MAX_FLOW_BATCH_BYTES {
+        if self.scratch.len() + psg_avro_codec::FLOW_BATCH_OVERHEAD > MAX_FLOW_BATCH_BYTES {
             let reason = format!(
                 "the record encodes to {} bytes, more than a {}-byte {} message may hold",
                 self.scratch.len(),
@@ -356,7 +336,7 @@ impl Sink<FlowRecord> for FlowSink<'_> {
             return;
         }
         let p = flow_partition(&rec, self.open.len());
-        if self.open[p].0.len() + self.scratch.len() + BATCH_OVERHEAD > MAX_FLOW_BATCH_BYTES {
+        if self.open[p].0.len() + self.scratch.len() + psg_avro_codec::FLOW_BATCH_OVERHEAD > MAX_FLOW_BATCH_BYTES {
             self.close(p);
         }
         let (items, count) = &mut self.open[p];
