@@ -6,25 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use psg_config::{Config, LogFormat, Overrides, Secret, SslMode};
 
+use crate::error::CliError;
 use crate::services::{self, ServiceKind};
-
-/// Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum CliError {
-    #[error("{0}")]
-    Config(String),
-    #[error("{0}")]
-    Runtime(String),
-}
-
-impl CliError {
-    pub(crate) fn exit_code(&self) -> u8 {
-        match self {
-            Self::Config(_) => 2,
-            Self::Runtime(_) => 1,
-        }
-    }
-}
 
 /// PCI Scope Guard: continuous PCI DSS scope from cloud flow logs.
 ///

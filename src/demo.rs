@@ -7,7 +7,7 @@ use clap::Args;
 use psg_config::Config;
 
 use crate::analyze::{self, AnalyzeArgs, OutputFormat};
-use crate::cli::CliError;
+use crate::error::CliError;
 
 /// Flags of `demo`.
 #[derive(Debug, Args, Clone)]

@@ -12,7 +12,7 @@ use psg_evidence::documents::Documents;
 use psg_evidence::verify::{Entry, Keyring, Outcome, verify_entries};
 use psg_store::Store;
 
-use crate::cli::CliError;
+use crate::error::CliError;
 
 /// What to do with evidence (without one: run the evidence service).
 #[derive(Debug, Subcommand)]
@@ -308,7 +308,8 @@ pub(crate) async fn execute(cfg: &Config, action: EvidenceAction) -> Result<(), 
                 let doc = documents.get(&e.file).await.map_err(|e| e.to_string());
                 docs.insert(e.file.clone(), doc);
             }
-            let outcome = verify_entries(&entries, |e| docs.remove(&e.file).unwrap_or(Ok(None)), &keys);
+            let outcome =
+                verify_entries(&entries, |e| docs.remove(&e.file).unwrap_or(Ok(None)).map_err(Into::into), &keys);
             let audit = audit_stored_log(&store, &rows, &keys).await?;
             // Records count as verified only when their log entry verified too.
             let failed_in_log: std::collections::HashSet<String> = audit

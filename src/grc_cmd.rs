@@ -18,7 +18,7 @@ use psg_grc::vanta::{Vanta, VantaConfig};
 use psg_grc::{EvidenceItem, GrcProvider, Inventory, ProviderKind, RetryPolicy, SyncSummary, SyncType};
 use psg_store::Store;
 
-use crate::cli::CliError;
+use crate::error::CliError;
 
 /// What to do with GRC platforms.
 #[derive(Debug, Subcommand)]

@@ -38,7 +38,7 @@ use psg_store::Store;
 use psg_telemetry::Health;
 use uuid::Uuid;
 
-use crate::cli::CliError;
+use crate::error::CliError;
 use crate::grc_cmd::{ProviderArg, grc_error};
 
 /// Default port of /metrics, /healthz, /readyz (the services use 9470–9474).

@@ -6,6 +6,7 @@
 mod analyze;
 mod cli;
 mod demo;
+mod error;
 mod evidence_cmd;
 mod grc_cmd;
 mod grc_run;
@@ -34,7 +35,7 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::execute(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", e.report());
             ExitCode::from(e.exit_code())
         }
     }

@@ -16,7 +16,7 @@ use psg_report::{Analysis, ExternalConnection, Summary};
 use psg_store::Store;
 use psg_store::operator::{AlertFilter, AuditEntry};
 
-use crate::cli::CliError;
+use crate::error::CliError;
 
 /// Who runs the command (audit log).
 #[derive(Debug, Args, Clone)]

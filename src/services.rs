@@ -12,7 +12,7 @@ use psg_kafka_runtime::{CancellationToken, Processor};
 use psg_store::Store;
 use psg_telemetry::Health;
 
-use crate::cli::CliError;
+use crate::error::CliError;
 
 /// The services of the binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,7 +217,7 @@ pub(crate) async fn spawn_services(
         let (cfg2, store2, stop) = (cfg.clone(), store.clone(), shutdown.clone());
         match kind {
             ServiceKind::Ingest => {
-                let mut p = psg_ingest::Ingest::new(cfg, store2).map_err(CliError::Config)?;
+                let mut p = psg_ingest::Ingest::new(cfg, store2).map_err(CliError::config_from)?;
                 if !embedded {
                     let n =
                         psg_kafka_runtime::runner::partition_count(&cfg.kafka, &cfg.topics.flows_normalized, shutdown)
@@ -264,7 +264,7 @@ async fn run_one<P: Processor>(
 pub(crate) async fn classify_processor(cfg: &Config, store: Option<Store>) -> Result<psg_classify::Classify, CliError> {
     let policy = match &cfg.classify.policy_file {
         Some(path) => {
-            let p = psg_classify::policy::Policy::load(path).map_err(|e| CliError::Config(e.to_string()))?;
+            let p = psg_classify::policy::Policy::load(path).map_err(CliError::config_from)?;
             tracing::info!(policy = %path.display(), "segmentation policy loaded");
             Some(p)
         }
@@ -279,7 +279,7 @@ pub(crate) async fn classify_processor(cfg: &Config, store: Option<Store>) -> Re
 /// restored from the database (if any).
 pub(crate) async fn evidence_processor(cfg: &Config, store: Option<Store>) -> Result<psg_evidence::Evidence, CliError> {
     let mut p = evidence(cfg, store)?;
-    p.restore().await.map_err(runtime)?;
+    p.restore().await.map_err(CliError::runtime_from)?;
     Ok(p)
 }
 

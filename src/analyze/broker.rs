@@ -17,7 +17,7 @@ use rdkafka::message::Message as _;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::Outcome;
-use crate::cli::CliError;
+use crate::error::CliError;
 use crate::services::{self, ServiceKind};
 
 /// One message per input (flow chunks as the in-process run cuts them).

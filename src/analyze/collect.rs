@@ -14,7 +14,7 @@ use psg_kafka_runtime::InMessage;
 use psg_kafka_runtime::dead_letter;
 use psg_report::{AlertEntry, Analysis, CoverageEntry, EdgeEntry, ExternalConnection, ResourceEntry, Summary};
 
-use crate::cli::CliError;
+use crate::error::CliError;
 
 /// Where a message of an input topic came from.
 #[derive(Debug, Clone)]

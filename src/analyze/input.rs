@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use psg_ingest::aws::Layout;
 use psg_ingest::payload::MAX_LINE_BYTES;
 
-use crate::cli::CliError;
+use crate::error::CliError;
 
 /// About how many bytes of lines one message holds.
 pub(crate) const CHUNK_BYTES: usize = 1 << 20;

@@ -25,7 +25,7 @@ use psg_domain::{Alert, FlowEdge, PciScope, ScopeDecision};
 use psg_kafka_runtime::CancellationToken;
 use psg_report::{Analysis, Summary};
 
-use crate::cli::CliError;
+use crate::error::CliError;
 
 /// How `analyze` prints its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -229,7 +229,7 @@ pub(crate) async fn run(
     let counts = Summary { flow_records, records_read, dead_lettered: c.dead_lettered(), ..Summary::default() };
     let mut analysis = collect::build_analysis(&c.resources, &c.coverage, &c.decisions, &c.alerts, &c.edges, &counts);
     if let Some(file) = &cfg.classify.policy_file {
-        let policy = psg_classify::policy::Policy::load(file).map_err(|e| CliError::Config(e.to_string()))?;
+        let policy = psg_classify::policy::Policy::load(file).map_err(CliError::config_from)?;
         collect::policy_column(&mut analysis, &policy, &c.resources);
     }
     Ok(Outcome {

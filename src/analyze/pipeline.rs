@@ -25,7 +25,7 @@ use psg_kafka_runtime::local::{BusBuilder, LocalOptions, run_local};
 
 use super::collect::{Collector, Origin, Origins};
 use super::input::{self, CHUNK_BYTES, Chunker, Source};
-use crate::cli::CliError;
+use crate::error::CliError;
 
 /// Events (runs of messages of one topic, of at most `MAX_EVENT_BYTES`) an
 /// inbox holds before its publishers wait.
@@ -152,7 +152,7 @@ pub(crate) async fn run(
     progress: Arc<Progress>,
 ) -> Result<Collector, CliError> {
     let t = cfg.topics.clone();
-    let ingest = psg_ingest::Ingest::new(cfg, None).map_err(CliError::Config)?;
+    let ingest = psg_ingest::Ingest::new(cfg, None).map_err(CliError::config_from)?;
     let correlate = psg_correlate::Correlate::new(cfg, None).remembering_the_whole_input();
     let classify = crate::services::classify_processor(cfg, None).await?;
     let evidence = crate::services::evidence_processor(cfg, None).await?;

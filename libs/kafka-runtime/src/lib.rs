@@ -34,6 +34,7 @@ pub mod dead_letter;
 pub mod embedded;
 pub mod local;
 pub mod message;
+pub mod processor;
 pub mod producer;
 pub mod runner;
 pub mod topics;

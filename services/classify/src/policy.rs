@@ -36,10 +36,35 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 /// Why a policy file is refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("policy {file}: {reason}")]
-    Invalid { file: String, reason: String },
+    #[error("policy {file}: {source}")]
+    Unreadable {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("policy {file}: {source}")]
+    Invalid {
+        file: String,
+        #[source]
+        source: PolicyProblem,
+    },
+}
+
+/// What is wrong with a policy's text.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyProblem {
+    /// Not YAML of the policy's shape (unknown keys included).
+    #[error(transparent)]
+    Yaml(#[from] serde_yaml_ng::Error),
+    /// A value that does not fit where it is (`at`: its path, e.g. `allow[2]`).
+    #[error("{at}: {problem}")]
+    Value { at: String, problem: String },
+}
+
+fn problem(at: &str, problem: impl Into<String>) -> PolicyProblem {
+    PolicyProblem::Value { at: at.to_owned(), problem: problem.into() }
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,14 +160,14 @@ pub struct Policy {
 impl Policy {
     /// Reads and checks a policy file.
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| PolicyError::Invalid { file: path.display().to_string(), reason: e.to_string() })?;
-        Self::parse(&text).map_err(|reason| PolicyError::Invalid { file: path.display().to_string(), reason })
+        let file = || path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Unreadable { file: file(), source })?;
+        Self::parse(&text).map_err(|source| PolicyError::Invalid { file: file(), source })
     }
 
     /// Parses policy YAML.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let file: File = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Self, PolicyProblem> {
+        let file: File = serde_yaml_ng::from_str(text)?;
         let mut names = Vec::new();
         let mut segments = Vec::new();
         for (name, selectors) in file.segments {
@@ -162,7 +187,7 @@ impl Policy {
                         .map(|n| {
                             n.parse::<IpNet>()
                                 .or_else(|_| n.parse::<IpAddr>().map(IpNet::from))
-                                .map_err(|_| format!("{at}: '{n}' is not a CIDR"))
+                                .map_err(|_| problem(&at, format!("'{n}' is not a CIDR")))
                         })
                         .collect::<Result<_, _>>()?;
                     kinds.push(Selector::Cidrs(nets));
@@ -175,9 +200,9 @@ impl Policy {
                 }
                 match kinds.len() {
                     1 => parsed.extend(kinds),
-                    0 => return Err(format!("{at}: a selector needs one of tag, resource, cidr, vpc, external: true")),
+                    0 => return Err(problem(&at, "a selector needs one of tag, resource, cidr, vpc, external: true")),
                     _ => {
-                        return Err(format!("{at}: one selector per list item (tag, resource, cidr, vpc or external)"));
+                        return Err(problem(&at, "one selector per list item (tag, resource, cidr, vpc or external)"));
                     }
                 }
             }
@@ -188,7 +213,7 @@ impl Policy {
             names
                 .iter()
                 .position(|x| x == n)
-                .ok_or_else(|| format!("{at}: unknown segment '{n}' (segments: {})", names.join(", ")))
+                .ok_or_else(|| problem(at, format!("unknown segment '{n}' (segments: {})", names.join(", "))))
         };
         let mut rules = Vec::new();
         for (i, r) in file.allow.into_iter().enumerate() {
@@ -285,14 +310,14 @@ impl Policy {
     }
 }
 
-fn protocol(v: Option<&serde_yaml_ng::Value>, at: &str) -> Result<Option<i32>, String> {
+fn protocol(v: Option<&serde_yaml_ng::Value>, at: &str) -> Result<Option<i32>, PolicyProblem> {
     let Some(v) = v else { return Ok(None) };
     if let Some(n) = v.as_u64() {
         return i32::try_from(n)
             .ok()
             .filter(|n| *n <= 255)
             .map(Some)
-            .ok_or_else(|| format!("{at}: protocol {n} is not 0-255"));
+            .ok_or_else(|| problem(at, format!("protocol {n} is not 0-255")));
     }
     match v.as_str().map(str::to_ascii_lowercase).as_deref() {
         Some("any") => Ok(None),
@@ -300,12 +325,12 @@ fn protocol(v: Option<&serde_yaml_ng::Value>, at: &str) -> Result<Option<i32>, S
         Some("udp") => Ok(Some(17)),
         Some("icmp") => Ok(Some(1)),
         Some("icmpv6") => Ok(Some(58)),
-        _ => Err(format!("{at}: protocol must be tcp, udp, icmp, icmpv6, any or a number")),
+        _ => Err(problem(at, "protocol must be tcp, udp, icmp, icmpv6, any or a number")),
     }
 }
 
-fn port_range(v: &serde_yaml_ng::Value, at: &str) -> Result<(i32, i32), String> {
-    let bad = || format!("{at}: ports are numbers 0-65535 or ranges like \"9100-9110\"");
+fn port_range(v: &serde_yaml_ng::Value, at: &str) -> Result<(i32, i32), PolicyProblem> {
+    let bad = || problem(at, "ports are numbers 0-65535 or ranges like \"9100-9110\"");
     let num = |s: &str| s.trim().parse::<u16>().map(i32::from).map_err(|_| bad());
     if let Some(n) = v.as_u64() {
         let p = u16::try_from(n).map_err(|_| bad())?;
@@ -373,16 +398,16 @@ mod tests {
     #[test]
     fn mistakes_are_named() {
         let e = Policy::parse("segments:\n  a:\n    - tag: {x: y}\nallow:\n  - {from: a, to: b}\n").unwrap_err();
-        assert!(e.contains("unknown segment 'b'"), "{e}");
+        assert!(e.to_string().contains("unknown segment 'b'"), "{e}");
         let e = Policy::parse("segments:\n  a:\n    - cidr: [10.0.0.0/33]\n").unwrap_err();
-        assert!(e.contains("is not a CIDR"), "{e}");
+        assert!(e.to_string().contains("is not a CIDR"), "{e}");
         let e = Policy::parse("segments:\n  a:\n    - tag: {x: y}\nallow:\n  - {from: a, to: a, ports: [\"9-1\"]}\n")
             .unwrap_err();
-        assert!(e.contains("ranges"), "{e}");
+        assert!(e.to_string().contains("ranges"), "{e}");
         let e = Policy::parse("segmnts: {}\n").unwrap_err();
-        assert!(e.contains("segmnts"), "{e}");
+        assert!(e.to_string().contains("segmnts"), "{e}");
         let e = Policy::parse("segments:\n  a:\n    - {tag: {x: y}, vpc: [v]}\n").unwrap_err();
-        assert!(e.contains("one selector per list item"), "{e}");
+        assert!(e.to_string().contains("one selector per list item"), "{e}");
     }
 
     #[test]

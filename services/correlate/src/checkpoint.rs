@@ -93,6 +93,15 @@ struct Stored {
     held: Vec<(i64, u32)>,
 }
 
+/// A stored checkpoint this build cannot resume from.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("unreadable checkpoint: {0}")]
+    Unreadable(#[source] serde_json::Error),
+    #[error("checkpoint version {found} (this build reads {VERSION})")]
+    Version { found: u32 },
+}
+
 impl Checkpoint {
     /// The `state` column.
     pub fn to_json(&self) -> serde_json::Value {
@@ -102,10 +111,10 @@ impl Checkpoint {
     }
 
     /// From the columns; a shape this build does not know is an error.
-    pub fn from_row(resume: i64, processed: i64, state: &serde_json::Value) -> Result<Self, String> {
-        let s: Stored = serde_json::from_value(state.clone()).map_err(|e| format!("unreadable checkpoint: {e}"))?;
+    pub fn from_row(resume: i64, processed: i64, state: &serde_json::Value) -> Result<Self, CheckpointError> {
+        let s: Stored = serde_json::from_value(state.clone()).map_err(CheckpointError::Unreadable)?;
         if s.v != VERSION {
-            return Err(format!("checkpoint version {} (this build reads {VERSION})", s.v));
+            return Err(CheckpointError::Version { found: s.v });
         }
         Ok(Self { resume, processed, max_event: s.max_event, counted: s.counted, held: s.held })
     }
@@ -261,6 +270,6 @@ mod tests {
     #[test]
     fn unknown_versions_are_refused() {
         let state = serde_json::json!({"v": 99, "max_event": null, "counted": [], "held": []});
-        assert!(Checkpoint::from_row(0, 0, &state).unwrap_err().contains("version 99"));
+        assert!(Checkpoint::from_row(0, 0, &state).unwrap_err().to_string().contains("version 99"));
     }
 }

@@ -366,7 +366,7 @@ fn verify_log(dir: &Path, m: &Manifest, log_section: &LogSection, keys: &Keyring
         };
         let _ = tree.append_leaf(leaf);
         if let Err(problem) = check_proof(e, e.log_index.unwrap_or(i as u64), leaf, &heads) {
-            out.push(fail(Some(e), problem));
+            out.push(fail(Some(e), problem.to_string()));
         }
     }
     // The last checkpoint covers exactly these records.
@@ -423,13 +423,23 @@ fn verify_excerpt(
         if index >= newest.size {
             out.push(fail(Some(e), format!("log index {index} is beyond the newest checkpoint ({})", newest.size)));
         }
-        let checked =
-            log::leaf(&e.hash).map_err(|err| err.to_string()).and_then(|leaf| check_proof(e, index, leaf, heads));
+        let checked = log::leaf(&e.hash).map_err(ProofError::from).and_then(|leaf| check_proof(e, index, leaf, heads));
         if let Err(problem) = checked {
-            out.push(fail(Some(e), problem));
+            out.push(fail(Some(e), problem.to_string()));
         }
     }
     out
+}
+
+/// Why a record's inclusion proof does not hold.
+#[derive(Debug, thiserror::Error)]
+enum ProofError {
+    #[error("no inclusion proof")]
+    Missing,
+    #[error("its proof names checkpoint {0}, which the bundle does not hold verified")]
+    UnknownCheckpoint(u64),
+    #[error(transparent)]
+    Log(#[from] log::LogError),
 }
 
 /// Checks that `e`'s inclusion proof puts `leaf` at `index` of the verified
@@ -439,14 +449,11 @@ fn check_proof(
     index: u64,
     leaf: tlog_tiles::Hash,
     heads: &std::collections::BTreeMap<u64, log::TreeHead>,
-) -> Result<(), String> {
-    let inc = e.inclusion.as_ref().ok_or("no inclusion proof")?;
-    let head = heads.get(&inc.checkpoint).ok_or_else(|| {
-        format!("its proof names checkpoint {}, which the bundle does not hold verified", inc.checkpoint)
-    })?;
-    log::decode_proof(&inc.proof)
-        .and_then(|proof| log::check_inclusion(&proof, head.size, head.root, index, leaf))
-        .map_err(|err| err.to_string())
+) -> Result<(), ProofError> {
+    let inc = e.inclusion.as_ref().ok_or(ProofError::Missing)?;
+    let head = heads.get(&inc.checkpoint).ok_or(ProofError::UnknownCheckpoint(inc.checkpoint))?;
+    let proof = log::decode_proof(&inc.proof)?;
+    Ok(log::check_inclusion(&proof, head.size, head.root, index, leaf)?)
 }
 
 /// A path from a manifest, confined to the bundle.
@@ -494,12 +501,12 @@ pub fn verify_dir(dir: &Path, trusted: Option<&Keyring>) -> Result<(Manifest, Ou
         &manifest.records,
         |e| {
             let Some(path) = inside(dir, &e.file) else {
-                return Err(format!("path {} leaves the bundle", e.file));
+                return Err(format!("path {} leaves the bundle", e.file).into());
             };
             match std::fs::read(&path) {
                 Ok(b) => Ok(Some(b)),
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(err) => Err(err.to_string()),
+                Err(err) => Err(err.into()),
             }
         },
         &keys,

@@ -105,6 +105,25 @@ impl Documents {
         Ok(())
     }
 
+    /// Makes every document written so far durable: for a local directory,
+    /// one `syncfs(2)` of its filesystem (file contents and the directory
+    /// entries that name them) instead of a flush per file; nothing for
+    /// memory. The service calls it before it commits a batch's rows, so a
+    /// row never names a document a power loss could take back.
+    pub async fn sync(&self) -> Result<()> {
+        let Some(dir) = self.local.clone() else { return Ok(()) };
+        let url = self.base_url.clone();
+        let err = move |e: std::io::Error| Error::Documents { url: url.clone(), reason: format!("sync: {e}") };
+        let err2 = err.clone();
+        tokio::task::spawn_blocking(move || {
+            let handle = std::fs::File::open(&dir)?;
+            rustix::fs::syncfs(&handle).map_err(std::io::Error::from)
+        })
+        .await
+        .map_err(|e| err2(std::io::Error::other(e)))?
+        .map_err(err)
+    }
+
     /// Deletes `path` (absent is fine).
     pub async fn delete(&self, path: &str) -> Result<()> {
         match self.store.delete(&Path::from(path)).await {
@@ -124,5 +143,26 @@ impl Documents {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(Error::Documents { url: self.url(path), reason: e.to_string() }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn documents_written_then_synced_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let docs = Documents::open(dir.path().to_str().unwrap()).unwrap();
+        let files: Vec<(String, Vec<u8>)> =
+            (0..40).map(|i| (format!("chain/{:04}/{i}.json", i % 3), format!("{{\"n\":{i}}}").into_bytes())).collect();
+        docs.put_many(files.clone()).await.unwrap();
+        docs.put("log/head.json", b"{}".to_vec()).await.unwrap();
+        docs.sync().await.unwrap();
+        for (path, bytes) in files {
+            assert_eq!(docs.get(&path).await.unwrap(), Some(bytes));
+        }
+        // Memory has nothing to sync.
+        Documents::open("memory:").unwrap().sync().await.unwrap();
     }
 }

@@ -74,7 +74,7 @@ impl Sealer {
 
     /// The `pci_scope_identification` record (PCI DSS 12.5.2) of a decision,
     /// appended after `head` of `chain`.
-    pub fn scope_identification(&self, chain: &str, head: &ChainHead, d: &ScopeDecision) -> Result<Sealed, String> {
+    pub fn scope_identification(&self, chain: &str, head: &ChainHead, d: &ScopeDecision) -> Result<Sealed, SealError> {
         let evidence_type = EvidenceType::ScopeIdentification;
         let requirement = "12.5.2";
         let sequence = head.sequence + 1;
@@ -133,7 +133,7 @@ impl Sealer {
     /// A periodic or on-demand report (`network_segmentation_validation`,
     /// `data_flow_analysis`, `tag_audit_trail`, `configuration_snapshot`)
     /// over `report.period`, appended after `head` of the type's chain.
-    pub fn report(&self, head: &ChainHead, report: &Report) -> Result<Sealed, String> {
+    pub fn report(&self, head: &ChainHead, report: &Report) -> Result<Sealed, SealError> {
         let evidence_type = report.evidence_type;
         let chain = evidence_type.as_str();
         let requirements = requirements(evidence_type);
@@ -176,14 +176,14 @@ impl Sealer {
         Ok(sealed)
     }
 
-    fn seal(&self, i: SealInput<'_>) -> Result<Sealed, String> {
+    fn seal(&self, i: SealInput<'_>) -> Result<Sealed, SealError> {
         let document = canonical(&i.body)?;
         let digest = Sha256::digest(&document);
         let hash = hex::encode(digest);
         let signature = B64.encode(self.key.sign(&digest).to_bytes());
         let expires_at = expiry(i.generated_at);
         let path = store_path(i.chain, i.sequence);
-        let document_text = String::from_utf8(document.clone()).map_err(|e| e.to_string())?;
+        let document_text = String::from_utf8(document.clone())?;
         let message = Evidence {
             evidence_id: i.evidence_id.to_string(),
             evidence_type: i.evidence_type,
@@ -277,12 +277,21 @@ pub fn requirements(t: EvidenceType) -> &'static [&'static str] {
     }
 }
 
+/// Why a record could not be sealed.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error("canonical JSON: {0}")]
+    Canonical(#[source] serde_json::Error),
+    #[error("canonical JSON is not UTF-8: {0}")]
+    NotUtf8(#[from] std::string::FromUtf8Error),
+}
+
 /// RFC 8785 canonical JSON of `v`. Our documents have ASCII keys and
 /// integers below 2^53 only; for those, serde_json's output (keys in a
 /// `BTreeMap`, so sorted; RFC 8785's string escaping) already is canonical,
 /// at a fraction of the cost. Anything else goes through the general
 /// canonicalizer. A test holds the two equal.
-pub fn canonical(v: &serde_json::Value) -> Result<Vec<u8>, String> {
+pub fn canonical(v: &serde_json::Value) -> Result<Vec<u8>, SealError> {
     fn simple(v: &serde_json::Value) -> bool {
         match v {
             // RFC 8785 prints numbers as IEEE doubles: exact for |n| ≤ 2^53.
@@ -295,9 +304,9 @@ pub fn canonical(v: &serde_json::Value) -> Result<Vec<u8>, String> {
         }
     }
     if simple(v) {
-        serde_json::to_vec(v).map_err(|e| format!("canonical JSON: {e}"))
+        serde_json::to_vec(v).map_err(SealError::Canonical)
     } else {
-        serde_json_canonicalizer::to_vec(v).map_err(|e| format!("canonical JSON: {e}"))
+        serde_json_canonicalizer::to_vec(v).map_err(SealError::Canonical)
     }
 }
 

@@ -42,6 +42,46 @@ use crate::log::{self, CheckpointSigner, Log};
 use crate::record::{ChainHead, Report, Sealed, Sealer, report_id};
 use crate::reports::{self, Period, PeriodData};
 
+/// Why the evidence service cannot start from what is stored.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Store(#[from] psg_store::Error),
+    #[error(transparent)]
+    Documents(#[from] crate::Error),
+    #[error("{file}: {source}")]
+    Json {
+        file: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: origin, size and root expected", Evidence::LOG_HEAD)]
+    LogHead,
+    #[error("{path} is missing: the evidence log holds {size} records")]
+    TileMissing { path: String, size: u64 },
+    #[error("{path}: {bytes} bytes, {want} leaves of 32 bytes expected")]
+    TileShort { path: String, bytes: usize, want: usize },
+    #[error(transparent)]
+    Log(#[from] log::LogError),
+    #[error(
+        "evidence.log-origin is '{configured}', but the evidence log's checkpoints name it '{stored}': a log keeps its origin (unset evidence.log-origin, or start a new log with a new database and document store)"
+    )]
+    OriginChanged { configured: String, stored: String },
+    #[error("the evidence log's newest checkpoint signs {size} records, but {stored} are stored: {source}")]
+    LeavesMissing {
+        size: u64,
+        stored: u64,
+        #[source]
+        source: log::LogError,
+    },
+    #[error(
+        "the evidence log's {size} stored leaves do not give the root its newest checkpoint signs ({root}): the stored log was changed"
+    )]
+    LogChanged { size: u64, root: String },
+    #[error("the signing key's public half: {0}")]
+    Pem(#[source] ed25519_dalek::pkcs8::spki::Error),
+}
+
 /// The chain of scope-identification records.
 pub const SCOPE_CHAIN: &str = "pci_scope_identification";
 
@@ -240,25 +280,24 @@ impl Evidence {
 
     /// The evidence log's leaves and newest checkpoint (origin, size, base64
     /// root) as stored: in the database, else in the document store.
-    async fn stored_log(&self) -> Result<(Vec<tlog_tiles::Hash>, Option<(String, u64, String)>), String> {
+    async fn stored_log(&self) -> Result<(Vec<tlog_tiles::Hash>, Option<(String, u64, String)>), RestoreError> {
         if let Some(store) = &self.store {
-            let hashes = psg_store::evidence::log_leaves(store).await.map_err(|e| e.to_string())?;
-            let leaves =
-                hashes.iter().map(|h| log::leaf(h)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+            let hashes = psg_store::evidence::log_leaves(store).await?;
+            let leaves = hashes.iter().map(|h| log::leaf(h)).collect::<Result<Vec<_>, _>>()?;
             let last = psg_store::evidence::last_checkpoint(store)
-                .await
-                .map_err(|e| e.to_string())?
+                .await?
                 .map(|c| (c.origin, u64::try_from(c.tree_size).unwrap_or(0), c.root));
             return Ok((leaves, last));
         }
-        let Some(bytes) = self.documents.get(Self::LOG_HEAD).await.map_err(|e| e.to_string())? else {
+        let Some(bytes) = self.documents.get(Self::LOG_HEAD).await? else {
             return Ok((Vec::new(), None));
         };
-        let head: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", Self::LOG_HEAD))?;
+        let head: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|source| RestoreError::Json { file: Self::LOG_HEAD.to_owned(), source })?;
         let (Some(origin), Some(size), Some(root)) =
             (head["origin"].as_str(), head["size"].as_u64(), head["root"].as_str())
         else {
-            return Err(format!("{}: origin, size and root expected", Self::LOG_HEAD));
+            return Err(RestoreError::LogHead);
         };
         let mut leaves = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         for tile in 0..size.div_ceil(LEAF_TILE) {
@@ -266,12 +305,11 @@ impl Evidence {
             let bytes = self
                 .documents
                 .get(&path)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("{path} is missing: the evidence log holds {size} records"))?;
+                .await?
+                .ok_or_else(|| RestoreError::TileMissing { path: path.clone(), size })?;
             let want = usize::try_from((size - tile * LEAF_TILE).min(LEAF_TILE)).unwrap_or(0);
             if bytes.len() < want * 32 {
-                return Err(format!("{path}: {} bytes, {want} leaves of 32 bytes expected", bytes.len()));
+                return Err(RestoreError::TileShort { path, bytes: bytes.len(), want });
             }
             leaves.extend(bytes.chunks_exact(32).take(want).map(|c| {
                 let mut h = [0u8; 32];
@@ -284,34 +322,29 @@ impl Evidence {
 
     /// Rebuilds the evidence log and checks it against its newest
     /// checkpoint; settles the origin.
-    async fn restore_log(&mut self) -> Result<(), String> {
+    async fn restore_log(&mut self) -> Result<(), RestoreError> {
         let (leaves, last) = self.stored_log().await?;
         let mut tree = Log::default();
         for l in leaves {
-            tree.append_leaf(l).map_err(|e| e.to_string())?;
+            tree.append_leaf(l)?;
         }
         let origin = match (&self.configured_origin, &last) {
             (Some(c), Some((s, _, _))) if c != s => {
-                return Err(format!(
-                    "evidence.log-origin is '{c}', but the evidence log's checkpoints name it '{s}': a log keeps its origin (unset evidence.log-origin, or start a new log with a new database and document store)"
-                ));
+                return Err(RestoreError::OriginChanged { configured: c.clone(), stored: s.clone() });
             }
             (Some(c), _) => c.clone(),
             (None, Some((s, _, _))) => s.clone(),
             (None, None) => log::default_origin(&self.sealer.verifying_key()),
         };
-        self.checkpoints = self.sealer.checkpoint_signer(&origin).map_err(|e| e.to_string())?;
+        self.checkpoints = self.sealer.checkpoint_signer(&origin)?;
         if let Some((_, size, root)) = &last {
-            let ours = tree.root(*size).map_err(|e| {
-                format!(
-                    "the evidence log's newest checkpoint signs {size} records, but {} are stored: {e}",
-                    tree.size()
-                )
+            let ours = tree.root(*size).map_err(|source| RestoreError::LeavesMissing {
+                size: *size,
+                stored: tree.size(),
+                source,
             })?;
             if log::encode_hash(&ours) != *root {
-                return Err(format!(
-                    "the evidence log's {size} stored leaves do not give the root its newest checkpoint signs ({root}): the stored log was changed"
-                ));
+                return Err(RestoreError::LogChanged { size: *size, root: root.clone() });
             }
             self.checkpointed = *size;
         }
@@ -323,19 +356,19 @@ impl Evidence {
 
     /// Loads the chain heads and where periodic reports stopped; registers
     /// the signing key's public half.
-    pub async fn restore(&mut self) -> Result<(), String> {
+    pub async fn restore(&mut self) -> Result<(), RestoreError> {
         let chains = std::iter::once(EvidenceType::ScopeIdentification).chain(PERIODIC);
         for t in chains {
             let chain = t.as_str();
             let head = match &self.store {
-                Some(store) => match psg_store::evidence::chain_head(store, chain).await.map_err(|e| e.to_string())? {
+                Some(store) => match psg_store::evidence::chain_head(store, chain).await? {
                     Some((sequence, hash)) => ChainHead { sequence, hash: Some(hash) },
                     None => ChainHead::default(),
                 },
-                None => match self.documents.get(&Self::head_path(chain)).await.map_err(|e| e.to_string())? {
+                None => match self.documents.get(&Self::head_path(chain)).await? {
                     Some(bytes) => {
-                        let v: serde_json::Value =
-                            serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", Self::head_path(chain)))?;
+                        let v: serde_json::Value = serde_json::from_slice(&bytes)
+                            .map_err(|source| RestoreError::Json { file: Self::head_path(chain), source })?;
                         ChainHead {
                             sequence: v["sequence"].as_i64().unwrap_or(0),
                             hash: v["hash"].as_str().map(str::to_owned),
@@ -348,12 +381,11 @@ impl Evidence {
             self.heads.insert(chain.to_owned(), head);
         }
         if let Some(store) = &self.store {
-            let pem = self.sealer.verifying_key().to_public_key_pem(LineEnding::LF).map_err(|e| e.to_string())?;
-            psg_store::evidence::register_key(store, self.sealer.key_id(), &pem).await.map_err(|e| e.to_string())?;
+            let pem = self.sealer.verifying_key().to_public_key_pem(LineEnding::LF).map_err(RestoreError::Pem)?;
+            psg_store::evidence::register_key(store, self.sealer.key_id(), &pem).await?;
             let last =
                 psg_store::evidence::last_scheduled_period_end(store, EvidenceType::NetworkSegmentation.as_str())
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
             self.next_period_end = last.map(|t| t.timestamp_micros() + self.period);
         } else {
             tracing::info!("no database: periodic and on-demand reports are off (they are made from the database)");
@@ -554,7 +586,7 @@ impl Processor for Evidence {
                             },
                             types,
                         )),
-                        Err(reason) => out.dead_letters.push(DeadLetter::whole(msg, "invalid", reason)),
+                        Err(reason) => out.dead_letters.push(DeadLetter::whole(msg, "invalid", reason.to_string())),
                     },
                     Err(e) => out.dead_letters.push(DeadLetter::whole(msg, "schema", e.to_string())),
                 }
@@ -682,6 +714,7 @@ impl Processor for Evidence {
             let doc = serde_json::json!({"chain": chain, "sequence": head.sequence, "hash": head.hash});
             self.documents.put(&Self::head_path(chain), doc.to_string().into_bytes()).await.map_err(transient)?;
         }
+        self.documents.sync().await.map_err(transient)?;
         metrics::histogram!("psg_evidence_persist_seconds", "step" => "documents")
             .record(started.elapsed().as_secs_f64());
         if let Some(store) = &self.store {
@@ -700,16 +733,27 @@ impl Processor for Evidence {
     }
 }
 
+/// Why an evidence request cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum RequestError {
+    #[error("evidence reports are made from the database, and this evidence service has none")]
+    NoDatabase,
+    #[error("period_end {end} is not after period_start {start}")]
+    EmptyPeriod { start: Micros, end: Micros },
+    #[error("pci_scope_identification records are made per scope decision, not on request")]
+    ScopeIdentification,
+}
+
 /// The report types a request asks for, or why it cannot be served.
-fn check_request(r: &EvidenceRequest, have_db: bool) -> Result<Vec<EvidenceType>, String> {
+fn check_request(r: &EvidenceRequest, have_db: bool) -> Result<Vec<EvidenceType>, RequestError> {
     if !have_db {
-        return Err("evidence reports are made from the database, and this evidence service has none".into());
+        return Err(RequestError::NoDatabase);
     }
     if r.period_end <= r.period_start {
-        return Err(format!("period_end {} is not after period_start {}", r.period_end, r.period_start));
+        return Err(RequestError::EmptyPeriod { start: r.period_start, end: r.period_end });
     }
     if r.evidence_types.contains(&EvidenceType::ScopeIdentification) {
-        return Err("pci_scope_identification records are made per scope decision, not on request".into());
+        return Err(RequestError::ScopeIdentification);
     }
     Ok(if r.evidence_types.is_empty() { PERIODIC.to_vec() } else { r.evidence_types.clone() })
 }

@@ -227,12 +227,15 @@ impl Outcome {
     }
 }
 
+/// Why a document could not be read (its text goes into the failure).
+pub type ReadError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Verifies `entries` (any order of chains; within a chain, in the order
 /// given, which must be chain order). `read` returns a document's bytes,
 /// `Ok(None)` when it does not exist.
 pub fn verify_entries(
     entries: &[Entry],
-    mut read: impl FnMut(&Entry) -> Result<Option<Vec<u8>>, String>,
+    mut read: impl FnMut(&Entry) -> Result<Option<Vec<u8>>, ReadError>,
     keys: &Keyring,
 ) -> Outcome {
     let mut out = Outcome::default();
@@ -284,7 +287,8 @@ pub fn verify_entries(
                     continue;
                 }
                 Err(reason) => {
-                    out.failures.push(fail(e, Problem::Unreadable { file: e.file.clone(), reason }));
+                    out.failures
+                        .push(fail(e, Problem::Unreadable { file: e.file.clone(), reason: reason.to_string() }));
                     continue;
                 }
             };

@@ -340,7 +340,7 @@ async fn decisions_and_periodic_reports_are_chained_stored_and_not_repeated() {
     drop(client);
     let mut tampered = Evidence::new(&cfg, Some(store.clone()), sealer(), documents.clone());
     let err = tampered.restore().await.unwrap_err();
-    assert!(err.contains("the stored log was changed"), "{err}");
+    assert!(err.to_string().contains("the stored log was changed"), "{err}");
 }
 
 /// Without a database the log lives in the document store: leaf tiles,
@@ -381,7 +381,7 @@ async fn without_a_database_the_log_is_restored_from_the_document_store() {
     let mut other = cfg.clone();
     other.evidence.log_origin = Some("elsewhere.example/evidence".into());
     let err = Evidence::new(&other, None, sealer(), documents.clone()).restore().await.unwrap_err();
-    assert!(err.contains("payments.example/evidence"), "{err}");
+    assert!(err.to_string().contains("payments.example/evidence"), "{err}");
 
     // A changed leaf tile no longer gives the checkpoint's root.
     let tile = dir.path().join("log/leaves/0000000000.bin");
@@ -390,5 +390,5 @@ async fn without_a_database_the_log_is_restored_from_the_document_store() {
     bytes[0] ^= 1;
     std::fs::write(&tile, bytes).unwrap();
     let err = Evidence::new(&cfg, None, sealer(), documents).restore().await.unwrap_err();
-    assert!(err.contains("the stored log was changed"), "{err}");
+    assert!(err.to_string().contains("the stored log was changed"), "{err}");
 }

@@ -24,6 +24,16 @@ use crate::payload;
 /// (e.g. `version vpc-id srcaddr ...`).
 pub const AWS_FORMAT_HEADER: &str = "psg.aws.format";
 
+/// A configured AWS layout that is unusable, with the setting that holds it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {source}")]
+pub struct LayoutSettingError {
+    /// `ingest.aws-format` or `ingest.aws-formats.<topic>`.
+    pub setting: String,
+    #[source]
+    pub source: LayoutError,
+}
+
 /// AWS layouts from configuration.
 #[derive(Debug, Clone)]
 pub struct AwsLayouts {
@@ -37,17 +47,20 @@ impl AwsLayouts {
     pub fn new<'a>(
         default: Option<&str>,
         by_topic: impl IntoIterator<Item = (&'a String, &'a String)>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, LayoutSettingError> {
         let default = match default {
             None => Layout::default_v2(),
-            Some(spec) => Layout::parse(spec).map_err(|e| format!("ingest.aws-format: {e}"))?,
+            Some(spec) => Layout::parse(spec)
+                .map_err(|source| LayoutSettingError { setting: "ingest.aws-format".into(), source })?,
         };
         let by_topic = by_topic
             .into_iter()
             .map(|(t, spec)| {
-                Layout::parse(spec).map(|l| (t.clone(), l)).map_err(|e| format!("ingest.aws-formats.{t}: {e}"))
+                Layout::parse(spec)
+                    .map(|l| (t.clone(), l))
+                    .map_err(|source| LayoutSettingError { setting: format!("ingest.aws-formats.{t}"), source })
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, _>>()?;
         Ok(Self { default, by_topic })
     }
 

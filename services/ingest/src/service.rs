@@ -61,7 +61,7 @@ pub struct Ingest {
 
 impl Ingest {
     /// Fails when a configured AWS layout is invalid.
-    pub fn new(cfg: &Config, store: Option<Store>) -> Result<Self, String> {
+    pub fn new(cfg: &Config, store: Option<Store>) -> Result<Self, crate::flowlogs::LayoutSettingError> {
         Ok(Self {
             flowlogs_topic: cfg.topics.flowlogs_raw.clone(),
             inventory_topic: cfg.topics.inventory_raw.clone(),

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use psg_domain::rows::{EvidenceCheckpointRow, EvidenceLogRow};
 
-use super::{Log, TreeHead, check_consistency, check_inclusion, decode_proof, encode_hash, leaf, verify_checkpoint};
+use super::{
+    Log, LogError, TreeHead, check_consistency, check_inclusion, decode_proof, encode_hash, leaf, verify_checkpoint,
+};
 use crate::verify::Keyring;
 
 /// What checking the stored log found.
@@ -82,6 +84,37 @@ pub fn audit(
     out
 }
 
+/// Why a stored checkpoint or record does not verify.
+#[derive(Debug, thiserror::Error)]
+enum Finding {
+    #[error("its key {0} is not in the keyring")]
+    UnknownKey(String),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("the signed note says {size} records and root {root}")]
+    NoteDiffers { size: u64, root: String },
+    #[error("it covers {covers} records, {stored} leaves are stored: leaves were removed")]
+    LeavesRemoved { covers: u64, stored: u64 },
+    #[error("the stored leaves do not give its signed root: the stored log was changed")]
+    RootDiffers,
+    #[error("it extends the checkpoint of {0} records, which did not verify or is missing")]
+    PreviousMissing(u64),
+    #[error("its consistency proof from {previous} records: {source}")]
+    Consistency {
+        previous: u64,
+        #[source]
+        source: LogError,
+    },
+    #[error("the evidence row's hash {row} is not its log leaf {leaf}")]
+    RowHash { row: String, leaf: String },
+    #[error("the log's leaf at its index is another hash")]
+    LeafDiffers,
+    #[error("its checkpoint ({0} records) did not verify or is missing")]
+    CheckpointMissing(u64),
+    #[error("inclusion proof: {0}")]
+    Inclusion(#[source] LogError),
+}
+
 /// One stored checkpoint: signed by a known key, the tree size and root it
 /// states, that root from the stored leaves, and its consistency proof from
 /// the checkpoint before it (verified earlier, in `heads`).
@@ -91,27 +124,24 @@ fn checkpoint(
     tree: &Log,
     heads: &BTreeMap<u64, TreeHead>,
     keys: &Keyring,
-) -> Result<TreeHead, String> {
-    let key = keys.get(&c.key_id).ok_or_else(|| format!("its key {} is not in the keyring", c.key_id))?;
-    let head = verify_checkpoint(&c.checkpoint, origin, key).map_err(|e| e.to_string())?;
+) -> Result<TreeHead, Finding> {
+    let key = keys.get(&c.key_id).ok_or_else(|| Finding::UnknownKey(c.key_id.clone()))?;
+    let head = verify_checkpoint(&c.checkpoint, origin, key)?;
     let size = c.tree_size.unsigned_abs();
     if head.size != size || encode_hash(&head.root) != c.root {
-        return Err(format!("the signed note says {} records and root {}", head.size, encode_hash(&head.root)));
+        return Err(Finding::NoteDiffers { size: head.size, root: encode_hash(&head.root) });
     }
     if size > tree.size() {
-        return Err(format!("it covers {size} records, {} leaves are stored: leaves were removed", tree.size()));
+        return Err(Finding::LeavesRemoved { covers: size, stored: tree.size() });
     }
-    let ours = tree.root(size).map_err(|e| e.to_string())?;
-    if ours != head.root {
-        return Err("the stored leaves do not give its signed root: the stored log was changed".to_owned());
+    if tree.root(size)? != head.root {
+        return Err(Finding::RootDiffers);
     }
     if let Some(previous) = c.previous_size.map(i64::unsigned_abs) {
-        let before = heads.get(&previous).ok_or_else(|| {
-            format!("it extends the checkpoint of {previous} records, which did not verify or is missing")
-        })?;
-        let proof = decode_proof(&c.consistency).map_err(|e| e.to_string())?;
+        let before = heads.get(&previous).ok_or(Finding::PreviousMissing(previous))?;
+        let proof = decode_proof(&c.consistency)?;
         check_consistency(&proof, size, head.root, previous, before.root)
-            .map_err(|e| format!("its consistency proof from {previous} records: {e}"))?;
+            .map_err(|source| Finding::Consistency { previous, source })?;
     }
     Ok(head)
 }
@@ -123,21 +153,20 @@ fn record(
     row_hash: &str,
     leaves: &[String],
     heads: &BTreeMap<u64, TreeHead>,
-) -> Result<(), String> {
+) -> Result<(), Finding> {
     if e.record_hash != row_hash {
-        return Err(format!("the evidence row's hash {row_hash} is not its log leaf {}", e.record_hash));
+        return Err(Finding::RowHash { row: row_hash.to_owned(), leaf: e.record_hash.clone() });
     }
     let index = e.log_index.unsigned_abs();
     let stored = usize::try_from(index).ok().and_then(|i| leaves.get(i));
     if stored != Some(&e.record_hash) {
-        return Err("the log's leaf at its index is another hash".to_owned());
+        return Err(Finding::LeafDiffers);
     }
     let size = e.checkpoint_size.unsigned_abs();
-    let head =
-        heads.get(&size).ok_or_else(|| format!("its checkpoint ({size} records) did not verify or is missing"))?;
-    let proof = decode_proof(&e.inclusion).map_err(|e| e.to_string())?;
-    let leaf = leaf(&e.record_hash).map_err(|e| e.to_string())?;
-    check_inclusion(&proof, size, head.root, index, leaf).map_err(|e| format!("inclusion proof: {e}"))
+    let head = heads.get(&size).ok_or(Finding::CheckpointMissing(size))?;
+    let proof = decode_proof(&e.inclusion)?;
+    let leaf = leaf(&e.record_hash)?;
+    check_inclusion(&proof, size, head.root, index, leaf).map_err(Finding::Inclusion)
 }
 
 #[cfg(test)]
