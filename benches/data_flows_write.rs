@@ -1,8 +1,8 @@
 //! `data_flows` write speed: `cargo bench --bench data_flows_write` writes
 //! the same rows with the store's write (new rows: one check of the
 //! resources they name, then binary COPY into `data_flows`) and with a plain
-//! binary COPY into an empty
-//! copy of the table (the same kind of table: a hypertable on TimescaleDB,
+//! binary COPY (the store's own row encoder, nothing checked or merged) into
+//! an empty copy of the table (the same kind of table: a hypertable on TimescaleDB,
 //! native partitions otherwise; the same indexes), in the same run, and
 //! prints rows/s of both and their ratio; then the plain COPY into a copy
 //! with the two row-by-row foreign keys to `resources` that migration 0014
@@ -17,13 +17,10 @@
 use std::time::Instant;
 
 use chrono::{TimeZone, Utc};
-use futures::pin_mut;
 use psg_domain::ids::{resource_uuid, stable_id};
 use psg_domain::rows::{DataFlowRow, ResourceRow};
 use psg_domain::{CloudProvider, EdgeDirection, FlowAction, Resource, ResourceType, SourceRef};
 use psg_testkit::TestDb;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::Type;
 
 const ROWS: usize = 200_000;
 const RESOURCES: usize = 2_000;
@@ -58,61 +55,13 @@ fn rows(round: u32) -> Vec<DataFlowRow> {
         .collect()
 }
 
-async fn plain_copy(client: &tokio_postgres::Client, table: &str, rows: &[DataFlowRow]) {
-    let sink = client
-        .copy_in(&format!(
-            "COPY {table} (id, source_resource_id, dest_resource_id, protocol, src_port, dst_port, packet_count,
-             byte_count, flow_direction, action, observed_at, window_start, window_end, flow_count, first_seen, last_seen)
-             FROM STDIN (FORMAT binary)"
-        ))
-        .await
-        .expect("copy");
-    let types = [
-        Type::UUID,
-        Type::UUID,
-        Type::UUID,
-        Type::VARCHAR,
-        Type::INT4,
-        Type::INT4,
-        Type::INT8,
-        Type::INT8,
-        Type::VARCHAR,
-        Type::VARCHAR,
-        Type::TIMESTAMPTZ,
-        Type::TIMESTAMPTZ,
-        Type::TIMESTAMPTZ,
-        Type::INT8,
-        Type::TIMESTAMPTZ,
-        Type::TIMESTAMPTZ,
-    ];
-    let writer = BinaryCopyInWriter::new(sink, &types);
-    pin_mut!(writer);
-    for r in rows {
-        let (d, a) = (r.flow_direction.as_str(), r.action.as_str());
-        writer
-            .as_mut()
-            .write(&[
-                &r.id,
-                &r.source_resource_id,
-                &r.dest_resource_id,
-                &r.protocol,
-                &r.src_port,
-                &r.dst_port,
-                &r.packet_count,
-                &r.byte_count,
-                &d,
-                &a,
-                &r.observed_at,
-                &r.window_start,
-                &r.window_end,
-                &r.flow_count,
-                &r.first_seen,
-                &r.last_seen,
-            ])
-            .await
-            .expect("row");
-    }
-    writer.finish().await.expect("finish");
+/// The plain binary COPY: the store's own row encoder, straight into
+/// `table`, nothing checked or merged.
+async fn plain_copy(client: &mut tokio_postgres::Client, table: &str, rows: &[DataFlowRow]) {
+    let refs: Vec<&DataFlowRow> = rows.iter().collect();
+    let tx = client.transaction().await.expect("transaction");
+    psg_store::flows::copy_rows(&tx, table, &refs).await.expect("copy");
+    tx.commit().await.expect("commit");
 }
 
 fn main() {
@@ -133,7 +82,7 @@ fn main() {
             })
             .collect();
         psg_store::resources::ensure_resources(&store, &resources).await.expect("resources");
-        let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.expect("connect");
+        let (mut client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.expect("connect");
         tokio::spawn(conn);
         let hypertable: bool = client
             .query_one(
@@ -176,10 +125,10 @@ fn main() {
             psg_store::flows::upsert_data_flows(&store, &data).await.expect("upsert");
             best_upsert = best_upsert.min(t.elapsed().as_secs_f64());
             let t = Instant::now();
-            plain_copy(&client, "plain_flows", &data).await;
+            plain_copy(&mut client, "plain_flows", &data).await;
             best_plain = best_plain.min(t.elapsed().as_secs_f64());
             let t = Instant::now();
-            plain_copy(&client, "plain_flows_fk", &data).await;
+            plain_copy(&mut client, "plain_flows_fk", &data).await;
             best_fk = best_fk.min(t.elapsed().as_secs_f64());
         }
         let mut best_rewrite = f64::MAX;

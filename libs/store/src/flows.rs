@@ -171,8 +171,9 @@ pub async fn write_data_flows(
     Ok(written)
 }
 
-/// Binary COPY of `rows` into `table` (`data_flows` or its staging table).
-async fn copy_rows(
+/// Binary COPY of `rows` into `table` (`data_flows`, its staging table,
+/// or — for the write bench's baseline — a table of the same columns).
+pub async fn copy_rows(
     tx: &tokio_postgres::Transaction<'_>,
     table: &str,
     rows: &[&DataFlowRow],
