@@ -57,6 +57,7 @@ pub(crate) async fn execute(cfg: Config, args: DemoArgs) -> Result<(), CliError>
         policy: None,
         decisions: None,
         lookback: None,
+        as_of: None,
         output: OutputFormat::Table,
         out_dir: Some(args.out_dir.clone()),
     };

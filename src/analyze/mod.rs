@@ -7,8 +7,10 @@
 //! - [`pipeline`]: the services on the in-process bus, the feeder and the
 //!   collector; the end of the input travels through as the end of stream;
 //! - [`collect`]: the outputs as a SIEM would read them, the accounting of
-//!   every record read, and the [`Analysis`] built from them.
+//!   every record read, and the [`Analysis`] built from them;
+//! - [`as_of`]: `--as-of`, the gate between ingest and the services after it.
 
+mod as_of;
 #[cfg(test)]
 mod broker;
 mod collect;
@@ -64,6 +66,12 @@ pub(crate) struct AnalyzeArgs {
     /// How long a flow keeps connecting (event time), e.g. 90d or 12w. Default: classify.lookback-days.
     #[arg(long, value_parser = parse_lookback, value_name = "DURATION")]
     pub lookback: Option<u32>,
+    /// Scope as it stood at this time (RFC 3339, or a date for UTC
+    /// midnight): every input is read and counted, but only flow records
+    /// that ended by then and inventory observed by then are analysed.
+    /// --decisions apply as given.
+    #[arg(long, value_parser = crate::evidence_cmd::parse_time, value_name = "TIME")]
+    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
     /// What to print on standard output.
     #[arg(long, value_enum, default_value = "table")]
     pub output: OutputFormat,
@@ -221,13 +229,24 @@ pub(crate) async fn run(
     let progress = Arc::new(pipeline::Progress { total_bytes, ..pipeline::Progress::default() });
     let done = CancellationToken::new();
     pipeline::spawn_meter(Arc::clone(&progress), done.clone());
-    let inputs = pipeline::Inputs { inventory, flows, manual, flow_format: args.flow_format.clone() };
-    let result = pipeline::run(&cfg, inputs, dead_letters, progress).await;
+    let as_of = args.as_of.map(|t| t.timestamp_micros());
+    let inputs = pipeline::Inputs { inventory, flows, manual, flow_format: args.flow_format.clone(), as_of };
+    let result = pipeline::run(&cfg, inputs, dead_letters, Arc::clone(&progress)).await;
     done.cancel();
     let mut c = result?;
     let (records_read, flow_records) = c.account()?;
     let counts = Summary { flow_records, records_read, dead_lettered: c.dead_lettered(), ..Summary::default() };
     let mut analysis = collect::build_analysis(&c.resources, &c.coverage, &c.decisions, &c.alerts, &c.edges, &counts);
+    if let Some(at) = as_of {
+        analysis.as_of = psg_domain::time::rfc3339(at);
+        eprintln!(
+            "as of {}: {} of {flow_records} flow records ended later and {} inventory records were observed later; \
+             they were read and counted, not analysed",
+            analysis.as_of,
+            progress.later_records.load(std::sync::atomic::Ordering::Relaxed),
+            progress.later_resources.load(std::sync::atomic::Ordering::Relaxed),
+        );
+    }
     if let Some(file) = &cfg.classify.policy_file {
         let policy = psg_classify::policy::Policy::load(file).map_err(CliError::config_from)?;
         collect::policy_column(&mut analysis, &policy, &c.resources);
@@ -494,6 +513,7 @@ mod tests {
             policy: None,
             decisions: None,
             lookback: None,
+            as_of: None,
             output: OutputFormat::Json,
             out_dir: None,
         };

@@ -41,6 +41,9 @@ pub(crate) struct Inputs {
     pub manual: Vec<psg_domain::ManualDecision>,
     /// `--flow-format`: `auto`, `aws`, `azure`, `gcp` or `aws:<fields>`.
     pub flow_format: String,
+    /// `--as-of`: only what had happened by then reaches the services after
+    /// ingest ([`super::as_of`]).
+    pub as_of: Option<psg_domain::time::Micros>,
 }
 
 /// Progress of the reader, for the meter.
@@ -49,6 +52,10 @@ pub(crate) struct Progress {
     pub bytes: Arc<AtomicU64>,
     pub records: AtomicU64,
     pub total_bytes: Option<u64>,
+    /// With `--as-of`: flow records that ended after it, resources observed
+    /// after it (read and counted, not passed on).
+    pub later_records: Arc<AtomicU64>,
+    pub later_resources: Arc<AtomicU64>,
 }
 
 /// One item from the reader thread.
@@ -152,10 +159,17 @@ pub(crate) async fn run(
     progress: Arc<Progress>,
 ) -> Result<Collector, CliError> {
     let t = cfg.topics.clone();
+    let gate = inputs.as_of.map(|until| super::as_of::Gate::new(cfg, until));
+    // The services after ingest read the gated topics, if any.
+    let after = if gate.is_some() { super::as_of::downstream(cfg) } else { cfg.clone() };
     let ingest = psg_ingest::Ingest::new(cfg, None).map_err(CliError::config_from)?;
-    let correlate = psg_correlate::Correlate::new(cfg, None).remembering_the_whole_input();
-    let classify = crate::services::classify_processor(cfg, None).await?;
-    let evidence = crate::services::evidence_processor(cfg, None).await?;
+    let correlate = psg_correlate::Correlate::new(&after, None).remembering_the_whole_input();
+    let classify = crate::services::classify_processor(&after, None).await?;
+    let evidence = crate::services::evidence_processor(&after, None).await?;
+    // The collector counts records on ingest's own output, and lists the
+    // resources the services saw.
+    let mut collected_topics = t.clone();
+    collected_topics.resources.clone_from(&after.topics.resources);
 
     let mut b = BusBuilder::new(cfg.kafka.partitions, INBOX);
     let feeder_topics = vec![t.inventory_raw.clone(), t.scope_manual.clone(), t.flowlogs_raw.clone()];
@@ -164,9 +178,17 @@ pub(crate) async fn run(
     let correlate_in = b.subscriber("correlate", &correlate.stream_topics(), &correlate.table_topics());
     let classify_in = b.subscriber("classify", &classify.stream_topics(), &classify.table_topics());
     let evidence_in = b.subscriber("evidence", &evidence.stream_topics(), &evidence.table_topics());
-    let collector_in = b.subscriber("collector", &Collector::inputs(&t), &[]);
+    let collector_in = b.subscriber("collector", &Collector::inputs(&collected_topics), &[]);
+    let gate_in = gate.as_ref().map(|g| {
+        let (stream, table) = g.inputs();
+        b.subscriber("as-of", &stream, &table)
+    });
+    let gate_out = vec![super::as_of::FLOWS.to_owned(), super::as_of::RESOURCES.to_owned()];
     for topics in [&feeder_topics, &ingest_out, &correlate_out, &classify_out, &evidence_out] {
         b.publisher(topics);
+    }
+    if gate.is_some() {
+        b.publisher(&gate_out);
     }
     let (bus, inboxes) = b.build();
     let mut boxes: Vec<Option<_>> = inboxes.into_iter().map(Some).collect();
@@ -190,10 +212,21 @@ pub(crate) async fn run(
         tasks.spawn(async move { run_local(o, classify, i, p).await.map(drop).map_err(run_err) });
         let (o, i, p) = (opts("evidence", &t.evidence_dlq), inbox(evidence_in)?, bus.publisher(&evidence_out));
         tasks.spawn(async move { run_local(o, evidence, i, p).await.map(drop).map_err(run_err) });
+        if let (Some(gate), Some(gate_in)) = (gate, gate_in) {
+            let (later_records, later_resources) = (Arc::clone(&gate.later_records), Arc::clone(&gate.later_resources));
+            let (o, i, p) = (opts("as-of", &t.ingest_dlq), inbox(gate_in)?, bus.publisher(&gate_out));
+            let progress = Arc::clone(&progress);
+            tasks.spawn(async move {
+                run_local(o, gate, i, p).await.map_err(run_err)?;
+                progress.later_records.store(later_records.load(Ordering::Relaxed), Ordering::Relaxed);
+                progress.later_resources.store(later_resources.load(Ordering::Relaxed), Ordering::Relaxed);
+                Ok(())
+            });
+        }
     }
 
     let origins: Origins = Origins::default();
-    let collector = Collector::new(t.clone(), Arc::clone(&origins), dead_letters.as_deref(), cfg!(test))?;
+    let collector = Collector::new(collected_topics, Arc::clone(&origins), dead_letters.as_deref(), cfg!(test))?;
     let mut collector_inbox = inbox(collector_in)?;
     let collected = tokio::spawn(async move {
         let mut c = collector;
