@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use psg_config::{Config, KafkaConfig};
 use psg_kafka_runtime::embedded::EmbeddedBroker;
-use psg_kafka_runtime::runner::RunnerOptions;
 use psg_kafka_runtime::topics::TopicSpec;
 use psg_kafka_runtime::{CancellationToken, Deliverer, OutRecord, Output};
+use psg_service::Service;
 use psg_telemetry::Health;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -101,10 +101,7 @@ fn main() {
 
         println!("expecting {expected} output batches");
         let ingest = psg_ingest::Ingest::new(&cfg, None).expect("ingest");
-        let opts = RunnerOptions {
-            stream_topics: ingest.input_topics(),
-            ..RunnerOptions::new(&cfg.kafka, "ingest", "ingest.dlq", Health::new())
-        };
+        let opts = ingest.runner_options(&cfg, Health::new());
         let stop = CancellationToken::new();
         let started = Instant::now();
         let kafka = cfg.kafka.clone();

@@ -5,10 +5,11 @@
 use std::net::SocketAddr;
 
 use psg_config::{Config, redact_url};
+use psg_kafka_runtime::CancellationToken;
 use psg_kafka_runtime::embedded::EmbeddedBroker;
 use psg_kafka_runtime::runner::RunnerOptions;
-use psg_kafka_runtime::topics::{self, TopicSpec};
-use psg_kafka_runtime::{CancellationToken, Processor};
+use psg_kafka_runtime::topics;
+use psg_service::{BuildFailure, Service};
 use psg_store::Store;
 use psg_telemetry::Health;
 
@@ -46,15 +47,6 @@ impl ServiceKind {
             Self::Correlate => 9472,
             Self::Classify => 9473,
             Self::Evidence => 9474,
-        }
-    }
-
-    fn dead_letter_topic(self, cfg: &Config) -> &str {
-        match self {
-            Self::Ingest | Self::Run => &cfg.topics.ingest_dlq,
-            Self::Correlate => &cfg.topics.correlate_dlq,
-            Self::Classify => &cfg.topics.classify_dlq,
-            Self::Evidence => &cfg.topics.evidence_dlq,
         }
     }
 }
@@ -175,13 +167,14 @@ pub(crate) async fn serve(
         }
     };
 
+    let services = build_services(&cfg, kinds, store, embedded.is_some()).await?;
+    let specs = psg_service::topic_specs(&services.iter().map(|s| s.topics.clone()).collect::<Vec<_>>());
     if let Some(embedded) = &embedded {
-        embedded.create_topics(&topic_specs(&cfg, kinds), cfg.kafka.partitions).map_err(runtime)?;
+        embedded.create_topics(&specs, cfg.kafka.partitions).map_err(runtime)?;
     } else if cfg.kafka.create_topics {
-        topics::ensure(&cfg.kafka, &topic_specs(&cfg, kinds)).await.map_err(runtime)?;
+        topics::ensure(&cfg.kafka, &specs).await.map_err(runtime)?;
     }
-
-    let mut tasks = spawn_services(&cfg, kinds, &health, store, embedded.is_some(), None, &shutdown).await?;
+    let mut tasks = spawn_services(&cfg, services, &health, None, &shutdown);
     let mut failure = None;
     while let Some(joined) = tasks.join_next().await {
         let result = joined.map_err(runtime).and_then(|r| r);
@@ -198,141 +191,91 @@ pub(crate) async fn serve(
     }
 }
 
-/// Starts one runner task per service in `kinds`.
-pub(crate) async fn spawn_services(
-    cfg: &Config,
-    kinds: &[ServiceKind],
-    health: &Health,
-    store: Option<Store>,
-    embedded: bool,
-    progress: Option<psg_kafka_runtime::Progress>,
-    shutdown: &CancellationToken,
-) -> Result<tokio::task::JoinSet<Result<(), CliError>>, CliError> {
-    let mut tasks = tokio::task::JoinSet::new();
-    for kind in kinds {
-        let opts = RunnerOptions {
-            progress: progress.clone(),
-            ..RunnerOptions::new(&cfg.kafka, kind.name(), kind.dead_letter_topic(cfg), health.clone())
-        };
-        let (cfg2, store2, stop) = (cfg.clone(), store.clone(), shutdown.clone());
-        match kind {
-            ServiceKind::Ingest => {
-                let mut p = psg_ingest::Ingest::new(cfg, store2).map_err(CliError::config_from)?;
+/// A service built and ready to run: what it reads and writes, and how to
+/// start its runner.
+pub(crate) struct Built {
+    pub topics: psg_service::Topics,
+    start: Start,
+}
+
+type Task = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), CliError>> + Send>>;
+
+/// Starts a built service's runner: configuration, health, progress, stop.
+type Start = Box<dyn FnOnce(&Config, &Health, Option<psg_kafka_runtime::Progress>, CancellationToken) -> Task + Send>;
+
+/// Builds `S` from `cfg` and `store`: a configuration error exits with 2,
+/// a failure to restore its state with 1.
+pub(crate) async fn build<S: Service>(cfg: &Config, store: Option<Store>) -> Result<S, CliError> {
+    S::build(cfg, store)
+        .await
+        .map_err(|e| if e.is_setting() { CliError::config_from(e) } else { CliError::runtime_from(e) })
+}
+
+fn ready<S: Service>(p: S) -> Built {
+    Built {
+        topics: p.topics(),
+        start: Box::new(move |cfg, health, progress, stop| {
+            let opts = RunnerOptions { progress, ..p.runner_options(cfg, health.clone()) };
+            let kafka = cfg.kafka.clone();
+            Box::pin(async move { psg_kafka_runtime::run(&kafka, opts, p, stop).await.map_err(runtime) })
+        }),
+    }
+}
+
+/// Ingest, which first learns the partition count of its output topic from
+/// the brokers, once the topics exist (an embedded broker's are created
+/// with the configured count).
+fn ready_ingest(mut p: psg_ingest::Ingest, embedded: bool) -> Built {
+    Built {
+        topics: p.topics(),
+        start: Box::new(move |cfg, health, progress, stop| {
+            let opts = RunnerOptions { progress, ..p.runner_options(cfg, health.clone()) };
+            let (kafka, topic) = (cfg.kafka.clone(), cfg.topics.flows_normalized.clone());
+            Box::pin(async move {
                 if !embedded {
-                    let n =
-                        psg_kafka_runtime::runner::partition_count(&cfg.kafka, &cfg.topics.flows_normalized, shutdown)
-                            .await
-                            .map_err(runtime)?;
+                    let n = psg_kafka_runtime::runner::partition_count(&kafka, &topic, &stop).await.map_err(runtime)?;
                     p.set_output_partitions(n);
                 }
-                let opts = RunnerOptions { stream_topics: p.input_topics(), ..opts };
-                tasks.spawn(run_one(cfg2, opts, p, stop));
-            }
-            ServiceKind::Correlate => {
-                let p = psg_correlate::Correlate::new(cfg, store2);
-                let opts = RunnerOptions { stream_topics: p.stream_topics(), table_topics: p.table_topics(), ..opts };
-                tasks.spawn(run_one(cfg2, opts, p, stop));
-            }
-            ServiceKind::Classify => {
-                let p = classify_processor(cfg, store2).await?;
-                let opts = RunnerOptions { stream_topics: p.stream_topics(), table_topics: p.table_topics(), ..opts };
-                tasks.spawn(run_one(cfg2, opts, p, stop));
-            }
-            ServiceKind::Evidence => {
-                let p = evidence_processor(cfg, store2).await?;
-                let opts = RunnerOptions { stream_topics: p.stream_topics(), table_topics: p.table_topics(), ..opts };
-                tasks.spawn(run_one(cfg2, opts, p, stop));
-            }
-            ServiceKind::Run => {}
-        }
+                psg_kafka_runtime::run(&kafka, opts, p, stop).await.map_err(runtime)
+            })
+        }),
     }
-
-    Ok(tasks)
 }
 
-async fn run_one<P: Processor>(
-    cfg: Config,
-    opts: RunnerOptions,
-    processor: P,
-    stop: CancellationToken,
-) -> Result<(), CliError> {
-    psg_kafka_runtime::run(&cfg.kafka, opts, processor, stop).await.map_err(runtime)
-}
-
-/// The classify processor: its segmentation policy loaded, its state
-/// restored from the database (if any).
-pub(crate) async fn classify_processor(cfg: &Config, store: Option<Store>) -> Result<psg_classify::Classify, CliError> {
-    let policy = match &cfg.classify.policy_file {
-        Some(path) => {
-            let p = psg_classify::policy::Policy::load(path).map_err(CliError::config_from)?;
-            tracing::info!(policy = %path.display(), "segmentation policy loaded");
-            Some(p)
-        }
-        None => None,
-    };
-    let mut p = psg_classify::Classify::with_policy(cfg, store, policy);
-    p.restore().await.map_err(runtime)?;
-    Ok(p)
-}
-
-/// The evidence processor: its signing key and store opened, its chains
-/// restored from the database (if any).
-pub(crate) async fn evidence_processor(cfg: &Config, store: Option<Store>) -> Result<psg_evidence::Evidence, CliError> {
-    let mut p = evidence(cfg, store)?;
-    p.restore().await.map_err(CliError::runtime_from)?;
-    Ok(p)
-}
-
-fn evidence(cfg: &Config, store: Option<Store>) -> Result<psg_evidence::Evidence, CliError> {
-    let key_path = cfg.evidence.signing_key.as_ref().ok_or_else(|| {
-        CliError::Config(
-            "the evidence service needs a signing key: create one with `pci-scope-guard keygen` and pass --signing-key FILE"
-                .into(),
-        )
-    })?;
-    let key = psg_evidence::keys::load_signing_key(key_path).map_err(|e| CliError::Config(e.to_string()))?;
-    let sealer = psg_evidence::record::Sealer::new(key, cfg.evidence.generated_by.clone());
-    let documents = psg_evidence::documents::Documents::open(&cfg.evidence.store_url)
-        .map_err(|e| CliError::Config(e.to_string()))?;
-    Ok(psg_evidence::Evidence::new(cfg, store, sealer, documents))
-}
-
-/// Every topic the given services read or write.
-pub(crate) fn topic_specs(cfg: &Config, kinds: &[ServiceKind]) -> Vec<TopicSpec> {
-    let t = &cfg.topics;
-    let mut specs = Vec::new();
+/// Builds every service of `kinds` (the one place a kind becomes its type).
+pub(crate) async fn build_services(
+    cfg: &Config,
+    kinds: &[ServiceKind],
+    store: Option<Store>,
+    embedded: bool,
+) -> Result<Vec<Built>, CliError> {
+    let mut built = Vec::new();
     for kind in kinds {
-        let (streams, dlq): (Vec<&String>, &String) = match kind {
-            ServiceKind::Ingest => (vec![&t.flowlogs_raw, &t.inventory_raw, &t.flows_normalized], &t.ingest_dlq),
-            ServiceKind::Correlate => (vec![&t.flows_normalized, &t.flows_edges], &t.correlate_dlq),
-            ServiceKind::Classify => (vec![&t.flows_edges, &t.scope_decisions, &t.scope_alerts], &t.classify_dlq),
-            ServiceKind::Evidence => {
-                (vec![&t.scope_decisions, &t.flows_edges, &t.evidence_requests, &t.evidence_records], &t.evidence_dlq)
-            }
-            ServiceKind::Run => (vec![], &t.ingest_dlq),
-        };
-        for s in streams.into_iter().chain([dlq]) {
-            specs.push(TopicSpec::stream(s.clone()));
-        }
-        if matches!(kind, ServiceKind::Ingest | ServiceKind::Correlate | ServiceKind::Classify) {
-            specs.push(TopicSpec::table(t.resources.clone()));
-        }
-        if matches!(kind, ServiceKind::Correlate | ServiceKind::Classify | ServiceKind::Evidence) {
-            specs.push(TopicSpec::table(t.flows_coverage.clone()));
-        }
-        if *kind == ServiceKind::Evidence {
-            specs.push(TopicSpec::table(t.evidence_checkpoints.clone()));
-        }
-        if *kind == ServiceKind::Classify {
-            specs.push(TopicSpec::table(t.scope_manual.clone()));
-            if let Some(ocsf) = &cfg.classify.ocsf_topic {
-                specs.push(TopicSpec::stream(ocsf.clone()));
-            }
-        }
+        let store = store.clone();
+        built.push(match kind {
+            ServiceKind::Ingest => ready_ingest(build(cfg, store).await?, embedded),
+            ServiceKind::Correlate => ready(build::<psg_correlate::Correlate>(cfg, store).await?),
+            ServiceKind::Classify => ready(build::<psg_classify::Classify>(cfg, store).await?),
+            ServiceKind::Evidence => ready(build::<psg_evidence::Evidence>(cfg, store).await?),
+            ServiceKind::Run => continue,
+        });
     }
-    specs.sort_by(|a, b| a.name.cmp(&b.name));
-    specs.dedup();
-    specs
+    Ok(built)
+}
+
+/// Starts one runner task per built service.
+pub(crate) fn spawn_services(
+    cfg: &Config,
+    services: Vec<Built>,
+    health: &Health,
+    progress: Option<psg_kafka_runtime::Progress>,
+    shutdown: &CancellationToken,
+) -> tokio::task::JoinSet<Result<(), CliError>> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for s in services {
+        tasks.spawn((s.start)(cfg, health, progress.clone(), shutdown.clone()));
+    }
+    tasks
 }
 
 pub(crate) fn spawn_signal_handler(shutdown: CancellationToken) {

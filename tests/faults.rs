@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use psg_domain::{EdgeKind, FlowEdge};
+use psg_service::Service;
 use psg_testkit::kafka::consume_until;
 use psg_testkit::procs::Procs;
 use psg_testkit::{Tansu, TestDb, http_get, wait_for};
@@ -614,31 +615,22 @@ mod mock_cluster {
         let health = Health::new();
         let stop = CancellationToken::new();
         let mut set = tokio::task::JoinSet::new();
-        let opts = |service: &str, dlq: &str| RunnerOptions::new(&cfg.kafka, service, dlq, health.clone());
         let mut ingest = psg_ingest::Ingest::new(&cfg, Some(store.clone())).expect("ingest");
         ingest.set_output_partitions(3);
-        let o = RunnerOptions { stream_topics: ingest.input_topics(), ..opts("ingest", "ingest.dlq") };
+        let o = ingest.runner_options(&cfg, health.clone());
         spawn(&mut set, &cfg, o, ingest, &stop);
         let correlate = psg_correlate::Correlate::new(&cfg, Some(store.clone()));
-        let o = RunnerOptions {
-            stream_topics: correlate.stream_topics(),
-            table_topics: correlate.table_topics(),
-            ..opts("correlate", "correlate.dlq")
-        };
+        let o = correlate.runner_options(&cfg, health.clone());
         spawn(&mut set, &cfg, o, correlate, &stop);
         let mut classify = psg_classify::Classify::new(&cfg, Some(store.clone()));
         classify.restore().await.expect("classify restore");
-        let o = RunnerOptions {
-            stream_topics: classify.stream_topics(),
-            table_topics: classify.table_topics(),
-            ..opts("classify", "classify.dlq")
-        };
+        let o = classify.runner_options(&cfg, health.clone());
         spawn(&mut set, &cfg, o, classify, &stop);
         let sealer = psg_evidence::record::Sealer::new(key, "faults-test");
         let documents = psg_evidence::documents::Documents::open(&cfg.evidence.store_url).expect("store");
         let mut evidence = psg_evidence::Evidence::new(&cfg, Some(store.clone()), sealer, documents);
         evidence.restore().await.expect("evidence restore");
-        let o = RunnerOptions { stream_topics: evidence.stream_topics(), ..opts("evidence", "evidence.dlq") };
+        let o = evidence.runner_options(&cfg, health.clone());
         spawn(&mut set, &cfg, o, evidence, &stop);
 
         let shipper = Shipper::new(&bootstrap);

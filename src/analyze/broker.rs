@@ -146,15 +146,13 @@ pub(crate) async fn run(
     let bootstrap = broker.bootstrap_servers();
     cfg.kafka.brokers = Some(bootstrap.clone());
     cfg.kafka.properties.insert("message.max.bytes".into(), psg_config::Secret::new("67108864".to_owned()));
-    broker
-        .create_topics(&services::topic_specs(&cfg, &ServiceKind::ALL), cfg.kafka.partitions)
-        .map_err(|e| CliError::Runtime(e.to_string()))?;
     let shutdown = CancellationToken::new();
+    let built = services::build_services(&cfg, &ServiceKind::ALL, None, true).await?;
+    let specs = psg_service::topic_specs(&built.iter().map(|s| s.topics.clone()).collect::<Vec<_>>());
+    broker.create_topics(&specs, cfg.kafka.partitions).map_err(|e| CliError::Runtime(e.to_string()))?;
     let progress = Progress::new();
     let health = Health::new();
-    let mut tasks =
-        services::spawn_services(&cfg, &ServiceKind::ALL, &health, None, true, Some(progress.clone()), &shutdown)
-            .await?;
+    let mut tasks = services::spawn_services(&cfg, built, &health, Some(progress.clone()), &shutdown);
     let partitions = cfg.kafka.partitions;
     let deliverer = psg_kafka_runtime::Deliverer::new(&cfg.kafka, "analyze", &cfg.topics.ingest_dlq)
         .map_err(|e| CliError::Runtime(e.to_string()))?;

@@ -22,10 +22,12 @@ use std::time::{Duration, Instant};
 use psg_config::Config;
 use psg_kafka_runtime::OutRecord;
 use psg_kafka_runtime::local::{BusBuilder, LocalOptions, run_local};
+use psg_service::Service;
 
 use super::collect::{Collector, Origin, Origins};
 use super::input::{self, CHUNK_BYTES, Chunker, Source};
 use crate::error::CliError;
+use crate::services::build;
 
 /// Events (runs of messages of one topic, of at most `MAX_EVENT_BYTES`) an
 /// inbox holds before its publishers wait.
@@ -135,21 +137,6 @@ fn check_format(format: &str, file: &str, chunk: &input::Chunk) -> Result<(), Cl
     }
 }
 
-/// The topics each service publishes.
-fn outputs(cfg: &Config) -> [Vec<String>; 4] {
-    let t = &cfg.topics;
-    let mut classify = vec![t.scope_decisions.clone(), t.scope_alerts.clone(), t.classify_dlq.clone()];
-    if let Some(ocsf) = &cfg.classify.ocsf_topic {
-        classify.push(ocsf.clone());
-    }
-    [
-        vec![t.flows_normalized.clone(), t.resources.clone(), t.ingest_dlq.clone()],
-        vec![t.flows_edges.clone(), t.flows_coverage.clone(), t.correlate_dlq.clone()],
-        classify,
-        vec![t.evidence_records.clone(), t.evidence_checkpoints.clone(), t.evidence_dlq.clone()],
-    ]
-}
-
 /// Runs the four services over `inputs`; returns what they published.
 /// `dead_letters`: a file for every dead letter as a JSON line.
 pub(crate) async fn run(
@@ -162,10 +149,11 @@ pub(crate) async fn run(
     let gate = inputs.as_of.map(|until| super::as_of::Gate::new(cfg, until));
     // The services after ingest read the gated topics, if any.
     let after = if gate.is_some() { super::as_of::downstream(cfg) } else { cfg.clone() };
-    let ingest = psg_ingest::Ingest::new(cfg, None).map_err(CliError::config_from)?;
-    let correlate = psg_correlate::Correlate::new(&after, None).remembering_the_whole_input();
-    let classify = crate::services::classify_processor(&after, None).await?;
-    let evidence = crate::services::evidence_processor(&after, None).await?;
+    let ingest: psg_ingest::Ingest = build(cfg, None).await?;
+    let correlate = build::<psg_correlate::Correlate>(&after, None).await?.remembering_the_whole_input();
+    let classify: psg_classify::Classify = build(&after, None).await?;
+    let evidence: psg_evidence::Evidence = build(&after, None).await?;
+    let topics = [ingest.topics(), correlate.topics(), classify.topics(), evidence.topics()];
     // The collector counts records on ingest's own output, and lists the
     // resources the services saw.
     let mut collected_topics = t.clone();
@@ -173,11 +161,15 @@ pub(crate) async fn run(
 
     let mut b = BusBuilder::new(cfg.kafka.partitions, INBOX);
     let feeder_topics = vec![t.inventory_raw.clone(), t.scope_manual.clone(), t.flowlogs_raw.clone()];
-    let [ingest_out, correlate_out, classify_out, evidence_out] = outputs(cfg);
-    let ingest_in = b.subscriber("ingest", &ingest.input_topics(), &[]);
-    let correlate_in = b.subscriber("correlate", &correlate.stream_topics(), &correlate.table_topics());
-    let classify_in = b.subscriber("classify", &classify.stream_topics(), &classify.table_topics());
-    let evidence_in = b.subscriber("evidence", &evidence.stream_topics(), &evidence.table_topics());
+    let [ingest_out, correlate_out, classify_out, evidence_out] = topics.clone().map(|t| t.written());
+    let names = [
+        psg_ingest::Ingest::NAME,
+        psg_correlate::Correlate::NAME,
+        psg_classify::Classify::NAME,
+        psg_evidence::Evidence::NAME,
+    ];
+    let [ingest_in, correlate_in, classify_in, evidence_in] =
+        [0, 1, 2, 3].map(|i| b.subscriber(names[i], &topics[i].streams, &topics[i].tables));
     let collector_in = b.subscriber("collector", &Collector::inputs(&collected_topics), &[]);
     let gate_in = gate.as_ref().map(|g| {
         let (stream, table) = g.inputs();
@@ -204,13 +196,13 @@ pub(crate) async fn run(
     let mut tasks: tokio::task::JoinSet<Result<(), CliError>> = tokio::task::JoinSet::new();
     let run_err = |e: psg_kafka_runtime::Error| CliError::Runtime(e.to_string());
     {
-        let (o, i, p) = (opts("ingest", &t.ingest_dlq), inbox(ingest_in)?, bus.publisher(&ingest_out));
+        let (o, i, p) = (opts(names[0], &topics[0].dead_letter), inbox(ingest_in)?, bus.publisher(&ingest_out));
         tasks.spawn(async move { run_local(o, ingest, i, p).await.map(drop).map_err(run_err) });
-        let (o, i, p) = (opts("correlate", &t.correlate_dlq), inbox(correlate_in)?, bus.publisher(&correlate_out));
+        let (o, i, p) = (opts(names[1], &topics[1].dead_letter), inbox(correlate_in)?, bus.publisher(&correlate_out));
         tasks.spawn(async move { run_local(o, correlate, i, p).await.map(drop).map_err(run_err) });
-        let (o, i, p) = (opts("classify", &t.classify_dlq), inbox(classify_in)?, bus.publisher(&classify_out));
+        let (o, i, p) = (opts(names[2], &topics[2].dead_letter), inbox(classify_in)?, bus.publisher(&classify_out));
         tasks.spawn(async move { run_local(o, classify, i, p).await.map(drop).map_err(run_err) });
-        let (o, i, p) = (opts("evidence", &t.evidence_dlq), inbox(evidence_in)?, bus.publisher(&evidence_out));
+        let (o, i, p) = (opts(names[3], &topics[3].dead_letter), inbox(evidence_in)?, bus.publisher(&evidence_out));
         tasks.spawn(async move { run_local(o, evidence, i, p).await.map(drop).map_err(run_err) });
         if let (Some(gate), Some(gate_in)) = (gate, gate_in) {
             let (later_records, later_resources) = (Arc::clone(&gate.later_records), Arc::clone(&gate.later_resources));

@@ -11,6 +11,7 @@ use psg_domain::{
     Alert, AlertStatus, AlertType, CloudProvider, DecisionMethod, EndpointKind, FlowCoverage, FlowEdge, ManualDecision,
     Resource, ScopeDecision, ScopeRule, ids,
 };
+use psg_kafka_runtime::topics::TopicSpec;
 use psg_kafka_runtime::{DeadLetter, InMessage, InputKind, OutRecord, Output, ProcessError, Processor};
 use psg_store::Store;
 use uuid::Uuid;
@@ -30,6 +31,7 @@ pub struct Classify {
     decisions_out: String,
     alerts_out: String,
     ocsf_out: Option<String>,
+    dead_letter: String,
     engine: Engine,
     store: Option<Store>,
     /// Rows of every resource that may get a decision.
@@ -63,6 +65,7 @@ impl Classify {
             decisions_out: cfg.topics.scope_decisions.clone(),
             alerts_out: cfg.topics.scope_alerts.clone(),
             ocsf_out: cfg.classify.ocsf_topic.clone(),
+            dead_letter: cfg.topics.classify_dlq.clone(),
             engine: Engine::new(Settings {
                 scope_tag_key: cfg.classify.scope_tag_key.clone(),
                 data_tag_key: cfg.classify.data_tag_key.clone(),
@@ -81,14 +84,6 @@ impl Classify {
             pending_alerts: Vec::new(),
             gauges_at: None,
         }
-    }
-
-    pub fn stream_topics(&self) -> Vec<String> {
-        vec![self.edges_topic.clone()]
-    }
-
-    pub fn table_topics(&self) -> Vec<String> {
-        vec![self.resources_topic.clone(), self.manual_topic.clone(), self.coverage_topic.clone()]
     }
 
     /// Applies a message of `scope.manual`: a manual decision, or its withdrawal.
@@ -351,6 +346,54 @@ fn protocol_number(name: &str) -> i32 {
         "UDP" => 17,
         "ICMPv6" => 58,
         n => n.parse().unwrap_or(0),
+    }
+}
+
+/// Why classify could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error("restoring from the database: {0}")]
+    Restore(#[from] psg_store::Error),
+}
+
+impl psg_service::BuildFailure for BuildError {
+    fn is_setting(&self) -> bool {
+        matches!(self, Self::Policy(_))
+    }
+}
+
+impl psg_service::Service for Classify {
+    const NAME: &'static str = "classify";
+    const CONFIG_SECTION: &'static str = "classify";
+    type Error = BuildError;
+
+    /// Loads the segmentation policy (`classify.policy-file`), then restores
+    /// the graph, decisions and alerts from the database.
+    async fn build(cfg: &Config, store: Option<Store>) -> Result<Self, Self::Error> {
+        let policy = match &cfg.classify.policy_file {
+            Some(path) => {
+                let p = crate::policy::Policy::load(path)?;
+                tracing::info!(policy = %path.display(), "segmentation policy loaded");
+                Some(p)
+            }
+            None => None,
+        };
+        let mut c = Self::with_policy(cfg, store, policy);
+        c.restore().await?;
+        Ok(c)
+    }
+
+    fn topics(&self) -> psg_service::Topics {
+        let mut outputs = vec![TopicSpec::stream(&self.decisions_out), TopicSpec::stream(&self.alerts_out)];
+        outputs.extend(self.ocsf_out.iter().map(TopicSpec::stream));
+        psg_service::Topics {
+            streams: vec![self.edges_topic.clone()],
+            tables: vec![self.resources_topic.clone(), self.manual_topic.clone(), self.coverage_topic.clone()],
+            outputs,
+            dead_letter: self.dead_letter.clone(),
+        }
     }
 }
 

@@ -31,6 +31,7 @@ use psg_domain::time::{Micros, SECOND, from_micros};
 use psg_domain::{
     EdgeDirection, EndpointKind, FlowBatch, FlowDirection, FlowEdge, FlowRecord, LogStatus, Resource, Text, ids,
 };
+use psg_kafka_runtime::topics::TopicSpec;
 use psg_kafka_runtime::{DeadLetter, InMessage, InputKind, OutRecord, Output, ProcessError, Processor};
 use psg_store::Store;
 
@@ -74,6 +75,7 @@ pub struct Correlate {
     resources_topic: String,
     edges_out: String,
     coverage_out: String,
+    dead_letter: String,
     index: Index,
     /// Flow-log coverage per unit and input partition. Kept across a
     /// rebalance (a unit's first record stays its first); after a restart a
@@ -112,6 +114,7 @@ impl Correlate {
             resources_topic: cfg.topics.resources.clone(),
             edges_out: cfg.topics.flows_edges.clone(),
             coverage_out: cfg.topics.flows_coverage.clone(),
+            dead_letter: cfg.topics.correlate_dlq.clone(),
             index: Index::new(),
             coverage: Coverage::new(
                 cfg.correlate.coverage_gap_secs as i64 * SECOND,
@@ -160,15 +163,6 @@ impl Correlate {
     pub fn remembering_the_whole_input(mut self) -> Self {
         self.windows.set_retention(Micros::MAX);
         self
-    }
-
-    pub fn stream_topics(&self) -> Vec<String> {
-        vec![self.flows_topic.clone()]
-    }
-
-    /// Topics read whole by every instance.
-    pub fn table_topics(&self) -> Vec<String> {
-        vec![self.resources_topic.clone()]
     }
 
     /// The attribution index (for tests and metrics).
@@ -784,6 +778,25 @@ impl Correlate {
             }
         }
         self.pending_checkpoints.push_back(rows);
+    }
+}
+
+impl psg_service::Service for Correlate {
+    const NAME: &'static str = "correlate";
+    const CONFIG_SECTION: &'static str = "correlate";
+    type Error = std::convert::Infallible;
+
+    async fn build(cfg: &Config, store: Option<Store>) -> Result<Self, Self::Error> {
+        Ok(Self::new(cfg, store))
+    }
+
+    fn topics(&self) -> psg_service::Topics {
+        psg_service::Topics {
+            streams: vec![self.flows_topic.clone()],
+            tables: vec![self.resources_topic.clone()],
+            outputs: vec![TopicSpec::stream(&self.edges_out), TopicSpec::table(&self.coverage_out)],
+            dead_letter: self.dead_letter.clone(),
+        }
     }
 }
 

@@ -10,9 +10,9 @@ use psg_domain::{
     CloudProvider, EdgeKind, FlowAction, FlowBatch, FlowEdge, FlowFormat, FlowRecord, Resource, ResourceType, SourceRef,
 };
 use psg_kafka_runtime::embedded::EmbeddedBroker;
-use psg_kafka_runtime::runner::RunnerOptions;
 use psg_kafka_runtime::topics::TopicSpec;
 use psg_kafka_runtime::{CancellationToken, Deliverer, OutRecord, Output};
+use psg_service::Service;
 use psg_telemetry::Health;
 use psg_testkit::kafka::consume_until;
 
@@ -76,11 +76,7 @@ async fn start(correlate: CorrelateConfig, inventory: &[Resource]) -> Running {
     producer.deliver(&Output { records, dead_letters: vec![] }).await.expect("inventory");
 
     let c = Correlate::new(&cfg, None);
-    let opts = RunnerOptions {
-        stream_topics: c.stream_topics(),
-        table_topics: c.table_topics(),
-        ..RunnerOptions::new(&cfg.kafka, "correlate", "correlate.dlq", Health::new())
-    };
+    let opts = c.runner_options(&cfg, Health::new());
     let stop = CancellationToken::new();
     let (kafka, token) = (cfg.kafka.clone(), stop.clone());
     let task = tokio::spawn(async move { psg_kafka_runtime::run(&kafka, opts, c, token).await });

@@ -33,6 +33,7 @@ use psg_config::Config;
 use psg_domain::rows::{EvidenceCheckpointRow, EvidenceLogRow};
 use psg_domain::time::{Micros, SECOND, from_micros};
 use psg_domain::{EvidenceCheckpoint, EvidenceRequest, EvidenceType, FlowEdge, ScopeDecision, ids};
+use psg_kafka_runtime::topics::TopicSpec;
 use psg_kafka_runtime::{DeadLetter, InMessage, OutRecord, Output, ProcessError, Processor};
 use psg_store::Store;
 use uuid::Uuid;
@@ -114,6 +115,7 @@ pub struct Evidence {
     coverage: HashMap<String, std::collections::BTreeMap<i32, psg_domain::FlowCoverage>>,
     requests_topic: String,
     evidence_out: String,
+    dead_letter: String,
     sealer: Sealer,
     documents: Documents,
     store: Option<Store>,
@@ -164,6 +166,7 @@ impl Evidence {
             coverage: HashMap::new(),
             requests_topic: cfg.topics.evidence_requests.clone(),
             evidence_out: cfg.topics.evidence_records.clone(),
+            dead_letter: cfg.topics.evidence_dlq.clone(),
             sealer,
             documents,
             store,
@@ -192,20 +195,6 @@ impl Evidence {
     /// The log's origin.
     pub fn log_origin(&self) -> &str {
         self.checkpoints.origin()
-    }
-
-    pub fn stream_topics(&self) -> Vec<String> {
-        let mut t = vec![self.decisions_topic.clone(), self.requests_topic.clone()];
-        if self.store.is_some() {
-            t.push(self.edges_topic.clone());
-        }
-        t
-    }
-
-    /// Topics read whole: flow-log coverage, for the periodic reports (made
-    /// only with the database).
-    pub fn table_topics(&self) -> Vec<String> {
-        if self.store.is_some() { vec![self.coverage_topic.clone()] } else { Vec::new() }
     }
 
     /// The coverage of every unit, its partitions merged, sorted by unit.
@@ -546,6 +535,61 @@ impl Evidence {
                 .into_bytes()
         });
         Ok((files, head))
+    }
+}
+
+/// Why the evidence service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(
+        "the evidence service needs a signing key: create one with `pci-scope-guard keygen` and pass --signing-key FILE"
+    )]
+    NoSigningKey,
+    /// The signing key or the document store.
+    #[error(transparent)]
+    Setting(#[from] crate::Error),
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+}
+
+impl psg_service::BuildFailure for BuildError {
+    fn is_setting(&self) -> bool {
+        !matches!(self, Self::Restore(_))
+    }
+}
+
+impl psg_service::Service for Evidence {
+    const NAME: &'static str = "evidence";
+    const CONFIG_SECTION: &'static str = "evidence";
+    type Error = BuildError;
+
+    /// Opens the signing key and the document store, then restores the
+    /// chains and the evidence log.
+    async fn build(cfg: &Config, store: Option<Store>) -> Result<Self, Self::Error> {
+        let key_path = cfg.evidence.signing_key.as_ref().ok_or(BuildError::NoSigningKey)?;
+        let key = crate::keys::load_signing_key(key_path)?;
+        let sealer = Sealer::new(key, cfg.evidence.generated_by.clone());
+        let documents = Documents::open(&cfg.evidence.store_url)?;
+        let mut e = Self::new(cfg, store, sealer, documents);
+        e.restore().await?;
+        Ok(e)
+    }
+
+    /// Scope decisions and on-demand requests; with the database also the
+    /// edges and the coverage its periodic reports are made from.
+    fn topics(&self) -> psg_service::Topics {
+        let mut streams = vec![self.decisions_topic.clone(), self.requests_topic.clone()];
+        let mut tables = Vec::new();
+        if self.store.is_some() {
+            streams.push(self.edges_topic.clone());
+            tables.push(self.coverage_topic.clone());
+        }
+        psg_service::Topics {
+            streams,
+            tables,
+            outputs: vec![TopicSpec::stream(&self.evidence_out), TopicSpec::table(&self.checkpoints_topic)],
+            dead_letter: self.dead_letter.clone(),
+        }
     }
 }
 

@@ -34,6 +34,13 @@ pub struct LayoutSettingError {
     pub source: LayoutError,
 }
 
+#[cfg(feature = "service")]
+impl psg_service::BuildFailure for LayoutSettingError {
+    fn is_setting(&self) -> bool {
+        true
+    }
+}
+
 /// AWS layouts from configuration.
 #[derive(Debug, Clone)]
 pub struct AwsLayouts {

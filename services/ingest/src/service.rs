@@ -24,6 +24,7 @@ use psg_config::Config;
 use psg_domain::rows::ResourceRow;
 use psg_domain::time::Micros;
 use psg_domain::{FlowRecord, Resource};
+use psg_kafka_runtime::topics::TopicSpec;
 use psg_kafka_runtime::{DeadLetter, InMessage, OutRecord, Output, ProcessError, Processor};
 use psg_store::Store;
 use psg_store::resources::ResourceObservation;
@@ -49,6 +50,7 @@ pub struct Ingest {
     inventory_topic: String,
     flows_out: String,
     resources_out: String,
+    dead_letter: String,
     max_message_bytes: usize,
     /// Partitions of `flows.normalized`.
     output_partitions: i32,
@@ -67,6 +69,7 @@ impl Ingest {
             inventory_topic: cfg.topics.inventory_raw.clone(),
             flows_out: cfg.topics.flows_normalized.clone(),
             resources_out: cfg.topics.resources.clone(),
+            dead_letter: cfg.topics.ingest_dlq.clone(),
             max_message_bytes: cfg.ingest.max_message_bytes,
             output_partitions: cfg.kafka.partitions,
             layouts: AwsLayouts::new(cfg.ingest.aws_format.as_deref(), &cfg.ingest.aws_formats)?,
@@ -80,11 +83,6 @@ impl Ingest {
     /// at start; the configured `kafka.partitions` until then).
     pub fn set_output_partitions(&mut self, partitions: i32) {
         self.output_partitions = partitions.max(1);
-    }
-
-    /// The topics ingest consumes.
-    pub fn input_topics(&self) -> Vec<String> {
-        vec![self.flowlogs_topic.clone(), self.inventory_topic.clone()]
     }
 
     /// Processes one message into `out` (pure but for queuing rows).
@@ -421,6 +419,25 @@ pub fn flow_partition(r: &FlowRecord, partitions: usize) -> usize {
     h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     h ^= h >> 33;
     (h % partitions.max(1) as u64) as usize
+}
+
+impl psg_service::Service for Ingest {
+    const NAME: &'static str = "ingest";
+    const CONFIG_SECTION: &'static str = "ingest";
+    type Error = crate::flowlogs::LayoutSettingError;
+
+    async fn build(cfg: &Config, store: Option<Store>) -> Result<Self, Self::Error> {
+        Self::new(cfg, store)
+    }
+
+    fn topics(&self) -> psg_service::Topics {
+        psg_service::Topics {
+            streams: vec![self.flowlogs_topic.clone(), self.inventory_topic.clone()],
+            tables: Vec::new(),
+            outputs: vec![TopicSpec::stream(&self.flows_out), TopicSpec::table(&self.resources_out)],
+            dead_letter: self.dead_letter.clone(),
+        }
+    }
 }
 
 impl Processor for Ingest {
