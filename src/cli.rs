@@ -91,7 +91,7 @@ fn parse_log_format(s: &str) -> Result<LogFormat, String> {
     }
 }
 
-fn parse_ssl_mode(s: &str) -> Result<SslMode, String> {
+fn parse_ssl_mode(s: &str) -> Result<SslMode, psg_config::BadSslMode> {
     s.parse()
 }
 

@@ -39,12 +39,17 @@ impl fmt::Display for Span {
     }
 }
 
-impl std::str::FromStr for Span {
-    type Err = String;
+/// A text that is not a [`Span`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not a length of time: write e.g. 90s, 15m, 24h, 7d or 1h30m")]
+pub struct BadSpan(pub String);
 
-    fn from_str(text: &str) -> std::result::Result<Self, String> {
+impl std::str::FromStr for Span {
+    type Err = BadSpan;
+
+    fn from_str(text: &str) -> std::result::Result<Self, BadSpan> {
         let s = text.trim();
-        let wrong = || format!("'{text}' is not a length of time: write e.g. 90s, 15m, 24h, 7d or 1h30m");
+        let wrong = || BadSpan(text.to_owned());
         if s.is_empty() {
             return Err(wrong());
         }

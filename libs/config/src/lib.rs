@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 mod grc;
 mod secret;
 
-pub use grc::{DrataSettings, GrcConfig, SecureframeSettings, Span, VantaSettings};
+pub use grc::{BadSpan, DrataSettings, GrcConfig, SecureframeSettings, Span, VantaSettings};
 pub use secret::{Secret, is_secret_property, redact_url};
 use secret::{percent_encode, url_param};
 
@@ -261,16 +261,19 @@ impl fmt::Display for SslMode {
     }
 }
 
-impl std::str::FromStr for SslMode {
-    type Err = String;
+/// A text that is not an [`SslMode`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not an sslmode: use disable, allow, prefer, require, verify-ca or verify-full")]
+pub struct BadSslMode(pub String);
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl std::str::FromStr for SslMode {
+    type Err = BadSslMode;
+
+    fn from_str(s: &str) -> Result<Self, BadSslMode> {
         [Self::Disable, Self::Allow, Self::Prefer, Self::Require, Self::VerifyCa, Self::VerifyFull]
             .into_iter()
             .find(|m| m.as_str() == s)
-            .ok_or_else(|| {
-                format!("'{s}' is not an sslmode: use disable, allow, prefer, require, verify-ca or verify-full")
-            })
+            .ok_or_else(|| BadSslMode(s.to_owned()))
     }
 }
 

@@ -53,14 +53,16 @@ impl fmt::Display for ProviderKind {
     }
 }
 
-impl std::str::FromStr for ProviderKind {
-    type Err = String;
+/// A text that names no GRC provider.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not a GRC provider: use vanta, drata or secureframe")]
+pub struct UnknownProvider(pub String);
 
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("'{s}' is not a GRC provider: use vanta, drata or secureframe"))
+impl std::str::FromStr for ProviderKind {
+    type Err = UnknownProvider;
+
+    fn from_str(s: &str) -> Result<Self, UnknownProvider> {
+        Self::ALL.into_iter().find(|p| p.as_str().eq_ignore_ascii_case(s)).ok_or_else(|| UnknownProvider(s.to_owned()))
     }
 }
 

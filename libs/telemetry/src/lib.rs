@@ -13,7 +13,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
 use psg_config::LogFormat;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -53,11 +53,12 @@ pub fn init_logging(format: LogFormat, level: &str) -> Result<()> {
 
 /// The process-wide Prometheus recorder (installed on first call).
 pub fn metrics_handle() -> Result<PrometheusHandle> {
-    static HANDLE: OnceLock<std::result::Result<PrometheusHandle, String>> = OnceLock::new();
+    // The outcome of the one installation, for every caller.
+    static HANDLE: OnceLock<std::result::Result<PrometheusHandle, Arc<BuildError>>> = OnceLock::new();
     HANDLE
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().map_err(|e| e.to_string()))
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().map_err(Arc::new))
         .clone()
-        .map_err(Error::Metrics)
+        .map_err(|e| Error::Metrics(e.to_string()))
 }
 
 /// Readiness of the components of a process: `/readyz` answers 200 only when
