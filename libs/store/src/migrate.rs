@@ -127,6 +127,12 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0015_require_resources.sql"),
         earlier: &[],
     },
+    Migration {
+        version: 16,
+        name: "drop_redundant_evidence_indexes",
+        sql: include_str!("../migrations/0016_drop_redundant_evidence_indexes.sql"),
+        earlier: &[],
+    },
 ];
 
 /// Arbitrary constant identifying our migration lock.
