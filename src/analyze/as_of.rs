@@ -32,20 +32,23 @@ pub(crate) struct Gate {
     until: Micros,
     flows: String,
     resources: String,
-    /// Flow records that ended after `until`, and resources observed after it.
-    pub(crate) later_records: Arc<AtomicU64>,
-    pub(crate) later_resources: Arc<AtomicU64>,
+    /// Counted here: flow records that ended after `until`, and resources
+    /// observed after it.
+    later_records: Arc<AtomicU64>,
+    later_resources: Arc<AtomicU64>,
 }
 
 impl Gate {
-    /// A gate reading `cfg`'s (ungated) topics.
-    pub(crate) fn new(cfg: &Config, until: Micros) -> Self {
+    /// A gate reading `cfg`'s (ungated) topics, counting what it holds back
+    /// into `later` (flow records, resources).
+    pub(crate) fn new(cfg: &Config, until: Micros, later: (Arc<AtomicU64>, Arc<AtomicU64>)) -> Self {
+        let (later_records, later_resources) = later;
         Self {
             until,
             flows: cfg.topics.flows_normalized.clone(),
             resources: cfg.topics.resources.clone(),
-            later_records: Arc::default(),
-            later_resources: Arc::default(),
+            later_records,
+            later_resources,
         }
     }
 
@@ -113,7 +116,8 @@ mod tests {
     #[tokio::test]
     async fn only_what_happened_by_then_passes() {
         let cfg = Config::default();
-        let mut gate = Gate::new(&cfg, 100 * SECOND);
+        let later: (Arc<AtomicU64>, Arc<AtomicU64>) = Default::default();
+        let mut gate = Gate::new(&cfg, 100 * SECOND, (Arc::clone(&later.0), Arc::clone(&later.1)));
         let src = SourceRef { topic: "flowlogs.raw".into(), partition: 0, offset: 0, line: 1 };
         let flow = |end: i64| FlowRecord::new(CloudProvider::Aws, FlowFormat::AwsVpc, src.clone(), 0, end * SECOND);
         let batch = FlowBatch { records: vec![flow(40), flow(100), flow(101)] };
@@ -140,8 +144,8 @@ mod tests {
         assert_eq!(flows.records.iter().map(|r| r.end_time / SECOND).collect::<Vec<_>>(), vec![40, 100]);
         assert_eq!((out.records[0].topic.as_str(), out.records[0].partition), (FLOWS, Some(2)));
         assert_eq!(out.records[1].topic, RESOURCES);
-        assert_eq!(gate.later_records.load(Ordering::Relaxed), 1);
-        assert_eq!(gate.later_resources.load(Ordering::Relaxed), 1);
+        assert_eq!(later.0.load(Ordering::Relaxed), 1);
+        assert_eq!(later.1.load(Ordering::Relaxed), 1);
         // A malformed message is a defect, not input: the run stops.
         assert!(matches!(
             gate.process(&[message(&cfg.topics.flows_normalized, b"junk".to_vec())]).await,

@@ -146,7 +146,10 @@ pub(crate) async fn run(
     progress: Arc<Progress>,
 ) -> Result<Collector, CliError> {
     let t = cfg.topics.clone();
-    let gate = inputs.as_of.map(|until| super::as_of::Gate::new(cfg, until));
+    let gate = inputs.as_of.map(|until| {
+        let later = (Arc::clone(&progress.later_records), Arc::clone(&progress.later_resources));
+        super::as_of::Gate::new(cfg, until, later)
+    });
     // The services after ingest read the gated topics, if any.
     let after = if gate.is_some() { super::as_of::downstream(cfg) } else { cfg.clone() };
     let ingest: psg_ingest::Ingest = build(cfg, None).await?;
@@ -205,15 +208,8 @@ pub(crate) async fn run(
         let (o, i, p) = (opts(names[3], &topics[3].dead_letter), inbox(evidence_in)?, bus.publisher(&evidence_out));
         tasks.spawn(async move { run_local(o, evidence, i, p).await.map(drop).map_err(run_err) });
         if let (Some(gate), Some(gate_in)) = (gate, gate_in) {
-            let (later_records, later_resources) = (Arc::clone(&gate.later_records), Arc::clone(&gate.later_resources));
             let (o, i, p) = (opts("as-of", &t.ingest_dlq), inbox(gate_in)?, bus.publisher(&gate_out));
-            let progress = Arc::clone(&progress);
-            tasks.spawn(async move {
-                run_local(o, gate, i, p).await.map_err(run_err)?;
-                progress.later_records.store(later_records.load(Ordering::Relaxed), Ordering::Relaxed);
-                progress.later_resources.store(later_resources.load(Ordering::Relaxed), Ordering::Relaxed);
-                Ok(())
-            });
+            tasks.spawn(async move { run_local(o, gate, i, p).await.map(drop).map_err(run_err) });
         }
     }
 
