@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 
 use psg_classify::engine::{Engine, Settings};
 use psg_domain::time::{Micros, SECOND};
-use psg_domain::{
-    CloudProvider, EdgeDirection, EdgeKind, Endpoint, EndpointKind, FlowAction, FlowEdge, Resource, ResourceType,
-    SourceRef,
-};
+use psg_domain::{CloudProvider, FlowAction, FlowEdge, Resource, ResourceType, SourceRef};
+use psg_testkit::Rng;
+use psg_testkit::edges::{one_flow, resource};
 
 const RESOURCES: usize = 100_000;
 const EDGES: usize = 1_000_000;
@@ -22,43 +21,11 @@ fn rss_bytes() -> u64 {
     statm.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * 4096
 }
 
-/// A deterministic pseudo-random sequence (xorshift).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 fn edge(ids: &[String], rng: &mut Rng, t: Micros) -> FlowEdge {
-    let end =
-        |i: usize| Endpoint { resource_id: ids[i].clone(), kind: EndpointKind::Resource, address: None, vpc_id: None };
-    let (a, b) = (rng.next() as usize % ids.len(), rng.next() as usize % ids.len());
-    let port = [22, 443, 5432, 6379, 8080, 9100][rng.next() as usize % 6];
-    FlowEdge {
-        edge_id: String::new(),
-        kind: EdgeKind::Window,
-        src: end(a),
-        dst: end(b),
-        protocol: 6,
-        dst_port: port,
-        action: if rng.next() % 10 == 0 { FlowAction::Reject } else { FlowAction::Accept },
-        direction: EdgeDirection::IntraVpc,
-        window_start: t,
-        window_end: t + 60 * SECOND,
-        first_seen: t,
-        last_seen: t,
-        packets: 1,
-        bytes: 1,
-        flows: 1,
-        encrypted_flows: 0,
-        unencrypted_flows: 0,
-        action_logged: true,
-    }
+    let (a, b) = (rng.next_u64() as usize % ids.len(), rng.next_u64() as usize % ids.len());
+    let port = [22, 443, 5432, 6379, 8080, 9100][rng.next_u64() as usize % 6];
+    let action = if rng.next_u64() % 10 == 0 { FlowAction::Reject } else { FlowAction::Accept };
+    one_flow(resource(&ids[a]), resource(&ids[b]), port, action, t)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -99,7 +66,7 @@ fn main() {
     }
     engine.recompute();
     let after_nodes = rss_bytes();
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     let t0 = 10 * DAY;
     // Random pairs rarely repeat, so EDGES additions give about EDGES edges.
     for _ in 0..EDGES {

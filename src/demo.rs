@@ -50,17 +50,8 @@ pub(crate) async fn execute(cfg: Config, args: DemoArgs) -> Result<(), CliError>
         estate.expected.flow_records,
         input.display()
     );
-    let analyze_args = AnalyzeArgs {
-        inventory,
-        flows,
-        flow_format: "auto".into(),
-        policy: None,
-        decisions: None,
-        lookback: None,
-        as_of: None,
-        output: OutputFormat::Table,
-        out_dir: Some(args.out_dir.clone()),
-    };
+    let analyze_args =
+        AnalyzeArgs { out_dir: Some(args.out_dir.clone()), ..AnalyzeArgs::of(inventory, flows, OutputFormat::Table) };
     let outcome = analyze::run(cfg, &analyze_args, Some(args.out_dir.join("dead-letters.jsonl"))).await?;
     let verified = analyze::write_outputs(&args.out_dir, &outcome)?;
     let a = &outcome.analysis;

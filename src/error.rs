@@ -28,6 +28,11 @@ pub(crate) enum CliError {
     },
 }
 
+/// A runtime failure described by `e`'s message.
+pub(crate) fn runtime(e: impl std::fmt::Display) -> CliError {
+    CliError::Runtime(e.to_string())
+}
+
 impl CliError {
     /// A configuration error caused by `e`.
     pub(crate) fn config_from(e: impl Into<Cause>) -> Self {

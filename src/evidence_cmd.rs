@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Subcommand};
-use psg_config::{Config, redact_url};
+use psg_config::Config;
 use psg_domain::time::{now_micros, to_micros};
 use psg_domain::{EvidenceRequest, EvidenceType};
 use psg_evidence::bundle::{self, KeySource};
@@ -12,7 +12,8 @@ use psg_evidence::documents::Documents;
 use psg_evidence::verify::{Entry, Keyring, Outcome, verify_entries};
 use psg_store::Store;
 
-use crate::error::CliError;
+use crate::db::open as store;
+use crate::error::{CliError, runtime};
 
 /// What to do with evidence (without one: run the evidence service).
 #[derive(Debug, Subcommand)]
@@ -114,19 +115,6 @@ pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| t.and_utc())
         .ok_or_else(|| format!("'{s}' is neither RFC 3339 (2026-03-01T00:00:00Z) nor a date (2026-03-01)"))
-}
-
-fn runtime(e: impl std::fmt::Display) -> CliError {
-    CliError::Runtime(e.to_string())
-}
-
-async fn store(cfg: &Config, what: &str) -> Result<Store, CliError> {
-    let url = cfg.database.url.as_ref().ok_or_else(|| {
-        CliError::Config(format!("{what} needs the database: pass --database-url or set DATABASE_URL"))
-    })?;
-    Store::connect(url.expose(), 2)
-        .await
-        .map_err(|e| CliError::Runtime(format!("database {}: {e}", redact_url(url.expose()))))
 }
 
 /// The keys of the database plus `evidence.keyring` plus `extra`.

@@ -18,7 +18,7 @@ use psg_grc::vanta::{Vanta, VantaConfig};
 use psg_grc::{EvidenceItem, GrcProvider, Inventory, ProviderKind, RetryPolicy, SyncSummary, SyncType};
 use psg_store::Store;
 
-use crate::error::CliError;
+use crate::error::{CliError, runtime};
 
 /// What to do with GRC platforms.
 #[derive(Debug, Subcommand)]
@@ -118,10 +118,6 @@ pub(crate) struct SyncArgs {
     since: Option<DateTime<Utc>>,
     #[command(flatten)]
     user: crate::operate::UserArg,
-}
-
-fn runtime(e: impl std::fmt::Display) -> CliError {
-    CliError::Runtime(e.to_string())
 }
 
 /// A [`psg_grc::Error`] of settings is a usage error (exit 2).

@@ -38,7 +38,7 @@ use psg_store::Store;
 use psg_telemetry::Health;
 use uuid::Uuid;
 
-use crate::error::CliError;
+use crate::error::{CliError, runtime};
 use crate::grc_cmd::{ProviderArg, grc_error};
 
 /// Default port of /metrics, /healthz, /readyz (the services use 9470–9474).
@@ -69,10 +69,6 @@ pub(crate) struct RunArgs {
     /// Who runs it, for the audit log (default: grc-run/<provider>).
     #[arg(long, env = "PSG_USER", value_name = "USER")]
     user: Option<String>,
-}
-
-fn runtime(e: impl std::fmt::Display) -> CliError {
-    CliError::Runtime(e.to_string())
 }
 
 /// A step that may succeed when tried again (the database is back).

@@ -5,6 +5,7 @@
 
 mod analyze;
 mod cli;
+mod db;
 mod demo;
 mod error;
 mod evidence_cmd;

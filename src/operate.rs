@@ -9,14 +9,16 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
-use psg_config::{Config, redact_url};
+use psg_config::Config;
+use psg_domain::rows::report::AlertRow;
 use psg_domain::time::{now_micros, rfc3339};
 use psg_domain::{ManualDecision, PciScope};
-use psg_report::{Analysis, ExternalConnection, Summary};
+use psg_report::{AlertEntry, Analysis, EdgeEntry, Parts, ResourceEntry, Summary};
 use psg_store::Store;
 use psg_store::operator::{AlertFilter, AuditEntry};
 
-use crate::error::CliError;
+use crate::db::open as store;
+use crate::error::{CliError, runtime};
 
 /// Who runs the command (audit log).
 #[derive(Debug, Args, Clone)]
@@ -98,86 +100,32 @@ pub(crate) enum AlertsAction {
     },
 }
 
-async fn store(cfg: &Config, what: &str) -> Result<Store, CliError> {
-    let url = cfg.database.url.as_ref().ok_or_else(|| {
-        CliError::Config(format!("{what} needs the database: pass --database-url or set DATABASE_URL"))
-    })?;
-    Store::connect(url.expose(), 2)
-        .await
-        .map_err(|e| CliError::Runtime(format!("database {}: {e}", redact_url(url.expose()))))
-}
-
-fn runtime(e: impl std::fmt::Display) -> CliError {
-    CliError::Runtime(e.to_string())
-}
-
 /// The scope analysis as the database has it now, or as it stood at `as_of`.
 pub(crate) async fn analysis_from_db(
     cfg: &Config,
     store: &Store,
     as_of: Option<DateTime<Utc>>,
 ) -> Result<Analysis, CliError> {
-    let mut resources = psg_store::operator::scope_at(store, as_of).await.map_err(runtime)?;
-    let owners = psg_store::operator::interface_owners(store).await.map_err(runtime)?;
-    psg_report::fold_interfaces(&mut resources, owners);
+    let resources = psg_store::operator::scope_at(store, as_of).await.map_err(runtime)?;
+    let listings = psg_store::operator::interface_listings(store).await.map_err(runtime)?;
     let alerts =
         psg_store::operator::alerts(store, &AlertFilter { as_of, ..AlertFilter::default() }).await.map_err(runtime)?;
     let lookback = i32::try_from(cfg.classify.lookback_days).unwrap_or(i32::MAX);
-    let (mut edges, newest) = psg_store::operator::edges_at(store, lookback, as_of).await.map_err(runtime)?;
-    let mut summary = Summary::default();
-    for r in &resources {
-        summary.add(&r.scope);
-    }
-    let scope_of = |id: &str| resources.iter().find(|r| r.resource_id == id).map(|r| r.scope.as_str());
-    let mut violating = std::collections::HashSet::new();
-    let mut entries = Vec::new();
-    for a in alerts {
-        if a.entry.alert_type == "segmentation_violation"
-            && let Some(p) = &a.entry.peer
-        {
-            violating.insert((a.entry.resource_id.clone(), p.clone()));
-            violating.insert((p.clone(), a.entry.resource_id.clone()));
-        }
-        if a.entry.status == "open" || a.entry.status == "acknowledged" {
-            entries.push(a.entry);
-        }
-    }
-    let mut external = Vec::new();
-    for e in &mut edges {
-        e.violation = e.action == "ACCEPT" && violating.contains(&(e.source.clone(), e.destination.clone()));
-        if e.action != "ACCEPT" {
-            continue;
-        }
-        for (inside, outside) in [(&e.source, &e.destination), (&e.destination, &e.source)] {
-            if let Some(addr) = outside.strip_prefix("ext:")
-                && matches!(scope_of(inside), Some("cde" | "connected-cde"))
-            {
-                external.push(ExternalConnection {
-                    resource_id: inside.clone(),
-                    address: addr.to_owned(),
-                    protocol: e.protocol.clone(),
-                    port: e.port,
-                    flows: e.flows,
-                });
-            }
-        }
-    }
-    let mut a = Analysis {
+    let (edges, newest) = psg_store::operator::edges_at(store, lookback, as_of).await.map_err(runtime)?;
+    let parts = Parts {
         as_of: match (as_of, newest) {
             (Some(t), _) | (None, Some(t)) => rfc3339(t.timestamp_micros()),
             (None, None) => rfc3339(now_micros()),
         },
-        summary,
-        resources,
-        alerts: entries,
-        external_connections: external,
-        edges,
+        counts: Summary::default(),
+        resources: resources.into_iter().map(ResourceEntry::from).collect(),
+        interface_owners: psg_report::interface_owners(listings.iter().map(|(s, l)| (s.as_str(), l.as_slice()))),
+        alerts: alerts.iter().map(AlertEntry::from).collect(),
+        edges: edges.into_iter().map(EdgeEntry::from).collect(),
         coverage: Vec::new(),
-        boundary: Vec::new(),
     };
     // Observed only: the database keeps no security groups' reachability.
-    a.set_boundary(Default::default());
-    Ok(a)
+    Ok(Analysis::build(parts, |_| Default::default()))
 }
 
 fn write_or_print(out: Option<&PathBuf>, text: &str) -> Result<(), CliError> {
@@ -270,7 +218,7 @@ pub(crate) async fn alerts(cfg: &Config, action: AlertsAction) -> Result<(), Cli
             let list = psg_store::operator::alerts(&store, &filter).await.map_err(runtime)?;
             if json {
                 for a in &list {
-                    println!("{}", serde_json::to_string(&a.entry).map_err(runtime)?);
+                    println!("{}", serde_json::to_string(&AlertEntry::from(a)).map_err(runtime)?);
                 }
             } else if list.is_empty() {
                 println!("no alerts match");
@@ -279,12 +227,12 @@ pub(crate) async fn alerts(cfg: &Config, action: AlertsAction) -> Result<(), Cli
                 for a in &list {
                     println!(
                         "{:<8} {:<20} {:<9} {:<13} {:<23} {}",
-                        &a.entry.alert_id[..8.min(a.entry.alert_id.len())],
+                        &a.alert_id[..8.min(a.alert_id.len())],
                         a.triggered_at.format("%Y-%m-%d %H:%M:%S"),
-                        a.entry.severity,
-                        a.entry.status,
-                        a.entry.alert_type,
-                        a.entry.title
+                        a.severity,
+                        a.status,
+                        a.alert_type,
+                        a.title
                     );
                 }
             }
@@ -292,11 +240,10 @@ pub(crate) async fn alerts(cfg: &Config, action: AlertsAction) -> Result<(), Cli
         }
         AlertsAction::Show { id } => {
             let a = one_alert(&store, &id).await?;
-            let e = &a.entry;
-            println!("{} [{}] {}", e.alert_id, e.severity, e.title);
-            println!("type:       {}", e.alert_type);
-            println!("status:     {}", e.status);
-            println!("resource:   {}", e.resource_id);
+            println!("{} [{}] {}", a.alert_id, a.severity, a.title);
+            println!("type:       {}", a.alert_type);
+            println!("status:     {}", a.status);
+            println!("resource:   {}", a.resource);
             println!("triggered:  {}", a.triggered_at.to_rfc3339());
             if let Some((t, by)) = &a.acknowledged {
                 println!("acknowledged {} by {by}", t.to_rfc3339());
@@ -304,8 +251,8 @@ pub(crate) async fn alerts(cfg: &Config, action: AlertsAction) -> Result<(), Cli
             if let Some((t, by)) = &a.resolved {
                 println!("closed      {} by {by}", t.to_rfc3339());
             }
-            println!("PCI DSS:    {}", e.pci_requirement);
-            println!("\n{}\n", e.description);
+            println!("PCI DSS:    {}", a.pci_requirement());
+            println!("\n{}\n", a.description);
             println!("context: {}", serde_json::to_string_pretty(&a.context).map_err(runtime)?);
             Ok(())
         }
@@ -319,7 +266,7 @@ pub(crate) async fn alerts(cfg: &Config, action: AlertsAction) -> Result<(), Cli
     }
 }
 
-async fn one_alert(store: &Store, id: &str) -> Result<psg_store::operator::AlertDetail, CliError> {
+async fn one_alert(store: &Store, id: &str) -> Result<AlertRow, CliError> {
     let found = psg_store::operator::alert(store, id).await.map_err(runtime)?;
     match found.len() {
         0 => Err(CliError::Config(format!("no alert with id {id} (see `pci-scope-guard alerts list`)"))),
@@ -330,27 +277,22 @@ async fn one_alert(store: &Store, id: &str) -> Result<psg_store::operator::Alert
 
 async fn transition(store: &Store, id: &str, to: &str, from: &[&str], user: &str) -> Result<(), CliError> {
     let alert = one_alert(store, id).await?;
-    let uuid: uuid::Uuid = alert.entry.alert_id.parse().map_err(runtime)?;
-    let request = serde_json::json!({"alert_id": alert.entry.alert_id, "status": to});
+    let uuid: uuid::Uuid = alert.alert_id.parse().map_err(runtime)?;
+    let request = serde_json::json!({"alert_id": alert.alert_id, "status": to});
     let action = format!("alert.{to}");
-    let before = audited(store, user, &action, (Some("alert"), Some(&alert.entry.alert_id)), request, async {
+    let before = audited(store, user, &action, (Some("alert"), Some(&alert.alert_id)), request, async {
         match psg_store::operator::set_alert_status(store, uuid, to, from, user).await.map_err(runtime)? {
             Some(before) => Ok(serde_json::json!({"from": before, "to": to})),
             None => Err(CliError::Config(format!(
                 "alert {} is {}; it can become {to} only when it is {}",
-                alert.entry.alert_id,
-                alert.entry.status,
+                alert.alert_id,
+                alert.status,
                 from.join(" or ")
             ))),
         }
     })
     .await?;
-    println!(
-        "alert {} [{}]: {} → {to}",
-        alert.entry.alert_id,
-        alert.entry.title,
-        before["from"].as_str().unwrap_or("?")
-    );
+    println!("alert {} [{}]: {} → {to}", alert.alert_id, alert.title, before["from"].as_str().unwrap_or("?"));
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use psg_service::{BuildFailure, Service};
 use psg_store::Store;
 use psg_telemetry::Health;
 
-use crate::error::CliError;
+use crate::error::{CliError, runtime};
 
 /// The services of the binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,10 +49,6 @@ impl ServiceKind {
             Self::Evidence => 9474,
         }
     }
-}
-
-fn runtime(e: impl std::fmt::Display) -> CliError {
-    CliError::Runtime(e.to_string())
 }
 
 /// `pci-scope-guard migrate`.
@@ -167,7 +163,7 @@ pub(crate) async fn serve(
         }
     };
 
-    let services = build_services(&cfg, kinds, store, embedded.is_some()).await?;
+    let services = build_services(&cfg, kinds, store).await?;
     let specs = psg_service::topic_specs(&services.iter().map(|s| s.topics.clone()).collect::<Vec<_>>());
     if let Some(embedded) = &embedded {
         embedded.create_topics(&specs, cfg.kafka.partitions).map_err(runtime)?;
@@ -211,32 +207,17 @@ pub(crate) async fn build<S: Service>(cfg: &Config, store: Option<Store>) -> Res
         .map_err(|e| if e.is_setting() { CliError::config_from(e) } else { CliError::runtime_from(e) })
 }
 
-fn ready<S: Service>(p: S) -> Built {
+/// `p`, ready to start: once started (its topics exist by then), it is
+/// prepared ([`Service::prepare`]), then run.
+fn ready<S: Service + 'static>(mut p: S) -> Built {
     Built {
         topics: p.topics(),
         start: Box::new(move |cfg, health, progress, stop| {
             let opts = RunnerOptions { progress, ..p.runner_options(cfg, health.clone()) };
-            let kafka = cfg.kafka.clone();
-            Box::pin(async move { psg_kafka_runtime::run(&kafka, opts, p, stop).await.map_err(runtime) })
-        }),
-    }
-}
-
-/// Ingest, which first learns the partition count of its output topic from
-/// the brokers, once the topics exist (an embedded broker's are created
-/// with the configured count).
-fn ready_ingest(mut p: psg_ingest::Ingest, embedded: bool) -> Built {
-    Built {
-        topics: p.topics(),
-        start: Box::new(move |cfg, health, progress, stop| {
-            let opts = RunnerOptions { progress, ..p.runner_options(cfg, health.clone()) };
-            let (kafka, topic) = (cfg.kafka.clone(), cfg.topics.flows_normalized.clone());
+            let cfg = cfg.clone();
             Box::pin(async move {
-                if !embedded {
-                    let n = psg_kafka_runtime::runner::partition_count(&kafka, &topic, &stop).await.map_err(runtime)?;
-                    p.set_output_partitions(n);
-                }
-                psg_kafka_runtime::run(&kafka, opts, p, stop).await.map_err(runtime)
+                p.prepare(&cfg, &stop).await.map_err(runtime)?;
+                psg_kafka_runtime::run(&cfg.kafka, opts, p, stop).await.map_err(runtime)
             })
         }),
     }
@@ -247,13 +228,12 @@ pub(crate) async fn build_services(
     cfg: &Config,
     kinds: &[ServiceKind],
     store: Option<Store>,
-    embedded: bool,
 ) -> Result<Vec<Built>, CliError> {
     let mut built = Vec::new();
     for kind in kinds {
         let store = store.clone();
         built.push(match kind {
-            ServiceKind::Ingest => ready_ingest(build(cfg, store).await?, embedded),
+            ServiceKind::Ingest => ready(build::<psg_ingest::Ingest>(cfg, store).await?),
             ServiceKind::Correlate => ready(build::<psg_correlate::Correlate>(cfg, store).await?),
             ServiceKind::Classify => ready(build::<psg_classify::Classify>(cfg, store).await?),
             ServiceKind::Evidence => ready(build::<psg_evidence::Evidence>(cfg, store).await?),

@@ -896,7 +896,7 @@ async fn each_service_role_has_exactly_its_privileges() {
     // operator: report, alert lifecycle, audit log, evidence export/verify/expire.
     let op = &stores["psg_operator"];
     assert_eq!(psg_store::operator::current_scope(op).await.unwrap().len(), 1);
-    psg_store::operator::interface_owners(op).await.unwrap();
+    psg_store::operator::interface_listings(op).await.unwrap();
     let listed = psg_store::operator::alerts(op, &Default::default()).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(psg_store::operator::alert(op, &alert.id.to_string()[..8]).await.unwrap().len(), 1);

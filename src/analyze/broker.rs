@@ -147,7 +147,7 @@ pub(crate) async fn run(
     cfg.kafka.brokers = Some(bootstrap.clone());
     cfg.kafka.properties.insert("message.max.bytes".into(), psg_config::Secret::new("67108864".to_owned()));
     let shutdown = CancellationToken::new();
-    let built = services::build_services(&cfg, &ServiceKind::ALL, None, true).await?;
+    let built = services::build_services(&cfg, &ServiceKind::ALL, None).await?;
     let specs = psg_service::topic_specs(&built.iter().map(|s| s.topics.clone()).collect::<Vec<_>>());
     broker.create_topics(&specs, cfg.kafka.partitions).map_err(|e| CliError::Runtime(e.to_string()))?;
     let progress = Progress::new();

@@ -7,12 +7,10 @@ use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 
 use psg_domain::time::rfc3339;
-use psg_domain::{
-    Alert, EdgeKind, EndpointKind, FlowAction, FlowCoverage, FlowEdge, PciScope, Resource, ScopeDecision,
-};
+use psg_domain::{Alert, EdgeKind, EndpointKind, FlowAction, FlowCoverage, FlowEdge, Resource, ScopeDecision};
 use psg_kafka_runtime::InMessage;
 use psg_kafka_runtime::dead_letter;
-use psg_report::{AlertEntry, Analysis, CoverageEntry, EdgeEntry, ExternalConnection, ResourceEntry, Summary};
+use psg_report::{AlertEntry, Analysis, CoverageEntry, EdgeEntry, Parts, ResourceEntry, Summary};
 
 use crate::error::CliError;
 
@@ -399,7 +397,6 @@ pub(crate) fn build_analysis(
             current.insert(d.resource_id.as_str(), d);
         }
     }
-    let mut summary = counts.clone();
     let mut as_of = i64::MIN;
     let mut entries = Vec::with_capacity(current.len());
     for (rid, d) in &current {
@@ -420,19 +417,14 @@ pub(crate) fn build_analysis(
             interfaces: Vec::new(),
         });
     }
-
     // Systems, not interfaces: an interface its system's inventory lists
     // is shown under the system and not counted on its own.
-    let owner_of = psg_report::interface_owners(
+    let interface_owners = psg_report::interface_owners(
         by_id.values().filter(|r| !r.deleted).map(|r| (r.resource_id.as_str(), r.interface_ids.as_slice())),
     );
-    psg_report::fold_interfaces(&mut entries, owner_of);
-    for e in &entries {
-        summary.add(&e.scope);
-    }
 
     // An alert's messages (raised, reworded, resolved) share its id: the
-    // last one says where it stands; the report lists those not resolved.
+    // last one says where it stands.
     let mut latest: HashMap<&str, &Alert> = HashMap::new();
     let mut order = Vec::new();
     for a in alerts {
@@ -440,97 +432,60 @@ pub(crate) fn build_analysis(
             order.push(a.alert_id.as_str());
         }
     }
-    let mut alert_entries = Vec::new();
-    let mut violating: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
-    for a in order.iter().map(|id| latest[id]) {
-        if a.status == psg_domain::AlertStatus::Resolved {
-            continue;
-        }
-        let rid = a.resource_id.clone().unwrap_or_default();
-        let peer = a.context.get("peer").cloned();
-        if a.alert_type == psg_domain::AlertType::SegmentationViolation
-            && let Some(p) = &peer
-        {
-            violating.insert((rid.clone(), p.clone()));
-            violating.insert((p.clone(), rid.clone()));
-        }
-        alert_entries.push(AlertEntry {
+    let alert_entries = order
+        .iter()
+        .map(|id| latest[id])
+        .map(|a| AlertEntry {
             alert_type: a.alert_type.as_str().to_owned(),
             severity: a.severity.as_str().to_owned(),
-            resource_id: rid,
+            resource_id: a.resource_id.clone().unwrap_or_default(),
             title: a.title.clone(),
             description: a.description.clone(),
             alert_id: a.alert_id.clone(),
             pci_requirement: a.pci_requirement.clone().unwrap_or_default(),
             status: a.status.as_str().to_owned(),
-            peer,
-        });
-    }
+            peer: a.context.get("peer").cloned(),
+        })
+        .collect();
 
     as_of = as_of.max(edges.as_of);
-    let totals = edges.totals();
-    let scope_of = |id: &str| current.get(id).map(|d| d.scope);
-    let in_scope = |id: &str| matches!(scope_of(id), Some(PciScope::Cde | PciScope::ConnectedCde));
-    let mut external = Vec::new();
-    let mut edge_entries = Vec::new();
-    for (service, flows) in totals {
-        let Facts { first, last, encrypted, unencrypted } = edges.facts.get(&service).copied().unwrap_or(Facts {
-            first: i64::MIN,
-            last: i64::MIN,
-            encrypted: 0,
-            unencrypted: 0,
-        });
-        let (s, d, p, port, action) = service;
-        if action == FlowAction::Accept {
-            for (inside, outside) in [(&s, &d), (&d, &s)] {
-                if let Some(addr) = outside.strip_prefix("ext:")
-                    && in_scope(inside)
-                {
-                    external.push(ExternalConnection {
-                        resource_id: inside.clone(),
-                        address: addr.to_owned(),
-                        protocol: protocol(p),
-                        port,
-                        flows,
-                    });
-                }
+    let edge_entries = edges
+        .totals()
+        .into_iter()
+        .map(|(service, flows)| {
+            let Facts { first, last, encrypted, unencrypted } = edges.facts.get(&service).copied().unwrap_or(Facts {
+                first: i64::MIN,
+                last: i64::MIN,
+                encrypted: 0,
+                unencrypted: 0,
+            });
+            let (source, destination, p, port, action) = service;
+            EdgeEntry {
+                source,
+                destination,
+                protocol: protocol(p),
+                port,
+                action: action.as_str().to_owned(),
+                flows,
+                violation: false,
+                encrypted_flows: encrypted,
+                unencrypted_flows: unencrypted,
+                first_seen: if first == i64::MIN { String::new() } else { rfc3339(first) },
+                last_seen: if last == i64::MIN { String::new() } else { rfc3339(last) },
             }
-        }
-        let violation = action == FlowAction::Accept && violating.contains(&(s.clone(), d.clone()));
-        edge_entries.push(EdgeEntry {
-            source: s,
-            destination: d,
-            protocol: protocol(p),
-            port,
-            action: action.as_str().to_owned(),
-            flows,
-            violation,
-            encrypted_flows: encrypted,
-            unencrypted_flows: unencrypted,
-            first_seen: if first == i64::MIN { String::new() } else { rfc3339(first) },
-            last_seen: if last == i64::MIN { String::new() } else { rfc3339(last) },
-        });
-    }
+        })
+        .collect();
 
-    let mut analysis = Analysis {
+    let parts = Parts {
         as_of: if as_of == i64::MIN { rfc3339(psg_domain::time::now_micros()) } else { rfc3339(as_of) },
-        summary,
+        counts: counts.clone(),
         resources: entries,
+        interface_owners,
         alerts: alert_entries,
-        external_connections: external,
         edges: edge_entries,
         coverage: coverage_entries(resources, coverage),
-        boundary: Vec::new(),
     };
-    let cde: std::collections::HashSet<&str> = analysis
-        .resources
-        .iter()
-        .filter(|r| r.scope == PciScope::Cde.as_str())
-        .map(|r| r.resource_id.as_str())
-        .collect();
-    let reachable = reachable_pairs(resources, &cde);
-    analysis.set_boundary(reachable);
-    analysis
+    Analysis::build(parts, |cde| reachable_pairs(resources, cde))
 }
 
 /// (system, CDE system) → the security-group rules that let the system

@@ -82,6 +82,24 @@ pub(crate) struct AnalyzeArgs {
     pub out_dir: Option<PathBuf>,
 }
 
+impl AnalyzeArgs {
+    /// `analyze --inventory … --flows … --output …` with every other option
+    /// at its default.
+    pub(crate) fn of(inventory: Vec<PathBuf>, flows: Vec<PathBuf>, output: OutputFormat) -> Self {
+        Self {
+            inventory,
+            flows,
+            flow_format: "auto".into(),
+            policy: None,
+            decisions: None,
+            lookback: None,
+            as_of: None,
+            output,
+            out_dir: None,
+        }
+    }
+}
+
 fn parse_lookback(s: &str) -> Result<u32, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u32 = num.parse().map_err(|_| format!("'{s}' is not a duration like 90d or 12w"))?;
@@ -506,17 +524,7 @@ mod tests {
         let closer_path = dir.path().join("zz-closer.log");
         std::fs::write(&closer_path, closer).expect("closer");
         flows.push(closer_path);
-        let args = AnalyzeArgs {
-            inventory,
-            flows,
-            flow_format: "auto".into(),
-            policy: None,
-            decisions: None,
-            lookback: None,
-            as_of: None,
-            output: OutputFormat::Json,
-            out_dir: None,
-        };
+        let args = AnalyzeArgs::of(inventory, flows, OutputFormat::Json);
 
         let mut base = Config::default();
         base.correlate.allowed_lateness_secs = 7200;

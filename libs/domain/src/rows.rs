@@ -341,4 +341,72 @@ pub mod report {
         pub is_active: bool,
         pub last_seen_at: DateTime<Utc>,
     }
+
+    /// A resource with the scope decision in force (now, or at a time),
+    /// with the tags applied by then. Names, types and networks are the
+    /// inventory's current ones.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct ScopeRow {
+        pub resource: String,
+        pub provider: String,
+        pub resource_type: String,
+        /// The resource's name, or its id when it has none.
+        pub name: String,
+        pub scope: String,
+        pub data_classification: Option<String>,
+        pub justification: String,
+        pub dependencies: Vec<String>,
+        /// VPC, VNet or VPC network id; empty when unknown.
+        pub network: String,
+        /// The rule that decided (`decision_method`).
+        pub rule: String,
+        pub tags: std::collections::BTreeMap<String, String>,
+    }
+
+    /// An alert with its lifecycle (as it stood at a time, when asked so).
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct AlertRow {
+        pub alert_id: String,
+        pub alert_type: String,
+        pub severity: String,
+        /// The resource it is about (external id); empty when none.
+        pub resource: String,
+        pub title: String,
+        pub description: String,
+        pub status: String,
+        pub context: serde_json::Value,
+        pub triggered_at: DateTime<Utc>,
+        /// When and by whom.
+        pub acknowledged: Option<(DateTime<Utc>, String)>,
+        pub resolved: Option<(DateTime<Utc>, String)>,
+    }
+
+    impl AlertRow {
+        /// The other end, when the alert is about a flow (`context.peer`).
+        pub fn peer(&self) -> Option<&str> {
+            self.context.get("peer").and_then(serde_json::Value::as_str)
+        }
+
+        /// The PCI DSS requirement (`context.pci_requirement`); empty when none.
+        pub fn pci_requirement(&self) -> &str {
+            self.context.get("pci_requirement").and_then(serde_json::Value::as_str).unwrap_or_default()
+        }
+    }
+
+    /// Flows between two endpoints in the lookback period, aggregated per
+    /// (source, destination, protocol, port, action). External endpoints
+    /// are named `ext:<address>`.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct EdgeRow {
+        pub source: String,
+        pub destination: String,
+        pub protocol: String,
+        pub dst_port: i32,
+        pub action: String,
+        pub flow_count: i64,
+        pub encrypted_flow_count: i64,
+        pub unencrypted_flow_count: i64,
+        pub first_seen: DateTime<Utc>,
+        pub last_seen: DateTime<Utc>,
+    }
 }

@@ -44,7 +44,7 @@ mod azure;
 pub mod bulk;
 mod gcp;
 mod model;
-mod rng;
+pub mod rng;
 mod time;
 
 use std::io::Write as _;

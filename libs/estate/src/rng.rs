@@ -2,14 +2,14 @@
 //! estate on every platform and every build.
 
 #[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
+    pub fn new(seed: u64) -> Self {
         Self(seed ^ 0x005e_ed0f_ca7d_da7a)
     }
 
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -18,56 +18,56 @@ impl Rng {
     }
 
     /// A number in `0..n` (0 for `n == 0`).
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         if n == 0 { 0 } else { self.next_u64() % n }
     }
 
     /// A number in `lo..=hi`.
-    pub(crate) fn range(&mut self, lo: u64, hi: u64) -> u64 {
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.below(hi.saturating_sub(lo) + 1)
     }
 
     /// True with probability `percent` / 100.
-    pub(crate) fn chance(&mut self, percent: u64) -> bool {
+    pub fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
 
     /// One of `items` (which must not be empty).
-    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
     }
 
     /// An index into a list of `len` items.
-    pub(crate) fn index(&mut self, len: usize) -> usize {
+    pub fn index(&mut self, len: usize) -> usize {
         self.below(len as u64) as usize
     }
 
     /// `n` lowercase hex digits.
-    pub(crate) fn hex(&mut self, n: usize) -> String {
+    pub fn hex(&mut self, n: usize) -> String {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         (0..n).map(|_| char::from(DIGITS[self.below(16) as usize])).collect()
     }
 
     /// `n` characters of upper-case letters and digits (RDS resource ids).
-    pub(crate) fn upper_alnum(&mut self, n: usize) -> String {
+    pub fn upper_alnum(&mut self, n: usize) -> String {
         const CHARS: &[u8; 36] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
         (0..n).map(|_| char::from(CHARS[self.below(36) as usize])).collect()
     }
 
     /// `n` decimal digits, the first not zero.
-    pub(crate) fn digits(&mut self, n: usize) -> String {
+    pub fn digits(&mut self, n: usize) -> String {
         (0..n).map(|i| char::from(b'0' + if i == 0 { self.range(1, 9) } else { self.below(10) } as u8)).collect()
     }
 
     /// A random (version 4) UUID in its text form.
-    pub(crate) fn uuid(&mut self) -> String {
+    pub fn uuid(&mut self) -> String {
         let h = self.hex(32);
         let variant = ['8', '9', 'a', 'b'][self.index(4)];
         format!("{}-{}-4{}-{}{}-{}", &h[0..8], &h[8..12], &h[13..16], variant, &h[17..20], &h[20..32])
     }
 
     /// A MAC address byte.
-    pub(crate) fn byte(&mut self) -> u8 {
+    pub fn byte(&mut self) -> u8 {
         self.below(256) as u8
     }
 }

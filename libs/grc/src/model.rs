@@ -174,8 +174,10 @@ impl Inventory {
 
     /// The current scope in the database (systems, interfaces folded in).
     pub async fn from_store(store: &psg_store::Store) -> Result<Self> {
-        let mut entries = psg_store::operator::current_scope(store).await?;
-        let owners = psg_store::operator::interface_owners(store).await?;
+        let mut entries: Vec<ResourceEntry> =
+            psg_store::operator::current_scope(store).await?.into_iter().map(ResourceEntry::from).collect();
+        let listings = psg_store::operator::interface_listings(store).await?;
+        let owners = psg_report::interface_owners(listings.iter().map(|(s, l)| (s.as_str(), l.as_slice())));
         psg_report::fold_interfaces(&mut entries, owners);
         Ok(Self::from_entries(&entries, "database", None))
     }

@@ -6,8 +6,11 @@
 //! - [`diagram`]: the network / data-flow diagram (PCI DSS 1.2.3 / 1.2.4) as
 //!   SVG (no Graphviz needed), Mermaid and DOT.
 
+mod builder;
 pub mod diagram;
 pub mod render;
+
+pub use builder::{Parts, is_active};
 
 use std::collections::BTreeMap;
 
@@ -469,7 +472,8 @@ mod tests {
 mod fold_tests {
     use super::*;
 
-    fn entry(id: &str, scope: &str) -> ResourceEntry {
+    /// A resource entry of `scope` named by its id.
+    pub(crate) fn entry(id: &str, scope: &str) -> ResourceEntry {
         ResourceEntry {
             resource_id: id.into(),
             provider: "azure".into(),

@@ -168,17 +168,7 @@ pub fn markdown(a: &Analysis) -> String {
             "| source | destination | service | flows | first seen | last seen |\n|---|---|---|---|---|---|"
         );
         for e in blocked {
-            let _ = writeln!(
-                out,
-                "| `{}` | `{}` | {}/{} | {} | {} | {} |",
-                md(&e.source),
-                md(&e.destination),
-                e.protocol,
-                e.port,
-                e.flows,
-                e.first_seen,
-                e.last_seen
-            );
+            edge_row(&mut out, e, &e.first_seen, &e.last_seen);
         }
         out.push('\n');
     }
@@ -208,17 +198,7 @@ pub fn markdown(a: &Analysis) -> String {
                 "| source | destination | service | flows | encrypted | unencrypted |\n|---|---|---|---|---|---|"
             );
             for e in seen {
-                let _ = writeln!(
-                    out,
-                    "| `{}` | `{}` | {}/{} | {} | {} | {} |",
-                    md(&e.source),
-                    md(&e.destination),
-                    e.protocol,
-                    e.port,
-                    e.flows,
-                    e.encrypted_flows,
-                    e.unencrypted_flows
-                );
+                edge_row(&mut out, e, e.encrypted_flows, e.unencrypted_flows);
             }
             out.push('\n');
         }
@@ -324,6 +304,20 @@ pub fn markdown(a: &Analysis) -> String {
 
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
+}
+
+/// A Markdown table row of an edge: source, destination, service, flows,
+/// then two more columns.
+fn edge_row(out: &mut String, e: &crate::EdgeEntry, fifth: impl std::fmt::Display, sixth: impl std::fmt::Display) {
+    let _ = writeln!(
+        out,
+        "| `{}` | `{}` | {}/{} | {} | {fifth} | {sixth} |",
+        md(&e.source),
+        md(&e.destination),
+        e.protocol,
+        e.port,
+        e.flows
+    );
 }
 
 /// CSV, one row per resource.

@@ -12,9 +12,9 @@
 use std::future::Future;
 
 use psg_config::Config;
-use psg_kafka_runtime::Processor;
 use psg_kafka_runtime::runner::RunnerOptions;
 use psg_kafka_runtime::topics::TopicSpec;
+use psg_kafka_runtime::{CancellationToken, Processor};
 use psg_store::Store;
 use psg_telemetry::Health;
 
@@ -79,6 +79,18 @@ pub trait Service: Processor + Sized {
 
     /// What it reads and writes, as built.
     fn topics(&self) -> Topics;
+
+    /// Runs once its topics exist, before its first message: what it must
+    /// learn from the brokers first (ingest: the partition count of its
+    /// output topic). Nothing by default.
+    fn prepare(
+        &mut self,
+        cfg: &Config,
+        stop: &CancellationToken,
+    ) -> impl Future<Output = psg_kafka_runtime::Result<()>> + Send {
+        let _ = (cfg, stop);
+        async { Ok(()) }
+    }
 
     /// The runner's options for it: its topics, its name, `health`.
     fn runner_options(&self, cfg: &Config, health: Health) -> RunnerOptions {

@@ -2,13 +2,13 @@
 //! status, and the audit log.
 
 use chrono::{DateTime, Utc};
-use psg_report::{AlertEntry, EdgeEntry, ResourceEntry};
+use psg_domain::rows::report::{AlertRow, EdgeRow, ScopeRow};
 use uuid::Uuid;
 
 use crate::{Error, Result, Store};
 
 /// Every resource with a current decision.
-pub async fn current_scope(store: &Store) -> Result<Vec<ResourceEntry>> {
+pub async fn current_scope(store: &Store) -> Result<Vec<ScopeRow>> {
     scope_at(store, None).await
 }
 
@@ -16,7 +16,7 @@ pub async fn current_scope(store: &Store) -> Result<Vec<ResourceEntry>> {
 /// made (`decided_at`) at or before `at`, with the tags applied by then.
 /// Names, types and networks are the resources' current ones: the
 /// inventory keeps no history of them.
-pub async fn scope_at(store: &Store, at: Option<DateTime<Utc>>) -> Result<Vec<ResourceEntry>> {
+pub async fn scope_at(store: &Store, at: Option<DateTime<Utc>>) -> Result<Vec<ScopeRow>> {
     let client = store.client().await?;
     // Now: the current decision; as of a time: the newest one made by then.
     let decisions = if at.is_some() {
@@ -47,33 +47,32 @@ pub async fn scope_at(store: &Store, at: Option<DateTime<Utc>>) -> Result<Vec<Re
         .map(|r| {
             let deps: serde_json::Value = r.get(7);
             let tags: serde_json::Value = r.get(10);
-            ResourceEntry {
-                resource_id: r.get(0),
+            ScopeRow {
+                resource: r.get(0),
                 provider: r.get(1),
                 resource_type: r.get(2),
-                resource_name: r.get(3),
+                name: r.get(3),
                 scope: r.get(4),
                 data_classification: r.get(5),
                 justification: r.get(6),
-                dependency_resource_ids: deps
+                dependencies: deps
                     .as_array()
                     .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
                     .unwrap_or_default(),
-                segment: r.get(8),
+                network: r.get(8),
                 rule: r.get(9),
                 tags: tags
                     .as_object()
                     .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
                     .unwrap_or_default(),
-                interfaces: Vec::new(),
             }
         })
         .collect())
 }
 
-/// Interface resource id → the active resource whose inventory lists it
-/// (`interface_ids`), for [`psg_report::fold_interfaces`].
-pub async fn interface_owners(store: &Store) -> Result<std::collections::HashMap<String, String>> {
+/// Every active resource that lists interfaces (`interface_ids`), with
+/// them: (resource id, interface ids).
+pub async fn interface_listings(store: &Store) -> Result<Vec<(String, Vec<String>)>> {
     let client = store.client().await?;
     let rows = client
         .query(
@@ -82,8 +81,7 @@ pub async fn interface_owners(store: &Store) -> Result<std::collections::HashMap
         )
         .await
         .map_err(Error::pg("reading interface owners"))?;
-    let listings: Vec<(String, Vec<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    Ok(psg_report::interface_owners(listings.iter().map(|(system, listed)| (system.as_str(), listed.as_slice()))))
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// A filter for [`alerts`].
@@ -97,50 +95,34 @@ pub struct AlertFilter {
     pub as_of: Option<DateTime<Utc>>,
 }
 
-/// An alert row with its lifecycle.
-#[derive(Debug, Clone)]
-pub struct AlertDetail {
-    pub entry: AlertEntry,
-    pub triggered_at: DateTime<Utc>,
-    pub acknowledged: Option<(DateTime<Utc>, String)>,
-    pub resolved: Option<(DateTime<Utc>, String)>,
-    pub context: serde_json::Value,
-}
-
 /// The columns of an alert. Spliced into SQL with `format!`: a constant,
 /// never a value (values are `$n` parameters).
 const ALERT_COLUMNS: &str = "a.id::text, a.alert_type, a.severity, COALESCE(r.resource_id, ''), a.title, a.description, \
      a.status, COALESCE(a.context, '{}'::jsonb), a.triggered_at, a.acknowledged_at, a.acknowledged_by, a.resolved_at, \
      a.resolved_by";
 
-fn alert_of(r: &tokio_postgres::Row) -> AlertDetail {
-    let context: serde_json::Value = r.get(7);
-    let peer = context.get("peer").and_then(|v| v.as_str()).map(str::to_owned);
+fn alert_of(r: &tokio_postgres::Row) -> AlertRow {
     let ack: (Option<DateTime<Utc>>, Option<String>) = (r.get(9), r.get(10));
     let res: (Option<DateTime<Utc>>, Option<String>) = (r.get(11), r.get(12));
-    AlertDetail {
-        entry: AlertEntry {
-            alert_id: r.get(0),
-            alert_type: r.get(1),
-            severity: r.get(2),
-            resource_id: r.get(3),
-            title: r.get(4),
-            description: r.get(5),
-            status: r.get(6),
-            pci_requirement: context.get("pci_requirement").and_then(|v| v.as_str()).unwrap_or_default().to_owned(),
-            peer,
-        },
+    AlertRow {
+        alert_id: r.get(0),
+        alert_type: r.get(1),
+        severity: r.get(2),
+        resource: r.get(3),
+        title: r.get(4),
+        description: r.get(5),
+        status: r.get(6),
+        context: r.get(7),
         triggered_at: r.get(8),
         acknowledged: ack.0.map(|t| (t, ack.1.unwrap_or_default())),
         resolved: res.0.map(|t| (t, res.1.unwrap_or_default())),
-        context,
     }
 }
 
 /// Alerts, newest first. With [`AlertFilter::as_of`], those triggered by
 /// then, each with the status its lifecycle times give at that moment
 /// (resolved or closed by then, else acknowledged by then, else open).
-pub async fn alerts(store: &Store, f: &AlertFilter) -> Result<Vec<AlertDetail>> {
+pub async fn alerts(store: &Store, f: &AlertFilter) -> Result<Vec<AlertRow>> {
     let client = store.client().await?;
     let rows = client
         .query(
@@ -171,7 +153,7 @@ pub async fn alerts(store: &Store, f: &AlertFilter) -> Result<Vec<AlertDetail>> 
 
 /// One alert by id (or unique id prefix). A prefix, not a LIKE pattern:
 /// `%` or `_` typed by the operator match only themselves.
-pub async fn alert(store: &Store, id: &str) -> Result<Vec<AlertDetail>> {
+pub async fn alert(store: &Store, id: &str) -> Result<Vec<AlertRow>> {
     let client = store.client().await?;
     let rows = client
         .query(
@@ -218,7 +200,7 @@ pub async fn set_alert_status(
 /// Flows between endpoints last seen within `lookback` of the newest flow,
 /// aggregated; external endpoints are named `ext:<address>`. Also returns
 /// the newest `last_seen`.
-pub async fn edges(store: &Store, lookback_days: i32) -> Result<(Vec<EdgeEntry>, Option<DateTime<Utc>>)> {
+pub async fn edges(store: &Store, lookback_days: i32) -> Result<(Vec<EdgeRow>, Option<DateTime<Utc>>)> {
     edges_at(store, lookback_days, None).await
 }
 
@@ -230,7 +212,7 @@ pub async fn edges_at(
     store: &Store,
     lookback_days: i32,
     at: Option<DateTime<Utc>>,
-) -> Result<(Vec<EdgeEntry>, Option<DateTime<Utc>>)> {
+) -> Result<(Vec<EdgeRow>, Option<DateTime<Utc>>)> {
     let client = store.client().await?;
     let newest: Option<DateTime<Utc>> = client
         .query_one(
@@ -267,18 +249,17 @@ pub async fn edges_at(
         .map_err(Error::pg("reading flows"))?;
     Ok((
         rows.iter()
-            .map(|r| EdgeEntry {
+            .map(|r| EdgeRow {
                 source: r.get(0),
                 destination: r.get(1),
                 protocol: r.get(2),
-                port: r.get(3),
+                dst_port: r.get(3),
                 action: r.get(4),
-                flows: r.get(5),
-                violation: false,
-                encrypted_flows: r.get(8),
-                unencrypted_flows: r.get(9),
-                first_seen: psg_domain::time::rfc3339(r.get::<_, DateTime<Utc>>(6).timestamp_micros()),
-                last_seen: psg_domain::time::rfc3339(r.get::<_, DateTime<Utc>>(7).timestamp_micros()),
+                flow_count: r.get(5),
+                first_seen: r.get(6),
+                last_seen: r.get(7),
+                encrypted_flow_count: r.get(8),
+                unencrypted_flow_count: r.get(9),
             })
             .collect(),
         Some(newest),

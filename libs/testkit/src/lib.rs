@@ -10,12 +10,19 @@
 //!   that stop and start it;
 //! - [`procs::Procs`]: service processes of the binary, for kill/restart tests;
 //! - [`kafka`]: producing and consuming in tests;
-//! - [`http`]: local HTTP servers implementing a GRC platform's endpoints.
+//! - [`http`]: local HTTP servers implementing a GRC platform's endpoints;
+//! - [`edges`]: flow edges;
+//! - [`procstat`]: memory and CPU time of a process, from `/proc`;
+//! - [`Rng`]: the estate generator's deterministic random numbers.
 
+pub mod edges;
 pub mod http;
 pub mod kafka;
 pub mod pg;
 pub mod procs;
+pub mod procstat;
+
+pub use psg_estate::rng::Rng;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -217,6 +224,24 @@ impl Tansu {
         }
     }
 
+    /// The broker's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// An error with the end of its log when the broker has exited.
+    pub fn check(&mut self) -> Result<(), String> {
+        match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(Some(status))) => Err(format!(
+                "the tansu broker exited ({status}); last lines of {}:
+{}",
+                self.log.display(),
+                procs::tail(&self.log, 40)
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Starts the stopped broker again on the same port and storage.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "tansu is still running");
@@ -266,9 +291,34 @@ pub fn metric_value(exposition: &str, name: &str) -> Option<f64> {
     })
 }
 
+/// The sum of the series of metric `name` whose labels contain `label`
+/// (`key="value"`; `None`: every series) in a Prometheus text exposition;
+/// 0 when there is none.
+pub fn metric_sum(exposition: &str, name: &str, label: Option<&str>) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, labels) = series.split_once('{').unwrap_or((series, ""));
+            (n == name && label.is_none_or(|want| labels.contains(want))).then(|| value.trim().parse::<f64>().ok())?
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_are_read_from_an_exposition() {
+        let text = "# TYPE psg_x counter\npsg_x{service=\"ingest\",kind=\"flow\"} 3\npsg_x{service=\"correlate\"} 4\npsg_y 7\n";
+        assert_eq!(metric_sum(text, "psg_x", None), 7.0);
+        assert_eq!(metric_sum(text, "psg_x", Some("service=\"ingest\"")), 3.0);
+        assert_eq!(metric_sum(text, "psg_z", None), 0.0);
+        assert_eq!(metric_value(text, "psg_y"), Some(7.0));
+        assert_eq!(metric_value(text, "psg_x"), None);
+    }
 
     #[test]
     fn database_is_replaced_in_urls() {

@@ -118,6 +118,30 @@ impl Procs {
         self.procs[self.index(name)].child.as_ref().map(Child::id)
     }
 
+    /// The pids of the running processes, in the order they were started.
+    pub fn pids(&self) -> Vec<u32> {
+        self.procs.iter().filter_map(|p| p.child.as_ref().map(Child::id)).collect()
+    }
+
+    /// An error naming the first process that should be running and has
+    /// exited, with the end of its log (for runs that report rather than
+    /// panic, such as the load bench).
+    pub fn check(&mut self) -> Result<(), String> {
+        for p in &mut self.procs {
+            if let Some(c) = &mut p.child
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                return Err(format!(
+                    "{} exited ({status}); last lines of {}:\n{}",
+                    p.name,
+                    p.log.display(),
+                    tail(&p.log, 40)
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Fails the test if a process that should be running has exited.
     pub fn assert_running(&mut self) {
         for p in &mut self.procs {
@@ -193,6 +217,13 @@ impl Procs {
             }
         }
     }
+}
+
+/// The last `lines` lines of the file at `path` (empty if unreadable).
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 impl Drop for Procs {

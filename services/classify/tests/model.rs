@@ -2,14 +2,14 @@
 //! events, the incremental engine (recomputing after every event) agrees
 //! with an engine that sees the same events and computes once, from scratch.
 
+use psg_testkit::edges::{one_flow, resource};
 use std::collections::{BTreeMap, HashMap};
 
 use proptest::prelude::*;
 use psg_classify::engine::{Engine, Settings};
 use psg_domain::time::{Micros, SECOND};
 use psg_domain::{
-    CloudProvider, EdgeDirection, EdgeKind, Endpoint, EndpointKind, FlowAction, FlowEdge, PciScope, Resource,
-    ResourceType, SourceRef,
+    CloudProvider, EdgeKind, Endpoint, EndpointKind, FlowAction, FlowEdge, PciScope, Resource, ResourceType, SourceRef,
 };
 
 const DAY: Micros = 86_400 * SECOND;
@@ -253,26 +253,8 @@ fn apply(e: &mut Engine, ev: &Event) {
             let end =
                 |i: usize| Endpoint { resource_id: IDS[i].to_owned(), kind: kind(i), address: None, vpc_id: None };
             let t = day * DAY;
-            e.add_edge(&FlowEdge {
-                edge_id: String::new(),
-                kind: kind_of_edge,
-                src: end(*src),
-                dst: end(*dst),
-                protocol: 6,
-                dst_port: 443,
-                action: if *accept { FlowAction::Accept } else { FlowAction::Reject },
-                direction: EdgeDirection::IntraVpc,
-                window_start: t,
-                window_end: t + 60 * SECOND,
-                first_seen: t,
-                last_seen: t,
-                packets: 1,
-                bytes: 1,
-                flows: 1,
-                encrypted_flows: 0,
-                unencrypted_flows: 0,
-                action_logged: true,
-            });
+            let action = if *accept { FlowAction::Accept } else { FlowAction::Reject };
+            e.add_edge(&FlowEdge { kind: kind_of_edge, ..one_flow(end(*src), end(*dst), 443, action, t) });
         }
         Event::Manual { id, scope } => e.set_manual(IDS[*id], scope.map(|s| (s, "operator".to_owned()))),
     }
@@ -361,33 +343,8 @@ fn many_node_recompute_agrees_with_per_node_recompute() {
             }
             for (k, (a, b, accept, _)) in events.iter().enumerate() {
                 let day = 1 + (k as i64 % 3);
-                let end = |i: usize| Endpoint {
-                    resource_id: ids[i].clone(),
-                    kind: EndpointKind::Resource,
-                    address: None,
-                    vpc_id: None,
-                };
-                let t = day * DAY;
-                e.add_edge(&FlowEdge {
-                    edge_id: String::new(),
-                    kind: EdgeKind::Window,
-                    src: end(*a),
-                    dst: end(*b),
-                    protocol: 6,
-                    dst_port: 443,
-                    action: if *accept { FlowAction::Accept } else { FlowAction::Reject },
-                    direction: EdgeDirection::IntraVpc,
-                    window_start: t,
-                    window_end: t + 60 * SECOND,
-                    first_seen: t,
-                    last_seen: t,
-                    packets: 1,
-                    bytes: 1,
-                    flows: 1,
-                    encrypted_flows: 0,
-                    unencrypted_flows: 0,
-                    action_logged: true,
-                });
+                let action = if *accept { FlowAction::Accept } else { FlowAction::Reject };
+                e.add_edge(&one_flow(resource(&ids[*a]), resource(&ids[*b]), 443, action, day * DAY));
                 if incremental {
                     e.recompute();
                 }

@@ -31,7 +31,7 @@ use psg_domain::{
     CloudProvider, EdgeKind, FlowAction, FlowBatch, FlowEdge, FlowFormat, FlowRecord, Resource, ResourceType, SourceRef,
 };
 use psg_kafka_runtime::{InMessage, InputKind, Processor};
-use psg_testkit::TestDb;
+use psg_testkit::{Rng, TestDb};
 
 const FLOWS: &str = "flows.normalized";
 
@@ -307,22 +307,6 @@ async fn an_idle_partition_advances_with_processing_time_and_its_checkpoint_hold
     assert_eq!(h.packets().await, 3);
 }
 
-/// A small deterministic random source (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
-
 /// Random streams of one input partition — records out of order within and
 /// beyond the lateness, second copies of earlier batches, flows of a host
 /// nobody holds (held back, then attributed to an unknown host) — and one
@@ -332,7 +316,7 @@ impl Rng {
 async fn random_streams_with_crashes_count_every_line_once() {
     let cases: u64 = std::env::var("SCOPE_GUARD_RESTART_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
     for case in 0..cases {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (case + 1).wrapping_mul(0x1234_5678_9abc_def1));
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15 ^ (case + 1).wrapping_mul(0x1234_5678_9abc_def1));
         let mut flows: Vec<FlowRecord> = Vec::new();
         let mut lines = 0;
         let mut source_offsets = [0i64; 3];

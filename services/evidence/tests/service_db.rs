@@ -8,8 +8,8 @@ use ed25519_dalek::SigningKey;
 use psg_config::Config;
 use psg_domain::time::{DAY, SECOND, from_micros};
 use psg_domain::{
-    CloudProvider, EdgeDirection, EdgeKind, Endpoint, EndpointKind, EvidenceCheckpoint, FlowAction, FlowEdge, Resource,
-    ResourceType, SourceRef, ids,
+    CloudProvider, EdgeDirection, EdgeKind, EvidenceCheckpoint, FlowAction, FlowEdge, Resource, ResourceType,
+    SourceRef, ids,
 };
 use psg_evidence::Evidence;
 use psg_evidence::documents::Documents;
@@ -18,6 +18,7 @@ use psg_evidence::record::Sealer;
 use psg_evidence::verify::{Entry, Keyring, verify_entries};
 use psg_kafka_runtime::{InMessage, InputKind, Output, Processor};
 use psg_store::Store;
+use psg_testkit::edges::one_flow;
 
 fn msg(kind: InputKind, topic: &str, offset: i64, payload: Vec<u8>) -> InMessage {
     InMessage {
@@ -45,26 +46,11 @@ fn resource(id: &str, tags: &[(&str, &str)]) -> InMessage {
 }
 
 fn edge(src: &str, dst: &str, at: i64, offset: i64) -> InMessage {
-    let end = |id: &str| Endpoint { resource_id: id.into(), kind: EndpointKind::Resource, address: None, vpc_id: None };
     let e = FlowEdge {
         edge_id: format!("{src}-{dst}-{at}"),
         kind: EdgeKind::FirstSeen,
-        src: end(src),
-        dst: end(dst),
-        protocol: 6,
-        dst_port: 5432,
-        action: FlowAction::Accept,
-        direction: EdgeDirection::IntraVpc,
-        window_start: at,
-        window_end: at + 60 * SECOND,
-        first_seen: at,
-        last_seen: at,
-        packets: 1,
         bytes: 100,
-        flows: 1,
-        encrypted_flows: 0,
-        unencrypted_flows: 0,
-        action_logged: true,
+        ..one_flow(psg_testkit::edges::resource(src), psg_testkit::edges::resource(dst), 5432, FlowAction::Accept, at)
     };
     msg(InputKind::Stream, "flows.edges", offset, psg_avro_codec::encode(&e).expect("encode"))
 }

@@ -25,7 +25,7 @@ use psg_domain::rows::ResourceRow;
 use psg_domain::time::Micros;
 use psg_domain::{FlowRecord, Resource};
 use psg_kafka_runtime::topics::TopicSpec;
-use psg_kafka_runtime::{DeadLetter, InMessage, OutRecord, Output, ProcessError, Processor};
+use psg_kafka_runtime::{CancellationToken, DeadLetter, InMessage, OutRecord, Output, ProcessError, Processor};
 use psg_store::Store;
 use psg_store::resources::ResourceObservation;
 
@@ -437,6 +437,15 @@ impl psg_service::Service for Ingest {
             outputs: vec![TopicSpec::stream(&self.flows_out), TopicSpec::table(&self.resources_out)],
             dead_letter: self.dead_letter.clone(),
         }
+    }
+
+    /// Learns the partition count of `flows.normalized` from the brokers
+    /// (waiting, bounded, for the topic to appear): records are keyed to a
+    /// partition by their flow's unit.
+    async fn prepare(&mut self, cfg: &Config, stop: &CancellationToken) -> psg_kafka_runtime::Result<()> {
+        let n = psg_kafka_runtime::runner::partition_count(&cfg.kafka, &self.flows_out, stop).await?;
+        self.set_output_partitions(n);
+        Ok(())
     }
 }
 

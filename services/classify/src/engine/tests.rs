@@ -65,23 +65,7 @@ fn edge(src: (&str, EndpointKind), dst: (&str, EndpointKind), port: i32, action:
     };
     FlowEdge {
         edge_id: format!("{}-{}-{port}-{t}", src.0, dst.0),
-        kind: psg_domain::EdgeKind::Window,
-        src: ep(src),
-        dst: ep(dst),
-        protocol: 6,
-        dst_port: port,
-        action,
-        direction: psg_domain::EdgeDirection::IntraVpc,
-        window_start: t,
-        window_end: t + 60 * SECOND,
-        first_seen: t,
-        last_seen: t,
-        packets: 1,
-        bytes: 1,
-        flows: 1,
-        encrypted_flows: 0,
-        unencrypted_flows: 0,
-        action_logged: true,
+        ..psg_testkit::edges::one_flow(ep(src), ep(dst), port, action, t)
     }
 }
 

@@ -44,22 +44,7 @@ fn edge_msg(src: &str, dst: &str, offset: i64) -> InMessage {
     let e = FlowEdge {
         edge_id: format!("{src}-{dst}"),
         kind: EdgeKind::FirstSeen,
-        src: end(src),
-        dst: end(dst),
-        protocol: 6,
-        dst_port: 5432,
-        action: FlowAction::Accept,
-        direction: EdgeDirection::IntraVpc,
-        window_start: 1000 * SECOND,
-        window_end: 1060 * SECOND,
-        first_seen: 1000 * SECOND,
-        last_seen: 1000 * SECOND,
-        packets: 1,
-        bytes: 1,
-        flows: 1,
-        encrypted_flows: 0,
-        unencrypted_flows: 0,
-        action_logged: true,
+        ..psg_testkit::edges::one_flow(end(src), end(dst), 5432, FlowAction::Accept, 1000 * SECOND)
     };
     msg(InputKind::Stream, "flows.edges", offset, src, Some(psg_avro_codec::encode(&e).unwrap()))
 }
