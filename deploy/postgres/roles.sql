@@ -159,6 +159,10 @@ BEGIN
     -- deletes (row security: only records past expires_at).
     GRANT SELECT ON resources, tags, data_flows, scope_decisions, alerts, evidence, evidence_keys,
                     evidence_log, evidence_checkpoints TO psg_operator;
+    -- on TimescaleDB, the hourly aggregate of data_flows (migration 0017)
+    IF to_regclass('data_flows_hourly') IS NOT NULL THEN
+        GRANT SELECT ON data_flows_hourly TO psg_operator;
+    END IF;
     GRANT UPDATE (status, acknowledged_at, acknowledged_by, resolved_at, resolved_by) ON alerts TO psg_operator;
     GRANT INSERT ON audit_logs TO psg_operator;
     GRANT UPDATE (last_verified_at, verification_count), DELETE ON evidence TO psg_operator;

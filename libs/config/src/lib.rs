@@ -29,6 +29,13 @@ pub use grc::{BadSpan, DrataSettings, GrcConfig, SecureframeSettings, Span, Vant
 pub use secret::{Secret, is_secret_property, redact_url};
 use secret::{percent_encode, url_param};
 
+/// How far a flow window's flows may lie from the window's start, at most
+/// (`correlate.window-secs + correlate.match-tolerance-secs`, which the
+/// configuration keeps within it): a `data_flows` row whose `last_seen` is
+/// at `t` was observed (its window began) at `t - MAX_WINDOW_REACH_SECS`
+/// or later. Readers bound their scans of `observed_at` with it.
+pub const MAX_WINDOW_REACH_SECS: u64 = 86_400;
+
 /// Errors of loading configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -659,6 +666,13 @@ impl Config {
         }
         if self.correlate.window_secs == 0 {
             problems.push("correlate.window-secs must be at least 1".to_owned());
+        }
+        if self.correlate.window_secs.saturating_add(self.correlate.match_tolerance_secs) > MAX_WINDOW_REACH_SECS {
+            problems.push(format!(
+                "correlate.window-secs + correlate.match-tolerance-secs ({} + {} s) must not exceed {} s (one day): \
+                 a window's flows lie within that of its start, which readers of data_flows rely on",
+                self.correlate.window_secs, self.correlate.match_tolerance_secs, MAX_WINDOW_REACH_SECS
+            ));
         }
         if self.correlate.hold_back_secs > self.correlate.allowed_lateness_secs {
             problems.push(

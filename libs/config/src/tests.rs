@@ -159,6 +159,17 @@ fn database_tls_contradictions_are_rejected() {
     assert!(err.contains("'verify' is not an sslmode"), "{err}");
 }
 
+/// Readers of data_flows bound the time they scan by a window's reach.
+#[test]
+fn windows_reach_at_most_a_day() {
+    let mut c = Config::default();
+    c.correlate.window_secs = 86_400 - c.correlate.match_tolerance_secs;
+    c.validate().unwrap();
+    c.correlate.window_secs += 1;
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("correlate.window-secs + correlate.match-tolerance-secs (85801 + 600 s)"), "{err}");
+}
+
 #[test]
 fn kafka_secrets_from_the_environment() {
     Jail::expect_with(|jail| {

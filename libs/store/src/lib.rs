@@ -233,4 +233,6 @@ impl Store {
 }
 
 #[cfg(test)]
+mod hourly_tests;
+#[cfg(test)]
 mod tests;

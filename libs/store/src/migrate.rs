@@ -133,6 +133,12 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0016_drop_redundant_evidence_indexes.sql"),
         earlier: &[],
     },
+    Migration {
+        version: 17,
+        name: "flows_hourly",
+        sql: include_str!("../migrations/0017_flows_hourly.sql"),
+        earlier: &[],
+    },
 ];
 
 /// Arbitrary constant identifying our migration lock.
