@@ -20,6 +20,8 @@ use psg_store::Store;
 
 use crate::error::{CliError, runtime};
 
+mod run;
+
 /// What to do with GRC platforms.
 #[derive(Debug, Subcommand)]
 pub(crate) enum GrcAction {
@@ -70,7 +72,7 @@ pub(crate) enum GrcAction {
         verbatim_doc_comment,
         after_help = "Example:\n  pci-scope-guard grc run --provider vanta --brokers kafka:9092 --database-url postgres://... --interval 15m --full-every 24h"
     )]
-    Run(crate::grc_run::RunArgs),
+    Run(run::RunArgs),
 }
 
 /// The platforms.
@@ -132,7 +134,7 @@ pub(crate) fn grc_error(e: psg_grc::Error) -> CliError {
 pub(crate) async fn execute(cfg: &Config, action: GrcAction) -> Result<(), CliError> {
     match action {
         GrcAction::Sync(args) => sync(cfg, args).await,
-        GrcAction::Run(args) => crate::grc_run::run(cfg.clone(), args).await,
+        GrcAction::Run(args) => run::run(cfg.clone(), args).await,
     }
 }
 

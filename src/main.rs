@@ -10,7 +10,6 @@ mod demo;
 mod error;
 mod evidence_cmd;
 mod grc_cmd;
-mod grc_run;
 mod operate;
 mod services;
 

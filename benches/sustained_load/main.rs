@@ -175,8 +175,8 @@ struct Pipeline {
 impl Pipeline {
     /// An error, with the end of its log, when a service or the broker is gone.
     fn alive(&mut self) -> Result<(), String> {
-        self.procs.check()?;
-        self.tansu.check()
+        self.procs.check().map_err(|e| e.to_string())?;
+        self.tansu.check().map_err(|e| e.to_string())
     }
 }
 

@@ -230,14 +230,13 @@ impl Tansu {
     }
 
     /// An error with the end of its log when the broker has exited.
-    pub fn check(&mut self) -> Result<(), String> {
+    pub fn check(&mut self) -> Result<(), procs::Exited> {
         match self.child.as_mut().map(Child::try_wait) {
-            Some(Ok(Some(status))) => Err(format!(
-                "the tansu broker exited ({status}); last lines of {}:
-{}",
+            Some(Ok(Some(status))) => Err(procs::Exited(format!(
+                "the tansu broker exited ({status}); last lines of {}:\n{}",
                 self.log.display(),
                 procs::tail(&self.log, 40)
-            )),
+            ))),
             _ => Ok(()),
         }
     }

@@ -126,17 +126,17 @@ impl Procs {
     /// An error naming the first process that should be running and has
     /// exited, with the end of its log (for runs that report rather than
     /// panic, such as the load bench).
-    pub fn check(&mut self) -> Result<(), String> {
+    pub fn check(&mut self) -> Result<(), Exited> {
         for p in &mut self.procs {
             if let Some(c) = &mut p.child
                 && let Ok(Some(status)) = c.try_wait()
             {
-                return Err(format!(
+                return Err(Exited(format!(
                     "{} exited ({status}); last lines of {}:\n{}",
                     p.name,
                     p.log.display(),
                     tail(&p.log, 40)
-                ));
+                )));
             }
         }
         Ok(())
@@ -218,6 +218,19 @@ impl Procs {
         }
     }
 }
+
+/// A process that should be running has exited: which, how, and the end
+/// of its log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exited(pub String);
+
+impl std::fmt::Display for Exited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Exited {}
 
 /// The last `lines` lines of the file at `path` (empty if unreadable).
 pub fn tail(path: &Path, lines: usize) -> String {

@@ -38,8 +38,8 @@ use psg_store::Store;
 use psg_telemetry::Health;
 use uuid::Uuid;
 
+use super::{ProviderArg, grc_error};
 use crate::error::{CliError, runtime};
-use crate::grc_cmd::{ProviderArg, grc_error};
 
 /// Default port of /metrics, /healthz, /readyz (the services use 9470–9474).
 const DEFAULT_PORT: u16 = 9475;
@@ -250,7 +250,7 @@ impl<P: GrcProvider + Send + 'static> Follower<P> {
             SyncType::Full => None,
             SyncType::Incremental => self.changes.evidence_since(self.scheduler.last_completed()),
         };
-        let inventory = crate::grc_cmd::database_inventory(&self.cfg, &self.store, since).await.map_err(transient)?;
+        let inventory = super::database_inventory(&self.cfg, &self.store, since).await.map_err(transient)?;
         tracing::info!(
             provider = self.provider_label(),
             sync_type = sync_type.as_str(),
