@@ -357,51 +357,104 @@ const ALL: [u32; 6] = [0, 1, 2, 3, 4, 5];
 /// Builds the estate's plan from `seed`.
 pub(crate) fn plan(seed: u64) -> Plan {
     let mut b = Builder { rng: Rng::new(seed), nets: Vec::new(), hosts: Vec::new(), conns: Vec::new() };
-    let r = &mut b;
+    // The parts draw from one random sequence, in this order.
+    let aws = aws_systems(&mut b);
+    let azure = azure_systems(&mut b);
+    let gcp = gcp_systems(&mut b);
+    let hsms = on_premise(&mut b);
+    web_traffic(&mut b, [(&aws.web, &aws.pay_api), (&azure.web, &azure.pay_api), (&gcp.storefront, &gcp.checkout)]);
+    cde_traffic(&mut b, &aws, &azure, &gcp, hsms);
+    // The monitoring system scrapes every CDE server's node exporter (VPN
+    // and interconnect to Azure and GCP).
+    let exporters: Vec<usize> = (0..b.hosts.len()).filter(|&i| b.hosts[i].exporter()).collect();
+    for e in exporters {
+        b.connect(End::Host(aws.monitoring), End::Host(e), 9100, true, &ALL);
+    }
+    corporate_traffic(&mut b, &aws, &azure, &gcp);
+    refused_and_stray_traffic(&mut b, &aws, &azure);
+    unlogged_vpc(&mut b);
+    Plan {
+        nets: b.nets,
+        hosts: b.hosts,
+        conns: b.conns,
+        violator: aws.jenkins,
+        violated: aws.db_primary,
+        monitoring: aws.monitoring,
+    }
+}
 
-    // ---------------------------------------------------------------- AWS
-    let vpc = |r: &mut Builder| format!("vpc-0{}", r.rng.hex(16));
-    let sub = |r: &mut Builder| format!("subnet-0{}", r.rng.hex(16));
-    let sg = |r: &mut Builder| format!("sg-0{}", r.rng.hex(16));
-    let (cde_vpc, web_vpc, corp_vpc, shared_vpc) = (vpc(r), vpc(r), vpc(r), vpc(r));
+/// An AWS id: `prefix` and 17 hex digits (`vpc-0…`, `subnet-0…`, `sg-0…`).
+fn aws_id(r: &mut Builder, prefix: &str) -> String {
+    format!("{prefix}-0{}", r.rng.hex(16))
+}
+
+fn cde_tags(data: &str, app: &str) -> Vec<(&'static str, String)> {
+    tags(&[("pci-scope", "cde"), ("pci-data", data), ("env", "prod"), ("team", "payments"), ("app", app)])
+}
+
+fn web_tags() -> Vec<(&'static str, String)> {
+    tags(&[("env", "prod"), ("team", "storefront"), ("app", "web")])
+}
+
+fn corp_tags(team: &str, app: &str) -> Vec<(&'static str, String)> {
+    tags(&[("pci-scope", "out-of-scope"), ("env", "prod"), ("team", team), ("app", app)])
+}
+
+const AZ_A: (&str, &str) = ("us-east-1a", "use1-az4");
+const AZ_B: (&str, &str) = ("us-east-1b", "use1-az6");
+
+/// The AWS systems the traffic names.
+struct Aws {
+    pay_api: Vec<usize>,
+    tokenization: Vec<usize>,
+    db_primary: usize,
+    db_replica: usize,
+    vault_db: usize,
+    web: Vec<usize>,
+    jenkins: usize,
+    gitlab: usize,
+    ldap: [usize; 2],
+    wiki: usize,
+    jira: usize,
+    artifactory: usize,
+    mail: usize,
+    /// The named corporate servers (Jenkins, GitLab, LDAP, ...), in order.
+    servers: Vec<usize>,
+    agents: Vec<usize>,
+    monitoring: usize,
+    untagged: Vec<usize>,
+}
+
+fn aws_systems(r: &mut Builder) -> Aws {
+    let (cde_vpc, web_vpc, corp_vpc, shared_vpc) =
+        (aws_id(r, "vpc"), aws_id(r, "vpc"), aws_id(r, "vpc"), aws_id(r, "vpc"));
     let a = AWS_ACCOUNT;
-    let (az_a, az_b) = (("us-east-1a", "use1-az4"), ("us-east-1b", "use1-az6"));
-    let (s1, g1) = (sub(r), sg(r));
-    let cde_app_a = r.net(Cloud::Aws, a, (&cde_vpc, "cde-prod"), (&s1, "cde-app-1a"), "10.20.1", az_a, "", &g1);
-    let s = sub(r);
-    let cde_app_b = r.net(Cloud::Aws, a, (&cde_vpc, "cde-prod"), (&s, "cde-app-1b"), "10.20.2", az_b, "", &g1);
-    let (s, g) = (sub(r), sg(r));
-    let cde_data_a = r.net(Cloud::Aws, a, (&cde_vpc, "cde-prod"), (&s, "cde-data-1a"), "10.20.10", az_a, "", &g);
-    let s = sub(r);
-    let cde_data_b = r.net(Cloud::Aws, a, (&cde_vpc, "cde-prod"), (&s, "cde-data-1b"), "10.20.11", az_b, "", &g);
-    let (s, g) = (sub(r), sg(r));
-    let web_a = r.net(Cloud::Aws, a, (&web_vpc, "web-prod"), (&s, "web-1a"), "10.10.1", az_a, "", &g);
-    let s = sub(r);
-    let web_b = r.net(Cloud::Aws, a, (&web_vpc, "web-prod"), (&s, "web-1b"), "10.10.2", az_b, "", &g);
-    let (s, g) = (sub(r), sg(r));
-    let corp_a = r.net(Cloud::Aws, a, (&corp_vpc, "corp"), (&s, "corp-1a"), "10.30.1", az_a, "", &g);
-    let (s, g) = (sub(r), sg(r));
-    let corp_ci = r.net(Cloud::Aws, a, (&corp_vpc, "corp"), (&s, "corp-ci-1b"), "10.30.8", az_b, "", &g);
-    let (s, g) = (sub(r), sg(r));
-    let corp_pub = r.net(Cloud::Aws, a, (&corp_vpc, "corp"), (&s, "corp-public-1a"), "10.30.0", az_a, "", &g);
-    let (s, g) = (sub(r), sg(r));
-    let mon = r.net(Cloud::Aws, a, (&shared_vpc, "shared-services"), (&s, "mon-1a"), "10.40.1", az_a, "", &g);
+    let (s1, g1) = (aws_id(r, "subnet"), aws_id(r, "sg"));
+    let cde_app_a = r.net(Cloud::Aws, a, (&cde_vpc, "cde-prod"), (&s1, "cde-app-1a"), "10.20.1", AZ_A, "", &g1);
+    let s = aws_id(r, "subnet");
+    let cde_app_b = r.net(Cloud::Aws, a, (&cde_vpc, "cde-prod"), (&s, "cde-app-1b"), "10.20.2", AZ_B, "", &g1);
+    let (s, g) = (aws_id(r, "subnet"), aws_id(r, "sg"));
+    let cde_data_a = r.net(Cloud::Aws, a, (&cde_vpc, "cde-prod"), (&s, "cde-data-1a"), "10.20.10", AZ_A, "", &g);
+    let s = aws_id(r, "subnet");
+    let cde_data_b = r.net(Cloud::Aws, a, (&cde_vpc, "cde-prod"), (&s, "cde-data-1b"), "10.20.11", AZ_B, "", &g);
+    let (s, g) = (aws_id(r, "subnet"), aws_id(r, "sg"));
+    let web_a = r.net(Cloud::Aws, a, (&web_vpc, "web-prod"), (&s, "web-1a"), "10.10.1", AZ_A, "", &g);
+    let s = aws_id(r, "subnet");
+    let web_b = r.net(Cloud::Aws, a, (&web_vpc, "web-prod"), (&s, "web-1b"), "10.10.2", AZ_B, "", &g);
+    let (s, g) = (aws_id(r, "subnet"), aws_id(r, "sg"));
+    let corp_a = r.net(Cloud::Aws, a, (&corp_vpc, "corp"), (&s, "corp-1a"), "10.30.1", AZ_A, "", &g);
+    let (s, g) = (aws_id(r, "subnet"), aws_id(r, "sg"));
+    let corp_ci = r.net(Cloud::Aws, a, (&corp_vpc, "corp"), (&s, "corp-ci-1b"), "10.30.8", AZ_B, "", &g);
+    let (s, g) = (aws_id(r, "subnet"), aws_id(r, "sg"));
+    let corp_pub = r.net(Cloud::Aws, a, (&corp_vpc, "corp"), (&s, "corp-public-1a"), "10.30.0", AZ_A, "", &g);
+    let (s, g) = (aws_id(r, "subnet"), aws_id(r, "sg"));
+    let mon = r.net(Cloud::Aws, a, (&shared_vpc, "shared-services"), (&s, "mon-1a"), "10.40.1", AZ_A, "", &g);
 
-    let cde_tags = |data: &str, app: &str| {
-        tags(&[("pci-scope", "cde"), ("pci-data", data), ("env", "prod"), ("team", "payments"), ("app", app)])
-    };
-    let mut cde = Vec::new();
-    let mut aws_pay_api = Vec::new();
+    let mut pay_api = Vec::new();
     for i in 1..=6 {
         let net = if i % 2 == 1 { cde_app_a } else { cde_app_b };
-        let h = r.add(
-            &format!("pay-api-{i}"),
-            Role::Cde,
-            net,
-            Kind::Ec2 { instance_type: "m6i.xlarge" },
-            cde_tags("processes-cardholder", "pay-api"),
-        );
-        aws_pay_api.push(h);
+        let kind = Kind::Ec2 { instance_type: "m6i.xlarge" };
+        pay_api.push(r.add(&format!("pay-api-{i}"), Role::Cde, net, kind, cde_tags("processes-cardholder", "pay-api")));
     }
     let mut tokenization = Vec::new();
     for i in 1..=3 {
@@ -416,34 +469,24 @@ pub(crate) fn plan(seed: u64) -> Plan {
             t,
         ));
     }
-    let rds = |r: &mut Builder,
-               name: &str,
-               net: usize,
-               engine: &'static str,
-               version: &'static str,
-               port: u16,
-               data: &str| {
+    let rds = |r: &mut Builder, name: &str, net: usize| {
         let db_id = format!("db-{}", r.rng.upper_alnum(26));
-        let kind = Kind::RdsEni { db_id, engine, engine_version: version, port };
-        r.add(name, Role::Cde, net, kind, cde_tags(data, "payments-db"))
+        let kind = Kind::RdsEni { db_id, engine: "postgres", engine_version: "16.4", port: 5432 };
+        r.add(name, Role::Cde, net, kind, cde_tags("stores-cardholder", "payments-db"))
     };
-    let db_primary = rds(r, "payments-db-primary", cde_data_a, "postgres", "16.4", 5432, "stores-cardholder");
-    let db_replica = rds(r, "payments-db-replica", cde_data_b, "postgres", "16.4", 5432, "stores-cardholder");
-    let vault_db = rds(r, "tokenvault-db", cde_data_a, "postgres", "16.4", 5432, "stores-cardholder");
-    cde.extend(aws_pay_api.iter().chain(&tokenization).copied());
+    let db_primary = rds(r, "payments-db-primary", cde_data_a);
+    let db_replica = rds(r, "payments-db-replica", cde_data_b);
+    let vault_db = rds(r, "tokenvault-db", cde_data_a);
 
-    let web_tags = || tags(&[("env", "prod"), ("team", "storefront"), ("app", "web")]);
-    let mut aws_web = Vec::new();
+    let mut web = Vec::new();
     for i in 1..=r.rng.range(30, 36) {
         let net = if i % 2 == 1 { web_a } else { web_b };
         let h = r.add(&format!("web-{i}"), Role::Web, net, Kind::Ec2 { instance_type: "c6i.large" }, web_tags());
         let ip = format!("54.{}.{}.{}", r.rng.range(144, 236), r.rng.range(1, 254), r.rng.range(1, 254));
         r.hosts[h].public_ip = Some(ip);
-        aws_web.push(h);
+        web.push(h);
     }
 
-    let corp_tags =
-        |team: &str, app: &str| tags(&[("pci-scope", "out-of-scope"), ("env", "prod"), ("team", team), ("app", app)]);
     let corp_named = |r: &mut Builder, name: &str, net: usize, ty: &'static str, team: &str| {
         r.add(name, Role::Corp, net, Kind::Ec2 { instance_type: ty }, corp_tags(team, name))
     };
@@ -456,17 +499,10 @@ pub(crate) fn plan(seed: u64) -> Plan {
     let artifactory = corp_named(r, "artifactory", corp_a, "m6i.xlarge", "platform");
     let mail = corp_named(r, "mail-relay", corp_a, "t3.medium", "it");
     let vpn = corp_named(r, "vpn-gw", corp_a, "c6i.large", "it");
-    let aws_corp_servers = [jenkins, gitlab, ldap1, ldap2, wiki, jira, artifactory, mail, vpn];
     let mut agents = Vec::new();
     for i in 1..=r.rng.range(22, 28) {
-        let name = format!("build-agent-{i:02}");
-        agents.push(r.add(
-            &name,
-            Role::Corp,
-            corp_ci,
-            Kind::Ec2 { instance_type: "c6i.2xlarge" },
-            corp_tags("platform", "ci"),
-        ));
+        let kind = Kind::Ec2 { instance_type: "c6i.2xlarge" };
+        agents.push(r.add(&format!("build-agent-{i:02}"), Role::Corp, corp_ci, kind, corp_tags("platform", "ci")));
     }
     let nat_id = format!("nat-0{}", r.rng.hex(16));
     let nat = r.add("corp-nat", Role::Untagged, corp_pub, Kind::NatEni { nat_id }, Vec::new());
@@ -480,33 +516,66 @@ pub(crate) fn plan(seed: u64) -> Plan {
         Kind::Ec2 { instance_type: "m6i.large" },
         tags(&[("pci-scope", "connected-cde"), ("env", "prod"), ("team", "sre"), ("app", "monitoring")]),
     );
-    let mut aws_untagged = Vec::new();
+    let mut untagged = Vec::new();
     for (name, net) in [("test-instance-1", web_a), ("tmp-migration-01", corp_a), ("packer-builder", corp_ci)] {
-        aws_untagged.push(r.add(name, Role::Untagged, net, Kind::Ec2 { instance_type: "t3.micro" }, Vec::new()));
+        untagged.push(r.add(name, Role::Untagged, net, Kind::Ec2 { instance_type: "t3.micro" }, Vec::new()));
     }
+    Aws {
+        pay_api,
+        tokenization,
+        db_primary,
+        db_replica,
+        vault_db,
+        web,
+        jenkins,
+        gitlab,
+        ldap: [ldap1, ldap2],
+        wiki,
+        jira,
+        artifactory,
+        mail,
+        servers: vec![jenkins, gitlab, ldap1, ldap2, wiki, jira, artifactory, mail, vpn],
+        agents,
+        monitoring,
+        untagged,
+    }
+}
 
-    // -------------------------------------------------------------- Azure
+/// The Azure systems the traffic names.
+struct Azure {
+    pay_api: Vec<usize>,
+    sqlvm: [usize; 2],
+    web: Vec<usize>,
+    ad: [usize; 2],
+    fileservers: [usize; 2],
+    intranet: usize,
+    hr: usize,
+    sccm: usize,
+    /// The named corporate servers (domain controllers, file servers, ...), in order.
+    servers: Vec<usize>,
+    vdi: Vec<usize>,
+    untagged: Vec<usize>,
+}
+
+fn azure_systems(r: &mut Builder) -> Azure {
     let z = AZURE_SUBSCRIPTION;
-    let subnet_id = |rg: &str, vnet: &str, snet: &str| {
-        format!(
-            "/subscriptions/{z}/resourceGroups/{rg}/providers/Microsoft.Network/virtualNetworks/{vnet}/subnets/{snet}"
-        )
-    };
     let az_net = |r: &mut Builder, rg: &str, vnet: &str, snet: &str, prefix: &str, zone: &str, nsg: &str| {
-        let id = subnet_id(rg, vnet, snet);
+        let id = format!(
+            "/subscriptions/{z}/resourceGroups/{rg}/providers/Microsoft.Network/virtualNetworks/{vnet}/subnets/{snet}"
+        );
         r.net(Cloud::Azure, z, (vnet, vnet), (&id, snet), prefix, (zone, ""), rg, nsg)
     };
     let pay_app = az_net(r, "rg-payments-prod", "vnet-payments-prod", "snet-app", "10.50.1", "1", "nsg-payments-app");
     let pay_data =
         az_net(r, "rg-payments-prod", "vnet-payments-prod", "snet-data", "10.50.2", "2", "nsg-payments-data");
-    let az_web_net = az_net(r, "rg-web-prod", "vnet-web-prod", "snet-web", "10.60.1", "1", "nsg-web-prod");
-    let az_servers = az_net(r, "rg-corp-it", "vnet-corp-hub", "snet-servers", "10.70.1", "1", "nsg-corp-servers");
-    let az_vdi = az_net(r, "rg-corp-it", "vnet-corp-hub", "snet-vdi", "10.70.4", "1", "nsg-corp-vdi");
+    let web_net = az_net(r, "rg-web-prod", "vnet-web-prod", "snet-web", "10.60.1", "1", "nsg-web-prod");
+    let servers_net = az_net(r, "rg-corp-it", "vnet-corp-hub", "snet-servers", "10.70.1", "1", "nsg-corp-servers");
+    let vdi_net = az_net(r, "rg-corp-it", "vnet-corp-hub", "snet-vdi", "10.70.4", "1", "nsg-corp-vdi");
     let vm = |size: &'static str, os: &'static str| Kind::AzureVm { nic_id: String::new(), size, os };
 
-    let mut az_pay_api = Vec::new();
+    let mut pay_api = Vec::new();
     for i in 1..=4 {
-        az_pay_api.push(r.add(
+        pay_api.push(r.add(
             &format!("pay-api-eu-{i}"),
             Role::Cde,
             pay_app,
@@ -514,50 +583,31 @@ pub(crate) fn plan(seed: u64) -> Plan {
             cde_tags("processes-cardholder", "pay-api"),
         ));
     }
-    let sqlvm1 = r.add(
-        "sqlvm-payments-1",
-        Role::Cde,
-        pay_data,
-        vm("Standard_E8s_v5", "Windows"),
-        cde_tags("stores-cardholder", "mssql"),
-    );
-    let sqlvm2 = r.add(
-        "sqlvm-payments-2",
-        Role::Cde,
-        pay_data,
-        vm("Standard_E8s_v5", "Windows"),
-        cde_tags("stores-cardholder", "mssql"),
-    );
-    cde.extend(az_pay_api.iter().copied().chain([sqlvm1, sqlvm2]));
-    let mut az_web = Vec::new();
-    for i in 1..=r.rng.range(10, 14) {
-        az_web.push(r.add(&format!("web-eu-{i}"), Role::Web, az_web_net, vm("Standard_D2s_v5", "Linux"), web_tags()));
-    }
-    let az_server = |r: &mut Builder, name: &str, os: &'static str| {
-        r.add(name, Role::Corp, az_servers, vm("Standard_D4s_v5", os), corp_tags("it", name))
+    let sqlvm = |r: &mut Builder, name: &str| {
+        r.add(name, Role::Cde, pay_data, vm("Standard_E8s_v5", "Windows"), cde_tags("stores-cardholder", "mssql"))
     };
-    let ad1 = az_server(r, "ad-dc-1", "Windows");
-    let ad2 = az_server(r, "ad-dc-2", "Windows");
-    let fs1 = az_server(r, "fileserver-1", "Windows");
-    let fs2 = az_server(r, "fileserver-2", "Windows");
-    let intranet = az_server(r, "intranet-1", "Linux");
-    let hr = az_server(r, "hr-app-1", "Windows");
-    let sccm = az_server(r, "sccm-1", "Windows");
-    let print = az_server(r, "print-1", "Windows");
-    let az_corp_servers = [ad1, ad2, fs1, fs2, intranet, hr, sccm, print];
+    let sqlvm = [sqlvm(r, "sqlvm-payments-1"), sqlvm(r, "sqlvm-payments-2")];
+    let mut web = Vec::new();
+    for i in 1..=r.rng.range(10, 14) {
+        web.push(r.add(&format!("web-eu-{i}"), Role::Web, web_net, vm("Standard_D2s_v5", "Linux"), web_tags()));
+    }
+    let server = |r: &mut Builder, name: &str, os: &'static str| {
+        r.add(name, Role::Corp, servers_net, vm("Standard_D4s_v5", os), corp_tags("it", name))
+    };
+    let ad = [server(r, "ad-dc-1", "Windows"), server(r, "ad-dc-2", "Windows")];
+    let fileservers = [server(r, "fileserver-1", "Windows"), server(r, "fileserver-2", "Windows")];
+    let intranet = server(r, "intranet-1", "Linux");
+    let hr = server(r, "hr-app-1", "Windows");
+    let sccm = server(r, "sccm-1", "Windows");
+    let print = server(r, "print-1", "Windows");
     let mut vdi = Vec::new();
     for i in 1..=r.rng.range(30, 36) {
-        vdi.push(r.add(
-            &format!("vdi-{i:02}"),
-            Role::Corp,
-            az_vdi,
-            vm("Standard_D4s_v5", "Windows"),
-            corp_tags("it", "vdi"),
-        ));
+        let kind = vm("Standard_D4s_v5", "Windows");
+        vdi.push(r.add(&format!("vdi-{i:02}"), Role::Corp, vdi_net, kind, corp_tags("it", "vdi")));
     }
-    let mut az_untagged = Vec::new();
+    let mut untagged = Vec::new();
     for name in ["vm-test-jdoe", "dev-sandbox-3"] {
-        az_untagged.push(r.add(name, Role::Untagged, az_web_net, vm("Standard_B2s", "Linux"), Vec::new()));
+        untagged.push(r.add(name, Role::Untagged, web_net, vm("Standard_B2s", "Linux"), Vec::new()));
     }
     // The NIC ids, now that the names are known.
     for h in &mut r.hosts {
@@ -569,8 +619,34 @@ pub(crate) fn plan(seed: u64) -> Plan {
             );
         }
     }
+    Azure {
+        pay_api,
+        sqlvm,
+        web,
+        ad,
+        fileservers,
+        intranet,
+        hr,
+        sccm,
+        servers: vec![ad[0], ad[1], fileservers[0], fileservers[1], intranet, hr, sccm, print],
+        vdi,
+        untagged,
+    }
+}
 
-    // ---------------------------------------------------------------- GCP
+/// The GCP systems the traffic names.
+struct Gcp {
+    checkout: Vec<usize>,
+    ledger: usize,
+    storefront: Vec<usize>,
+    airflow: usize,
+    bi: usize,
+    jupyter: usize,
+    workers: Vec<usize>,
+    untagged: Vec<usize>,
+}
+
+fn gcp_systems(r: &mut Builder) -> Gcp {
     let gnet = |r: &mut Builder, project: &str, vpc: &str, subnet: &str, prefix: &str, zone: &str| {
         r.net(Cloud::Gcp, project, (vpc, vpc), (subnet, subnet), prefix, (zone, ""), "", "")
     };
@@ -590,7 +666,6 @@ pub(crate) fn plan(seed: u64) -> Plan {
             cde_tags("processes-cardholder", "checkout-api"),
         ));
     }
-    cde.extend(checkout.iter().copied());
     let ledger = r.add(
         "payments-ledger",
         Role::Cde,
@@ -622,54 +697,50 @@ pub(crate) fn plan(seed: u64) -> Plan {
             corp_tags("data", "analytics"),
         ));
     }
-    let mut g_untagged = Vec::new();
+    let mut untagged = Vec::new();
     for name in ["gke-migration-test", "scratch-vm-7"] {
-        g_untagged.push(r.add(name, Role::Untagged, g_web, gce("e2-small", &[]), Vec::new()));
+        untagged.push(r.add(name, Role::Untagged, g_web, gce("e2-small", &[]), Vec::new()));
     }
+    Gcp { checkout, ledger, storefront, airflow, bi, jupyter, workers, untagged }
+}
 
-    // ---------------------------------------------------------- on premise
-    let dc = r.net(
-        Cloud::OnPrem,
-        "fra-dc1",
-        ("dc-core", "dc-core"),
-        ("vlan-110", "vlan-110"),
-        "172.16.10",
-        ("", ""),
-        "",
-        "",
-    );
+/// The data centre: two HSMs in the CDE and an uninventoried legacy box;
+/// the HSMs.
+fn on_premise(r: &mut Builder) -> [usize; 2] {
+    let dc_net = |r: &mut Builder, vlan: &str, prefix: &str| {
+        r.net(Cloud::OnPrem, "fra-dc1", ("dc-core", "dc-core"), (vlan, vlan), prefix, ("", ""), "", "")
+    };
+    let dc = dc_net(r, "vlan-110", "172.16.10");
     let hsm_tags = || tags(&[("pci-scope", "cde"), ("env", "prod"), ("team", "payments"), ("app", "hsm")]);
-    let hsm1 = r.add("payshield-hsm-1", Role::Cde, dc, Kind::OnPrem { model: "Thales payShield 10K" }, hsm_tags());
-    let hsm2 = r.add("payshield-hsm-2", Role::Cde, dc, Kind::OnPrem { model: "Thales payShield 10K" }, hsm_tags());
-    let legacy_net = r.net(
-        Cloud::OnPrem,
-        "fra-dc1",
-        ("dc-core", "dc-core"),
-        ("vlan-220", "vlan-220"),
-        "172.16.20",
-        ("", ""),
-        "",
-        "",
-    );
-    r.add(
-        "legacy-batch-01",
-        Role::Untagged,
-        legacy_net,
-        Kind::OnPrem { model: "HPE ProLiant DL380 Gen10" },
-        Vec::new(),
-    );
+    let hsm = |r: &mut Builder, name: &str| {
+        r.add(name, Role::Cde, dc, Kind::OnPrem { model: "Thales payShield 10K" }, hsm_tags())
+    };
+    let hsms = [hsm(r, "payshield-hsm-1"), hsm(r, "payshield-hsm-2")];
+    let legacy_net = dc_net(r, "vlan-220", "172.16.20");
+    let kind = Kind::OnPrem { model: "HPE ProLiant DL380 Gen10" };
+    r.add("legacy-batch-01", Role::Untagged, legacy_net, kind, Vec::new());
+    hsms
+}
 
-    // ----------------------------------------------------------- traffic
+fn client(r: &mut Builder) -> End {
+    End::Addr(format!("198.51.100.{}", r.rng.range(2, 254)))
+}
+
+fn internet(r: &mut Builder) -> End {
+    End::Addr((*r.rng.pick(INTERNET)).to_owned())
+}
+
+fn gateway() -> End {
+    End::Addr(PAYMENT_GATEWAY.to_owned())
+}
+
+/// The web tiers call the payment APIs (443) and take customers' requests;
+/// internet scanners knock on SSH / RDP, denied at the web tier (GCP logs
+/// allowed traffic only: not there).
+fn web_traffic(r: &mut Builder, tiers: [(&Vec<usize>, &Vec<usize>); 3]) {
     let h = End::Host;
-    let gateway = || End::Addr(PAYMENT_GATEWAY.to_owned());
-    let internet = |r: &mut Builder| End::Addr((*r.rng.pick(INTERNET)).to_owned());
-    let client = |r: &mut Builder| End::Addr(format!("198.51.100.{}", r.rng.range(2, 254)));
-
-    // The web tiers call the payment APIs (443) and take customers' requests.
-    for (tier, (webs, apis)) in
-        [(&aws_web, &aws_pay_api), (&az_web, &az_pay_api), (&storefront, &checkout)].into_iter().enumerate()
-    {
-        for &w in webs.iter() {
+    for (tier, (webs, apis)) in tiers.into_iter().enumerate() {
+        for &w in webs {
             for api in r.sample(apis, 2) {
                 r.connect(h(w), h(api), 443, true, &ALL);
             }
@@ -678,8 +749,6 @@ pub(crate) fn plan(seed: u64) -> Plan {
                 r.connect(c, h(w), 443, true, &[slot]);
             }
         }
-        // Internet scanners knocking on SSH / RDP: denied at the web tier
-        // (GCP logs allowed traffic only: not there).
         for _ in 0..if tier < 2 { 4 } else { 0 } {
             let w = r.pick_from(webs);
             let c = client(r);
@@ -688,41 +757,41 @@ pub(crate) fn plan(seed: u64) -> Plan {
             r.connect(c, h(w), port, false, &[slot]);
         }
     }
+}
 
-    // Inside the CDE.
-    for &api in &aws_pay_api {
-        r.connect(h(api), h(db_primary), 5432, true, &ALL);
-        let t = r.pick_from(&tokenization);
+/// Inside the CDE: the payment APIs to their databases, tokenizers, HSMs
+/// and the payment gateway; database replication.
+fn cde_traffic(r: &mut Builder, aws: &Aws, azure: &Azure, gcp: &Gcp, hsms: [usize; 2]) {
+    let h = End::Host;
+    for &api in &aws.pay_api {
+        r.connect(h(api), h(aws.db_primary), 5432, true, &ALL);
+        let t = r.pick_from(&aws.tokenization);
         r.connect(h(api), h(t), 8443, true, &ALL);
-        let hsm = if r.rng.chance(50) { hsm1 } else { hsm2 };
+        let hsm = if r.rng.chance(50) { hsms[0] } else { hsms[1] };
         let slots = r.some_slots(60);
         r.connect(h(api), h(hsm), 1500, true, &slots);
         r.connect(h(api), gateway(), 443, true, &ALL);
     }
-    for &t in &tokenization {
-        r.connect(h(t), h(vault_db), 5432, true, &ALL);
+    for &t in &aws.tokenization {
+        r.connect(h(t), h(aws.vault_db), 5432, true, &ALL);
     }
-    r.connect(h(db_primary), h(db_replica), 5432, true, &ALL);
-    for &api in &az_pay_api {
-        r.connect(h(api), h(sqlvm1), 1433, true, &ALL);
+    r.connect(h(aws.db_primary), h(aws.db_replica), 5432, true, &ALL);
+    for &api in &azure.pay_api {
+        r.connect(h(api), h(azure.sqlvm[0]), 1433, true, &ALL);
         r.connect(h(api), gateway(), 443, true, &ALL);
     }
-    r.connect(h(sqlvm1), h(sqlvm2), 5022, true, &ALL);
-    for &api in &checkout {
-        r.connect(h(api), h(ledger), 5432, true, &ALL);
+    r.connect(h(azure.sqlvm[0]), h(azure.sqlvm[1]), 5022, true, &ALL);
+    for &api in &gcp.checkout {
+        r.connect(h(api), h(gcp.ledger), 5432, true, &ALL);
         r.connect(h(api), gateway(), 443, true, &ALL);
     }
+}
 
-    // The monitoring system scrapes every CDE server's node exporter (VPN
-    // and interconnect to Azure and GCP).
-    let exporters: Vec<usize> = (0..r.hosts.len()).filter(|&i| r.hosts[i].exporter()).collect();
-    for e in exporters {
-        r.connect(h(monitoring), h(e), 9100, true, &ALL);
-    }
-
-    // Corporate systems among themselves and to the internet.
-    let aws_corp: Vec<usize> = aws_corp_servers.iter().chain(&agents).copied().collect();
-    for &c in &aws_corp {
+/// Corporate systems among themselves and to the internet.
+fn corporate_traffic(r: &mut Builder, aws: &Aws, azure: &Azure, gcp: &Gcp) {
+    let h = End::Host;
+    let [ldap1, ldap2] = aws.ldap;
+    for &c in aws.servers.iter().chain(&aws.agents) {
         let ldap = if r.rng.chance(50) { ldap1 } else { ldap2 };
         if c != ldap1 && c != ldap2 {
             let slots = r.some_slots(50);
@@ -732,19 +801,19 @@ pub(crate) fn plan(seed: u64) -> Plan {
         let peer = internet(r);
         r.connect(h(c), peer, 443, true, &slots);
     }
-    for &agent in &agents {
-        r.connect(h(agent), h(jenkins), 50000, true, &ALL);
+    for &agent in &aws.agents {
+        r.connect(h(agent), h(aws.jenkins), 50000, true, &ALL);
         let slots = r.some_slots(50);
-        r.connect(h(agent), h(artifactory), 8081, true, &slots);
+        r.connect(h(agent), h(aws.artifactory), 8081, true, &slots);
         let slots = r.some_slots(40);
-        r.connect(h(agent), h(gitlab), 443, true, &slots);
+        r.connect(h(agent), h(aws.gitlab), 443, true, &slots);
     }
-    r.connect(h(jenkins), h(gitlab), 22, true, &ALL);
-    for &c in &[wiki, jira, gitlab] {
-        r.connect(h(c), h(mail), 25, true, &[1, 4]);
+    r.connect(h(aws.jenkins), h(aws.gitlab), 22, true, &ALL);
+    for &c in &[aws.wiki, aws.jira, aws.gitlab] {
+        r.connect(h(c), h(aws.mail), 25, true, &[1, 4]);
     }
-    let az_corp: Vec<usize> = az_corp_servers.iter().chain(&vdi).copied().collect();
-    for &c in &az_corp {
+    let [ad1, ad2] = azure.ad;
+    for &c in azure.servers.iter().chain(&azure.vdi) {
         if c != ad1 && c != ad2 {
             let dc = if r.rng.chance(50) { ad1 } else { ad2 };
             r.connect(h(c), h(dc), 389, true, &ALL);
@@ -755,64 +824,67 @@ pub(crate) fn plan(seed: u64) -> Plan {
         let peer = internet(r);
         r.connect(h(c), peer, 443, true, &slots);
     }
-    for &d in &vdi {
-        let fs = if r.rng.chance(50) { fs1 } else { fs2 };
+    for &d in &azure.vdi {
+        let fs = if r.rng.chance(50) { azure.fileservers[0] } else { azure.fileservers[1] };
         let slots = r.some_slots(50);
         r.connect(h(d), h(fs), 445, true, &slots);
         let slots = r.some_slots(30);
-        r.connect(h(d), h(intranet), 443, true, &slots);
+        r.connect(h(d), h(azure.intranet), 443, true, &slots);
     }
     // Developers on VDI reach GitLab in AWS over the site-to-site VPN.
-    for d in r.sample(&vdi, 5) {
+    for d in r.sample(&azure.vdi, 5) {
         let slots = r.some_slots(50);
-        r.connect(h(d), h(gitlab), 443, true, &slots);
+        r.connect(h(d), h(aws.gitlab), 443, true, &slots);
     }
-    r.connect(h(sccm), h(fs1), 445, true, &ALL);
-    for &w in &workers {
-        r.connect(h(airflow), h(w), 8793, true, &ALL);
+    r.connect(h(azure.sccm), h(azure.fileservers[0]), 445, true, &ALL);
+    for &w in &gcp.workers {
+        r.connect(h(gcp.airflow), h(w), 8793, true, &ALL);
         let slots = r.some_slots(30);
         let peer = internet(r);
         r.connect(h(w), peer, 443, true, &slots);
     }
-    for w in r.sample(&workers, 6) {
-        r.connect(h(bi), h(w), 8080, true, &[0, 2, 4]);
+    for w in r.sample(&gcp.workers, 6) {
+        r.connect(h(gcp.bi), h(w), 8080, true, &[0, 2, 4]);
     }
-    r.connect(h(jupyter), h(bi), 443, true, &[1, 3, 5]);
-    for &u in aws_untagged.iter().chain(&az_untagged).chain(&g_untagged) {
+    r.connect(h(gcp.jupyter), h(gcp.bi), 443, true, &[1, 3, 5]);
+    for &u in aws.untagged.iter().chain(&azure.untagged).chain(&gcp.untagged) {
         let slots = r.some_slots(40);
         let peer = internet(r);
         r.connect(h(u), peer, 443, true, &slots);
     }
+}
 
-    // Corporate attempts at the CDE, refused (network ACL / NSG outbound
-    // deny on the corporate subnets): they must connect nothing.
+/// Corporate attempts at the CDE, refused (network ACL / NSG outbound deny
+/// on the corporate subnets: they must connect nothing); the one
+/// misconfigured path (Jenkins' CI subnet lacks the deny rule and its
+/// database migration job reaches the payments database); the one unknown
+/// internal host (a jump box nobody inventoried, SSHing into a payment API
+/// server).
+fn refused_and_stray_traffic(r: &mut Builder, aws: &Aws, azure: &Azure) {
+    let h = End::Host;
+    let (vdi, fs1) = (azure.vdi[3], azure.fileservers[0]);
     for (src, dst, port) in [
-        (wiki, db_primary, 5432),
-        (gitlab, aws_pay_api[1], 22),
-        (jira, tokenization[0], 8443),
-        (ldap1, db_replica, 5432),
-        (vdi[3], sqlvm1, 1433),
-        (fs1, az_pay_api[1], 445),
-        (hr, sqlvm2, 1433),
+        (aws.wiki, aws.db_primary, 5432),
+        (aws.gitlab, aws.pay_api[1], 22),
+        (aws.jira, aws.tokenization[0], 8443),
+        (aws.ldap[0], aws.db_replica, 5432),
+        (vdi, azure.sqlvm[0], 1433),
+        (fs1, azure.pay_api[1], 445),
+        (azure.hr, azure.sqlvm[1], 1433),
     ] {
         let slots = r.some_slots(50);
         let slots = if slots.is_empty() { vec![2] } else { slots };
         r.connect(h(src), h(dst), port, false, &slots);
     }
+    r.connect(h(aws.jenkins), h(aws.db_primary), 5432, true, &[1, 4]);
+    r.connect(End::Addr(UNKNOWN_HOST.to_owned()), h(aws.pay_api[2]), 22, true, &[2, 3, 5]);
+}
 
-    // The one misconfigured path: Jenkins' CI subnet lacks the deny rule
-    // and its database migration job reaches the payments database.
-    r.connect(h(jenkins), h(db_primary), 5432, true, &[1, 4]);
-    // The one unknown internal host: a jump box nobody inventoried, SSHing
-    // into a payment API server.
-    r.connect(End::Addr(UNKNOWN_HOST.to_owned()), h(aws_pay_api[2]), 22, true, &[2, 3, 5]);
-
-    // A VPC whose flow logs were never enabled (added last, so that the
-    // rest of the estate keeps its ids): its archive server is declared out
-    // of scope, which nothing observed can confirm.
-    let (v, s, g) = (vpc(r), sub(r), sg(r));
-    let archive = r.net(Cloud::Aws, a, (&v, "archive"), (&s, "archive-1a"), "10.35.1", az_a, "", &g);
+/// A VPC whose flow logs were never enabled (added last, so that the rest
+/// of the estate keeps its ids): its archive server is declared out of
+/// scope, which nothing observed can confirm.
+fn unlogged_vpc(r: &mut Builder) {
+    let (v, s, g) = (aws_id(r, "vpc"), aws_id(r, "subnet"), aws_id(r, "sg"));
+    let archive = r.net(Cloud::Aws, AWS_ACCOUNT, (&v, "archive"), (&s, "archive-1a"), "10.35.1", AZ_A, "", &g);
     r.add("archive-1", Role::Corp, archive, Kind::Ec2 { instance_type: "t3.medium" }, corp_tags("it", "archive"));
-
-    Plan { nets: b.nets, hosts: b.hosts, conns: b.conns, violator: jenkins, violated: db_primary, monitoring }
 }
