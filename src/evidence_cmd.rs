@@ -151,262 +151,264 @@ fn report(outcome: &Outcome) {
 /// Runs an evidence action.
 pub(crate) async fn execute(cfg: &Config, action: EvidenceAction) -> Result<(), CliError> {
     match action {
-        EvidenceAction::Export { range, dir } => {
-            let (from, to) = range.bounds()?;
-            let store = store(cfg, "evidence export").await?;
-            let documents = Documents::open(&cfg.evidence.store_url).map_err(|e| CliError::Config(e.to_string()))?;
-            let mut keys = keyring(cfg, Some(&store), &[]).await?;
-            let rows = psg_store::evidence::records_between(&store, from, to).await.map_err(runtime)?;
-            let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
-            let logged = psg_store::evidence::log_entries(&store, &ids).await.map_err(runtime)?;
-            let mut records = Vec::with_capacity(rows.len());
-            let mut missing = Vec::new();
-            for (i, row) in rows.iter().enumerate() {
-                let entry = Entry::from_row(row);
-                match documents.get(&entry.file).await.map_err(runtime)? {
-                    Some(doc) => records.push((entry, doc)),
-                    None => missing.push(format!("{} #{} ({})", entry.chain, entry.sequence, entry.file)),
-                }
-                if (i + 1) % 10_000 == 0 && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                    eprintln!("read {} of {} records", i + 1, rows.len());
-                }
-            }
-            if !missing.is_empty() {
-                return Err(CliError::Runtime(format!(
-                    "{} documents are missing from {}: {}",
-                    missing.len(),
-                    documents.url(""),
-                    missing.join(", ")
-                )));
-            }
-            // Every record in the service's evidence log: the bundle is an
-            // excerpt of it, with the stored checkpoints and proofs.
-            let stored = if !rows.is_empty() && logged.len() == rows.len() {
-                Some(stored_log(&store, &logged, &mut records).await?)
-            } else {
-                if !logged.is_empty() {
-                    println!(
-                        "{} of the {} records were sealed before the evidence service kept its log: the bundle gets a log of its own",
-                        rows.len() - logged.len(),
-                        rows.len()
-                    );
-                }
-                None
-            };
-            // Otherwise the bundle's own evidence log, signed with the
-            // evidence key when this configuration has it.
-            let signing = match cfg.evidence.signing_key.as_ref().filter(|_| stored.is_none()) {
-                Some(path) => {
-                    let key =
-                        psg_evidence::keys::load_signing_key(path).map_err(|e| CliError::Config(e.to_string()))?;
-                    let origin = psg_evidence::log::default_origin(&key.verifying_key());
-                    let signer = psg_evidence::log::CheckpointSigner::new(&origin, &key)
-                        .map_err(|e| CliError::Runtime(e.to_string()))?;
-                    let id = keys.add(key.verifying_key());
-                    Some((signer, id))
-                }
-                None => None,
-            };
-            let manifest = bundle::write(
-                &dir,
-                &from.to_rfc3339(),
-                &to.to_rfc3339(),
-                records,
-                &keys,
-                &Utc::now().to_rfc3339(),
-                match (stored, &signing) {
-                    (Some(s), _) => bundle::BundleLog::Stored(s),
-                    (None, Some((signer, key_id))) => {
-                        bundle::BundleLog::Sign(bundle::LogOptions { signer, key_id, every: bundle::CHECKPOINT_EVERY })
-                    }
-                    (None, None) => bundle::BundleLog::None,
-                },
-            )
-            .map_err(runtime)?;
-            match &manifest.log {
-                Some(l) if l.excerpt => println!(
-                    "evidence log: {} records of the service's log {} with their inclusion proofs, {} of its signed checkpoints",
-                    manifest.records.len(),
-                    l.origin,
-                    l.checkpoints.len()
-                ),
-                Some(l) => println!(
-                    "evidence log: {} records, {} signed checkpoints (origin {})",
-                    manifest.records.len(),
-                    l.checkpoints.len(),
-                    l.origin
-                ),
-                None => println!(
-                    "no evidence log in the bundle: evidence.signing_key is not configured here, and checkpoints need it"
-                ),
-            }
-            println!(
-                "exported {} records and {} public keys to {}",
-                manifest.records.len(),
-                manifest.keys.len(),
-                dir.display()
-            );
-            println!("verify with: pci-scope-guard evidence verify {}", dir.display());
-            Ok(())
+        EvidenceAction::Export { range, dir } => export(cfg, range, dir).await,
+        EvidenceAction::Verify { dir: Some(dir), keyring: extra, .. } => verify_bundle(cfg, dir, extra).await,
+        EvidenceAction::Verify { dir: None, keyring: extra, range } => verify_stored(cfg, extra, range).await,
+        EvidenceAction::Attest { range, types, requested_by } => attest(cfg, range, types, requested_by).await,
+        EvidenceAction::Expire { dry_run } => expire(cfg, dry_run).await,
+    }
+}
+
+/// `evidence export`: the records generated in the range, into a bundle.
+async fn export(cfg: &Config, range: Range, dir: PathBuf) -> Result<(), CliError> {
+    let (from, to) = range.bounds()?;
+    let store = store(cfg, "evidence export").await?;
+    let documents = Documents::open(&cfg.evidence.store_url).map_err(|e| CliError::Config(e.to_string()))?;
+    let mut keys = keyring(cfg, Some(&store), &[]).await?;
+    let rows = psg_store::evidence::records_between(&store, from, to).await.map_err(runtime)?;
+    let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
+    let logged = psg_store::evidence::log_entries(&store, &ids).await.map_err(runtime)?;
+    let mut records = Vec::with_capacity(rows.len());
+    let mut missing = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        let entry = Entry::from_row(row);
+        match documents.get(&entry.file).await.map_err(runtime)? {
+            Some(doc) => records.push((entry, doc)),
+            None => missing.push(format!("{} #{} ({})", entry.chain, entry.sequence, entry.file)),
         }
-        EvidenceAction::Verify { dir: Some(dir), keyring: extra, .. } => {
-            let trusted = if extra.is_empty() { None } else { Some(keyring(cfg, None, &extra).await?) };
-            let (manifest, outcome, source) = bundle::verify_dir(&dir, trusted.as_ref()).map_err(runtime)?;
-            println!(
-                "bundle {} ({} records, exported {})",
-                dir.display(),
-                manifest.records.len(),
-                manifest.exported_at
-            );
-            if source == KeySource::Bundle {
-                println!(
-                    "  keys: the bundle's own keys/ (this proves the records are intact and chained, not who signed \
-                     them: pass --keyring with keys you trust)"
-                );
-            }
-            match &manifest.log {
-                Some(l) if l.excerpt => println!(
-                    "  evidence log {}: an excerpt ({} records of a log of {}); {} checkpoints, every record's inclusion \
-                     proof and the consistency between checkpoints checked",
-                    l.origin,
-                    manifest.records.len(),
-                    l.checkpoints.last().map_or(0, |c| c.size),
-                    l.checkpoints.len()
-                ),
-                Some(l) => println!(
-                    "  evidence log {}: {} checkpoints, every record's inclusion proof and the consistency between \
-                     checkpoints checked",
-                    l.origin,
-                    l.checkpoints.len()
-                ),
-                None => println!("  no evidence log in this bundle (exported without a signing key)"),
-            }
-            report(&outcome);
-            finish(&outcome)
-        }
-        EvidenceAction::Verify { dir: None, keyring: extra, range } => {
-            let (from, to) = range.bounds()?;
-            let store = store(cfg, "evidence verify without a bundle directory").await?;
-            let documents = Documents::open(&cfg.evidence.store_url).map_err(|e| CliError::Config(e.to_string()))?;
-            let keys = keyring(cfg, Some(&store), &extra).await?;
-            let rows = psg_store::evidence::records_between(&store, from, to).await.map_err(runtime)?;
-            let entries: Vec<Entry> = rows.iter().map(Entry::from_row).collect();
-            let mut docs = std::collections::HashMap::with_capacity(entries.len());
-            for e in &entries {
-                let doc = documents.get(&e.file).await.map_err(|e| e.to_string());
-                docs.insert(e.file.clone(), doc);
-            }
-            let outcome =
-                verify_entries(&entries, |e| docs.remove(&e.file).unwrap_or(Ok(None)).map_err(Into::into), &keys);
-            let audit = audit_stored_log(&store, &rows, &keys).await?;
-            // Records count as verified only when their log entry verified too.
-            let failed_in_log: std::collections::HashSet<String> = audit
-                .as_ref()
-                .map(|a| a.audit.failed_records.iter().map(ToString::to_string).collect())
-                .unwrap_or_default();
-            let ids: Vec<uuid::Uuid> = outcome
-                .verified
-                .iter()
-                .filter(|e| !failed_in_log.contains(&e.evidence_id))
-                .filter_map(|e| e.evidence_id.parse().ok())
-                .collect();
-            let marked = psg_store::evidence::mark_verified(&store, &ids).await.map_err(runtime)?;
-            println!("database: {} records, {} verified (last_verified_at updated)", entries.len(), marked);
-            report(&outcome);
-            let log_ok = match &audit {
-                Some(a) => {
-                    println!(
-                        "evidence log {}: {} leaves; {} signed checkpoints verified (signature, root from the stored leaves, consistency with the one before), the newest of {} records; {} of the {} records here verified in it (leaf and stored inclusion proof){}",
-                        a.origin,
-                        a.audit.size,
-                        a.audit.checkpoints_verified,
-                        a.audit.newest.unwrap_or(0),
-                        a.audit.records_verified,
-                        rows.len(),
-                        match a.audit.unsigned() {
-                            0 => String::new(),
-                            n => format!("; {n} appended since the newest checkpoint, not yet signed"),
-                        }
-                    );
-                    if a.unlogged > 0 {
-                        println!("  {} records were sealed before the evidence service kept its log", a.unlogged);
-                    }
-                    for f in &a.audit.failures {
-                        println!("FAIL evidence log: {f}");
-                    }
-                    a.audit.ok()
-                }
-                None => {
-                    println!("no evidence log is stored (records sealed before the evidence service kept one)");
-                    true
-                }
-            };
-            finish(&outcome)?;
-            if log_ok {
-                Ok(())
-            } else {
-                Err(CliError::Runtime(format!(
-                    "verification failed: {} problems in the stored evidence log",
-                    audit.map_or(0, |a| a.audit.failures.len())
-                )))
-            }
-        }
-        EvidenceAction::Attest { range, types, requested_by } => {
-            let (from, to) = range.bounds()?;
-            if types.contains(&EvidenceType::ScopeIdentification) {
-                return Err(CliError::Config(
-                    "pci_scope_identification records are made per scope decision, not on request".into(),
-                ));
-            }
-            let request = EvidenceRequest {
-                request_id: uuid::Uuid::new_v4().to_string(),
-                evidence_types: types,
-                period_start: to_micros(from),
-                period_end: to_micros(to),
-                requested_by,
-                requested_at: now_micros(),
-            };
-            let bytes = psg_avro_codec::encode(&request).map_err(runtime)?;
-            crate::services::publish(cfg, &cfg.topics.evidence_requests, request.request_id.as_bytes(), bytes).await?;
-            println!(
-                "requested reports for [{from}, {to}) on {} (request {}); the evidence service appends them to their chains",
-                cfg.topics.evidence_requests, request.request_id
-            );
-            Ok(())
-        }
-        EvidenceAction::Expire { dry_run } => {
-            let store = store(cfg, "evidence expire").await?;
-            let documents = Documents::open(&cfg.evidence.store_url).map_err(|e| CliError::Config(e.to_string()))?;
-            let now = Utc::now();
-            let rows = psg_store::evidence::expired(&store, now).await.map_err(runtime)?;
-            for r in &rows {
-                println!(
-                    "{} {} #{} ({}), generated {}, expired {}",
-                    if dry_run { "would remove" } else { "removing" },
-                    r.chain,
-                    r.sequence,
-                    r.id,
-                    r.generated_at.to_rfc3339(),
-                    r.expires_at.to_rfc3339()
-                );
-            }
-            if dry_run || rows.is_empty() {
-                println!(
-                    "{} records past expires_at{}",
-                    rows.len(),
-                    if dry_run { " (dry run: nothing removed)" } else { "" }
-                );
-                return Ok(());
-            }
-            let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
-            let removed = psg_store::evidence::delete_expired(&store, &ids, now).await.map_err(runtime)?;
-            for r in &rows {
-                documents.delete(&psg_evidence::record::store_path(&r.chain, r.sequence)).await.map_err(runtime)?;
-            }
-            println!("removed {removed} expired records and their documents");
-            Ok(())
+        if (i + 1) % 10_000 == 0 && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            eprintln!("read {} of {} records", i + 1, rows.len());
         }
     }
+    if !missing.is_empty() {
+        return Err(CliError::Runtime(format!(
+            "{} documents are missing from {}: {}",
+            missing.len(),
+            documents.url(""),
+            missing.join(", ")
+        )));
+    }
+    // Every record in the service's evidence log: the bundle is an
+    // excerpt of it, with the stored checkpoints and proofs.
+    let stored = if !rows.is_empty() && logged.len() == rows.len() {
+        Some(stored_log(&store, &logged, &mut records).await?)
+    } else {
+        if !logged.is_empty() {
+            println!(
+                "{} of the {} records were sealed before the evidence service kept its log: the bundle gets a log of its own",
+                rows.len() - logged.len(),
+                rows.len()
+            );
+        }
+        None
+    };
+    // Otherwise the bundle's own evidence log, signed with the
+    // evidence key when this configuration has it.
+    let signing = match cfg.evidence.signing_key.as_ref().filter(|_| stored.is_none()) {
+        Some(path) => {
+            let key = psg_evidence::keys::load_signing_key(path).map_err(|e| CliError::Config(e.to_string()))?;
+            let origin = psg_evidence::log::default_origin(&key.verifying_key());
+            let signer = psg_evidence::log::CheckpointSigner::new(&origin, &key)
+                .map_err(|e| CliError::Runtime(e.to_string()))?;
+            let id = keys.add(key.verifying_key());
+            Some((signer, id))
+        }
+        None => None,
+    };
+    let manifest = bundle::write(
+        &dir,
+        &from.to_rfc3339(),
+        &to.to_rfc3339(),
+        records,
+        &keys,
+        &Utc::now().to_rfc3339(),
+        match (stored, &signing) {
+            (Some(s), _) => bundle::BundleLog::Stored(s),
+            (None, Some((signer, key_id))) => {
+                bundle::BundleLog::Sign(bundle::LogOptions { signer, key_id, every: bundle::CHECKPOINT_EVERY })
+            }
+            (None, None) => bundle::BundleLog::None,
+        },
+    )
+    .map_err(runtime)?;
+    match &manifest.log {
+        Some(l) if l.excerpt => println!(
+            "evidence log: {} records of the service's log {} with their inclusion proofs, {} of its signed checkpoints",
+            manifest.records.len(),
+            l.origin,
+            l.checkpoints.len()
+        ),
+        Some(l) => println!(
+            "evidence log: {} records, {} signed checkpoints (origin {})",
+            manifest.records.len(),
+            l.checkpoints.len(),
+            l.origin
+        ),
+        None => println!(
+            "no evidence log in the bundle: evidence.signing_key is not configured here, and checkpoints need it"
+        ),
+    }
+    println!(
+        "exported {} records and {} public keys to {}",
+        manifest.records.len(),
+        manifest.keys.len(),
+        dir.display()
+    );
+    println!("verify with: pci-scope-guard evidence verify {}", dir.display());
+    Ok(())
+}
+
+/// `evidence verify DIR`: a bundle, offline.
+async fn verify_bundle(cfg: &Config, dir: PathBuf, extra: Vec<PathBuf>) -> Result<(), CliError> {
+    let trusted = if extra.is_empty() { None } else { Some(keyring(cfg, None, &extra).await?) };
+    let (manifest, outcome, source) = bundle::verify_dir(&dir, trusted.as_ref()).map_err(runtime)?;
+    println!("bundle {} ({} records, exported {})", dir.display(), manifest.records.len(), manifest.exported_at);
+    if source == KeySource::Bundle {
+        println!(
+            "  keys: the bundle's own keys/ (this proves the records are intact and chained, not who signed \
+             them: pass --keyring with keys you trust)"
+        );
+    }
+    match &manifest.log {
+        Some(l) if l.excerpt => println!(
+            "  evidence log {}: an excerpt ({} records of a log of {}); {} checkpoints, every record's inclusion \
+             proof and the consistency between checkpoints checked",
+            l.origin,
+            manifest.records.len(),
+            l.checkpoints.last().map_or(0, |c| c.size),
+            l.checkpoints.len()
+        ),
+        Some(l) => println!(
+            "  evidence log {}: {} checkpoints, every record's inclusion proof and the consistency between \
+             checkpoints checked",
+            l.origin,
+            l.checkpoints.len()
+        ),
+        None => println!("  no evidence log in this bundle (exported without a signing key)"),
+    }
+    report(&outcome);
+    finish(&outcome)
+}
+
+/// `evidence verify` without a directory: the stored records of the range.
+async fn verify_stored(cfg: &Config, extra: Vec<PathBuf>, range: Range) -> Result<(), CliError> {
+    let (from, to) = range.bounds()?;
+    let store = store(cfg, "evidence verify without a bundle directory").await?;
+    let documents = Documents::open(&cfg.evidence.store_url).map_err(|e| CliError::Config(e.to_string()))?;
+    let keys = keyring(cfg, Some(&store), &extra).await?;
+    let rows = psg_store::evidence::records_between(&store, from, to).await.map_err(runtime)?;
+    let entries: Vec<Entry> = rows.iter().map(Entry::from_row).collect();
+    let mut docs = std::collections::HashMap::with_capacity(entries.len());
+    for e in &entries {
+        let doc = documents.get(&e.file).await.map_err(|e| e.to_string());
+        docs.insert(e.file.clone(), doc);
+    }
+    let outcome = verify_entries(&entries, |e| docs.remove(&e.file).unwrap_or(Ok(None)).map_err(Into::into), &keys);
+    let audit = audit_stored_log(&store, &rows, &keys).await?;
+    // Records count as verified only when their log entry verified too.
+    let failed_in_log: std::collections::HashSet<String> =
+        audit.as_ref().map(|a| a.audit.failed_records.iter().map(ToString::to_string).collect()).unwrap_or_default();
+    let ids: Vec<uuid::Uuid> = outcome
+        .verified
+        .iter()
+        .filter(|e| !failed_in_log.contains(&e.evidence_id))
+        .filter_map(|e| e.evidence_id.parse().ok())
+        .collect();
+    let marked = psg_store::evidence::mark_verified(&store, &ids).await.map_err(runtime)?;
+    println!("database: {} records, {} verified (last_verified_at updated)", entries.len(), marked);
+    report(&outcome);
+    let log_ok = match &audit {
+        Some(a) => {
+            println!(
+                "evidence log {}: {} leaves; {} signed checkpoints verified (signature, root from the stored leaves, consistency with the one before), the newest of {} records; {} of the {} records here verified in it (leaf and stored inclusion proof){}",
+                a.origin,
+                a.audit.size,
+                a.audit.checkpoints_verified,
+                a.audit.newest.unwrap_or(0),
+                a.audit.records_verified,
+                rows.len(),
+                match a.audit.unsigned() {
+                    0 => String::new(),
+                    n => format!("; {n} appended since the newest checkpoint, not yet signed"),
+                }
+            );
+            if a.unlogged > 0 {
+                println!("  {} records were sealed before the evidence service kept its log", a.unlogged);
+            }
+            for f in &a.audit.failures {
+                println!("FAIL evidence log: {f}");
+            }
+            a.audit.ok()
+        }
+        None => {
+            println!("no evidence log is stored (records sealed before the evidence service kept one)");
+            true
+        }
+    };
+    finish(&outcome)?;
+    if log_ok {
+        Ok(())
+    } else {
+        Err(CliError::Runtime(format!(
+            "verification failed: {} problems in the stored evidence log",
+            audit.map_or(0, |a| a.audit.failures.len())
+        )))
+    }
+}
+
+/// `evidence attest`: asks the evidence service for reports of the range.
+async fn attest(cfg: &Config, range: Range, types: Vec<EvidenceType>, requested_by: String) -> Result<(), CliError> {
+    let (from, to) = range.bounds()?;
+    if types.contains(&EvidenceType::ScopeIdentification) {
+        return Err(CliError::Config(
+            "pci_scope_identification records are made per scope decision, not on request".into(),
+        ));
+    }
+    let request = EvidenceRequest {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        evidence_types: types,
+        period_start: to_micros(from),
+        period_end: to_micros(to),
+        requested_by,
+        requested_at: now_micros(),
+    };
+    let bytes = psg_avro_codec::encode(&request).map_err(runtime)?;
+    crate::services::publish(cfg, &cfg.topics.evidence_requests, request.request_id.as_bytes(), bytes).await?;
+    println!(
+        "requested reports for [{from}, {to}) on {} (request {}); the evidence service appends them to their chains",
+        cfg.topics.evidence_requests, request.request_id
+    );
+    Ok(())
+}
+
+/// `evidence expire`: removes the records past `expires_at`, and their documents.
+async fn expire(cfg: &Config, dry_run: bool) -> Result<(), CliError> {
+    let store = store(cfg, "evidence expire").await?;
+    let documents = Documents::open(&cfg.evidence.store_url).map_err(|e| CliError::Config(e.to_string()))?;
+    let now = Utc::now();
+    let rows = psg_store::evidence::expired(&store, now).await.map_err(runtime)?;
+    for r in &rows {
+        println!(
+            "{} {} #{} ({}), generated {}, expired {}",
+            if dry_run { "would remove" } else { "removing" },
+            r.chain,
+            r.sequence,
+            r.id,
+            r.generated_at.to_rfc3339(),
+            r.expires_at.to_rfc3339()
+        );
+    }
+    if dry_run || rows.is_empty() {
+        println!("{} records past expires_at{}", rows.len(), if dry_run { " (dry run: nothing removed)" } else { "" });
+        return Ok(());
+    }
+    let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
+    let removed = psg_store::evidence::delete_expired(&store, &ids, now).await.map_err(runtime)?;
+    for r in &rows {
+        documents.delete(&psg_evidence::record::store_path(&r.chain, r.sequence)).await.map_err(runtime)?;
+    }
+    println!("removed {removed} expired records and their documents");
+    Ok(())
 }
 
 /// What `evidence verify` found of the stored evidence log.
