@@ -5,6 +5,9 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use psg_domain::rows::{EvidenceCheckpointRow, EvidenceLogRow, EvidenceRow};
 use tokio_postgres::GenericClient;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use crate::{Error, Result, Store};
@@ -53,7 +56,7 @@ pub async fn append(
     let tx = client.transaction().await.map_err(Error::pg("starting the evidence write"))?;
     let t: &tokio_postgres::Transaction<'_> = &tx;
     insert_rows(t, rows).await?;
-    insert_leaves(t, log).await?;
+    append_leaves(t, log).await?;
     insert_checkpoints(t, checkpoints).await?;
     tx.commit().await.map_err(Error::pg("committing the evidence write"))
 }
@@ -111,6 +114,46 @@ async fn insert_rows(client: &impl GenericClient, rows: &[EvidenceRow]) -> Resul
         .await
         .map_err(Error::pg("inserting evidence"))?;
     Ok(())
+}
+
+/// Appends `log`'s leaves: by binary COPY when none is stored yet (the
+/// usual case: each leaf is written once, by the batch that appended it);
+/// a batch with a stored leaf (redelivered after a restart) fails the COPY
+/// on its key and goes through [`insert_leaves`] instead, which skips
+/// leaves stored as they are and refuses a fork.
+async fn append_leaves(tx: &tokio_postgres::Transaction<'_>, log: &[EvidenceLogRow]) -> Result<()> {
+    if log.is_empty() {
+        return Ok(());
+    }
+    tx.batch_execute("SAVEPOINT evidence_log_copy").await.map_err(Error::pg("starting the evidence log COPY"))?;
+    match copy_leaves(tx, log).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT evidence_log_copy")
+                .await
+                .map_err(Error::pg("rolling back the evidence log COPY"))?;
+            insert_leaves(tx, log).await
+        }
+        Err(e) => Err(Error::pg("appending to the evidence log")(e)),
+    }
+}
+
+async fn copy_leaves(
+    tx: &tokio_postgres::Transaction<'_>,
+    log: &[EvidenceLogRow],
+) -> std::result::Result<u64, tokio_postgres::Error> {
+    let sink = tx
+        .copy_in("COPY evidence_log (log_index, evidence_id, record_hash, checkpoint_size, inclusion) FROM STDIN (FORMAT binary)")
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::UUID, Type::VARCHAR, Type::INT8, Type::TEXT_ARRAY]);
+    futures::pin_mut!(writer);
+    for l in log {
+        writer
+            .as_mut()
+            .write(&[&l.log_index, &l.evidence_id, &l.record_hash, &l.checkpoint_size, &l.inclusion])
+            .await?;
+    }
+    writer.finish().await
 }
 
 async fn insert_leaves(client: &impl GenericClient, log: &[EvidenceLogRow]) -> Result<()> {

@@ -460,3 +460,42 @@ async fn timescaledb_is_used_only_where_it_can_be_loaded() {
     assert!(migrate_with(&p, &changed).await.unwrap().policies.is_empty(), "applied once");
     drop(client);
 }
+
+/// Issue 20: a batch's leaves of the evidence log go in by COPY; the same
+/// batch again (redelivered after a restart) changes nothing, a batch
+/// mixing stored and new leaves adds the new ones, and a different leaf at
+/// a stored index is refused: the log would fork.
+#[tokio::test]
+async fn evidence_log_leaves_are_appended_once_and_never_forked() {
+    use psg_domain::rows::EvidenceLogRow;
+    let (_db, store) = migrated().await;
+    let leaf = |i: i64, what: &str| EvidenceLogRow {
+        log_index: i,
+        evidence_id: stable_id("leaf", &[what, &i.to_string()]),
+        record_hash: format!("{:064x}", i + 1),
+        checkpoint_size: i + 1,
+        inclusion: vec!["AAAA".into(), format!("{what}{i}")],
+    };
+    let count = async || -> i64 {
+        store.client().await.unwrap().query_one("SELECT count(*) FROM evidence_log", &[]).await.unwrap().get(0)
+    };
+    let first = [leaf(0, "a"), leaf(1, "a")];
+    evidence::append(&store, &[], &first, &[]).await.unwrap();
+    assert_eq!(count().await, 2);
+    evidence::append(&store, &[], &first, &[]).await.unwrap();
+    assert_eq!(count().await, 2, "a redelivered batch changes nothing");
+    evidence::append(&store, &[], &[leaf(1, "a"), leaf(2, "a")], &[]).await.unwrap();
+    assert_eq!(count().await, 3, "the new leaf of a mixed batch is added");
+    let err = evidence::append(&store, &[], &[leaf(2, "b")], &[]).await.unwrap_err().to_string();
+    assert!(err.contains("would fork"), "{err}");
+    assert_eq!(count().await, 3);
+    let proof: Vec<String> = store
+        .client()
+        .await
+        .unwrap()
+        .query_one("SELECT inclusion FROM evidence_log WHERE log_index = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(proof, ["AAAA", "a1"], "the proof is stored as given");
+}
