@@ -55,15 +55,37 @@ pub async fn append(
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(Error::pg("starting the evidence write"))?;
     let t: &tokio_postgres::Transaction<'_> = &tx;
-    insert_rows(t, rows).await?;
+    if !rows.is_empty() {
+        // New rows (the usual case) by a plain INSERT; a batch with a stored
+        // row (redelivery) again, skipping those: a different row at a
+        // stored chain and sequence still fails (the chain would fork).
+        t.batch_execute("SAVEPOINT evidence_insert").await.map_err(Error::pg("inserting evidence"))?;
+        match insert_rows(t, rows, false).await {
+            Ok(_) => {}
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                t.batch_execute("ROLLBACK TO SAVEPOINT evidence_insert")
+                    .await
+                    .map_err(Error::pg("inserting evidence"))?;
+                insert_rows(t, rows, true).await.map_err(Error::pg("inserting evidence"))?;
+            }
+            Err(e) => return Err(Error::pg("inserting evidence")(e)),
+        }
+    }
     append_leaves(t, log).await?;
     insert_checkpoints(t, checkpoints).await?;
     tx.commit().await.map_err(Error::pg("committing the evidence write"))
 }
 
-async fn insert_rows(client: &impl GenericClient, rows: &[EvidenceRow]) -> Result<()> {
+/// Inserts `rows` in one statement; with `skip_stored`, a row whose id is
+/// stored already is skipped (`ON CONFLICT (id) DO NOTHING`), without, it
+/// fails the statement.
+async fn insert_rows(
+    client: &impl GenericClient,
+    rows: &[EvidenceRow],
+    skip_stored: bool,
+) -> std::result::Result<u64, tokio_postgres::Error> {
     if rows.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let col = |f: fn(&EvidenceRow) -> String| rows.iter().map(f).collect::<Vec<String>>();
     let ids: Vec<Uuid> = rows.iter().map(|e| e.id).collect();
@@ -81,9 +103,8 @@ async fn insert_rows(client: &impl GenericClient, rows: &[EvidenceRow]) -> Resul
     let chains = col(|e| e.chain.clone());
     let sequences: Vec<i64> = rows.iter().map(|e| e.sequence).collect();
     let prev: Vec<Option<&str>> = rows.iter().map(|e| e.prev_hash.as_deref()).collect();
-    client
-        .execute(
-            "INSERT INTO evidence (id, scope_decision_id, evidence_type, data, hash, signature, signing_key_id,
+    let sql = format!(
+        "INSERT INTO evidence (id, scope_decision_id, evidence_type, data, hash, signature, signing_key_id,
                                    storage_url, pci_requirement, generated_at, generated_by, expires_at,
                                    verification_count, chain, sequence, prev_hash)
              SELECT id, dec, typ::evidence_type, data, hash, sig, kid, url, req, gen_at, gen_by, exp, 0, chain, seq, prev
@@ -91,8 +112,12 @@ async fn insert_rows(client: &impl GenericClient, rows: &[EvidenceRow]) -> Resul
                            $8::text[], $9::text[], $10::timestamptz[], $11::text[], $12::timestamptz[],
                            $13::text[], $14::int8[], $15::text[])
                     AS t(id, dec, typ, data, hash, sig, kid, url, req, gen_at, gen_by, exp, chain, seq, prev)
-             ORDER BY chain, seq
-             ON CONFLICT (id) DO NOTHING",
+             ORDER BY chain, seq {}",
+        if skip_stored { "ON CONFLICT (id) DO NOTHING" } else { "" }
+    );
+    client
+        .execute(
+            &sql,
             &[
                 &ids,
                 &decisions,
@@ -112,8 +137,6 @@ async fn insert_rows(client: &impl GenericClient, rows: &[EvidenceRow]) -> Resul
             ],
         )
         .await
-        .map_err(Error::pg("inserting evidence"))?;
-    Ok(())
 }
 
 /// Appends `log`'s leaves: by binary COPY when none is stored yet (the

@@ -498,4 +498,36 @@ async fn evidence_log_leaves_are_appended_once_and_never_forked() {
         .unwrap()
         .get(0);
     assert_eq!(proof, ["AAAA", "a1"], "the proof is stored as given");
+
+    // Evidence rows: the same, by chain and sequence.
+    let record = |seq: i64, what: &str| psg_domain::rows::EvidenceRow {
+        id: stable_id("record", &[what, &seq.to_string()]),
+        scope_decision_id: None,
+        evidence_type: EvidenceType::NetworkSegmentation,
+        data: serde_json::json!({"n": seq}),
+        hash: format!("{what}{seq:063}"),
+        signature: "sig".into(),
+        signing_key_id: "key".into(),
+        storage_url: None,
+        pci_requirement: Some("1.2.1".into()),
+        generated_at: Utc::now(),
+        generated_by: "test".into(),
+        expires_at: Utc::now() + chrono::Duration::days(365),
+        last_verified_at: None,
+        verification_count: 0,
+        chain: "network_segmentation_validation".into(),
+        sequence: seq,
+        prev_hash: None,
+    };
+    let records = async || -> i64 {
+        store.client().await.unwrap().query_one("SELECT count(*) FROM evidence", &[]).await.unwrap().get(0)
+    };
+    evidence::append(&store, &[record(1, "a"), record(2, "a")], &[], &[]).await.unwrap();
+    evidence::append(&store, &[record(1, "a"), record(2, "a")], &[], &[]).await.unwrap();
+    assert_eq!(records().await, 2, "a redelivered batch changes nothing");
+    evidence::append(&store, &[record(2, "a"), record(3, "a")], &[], &[]).await.unwrap();
+    assert_eq!(records().await, 3);
+    let err = evidence::append(&store, &[record(3, "b")], &[], &[]).await.unwrap_err().to_string();
+    assert!(err.contains("inserting evidence"), "a different record at a stored sequence: {err}");
+    assert_eq!(records().await, 3);
 }
