@@ -3,7 +3,8 @@
 //! document + `evidence` row in PostgreSQL) and encodes for the topic
 //! `EVIDENCE_RECORDS` (default 50,000) scope-identification records through
 //! the evidence service's processor, in batches of 1,000 as the Kafka loop
-//! hands them over, and prints records/s; then sealing alone. Needs
+//! hands them over, and prints records/s; then sealing alone, the evidence
+//! log alone, and the database step alone (rows, then leaves). Needs
 //! PostgreSQL (`TEST_DATABASE_ADMIN_URL`, default the local server).
 
 use std::sync::Arc;
@@ -148,10 +149,12 @@ fn main() {
         let started = Instant::now();
         let mut head = ChainHead::default();
         let mut hashes = Vec::with_capacity(decisions.len());
+        let mut rows = Vec::with_capacity(decisions.len());
         for d in &decisions {
             let s = sealer.scope_identification("bench", &head, d).expect("seal");
             hashes.push(s.message.hash.clone());
             head = ChainHead { sequence: s.message.sequence, hash: Some(s.message.hash) };
+            rows.push(s.row);
         }
         let secs = started.elapsed().as_secs_f64();
         println!("evidence_throughput: sealing alone (JCS + SHA-256 + Ed25519): {:.0} records/s", n as f64 / secs);
@@ -176,6 +179,42 @@ fn main() {
             n as f64 / appended,
             checkpoint.len(),
             n as f64 / total
+        );
+
+        // The database step alone: the same records' rows and leaves (with
+        // their proofs against that checkpoint) appended to an empty
+        // database in batches of 1,000, as the service writes them.
+        let fresh = TestDb::create().await;
+        psg_store::migrate(&psg_store::pool(&fresh.url, 1).expect("pool")).await.expect("migrate");
+        let fresh_store = psg_store::Store::connect(&fresh.url, 2).await.expect("store");
+        let size_i64 = i64::try_from(size).expect("size");
+        let leaves: Vec<psg_domain::rows::EvidenceLogRow> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| psg_domain::rows::EvidenceLogRow {
+                log_index: i as i64,
+                evidence_id: r.id,
+                record_hash: r.hash.clone(),
+                checkpoint_size: size_i64,
+                inclusion: psg_evidence::log::encode_proof(&log.inclusion(i as u64, size).expect("proof")),
+            })
+            .collect();
+        for r in &mut rows {
+            r.scope_decision_id = None;
+        }
+        let started = Instant::now();
+        for r in rows.chunks(BATCH) {
+            psg_store::evidence::append(&fresh_store, r, &[], &[]).await.expect("append rows");
+        }
+        let in_rows = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        for l in leaves.chunks(BATCH) {
+            psg_store::evidence::append(&fresh_store, &[], l, &[]).await.expect("append leaves");
+        }
+        let in_leaves = started.elapsed().as_secs_f64();
+        println!(
+            "evidence_throughput: database alone, batches of {BATCH}: evidence rows {in_rows:.2} s, evidence_log leaves with proofs {in_leaves:.2} s: {:.0} records/s",
+            n as f64 / (in_rows + in_leaves)
         );
     });
 }
