@@ -37,6 +37,14 @@ fn main() {
             .await
             .expect("migrate (the server must preload TimescaleDB)");
         let store = psg_store::Store::connect(&db.url, 2).await.expect("store");
+        // Refreshed by hand below: no scheduled runs racing it.
+        store
+            .client()
+            .await
+            .expect("client")
+            .batch_execute("SELECT remove_continuous_aggregate_policy('data_flows_hourly')")
+            .await
+            .expect("no policy");
         let src = SourceRef { topic: "resources".into(), partition: 0, offset: 0, line: 0 };
         let resources: Vec<ResourceRow> = (0..=edges)
             .map(|i| {
@@ -89,10 +97,11 @@ fn main() {
         println!("edges_read: {rows} data_flows rows ({days} days x {edges} edges) written in {:.1} s", started.elapsed().as_secs_f64());
         let client = store.client().await.expect("client");
         let started = Instant::now();
-        client
-            .batch_execute("CALL refresh_continuous_aggregate('data_flows_hourly', NULL, NULL)")
-            .await
-            .expect("refresh");
+        // A policy run under way when the policy was removed finishes first.
+        while let Err(e) = client.batch_execute("CALL refresh_continuous_aggregate('data_flows_hourly', NULL, NULL)").await {
+            assert_eq!(e.code(), Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE), "refresh: {e}");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
         println!("edges_read: data_flows_hourly materialized in {:.1} s", started.elapsed().as_secs_f64());
 
         let halfway = t0 + Duration::days(days / 2);

@@ -36,6 +36,24 @@ fn window(src: &str, dst: &str, port: i32, start: DateTime<Utc>, (first, last): 
     }
 }
 
+/// Materializes the whole aggregate, waiting out a policy run that was
+/// already under way when the policy was removed.
+async fn refresh(owner: &tokio_postgres::Client) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match owner.batch_execute("CALL refresh_continuous_aggregate('data_flows_hourly', NULL, NULL)").await {
+            Ok(()) => return,
+            Err(e)
+                if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("refresh: {e}"),
+        }
+    }
+}
+
 async fn read(store: &Store, source: EdgeSource, at: Option<DateTime<Utc>>) -> EdgesRead {
     edges_read(store, 1, at, source).await.expect("edges")
 }
@@ -76,6 +94,12 @@ async fn the_hourly_aggregate_answers_as_data_flows_whatever_changed_since() {
         .await
         .expect("migrate");
     let store = Store::connect(&db.url, 2).await.expect("store");
+    // The test refreshes by hand: the policy's scheduled runs (the first
+    // starts as the policy is created) would race it.
+    let owner = store.client().await.expect("client");
+    owner.batch_execute("SELECT remove_continuous_aggregate_policy('data_flows_hourly')").await.expect("no policy");
+    // A run already under way finishes first (an empty refresh waits for it).
+    refresh(&owner).await;
     let src = SourceRef { topic: "resources".into(), partition: 0, offset: 0, line: 0 };
     let mut resources: Vec<ResourceRow> = ["app", "db", "web"]
         .iter()
@@ -122,10 +146,9 @@ async fn the_hourly_aggregate_answers_as_data_flows_whatever_changed_since() {
         }
     }
     flows::write_data_flows(&store, &rows, &[], &[]).await.expect("flows");
-    let owner = store.client().await.expect("client");
 
     assert_eq!(agree(&store, None, "nothing materialized").await, 0, "nothing materialized: data_flows only");
-    owner.batch_execute("CALL refresh_continuous_aggregate('data_flows_hourly', NULL, NULL)").await.expect("refresh");
+    refresh(&owner).await;
     let used = agree(&store, None, "materialized").await;
     assert!(used > 40, "a day of hours read from the aggregate: {used}");
     let newest = read(&store, EdgeSource::Raw, None).await.newest.expect("newest");
@@ -158,7 +181,7 @@ async fn the_hourly_aggregate_answers_as_data_flows_whatever_changed_since() {
     assert_eq!(flows_of(&after, "app").unwrap() - flows_of(&before, "app").unwrap(), 100);
     assert!(stale < used, "the changed hours left the aggregate: {stale} of {used}");
 
-    owner.batch_execute("CALL refresh_continuous_aggregate('data_flows_hourly', NULL, NULL)").await.expect("refresh");
+    refresh(&owner).await;
     let refreshed = agree(&store, None, "refreshed").await;
     assert!(refreshed > stale, "refreshed hours are read from the aggregate again: {refreshed}");
     assert_eq!(read(&store, EdgeSource::Best, None).await.edges, after.edges);
