@@ -6,7 +6,6 @@ use chrono::{DateTime, Utc};
 use psg_domain::rows::{EvidenceCheckpointRow, EvidenceLogRow, EvidenceRow};
 use tokio_postgres::GenericClient;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
@@ -59,17 +58,8 @@ pub async fn append(
         // New rows (the usual case) by a plain INSERT; a batch with a stored
         // row (redelivery) again, skipping those: a different row at a
         // stored chain and sequence still fails (the chain would fork).
-        t.batch_execute("SAVEPOINT evidence_insert").await.map_err(Error::pg("inserting evidence"))?;
-        match insert_rows(t, rows, false).await {
-            Ok(_) => {}
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                t.batch_execute("ROLLBACK TO SAVEPOINT evidence_insert")
-                    .await
-                    .map_err(Error::pg("inserting evidence"))?;
-                insert_rows(t, rows, true).await.map_err(Error::pg("inserting evidence"))?;
-            }
-            Err(e) => return Err(Error::pg("inserting evidence")(e)),
-        }
+        let skip_stored = async { insert_rows(t, rows, true).await.map_err(Error::pg("inserting evidence")) };
+        crate::unless_stored(t, "inserting evidence", insert_rows(t, rows, false), skip_stored).await?;
     }
     append_leaves(t, log).await?;
     insert_checkpoints(t, checkpoints).await?;
@@ -148,17 +138,8 @@ async fn append_leaves(tx: &tokio_postgres::Transaction<'_>, log: &[EvidenceLogR
     if log.is_empty() {
         return Ok(());
     }
-    tx.batch_execute("SAVEPOINT evidence_log_copy").await.map_err(Error::pg("starting the evidence log COPY"))?;
-    match copy_leaves(tx, log).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-            tx.batch_execute("ROLLBACK TO SAVEPOINT evidence_log_copy")
-                .await
-                .map_err(Error::pg("rolling back the evidence log COPY"))?;
-            insert_leaves(tx, log).await
-        }
-        Err(e) => Err(Error::pg("appending to the evidence log")(e)),
-    }
+    let copied = async { copy_leaves(tx, log).await.map(|_| ()) };
+    crate::unless_stored(tx, "appending to the evidence log", copied, insert_leaves(tx, log)).await
 }
 
 async fn copy_leaves(

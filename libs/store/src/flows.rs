@@ -14,7 +14,6 @@ use chrono::{DateTime, Utc};
 use futures::pin_mut;
 use psg_domain::rows::DataFlowRow;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
@@ -133,20 +132,14 @@ pub async fn write_data_flows(
         tx.execute(REQUIRE_RESOURCES, &[&named])
             .await
             .map_err(Error::pg("checking the resources of data_flows rows"))?;
-        tx.batch_execute("SAVEPOINT data_flows_copy").await.map_err(Error::pg("starting the data_flows COPY"))?;
-        written = match copy_rows(&tx, "data_flows", &latest).await {
-            Ok(n) => n,
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                // Some row is there already: merge the batch instead.
-                tx.batch_execute("ROLLBACK TO SAVEPOINT data_flows_copy")
-                    .await
-                    .map_err(Error::pg("rolling back the data_flows COPY"))?;
-                tx.batch_execute(STAGE).await.map_err(Error::pg("creating the data_flows staging table"))?;
-                copy_rows(&tx, "data_flows_stage", &latest).await.map_err(Error::pg("staging data_flows rows"))?;
-                tx.execute(MERGE, &[]).await.map_err(Error::pg("merging data_flows"))?
-            }
-            Err(e) => return Err(Error::pg("writing data_flows rows")(e)),
+        // Some row is there already: merge the batch instead.
+        let merge = async {
+            tx.batch_execute(STAGE).await.map_err(Error::pg("creating the data_flows staging table"))?;
+            copy_rows(&tx, "data_flows_stage", &latest).await.map_err(Error::pg("staging data_flows rows"))?;
+            tx.execute(MERGE, &[]).await.map_err(Error::pg("merging data_flows"))
         };
+        written =
+            crate::unless_stored(&tx, "writing data_flows rows", copy_rows(&tx, "data_flows", &latest), merge).await?;
     }
     if !withdrawals.is_empty() {
         let withdraw = tx.prepare(WITHDRAW).await.map_err(Error::pg("preparing a data_flows withdrawal"))?;

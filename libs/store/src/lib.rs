@@ -232,6 +232,28 @@ impl Store {
     }
 }
 
+/// Runs `first` inside a savepoint of `tx`; when it fails on a unique key
+/// (something it writes is stored already: a redelivered batch), rolls back
+/// to the savepoint and runs `fallback`, which merges or skips what is
+/// there. The fast path for new rows (COPY, a plain INSERT), the careful
+/// one only for batches that need it. `what` names the write in errors.
+pub(crate) async fn unless_stored<T>(
+    tx: &tokio_postgres::Transaction<'_>,
+    what: &'static str,
+    first: impl std::future::Future<Output = std::result::Result<T, tokio_postgres::Error>>,
+    fallback: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tx.batch_execute("SAVEPOINT psg_unless_stored").await.map_err(Error::pg(what))?;
+    match first.await {
+        Ok(v) => Ok(v),
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT psg_unless_stored").await.map_err(Error::pg(what))?;
+            fallback.await
+        }
+        Err(e) => Err(Error::pg(what)(e)),
+    }
+}
+
 #[cfg(test)]
 mod hourly_tests;
 #[cfg(test)]

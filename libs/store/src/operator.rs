@@ -258,14 +258,15 @@ pub async fn edges_read(
     // observed at most two reaches before the newest row, and no row
     // observed more than a reach after `at` was seen by `at`. The bounds let
     // the time index and the hypertable's chunks narrow the scan.
-    let reach = pg_interval(chrono::Duration::seconds(psg_config::MAX_WINDOW_REACH_SECS as i64));
+    let reach = chrono::Duration::seconds(psg_config::MAX_WINDOW_REACH_SECS as i64);
+    let reach_sql = format!("{} seconds", reach.num_seconds());
     let newest = match &at {
         None => {
             client
                 .query_one(
                     "SELECT max(last_seen) FROM data_flows
                       WHERE observed_at >= (SELECT max(observed_at) FROM data_flows) - 2 * $1::text::interval",
-                    &[&reach],
+                    &[&reach_sql],
                 )
                 .await
         }
@@ -283,7 +284,7 @@ pub async fn edges_read(
                                  ELSE (SELECT max(least(last_seen, $1)) FROM data_flows
                                         WHERE first_seen <= $1 AND observed_at <= $1 + $2::text::interval) END
                        FROM near",
-                    &[at, &reach],
+                    &[at, &reach_sql],
                 )
                 .await
         }
@@ -298,11 +299,13 @@ pub async fn edges_read(
         (EdgeSource::Best, crate::TimePartitioning::Timescale) => hourly_state(&client).await?,
         _ => None,
     };
-    let (flows, hourly_rows) = match hourly {
-        None => (RAW_FLOWS.to_owned(), None),
+    // With the aggregate: the first hour a row of the period can be in,
+    // the hours changed since materialized, the watermark.
+    let (flows, hourly_params) = match hourly {
+        None => (RAW_FLOWS, None),
         Some(state) => {
-            let floor = bucket_floor(since - chrono::Duration::seconds(psg_config::MAX_WINDOW_REACH_SECS as i64));
-            (HOURLY_FLOWS.to_owned(), Some((floor, state.stale_spans(floor), state.watermark)))
+            let floor = bucket_floor(since - reach);
+            (HOURLY_FLOWS, Some((floor, state.stale_spans(floor), state.watermark)))
         }
     };
     let names = (ENDPOINT_NAME.replace("{t}", "s"), ENDPOINT_NAME.replace("{t}", "d"));
@@ -317,7 +320,7 @@ pub async fn edges_read(
           GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
         names.0, names.1
     );
-    let rows = match &hourly_rows {
+    let rows = match &hourly_params {
         None => client.query(&sql, &[&since, &newest]).await.map_err(Error::pg("reading flows"))?,
         Some((floor, (starts, ends), watermark)) => {
             // The planner's estimates of the branches that read data_flows
@@ -438,11 +441,6 @@ impl HourlyState {
         }
         merged.into_iter().unzip()
     }
-}
-
-/// `d` as an SQL interval literal (whole seconds).
-fn pg_interval(d: chrono::Duration) -> String {
-    format!("{} seconds", d.num_seconds())
 }
 
 /// The start of the hour `t` is in.
