@@ -13,12 +13,15 @@
 #     tests, the end-to-end test (four processes, tansu, PostgreSQL) and the
 #     fault tests (broker, database and process failures, rebalances).
 #
+#   - moto (an S3-compatible server with Object Lock, from PyPI) for the
+#     evidence object-storage tests: installed once into a virtualenv in
+#     the tool cache;
 #   - TimescaleDB: built from ../shared/vendor (PSG_VENDOR_DIR) into the
 #     local PostgreSQL when missing (~3 min, once), and a cluster of its own
 #     under target/pg-timescale with it preloaded; the storage, evidence and
 #     end-to-end tests run on it too;
 #
-# Environment: TANSU_BIN (use this tansu), TEST_DATABASE_ADMIN_URL (use this
+# Environment: TANSU_BIN (use this tansu), MOTO_SERVER_BIN (use this moto_server), TEST_DATABASE_ADMIN_URL (use this
 # server), TEST_TIMESCALE_ADMIN_URL (use this server with TimescaleDB preloaded), FORCE_THROWAWAY_PG=1 (start a throwaway cluster even when 5432
 # answers), SCOPE_GUARD_TOOLS (tool cache directory), PSG_SKIP_TLS_TESTS=1
 # (skip the PostgreSQL TLS tests when the server serves no TLS; set for the
@@ -173,6 +176,25 @@ else
   cargo install tansu --version "$TANSU_VERSION" --locked --features "$TANSU_FEATURES" --root "$TOOLS" --force
   echo "$TANSU_FEATURES" > "$TOOLS/tansu.features"
   export TANSU_BIN="$TOOLS/bin/tansu"
+fi
+
+# --- moto (S3 with Object Lock) ----------------------------------------------
+MOTO_VERSION=5.2.6
+MOTO_DIR="$TOOLS/moto"
+if [ -n "${MOTO_SERVER_BIN:-}" ]; then
+  [ -x "$MOTO_SERVER_BIN" ] || die "MOTO_SERVER_BIN=$MOTO_SERVER_BIN is not executable"
+  step "moto: using $MOTO_SERVER_BIN"
+elif [ -x "$MOTO_DIR/bin/moto_server" ] && [ "$(cat "$MOTO_DIR/psg.version" 2>/dev/null)" = "$MOTO_VERSION" ]; then
+  step "moto: using $MOTO_DIR/bin/moto_server ($MOTO_VERSION, cached)"
+  export MOTO_SERVER_BIN="$MOTO_DIR/bin/moto_server"
+else
+  step "moto: installing $MOTO_VERSION (S3 server with Object Lock) into $MOTO_DIR (one time, under a minute)"
+  command -v python3 >/dev/null || die "python3 is missing: the S3 tests run moto's server (PyPI); install Python 3"
+  rm -rf "$MOTO_DIR"
+  python3 -m venv "$MOTO_DIR" || die "python3 -m venv failed: install Python's venv module (Debian: python3-venv)"
+  "$MOTO_DIR/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION" || die "installing moto from PyPI failed"
+  echo "$MOTO_VERSION" > "$MOTO_DIR/psg.version"
+  export MOTO_SERVER_BIN="$MOTO_DIR/bin/moto_server"
 fi
 
 # --- tests ------------------------------------------------------------------

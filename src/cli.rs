@@ -135,7 +135,10 @@ pub(crate) struct EvidenceArgs {
     /// Ed25519 private key (PKCS#8 PEM) from `pci-scope-guard keygen`; must be mode 0600.
     #[arg(long, global = true, value_name = "FILE")]
     pub signing_key: Option<PathBuf>,
-    /// Where evidence documents are written: a directory or file:///path.
+    /// Where evidence documents are written: a directory, file:///path, or
+    /// s3://bucket/prefix (S3 connection and credentials from the AWS_*
+    /// environment; records locked with S3 Object Lock when the bucket has
+    /// it, see evidence.object-lock).
     #[arg(long, global = true, value_name = "DIR|URL")]
     pub evidence_store: Option<String>,
 }

@@ -163,7 +163,7 @@ pub(crate) async fn execute(cfg: &Config, action: EvidenceAction) -> Result<(), 
 async fn export(cfg: &Config, range: Range, dir: PathBuf) -> Result<(), CliError> {
     let (from, to) = range.bounds()?;
     let store = store(cfg, "evidence export").await?;
-    let documents = Documents::open(&cfg.evidence.store_url).map_err(|e| CliError::Config(e.to_string()))?;
+    let documents = Documents::configured(&cfg.evidence).map_err(|e| CliError::Config(e.to_string()))?;
     let mut keys = keyring(cfg, Some(&store), &[]).await?;
     let rows = psg_store::evidence::records_between(&store, from, to).await.map_err(runtime)?;
     let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
@@ -294,7 +294,7 @@ async fn verify_bundle(cfg: &Config, dir: PathBuf, extra: Vec<PathBuf>) -> Resul
 async fn verify_stored(cfg: &Config, extra: Vec<PathBuf>, range: Range) -> Result<(), CliError> {
     let (from, to) = range.bounds()?;
     let store = store(cfg, "evidence verify without a bundle directory").await?;
-    let documents = Documents::open(&cfg.evidence.store_url).map_err(|e| CliError::Config(e.to_string()))?;
+    let documents = Documents::configured(&cfg.evidence).map_err(|e| CliError::Config(e.to_string()))?;
     let keys = keyring(cfg, Some(&store), &extra).await?;
     let rows = psg_store::evidence::records_between(&store, from, to).await.map_err(runtime)?;
     let entries: Vec<Entry> = rows.iter().map(Entry::from_row).collect();
@@ -384,7 +384,7 @@ async fn attest(cfg: &Config, range: Range, types: Vec<EvidenceType>, requested_
 /// `evidence expire`: removes the records past `expires_at`, and their documents.
 async fn expire(cfg: &Config, dry_run: bool) -> Result<(), CliError> {
     let store = store(cfg, "evidence expire").await?;
-    let documents = Documents::open(&cfg.evidence.store_url).map_err(|e| CliError::Config(e.to_string()))?;
+    let documents = Documents::configured(&cfg.evidence).map_err(|e| CliError::Config(e.to_string()))?;
     let now = Utc::now();
     let rows = psg_store::evidence::expired(&store, now).await.map_err(runtime)?;
     for r in &rows {

@@ -262,7 +262,7 @@ async fn stored_evidence(
     let from = since.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
     let to = Utc::now() + chrono::Duration::seconds(1);
     let rows = psg_store::evidence::records_between(store, from, to).await.map_err(runtime)?;
-    let documents = Documents::open(&cfg.evidence.store_url).map_err(|e| CliError::Config(e.to_string()))?;
+    let documents = Documents::configured(&cfg.evidence).map_err(|e| CliError::Config(e.to_string()))?;
     let mut items = Vec::with_capacity(rows.len());
     for row in &rows {
         let path = psg_evidence::record::store_path(&row.chain, row.sequence);

@@ -119,7 +119,7 @@ pub(crate) async fn run(mut cfg: Config, args: RunArgs) -> Result<(), CliError> 
 /// Runs the follower of `provider` until SIGINT/SIGTERM or a fatal error.
 async fn follow<P: GrcProvider + Send + 'static>(cfg: Config, provider: P, user: String) -> Result<(), CliError> {
     // The evidence store must open: the documents are read from it.
-    psg_evidence::documents::Documents::open(&cfg.evidence.store_url).map_err(|e| CliError::Config(e.to_string()))?;
+    psg_evidence::documents::Documents::configured(&cfg.evidence).map_err(|e| CliError::Config(e.to_string()))?;
     let kind = provider.kind();
     let service = format!("grc-{}", kind.as_str());
     let shutdown = CancellationToken::new();

@@ -393,6 +393,21 @@ impl DatabaseConfig {
     }
 }
 
+/// Whether evidence written to S3 is locked (S3 Object Lock, compliance
+/// mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ObjectLock {
+    /// Lock when the bucket has Object Lock enabled; otherwise write
+    /// unlocked and say so at start.
+    #[default]
+    Auto,
+    /// Lock; refuse to start when the bucket has no Object Lock.
+    Required,
+    /// Never lock.
+    Off,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -538,8 +553,15 @@ pub struct EvidenceConfig {
     /// Ed25519 private key (PKCS#8 PEM, written by `pci-scope-guard keygen`);
     /// refused if readable by group or others.
     pub signing_key: Option<PathBuf>,
-    /// Where evidence documents go: `file:///path` or a plain directory.
+    /// Where evidence documents go: a plain directory, `file:///path`, or
+    /// `s3://bucket[/prefix]` (S3 or an S3-compatible server; connection
+    /// and credentials from the standard `AWS_*` environment variables).
     pub store_url: String,
+    /// S3 Object Lock of records' documents and checkpoints (compliance
+    /// mode, retained until the record expires): `auto` locks when the
+    /// bucket has Object Lock enabled, `required` refuses to start when it
+    /// has not, `off` never locks. Ignored for a local directory.
+    pub object_lock: ObjectLock,
     /// `generated_by` of every record.
     pub generated_by: String,
     /// Length of the periodic reports' period, in seconds of event time
@@ -563,6 +585,7 @@ impl Default for EvidenceConfig {
         Self {
             signing_key: None,
             store_url: "./evidence-store".into(),
+            object_lock: ObjectLock::Auto,
             generated_by: "pci-scope-guard/evidence".into(),
             period_secs: 86_400,
             grace_secs: 3_600,

@@ -38,7 +38,7 @@ use psg_kafka_runtime::{DeadLetter, InMessage, OutRecord, Output, ProcessError, 
 use psg_store::Store;
 use uuid::Uuid;
 
-use crate::documents::Documents;
+use crate::documents::{Doc, Documents, Keeping};
 use crate::log::{self, CheckpointSigner, Log};
 use crate::record::{ChainHead, Report, Sealed, Sealer, report_id};
 use crate::reports::{self, Period, PeriodData};
@@ -93,9 +93,6 @@ pub const PERIODIC: [EvidenceType; 4] = [
     EvidenceType::TagAudit,
     EvidenceType::ConfigurationSnapshot,
 ];
-
-/// A document-store path and its bytes.
-type File = (String, Vec<u8>);
 
 /// Leaf hashes per file of `log/leaves/` in the document store.
 pub const LEAF_TILE: u64 = 1024;
@@ -513,7 +510,7 @@ impl Evidence {
     /// The document-store files of the log: the leaf tiles the pending
     /// records touched, the pending checkpoints; and `log/HEAD.json`, to
     /// be written after them.
-    fn log_files(&self) -> Result<(Vec<File>, Option<Vec<u8>>), crate::Error> {
+    fn log_files(&self) -> Result<(Vec<Doc>, Option<Vec<u8>>), crate::Error> {
         let mut files = Vec::new();
         let err = |e: log::LogError| crate::Error::Other(format!("evidence log: {e}"));
         let size = self.log.size();
@@ -523,11 +520,16 @@ impl Evidence {
                 let from = tile * LEAF_TILE;
                 let to = (from + LEAF_TILE).min(size);
                 let bytes: Vec<u8> = self.log.leaf_hashes(from, to).map_err(err)?.iter().flat_map(|h| h.0).collect();
-                files.push((Self::leaf_tile_path(tile), bytes));
+                files.push(Doc::mutable(Self::leaf_tile_path(tile), bytes));
             }
         }
+        // A checkpoint is kept as long as the newest record it covers.
         for c in &self.pending_checkpoints {
-            files.push((Self::checkpoint_path(c.tree_size.unsigned_abs()), c.checkpoint.clone().into_bytes()));
+            files.push(Doc {
+                path: Self::checkpoint_path(c.tree_size.unsigned_abs()),
+                bytes: c.checkpoint.clone().into_bytes(),
+                retain_until: Some(crate::record::expiry(c.signed_at.timestamp_micros())),
+            });
         }
         let head = self.pending_checkpoints.last().map(|c| {
             serde_json::json!({"origin": c.origin, "size": c.tree_size, "root": c.root, "checkpoint": Self::checkpoint_path(c.tree_size.unsigned_abs())})
@@ -569,7 +571,19 @@ impl psg_service::Service for Evidence {
         let key_path = cfg.evidence.signing_key.as_ref().ok_or(BuildError::NoSigningKey)?;
         let key = crate::keys::load_signing_key(key_path)?;
         let sealer = Sealer::new(key, cfg.evidence.generated_by.clone());
-        let documents = Documents::open(&cfg.evidence.store_url)?;
+        let documents = Documents::configured(&cfg.evidence)?;
+        match documents.prepare().await? {
+            Keeping::Local => {
+                tracing::info!(store = %cfg.evidence.store_url, "evidence documents in a local directory, flushed per batch (no retention lock)")
+            }
+            Keeping::Memory => tracing::info!("evidence documents in memory: they end with the process"),
+            Keeping::S3 { locked: true } => {
+                tracing::info!(store = %cfg.evidence.store_url, "evidence documents on S3, records and checkpoints under Object Lock (compliance mode) until they expire")
+            }
+            Keeping::S3 { locked: false } => {
+                tracing::warn!(store = %cfg.evidence.store_url, object_lock = ?cfg.evidence.object_lock, "evidence documents on S3 WITHOUT Object Lock: the bucket has none, or evidence.object-lock is off")
+            }
+        }
         let mut e = Self::new(cfg, store, sealer, documents);
         e.restore().await?;
         Ok(e)
@@ -739,11 +753,15 @@ impl Processor for Evidence {
         }
         let transient = |e: crate::Error| ProcessError::Transient(e.to_string());
         let started = std::time::Instant::now();
-        let mut files: Vec<(String, Vec<u8>)> = Vec::with_capacity(self.pending.len() * 2);
+        let mut files: Vec<Doc> = Vec::with_capacity(self.pending.len() * 2);
         for s in &self.pending {
-            files.push((s.path.clone(), s.document.clone()));
+            files.push(Doc {
+                path: s.path.clone(),
+                bytes: s.document.clone(),
+                retain_until: Some(s.message.expires_at),
+            });
             if self.store.is_none() {
-                files.push((Self::marker_path(&s.message.chain, &s.row.id), s.path.clone().into_bytes()));
+                files.push(Doc::mutable(Self::marker_path(&s.message.chain, &s.row.id), s.path.clone().into_bytes()));
             }
         }
         let (log_files, log_head) = self.log_files().map_err(|e| ProcessError::Fatal(e.to_string()))?;

@@ -1,18 +1,21 @@
 //! The evidence service against PostgreSQL: a record per decision, the
 //! periodic reports when event time passes a period's end, a restart that
-//! repeats nothing, and a database whose chains verify.
+//! repeats nothing, and a database whose chains verify. Without a database:
+//! the log restored from the document store, a local directory or S3 (a
+//! local moto server) with Object Lock.
 
 use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use psg_config::Config;
+use psg_config::ObjectLock;
 use psg_domain::time::{DAY, SECOND, from_micros};
 use psg_domain::{
     CloudProvider, EdgeDirection, EdgeKind, EvidenceCheckpoint, FlowAction, FlowEdge, Resource, ResourceType,
     SourceRef, ids,
 };
 use psg_evidence::Evidence;
-use psg_evidence::documents::Documents;
+use psg_evidence::documents::{Documents, Keeping};
 use psg_evidence::log;
 use psg_evidence::record::Sealer;
 use psg_evidence::verify::{Entry, Keyring, verify_entries};
@@ -377,4 +380,93 @@ async fn without_a_database_the_log_is_restored_from_the_document_store() {
     std::fs::write(&tile, bytes).unwrap();
     let err = Evidence::new(&cfg, None, sealer(), documents).restore().await.unwrap_err();
     assert!(err.to_string().contains("the stored log was changed"), "{err}");
+}
+
+/// A bucket on `server`, with Object Lock or without.
+async fn bucket(server: &psg_testkit::s3::S3Server, name: &str, object_lock: bool) -> Documents {
+    let documents = Documents::open_with(&format!("s3://{name}/pci"), ObjectLock::Auto, &server.options()).expect("open the bucket");
+    let mut headers = http::HeaderMap::new();
+    if object_lock {
+        headers.insert("x-amz-bucket-object-lock-enabled", http::HeaderValue::from_static("true"));
+    }
+    let bucket = documents.bucket().expect("an S3 store");
+    let made = bucket.request(http::Method::PUT, None, None, headers, bytes::Bytes::new()).await.expect("create the bucket");
+    assert!(made.status.is_success(), "creating {name}: {} {:?}", made.status, made.body);
+    documents
+}
+
+#[tokio::test]
+async fn on_s3_records_and_checkpoints_are_locked_until_they_expire() {
+    let server = psg_testkit::s3::S3Server::start();
+    let mut cfg = Config::default();
+    cfg.evidence.log_origin = Some("payments.example/evidence".into());
+    let decisions = decisions(&cfg, None, 1000 * SECOND).await;
+    let sealer = || Sealer::new(SigningKey::from_bytes(&[6u8; 32]), "test");
+    let documents = bucket(&server, "evidence-locked", true).await;
+    assert_eq!(documents.prepare().await.unwrap(), Keeping::S3 { locked: true });
+
+    let mut evidence = Evidence::new(&cfg, None, sealer(), documents.clone());
+    evidence.restore().await.unwrap();
+    let out = evidence.process(&decisions).await.unwrap();
+    evidence.persist().await.unwrap();
+    let made = records(&out);
+    assert_eq!(made.len(), decisions.len());
+    let bucket = documents.bucket().unwrap();
+    let ms = |t: i64| from_micros(t - t.rem_euclid(1000));
+    for r in &made {
+        let path = format!("{}/{:012}.json", r.chain, r.sequence);
+        assert_eq!(r.storage_url.as_deref(), Some(format!("s3://evidence-locked/pci/{path}").as_str()));
+        assert_eq!(documents.get(&path).await.unwrap().as_deref(), Some(r.document.as_bytes()));
+        let retention = bucket.retention(&path).await.unwrap().expect("the record's document is locked");
+        assert_eq!(retention.mode, "COMPLIANCE");
+        assert_eq!(retention.retain_until, ms(r.expires_at), "{path} is kept until the record expires");
+    }
+    let cp = &checkpoints(&out)[0];
+    let cp_path = Evidence::checkpoint_path(cp.tree_size as u64);
+    assert_eq!(documents.get(&cp_path).await.unwrap().as_deref(), Some(cp.checkpoint.as_bytes()));
+    let retention = bucket.retention(&cp_path).await.unwrap().expect("the checkpoint is locked");
+    assert_eq!(retention.mode, "COMPLIANCE");
+    let newest = made.iter().map(|r| r.expires_at).max().unwrap();
+    assert!(retention.retain_until >= ms(newest), "the checkpoint outlives the records it covers");
+    // Files that grow with the log are not locked.
+    for path in ["log/HEAD.json", "log/leaves/0000000000.bin"] {
+        assert_eq!(bucket.retention(path).await.unwrap(), None, "{path}");
+    }
+
+    // Restarted from the bucket alone: the log and the chains continue.
+    let mut restarted = Evidence::new(&cfg, None, sealer(), documents.clone());
+    restarted.restore().await.unwrap();
+    assert_eq!(restarted.log().size(), made.len() as u64);
+    let again = restarted.process(&decisions).await.unwrap();
+    assert!(records(&again).is_empty(), "nothing is sealed twice");
+
+    // `off` writes the same bucket unlocked.
+    let off = Documents::open_with("s3://evidence-locked/other", ObjectLock::Off, &server.options()).unwrap();
+    assert_eq!(off.prepare().await.unwrap(), Keeping::S3 { locked: false });
+}
+
+#[tokio::test]
+async fn a_bucket_without_object_lock_is_written_unlocked_or_refused_when_required() {
+    let server = psg_testkit::s3::S3Server::start();
+    let cfg = Config::default();
+    let decisions = decisions(&cfg, None, 1000 * SECOND).await;
+    let documents = bucket(&server, "evidence-plain", false).await;
+    assert_eq!(documents.prepare().await.unwrap(), Keeping::S3 { locked: false });
+    let mut evidence =
+        Evidence::new(&cfg, None, Sealer::new(SigningKey::from_bytes(&[6u8; 32]), "test"), documents.clone());
+    evidence.restore().await.unwrap();
+    let out = evidence.process(&decisions).await.unwrap();
+    evidence.persist().await.unwrap();
+    let r = &records(&out)[0];
+    let path = format!("{}/{:012}.json", r.chain, r.sequence);
+    assert_eq!(documents.get(&path).await.unwrap().as_deref(), Some(r.document.as_bytes()));
+    assert_eq!(documents.bucket().unwrap().retention(&path).await.unwrap(), None);
+
+    let required = Documents::open_with("s3://evidence-plain/pci", ObjectLock::Required, &server.options()).unwrap();
+    let err = required.prepare().await.unwrap_err().to_string();
+    assert!(err.contains("'required'") && err.contains("s3://evidence-plain/pci"), "{err}");
+    // A bucket that does not exist is an error, not "no lock".
+    let missing = Documents::open_with("s3://no-such-bucket", ObjectLock::Auto, &server.options()).unwrap();
+    let err = missing.prepare().await.unwrap_err().to_string();
+    assert!(err.contains("NoSuchBucket"), "{err}");
 }

@@ -1,0 +1,87 @@
+//! A local S3-compatible server: moto's server mode (`moto_server`, from
+//! PyPI), which implements S3 Object Lock. `scripts/test.sh` installs it
+//! into the tool cache; `MOTO_SERVER_BIN` names another.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::free_port;
+
+/// Where `moto_server` is: `MOTO_SERVER_BIN`, the tool cache, or `PATH`.
+pub fn moto_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("MOTO_SERVER_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from)?;
+    let cached = home.join(".cache/pci-scope-guard/tools/moto/bin/moto_server");
+    if cached.is_file() {
+        return Some(cached);
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("moto_server")).find(|p| p.is_file()))
+}
+
+/// A `moto_server` process on a free loopback port, killed on drop.
+#[derive(Debug)]
+pub struct S3Server {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl S3Server {
+    /// Starts the server and waits until it answers.
+    pub fn start() -> Self {
+        let bin = moto_binary().expect(
+            "moto_server is not installed: run scripts/test.sh (it installs moto into the tool cache), or set MOTO_SERVER_BIN",
+        );
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("moto-{port}.log"));
+        let log_file = std::fs::File::create(&log).expect("moto log file");
+        let mut child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("moto_server exited with {status}; log: {}", log.display());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen on {port} within 60 s; log: {}",
+                log.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { endpoint: format!("http://127.0.0.1:{port}"), child, log }
+    }
+
+    /// `object_store` S3 settings that reach this server.
+    pub fn options(&self) -> Vec<(&'static str, &str)> {
+        vec![
+            ("aws_endpoint", self.endpoint.as_str()),
+            ("aws_allow_http", "true"),
+            ("aws_region", "us-east-1"),
+            ("aws_access_key_id", "psg-test"),
+            ("aws_secret_access_key", "psg-test-secret"),
+        ]
+    }
+
+    /// The server's log file.
+    pub fn log(&self) -> &std::path::Path {
+        &self.log
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,302 @@
+//! Where evidence documents are stored: a local directory (the default,
+//! `./evidence-store` or `file:///path`), S3 or an S3-compatible server
+//! (`s3://bucket[/prefix]`, see [`s3`]), or memory (`memory:`, for batch
+//! runs that take the documents from the records they publish). Other
+//! object stores (`gs://`, `az://`) are refused with a clear error.
+//!
+//! Records' documents and checkpoints are written once and kept for the
+//! retention period: on S3 they are locked (S3 Object Lock, compliance
+//! mode, until the record's `expires_at`) when the bucket has Object Lock
+//! enabled (`evidence.object-lock`). A local directory has no such lock;
+//! its writes are made durable by [`Documents::sync`].
+
+pub mod s3;
+
+use std::sync::Arc;
+
+use futures::{StreamExt as _, TryStreamExt as _};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use psg_config::ObjectLock;
+use psg_domain::time::{Micros, from_micros};
+
+use crate::{Error, Result};
+
+/// A file to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Doc {
+    pub path: String,
+    pub bytes: Vec<u8>,
+    /// Keep (lock) it until then where the store can; `None`: a file that
+    /// is rewritten (heads, leaf tiles, markers).
+    pub retain_until: Option<Micros>,
+}
+
+impl Doc {
+    /// A file that is rewritten as the log grows: never locked.
+    pub fn mutable(path: impl Into<String>, bytes: Vec<u8>) -> Self {
+        Self { path: path.into(), bytes, retain_until: None }
+    }
+}
+
+/// How documents are kept, as [`Documents::prepare`] found the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keeping {
+    /// A local directory, flushed by `syncfs` per batch; no retention lock.
+    Local,
+    /// Memory (batch runs): nothing outlives the process.
+    Memory,
+    /// S3; `locked`: records and checkpoints under Object Lock.
+    S3 { locked: bool },
+}
+
+/// Writes in flight at once to S3.
+const S3_WRITES: usize = 32;
+
+/// The evidence document store.
+#[derive(Debug, Clone)]
+pub struct Documents {
+    store: Arc<dyn ObjectStore>,
+    /// The directory, for a local store (batch writes skip the async layer).
+    local: Option<std::path::PathBuf>,
+    /// The bucket, for S3.
+    s3: Option<Arc<s3::Bucket>>,
+    lock: ObjectLock,
+    /// Whether documents are locked: found out once (S3 only).
+    locking: Arc<tokio::sync::OnceCell<bool>>,
+    /// Base URL of stored documents (`file:///abs/dir`, `s3://bucket/prefix`).
+    base_url: String,
+}
+
+impl Documents {
+    /// Opens `location`: a directory path or a `file://` URL (created if
+    /// missing), `s3://bucket[/prefix]` (Object Lock `auto`), or `memory:`.
+    pub fn open(location: &str) -> Result<Self> {
+        Self::open_with(location, ObjectLock::Auto, &[])
+    }
+
+    /// The configured store (`evidence.store-url`, `evidence.object-lock`).
+    pub fn configured(cfg: &psg_config::EvidenceConfig) -> Result<Self> {
+        Self::open_with(&cfg.store_url, cfg.object_lock, &[])
+    }
+
+    /// Opens `location` with `lock`; `s3_options` are S3 settings
+    /// (`object_store`'s keys, e.g. `aws_endpoint`) over the `AWS_*`
+    /// environment.
+    pub fn open_with(location: &str, lock: ObjectLock, s3_options: &[(&str, &str)]) -> Result<Self> {
+        let err = |reason: String| Error::Documents { url: location.to_owned(), reason };
+        let locking = Arc::new(tokio::sync::OnceCell::new());
+        if location == "memory:" {
+            let store = object_store::memory::InMemory::new();
+            return Ok(Self {
+                store: Arc::new(store),
+                local: None,
+                s3: None,
+                lock,
+                locking,
+                base_url: "memory:".to_owned(),
+            });
+        }
+        if location.starts_with("s3://") {
+            let (bucket, store) = s3::Bucket::open(location, s3_options)?;
+            let base_url = bucket.url().to_owned();
+            return Ok(Self { store, local: None, s3: Some(Arc::new(bucket)), lock, locking, base_url });
+        }
+        let dir = if let Some(rest) = location.strip_prefix("file://") {
+            std::path::PathBuf::from(rest)
+        } else if location.contains("://") {
+            return Err(err(
+                "supported are local directories (a path or file:///path) and S3 (s3://bucket/prefix)".to_owned()
+            ));
+        } else {
+            std::path::PathBuf::from(location)
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
+        let dir = dir.canonicalize().map_err(|e| err(e.to_string()))?;
+        let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| err(e.to_string()))?;
+        Ok(Self {
+            store: Arc::new(store),
+            base_url: format!("file://{}", dir.display()),
+            local: Some(dir),
+            s3: None,
+            lock,
+            locking,
+        })
+    }
+
+    /// The bucket, when documents go to S3.
+    pub fn bucket(&self) -> Option<&s3::Bucket> {
+        self.s3.as_deref()
+    }
+
+    /// Finds out how documents are kept: for S3, whether the bucket has
+    /// Object Lock (asked once); `evidence.object-lock = required` and a
+    /// bucket without it is an error.
+    pub async fn prepare(&self) -> Result<Keeping> {
+        let Some(bucket) = &self.s3 else {
+            return Ok(if self.local.is_some() { Keeping::Local } else { Keeping::Memory });
+        };
+        let locked = *self
+            .locking
+            .get_or_try_init(|| async {
+                if self.lock == ObjectLock::Off {
+                    return Ok(false);
+                }
+                let enabled = bucket.object_lock_enabled().await?;
+                if !enabled && self.lock == ObjectLock::Required {
+                    return Err(Error::Documents {
+                        url: self.base_url.clone(),
+                        reason: "evidence.object-lock is 'required', but the bucket has no Object Lock: create the bucket with Object Lock enabled (it cannot be enabled on a bucket without versioning), or set evidence.object-lock = 'auto'".to_owned(),
+                    });
+                }
+                Ok(enabled)
+            })
+            .await?;
+        Ok(Keeping::S3 { locked })
+    }
+
+    /// The URL a document at `path` has.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.base_url)
+    }
+
+    /// Writes (or overwrites) `path`.
+    pub async fn put(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
+        self.store
+            .put(&Path::from(path), PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Documents { url: self.url(path), reason: e.to_string() })
+    }
+
+    /// Writes (or overwrites) many documents. A local directory gets them
+    /// from a few blocking writers, in place: a rename per file would cost
+    /// more than the write, and a document cut short by a crash is written
+    /// again, byte for byte, when its batch is processed again (documents are
+    /// deterministic, and the batch's offsets were not stored). S3 gets
+    /// [`S3_WRITES`] at once, each document with a retention locked until
+    /// its `retain_until` when the bucket has Object Lock.
+    pub async fn put_many(&self, files: Vec<Doc>) -> Result<()> {
+        if let Some(bucket) = &self.s3 {
+            let locked = matches!(self.prepare().await?, Keeping::S3 { locked: true });
+            return futures::stream::iter(files)
+                .map(|doc| async move {
+                    match doc.retain_until {
+                        Some(until) if locked => {
+                            bucket.put_locked(&doc.path, doc.bytes.into(), from_micros(until)).await
+                        }
+                        _ => self.put(&doc.path, doc.bytes).await,
+                    }
+                })
+                .buffer_unordered(S3_WRITES)
+                .try_collect::<()>()
+                .await;
+        }
+        let Some(dir) = self.local.clone() else {
+            for doc in files {
+                self.put(&doc.path, doc.bytes).await?;
+            }
+            return Ok(());
+        };
+        let files: Vec<(String, Vec<u8>)> = files.into_iter().map(|d| (d.path, d.bytes)).collect();
+        // Small files: the filesystem's latency, not its bandwidth, is the
+        // limit, so several writers at once.
+        const WRITERS: usize = 16;
+        let chunk = files.len().div_ceil(WRITERS).max(1);
+        let mut files = files;
+        let mut tasks = Vec::new();
+        while !files.is_empty() {
+            let part: Vec<(String, Vec<u8>)> = files.drain(..chunk.min(files.len())).collect();
+            let (dir, base_url) = (dir.clone(), self.base_url.clone());
+            tasks.push(tokio::task::spawn_blocking(move || {
+                let mut made = std::collections::HashSet::new();
+                for (path, bytes) in part {
+                    let target = dir.join(&path);
+                    let err = |e: std::io::Error| Error::Documents {
+                        url: format!("{base_url}/{path}"),
+                        reason: e.to_string(),
+                    };
+                    if let Some(parent) = target.parent()
+                        && made.insert(parent.to_path_buf())
+                    {
+                        std::fs::create_dir_all(parent).map_err(err)?;
+                    }
+                    std::fs::write(&target, &bytes).map_err(err)?;
+                }
+                Ok::<_, Error>(())
+            }));
+        }
+        for t in tasks {
+            t.await.map_err(|e| Error::Documents { url: self.base_url.clone(), reason: e.to_string() })??;
+        }
+        Ok(())
+    }
+
+    /// Makes every document written so far durable: for a local directory,
+    /// one `syncfs(2)` of its filesystem (file contents and the directory
+    /// entries that name them) instead of a flush per file; nothing for
+    /// memory, nor for S3 (a write is durable when it is acknowledged). The service calls it before it commits a batch's rows, so a
+    /// row never names a document a power loss could take back.
+    pub async fn sync(&self) -> Result<()> {
+        let Some(dir) = self.local.clone() else { return Ok(()) };
+        let url = self.base_url.clone();
+        let err = move |e: std::io::Error| Error::Documents { url: url.clone(), reason: format!("sync: {e}") };
+        let err2 = err.clone();
+        tokio::task::spawn_blocking(move || {
+            let handle = std::fs::File::open(&dir)?;
+            rustix::fs::syncfs(&handle).map_err(std::io::Error::from)
+        })
+        .await
+        .map_err(|e| err2(std::io::Error::other(e)))?
+        .map_err(err)
+    }
+
+    /// Deletes `path` (absent is fine).
+    pub async fn delete(&self, path: &str) -> Result<()> {
+        match self.store.delete(&Path::from(path)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::Documents { url: self.url(path), reason: e.to_string() }),
+        }
+    }
+
+    /// Reads `path`; `None` if it does not exist.
+    pub async fn get(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        match self.store.get(&Path::from(path)).await {
+            Ok(r) => r
+                .bytes()
+                .await
+                .map(|b| Some(b.to_vec()))
+                .map_err(|e| Error::Documents { url: self.url(path), reason: e.to_string() }),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::Documents { url: self.url(path), reason: e.to_string() }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn documents_written_then_synced_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let docs = Documents::open(dir.path().to_str().unwrap()).unwrap();
+        let files: Vec<Doc> = (0..40)
+            .map(|i| Doc {
+                path: format!("chain/{:04}/{i}.json", i % 3),
+                bytes: format!("{{\"n\":{i}}}").into_bytes(),
+                retain_until: (i % 2 == 0).then_some(i64::from(i)),
+            })
+            .collect();
+        docs.put_many(files.clone()).await.unwrap();
+        docs.put("log/head.json", b"{}".to_vec()).await.unwrap();
+        docs.sync().await.unwrap();
+        assert_eq!(docs.prepare().await.unwrap(), Keeping::Local);
+        for d in files {
+            assert_eq!(docs.get(&d.path).await.unwrap(), Some(d.bytes));
+        }
+        // Memory has nothing to sync.
+        Documents::open("memory:").unwrap().sync().await.unwrap();
+    }
+}
