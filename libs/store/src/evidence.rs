@@ -48,22 +48,56 @@ pub async fn append(
     log: &[EvidenceLogRow],
     checkpoints: &[EvidenceCheckpointRow],
 ) -> Result<()> {
+    let ready = std::future::ready(Ok::<(), std::convert::Infallible>(()));
+    append_when(store, rows, log, checkpoints, ready).await.map_err(|e| match e {
+        AppendError::Store(e) => e,
+        AppendError::Before(never) => match never {},
+    })
+}
+
+/// Why [`append_when`] did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError<E> {
+    #[error(transparent)]
+    Store(Error),
+    /// What had to succeed before the commit failed: nothing was committed.
+    #[error(transparent)]
+    Before(E),
+}
+
+/// As [`append`], committing only once `before` has succeeded too (the
+/// documents the rows name are durable, say), while the rows are written:
+/// the two overlap, and a failure of either commits nothing.
+pub async fn append_when<E>(
+    store: &Store,
+    rows: &[EvidenceRow],
+    log: &[EvidenceLogRow],
+    checkpoints: &[EvidenceCheckpointRow],
+    before: impl Future<Output = std::result::Result<(), E>>,
+) -> std::result::Result<(), AppendError<E>> {
     if rows.is_empty() && log.is_empty() && checkpoints.is_empty() {
-        return Ok(());
+        return before.await.map_err(AppendError::Before);
     }
-    let mut client = store.client().await?;
-    let tx = client.transaction().await.map_err(Error::pg("starting the evidence write"))?;
+    let mut client = store.client().await.map_err(AppendError::Store)?;
+    let tx = client.transaction().await.map_err(|e| AppendError::Store(Error::pg("starting the evidence write")(e)))?;
     let t: &tokio_postgres::Transaction<'_> = &tx;
-    if !rows.is_empty() {
-        // New rows (the usual case) by a plain INSERT; a batch with a stored
-        // row (redelivery) again, skipping those: a different row at a
-        // stored chain and sequence still fails (the chain would fork).
-        let skip_stored = async { insert_rows(t, rows, true).await.map_err(Error::pg("inserting evidence")) };
-        crate::unless_stored(t, "inserting evidence", insert_rows(t, rows, false), skip_stored).await?;
-    }
-    append_leaves(t, log).await?;
-    insert_checkpoints(t, checkpoints).await?;
-    tx.commit().await.map_err(Error::pg("committing the evidence write"))
+    let writes = async {
+        if !rows.is_empty() {
+            // New rows (the usual case) by a plain INSERT; a batch with a
+            // stored row (redelivery) again, skipping those: a different row
+            // at a stored chain and sequence still fails (the chain would
+            // fork).
+            let skip_stored = async { insert_rows(t, rows, true).await.map_err(Error::pg("inserting evidence")) };
+            crate::unless_stored(t, "inserting evidence", insert_rows(t, rows, false), skip_stored).await?;
+        }
+        append_leaves(t, log).await?;
+        insert_checkpoints(t, checkpoints).await
+    };
+    let (written, ready) = tokio::join!(writes, before);
+    // Dropping the transaction uncommitted rolls it back.
+    ready.map_err(AppendError::Before)?;
+    written.map_err(AppendError::Store)?;
+    tx.commit().await.map_err(|e| AppendError::Store(Error::pg("committing the evidence write")(e)))
 }
 
 /// Inserts `rows` in one statement; with `skip_stored`, a row whose id is

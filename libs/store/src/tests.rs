@@ -530,4 +530,18 @@ async fn evidence_log_leaves_are_appended_once_and_never_forked() {
     let err = evidence::append(&store, &[record(3, "b")], &[], &[]).await.unwrap_err().to_string();
     assert!(err.contains("inserting evidence"), "a different record at a stored sequence: {err}");
     assert_eq!(records().await, 3);
+
+    // Committed only when what must come first (the documents) succeeded.
+    let failed = evidence::append_when(&store, &[record(4, "a")], &[leaf(3, "a")], &[], async {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        Err("documents not durable")
+    })
+    .await;
+    assert!(matches!(failed, Err(evidence::AppendError::Before("documents not durable"))), "{failed:?}");
+    assert_eq!((records().await, count().await), (3, 3), "nothing of the batch is committed");
+    evidence::append_when(&store, &[record(4, "a")], &[leaf(3, "a")], &[], async { Ok::<(), &str>(()) }).await.unwrap();
+    assert_eq!((records().await, count().await), (4, 4));
+    // A failing write is reported as the store's, the other side's success notwithstanding.
+    let forked = evidence::append_when(&store, &[record(4, "b")], &[], &[], async { Ok::<(), &str>(()) }).await;
+    assert!(matches!(forked, Err(evidence::AppendError::Store(_))), "{forked:?}");
 }

@@ -1,7 +1,8 @@
 //! Building and verifying evidence records. Pure: no I/O.
 //!
 //! A record is a JSON document, canonicalised with RFC 8785 (JCS), hashed
-//! with SHA-256; the 32 hash bytes are signed with Ed25519. The document
+//! with SHA-256; the 32 hash bytes are signed with Ed25519 (a batch after
+//! it is chained, on every core: the chain links hashes). The document
 //! names the previous record's hash and its own position, so deleting,
 //! inserting or reordering records breaks the chain, and it names the
 //! signing key id, so a signature cannot be moved to another key.
@@ -34,7 +35,8 @@ pub struct ChainHead {
     pub hash: Option<String>,
 }
 
-/// A record ready to store and publish.
+/// A record ready to store and publish (once signed: see
+/// [`Sealer::sign_all`]).
 #[derive(Debug, Clone)]
 pub struct Sealed {
     pub message: Evidence,
@@ -43,7 +45,24 @@ pub struct Sealed {
     pub document: Vec<u8>,
     /// Where the document goes in the object store.
     pub path: String,
+    /// The document's SHA-256 (`hash`, raw), which the signature signs.
+    pub digest: [u8; 32],
 }
+
+impl Sealed {
+    /// Whether the record is signed.
+    pub fn is_signed(&self) -> bool {
+        !self.message.signature.is_empty()
+    }
+
+    fn set_signature(&mut self, signature: String) {
+        self.row.signature.clone_from(&signature);
+        self.message.signature = signature;
+    }
+}
+
+/// Below this many records a batch is signed on the calling thread.
+const PARALLEL_SIGNING_FROM: usize = 64;
 
 /// Who signs: the key and its id.
 #[derive(Debug)]
@@ -73,8 +92,22 @@ impl Sealer {
     }
 
     /// The `pci_scope_identification` record (PCI DSS 12.5.2) of a decision,
-    /// appended after `head` of `chain`.
+    /// appended after `head` of `chain`, signed.
     pub fn scope_identification(&self, chain: &str, head: &ChainHead, d: &ScopeDecision) -> Result<Sealed, SealError> {
+        let mut sealed = self.scope_identification_unsigned(chain, head, d)?;
+        self.sign_all(std::slice::from_mut(&mut sealed));
+        Ok(sealed)
+    }
+
+    /// As [`Sealer::scope_identification`], without the signature: the
+    /// chain only links hashes, so a batch is chained first and signed
+    /// after, on several threads ([`Sealer::sign_all`]).
+    pub fn scope_identification_unsigned(
+        &self,
+        chain: &str,
+        head: &ChainHead,
+        d: &ScopeDecision,
+    ) -> Result<Sealed, SealError> {
         let evidence_type = EvidenceType::ScopeIdentification;
         let requirement = "12.5.2";
         let sequence = head.sequence + 1;
@@ -173,14 +206,43 @@ impl Sealer {
             "trigger": report.trigger,
             "summary": report.summary,
         });
+        self.sign_all(std::slice::from_mut(&mut sealed));
         Ok(sealed)
+    }
+
+    /// Signs every record of `batch` not signed yet: Ed25519 over its
+    /// digest, split over the machine's cores for a large batch (signing is
+    /// most of sealing's cost, and independent per record).
+    pub fn sign_all(&self, batch: &mut [Sealed]) {
+        let sign = |records: &mut [Sealed]| {
+            for s in records.iter_mut().filter(|s| !s.is_signed()) {
+                s.set_signature(B64.encode(self.key.sign(&s.digest).to_bytes()));
+            }
+        };
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        if batch.len() < PARALLEL_SIGNING_FROM || threads < 2 {
+            sign(batch);
+            return;
+        }
+        let chunk = batch.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let mut parts = batch.chunks_mut(chunk);
+            let mine = parts.next();
+            for part in parts {
+                scope.spawn(move || sign(part));
+            }
+            if let Some(part) = mine {
+                sign(part);
+            }
+        });
     }
 
     fn seal(&self, i: SealInput<'_>) -> Result<Sealed, SealError> {
         let document = canonical(&i.body)?;
-        let digest = Sha256::digest(&document);
+        let digest: [u8; 32] = Sha256::digest(&document).into();
         let hash = hex::encode(digest);
-        let signature = B64.encode(self.key.sign(&digest).to_bytes());
+        // set by `sign_all`
+        let signature = String::new();
         let expires_at = expiry(i.generated_at);
         let path = store_path(i.chain, i.sequence);
         let document_text = String::from_utf8(document.clone())?;
@@ -222,7 +284,7 @@ impl Sealer {
             sequence: i.sequence,
             prev_hash: i.prev_hash,
         };
-        Ok(Sealed { message, row, document, path })
+        Ok(Sealed { message, row, document, path, digest })
     }
 }
 
@@ -398,6 +460,29 @@ mod tests {
         assert_eq!(again.message, b.message);
         let years = (b.message.expires_at - b.message.generated_at) / (86_400 * 1_000_000);
         assert!((2556..=2557).contains(&years), "{years}");
+    }
+
+    #[test]
+    fn a_batch_chained_then_signed_on_several_threads_is_the_records_sealed_one_by_one() {
+        let s = sealer();
+        let (mut one_by_one, mut batch) = (Vec::new(), Vec::new());
+        let (mut a, mut b) = (ChainHead::default(), ChainHead::default());
+        for i in 0..(PARALLEL_SIGNING_FROM * 3 + 5) {
+            let d = decision(&format!("r{i}"));
+            let signed = s.scope_identification("c", &a, &d).unwrap();
+            a = ChainHead { sequence: signed.message.sequence, hash: Some(signed.message.hash.clone()) };
+            one_by_one.push(signed);
+            let unsigned = s.scope_identification_unsigned("c", &b, &d).unwrap();
+            assert!(!unsigned.is_signed());
+            b = ChainHead { sequence: unsigned.message.sequence, hash: Some(unsigned.message.hash.clone()) };
+            batch.push(unsigned);
+        }
+        s.sign_all(&mut batch);
+        for (x, y) in one_by_one.iter().zip(&batch) {
+            assert_eq!(x.message, y.message);
+            assert_eq!(x.row.signature, y.row.signature);
+            verify(&y.document, &y.message.hash, &y.row.signature, &s.verifying_key()).unwrap();
+        }
     }
 
     #[test]

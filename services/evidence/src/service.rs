@@ -426,7 +426,9 @@ impl Evidence {
         })
     }
 
-    fn push(&mut self, out: &mut Output, mut sealed: Sealed) -> Result<(), ProcessError> {
+    /// Takes a record (signed or not) into the log, its chain and the
+    /// pending batch; [`Self::publish`] signs and encodes.
+    fn push(&mut self, mut sealed: Sealed) -> Result<(), ProcessError> {
         let url = self.documents.url(&sealed.path);
         sealed.message.storage_url = Some(url.clone());
         sealed.row.storage_url = Some(url);
@@ -442,8 +444,6 @@ impl Evidence {
             checkpoint_size: 0,
             inclusion: Vec::new(),
         });
-        let bytes = psg_avro_codec::encode(&sealed.message).map_err(|e| ProcessError::Fatal(e.to_string()))?;
-        out.records.push(OutRecord::new(&self.evidence_out, sealed.message.chain.as_bytes(), bytes));
         self.heads.insert(
             sealed.message.chain.clone(),
             ChainHead { sequence: sealed.message.sequence, hash: Some(sealed.message.hash.clone()) },
@@ -451,6 +451,18 @@ impl Evidence {
         self.sealed.insert(sealed.row.id);
         metrics::counter!("psg_evidence_records_total", "type" => sealed.message.evidence_type.as_str()).increment(1);
         self.pending.push(sealed);
+        Ok(())
+    }
+
+    /// Signs the pending records from `first` on (on every core) and
+    /// encodes them for `evidence.records`, in the order they were made.
+    fn publish(&mut self, out: &mut Output, first: usize) -> Result<(), ProcessError> {
+        let Some(new) = self.pending.get_mut(first..) else { return Ok(()) };
+        self.sealer.sign_all(new);
+        for s in new.iter() {
+            let bytes = psg_avro_codec::encode(&s.message).map_err(|e| ProcessError::Fatal(e.to_string()))?;
+            out.records.push(OutRecord::new(&self.evidence_out, s.message.chain.as_bytes(), bytes));
+        }
         Ok(())
     }
 
@@ -704,6 +716,7 @@ impl Processor for Evidence {
             }
         }
         let stored = self.stored(&ids).await?;
+        let first_new = self.pending.len();
 
         for (job, made) in jobs.iter().zip(reports_to_seal) {
             match (job, made) {
@@ -715,9 +728,9 @@ impl Processor for Evidence {
                     }
                     let sealed = self
                         .sealer
-                        .scope_identification(SCOPE_CHAIN, &self.head(SCOPE_CHAIN), d)
+                        .scope_identification_unsigned(SCOPE_CHAIN, &self.head(SCOPE_CHAIN), d)
                         .map_err(|e| ProcessError::Fatal(format!("sealing evidence for {}: {e}", d.decision_id)))?;
-                    self.push(&mut out, sealed)?;
+                    self.push(sealed)?;
                 }
                 (Job::Reports(p, _), Some(made)) => {
                     for r in made {
@@ -729,7 +742,7 @@ impl Processor for Evidence {
                         let sealed = self.sealer.report(&self.head(r.evidence_type.as_str()), &r).map_err(|e| {
                             ProcessError::Fatal(format!("sealing {} for {}: {e}", r.evidence_type, p.trigger))
                         })?;
-                        self.push(&mut out, sealed)?;
+                        self.push(sealed)?;
                     }
                     tracing::info!(
                         trigger = %p.trigger,
@@ -741,6 +754,7 @@ impl Processor for Evidence {
                 (Job::Reports(..), None) => {}
             }
         }
+        self.publish(&mut out, first_new)?;
         self.checkpoint(&mut out)?;
         self.clock = clock;
         self.next_period_end = next;
@@ -752,7 +766,6 @@ impl Processor for Evidence {
             return Ok(());
         }
         let transient = |e: crate::Error| ProcessError::Transient(e.to_string());
-        let started = std::time::Instant::now();
         let mut files: Vec<Doc> = Vec::with_capacity(self.pending.len() * 2);
         for s in &self.pending {
             files.push(Doc {
@@ -766,27 +779,49 @@ impl Processor for Evidence {
         }
         let (log_files, log_head) = self.log_files().map_err(|e| ProcessError::Fatal(e.to_string()))?;
         files.extend(log_files);
-        self.documents.put_many(files).await.map_err(transient)?;
-        if let Some(head) = log_head {
-            self.documents.put(Self::LOG_HEAD, head).await.map_err(transient)?;
-        }
         let chains: HashSet<&str> = self.pending.iter().map(|s| s.message.chain.as_str()).collect();
-        for chain in chains {
-            let head = self.head(chain);
-            let doc = serde_json::json!({"chain": chain, "sequence": head.sequence, "hash": head.hash});
-            self.documents.put(&Self::head_path(chain), doc.to_string().into_bytes()).await.map_err(transient)?;
-        }
-        self.documents.sync().await.map_err(transient)?;
-        metrics::histogram!("psg_evidence_persist_seconds", "step" => "documents")
-            .record(started.elapsed().as_secs_f64());
-        if let Some(store) = &self.store {
+        let heads: Vec<(String, Vec<u8>)> = chains
+            .into_iter()
+            .map(|chain| {
+                let head = self.head(chain);
+                let doc = serde_json::json!({"chain": chain, "sequence": head.sequence, "hash": head.hash});
+                (Self::head_path(chain), doc.to_string().into_bytes())
+            })
+            .collect();
+        let documents = &self.documents;
+        // The documents, the log head after the files it names, the chain
+        // heads; then one flush.
+        let durable = async move {
             let started = std::time::Instant::now();
-            let rows: Vec<_> = self.pending.iter().map(|s| s.row.clone()).collect();
-            psg_store::evidence::append(store, &rows, &self.pending_log, &self.pending_checkpoints)
-                .await
-                .map_err(|e| ProcessError::classify(e.is_transient(), e))?;
-            metrics::histogram!("psg_evidence_persist_seconds", "step" => "database")
+            documents.put_many(files).await?;
+            if let Some(head) = log_head {
+                documents.put(Self::LOG_HEAD, head).await?;
+            }
+            for (path, doc) in heads {
+                documents.put(&path, doc).await?;
+            }
+            documents.sync().await?;
+            metrics::histogram!("psg_evidence_persist_seconds", "step" => "documents")
                 .record(started.elapsed().as_secs_f64());
+            Ok::<(), crate::Error>(())
+        };
+        match &self.store {
+            // The rows are written while the documents are, and committed
+            // once the documents are durable: no row names a document a
+            // failure could take back.
+            Some(store) => {
+                let started = std::time::Instant::now();
+                let rows: Vec<_> = self.pending.iter().map(|s| s.row.clone()).collect();
+                psg_store::evidence::append_when(store, &rows, &self.pending_log, &self.pending_checkpoints, durable)
+                    .await
+                    .map_err(|e| match e {
+                        psg_store::evidence::AppendError::Store(e) => ProcessError::classify(e.is_transient(), e),
+                        psg_store::evidence::AppendError::Before(e) => transient(e),
+                    })?;
+                metrics::histogram!("psg_evidence_persist_seconds", "step" => "database")
+                    .record(started.elapsed().as_secs_f64());
+            }
+            None => durable.await.map_err(transient)?,
         }
         self.pending.clear();
         self.pending_log.clear();

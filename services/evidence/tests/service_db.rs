@@ -384,13 +384,15 @@ async fn without_a_database_the_log_is_restored_from_the_document_store() {
 
 /// A bucket on `server`, with Object Lock or without.
 async fn bucket(server: &psg_testkit::s3::S3Server, name: &str, object_lock: bool) -> Documents {
-    let documents = Documents::open_with(&format!("s3://{name}/pci"), ObjectLock::Auto, &server.options()).expect("open the bucket");
+    let documents = Documents::open_with(&format!("s3://{name}/pci"), ObjectLock::Auto, &server.options())
+        .expect("open the bucket");
     let mut headers = http::HeaderMap::new();
     if object_lock {
         headers.insert("x-amz-bucket-object-lock-enabled", http::HeaderValue::from_static("true"));
     }
     let bucket = documents.bucket().expect("an S3 store");
-    let made = bucket.request(http::Method::PUT, None, None, headers, bytes::Bytes::new()).await.expect("create the bucket");
+    let made =
+        bucket.request(http::Method::PUT, None, None, headers, bytes::Bytes::new()).await.expect("create the bucket");
     assert!(made.status.is_success(), "creating {name}: {} {:?}", made.status, made.body);
     documents
 }
