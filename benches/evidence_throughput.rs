@@ -4,8 +4,9 @@
 //! side by side) and encodes for the topic
 //! `EVIDENCE_RECORDS` (default 50,000) scope-identification records through
 //! the evidence service's processor, in batches of 1,000 as the Kafka loop
-//! hands them over, and prints records/s; then sealing alone, the evidence
-//! log alone, and the database step alone (rows, then leaves). Needs
+//! hands them over, and prints records/s; then the same with the documents
+//! in memory (no disk flush), sealing alone, the evidence log alone, and
+//! the database step alone (rows, then leaves). Needs
 //! PostgreSQL (`TEST_DATABASE_ADMIN_URL`, default the local server).
 
 use std::sync::Arc;
@@ -59,93 +60,37 @@ fn main() {
     let metrics = psg_telemetry::metrics_handle().expect("metrics recorder");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(async move {
-        let db = TestDb::create().await;
-        psg_store::migrate(&psg_store::pool(&db.url, 1).expect("pool")).await.expect("migrate");
-        let store = psg_store::Store::connect(&db.url, 4).await.expect("store");
         let decisions: Vec<ScopeDecision> = (0..n).map(decision).collect();
-
-        // The decisions the records point at (untimed).
-        let src = SourceRef { topic: "resources".into(), partition: 0, offset: 0, line: 0 };
-        for chunk in decisions.chunks(5_000) {
-            let resources: Vec<ResourceRow> = chunk
-                .iter()
-                .map(|d| {
-                    ResourceRow::from_message(&Resource::new(
-                        d.resource_id.clone(),
-                        CloudProvider::Aws,
-                        ResourceType::Ec2Instance,
-                        0,
-                        src.clone(),
-                    ))
-                })
-                .collect();
-            psg_store::resources::ensure_resources(&store, &resources).await.expect("resources");
-            let rows: Vec<ScopeDecisionRow> = chunk
-                .iter()
-                .map(|d| ScopeDecisionRow {
-                    id: d.decision_id.parse().expect("uuid"),
-                    resource_id: ids::resource_uuid(&d.resource_id),
-                    scope: d.scope,
-                    data_classification: None,
-                    segment: None,
-                    justification: d.justification.clone(),
-                    confidence_score: None,
-                    decided_at: from_micros(d.decided_at),
-                    decided_by: d.decided_by.clone(),
-                    decision_method: d.decision_method,
-                    is_current: true,
-                    superseded_by_id: None,
-                    dependency_resource_ids: serde_json::json!(d.dependency_resource_ids),
-                })
-                .collect();
-            psg_store::decisions::write_decisions(&store, &rows).await.expect("decisions");
-        }
-        let messages: Vec<InMessage> = decisions
-            .iter()
-            .enumerate()
-            .map(|(i, d)| InMessage {
-                kind: InputKind::Stream,
-                topic: Arc::from("scope.decisions"),
-                partition: 0,
-                offset: i as i64,
-                key: Some(d.resource_id.clone().into_bytes()),
-                payload: Some(psg_avro_codec::encode(d).expect("encode")),
-                headers: vec![],
-                timestamp_ms: None,
-            })
-            .collect();
-
-        let dir = tempfile::tempdir().expect("tempdir");
+        let messages = messages(&decisions);
         let key = SigningKey::from_bytes(&[42u8; 32]);
+        let (_db, store) = database_with(&decisions).await;
+        let dir = tempfile::tempdir().expect("tempdir");
         let documents = Documents::open(dir.path().to_str().expect("utf-8")).expect("documents");
-        let mut evidence = Evidence::new(&Config::default(), Some(store.clone()), Sealer::new(key.clone(), "bench"), documents);
-        evidence.restore().await.expect("restore");
-        let started = Instant::now();
-        let mut made = 0;
-        let (mut in_process, mut in_persist) = (0.0, 0.0);
-        for batch in messages.chunks(BATCH) {
-            let t = Instant::now();
-            let out = evidence.process(batch).await.expect("process");
-            in_process += t.elapsed().as_secs_f64();
-            // Records, not the batch's checkpoint of the evidence log.
-            made += out.records.iter().filter(|r| r.topic == "evidence.records").count();
-            let t = Instant::now();
-            evidence.persist().await.expect("persist");
-            in_persist += t.elapsed().as_secs_f64();
-        }
-        let secs = started.elapsed().as_secs_f64();
-        println!("evidence_throughput: process (dedup check, seal, sign, encode) {in_process:.2} s, persist (documents, and rows written meanwhile) {in_persist:.2} s");
-        assert_eq!(made, n);
+        let run = service(&store, documents, &key, &messages).await;
+        println!("evidence_throughput: process (dedup check, seal, sign, encode) {:.2} s, persist (documents, and rows written meanwhile) {:.2} s", run.process, run.persist);
         println!(
-            "evidence_throughput: {n} records signed, chained, stored (local directory + PostgreSQL) in {secs:.2} s: {:.0} records/s",
-            n as f64 / secs
+            "evidence_throughput: {n} records signed, chained, stored (local directory + PostgreSQL) in {:.2} s: {:.0} records/s",
+            run.secs,
+            n as f64 / run.secs
         );
-
         for line in metrics.render().lines() {
             if line.starts_with("psg_evidence_persist_seconds_sum") {
                 println!("evidence_throughput: {line}");
             }
         }
+        // The same with the documents in memory: what the processor and
+        // the database sustain when the document store is not the limit
+        // (S3 takes a batch's documents 32 at a time; a local disk flushes
+        // one inode per document).
+        let (_db2, store2) = database_with(&decisions).await;
+        let run = service(&store2, Documents::open("memory:").expect("memory"), &key, &messages).await;
+        println!(
+            "evidence_throughput: documents in memory (no disk flush): {n} records in {:.2} s (process {:.2} s, persist {:.2} s): {:.0} records/s",
+            run.secs,
+            run.process,
+            run.persist,
+            n as f64 / run.secs
+        );
         let sealer = Sealer::new(key.clone(), "bench");
         let started = Instant::now();
         let mut head = ChainHead::default();
@@ -236,4 +181,96 @@ fn main() {
             n as f64 / (in_rows + in_leaves)
         );
     });
+}
+
+/// A migrated database holding the resources and decisions the records
+/// point at.
+async fn database_with(decisions: &[ScopeDecision]) -> (TestDb, psg_store::Store) {
+    let db = TestDb::create().await;
+    psg_store::migrate(&psg_store::pool(&db.url, 1).expect("pool")).await.expect("migrate");
+    let store = psg_store::Store::connect(&db.url, 4).await.expect("store");
+
+    // The decisions the records point at (untimed).
+    let src = SourceRef { topic: "resources".into(), partition: 0, offset: 0, line: 0 };
+    for chunk in decisions.chunks(5_000) {
+        let resources: Vec<ResourceRow> = chunk
+            .iter()
+            .map(|d| {
+                ResourceRow::from_message(&Resource::new(
+                    d.resource_id.clone(),
+                    CloudProvider::Aws,
+                    ResourceType::Ec2Instance,
+                    0,
+                    src.clone(),
+                ))
+            })
+            .collect();
+        psg_store::resources::ensure_resources(&store, &resources).await.expect("resources");
+        let rows: Vec<ScopeDecisionRow> = chunk
+            .iter()
+            .map(|d| ScopeDecisionRow {
+                id: d.decision_id.parse().expect("uuid"),
+                resource_id: ids::resource_uuid(&d.resource_id),
+                scope: d.scope,
+                data_classification: None,
+                segment: None,
+                justification: d.justification.clone(),
+                confidence_score: None,
+                decided_at: from_micros(d.decided_at),
+                decided_by: d.decided_by.clone(),
+                decision_method: d.decision_method,
+                is_current: true,
+                superseded_by_id: None,
+                dependency_resource_ids: serde_json::json!(d.dependency_resource_ids),
+            })
+            .collect();
+        psg_store::decisions::write_decisions(&store, &rows).await.expect("decisions");
+    }
+    (db, store)
+}
+
+/// The decisions as the evidence service reads them.
+fn messages(decisions: &[ScopeDecision]) -> Vec<InMessage> {
+    decisions
+        .iter()
+        .enumerate()
+        .map(|(i, d)| InMessage {
+            kind: InputKind::Stream,
+            topic: Arc::from("scope.decisions"),
+            partition: 0,
+            offset: i as i64,
+            key: Some(d.resource_id.clone().into_bytes()),
+            payload: Some(psg_avro_codec::encode(d).expect("encode")),
+            headers: vec![],
+            timestamp_ms: None,
+        })
+        .collect()
+}
+
+/// One run of the evidence service over `messages`, batch by batch.
+struct Run {
+    secs: f64,
+    process: f64,
+    persist: f64,
+}
+
+async fn service(store: &psg_store::Store, documents: Documents, key: &SigningKey, messages: &[InMessage]) -> Run {
+    let sealer = Sealer::new(key.clone(), "bench");
+    let mut evidence = Evidence::new(&Config::default(), Some(store.clone()), sealer, documents);
+    evidence.restore().await.expect("restore");
+    let started = Instant::now();
+    let mut made = 0;
+    let (mut process, mut persist) = (0.0, 0.0);
+    for batch in messages.chunks(BATCH) {
+        let t = Instant::now();
+        let out = evidence.process(batch).await.expect("process");
+        process += t.elapsed().as_secs_f64();
+        // Records, not the batch's checkpoint of the evidence log.
+        made += out.records.iter().filter(|r| r.topic == "evidence.records").count();
+        let t = Instant::now();
+        evidence.persist().await.expect("persist");
+        persist += t.elapsed().as_secs_f64();
+    }
+    assert_eq!(made, messages.len(), "a record per decision");
+    Run { secs: started.elapsed().as_secs_f64(), process, persist }
 }

@@ -70,12 +70,16 @@ pub struct Sealer {
     key: SigningKey,
     key_id: String,
     generated_by: String,
+    /// Threads a large batch is signed on (the machine's cores).
+    threads: usize,
 }
 
 impl Sealer {
     pub fn new(key: SigningKey, generated_by: impl Into<String>) -> Self {
         let key_id = key_id(&key.verifying_key());
-        Self { key, key_id, generated_by: generated_by.into() }
+        // Asked once: on Linux it reads the cgroup's CPU quota.
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        Self { key, key_id, generated_by: generated_by.into(), threads }
     }
 
     pub fn key_id(&self) -> &str {
@@ -219,12 +223,11 @@ impl Sealer {
                 s.set_signature(B64.encode(self.key.sign(&s.digest).to_bytes()));
             }
         };
-        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        if batch.len() < PARALLEL_SIGNING_FROM || threads < 2 {
+        if batch.len() < PARALLEL_SIGNING_FROM || self.threads < 2 {
             sign(batch);
             return;
         }
-        let chunk = batch.len().div_ceil(threads);
+        let chunk = batch.len().div_ceil(self.threads);
         std::thread::scope(|scope| {
             let mut parts = batch.chunks_mut(chunk);
             let mine = parts.next();

@@ -15,7 +15,7 @@ use psg_domain::{
     SourceRef, ids,
 };
 use psg_evidence::Evidence;
-use psg_evidence::documents::{Documents, Keeping};
+use psg_evidence::documents::{Doc, Documents, Keeping};
 use psg_evidence::log;
 use psg_evidence::record::Sealer;
 use psg_evidence::verify::{Entry, Keyring, verify_entries};
@@ -441,6 +441,13 @@ async fn on_s3_records_and_checkpoints_are_locked_until_they_expire() {
     assert_eq!(restarted.log().size(), made.len() as u64);
     let again = restarted.process(&decisions).await.unwrap();
     assert!(records(&again).is_empty(), "nothing is sealed twice");
+
+    // A document whose retention ended already (events older than seven
+    // years) cannot be locked: S3 refuses a past date. It is written unlocked.
+    let old = Doc { path: "old/1.json".into(), bytes: b"{}".to_vec(), retain_until: Some(1000 * SECOND) };
+    documents.put_many(vec![old]).await.unwrap();
+    assert_eq!(documents.get("old/1.json").await.unwrap().as_deref(), Some(&b"{}"[..]));
+    assert_eq!(bucket.retention("old/1.json").await.unwrap(), None);
 
     // `off` writes the same bucket unlocked.
     let off = Documents::open_with("s3://evidence-locked/other", ObjectLock::Off, &server.options()).unwrap();

@@ -180,11 +180,15 @@ impl Documents {
     pub async fn put_many(&self, files: Vec<Doc>) -> Result<()> {
         if let Some(bucket) = &self.s3 {
             let locked = matches!(self.prepare().await?, Keeping::S3 { locked: true });
+            let now = chrono::Utc::now();
             return futures::stream::iter(files)
                 .map(|doc| async move {
-                    match doc.retain_until {
-                        Some(until) if locked => {
-                            bucket.put_locked(&doc.path, doc.bytes.into(), from_micros(until)).await
+                    match doc.retain_until.map(from_micros) {
+                        // S3 refuses a retain-until date in the past: a
+                        // record of events older than the retention period
+                        // is expired already, and written unlocked.
+                        Some(until) if locked && until > now => {
+                            bucket.put_locked(&doc.path, doc.bytes.into(), until).await
                         }
                         _ => self.put(&doc.path, doc.bytes).await,
                     }
@@ -236,8 +240,11 @@ impl Documents {
     /// Makes every document written so far durable: for a local directory,
     /// one `syncfs(2)` of its filesystem (file contents and the directory
     /// entries that name them) instead of a flush per file; nothing for
-    /// memory, nor for S3 (a write is durable when it is acknowledged). The service calls it before it commits a batch's rows, so a
-    /// row never names a document a power loss could take back.
+    /// memory, nor for S3 (a write is durable when it is acknowledged). The
+    /// service calls it before it commits a batch's rows, so a row never
+    /// names a document a power loss could take back. (A flush per file,
+    /// from the 16 writers, measured slower on an ext4 disk: 5.2-5.5k
+    /// records/s against 6.0-6.8k, `evidence_throughput`.)
     pub async fn sync(&self) -> Result<()> {
         let Some(dir) = self.local.clone() else { return Ok(()) };
         let url = self.base_url.clone();
