@@ -345,14 +345,53 @@ async fn verify_stored(cfg: &Config, extra: Vec<PathBuf>, range: Range) -> Resul
             true
         }
     };
+    let locks_ok = report_locks(&documents, &rows).await?;
     finish(&outcome)?;
-    if log_ok {
-        Ok(())
-    } else {
-        Err(CliError::Runtime(format!(
+    if !log_ok {
+        return Err(CliError::Runtime(format!(
             "verification failed: {} problems in the stored evidence log",
             audit.map_or(0, |a| a.audit.failures.len())
-        )))
+        )));
+    }
+    if !locks_ok {
+        return Err(CliError::Runtime(
+            "verification failed: documents are not locked until their records expire (S3 Object Lock)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// On S3: whether each record's document is locked (Object Lock,
+/// compliance mode) until the record expires; prints what it found.
+async fn report_locks(documents: &Documents, rows: &[psg_domain::rows::EvidenceRow]) -> Result<bool, CliError> {
+    let docs = rows
+        .iter()
+        .map(|r| (psg_evidence::record::store_path(&r.chain, r.sequence), r.expires_at.timestamp_micros()))
+        .collect();
+    match documents.check_locks(docs).await.map_err(runtime)? {
+        Some(check) => {
+            println!(
+                "S3 Object Lock: {} of {} documents locked in compliance mode until their records expire{}",
+                check.checked - check.findings.len(),
+                check.checked,
+                match check.expired {
+                    0 => String::new(),
+                    n => format!(" ({n} records expired already, not checked)"),
+                }
+            );
+            for (path, problem) in &check.findings {
+                println!("FAIL retention: {path}: {problem}");
+            }
+            Ok(check.findings.is_empty())
+        }
+        None => {
+            if documents.bucket().is_some() {
+                println!(
+                    "S3 Object Lock: the bucket has none (or evidence.object-lock is off): documents are not retention-locked"
+                );
+            }
+            Ok(true)
+        }
     }
 }
 

@@ -442,6 +442,35 @@ async fn on_s3_records_and_checkpoints_are_locked_until_they_expire() {
     let again = restarted.process(&decisions).await.unwrap();
     assert!(records(&again).is_empty(), "nothing is sealed twice");
 
+    // Every record's document is locked long enough: then one is written
+    // over, unlocked (a new version; the locked one stays), and is found.
+    let docs: Vec<(String, i64)> =
+        made.iter().map(|r| (format!("{}/{:012}.json", r.chain, r.sequence), r.expires_at)).collect();
+    let check = documents.check_locks(docs.clone()).await.unwrap().expect("S3 with Object Lock");
+    assert_eq!((check.checked, check.expired, check.findings.len()), (made.len(), 0, 0), "{check:?}");
+    let (first, _) = &docs[0];
+    documents.put(first, b"{}".to_vec()).await.unwrap();
+    let mut longer = docs.clone();
+    longer[1].1 += 86_400 * SECOND;
+    longer.push(("gone/1.json".into(), 1000 * SECOND));
+    let check = documents.check_locks(longer).await.unwrap().unwrap();
+    assert_eq!((check.checked, check.expired), (made.len(), 1));
+    let found: Vec<&str> = check.findings.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(found.len(), 2, "{check:?}");
+    assert!(check.findings.iter().any(|(p, why)| p == first && why == "not locked"), "{check:?}");
+    assert!(
+        check.findings.iter().any(|(p, why)| *p == docs[1].0 && why.contains("but the record expires")),
+        "{check:?}"
+    );
+    assert_eq!(
+        Documents::open_with("s3://evidence-locked/pci", ObjectLock::Off, &server.options())
+            .unwrap()
+            .check_locks(docs)
+            .await
+            .unwrap(),
+        None
+    );
+
     // A document whose retention ended already (events older than seven
     // years) cannot be locked: S3 refuses a past date. It is written unlocked.
     let old = Doc { path: "old/1.json".into(), bytes: b"{}".to_vec(), retain_until: Some(1000 * SECOND) };

@@ -51,8 +51,19 @@ pub enum Keeping {
     S3 { locked: bool },
 }
 
-/// Writes in flight at once to S3.
+/// Writes (and lock checks) in flight at once to S3.
 const S3_WRITES: usize = 32;
+
+/// What [`Documents::check_locks`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LockCheck {
+    /// Documents whose lock was asked for.
+    pub checked: usize,
+    /// Documents of records expired already (not locked, not asked).
+    pub expired: usize,
+    /// (path, what is wrong) of each document not locked as it must be.
+    pub findings: Vec<(String, String)>,
+}
 
 /// The evidence document store.
 #[derive(Debug, Clone)]
@@ -159,6 +170,49 @@ impl Documents {
     /// The URL a document at `path` has.
     pub fn url(&self, path: &str) -> String {
         format!("{}/{path}", self.base_url)
+    }
+
+    /// Checks on S3 with Object Lock that each document (its path, and its
+    /// record's `expires_at`) is locked in compliance mode until at least
+    /// its record expires: its newest version, the one readers get (an
+    /// unlocked version written over a locked one is a finding). `None`:
+    /// the store is not S3 with Object Lock, so there is nothing to check.
+    pub async fn check_locks(&self, docs: Vec<(String, Micros)>) -> Result<Option<LockCheck>> {
+        let (Some(bucket), Keeping::S3 { locked: true }) = (&self.s3, self.prepare().await?) else {
+            return Ok(None);
+        };
+        let now = chrono::Utc::now();
+        let mut check = LockCheck::default();
+        let total = docs.len();
+        let live: Vec<(String, chrono::DateTime<chrono::Utc>)> = docs
+            .into_iter()
+            .map(|(path, expires)| (path, from_micros(expires)))
+            .filter(|(_, expires)| *expires > now)
+            .collect();
+        check.expired = total - live.len();
+        let answers: Vec<(String, Option<String>)> = futures::stream::iter(live)
+            .map(|(path, expires)| async move {
+                // S3 keeps the date to the millisecond.
+                let due = expires - chrono::Duration::microseconds(i64::from(expires.timestamp_subsec_micros() % 1000));
+                let problem = match bucket.retention(&path).await? {
+                    None => Some("not locked".to_owned()),
+                    Some(r) if r.mode != s3::LOCK_MODE => {
+                        Some(format!("locked in {} mode, not {}", r.mode, s3::LOCK_MODE))
+                    }
+                    Some(r) if r.retain_until < due => {
+                        Some(format!("locked until {}, but the record expires at {expires}", r.retain_until))
+                    }
+                    Some(_) => None,
+                };
+                Ok::<_, Error>((path, problem))
+            })
+            .buffer_unordered(S3_WRITES)
+            .try_collect()
+            .await?;
+        check.checked = answers.len();
+        check.findings = answers.into_iter().filter_map(|(path, p)| p.map(|p| (path, p))).collect();
+        check.findings.sort();
+        Ok(Some(check))
     }
 
     /// Writes (or overwrites) `path`.
