@@ -507,4 +507,13 @@ async fn a_bucket_without_object_lock_is_written_unlocked_or_refused_when_requir
     let missing = Documents::open_with("s3://no-such-bucket", ObjectLock::Auto, &server.options()).unwrap();
     let err = missing.prepare().await.unwrap_err().to_string();
     assert!(err.contains("NoSuchBucket"), "{err}");
+    // The server checks signatures (so every request above was signed
+    // right): a wrong secret is refused.
+    let mut wrong = server.options();
+    wrong.retain(|(k, _)| *k != "aws_secret_access_key");
+    wrong.push(("aws_secret_access_key", "not-the-secret"));
+    let forged = Documents::open_with("s3://evidence-plain/pci", ObjectLock::Auto, &wrong).unwrap();
+    let err = forged.prepare().await.unwrap_err().to_string();
+    assert!(err.contains("SignatureDoesNotMatch"), "{err}");
+    assert!(forged.get(&path).await.is_err(), "object_store's own requests are checked too");
 }
