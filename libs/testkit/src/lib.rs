@@ -127,16 +127,23 @@ pub fn free_port() -> u16 {
 
 /// Where the tansu binary is.
 pub fn tansu_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("TANSU_BIN") {
+    tool_binary("TANSU_BIN", "bin/tansu")
+}
+
+/// Where a test tool is: the file `env` names, else `cached` under the
+/// tool cache `scripts/test.sh` installs into, else its file name on `PATH`.
+pub(crate) fn tool_binary(env: &str, cached: &str) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
         return Some(PathBuf::from(p));
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from)?;
-    let cached = home.join(".cache/pci-scope-guard/tools/bin/tansu");
-    if cached.is_file() {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    if let Some(cached) = home.map(|h| h.join(".cache/pci-scope-guard/tools").join(cached))
+        && cached.is_file()
+    {
         return Some(cached);
     }
-    std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("tansu")).find(|p| p.is_file()))
+    let name = std::path::Path::new(cached).file_name()?;
+    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file()))
 }
 
 /// A tansu broker process: memory storage ([`Tansu::start`]) or SQLite in a

@@ -17,16 +17,7 @@ use crate::free_port;
 
 /// Where `moto_server` is: `MOTO_SERVER_BIN`, the tool cache, or `PATH`.
 pub fn moto_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("MOTO_SERVER_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    let home = std::env::var_os("HOME").map(PathBuf::from)?;
-    let cached = home.join(".cache/pci-scope-guard/tools/moto/bin/moto_server");
-    if cached.is_file() {
-        return Some(cached);
-    }
-    std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("moto_server")).find(|p| p.is_file()))
+    crate::tool_binary("MOTO_SERVER_BIN", "moto/bin/moto_server")
 }
 
 /// A `moto_server` process on a free loopback port, killed on drop.
