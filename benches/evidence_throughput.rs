@@ -1,5 +1,6 @@
 //! Evidence throughput: `cargo bench --bench evidence_throughput` seals
-//! (canonical JSON, SHA-256, chain link; then Ed25519 on every core),
+//! (canonical JSON, SHA-256, chain link, log leaf; one Ed25519 checkpoint
+//! signature per batch, which every record of the batch carries),
 //! stores (local directory document + `evidence` row in PostgreSQL, written
 //! side by side) and encodes for the topic
 //! `EVIDENCE_RECORDS` (default 50,000) scope-identification records through
@@ -21,7 +22,7 @@ use psg_domain::{
 };
 use psg_evidence::Evidence;
 use psg_evidence::documents::Documents;
-use psg_evidence::record::{ChainHead, Sealer};
+use psg_evidence::record::{ChainHead, LogPlace, Sealer};
 use psg_kafka_runtime::{InMessage, InputKind, Processor};
 use psg_testkit::TestDb;
 
@@ -92,34 +93,53 @@ fn main() {
             n as f64 / run.secs
         );
         let sealer = Sealer::new(key.clone(), "bench");
+        // v1, as before the log: every record signed on its own.
         let started = Instant::now();
         let mut head = ChainHead::default();
-        let mut hashes = Vec::with_capacity(decisions.len());
-        let mut rows = Vec::with_capacity(decisions.len());
         for d in &decisions {
-            let s = sealer.scope_identification("bench", &head, d).expect("seal");
-            hashes.push(s.message.hash.clone());
+            let s = sealer.scope_identification_v1("bench", &head, d).expect("seal");
             head = ChainHead { sequence: s.message.sequence, hash: Some(s.message.hash) };
-            rows.push(s.row);
-        }
-        let secs = started.elapsed().as_secs_f64();
-        println!("evidence_throughput: sealing alone (JCS + SHA-256 + Ed25519), one at a time: {:.0} records/s", n as f64 / secs);
-        // As the service seals: a batch chained, then signed on every core.
-        let started = Instant::now();
-        let mut head = ChainHead::default();
-        for chunk in decisions.chunks(BATCH) {
-            let mut batch = Vec::with_capacity(chunk.len());
-            for d in chunk {
-                let s = sealer.scope_identification_unsigned("bench", &head, d).expect("seal");
-                head = ChainHead { sequence: s.message.sequence, hash: Some(s.message.hash.clone()) };
-                batch.push(s);
-            }
-            sealer.sign_all(&mut batch);
         }
         let secs = started.elapsed().as_secs_f64();
         println!(
-            "evidence_throughput: sealing in batches of {BATCH}, signatures on {} threads: {:.0} records/s",
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            "evidence_throughput: sealing v1 records (JCS + SHA-256 + an Ed25519 signature each): {:.0} records/s",
+            n as f64 / secs
+        );
+        // v2, as the service seals: chained, appended to the log, and
+        // sealed by one checkpoint per batch (its signature and each
+        // record's inclusion proof).
+        let signer = sealer.checkpoint_signer("bench.example/evidence").expect("signer");
+        let started = Instant::now();
+        let mut head = ChainHead::default();
+        let mut log = psg_evidence::log::Log::default();
+        let mut hashes = Vec::with_capacity(decisions.len());
+        let mut rows = Vec::with_capacity(decisions.len());
+        for chunk in decisions.chunks(BATCH) {
+            let mut batch = Vec::with_capacity(chunk.len());
+            for d in chunk {
+                let place = LogPlace { origin: signer.origin(), index: log.size() };
+                let s = sealer.scope_identification("bench", &head, d, place).expect("seal");
+                log.append(&s.message.hash).expect("append");
+                head = ChainHead { sequence: s.message.sequence, hash: Some(s.message.hash.clone()) };
+                batch.push(s);
+            }
+            let size = log.size();
+            let root = log.root(size).expect("root");
+            let signature = signer.signature(size, &root);
+            let tree_size = i64::try_from(size).expect("size");
+            let first = size - batch.len() as u64;
+            for (i, s) in batch.iter_mut().enumerate() {
+                let proof = psg_evidence::log::encode_proof(&log.inclusion(first + i as u64, size).expect("proof"));
+                s.seal(&signature, tree_size, proof);
+            }
+            for s in batch {
+                hashes.push(s.message.hash.clone());
+                rows.push(s.row);
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "evidence_throughput: sealing v2 records in batches of {BATCH} (JCS + SHA-256 + log leaf and inclusion proof; one checkpoint signature per batch): {:.0} records/s",
             n as f64 / secs
         );
 

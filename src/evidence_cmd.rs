@@ -193,6 +193,8 @@ async fn export(cfg: &Config, range: Range, dir: PathBuf) -> Result<(), CliError
     let stored = if !rows.is_empty() && logged.len() == rows.len() {
         Some(stored_log(&store, &logged, &mut records).await?)
     } else {
+        // Records sealed by the service's log keep their proof in it.
+        attach_log_entries(&logged, records.iter_mut().map(|(e, _)| e), false);
         if !logged.is_empty() {
             println!(
                 "{} of the {} records were sealed before the evidence service kept its log: the bundle gets a log of its own",
@@ -297,14 +299,17 @@ async fn verify_stored(cfg: &Config, extra: Vec<PathBuf>, range: Range) -> Resul
     let documents = Documents::configured(&cfg.evidence).map_err(|e| CliError::Config(e.to_string()))?;
     let keys = keyring(cfg, Some(&store), &extra).await?;
     let rows = psg_store::evidence::records_between(&store, from, to).await.map_err(runtime)?;
-    let entries: Vec<Entry> = rows.iter().map(Entry::from_row).collect();
+    let mut entries: Vec<Entry> = rows.iter().map(Entry::from_row).collect();
+    let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
+    let logged = psg_store::evidence::log_entries(&store, &ids).await.map_err(runtime)?;
+    attach_log_entries(&logged, entries.iter_mut(), true);
     let mut docs = std::collections::HashMap::with_capacity(entries.len());
     for e in &entries {
         let doc = documents.get(&e.file).await.map_err(|e| e.to_string());
         docs.insert(e.file.clone(), doc);
     }
     let outcome = verify_entries(&entries, |e| docs.remove(&e.file).unwrap_or(Ok(None)).map_err(Into::into), &keys);
-    let audit = audit_stored_log(&store, &rows, &keys).await?;
+    let audit = audit_stored_log(&store, &rows, logged, &keys).await?;
     // Records count as verified only when their log entry verified too.
     let failed_in_log: std::collections::HashSet<String> =
         audit.as_ref().map(|a| a.audit.failed_records.iter().map(ToString::to_string).collect()).unwrap_or_default();
@@ -464,6 +469,7 @@ struct LogCheck {
 async fn audit_stored_log(
     store: &Store,
     rows: &[psg_domain::rows::EvidenceRow],
+    logged: Vec<psg_domain::rows::EvidenceLogRow>,
     keys: &Keyring,
 ) -> Result<Option<LogCheck>, CliError> {
     let Some(newest) = psg_store::evidence::last_checkpoint(store).await.map_err(runtime)? else {
@@ -471,11 +477,8 @@ async fn audit_stored_log(
     };
     let leaves = psg_store::evidence::log_leaves(store).await.map_err(runtime)?;
     let checkpoints = psg_store::evidence::checkpoints(store, &newest.origin).await.map_err(runtime)?;
-    let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
     let hashes: std::collections::HashMap<uuid::Uuid, &str> = rows.iter().map(|r| (r.id, r.hash.as_str())).collect();
-    let entries: Vec<(psg_domain::rows::EvidenceLogRow, String)> = psg_store::evidence::log_entries(store, &ids)
-        .await
-        .map_err(runtime)?
+    let entries: Vec<(psg_domain::rows::EvidenceLogRow, String)> = logged
         .into_iter()
         .map(|e| {
             let hash = hashes.get(&e.evidence_id).copied().unwrap_or_default().to_owned();
@@ -486,6 +489,33 @@ async fn audit_stored_log(
     Ok(Some(LogCheck { unlogged: rows.len() - entries.len(), audit, origin: newest.origin }))
 }
 
+/// Gives each of `entries` found in `logged` its log index and stored
+/// inclusion proof: as `inclusion` (`in_log`: the entries are verified
+/// against the service's log) or as `seal` only (the bundle gets a log of
+/// its own; a v2 record's signature seals its place in the service's).
+fn attach_log_entries<'a>(
+    logged: &[psg_domain::rows::EvidenceLogRow],
+    entries: impl Iterator<Item = &'a mut Entry>,
+    in_log: bool,
+) {
+    let by_id: std::collections::HashMap<String, &psg_domain::rows::EvidenceLogRow> =
+        logged.iter().map(|l| (l.evidence_id.to_string(), l)).collect();
+    for entry in entries {
+        if let Some(l) = by_id.get(&entry.evidence_id) {
+            let proof = psg_evidence::verify::Inclusion {
+                checkpoint: l.checkpoint_size.unsigned_abs(),
+                proof: l.inclusion.clone(),
+            };
+            if in_log {
+                entry.log_index = Some(l.log_index.unsigned_abs());
+                entry.inclusion = Some(proof);
+            } else {
+                entry.seal = Some(proof);
+            }
+        }
+    }
+}
+
 /// Puts `records` in log order with their log index and stored inclusion
 /// proof; the checkpoints their proofs name and the newest, with the
 /// consistency proofs between them (from the stored leaves).
@@ -494,17 +524,7 @@ async fn stored_log(
     logged: &[psg_domain::rows::EvidenceLogRow],
     records: &mut [(Entry, Vec<u8>)],
 ) -> Result<bundle::StoredLog, CliError> {
-    let by_id: std::collections::HashMap<String, &psg_domain::rows::EvidenceLogRow> =
-        logged.iter().map(|l| (l.evidence_id.to_string(), l)).collect();
-    for (entry, _) in records.iter_mut() {
-        if let Some(l) = by_id.get(&entry.evidence_id) {
-            entry.log_index = Some(l.log_index.unsigned_abs());
-            entry.inclusion = Some(psg_evidence::verify::Inclusion {
-                checkpoint: l.checkpoint_size.unsigned_abs(),
-                proof: l.inclusion.clone(),
-            });
-        }
-    }
+    attach_log_entries(logged, records.iter_mut().map(|(e, _)| e), true);
     records.sort_by_key(|(e, _)| e.log_index);
     let newest = psg_store::evidence::last_checkpoint(store)
         .await

@@ -109,8 +109,10 @@ async fn thin_path_through_four_processes_on_tansu_and_postgres() {
         let id: uuid::Uuid = web.decision_id.parse().ok()?;
         client
             .query_opt(
-                "SELECT e.hash, e.signature, e.storage_url, e.chain, e.sequence, e.expires_at > e.generated_at + interval '6 years'
+                "SELECT e.hash, e.signature, e.storage_url, e.chain, e.sequence, e.expires_at > e.generated_at + interval '6 years',
+                        l.checkpoint_size, l.inclusion
                    FROM evidence e JOIN scope_decisions d ON d.id = e.scope_decision_id
+                   JOIN evidence_log l ON l.evidence_id = e.id
                   WHERE d.id = $1 AND d.is_current AND d.scope = 'connected-cde'",
                 &[&id],
             )
@@ -123,7 +125,11 @@ async fn thin_path_through_four_processes_on_tansu_and_postgres() {
     assert!(evidence.get::<_, bool>(5), "expires_at is generated_at + 7 years");
     let document = std::fs::read(url.trim_start_matches("file://")).expect("evidence document");
     let public = psg_evidence::keys::load_verifying_key(&dir.join("keys/signing.pub")).expect("public key");
-    psg_evidence::record::verify(&document, &hash, &signature, &public).expect("evidence verifies offline");
+    // Sealed by the evidence log: the checkpoint's signature and the
+    // record's inclusion proof against it.
+    let (checkpoint, proof): (i64, Vec<String>) = (evidence.get(6), evidence.get(7));
+    let seal = psg_evidence::record::SealProof { checkpoint: checkpoint.unsigned_abs(), proof: &proof };
+    psg_evidence::record::verify(&document, &hash, &signature, &public, Some(seal)).expect("evidence verifies offline");
     let flows: i64 = client
         .query_one(
             "SELECT count(*) FROM data_flows f JOIN resources s ON s.id = f.source_resource_id

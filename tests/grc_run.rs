@@ -344,6 +344,8 @@ async fn an_evidence_record_is_uploaded_by_the_next_incremental_sync() {
         expires_at: (now + chrono::Duration::days(365)).timestamp_micros(),
         document: document.into(),
         log_index: None,
+        checkpoint_size: None,
+        inclusion: Vec::new(),
     };
     let path = setup.work.path().join("evidence-store").join(psg_evidence::record::store_path("scope", 1));
     std::fs::create_dir_all(path.parent().expect("dir")).expect("chain dir");

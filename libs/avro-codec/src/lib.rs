@@ -167,8 +167,8 @@ message!(ScopeDecision, "ScopeDecision", "scope_decision.avsc", earlier: ["scope
 // v2: before the alert type POLICY_NOT_ENFORCED.
 message!(Alert, "Alert", "alert.avsc", earlier: ["alert.1.avsc", "alert.2.avsc"]);
 message!(ManualDecision, "ManualDecision", "manual_decision.avsc");
-// v1: before log_index.
-message!(Evidence, "Evidence", "evidence.avsc", earlier: ["evidence.1.avsc"]);
+// v1: before log_index; v2: before checkpoint_size and inclusion.
+message!(Evidence, "Evidence", "evidence.avsc", earlier: ["evidence.1.avsc", "evidence.2.avsc"]);
 message!(EvidenceCheckpoint, "EvidenceCheckpoint", "evidence_checkpoint.avsc");
 message!(EvidenceRequest, "EvidenceRequest", "evidence_request.avsc");
 

@@ -151,6 +151,8 @@ fn evidence() -> Evidence {
         expires_at: 8,
         document: "{}".into(),
         log_index: Some(41),
+        checkpoint_size: Some(42),
+        inclusion: vec!["AAAA".into(), "BBBB".into()],
     }
 }
 
@@ -486,6 +488,7 @@ fn earlier_schema_versions_stay_readable() {
     check(&decision());
     check(&alert());
     check(&resource());
-    // Records from before the evidence log carry no log index.
-    check(&Evidence { log_index: None, ..evidence() });
+    // Records from before the evidence log carry no log index, records
+    // signed one by one no checkpoint or proof.
+    check(&Evidence { log_index: None, checkpoint_size: None, inclusion: vec![], ..evidence() });
 }

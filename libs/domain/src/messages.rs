@@ -407,7 +407,9 @@ pub struct Evidence {
     pub hash: String,
     /// Hash of the previous record of the chain; `None` for the first.
     pub prev_hash: Option<String>,
-    /// Base64 Ed25519 signature of the hash bytes.
+    /// Base64 Ed25519 signature: of the checkpoint of `checkpoint_size`
+    /// records (document schema v2, sealed by the evidence log), or of the
+    /// hash bytes (v1, records from before the log).
     pub signature: String,
     /// Fingerprint of the public key that verifies `signature`.
     pub signing_key_id: String,
@@ -422,6 +424,14 @@ pub struct Evidence {
     /// from 0); `None` from producers before the log.
     #[serde(default)]
     pub log_index: Option<i64>,
+    /// The first checkpoint covering the record (v2), whose signature
+    /// `signature` is; `None` for v1 records.
+    #[serde(default)]
+    pub checkpoint_size: Option<i64>,
+    /// The record's inclusion proof against that checkpoint (base64
+    /// hashes); empty for v1 records.
+    #[serde(default)]
+    pub inclusion: Vec<String>,
 }
 
 /// A signed checkpoint of the evidence log (topic `evidence.checkpoints`,

@@ -243,6 +243,11 @@ fn write_log(dir: &Path, entries: &mut [Entry], o: LogOptions<'_>) -> Result<Log
     let (signer, key_id, every) = (o.signer, o.key_id, o.every.max(1));
     let mut tree = Log::default();
     for e in entries.iter_mut() {
+        // A record's proof in the service's log stays: it is what a v2
+        // record's signature seals.
+        if e.seal.is_none() {
+            e.seal = e.inclusion.take();
+        }
         e.log_index = Some(tree.append(&e.hash).map_err(log_err)?);
     }
     let n = tree.size();

@@ -1,15 +1,26 @@
 //! Building and verifying evidence records. Pure: no I/O.
 //!
 //! A record is a JSON document, canonicalised with RFC 8785 (JCS), hashed
-//! with SHA-256; the 32 hash bytes are signed with Ed25519 (a batch after
-//! it is chained, on every core: the chain links hashes). The document
-//! names the previous record's hash and its own position, so deleting,
-//! inserting or reordering records breaks the chain, and it names the
-//! signing key id, so a signature cannot be moved to another key.
+//! with SHA-256. The document names the previous record's hash and its own
+//! position, so deleting, inserting or reordering records breaks the
+//! chain, and it names the signing key id, so a signature cannot be moved
+//! to another key. Two schemas:
+//!
+//! - **v2** (`pci-scope-guard/evidence/v2`, what the service makes): the
+//!   record is sealed by the evidence log ([`crate::log`]). The document
+//!   also names the log's origin and its own `log_index`; the record is
+//!   not signed on its own. Its `signature` is the Ed25519 signature of the
+//!   first checkpoint that covers it (one signature per checkpoint, not per
+//!   record), and it travels with its inclusion proof against that
+//!   checkpoint: the leaf (its hash) and the proof give the root, origin,
+//!   size and root give the checkpoint's signed text, and the signature
+//!   must verify over that text. A record with its proof verifies alone.
+//! - **v1** (`pci-scope-guard/evidence/v1`, records made before the log):
+//!   the signature is Ed25519 over the 32 hash bytes.
 //!
 //! Documents are deterministic: `generated_at` is the time of the decision
-//! they attest, and Ed25519 signatures are deterministic, so a redelivered
-//! decision at the same chain position reproduces its record byte for byte.
+//! they attest, so a redelivered decision at the same chain and log
+//! position reproduces its record byte for byte.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -22,8 +33,11 @@ use sha2::{Digest, Sha256};
 
 use crate::keys::key_id;
 
-/// Format identifier inside every document.
-pub const DOCUMENT_SCHEMA: &str = "pci-scope-guard/evidence/v1";
+/// Format identifier of the documents made now: sealed by the evidence log.
+pub const DOCUMENT_SCHEMA: &str = "pci-scope-guard/evidence/v2";
+
+/// Format identifier of documents signed one by one (before the log).
+pub const DOCUMENT_SCHEMA_V1: &str = "pci-scope-guard/evidence/v1";
 
 /// Years evidence is kept (PCI DSS).
 pub const RETENTION_YEARS: u32 = 7;
@@ -35,8 +49,16 @@ pub struct ChainHead {
     pub hash: Option<String>,
 }
 
-/// A record ready to store and publish (once signed: see
-/// [`Sealer::sign_all`]).
+/// Where a record goes in the evidence log: the log's origin and the
+/// record's `log_index` (both inside its v2 document).
+#[derive(Debug, Clone, Copy)]
+pub struct LogPlace<'a> {
+    pub origin: &'a str,
+    pub index: u64,
+}
+
+/// A record ready to store and publish (a v2 record once sealed by its
+/// checkpoint: [`Sealed::seal`]).
 #[derive(Debug, Clone)]
 pub struct Sealed {
     pub message: Evidence,
@@ -45,24 +67,26 @@ pub struct Sealed {
     pub document: Vec<u8>,
     /// Where the document goes in the object store.
     pub path: String,
-    /// The document's SHA-256 (`hash`, raw), which the signature signs.
+    /// The document's SHA-256 (`hash`, raw).
     pub digest: [u8; 32],
 }
 
 impl Sealed {
-    /// Whether the record is signed.
+    /// Whether the record is signed (v1) or sealed by its checkpoint (v2).
     pub fn is_signed(&self) -> bool {
         !self.message.signature.is_empty()
     }
 
-    fn set_signature(&mut self, signature: String) {
-        self.row.signature.clone_from(&signature);
-        self.message.signature = signature;
+    /// Seals a v2 record with the first checkpoint that covers it: the
+    /// checkpoint's signature ([`crate::log::CheckpointSigner::signature`]),
+    /// its size and the record's inclusion proof against it (base64).
+    pub fn seal(&mut self, signature: &str, checkpoint_size: i64, inclusion: Vec<String>) {
+        signature.clone_into(&mut self.row.signature);
+        signature.clone_into(&mut self.message.signature);
+        self.message.checkpoint_size = Some(checkpoint_size);
+        self.message.inclusion = inclusion;
     }
 }
-
-/// Below this many records a batch is signed on the calling thread.
-const PARALLEL_SIGNING_FROM: usize = 64;
 
 /// Who signs: the key and its id.
 #[derive(Debug)]
@@ -70,16 +94,12 @@ pub struct Sealer {
     key: SigningKey,
     key_id: String,
     generated_by: String,
-    /// Threads a large batch is signed on (the machine's cores).
-    threads: usize,
 }
 
 impl Sealer {
     pub fn new(key: SigningKey, generated_by: impl Into<String>) -> Self {
         let key_id = key_id(&key.verifying_key());
-        // Asked once: on Linux it reads the cgroup's CPU quota.
-        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        Self { key, key_id, generated_by: generated_by.into(), threads }
+        Self { key, key_id, generated_by: generated_by.into() }
     }
 
     pub fn key_id(&self) -> &str {
@@ -96,28 +116,44 @@ impl Sealer {
     }
 
     /// The `pci_scope_identification` record (PCI DSS 12.5.2) of a decision,
-    /// appended after `head` of `chain`, signed.
-    pub fn scope_identification(&self, chain: &str, head: &ChainHead, d: &ScopeDecision) -> Result<Sealed, SealError> {
-        let mut sealed = self.scope_identification_unsigned(chain, head, d)?;
-        self.sign_all(std::slice::from_mut(&mut sealed));
-        Ok(sealed)
+    /// appended after `head` of `chain` and at `place` of the evidence log:
+    /// a v2 record, sealed when its checkpoint is signed ([`Sealed::seal`]).
+    pub fn scope_identification(
+        &self,
+        chain: &str,
+        head: &ChainHead,
+        d: &ScopeDecision,
+        place: LogPlace<'_>,
+    ) -> Result<Sealed, SealError> {
+        self.scope_identification_record(chain, head, d, Some(place))
     }
 
-    /// As [`Sealer::scope_identification`], without the signature: the
-    /// chain only links hashes, so a batch is chained first and signed
-    /// after, on several threads ([`Sealer::sign_all`]).
-    pub fn scope_identification_unsigned(
+    /// A v1 `pci_scope_identification` record, signed on its own (Ed25519
+    /// over its hash), as records were made before the evidence log.
+    pub fn scope_identification_v1(
         &self,
         chain: &str,
         head: &ChainHead,
         d: &ScopeDecision,
     ) -> Result<Sealed, SealError> {
+        let mut sealed = self.scope_identification_record(chain, head, d, None)?;
+        self.sign_v1(&mut sealed);
+        Ok(sealed)
+    }
+
+    fn scope_identification_record(
+        &self,
+        chain: &str,
+        head: &ChainHead,
+        d: &ScopeDecision,
+        place: Option<LogPlace<'_>>,
+    ) -> Result<Sealed, SealError> {
         let evidence_type = EvidenceType::ScopeIdentification;
         let requirement = "12.5.2";
         let sequence = head.sequence + 1;
         let generated_at = d.decided_at;
-        let body = json!({
-            "schema": DOCUMENT_SCHEMA,
+        let mut body = json!({
+            "schema": DOCUMENT_SCHEMA_V1,
             "evidence_type": evidence_type.as_str(),
             "pci_requirement": requirement,
             "chain": chain,
@@ -143,6 +179,7 @@ impl Sealer {
                 "as_of": rfc3339(d.as_of),
             },
         });
+        in_log(&mut body, place);
         let evidence_id = ids::stable_id("evidence", &[evidence_type.as_str(), &d.decision_id]);
         let mut sealed = self.seal(SealInput {
             evidence_id,
@@ -169,14 +206,15 @@ impl Sealer {
 
     /// A periodic or on-demand report (`network_segmentation_validation`,
     /// `data_flow_analysis`, `tag_audit_trail`, `configuration_snapshot`)
-    /// over `report.period`, appended after `head` of the type's chain.
-    pub fn report(&self, head: &ChainHead, report: &Report) -> Result<Sealed, SealError> {
+    /// over `report.period`, appended after `head` of the type's chain and
+    /// at `place` of the evidence log (v2: sealed by its checkpoint).
+    pub fn report(&self, head: &ChainHead, report: &Report, place: LogPlace<'_>) -> Result<Sealed, SealError> {
         let evidence_type = report.evidence_type;
         let chain = evidence_type.as_str();
         let requirements = requirements(evidence_type);
         let sequence = head.sequence + 1;
-        let body = json!({
-            "schema": DOCUMENT_SCHEMA,
+        let mut body = json!({
+            "schema": DOCUMENT_SCHEMA_V1,
             "evidence_type": evidence_type.as_str(),
             "pci_requirement": requirements[0],
             "pci_requirements": requirements,
@@ -191,6 +229,7 @@ impl Sealer {
             "summary": report.summary,
             "report": report.content,
         });
+        in_log(&mut body, Some(place));
         let evidence_id = report_id(report);
         let mut sealed = self.seal(SealInput {
             evidence_id,
@@ -210,41 +249,21 @@ impl Sealer {
             "trigger": report.trigger,
             "summary": report.summary,
         });
-        self.sign_all(std::slice::from_mut(&mut sealed));
         Ok(sealed)
     }
 
-    /// Signs every record of `batch` not signed yet: Ed25519 over its
-    /// digest, split over the machine's cores for a large batch (signing is
-    /// most of sealing's cost, and independent per record).
-    pub fn sign_all(&self, batch: &mut [Sealed]) {
-        let sign = |records: &mut [Sealed]| {
-            for s in records.iter_mut().filter(|s| !s.is_signed()) {
-                s.set_signature(B64.encode(self.key.sign(&s.digest).to_bytes()));
-            }
-        };
-        if batch.len() < PARALLEL_SIGNING_FROM || self.threads < 2 {
-            sign(batch);
-            return;
-        }
-        let chunk = batch.len().div_ceil(self.threads);
-        std::thread::scope(|scope| {
-            let mut parts = batch.chunks_mut(chunk);
-            let mine = parts.next();
-            for part in parts {
-                scope.spawn(move || sign(part));
-            }
-            if let Some(part) = mine {
-                sign(part);
-            }
-        });
+    /// Signs a v1 record: Ed25519 over its hash.
+    fn sign_v1(&self, s: &mut Sealed) {
+        let signature = B64.encode(self.key.sign(&s.digest).to_bytes());
+        s.row.signature.clone_from(&signature);
+        s.message.signature = signature;
     }
 
     fn seal(&self, i: SealInput<'_>) -> Result<Sealed, SealError> {
         let document = canonical(&i.body)?;
         let digest: [u8; 32] = Sha256::digest(&document).into();
         let hash = hex::encode(digest);
-        // set by `sign_all`
+        // set by `Sealed::seal` (v2) or `sign_v1`
         let signature = String::new();
         let expires_at = expiry(i.generated_at);
         let path = store_path(i.chain, i.sequence);
@@ -267,6 +286,8 @@ impl Sealer {
             expires_at,
             document: document_text,
             log_index: None,
+            checkpoint_size: None,
+            inclusion: Vec::new(),
         };
         let row = EvidenceRow {
             id: i.evidence_id,
@@ -288,6 +309,14 @@ impl Sealer {
             prev_hash: i.prev_hash,
         };
         Ok(Sealed { message, row, document, path, digest })
+    }
+}
+
+/// Makes `body` a v2 document at `place` of the evidence log (v1 without).
+fn in_log(body: &mut serde_json::Value, place: Option<LogPlace<'_>>) {
+    if let Some(place) = place {
+        body["schema"] = json!(DOCUMENT_SCHEMA);
+        body["log"] = json!({"origin": place.origin, "index": place.index});
     }
 }
 
@@ -397,11 +426,38 @@ pub enum VerifyError {
     SignatureFormat(String),
     #[error("signature does not verify with key {0}")]
     Signature(String),
+    #[error("document schema {0} is not one this version verifies")]
+    Schema(String),
+    #[error("the document has no place in the evidence log (log.origin, log.index) though its schema is v2")]
+    NoLogPlace,
+    #[error("the record is sealed by the evidence log, and no inclusion proof came with it")]
+    Unsealed,
+    #[error("its inclusion proof: {0}")]
+    Proof(String),
+    #[error(
+        "the checkpoint signature does not verify with key {key} over the checkpoint of {size} records that its leaf and inclusion proof give: the record, its proof or its signature was changed"
+    )]
+    CheckpointSignature { key: String, size: u64 },
 }
 
-/// Checks one record: the document is canonical, hashes to `hash`, and
-/// `signature` over the hash verifies with `key`.
-pub fn verify(document: &[u8], hash: &str, signature: &str, key: &VerifyingKey) -> Result<(), VerifyError> {
+/// The inclusion proof a v2 record is verified with: the size of the
+/// checkpoint that first covers it and the audit path (base64 hashes).
+#[derive(Debug, Clone, Copy)]
+pub struct SealProof<'a> {
+    pub checkpoint: u64,
+    pub proof: &'a [String],
+}
+
+/// Checks one record: the document is canonical and hashes to `hash`, and
+/// `signature` verifies with `key` — for a v1 document over the hash, for
+/// a v2 document over the checkpoint its leaf and `seal` give.
+pub fn verify(
+    document: &[u8],
+    hash: &str,
+    signature: &str,
+    key: &VerifyingKey,
+    seal: Option<SealProof<'_>>,
+) -> Result<(), VerifyError> {
     let parsed: serde_json::Value = serde_json::from_slice(document).map_err(|_| VerifyError::NotCanonical)?;
     let canonical = serde_json_canonicalizer::to_vec(&parsed).map_err(|_| VerifyError::NotCanonical)?;
     if canonical != document {
@@ -414,7 +470,24 @@ pub fn verify(document: &[u8], hash: &str, signature: &str, key: &VerifyingKey) 
     }
     let bytes = B64.decode(signature).map_err(|e| VerifyError::SignatureFormat(e.to_string()))?;
     let sig = Signature::from_slice(&bytes).map_err(|e| VerifyError::SignatureFormat(e.to_string()))?;
-    key.verify(&digest, &sig).map_err(|_| VerifyError::Signature(key_id(key)))
+    match parsed["schema"].as_str() {
+        Some(DOCUMENT_SCHEMA_V1) => key.verify(&digest, &sig).map_err(|_| VerifyError::Signature(key_id(key))),
+        Some(DOCUMENT_SCHEMA) => {
+            let (Some(origin), Some(index)) = (parsed["log"]["origin"].as_str(), parsed["log"]["index"].as_u64())
+            else {
+                return Err(VerifyError::NoLogPlace);
+            };
+            let seal = seal.ok_or(VerifyError::Unsealed)?;
+            let proof = crate::log::decode_proof(seal.proof).map_err(|e| VerifyError::Proof(e.to_string()))?;
+            let leaf = tlog_tiles::record_hash(&digest);
+            let root = crate::log::root_from_inclusion(&proof, seal.checkpoint, index, leaf)
+                .map_err(|e| VerifyError::Proof(e.to_string()))?;
+            let body = crate::log::checkpoint_body(origin, seal.checkpoint, &root);
+            key.verify(body.as_bytes(), &sig)
+                .map_err(|_| VerifyError::CheckpointSignature { key: key_id(key), size: seal.checkpoint })
+        }
+        other => Err(VerifyError::Schema(other.unwrap_or("(none)").to_owned())),
+    }
 }
 
 #[cfg(test)]
@@ -450,42 +523,137 @@ mod tests {
     #[test]
     fn records_chain_verify_and_are_deterministic() {
         let s = sealer();
-        let a = s.scope_identification("c", &ChainHead::default(), &decision("a")).unwrap();
+        let a = s.scope_identification_v1("c", &ChainHead::default(), &decision("a")).unwrap();
         assert_eq!(a.message.sequence, 1);
         assert_eq!(a.message.prev_hash, None);
         let head = ChainHead { sequence: 1, hash: Some(a.message.hash.clone()) };
-        let b = s.scope_identification("c", &head, &decision("b")).unwrap();
+        let b = s.scope_identification_v1("c", &head, &decision("b")).unwrap();
         assert_eq!(b.message.prev_hash.as_deref(), Some(a.message.hash.as_str()));
         assert_eq!(b.path, "c/000000000002.json");
-        verify(&b.document, &b.message.hash, &b.message.signature, &s.verifying_key()).unwrap();
-        let again = s.scope_identification("c", &head, &decision("b")).unwrap();
+        verify(&b.document, &b.message.hash, &b.message.signature, &s.verifying_key(), None).unwrap();
+        let again = s.scope_identification_v1("c", &head, &decision("b")).unwrap();
         assert_eq!(again.document, b.document);
         assert_eq!(again.message, b.message);
         let years = (b.message.expires_at - b.message.generated_at) / (86_400 * 1_000_000);
         assert!((2556..=2557).contains(&years), "{years}");
     }
 
+    /// Five v2 records in an evidence log, sealed by one checkpoint.
+    fn sealed_by_a_checkpoint(s: &Sealer) -> (Vec<Sealed>, crate::log::Log, crate::log::CheckpointSigner) {
+        let origin = "pci-scope-guard.example/evidence";
+        let signer = s.checkpoint_signer(origin).unwrap();
+        let mut log = crate::log::Log::default();
+        let mut head = ChainHead::default();
+        let mut records = Vec::new();
+        for n in ["a", "b", "c", "d", "e"] {
+            let place = LogPlace { origin, index: log.size() };
+            let r = s.scope_identification("c", &head, &decision(n), place).unwrap();
+            assert!(!r.is_signed(), "sealed by its checkpoint, not signed on its own");
+            assert_eq!(log.append(&r.message.hash).unwrap(), place.index);
+            head = ChainHead { sequence: r.message.sequence, hash: Some(r.message.hash.clone()) };
+            records.push(r);
+        }
+        let root = log.root(5).unwrap();
+        let signature = signer.signature(5, &root);
+        for (i, r) in records.iter_mut().enumerate() {
+            r.seal(&signature, 5, crate::log::encode_proof(&log.inclusion(i as u64, 5).unwrap()));
+        }
+        (records, log, signer)
+    }
+
     #[test]
-    fn a_batch_chained_then_signed_on_several_threads_is_the_records_sealed_one_by_one() {
+    fn v2_records_carry_the_checkpoint_signature_and_verify_with_their_proof_alone() {
         let s = sealer();
-        let (mut one_by_one, mut batch) = (Vec::new(), Vec::new());
-        let (mut a, mut b) = (ChainHead::default(), ChainHead::default());
-        for i in 0..(PARALLEL_SIGNING_FROM * 3 + 5) {
-            let d = decision(&format!("r{i}"));
-            let signed = s.scope_identification("c", &a, &d).unwrap();
-            a = ChainHead { sequence: signed.message.sequence, hash: Some(signed.message.hash.clone()) };
-            one_by_one.push(signed);
-            let unsigned = s.scope_identification_unsigned("c", &b, &d).unwrap();
-            assert!(!unsigned.is_signed());
-            b = ChainHead { sequence: unsigned.message.sequence, hash: Some(unsigned.message.hash.clone()) };
-            batch.push(unsigned);
+        let (records, log, signer) = sealed_by_a_checkpoint(&s);
+        let key = s.verifying_key();
+        let note = signer.sign(5, log.root(5).unwrap()).unwrap();
+        let note_sig = note.lines().last().unwrap().rsplit(' ').next().unwrap();
+        for (i, r) in records.iter().enumerate() {
+            let doc: serde_json::Value = serde_json::from_slice(&r.document).unwrap();
+            assert_eq!(doc["schema"], DOCUMENT_SCHEMA);
+            assert_eq!(doc["log"], json!({"origin": "pci-scope-guard.example/evidence", "index": i}));
+            // One signature for the five: the checkpoint note's.
+            assert_eq!(r.message.signature, records[0].message.signature);
+            assert_eq!(B64.decode(&r.message.signature).unwrap(), B64.decode(note_sig).unwrap()[4..].to_vec());
+            assert_eq!(r.row.signature, r.message.signature);
+            assert_eq!(r.message.checkpoint_size, Some(5));
+            let seal = SealProof { checkpoint: 5, proof: &r.message.inclusion };
+            verify(&r.document, &r.message.hash, &r.message.signature, &key, Some(seal)).unwrap();
         }
-        s.sign_all(&mut batch);
-        for (x, y) in one_by_one.iter().zip(&batch) {
-            assert_eq!(x.message, y.message);
-            assert_eq!(x.row.signature, y.row.signature);
-            verify(&y.document, &y.message.hash, &y.row.signature, &s.verifying_key()).unwrap();
-        }
+    }
+
+    #[test]
+    fn a_v2_record_with_a_wrong_proof_checkpoint_signature_or_key_is_refused() {
+        let s = sealer();
+        let (records, log, signer) = sealed_by_a_checkpoint(&s);
+        let key = s.verifying_key();
+        let r = &records[2];
+        let check = |doc: &[u8], hash: &str, sig: &str, key: &VerifyingKey, seal: Option<SealProof<'_>>| {
+            verify(doc, hash, sig, key, seal)
+        };
+        let seal = Some(SealProof { checkpoint: 5, proof: &r.message.inclusion });
+        // No proof.
+        assert_eq!(check(&r.document, &r.message.hash, &r.message.signature, &key, None), Err(VerifyError::Unsealed));
+        // Another record's proof: another root, which the signature does not sign.
+        let other = Some(SealProof { checkpoint: 5, proof: &records[1].message.inclusion });
+        assert!(matches!(
+            check(&r.document, &r.message.hash, &r.message.signature, &key, other),
+            Err(VerifyError::CheckpointSignature { size: 5, .. })
+        ));
+        // A proof against a later checkpoint with this checkpoint's signature.
+        let mut longer = log.clone();
+        longer.append(&"ab".repeat(32)).unwrap();
+        let proof6 = crate::log::encode_proof(&longer.inclusion(2, 6).unwrap());
+        let later = Some(SealProof { checkpoint: 6, proof: &proof6 });
+        assert!(matches!(
+            check(&r.document, &r.message.hash, &r.message.signature, &key, later),
+            Err(VerifyError::CheckpointSignature { size: 6, .. })
+        ));
+        // ... which holds with the later checkpoint's own signature.
+        let sig6 = signer.signature(6, &longer.root(6).unwrap());
+        check(&r.document, &r.message.hash, &sig6, &key, later).unwrap();
+        // A wrong size for the proof's length; garbage in the proof.
+        let short = Some(SealProof { checkpoint: 2, proof: &r.message.inclusion });
+        assert!(matches!(
+            check(&r.document, &r.message.hash, &r.message.signature, &key, short),
+            Err(VerifyError::Proof(_))
+        ));
+        let garbage = vec!["not base64!".to_owned()];
+        let bad = Some(SealProof { checkpoint: 5, proof: &garbage });
+        assert!(matches!(
+            check(&r.document, &r.message.hash, &r.message.signature, &key, bad),
+            Err(VerifyError::Proof(_))
+        ));
+        // Another key; a flipped signature bit.
+        let other_key = SigningKey::from_bytes(&[8u8; 32]).verifying_key();
+        assert!(matches!(
+            check(&r.document, &r.message.hash, &r.message.signature, &other_key, seal),
+            Err(VerifyError::CheckpointSignature { .. })
+        ));
+        let mut sig = B64.decode(&r.message.signature).unwrap();
+        sig[3] ^= 1;
+        assert!(matches!(
+            check(&r.document, &r.message.hash, &B64.encode(sig), &key, seal),
+            Err(VerifyError::CheckpointSignature { .. })
+        ));
+        // The document moved to another log position: its hash changes.
+        let moved = String::from_utf8(r.document.clone()).unwrap().replace("\"index\":2", "\"index\":3");
+        assert!(matches!(
+            check(moved.as_bytes(), &r.message.hash, &r.message.signature, &key, seal),
+            Err(VerifyError::Hash { .. })
+        ));
+        // A v2 document cannot pass as v1 (its schema decides the rule):
+        // a signature over its hash, as v1 records carry, does not seal it.
+        let v1_style = B64.encode(SigningKey::from_bytes(&[7u8; 32]).sign(&r.digest).to_bytes());
+        assert_eq!(check(&r.document, &r.message.hash, &v1_style, &key, None), Err(VerifyError::Unsealed));
+        assert!(matches!(
+            check(&r.document, &r.message.hash, &v1_style, &key, seal),
+            Err(VerifyError::CheckpointSignature { .. })
+        ));
+        // ... and an unknown schema is refused.
+        let v9 = serde_json::to_vec(&json!({"schema": "pci-scope-guard/evidence/v9"})).unwrap();
+        let h9 = hex::encode(Sha256::digest(&v9));
+        assert!(matches!(check(&v9, &h9, &r.message.signature, &key, seal), Err(VerifyError::Schema(_))));
     }
 
     #[test]
@@ -502,7 +670,7 @@ mod tests {
         let s = sealer();
         let mut d = decision("a");
         d.justification = tricky.into();
-        let r = s.scope_identification("c", &ChainHead::default(), &d).unwrap();
+        let r = s.scope_identification_v1("c", &ChainHead::default(), &d).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&r.document).unwrap();
         assert_eq!(r.document, serde_json_canonicalizer::to_vec(&v).unwrap());
     }
@@ -510,25 +678,31 @@ mod tests {
     #[test]
     fn tampering_is_detected() {
         let s = sealer();
-        let r = s.scope_identification("c", &ChainHead::default(), &decision("a")).unwrap();
+        let r = s.scope_identification_v1("c", &ChainHead::default(), &decision("a")).unwrap();
         let key = s.verifying_key();
         let mut doc = r.document.clone();
         let i = doc.iter().position(|b| *b == b'C').unwrap(); // inside "ACCEPTed"
         doc[i] = b'K';
-        assert!(matches!(verify(&doc, &r.message.hash, &r.message.signature, &key), Err(VerifyError::Hash { .. })));
+        assert!(matches!(
+            verify(&doc, &r.message.hash, &r.message.signature, &key, None),
+            Err(VerifyError::Hash { .. })
+        ));
         let mut hash = r.message.hash.clone();
         hash.replace_range(0..1, if hash.starts_with('0') { "1" } else { "0" });
-        assert!(matches!(verify(&r.document, &hash, &r.message.signature, &key), Err(VerifyError::Hash { .. })));
+        assert!(matches!(verify(&r.document, &hash, &r.message.signature, &key, None), Err(VerifyError::Hash { .. })));
         let mut sig = B64.decode(&r.message.signature).unwrap();
         sig[0] ^= 1;
-        assert!(matches!(verify(&r.document, &r.message.hash, &B64.encode(sig), &key), Err(VerifyError::Signature(_))));
+        assert!(matches!(
+            verify(&r.document, &r.message.hash, &B64.encode(sig), &key, None),
+            Err(VerifyError::Signature(_))
+        ));
         let other = SigningKey::from_bytes(&[8u8; 32]).verifying_key();
         assert!(matches!(
-            verify(&r.document, &r.message.hash, &r.message.signature, &other),
+            verify(&r.document, &r.message.hash, &r.message.signature, &other, None),
             Err(VerifyError::Signature(_))
         ));
         let pretty =
             serde_json::to_vec_pretty(&serde_json::from_slice::<serde_json::Value>(&r.document).unwrap()).unwrap();
-        assert_eq!(verify(&pretty, &r.message.hash, &r.message.signature, &key), Err(VerifyError::NotCanonical));
+        assert_eq!(verify(&pretty, &r.message.hash, &r.message.signature, &key, None), Err(VerifyError::NotCanonical));
     }
 }

@@ -15,9 +15,13 @@
 //! twice: record ids are deterministic.
 //!
 //! Every record is also appended to the evidence log ([`crate::log`]): it
-//! gets the next `log_index`, and each batch that added records ends with
-//! one signed checkpoint of the whole log, the consistency proof from the
-//! previous one and every new record's inclusion proof. Checkpoints go to
+//! gets the next `log_index` (named in its document), and each batch that
+//! added records ends with one signed checkpoint of the whole log, the
+//! consistency proof from the previous one and every new record's
+//! inclusion proof. The records are not signed one by one: each carries the
+//! signature of its batch's checkpoint and its inclusion proof against it
+//! (document schema v2, [`crate::record`]), so signing costs one Ed25519
+//! signature per batch. Checkpoints go to
 //! `evidence.checkpoints` (compacted by origin), the `evidence_checkpoints`
 //! table and `log/checkpoints/` in the document store; the leaves to the
 //! `evidence_log` table and `log/leaves/` (tiles of [`LEAF_TILE`] leaf
@@ -40,7 +44,7 @@ use uuid::Uuid;
 
 use crate::documents::{Doc, Documents, Keeping};
 use crate::log::{self, CheckpointSigner, Log};
-use crate::record::{ChainHead, Report, Sealed, Sealer, report_id};
+use crate::record::{ChainHead, LogPlace, Report, Sealed, Sealer, report_id};
 use crate::reports::{self, Period, PeriodData};
 
 /// Why the evidence service cannot start from what is stored.
@@ -426,8 +430,13 @@ impl Evidence {
         })
     }
 
-    /// Takes a record (signed or not) into the log, its chain and the
-    /// pending batch; [`Self::publish`] signs and encodes.
+    /// Where the next record goes in the evidence log.
+    fn next_place(&self) -> LogPlace<'_> {
+        LogPlace { origin: self.checkpoints.origin(), index: self.log.size() }
+    }
+
+    /// Takes a record made at [`Self::next_place`] into the log, its chain
+    /// and the pending batch; [`Self::checkpoint`] seals it.
     fn push(&mut self, mut sealed: Sealed) -> Result<(), ProcessError> {
         let url = self.documents.url(&sealed.path);
         sealed.message.storage_url = Some(url.clone());
@@ -454,12 +463,12 @@ impl Evidence {
         Ok(())
     }
 
-    /// Signs the pending records from `first` on (on every core) and
-    /// encodes them for `evidence.records`, in the order they were made.
-    fn publish(&mut self, out: &mut Output, first: usize) -> Result<(), ProcessError> {
-        let Some(new) = self.pending.get_mut(first..) else { return Ok(()) };
-        self.sealer.sign_all(new);
-        for s in new.iter() {
+    /// Encodes the pending records from `first` on (sealed by
+    /// [`Self::checkpoint`]) for `evidence.records`, in the order they were
+    /// made.
+    fn publish(&self, out: &mut Output, first: usize) -> Result<(), ProcessError> {
+        let Some(new) = self.pending.get(first..) else { return Ok(()) };
+        for s in new {
             let bytes = psg_avro_codec::encode(&s.message).map_err(|e| ProcessError::Fatal(e.to_string()))?;
             out.records.push(OutRecord::new(&self.evidence_out, s.message.chain.as_bytes(), bytes));
         }
@@ -467,13 +476,14 @@ impl Evidence {
     }
 
     /// Signs a checkpoint of the whole log when records were added since
-    /// the last one: it goes out on `evidence.checkpoints`, with the
-    /// consistency proof from the previous checkpoint; every record it is
-    /// the first to cover gets its inclusion proof.
-    fn checkpoint(&mut self, out: &mut Output) -> Result<(), ProcessError> {
+    /// the last one: the record for `evidence.checkpoints`, with the
+    /// consistency proof from the previous checkpoint. Every record it is
+    /// the first to cover gets its inclusion proof and is sealed with its
+    /// signature.
+    fn checkpoint(&mut self) -> Result<Option<OutRecord>, ProcessError> {
         let size = self.log.size();
         if size == self.checkpointed {
-            return Ok(());
+            return Ok(None);
         }
         let fatal = |e: log::LogError| ProcessError::Fatal(format!("evidence log: {e}"));
         let root = self.log.root(size).map_err(fatal)?;
@@ -485,10 +495,16 @@ impl Evidence {
             Vec::new()
         };
         let tree_size = i64::try_from(size).map_err(|e| ProcessError::Fatal(e.to_string()))?;
-        for entry in self.pending_log.iter_mut().filter(|e| e.checkpoint_size == 0) {
-            let proof = self.log.inclusion(entry.log_index.unsigned_abs(), size).map_err(fatal)?;
+        let signature = self.checkpoints.signature(size, &root);
+        // `pending` and `pending_log` are filled together, one entry each.
+        for (entry, record) in self.pending_log.iter_mut().zip(self.pending.iter_mut()) {
+            if entry.checkpoint_size != 0 {
+                continue;
+            }
+            let proof = log::encode_proof(&self.log.inclusion(entry.log_index.unsigned_abs(), size).map_err(fatal)?);
+            record.seal(&signature, tree_size, proof.clone());
             entry.checkpoint_size = tree_size;
-            entry.inclusion = log::encode_proof(&proof);
+            entry.inclusion = proof;
         }
         let signed_at = chrono::Utc::now();
         let message = EvidenceCheckpoint {
@@ -502,7 +518,7 @@ impl Evidence {
             signed_at: signed_at.timestamp_micros(),
         };
         let bytes = psg_avro_codec::encode(&message).map_err(|e| ProcessError::Fatal(e.to_string()))?;
-        out.records.push(OutRecord::new(&self.checkpoints_topic, message.origin.as_bytes(), bytes));
+        let record = OutRecord::new(&self.checkpoints_topic, message.origin.as_bytes(), bytes);
         self.pending_checkpoints.push(EvidenceCheckpointRow {
             origin: message.origin,
             tree_size,
@@ -516,7 +532,7 @@ impl Evidence {
         self.checkpointed = size;
         metrics::counter!("psg_evidence_checkpoints_total").increment(1);
         metrics::gauge!("psg_evidence_log_size").set(size as f64);
-        Ok(())
+        Ok(Some(record))
     }
 
     /// The document-store files of the log: the leaf tiles the pending
@@ -728,7 +744,7 @@ impl Processor for Evidence {
                     }
                     let sealed = self
                         .sealer
-                        .scope_identification_unsigned(SCOPE_CHAIN, &self.head(SCOPE_CHAIN), d)
+                        .scope_identification(SCOPE_CHAIN, &self.head(SCOPE_CHAIN), d, self.next_place())
                         .map_err(|e| ProcessError::Fatal(format!("sealing evidence for {}: {e}", d.decision_id)))?;
                     self.push(sealed)?;
                 }
@@ -739,9 +755,10 @@ impl Processor for Evidence {
                             metrics::counter!("psg_evidence_duplicates_total").increment(1);
                             continue;
                         }
-                        let sealed = self.sealer.report(&self.head(r.evidence_type.as_str()), &r).map_err(|e| {
-                            ProcessError::Fatal(format!("sealing {} for {}: {e}", r.evidence_type, p.trigger))
-                        })?;
+                        let sealed =
+                            self.sealer.report(&self.head(r.evidence_type.as_str()), &r, self.next_place()).map_err(
+                                |e| ProcessError::Fatal(format!("sealing {} for {}: {e}", r.evidence_type, p.trigger)),
+                            )?;
                         self.push(sealed)?;
                     }
                     tracing::info!(
@@ -754,8 +771,9 @@ impl Processor for Evidence {
                 (Job::Reports(..), None) => {}
             }
         }
+        let checkpoint = self.checkpoint()?;
         self.publish(&mut out, first_new)?;
-        self.checkpoint(&mut out)?;
+        out.records.extend(checkpoint);
         self.clock = clock;
         self.next_period_end = next;
         Ok(out)

@@ -7,7 +7,10 @@
 //!
 //! - the document exists, is canonical JSON (RFC 8785), hashes to the
 //!   recorded SHA-256, and its Ed25519 signature verifies with the key the
-//!   record names, which must be in the keyring;
+//!   record names, which must be in the keyring: for a v2 record (sealed by
+//!   the evidence log) the signature of the checkpoint its leaf and
+//!   inclusion proof ([`Entry::seal`], else [`Entry::inclusion`]) give, for
+//!   a v1 record the signature of its hash;
 //! - the document agrees with its index entry (chain, sequence, type,
 //!   previous hash, key id): the signed document is authoritative, so an
 //!   edited manifest is caught too;
@@ -23,7 +26,7 @@ use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{key_id, load_verifying_key};
-use crate::record::{VerifyError, verify};
+use crate::record::{SealProof, VerifyError, verify};
 
 /// One record as an index (manifest or database) describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +50,12 @@ pub struct Entry {
     /// Its inclusion proof against the first checkpoint that covers it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inclusion: Option<Inclusion>,
+    /// A v2 record's inclusion proof in the evidence service's log, against
+    /// the checkpoint whose signature `signature` is, where it differs from
+    /// `inclusion` (a bundle with a log of its own). Absent: `inclusion` is
+    /// the service's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<Inclusion>,
 }
 
 /// A record's inclusion proof: the size of the checkpoint's tree and the
@@ -75,6 +84,7 @@ impl Entry {
             file: crate::record::store_path(&r.chain, r.sequence),
             log_index: None,
             inclusion: None,
+            seal: None,
         }
     }
 }
@@ -99,6 +109,9 @@ impl Entry {
             file: crate::record::store_path(&m.chain, m.sequence),
             log_index: None,
             inclusion: None,
+            seal: m
+                .checkpoint_size
+                .map(|size| Inclusion { checkpoint: size.unsigned_abs(), proof: m.inclusion.clone() }),
         }
     }
 }
@@ -296,7 +309,12 @@ pub fn verify_entries(
                 out.failures.push(fail(e, Problem::UnknownKey(e.signing_key_id.clone())));
                 continue;
             };
-            if let Err(err) = verify(&document, &e.hash, &e.signature, key) {
+            let seal = e
+                .seal
+                .as_ref()
+                .or(e.inclusion.as_ref())
+                .map(|i| SealProof { checkpoint: i.checkpoint, proof: &i.proof });
+            if let Err(err) = verify(&document, &e.hash, &e.signature, key, seal) {
                 out.failures.push(fail(e, Problem::Record(err)));
                 continue;
             }

@@ -166,6 +166,21 @@ async fn decisions_and_periodic_reports_are_chained_stored_and_not_repeated() {
     assert_eq!(cp1.len(), 1, "one checkpoint per batch");
     assert_eq!(cp1[0].tree_size, first.len() as i64);
     check_checkpoint(&cp1[0], &key, None);
+    // Not signed one by one: every record carries the batch checkpoint's
+    // signature and its inclusion proof against it, and verifies with them.
+    let note_sig = cp1[0].checkpoint.lines().last().unwrap().rsplit(' ').next().unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for r in &first {
+        use base64::Engine as _;
+        assert_eq!(b64.decode(&r.signature).unwrap(), b64.decode(note_sig).unwrap()[4..].to_vec());
+        assert_eq!(r.checkpoint_size, Some(cp1[0].tree_size));
+        let seal = psg_evidence::record::SealProof { checkpoint: cp1[0].tree_size as u64, proof: &r.inclusion };
+        psg_evidence::record::verify(r.document.as_bytes(), &r.hash, &r.signature, &key, Some(seal)).unwrap();
+        assert_eq!(
+            psg_evidence::record::verify(r.document.as_bytes(), &r.hash, &r.signature, &key, None),
+            Err(psg_evidence::record::VerifyError::Unsealed)
+        );
+    }
     evidence.persist().await.unwrap();
 
     // Event time passes the end of day 1 plus the grace hour: days 0 and 1 are reported.
@@ -281,7 +296,20 @@ async fn decisions_and_periodic_reports_are_chained_stored_and_not_repeated() {
             .await
             .unwrap();
     assert_eq!(rows.len(), decisions.len() + 8);
-    let entries: Vec<Entry> = rows.iter().map(Entry::from_row).collect();
+    let logged =
+        psg_store::evidence::log_entries(&store, &rows.iter().map(|r| r.id).collect::<Vec<_>>()).await.unwrap();
+    let entries: Vec<Entry> = rows
+        .iter()
+        .map(|r| {
+            let mut e = Entry::from_row(r);
+            let l = logged.iter().find(|l| l.evidence_id == r.id).expect("every record is in the log");
+            e.inclusion = Some(psg_evidence::verify::Inclusion {
+                checkpoint: l.checkpoint_size as u64,
+                proof: l.inclusion.clone(),
+            });
+            e
+        })
+        .collect();
     let mut docs = std::collections::HashMap::new();
     for e in &entries {
         docs.insert(e.file.clone(), documents.get(&e.file).await.unwrap());

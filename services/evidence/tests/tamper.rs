@@ -1,5 +1,7 @@
 //! Tamper tests: a bundle of chained records verifies; every single change
-//! an attacker could make is detected and named.
+//! an attacker could make is detected and named. The bundle holds records
+//! of both document schemas, as after an upgrade: v1 scope records signed
+//! one by one, v2 reports sealed by the evidence service's log.
 
 use std::path::Path;
 
@@ -9,7 +11,7 @@ use psg_domain::time::DAY;
 use psg_domain::{DecisionMethod, EvidenceType, PciScope, ScopeDecision, ScopeRule, ids};
 use psg_evidence::bundle::{self, KeySource, Manifest};
 use psg_evidence::log::CheckpointSigner;
-use psg_evidence::record::{ChainHead, Report, Sealed, Sealer, VerifyError};
+use psg_evidence::record::{ChainHead, LogPlace, Report, Sealed, Sealer, VerifyError};
 use psg_evidence::verify::{Entry, Keyring, Problem};
 use serde_json::json;
 
@@ -38,8 +40,10 @@ fn entry(s: &Sealed) -> (Entry, Vec<u8>) {
     (Entry::from_message(&s.message), s.document.clone())
 }
 
-/// Five scope records and three segmentation reports, the key rotated after
-/// the third scope record; returns the sealers (old, new) too.
+/// Five scope records (v1, signed one by one) and three segmentation
+/// reports (v2, sealed by one checkpoint of a service log of their own),
+/// the key rotated after the third scope record; returns the sealers (old,
+/// new) too.
 fn records() -> (Vec<(Entry, Vec<u8>)>, Sealer, Sealer) {
     let old = Sealer::new(SigningKey::from_bytes(&[1u8; 32]), "test");
     let new = Sealer::new(SigningKey::from_bytes(&[2u8; 32]), "test");
@@ -47,11 +51,14 @@ fn records() -> (Vec<(Entry, Vec<u8>)>, Sealer, Sealer) {
     let mut head = ChainHead::default();
     for n in 1..=5 {
         let sealer = if n <= 3 { &old } else { &new };
-        let s = sealer.scope_identification("pci_scope_identification", &head, &decision(n)).expect("test setup");
+        let s = sealer.scope_identification_v1("pci_scope_identification", &head, &decision(n)).expect("test setup");
         head = ChainHead { sequence: s.message.sequence, hash: Some(s.message.hash.clone()) };
         out.push(entry(&s));
     }
     let mut head = ChainHead::default();
+    let origin = "service.example/evidence";
+    let mut service_log = psg_evidence::log::Log::default();
+    let mut reports = Vec::new();
     for day in 0..3 {
         let report = Report {
             evidence_type: EvidenceType::NetworkSegmentation,
@@ -63,9 +70,17 @@ fn records() -> (Vec<(Entry, Vec<u8>)>, Sealer, Sealer) {
             summary: json!({"violations": day}),
             content: json!({"accepted": [], "rejected": [], "violations": []}),
         };
-        let s = new.report(&head, &report).expect("test setup");
+        let s = new.report(&head, &report, LogPlace { origin, index: service_log.size() }).expect("test setup");
+        service_log.append(&s.message.hash).expect("test setup");
         head = ChainHead { sequence: s.message.sequence, hash: Some(s.message.hash.clone()) };
-        out.push(entry(&s));
+        reports.push(s);
+    }
+    let signer = new.checkpoint_signer(origin).expect("test setup");
+    let root = service_log.root(3).expect("test setup");
+    for (i, s) in reports.iter_mut().enumerate() {
+        let proof = psg_evidence::log::encode_proof(&service_log.inclusion(i as u64, 3).expect("test setup"));
+        s.seal(&signer.signature(3, &root), 3, proof);
+        out.push(entry(s));
     }
     (out, old, new)
 }
@@ -168,6 +183,34 @@ fn a_changed_hash_or_signature_is_detected() {
     let p = problems(dir.path());
     assert_eq!(p.len(), 1, "{p:?}");
     assert!(matches!(p[0], Problem::Record(VerifyError::Signature(_))), "{p:?}");
+
+    // A v2 record: its checkpoint signature, or its proof, changed.
+    let dir = tempfile::tempdir().unwrap();
+    fresh_bundle(dir.path());
+    rewrite_manifest(dir.path(), |m| {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut sig = b64.decode(&m.records[6].signature).unwrap();
+        sig[10] ^= 0x80;
+        m.records[6].signature = b64.encode(sig);
+    });
+    let p = problems(dir.path());
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(matches!(p[0], Problem::Record(VerifyError::CheckpointSignature { size: 3, .. })), "{p:?}");
+    let dir = tempfile::tempdir().unwrap();
+    fresh_bundle(dir.path());
+    rewrite_manifest(dir.path(), |m| {
+        let seal = m.records[5].seal.as_mut().unwrap();
+        seal.proof[0] = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    });
+    let p = problems(dir.path());
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(matches!(p[0], Problem::Record(VerifyError::CheckpointSignature { .. })), "{p:?}");
+    // Its proof removed: a v2 record does not verify without it.
+    let dir = tempfile::tempdir().unwrap();
+    fresh_bundle(dir.path());
+    rewrite_manifest(dir.path(), |m| m.records[7].seal = None);
+    let p = problems(dir.path());
+    assert_eq!(p, [Problem::Record(VerifyError::Unsealed)], "{p:?}");
 }
 
 #[test]
@@ -197,7 +240,7 @@ fn deleting_inserting_or_reordering_records_is_detected() {
     rewrite_manifest(dir.path(), |m| {
         let prev = &m.records[1];
         let head = ChainHead { sequence: prev.sequence, hash: Some(prev.hash.clone()) };
-        let forged = attacker.scope_identification("pci_scope_identification", &head, &decision(99)).unwrap();
+        let forged = attacker.scope_identification_v1("pci_scope_identification", &head, &decision(99)).unwrap();
         let (mut e, doc) = entry(&forged);
         e.file = "documents/pci_scope_identification/forged.json".into();
         std::fs::write(dir.path().join(&e.file), doc).unwrap();
@@ -297,6 +340,10 @@ fn a_bundle_with_its_evidence_log_verifies() {
     let indexes: Vec<Option<u64>> = m.records.iter().map(|e| e.log_index).collect();
     assert_eq!(indexes, (0..8).map(Some).collect::<Vec<_>>());
     assert_eq!(m.records[4].inclusion.as_ref().unwrap().checkpoint, 6, "the first checkpoint covering it");
+    // A v2 record keeps its proof in the service's log beside the bundle's.
+    assert_eq!(m.records[4].seal, None, "v1: signed on its own");
+    assert_eq!(m.records[6].inclusion.as_ref().unwrap().checkpoint, 8);
+    assert_eq!(m.records[6].seal.as_ref().unwrap().checkpoint, 3, "sealed by the service's checkpoint of 3");
     let text = std::fs::read_to_string(dir.path().join(&log.checkpoints[2].file)).unwrap();
     assert!(text.starts_with("test.example/evidence\n8\n"), "{text}");
     let (_, outcome, _) = bundle::verify_dir(dir.path(), None).unwrap();

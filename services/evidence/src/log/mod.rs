@@ -135,6 +135,43 @@ pub fn check_inclusion(proof: &[Hash], size: u64, root: Hash, index: u64, leaf: 
     })
 }
 
+/// The root of the tree of `size` records in which `proof` puts the record
+/// with leaf hash `leaf` at `index` (RFC 9162 §2.1.3.2): a record with its
+/// proof gives the root a checkpoint must sign, without the checkpoint.
+pub fn root_from_inclusion(proof: &[Hash], size: u64, index: u64, leaf: Hash) -> Result<Hash, LogError> {
+    let fail = |reason: &str| LogError::Inclusion { index, size, reason: reason.to_owned() };
+    if index >= size {
+        return Err(fail("the index is beyond the tree"));
+    }
+    let (mut f, mut s, mut r) = (index, size - 1, leaf);
+    for p in proof {
+        if s == 0 {
+            return Err(fail("the proof is too long"));
+        }
+        if f & 1 == 1 || f == s {
+            r = tlog_tiles::node_hash(*p, r);
+            while f & 1 == 0 && f != 0 {
+                f >>= 1;
+                s >>= 1;
+            }
+        } else {
+            r = tlog_tiles::node_hash(r, *p);
+        }
+        f >>= 1;
+        s >>= 1;
+    }
+    if s != 0 {
+        return Err(fail("the proof is too short"));
+    }
+    Ok(r)
+}
+
+/// The signed text of a checkpoint (the C2SP `tlog-checkpoint` body, no
+/// extension lines): `<origin>\n<size>\n<base64 root>\n`.
+pub fn checkpoint_body(origin: &str, size: u64, root: &Hash) -> String {
+    format!("{origin}\n{size}\n{}\n", encode_hash(root))
+}
+
 /// Checks that `proof` shows the tree of `old` records with root
 /// `old_root` to be a prefix of the tree of `new` records with root `new_root`.
 pub fn check_consistency(proof: &[Hash], new: u64, new_root: Hash, old: u64, old_root: Hash) -> Result<(), LogError> {
@@ -183,7 +220,7 @@ pub fn default_origin(key: &VerifyingKey) -> String {
 pub struct CheckpointSigner {
     origin: String,
     signer: StandardSigner,
-    public: VerifyingKey,
+    key: SigningKey,
 }
 
 impl std::fmt::Debug for CheckpointSigner {
@@ -201,7 +238,7 @@ impl CheckpointSigner {
         let skey =
             format!("PRIVATE+KEY+{origin}+{:08x}+{}", signed_note::key_id(origin, &public), base64_std(&private));
         let signer = StandardSigner::new(&skey).map_err(|e| LogError::Checkpoint(format!("origin '{origin}': {e}")))?;
-        Ok(Self { origin: origin.to_owned(), signer, public: key.verifying_key() })
+        Ok(Self { origin: origin.to_owned(), signer, key: key.clone() })
     }
 
     pub fn origin(&self) -> &str {
@@ -217,10 +254,18 @@ impl CheckpointSigner {
         String::from_utf8(note.to_bytes()).map_err(|e| LogError::Checkpoint(e.to_string()))
     }
 
+    /// The Ed25519 signature of the checkpoint of `size` records with root
+    /// `root` (over [`checkpoint_body`]): the signature the signed note
+    /// carries, base64. Records sealed by the log carry it.
+    pub fn signature(&self, size: u64, root: &Hash) -> String {
+        use ed25519_dalek::Signer as _;
+        base64_std(&self.key.sign(checkpoint_body(&self.origin, size, root).as_bytes()).to_bytes())
+    }
+
     /// The verifier key of the checkpoints (`<origin>+<key id>+<base64>`),
     /// as tlog tools configure it.
     pub fn verifier_key(&self) -> String {
-        signed_note::new_ed25519_verifier_key(&self.origin, &self.public)
+        signed_note::new_ed25519_verifier_key(&self.origin, &self.key.verifying_key())
     }
 }
 

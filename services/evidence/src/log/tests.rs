@@ -90,6 +90,28 @@ fn inclusion_proofs_are_rfc_6962s_and_verify() {
             assert!(check_inclusion(&proof, size, log.root(size).unwrap(), (index + 1) % size, l).is_err());
         }
         assert!(check_inclusion(&proof, size, h(ROOTS[0]), index, l).is_err() || size == 1);
+        // The root computed from the record and its proof alone.
+        assert_eq!(root_from_inclusion(&proof, size, index, l).unwrap(), log.root(size).unwrap());
+        assert_ne!(root_from_inclusion(&proof, size, index, other).unwrap(), log.root(size).unwrap());
+        assert!(root_from_inclusion(&proof, size, size, l).is_err(), "index beyond the tree");
+        let mut longer = proof.clone();
+        longer.push(other);
+        assert!(root_from_inclusion(&longer, size, index, l).is_err(), "too long");
+        if !proof.is_empty() {
+            assert!(root_from_inclusion(&proof[1..], size, index, l).is_err(), "too short");
+        }
+    }
+    // Every leaf of every tree up to 8: the computed root is the tree's.
+    for size in 1..=8u64 {
+        for index in 0..size {
+            let l = tlog_tiles::record_hash(&hex::decode(LEAVES[index as usize]).unwrap());
+            let proof = log.inclusion(index, size).unwrap();
+            assert_eq!(
+                root_from_inclusion(&proof, size, index, l).unwrap(),
+                log.root(size).unwrap(),
+                "{index} of {size}"
+            );
+        }
     }
 }
 
@@ -213,6 +235,12 @@ fn checkpoints_are_c2sp_signed_notes_and_tampering_is_caught() {
     assert!(verify_checkpoint(&text, "someone.else/log", &key.verifying_key()).is_err());
     // Not a valid origin for a key name.
     assert!(CheckpointSigner::new("with space", &key).is_err());
+
+    // The signature records sealed by the log carry is the note's (after
+    // its 4-byte key hash), over the note's text.
+    let carried = base64_decode(&signer.signature(8, &log.root(8).unwrap()));
+    assert_eq!(carried, base64_decode(sig)[4..].to_vec());
+    assert_eq!(checkpoint_body(origin, 8, &log.root(8).unwrap()), text[..text.find("\n\n").unwrap() + 1]);
 }
 
 #[test]
