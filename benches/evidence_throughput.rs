@@ -5,7 +5,8 @@
 //! side by side) and encodes for the topic
 //! `EVIDENCE_RECORDS` (default 50,000) scope-identification records through
 //! the evidence service's processor, in batches of 1,000 as the Kafka loop
-//! hands them over, and prints records/s; then the same with the documents
+//! hands them over (`kafka.batch-size`; `EVIDENCE_BATCH` for another size),
+//! and prints records/s; then the same with the documents
 //! in memory (no disk flush), sealing alone, the evidence log alone, and
 //! the database step alone (rows, then leaves). Needs
 //! PostgreSQL (`TEST_DATABASE_ADMIN_URL`, default the local server).
@@ -26,7 +27,10 @@ use psg_evidence::record::{ChainHead, LogPlace, Sealer};
 use psg_kafka_runtime::{InMessage, InputKind, Processor};
 use psg_testkit::TestDb;
 
-const BATCH: usize = 1_000;
+/// Records per batch: `EVIDENCE_BATCH`, else `kafka.batch-size`'s default.
+fn batch_size() -> usize {
+    std::env::var("EVIDENCE_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000)
+}
 
 fn decision(i: usize) -> ScopeDecision {
     let rid = format!("i-{i:07}");
@@ -58,6 +62,7 @@ fn main() {
         return;
     }
     let n: usize = std::env::var("EVIDENCE_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
+    let batch = batch_size();
     let metrics = psg_telemetry::metrics_handle().expect("metrics recorder");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(async move {
@@ -114,7 +119,7 @@ fn main() {
         let mut log = psg_evidence::log::Log::default();
         let mut hashes = Vec::with_capacity(decisions.len());
         let mut rows = Vec::with_capacity(decisions.len());
-        for chunk in decisions.chunks(BATCH) {
+        for chunk in decisions.chunks(batch) {
             let mut batch = Vec::with_capacity(chunk.len());
             for d in chunk {
                 let place = LogPlace { origin: signer.origin(), index: log.size() };
@@ -139,7 +144,8 @@ fn main() {
         }
         let secs = started.elapsed().as_secs_f64();
         println!(
-            "evidence_throughput: sealing v2 records in batches of {BATCH} (JCS + SHA-256 + log leaf and inclusion proof; one checkpoint signature per batch): {:.0} records/s",
+            "evidence_throughput: sealing v2 records in batches of {} (JCS + SHA-256 + log leaf and inclusion proof; one checkpoint signature per batch): {:.0} records/s",
+            batch,
             n as f64 / secs
         );
 
@@ -187,17 +193,18 @@ fn main() {
             r.scope_decision_id = None;
         }
         let started = Instant::now();
-        for r in rows.chunks(BATCH) {
+        for r in rows.chunks(batch) {
             psg_store::evidence::append(&fresh_store, r, &[], &[]).await.expect("append rows");
         }
         let in_rows = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        for l in leaves.chunks(BATCH) {
+        for l in leaves.chunks(batch) {
             psg_store::evidence::append(&fresh_store, &[], l, &[]).await.expect("append leaves");
         }
         let in_leaves = started.elapsed().as_secs_f64();
         println!(
-            "evidence_throughput: database alone, batches of {BATCH}: evidence rows {in_rows:.2} s, evidence_log leaves with proofs {in_leaves:.2} s: {:.0} records/s",
+            "evidence_throughput: database alone, batches of {}: evidence rows {in_rows:.2} s, evidence_log leaves with proofs {in_leaves:.2} s: {:.0} records/s",
+            batch,
             n as f64 / (in_rows + in_leaves)
         );
     });
@@ -275,13 +282,14 @@ struct Run {
 }
 
 async fn service(store: &psg_store::Store, documents: Documents, key: &SigningKey, messages: &[InMessage]) -> Run {
+    let size = batch_size();
     let sealer = Sealer::new(key.clone(), "bench");
     let mut evidence = Evidence::new(&Config::default(), Some(store.clone()), sealer, documents);
     evidence.restore().await.expect("restore");
     let started = Instant::now();
     let mut made = 0;
     let (mut process, mut persist) = (0.0, 0.0);
-    for batch in messages.chunks(BATCH) {
+    for batch in messages.chunks(size) {
         let t = Instant::now();
         let out = evidence.process(batch).await.expect("process");
         process += t.elapsed().as_secs_f64();

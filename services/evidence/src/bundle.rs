@@ -141,8 +141,14 @@ pub struct CheckpointRef {
     pub key_id: Option<String>,
 }
 
-/// Format identifier of `manifest.json`.
-pub const BUNDLE_FORMAT: &str = "pci-scope-guard/evidence-bundle/v1";
+/// Format identifier of `manifest.json` written now: its records may be
+/// sealed by the evidence log (document schema v2, an entry's `seal`),
+/// which a verifier of v1 bundles would not know to check.
+pub const BUNDLE_FORMAT: &str = "pci-scope-guard/evidence-bundle/v2";
+
+/// Bundle formats `evidence verify` reads: v1 (records signed one by one)
+/// and v2.
+pub const READABLE_BUNDLE_FORMATS: [&str; 2] = ["pci-scope-guard/evidence-bundle/v1", BUNDLE_FORMAT];
 
 /// `manifest.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -483,11 +489,12 @@ pub fn verify_dir(dir: &Path, trusted: Option<&Keyring>) -> Result<(Manifest, Ou
     let text = std::fs::read(&manifest_path).map_err(|e| io_err(&manifest_path, e))?;
     let manifest: Manifest = serde_json::from_slice(&text)
         .map_err(|e| Error::Other(format!("{}: not a bundle manifest: {e}", manifest_path.display())))?;
-    if manifest.format != BUNDLE_FORMAT {
+    if !READABLE_BUNDLE_FORMATS.contains(&manifest.format.as_str()) {
         return Err(Error::Other(format!(
-            "{}: format {} is not {BUNDLE_FORMAT}",
+            "{}: format {} is not one this version reads ({})",
             manifest_path.display(),
-            manifest.format
+            manifest.format,
+            READABLE_BUNDLE_FORMATS.join(", ")
         )));
     }
     let (keys, source) = match trusted {

@@ -123,6 +123,15 @@ fn an_untouched_bundle_verifies_across_a_key_rotation() {
     assert_eq!(source, KeySource::Bundle);
     assert_eq!(outcome.chains["pci_scope_identification"], (1, 5, None));
     assert_eq!(outcome.chains["network_segmentation_validation"], (1, 3, None));
+
+    // Bundles written before the log sealed records (format v1) are read;
+    // a format this version does not know is refused, not guessed at.
+    assert_eq!(m.format, bundle::BUNDLE_FORMAT);
+    rewrite_manifest(dir.path(), |m| m.format = "pci-scope-guard/evidence-bundle/v1".into());
+    assert!(bundle::verify_dir(dir.path(), None).unwrap().1.ok());
+    rewrite_manifest(dir.path(), |m| m.format = "pci-scope-guard/evidence-bundle/v9".into());
+    let err = bundle::verify_dir(dir.path(), None).unwrap_err().to_string();
+    assert!(err.contains("format pci-scope-guard/evidence-bundle/v9 is not one this version reads"), "{err}");
 }
 
 #[test]
