@@ -73,7 +73,7 @@ fn main() {
         let dir = tempfile::tempdir().expect("tempdir");
         let documents = Documents::open(dir.path().to_str().expect("utf-8")).expect("documents");
         let run = service(&store, documents, &key, &messages).await;
-        println!("evidence_throughput: process (dedup check, seal, sign, encode) {:.2} s, persist (documents, and rows written meanwhile) {:.2} s", run.process, run.persist);
+        println!("evidence_throughput: process (dedup check, seal, log, encode) {:.2} s, persist (waiting for a batch's documents and rows, written while the next batch is processed) {:.2} s", run.process, run.persist);
         println!(
             "evidence_throughput: {n} records signed, chained, stored (local directory + PostgreSQL) in {:.2} s: {:.0} records/s",
             run.secs,
@@ -289,16 +289,28 @@ async fn service(store: &psg_store::Store, documents: Documents, key: &SigningKe
     let started = Instant::now();
     let mut made = 0;
     let (mut process, mut persist) = (0.0, 0.0);
+    // As the runner drives a pipelined processor: batch N+1 is processed
+    // before batch N is persisted (N's write runs meanwhile).
+    let mut behind = 0;
     for batch in messages.chunks(size) {
         let t = Instant::now();
         let out = evidence.process(batch).await.expect("process");
         process += t.elapsed().as_secs_f64();
         // Records, not the batch's checkpoint of the evidence log.
         made += out.records.iter().filter(|r| r.topic == "evidence.records").count();
-        let t = Instant::now();
-        evidence.persist().await.expect("persist");
-        persist += t.elapsed().as_secs_f64();
+        behind += 1;
+        if behind == 2 {
+            let t = Instant::now();
+            evidence.persist().await.expect("persist");
+            persist += t.elapsed().as_secs_f64();
+            behind -= 1;
+        }
     }
+    let t = Instant::now();
+    for _ in 0..behind {
+        evidence.persist().await.expect("persist");
+    }
+    persist += t.elapsed().as_secs_f64();
     assert_eq!(made, messages.len(), "a record per decision");
     Run { secs: started.elapsed().as_secs_f64(), process, persist }
 }

@@ -61,11 +61,14 @@ pub trait Processor: Send + 'static {
     }
 
     /// Whether the next batch may be processed while the previous one's
-    /// outputs are still being acknowledged. Then `persist` may run after a
-    /// later batch was processed, writing that batch's rows before its
-    /// outputs are acknowledged: only for processors that re-emit everything
-    /// of a redelivered batch regardless of the database (they rebuild no
-    /// state from it).
+    /// outputs are still being acknowledged. Then `persist` runs after a
+    /// later batch was processed: a processor whose `persist` writes
+    /// everything queued so far writes that later batch's rows before its
+    /// outputs are acknowledged, which only processors that re-emit
+    /// everything of a redelivered batch regardless of the database may do
+    /// (they rebuild no state from it); the others must make durable only
+    /// the batch being finished (the evidence service keeps a queue of
+    /// batch writes for this).
     const PIPELINED: bool = false;
 
     /// For each stream partition, the lowest offset whose effect exists only

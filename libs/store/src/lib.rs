@@ -195,6 +195,11 @@ impl Store {
         self.partitioning
     }
 
+    /// The most connections the pool holds at once.
+    pub fn pool_size(&self) -> usize {
+        self.pool.status().max_size
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<()> {
         self.client().await?.simple_query("SELECT 1").await.map_err(Error::pg("ping"))?;

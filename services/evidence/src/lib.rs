@@ -24,6 +24,7 @@ pub mod record;
 pub mod reports;
 pub mod service;
 pub mod verify;
+mod writes;
 
 pub use service::Evidence;
 

@@ -46,6 +46,7 @@ use crate::documents::{Doc, Documents, Keeping};
 use crate::log::{self, CheckpointSigner, Log};
 use crate::record::{ChainHead, LogPlace, Report, Sealed, Sealer, report_id};
 use crate::reports::{self, Period, PeriodData};
+use crate::writes::{Batch, Write};
 
 /// Why the evidence service cannot start from what is stored.
 #[derive(Debug, thiserror::Error)]
@@ -140,9 +141,12 @@ pub struct Evidence {
     checkpoints_topic: String,
     /// Size of the newest checkpoint (0: none yet).
     checkpointed: u64,
-    /// Log entries and checkpoints made since the last `persist`.
+    /// Log entries and checkpoints of the batch being processed.
     pending_log: Vec<EvidenceLogRow>,
     pending_checkpoints: Vec<EvidenceCheckpointRow>,
+    /// The writes of processed batches, oldest first (`persist` finishes
+    /// the oldest).
+    writes: std::collections::VecDeque<Write>,
 }
 
 /// What one batch asks for, decided before any state changes.
@@ -185,6 +189,7 @@ impl Evidence {
             checkpointed: 0,
             pending_log: Vec::new(),
             pending_checkpoints: Vec::new(),
+            writes: std::collections::VecDeque::new(),
         }
     }
 
@@ -535,12 +540,30 @@ impl Evidence {
         Ok(Some(record))
     }
 
-    /// The document-store files of the log: the leaf tiles the pending
-    /// records touched, the pending checkpoints; and `log/HEAD.json`, to
-    /// be written after them.
-    fn log_files(&self) -> Result<(Vec<Doc>, Option<Vec<u8>>), crate::Error> {
-        let mut files = Vec::new();
+    /// Moves the batch just processed from the pending state to the queue
+    /// of writes. With a database whose pool can spare the connections,
+    /// its write starts now and overlaps the next batch's processing
+    /// (`persist` commits it); otherwise `persist` writes it.
+    fn queue_write(&mut self) -> Result<(), ProcessError> {
+        let batch = self.take_batch().map_err(|e| ProcessError::Fatal(e.to_string()))?;
+        let write = match &self.store {
+            Some(store) if !batch.is_empty() && store.pool_size() >= EARLY_WRITE_CONNECTIONS => {
+                Write::start(batch, &self.documents, store)
+            }
+            _ => Write::later(batch),
+        };
+        self.writes.push_back(write);
+        Ok(())
+    }
+
+    /// The pending records, log entries and checkpoints as a [`Batch`]:
+    /// documents, checkpoints (kept as long as the newest record they
+    /// cover) and, without a database, markers; then the leaf tiles the
+    /// batch touched, the log head and the chain heads.
+    fn take_batch(&mut self) -> Result<Batch, crate::Error> {
         let err = |e: log::LogError| crate::Error::Other(format!("evidence log: {e}"));
+        let mut documents: Vec<Doc> = Vec::with_capacity(self.pending.len() * 2 + self.pending_checkpoints.len());
+        let mut growing = Vec::new();
         let size = self.log.size();
         if let Some(first) = self.pending_log.first() {
             let first_tile = first.log_index.unsigned_abs() / LEAF_TILE;
@@ -548,25 +571,49 @@ impl Evidence {
                 let from = tile * LEAF_TILE;
                 let to = (from + LEAF_TILE).min(size);
                 let bytes: Vec<u8> = self.log.leaf_hashes(from, to).map_err(err)?.iter().flat_map(|h| h.0).collect();
-                files.push(Doc::mutable(Self::leaf_tile_path(tile), bytes));
+                growing.push((Self::leaf_tile_path(tile), bytes));
             }
         }
-        // A checkpoint is kept as long as the newest record it covers.
         for c in &self.pending_checkpoints {
-            files.push(Doc {
+            documents.push(Doc {
                 path: Self::checkpoint_path(c.tree_size.unsigned_abs()),
                 bytes: c.checkpoint.clone().into_bytes(),
                 retain_until: Some(crate::record::expiry(c.signed_at.timestamp_micros())),
             });
         }
-        let head = self.pending_checkpoints.last().map(|c| {
-            serde_json::json!({"origin": c.origin, "size": c.tree_size, "root": c.root, "checkpoint": Self::checkpoint_path(c.tree_size.unsigned_abs())})
-                .to_string()
-                .into_bytes()
-        });
-        Ok((files, head))
+        if let Some(c) = self.pending_checkpoints.last() {
+            let head = serde_json::json!({"origin": c.origin, "size": c.tree_size, "root": c.root, "checkpoint": Self::checkpoint_path(c.tree_size.unsigned_abs())});
+            growing.push((Self::LOG_HEAD.to_owned(), head.to_string().into_bytes()));
+        }
+        let chains: std::collections::BTreeSet<&str> = self.pending.iter().map(|s| s.message.chain.as_str()).collect();
+        for chain in chains {
+            let head = self.head(chain);
+            let doc = serde_json::json!({"chain": chain, "sequence": head.sequence, "hash": head.hash});
+            growing.push((Self::head_path(chain), doc.to_string().into_bytes()));
+        }
+        let mut rows = Vec::with_capacity(self.pending.len());
+        for s in self.pending.drain(..) {
+            if self.store.is_none() {
+                documents
+                    .push(Doc::mutable(Self::marker_path(&s.message.chain, &s.row.id), s.path.clone().into_bytes()));
+            }
+            documents.push(Doc { path: s.path, bytes: s.document, retain_until: Some(s.message.expires_at) });
+            rows.push(s.row);
+        }
+        Ok(Batch {
+            rows,
+            log: std::mem::take(&mut self.pending_log),
+            checkpoints: std::mem::take(&mut self.pending_checkpoints),
+            documents,
+            growing,
+        })
     }
 }
+
+/// Connections an early write needs the pool to have: the open
+/// transaction of the batch waiting for its commit, the next batch's
+/// processing (its duplicate check) and that batch's own write.
+const EARLY_WRITE_CONNECTIONS: usize = 3;
 
 /// Why the evidence service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -774,78 +821,32 @@ impl Processor for Evidence {
         let checkpoint = self.checkpoint()?;
         self.publish(&mut out, first_new)?;
         out.records.extend(checkpoint);
+        self.queue_write()?;
         self.clock = clock;
         self.next_period_end = next;
         Ok(out)
     }
 
+    /// Makes the oldest processed batch durable (its documents, then its
+    /// rows committed): the runner calls this once per `process`, in order,
+    /// after that batch's outputs were acknowledged.
     async fn persist(&mut self) -> Result<(), ProcessError> {
-        if self.pending.is_empty() && self.pending_checkpoints.is_empty() {
-            return Ok(());
-        }
-        let transient = |e: crate::Error| ProcessError::Transient(e.to_string());
-        let mut files: Vec<Doc> = Vec::with_capacity(self.pending.len() * 2);
-        for s in &self.pending {
-            files.push(Doc {
-                path: s.path.clone(),
-                bytes: s.document.clone(),
-                retain_until: Some(s.message.expires_at),
-            });
-            if self.store.is_none() {
-                files.push(Doc::mutable(Self::marker_path(&s.message.chain, &s.row.id), s.path.clone().into_bytes()));
-            }
-        }
-        let (log_files, log_head) = self.log_files().map_err(|e| ProcessError::Fatal(e.to_string()))?;
-        files.extend(log_files);
-        let chains: HashSet<&str> = self.pending.iter().map(|s| s.message.chain.as_str()).collect();
-        let heads: Vec<(String, Vec<u8>)> = chains
-            .into_iter()
-            .map(|chain| {
-                let head = self.head(chain);
-                let doc = serde_json::json!({"chain": chain, "sequence": head.sequence, "hash": head.hash});
-                (Self::head_path(chain), doc.to_string().into_bytes())
-            })
-            .collect();
-        let documents = &self.documents;
-        // The documents, the log head after the files it names, the chain
-        // heads; then one flush.
-        let durable = async move {
-            let started = std::time::Instant::now();
-            documents.put_many(files).await?;
-            if let Some(head) = log_head {
-                documents.put(Self::LOG_HEAD, head).await?;
-            }
-            for (path, doc) in heads {
-                documents.put(&path, doc).await?;
-            }
-            documents.sync().await?;
-            metrics::histogram!("psg_evidence_persist_seconds", "step" => "documents")
-                .record(started.elapsed().as_secs_f64());
-            Ok::<(), crate::Error>(())
-        };
-        match &self.store {
-            // The rows are written while the documents are, and committed
-            // once the documents are durable: no row names a document a
-            // failure could take back.
-            Some(store) => {
-                let started = std::time::Instant::now();
-                let rows: Vec<_> = self.pending.iter().map(|s| s.row.clone()).collect();
-                psg_store::evidence::append_when(store, &rows, &self.pending_log, &self.pending_checkpoints, durable)
-                    .await
-                    .map_err(|e| match e {
-                        psg_store::evidence::AppendError::Store(e) => ProcessError::classify(e.is_transient(), e),
-                        psg_store::evidence::AppendError::Before(e) => transient(e),
-                    })?;
-                metrics::histogram!("psg_evidence_persist_seconds", "step" => "database")
-                    .record(started.elapsed().as_secs_f64());
-            }
-            None => durable.await.map_err(transient)?,
-        }
-        self.pending.clear();
-        self.pending_log.clear();
-        self.pending_checkpoints.clear();
+        let Some(write) = self.writes.front_mut() else { return Ok(()) };
+        write.finish(&self.documents, self.store.as_ref()).await?;
+        self.writes.pop_front();
         Ok(())
     }
+
+    /// Nothing to write for the end of input; `persist` follows.
+    async fn end_of_input(&mut self) -> Result<Output, ProcessError> {
+        self.writes.push_back(Write::later(Batch::default()));
+        Ok(Output::default())
+    }
+
+    /// The batch being finished was processed before the next one is: its
+    /// write runs meanwhile (see [`crate::writes`]), and `persist` commits
+    /// only its own batch.
+    const PIPELINED: bool = true;
 }
 
 /// Why an evidence request cannot be served.

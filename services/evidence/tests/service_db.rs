@@ -360,6 +360,70 @@ async fn decisions_and_periodic_reports_are_chained_stored_and_not_repeated() {
     assert!(err.to_string().contains("the stored log was changed"), "{err}");
 }
 
+/// As the runner drives it (pipelined): a batch's write starts when it is
+/// processed and runs while the next batch is processed, but nothing is
+/// committed before that batch's `persist` (after its messages are
+/// acknowledged), and `persist` commits the oldest batch only. A batch
+/// given up before its `persist` (a crash) leaves nothing committed, and
+/// the restarted service makes the same records again.
+#[tokio::test]
+async fn a_batch_is_written_while_the_next_is_processed_and_committed_only_by_its_persist() {
+    let db = psg_testkit::TestDb::create().await;
+    psg_store::migrate(&psg_store::pool(&db.url, 1).unwrap()).await.unwrap();
+    // Enough connections for a write to start early (3).
+    let store = Store::connect(&db.url, 4).await.unwrap();
+    let cfg = Config::default();
+    let decisions = decisions(&cfg, Some(store.clone()), 1000 * SECOND).await;
+    assert!(decisions.len() >= 2);
+    let dir = tempfile::tempdir().unwrap();
+    let documents = Documents::open(dir.path().to_str().unwrap()).unwrap();
+    let sealer = || Sealer::new(SigningKey::from_bytes(&[7u8; 32]), "test");
+    let client = store.client().await.unwrap();
+    let count = async |table: &str| -> i64 {
+        client.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.unwrap().get(0)
+    };
+
+    // Given up before its persist: nothing committed.
+    let mut crashed = Evidence::new(&cfg, Some(store.clone()), sealer(), documents.clone());
+    crashed.restore().await.unwrap();
+    let lost = records(&crashed.process(&decisions).await.unwrap());
+    assert_eq!(lost.len(), decisions.len());
+    drop(crashed);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!((count("evidence").await, count("evidence_log").await, count("evidence_checkpoints").await), (0, 0, 0));
+
+    let mut evidence = Evidence::new(&cfg, Some(store.clone()), sealer(), documents.clone());
+    evidence.restore().await.unwrap();
+    let (a, b) = decisions.split_at(1);
+    let first = records(&evidence.process(a).await.unwrap());
+    let second = records(&evidence.process(b).await.unwrap());
+    // The same records as the lost run's, in the same log positions.
+    let hashes = |r: &[psg_domain::Evidence]| r.iter().map(|e| e.hash.clone()).collect::<Vec<_>>();
+    assert_eq!([hashes(&first), hashes(&second)].concat(), hashes(&lost));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(count("evidence").await, 0, "written, not committed, before persist");
+    let doc = std::fs::read(dir.path().join(psg_evidence::record::store_path(&first[0].chain, first[0].sequence)));
+    assert_eq!(doc.unwrap(), first[0].document.as_bytes(), "the first batch's document is written meanwhile");
+
+    evidence.persist().await.unwrap();
+    assert_eq!(count("evidence").await, first.len() as i64, "the oldest batch only");
+    assert_eq!(count("evidence_log").await, first.len() as i64);
+    assert_eq!(count("evidence_checkpoints").await, 1);
+    evidence.persist().await.unwrap();
+    assert_eq!(count("evidence").await, (first.len() + second.len()) as i64);
+    assert_eq!(count("evidence_checkpoints").await, 2);
+    evidence.persist().await.unwrap();
+    let head = std::fs::read_to_string(dir.path().join("log/HEAD.json")).unwrap();
+    assert!(head.contains(&format!("\"size\":{}", decisions.len())), "{head}");
+
+    // A restart continues from what was committed: nothing is made twice.
+    let mut restarted = Evidence::new(&cfg, Some(store.clone()), sealer(), documents.clone());
+    restarted.restore().await.unwrap();
+    assert_eq!(restarted.log().size(), decisions.len() as u64);
+    assert!(records(&restarted.process(&decisions).await.unwrap()).is_empty());
+    restarted.persist().await.unwrap();
+}
+
 /// Without a database the log lives in the document store: leaf tiles,
 /// checkpoints and log/HEAD.json; a restart restores it and goes on.
 #[tokio::test]

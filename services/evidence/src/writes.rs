@@ -1,0 +1,183 @@
+//! Making a batch of evidence durable: its documents in the document
+//! store, then its rows, log leaves and checkpoint in one database
+//! transaction, committed only once the documents are durable.
+//!
+//! With a database, a batch's write may start as soon as the batch is
+//! processed ([`Write::start`]): its documents are written and flushed and
+//! its rows written in an open transaction while the next batch is
+//! processed, and [`Write::finish`] — the runner's `persist`, after the
+//! batch's outputs are acknowledged — writes the files that grow with the
+//! log and commits. Nothing is committed before the batch's messages are
+//! acknowledged: the service's deduplication reads the database, and a
+//! committed record whose message was lost would never be published. A
+//! write that fails is done again from the kept batch ([`Write::finish`]
+//! once more), in the same order.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use psg_domain::rows::{EvidenceCheckpointRow, EvidenceLogRow, EvidenceRow};
+use psg_kafka_runtime::ProcessError;
+use psg_store::Store;
+use tokio::sync::oneshot;
+
+use crate::documents::{Doc, Documents};
+
+/// What one batch makes durable.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub(crate) rows: Vec<EvidenceRow>,
+    pub(crate) log: Vec<EvidenceLogRow>,
+    pub(crate) checkpoints: Vec<EvidenceCheckpointRow>,
+    /// Written once: the records' documents and the checkpoints (and,
+    /// without a database, the records' markers).
+    pub(crate) documents: Vec<Doc>,
+    /// Rewritten as the log grows, in this order and after `documents`:
+    /// leaf tiles, the log head, the chain heads.
+    pub(crate) growing: Vec<(String, Vec<u8>)>,
+}
+
+impl Batch {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.checkpoints.is_empty() && self.documents.is_empty() && self.growing.is_empty()
+    }
+}
+
+/// One batch's write, in the order batches were processed.
+#[derive(Debug)]
+pub(crate) struct Write {
+    batch: Arc<Batch>,
+    started: Option<Started>,
+}
+
+/// A write under way: documents being written, rows in an open transaction.
+#[derive(Debug)]
+struct Started {
+    documents_durable: oneshot::Receiver<()>,
+    commit: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), ProcessError>>,
+}
+
+fn transient(e: crate::Error) -> ProcessError {
+    ProcessError::Transient(e.to_string())
+}
+
+fn append_error(e: psg_store::evidence::AppendError<crate::Error>) -> ProcessError {
+    match e {
+        psg_store::evidence::AppendError::Store(e) => ProcessError::classify(e.is_transient(), e),
+        psg_store::evidence::AppendError::Before(e) => transient(e),
+    }
+}
+
+impl Write {
+    /// A batch to write when [`Write::finish`] is called.
+    pub(crate) fn later(batch: Batch) -> Self {
+        Self { batch: Arc::new(batch), started: None }
+    }
+
+    /// A batch whose documents and rows are written from now on, in the
+    /// background; committed by [`Write::finish`].
+    pub(crate) fn start(batch: Batch, documents: &Documents, store: &Store) -> Self {
+        let batch = Arc::new(batch);
+        let (durable_tx, documents_durable) = oneshot::channel();
+        let (commit, commit_rx) = oneshot::channel::<()>();
+        let (b, documents, store) = (Arc::clone(&batch), documents.clone(), store.clone());
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            let before = async {
+                documents.put_many(b.documents.clone()).await?;
+                documents.sync().await?;
+                metrics::histogram!("psg_evidence_persist_seconds", "step" => "documents")
+                    .record(started.elapsed().as_secs_f64());
+                let _ = durable_tx.send(());
+                commit_rx
+                    .await
+                    .map_err(|_| crate::Error::Other("the evidence batch was given up before its commit".into()))
+            };
+            psg_store::evidence::append_when(&store, &b.rows, &b.log, &b.checkpoints, before)
+                .await
+                .map_err(append_error)?;
+            metrics::histogram!("psg_evidence_persist_seconds", "step" => "database")
+                .record(started.elapsed().as_secs_f64());
+            Ok(())
+        });
+        Self { batch, started: Some(Started { documents_durable, commit, task }) }
+    }
+
+    /// Makes the batch durable: the documents, then the files that grow
+    /// with the log, then (with a database) the rows committed. On error
+    /// nothing is committed and the next call writes the batch again.
+    pub(crate) async fn finish(&mut self, documents: &Documents, store: Option<&Store>) -> Result<(), ProcessError> {
+        match self.started.take() {
+            Some(s) => self.finish_started(s, documents).await,
+            None => self.write_now(documents, store).await,
+        }
+    }
+
+    async fn finish_started(&self, s: Started, documents: &Documents) -> Result<(), ProcessError> {
+        let Started { documents_durable, commit, task } = s;
+        let join = |r: Result<Result<(), ProcessError>, tokio::task::JoinError>| {
+            r.unwrap_or_else(|e| Err(ProcessError::Transient(format!("the evidence write stopped: {e}"))))
+        };
+        if documents_durable.await.is_err() {
+            // The task ended before the documents were durable: its error.
+            return match join(task.await) {
+                Ok(()) => Err(ProcessError::Transient("the evidence write ended without its documents".into())),
+                Err(e) => Err(e),
+            };
+        }
+        let grown = async {
+            write_growing(documents, &self.batch).await?;
+            documents.sync().await
+        };
+        match grown.await {
+            Ok(()) => {
+                let _ = commit.send(());
+                join(task.await)
+            }
+            Err(e) => {
+                // No commit: the transaction rolls back; the next call
+                // writes the batch again.
+                drop(commit);
+                let _ = task.await;
+                Err(transient(e))
+            }
+        }
+    }
+
+    async fn write_now(&self, documents: &Documents, store: Option<&Store>) -> Result<(), ProcessError> {
+        let b = &self.batch;
+        let durable = async {
+            let started = Instant::now();
+            documents.put_many(b.documents.clone()).await?;
+            write_growing(documents, b).await?;
+            documents.sync().await?;
+            metrics::histogram!("psg_evidence_persist_seconds", "step" => "documents")
+                .record(started.elapsed().as_secs_f64());
+            Ok::<(), crate::Error>(())
+        };
+        match store {
+            // The rows are written while the documents are, and committed
+            // once the documents are durable.
+            Some(store) => {
+                let started = Instant::now();
+                psg_store::evidence::append_when(store, &b.rows, &b.log, &b.checkpoints, durable)
+                    .await
+                    .map_err(append_error)?;
+                metrics::histogram!("psg_evidence_persist_seconds", "step" => "database")
+                    .record(started.elapsed().as_secs_f64());
+                Ok(())
+            }
+            None => durable.await.map_err(transient),
+        }
+    }
+}
+
+/// The files that grow with the log, in order (the log head after the
+/// tiles and checkpoints it names).
+async fn write_growing(documents: &Documents, b: &Batch) -> crate::Result<()> {
+    for (path, bytes) in &b.growing {
+        documents.put(path, bytes.clone()).await?;
+    }
+    Ok(())
+}
