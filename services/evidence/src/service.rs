@@ -468,12 +468,10 @@ impl Evidence {
         Ok(())
     }
 
-    /// Encodes the pending records from `first` on (sealed by
-    /// [`Self::checkpoint`]) for `evidence.records`, in the order they were
-    /// made.
-    fn publish(&self, out: &mut Output, first: usize) -> Result<(), ProcessError> {
-        let Some(new) = self.pending.get(first..) else { return Ok(()) };
-        for s in new {
+    /// Encodes the batch's records (sealed by [`Self::checkpoint`]) for
+    /// `evidence.records`, in the order they were made.
+    fn publish(&self, out: &mut Output) -> Result<(), ProcessError> {
+        for s in &self.pending {
             let bytes = psg_avro_codec::encode(&s.message).map_err(|e| ProcessError::Fatal(e.to_string()))?;
             out.records.push(OutRecord::new(&self.evidence_out, s.message.chain.as_bytes(), bytes));
         }
@@ -501,11 +499,9 @@ impl Evidence {
         };
         let tree_size = i64::try_from(size).map_err(|e| ProcessError::Fatal(e.to_string()))?;
         let signature = self.checkpoints.signature(size, &root);
-        // `pending` and `pending_log` are filled together, one entry each.
+        // `pending` and `pending_log` hold the batch's records, filled
+        // together, one entry each; all of them are first covered here.
         for (entry, record) in self.pending_log.iter_mut().zip(self.pending.iter_mut()) {
-            if entry.checkpoint_size != 0 {
-                continue;
-            }
             let proof = log::encode_proof(&self.log.inclusion(entry.log_index.unsigned_abs(), size).map_err(fatal)?);
             record.seal(&signature, tree_size, proof.clone());
             entry.checkpoint_size = tree_size;
@@ -779,7 +775,6 @@ impl Processor for Evidence {
             }
         }
         let stored = self.stored(&ids).await?;
-        let first_new = self.pending.len();
 
         for (job, made) in jobs.iter().zip(reports_to_seal) {
             match (job, made) {
@@ -819,7 +814,7 @@ impl Processor for Evidence {
             }
         }
         let checkpoint = self.checkpoint()?;
-        self.publish(&mut out, first_new)?;
+        self.publish(&mut out)?;
         out.records.extend(checkpoint);
         self.queue_write()?;
         self.clock = clock;

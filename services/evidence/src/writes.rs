@@ -83,23 +83,14 @@ impl Write {
         let (commit, commit_rx) = oneshot::channel::<()>();
         let (b, documents, store) = (Arc::clone(&batch), documents.clone(), store.clone());
         let task = tokio::spawn(async move {
-            let started = Instant::now();
             let before = async {
-                documents.put_many(b.documents.clone()).await?;
-                documents.sync().await?;
-                metrics::histogram!("psg_evidence_persist_seconds", "step" => "documents")
-                    .record(started.elapsed().as_secs_f64());
+                write_documents(&documents, &b, false).await?;
                 let _ = durable_tx.send(());
                 commit_rx
                     .await
                     .map_err(|_| crate::Error::Other("the evidence batch was given up before its commit".into()))
             };
-            psg_store::evidence::append_when(&store, &b.rows, &b.log, &b.checkpoints, before)
-                .await
-                .map_err(append_error)?;
-            metrics::histogram!("psg_evidence_persist_seconds", "step" => "database")
-                .record(started.elapsed().as_secs_f64());
-            Ok(())
+            append(&store, &b, before).await
         });
         Self { batch, started: Some(Started { documents_durable, commit, task }) }
     }
@@ -146,31 +137,34 @@ impl Write {
     }
 
     async fn write_now(&self, documents: &Documents, store: Option<&Store>) -> Result<(), ProcessError> {
-        let b = &self.batch;
-        let durable = async {
-            let started = Instant::now();
-            documents.put_many(b.documents.clone()).await?;
-            write_growing(documents, b).await?;
-            documents.sync().await?;
-            metrics::histogram!("psg_evidence_persist_seconds", "step" => "documents")
-                .record(started.elapsed().as_secs_f64());
-            Ok::<(), crate::Error>(())
-        };
+        let durable = write_documents(documents, &self.batch, true);
         match store {
-            // The rows are written while the documents are, and committed
-            // once the documents are durable.
-            Some(store) => {
-                let started = Instant::now();
-                psg_store::evidence::append_when(store, &b.rows, &b.log, &b.checkpoints, durable)
-                    .await
-                    .map_err(append_error)?;
-                metrics::histogram!("psg_evidence_persist_seconds", "step" => "database")
-                    .record(started.elapsed().as_secs_f64());
-                Ok(())
-            }
+            Some(store) => append(store, &self.batch, durable).await,
             None => durable.await.map_err(transient),
         }
     }
+}
+
+/// The batch's documents written and flushed (with `growing`, the files
+/// that grow with the log too, after them).
+async fn write_documents(documents: &Documents, b: &Batch, growing: bool) -> crate::Result<()> {
+    let started = Instant::now();
+    documents.put_many(b.documents.clone()).await?;
+    if growing {
+        write_growing(documents, b).await?;
+    }
+    documents.sync().await?;
+    metrics::histogram!("psg_evidence_persist_seconds", "step" => "documents").record(started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The batch's rows, leaves and checkpoint, written while `before` runs and
+/// committed once it has succeeded.
+async fn append(store: &Store, b: &Batch, before: impl Future<Output = crate::Result<()>>) -> Result<(), ProcessError> {
+    let started = Instant::now();
+    psg_store::evidence::append_when(store, &b.rows, &b.log, &b.checkpoints, before).await.map_err(append_error)?;
+    metrics::histogram!("psg_evidence_persist_seconds", "step" => "database").record(started.elapsed().as_secs_f64());
+    Ok(())
 }
 
 /// The files that grow with the log, in order (the log head after the

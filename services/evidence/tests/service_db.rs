@@ -112,11 +112,17 @@ async fn decisions(cfg: &Config, store: Option<Store>, at: i64) -> Vec<InMessage
         .collect()
 }
 
+/// A migrated test database and a store with a pool of `connections`.
+async fn database(connections: usize) -> (psg_testkit::TestDb, Store) {
+    let db = psg_testkit::TestDb::create().await;
+    psg_store::migrate(&psg_store::pool(&db.url, 1).expect("pool")).await.expect("migrate");
+    let store = Store::connect(&db.url, connections).await.expect("store");
+    (db, store)
+}
+
 #[tokio::test]
 async fn decisions_and_periodic_reports_are_chained_stored_and_not_repeated() {
-    let db = psg_testkit::TestDb::create().await;
-    psg_store::migrate(&psg_store::pool(&db.url, 1).unwrap()).await.unwrap();
-    let store = Store::connect(&db.url, 2).await.unwrap();
+    let (_db, store) = database(2).await;
     let cfg = Config::default();
 
     // Classify puts resources, decisions and a segmentation violation in the database.
@@ -368,10 +374,8 @@ async fn decisions_and_periodic_reports_are_chained_stored_and_not_repeated() {
 /// the restarted service makes the same records again.
 #[tokio::test]
 async fn a_batch_is_written_while_the_next_is_processed_and_committed_only_by_its_persist() {
-    let db = psg_testkit::TestDb::create().await;
-    psg_store::migrate(&psg_store::pool(&db.url, 1).unwrap()).await.unwrap();
     // Enough connections for a write to start early (3).
-    let store = Store::connect(&db.url, 4).await.unwrap();
+    let (_db, store) = database(4).await;
     let cfg = Config::default();
     let decisions = decisions(&cfg, Some(store.clone()), 1000 * SECOND).await;
     assert!(decisions.len() >= 2);

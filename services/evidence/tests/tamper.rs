@@ -167,6 +167,13 @@ fn flipping_any_byte_of_a_document_is_detected() {
     assert!(matches!(&p[..], [Problem::Record(VerifyError::Hash { .. } | VerifyError::NotCanonical)]), "{p:?}");
 }
 
+fn flip_signature_bit(e: &mut Entry) {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut sig = b64.decode(&e.signature).expect("test setup");
+    sig[10] ^= 0x80;
+    e.signature = b64.encode(sig);
+}
+
 #[test]
 fn a_changed_hash_or_signature_is_detected() {
     let dir = tempfile::tempdir().unwrap();
@@ -183,12 +190,7 @@ fn a_changed_hash_or_signature_is_detected() {
 
     let dir = tempfile::tempdir().unwrap();
     fresh_bundle(dir.path());
-    rewrite_manifest(dir.path(), |m| {
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let mut sig = b64.decode(&m.records[4].signature).unwrap();
-        sig[10] ^= 0x80;
-        m.records[4].signature = b64.encode(sig);
-    });
+    rewrite_manifest(dir.path(), |m| flip_signature_bit(&mut m.records[4]));
     let p = problems(dir.path());
     assert_eq!(p.len(), 1, "{p:?}");
     assert!(matches!(p[0], Problem::Record(VerifyError::Signature(_))), "{p:?}");
@@ -196,12 +198,7 @@ fn a_changed_hash_or_signature_is_detected() {
     // A v2 record: its checkpoint signature, or its proof, changed.
     let dir = tempfile::tempdir().unwrap();
     fresh_bundle(dir.path());
-    rewrite_manifest(dir.path(), |m| {
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let mut sig = b64.decode(&m.records[6].signature).unwrap();
-        sig[10] ^= 0x80;
-        m.records[6].signature = b64.encode(sig);
-    });
+    rewrite_manifest(dir.path(), |m| flip_signature_bit(&mut m.records[6]));
     let p = problems(dir.path());
     assert_eq!(p.len(), 1, "{p:?}");
     assert!(matches!(p[0], Problem::Record(VerifyError::CheckpointSignature { size: 3, .. })), "{p:?}");
