@@ -8,7 +8,8 @@
 //! hands them over (`kafka.batch-size`; `EVIDENCE_BATCH` for another size),
 //! and prints records/s; then the same with the documents
 //! in memory (no disk flush), sealing alone, the evidence log alone, and
-//! the database step alone (rows, then leaves). Needs
+//! the database step alone (rows, then leaves); `EVIDENCE_STEPS` picks
+//! some of them (`local`, `memory`, `parts`: the steps alone). Needs
 //! PostgreSQL (`TEST_DATABASE_ADMIN_URL`, default the local server).
 
 use std::sync::Arc;
@@ -26,6 +27,11 @@ use psg_evidence::documents::Documents;
 use psg_evidence::record::{ChainHead, LogPlace, Sealer};
 use psg_kafka_runtime::{InMessage, InputKind, Processor};
 use psg_testkit::TestDb;
+
+/// The allocator the binary runs with (`src/main.rs`), so that the figures
+/// are the product's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Records per batch: `EVIDENCE_BATCH`, else `kafka.batch-size`'s default.
 fn batch_size() -> usize {
@@ -69,6 +75,7 @@ fn main() {
         let decisions: Vec<ScopeDecision> = (0..n).map(decision).collect();
         let messages = messages(&decisions);
         let key = SigningKey::from_bytes(&[42u8; 32]);
+        if wants("local") {
         let (_db, store) = database_with(&decisions).await;
         let dir = tempfile::tempdir().expect("tempdir");
         let documents = Documents::open(dir.path().to_str().expect("utf-8")).expect("documents");
@@ -84,10 +91,12 @@ fn main() {
                 println!("evidence_throughput: {line}");
             }
         }
+        }
         // The same with the documents in memory: what the processor and
         // the database sustain when the document store is not the limit
         // (S3 takes a batch's documents 32 at a time; a local disk flushes
         // one inode per document).
+        if wants("memory") {
         let (_db2, store2) = database_with(&decisions).await;
         let run = service(&store2, Documents::open("memory:").expect("memory"), &key, &messages).await;
         println!(
@@ -97,6 +106,10 @@ fn main() {
             run.persist,
             n as f64 / run.secs
         );
+        }
+        if !wants("parts") {
+            return;
+        }
         let sealer = Sealer::new(key.clone(), "bench");
         // v1, as before the log: every record signed on its own.
         let started = Instant::now();
@@ -208,6 +221,12 @@ fn main() {
             n as f64 / (in_rows + in_leaves)
         );
     });
+}
+
+/// Whether `step` is to run: `EVIDENCE_STEPS` (comma-separated: `local`,
+/// `memory`, `parts`), else every step.
+fn wants(step: &str) -> bool {
+    std::env::var("EVIDENCE_STEPS").map_or(true, |v| v.split(',').any(|s| s.trim() == step))
 }
 
 /// A migrated database holding the resources and decisions the records

@@ -152,36 +152,37 @@ impl Sealer {
         let requirement = "12.5.2";
         let sequence = head.sequence + 1;
         let generated_at = d.decided_at;
-        let mut body = json!({
-            "schema": DOCUMENT_SCHEMA_V1,
-            "evidence_type": evidence_type.as_str(),
-            "pci_requirement": requirement,
-            "chain": chain,
-            "sequence": sequence,
-            "prev_hash": head.hash,
-            "generated_at": rfc3339(generated_at),
-            "generated_by": self.generated_by,
-            "signing_key_id": self.key_id,
-            "decision": {
-                "decision_id": d.decision_id,
-                "resource_id": d.resource_id,
-                "resource_uuid": d.resource_uuid,
-                "scope": d.scope.as_str(),
-                "previous_scope": d.previous_scope.map(|s| s.as_str()),
-                "data_classification": d.data_classification.map(|c| c.as_str()),
-                "rule": d.rule.as_str(),
-                "justification": d.justification,
-                "decided_at": rfc3339(d.decided_at),
-                "decided_by": d.decided_by,
-                "decision_method": d.decision_method.as_str(),
-                "supersedes_id": d.supersedes_id,
-                "dependency_resource_ids": d.dependency_resource_ids,
-                "as_of": rfc3339(d.as_of),
+        let document = ScopeDocument {
+            chain,
+            decision: DecisionPart {
+                as_of: rfc3339(d.as_of),
+                data_classification: d.data_classification.map(|c| c.as_str()),
+                decided_at: rfc3339(d.decided_at),
+                decided_by: &d.decided_by,
+                decision_id: &d.decision_id,
+                decision_method: d.decision_method.as_str(),
+                dependency_resource_ids: &d.dependency_resource_ids,
+                justification: &d.justification,
+                previous_scope: d.previous_scope.map(|s| s.as_str()),
+                resource_id: &d.resource_id,
+                resource_uuid: &d.resource_uuid,
+                rule: d.rule.as_str(),
+                scope: d.scope.as_str(),
+                supersedes_id: d.supersedes_id.as_deref(),
             },
-        });
-        in_log(&mut body, place);
+            evidence_type: evidence_type.as_str(),
+            generated_at: rfc3339(generated_at),
+            generated_by: &self.generated_by,
+            log: place.map(|p| LogRef { index: p.index, origin: p.origin }),
+            pci_requirement: requirement,
+            prev_hash: head.hash.as_deref(),
+            schema: if place.is_some() { DOCUMENT_SCHEMA } else { DOCUMENT_SCHEMA_V1 },
+            sequence,
+            signing_key_id: &self.key_id,
+        }
+        .canonical()?;
         let evidence_id = ids::stable_id("evidence", &[evidence_type.as_str(), &d.decision_id]);
-        let mut sealed = self.seal(SealInput {
+        self.seal(SealInput {
             evidence_id,
             evidence_type,
             chain,
@@ -191,17 +192,16 @@ impl Sealer {
             generated_at,
             scope_decision_id: Some(d.decision_id.clone()),
             resource_id: Some(d.resource_id.clone()),
-            body,
-        })?;
-        // The index row keeps what queries need; the document keeps everything.
-        sealed.row.data = json!({
-            "decision_id": d.decision_id,
-            "resource_id": d.resource_id,
-            "scope": d.scope.as_str(),
-            "rule": d.rule.as_str(),
-            "decided_at": rfc3339(d.decided_at),
-        });
-        Ok(sealed)
+            document,
+            // The index row keeps what queries need; the document keeps everything.
+            data: json!({
+                "decision_id": d.decision_id,
+                "resource_id": d.resource_id,
+                "scope": d.scope.as_str(),
+                "rule": d.rule.as_str(),
+                "decided_at": rfc3339(d.decided_at),
+            }),
+        })
     }
 
     /// A periodic or on-demand report (`network_segmentation_validation`,
@@ -229,9 +229,9 @@ impl Sealer {
             "summary": report.summary,
             "report": report.content,
         });
-        in_log(&mut body, Some(place));
+        in_log(&mut body, place);
         let evidence_id = report_id(report);
-        let mut sealed = self.seal(SealInput {
+        self.seal(SealInput {
             evidence_id,
             evidence_type,
             chain,
@@ -241,15 +241,14 @@ impl Sealer {
             generated_at: report.generated_at,
             scope_decision_id: None,
             resource_id: None,
-            body,
-        })?;
-        // The index row keeps the summary; the document keeps everything.
-        sealed.row.data = json!({
-            "period": {"start": rfc3339(report.period_start), "end": rfc3339(report.period_end)},
-            "trigger": report.trigger,
-            "summary": report.summary,
-        });
-        Ok(sealed)
+            document: canonical(&body)?,
+            // The index row keeps the summary; the document keeps everything.
+            data: json!({
+                "period": {"start": rfc3339(report.period_start), "end": rfc3339(report.period_end)},
+                "trigger": report.trigger,
+                "summary": report.summary,
+            }),
+        })
     }
 
     /// Signs a v1 record: Ed25519 over its hash.
@@ -260,7 +259,7 @@ impl Sealer {
     }
 
     fn seal(&self, i: SealInput<'_>) -> Result<Sealed, SealError> {
-        let document = canonical(&i.body)?;
+        let document = i.document;
         let digest: [u8; 32] = Sha256::digest(&document).into();
         let hash = hex::encode(digest);
         // set by `Sealed::seal` (v2) or `sign_v1`
@@ -293,7 +292,7 @@ impl Sealer {
             id: i.evidence_id,
             scope_decision_id: i.scope_decision_id.as_deref().and_then(|s| s.parse().ok()),
             evidence_type: i.evidence_type,
-            data: i.body,
+            data: i.data,
             hash,
             signature,
             signing_key_id: self.key_id.clone(),
@@ -312,12 +311,10 @@ impl Sealer {
     }
 }
 
-/// Makes `body` a v2 document at `place` of the evidence log (v1 without).
-fn in_log(body: &mut serde_json::Value, place: Option<LogPlace<'_>>) {
-    if let Some(place) = place {
-        body["schema"] = json!(DOCUMENT_SCHEMA);
-        body["log"] = json!({"origin": place.origin, "index": place.index});
-    }
+/// Makes `body` a v2 document at `place` of the evidence log.
+fn in_log(body: &mut serde_json::Value, place: LogPlace<'_>) {
+    body["schema"] = json!(DOCUMENT_SCHEMA);
+    body["log"] = json!({"origin": place.origin, "index": place.index});
 }
 
 struct SealInput<'a> {
@@ -330,7 +327,70 @@ struct SealInput<'a> {
     generated_at: Micros,
     scope_decision_id: Option<String>,
     resource_id: Option<String>,
-    body: serde_json::Value,
+    /// The canonical document.
+    document: Vec<u8>,
+    /// What the index row keeps of it (`evidence.data`).
+    data: serde_json::Value,
+}
+
+/// A scope-identification document as it is signed. Its fields (and
+/// [`DecisionPart`]'s, [`LogRef`]'s) are declared in RFC 8785's key order,
+/// so serde_json writes it canonically without building a
+/// `serde_json::Value` first (a test holds it to the general
+/// canonicalizer's output); `log` is absent from v1 documents.
+#[derive(serde::Serialize)]
+struct ScopeDocument<'a> {
+    chain: &'a str,
+    decision: DecisionPart<'a>,
+    evidence_type: &'static str,
+    generated_at: String,
+    generated_by: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log: Option<LogRef<'a>>,
+    pci_requirement: &'static str,
+    prev_hash: Option<&'a str>,
+    schema: &'static str,
+    sequence: i64,
+    signing_key_id: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct DecisionPart<'a> {
+    as_of: String,
+    data_classification: Option<&'static str>,
+    decided_at: String,
+    decided_by: &'a str,
+    decision_id: &'a str,
+    decision_method: &'static str,
+    dependency_resource_ids: &'a [String],
+    justification: &'a str,
+    previous_scope: Option<&'static str>,
+    resource_id: &'a str,
+    resource_uuid: &'a str,
+    rule: &'static str,
+    scope: &'static str,
+    supersedes_id: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct LogRef<'a> {
+    index: u64,
+    origin: &'a str,
+}
+
+impl ScopeDocument<'_> {
+    /// The RFC 8785 bytes: serde_json's own output where that is canonical
+    /// (integers up to 2^53, which RFC 8785 prints as IEEE doubles
+    /// exactly), the general canonicalizer otherwise.
+    fn canonical(&self) -> Result<Vec<u8>, SealError> {
+        const EXACT: u64 = 1 << 53;
+        let exact = self.sequence.unsigned_abs() <= EXACT && self.log.as_ref().is_none_or(|l| l.index <= EXACT);
+        if exact {
+            serde_json::to_vec(self).map_err(SealError::Canonical)
+        } else {
+            canonical(&serde_json::to_value(self).map_err(SealError::Canonical)?)
+        }
+    }
 }
 
 /// A report over a period, ready to seal.
@@ -673,6 +733,46 @@ mod tests {
         let r = s.scope_identification_v1("c", &ChainHead::default(), &d).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&r.document).unwrap();
         assert_eq!(r.document, serde_json_canonicalizer::to_vec(&v).unwrap());
+
+        // Scope documents are written straight from a struct: canonical
+        // with every optional field present or absent, v1 and v2, and past
+        // 2^53 (the general canonicalizer then).
+        d.previous_scope = Some(PciScope::PendingReview);
+        d.data_classification = Some(psg_domain::DataClassification::ProcessesCardholder);
+        d.supersedes_id = Some(tricky.into());
+        d.dependency_resource_ids = vec!["db-1".into(), tricky.into(), String::new()];
+        let head = ChainHead { sequence: 41, hash: Some("ab".repeat(32)) };
+        let place = LogPlace { origin: "example.com/evidence \u{e9}", index: 7 };
+        let far = ChainHead { sequence: 1 << 60, hash: None };
+        let made = [
+            s.scope_identification("c", &head, &d, place).unwrap(),
+            s.scope_identification("c", &far, &d, LogPlace { index: u64::MAX, ..place }).unwrap(),
+            s.scope_identification_v1("c", &head, &d).unwrap(),
+            s.scope_identification_v1("c", &ChainHead::default(), &decision("b")).unwrap(),
+        ];
+        for r in made {
+            let v: serde_json::Value = serde_json::from_slice(&r.document).unwrap();
+            assert_eq!(r.document, serde_json_canonicalizer::to_vec(&v).unwrap(), "{v}");
+            let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+            let mut want = vec![
+                "chain",
+                "decision",
+                "evidence_type",
+                "generated_at",
+                "generated_by",
+                "pci_requirement",
+                "prev_hash",
+                "schema",
+                "sequence",
+                "signing_key_id",
+            ];
+            if v["schema"] == DOCUMENT_SCHEMA {
+                want.insert(5, "log");
+            }
+            assert_eq!(keys, want);
+            let decision_keys: Vec<&str> = v["decision"].as_object().unwrap().keys().map(String::as_str).collect();
+            assert_eq!(decision_keys.len(), 14, "{decision_keys:?}");
+        }
     }
 
     #[test]

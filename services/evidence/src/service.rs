@@ -456,6 +456,7 @@ impl Evidence {
             record_hash: sealed.message.hash.clone(),
             // set by the batch's checkpoint
             checkpoint_size: 0,
+            // the record's, once it is published (`take_batch`)
             inclusion: Vec::new(),
         });
         self.heads.insert(
@@ -503,9 +504,8 @@ impl Evidence {
         // together, one entry each; all of them are first covered here.
         for (entry, record) in self.pending_log.iter_mut().zip(self.pending.iter_mut()) {
             let proof = log::encode_proof(&self.log.inclusion(entry.log_index.unsigned_abs(), size).map_err(fatal)?);
-            record.seal(&signature, tree_size, proof.clone());
+            record.seal(&signature, tree_size, proof);
             entry.checkpoint_size = tree_size;
-            entry.inclusion = proof;
         }
         let signed_at = chrono::Utc::now();
         let message = EvidenceCheckpoint {
@@ -588,7 +588,11 @@ impl Evidence {
             growing.push((Self::head_path(chain), doc.to_string().into_bytes()));
         }
         let mut rows = Vec::with_capacity(self.pending.len());
-        for s in self.pending.drain(..) {
+        debug_assert_eq!(self.pending.len(), self.pending_log.len(), "filled together by `push`");
+        let mut log = std::mem::take(&mut self.pending_log);
+        for (s, entry) in self.pending.drain(..).zip(log.iter_mut()) {
+            // The record is published: its leaf row takes the proof over.
+            entry.inclusion = s.message.inclusion;
             if self.store.is_none() {
                 documents
                     .push(Doc::mutable(Self::marker_path(&s.message.chain, &s.row.id), s.path.clone().into_bytes()));
@@ -596,13 +600,7 @@ impl Evidence {
             documents.push(Doc { path: s.path, bytes: s.document, retain_until: Some(s.message.expires_at) });
             rows.push(s.row);
         }
-        Ok(Batch {
-            rows,
-            log: std::mem::take(&mut self.pending_log),
-            checkpoints: std::mem::take(&mut self.pending_checkpoints),
-            documents,
-            growing,
-        })
+        Ok(Batch { rows, log, checkpoints: std::mem::take(&mut self.pending_checkpoints), documents, growing })
     }
 }
 
