@@ -110,7 +110,9 @@ async fn thin_path_through_four_processes_on_tansu_and_postgres() {
         client
             .query_opt(
                 "SELECT e.hash, e.signature, e.storage_url, e.chain, e.sequence, e.expires_at > e.generated_at + interval '6 years',
-                        l.checkpoint_size, l.inclusion
+                        l.checkpoint_size,
+                        ARRAY(SELECT encode(substring(l.inclusion FROM 32 * g + 1 FOR 32), 'base64')
+                                FROM generate_series(0, length(l.inclusion) / 32 - 1) AS g ORDER BY g)
                    FROM evidence e JOIN scope_decisions d ON d.id = e.scope_decision_id
                    JOIN evidence_log l ON l.evidence_id = e.id
                   WHERE d.id = $1 AND d.is_current AND d.scope = 'connected-cde'",

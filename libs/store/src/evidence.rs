@@ -2,6 +2,8 @@
 
 use std::collections::HashSet;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Utc};
 use psg_domain::rows::{EvidenceCheckpointRow, EvidenceLogRow, EvidenceRow};
 use tokio_postgres::GenericClient;
@@ -246,29 +248,49 @@ async fn append_leaves(tx: &tokio_postgres::Transaction<'_>, log: &[EvidenceLogR
     if log.is_empty() {
         return Ok(());
     }
-    let copied = async { copy_leaves(tx, log).await.map(|_| ()) };
-    crate::unless_stored(tx, "appending to the evidence log", copied, insert_leaves(tx, log)).await
+    let proofs = log.iter().map(proof_bytes).collect::<Result<Vec<Vec<u8>>>>()?;
+    let copied = async { copy_leaves(tx, log, &proofs).await.map(|_| ()) };
+    crate::unless_stored(tx, "appending to the evidence log", copied, insert_leaves(tx, log, &proofs)).await
+}
+
+/// A leaf's inclusion proof as `evidence_log.inclusion` keeps it: the
+/// hashes' 32 bytes each, in order (records carry them as base64).
+fn proof_bytes(l: &EvidenceLogRow) -> Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(l.inclusion.len() * 32);
+    for hash in &l.inclusion {
+        let before = bytes.len();
+        if B64.decode_vec(hash, &mut bytes).is_err() || bytes.len() - before != 32 {
+            return Err(Error::Data(format!(
+                "the inclusion proof of evidence log leaf {} holds '{hash}', not a base64 SHA-256 hash",
+                l.log_index
+            )));
+        }
+    }
+    Ok(bytes)
+}
+
+/// A stored inclusion proof as records carry it: base64 hashes.
+fn proof_text(bytes: &[u8]) -> Vec<String> {
+    bytes.chunks(32).map(|h| B64.encode(h)).collect()
 }
 
 async fn copy_leaves(
     tx: &tokio_postgres::Transaction<'_>,
     log: &[EvidenceLogRow],
+    proofs: &[Vec<u8>],
 ) -> std::result::Result<u64, tokio_postgres::Error> {
     let sink = tx
         .copy_in("COPY evidence_log (log_index, evidence_id, record_hash, checkpoint_size, inclusion) FROM STDIN (FORMAT binary)")
         .await?;
-    let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::UUID, Type::VARCHAR, Type::INT8, Type::TEXT_ARRAY]);
+    let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::UUID, Type::VARCHAR, Type::INT8, Type::BYTEA]);
     futures::pin_mut!(writer);
-    for l in log {
-        writer
-            .as_mut()
-            .write(&[&l.log_index, &l.evidence_id, &l.record_hash, &l.checkpoint_size, &l.inclusion])
-            .await?;
+    for (l, proof) in log.iter().zip(proofs) {
+        writer.as_mut().write(&[&l.log_index, &l.evidence_id, &l.record_hash, &l.checkpoint_size, proof]).await?;
     }
     writer.finish().await
 }
 
-async fn insert_leaves(client: &impl GenericClient, log: &[EvidenceLogRow]) -> Result<()> {
+async fn insert_leaves(client: &impl GenericClient, log: &[EvidenceLogRow], proofs: &[Vec<u8>]) -> Result<()> {
     if log.is_empty() {
         return Ok(());
     }
@@ -276,14 +298,11 @@ async fn insert_leaves(client: &impl GenericClient, log: &[EvidenceLogRow]) -> R
     let ids: Vec<Uuid> = log.iter().map(|l| l.evidence_id).collect();
     let hashes: Vec<&str> = log.iter().map(|l| l.record_hash.as_str()).collect();
     let sizes: Vec<i64> = log.iter().map(|l| l.checkpoint_size).collect();
-    // text[][] must be rectangular: each proof travels as one text joined
-    // by spaces (base64 has none) and is split again.
-    let proofs: Vec<String> = log.iter().map(|l| l.inclusion.join(" ")).collect();
     client
         .execute(
             "INSERT INTO evidence_log (log_index, evidence_id, record_hash, checkpoint_size, inclusion)
-             SELECT i, id, h, s, CASE WHEN p = '' THEN '{}'::text[] ELSE string_to_array(p, ' ') END
-               FROM UNNEST($1::int8[], $2::uuid[], $3::text[], $4::int8[], $5::text[]) AS t(i, id, h, s, p)
+             SELECT i, id, h, s, p
+               FROM UNNEST($1::int8[], $2::uuid[], $3::text[], $4::int8[], $5::bytea[]) AS t(i, id, h, s, p)
              ORDER BY i
              ON CONFLICT DO NOTHING",
             &[&indexes, &ids, &hashes, &sizes, &proofs],
@@ -387,7 +406,7 @@ pub async fn log_entries(store: &Store, ids: &[Uuid]) -> Result<Vec<EvidenceLogR
             evidence_id: r.get(1),
             record_hash: r.get(2),
             checkpoint_size: r.get(3),
-            inclusion: r.get(4),
+            inclusion: proof_text(r.get(4)),
         })
         .collect())
 }

@@ -139,6 +139,12 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0017_flows_hourly.sql"),
         earlier: &[],
     },
+    Migration {
+        version: 18,
+        name: "evidence_proofs_as_bytes",
+        sql: include_str!("../migrations/0018_evidence_proofs_as_bytes.sql"),
+        earlier: &[],
+    },
 ];
 
 /// Arbitrary constant identifying our migration lock.

@@ -467,6 +467,8 @@ async fn timescaledb_is_used_only_where_it_can_be_loaded() {
 /// a stored index is refused: the log would fork.
 #[tokio::test]
 async fn evidence_log_leaves_are_appended_once_and_never_forked() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as B64;
     use psg_domain::rows::EvidenceLogRow;
     let (_db, store) = migrated().await;
     let leaf = |i: i64, what: &str| EvidenceLogRow {
@@ -474,7 +476,7 @@ async fn evidence_log_leaves_are_appended_once_and_never_forked() {
         evidence_id: stable_id("leaf", &[what, &i.to_string()]),
         record_hash: format!("{:064x}", i + 1),
         checkpoint_size: i + 1,
-        inclusion: vec!["AAAA".into(), format!("{what}{i}")],
+        inclusion: vec![B64.encode([0u8; 32]), B64.encode(format!("{what}{i:031}"))],
     };
     let count = async || -> i64 {
         store.client().await.unwrap().query_one("SELECT count(*) FROM evidence_log", &[]).await.unwrap().get(0)
@@ -489,7 +491,9 @@ async fn evidence_log_leaves_are_appended_once_and_never_forked() {
     let err = evidence::append(&store, &[], &[leaf(2, "b")], &[]).await.unwrap_err().to_string();
     assert!(err.contains("would fork"), "{err}");
     assert_eq!(count().await, 3);
-    let proof: Vec<String> = store
+    let stored = evidence::log_entries(&store, &[leaf(1, "a").evidence_id]).await.unwrap();
+    assert_eq!(stored, [leaf(1, "a")], "the proof is read back as given");
+    let bytes: Vec<u8> = store
         .client()
         .await
         .unwrap()
@@ -497,7 +501,13 @@ async fn evidence_log_leaves_are_appended_once_and_never_forked() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(proof, ["AAAA", "a1"], "the proof is stored as given");
+    assert_eq!(bytes.len(), 64, "kept as the hashes' bytes");
+    // A proof that is not base64 SHA-256 hashes is refused, by name.
+    let mut bad = leaf(3, "a");
+    bad.inclusion.push("AAAA".into());
+    let err = evidence::append(&store, &[], &[bad], &[]).await.unwrap_err().to_string();
+    assert!(err.contains("leaf 3 holds 'AAAA', not a base64 SHA-256 hash"), "{err}");
+    assert_eq!(count().await, 3);
 
     // Evidence rows: the same, by chain and sequence.
     let record = |seq: i64, what: &str| psg_domain::rows::EvidenceRow {
@@ -544,4 +554,49 @@ async fn evidence_log_leaves_are_appended_once_and_never_forked() {
     // A failing write is reported as the store's, the other side's success notwithstanding.
     let forked = evidence::append_when(&store, &[record(4, "b")], &[], &[], async { Ok::<(), &str>(()) }).await;
     assert!(matches!(forked, Err(evidence::AppendError::Store(_))), "{forked:?}");
+}
+
+/// Migration 0018 turns the proofs of a log stored before it (text[] of
+/// base64 hashes) into bytes: each leaf reads back as it was written,
+/// the empty proof of a one-leaf tree too.
+#[tokio::test]
+async fn migration_18_keeps_every_stored_proof() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as B64;
+    let (db, store) = migrated().await;
+    let client = store.client().await.unwrap();
+    // The table as version 17 left it.
+    client
+        .batch_execute(
+            "DELETE FROM psg_schema_migrations WHERE version = 18;
+             ALTER TABLE evidence_log DROP CONSTRAINT evidence_log_inclusion_hashes;
+             ALTER TABLE evidence_log ALTER COLUMN inclusion TYPE text[] USING '{}'::text[];",
+        )
+        .await
+        .unwrap();
+    let proofs: Vec<Vec<String>> = vec![
+        vec![],
+        vec![B64.encode([1u8; 32])],
+        (0..17u8).map(|i| B64.encode([i.wrapping_mul(37); 32])).collect(),
+        vec![B64.encode([255u8; 32]), B64.encode([0u8; 32]), B64.encode(*b"0123456789abcdef0123456789abcdef")],
+    ];
+    let mut ids = Vec::new();
+    for (i, proof) in proofs.iter().enumerate() {
+        let id = stable_id("leaf", &[&i.to_string()]);
+        ids.push(id);
+        client
+            .execute(
+                "INSERT INTO evidence_log (log_index, evidence_id, record_hash, checkpoint_size, inclusion)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[&(i as i64), &id, &format!("{:064x}", i + 1), &(i as i64 + 1), proof],
+            )
+            .await
+            .unwrap();
+    }
+    drop(client);
+    let report = migrate(&pool(&db.url, 1).unwrap()).await.unwrap();
+    assert_eq!(report.applied.len(), 1, "{report:?}");
+    let stored = evidence::log_entries(&store, &ids).await.unwrap();
+    let read: Vec<Vec<String>> = stored.into_iter().map(|l| l.inclusion).collect();
+    assert_eq!(read, proofs);
 }
