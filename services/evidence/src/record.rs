@@ -333,6 +333,10 @@ struct SealInput<'a> {
     data: serde_json::Value,
 }
 
+/// The largest integer RFC 8785 prints exactly (as an IEEE double): up to
+/// it, serde_json's number output is canonical.
+const EXACT_INTEGER: u64 = 1 << 53;
+
 /// A scope-identification document as it is signed. Its fields (and
 /// [`DecisionPart`]'s, [`LogRef`]'s) are declared in RFC 8785's key order,
 /// so serde_json writes it canonically without building a
@@ -383,8 +387,8 @@ impl ScopeDocument<'_> {
     /// (integers up to 2^53, which RFC 8785 prints as IEEE doubles
     /// exactly), the general canonicalizer otherwise.
     fn canonical(&self) -> Result<Vec<u8>, SealError> {
-        const EXACT: u64 = 1 << 53;
-        let exact = self.sequence.unsigned_abs() <= EXACT && self.log.as_ref().is_none_or(|l| l.index <= EXACT);
+        let exact =
+            self.sequence.unsigned_abs() <= EXACT_INTEGER && self.log.as_ref().is_none_or(|l| l.index <= EXACT_INTEGER);
         if exact {
             serde_json::to_vec(self).map_err(SealError::Canonical)
         } else {
@@ -450,7 +454,8 @@ pub fn canonical(v: &serde_json::Value) -> Result<Vec<u8>, SealError> {
         match v {
             // RFC 8785 prints numbers as IEEE doubles: exact for |n| ≤ 2^53.
             serde_json::Value::Number(n) => {
-                n.as_i64().is_some_and(|x| x.unsigned_abs() <= 1 << 53) || n.as_u64().is_some_and(|x| x <= 1 << 53)
+                n.as_i64().is_some_and(|x| x.unsigned_abs() <= EXACT_INTEGER)
+                    || n.as_u64().is_some_and(|x| x <= EXACT_INTEGER)
             }
             serde_json::Value::Array(a) => a.iter().all(simple),
             serde_json::Value::Object(m) => m.iter().all(|(k, v)| k.is_ascii() && simple(v)),
