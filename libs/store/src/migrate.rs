@@ -145,6 +145,12 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0018_evidence_proofs_as_bytes.sql"),
         earlier: &[],
     },
+    Migration {
+        version: 19,
+        name: "evidence_keys_in_byte_order",
+        sql: include_str!("../migrations/0019_evidence_keys_in_byte_order.sql"),
+        earlier: &[],
+    },
 ];
 
 /// Arbitrary constant identifying our migration lock.

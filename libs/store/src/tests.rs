@@ -600,3 +600,91 @@ async fn migration_18_keeps_every_stored_proof() {
     let read: Vec<Vec<String>> = stored.into_iter().map(|l| l.inclusion).collect();
     assert_eq!(read, proofs);
 }
+
+/// Migration 0019 has evidence's text keys compared by their bytes
+/// (collation "C"): rows stored before it are found by them as before,
+/// and their unique keys still refuse a second row.
+#[tokio::test]
+async fn migration_19_keeps_evidence_keys_unique_and_found() {
+    let (db, store) = migrated().await;
+    let client = store.client().await.unwrap();
+    let collations = async |client: &deadpool_postgres::Object| -> Vec<(String, Option<String>)> {
+        client
+            .query(
+                "SELECT column_name::text, collation_name::text FROM information_schema.columns
+                  WHERE table_name = 'evidence' AND column_name IN ('hash', 'chain', 'pci_requirement')
+                  ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
+    let c = Some("C".to_owned());
+    assert_eq!(
+        collations(&client).await,
+        [("chain".to_owned(), c.clone()), ("hash".to_owned(), c.clone()), ("pci_requirement".to_owned(), c.clone())]
+    );
+    // The table as version 18 left it, with rows in it.
+    client
+        .batch_execute(
+            r#"DELETE FROM psg_schema_migrations WHERE version = 19;
+               ALTER TABLE evidence
+                   ALTER COLUMN hash TYPE varchar(64) COLLATE "default",
+                   ALTER COLUMN chain TYPE varchar(64) COLLATE "default",
+                   ALTER COLUMN pci_requirement TYPE varchar(16) COLLATE "default";"#,
+        )
+        .await
+        .unwrap();
+    assert!(collations(&client).await.iter().all(|(_, c)| c.is_none()));
+    let record = |seq: i64| psg_domain::rows::EvidenceRow {
+        id: stable_id("record", &[&seq.to_string()]),
+        scope_decision_id: None,
+        evidence_type: EvidenceType::NetworkSegmentation,
+        data: serde_json::json!({"n": seq}),
+        hash: format!("{seq:064x}"),
+        signature: "sig".into(),
+        signing_key_id: "key".into(),
+        storage_url: None,
+        pci_requirement: Some("1.2.1".into()),
+        generated_at: Utc::now(),
+        generated_by: "test".into(),
+        expires_at: Utc::now() + chrono::Duration::days(365),
+        last_verified_at: None,
+        verification_count: 0,
+        chain: "network_segmentation_validation".into(),
+        sequence: seq,
+        prev_hash: (seq > 1).then(|| format!("{:064x}", seq - 1)),
+    };
+    evidence::insert_evidence(&store, &[record(1), record(2), record(3)]).await.unwrap();
+    drop(client);
+
+    let report = migrate(&pool(&db.url, 1).unwrap()).await.unwrap();
+    assert_eq!(report.applied.len(), 1, "{report:?}");
+    let client = store.client().await.unwrap();
+    assert_eq!(collations(&client).await.iter().filter(|(_, col)| *col == c).count(), 3);
+    assert_eq!(
+        evidence::chain_head(&store, "network_segmentation_validation").await.unwrap(),
+        Some((3, format!("{:064x}", 3)))
+    );
+    let found: i64 = client
+        .query_one(
+            "SELECT count(*) FROM evidence WHERE hash = $1 AND pci_requirement = '1.2.1'",
+            &[&format!("{:064x}", 2)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(found, 1);
+    // Unique still: another record with a stored hash, or at a stored
+    // chain position, is refused.
+    let mut same_hash = record(4);
+    same_hash.hash = format!("{:064x}", 2);
+    assert!(evidence::insert_evidence(&store, &[same_hash]).await.is_err());
+    let mut same_place = record(5);
+    same_place.sequence = 3;
+    assert!(evidence::insert_evidence(&store, &[same_place]).await.is_err());
+    evidence::insert_evidence(&store, &[record(4)]).await.unwrap();
+}

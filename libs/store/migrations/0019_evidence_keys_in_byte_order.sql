@@ -1,0 +1,15 @@
+-- Evidence's text keys compared byte by byte: `hash` (64 hex digits,
+-- UNIQUE), `chain` (UNIQUE with `sequence`) and `pci_requirement` (two
+-- indexes) are ASCII identifiers, never words. Under the database's
+-- default collation (C.UTF-8, en_US.UTF-8, ...) PostgreSQL compares them
+-- with strcoll(), on every step down every one of their b-trees, for
+-- every evidence row written; under "C" it compares their bytes. Equality
+-- is the same either way, and so is the order of ASCII letters, digits
+-- and '_' under C.UTF-8 (it may differ under a language's collation,
+-- which no query here depends on). Each column's indexes are rebuilt; the
+-- table is not rewritten (the type does not change).
+
+ALTER TABLE evidence
+    ALTER COLUMN hash TYPE varchar(64) COLLATE "C",
+    ALTER COLUMN chain TYPE varchar(64) COLLATE "C",
+    ALTER COLUMN pci_requirement TYPE varchar(16) COLLATE "C";
