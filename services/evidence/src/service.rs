@@ -122,8 +122,9 @@ pub struct Evidence {
     documents: Documents,
     store: Option<Store>,
     heads: HashMap<String, ChainHead>,
-    /// Records sealed by this process (a duplicate in a later batch must
-    /// not get a second record before the first is stored).
+    /// Records sealed by this process and not yet durable (a duplicate in
+    /// a later batch must not get a second record before the first is
+    /// stored); `persist` forgets a batch's records once they are.
     sealed: HashSet<Uuid>,
     pending: Vec<Sealed>,
     period: Micros,
@@ -196,6 +197,13 @@ impl Evidence {
     /// The evidence log as this service holds it.
     pub fn log(&self) -> &Log {
         &self.log
+    }
+
+    /// How many records this service has sealed that are not durable yet:
+    /// what its duplicate check keeps in memory (the database, or the
+    /// document store's markers, answer for the rest).
+    pub fn awaiting_persist(&self) -> usize {
+        self.sealed.len()
     }
 
     /// The log's origin.
@@ -826,6 +834,12 @@ impl Processor for Evidence {
     async fn persist(&mut self) -> Result<(), ProcessError> {
         let Some(write) = self.writes.front_mut() else { return Ok(()) };
         write.finish(&self.documents, self.store.as_ref()).await?;
+        // Durable now: the duplicate check finds these records where they
+        // are stored, so this process need not remember them (memory stays
+        // bounded however long it runs).
+        for id in write.record_ids() {
+            self.sealed.remove(&id);
+        }
         self.writes.pop_front();
         Ok(())
     }

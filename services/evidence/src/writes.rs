@@ -70,6 +70,11 @@ fn append_error(e: psg_store::evidence::AppendError<crate::Error>) -> ProcessErr
 }
 
 impl Write {
+    /// The ids of the batch's records.
+    pub(crate) fn record_ids(&self) -> impl Iterator<Item = uuid::Uuid> + '_ {
+        self.batch.rows.iter().map(|r| r.id)
+    }
+
     /// A batch to write when [`Write::finish`] is called.
     pub(crate) fn later(batch: Batch) -> Self {
         Self { batch: Arc::new(batch), started: None }

@@ -404,6 +404,7 @@ async fn a_batch_is_written_while_the_next_is_processed_and_committed_only_by_it
     // The same records as the lost run's, in the same log positions.
     let hashes = |r: &[psg_domain::Evidence]| r.iter().map(|e| e.hash.clone()).collect::<Vec<_>>();
     assert_eq!([hashes(&first), hashes(&second)].concat(), hashes(&lost));
+    assert_eq!(evidence.awaiting_persist(), decisions.len());
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(count("evidence").await, 0, "written, not committed, before persist");
     let doc = std::fs::read(dir.path().join(psg_evidence::record::store_path(&first[0].chain, first[0].sequence)));
@@ -419,6 +420,12 @@ async fn a_batch_is_written_while_the_next_is_processed_and_committed_only_by_it
     evidence.persist().await.unwrap();
     let head = std::fs::read_to_string(dir.path().join("log/HEAD.json")).unwrap();
     assert!(head.contains(&format!("\"size\":{}", decisions.len())), "{head}");
+    // Durable records are found in the database, not remembered: the
+    // duplicate check's memory stays bounded, and a redelivered batch
+    // still makes nothing.
+    assert_eq!(evidence.awaiting_persist(), 0);
+    assert!(records(&evidence.process(&decisions).await.unwrap()).is_empty());
+    evidence.persist().await.unwrap();
 
     // A restart continues from what was committed: nothing is made twice.
     let mut restarted = Evidence::new(&cfg, Some(store.clone()), sealer(), documents.clone());
@@ -460,6 +467,10 @@ async fn without_a_database_the_log_is_restored_from_the_document_store() {
     assert_eq!(new[0].log_index, Some(1));
     let cp2 = checkpoints(&out);
     check_checkpoint(&cp2[0], &key, Some(&cp1[0]));
+    restarted.persist().await.unwrap();
+    // Durable: the markers answer the duplicate check, not memory.
+    assert_eq!(restarted.awaiting_persist(), 0);
+    assert!(records(&restarted.process(&decisions).await.unwrap()).is_empty());
     restarted.persist().await.unwrap();
 
     // Another origin configured for the same log is refused.
