@@ -780,7 +780,9 @@ impl Processor for Evidence {
                 }
             }
         }
+        let checking = std::time::Instant::now();
         let stored = self.stored(&ids).await?;
+        metrics::histogram!("psg_evidence_dedup_seconds").record(checking.elapsed().as_secs_f64());
 
         for (job, made) in jobs.iter().zip(reports_to_seal) {
             match (job, made) {
