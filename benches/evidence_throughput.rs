@@ -299,12 +299,11 @@ struct Run {
     inside: String,
 }
 
-/// The sum of the histogram `name` (over its labels `label`), as the
-/// metrics recorder renders it.
-fn histogram_sum(metrics: &metrics_exporter_prometheus::PrometheusHandle, name: &str, label: &str) -> f64 {
+/// The sum of the histogram `name` (with the labels `label`) in `rendered`,
+/// the metrics recorder's text.
+fn histogram_sum(rendered: &str, name: &str, label: &str) -> f64 {
     let prefix = format!("{name}_sum{label}");
-    metrics
-        .render()
+    rendered
         .lines()
         .filter(|l| l.starts_with(&prefix) && l[prefix.len()..].starts_with(' '))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -313,10 +312,11 @@ fn histogram_sum(metrics: &metrics_exporter_prometheus::PrometheusHandle, name: 
 
 /// The service's histograms of interest, summed.
 fn inside(metrics: &metrics_exporter_prometheus::PrometheusHandle) -> [f64; 3] {
+    let rendered = metrics.render();
     [
-        histogram_sum(metrics, "psg_evidence_dedup_seconds", ""),
-        histogram_sum(metrics, "psg_evidence_persist_seconds", "{step=\"documents\"}"),
-        histogram_sum(metrics, "psg_evidence_persist_seconds", "{step=\"database\"}"),
+        histogram_sum(&rendered, "psg_evidence_dedup_seconds", ""),
+        histogram_sum(&rendered, "psg_evidence_persist_seconds", "{step=\"documents\"}"),
+        histogram_sum(&rendered, "psg_evidence_persist_seconds", "{step=\"database\"}"),
     ]
 }
 

@@ -510,24 +510,8 @@ async fn evidence_log_leaves_are_appended_once_and_never_forked() {
     assert_eq!(count().await, 3);
 
     // Evidence rows: the same, by chain and sequence.
-    let record = |seq: i64, what: &str| psg_domain::rows::EvidenceRow {
-        id: stable_id("record", &[what, &seq.to_string()]),
-        scope_decision_id: None,
-        evidence_type: EvidenceType::NetworkSegmentation,
-        data: serde_json::json!({"n": seq}),
-        hash: format!("{what}{seq:063}"),
-        signature: "sig".into(),
-        signing_key_id: "key".into(),
-        storage_url: None,
-        pci_requirement: Some("1.2.1".into()),
-        generated_at: Utc::now(),
-        generated_by: "test".into(),
-        expires_at: Utc::now() + chrono::Duration::days(365),
-        last_verified_at: None,
-        verification_count: 0,
-        chain: "network_segmentation_validation".into(),
-        sequence: seq,
-        prev_hash: None,
+    let record = |seq: i64, what: &str| {
+        segmentation_record(seq, stable_id("record", &[what, &seq.to_string()]), format!("{what}{seq:063}"))
     };
     let records = async || -> i64 {
         store.client().await.unwrap().query_one("SELECT count(*) FROM evidence", &[]).await.unwrap().get(0)
@@ -640,23 +624,8 @@ async fn migration_19_keeps_evidence_keys_unique_and_found() {
         .unwrap();
     assert!(collations(&client).await.iter().all(|(_, c)| c.is_none()));
     let record = |seq: i64| psg_domain::rows::EvidenceRow {
-        id: stable_id("record", &[&seq.to_string()]),
-        scope_decision_id: None,
-        evidence_type: EvidenceType::NetworkSegmentation,
-        data: serde_json::json!({"n": seq}),
-        hash: format!("{seq:064x}"),
-        signature: "sig".into(),
-        signing_key_id: "key".into(),
-        storage_url: None,
-        pci_requirement: Some("1.2.1".into()),
-        generated_at: Utc::now(),
-        generated_by: "test".into(),
-        expires_at: Utc::now() + chrono::Duration::days(365),
-        last_verified_at: None,
-        verification_count: 0,
-        chain: "network_segmentation_validation".into(),
-        sequence: seq,
         prev_hash: (seq > 1).then(|| format!("{:064x}", seq - 1)),
+        ..segmentation_record(seq, stable_id("record", &[&seq.to_string()]), format!("{seq:064x}"))
     };
     evidence::insert_evidence(&store, &[record(1), record(2), record(3)]).await.unwrap();
     drop(client);
@@ -687,4 +656,28 @@ async fn migration_19_keeps_evidence_keys_unique_and_found() {
     same_place.sequence = 3;
     assert!(evidence::insert_evidence(&store, &[same_place]).await.is_err());
     evidence::insert_evidence(&store, &[record(4)]).await.unwrap();
+}
+
+/// A network segmentation record at `seq` of its chain, with no previous
+/// hash, for the evidence tests.
+fn segmentation_record(seq: i64, id: uuid::Uuid, hash: String) -> psg_domain::rows::EvidenceRow {
+    psg_domain::rows::EvidenceRow {
+        id,
+        scope_decision_id: None,
+        evidence_type: EvidenceType::NetworkSegmentation,
+        data: serde_json::json!({"n": seq}),
+        hash,
+        signature: "sig".into(),
+        signing_key_id: "key".into(),
+        storage_url: None,
+        pci_requirement: Some("1.2.1".into()),
+        generated_at: Utc::now(),
+        generated_by: "test".into(),
+        expires_at: Utc::now() + chrono::Duration::days(365),
+        last_verified_at: None,
+        verification_count: 0,
+        chain: "network_segmentation_validation".into(),
+        sequence: seq,
+        prev_hash: None,
+    }
 }
