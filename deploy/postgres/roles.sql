@@ -82,8 +82,9 @@ BEGIN
         -- (a statement of its own: it is planned only when the table exists)
         SELECT max(m.version) INTO schema_version FROM psg_schema_migrations m;
     END IF;
-    IF schema_version IS NULL OR schema_version < 4 THEN
-        RAISE NOTICE 'roles.sql: the schema is not migrated (to version 4) yet: roles created; run '
+    -- (version 20: the newest object granted below, psg_require_decisions)
+    IF schema_version IS NULL OR schema_version < 20 THEN
+        RAISE NOTICE 'roles.sql: the schema is not migrated (to version 20) yet: roles created; run '
                      '`pci-scope-guard migrate` as psg_migrate, then this script again for the table privileges';
         RETURN;
     END IF;
@@ -148,6 +149,8 @@ BEGIN
     -- change (also enforced by the evidence_immutable trigger), never DELETE.
     GRANT SELECT ON resources, tags, data_flows, scope_decisions, alerts TO psg_evidence;
     GRANT SELECT, INSERT ON evidence, evidence_keys TO psg_evidence;
+    -- each batch checks that the decisions it names exist (migration 0020)
+    GRANT EXECUTE ON FUNCTION psg_require_decisions(uuid[]) TO psg_evidence;
     GRANT UPDATE (last_verified_at, verification_count) ON evidence TO psg_evidence;
     -- the evidence log (migration 0011): append-only, by grant and trigger
     GRANT SELECT, INSERT ON evidence_log, evidence_checkpoints TO psg_evidence;

@@ -102,6 +102,9 @@ pub async fn append_when<E>(
             } else {
                 crate::unless_stored(t, "inserting evidence", copy_rows(t, rows), skip_stored).await?;
             }
+            // After the rows: a decision deleted meanwhile is then either
+            // seen gone here or cascades to them (migration 0020).
+            require_decisions(t, rows).await?;
         }
         append_leaves(t, log).await?;
         insert_checkpoints(t, checkpoints).await
@@ -111,6 +114,23 @@ pub async fn append_when<E>(
     ready.map_err(AppendError::Before)?;
     written.map_err(AppendError::Store)?;
     tx.commit().await.map_err(|e| AppendError::Store(Error::pg("committing the evidence write")(e)))
+}
+
+/// The foreign key of `evidence.scope_decision_id`, checked once per
+/// batch (migration 0020): every decision the rows name must exist, or the
+/// write fails with SQLSTATE 23503 (foreign_key_violation) naming them, as
+/// a row-by-row key would.
+async fn require_decisions(tx: &tokio_postgres::Transaction<'_>, rows: &[EvidenceRow]) -> Result<()> {
+    let mut ids: Vec<Uuid> = rows.iter().filter_map(|e| e.scope_decision_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    tx.execute("SELECT psg_require_decisions($1::uuid[])", &[&ids])
+        .await
+        .map(drop)
+        .map_err(Error::pg("checking the scope decisions evidence names"))
 }
 
 /// Writes new `rows` by binary COPY (a stored id, hash or chain position

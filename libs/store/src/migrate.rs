@@ -151,6 +151,12 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0019_evidence_keys_in_byte_order.sql"),
         earlier: &[],
     },
+    Migration {
+        version: 20,
+        name: "evidence_decisions_checked_per_batch",
+        sql: include_str!("../migrations/0020_evidence_decisions_checked_per_batch.sql"),
+        earlier: &[],
+    },
 ];
 
 /// Arbitrary constant identifying our migration lock.

@@ -259,23 +259,8 @@ async fn data_flows_upsert_by_copy_creates_partitions_and_keeps_latest_counts() 
 async fn decisions_supersede_and_redelivery_is_idempotent() {
     let (_db, store) = migrated().await;
     resources::ensure_resources(&store, &[resource("i-1", &[], 0).row]).await.unwrap();
-    let d = |n: &str, scope: PciScope| ScopeDecisionRow {
-        id: stable_id("decision", &[n]),
-        resource_id: resource_uuid("i-1"),
-        scope,
-        data_classification: None,
-        segment: None,
-        justification: n.into(),
-        confidence_score: None,
-        decided_at: Utc::now(),
-        decided_by: "automated-classifier".into(),
-        decision_method: DecisionMethod::Automated,
-        is_current: true,
-        superseded_by_id: None,
-        dependency_resource_ids: serde_json::json!([]),
-    };
-    let first = d("first", PciScope::PendingReview);
-    let second = d("second", PciScope::ConnectedCde);
+    let first = decision("first", PciScope::PendingReview);
+    let second = decision("second", PciScope::ConnectedCde);
     decisions::write_decisions(&store, std::slice::from_ref(&first)).await.unwrap();
     decisions::write_decisions(&store, std::slice::from_ref(&second)).await.unwrap();
     // redelivery of both, in order
@@ -656,6 +641,119 @@ async fn migration_19_keeps_evidence_keys_unique_and_found() {
     same_place.sequence = 3;
     assert!(evidence::insert_evidence(&store, &[same_place]).await.is_err());
     evidence::insert_evidence(&store, &[record(4)]).await.unwrap();
+}
+
+/// A current decision named `n` about resource i-1.
+fn decision(n: &str, scope: PciScope) -> ScopeDecisionRow {
+    ScopeDecisionRow {
+        id: stable_id("decision", &[n]),
+        resource_id: resource_uuid("i-1"),
+        scope,
+        data_classification: None,
+        segment: None,
+        justification: n.into(),
+        confidence_score: None,
+        decided_at: Utc::now(),
+        decided_by: "automated-classifier".into(),
+        decision_method: DecisionMethod::Automated,
+        is_current: true,
+        superseded_by_id: None,
+        dependency_resource_ids: serde_json::json!([]),
+    }
+}
+
+/// Migration 0020: evidence has no row-by-row foreign key to
+/// scope_decisions; a batch naming a decision that does not exist still
+/// fails as one would (SQLSTATE 23503, transient), naming it, and writes
+/// nothing. Deleting a decision still deletes its evidence, waiting for an
+/// evidence write in flight to finish so that its rows go too; changing a
+/// referenced decision's id is refused.
+#[tokio::test]
+async fn evidence_rows_must_name_existing_decisions() {
+    let (_db, store) = migrated().await;
+    let client = store.client().await.unwrap();
+    let keys: i64 = client
+        .query_one("SELECT count(*) FROM pg_constraint WHERE conrelid = 'evidence'::regclass AND contype = 'f'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(keys, 0, "no row-by-row foreign key");
+    let brin: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'evidence' AND indexdef LIKE '%USING brin%'
+                AND (indexdef LIKE '%(generated_at)%' OR indexdef LIKE '%(expires_at)%')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(brin, 2, "the time indexes are BRIN indexes");
+    resources::ensure_resources(&store, &[resource("i-1", &[], 0).row]).await.unwrap();
+    let records = async || -> i64 {
+        store.client().await.unwrap().query_one("SELECT count(*) FROM evidence", &[]).await.unwrap().get(0)
+    };
+    let about = |seq: i64, d: &ScopeDecisionRow| psg_domain::rows::EvidenceRow {
+        scope_decision_id: Some(d.id),
+        ..segmentation_record(seq, stable_id("record", &[&seq.to_string()]), format!("{seq:064x}"))
+    };
+    let (first, second) = (decision("first", PciScope::Cde), decision("second", PciScope::Cde));
+    decisions::write_decisions(&store, std::slice::from_ref(&first)).await.unwrap();
+
+    // The second decision is missing.
+    let err = evidence::insert_evidence(&store, &[about(1, &first), about(2, &second)]).await.unwrap_err();
+    let Error::Postgres { source, .. } = &err else { panic!("{err}") };
+    assert_eq!(source.code(), Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION), "{err}");
+    assert!(err.is_transient(), "{err}");
+    let text = source.as_db_error().map(|e| e.message().to_owned()).unwrap_or_default();
+    assert!(text.contains(&second.id.to_string()) && !text.contains(&first.id.to_string()), "{text}");
+    assert_eq!(records().await, 0, "nothing of the batch was written");
+    // With both decisions there, the same batch goes in (and again, as a redelivery).
+    decisions::write_decisions(&store, std::slice::from_ref(&second)).await.unwrap();
+    evidence::insert_evidence(&store, &[about(1, &first), about(2, &second)]).await.unwrap();
+    evidence::insert_evidence(&store, &[about(1, &first), about(2, &second)]).await.unwrap();
+    assert_eq!(records().await, 2);
+
+    // A referenced id does not change.
+    let err = client
+        .execute("UPDATE scope_decisions SET id = gen_random_uuid() WHERE id = $1", &[&first.id])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION), "{err}");
+
+    // A delete waits for the evidence write in flight, then takes its rows too.
+    let (go, wait) = tokio::sync::oneshot::channel::<()>();
+    let write = tokio::spawn({
+        let store = store.clone();
+        let row = about(3, &first);
+        async move {
+            evidence::append_when(&store, &[row], &[], &[], async move { wait.await.map_err(|_| "dropped") }).await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let delete = tokio::spawn({
+        let store = store.clone();
+        let id = first.id;
+        async move {
+            let c = store.client().await.unwrap();
+            c.execute("DELETE FROM scope_decisions WHERE id = $1", &[&id]).await.unwrap()
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!delete.is_finished(), "the delete waits for the evidence write");
+    go.send(()).unwrap();
+    write.await.unwrap().unwrap();
+    assert_eq!(delete.await.unwrap(), 1);
+    let left: Vec<i64> = client
+        .query("SELECT sequence FROM evidence ORDER BY sequence", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(left, [2], "the first decision's records, the one written meanwhile too, are gone");
+    // A write naming the deleted decision fails.
+    let err = evidence::insert_evidence(&store, &[about(4, &first)]).await.unwrap_err();
+    assert!(err.is_transient() && err.to_string().contains("scope decisions"), "{err}");
 }
 
 /// A network segmentation record at `seq` of its chain, with no previous
