@@ -315,8 +315,10 @@ async fn thin_path_through_four_processes_on_tansu_and_postgres() {
     let forged = "ab".repeat(32);
     client
         .batch_execute(&format!(
-            "ALTER TABLE evidence_log DISABLE TRIGGER USER;
-             UPDATE evidence_log SET record_hash = '{forged}' WHERE log_index = 0;"
+            "ALTER TABLE evidence_log_batches DISABLE TRIGGER USER;
+             UPDATE evidence_log_batches
+                SET record_hashes = overlay(record_hashes PLACING decode('{forged}', 'hex') FROM 1 FOR 32)
+              WHERE first_index = 0;"
         ))
         .await
         .expect("tamper with the log");
@@ -330,8 +332,10 @@ async fn thin_path_through_four_processes_on_tansu_and_postgres() {
     assert!(text.contains("is not its log leaf"), "{text}");
     client
         .batch_execute(&format!(
-            "UPDATE evidence_log SET record_hash = '{leaf}' WHERE log_index = 0;
-             ALTER TABLE evidence_log ENABLE TRIGGER USER;"
+            "UPDATE evidence_log_batches
+                SET record_hashes = overlay(record_hashes PLACING decode('{leaf}', 'hex') FROM 1 FOR 32)
+              WHERE first_index = 0;
+             ALTER TABLE evidence_log_batches ENABLE TRIGGER USER;"
         ))
         .await
         .expect("restore the log");

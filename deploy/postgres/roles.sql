@@ -82,9 +82,9 @@ BEGIN
         -- (a statement of its own: it is planned only when the table exists)
         SELECT max(m.version) INTO schema_version FROM psg_schema_migrations m;
     END IF;
-    -- (version 20: the newest object granted below, psg_require_decisions)
-    IF schema_version IS NULL OR schema_version < 20 THEN
-        RAISE NOTICE 'roles.sql: the schema is not migrated (to version 20) yet: roles created; run '
+    -- (version 21: the newest object granted below, evidence_log_batches)
+    IF schema_version IS NULL OR schema_version < 21 THEN
+        RAISE NOTICE 'roles.sql: the schema is not migrated (to version 21) yet: roles created; run '
                      '`pci-scope-guard migrate` as psg_migrate, then this script again for the table privileges';
         RETURN;
     END IF;
@@ -152,8 +152,10 @@ BEGIN
     -- each batch checks that the decisions it names exist (migration 0020)
     GRANT EXECUTE ON FUNCTION psg_require_decisions(uuid[]) TO psg_evidence;
     GRANT UPDATE (last_verified_at, verification_count) ON evidence TO psg_evidence;
-    -- the evidence log (migration 0011): append-only, by grant and trigger
-    GRANT SELECT, INSERT ON evidence_log, evidence_checkpoints TO psg_evidence;
+    -- the evidence log (migrations 0011, 0021): append-only, by grant and
+    -- trigger; evidence_log is the view of its batches a leaf per row
+    GRANT SELECT, INSERT ON evidence_log_batches, evidence_checkpoints TO psg_evidence;
+    GRANT SELECT ON evidence_log TO psg_evidence;
 
     -- operator commands: report and diagram read; alerts ack/resolve/
     -- false-positive change the lifecycle columns only; every change is
@@ -161,7 +163,7 @@ BEGIN
     -- reads, evidence verify records the verification, evidence expire
     -- deletes (row security: only records past expires_at).
     GRANT SELECT ON resources, tags, data_flows, scope_decisions, alerts, evidence, evidence_keys,
-                    evidence_log, evidence_checkpoints TO psg_operator;
+                    evidence_log, evidence_log_batches, evidence_checkpoints TO psg_operator;
     -- on TimescaleDB, the hourly aggregate of data_flows (migration 0017)
     IF to_regclass('data_flows_hourly') IS NOT NULL THEN
         GRANT SELECT ON data_flows_hourly TO psg_operator;

@@ -1,6 +1,6 @@
 //! `evidence`: the index rows of signed, chained evidence documents.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -37,6 +37,7 @@ pub async fn existing(store: &Store, ids: &[Uuid]) -> Result<HashSet<Uuid>> {
 /// already is skipped (redelivery); a different row at a stored
 /// (chain, sequence) is an error: the chain would fork.
 pub async fn insert_evidence(store: &Store, rows: &[EvidenceRow]) -> Result<()> {
+    // (not in the evidence log: no log_index)
     append(store, rows, &[], &[]).await
 }
 
@@ -83,6 +84,9 @@ pub async fn append_when<E>(
     let mut client = store.client().await.map_err(AppendError::Store)?;
     let tx = client.transaction().await.map_err(|e| AppendError::Store(Error::pg("starting the evidence write")(e)))?;
     let t: &tokio_postgres::Transaction<'_> = &tx;
+    // Each record's place in the log, from the batch's leaves.
+    let places: HashMap<Uuid, i64> = log.iter().map(|l| (l.evidence_id, l.log_index)).collect();
+    let places = &places;
     let writes = async {
         if !rows.is_empty() {
             // New rows (the usual case) by binary COPY, or by a plain INSERT
@@ -91,16 +95,17 @@ pub async fn append_when<E>(
             // deploy/postgres/roles.sql is); a batch with a stored row
             // (redelivery) by an INSERT skipping those: a different row at a
             // stored chain and sequence still fails (the chain would fork).
-            let skip_stored = async { insert_rows(t, rows, true).await.map_err(Error::pg("inserting evidence")) };
+            let skip_stored =
+                async { insert_rows(t, rows, places, true).await.map_err(Error::pg("inserting evidence")) };
             let row_security: bool = t
                 .query_one("SELECT row_security_active('evidence')", &[])
                 .await
                 .map_err(Error::pg("asking about evidence's row security"))?
                 .get(0);
             if row_security {
-                crate::unless_stored(t, "inserting evidence", insert_rows(t, rows, false), skip_stored).await?;
+                crate::unless_stored(t, "inserting evidence", insert_rows(t, rows, places, false), skip_stored).await?;
             } else {
-                crate::unless_stored(t, "inserting evidence", copy_rows(t, rows), skip_stored).await?;
+                crate::unless_stored(t, "inserting evidence", copy_rows(t, rows, places), skip_stored).await?;
             }
             // After the rows: a decision deleted meanwhile is then either
             // seen gone here or cascades to them (migration 0020).
@@ -138,12 +143,13 @@ async fn require_decisions(tx: &tokio_postgres::Transaction<'_>, rows: &[Evidenc
 async fn copy_rows(
     tx: &tokio_postgres::Transaction<'_>,
     rows: &[EvidenceRow],
+    places: &HashMap<Uuid, i64>,
 ) -> std::result::Result<u64, tokio_postgres::Error> {
     let sink = tx
         .copy_in(
             "COPY evidence (id, scope_decision_id, evidence_type, data, hash, signature, signing_key_id, storage_url,
                             pci_requirement, generated_at, generated_by, expires_at, verification_count, chain,
-                            sequence, prev_hash) FROM STDIN (FORMAT binary)",
+                            sequence, prev_hash, log_index) FROM STDIN (FORMAT binary)",
         )
         .await?;
     // Binary COPY carries no type ids: an enum's value is its label, as
@@ -165,6 +171,7 @@ async fn copy_rows(
         Type::TEXT,
         Type::INT8,
         Type::TEXT,
+        Type::INT8,
     ];
     let writer = BinaryCopyInWriter::new(sink, &types);
     futures::pin_mut!(writer);
@@ -190,6 +197,7 @@ async fn copy_rows(
                 &e.chain,
                 &e.sequence,
                 &e.prev_hash,
+                &places.get(&e.id),
             ])
             .await?;
     }
@@ -202,6 +210,7 @@ async fn copy_rows(
 async fn insert_rows(
     client: &impl GenericClient,
     rows: &[EvidenceRow],
+    places: &HashMap<Uuid, i64>,
     skip_stored: bool,
 ) -> std::result::Result<u64, tokio_postgres::Error> {
     if rows.is_empty() {
@@ -223,15 +232,17 @@ async fn insert_rows(
     let chains = col(|e| e.chain.clone());
     let sequences: Vec<i64> = rows.iter().map(|e| e.sequence).collect();
     let prev: Vec<Option<&str>> = rows.iter().map(|e| e.prev_hash.as_deref()).collect();
+    let log_indexes: Vec<Option<i64>> = rows.iter().map(|e| places.get(&e.id).copied()).collect();
     let sql = format!(
         "INSERT INTO evidence (id, scope_decision_id, evidence_type, data, hash, signature, signing_key_id,
                                    storage_url, pci_requirement, generated_at, generated_by, expires_at,
-                                   verification_count, chain, sequence, prev_hash)
-             SELECT id, dec, typ::evidence_type, data, hash, sig, kid, url, req, gen_at, gen_by, exp, 0, chain, seq, prev
+                                   verification_count, chain, sequence, prev_hash, log_index)
+             SELECT id, dec, typ::evidence_type, data, hash, sig, kid, url, req, gen_at, gen_by, exp, 0, chain, seq,
+                    prev, place
                FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::text[], $7::text[],
                            $8::text[], $9::text[], $10::timestamptz[], $11::text[], $12::timestamptz[],
-                           $13::text[], $14::int8[], $15::text[])
-                    AS t(id, dec, typ, data, hash, sig, kid, url, req, gen_at, gen_by, exp, chain, seq, prev)
+                           $13::text[], $14::int8[], $15::text[], $16::int8[])
+                    AS t(id, dec, typ, data, hash, sig, kid, url, req, gen_at, gen_by, exp, chain, seq, prev, place)
              ORDER BY chain, seq {}",
         if skip_stored { "ON CONFLICT (id) DO NOTHING" } else { "" }
     );
@@ -254,27 +265,82 @@ async fn insert_rows(
                 &chains,
                 &sequences,
                 &prev,
+                &log_indexes,
             ],
         )
         .await
 }
 
-/// Appends `log`'s leaves: by binary COPY when none is stored yet (the
-/// usual case: each leaf is written once, by the batch that appended it);
-/// a batch with a stored leaf (redelivered after a restart) fails the COPY
-/// on its key and goes through [`insert_leaves`] instead, which skips
-/// leaves stored as they are and refuses a fork.
+/// Appends `log`'s leaves to `evidence_log_batches`, a row per run of
+/// consecutive leaves first covered by the same checkpoint (migration
+/// 0021): by binary COPY when none is stored yet (the usual case: each
+/// leaf is written once, by the batch that appended it); a batch with a
+/// stored leaf (redelivered after a restart) fails the COPY on a key and
+/// goes through [`insert_leaves`] instead, which skips leaves stored as
+/// they are and refuses a fork.
 async fn append_leaves(tx: &tokio_postgres::Transaction<'_>, log: &[EvidenceLogRow]) -> Result<()> {
     if log.is_empty() {
         return Ok(());
     }
-    let proofs = log.iter().map(proof_bytes).collect::<Result<Vec<Vec<u8>>>>()?;
-    let copied = async { copy_leaves(tx, log, &proofs).await.map(|_| ()) };
-    crate::unless_stored(tx, "appending to the evidence log", copied, insert_leaves(tx, log, &proofs)).await
+    let mut leaves: Vec<&EvidenceLogRow> = log.iter().collect();
+    leaves.sort_by_key(|l| l.log_index);
+    let runs = runs(&leaves)?;
+    let copied = async { copy_runs(tx, &runs).await.map(|_| ()) };
+    crate::unless_stored(tx, "appending to the evidence log", copied, insert_leaves(tx, &leaves)).await
 }
 
-/// A leaf's inclusion proof as `evidence_log.inclusion` keeps it: the
-/// hashes' 32 bytes each, in order (records carry them as base64).
+/// Consecutive leaves first covered by the same checkpoint: one row of
+/// `evidence_log_batches`.
+#[derive(Debug, PartialEq)]
+struct Run {
+    first_index: i64,
+    evidence_ids: Vec<Uuid>,
+    /// The leaves' 32 bytes each, in order.
+    record_hashes: Vec<u8>,
+    checkpoint_size: i64,
+    /// Each leaf's proof as its hashes' bytes, 32 each.
+    inclusion: Vec<Vec<u8>>,
+}
+
+impl Run {
+    fn end(&self) -> i64 {
+        self.first_index + self.evidence_ids.len() as i64
+    }
+}
+
+/// `leaves` (in log order) as runs.
+fn runs(leaves: &[&EvidenceLogRow]) -> Result<Vec<Run>> {
+    let mut out: Vec<Run> = Vec::new();
+    for l in leaves {
+        let hash = hash_bytes(&l.record_hash).ok_or_else(|| {
+            Error::Data(format!("evidence log leaf {} is '{}', not a hex SHA-256 hash", l.log_index, l.record_hash))
+        })?;
+        let proof = proof_bytes(l)?;
+        match out.last_mut() {
+            Some(run) if run.end() == l.log_index && run.checkpoint_size == l.checkpoint_size => {
+                run.evidence_ids.push(l.evidence_id);
+                run.record_hashes.extend_from_slice(&hash);
+                run.inclusion.push(proof);
+            }
+            _ => out.push(Run {
+                first_index: l.log_index,
+                evidence_ids: vec![l.evidence_id],
+                record_hashes: hash.to_vec(),
+                checkpoint_size: l.checkpoint_size,
+                inclusion: vec![proof],
+            }),
+        }
+    }
+    Ok(out)
+}
+
+fn hash_bytes(hex_hash: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_hash, &mut out).ok().map(|()| out)
+}
+
+/// A leaf's inclusion proof as `evidence_log_batches.inclusion` keeps it:
+/// the hashes' 32 bytes each, in order (records carry them as base64).
 fn proof_bytes(l: &EvidenceLogRow) -> Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(l.inclusion.len() * 32);
     for hash in &l.inclusion {
@@ -294,57 +360,99 @@ fn proof_text(bytes: &[u8]) -> Vec<String> {
     bytes.chunks(32).map(|h| B64.encode(h)).collect()
 }
 
-async fn copy_leaves(
+const RUN_COLUMNS: &str = "first_index, evidence_ids, record_hashes, checkpoint_size, inclusion";
+
+async fn copy_runs(
     tx: &tokio_postgres::Transaction<'_>,
-    log: &[EvidenceLogRow],
-    proofs: &[Vec<u8>],
+    runs: &[Run],
 ) -> std::result::Result<u64, tokio_postgres::Error> {
-    let sink = tx
-        .copy_in("COPY evidence_log (log_index, evidence_id, record_hash, checkpoint_size, inclusion) FROM STDIN (FORMAT binary)")
-        .await?;
-    let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::UUID, Type::VARCHAR, Type::INT8, Type::BYTEA]);
+    let sink = tx.copy_in(&format!("COPY evidence_log_batches ({RUN_COLUMNS}) FROM STDIN (FORMAT binary)")).await?;
+    let writer =
+        BinaryCopyInWriter::new(sink, &[Type::INT8, Type::UUID_ARRAY, Type::BYTEA, Type::INT8, Type::BYTEA_ARRAY]);
     futures::pin_mut!(writer);
-    for (l, proof) in log.iter().zip(proofs) {
-        writer.as_mut().write(&[&l.log_index, &l.evidence_id, &l.record_hash, &l.checkpoint_size, proof]).await?;
+    for r in runs {
+        writer
+            .as_mut()
+            .write(&[&r.first_index, &r.evidence_ids, &r.record_hashes, &r.checkpoint_size, &r.inclusion])
+            .await?;
     }
     writer.finish().await
 }
 
-async fn insert_leaves(client: &impl GenericClient, log: &[EvidenceLogRow], proofs: &[Vec<u8>]) -> Result<()> {
-    if log.is_empty() {
-        return Ok(());
-    }
-    let indexes: Vec<i64> = log.iter().map(|l| l.log_index).collect();
-    let ids: Vec<Uuid> = log.iter().map(|l| l.evidence_id).collect();
-    let hashes: Vec<&str> = log.iter().map(|l| l.record_hash.as_str()).collect();
-    let sizes: Vec<i64> = log.iter().map(|l| l.checkpoint_size).collect();
-    client
-        .execute(
-            "INSERT INTO evidence_log (log_index, evidence_id, record_hash, checkpoint_size, inclusion)
-             SELECT i, id, h, s, p
-               FROM UNNEST($1::int8[], $2::uuid[], $3::text[], $4::int8[], $5::bytea[]) AS t(i, id, h, s, p)
-             ORDER BY i
-             ON CONFLICT DO NOTHING",
-            &[&indexes, &ids, &hashes, &sizes, &proofs],
+/// The stored runs that hold any of the leaves `from..to`.
+async fn stored_runs(client: &impl GenericClient, from: i64, to: i64) -> Result<Vec<Run>> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {RUN_COLUMNS} FROM evidence_log_batches
+                  WHERE int8range(first_index, first_index + cardinality(evidence_ids)) && int8range($1, $2)
+                  ORDER BY first_index"
+            ),
+            &[&from, &to],
         )
         .await
-        .map_err(Error::pg("appending to the evidence log"))?;
-    let same: i64 = client
-        .query_one(
-            "SELECT count(*) FROM evidence_log l JOIN UNNEST($1::int8[], $2::uuid[], $3::text[]) AS t(i, id, h)
-                ON l.log_index = t.i AND l.evidence_id = t.id AND l.record_hash = t.h",
-            &[&indexes, &ids, &hashes],
-        )
-        .await
-        .map_err(Error::pg("checking the evidence log"))?
-        .get(0);
-    if same != log.len() as i64 {
+        .map_err(Error::pg("reading the evidence log"))?;
+    rows.iter().map(run_of).collect()
+}
+
+/// A stored run, checked to have the shape its table's constraints give
+/// it (so that reading it can index it).
+fn run_of(r: &tokio_postgres::Row) -> Result<Run> {
+    let run = Run {
+        first_index: r.get(0),
+        evidence_ids: r.get(1),
+        record_hashes: r.get(2),
+        checkpoint_size: r.get(3),
+        inclusion: r.get(4),
+    };
+    let n = run.evidence_ids.len();
+    if run.record_hashes.len() != n * 32 || run.inclusion.len() != n || run.inclusion.iter().any(|p| p.len() % 32 != 0)
+    {
         return Err(Error::Data(format!(
-            "the evidence log would fork: {} of the leaves {}..={} are stored with other records",
-            log.len() as i64 - same,
-            indexes.iter().min().copied().unwrap_or_default(),
-            indexes.iter().max().copied().unwrap_or_default()
+            "the evidence log's batch from leaf {} is malformed: {n} records, {} bytes of hashes, {} proofs",
+            run.first_index,
+            run.record_hashes.len(),
+            run.inclusion.len()
         )));
+    }
+    Ok(run)
+}
+
+/// Appends those of `leaves` (in log order) not stored yet; a stored leaf
+/// must be the same record with the same hash, or the log would fork.
+async fn insert_leaves(client: &impl GenericClient, leaves: &[&EvidenceLogRow]) -> Result<()> {
+    let (Some(first), Some(last)) = (leaves.first(), leaves.last()) else { return Ok(()) };
+    let stored = stored_runs(client, first.log_index, last.log_index + 1).await?;
+    let mut forks = Vec::new();
+    let mut new = Vec::new();
+    for l in leaves {
+        let held = stored.iter().find(|r| r.first_index <= l.log_index && l.log_index < r.end());
+        match held {
+            None => new.push(*l),
+            Some(r) => {
+                let at = (l.log_index - r.first_index) as usize;
+                let same = r.evidence_ids[at] == l.evidence_id
+                    && hash_bytes(&l.record_hash).is_some_and(|h| r.record_hashes[at * 32..at * 32 + 32] == h);
+                if !same {
+                    forks.push(l.log_index);
+                }
+            }
+        }
+    }
+    if let (Some(low), Some(high)) = (forks.first(), forks.last()) {
+        return Err(Error::Data(format!(
+            "the evidence log would fork: {} of the leaves {low}..={high} are stored with other records",
+            forks.len()
+        )));
+    }
+    for r in runs(&new)? {
+        client
+            .execute(
+                &format!("INSERT INTO evidence_log_batches ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"),
+                &[&r.first_index, &r.evidence_ids, &r.record_hashes, &r.checkpoint_size, &r.inclusion],
+            )
+            .await
+            .map_err(Error::pg("appending to the evidence log"))?;
     }
     Ok(())
 }
@@ -394,16 +502,20 @@ async fn insert_checkpoints(client: &impl GenericClient, checkpoints: &[Evidence
 pub async fn log_leaves(store: &Store) -> Result<Vec<String>> {
     let client = store.client().await?;
     let rows = client
-        .query("SELECT log_index, record_hash FROM evidence_log ORDER BY log_index", &[])
+        .query("SELECT first_index, record_hashes FROM evidence_log_batches ORDER BY first_index", &[])
         .await
         .map_err(Error::pg("reading the evidence log"))?;
-    let mut out = Vec::with_capacity(rows.len());
-    for (i, r) in rows.iter().enumerate() {
-        let index: i64 = r.get(0);
-        if index != i as i64 {
-            return Err(Error::Data(format!("the evidence log has no leaf {i} (the next stored is {index})")));
+    let mut out = Vec::new();
+    for r in &rows {
+        let first: i64 = r.get(0);
+        if first != out.len() as i64 {
+            return Err(Error::Data(format!(
+                "the evidence log has no leaf {} (the next stored is {first})",
+                out.len()
+            )));
         }
-        out.push(r.get(1));
+        let hashes: &[u8] = r.get(1);
+        out.extend(hashes.chunks(32).map(hex::encode));
     }
     Ok(out)
 }
@@ -411,24 +523,46 @@ pub async fn log_leaves(store: &Store) -> Result<Vec<String>> {
 /// The log entries of the records `ids` (those in the log).
 pub async fn log_entries(store: &Store, ids: &[Uuid]) -> Result<Vec<EvidenceLogRow>> {
     let client = store.client().await?;
+    // Each record names its place; the runs holding those places, once each.
+    let places: Vec<i64> = client
+        .query("SELECT log_index FROM evidence WHERE id = ANY($1) AND log_index IS NOT NULL", &[&ids])
+        .await
+        .map_err(Error::pg("reading evidence log entries"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if places.is_empty() {
+        return Ok(Vec::new());
+    }
     let rows = client
         .query(
-            "SELECT log_index, evidence_id, record_hash, checkpoint_size, inclusion FROM evidence_log
-              WHERE evidence_id = ANY($1) ORDER BY log_index",
-            &[&ids],
+            &format!(
+                "SELECT {RUN_COLUMNS} FROM evidence_log_batches
+                  WHERE first_index IN (SELECT (SELECT max(first_index) FROM evidence_log_batches WHERE first_index <= i)
+                                          FROM unnest($1::int8[]) AS u(i))
+                  ORDER BY first_index"
+            ),
+            &[&places],
         )
         .await
         .map_err(Error::pg("reading evidence log entries"))?;
-    Ok(rows
-        .iter()
-        .map(|r| EvidenceLogRow {
-            log_index: r.get(0),
-            evidence_id: r.get(1),
-            record_hash: r.get(2),
-            checkpoint_size: r.get(3),
-            inclusion: proof_text(r.get(4)),
-        })
-        .collect())
+    let runs = rows.iter().map(run_of).collect::<Result<Vec<Run>>>()?;
+    let wanted: HashSet<&Uuid> = ids.iter().collect();
+    let mut out = Vec::new();
+    for r in &runs {
+        for (at, id) in r.evidence_ids.iter().enumerate() {
+            if wanted.contains(id) {
+                out.push(EvidenceLogRow {
+                    log_index: r.first_index + at as i64,
+                    evidence_id: *id,
+                    record_hash: hex::encode(&r.record_hashes[at * 32..at * 32 + 32]),
+                    checkpoint_size: r.checkpoint_size,
+                    inclusion: proof_text(&r.inclusion[at]),
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The checkpoints of the log `origin`, oldest first.

@@ -238,7 +238,8 @@ impl Store {
 }
 
 /// Runs `first` inside a savepoint of `tx`; when it fails on a unique key
-/// (something it writes is stored already: a redelivered batch), rolls back
+/// or on an exclusion constraint (something it writes is stored already: a
+/// redelivered batch), rolls back
 /// to the savepoint and runs `fallback`, which merges or skips what is
 /// there. The fast path for new rows (COPY, a plain INSERT), the careful
 /// one only for batches that need it. `what` names the write in errors.
@@ -251,7 +252,7 @@ pub(crate) async fn unless_stored<T>(
     tx.batch_execute("SAVEPOINT psg_unless_stored").await.map_err(Error::pg(what))?;
     match first.await {
         Ok(v) => Ok(v),
-        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) || e.code() == Some(&SqlState::EXCLUSION_VIOLATION) => {
             tx.batch_execute("ROLLBACK TO SAVEPOINT psg_unless_stored").await.map_err(Error::pg(what))?;
             fallback.await
         }

@@ -157,6 +157,12 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0020_evidence_decisions_checked_per_batch.sql"),
         earlier: &[],
     },
+    Migration {
+        version: 21,
+        name: "evidence_log_in_batches",
+        sql: include_str!("../migrations/0021_evidence_log_in_batches.sql"),
+        earlier: &[],
+    },
 ];
 
 /// Arbitrary constant identifying our migration lock.
@@ -387,6 +393,12 @@ async fn use_timescale(client: &tokio_postgres::Client, mode: Timescale) -> Resu
 /// or not, as `opts.timescale` says), then brings TimescaleDB's chunk
 /// interval and policies to `opts.policies`.
 pub async fn migrate_with(pool: &Pool, opts: &MigrateOptions) -> Result<MigrationReport> {
+    migrate_until(pool, opts, latest_version()).await
+}
+
+/// As [`migrate_with`], applying migrations up to version `until` only (the
+/// tests of a migration start from the schema before it).
+pub(crate) async fn migrate_until(pool: &Pool, opts: &MigrateOptions, until: i32) -> Result<MigrationReport> {
     let mut client = pool.get().await.map_err(|e| crate::connect::pool_error(None, e))?;
     client
         .batch_execute(
@@ -403,14 +415,18 @@ pub async fn migrate_with(pool: &Pool, opts: &MigrateOptions) -> Result<Migratio
         .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
         .await
         .map_err(Error::pg("taking the migration lock"))?;
-    let result = apply_all(&mut client, opts).await;
+    let result = apply_all(&mut client, opts, until).await;
     let unlock = client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY]).await;
     let report = result?;
     unlock.map_err(Error::pg("releasing the migration lock"))?;
     Ok(report)
 }
 
-async fn apply_all(client: &mut deadpool_postgres::Object, opts: &MigrateOptions) -> Result<MigrationReport> {
+async fn apply_all(
+    client: &mut deadpool_postgres::Object,
+    opts: &MigrateOptions,
+    until: i32,
+) -> Result<MigrationReport> {
     let timescale = opts.timescale;
     let rows = client
         .query("SELECT version, name, checksum FROM psg_schema_migrations ORDER BY version", &[])
@@ -427,7 +443,7 @@ async fn apply_all(client: &mut deadpool_postgres::Object, opts: &MigrateOptions
     let hypertables = !applied.iter().any(|(v, _, _)| *v == 2) && use_timescale(client, timescale).await?;
     let mut report =
         MigrationReport { applied: Vec::new(), version: 0, time_partitioning: String::new(), policies: Vec::new() };
-    for m in MIGRATIONS {
+    for m in MIGRATIONS.iter().take_while(|m| m.version <= until) {
         let sum = checksum(m.sql);
         if let Some((_, name, recorded)) = applied.iter().find(|(v, _, _)| *v == m.version) {
             if *recorded != sum && !m.earlier.contains(&recorded.as_str()) {

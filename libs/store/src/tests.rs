@@ -446,10 +446,11 @@ async fn timescaledb_is_used_only_where_it_can_be_loaded() {
     drop(client);
 }
 
-/// Issue 20: a batch's leaves of the evidence log go in by COPY; the same
-/// batch again (redelivered after a restart) changes nothing, a batch
-/// mixing stored and new leaves adds the new ones, and a different leaf at
-/// a stored index is refused: the log would fork.
+/// Issue 20: a batch's leaves of the evidence log go in by COPY, a row per
+/// run (migration 0021); the same batch again (redelivered after a
+/// restart) changes nothing, a batch mixing stored and new leaves adds the
+/// new ones, and a different leaf at a stored index is refused: the log
+/// would fork. A record stored with its leaf finds its entry.
 #[tokio::test]
 async fn evidence_log_leaves_are_appended_once_and_never_forked() {
     use base64::Engine as _;
@@ -476,8 +477,30 @@ async fn evidence_log_leaves_are_appended_once_and_never_forked() {
     let err = evidence::append(&store, &[], &[leaf(2, "b")], &[]).await.unwrap_err().to_string();
     assert!(err.contains("would fork"), "{err}");
     assert_eq!(count().await, 3);
+    let runs: Vec<(i64, i64)> = store
+        .client()
+        .await
+        .unwrap()
+        .query("SELECT first_index, cardinality(evidence_ids)::int8 FROM evidence_log_batches ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(runs, [(0, 1), (1, 1), (2, 1)], "a row per run of leaves with one checkpoint");
+    // Their records, stored with the (stored) leaves: each names its place.
+    let logged = |i: i64| psg_domain::rows::EvidenceRow {
+        chain: "logged".into(),
+        ..segmentation_record(i + 1, leaf(i, "a").evidence_id, leaf(i, "a").record_hash)
+    };
+    let all = [leaf(0, "a"), leaf(1, "a"), leaf(2, "a")];
+    evidence::append(&store, &[logged(0), logged(1), logged(2)], &all, &[]).await.unwrap();
+    assert_eq!(count().await, 3);
     let stored = evidence::log_entries(&store, &[leaf(1, "a").evidence_id]).await.unwrap();
     assert_eq!(stored, [leaf(1, "a")], "the proof is read back as given");
+    let ids: Vec<uuid::Uuid> = all.iter().map(|l| l.evidence_id).collect();
+    assert_eq!(evidence::log_entries(&store, &ids).await.unwrap(), all);
+    assert_eq!(evidence::log_leaves(&store).await.unwrap(), all.map(|l| l.record_hash));
     let bytes: Vec<u8> = store
         .client()
         .await
@@ -499,7 +522,8 @@ async fn evidence_log_leaves_are_appended_once_and_never_forked() {
         segmentation_record(seq, stable_id("record", &[what, &seq.to_string()]), format!("{what}{seq:063}"))
     };
     let records = async || -> i64 {
-        store.client().await.unwrap().query_one("SELECT count(*) FROM evidence", &[]).await.unwrap().get(0)
+        let sql = "SELECT count(*) FROM evidence WHERE chain = 'network_segmentation_validation'";
+        store.client().await.unwrap().query_one(sql, &[]).await.unwrap().get(0)
     };
     evidence::append(&store, &[record(1, "a"), record(2, "a")], &[], &[]).await.unwrap();
     evidence::append(&store, &[record(1, "a"), record(2, "a")], &[], &[]).await.unwrap();
@@ -532,27 +556,19 @@ async fn evidence_log_leaves_are_appended_once_and_never_forked() {
 async fn migration_18_keeps_every_stored_proof() {
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD as B64;
-    let (db, store) = migrated().await;
-    let client = store.client().await.unwrap();
-    // The table as version 17 left it.
-    client
-        .batch_execute(
-            "DELETE FROM psg_schema_migrations WHERE version = 18;
-             ALTER TABLE evidence_log DROP CONSTRAINT evidence_log_inclusion_hashes;
-             ALTER TABLE evidence_log ALTER COLUMN inclusion TYPE text[] USING '{}'::text[];",
-        )
-        .await
-        .unwrap();
+    let db = TestDb::create().await;
+    let p = pool(&db.url, 1).unwrap();
+    let opts = migrate::MigrateOptions::default();
+    migrate::migrate_until(&p, &opts, 17).await.unwrap();
+    let client = p.get().await.unwrap();
     let proofs: Vec<Vec<String>> = vec![
         vec![],
         vec![B64.encode([1u8; 32])],
         (0..17u8).map(|i| B64.encode([i.wrapping_mul(37); 32])).collect(),
         vec![B64.encode([255u8; 32]), B64.encode([0u8; 32]), B64.encode(*b"0123456789abcdef0123456789abcdef")],
     ];
-    let mut ids = Vec::new();
     for (i, proof) in proofs.iter().enumerate() {
         let id = stable_id("leaf", &[&i.to_string()]);
-        ids.push(id);
         client
             .execute(
                 "INSERT INTO evidence_log (log_index, evidence_id, record_hash, checkpoint_size, inclusion)
@@ -563,11 +579,103 @@ async fn migration_18_keeps_every_stored_proof() {
             .unwrap();
     }
     drop(client);
-    let report = migrate(&pool(&db.url, 1).unwrap()).await.unwrap();
+    let report = migrate::migrate_until(&p, &opts, 18).await.unwrap();
     assert_eq!(report.applied.len(), 1, "{report:?}");
-    let stored = evidence::log_entries(&store, &ids).await.unwrap();
-    let read: Vec<Vec<String>> = stored.into_iter().map(|l| l.inclusion).collect();
-    assert_eq!(read, proofs);
+    let read: Vec<Vec<u8>> = p
+        .get()
+        .await
+        .unwrap()
+        .query("SELECT inclusion FROM evidence_log ORDER BY log_index", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let expected: Vec<Vec<u8>> =
+        proofs.iter().map(|p| p.iter().flat_map(|h| B64.decode(h).unwrap()).collect()).collect();
+    assert_eq!(read, expected);
+}
+
+/// Migration 0021 regroups a log stored a row per leaf into a row per run
+/// of leaves first covered by one checkpoint, and gives each logged record
+/// its log_index: the leaves, entries and proofs read back as they were
+/// written; evidence_log still shows a leaf per row; both stay as they are.
+#[tokio::test]
+async fn migration_21_keeps_every_leaf_and_proof() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as B64;
+    let db = TestDb::create().await;
+    let p = pool(&db.url, 1).unwrap();
+    migrate::migrate_until(&p, &migrate::MigrateOptions::default(), 20).await.unwrap();
+    // Five records in two checkpoints (sizes 2 and 5), as version 20 kept them.
+    let entries: Vec<psg_domain::rows::EvidenceLogRow> = (0..5i64)
+        .map(|i| psg_domain::rows::EvidenceLogRow {
+            log_index: i,
+            evidence_id: stable_id("record", &[&i.to_string()]),
+            record_hash: format!("{:064x}", i + 1),
+            checkpoint_size: if i < 2 { 2 } else { 5 },
+            inclusion: (0..i).map(|h| B64.encode([(i * 10 + h) as u8; 32])).collect(),
+        })
+        .collect();
+    let client = p.get().await.unwrap();
+    for e in &entries {
+        let proof: Vec<u8> = e.inclusion.iter().flat_map(|h| B64.decode(h).unwrap()).collect();
+        client
+            .execute(
+                "INSERT INTO evidence (id, evidence_type, data, hash, signature, signing_key_id, generated_by,
+                                       expires_at, chain, sequence)
+                 VALUES ($1, 'network_segmentation_validation', '{}', $2, 'sig', 'key', 'test',
+                         now() + interval '1 year', 'network_segmentation_validation', $3)",
+                &[&e.evidence_id, &e.record_hash, &(e.log_index + 1)],
+            )
+            .await
+            .unwrap();
+        client
+            .execute(
+                "INSERT INTO evidence_log (log_index, evidence_id, record_hash, checkpoint_size, inclusion)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[&e.log_index, &e.evidence_id, &e.record_hash, &e.checkpoint_size, &proof],
+            )
+            .await
+            .unwrap();
+    }
+    drop(client);
+    let report = migrate(&p).await.unwrap();
+    assert_eq!(report.applied.len(), 1, "{report:?}");
+    let store = Store::connect(&db.url, 1).await.unwrap();
+    let ids: Vec<uuid::Uuid> = entries.iter().map(|e| e.evidence_id).collect();
+    assert_eq!(evidence::log_entries(&store, &ids).await.unwrap(), entries);
+    assert_eq!(evidence::log_entries(&store, &ids[3..4]).await.unwrap(), entries[3..4]);
+    let leaves: Vec<String> = entries.iter().map(|e| e.record_hash.clone()).collect();
+    assert_eq!(evidence::log_leaves(&store).await.unwrap(), leaves);
+    let client = store.client().await.unwrap();
+    let runs: Vec<(i64, i64)> = client
+        .query("SELECT first_index, checkpoint_size FROM evidence_log_batches ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(runs, [(0, 2), (2, 5)]);
+    let view: Vec<(i64, uuid::Uuid, String, i64)> = client
+        .query("SELECT log_index, evidence_id, record_hash, checkpoint_size FROM evidence_log ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    let expected: Vec<(i64, uuid::Uuid, String, i64)> =
+        entries.iter().map(|e| (e.log_index, e.evidence_id, e.record_hash.clone(), e.checkpoint_size)).collect();
+    assert_eq!(view, expected);
+    for sql in [
+        "UPDATE evidence SET log_index = 7 WHERE log_index = 1",
+        "UPDATE evidence_log_batches SET checkpoint_size = 9",
+        "DELETE FROM evidence_log_batches",
+    ] {
+        let err = client.execute(sql, &[]).await.unwrap_err();
+        let text = format!("{err:?}");
+        assert!(text.contains("immutable") || text.contains("append-only"), "{sql}: {text}");
+    }
 }
 
 /// Migration 0019 has evidence's text keys compared by their bytes

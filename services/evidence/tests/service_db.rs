@@ -284,7 +284,7 @@ async fn decisions_and_periodic_reports_are_chained_stored_and_not_repeated() {
     }
     // The log's tables are append-only.
     let client = store.client().await.unwrap();
-    for sql in ["UPDATE evidence_log SET record_hash = 'x'", "DELETE FROM evidence_checkpoints"] {
+    for sql in ["UPDATE evidence_log_batches SET checkpoint_size = 0", "DELETE FROM evidence_checkpoints"] {
         let err = client.execute(sql, &[]).await.unwrap_err();
         assert!(format!("{err:?}").contains("append-only"), "{sql}: {err:?}");
     }
@@ -355,8 +355,11 @@ async fn decisions_and_periodic_reports_are_chained_stored_and_not_repeated() {
     let client = store.client().await.unwrap();
     client
         .batch_execute(
-            "ALTER TABLE evidence_log DISABLE TRIGGER evidence_log_append_only;
-             UPDATE evidence_log SET record_hash = repeat('0', 64) WHERE log_index = 1;",
+            "ALTER TABLE evidence_log_batches DISABLE TRIGGER evidence_log_batches_append_only;
+             UPDATE evidence_log_batches
+                SET record_hashes = overlay(record_hashes PLACING decode(repeat('0', 64), 'hex')
+                                            FROM (1 - first_index)::int * 32 + 1 FOR 32)
+              WHERE first_index <= 1 AND first_index + cardinality(evidence_ids) > 1;",
         )
         .await
         .unwrap();
