@@ -7,9 +7,10 @@
 -- trigger: a query on scope_decisions per row, and a row lock (FOR KEY
 -- SHARE) on the decision, which dirties its page and is written to the
 -- WAL. Measured (psql, 50,000 evidence rows in batches of 1,000, the
--- backend's CPU time, three runs each): 1.02-1.07 s with the key,
--- 0.67-0.76 s without; with the per-batch check below instead, about
--- 0.8 s. The guarantee stays, as with data_flows (migrations 0014, 0015):
+-- backend's CPU time, three runs each): 0.95-1.02 s with the key, 0.63 s
+-- without, 0.70-0.75 s with the per-batch check below instead; with the
+-- log's leaves too, 1.18-1.27 s before this migration and 0.85-0.97 s
+-- after it. The guarantee stays, as with data_flows (migrations 0014, 0015):
 --   * the store's evidence write asks psg_require_decisions, in the same
 --     transaction and after its rows are in, whether every decision the
 --     batch names exists, and fails with SQLSTATE 23503

@@ -4,8 +4,9 @@
 -- in the log (evidence.log_index). Issue 20: a row per leaf cost
 -- PostgreSQL a heap row and two b-tree entries (log_index, evidence_id)
 -- per record. Measured (psql, 50,000 records in batches of 1,000, with
--- migration 0020, the backend's CPU time, three runs each): 0.89-0.96 s
--- with a row per leaf, 0.79-0.82 s with a row per batch.
+-- migration 0020, the backend's CPU time, three runs each): 0.85-0.97 s
+-- with a row per leaf, 0.77-0.90 s with a row per batch (alternated runs;
+-- the batch row cost 7-10 % less in each).
 --
 -- A batch row holds, in log order from first_index: the records' ids, their
 -- SHA-256 hashes (the leaves, 32 bytes each, concatenated), the size of the
