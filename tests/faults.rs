@@ -243,11 +243,12 @@ async fn assert_exactly_once(brokers: &str, url: &str, store: &Path, name: &str)
     );
     assert_eq!(
         dup(
-            "SELECT count(*) FROM evidence e WHERE NOT EXISTS (SELECT 1 FROM evidence_log l WHERE l.evidence_id = e.id)"
+            "SELECT count(*) FROM evidence e
+              WHERE NOT EXISTS (SELECT 1 FROM evidence_log l WHERE l.evidence_id = e.id AND l.log_index = e.log_index)"
         )
         .await,
         0,
-        "{name}: an evidence record outside the evidence log"
+        "{name}: an evidence record outside the evidence log, or naming another place in it"
     );
     assert_eq!(
         dup("SELECT (SELECT count(*) FROM evidence_log) - coalesce((SELECT max(log_index) + 1 FROM evidence_log), 0)

@@ -123,7 +123,8 @@ pub struct EvidenceRow {
     pub prev_hash: Option<String>,
 }
 
-/// Ours: `evidence_log`, one row per leaf of the evidence log. Kept when
+/// Ours: a leaf of the evidence log, as the view `evidence_log` shows it
+/// (stored a batch of leaves per row of `evidence_log_batches`). Kept when
 /// the record itself expires: the tree needs every leaf.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvidenceLogRow {

@@ -24,8 +24,8 @@
 //! signature per batch. Checkpoints go to
 //! `evidence.checkpoints` (compacted by origin), the `evidence_checkpoints`
 //! table and `log/checkpoints/` in the document store; the leaves to the
-//! `evidence_log` table and `log/leaves/` (tiles of [`LEAF_TILE`] leaf
-//! hashes). The log is restored from the database when there is one,
+//! `evidence_log_batches` table (a row per batch) and `log/leaves/` (tiles
+//! of [`LEAF_TILE`] leaf hashes). The log is restored from the database when there is one,
 //! otherwise from the document store, and checked against its newest
 //! checkpoint before anything is appended.
 
