@@ -330,8 +330,9 @@ async fn service(
     let started = Instant::now();
     let mut made = 0;
     let (mut process, mut persist) = (0.0, 0.0);
-    // As the runner drives a pipelined processor: batch N+1 is processed
-    // before batch N is persisted (N's write runs meanwhile).
+    // As the runner drives a pipelined processor: batches N+1 ..= N+lag are
+    // processed before batch N is persisted (N's write runs meanwhile).
+    let lag = <Evidence as Processor>::PERSIST_LAG;
     let mut behind = 0;
     for batch in messages.chunks(size) {
         let t = Instant::now();
@@ -340,7 +341,7 @@ async fn service(
         // Records, not the batch's checkpoint of the evidence log.
         made += out.records.iter().filter(|r| r.topic == "evidence.records").count();
         behind += 1;
-        if behind == 2 {
+        if behind > lag {
             let t = Instant::now();
             evidence.persist().await.expect("persist");
             persist += t.elapsed().as_secs_f64();

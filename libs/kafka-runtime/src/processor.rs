@@ -71,6 +71,16 @@ pub trait Processor: Send + 'static {
     /// batch writes for this).
     const PIPELINED: bool = false;
 
+    /// For a pipelined processor: how many processed batches may wait,
+    /// acknowledged, for their `persist` while the next is processed. With
+    /// 1 (the default) a batch is persisted once the batch after it is
+    /// processed; with 2, once the two after it are, so that its write has
+    /// two batches' processing time to run (the evidence service). Each
+    /// batch is still persisted in order, after its outputs were
+    /// acknowledged, and its offsets stored only then; when no batch
+    /// follows (idle, shutdown) every waiting batch is persisted.
+    const PERSIST_LAG: usize = 1;
+
     /// For each stream partition, the lowest offset whose effect exists only
     /// in memory (e.g. a record in a window that has not closed): offsets are
     /// never stored past it. Read right after each `process` and `tick`.

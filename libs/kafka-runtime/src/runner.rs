@@ -269,6 +269,7 @@ pub async fn run<P: Processor>(
         deliverer: &deliverer,
         batch: Vec::new(),
         in_flight: None,
+        acked: std::collections::VecDeque::new(),
         consumed: BTreeMap::new(),
         resets,
         received: BTreeMap::new(),
@@ -347,16 +348,17 @@ pub async fn run<P: Processor>(
                 Ok(Flushed::Abandoned) => break Ok(()),
                 Err(e) => break Err(e),
             }
-            // A batch still in flight is finished when the next one is, or
-            // after one linger period without input.
-            if state.in_flight.is_some() {
+            // A batch still in flight (or waiting for its persist) is
+            // finished when the next one is, or after one linger period
+            // without input.
+            if state.in_flight.is_some() || !state.acked.is_empty() {
                 deadline = Some(Instant::now() + opts.batch_linger);
             }
         }
     };
 
     // Shutdown: finish the batch in hand (bounded), then commit synchronously.
-    if result.is_ok() && (!state.batch.is_empty() || state.in_flight.is_some()) {
+    if result.is_ok() && (!state.batch.is_empty() || state.in_flight.is_some() || !state.acked.is_empty()) {
         let grace = CancellationToken::new();
         let timer = {
             let grace = grace.clone();
@@ -367,7 +369,7 @@ pub async fn run<P: Processor>(
             })
         };
         let mut finished = state.flush(&mut processor, &grace, false).await;
-        if matches!(finished, Ok(Flushed::Done)) && state.in_flight.is_some() {
+        if matches!(finished, Ok(Flushed::Done)) && (state.in_flight.is_some() || !state.acked.is_empty()) {
             finished = state.flush(&mut processor, &grace, false).await;
         }
         match finished {
@@ -482,6 +484,9 @@ struct LoopState<'a> {
     batch: Vec<InMessage>,
     /// A processed batch whose outputs are not acknowledged yet (pipelined processors).
     in_flight: Option<InFlight>,
+    /// Acknowledged batches waiting for their persist, oldest first (fewer
+    /// than the processor's `PERSIST_LAG`).
+    acked: std::collections::VecDeque<InFlight>,
     /// Per stream partition (of the current assignment), the offset after
     /// the last message processed.
     consumed: BTreeMap<(Arc<str>, i32), i64>,
@@ -542,7 +547,7 @@ impl LoopState<'_> {
         self.received.retain(|(t, p), _| !is_taken(t, *p));
         // A batch still in flight must not store offsets of revoked
         // partitions: the processor has just dropped what it held of them.
-        if let Some(f) = &mut self.in_flight {
+        for f in self.in_flight.iter_mut().chain(self.acked.iter_mut()) {
             f.store.retain(|(t, p), _| !is_taken(t, *p));
         }
         processor.partitions_revoked(&taken);
@@ -709,10 +714,21 @@ impl LoopState<'_> {
         // before this one is enqueued: outputs stay in input order on every
         // partition, so a consumer may take an older copy for a duplicate
         // (correlate does). Processing this batch overlapped its acks.
-        if let Some(previous) = self.in_flight.take()
-            && let Flushed::Abandoned = self.finish(previous, processor, stop).await?
-        {
-            return Ok(Flushed::Abandoned);
+        if let Some(mut previous) = self.in_flight.take() {
+            if let Flushed::Abandoned = self.acknowledge(&mut previous, stop).await? {
+                return Ok(Flushed::Abandoned);
+            }
+            self.acked.push_back(previous);
+        }
+        // Persisted in order: all of them when no batch follows.
+        let keep = if current.is_some() { P::PERSIST_LAG.max(1) - 1 } else { 0 };
+        while self.acked.len() > keep {
+            let Some(oldest) = self.acked.pop_front() else { break };
+            if let Some(given_up) = self.complete(oldest, processor, stop).await? {
+                // Still the oldest: a shutdown tries it again first.
+                self.acked.push_front(given_up);
+                return Ok(Flushed::Abandoned);
+            }
         }
         if let Some(mut c) = current {
             c.pending = self.deliverer.start(&c.output).await.ok();
@@ -732,9 +748,18 @@ impl LoopState<'_> {
         processor: &mut P,
         stop: &CancellationToken,
     ) -> Result<Flushed> {
-        let service = &self.opts.service;
-        let health = &self.opts.health;
-        let mut backoff = Backoff::new(service, "deliver", health);
+        if let Flushed::Abandoned = self.acknowledge(&mut b, stop).await? {
+            return Ok(Flushed::Abandoned);
+        }
+        Ok(match self.complete(b, processor, stop).await? {
+            None => Flushed::Done,
+            Some(_) => Flushed::Abandoned,
+        })
+    }
+
+    /// Waits for a batch's acknowledgements, sending it again while they fail.
+    async fn acknowledge(&self, b: &mut InFlight, stop: &CancellationToken) -> Result<Flushed> {
+        let mut backoff = Backoff::new(&self.opts.service, "deliver", &self.opts.health);
         loop {
             let attempt = match b.pending.take() {
                 Some(p) => p.wait().await,
@@ -750,13 +775,25 @@ impl LoopState<'_> {
             }
         }
         backoff.done();
-        let mut backoff = Backoff::new(service, "persist", health);
+        Ok(Flushed::Done)
+    }
+
+    /// Persists an acknowledged batch and stores its offsets; gives the
+    /// batch back when its persist was given up (stopping).
+    async fn complete<P: Processor>(
+        &mut self,
+        b: InFlight,
+        processor: &mut P,
+        stop: &CancellationToken,
+    ) -> Result<Option<InFlight>> {
+        let service = &self.opts.service;
+        let mut backoff = Backoff::new(service, "persist", &self.opts.health);
         loop {
             match processor.persist().await {
                 Ok(()) => break,
                 Err(e) => {
                     if !backoff.wait(e, stop).await? {
-                        return Ok(Flushed::Abandoned);
+                        return Ok(Some(b));
                     }
                 }
             }
@@ -780,7 +817,7 @@ impl LoopState<'_> {
             elapsed_ms = b.started.elapsed().as_millis() as u64,
             "batch done"
         );
-        Ok(Flushed::Done)
+        Ok(None)
     }
 
     /// Stores the offsets a finished batch allows.

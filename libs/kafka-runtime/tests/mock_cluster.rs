@@ -68,6 +68,36 @@ impl Processor for Pipelined {
     }
 }
 
+/// `Pipelined`, persisting each batch only once the two after it are
+/// processed; notes how many processed batches were not persisted yet at
+/// each persist (at most `PERSIST_LAG` + 1: the one persisted and the two
+/// after it).
+struct Lagging {
+    inner: Upper,
+    processed: Arc<AtomicUsize>,
+    persisted: usize,
+    most_behind: Arc<AtomicUsize>,
+}
+
+impl Processor for Lagging {
+    const PIPELINED: bool = true;
+    const PERSIST_LAG: usize = 2;
+
+    async fn process(&mut self, batch: &[InMessage]) -> Result<Output, ProcessError> {
+        let out = self.inner.process(batch).await?;
+        self.processed.fetch_add(1, Ordering::SeqCst);
+        Ok(out)
+    }
+
+    async fn persist(&mut self) -> Result<(), ProcessError> {
+        self.inner.persist().await?;
+        let behind = self.processed.load(Ordering::SeqCst) - self.persisted;
+        self.most_behind.fetch_max(behind, Ordering::SeqCst);
+        self.persisted += 1;
+        Ok(())
+    }
+}
+
 fn config(bootstrap: &str) -> KafkaConfig {
     KafkaConfig {
         brokers: Some(bootstrap.to_owned()),
@@ -212,6 +242,42 @@ async fn a_pipelined_processor_loses_nothing_and_commits_everything() {
     handle.await.unwrap().unwrap();
     assert!(persisted.load(Ordering::SeqCst) >= 1);
     assert_eq!(committed(&bootstrap).await, 20);
+}
+
+/// A processor persisting two batches behind (the evidence service): each
+/// batch is persisted once the two after it are processed, never later,
+/// and when input stops every waiting batch is persisted and its offsets
+/// committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_persisting_two_batches_behind_loses_nothing_and_commits_everything() {
+    let broker = EmbeddedBroker::start(1).unwrap();
+    let bootstrap = broker.bootstrap_servers();
+    // Batches fill long before a linger period passes: no idle flush
+    // until the input stops.
+    let cfg = KafkaConfig { batch_size: 3, batch_linger_ms: 2_000, ..config(&bootstrap) };
+    let (inner, persisted) = upper(0, None);
+    let (processed, most_behind) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let p = Lagging { inner, processed: processed.clone(), persisted: 0, most_behind: most_behind.clone() };
+    let (stop, handle) = start(&broker, &cfg, p).await;
+    for i in 0..30 {
+        produce(&bootstrap, "in", &format!("k{i}"), format!("m{i}").as_bytes(), &[]).await;
+    }
+    let out = consume_until(&bootstrap, "out", Duration::from_secs(30), |r| r.len() >= 30).await;
+    let mut texts: Vec<String> = out.iter().map(|r| String::from_utf8_lossy(&r.payload).into_owned()).collect();
+    texts.sort();
+    let mut expected: Vec<String> = (0..30).map(|i| format!("M{i}")).collect();
+    expected.sort();
+    assert_eq!(texts, expected);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while committed(&bootstrap).await < 30 {
+        assert!(std::time::Instant::now() < deadline, "the batches waiting for their persist were never finished");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.cancel();
+    handle.await.unwrap().unwrap();
+    assert_eq!(persisted.load(Ordering::SeqCst), processed.load(Ordering::SeqCst), "every batch persisted once");
+    assert_eq!(most_behind.load(Ordering::SeqCst), 3, "persisted two batches behind, never further");
+    assert_eq!(committed(&bootstrap).await, 30);
 }
 
 /// Counts table messages; records how many it had seen when the first

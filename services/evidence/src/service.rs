@@ -613,9 +613,10 @@ impl Evidence {
 }
 
 /// Connections an early write needs the pool to have: the open
-/// transaction of the batch waiting for its commit, the next batch's
-/// processing (its duplicate check) and that batch's own write.
-const EARLY_WRITE_CONNECTIONS: usize = 3;
+/// transactions of the batches waiting for their commit (`PERSIST_LAG`),
+/// the next batch's processing (its duplicate check) and that batch's own
+/// write.
+const EARLY_WRITE_CONNECTIONS: usize = <Evidence as Processor>::PERSIST_LAG + 2;
 
 /// Why the evidence service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -856,6 +857,10 @@ impl Processor for Evidence {
     /// write runs meanwhile (see [`crate::writes`]), and `persist` commits
     /// only its own batch.
     const PIPELINED: bool = true;
+
+    /// A batch's write runs while the two batches after it are processed:
+    /// the database write takes about twice a batch's processing.
+    const PERSIST_LAG: usize = 2;
 }
 
 /// Why an evidence request cannot be served.
