@@ -11,9 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use psg_domain::ids::{resource_uuid, stable_id};
 use psg_domain::rows::{AlertRow, DataFlowRow, ResourceRow, ScopeDecisionRow};
-use psg_domain::{
-    AlertStatus, AlertType, CloudProvider, DecisionMethod, EdgeDirection, FlowAction, PciScope, ResourceType, Severity,
-};
+use psg_domain::{AlertStatus, AlertType, CloudProvider, EdgeDirection, FlowAction, PciScope, ResourceType, Severity};
 use psg_store::Store;
 use psg_store::resources::ResourceObservation;
 use psg_testkit::TestDb;
@@ -51,19 +49,9 @@ fn resource(id: &str, tags: &[(&str, &str)], at: DateTime<Utc>) -> ResourceObser
 
 fn decision(name: &str, resource: &str, scope: PciScope, at: DateTime<Utc>) -> ScopeDecisionRow {
     ScopeDecisionRow {
-        id: stable_id("decision", &[name]),
-        resource_id: resource_uuid(resource),
-        scope,
-        data_classification: None,
-        segment: None,
         justification: format!("{name}: {}", scope.as_str()),
-        confidence_score: None,
         decided_at: at,
-        decided_by: "automated-classifier".into(),
-        decision_method: DecisionMethod::Automated,
-        is_current: true,
-        superseded_by_id: None,
-        dependency_resource_ids: serde_json::json!([]),
+        ..psg_testkit::rows::decision(name, resource, scope)
     }
 }
 

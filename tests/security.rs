@@ -14,14 +14,14 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use psg_domain::ids::{resource_uuid, stable_id};
-use psg_domain::rows::{AlertRow, DataFlowRow, EvidenceRow, ResourceRow, ScopeDecisionRow};
+use psg_domain::rows::{AlertRow, DataFlowRow, EvidenceRow, ResourceRow};
 use psg_domain::{
-    AlertStatus, AlertType, CloudProvider, DecisionMethod, EdgeDirection, EvidenceType, FlowAction, PciScope,
-    ResourceType, Severity,
+    AlertStatus, AlertType, CloudProvider, EdgeDirection, EvidenceType, FlowAction, PciScope, ResourceType, Severity,
 };
 use psg_store::resources::ResourceObservation;
 use psg_store::{Connector, Store};
 use psg_testkit::TestDb;
+use psg_testkit::rows::decision;
 use tokio_postgres::error::SqlState;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pci-scope-guard");
@@ -628,24 +628,6 @@ fn flow(at: i64, packets: i64) -> DataFlowRow {
     }
 }
 
-fn decision(name: &str, scope: PciScope) -> ScopeDecisionRow {
-    ScopeDecisionRow {
-        id: stable_id("decision", &[name]),
-        resource_id: resource_uuid("i-2"),
-        scope,
-        data_classification: None,
-        segment: None,
-        justification: name.into(),
-        confidence_score: None,
-        decided_at: Utc::now(),
-        decided_by: "automated-classifier".into(),
-        decision_method: DecisionMethod::Automated,
-        is_current: true,
-        superseded_by_id: None,
-        dependency_resource_ids: serde_json::json!([]),
-    }
-}
-
 fn evidence_row(sequence: i64, expires_at: chrono::DateTime<Utc>) -> EvidenceRow {
     let hash = format!("{sequence:064x}");
     EvidenceRow {
@@ -811,8 +793,8 @@ async fn each_service_role_has_exactly_its_privileges() {
     assert_eq!(psg_store::flows::edges_since(cls, Utc.timestamp_opt(0, 0).unwrap()).await.unwrap().len(), 1);
     psg_store::decisions::alert_ids(cls).await.unwrap();
     psg_store::resources::ensure_resources(cls, &[resource("i-2", &[], 0).row]).await.unwrap();
-    psg_store::decisions::write_decisions(cls, &[decision("first", PciScope::PendingReview)]).await.unwrap();
-    psg_store::decisions::write_decisions(cls, &[decision("second", PciScope::Cde)]).await.unwrap();
+    psg_store::decisions::write_decisions(cls, &[decision("first", "i-2", PciScope::PendingReview)]).await.unwrap();
+    psg_store::decisions::write_decisions(cls, &[decision("second", "i-2", PciScope::Cde)]).await.unwrap();
     let alert = AlertRow {
         id: stable_id("alert", &["test"]),
         severity: Severity::Critical,

@@ -223,25 +223,32 @@ async fn a_pipelined_processor_loses_nothing_and_commits_everything() {
     let cfg = KafkaConfig { batch_size: 3, ..config(&bootstrap) };
     let (p, persisted) = upper(0, None);
     let (stop, handle) = start(&broker, &cfg, Pipelined(p)).await;
-    for i in 0..20 {
-        produce(&bootstrap, "in", &format!("k{i}"), format!("m{i}").as_bytes(), &[]).await;
-    }
-    let out = consume_until(&bootstrap, "out", Duration::from_secs(30), |r| r.len() >= 20).await;
-    let mut texts: Vec<String> = out.iter().map(|r| String::from_utf8_lossy(&r.payload).into_owned()).collect();
-    texts.sort();
-    let mut expected: Vec<String> = (0..20).map(|i| format!("M{i}")).collect();
-    expected.sort();
-    assert_eq!(texts, expected);
     // The last batch is finished after one linger period without input.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while committed(&bootstrap).await < 20 {
-        assert!(std::time::Instant::now() < deadline, "the batch in flight was never finished");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    upper_cased_and_committed(&bootstrap, 20, "the batch in flight was never finished").await;
     stop.cancel();
     handle.await.unwrap().unwrap();
     assert!(persisted.load(Ordering::SeqCst) >= 1);
     assert_eq!(committed(&bootstrap).await, 20);
+}
+
+/// Produces `n` messages `m0`, `m1`, ... to `in`; asserts that each comes
+/// out upper-cased, and waits (20 s at most, else `stalled`) until all `n`
+/// offsets are committed.
+async fn upper_cased_and_committed(bootstrap: &str, n: usize, stalled: &str) {
+    for i in 0..n {
+        produce(bootstrap, "in", &format!("k{i}"), format!("m{i}").as_bytes(), &[]).await;
+    }
+    let out = consume_until(bootstrap, "out", Duration::from_secs(30), |r| r.len() >= n).await;
+    let mut texts: Vec<String> = out.iter().map(|r| String::from_utf8_lossy(&r.payload).into_owned()).collect();
+    texts.sort();
+    let mut expected: Vec<String> = (0..n).map(|i| format!("M{i}")).collect();
+    expected.sort();
+    assert_eq!(texts, expected);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while committed(bootstrap).await < n as i64 {
+        assert!(std::time::Instant::now() < deadline, "{stalled}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// A processor persisting two batches behind (the evidence service): each
@@ -259,20 +266,7 @@ async fn a_processor_persisting_two_batches_behind_loses_nothing_and_commits_eve
     let (processed, most_behind) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let p = Lagging { inner, processed: processed.clone(), persisted: 0, most_behind: most_behind.clone() };
     let (stop, handle) = start(&broker, &cfg, p).await;
-    for i in 0..30 {
-        produce(&bootstrap, "in", &format!("k{i}"), format!("m{i}").as_bytes(), &[]).await;
-    }
-    let out = consume_until(&bootstrap, "out", Duration::from_secs(30), |r| r.len() >= 30).await;
-    let mut texts: Vec<String> = out.iter().map(|r| String::from_utf8_lossy(&r.payload).into_owned()).collect();
-    texts.sort();
-    let mut expected: Vec<String> = (0..30).map(|i| format!("M{i}")).collect();
-    expected.sort();
-    assert_eq!(texts, expected);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while committed(&bootstrap).await < 30 {
-        assert!(std::time::Instant::now() < deadline, "the batches waiting for their persist were never finished");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    upper_cased_and_committed(&bootstrap, 30, "the batches waiting for their persist were never finished").await;
     stop.cancel();
     handle.await.unwrap().unwrap();
     assert_eq!(persisted.load(Ordering::SeqCst), processed.load(Ordering::SeqCst), "every batch persisted once");

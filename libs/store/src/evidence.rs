@@ -35,9 +35,9 @@ pub async fn existing(store: &Store, ids: &[Uuid]) -> Result<HashSet<Uuid>> {
 
 /// Inserts evidence rows in one statement. A row whose id is stored
 /// already is skipped (redelivery); a different row at a stored
-/// (chain, sequence) is an error: the chain would fork.
+/// (chain, sequence) is an error: the chain would fork. The rows are not
+/// in the evidence log (no `log_index`).
 pub async fn insert_evidence(store: &Store, rows: &[EvidenceRow]) -> Result<()> {
-    // (not in the evidence log: no log_index)
     append(store, rows, &[], &[]).await
 }
 

@@ -5,6 +5,7 @@ use psg_domain::ids::{resource_uuid, stable_id};
 use psg_domain::rows::{DataFlowRow, ResourceRow, ScopeDecisionRow};
 use psg_domain::*;
 use psg_testkit::TestDb;
+use psg_testkit::rows::decision;
 
 use super::*;
 use crate::resources::ResourceObservation;
@@ -206,25 +207,37 @@ async fn a_withdrawal_zeroes_the_accepted_rows_and_readers_skip_them() {
 async fn data_flows_rows_must_name_existing_resources() {
     let (_db, store) = migrated().await;
     let client = store.client().await.unwrap();
-    let keys: i64 = client
-        .query_one("SELECT count(*) FROM pg_constraint WHERE conrelid = 'data_flows'::regclass AND contype = 'f'", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(keys, 0, "no row-by-row foreign keys");
+    assert_eq!(foreign_keys(&client, "data_flows").await, 0, "no row-by-row foreign keys");
     resources::ensure_resources(&store, &[resource("i-1", &[], 0).row]).await.unwrap();
     // i-2, the destination, is missing.
-    let err = flows::upsert_data_flows(&store, &[flow(1_418_530_000, 1)]).await.unwrap_err();
-    let Error::Postgres { source, .. } = &err else { panic!("{err}") };
-    assert_eq!(source.code(), Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION), "{err}");
-    assert!(err.is_transient(), "{err}");
-    let text = format!("{err}: {}", source.as_db_error().map(|e| e.message()).unwrap_or_default());
+    let text = foreign_key_violation(&flows::upsert_data_flows(&store, &[flow(1_418_530_000, 1)]).await.unwrap_err());
     assert!(text.contains(&resource_uuid("i-2").to_string()), "{text}");
     let rows: i64 = client.query_one("SELECT count(*) FROM data_flows", &[]).await.unwrap().get(0);
     assert_eq!(rows, 0, "nothing of the batch was written");
     // With both ends known, the same batch goes in.
     resources::ensure_resources(&store, &[resource("i-2", &[], 0).row]).await.unwrap();
     assert_eq!(flows::upsert_data_flows(&store, &[flow(1_418_530_000, 1)]).await.unwrap(), 1);
+}
+
+/// How many foreign keys `table` has.
+async fn foreign_keys(client: &deadpool_postgres::Object, table: &str) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = $1::text::regclass AND contype = 'f'",
+            &[&table],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Asserts that `err` is a foreign key violation (SQLSTATE 23503), retried
+/// as transient; its text with the server's message.
+fn foreign_key_violation(err: &Error) -> String {
+    let Error::Postgres { source, .. } = err else { panic!("{err}") };
+    assert_eq!(source.code(), Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION), "{err}");
+    assert!(err.is_transient(), "{err}");
+    format!("{err}: {}", source.as_db_error().map(|e| e.message()).unwrap_or_default())
 }
 
 #[tokio::test]
@@ -259,8 +272,8 @@ async fn data_flows_upsert_by_copy_creates_partitions_and_keeps_latest_counts() 
 async fn decisions_supersede_and_redelivery_is_idempotent() {
     let (_db, store) = migrated().await;
     resources::ensure_resources(&store, &[resource("i-1", &[], 0).row]).await.unwrap();
-    let first = decision("first", PciScope::PendingReview);
-    let second = decision("second", PciScope::ConnectedCde);
+    let first = decision("first", "i-1", PciScope::PendingReview);
+    let second = decision("second", "i-1", PciScope::ConnectedCde);
     decisions::write_decisions(&store, std::slice::from_ref(&first)).await.unwrap();
     decisions::write_decisions(&store, std::slice::from_ref(&second)).await.unwrap();
     // redelivery of both, in order
@@ -751,25 +764,6 @@ async fn migration_19_keeps_evidence_keys_unique_and_found() {
     evidence::insert_evidence(&store, &[record(4)]).await.unwrap();
 }
 
-/// A current decision named `n` about resource i-1.
-fn decision(n: &str, scope: PciScope) -> ScopeDecisionRow {
-    ScopeDecisionRow {
-        id: stable_id("decision", &[n]),
-        resource_id: resource_uuid("i-1"),
-        scope,
-        data_classification: None,
-        segment: None,
-        justification: n.into(),
-        confidence_score: None,
-        decided_at: Utc::now(),
-        decided_by: "automated-classifier".into(),
-        decision_method: DecisionMethod::Automated,
-        is_current: true,
-        superseded_by_id: None,
-        dependency_resource_ids: serde_json::json!([]),
-    }
-}
-
 /// Migration 0020: evidence has no row-by-row foreign key to
 /// scope_decisions; a batch naming a decision that does not exist still
 /// fails as one would (SQLSTATE 23503, transient), naming it, and writes
@@ -780,12 +774,7 @@ fn decision(n: &str, scope: PciScope) -> ScopeDecisionRow {
 async fn evidence_rows_must_name_existing_decisions() {
     let (_db, store) = migrated().await;
     let client = store.client().await.unwrap();
-    let keys: i64 = client
-        .query_one("SELECT count(*) FROM pg_constraint WHERE conrelid = 'evidence'::regclass AND contype = 'f'", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(keys, 0, "no row-by-row foreign key");
+    assert_eq!(foreign_keys(&client, "evidence").await, 0, "no row-by-row foreign key");
     let brin: i64 = client
         .query_one(
             "SELECT count(*) FROM pg_indexes WHERE tablename = 'evidence' AND indexdef LIKE '%USING brin%'
@@ -804,15 +793,12 @@ async fn evidence_rows_must_name_existing_decisions() {
         scope_decision_id: Some(d.id),
         ..segmentation_record(seq, stable_id("record", &[&seq.to_string()]), format!("{seq:064x}"))
     };
-    let (first, second) = (decision("first", PciScope::Cde), decision("second", PciScope::Cde));
+    let (first, second) = (decision("first", "i-1", PciScope::Cde), decision("second", "i-1", PciScope::Cde));
     decisions::write_decisions(&store, std::slice::from_ref(&first)).await.unwrap();
 
     // The second decision is missing.
     let err = evidence::insert_evidence(&store, &[about(1, &first), about(2, &second)]).await.unwrap_err();
-    let Error::Postgres { source, .. } = &err else { panic!("{err}") };
-    assert_eq!(source.code(), Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION), "{err}");
-    assert!(err.is_transient(), "{err}");
-    let text = source.as_db_error().map(|e| e.message().to_owned()).unwrap_or_default();
+    let text = foreign_key_violation(&err);
     assert!(text.contains(&second.id.to_string()) && !text.contains(&first.id.to_string()), "{text}");
     assert_eq!(records().await, 0, "nothing of the batch was written");
     // With both decisions there, the same batch goes in (and again, as a redelivery).

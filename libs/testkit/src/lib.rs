@@ -13,6 +13,7 @@
 //! - [`http`]: local HTTP servers implementing a GRC platform's endpoints;
 //! - [`edges`]: flow edges;
 //! - [`procstat`]: memory and CPU time of a process, from `/proc`;
+//! - [`rows`]: rows for store tests;
 //! - [`s3::S3Server`]: a local S3-compatible server with Object Lock (moto);
 //! - [`Rng`]: the estate generator's deterministic random numbers.
 
@@ -22,6 +23,7 @@ pub mod kafka;
 pub mod pg;
 pub mod procs;
 pub mod procstat;
+pub mod rows;
 pub mod s3;
 
 pub use psg_estate::rng::Rng;
