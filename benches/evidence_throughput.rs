@@ -11,6 +11,13 @@
 //! the database step alone (rows with their leaves); `EVIDENCE_STEPS` picks
 //! some of them (`local`, `memory`, `parts`: the steps alone). Needs
 //! PostgreSQL (`TEST_DATABASE_ADMIN_URL`, default the local server).
+//!
+//! The service steps also print who used the CPU, per record: this
+//! process's processing thread and tokio workers, and the PostgreSQL
+//! server's processes (the service's connections, WAL writer,
+//! checkpointer, …), read from Linux's `/proc`. With PostgreSQL on the
+//! same machine, that is the budget a target shares: 50,000 records/s on
+//! 2 cores leaves 40 µs of CPU per record for all of them.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -76,12 +83,13 @@ fn main() {
         let messages = messages(&decisions);
         let key = SigningKey::from_bytes(&[42u8; 32]);
         if wants("local") {
-        let (_db, store) = database_with(&decisions).await;
+        let (db, store) = database_with(&decisions).await;
         let dir = tempfile::tempdir().expect("tempdir");
         let documents = Documents::open(dir.path().to_str().expect("utf-8")).expect("documents");
-        let run = service(&store, documents, &key, &messages, &metrics).await;
+        let run = service(&store, &db.name, documents, &key, &messages, &metrics).await;
         println!("evidence_throughput: process (dedup check, seal, log, encode) {:.2} s, persist (waiting for a batch's documents and rows, written while the next batch is processed) {:.2} s", run.process, run.persist);
         println!("evidence_throughput: {}", run.inside);
+        println!("evidence_throughput: {}", run.cpu);
         println!(
             "evidence_throughput: {n} records signed, chained, stored (local directory + PostgreSQL) in {:.2} s: {:.0} records/s",
             run.secs,
@@ -93,8 +101,9 @@ fn main() {
         // (S3 takes a batch's documents 32 at a time; a local disk flushes
         // one inode per document).
         if wants("memory") {
-        let (_db2, store2) = database_with(&decisions).await;
-        let run = service(&store2, Documents::open("memory:").expect("memory"), &key, &messages, &metrics).await;
+        let (db2, store2) = database_with(&decisions).await;
+        let run =
+            service(&store2, &db2.name, Documents::open("memory:").expect("memory"), &key, &messages, &metrics).await;
         println!(
             "evidence_throughput: documents in memory (no disk flush): {n} records in {:.2} s (process {:.2} s, persist {:.2} s): {:.0} records/s",
             run.secs,
@@ -103,6 +112,7 @@ fn main() {
             n as f64 / run.secs
         );
         println!("evidence_throughput: {}", run.inside);
+        println!("evidence_throughput: {}", run.cpu);
         }
         if !wants("parts") {
             return;
@@ -292,6 +302,8 @@ struct Run {
     persist: f64,
     /// Where the service's time went, from its own histograms.
     inside: String,
+    /// Who used the CPU, per record.
+    cpu: String,
 }
 
 /// The sum of the histogram `name` (with the labels `label`) in `rendered`,
@@ -317,6 +329,7 @@ fn inside(metrics: &metrics_exporter_prometheus::PrometheusHandle) -> [f64; 3] {
 
 async fn service(
     store: &psg_store::Store,
+    db_name: &str,
     documents: Documents,
     key: &SigningKey,
     messages: &[InMessage],
@@ -327,6 +340,7 @@ async fn service(
     let sealer = Sealer::new(key.clone(), "bench");
     let mut evidence = Evidence::new(&Config::default(), Some(store.clone()), sealer, documents);
     evidence.restore().await.expect("restore");
+    let cpu_before = cpu_by_role(db_name);
     let started = Instant::now();
     let mut made = 0;
     let (mut process, mut persist) = (0.0, 0.0);
@@ -355,6 +369,7 @@ async fn service(
     persist += t.elapsed().as_secs_f64();
     assert_eq!(made, messages.len(), "a record per decision");
     let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_per_record(&cpu_before, &cpu_by_role(db_name), messages.len(), secs);
     let after = inside(metrics);
     let [dedup, documents, database] = [0, 1, 2].map(|i| after[i] - before[i]);
     let batches = messages.len().div_ceil(size) as f64;
@@ -365,5 +380,71 @@ async fn service(
         documents / batches * 1e3,
         database / batches * 1e3
     );
-    Run { secs, process, persist, inside }
+    Run { secs, process, persist, inside, cpu }
+}
+
+/// CPU time used so far, in clock ticks, by role: this process's threads
+/// (the processing thread, which runs the loop above, and tokio's
+/// workers, which write the batches) and the processes of the PostgreSQL
+/// server holding `db` (its connections to `db`, its other connections,
+/// and its own processes by name: WAL writer, checkpointer, …). Read from
+/// Linux's `/proc`; empty elsewhere.
+fn cpu_by_role(db: &str) -> std::collections::BTreeMap<String, u64> {
+    use psg_testkit::procstat::{processes_named, thread_cpu_ticks};
+    let mut roles = std::collections::BTreeMap::new();
+    for (name, ticks) in thread_cpu_ticks(std::process::id()) {
+        let role = if name.starts_with("tokio") { "bench: tokio workers" } else { "bench: processing thread" };
+        *roles.entry(role.to_owned()).or_default() += ticks;
+    }
+    let postgres = processes_named("postgres");
+    // A backend's title: "postgres: [cluster: ]user database host(port) command".
+    let connection = |p: &psg_testkit::procstat::Process| p.cmdline.contains('(') || p.cmdline.contains("[local]");
+    let ours = |p: &psg_testkit::procstat::Process| connection(p) && p.cmdline.split(' ').any(|w| w == db);
+    let Some(server) = postgres.iter().find(|p| ours(p)).map(|p| p.ppid) else { return roles };
+    for p in postgres.iter().filter(|p| p.ppid == server || p.pid == server) {
+        let role = if ours(p) {
+            "PostgreSQL: the service's connections".to_owned()
+        } else if connection(p) {
+            "PostgreSQL: other connections".to_owned()
+        } else if p.pid == server {
+            "PostgreSQL: postmaster".to_owned()
+        } else {
+            format!("PostgreSQL: {}", p.cmdline.rsplit(": ").next().unwrap_or(&p.cmdline).trim())
+        };
+        *roles.entry(role).or_default() += p.ticks;
+    }
+    roles
+}
+
+/// What each role of [`cpu_by_role`] used between `before` and `after`,
+/// per record (µs), against what the machine's cores gave in `secs`.
+fn cpu_per_record(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+    records: usize,
+    secs: f64,
+) -> String {
+    if after.is_empty() {
+        return "CPU by role: not available (no /proc)".to_owned();
+    }
+    let per_tick = 1e6 / psg_testkit::procstat::clock_ticks_per_sec() / records as f64;
+    let mut used = 0.0;
+    let mut parts = Vec::new();
+    for (role, ticks) in after {
+        let us = ticks.saturating_sub(before.get(role).copied().unwrap_or(0)) as f64 * per_tick;
+        if us >= 0.05 {
+            parts.push(format!("{role} {us:.1}"));
+            used += us;
+        }
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let available = secs * 1e6 * cores as f64 / records as f64;
+    format!(
+        "CPU per record (µs): {}; in all {used:.1} of the {available:.1} that {cores} cores gave ({:.0} % busy); \
+         {:.0} records/s would need at most {:.1}",
+        parts.join(", "),
+        used / available * 100.0,
+        50_000.0,
+        1e6 * cores as f64 / 50_000.0
+    )
 }

@@ -14,12 +14,60 @@ pub fn memory_kib(pid: u32) -> Option<(u64, u64)> {
 
 /// User + system CPU time of `pid`, in clock ticks ([`clock_ticks_per_sec`]).
 pub fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    ticks_of(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// User + system CPU time of each of `pid`'s threads, with the thread's
+/// name (`comm`), in clock ticks; empty when `/proc` cannot tell.
+pub fn thread_cpu_ticks(pid: u32) -> Vec<(String, u64)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .filter_map(|t| {
+            let stat = std::fs::read_to_string(t.ok()?.path().join("stat")).ok()?;
+            let name = stat.get(stat.find('(')? + 1..stat.rfind(')')?)?.to_owned();
+            Some((name, ticks_of(&stat)?))
+        })
+        .collect()
+}
+
+/// A process, as [`processes_named`] finds it.
+#[derive(Debug, Clone)]
+pub struct Process {
+    pub pid: u32,
+    /// Its parent (a PostgreSQL server's processes are its postmaster's).
+    pub ppid: u32,
+    /// PostgreSQL's processes show their role here: `walwriter`, or a
+    /// backend's user, database and command.
+    pub cmdline: String,
+    /// User + system CPU time, in clock ticks.
+    pub ticks: u64,
+}
+
+/// Every process whose name (`comm`) is `name`.
+pub fn processes_named(name: &str) -> Vec<Process> {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
+    procs
+        .filter_map(|p| {
+            let pid: u32 = p.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            if stat.get(stat.find('(')? + 1..stat.rfind(')')?)? != name {
+                return None;
+            }
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ").trim().to_owned();
+            let ppid = stat.get(stat.rfind(')')? + 2..)?.split_whitespace().nth(1)?.parse().ok()?;
+            Some(Process { pid, ppid, cmdline, ticks: ticks_of(&stat)? })
+        })
+        .collect()
+}
+
+/// utime + stime of a `/proc/…/stat` line.
+fn ticks_of(stat: &str) -> Option<u64> {
     // After "pid (comm) " (comm may hold spaces and parentheses): state is
     // field 3, utime 14, stime 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = rest.split_whitespace().skip(11);
+    Some(fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?)
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`; 100 when it cannot be read).
@@ -48,5 +96,14 @@ mod tests {
         assert!(cpu_ticks(me).is_some());
         assert!(clock_ticks_per_sec() > 0.0);
         assert_eq!(memory_kib(u32::MAX), None);
+        // This thread is among this process's, and it has spun 50 ms.
+        let threads = thread_cpu_ticks(me);
+        assert!(!threads.is_empty() && threads.iter().map(|(_, t)| t).sum::<u64>() <= cpu_ticks(me).expect("cpu") + 1);
+        assert!(thread_cpu_ticks(u32::MAX).is_empty());
+        let own = std::fs::read_to_string("/proc/self/comm").expect("comm");
+        let found = processes_named(own.trim());
+        let parent = std::os::unix::process::parent_id();
+        assert!(found.iter().any(|p| p.pid == me && p.ppid == parent && !p.cmdline.is_empty()), "{found:?}");
+        assert!(processes_named("no such process name").is_empty());
     }
 }

@@ -481,7 +481,11 @@ impl Evidence {
     /// `evidence.records`, in the order they were made.
     fn publish(&self, out: &mut Output) -> Result<(), ProcessError> {
         for s in &self.pending {
-            let bytes = psg_avro_codec::encode(&s.message).map_err(|e| ProcessError::Fatal(e.to_string()))?;
+            // Sized for the message up front (its document, its proof's
+            // base64 hashes, the rest): encoding then copies it once.
+            let m = &s.message;
+            let mut bytes = Vec::with_capacity(m.document.len() + m.inclusion.len() * 48 + 1024);
+            psg_avro_codec::encode_into(m, &mut bytes).map_err(|e| ProcessError::Fatal(e.to_string()))?;
             out.records.push(OutRecord::new(&self.evidence_out, s.message.chain.as_bytes(), bytes));
         }
         Ok(())
