@@ -438,6 +438,55 @@ async fn a_batch_is_written_while_the_next_is_processed_and_committed_only_by_it
     restarted.persist().await.unwrap();
 }
 
+/// The duplicate check reads the database when there is one, and the
+/// document store's markers otherwise; both must make the same records: a
+/// decision twice in a batch sealed once, a stored one skipped, each
+/// record chained after the one before it at the next place of the log,
+/// byte for byte the same documents.
+#[tokio::test]
+async fn with_or_without_a_database_the_same_decisions_make_the_same_records() {
+    let (_db, store) = database(4).await;
+    let cfg = Config::default();
+    let decisions = decisions(&cfg, Some(store.clone()), 1000 * SECOND).await;
+    assert!(decisions.len() >= 2);
+    let (d0, d1) = (decisions[0].clone(), decisions[1].clone());
+    // Two new decisions, one of them twice; then stored ones only.
+    let batches = [vec![d0.clone(), d1.clone(), d0.clone()], vec![d1.clone(), d0.clone()]];
+    let sealer = || Sealer::new(SigningKey::from_bytes(&[8u8; 32]), "test");
+    let (with_db, without_db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut made = Vec::new();
+    for store in [Some(store.clone()), None] {
+        let dir = if store.is_some() { &with_db } else { &without_db };
+        let documents = Documents::open(dir.path().to_str().unwrap()).unwrap();
+        let mut evidence = Evidence::new(&cfg, store, sealer(), documents);
+        evidence.restore().await.unwrap();
+        let mut records_made = Vec::new();
+        for batch in &batches {
+            records_made.push(records(&evidence.process(batch).await.unwrap()));
+            evidence.persist().await.unwrap();
+        }
+        made.push(records_made);
+    }
+    let [with, without] = [&made[0], &made[1]];
+    let shape = |batches: &Vec<Vec<psg_domain::Evidence>>| -> Vec<Vec<(String, i64, Option<i64>)>> {
+        batches
+            .iter()
+            .map(|b| b.iter().map(|r| (r.scope_decision_id.clone().unwrap(), r.sequence, r.log_index)).collect())
+            .collect()
+    };
+    let id = |m: &InMessage| psg_avro_codec::decode::<psg_domain::ScopeDecision>(m.payload()).unwrap().decision_id;
+    assert_eq!(
+        shape(with),
+        vec![vec![(id(&d0), 1, Some(0)), (id(&d1), 2, Some(1))], vec![]],
+        "once each, in order, stored ones skipped"
+    );
+    assert_eq!(with[0][1].prev_hash.as_deref(), Some(with[0][0].hash.as_str()), "chained");
+    for (a, b) in with.iter().flatten().zip(without.iter().flatten()) {
+        assert_eq!((&a.document, &a.hash, a.log_index), (&b.document, &b.hash, b.log_index));
+    }
+    assert_eq!(shape(with), shape(without));
+}
+
 /// Without a database the log lives in the document store: leaf tiles,
 /// checkpoints and log/HEAD.json; a restart restores it and goes on.
 #[tokio::test]
