@@ -14,7 +14,7 @@ pub fn memory_kib(pid: u32) -> Option<(u64, u64)> {
 
 /// User + system CPU time of `pid`, in clock ticks ([`clock_ticks_per_sec`]).
 pub fn cpu_ticks(pid: u32) -> Option<u64> {
-    ticks_of(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    ticks_of(split_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?.1)
 }
 
 /// User + system CPU time of each of `pid`'s threads, with the thread's
@@ -24,8 +24,8 @@ pub fn thread_cpu_ticks(pid: u32) -> Vec<(String, u64)> {
     tasks
         .filter_map(|t| {
             let stat = std::fs::read_to_string(t.ok()?.path().join("stat")).ok()?;
-            let name = stat.get(stat.find('(')? + 1..stat.rfind(')')?)?.to_owned();
-            Some((name, ticks_of(&stat)?))
+            let (name, fields) = split_stat(&stat)?;
+            Some((name.to_owned(), ticks_of(fields)?))
         })
         .collect()
 }
@@ -50,23 +50,29 @@ pub fn processes_named(name: &str) -> Vec<Process> {
         .filter_map(|p| {
             let pid: u32 = p.ok()?.file_name().to_str()?.parse().ok()?;
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            if stat.get(stat.find('(')? + 1..stat.rfind(')')?)? != name {
+            let (comm, fields) = split_stat(&stat)?;
+            if comm != name {
                 return None;
             }
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ").trim().to_owned();
-            let ppid = stat.get(stat.rfind(')')? + 2..)?.split_whitespace().nth(1)?.parse().ok()?;
-            Some(Process { pid, ppid, cmdline, ticks: ticks_of(&stat)? })
+            let ppid = fields.split_whitespace().nth(1)?.parse().ok()?;
+            Some(Process { pid, ppid, cmdline, ticks: ticks_of(fields)? })
         })
         .collect()
 }
 
-/// utime + stime of a `/proc/…/stat` line.
-fn ticks_of(stat: &str) -> Option<u64> {
-    // After "pid (comm) " (comm may hold spaces and parentheses): state is
-    // field 3, utime 14, stime 15.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let mut fields = rest.split_whitespace().skip(11);
+/// A `/proc/…/stat` line, "pid (comm) state ppid …", as its name (`comm`,
+/// which may hold spaces and parentheses) and the fields after it, from
+/// `state` (field 3) on.
+fn split_stat(stat: &str) -> Option<(&str, &str)> {
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    Some((stat.get(open + 1..close)?, stat.get(close + 2..)?))
+}
+
+/// utime + stime (fields 14 and 15) from [`split_stat`]'s fields.
+fn ticks_of(fields: &str) -> Option<u64> {
+    let mut fields = fields.split_whitespace().skip(11);
     Some(fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?)
 }
 
