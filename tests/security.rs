@@ -981,6 +981,8 @@ async fn each_service_role_has_exactly_its_privileges() {
         denied(&c, "psg_readonly", &format!("DELETE FROM {t}")).await;
     }
     denied(&c, "psg_readonly", "UPDATE alerts SET status = 'resolved'").await;
+    // the view of the evidence log computes the proofs a batch does not store
+    allowed(&c, "psg_readonly", "SELECT inclusion FROM evidence_log").await;
     denied(&c, "psg_readonly", "CREATE TABLE psg_x (x int)").await;
     denied(&c, "psg_readonly", "SELECT psg_ensure_daily_partition('audit_logs'::regclass, current_date)").await;
     drop(c);

@@ -82,9 +82,9 @@ BEGIN
         -- (a statement of its own: it is planned only when the table exists)
         SELECT max(m.version) INTO schema_version FROM psg_schema_migrations m;
     END IF;
-    -- (version 21: the newest object granted below, evidence_log_batches)
-    IF schema_version IS NULL OR schema_version < 21 THEN
-        RAISE NOTICE 'roles.sql: the schema is not migrated (to version 21) yet: roles created; run '
+    -- (version 22: the newest object granted below, psg_log_inclusion)
+    IF schema_version IS NULL OR schema_version < 22 THEN
+        RAISE NOTICE 'roles.sql: the schema is not migrated (to version 22) yet: roles created; run '
                      '`pci-scope-guard migrate` as psg_migrate, then this script again for the table privileges';
         RETURN;
     END IF;
@@ -156,6 +156,11 @@ BEGIN
     -- trigger; evidence_log is the view of its batches a leaf per row
     GRANT SELECT, INSERT ON evidence_log_batches, evidence_checkpoints TO psg_evidence;
     GRANT SELECT ON evidence_log TO psg_evidence;
+    -- which computes the proofs a batch does not store (migration 0022);
+    -- a view's functions run as its reader
+    GRANT EXECUTE ON FUNCTION psg_log_inclusion(bigint, bytea, bytea, bigint, bigint),
+                              psg_log_subtree(bigint, bytea, bytea, bigint, bigint)
+        TO psg_evidence, psg_operator, psg_readonly;
 
     -- operator commands: report and diagram read; alerts ack/resolve/
     -- false-positive change the lifecycle columns only; every change is

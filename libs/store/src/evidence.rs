@@ -11,7 +11,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use crate::{Error, Result, Store};
+use crate::{Error, Result, Store, log_tree};
 
 /// The last record of a chain: its sequence number and hash.
 pub async fn chain_head(store: &Store, chain: &str) -> Result<Option<(i64, String)>> {
@@ -300,11 +300,41 @@ struct Run {
     checkpoint_size: i64,
     /// Each leaf's proof as its hashes' bytes, 32 each.
     inclusion: Vec<Vec<u8>>,
+    /// The hashes of the complete subtrees left of the run (32 bytes each,
+    /// largest first), when they and the leaves give every proof: the run
+    /// ends at its checkpoint and its proofs are that tree's. The proofs are
+    /// then computed, not stored (migration 0022).
+    left_subtrees: Option<Vec<u8>>,
 }
 
 impl Run {
     fn end(&self) -> i64 {
         self.first_index + self.evidence_ids.len() as i64
+    }
+
+    fn records(&self) -> Vec<log_tree::Hash> {
+        self.record_hashes.chunks_exact(32).map(|c| c.try_into().unwrap_or([0; 32])).collect()
+    }
+
+    /// The subtrees left of the run, when its proofs follow from them and
+    /// its leaves (see `left_subtrees`): read off its first proof, then
+    /// every proof computed from them is compared with the one given.
+    fn subtrees_proving(&self) -> Option<Vec<u8>> {
+        let first = u64::try_from(self.first_index).ok()?;
+        if self.checkpoint_size != self.end() {
+            return None;
+        }
+        let size = u64::try_from(self.checkpoint_size).ok()?;
+        let first_proof = self.inclusion.first()?.chunks_exact(32).map(|c| c.try_into().unwrap_or([0; 32]));
+        let left = log_tree::subtrees_left_of(first, size, &first_proof.collect::<Vec<_>>())?;
+        let (_, proofs) = log_tree::run_proofs(first, &self.records(), &left).ok()?;
+        let same = proofs.iter().zip(&self.inclusion).all(|(ours, given)| ours.as_flattened() == given.as_slice());
+        same.then(|| left.concat())
+    }
+
+    /// The proofs column as stored: none when they are computed.
+    fn stored_inclusion(&self) -> Option<&Vec<Vec<u8>>> {
+        self.left_subtrees.is_none().then_some(&self.inclusion)
     }
 }
 
@@ -328,8 +358,12 @@ fn runs(leaves: &[&EvidenceLogRow]) -> Result<Vec<Run>> {
                 record_hashes: hash.to_vec(),
                 checkpoint_size: l.checkpoint_size,
                 inclusion: vec![proof],
+                left_subtrees: None,
             }),
         }
+    }
+    for run in &mut out {
+        run.left_subtrees = run.subtrees_proving();
     }
     Ok(out)
 }
@@ -360,20 +394,29 @@ fn proof_text(bytes: &[u8]) -> Vec<String> {
     bytes.chunks(32).map(|h| B64.encode(h)).collect()
 }
 
-const RUN_COLUMNS: &str = "first_index, evidence_ids, record_hashes, checkpoint_size, inclusion";
+const RUN_COLUMNS: &str = "first_index, evidence_ids, record_hashes, checkpoint_size, inclusion, left_subtrees";
 
 async fn copy_runs(
     tx: &tokio_postgres::Transaction<'_>,
     runs: &[Run],
 ) -> std::result::Result<u64, tokio_postgres::Error> {
     let sink = tx.copy_in(&format!("COPY evidence_log_batches ({RUN_COLUMNS}) FROM STDIN (FORMAT binary)")).await?;
-    let writer =
-        BinaryCopyInWriter::new(sink, &[Type::INT8, Type::UUID_ARRAY, Type::BYTEA, Type::INT8, Type::BYTEA_ARRAY]);
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[Type::INT8, Type::UUID_ARRAY, Type::BYTEA, Type::INT8, Type::BYTEA_ARRAY, Type::BYTEA],
+    );
     futures::pin_mut!(writer);
     for r in runs {
         writer
             .as_mut()
-            .write(&[&r.first_index, &r.evidence_ids, &r.record_hashes, &r.checkpoint_size, &r.inclusion])
+            .write(&[
+                &r.first_index,
+                &r.evidence_ids,
+                &r.record_hashes,
+                &r.checkpoint_size,
+                &r.stored_inclusion(),
+                &r.left_subtrees,
+            ])
             .await?;
     }
     writer.finish().await
@@ -396,15 +439,30 @@ async fn stored_runs(client: &impl GenericClient, from: i64, to: i64) -> Result<
 }
 
 /// A stored run, checked to have the shape its table's constraints give
-/// it (so that reading it can index it).
+/// it (so that reading it can index it), its proofs computed when they
+/// are not stored.
 fn run_of(r: &tokio_postgres::Row) -> Result<Run> {
-    let run = Run {
+    let stored: Option<Vec<Vec<u8>>> = r.get(4);
+    let mut run = Run {
         first_index: r.get(0),
         evidence_ids: r.get(1),
         record_hashes: r.get(2),
         checkpoint_size: r.get(3),
-        inclusion: r.get(4),
+        inclusion: stored.unwrap_or_default(),
+        left_subtrees: r.get(5),
     };
+    if let Some(left) = &run.left_subtrees {
+        let malformed = |why: String| {
+            Error::Data(format!("the evidence log's batch from leaf {} has no proofs: {why}", run.first_index))
+        };
+        let first = u64::try_from(run.first_index).map_err(|e| malformed(e.to_string()))?;
+        if left.len() % 32 != 0 || run.record_hashes.len() % 32 != 0 {
+            return Err(malformed("its hashes are not 32 bytes each".into()));
+        }
+        let left: Vec<log_tree::Hash> = left.chunks_exact(32).map(|c| c.try_into().unwrap_or([0; 32])).collect();
+        let (_, proofs) = log_tree::run_proofs(first, &run.records(), &left).map_err(malformed)?;
+        run.inclusion = proofs.iter().map(|p| p.as_flattened().to_vec()).collect();
+    }
     let n = run.evidence_ids.len();
     if run.record_hashes.len() != n * 32 || run.inclusion.len() != n || run.inclusion.iter().any(|p| p.len() % 32 != 0)
     {
@@ -448,8 +506,15 @@ async fn insert_leaves(client: &impl GenericClient, leaves: &[&EvidenceLogRow]) 
     for r in runs(&new)? {
         client
             .execute(
-                &format!("INSERT INTO evidence_log_batches ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"),
-                &[&r.first_index, &r.evidence_ids, &r.record_hashes, &r.checkpoint_size, &r.inclusion],
+                &format!("INSERT INTO evidence_log_batches ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"),
+                &[
+                    &r.first_index,
+                    &r.evidence_ids,
+                    &r.record_hashes,
+                    &r.checkpoint_size,
+                    &r.stored_inclusion(),
+                    &r.left_subtrees,
+                ],
             )
             .await
             .map_err(Error::pg("appending to the evidence log"))?;

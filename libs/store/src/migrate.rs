@@ -163,6 +163,12 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0021_evidence_log_in_batches.sql"),
         earlier: &[],
     },
+    Migration {
+        version: 22,
+        name: "evidence_proofs_computed",
+        sql: include_str!("../migrations/0022_evidence_proofs_computed.sql"),
+        earlier: &[],
+    },
 ];
 
 /// Arbitrary constant identifying our migration lock.

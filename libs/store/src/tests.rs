@@ -562,6 +562,96 @@ async fn evidence_log_leaves_are_appended_once_and_never_forked() {
     assert!(matches!(forked, Err(evidence::AppendError::Store(_))), "{forked:?}");
 }
 
+/// Issue 20, migration 0022: a batch of leaves that its own checkpoint
+/// first covers keeps the hashes of the subtrees left of it instead of its
+/// proofs; they read back as given, through the store and through the
+/// evidence_log view (computed in SQL). A batch whose proofs are not that
+/// tree's keeps them as given.
+#[tokio::test]
+async fn evidence_log_batches_compute_their_proofs() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as B64;
+    use psg_domain::rows::EvidenceLogRow;
+    let (_db, store) = migrated().await;
+    let records: Vec<[u8; 32]> = (0..24u8).map(|i| [i.wrapping_mul(41).wrapping_add(7); 32]).collect();
+    // The proofs of the whole tree of each checkpoint's size.
+    let batch = |from: usize, to: usize| -> Vec<EvidenceLogRow> {
+        let (_, proofs) = crate::log_tree::run_proofs(0, &records[..to], &[]).unwrap();
+        (from..to)
+            .map(|i| EvidenceLogRow {
+                log_index: i as i64,
+                evidence_id: stable_id("computed", &[&i.to_string()]),
+                record_hash: hex::encode(records[i]),
+                checkpoint_size: to as i64,
+                inclusion: proofs[i].iter().map(|h| B64.encode(h)).collect(),
+            })
+            .collect()
+    };
+    // With their records, which name their places.
+    let records_of = |leaves: &[EvidenceLogRow]| -> Vec<psg_domain::rows::EvidenceRow> {
+        let record = |l: &EvidenceLogRow| psg_domain::rows::EvidenceRow {
+            chain: "computed".into(),
+            ..segmentation_record(l.log_index + 1, l.evidence_id, l.record_hash.clone())
+        };
+        leaves.iter().map(record).collect()
+    };
+    let batches = [batch(0, 5), batch(5, 13), batch(13, 14), batch(14, 22)];
+    for b in &batches {
+        evidence::append(&store, &records_of(b), b, &[]).await.unwrap();
+    }
+    // A batch with a proof that is not its tree's (its first gives the
+    // subtrees left of it, its second disagrees): kept as given.
+    let mut odd = batch(22, 24);
+    odd[1].inclusion[2] = B64.encode([9u8; 32]);
+    evidence::append(&store, &records_of(&odd), &odd, &[]).await.unwrap();
+    let all: Vec<EvidenceLogRow> = batches.iter().flatten().chain(&odd).cloned().collect();
+
+    let client = store.client().await.unwrap();
+    let kept: Vec<(i64, Option<i32>, bool)> = client
+        .query(
+            "SELECT first_index, length(left_subtrees), inclusion IS NOT NULL FROM evidence_log_batches ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        kept,
+        [(0, Some(0), false), (5, Some(64), false), (13, Some(96), false), (14, Some(96), false), (22, None, true)],
+        "a subtree per binary digit of the first index (5 = 4 + 1, 13 = 8 + 4 + 1, 14 = 8 + 4 + 2)"
+    );
+    let ids: Vec<uuid::Uuid> = all.iter().map(|l| l.evidence_id).collect();
+    assert_eq!(evidence::log_entries(&store, &ids).await.unwrap(), all, "every proof reads back as given");
+    assert_eq!(evidence::log_entries(&store, &ids[7..8]).await.unwrap(), all[7..8]);
+    let view: Vec<(i64, Vec<u8>)> = client
+        .query("SELECT log_index, inclusion FROM evidence_log ORDER BY log_index", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let expected: Vec<(i64, Vec<u8>)> =
+        all.iter().map(|l| (l.log_index, l.inclusion.iter().flat_map(|h| B64.decode(h).unwrap()).collect())).collect();
+    assert_eq!(view, expected, "the view computes the same proofs");
+
+    // The table refuses a batch whose subtrees do not fit its first index,
+    // or that does not end at its checkpoint.
+    for (first, subtrees, size) in [(24i64, 32usize, 25i64), (24, 64, 26)] {
+        let err = client
+            .execute(
+                "INSERT INTO evidence_log_batches (first_index, evidence_ids, record_hashes, checkpoint_size,
+                                                   left_subtrees)
+                 VALUES ($1, ARRAY[gen_random_uuid()], $2, $3, $4)",
+                &[&first, &vec![1u8; 32], &size, &vec![2u8; subtrees]],
+            )
+            .await
+            .unwrap_err();
+        assert!(format!("{err:?}").contains("evidence_log_batches_proofs"), "{first}, {subtrees}: {err:?}");
+    }
+}
+
 /// Migration 0018 turns the proofs of a log stored before it (text[] of
 /// base64 hashes) into bytes: each leaf reads back as it was written,
 /// the empty proof of a one-leaf tree too.
@@ -654,7 +744,7 @@ async fn migration_21_keeps_every_leaf_and_proof() {
     }
     drop(client);
     let report = migrate(&p).await.unwrap();
-    assert_eq!(report.applied.len(), 1, "{report:?}");
+    assert_eq!(report.applied.len(), 2, "0021 and 0022: {report:?}");
     let store = Store::connect(&db.url, 1).await.unwrap();
     let ids: Vec<uuid::Uuid> = entries.iter().map(|e| e.evidence_id).collect();
     assert_eq!(evidence::log_entries(&store, &ids).await.unwrap(), entries);

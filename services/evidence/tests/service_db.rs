@@ -284,6 +284,24 @@ async fn decisions_and_periodic_reports_are_chained_stored_and_not_repeated() {
     }
     // The log's tables are append-only.
     let client = store.client().await.unwrap();
+    // Each batch ends at its checkpoint: its proofs are not stored but
+    // computed from its leaves and the subtrees left of it (migration
+    // 0022), by the store and by the evidence_log view alike.
+    let stored_proofs: i64 = client
+        .query_one("SELECT count(*) FROM evidence_log_batches WHERE inclusion IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored_proofs, 0);
+    for e in &entries {
+        let view: Vec<u8> = client
+            .query_one("SELECT inclusion FROM evidence_log WHERE log_index = $1", &[&e.log_index])
+            .await
+            .unwrap()
+            .get(0);
+        let proof: Vec<u8> = log::decode_proof(&e.inclusion).unwrap().iter().flat_map(|h| h.0).collect();
+        assert_eq!(view, proof, "leaf {}", e.log_index);
+    }
     for sql in ["UPDATE evidence_log_batches SET checkpoint_size = 0", "DELETE FROM evidence_checkpoints"] {
         let err = client.execute(sql, &[]).await.unwrap_err();
         assert!(format!("{err:?}").contains("append-only"), "{sql}: {err:?}");
