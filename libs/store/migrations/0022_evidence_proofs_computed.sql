@@ -16,9 +16,10 @@
 -- left_subtrees: those hashes, 32 bytes each, largest subtree first; the
 -- row then has no inclusion (NULL). Rows stored before, and any run that
 -- does not end at its checkpoint, keep their proofs in inclusion as
--- before. The writer (psg_store::evidence) computes every proof from the
--- subtrees and compares it with the one it was given before it leaves the
--- proofs out; readers compute them back. evidence_log's inclusion column
+-- before. The writer (psg_store::evidence) leaves the proofs out only when
+-- the batch's leaves and subtrees give the root of the checkpoint written
+-- with it, or else every proof they give is the one it was given; readers
+-- compute them back. evidence_log's inclusion column
 -- computes them in SQL (psg_log_inclusion): fine for a few leaves, slow for
 -- a scan of many (about a thousand hashes per leaf).
 

@@ -111,7 +111,7 @@ pub async fn append_when<E>(
             // seen gone here or cascades to them (migration 0020).
             require_decisions(t, rows).await?;
         }
-        append_leaves(t, log).await?;
+        append_leaves(t, log, checkpoints).await?;
         insert_checkpoints(t, checkpoints).await
     };
     let (written, ready) = tokio::join!(writes, before);
@@ -278,15 +278,22 @@ async fn insert_rows(
 /// stored leaf (redelivered after a restart) fails the COPY on a key and
 /// goes through [`insert_leaves`] instead, which skips leaves stored as
 /// they are and refuses a fork.
-async fn append_leaves(tx: &tokio_postgres::Transaction<'_>, log: &[EvidenceLogRow]) -> Result<()> {
+async fn append_leaves(
+    tx: &tokio_postgres::Transaction<'_>,
+    log: &[EvidenceLogRow],
+    checkpoints: &[EvidenceCheckpointRow],
+) -> Result<()> {
     if log.is_empty() {
         return Ok(());
     }
     let mut leaves: Vec<&EvidenceLogRow> = log.iter().collect();
     leaves.sort_by_key(|l| l.log_index);
-    let runs = runs(&leaves)?;
+    // The roots the batch's checkpoints sign, by tree size.
+    let roots: HashMap<i64, log_tree::Hash> =
+        checkpoints.iter().filter_map(|c| Some((c.tree_size, B64.decode(&c.root).ok()?.try_into().ok()?))).collect();
+    let runs = runs(&leaves, &roots)?;
     let copied = async { copy_runs(tx, &runs).await.map(|_| ()) };
-    crate::unless_stored(tx, "appending to the evidence log", copied, insert_leaves(tx, &leaves)).await
+    crate::unless_stored(tx, "appending to the evidence log", copied, insert_leaves(tx, &leaves, &roots)).await
 }
 
 /// Consecutive leaves first covered by the same checkpoint: one row of
@@ -316,18 +323,33 @@ impl Run {
         self.record_hashes.chunks_exact(32).map(|c| c.try_into().unwrap_or([0; 32])).collect()
     }
 
-    /// The subtrees left of the run, when its proofs follow from them and
-    /// its leaves (see `left_subtrees`): read off its first proof, then
-    /// every proof computed from them is compared with the one given.
-    fn subtrees_proving(&self) -> Option<Vec<u8>> {
+    /// The subtrees left of the run as its first proof (`first_proof`,
+    /// its hashes' bytes) names them, and the proofs they and the run's
+    /// leaves give; `None` when the run does not end at its checkpoint.
+    fn computed(&self, first_proof: &[u8]) -> Option<(Vec<log_tree::Hash>, log_tree::Hash, Vec<Vec<log_tree::Hash>>)> {
         let first = u64::try_from(self.first_index).ok()?;
         if self.checkpoint_size != self.end() {
             return None;
         }
         let size = u64::try_from(self.checkpoint_size).ok()?;
-        let first_proof = self.inclusion.first()?.chunks_exact(32).map(|c| c.try_into().unwrap_or([0; 32]));
-        let left = log_tree::subtrees_left_of(first, size, &first_proof.collect::<Vec<_>>())?;
-        let (_, proofs) = log_tree::run_proofs(first, &self.records(), &left).ok()?;
+        let first_proof: Vec<log_tree::Hash> =
+            first_proof.chunks_exact(32).map(|c| c.try_into().unwrap_or([0; 32])).collect();
+        let left = log_tree::subtrees_left_of(first, size, &first_proof)?;
+        let (root, proofs) = log_tree::run_proofs(first, &self.records(), &left).ok()?;
+        Some((left, root, proofs))
+    }
+
+    /// The subtrees left of the run (see `left_subtrees`), when with its
+    /// leaves they give `root`, the root its checkpoint signs.
+    fn subtrees_giving(&self, first_proof: &[u8], root: &log_tree::Hash) -> Option<Vec<u8>> {
+        let (left, ours, _) = self.computed(first_proof)?;
+        (ours == *root).then(|| left.concat())
+    }
+
+    /// The subtrees left of the run (see `left_subtrees`), when every proof
+    /// they and its leaves give is the one given (`inclusion`).
+    fn subtrees_proving(&self) -> Option<Vec<u8>> {
+        let (left, _, proofs) = self.computed(self.inclusion.first()?)?;
         let same = proofs.iter().zip(&self.inclusion).all(|(ours, given)| ours.as_flattened() == given.as_slice());
         same.then(|| left.concat())
     }
@@ -338,32 +360,44 @@ impl Run {
     }
 }
 
-/// `leaves` (in log order) as runs.
-fn runs(leaves: &[&EvidenceLogRow]) -> Result<Vec<Run>> {
+/// `leaves` (in log order) as runs. A run whose leaves and the subtrees
+/// left of it (read off its first proof) give the root that `roots` holds
+/// for its checkpoint (signed in the same write) keeps those subtrees: its
+/// proofs are that tree's by construction and are not read. Any other run
+/// is checked proof by proof ([`Run::subtrees_proving`]).
+fn runs(leaves: &[&EvidenceLogRow], roots: &HashMap<i64, log_tree::Hash>) -> Result<Vec<Run>> {
     let mut out: Vec<Run> = Vec::new();
+    let mut members: Vec<Vec<&EvidenceLogRow>> = Vec::new();
     for l in leaves {
         let hash = hash_bytes(&l.record_hash).ok_or_else(|| {
             Error::Data(format!("evidence log leaf {} is '{}', not a hex SHA-256 hash", l.log_index, l.record_hash))
         })?;
-        let proof = proof_bytes(l)?;
-        match out.last_mut() {
-            Some(run) if run.end() == l.log_index && run.checkpoint_size == l.checkpoint_size => {
+        match (out.last_mut(), members.last_mut()) {
+            (Some(run), Some(these)) if run.end() == l.log_index && run.checkpoint_size == l.checkpoint_size => {
                 run.evidence_ids.push(l.evidence_id);
                 run.record_hashes.extend_from_slice(&hash);
-                run.inclusion.push(proof);
+                these.push(l);
             }
-            _ => out.push(Run {
-                first_index: l.log_index,
-                evidence_ids: vec![l.evidence_id],
-                record_hashes: hash.to_vec(),
-                checkpoint_size: l.checkpoint_size,
-                inclusion: vec![proof],
-                left_subtrees: None,
-            }),
+            _ => {
+                out.push(Run {
+                    first_index: l.log_index,
+                    evidence_ids: vec![l.evidence_id],
+                    record_hashes: hash.to_vec(),
+                    checkpoint_size: l.checkpoint_size,
+                    inclusion: Vec::new(),
+                    left_subtrees: None,
+                });
+                members.push(vec![l]);
+            }
         }
     }
-    for run in &mut out {
-        run.left_subtrees = run.subtrees_proving();
+    for (run, these) in out.iter_mut().zip(members) {
+        let first_proof = proof_bytes(these[0])?;
+        run.left_subtrees = roots.get(&run.checkpoint_size).and_then(|root| run.subtrees_giving(&first_proof, root));
+        if run.left_subtrees.is_none() {
+            run.inclusion = these.iter().map(|l| proof_bytes(l)).collect::<Result<_>>()?;
+            run.left_subtrees = run.subtrees_proving();
+        }
     }
     Ok(out)
 }
@@ -478,7 +512,11 @@ fn run_of(r: &tokio_postgres::Row) -> Result<Run> {
 
 /// Appends those of `leaves` (in log order) not stored yet; a stored leaf
 /// must be the same record with the same hash, or the log would fork.
-async fn insert_leaves(client: &impl GenericClient, leaves: &[&EvidenceLogRow]) -> Result<()> {
+async fn insert_leaves(
+    client: &impl GenericClient,
+    leaves: &[&EvidenceLogRow],
+    roots: &HashMap<i64, log_tree::Hash>,
+) -> Result<()> {
     let (Some(first), Some(last)) = (leaves.first(), leaves.last()) else { return Ok(()) };
     let stored = stored_runs(client, first.log_index, last.log_index + 1).await?;
     let mut forks = Vec::new();
@@ -503,7 +541,7 @@ async fn insert_leaves(client: &impl GenericClient, leaves: &[&EvidenceLogRow]) 
             forks.len()
         )));
     }
-    for r in runs(&new)? {
+    for r in runs(&new, roots)? {
         client
             .execute(
                 &format!("INSERT INTO evidence_log_batches ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"),

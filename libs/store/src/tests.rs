@@ -573,7 +573,7 @@ async fn evidence_log_batches_compute_their_proofs() {
     use base64::engine::general_purpose::STANDARD as B64;
     use psg_domain::rows::EvidenceLogRow;
     let (_db, store) = migrated().await;
-    let records: Vec<[u8; 32]> = (0..24u8).map(|i| [i.wrapping_mul(41).wrapping_add(7); 32]).collect();
+    let records: Vec<[u8; 32]> = (0..26u8).map(|i| [i.wrapping_mul(41).wrapping_add(7); 32]).collect();
     // The proofs of the whole tree of each checkpoint's size.
     let batch = |from: usize, to: usize| -> Vec<EvidenceLogRow> {
         let (_, proofs) = crate::log_tree::run_proofs(0, &records[..to], &[]).unwrap();
@@ -604,7 +604,25 @@ async fn evidence_log_batches_compute_their_proofs() {
     let mut odd = batch(22, 24);
     odd[1].inclusion[2] = B64.encode([9u8; 32]);
     evidence::append(&store, &records_of(&odd), &odd, &[]).await.unwrap();
-    let all: Vec<EvidenceLogRow> = batches.iter().flatten().chain(&odd).cloned().collect();
+    // The same written with its checkpoint, whose root its leaves and the
+    // subtrees left of it give: its proofs are that tree's, whatever was
+    // given, so they are not read, and read back as the tree's.
+    let right = batch(24, 26);
+    let mut given = right.clone();
+    given[1].inclusion[0] = B64.encode([9u8; 32]);
+    let (root, _) = crate::log_tree::run_proofs(0, &records[..26], &[]).unwrap();
+    let checkpoint = psg_domain::rows::EvidenceCheckpointRow {
+        origin: "test/log".into(),
+        tree_size: 26,
+        root: B64.encode(root),
+        key_id: "key".into(),
+        checkpoint: "test/log\n26\n".into(),
+        previous_size: None,
+        consistency: Vec::new(),
+        signed_at: Utc::now(),
+    };
+    evidence::append(&store, &records_of(&given), &given, &[checkpoint]).await.unwrap();
+    let all: Vec<EvidenceLogRow> = batches.iter().flatten().chain(&odd).chain(&right).cloned().collect();
 
     let client = store.client().await.unwrap();
     let kept: Vec<(i64, Option<i32>, bool)> = client
@@ -619,7 +637,14 @@ async fn evidence_log_batches_compute_their_proofs() {
         .collect();
     assert_eq!(
         kept,
-        [(0, Some(0), false), (5, Some(64), false), (13, Some(96), false), (14, Some(96), false), (22, None, true)],
+        [
+            (0, Some(0), false),
+            (5, Some(64), false),
+            (13, Some(96), false),
+            (14, Some(96), false),
+            (22, None, true),
+            (24, Some(64), false)
+        ],
         "a subtree per binary digit of the first index (5 = 4 + 1, 13 = 8 + 4 + 1, 14 = 8 + 4 + 2)"
     );
     let ids: Vec<uuid::Uuid> = all.iter().map(|l| l.evidence_id).collect();
@@ -638,7 +663,7 @@ async fn evidence_log_batches_compute_their_proofs() {
 
     // The table refuses a batch whose subtrees do not fit its first index,
     // or that does not end at its checkpoint.
-    for (first, subtrees, size) in [(24i64, 32usize, 25i64), (24, 64, 26)] {
+    for (first, subtrees, size) in [(26i64, 32usize, 27i64), (26, 64, 28)] {
         let err = client
             .execute(
                 "INSERT INTO evidence_log_batches (first_index, evidence_ids, record_hashes, checkpoint_size,
