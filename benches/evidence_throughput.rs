@@ -374,7 +374,8 @@ async fn service(
     let [dedup, documents, database] = [0, 1, 2].map(|i| after[i] - before[i]);
     let batches = messages.len().div_ceil(size) as f64;
     let inside = format!(
-        "inside: the duplicate check (a database round trip) {dedup:.2} s of the processing; per batch, its \
+        "inside: waiting for the duplicate check (a database round trip, run while the batch is sealed) \
+         {dedup:.2} s of the processing; per batch, its \
          documents written {:.1} ms and its database write {:.1} ms (started when the batch is processed, \
          committed by its persist; batches overlap)",
         documents / batches * 1e3,

@@ -150,6 +150,12 @@ pub struct Evidence {
     writes: std::collections::VecDeque<Write>,
 }
 
+/// Where a batch's sealing started ([`Evidence::mark`]).
+struct Mark {
+    log_size: u64,
+    scope_head: Option<ChainHead>,
+}
+
 /// What one batch asks for, decided before any state changes.
 enum Job {
     Decision(ScopeDecision),
@@ -443,6 +449,75 @@ impl Evidence {
         })
     }
 
+    /// Seals the batch's jobs (its reports made already) but those `stored`
+    /// or sealed by this process already; how many were left so.
+    fn seal_jobs(
+        &mut self,
+        jobs: &[Job],
+        reports: Vec<Option<Vec<Report>>>,
+        stored: &HashSet<Uuid>,
+    ) -> Result<u64, ProcessError> {
+        let mut duplicates = 0;
+        for (job, made) in jobs.iter().zip(reports) {
+            match (job, made) {
+                (Job::Decision(d), _) => {
+                    let id = Self::decision_id(d);
+                    if stored.contains(&id) || self.sealed.contains(&id) {
+                        duplicates += 1;
+                        continue;
+                    }
+                    let sealed = self
+                        .sealer
+                        .scope_identification(SCOPE_CHAIN, &self.head(SCOPE_CHAIN), d, self.next_place())
+                        .map_err(|e| ProcessError::Fatal(format!("sealing evidence for {}: {e}", d.decision_id)))?;
+                    self.push(sealed)?;
+                }
+                (Job::Reports(p, _), Some(made)) => {
+                    for r in made {
+                        let id = report_id(&r);
+                        if stored.contains(&id) || self.sealed.contains(&id) {
+                            duplicates += 1;
+                            continue;
+                        }
+                        let sealed =
+                            self.sealer.report(&self.head(r.evidence_type.as_str()), &r, self.next_place()).map_err(
+                                |e| ProcessError::Fatal(format!("sealing {} for {}: {e}", r.evidence_type, p.trigger)),
+                            )?;
+                        self.push(sealed)?;
+                    }
+                    tracing::info!(
+                        trigger = %p.trigger,
+                        start = %from_micros(p.start),
+                        end = %from_micros(p.end),
+                        "evidence reports made"
+                    );
+                }
+                (Job::Reports(..), None) => {}
+            }
+        }
+        Ok(duplicates)
+    }
+
+    /// Where the batch's sealing starts from, to take it back
+    /// ([`Self::take_back`]): the log's size and the decisions' chain head.
+    fn mark(&self) -> Mark {
+        debug_assert!(self.pending.is_empty() && self.pending_log.is_empty(), "a batch at a time");
+        Mark { log_size: self.log.size(), scope_head: self.heads.get(SCOPE_CHAIN).cloned() }
+    }
+
+    /// Forgets what the batch sealed since `mark` (decisions only).
+    fn take_back(&mut self, mark: Mark) {
+        for s in self.pending.drain(..) {
+            self.sealed.remove(&s.row.id);
+        }
+        self.pending_log.clear();
+        self.log.truncate(mark.log_size);
+        match mark.scope_head {
+            Some(head) => self.heads.insert(SCOPE_CHAIN.to_owned(), head),
+            None => self.heads.remove(SCOPE_CHAIN),
+        };
+    }
+
     /// Where the next record goes in the evidence log.
     fn next_place(&self) -> LogPlace<'_> {
         LogPlace { origin: self.checkpoints.origin(), index: self.log.size() }
@@ -472,7 +547,6 @@ impl Evidence {
             ChainHead { sequence: sealed.message.sequence, hash: Some(sealed.message.hash.clone()) },
         );
         self.sealed.insert(sealed.row.id);
-        metrics::counter!("psg_evidence_records_total", "type" => sealed.message.evidence_type.as_str()).increment(1);
         self.pending.push(sealed);
         Ok(())
     }
@@ -481,6 +555,7 @@ impl Evidence {
     /// `evidence.records`, in the order they were made.
     fn publish(&self, out: &mut Output) -> Result<(), ProcessError> {
         for s in &self.pending {
+            metrics::counter!("psg_evidence_records_total", "type" => s.message.evidence_type.as_str()).increment(1);
             // Sized for the message up front (its document, its proof's
             // base64 hashes, the rest): encoding then copies it once.
             let m = &s.message;
@@ -785,47 +860,43 @@ impl Processor for Evidence {
                 }
             }
         }
-        let checking = std::time::Instant::now();
-        let stored = self.stored(&ids).await?;
-        metrics::histogram!("psg_evidence_dedup_seconds").record(checking.elapsed().as_secs_f64());
-
-        for (job, made) in jobs.iter().zip(reports_to_seal) {
-            match (job, made) {
-                (Job::Decision(d), _) => {
-                    let id = Self::decision_id(d);
-                    if stored.contains(&id) || self.sealed.contains(&id) {
-                        metrics::counter!("psg_evidence_duplicates_total").increment(1);
-                        continue;
+        let duplicates = match (&self.store, reports_to_seal.iter().all(Option::is_none)) {
+            // Decisions only (the usual batch), with the database: sealed
+            // while the duplicate check runs, as if none were stored, and
+            // taken back and sealed again in the rare case some were.
+            (Some(store), true) if !ids.is_empty() => {
+                let store = store.clone();
+                let owned: Vec<Uuid> = ids.iter().map(|(id, _)| *id).collect();
+                let check = tokio::spawn(async move { psg_store::evidence::existing(&store, &owned).await });
+                let mark = self.mark();
+                let ahead = self.seal_jobs(&jobs, jobs.iter().map(|_| None).collect(), &HashSet::new());
+                let waiting = std::time::Instant::now();
+                let stored = match check.await {
+                    Ok(Ok(stored)) => Ok(stored),
+                    Ok(Err(e)) => Err(ProcessError::classify(e.is_transient(), e)),
+                    Err(e) => Err(ProcessError::Transient(format!("the duplicate check: {e}"))),
+                };
+                metrics::histogram!("psg_evidence_dedup_seconds").record(waiting.elapsed().as_secs_f64());
+                match (stored, ahead) {
+                    (Ok(stored), Ok(duplicates)) if stored.is_empty() => duplicates,
+                    (Ok(stored), Ok(_)) => {
+                        self.take_back(mark);
+                        self.seal_jobs(&jobs, reports_to_seal, &stored)?
                     }
-                    let sealed = self
-                        .sealer
-                        .scope_identification(SCOPE_CHAIN, &self.head(SCOPE_CHAIN), d, self.next_place())
-                        .map_err(|e| ProcessError::Fatal(format!("sealing evidence for {}: {e}", d.decision_id)))?;
-                    self.push(sealed)?;
-                }
-                (Job::Reports(p, _), Some(made)) => {
-                    for r in made {
-                        let id = report_id(&r);
-                        if stored.contains(&id) || self.sealed.contains(&id) {
-                            metrics::counter!("psg_evidence_duplicates_total").increment(1);
-                            continue;
-                        }
-                        let sealed =
-                            self.sealer.report(&self.head(r.evidence_type.as_str()), &r, self.next_place()).map_err(
-                                |e| ProcessError::Fatal(format!("sealing {} for {}: {e}", r.evidence_type, p.trigger)),
-                            )?;
-                        self.push(sealed)?;
+                    (Err(e), _) | (_, Err(e)) => {
+                        self.take_back(mark);
+                        return Err(e);
                     }
-                    tracing::info!(
-                        trigger = %p.trigger,
-                        start = %from_micros(p.start),
-                        end = %from_micros(p.end),
-                        "evidence reports made"
-                    );
                 }
-                (Job::Reports(..), None) => {}
             }
-        }
+            _ => {
+                let checking = std::time::Instant::now();
+                let stored = self.stored(&ids).await?;
+                metrics::histogram!("psg_evidence_dedup_seconds").record(checking.elapsed().as_secs_f64());
+                self.seal_jobs(&jobs, reports_to_seal, &stored)?
+            }
+        };
+        metrics::counter!("psg_evidence_duplicates_total").increment(duplicates);
         let checkpoint = self.checkpoint()?;
         self.publish(&mut out)?;
         out.records.extend(checkpoint);

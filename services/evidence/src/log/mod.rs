@@ -84,6 +84,16 @@ impl Log {
         Ok(index)
     }
 
+    /// Takes the log back to its first `size` records: those appended
+    /// since are forgotten (a batch sealed ahead of its duplicate check).
+    pub fn truncate(&mut self, size: u64) {
+        if size < self.size {
+            let keep = usize::try_from(tlog_tiles::stored_hash_count(size)).unwrap_or(usize::MAX);
+            self.stored.truncate(keep);
+            self.size = size;
+        }
+    }
+
     /// Appends a record by its SHA-256 (hex); its `log_index`.
     pub fn append(&mut self, record_hash_hex: &str) -> Result<u64, LogError> {
         self.append_leaf(leaf(record_hash_hex)?)
