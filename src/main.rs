@@ -23,7 +23,7 @@ use clap::Parser;
 /// pages (the `no_thp` feature: the process opts out by `prctl`): where the
 /// kernel grants them on request (`madvise`, Debian's default), mimalloc
 /// asks for them, and memory it returns and takes back costs a 2 MiB page
-/// zeroed at each fault. The evidence service spent about 2 µs of CPU per
+/// zeroed at each fault. The evidence service spent about 4 µs of CPU per
 /// record on that (`cargo bench --bench evidence_throughput`, 200,000
 /// records: 39.0-39.7 µs per record in all without, 43.1-43.9 with).
 #[global_allocator]
