@@ -320,7 +320,7 @@ impl Run {
     }
 
     fn records(&self) -> Vec<log_tree::Hash> {
-        self.record_hashes.chunks_exact(32).map(|c| c.try_into().unwrap_or([0; 32])).collect()
+        log_tree::hashes_of(&self.record_hashes)
     }
 
     /// The subtrees left of the run as its first proof (`first_proof`,
@@ -332,9 +332,7 @@ impl Run {
             return None;
         }
         let size = u64::try_from(self.checkpoint_size).ok()?;
-        let first_proof: Vec<log_tree::Hash> =
-            first_proof.chunks_exact(32).map(|c| c.try_into().unwrap_or([0; 32])).collect();
-        let left = log_tree::subtrees_left_of(first, size, &first_proof)?;
+        let left = log_tree::subtrees_left_of(first, size, &log_tree::hashes_of(first_proof))?;
         let (root, proofs) = log_tree::run_proofs(first, &self.records(), &left).ok()?;
         Some((left, root, proofs))
     }
@@ -354,9 +352,20 @@ impl Run {
         same.then(|| left.concat())
     }
 
-    /// The proofs column as stored: none when they are computed.
-    fn stored_inclusion(&self) -> Option<&Vec<Vec<u8>>> {
-        self.left_subtrees.is_none().then_some(&self.inclusion)
+    /// The row's values, in [`RUN_COLUMNS`]' order; no proofs when they
+    /// are computed.
+    fn values(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 6] {
+        static COMPUTED: Option<Vec<Vec<u8>>> = None;
+        let inclusion: &(dyn tokio_postgres::types::ToSql + Sync) =
+            if self.left_subtrees.is_none() { &self.inclusion } else { &COMPUTED };
+        [
+            &self.first_index,
+            &self.evidence_ids,
+            &self.record_hashes,
+            &self.checkpoint_size,
+            inclusion,
+            &self.left_subtrees,
+        ]
     }
 }
 
@@ -441,17 +450,7 @@ async fn copy_runs(
     );
     futures::pin_mut!(writer);
     for r in runs {
-        writer
-            .as_mut()
-            .write(&[
-                &r.first_index,
-                &r.evidence_ids,
-                &r.record_hashes,
-                &r.checkpoint_size,
-                &r.stored_inclusion(),
-                &r.left_subtrees,
-            ])
-            .await?;
+        writer.as_mut().write(&r.values()).await?;
     }
     writer.finish().await
 }
@@ -493,8 +492,7 @@ fn run_of(r: &tokio_postgres::Row) -> Result<Run> {
         if left.len() % 32 != 0 || run.record_hashes.len() % 32 != 0 {
             return Err(malformed("its hashes are not 32 bytes each".into()));
         }
-        let left: Vec<log_tree::Hash> = left.chunks_exact(32).map(|c| c.try_into().unwrap_or([0; 32])).collect();
-        let (_, proofs) = log_tree::run_proofs(first, &run.records(), &left).map_err(malformed)?;
+        let (_, proofs) = log_tree::run_proofs(first, &run.records(), &log_tree::hashes_of(left)).map_err(malformed)?;
         run.inclusion = proofs.iter().map(|p| p.as_flattened().to_vec()).collect();
     }
     let n = run.evidence_ids.len();
@@ -545,14 +543,7 @@ async fn insert_leaves(
         client
             .execute(
                 &format!("INSERT INTO evidence_log_batches ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"),
-                &[
-                    &r.first_index,
-                    &r.evidence_ids,
-                    &r.record_hashes,
-                    &r.checkpoint_size,
-                    &r.stored_inclusion(),
-                    &r.left_subtrees,
-                ],
+                &r.values(),
             )
             .await
             .map_err(Error::pg("appending to the evidence log"))?;

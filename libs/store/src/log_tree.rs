@@ -14,6 +14,12 @@ use sha2::{Digest, Sha256};
 /// A SHA-256 hash: a record's (a leaf) or a subtree's.
 pub(crate) type Hash = [u8; 32];
 
+/// Hashes kept as their bytes, 32 each, one after the other (a trailing
+/// part shorter than 32 bytes is left out).
+pub(crate) fn hashes_of(bytes: &[u8]) -> Vec<Hash> {
+    bytes.chunks_exact(32).filter_map(|c| c.try_into().ok()).collect()
+}
+
 fn leaf_hash(record: &Hash) -> Hash {
     Sha256::new().chain_update([0u8]).chain_update(record).finalize().into()
 }
