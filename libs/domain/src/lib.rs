@@ -18,6 +18,7 @@
 
 pub mod enums;
 pub mod ids;
+pub mod log_tree;
 pub mod messages;
 pub mod rows;
 pub mod text;

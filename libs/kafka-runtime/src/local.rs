@@ -414,10 +414,12 @@ pub async fn run_local<P: Processor>(
         let started = std::time::Instant::now();
         emit(&opts, &publisher, out, &mut stats).await?;
         stats.publishing += started.elapsed();
+        processor.acknowledged();
         processor.persist().await.map_err(fail)?;
     }
     let out = processor.end_of_input().await.map_err(fail)?;
     emit(&opts, &publisher, out, &mut stats).await?;
+    processor.acknowledged();
     processor.persist().await.map_err(fail)?;
     publisher.finish().await?;
     tracing::info!(

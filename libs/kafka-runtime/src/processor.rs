@@ -40,6 +40,16 @@ pub trait Processor: Send + 'static {
         async { Ok(()) }
     }
 
+    /// The outputs of the oldest `process`, `tick` or `end_of_input` not
+    /// yet reported here were acknowledged. Called once for each of them
+    /// that returned `Ok`, in the same order, as soon as its outputs are
+    /// acknowledged: before its `persist`, which a pipelined processor gets
+    /// only after `PERSIST_LAG` more batches. Slow work that had to wait
+    /// for the acknowledgement may start here in the background (the
+    /// evidence service's commit), so that `persist` finds it done; `persist`
+    /// still returns only once the batch is durable. Default: nothing.
+    fn acknowledged(&mut self) {}
+
     /// How often to call [`Processor::tick`] while no input is waiting;
     /// `None` (the default): never.
     fn tick_interval(&self) -> Option<Duration> {

@@ -718,6 +718,7 @@ impl LoopState<'_> {
             if let Flushed::Abandoned = self.acknowledge(&mut previous, stop).await? {
                 return Ok(Flushed::Abandoned);
             }
+            processor.acknowledged();
             self.acked.push_back(previous);
         }
         // Persisted in order: all of them when no batch follows.
@@ -751,6 +752,7 @@ impl LoopState<'_> {
         if let Flushed::Abandoned = self.acknowledge(&mut b, stop).await? {
             return Ok(Flushed::Abandoned);
         }
+        processor.acknowledged();
         Ok(match self.complete(b, processor, stop).await? {
             None => Flushed::Done,
             Some(_) => Flushed::Abandoned,

@@ -71,12 +71,14 @@ impl Processor for Pipelined {
 /// `Pipelined`, persisting each batch only once the two after it are
 /// processed; notes how many processed batches were not persisted yet at
 /// each persist (at most `PERSIST_LAG` + 1: the one persisted and the two
-/// after it).
+/// after it), and that each batch is acknowledged before its persist and
+/// after its processing.
 struct Lagging {
     inner: Upper,
     processed: Arc<AtomicUsize>,
     persisted: usize,
     most_behind: Arc<AtomicUsize>,
+    acknowledged: Arc<AtomicUsize>,
 }
 
 impl Processor for Lagging {
@@ -89,7 +91,13 @@ impl Processor for Lagging {
         Ok(out)
     }
 
+    fn acknowledged(&mut self) {
+        let acknowledged = self.acknowledged.fetch_add(1, Ordering::SeqCst);
+        assert!(acknowledged < self.processed.load(Ordering::SeqCst), "acknowledged before it was processed");
+    }
+
     async fn persist(&mut self) -> Result<(), ProcessError> {
+        assert!(self.persisted < self.acknowledged.load(Ordering::SeqCst), "persisted before it was acknowledged");
         self.inner.persist().await?;
         let behind = self.processed.load(Ordering::SeqCst) - self.persisted;
         self.most_behind.fetch_max(behind, Ordering::SeqCst);
@@ -264,12 +272,20 @@ async fn a_processor_persisting_two_batches_behind_loses_nothing_and_commits_eve
     let cfg = KafkaConfig { batch_size: 3, batch_linger_ms: 2_000, ..config(&bootstrap) };
     let (inner, persisted) = upper(0, None);
     let (processed, most_behind) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let p = Lagging { inner, processed: processed.clone(), persisted: 0, most_behind: most_behind.clone() };
+    let acknowledged = Arc::new(AtomicUsize::new(0));
+    let p = Lagging {
+        inner,
+        processed: processed.clone(),
+        persisted: 0,
+        most_behind: most_behind.clone(),
+        acknowledged: acknowledged.clone(),
+    };
     let (stop, handle) = start(&broker, &cfg, p).await;
     upper_cased_and_committed(&bootstrap, 30, "the batches waiting for their persist were never finished").await;
     stop.cancel();
     handle.await.unwrap().unwrap();
     assert_eq!(persisted.load(Ordering::SeqCst), processed.load(Ordering::SeqCst), "every batch persisted once");
+    assert_eq!(acknowledged.load(Ordering::SeqCst), processed.load(Ordering::SeqCst), "every batch acknowledged once");
     assert_eq!(most_behind.load(Ordering::SeqCst), 3, "persisted two batches behind, never further");
     assert_eq!(committed(&bootstrap).await, 30);
 }

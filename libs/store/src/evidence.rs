@@ -11,7 +11,8 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use crate::{Error, Result, Store, log_tree};
+use crate::{Error, Result, Store};
+use psg_domain::log_tree;
 
 /// The last record of a chain: its sequence number and hash.
 pub async fn chain_head(store: &Store, chain: &str) -> Result<Option<(i64, String)>> {

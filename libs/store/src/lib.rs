@@ -24,7 +24,6 @@ pub mod decisions;
 pub mod evidence;
 pub mod flows;
 pub mod grc;
-mod log_tree;
 pub mod migrate;
 pub mod operator;
 pub mod reports;

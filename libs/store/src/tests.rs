@@ -576,7 +576,7 @@ async fn evidence_log_batches_compute_their_proofs() {
     let records: Vec<[u8; 32]> = (0..26u8).map(|i| [i.wrapping_mul(41).wrapping_add(7); 32]).collect();
     // The proofs of the whole tree of each checkpoint's size.
     let batch = |from: usize, to: usize| -> Vec<EvidenceLogRow> {
-        let (_, proofs) = crate::log_tree::run_proofs(0, &records[..to], &[]).unwrap();
+        let (_, proofs) = psg_domain::log_tree::run_proofs(0, &records[..to], &[]).unwrap();
         (from..to)
             .map(|i| EvidenceLogRow {
                 log_index: i as i64,
@@ -610,7 +610,7 @@ async fn evidence_log_batches_compute_their_proofs() {
     let right = batch(24, 26);
     let mut given = right.clone();
     given[1].inclusion[0] = B64.encode([9u8; 32]);
-    let (root, _) = crate::log_tree::run_proofs(0, &records[..26], &[]).unwrap();
+    let (root, _) = psg_domain::log_tree::run_proofs(0, &records[..26], &[]).unwrap();
     let checkpoint = psg_domain::rows::EvidenceCheckpointRow {
         origin: "test/log".into(),
         tree_size: 26,

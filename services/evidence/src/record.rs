@@ -63,8 +63,6 @@ pub struct LogPlace<'a> {
 pub struct Sealed {
     pub message: Evidence,
     pub row: EvidenceRow,
-    /// The canonical document bytes.
-    pub document: Vec<u8>,
     /// Where the document goes in the object store.
     pub path: String,
     /// The document's SHA-256 (`hash`, raw).
@@ -72,6 +70,11 @@ pub struct Sealed {
 }
 
 impl Sealed {
+    /// The canonical document bytes (kept once, as the message's text).
+    pub fn document(&self) -> &[u8] {
+        self.message.document.as_bytes()
+    }
+
     /// Whether the record is signed (v1) or sealed by its checkpoint (v2).
     pub fn is_signed(&self) -> bool {
         !self.message.signature.is_empty()
@@ -125,7 +128,21 @@ impl Sealer {
         d: &ScopeDecision,
         place: LogPlace<'_>,
     ) -> Result<Sealed, SealError> {
-        self.scope_identification_record(chain, head, d, Some(place))
+        self.scope_identification_record(scope_identification_id(d), chain, head, d, Some(place))
+    }
+
+    /// As [`Sealer::scope_identification`], for a record whose id
+    /// ([`scope_identification_id`]) is known already.
+    pub(crate) fn scope_identification_as(
+        &self,
+        evidence_id: uuid::Uuid,
+        chain: &str,
+        head: &ChainHead,
+        d: &ScopeDecision,
+        place: LogPlace<'_>,
+    ) -> Result<Sealed, SealError> {
+        debug_assert_eq!(evidence_id, scope_identification_id(d));
+        self.scope_identification_record(evidence_id, chain, head, d, Some(place))
     }
 
     /// A v1 `pci_scope_identification` record, signed on its own (Ed25519
@@ -136,13 +153,14 @@ impl Sealer {
         head: &ChainHead,
         d: &ScopeDecision,
     ) -> Result<Sealed, SealError> {
-        let mut sealed = self.scope_identification_record(chain, head, d, None)?;
+        let mut sealed = self.scope_identification_record(scope_identification_id(d), chain, head, d, None)?;
         self.sign_v1(&mut sealed);
         Ok(sealed)
     }
 
     fn scope_identification_record(
         &self,
+        evidence_id: uuid::Uuid,
         chain: &str,
         head: &ChainHead,
         d: &ScopeDecision,
@@ -181,7 +199,6 @@ impl Sealer {
             signing_key_id: &self.key_id,
         }
         .canonical()?;
-        let evidence_id = ids::stable_id("evidence", &[evidence_type.as_str(), &d.decision_id]);
         self.seal(SealInput {
             evidence_id,
             evidence_type,
@@ -260,13 +277,12 @@ impl Sealer {
 
     fn seal(&self, i: SealInput<'_>) -> Result<Sealed, SealError> {
         let document = i.document;
-        let digest: [u8; 32] = Sha256::digest(&document).into();
+        let digest: [u8; 32] = Sha256::digest(document.as_bytes()).into();
         let hash = hex::encode(digest);
         // set by `Sealed::seal` (v2) or `sign_v1`
         let signature = String::new();
         let expires_at = expiry(i.generated_at);
         let path = store_path(i.chain, i.sequence);
-        let document_text = String::from_utf8(document.clone())?;
         let message = Evidence {
             evidence_id: i.evidence_id.to_string(),
             evidence_type: i.evidence_type,
@@ -283,7 +299,7 @@ impl Sealer {
             generated_at: i.generated_at,
             generated_by: self.generated_by.clone(),
             expires_at,
-            document: document_text,
+            document,
             log_index: None,
             checkpoint_size: None,
             inclusion: Vec::new(),
@@ -307,7 +323,7 @@ impl Sealer {
             sequence: i.sequence,
             prev_hash: i.prev_hash,
         };
-        Ok(Sealed { message, row, document, path, digest })
+        Ok(Sealed { message, row, path, digest })
     }
 }
 
@@ -328,7 +344,7 @@ struct SealInput<'a> {
     scope_decision_id: Option<String>,
     resource_id: Option<String>,
     /// The canonical document.
-    document: Vec<u8>,
+    document: String,
     /// What the index row keeps of it (`evidence.data`).
     data: serde_json::Value,
 }
@@ -386,11 +402,11 @@ impl ScopeDocument<'_> {
     /// The RFC 8785 bytes: serde_json's own output where that is canonical
     /// (integers up to 2^53, which RFC 8785 prints as IEEE doubles
     /// exactly), the general canonicalizer otherwise.
-    fn canonical(&self) -> Result<Vec<u8>, SealError> {
+    fn canonical(&self) -> Result<String, SealError> {
         let exact =
             self.sequence.unsigned_abs() <= EXACT_INTEGER && self.log.as_ref().is_none_or(|l| l.index <= EXACT_INTEGER);
         if exact {
-            serde_json::to_vec(self).map_err(SealError::Canonical)
+            serde_json::to_string(self).map_err(SealError::Canonical)
         } else {
             canonical(&serde_json::to_value(self).map_err(SealError::Canonical)?)
         }
@@ -412,6 +428,12 @@ pub struct Report {
     pub summary: serde_json::Value,
     /// The full report.
     pub content: serde_json::Value,
+}
+
+/// The id of a decision's `pci_scope_identification` record: the same for
+/// the same decision, so that a decision delivered twice is recorded once.
+pub fn scope_identification_id(d: &ScopeDecision) -> uuid::Uuid {
+    ids::stable_id("evidence", &[EvidenceType::ScopeIdentification.as_str(), &d.decision_id])
 }
 
 /// The id of a report's record: its type, period, trigger and request.
@@ -440,8 +462,6 @@ pub fn requirements(t: EvidenceType) -> &'static [&'static str] {
 pub enum SealError {
     #[error("canonical JSON: {0}")]
     Canonical(#[source] serde_json::Error),
-    #[error("canonical JSON is not UTF-8: {0}")]
-    NotUtf8(#[from] std::string::FromUtf8Error),
 }
 
 /// RFC 8785 canonical JSON of `v`. Our documents have ASCII keys and
@@ -449,7 +469,7 @@ pub enum SealError {
 /// `BTreeMap`, so sorted; RFC 8785's string escaping) already is canonical,
 /// at a fraction of the cost. Anything else goes through the general
 /// canonicalizer. A test holds the two equal.
-pub fn canonical(v: &serde_json::Value) -> Result<Vec<u8>, SealError> {
+pub fn canonical(v: &serde_json::Value) -> Result<String, SealError> {
     fn simple(v: &serde_json::Value) -> bool {
         match v {
             // RFC 8785 prints numbers as IEEE doubles: exact for |n| ≤ 2^53.
@@ -463,9 +483,9 @@ pub fn canonical(v: &serde_json::Value) -> Result<Vec<u8>, SealError> {
         }
     }
     if simple(v) {
-        serde_json::to_vec(v).map_err(SealError::Canonical)
+        serde_json::to_string(v).map_err(SealError::Canonical)
     } else {
-        serde_json_canonicalizer::to_vec(v).map_err(SealError::Canonical)
+        serde_json_canonicalizer::to_string(v).map_err(SealError::Canonical)
     }
 }
 
@@ -595,9 +615,9 @@ mod tests {
         let b = s.scope_identification_v1("c", &head, &decision("b")).unwrap();
         assert_eq!(b.message.prev_hash.as_deref(), Some(a.message.hash.as_str()));
         assert_eq!(b.path, "c/000000000002.json");
-        verify(&b.document, &b.message.hash, &b.message.signature, &s.verifying_key(), None).unwrap();
+        verify(b.document(), &b.message.hash, &b.message.signature, &s.verifying_key(), None).unwrap();
         let again = s.scope_identification_v1("c", &head, &decision("b")).unwrap();
-        assert_eq!(again.document, b.document);
+        assert_eq!(again.document(), b.document());
         assert_eq!(again.message, b.message);
         let years = (b.message.expires_at - b.message.generated_at) / (86_400 * 1_000_000);
         assert!((2556..=2557).contains(&years), "{years}");
@@ -634,7 +654,7 @@ mod tests {
         let note = signer.sign(5, log.root(5).unwrap()).unwrap();
         let note_sig = note.lines().last().unwrap().rsplit(' ').next().unwrap();
         for (i, r) in records.iter().enumerate() {
-            let doc: serde_json::Value = serde_json::from_slice(&r.document).unwrap();
+            let doc: serde_json::Value = serde_json::from_slice(r.document()).unwrap();
             assert_eq!(doc["schema"], DOCUMENT_SCHEMA);
             assert_eq!(doc["log"], json!({"origin": "pci-scope-guard.example/evidence", "index": i}));
             // One signature for the five: the checkpoint note's.
@@ -643,7 +663,7 @@ mod tests {
             assert_eq!(r.row.signature, r.message.signature);
             assert_eq!(r.message.checkpoint_size, Some(5));
             let seal = SealProof { checkpoint: 5, proof: &r.message.inclusion };
-            verify(&r.document, &r.message.hash, &r.message.signature, &key, Some(seal)).unwrap();
+            verify(r.document(), &r.message.hash, &r.message.signature, &key, Some(seal)).unwrap();
         }
     }
 
@@ -658,11 +678,11 @@ mod tests {
         };
         let seal = Some(SealProof { checkpoint: 5, proof: &r.message.inclusion });
         // No proof.
-        assert_eq!(check(&r.document, &r.message.hash, &r.message.signature, &key, None), Err(VerifyError::Unsealed));
+        assert_eq!(check(r.document(), &r.message.hash, &r.message.signature, &key, None), Err(VerifyError::Unsealed));
         // Another record's proof: another root, which the signature does not sign.
         let other = Some(SealProof { checkpoint: 5, proof: &records[1].message.inclusion });
         assert!(matches!(
-            check(&r.document, &r.message.hash, &r.message.signature, &key, other),
+            check(r.document(), &r.message.hash, &r.message.signature, &key, other),
             Err(VerifyError::CheckpointSignature { size: 5, .. })
         ));
         // A proof against a later checkpoint with this checkpoint's signature.
@@ -671,38 +691,38 @@ mod tests {
         let proof6 = crate::log::encode_proof(&longer.inclusion(2, 6).unwrap());
         let later = Some(SealProof { checkpoint: 6, proof: &proof6 });
         assert!(matches!(
-            check(&r.document, &r.message.hash, &r.message.signature, &key, later),
+            check(r.document(), &r.message.hash, &r.message.signature, &key, later),
             Err(VerifyError::CheckpointSignature { size: 6, .. })
         ));
         // ... which holds with the later checkpoint's own signature.
         let sig6 = signer.signature(6, &longer.root(6).unwrap());
-        check(&r.document, &r.message.hash, &sig6, &key, later).unwrap();
+        check(r.document(), &r.message.hash, &sig6, &key, later).unwrap();
         // A wrong size for the proof's length; garbage in the proof.
         let short = Some(SealProof { checkpoint: 2, proof: &r.message.inclusion });
         assert!(matches!(
-            check(&r.document, &r.message.hash, &r.message.signature, &key, short),
+            check(r.document(), &r.message.hash, &r.message.signature, &key, short),
             Err(VerifyError::Proof(_))
         ));
         let garbage = vec!["not base64!".to_owned()];
         let bad = Some(SealProof { checkpoint: 5, proof: &garbage });
         assert!(matches!(
-            check(&r.document, &r.message.hash, &r.message.signature, &key, bad),
+            check(r.document(), &r.message.hash, &r.message.signature, &key, bad),
             Err(VerifyError::Proof(_))
         ));
         // Another key; a flipped signature bit.
         let other_key = SigningKey::from_bytes(&[8u8; 32]).verifying_key();
         assert!(matches!(
-            check(&r.document, &r.message.hash, &r.message.signature, &other_key, seal),
+            check(r.document(), &r.message.hash, &r.message.signature, &other_key, seal),
             Err(VerifyError::CheckpointSignature { .. })
         ));
         let mut sig = B64.decode(&r.message.signature).unwrap();
         sig[3] ^= 1;
         assert!(matches!(
-            check(&r.document, &r.message.hash, &B64.encode(sig), &key, seal),
+            check(r.document(), &r.message.hash, &B64.encode(sig), &key, seal),
             Err(VerifyError::CheckpointSignature { .. })
         ));
         // The document moved to another log position: its hash changes.
-        let moved = String::from_utf8(r.document.clone()).unwrap().replace("\"index\":2", "\"index\":3");
+        let moved = r.message.document.clone().replace("\"index\":2", "\"index\":3");
         assert!(matches!(
             check(moved.as_bytes(), &r.message.hash, &r.message.signature, &key, seal),
             Err(VerifyError::Hash { .. })
@@ -710,9 +730,9 @@ mod tests {
         // A v2 document cannot pass as v1 (its schema decides the rule):
         // a signature over its hash, as v1 records carry, does not seal it.
         let v1_style = B64.encode(SigningKey::from_bytes(&[7u8; 32]).sign(&r.digest).to_bytes());
-        assert_eq!(check(&r.document, &r.message.hash, &v1_style, &key, None), Err(VerifyError::Unsealed));
+        assert_eq!(check(r.document(), &r.message.hash, &v1_style, &key, None), Err(VerifyError::Unsealed));
         assert!(matches!(
-            check(&r.document, &r.message.hash, &v1_style, &key, seal),
+            check(r.document(), &r.message.hash, &v1_style, &key, seal),
             Err(VerifyError::CheckpointSignature { .. })
         ));
         // ... and an unknown schema is refused.
@@ -730,14 +750,14 @@ mod tests {
             serde_json::json!({"zz": {"b": [], "a": {}}, "a": u64::MAX, "n": i64::MIN, "s": tricky}),
         ];
         for d in docs {
-            assert_eq!(canonical(&d).unwrap(), serde_json_canonicalizer::to_vec(&d).unwrap(), "{d}");
+            assert_eq!(canonical(&d).unwrap(), serde_json_canonicalizer::to_string(&d).unwrap(), "{d}");
         }
         let s = sealer();
         let mut d = decision("a");
         d.justification = tricky.into();
         let r = s.scope_identification_v1("c", &ChainHead::default(), &d).unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&r.document).unwrap();
-        assert_eq!(r.document, serde_json_canonicalizer::to_vec(&v).unwrap());
+        let v: serde_json::Value = serde_json::from_slice(r.document()).unwrap();
+        assert_eq!(r.document(), serde_json_canonicalizer::to_vec(&v).unwrap());
 
         // Scope documents are written straight from a struct: canonical
         // with every optional field present or absent, v1 and v2, and past
@@ -756,8 +776,8 @@ mod tests {
             s.scope_identification_v1("c", &ChainHead::default(), &decision("b")).unwrap(),
         ];
         for r in made {
-            let v: serde_json::Value = serde_json::from_slice(&r.document).unwrap();
-            assert_eq!(r.document, serde_json_canonicalizer::to_vec(&v).unwrap(), "{v}");
+            let v: serde_json::Value = serde_json::from_slice(r.document()).unwrap();
+            assert_eq!(r.document(), serde_json_canonicalizer::to_vec(&v).unwrap(), "{v}");
             let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
             let mut want = vec![
                 "chain",
@@ -785,7 +805,7 @@ mod tests {
         let s = sealer();
         let r = s.scope_identification_v1("c", &ChainHead::default(), &decision("a")).unwrap();
         let key = s.verifying_key();
-        let mut doc = r.document.clone();
+        let mut doc = r.document().to_vec();
         let i = doc.iter().position(|b| *b == b'C').unwrap(); // inside "ACCEPTed"
         doc[i] = b'K';
         assert!(matches!(
@@ -794,20 +814,20 @@ mod tests {
         ));
         let mut hash = r.message.hash.clone();
         hash.replace_range(0..1, if hash.starts_with('0') { "1" } else { "0" });
-        assert!(matches!(verify(&r.document, &hash, &r.message.signature, &key, None), Err(VerifyError::Hash { .. })));
+        assert!(matches!(verify(r.document(), &hash, &r.message.signature, &key, None), Err(VerifyError::Hash { .. })));
         let mut sig = B64.decode(&r.message.signature).unwrap();
         sig[0] ^= 1;
         assert!(matches!(
-            verify(&r.document, &r.message.hash, &B64.encode(sig), &key, None),
+            verify(r.document(), &r.message.hash, &B64.encode(sig), &key, None),
             Err(VerifyError::Signature(_))
         ));
         let other = SigningKey::from_bytes(&[8u8; 32]).verifying_key();
         assert!(matches!(
-            verify(&r.document, &r.message.hash, &r.message.signature, &other, None),
+            verify(r.document(), &r.message.hash, &r.message.signature, &other, None),
             Err(VerifyError::Signature(_))
         ));
         let pretty =
-            serde_json::to_vec_pretty(&serde_json::from_slice::<serde_json::Value>(&r.document).unwrap()).unwrap();
+            serde_json::to_vec_pretty(&serde_json::from_slice::<serde_json::Value>(r.document()).unwrap()).unwrap();
         assert_eq!(verify(&pretty, &r.message.hash, &r.message.signature, &key, None), Err(VerifyError::NotCanonical));
     }
 }

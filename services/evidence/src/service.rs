@@ -36,7 +36,7 @@ use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use psg_config::Config;
 use psg_domain::rows::{EvidenceCheckpointRow, EvidenceLogRow};
 use psg_domain::time::{Micros, SECOND, from_micros};
-use psg_domain::{EvidenceCheckpoint, EvidenceRequest, EvidenceType, FlowEdge, ScopeDecision, ids};
+use psg_domain::{EvidenceCheckpoint, EvidenceRequest, EvidenceType, FlowEdge, ScopeDecision};
 use psg_kafka_runtime::topics::TopicSpec;
 use psg_kafka_runtime::{DeadLetter, InMessage, OutRecord, Output, ProcessError, Processor};
 use psg_store::Store;
@@ -44,9 +44,9 @@ use uuid::Uuid;
 
 use crate::documents::{Doc, Documents, Keeping};
 use crate::log::{self, CheckpointSigner, Log};
-use crate::record::{ChainHead, LogPlace, Report, Sealed, Sealer, report_id};
+use crate::record::{ChainHead, LogPlace, Report, Sealed, Sealer, report_id, scope_identification_id};
 use crate::reports::{self, Period, PeriodData};
-use crate::writes::{Batch, Write};
+use crate::writes::{Batch, Durable, Write};
 
 /// Why the evidence service cannot start from what is stored.
 #[derive(Debug, thiserror::Error)]
@@ -148,7 +148,15 @@ pub struct Evidence {
     /// The writes of processed batches, oldest first (`persist` finishes
     /// the oldest).
     writes: std::collections::VecDeque<Write>,
+    /// How many of `writes`, from the oldest, were acknowledged.
+    acknowledged: usize,
+    /// Told once the newest write that stores anything is durable: the
+    /// next one commits after it.
+    last_durable: Option<Durable>,
 }
+
+/// The head of a chain without records.
+const NO_HEAD: ChainHead = ChainHead { sequence: 0, hash: None };
 
 /// Where a batch's sealing started ([`Evidence::mark`]).
 struct Mark {
@@ -158,7 +166,8 @@ struct Mark {
 
 /// What one batch asks for, decided before any state changes.
 enum Job {
-    Decision(ScopeDecision),
+    /// A decision, and the id of its record.
+    Decision(ScopeDecision, Uuid),
     Reports(Period, Vec<EvidenceType>),
 }
 
@@ -197,6 +206,8 @@ impl Evidence {
             pending_log: Vec::new(),
             pending_checkpoints: Vec::new(),
             writes: std::collections::VecDeque::new(),
+            acknowledged: 0,
+            last_durable: None,
         }
     }
 
@@ -404,10 +415,6 @@ impl Evidence {
         Ok(())
     }
 
-    fn decision_id(d: &ScopeDecision) -> Uuid {
-        ids::stable_id("evidence", &[EvidenceType::ScopeIdentification.as_str(), &d.decision_id])
-    }
-
     /// Which of `ids` (with their chains) are stored already.
     async fn stored(&self, ids: &[(Uuid, &str)]) -> Result<HashSet<Uuid>, ProcessError> {
         match &self.store {
@@ -460,15 +467,15 @@ impl Evidence {
         let mut duplicates = 0;
         for (job, made) in jobs.iter().zip(reports) {
             match (job, made) {
-                (Job::Decision(d), _) => {
-                    let id = Self::decision_id(d);
-                    if stored.contains(&id) || self.sealed.contains(&id) {
+                (Job::Decision(d, id), _) => {
+                    if stored.contains(id) || self.sealed.contains(id) {
                         duplicates += 1;
                         continue;
                     }
+                    let head = self.heads.get(SCOPE_CHAIN).unwrap_or(&NO_HEAD);
                     let sealed = self
                         .sealer
-                        .scope_identification(SCOPE_CHAIN, &self.head(SCOPE_CHAIN), d, self.next_place())
+                        .scope_identification_as(*id, SCOPE_CHAIN, head, d, self.next_place())
                         .map_err(|e| ProcessError::Fatal(format!("sealing evidence for {}: {e}", d.decision_id)))?;
                     self.push(sealed)?;
                 }
@@ -542,10 +549,17 @@ impl Evidence {
             // the record's, once it is published (`take_batch`)
             inclusion: Vec::new(),
         });
-        self.heads.insert(
-            sealed.message.chain.clone(),
-            ChainHead { sequence: sealed.message.sequence, hash: Some(sealed.message.hash.clone()) },
-        );
+        // In place: a chain's head changes with every record.
+        match self.heads.get_mut(&sealed.message.chain) {
+            Some(head) => {
+                head.sequence = sealed.message.sequence;
+                head.hash.get_or_insert_default().clone_from(&sealed.message.hash);
+            }
+            None => {
+                let head = ChainHead { sequence: sealed.message.sequence, hash: Some(sealed.message.hash.clone()) };
+                self.heads.insert(sealed.message.chain.clone(), head);
+            }
+        }
         self.sealed.insert(sealed.row.id);
         self.pending.push(sealed);
         Ok(())
@@ -577,9 +591,25 @@ impl Evidence {
             return Ok(None);
         }
         let fatal = |e: log::LogError| ProcessError::Fatal(format!("evidence log: {e}"));
-        let root = self.log.root(size).map_err(fatal)?;
-        let text = self.checkpoints.sign(size, root).map_err(fatal)?;
         let previous = self.checkpointed;
+        let root = self.log.root(size).map_err(fatal)?;
+        // `pending` and `pending_log` hold the batch's records, filled
+        // together, one entry each, the last ones of the log: all of them
+        // are first covered here.
+        let first = size - self.pending.len() as u64;
+        let proofs = match self.pending.is_empty() {
+            true => Vec::new(),
+            false => {
+                let (run_root, proofs) = self.log.run_inclusion(first).map_err(fatal)?;
+                if run_root != root {
+                    return Err(ProcessError::Fatal(format!(
+                        "evidence log: the proofs of records {first}..{size} do not lead to the tree's root"
+                    )));
+                }
+                proofs
+            }
+        };
+        let text = self.checkpoints.sign(size, root).map_err(fatal)?;
         let consistency = if previous > 0 {
             log::encode_proof(&self.log.consistency(previous, size).map_err(fatal)?)
         } else {
@@ -587,11 +617,8 @@ impl Evidence {
         };
         let tree_size = i64::try_from(size).map_err(|e| ProcessError::Fatal(e.to_string()))?;
         let signature = self.checkpoints.signature(size, &root);
-        // `pending` and `pending_log` hold the batch's records, filled
-        // together, one entry each; all of them are first covered here.
-        for (entry, record) in self.pending_log.iter_mut().zip(self.pending.iter_mut()) {
-            let proof = log::encode_proof(&self.log.inclusion(entry.log_index.unsigned_abs(), size).map_err(fatal)?);
-            record.seal(&signature, tree_size, proof);
+        for ((entry, record), proof) in self.pending_log.iter_mut().zip(self.pending.iter_mut()).zip(proofs) {
+            record.seal(&signature, tree_size, log::encode_proof(&proof));
             entry.checkpoint_size = tree_size;
         }
         let signed_at = chrono::Utc::now();
@@ -625,18 +652,31 @@ impl Evidence {
 
     /// Moves the batch just processed from the pending state to the queue
     /// of writes. With a database whose pool can spare the connections,
-    /// its write starts now and overlaps the next batch's processing
-    /// (`persist` commits it); otherwise `persist` writes it.
+    /// its write starts now and overlaps the next batches' processing (it
+    /// commits once acknowledged, after the batch before it); otherwise
+    /// `persist` writes it.
     fn queue_write(&mut self) -> Result<(), ProcessError> {
         let batch = self.take_batch().map_err(|e| ProcessError::Fatal(e.to_string()))?;
+        self.queue(batch);
+        Ok(())
+    }
+
+    /// Queues `batch`'s write after the others. An empty batch's write
+    /// stores nothing, so the next write commits after the one before it.
+    fn queue(&mut self, batch: Batch) {
+        if batch.is_empty() {
+            self.writes.push_back(Write::later(batch, None));
+            return;
+        }
+        let (durable, next) = tokio::sync::oneshot::channel();
+        let after = self.last_durable.replace(next);
         let write = match &self.store {
-            Some(store) if !batch.is_empty() && store.pool_size() >= EARLY_WRITE_CONNECTIONS => {
-                Write::start(batch, &self.documents, store)
+            Some(store) if store.pool_size() >= EARLY_WRITE_CONNECTIONS => {
+                Write::start(batch, &self.documents, store, after, durable)
             }
-            _ => Write::later(batch),
+            _ => Write::later(batch, Some(durable)),
         };
         self.writes.push_back(write);
-        Ok(())
     }
 
     /// The pending records, log entries and checkpoints as a [`Batch`]:
@@ -684,7 +724,11 @@ impl Evidence {
                 documents
                     .push(Doc::mutable(Self::marker_path(&s.message.chain, &s.row.id), s.path.clone().into_bytes()));
             }
-            documents.push(Doc { path: s.path, bytes: s.document, retain_until: Some(s.message.expires_at) });
+            documents.push(Doc {
+                path: s.path,
+                bytes: s.message.document.into_bytes(),
+                retain_until: Some(s.message.expires_at),
+            });
             rows.push(s.row);
         }
         Ok(Batch { rows, log, checkpoints: std::mem::take(&mut self.pending_checkpoints), documents, growing })
@@ -814,7 +858,8 @@ impl Processor for Evidence {
                             clock = clock.max(d.as_of);
                             earliest = earliest.min(d.as_of);
                         }
-                        jobs.push(Job::Decision(d));
+                        let id = scope_identification_id(&d);
+                        jobs.push(Job::Decision(d, id));
                     }
                     Err(e) => out.dead_letters.push(DeadLetter::whole(msg, "schema", e.to_string())),
                 }
@@ -846,8 +891,8 @@ impl Processor for Evidence {
         let mut ids: Vec<(Uuid, &str)> = Vec::new();
         for job in &jobs {
             match job {
-                Job::Decision(d) => {
-                    ids.push((Self::decision_id(d), SCOPE_CHAIN));
+                Job::Decision(_, id) => {
+                    ids.push((*id, SCOPE_CHAIN));
                     reports_to_seal.push(None);
                 }
                 Job::Reports(p, types) => {
@@ -919,12 +964,23 @@ impl Processor for Evidence {
             self.sealed.remove(&id);
         }
         self.writes.pop_front();
+        self.acknowledged = self.acknowledged.saturating_sub(1);
         Ok(())
+    }
+
+    /// The oldest batch not yet acknowledged was: its write commits in the
+    /// background from now on (after the batch before it), so that its
+    /// `persist`, `PERSIST_LAG` batches later, finds it done.
+    fn acknowledged(&mut self) {
+        if let Some(write) = self.writes.get_mut(self.acknowledged) {
+            write.acknowledge();
+            self.acknowledged += 1;
+        }
     }
 
     /// Nothing to write for the end of input; `persist` follows.
     async fn end_of_input(&mut self) -> Result<Output, ProcessError> {
-        self.writes.push_back(Write::later(Batch::default()));
+        self.queue(Batch::default());
         Ok(Output::default())
     }
 
@@ -934,7 +990,9 @@ impl Processor for Evidence {
     const PIPELINED: bool = true;
 
     /// A batch's write runs while the two batches after it are processed:
-    /// the database write takes about twice a batch's processing.
+    /// the database write takes about twice a batch's processing, and its
+    /// commit (from the acknowledgement, after the next batch is processed)
+    /// is then done when `persist` comes.
     const PERSIST_LAG: usize = 2;
 }
 

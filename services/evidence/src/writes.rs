@@ -4,14 +4,18 @@
 //!
 //! With a database, a batch's write may start as soon as the batch is
 //! processed ([`Write::start`]): its documents are written and flushed and
-//! its rows written in an open transaction while the next batch is
-//! processed, and [`Write::finish`] — the runner's `persist`, after the
-//! batch's outputs are acknowledged — writes the files that grow with the
-//! log and commits. Nothing is committed before the batch's messages are
-//! acknowledged: the service's deduplication reads the database, and a
-//! committed record whose message was lost would never be published. A
-//! write that fails is done again from the kept batch ([`Write::finish`]
-//! once more), in the same order.
+//! its rows written in an open transaction while the next batches are
+//! processed. Once the batch's outputs are acknowledged
+//! ([`Write::acknowledge`], the runner's `acknowledged`) and the batch
+//! before it is committed, the write task writes the files that grow with
+//! the log and commits, in the background; [`Write::finish`] — the
+//! runner's `persist`, a batch or two later — waits for that. Nothing is
+//! committed before the batch's messages are acknowledged: the service's
+//! deduplication reads the database, and a committed record whose message
+//! was lost would never be published. Batches commit in the order they were
+//! processed, so the stored log never has a gap. A write that fails is
+//! done again from the kept batch ([`Write::finish`] once more), in the
+//! same order.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,18 +47,25 @@ impl Batch {
     }
 }
 
+/// Told once a batch is durable; the next batch's commit waits for it.
+pub(crate) type Durable = oneshot::Receiver<()>;
+
 /// One batch's write, in the order batches were processed.
 #[derive(Debug)]
 pub(crate) struct Write {
     batch: Arc<Batch>,
     started: Option<Started>,
+    /// A write made by [`Write::finish`]: whom to tell once it is durable.
+    durable: Option<oneshot::Sender<()>>,
 }
 
-/// A write under way: documents being written, rows in an open transaction.
+/// A write under way: documents being written, rows in an open
+/// transaction, committed once acknowledged.
 #[derive(Debug)]
 struct Started {
-    documents_durable: oneshot::Receiver<()>,
-    commit: oneshot::Sender<()>,
+    /// Sent by [`Write::acknowledge`] (or by [`Write::finish`] when that
+    /// did not come).
+    acknowledged: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), ProcessError>>,
 }
 
@@ -75,70 +86,75 @@ impl Write {
         self.batch.rows.iter().map(|r| r.id)
     }
 
-    /// A batch to write when [`Write::finish`] is called.
-    pub(crate) fn later(batch: Batch) -> Self {
-        Self { batch: Arc::new(batch), started: None }
+    /// A batch to write when [`Write::finish`] is called, which then tells
+    /// `durable`.
+    pub(crate) fn later(batch: Batch, durable: Option<oneshot::Sender<()>>) -> Self {
+        Self { batch: Arc::new(batch), started: None, durable }
     }
 
     /// A batch whose documents and rows are written from now on, in the
-    /// background; committed by [`Write::finish`].
-    pub(crate) fn start(batch: Batch, documents: &Documents, store: &Store) -> Self {
+    /// background; committed once it is acknowledged and `after` (the
+    /// batch before it) is durable, and then `durable` is told.
+    pub(crate) fn start(
+        batch: Batch,
+        documents: &Documents,
+        store: &Store,
+        after: Option<Durable>,
+        durable: oneshot::Sender<()>,
+    ) -> Self {
         let batch = Arc::new(batch);
-        let (durable_tx, documents_durable) = oneshot::channel();
-        let (commit, commit_rx) = oneshot::channel::<()>();
+        let (acknowledged, acknowledged_rx) = oneshot::channel::<()>();
         let (b, documents, store) = (Arc::clone(&batch), documents.clone(), store.clone());
         let task = tokio::spawn(async move {
             let before = async {
                 write_documents(&documents, &b, false).await?;
-                let _ = durable_tx.send(());
-                commit_rx
+                acknowledged_rx
                     .await
-                    .map_err(|_| crate::Error::Other("the evidence batch was given up before its commit".into()))
+                    .map_err(|_| crate::Error::Other("the evidence batch was given up before its commit".into()))?;
+                if let Some(after) = after {
+                    after.await.map_err(|_| {
+                        crate::Error::Other("the evidence batch before this one was not made durable".into())
+                    })?;
+                }
+                write_growing(&documents, &b).await?;
+                documents.sync().await
             };
-            append(&store, &b, before).await
+            append(&store, &b, before).await?;
+            let _ = durable.send(());
+            Ok(())
         });
-        Self { batch, started: Some(Started { documents_durable, commit, task }) }
+        Self { batch, started: Some(Started { acknowledged: Some(acknowledged), task }), durable: None }
     }
 
-    /// Makes the batch durable: the documents, then the files that grow
-    /// with the log, then (with a database) the rows committed. On error
-    /// nothing is committed and the next call writes the batch again.
+    /// The batch's outputs were acknowledged: a started write commits as
+    /// soon as the batch before it has.
+    pub(crate) fn acknowledge(&mut self) {
+        if let Some(tx) = self.started.as_mut().and_then(|s| s.acknowledged.take()) {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Makes the batch durable: the documents, then the files that grow with
+    /// the log, then (with a database) the rows committed. On error nothing
+    /// is committed and the next call writes the batch again.
     pub(crate) async fn finish(&mut self, documents: &Documents, store: Option<&Store>) -> Result<(), ProcessError> {
         match self.started.take() {
-            Some(s) => self.finish_started(s, documents).await,
-            None => self.write_now(documents, store).await,
+            Some(s) => Self::finish_started(s).await,
+            None => {
+                self.write_now(documents, store).await?;
+                if let Some(durable) = self.durable.take() {
+                    let _ = durable.send(());
+                }
+                Ok(())
+            }
         }
     }
 
-    async fn finish_started(&self, s: Started, documents: &Documents) -> Result<(), ProcessError> {
-        let Started { documents_durable, commit, task } = s;
-        let join = |r: Result<Result<(), ProcessError>, tokio::task::JoinError>| {
-            r.unwrap_or_else(|e| Err(ProcessError::Transient(format!("the evidence write stopped: {e}"))))
-        };
-        if documents_durable.await.is_err() {
-            // The task ended before the documents were durable: its error.
-            return match join(task.await) {
-                Ok(()) => Err(ProcessError::Transient("the evidence write ended without its documents".into())),
-                Err(e) => Err(e),
-            };
+    async fn finish_started(mut s: Started) -> Result<(), ProcessError> {
+        if let Some(tx) = s.acknowledged.take() {
+            let _ = tx.send(());
         }
-        let grown = async {
-            write_growing(documents, &self.batch).await?;
-            documents.sync().await
-        };
-        match grown.await {
-            Ok(()) => {
-                let _ = commit.send(());
-                join(task.await)
-            }
-            Err(e) => {
-                // No commit: the transaction rolls back; the next call
-                // writes the batch again.
-                drop(commit);
-                let _ = task.await;
-                Err(transient(e))
-            }
-        }
+        s.task.await.unwrap_or_else(|e| Err(ProcessError::Transient(format!("the evidence write stopped: {e}"))))
     }
 
     async fn write_now(&self, documents: &Documents, store: Option<&Store>) -> Result<(), ProcessError> {

@@ -389,12 +389,13 @@ async fn decisions_and_periodic_reports_are_chained_stored_and_not_repeated() {
 
 /// As the runner drives it (pipelined): a batch's write starts when it is
 /// processed and runs while the next batch is processed, but nothing is
-/// committed before that batch's `persist` (after its messages are
-/// acknowledged), and `persist` commits the oldest batch only. A batch
-/// given up before its `persist` (a crash) leaves nothing committed, and
-/// the restarted service makes the same records again.
+/// committed before that batch's messages are acknowledged (`acknowledged`,
+/// or its `persist` when that did not come): then the oldest batch only,
+/// in the background, and its `persist` waits for that. A batch given up
+/// before (a crash) leaves nothing committed, and the restarted service
+/// makes the same records again.
 #[tokio::test]
-async fn a_batch_is_written_while_the_next_is_processed_and_committed_only_by_its_persist() {
+async fn a_batch_is_written_while_the_next_is_processed_and_committed_once_acknowledged() {
     // Enough connections for a write to start early (3).
     let (_db, store) = database(4).await;
     let cfg = Config::default();
@@ -431,6 +432,20 @@ async fn a_batch_is_written_while_the_next_is_processed_and_committed_only_by_it
     let doc = std::fs::read(dir.path().join(psg_evidence::record::store_path(&first[0].chain, first[0].sequence)));
     assert_eq!(doc.unwrap(), first[0].document.as_bytes(), "the first batch's document is written meanwhile");
 
+    // Acknowledged: the oldest batch commits without waiting for its
+    // persist; the next one waits for its own acknowledgement.
+    evidence.acknowledged();
+    let mut committed = 0;
+    for _ in 0..200 {
+        committed = count("evidence").await;
+        if committed > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(committed, first.len() as i64, "the oldest batch, once acknowledged");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(count("evidence").await, first.len() as i64, "the next batch waits for its acknowledgement");
     evidence.persist().await.unwrap();
     assert_eq!(count("evidence").await, first.len() as i64, "the oldest batch only");
     assert_eq!(count("evidence_log").await, first.len() as i64);

@@ -37,7 +37,7 @@ fn decision(n: usize) -> ScopeDecision {
 }
 
 fn entry(s: &Sealed) -> (Entry, Vec<u8>) {
-    (Entry::from_message(&s.message), s.document.clone())
+    (Entry::from_message(&s.message), s.document().to_vec())
 }
 
 /// Five scope records (v1, signed one by one) and three segmentation

@@ -120,6 +120,28 @@ impl Log {
         tlog_tiles::prove_record(size, index, self).map_err(tree_err)
     }
 
+    /// The root of the tree of the whole log and the proof of each record
+    /// from `first` on in it: a batch's records against the checkpoint that
+    /// first covers them, in one pass over the tree (about one hash per
+    /// record; [`Log::inclusion`] per record hashes its path's partial
+    /// subtrees anew each time). The leaves and the complete subtrees left
+    /// of `first` are stored already.
+    pub fn run_inclusion(&self, first: u64) -> Result<(Hash, Vec<Vec<Hash>>), LogError> {
+        let leaves: Vec<[u8; 32]> = self.leaf_hashes(first, self.size)?.iter().map(|h| h.0).collect();
+        // One complete subtree per binary digit of `first`, largest first:
+        // 2^level leaves from `start`, stored at that level.
+        let mut start = 0;
+        let mut indexes = Vec::with_capacity(first.count_ones() as usize);
+        for level in (0..64u8).rev().filter(|l| first >> l & 1 == 1) {
+            indexes.push(tlog_tiles::stored_hash_index(level, start >> level));
+            start += 1 << level;
+        }
+        let left: Vec<[u8; 32]> = self.read_hashes(&indexes).map_err(tree_err)?.iter().map(|h| h.0).collect();
+        let (root, proofs) =
+            psg_domain::log_tree::run_proofs_of_leaves(first, &leaves, &left).map_err(LogError::Tree)?;
+        Ok((Hash(root), proofs.into_iter().map(|p| p.into_iter().map(Hash).collect()).collect()))
+    }
+
     /// The proof that the tree of size `old` is a prefix of the tree of
     /// size `new`.
     pub fn consistency(&self, old: u64, new: u64) -> Result<Vec<Hash>, LogError> {

@@ -44,6 +44,26 @@ fn roots_are_rfc_6962s() {
 }
 
 #[test]
+fn a_run_of_records_gets_the_proofs_each_would_get_alone() {
+    // Every run `first..size` of logs up to 70 records: the root and each
+    // record's proof are the tree's (`Log::root`, `Log::inclusion`).
+    let mut log = Log::default();
+    for i in 0..70u32 {
+        log.append_leaf(tlog_tiles::record_hash(&i.to_le_bytes())).unwrap();
+        let size = log.size();
+        for first in 0..size {
+            let (root, proofs) = log.run_inclusion(first).unwrap();
+            assert_eq!(root, log.root(size).unwrap(), "records {first}..{size}");
+            assert_eq!(proofs.len() as u64, size - first);
+            for (at, proof) in (first..).zip(&proofs) {
+                assert_eq!(*proof, log.inclusion(at, size).unwrap(), "record {at} of {first}..{size}");
+            }
+        }
+    }
+    assert!(log.run_inclusion(71).is_err(), "beyond the log");
+}
+
+#[test]
 fn inclusion_proofs_are_rfc_6962s_and_verify() {
     let log = reference();
     // (1-based leaf, tree size, audit path) from RFC 6962's reference tests.

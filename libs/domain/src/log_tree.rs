@@ -1,6 +1,8 @@
 //! RFC 6962 inclusion proofs of a run of the evidence log's leaves, from what
 //! a row of `evidence_log_batches` keeps (migration 0022): the run's leaves
-//! and the hashes of the complete subtrees left of it. Pure.
+//! and the hashes of the complete subtrees left of it. Pure. The store reads
+//! proofs back with it, and the evidence service proves each batch with it
+//! (in one pass over the tree, instead of a path per record).
 //!
 //! A run `[first, n)` that the checkpoint of size `n` first covers (a batch
 //! of the service's) needs nothing else: every node of the tree of size `n`
@@ -12,11 +14,11 @@
 use sha2::{Digest, Sha256};
 
 /// A SHA-256 hash: a record's (a leaf) or a subtree's.
-pub(crate) type Hash = [u8; 32];
+pub type Hash = [u8; 32];
 
 /// Hashes kept as their bytes, 32 each, one after the other (a trailing
 /// part shorter than 32 bytes is left out).
-pub(crate) fn hashes_of(bytes: &[u8]) -> Vec<Hash> {
+pub fn hashes_of(bytes: &[u8]) -> Vec<Hash> {
     bytes.chunks_exact(32).filter_map(|c| c.try_into().ok()).collect()
 }
 
@@ -53,7 +55,7 @@ fn subtrees_before(first: u64) -> Vec<(u64, u64)> {
 /// first), read off that leaf's inclusion proof in the tree of size `n`:
 /// they are its left siblings. `None` when the proof is not as long as the
 /// tree is deep at that leaf.
-pub(crate) fn subtrees_left_of(first: u64, n: u64, proof: &[Hash]) -> Option<Vec<Hash>> {
+pub fn subtrees_left_of(first: u64, n: u64, proof: &[Hash]) -> Option<Vec<Hash>> {
     if first >= n {
         return None;
     }
@@ -76,11 +78,12 @@ pub(crate) fn subtrees_left_of(first: u64, n: u64, proof: &[Hash]) -> Option<Vec
     Some(left_sibling.iter().zip(proof.iter().rev()).filter(|(left, _)| **left).map(|(_, h)| *h).collect())
 }
 
-/// A run's tree: leaves `[first, first + records.len())` of the tree of
+/// A run's tree: leaves `[first, first + leaves.len())` of the tree of
 /// that size, with the subtrees left of it.
 struct RunTree<'a> {
     first: u64,
-    records: &'a [Hash],
+    /// The run's leaf hashes (`SHA-256(0x00 ‖ record)`).
+    leaves: &'a [Hash],
     left: Vec<((u64, u64), Hash)>,
     /// Each leaf's proof so far, from the leaf up.
     proofs: Vec<Vec<Hash>>,
@@ -99,7 +102,7 @@ impl RunTree<'_> {
                 .ok_or_else(|| format!("leaves {s}..{e} are not a complete subtree left of leaf {}", self.first));
         }
         if e - s == 1 {
-            return Ok(leaf_hash(&self.records[(s - self.first) as usize]));
+            return Ok(self.leaves[(s - self.first) as usize]);
         }
         let k = split(e - s);
         let left = self.node(s, s + k)?;
@@ -118,7 +121,14 @@ impl RunTree<'_> {
 /// leaf's inclusion proof in it (RFC 6962's audit path, from the leaf up),
 /// from the run's records (their SHA-256, the leaves) and the hashes of the
 /// complete subtrees left of it, largest first.
-pub(crate) fn run_proofs(first: u64, records: &[Hash], left: &[Hash]) -> Result<(Hash, Vec<Vec<Hash>>), String> {
+pub fn run_proofs(first: u64, records: &[Hash], left: &[Hash]) -> Result<(Hash, Vec<Vec<Hash>>), String> {
+    let leaves: Vec<Hash> = records.iter().map(leaf_hash).collect();
+    run_proofs_of_leaves(first, &leaves, left)
+}
+
+/// As [`run_proofs`], from the run's leaf hashes (`SHA-256(0x00 ‖
+/// record)`, what a log keeps) instead of its records.
+pub fn run_proofs_of_leaves(first: u64, leaves: &[Hash], left: &[Hash]) -> Result<(Hash, Vec<Vec<Hash>>), String> {
     let ranges = subtrees_before(first);
     if ranges.len() != left.len() {
         return Err(format!(
@@ -127,16 +137,16 @@ pub(crate) fn run_proofs(first: u64, records: &[Hash], left: &[Hash]) -> Result<
             left.len()
         ));
     }
-    if records.is_empty() {
+    if leaves.is_empty() {
         return Err(format!("the run from leaf {first} is empty"));
     }
-    let n = first + records.len() as u64;
+    let n = first + leaves.len() as u64;
     let depth = 64 - n.leading_zeros() as usize;
     let mut tree = RunTree {
         first,
-        records,
+        leaves,
         left: ranges.into_iter().zip(left.iter().copied()).collect(),
-        proofs: vec![Vec::with_capacity(depth); records.len()],
+        proofs: vec![Vec::with_capacity(depth); leaves.len()],
     };
     let root = tree.node(0, n)?;
     Ok((root, tree.proofs))
