@@ -38,7 +38,7 @@ fn split(n: u64) -> u64 {
 
 /// The complete subtrees that cover leaves `[0, first)`, largest first, as
 /// `(start, end)`.
-fn subtrees_before(first: u64) -> Vec<(u64, u64)> {
+pub fn subtrees_before(first: u64) -> Vec<(u64, u64)> {
     let mut start = 0;
     (0..64u32)
         .rev()

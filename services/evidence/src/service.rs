@@ -270,8 +270,8 @@ impl Evidence {
     }
 
     /// The head of `chain` as this service sees it.
-    pub fn head(&self, chain: &str) -> ChainHead {
-        self.heads.get(chain).cloned().unwrap_or_default()
+    pub fn head(&self, chain: &str) -> &ChainHead {
+        self.heads.get(chain).unwrap_or(&NO_HEAD)
     }
 
     /// End of the next period to report.
@@ -472,10 +472,9 @@ impl Evidence {
                         duplicates += 1;
                         continue;
                     }
-                    let head = self.heads.get(SCOPE_CHAIN).unwrap_or(&NO_HEAD);
                     let sealed = self
                         .sealer
-                        .scope_identification_as(*id, SCOPE_CHAIN, head, d, self.next_place())
+                        .scope_identification_as(*id, SCOPE_CHAIN, self.head(SCOPE_CHAIN), d, self.next_place())
                         .map_err(|e| ProcessError::Fatal(format!("sealing evidence for {}: {e}", d.decision_id)))?;
                     self.push(sealed)?;
                 }
@@ -487,7 +486,7 @@ impl Evidence {
                             continue;
                         }
                         let sealed =
-                            self.sealer.report(&self.head(r.evidence_type.as_str()), &r, self.next_place()).map_err(
+                            self.sealer.report(self.head(r.evidence_type.as_str()), &r, self.next_place()).map_err(
                                 |e| ProcessError::Fatal(format!("sealing {} for {}: {e}", r.evidence_type, p.trigger)),
                             )?;
                         self.push(sealed)?;

@@ -138,8 +138,13 @@ impl Write {
     /// the log, then (with a database) the rows committed. On error nothing
     /// is committed and the next call writes the batch again.
     pub(crate) async fn finish(&mut self, documents: &Documents, store: Option<&Store>) -> Result<(), ProcessError> {
+        // Acknowledged by now, whether or not `acknowledge` was called.
+        self.acknowledge();
         match self.started.take() {
-            Some(s) => Self::finish_started(s).await,
+            Some(s) => s
+                .task
+                .await
+                .unwrap_or_else(|e| Err(ProcessError::Transient(format!("the evidence write stopped: {e}")))),
             None => {
                 self.write_now(documents, store).await?;
                 if let Some(durable) = self.durable.take() {
@@ -148,13 +153,6 @@ impl Write {
                 Ok(())
             }
         }
-    }
-
-    async fn finish_started(mut s: Started) -> Result<(), ProcessError> {
-        if let Some(tx) = s.acknowledged.take() {
-            let _ = tx.send(());
-        }
-        s.task.await.unwrap_or_else(|e| Err(ProcessError::Transient(format!("the evidence write stopped: {e}"))))
     }
 
     async fn write_now(&self, documents: &Documents, store: Option<&Store>) -> Result<(), ProcessError> {

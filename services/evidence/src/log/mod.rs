@@ -128,14 +128,15 @@ impl Log {
     /// of `first` are stored already.
     pub fn run_inclusion(&self, first: u64) -> Result<(Hash, Vec<Vec<Hash>>), LogError> {
         let leaves: Vec<[u8; 32]> = self.leaf_hashes(first, self.size)?.iter().map(|h| h.0).collect();
-        // One complete subtree per binary digit of `first`, largest first:
-        // 2^level leaves from `start`, stored at that level.
-        let mut start = 0;
-        let mut indexes = Vec::with_capacity(first.count_ones() as usize);
-        for level in (0..64u8).rev().filter(|l| first >> l & 1 == 1) {
-            indexes.push(tlog_tiles::stored_hash_index(level, start >> level));
-            start += 1 << level;
-        }
+        // A complete subtree of 2^level leaves from `start` is stored at
+        // that level.
+        let indexes: Vec<u64> = psg_domain::log_tree::subtrees_before(first)
+            .into_iter()
+            .map(|(start, end)| {
+                let level = (end - start).trailing_zeros() as u8;
+                tlog_tiles::stored_hash_index(level, start >> level)
+            })
+            .collect();
         let left: Vec<[u8; 32]> = self.read_hashes(&indexes).map_err(tree_err)?.iter().map(|h| h.0).collect();
         let (root, proofs) =
             psg_domain::log_tree::run_proofs_of_leaves(first, &leaves, &left).map_err(LogError::Tree)?;
