@@ -9,7 +9,9 @@
 //! and prints records/s; then the same with the documents
 //! in memory (no disk flush), sealing alone, the evidence log alone, and
 //! the database step alone (rows with their leaves); `EVIDENCE_STEPS` picks
-//! some of them (`local`, `memory`, `parts`: the steps alone). Needs
+//! some of them (`local`, `memory`, `parts`: the steps alone).
+//! `EVIDENCE_PREFILL` rows already in the table (default 0) give the
+//! figure at a size its indexes no longer fit in memory. Needs
 //! PostgreSQL (`TEST_DATABASE_ADMIN_URL`, default the local server).
 //!
 //! The service steps also print who used the CPU, per record: this
@@ -274,7 +276,58 @@ async fn database_with(decisions: &[ScopeDecision]) -> (TestDb, psg_store::Store
             .collect();
         psg_store::decisions::write_decisions(&store, &rows).await.expect("decisions");
     }
+    prefill(&store, prefill_rows()).await;
     (db, store)
+}
+
+/// Evidence rows already stored before the timed run: `EVIDENCE_PREFILL`
+/// (default 0). A table of millions of rows is what a service meets after
+/// months: its random-key indexes (`hash`, `scope_decision_id`) outgrow the
+/// buffer cache.
+fn prefill_rows() -> u64 {
+    std::env::var("EVIDENCE_PREFILL").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// Stores `rows` evidence rows of a chain of their own, made in SQL (fast),
+/// the size of the service's and keyed as the service keys them: ids in time
+/// order ([`ids::time_ordered_id`]'s layout) from 2025 on, before the
+/// bench's decisions; hashes and decision ids random. Then a checkpoint, so
+/// that the run starts as one does after each: every page it changes first
+/// goes to the WAL whole.
+async fn prefill(store: &psg_store::Store, rows: u64) {
+    if rows == 0 {
+        return;
+    }
+    let started = Instant::now();
+    let client = store.client().await.expect("client");
+    let rows = i64::try_from(rows).expect("rows");
+    for first in (0..rows).step_by(500_000) {
+        let last = (first + 500_000).min(rows) - 1;
+        client
+            .execute(
+                "INSERT INTO evidence (id, scope_decision_id, evidence_type, data, hash, signature,
+                     signing_key_id, storage_url, pci_requirement, generated_at, generated_by, expires_at,
+                     chain, sequence, prev_hash)
+                 SELECT (lpad(to_hex((extract(epoch FROM t) * 1000)::bigint), 12, '0')
+                         || '8' || substr(h, 1, 3) || '8' || substr(h, 4, 15))::uuid,
+                        gen_random_uuid(), 'pci_scope_identification',
+                        jsonb_build_object('decision_id', gen_random_uuid(), 'resource_id', 'i-' || s,
+                            'resource_uuid', gen_random_uuid(), 'rule', 'cde_connection', 'scope', 'connected_cde'),
+                        h, repeat('A', 88), 'ed25519:prefill', 'memory:scope/' || s || '.json', '12.5.2', t,
+                        'bench', t + interval '7 years', 'prefill', s, h
+                   FROM generate_series($1::bigint, $2::bigint) s,
+                        LATERAL (SELECT timestamptz '2025-01-01' + s * interval '10 ms' AS t,
+                                        encode(sha256(('prefill' || s)::bytea), 'hex') AS h) x",
+                &[&first, &last],
+            )
+            .await
+            .expect("prefill");
+    }
+    client.batch_execute("VACUUM ANALYZE evidence; CHECKPOINT").await.expect("vacuum and checkpoint");
+    println!(
+        "evidence_throughput: {rows} evidence rows stored before the run ({:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// The decisions as the evidence service reads them.

@@ -851,7 +851,12 @@ async fn each_service_role_has_exactly_its_privileges() {
     psg_store::evidence::insert_evidence(evi, std::slice::from_ref(&live)).await.unwrap();
     psg_store::evidence::insert_evidence(evi, std::slice::from_ref(&live)).await.expect("redelivery is skipped");
     assert_eq!(psg_store::evidence::chain_head(evi, &live.chain).await.unwrap().map(|h| h.0), Some(1));
-    psg_store::evidence::existing(evi, &[live.id]).await.unwrap();
+    psg_store::evidence::existing(
+        evi,
+        &psg_store::evidence::Lookup { records: vec![live.id], decisions: vec![live.id] },
+    )
+    .await
+    .unwrap();
     psg_store::evidence::last_scheduled_period_end(evi, &live.chain).await.unwrap();
     let (from, to) = (Utc.timestamp_opt(0, 0).unwrap(), Utc::now() + chrono::Duration::days(1));
     psg_store::reports::cde_flows(evi, from, to).await.unwrap();

@@ -244,7 +244,8 @@ impl<P: GrcProvider + Send + 'static> Follower<P> {
         let mut present: HashSet<Uuid> =
             psg_store::grc::existing_decisions(&self.store, &decision_ids).await.map_err(transient)?;
         if !evidence_ids.is_empty() {
-            present.extend(psg_store::evidence::existing(&self.store, &evidence_ids).await.map_err(transient)?);
+            let lookup = psg_store::evidence::Lookup { records: evidence_ids, decisions: Vec::new() };
+            present.extend(psg_store::evidence::existing(&self.store, &lookup).await.map_err(transient)?.records);
         }
         let since = match sync_type {
             SyncType::Full => None,

@@ -169,6 +169,12 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0022_evidence_proofs_computed.sql"),
         earlier: &[],
     },
+    Migration {
+        version: 23,
+        name: "evidence_uniqueness_at_scale",
+        sql: include_str!("../migrations/0023_evidence_uniqueness_at_scale.sql"),
+        earlier: &[],
+    },
 ];
 
 /// Arbitrary constant identifying our migration lock.

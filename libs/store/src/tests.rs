@@ -768,7 +768,7 @@ async fn migration_21_keeps_every_leaf_and_proof() {
             .unwrap();
     }
     drop(client);
-    let report = migrate(&p).await.unwrap();
+    let report = migrate::migrate_until(&p, &migrate::MigrateOptions::default(), 22).await.unwrap();
     assert_eq!(report.applied.len(), 2, "0021 and 0022: {report:?}");
     let store = Store::connect(&db.url, 1).await.unwrap();
     let ids: Vec<uuid::Uuid> = entries.iter().map(|e| e.evidence_id).collect();
@@ -929,11 +929,15 @@ async fn evidence_rows_must_name_existing_decisions() {
         .unwrap_err();
     assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION), "{err}");
 
-    // A delete waits for the evidence write in flight, then takes its rows too.
+    // A delete waits for the evidence write in flight, then takes its rows
+    // too: a third decision, as a decision has one record (migration 0023).
+    resources::ensure_resources(&store, &[resource("i-2", &[], 0).row]).await.unwrap();
+    let third = decision("third", "i-2", PciScope::Cde);
+    decisions::write_decisions(&store, std::slice::from_ref(&third)).await.unwrap();
     let (go, wait) = tokio::sync::oneshot::channel::<()>();
     let write = tokio::spawn({
         let store = store.clone();
-        let row = about(3, &first);
+        let row = about(3, &third);
         async move {
             evidence::append_when(&store, &[row], &[], &[], async move { wait.await.map_err(|_| "dropped") }).await
         }
@@ -941,17 +945,17 @@ async fn evidence_rows_must_name_existing_decisions() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let delete = tokio::spawn({
         let store = store.clone();
-        let id = first.id;
+        let ids = [first.id, third.id];
         async move {
             let c = store.client().await.unwrap();
-            c.execute("DELETE FROM scope_decisions WHERE id = $1", &[&id]).await.unwrap()
+            c.execute("DELETE FROM scope_decisions WHERE id = ANY($1)", &[&&ids[..]]).await.unwrap()
         }
     });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(!delete.is_finished(), "the delete waits for the evidence write");
     go.send(()).unwrap();
     write.await.unwrap().unwrap();
-    assert_eq!(delete.await.unwrap(), 1);
+    assert_eq!(delete.await.unwrap(), 2);
     let left: Vec<i64> = client
         .query("SELECT sequence FROM evidence ORDER BY sequence", &[])
         .await
@@ -961,8 +965,102 @@ async fn evidence_rows_must_name_existing_decisions() {
         .collect();
     assert_eq!(left, [2], "the first decision's records, the one written meanwhile too, are gone");
     // A write naming the deleted decision fails.
-    let err = evidence::insert_evidence(&store, &[about(4, &first)]).await.unwrap_err();
+    let err = evidence::insert_evidence(&store, &[about(4, &third)]).await.unwrap_err();
     assert!(err.is_transient() && err.to_string().contains("scope decisions"), "{err}");
+}
+
+/// Migration 0023: `hash` stays unique through a hash index, a decision
+/// has at most one record, rows naming no decision are as many as they
+/// are, and the duplicate check probes the indexes key by key even in a
+/// large table of narrow rows never analyzed (where `id = ANY($1)` was
+/// planned as a scan of the table). A database holding two records of one
+/// decision is not migrated, and says why.
+#[tokio::test]
+async fn migration_23_keeps_evidence_unique_and_looked_up_by_index() {
+    let opts = migrate::MigrateOptions::default();
+    let db = TestDb::create().await;
+    let p = pool(&db.url, 1).unwrap();
+    migrate::migrate_until(&p, &opts, 22).await.unwrap();
+    let store = Store::connect(&db.url, 2).await.unwrap();
+    resources::ensure_resources(&store, &[resource("i-1", &[], 0).row]).await.unwrap();
+    let (first, second) = (decision("first", "i-1", PciScope::Cde), decision("second", "i-1", PciScope::Cde));
+    decisions::write_decisions(&store, &[first.clone(), second.clone()]).await.unwrap();
+    let record = |seq: i64, d: Option<&ScopeDecisionRow>| psg_domain::rows::EvidenceRow {
+        scope_decision_id: d.map(|d| d.id),
+        ..segmentation_record(seq, stable_id("record", &[&seq.to_string()]), format!("{seq:064x}"))
+    };
+    evidence::insert_evidence(&store, &[record(1, None), record(2, None), record(3, Some(&first))]).await.unwrap();
+    let report = migrate(&p).await.unwrap();
+    assert_eq!(report.applied, ["0023 evidence_uniqueness_at_scale"]);
+
+    let refused = async |row: psg_domain::rows::EvidenceRow, constraint: &str| {
+        let err = evidence::insert_evidence(&store, &[row]).await.unwrap_err();
+        let Error::Postgres { source, .. } = &err else { panic!("{err}") };
+        let db = source.as_db_error().expect("a database error");
+        assert_eq!(db.constraint(), Some(constraint), "{err}: {db:?}");
+    };
+    refused(psg_domain::rows::EvidenceRow { hash: format!("{:064x}", 2), ..record(4, None) }, "evidence_hash_unique")
+        .await;
+    refused(record(4, Some(&first)), "ix_evidence_scope_decision_id").await;
+    evidence::insert_evidence(&store, &[record(4, None), record(5, Some(&second))]).await.unwrap();
+    let found = evidence::existing(
+        &store,
+        &evidence::Lookup {
+            records: vec![record(1, None).id, stable_id("record", &["none"])],
+            decisions: vec![first.id, stable_id("decision", &["none"])],
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(found.records, [record(1, None).id].into());
+    assert!(found.decisions.is_empty(), "record 3 names its decision but is no scope identification record");
+
+    // A large table, never analyzed: the lookup still goes through the indexes.
+    let client = store.client().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO evidence (id, scope_decision_id, evidence_type, data, hash, signature, signing_key_id,
+                 generated_at, generated_by, expires_at, chain, sequence)
+             SELECT gen_random_uuid(), gen_random_uuid(), 'pci_scope_identification', '{}',
+                    encode(sha256(s::text::bytea), 'hex'), 'sig', 'key', now(), 'test', now() + interval '1 year',
+                    'bulk', s
+               FROM generate_series(1, 200000) s",
+            &[],
+        )
+        .await
+        .unwrap();
+    let analyzed: Option<chrono::DateTime<Utc>> = client
+        .query_one(
+            "SELECT greatest(last_analyze, last_autoanalyze) FROM pg_stat_user_tables WHERE relname = 'evidence'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    if analyzed.is_none() {
+        let ids: Vec<uuid::Uuid> = (0..1_000).map(|i| stable_id("lookup", &[&i.to_string()])).collect();
+        let plan: String = client
+            .query(&format!("EXPLAIN {}", evidence::EXISTING), &[&ids, &ids])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0) + "\n")
+            .collect();
+        assert!(!plan.contains("Seq Scan"), "{plan}");
+        assert!(plan.contains("evidence_pkey") && plan.contains("ix_evidence_scope_decision_id"), "{plan}");
+    }
+    drop(client);
+
+    // Two records of one decision: not migrated, and why.
+    let db = TestDb::create().await;
+    let p = pool(&db.url, 1).unwrap();
+    migrate::migrate_until(&p, &opts, 22).await.unwrap();
+    let store = Store::connect(&db.url, 2).await.unwrap();
+    resources::ensure_resources(&store, &[resource("i-1", &[], 0).row]).await.unwrap();
+    decisions::write_decisions(&store, std::slice::from_ref(&first)).await.unwrap();
+    evidence::insert_evidence(&store, &[record(1, Some(&first)), record(2, Some(&first))]).await.unwrap();
+    let err = migrate(&p).await.unwrap_err().to_string();
+    assert!(err.contains("more than one record for scope decisions") && err.contains(&first.id.to_string()), "{err}");
 }
 
 /// A network segmentation record at `seq` of its chain, with no previous

@@ -431,8 +431,17 @@ pub struct Report {
 }
 
 /// The id of a decision's `pci_scope_identification` record: the same for
-/// the same decision, so that a decision delivered twice is recorded once.
+/// the same decision, so that a decision delivered twice is recorded once,
+/// and in the order of the decisions' times ([`ids::time_ordered_id`]), so
+/// that the evidence table's primary key grows at its right edge.
 pub fn scope_identification_id(d: &ScopeDecision) -> uuid::Uuid {
+    ids::time_ordered_id(d.decided_at, "evidence", &[EvidenceType::ScopeIdentification.as_str(), &d.decision_id])
+}
+
+/// The id the same record had before ids were time-ordered (a UUIDv5 of the
+/// same key): a decision recorded under it and delivered again is still a
+/// duplicate.
+pub fn legacy_scope_identification_id(d: &ScopeDecision) -> uuid::Uuid {
     ids::stable_id("evidence", &[EvidenceType::ScopeIdentification.as_str(), &d.decision_id])
 }
 

@@ -40,11 +40,14 @@ use psg_domain::{EvidenceCheckpoint, EvidenceRequest, EvidenceType, FlowEdge, Sc
 use psg_kafka_runtime::topics::TopicSpec;
 use psg_kafka_runtime::{DeadLetter, InMessage, OutRecord, Output, ProcessError, Processor};
 use psg_store::Store;
+use psg_store::evidence::{Found, Lookup};
 use uuid::Uuid;
 
 use crate::documents::{Doc, Documents, Keeping};
 use crate::log::{self, CheckpointSigner, Log};
-use crate::record::{ChainHead, LogPlace, Report, Sealed, Sealer, report_id, scope_identification_id};
+use crate::record::{
+    ChainHead, LogPlace, Report, Sealed, Sealer, legacy_scope_identification_id, report_id, scope_identification_id,
+};
 use crate::reports::{self, Period, PeriodData};
 use crate::writes::{Batch, Durable, Write};
 
@@ -169,6 +172,46 @@ enum Job {
     /// A decision, and the id of its record.
     Decision(ScopeDecision, Uuid),
     Reports(Period, Vec<EvidenceType>),
+}
+
+/// The records a batch would make, as the duplicate check looks for them.
+#[derive(Default)]
+struct Asked<'a> {
+    /// Reports' records: their ids and chains.
+    reports: Vec<(Uuid, &'a str)>,
+    /// Decisions' records: their ids and decisions.
+    decisions: Vec<(Uuid, &'a ScopeDecision)>,
+}
+
+impl Asked<'_> {
+    /// The database's question: a decision's record by its decision (under
+    /// whichever id it was stored: see [`legacy_scope_identification_id`]),
+    /// or by both its ids when its decision id is no UUID (it is then stored
+    /// without one); a report's by its id.
+    fn lookup(&self) -> Lookup {
+        let mut lookup = Lookup { records: self.reports.iter().map(|(id, _)| *id).collect(), decisions: Vec::new() };
+        lookup.decisions.reserve(self.decisions.len());
+        for (id, d) in &self.decisions {
+            match d.decision_id.parse() {
+                Ok(decision) => lookup.decisions.push(decision),
+                Err(_) => lookup.records.extend([*id, legacy_scope_identification_id(d)]),
+            }
+        }
+        lookup
+    }
+
+    /// The ids, as this version makes them, of the records `found` stored.
+    fn stored(&self, found: &Found) -> HashSet<Uuid> {
+        let reports = self.reports.iter().map(|(id, _)| *id).filter(|id| found.records.contains(id));
+        let decisions = self.decisions.iter().filter_map(|(id, d)| {
+            let stored = match d.decision_id.parse::<Uuid>() {
+                Ok(decision) => found.decisions.contains(&decision),
+                Err(_) => found.records.contains(id) || found.records.contains(&legacy_scope_identification_id(d)),
+            };
+            stored.then_some(*id)
+        });
+        reports.chain(decisions).collect()
+    }
 }
 
 impl Evidence {
@@ -416,24 +459,28 @@ impl Evidence {
     }
 
     /// Which of `ids` (with their chains) are stored already.
-    async fn stored(&self, ids: &[(Uuid, &str)]) -> Result<HashSet<Uuid>, ProcessError> {
+    async fn stored(&self, asked: &Asked<'_>) -> Result<HashSet<Uuid>, ProcessError> {
         match &self.store {
-            Some(store) => {
-                let ids: Vec<Uuid> = ids.iter().map(|(id, _)| *id).collect();
-                psg_store::evidence::existing(store, &ids)
-                    .await
-                    .map_err(|e| ProcessError::classify(e.is_transient(), e))
-            }
+            Some(store) => psg_store::evidence::existing(store, &asked.lookup())
+                .await
+                .map(|found| asked.stored(&found))
+                .map_err(|e| ProcessError::classify(e.is_transient(), e)),
             None => {
                 let mut found = HashSet::new();
-                for (id, chain) in ids {
-                    let present = self
-                        .documents
-                        .get(&Self::marker_path(chain, id))
-                        .await
-                        .map_err(|e| ProcessError::Transient(e.to_string()))?;
-                    if present.is_some() {
-                        found.insert(*id);
+                let reports = asked.reports.iter().map(|(id, chain)| (*id, *chain, None));
+                let decisions =
+                    asked.decisions.iter().map(|(id, d)| (*id, SCOPE_CHAIN, Some(legacy_scope_identification_id(d))));
+                for (id, chain, legacy) in reports.chain(decisions) {
+                    for marker in std::iter::once(id).chain(legacy) {
+                        let present = self
+                            .documents
+                            .get(&Self::marker_path(chain, &marker))
+                            .await
+                            .map_err(|e| ProcessError::Transient(e.to_string()))?;
+                        if present.is_some() {
+                            found.insert(id);
+                            break;
+                        }
                     }
                 }
                 Ok(found)
@@ -887,18 +934,18 @@ impl Processor for Evidence {
 
         // Fallible I/O before any state changes: a failure retries the batch.
         let mut reports_to_seal: Vec<Option<Vec<Report>>> = Vec::with_capacity(jobs.len());
-        let mut ids: Vec<(Uuid, &str)> = Vec::new();
+        let mut asked = Asked::default();
         for job in &jobs {
             match job {
-                Job::Decision(_, id) => {
-                    ids.push((*id, SCOPE_CHAIN));
+                Job::Decision(d, id) => {
+                    asked.decisions.push((*id, d));
                     reports_to_seal.push(None);
                 }
                 Job::Reports(p, types) => {
                     let data = self.period_data(p).await?;
                     let made: Vec<Report> = types.iter().filter_map(|t| reports::by_type(*t, p, &data)).collect();
                     for r in &made {
-                        ids.push((report_id(r), r.evidence_type.as_str()));
+                        asked.reports.push((report_id(r), r.evidence_type.as_str()));
                     }
                     reports_to_seal.push(Some(made));
                 }
@@ -908,10 +955,10 @@ impl Processor for Evidence {
             // Decisions only (the usual batch), with the database: sealed
             // while the duplicate check runs, as if none were stored, and
             // taken back and sealed again in the rare case some were.
-            (Some(store), true) if !ids.is_empty() => {
+            (Some(store), true) if !asked.decisions.is_empty() => {
                 let store = store.clone();
-                let owned: Vec<Uuid> = ids.iter().map(|(id, _)| *id).collect();
-                let check = tokio::spawn(async move { psg_store::evidence::existing(&store, &owned).await });
+                let lookup = asked.lookup();
+                let check = tokio::spawn(async move { psg_store::evidence::existing(&store, &lookup).await });
                 let mark = self.mark();
                 let ahead = self.seal_jobs(&jobs, jobs.iter().map(|_| None).collect(), &HashSet::new());
                 let waiting = std::time::Instant::now();
@@ -922,10 +969,10 @@ impl Processor for Evidence {
                 };
                 metrics::histogram!("psg_evidence_dedup_seconds").record(waiting.elapsed().as_secs_f64());
                 match (stored, ahead) {
-                    (Ok(stored), Ok(duplicates)) if stored.is_empty() => duplicates,
-                    (Ok(stored), Ok(_)) => {
+                    (Ok(found), Ok(duplicates)) if found == Found::default() => duplicates,
+                    (Ok(found), Ok(_)) => {
                         self.take_back(mark);
-                        self.seal_jobs(&jobs, reports_to_seal, &stored)?
+                        self.seal_jobs(&jobs, reports_to_seal, &asked.stored(&found))?
                     }
                     (Err(e), _) | (_, Err(e)) => {
                         self.take_back(mark);
@@ -935,7 +982,7 @@ impl Processor for Evidence {
             }
             _ => {
                 let checking = std::time::Instant::now();
-                let stored = self.stored(&ids).await?;
+                let stored = self.stored(&asked).await?;
                 metrics::histogram!("psg_evidence_dedup_seconds").record(checking.elapsed().as_secs_f64());
                 self.seal_jobs(&jobs, reports_to_seal, &stored)?
             }

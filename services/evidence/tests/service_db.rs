@@ -524,6 +524,65 @@ async fn with_or_without_a_database_the_same_decisions_make_the_same_records() {
     assert_eq!(shape(with), shape(without));
 }
 
+/// Records of decisions are keyed in time order (UUIDv8, the decision's
+/// milliseconds first). A decision recorded by an earlier version, under the
+/// UUIDv5 its record had then, is still found by the duplicate check when
+/// delivered again (after a crash and an upgrade): with a database by its
+/// decision, without one by its former marker. Decisions not recorded are.
+#[tokio::test]
+async fn a_decision_recorded_under_its_former_id_is_not_recorded_again() {
+    use psg_evidence::record::{legacy_scope_identification_id, scope_identification_id};
+    let (_db, store) = database(4).await;
+    let cfg = Config::default();
+    let decisions = decisions(&cfg, Some(store.clone()), 1000 * SECOND).await;
+    let (d0, d1) = (decisions[0].clone(), decisions[1].clone());
+    let decision = |m: &InMessage| psg_avro_codec::decode::<psg_domain::ScopeDecision>(m.payload()).unwrap();
+    let (s0, s1) = (decision(&d0), decision(&d1));
+    let (new, former) = (scope_identification_id(&s0), legacy_scope_identification_id(&s0));
+    assert_eq!(new.get_version_num(), 8);
+    assert_eq!(new.as_u128() >> 80, u128::try_from(s0.decided_at / 1_000).unwrap(), "the decision's milliseconds");
+    assert_eq!(former.get_version_num(), 5);
+    let sealer = || Sealer::new(SigningKey::from_bytes(&[9u8; 32]), "test");
+    for with_db in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let documents = Documents::open(dir.path().to_str().unwrap()).unwrap();
+        let store = with_db.then(|| store.clone());
+        let mut evidence = Evidence::new(&cfg, store.clone(), sealer(), documents.clone());
+        evidence.restore().await.unwrap();
+        let made = records(&evidence.process(std::slice::from_ref(&d0)).await.unwrap());
+        evidence.persist().await.unwrap();
+        assert_eq!(made.iter().map(|r| r.evidence_id.clone()).collect::<Vec<_>>(), [new.to_string()]);
+        // As an earlier version stored it.
+        match &store {
+            Some(store) => {
+                let client = store.client().await.unwrap();
+                client.execute("ALTER TABLE evidence DISABLE TRIGGER evidence_immutable", &[]).await.unwrap();
+                let moved =
+                    client.execute("UPDATE evidence SET id = $1 WHERE id = $2", &[&former, &new]).await.unwrap();
+                assert_eq!(moved, 1);
+                client.execute("ALTER TABLE evidence ENABLE TRIGGER evidence_immutable", &[]).await.unwrap();
+            }
+            None => {
+                let markers = dir.path().join(psg_evidence::service::SCOPE_CHAIN).join("by-id");
+                std::fs::rename(markers.join(new.to_string()), markers.join(former.to_string())).unwrap();
+            }
+        }
+        let mut restarted = Evidence::new(&cfg, store.clone(), sealer(), documents.clone());
+        restarted.restore().await.unwrap();
+        let again = records(&restarted.process(&[d0.clone(), d1.clone()]).await.unwrap());
+        restarted.persist().await.unwrap();
+        let decided: Vec<Option<String>> = again.iter().map(|r| r.scope_decision_id.clone()).collect();
+        assert_eq!(decided, [Some(s1.decision_id.clone())], "with a database: {with_db}");
+        // And once it is stored under its new id, too.
+        let mut third = Evidence::new(&cfg, store, sealer(), documents);
+        third.restore().await.unwrap();
+        assert!(
+            records(&third.process(&[d1.clone(), d0.clone()]).await.unwrap()).is_empty(),
+            "with a database: {with_db}"
+        );
+    }
+}
+
 /// Without a database the log lives in the document store: leaf tiles,
 /// checkpoints and log/HEAD.json; a restart restores it and goes on.
 #[tokio::test]
