@@ -323,7 +323,9 @@ async fn prefill(store: &psg_store::Store, rows: u64) {
             .await
             .expect("prefill");
     }
-    client.batch_execute("VACUUM ANALYZE evidence; CHECKPOINT").await.expect("vacuum and checkpoint");
+    for sql in ["VACUUM ANALYZE evidence", "CHECKPOINT"] {
+        client.batch_execute(sql).await.expect(sql);
+    }
     println!(
         "evidence_throughput: {rows} evidence rows stored before the run ({:.0} s)",
         started.elapsed().as_secs_f64()
