@@ -458,7 +458,9 @@ impl Evidence {
         Ok(())
     }
 
-    /// Which of `ids` (with their chains) are stored already.
+    /// Which of `asked`'s records are stored already (the ids this version
+    /// gives them). Without a database a decision's record is looked for
+    /// under both its ids' markers: two reads per new decision.
     async fn stored(&self, asked: &Asked<'_>) -> Result<HashSet<Uuid>, ProcessError> {
         match &self.store {
             Some(store) => psg_store::evidence::existing(store, &asked.lookup())
