@@ -40,9 +40,16 @@ pub struct Found {
     pub decisions: HashSet<Uuid>,
 }
 
+impl Found {
+    /// Nothing asked for is stored.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.decisions.is_empty()
+    }
+}
+
 /// [`existing`]'s query: records by id, and records by decision (at most
 /// one each: both keys are unique). One index probe per key, whatever the
-/// planner knows of the table: `evidence = ANY($1)` over a thousand keys,
+/// planner knows of the table: `id = ANY($1)` over a thousand keys,
 /// in a table of some 200,000 narrow rows never analyzed, was planned as a
 /// scan of the whole table (60 ms, where the probes take 5 to 10); a
 /// `LATERAL … LIMIT 1` per key can only be an index probe or a scan per

@@ -971,7 +971,7 @@ impl Processor for Evidence {
                 };
                 metrics::histogram!("psg_evidence_dedup_seconds").record(waiting.elapsed().as_secs_f64());
                 match (stored, ahead) {
-                    (Ok(found), Ok(duplicates)) if found == Found::default() => duplicates,
+                    (Ok(found), Ok(duplicates)) if found.is_empty() => duplicates,
                     (Ok(found), Ok(_)) => {
                         self.take_back(mark);
                         self.seal_jobs(&jobs, reports_to_seal, &asked.stored(&found))?
