@@ -311,7 +311,7 @@ async fn an_evidence_record_is_uploaded_by_the_next_incremental_sync() {
         id,
         scope_decision_id: None,
         evidence_type: EvidenceType::ScopeIdentification,
-        data: json!({}),
+        data: json!({}).into(),
         hash: "ab".repeat(32),
         signature: "sig".into(),
         signing_key_id: "key".into(),

@@ -634,7 +634,7 @@ fn evidence_row(sequence: i64, expires_at: chrono::DateTime<Utc>) -> EvidenceRow
         id: stable_id("evidence", &[&hash]),
         scope_decision_id: None,
         evidence_type: EvidenceType::NetworkSegmentation,
-        data: serde_json::json!({"trigger": "on_request"}),
+        data: serde_json::json!({"trigger": "on_request"}).into(),
         hash,
         signature: "sig".into(),
         signing_key_id: "ed25519:test".into(),

@@ -85,7 +85,8 @@ struct RunTree<'a> {
     /// The run's leaf hashes (`SHA-256(0x00 ‖ record)`).
     leaves: &'a [Hash],
     left: Vec<((u64, u64), Hash)>,
-    /// Each leaf's proof so far, from the leaf up.
+    /// Each leaf's proof so far, from the leaf up; none kept when only
+    /// the root is asked for.
     proofs: Vec<Vec<Hash>>,
 }
 
@@ -107,6 +108,9 @@ impl RunTree<'_> {
         let k = split(e - s);
         let left = self.node(s, s + k)?;
         let right = self.node(s + k, e)?;
+        if self.proofs.is_empty() {
+            return Ok(node_hash(&left, &right));
+        }
         for m in s.max(self.first)..s + k {
             self.proofs[(m - self.first) as usize].push(right);
         }
@@ -129,6 +133,17 @@ pub fn run_proofs(first: u64, records: &[Hash], left: &[Hash]) -> Result<(Hash, 
 /// As [`run_proofs`], from the run's leaf hashes (`SHA-256(0x00 ‖
 /// record)`, what a log keeps) instead of its records.
 pub fn run_proofs_of_leaves(first: u64, leaves: &[Hash], left: &[Hash]) -> Result<(Hash, Vec<Vec<Hash>>), String> {
+    run_tree(first, leaves, left, true)
+}
+
+/// The root alone of the tree of `first + records.len()` leaves (as
+/// [`run_proofs`], without making every leaf's proof).
+pub fn run_root(first: u64, records: &[Hash], left: &[Hash]) -> Result<Hash, String> {
+    let leaves: Vec<Hash> = records.iter().map(leaf_hash).collect();
+    run_tree(first, &leaves, left, false).map(|(root, _)| root)
+}
+
+fn run_tree(first: u64, leaves: &[Hash], left: &[Hash], prove: bool) -> Result<(Hash, Vec<Vec<Hash>>), String> {
     let ranges = subtrees_before(first);
     if ranges.len() != left.len() {
         return Err(format!(
@@ -146,7 +161,7 @@ pub fn run_proofs_of_leaves(first: u64, leaves: &[Hash], left: &[Hash]) -> Resul
         first,
         leaves,
         left: ranges.into_iter().zip(left.iter().copied()).collect(),
-        proofs: vec![Vec::with_capacity(depth); leaves.len()],
+        proofs: if prove { vec![Vec::with_capacity(depth); leaves.len()] } else { Vec::new() },
     };
     let root = tree.node(0, n)?;
     Ok((root, tree.proofs))
@@ -199,6 +214,7 @@ mod tests {
                 assert_eq!(left.len(), first.count_ones() as usize, "first {first}, size {n}");
                 let (root, proofs) = run_proofs(first as u64, &leaves[first..], &left).unwrap();
                 assert_eq!(root, mth(leaves), "first {first}, size {n}");
+                assert_eq!(run_root(first as u64, &leaves[first..], &left), Ok(root), "first {first}, size {n}");
                 for (at, proof) in proofs.iter().enumerate() {
                     assert_eq!(*proof, path(first + at, leaves), "leaf {}, first {first}, size {n}", first + at);
                 }
@@ -226,5 +242,7 @@ mod tests {
         // Wrong hashes make another tree, not an error: the caller compares.
         let (root, _) = run_proofs(5, &all[5..], &[[0; 32], [1; 32]]).unwrap();
         assert_ne!(root, mth(&all));
+        assert_eq!(run_root(5, &all[5..], &[[0; 32], [1; 32]]), Ok(root));
+        assert!(run_root(5, &all[5..], &[[0; 32]]).unwrap_err().contains("needs 2 subtree hashes"));
     }
 }

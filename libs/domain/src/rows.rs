@@ -99,6 +99,53 @@ pub struct ScopeDecisionRow {
     pub dependency_resource_ids: Json,
 }
 
+/// A JSON value kept as the text it is written as (`evidence.data`): a
+/// row made per record is serialised once, straight from its fields, with
+/// no `serde_json::Value` tree to build, walk and drop. Equal when the
+/// values are (`jsonb` gives the text back with its keys in its own order).
+#[derive(Debug, Clone)]
+pub struct JsonText(Box<serde_json::value::RawValue>);
+
+impl JsonText {
+    /// `value` serialised (a struct's fields in their declared order).
+    pub fn of(value: &impl serde::Serialize) -> serde_json::Result<Self> {
+        serde_json::value::to_raw_value(value).map(Self)
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// As `jsonb` takes and gives it.
+    pub fn raw(&self) -> &serde_json::value::RawValue {
+        &self.0
+    }
+
+    /// The value, parsed.
+    pub fn value(&self) -> Json {
+        serde_json::from_str(self.get()).expect("JsonText holds valid JSON")
+    }
+}
+
+impl From<Box<serde_json::value::RawValue>> for JsonText {
+    fn from(raw: Box<serde_json::value::RawValue>) -> Self {
+        Self(raw)
+    }
+}
+
+impl From<Json> for JsonText {
+    fn from(value: Json) -> Self {
+        Self(serde_json::value::to_raw_value(&value).expect("a serde_json::Value always serialises"))
+    }
+}
+
+impl PartialEq for JsonText {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get() || self.value() == other.value()
+    }
+}
+
 /// `evidence`: the index row of a signed evidence document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvidenceRow {
@@ -106,7 +153,7 @@ pub struct EvidenceRow {
     /// Nullable in ours: periodic attestations belong to no single decision.
     pub scope_decision_id: Option<Uuid>,
     pub evidence_type: EvidenceType,
-    pub data: Json,
+    pub data: JsonText,
     pub hash: String,
     pub signature: String,
     pub signing_key_id: String,
@@ -409,5 +456,27 @@ pub mod report {
         pub unencrypted_flow_count: i64,
         pub first_seen: DateTime<Utc>,
         pub last_seen: DateTime<Utc>,
+    }
+}
+
+#[cfg(test)]
+mod json_text_tests {
+    use super::*;
+
+    #[test]
+    fn json_text_keeps_its_text_and_is_equal_when_the_values_are() {
+        #[derive(serde::Serialize)]
+        struct Fields<'a> {
+            b: u32,
+            a: &'a str,
+        }
+        let ours = JsonText::of(&Fields { b: 1, a: "x" }).expect("serialises");
+        assert_eq!(ours.get(), r#"{"b":1,"a":"x"}"#, "fields in declared order, no tree in between");
+        // As `jsonb` gives it back: its own key order and spacing.
+        let stored: Box<serde_json::value::RawValue> =
+            serde_json::from_str(r#"{"a": "x", "b": 1}"#).expect("valid JSON");
+        assert_eq!(ours, JsonText::from(stored));
+        assert_ne!(ours, JsonText::from(serde_json::json!({"a": "x", "b": 2})));
+        assert_eq!(ours.value(), serde_json::json!({"a": "x", "b": 1}));
     }
 }

@@ -603,7 +603,7 @@ async fn the_database_is_a_source_of_systems_and_evidence() {
         id: uuid::Uuid::new_v4(),
         scope_decision_id: Some(decisions[0].id),
         evidence_type: EvidenceType::ScopeIdentification,
-        data: json!({}),
+        data: json!({}).into(),
         hash: "ab".repeat(32),
         signature: "sig".into(),
         signing_key_id: "key".into(),

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use psg_domain::rows::{EvidenceCheckpointRow, EvidenceLogRow, EvidenceRow};
 use tokio_postgres::GenericClient;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{Json, Type};
 use uuid::Uuid;
 
 use crate::{Error, Result, Store};
@@ -241,7 +241,7 @@ async fn copy_rows(
                 &e.id,
                 &e.scope_decision_id,
                 &e.evidence_type.as_str(),
-                &e.data,
+                &Json(e.data.raw()),
                 &e.hash,
                 &e.signature,
                 &e.signing_key_id,
@@ -277,7 +277,7 @@ async fn insert_rows(
     let ids: Vec<Uuid> = rows.iter().map(|e| e.id).collect();
     let decisions: Vec<Option<Uuid>> = rows.iter().map(|e| e.scope_decision_id).collect();
     let types = col(|e| e.evidence_type.as_str().to_owned());
-    let data: Vec<&serde_json::Value> = rows.iter().map(|e| &e.data).collect();
+    let data: Vec<Json<&serde_json::value::RawValue>> = rows.iter().map(|e| Json(e.data.raw())).collect();
     let hashes = col(|e| e.hash.clone());
     let signatures = col(|e| e.signature.clone());
     let key_ids = col(|e| e.signing_key_id.clone());
@@ -384,20 +384,29 @@ impl Run {
     /// its hashes' bytes) names them, and the proofs they and the run's
     /// leaves give; `None` when the run does not end at its checkpoint.
     fn computed(&self, first_proof: &[u8]) -> Option<(Vec<log_tree::Hash>, log_tree::Hash, Vec<Vec<log_tree::Hash>>)> {
+        let left = self.left_of(first_proof)?;
+        let first = u64::try_from(self.first_index).ok()?;
+        let (root, proofs) = log_tree::run_proofs(first, &self.records(), &left).ok()?;
+        Some((left, root, proofs))
+    }
+
+    /// The subtrees left of the run, read off its first leaf's proof, when
+    /// the run ends at its checkpoint's size.
+    fn left_of(&self, first_proof: &[u8]) -> Option<Vec<log_tree::Hash>> {
         let first = u64::try_from(self.first_index).ok()?;
         if self.checkpoint_size != self.end() {
             return None;
         }
         let size = u64::try_from(self.checkpoint_size).ok()?;
-        let left = log_tree::subtrees_left_of(first, size, &log_tree::hashes_of(first_proof))?;
-        let (root, proofs) = log_tree::run_proofs(first, &self.records(), &left).ok()?;
-        Some((left, root, proofs))
+        log_tree::subtrees_left_of(first, size, &log_tree::hashes_of(first_proof))
     }
 
     /// The subtrees left of the run (see `left_subtrees`), when with its
     /// leaves they give `root`, the root its checkpoint signs.
     fn subtrees_giving(&self, first_proof: &[u8], root: &log_tree::Hash) -> Option<Vec<u8>> {
-        let (left, ours, _) = self.computed(first_proof)?;
+        let left = self.left_of(first_proof)?;
+        let first = u64::try_from(self.first_index).ok()?;
+        let ours = log_tree::run_root(first, &self.records(), &left).ok()?;
         (ours == *root).then(|| left.concat())
     }
 
@@ -770,7 +779,7 @@ fn row_of(r: &tokio_postgres::Row) -> Result<EvidenceRow> {
         id: r.get(0),
         scope_decision_id: r.get(1),
         evidence_type: t.parse().map_err(|e| Error::Data(format!("evidence_type: {e}")))?,
-        data: r.get(3),
+        data: r.get::<_, Json<Box<serde_json::value::RawValue>>>(3).0.into(),
         hash: r.get(4),
         signature: r.get(5),
         signing_key_id: r.get(6),

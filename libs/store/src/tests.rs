@@ -1070,7 +1070,7 @@ fn segmentation_record(seq: i64, id: uuid::Uuid, hash: String) -> psg_domain::ro
         id,
         scope_decision_id: None,
         evidence_type: EvidenceType::NetworkSegmentation,
-        data: serde_json::json!({"n": seq}),
+        data: serde_json::json!({"n": seq}).into(),
         hash,
         signature: "sig".into(),
         signing_key_id: "key".into(),

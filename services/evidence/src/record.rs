@@ -25,7 +25,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
-use psg_domain::rows::EvidenceRow;
+use psg_domain::rows::{EvidenceRow, JsonText};
 use psg_domain::time::{Micros, from_micros, rfc3339};
 use psg_domain::{Evidence, EvidenceType, ScopeDecision, ids};
 use serde_json::json;
@@ -170,12 +170,14 @@ impl Sealer {
         let requirement = "12.5.2";
         let sequence = head.sequence + 1;
         let generated_at = d.decided_at;
+        // The record is generated at its decision's time: one text for both.
+        let decided_at = rfc3339(d.decided_at);
         let document = ScopeDocument {
             chain,
             decision: DecisionPart {
                 as_of: rfc3339(d.as_of),
                 data_classification: d.data_classification.map(|c| c.as_str()),
-                decided_at: rfc3339(d.decided_at),
+                decided_at: &decided_at,
                 decided_by: &d.decided_by,
                 decision_id: &d.decision_id,
                 decision_method: d.decision_method.as_str(),
@@ -189,7 +191,7 @@ impl Sealer {
                 supersedes_id: d.supersedes_id.as_deref(),
             },
             evidence_type: evidence_type.as_str(),
-            generated_at: rfc3339(generated_at),
+            generated_at: &decided_at,
             generated_by: &self.generated_by,
             log: place.map(|p| LogRef { index: p.index, origin: p.origin }),
             pci_requirement: requirement,
@@ -211,13 +213,14 @@ impl Sealer {
             resource_id: Some(d.resource_id.clone()),
             document,
             // The index row keeps what queries need; the document keeps everything.
-            data: json!({
-                "decision_id": d.decision_id,
-                "resource_id": d.resource_id,
-                "scope": d.scope.as_str(),
-                "rule": d.rule.as_str(),
-                "decided_at": rfc3339(d.decided_at),
-            }),
+            data: JsonText::of(&ScopeData {
+                decision_id: &d.decision_id,
+                resource_id: &d.resource_id,
+                scope: d.scope.as_str(),
+                rule: d.rule.as_str(),
+                decided_at: &decided_at,
+            })
+            .map_err(SealError::Canonical)?,
         })
     }
 
@@ -264,7 +267,8 @@ impl Sealer {
                 "period": {"start": rfc3339(report.period_start), "end": rfc3339(report.period_end)},
                 "trigger": report.trigger,
                 "summary": report.summary,
-            }),
+            })
+            .into(),
         })
     }
 
@@ -346,7 +350,18 @@ struct SealInput<'a> {
     /// The canonical document.
     document: String,
     /// What the index row keeps of it (`evidence.data`).
-    data: serde_json::Value,
+    data: JsonText,
+}
+
+/// What a scope-identification record's index row keeps of its decision
+/// (`evidence.data`), serialised straight from the decision.
+#[derive(serde::Serialize)]
+struct ScopeData<'a> {
+    decision_id: &'a str,
+    resource_id: &'a str,
+    scope: &'static str,
+    rule: &'static str,
+    decided_at: &'a str,
 }
 
 /// The largest integer RFC 8785 prints exactly (as an IEEE double): up to
@@ -363,7 +378,7 @@ struct ScopeDocument<'a> {
     chain: &'a str,
     decision: DecisionPart<'a>,
     evidence_type: &'static str,
-    generated_at: String,
+    generated_at: &'a str,
     generated_by: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     log: Option<LogRef<'a>>,
@@ -378,7 +393,7 @@ struct ScopeDocument<'a> {
 struct DecisionPart<'a> {
     as_of: String,
     data_classification: Option<&'static str>,
-    decided_at: String,
+    decided_at: &'a str,
     decided_by: &'a str,
     decision_id: &'a str,
     decision_method: &'static str,

@@ -616,14 +616,23 @@ impl Evidence {
     /// Encodes the batch's records (sealed by [`Self::checkpoint`]) for
     /// `evidence.records`, in the order they were made.
     fn publish(&self, out: &mut Output) -> Result<(), ProcessError> {
+        // Counted per type once a batch, not looked up per record.
+        let mut counted: Vec<(EvidenceType, u64)> = Vec::new();
         for s in &self.pending {
-            metrics::counter!("psg_evidence_records_total", "type" => s.message.evidence_type.as_str()).increment(1);
+            let t = s.message.evidence_type;
+            match counted.iter_mut().find(|(seen, _)| *seen == t) {
+                Some((_, n)) => *n += 1,
+                None => counted.push((t, 1)),
+            }
             // Sized for the message up front (its document, its proof's
             // base64 hashes, the rest): encoding then copies it once.
             let m = &s.message;
             let mut bytes = Vec::with_capacity(m.document.len() + m.inclusion.len() * 48 + 1024);
             psg_avro_codec::encode_into(m, &mut bytes).map_err(|e| ProcessError::Fatal(e.to_string()))?;
             out.records.push(OutRecord::new(&self.evidence_out, s.message.chain.as_bytes(), bytes));
+        }
+        for (t, n) in counted {
+            metrics::counter!("psg_evidence_records_total", "type" => t.as_str()).increment(n);
         }
         Ok(())
     }
