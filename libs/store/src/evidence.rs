@@ -384,28 +384,26 @@ impl Run {
     /// its hashes' bytes) names them, and the proofs they and the run's
     /// leaves give; `None` when the run does not end at its checkpoint.
     fn computed(&self, first_proof: &[u8]) -> Option<(Vec<log_tree::Hash>, log_tree::Hash, Vec<Vec<log_tree::Hash>>)> {
-        let left = self.left_of(first_proof)?;
-        let first = u64::try_from(self.first_index).ok()?;
+        let (first, left) = self.left_of(first_proof)?;
         let (root, proofs) = log_tree::run_proofs(first, &self.records(), &left).ok()?;
         Some((left, root, proofs))
     }
 
-    /// The subtrees left of the run, read off its first leaf's proof, when
-    /// the run ends at its checkpoint's size.
-    fn left_of(&self, first_proof: &[u8]) -> Option<Vec<log_tree::Hash>> {
+    /// The run's first leaf index and the subtrees left of it, read off its
+    /// first leaf's proof, when the run ends at its checkpoint's size.
+    fn left_of(&self, first_proof: &[u8]) -> Option<(u64, Vec<log_tree::Hash>)> {
         let first = u64::try_from(self.first_index).ok()?;
         if self.checkpoint_size != self.end() {
             return None;
         }
         let size = u64::try_from(self.checkpoint_size).ok()?;
-        log_tree::subtrees_left_of(first, size, &log_tree::hashes_of(first_proof))
+        Some((first, log_tree::subtrees_left_of(first, size, &log_tree::hashes_of(first_proof))?))
     }
 
     /// The subtrees left of the run (see `left_subtrees`), when with its
     /// leaves they give `root`, the root its checkpoint signs.
     fn subtrees_giving(&self, first_proof: &[u8], root: &log_tree::Hash) -> Option<Vec<u8>> {
-        let left = self.left_of(first_proof)?;
-        let first = u64::try_from(self.first_index).ok()?;
+        let (first, left) = self.left_of(first_proof)?;
         let ours = log_tree::run_root(first, &self.records(), &left).ok()?;
         (ours == *root).then(|| left.concat())
     }
