@@ -162,7 +162,8 @@ pub async fn append_when<E>(
             if row_security {
                 crate::unless_stored(t, "inserting evidence", insert_rows(t, rows, places, false), skip_stored).await?;
             } else {
-                crate::unless_stored(t, "inserting evidence", copy_rows(t, rows, places), skip_stored).await?;
+                let data = copy_data(rows, places)?;
+                crate::unless_stored(t, "inserting evidence", copy_rows(t, data), skip_stored).await?;
             }
             // After the rows: a decision deleted meanwhile is then either
             // seen gone here or cascades to them (migration 0020).
@@ -195,70 +196,59 @@ async fn require_decisions(tx: &tokio_postgres::Transaction<'_>, rows: &[Evidenc
         .map_err(Error::pg("checking the scope decisions evidence names"))
 }
 
-/// Writes new `rows` by binary COPY (a stored id, hash or chain position
-/// fails it on its unique key).
-async fn copy_rows(
-    tx: &tokio_postgres::Transaction<'_>,
-    rows: &[EvidenceRow],
-    places: &HashMap<Uuid, i64>,
-) -> std::result::Result<u64, tokio_postgres::Error> {
-    let sink = tx
-        .copy_in(
-            "COPY evidence (id, scope_decision_id, evidence_type, data, hash, signature, signing_key_id, storage_url,
-                            pci_requirement, generated_at, generated_by, expires_at, verification_count, chain,
-                            sequence, prev_hash, log_index) FROM STDIN (FORMAT binary)",
-        )
-        .await?;
-    // Binary COPY carries no type ids: an enum's value is its label, as
-    // text's (`enum_recv`), and varchar's bytes are text's.
-    let types = [
-        Type::UUID,
-        Type::UUID,
-        Type::TEXT,
-        Type::JSONB,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TIMESTAMPTZ,
-        Type::TEXT,
-        Type::TIMESTAMPTZ,
-        Type::INT4,
-        Type::TEXT,
-        Type::INT8,
-        Type::TEXT,
-        Type::INT8,
-    ];
-    let writer = BinaryCopyInWriter::new(sink, &types);
-    futures::pin_mut!(writer);
+/// The columns [`copy_rows`] writes, in its order.
+const COPY_COLUMNS: &str = "id, scope_decision_id, evidence_type, data, hash, signature, signing_key_id, storage_url, \
+                            pci_requirement, generated_at, generated_by, expires_at, verification_count, chain, \
+                            sequence, prev_hash, log_index";
+
+/// `rows` (with their places in the log) as binary COPY data, in chain
+/// order. Binary COPY carries no type ids: an enum's value is its label, as
+/// text's (`enum_recv`), and varchar's bytes are text's.
+fn copy_data(rows: &[EvidenceRow], places: &HashMap<Uuid, i64>) -> Result<Vec<bytes::Bytes>> {
     let mut ordered: Vec<&EvidenceRow> = rows.iter().collect();
     ordered.sort_by(|a, b| (&a.chain, a.sequence).cmp(&(&b.chain, b.sequence)));
+    let mut out = crate::copy::BinaryRows::new();
     for e in ordered {
-        writer
-            .as_mut()
-            .write(&[
-                &e.id,
-                &e.scope_decision_id,
-                &e.evidence_type.as_str(),
-                &Json(e.data.raw()),
-                &e.hash,
-                &e.signature,
-                &e.signing_key_id,
-                &e.storage_url,
-                &e.pci_requirement,
-                &e.generated_at,
-                &e.generated_by,
-                &e.expires_at,
-                &0i32,
-                &e.chain,
-                &e.sequence,
-                &e.prev_hash,
-                &places.get(&e.id),
-            ])
-            .await?;
+        copy_row(&mut out, e, places.get(&e.id))
+            .map_err(|err| Error::Data(format!("encoding evidence {} for COPY: {err}", e.id)))?;
+        out.end_row();
     }
-    writer.finish().await
+    Ok(out.finish())
+}
+
+/// One row of [`copy_data`], its values in [`COPY_COLUMNS`]' order.
+fn copy_row(
+    out: &mut crate::copy::BinaryRows,
+    e: &EvidenceRow,
+    log_index: Option<&i64>,
+) -> std::result::Result<(), crate::copy::EncodeError> {
+    out.row(17);
+    out.value(&Type::UUID, &e.id)?;
+    out.value(&Type::UUID, &e.scope_decision_id)?;
+    out.value(&Type::TEXT, &e.evidence_type.as_str())?;
+    out.value(&Type::JSONB, &Json(e.data.raw()))?;
+    out.value(&Type::TEXT, &e.hash)?;
+    out.value(&Type::TEXT, &e.signature)?;
+    out.value(&Type::TEXT, &e.signing_key_id)?;
+    out.value(&Type::TEXT, &e.storage_url)?;
+    out.value(&Type::TEXT, &e.pci_requirement)?;
+    out.value(&Type::TIMESTAMPTZ, &e.generated_at)?;
+    out.value(&Type::TEXT, &e.generated_by)?;
+    out.value(&Type::TIMESTAMPTZ, &e.expires_at)?;
+    out.value(&Type::INT4, &0i32)?;
+    out.value(&Type::TEXT, &e.chain)?;
+    out.value(&Type::INT8, &e.sequence)?;
+    out.value(&Type::TEXT, &e.prev_hash)?;
+    out.value(&Type::INT8, &log_index)
+}
+
+/// Writes new rows (as [`copy_data`] encoded them) by binary COPY (a stored
+/// id, hash or chain position fails it on its unique key).
+async fn copy_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    data: Vec<bytes::Bytes>,
+) -> std::result::Result<u64, tokio_postgres::Error> {
+    crate::copy::send(tx, &format!("COPY evidence ({COPY_COLUMNS}) FROM STDIN (FORMAT binary)"), data).await
 }
 
 /// Inserts `rows` in one statement; with `skip_stored`, a row whose id is

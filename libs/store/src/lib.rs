@@ -20,6 +20,7 @@
 //! constant column lists of this crate, never a value.
 
 pub mod connect;
+mod copy;
 pub mod decisions;
 pub mod evidence;
 pub mod flows;

@@ -175,6 +175,12 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0023_evidence_uniqueness_at_scale.sql"),
         earlier: &[],
     },
+    Migration {
+        version: 24,
+        name: "evidence_decisions_checked_by_count",
+        sql: include_str!("../migrations/0024_evidence_decisions_checked_by_count.sql"),
+        earlier: &[],
+    },
 ];
 
 /// Arbitrary constant identifying our migration lock.

@@ -921,6 +921,20 @@ async fn evidence_rows_must_name_existing_decisions() {
     evidence::insert_evidence(&store, &[about(1, &first), about(2, &second)]).await.unwrap();
     evidence::insert_evidence(&store, &[about(1, &first), about(2, &second)]).await.unwrap();
     assert_eq!(records().await, 2);
+    // The check itself (migration 0024: a count first, the anti-join when
+    // it falls short): repeated and NULL ids are no missing decision, and a
+    // missing one is named, also next to repeats.
+    let check = async |ids: Vec<Option<uuid::Uuid>>| {
+        client.execute("SELECT psg_require_decisions($1::uuid[])", &[&ids]).await.map(drop)
+    };
+    check(vec![Some(first.id), Some(second.id)]).await.unwrap();
+    check(vec![Some(first.id), Some(first.id), None]).await.unwrap();
+    check(vec![]).await.unwrap();
+    let missing = decision("third", "i-1", PciScope::Cde).id;
+    let err = check(vec![Some(first.id), Some(first.id), Some(missing)]).await.unwrap_err();
+    let db = err.as_db_error().expect("a database error");
+    assert_eq!(db.code(), &tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION);
+    assert!(db.message().ends_with(&missing.to_string()), "{}", db.message());
 
     // A referenced id does not change.
     let err = client
@@ -990,7 +1004,7 @@ async fn migration_23_keeps_evidence_unique_and_looked_up_by_index() {
         ..segmentation_record(seq, stable_id("record", &[&seq.to_string()]), format!("{seq:064x}"))
     };
     evidence::insert_evidence(&store, &[record(1, None), record(2, None), record(3, Some(&first))]).await.unwrap();
-    let report = migrate(&p).await.unwrap();
+    let report = migrate::migrate_until(&p, &opts, 23).await.unwrap();
     assert_eq!(report.applied, ["0023 evidence_uniqueness_at_scale"]);
 
     let refused = async |row: psg_domain::rows::EvidenceRow, constraint: &str| {

@@ -757,7 +757,7 @@ impl Evidence {
         for c in &self.pending_checkpoints {
             documents.push(Doc {
                 path: Self::checkpoint_path(c.tree_size.unsigned_abs()),
-                bytes: c.checkpoint.clone().into_bytes(),
+                bytes: c.checkpoint.clone().into_bytes().into(),
                 retain_until: Some(crate::record::expiry(c.signed_at.timestamp_micros())),
             });
         }
@@ -783,7 +783,7 @@ impl Evidence {
             }
             documents.push(Doc {
                 path: s.path,
-                bytes: s.message.document.into_bytes(),
+                bytes: s.message.document.into_bytes().into(),
                 retain_until: Some(s.message.expires_at),
             });
             rows.push(s.row);

@@ -728,7 +728,7 @@ async fn on_s3_records_and_checkpoints_are_locked_until_they_expire() {
 
     // A document whose retention ended already (events older than seven
     // years) cannot be locked: S3 refuses a past date. It is written unlocked.
-    let old = Doc { path: "old/1.json".into(), bytes: b"{}".to_vec(), retain_until: Some(1000 * SECOND) };
+    let old = Doc { path: "old/1.json".into(), bytes: b"{}".to_vec().into(), retain_until: Some(1000 * SECOND) };
     documents.put_many(vec![old]).await.unwrap();
     assert_eq!(documents.get("old/1.json").await.unwrap().as_deref(), Some(&b"{}"[..]));
     assert_eq!(bucket.retention("old/1.json").await.unwrap(), None);

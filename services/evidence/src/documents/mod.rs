@@ -14,6 +14,8 @@ pub mod s3;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use futures::{StreamExt as _, TryStreamExt as _};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -27,7 +29,9 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Doc {
     pub path: String,
-    pub bytes: Vec<u8>,
+    /// Shared, not copied, when a batch's write hands its documents over
+    /// (a write that fails is done again from the same batch).
+    pub bytes: Bytes,
     /// Keep (lock) it until then where the store can; `None`: a file that
     /// is rewritten (heads, leaf tiles, markers).
     pub retain_until: Option<Micros>,
@@ -35,8 +39,8 @@ pub struct Doc {
 
 impl Doc {
     /// A file that is rewritten as the log grows: never locked.
-    pub fn mutable(path: impl Into<String>, bytes: Vec<u8>) -> Self {
-        Self { path: path.into(), bytes, retain_until: None }
+    pub fn mutable(path: impl Into<String>, bytes: impl Into<Bytes>) -> Self {
+        Self { path: path.into(), bytes: bytes.into(), retain_until: None }
     }
 }
 
@@ -216,9 +220,9 @@ impl Documents {
     }
 
     /// Writes (or overwrites) `path`.
-    pub async fn put(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
+    pub async fn put(&self, path: &str, bytes: impl Into<Bytes>) -> Result<()> {
         self.store
-            .put(&Path::from(path), PutPayload::from(bytes))
+            .put(&Path::from(path), PutPayload::from(bytes.into()))
             .await
             .map(|_| ())
             .map_err(|e| Error::Documents { url: self.url(path), reason: e.to_string() })
@@ -241,9 +245,7 @@ impl Documents {
                         // S3 refuses a retain-until date in the past: a
                         // record of events older than the retention period
                         // is expired already, and written unlocked.
-                        Some(until) if locked && until > now => {
-                            bucket.put_locked(&doc.path, doc.bytes.into(), until).await
-                        }
+                        Some(until) if locked && until > now => bucket.put_locked(&doc.path, doc.bytes, until).await,
                         _ => self.put(&doc.path, doc.bytes).await,
                     }
                 })
@@ -257,7 +259,7 @@ impl Documents {
             }
             return Ok(());
         };
-        let files: Vec<(String, Vec<u8>)> = files.into_iter().map(|d| (d.path, d.bytes)).collect();
+        let files: Vec<(String, Bytes)> = files.into_iter().map(|d| (d.path, d.bytes)).collect();
         // Small files: the filesystem's latency, not its bandwidth, is the
         // limit, so several writers at once.
         const WRITERS: usize = 16;
@@ -265,7 +267,7 @@ impl Documents {
         let mut files = files;
         let mut tasks = Vec::new();
         while !files.is_empty() {
-            let part: Vec<(String, Vec<u8>)> = files.drain(..chunk.min(files.len())).collect();
+            let part: Vec<(String, Bytes)> = files.drain(..chunk.min(files.len())).collect();
             let (dir, base_url) = (dir.clone(), self.base_url.clone());
             tasks.push(tokio::task::spawn_blocking(move || {
                 let mut made = std::collections::HashSet::new();
@@ -346,7 +348,7 @@ mod tests {
         let files: Vec<Doc> = (0..40)
             .map(|i| Doc {
                 path: format!("chain/{:04}/{i}.json", i % 3),
-                bytes: format!("{{\"n\":{i}}}").into_bytes(),
+                bytes: format!("{{\"n\":{i}}}").into_bytes().into(),
                 retain_until: (i % 2 == 0).then_some(i64::from(i)),
             })
             .collect();
@@ -355,7 +357,7 @@ mod tests {
         docs.sync().await.unwrap();
         assert_eq!(docs.prepare().await.unwrap(), Keeping::Local);
         for d in files {
-            assert_eq!(docs.get(&d.path).await.unwrap(), Some(d.bytes));
+            assert_eq!(docs.get(&d.path).await.unwrap(), Some(d.bytes.to_vec()));
         }
         // Memory has nothing to sync.
         Documents::open("memory:").unwrap().sync().await.unwrap();
