@@ -3,10 +3,11 @@
 //!
 //! tokio-postgres's `BinaryCopyInWriter` awaits a send per row and hands
 //! the connection a message every 4 KiB: for the evidence write (about 700
-//! bytes a row, a thousand rows a batch) that was a CopyData message, a TLS
-//! record and a `sendto` per five or six rows, and an `async` call with a
-//! type check per value. Here a batch's rows are encoded in one pass (each
-//! value by its own `ToSql`, as there) and sent [`CHUNK`] bytes at a time.
+//! bytes a row, a thousand rows a batch) that was a CopyData message per
+//! five or six rows, each waking the connection task (and written on its
+//! own unless others were queued), and an `async` call with a type check
+//! per value. Here a batch's rows are encoded in one pass (each value by
+//! its own `ToSql`, as there) and sent [`CHUNK`] bytes at a time.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::SinkExt as _;
