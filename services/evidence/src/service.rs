@@ -674,8 +674,10 @@ impl Evidence {
         };
         let tree_size = i64::try_from(size).map_err(|e| ProcessError::Fatal(e.to_string()))?;
         let signature = self.checkpoints.signature(size, &root);
-        for ((entry, record), proof) in self.pending_log.iter_mut().zip(self.pending.iter_mut()).zip(proofs) {
-            record.seal(&signature, tree_size, log::encode_proof(&proof));
+        for ((entry, record), proof) in
+            self.pending_log.iter_mut().zip(self.pending.iter_mut()).zip(log::encode_proofs(&proofs))
+        {
+            record.seal(&signature, tree_size, proof);
             entry.checkpoint_size = tree_size;
         }
         let signed_at = chrono::Utc::now();

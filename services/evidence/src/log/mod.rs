@@ -225,6 +225,33 @@ pub fn encode_proof(proof: &[Hash]) -> Vec<String> {
     proof.iter().map(encode_hash).collect()
 }
 
+/// The proofs of consecutive records ([`Log::run_inclusion`]) as text,
+/// each as [`encode_proof`] gives it. Neighbours share the upper part of
+/// their paths: a hash that the previous proof holds at the same height
+/// (counted from the top) is that proof's text again, not encoded anew. In
+/// a batch of 1,000 records about 2 of a proof's 17 or so hashes are new.
+pub fn encode_proofs(proofs: &[Vec<Hash>]) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::with_capacity(proofs.len());
+    let mut previous: &[Hash] = &[];
+    for proof in proofs {
+        let before = out.last().map(Vec::as_slice).unwrap_or_default();
+        let text = proof
+            .iter()
+            .enumerate()
+            .map(|(k, hash)| {
+                let from_top = proof.len() - k;
+                match previous.len().checked_sub(from_top) {
+                    Some(at) if previous[at] == *hash => before[at].clone(),
+                    _ => encode_hash(hash),
+                }
+            })
+            .collect();
+        out.push(text);
+        previous = proof;
+    }
+    out
+}
+
 /// [`encode_proof`] read back.
 pub fn decode_proof(proof: &[String]) -> Result<Vec<Hash>, LogError> {
     use base64::Engine as _;

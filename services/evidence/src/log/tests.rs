@@ -64,6 +64,25 @@ fn a_run_of_records_gets_the_proofs_each_would_get_alone() {
 }
 
 #[test]
+fn a_runs_proofs_as_text_are_each_proofs_own() {
+    // Text shared between neighbours is the text of the hash it stands
+    // for: every run of logs up to 40 records, and proofs that share no
+    // hash at all (the previous proof's text must not leak into the next).
+    let mut log = Log::default();
+    for i in 0..40u32 {
+        log.append_leaf(tlog_tiles::record_hash(&i.to_le_bytes())).unwrap();
+        for first in 0..log.size() {
+            let (_, proofs) = log.run_inclusion(first).unwrap();
+            let alone: Vec<Vec<String>> = proofs.iter().map(|p| encode_proof(p)).collect();
+            assert_eq!(encode_proofs(&proofs), alone, "records {first}..{}", log.size());
+        }
+    }
+    let unrelated = vec![vec![Hash([1; 32]), Hash([2; 32])], vec![Hash([3; 32]), Hash([2; 32])], vec![Hash([2; 32])]];
+    let alone: Vec<Vec<String>> = unrelated.iter().map(|p| encode_proof(p)).collect();
+    assert_eq!(encode_proofs(&unrelated), alone);
+}
+
+#[test]
 fn inclusion_proofs_are_rfc_6962s_and_verify() {
     let log = reference();
     // (1-based leaf, tree size, audit path) from RFC 6962's reference tests.
