@@ -204,7 +204,7 @@ const COPY_COLUMNS: &str = "id, scope_decision_id, evidence_type, data, hash, si
 /// `rows` (with their places in the log) as binary COPY data, in chain
 /// order. Binary COPY carries no type ids: an enum's value is its label, as
 /// text's (`enum_recv`), and varchar's bytes are text's.
-fn copy_data(rows: &[EvidenceRow], places: &HashMap<Uuid, i64>) -> Result<Vec<bytes::Bytes>> {
+fn copy_data(rows: &[EvidenceRow], places: &HashMap<Uuid, i64>) -> Result<Vec<Vec<bytes::Bytes>>> {
     let mut ordered: Vec<&EvidenceRow> = rows.iter().collect();
     ordered.sort_by(|a, b| (&a.chain, a.sequence).cmp(&(&b.chain, b.sequence)));
     let mut out = crate::copy::BinaryRows::new();
@@ -246,7 +246,7 @@ fn copy_row(
 /// id, hash or chain position fails it on its unique key).
 async fn copy_rows(
     tx: &tokio_postgres::Transaction<'_>,
-    data: Vec<bytes::Bytes>,
+    data: Vec<Vec<bytes::Bytes>>,
 ) -> std::result::Result<u64, tokio_postgres::Error> {
     crate::copy::send(tx, &format!("COPY evidence ({COPY_COLUMNS}) FROM STDIN (FORMAT binary)"), data).await
 }

@@ -562,6 +562,43 @@ async fn evidence_log_leaves_are_appended_once_and_never_forked() {
     assert!(matches!(forked, Err(evidence::AppendError::Store(_))), "{forked:?}");
 }
 
+/// Issue 20: a batch of more rows than a COPY statement takes
+/// (`copy::ROWS_PER_COPY`) goes in by several, in one transaction, and
+/// every row reads back once, as written. Redelivered with new rows, a
+/// stored row in a later statement than the first takes back the
+/// statements before it, and the batch goes in by the INSERT that skips
+/// stored rows: each row is then stored once.
+#[tokio::test]
+async fn evidence_batches_larger_than_a_copy_statement_go_in_whole() {
+    let (_db, store) = migrated().await;
+    let per = i64::try_from(crate::copy::ROWS_PER_COPY).unwrap();
+    let record = |chain: &str, seq: i64| psg_domain::rows::EvidenceRow {
+        chain: chain.into(),
+        ..segmentation_record(seq, stable_id("many", &[chain, &seq.to_string()]), format!("{chain}{seq:060}"))
+    };
+    let rows = |chain: &str, seqs: std::ops::RangeInclusive<i64>| seqs.map(|s| record(chain, s)).collect::<Vec<_>>();
+    let stored = async |chain: &str| -> Vec<(i64, String, serde_json::Value)> {
+        let sql = "SELECT sequence, hash, data FROM evidence WHERE chain = $1 ORDER BY sequence";
+        let client = store.client().await.unwrap();
+        client.query(sql, &[&chain]).await.unwrap().iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect()
+    };
+    let want = |chain: &str, last: i64| -> Vec<(i64, String, serde_json::Value)> {
+        (1..=last).map(|s| (s, format!("{chain}{s:060}"), serde_json::json!({"n": s}))).collect()
+    };
+
+    let first = 2 * per + 37;
+    evidence::append(&store, &rows("many", 1..=first), &[], &[]).await.unwrap();
+    assert_eq!(stored("many").await, want("many", first), "three statements' rows, each once");
+
+    // Rows are copied in chain order: "else"'s new rows fill the first two
+    // statements, and the third starts with five of "many"'s stored rows.
+    let mut again = rows("else", 1..=2 * per);
+    again.extend(rows("many", first - 4..=first + 20));
+    evidence::append(&store, &again, &[], &[]).await.unwrap();
+    assert_eq!(stored("else").await, want("else", 2 * per));
+    assert_eq!(stored("many").await, want("many", first + 20));
+}
+
 /// Issue 20, migration 0022: a batch of leaves that its own checkpoint
 /// first covers keeps the hashes of the subtrees left of it instead of its
 /// proofs; they read back as given, through the store and through the
