@@ -172,7 +172,7 @@ async fn export(cfg: &Config, range: Range, dir: PathBuf) -> Result<(), CliError
     let mut missing = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         let entry = Entry::from_row(row);
-        match documents.get(&entry.file).await.map_err(runtime)? {
+        match documents.get_record(row).await.map_err(runtime)? {
             Some(doc) => records.push((entry, doc)),
             None => missing.push(format!("{} #{} ({})", entry.chain, entry.sequence, entry.file)),
         }
@@ -304,8 +304,8 @@ async fn verify_stored(cfg: &Config, extra: Vec<PathBuf>, range: Range) -> Resul
     let logged = psg_store::evidence::log_entries(&store, &ids).await.map_err(runtime)?;
     attach_log_entries(&logged, entries.iter_mut(), true);
     let mut docs = std::collections::HashMap::with_capacity(entries.len());
-    for e in &entries {
-        let doc = documents.get(&e.file).await.map_err(|e| e.to_string());
+    for (e, row) in entries.iter().zip(&rows) {
+        let doc = documents.get_record(row).await.map_err(|e| e.to_string());
         docs.insert(e.file.clone(), doc);
     }
     let outcome = verify_entries(&entries, |e| docs.remove(&e.file).unwrap_or(Ok(None)).map_err(Into::into), &keys);
@@ -369,10 +369,7 @@ async fn verify_stored(cfg: &Config, extra: Vec<PathBuf>, range: Range) -> Resul
 /// On S3: whether each record's document is locked (Object Lock,
 /// compliance mode) until the record expires; prints what it found.
 async fn report_locks(documents: &Documents, rows: &[psg_domain::rows::EvidenceRow]) -> Result<bool, CliError> {
-    let docs = rows
-        .iter()
-        .map(|r| (psg_evidence::record::store_path(&r.chain, r.sequence), r.expires_at.timestamp_micros()))
-        .collect();
+    let docs = rows.iter().map(|r| (documents.record_path(r), r.expires_at.timestamp_micros())).collect();
     match documents.check_locks(docs).await.map_err(runtime)? {
         Some(check) => {
             println!(
@@ -449,7 +446,9 @@ async fn expire(cfg: &Config, dry_run: bool) -> Result<(), CliError> {
     let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
     let removed = psg_store::evidence::delete_expired(&store, &ids, now).await.map_err(runtime)?;
     for r in &rows {
-        documents.delete(&psg_evidence::record::store_path(&r.chain, r.sequence)).await.map_err(runtime)?;
+        for path in documents.record_paths(r) {
+            documents.delete(&path).await.map_err(runtime)?;
+        }
     }
     println!("removed {removed} expired records and their documents");
     Ok(())

@@ -265,9 +265,8 @@ async fn stored_evidence(
     let documents = Documents::configured(&cfg.evidence).map_err(|e| CliError::Config(e.to_string()))?;
     let mut items = Vec::with_capacity(rows.len());
     for row in &rows {
-        let path = psg_evidence::record::store_path(&row.chain, row.sequence);
-        let mut item = EvidenceItem::from_row(row, path);
-        item.document = documents.get(&item.document_path).await.map_err(runtime)?;
+        let mut item = EvidenceItem::from_row(row, documents.record_path(row));
+        item.document = documents.get_record(row).await.map_err(runtime)?;
         items.push(item);
     }
     Ok(items)

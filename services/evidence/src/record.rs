@@ -513,9 +513,31 @@ pub fn canonical(v: &serde_json::Value) -> Result<String, SealError> {
     }
 }
 
-/// Where a record's document lives in the document store.
+/// Where a record's document lives in the document store:
+/// `{chain}/000000/001/000000001234.json` (see [`nested`]). A chain holds
+/// every record of its type for the retention period, millions of them: in
+/// one directory they would fill it (ext4 without `large_dir` refuses new
+/// entries at 10-12 million names of this length).
 pub fn store_path(chain: &str, sequence: i64) -> String {
+    format!("{chain}/{}.json", nested(sequence.unsigned_abs()))
+}
+
+/// Where records stored before the nested layout (and [`store_path`])
+/// keep their documents: `{chain}/000000001234.json`, every record of the
+/// chain in one directory.
+pub fn flat_store_path(chain: &str, sequence: i64) -> String {
     format!("{chain}/{sequence:012}.json")
+}
+
+/// `n` as at least 12 digits under two directories named by its leading
+/// digits, `000000/001/000000001234`: a directory holds at most 1,000
+/// entries below a million (1,000 subdirectories, or 1,000 files), and
+/// the top one a subdirectory per million. Paths of consecutive numbers
+/// sort together.
+pub fn nested(n: u64) -> String {
+    let digits = format!("{n:012}");
+    let (top, low) = digits.split_at(digits.len() - 6);
+    format!("{top}/{}/{digits}", &low[..3])
 }
 
 /// `generated_at` plus the retention period.
@@ -630,6 +652,26 @@ mod tests {
     }
 
     #[test]
+    fn numbers_are_nested_a_thousand_to_a_directory() {
+        assert_eq!(nested(0), "000000/000/000000000000");
+        assert_eq!(nested(999), "000000/000/000000000999");
+        assert_eq!(nested(1_000), "000000/001/000000001000");
+        assert_eq!(nested(1_234_567), "000001/234/000001234567");
+        assert_eq!(nested(999_999_999_999), "999999/999/999999999999");
+        // Past 12 digits the top directory grows a digit; names stay unique.
+        assert_eq!(nested(1_000_000_000_000), "1000000/000/1000000000000");
+        assert_eq!(store_path("c", 1_234_567), "c/000001/234/000001234567.json");
+        assert_eq!(flat_store_path("c", 1_234_567), "c/000001234567.json");
+        // At most 1,000 files per leaf directory, 1,000 leaves per top one.
+        let leaves: std::collections::BTreeSet<String> =
+            (0..5_000u64).map(|n| nested(n).rsplit_once('/').unwrap().0.to_owned()).collect();
+        assert_eq!(leaves.len(), 5);
+        let tops: std::collections::BTreeSet<String> =
+            (0..2_000_000u64).step_by(1_000).map(|n| nested(n)[..6].to_owned()).collect();
+        assert_eq!(tops.len(), 2);
+    }
+
+    #[test]
     fn records_chain_verify_and_are_deterministic() {
         let s = sealer();
         let a = s.scope_identification_v1("c", &ChainHead::default(), &decision("a")).unwrap();
@@ -638,7 +680,7 @@ mod tests {
         let head = ChainHead { sequence: 1, hash: Some(a.message.hash.clone()) };
         let b = s.scope_identification_v1("c", &head, &decision("b")).unwrap();
         assert_eq!(b.message.prev_hash.as_deref(), Some(a.message.hash.as_str()));
-        assert_eq!(b.path, "c/000000000002.json");
+        assert_eq!(b.path, "c/000000/000/000000000002.json");
         verify(b.document(), &b.message.hash, &b.message.signature, &s.verifying_key(), None).unwrap();
         let again = s.scope_identification_v1("c", &head, &decision("b")).unwrap();
         assert_eq!(again.document(), b.document());

@@ -337,8 +337,10 @@ impl Evidence {
     }
 
     /// Where a checkpoint of `size` records goes in the document store.
+    /// (Nested as records' documents are: a checkpoint per batch adds up
+    /// to millions over the retention period.)
     pub fn checkpoint_path(size: u64) -> String {
-        format!("log/checkpoints/{size:012}.txt")
+        format!("log/checkpoints/{}.txt", crate::record::nested(size))
     }
 
     /// The evidence log's leaves and newest checkpoint (origin, size, base64

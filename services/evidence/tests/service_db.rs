@@ -602,7 +602,7 @@ async fn without_a_database_the_log_is_restored_from_the_document_store() {
     assert_eq!((cp1.len(), cp1[0].tree_size, cp1[0].origin.as_str()), (1, 1, "payments.example/evidence"));
     check_checkpoint(&cp1[0], &key, None);
     evidence.persist().await.unwrap();
-    let stored = std::fs::read_to_string(dir.path().join("log/checkpoints/000000000001.txt")).unwrap();
+    let stored = std::fs::read_to_string(dir.path().join("log/checkpoints/000000/000/000000000001.txt")).unwrap();
     assert_eq!(stored, cp1[0].checkpoint);
 
     // Restarted: the rest of the decisions (and the first again) continue the log.
@@ -671,7 +671,7 @@ async fn on_s3_records_and_checkpoints_are_locked_until_they_expire() {
     let bucket = documents.bucket().unwrap();
     let ms = |t: i64| from_micros(t - t.rem_euclid(1000));
     for r in &made {
-        let path = format!("{}/{:012}.json", r.chain, r.sequence);
+        let path = psg_evidence::record::store_path(&r.chain, r.sequence);
         assert_eq!(r.storage_url.as_deref(), Some(format!("s3://evidence-locked/pci/{path}").as_str()));
         assert_eq!(documents.get(&path).await.unwrap().as_deref(), Some(r.document.as_bytes()));
         let retention = bucket.retention(&path).await.unwrap().expect("the record's document is locked");
@@ -700,7 +700,7 @@ async fn on_s3_records_and_checkpoints_are_locked_until_they_expire() {
     // Every record's document is locked long enough: then one is written
     // over, unlocked (a new version; the locked one stays), and is found.
     let docs: Vec<(String, i64)> =
-        made.iter().map(|r| (format!("{}/{:012}.json", r.chain, r.sequence), r.expires_at)).collect();
+        made.iter().map(|r| (psg_evidence::record::store_path(&r.chain, r.sequence), r.expires_at)).collect();
     let check = documents.check_locks(docs.clone()).await.unwrap().expect("S3 with Object Lock");
     assert_eq!((check.checked, check.expired, check.findings.len()), (made.len(), 0, 0), "{check:?}");
     let (first, _) = &docs[0];
@@ -751,7 +751,7 @@ async fn a_bucket_without_object_lock_is_written_unlocked_or_refused_when_requir
     let out = evidence.process(&decisions).await.unwrap();
     evidence.persist().await.unwrap();
     let r = &records(&out)[0];
-    let path = format!("{}/{:012}.json", r.chain, r.sequence);
+    let path = psg_evidence::record::store_path(&r.chain, r.sequence);
     assert_eq!(documents.get(&path).await.unwrap().as_deref(), Some(r.document.as_bytes()));
     assert_eq!(documents.bucket().unwrap().retention(&path).await.unwrap(), None);
 

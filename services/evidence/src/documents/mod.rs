@@ -21,8 +21,10 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use psg_config::ObjectLock;
+use psg_domain::rows::EvidenceRow;
 use psg_domain::time::{Micros, from_micros};
 
+use crate::record::{flat_store_path, store_path};
 use crate::{Error, Result};
 
 /// A file to write.
@@ -174,6 +176,43 @@ impl Documents {
     /// The URL a document at `path` has.
     pub fn url(&self, path: &str) -> String {
         format!("{}/{path}", self.base_url)
+    }
+
+    /// Where the document of a stored record is: the path its
+    /// `storage_url` names when that lies in this store (records keep
+    /// finding theirs whichever layout wrote them), else where this version
+    /// writes it ([`store_path`]).
+    pub fn record_path(&self, row: &EvidenceRow) -> String {
+        self.stored_path(row).unwrap_or_else(|| store_path(&row.chain, row.sequence))
+    }
+
+    /// The path `row.storage_url` names in this store, if it is in it.
+    fn stored_path(&self, row: &EvidenceRow) -> Option<String> {
+        let url = row.storage_url.as_deref()?;
+        let path = url.strip_prefix(self.base_url.as_str())?.strip_prefix('/')?;
+        (!path.is_empty()).then(|| path.to_owned())
+    }
+
+    /// Where a stored record's document may be, in the order to look:
+    /// [`Self::record_path`], and, when its `storage_url` is not in this
+    /// store (the store moved since), the flat layout of records written
+    /// before the nested one ([`flat_store_path`]).
+    pub fn record_paths(&self, row: &EvidenceRow) -> Vec<String> {
+        match self.stored_path(row) {
+            Some(path) => vec![path],
+            None => vec![store_path(&row.chain, row.sequence), flat_store_path(&row.chain, row.sequence)],
+        }
+    }
+
+    /// Reads a stored record's document from the first of
+    /// [`Self::record_paths`] that holds it; `None` if none does.
+    pub async fn get_record(&self, row: &EvidenceRow) -> Result<Option<Vec<u8>>> {
+        for path in self.record_paths(row) {
+            if let Some(bytes) = self.get(&path).await? {
+                return Ok(Some(bytes));
+            }
+        }
+        Ok(None)
     }
 
     /// Checks on S3 with Object Lock that each document (its path, and its
@@ -361,5 +400,56 @@ mod tests {
         }
         // Memory has nothing to sync.
         Documents::open("memory:").unwrap().sync().await.unwrap();
+    }
+
+    /// A stored record of `chain` at `sequence`, its document at `url`.
+    fn row(chain: &str, sequence: i64, url: Option<String>) -> EvidenceRow {
+        let t = chrono::Utc::now();
+        EvidenceRow {
+            id: uuid::Uuid::nil(),
+            scope_decision_id: None,
+            evidence_type: psg_domain::EvidenceType::ScopeIdentification,
+            data: psg_domain::rows::JsonText::of(&serde_json::json!({})).unwrap(),
+            hash: String::new(),
+            signature: String::new(),
+            signing_key_id: String::new(),
+            storage_url: url,
+            pci_requirement: None,
+            generated_at: t,
+            generated_by: String::new(),
+            expires_at: t,
+            last_verified_at: None,
+            verification_count: 0,
+            chain: chain.to_owned(),
+            sequence,
+            prev_hash: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn records_are_found_where_their_storage_url_says_or_in_either_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let docs = Documents::open(dir.path().to_str().unwrap()).unwrap();
+        // Written by this version: nested, and named so by its URL.
+        let new = row("c", 1_234, Some(docs.url(&store_path("c", 1_234))));
+        assert_eq!(docs.record_path(&new), "c/000000/001/000000001234.json");
+        assert_eq!(docs.record_paths(&new), ["c/000000/001/000000001234.json"]);
+        // Written before the nested layout: its URL names the flat path.
+        let old = row("c", 7, Some(docs.url("c/000000000007.json")));
+        assert_eq!(docs.record_path(&old), "c/000000000007.json");
+        docs.put("c/000000000007.json", b"old".to_vec()).await.unwrap();
+        docs.put(&store_path("c", 1_234), b"new".to_vec()).await.unwrap();
+        assert_eq!(docs.get_record(&old).await.unwrap().as_deref(), Some(&b"old"[..]));
+        assert_eq!(docs.get_record(&new).await.unwrap().as_deref(), Some(&b"new"[..]));
+        // The store moved (its URL is another): the nested path, then the flat one.
+        let moved = row("c", 7, Some("file:///elsewhere/c/000000000007.json".to_owned()));
+        assert_eq!(docs.record_paths(&moved), ["c/000000/000/000000000007.json", "c/000000000007.json"]);
+        assert_eq!(docs.get_record(&moved).await.unwrap().as_deref(), Some(&b"old"[..]));
+        let unnamed = row("c", 1_234, None);
+        assert_eq!(docs.get_record(&unnamed).await.unwrap().as_deref(), Some(&b"new"[..]));
+        // A URL that only starts like the store's is not in it.
+        let sibling = row("c", 9, Some(format!("{}-other/c/000000000009.json", docs.url("").trim_end_matches('/'))));
+        assert_eq!(docs.record_path(&sibling), "c/000000/000/000000000009.json");
+        assert_eq!(docs.get_record(&row("c", 8, None)).await.unwrap(), None);
     }
 }
