@@ -11,8 +11,12 @@
 //! the database step alone (rows with their leaves); `EVIDENCE_STEPS` picks
 //! some of them (`local`, `memory`, `parts`: the steps alone).
 //! `EVIDENCE_PREFILL` rows already in the table (default 0) give the
-//! figure at a size its indexes no longer fit in memory. Needs
-//! PostgreSQL (`TEST_DATABASE_ADMIN_URL`, default the local server).
+//! figure at a size its indexes no longer fit in memory. The local
+//! directory is a temporary one: `TMPDIR` picks the filesystem measured
+//! (an ext4 without a journal, for one, checks every inode it allocates
+//! for a recent deletion, which costs more the more files were deleted
+//! lately). Needs PostgreSQL (`TEST_DATABASE_ADMIN_URL`, default the
+//! local server).
 //!
 //! The service steps also print who used the CPU, per record: this
 //! process's processing thread and tokio workers, and the PostgreSQL
