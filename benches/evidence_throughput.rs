@@ -280,10 +280,42 @@ async fn database_with(decisions: &[ScopeDecision]) -> (TestDb, psg_store::Store
                 dependency_resource_ids: serde_json::json!(d.dependency_resource_ids),
             })
             .collect();
-        psg_store::decisions::write_decisions(&store, &rows).await.expect("decisions");
+        insert_decisions(&store, &rows).await;
     }
     prefill(&store, prefill_rows()).await;
     (db, store)
+}
+
+/// Stores `rows` as new current decisions, one statement for them all:
+/// `write_decisions` checks, retires and links one decision at a time (three
+/// round trips each), which made the setup take minutes.
+async fn insert_decisions(store: &psg_store::Store, rows: &[ScopeDecisionRow]) {
+    let client = store.client().await.expect("client");
+    let text = |f: fn(&ScopeDecisionRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
+    let ids: Vec<uuid::Uuid> = rows.iter().map(|d| d.id).collect();
+    let resources: Vec<uuid::Uuid> = rows.iter().map(|d| d.resource_id).collect();
+    let decided_at: Vec<chrono::DateTime<chrono::Utc>> = rows.iter().map(|d| d.decided_at).collect();
+    let dependencies: Vec<&serde_json::Value> = rows.iter().map(|d| &d.dependency_resource_ids).collect();
+    client
+        .execute(
+            "INSERT INTO scope_decisions (id, resource_id, scope, justification, decided_at, decided_by,
+                                          decision_method, is_current, dependency_resource_ids)
+             SELECT id, rid, scope::pci_scope, j, at, who, how, true, deps
+               FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
+                           $7::text[], $8::jsonb[]) AS t(id, rid, scope, j, at, who, how, deps)",
+            &[
+                &ids,
+                &resources,
+                &text(|d| d.scope.as_str()),
+                &text(|d| d.justification.as_str()),
+                &decided_at,
+                &text(|d| d.decided_by.as_str()),
+                &text(|d| d.decision_method.as_str()),
+                &dependencies,
+            ],
+        )
+        .await
+        .expect("decisions");
 }
 
 /// Evidence rows already stored before the timed run: `EVIDENCE_PREFILL`

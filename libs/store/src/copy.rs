@@ -111,18 +111,17 @@ impl BinaryRows {
     }
 }
 
-/// Runs `statement` (a `COPY … FROM STDIN (FORMAT binary)`) once per
-/// statement's chunks of `data` ([`BinaryRows::finish`]), prepared once;
-/// the rows copied.
+/// Runs `statement` (a prepared `COPY … FROM STDIN (FORMAT binary)`) once
+/// per statement's chunks of `data` ([`BinaryRows::finish`]); the rows
+/// copied.
 pub(crate) async fn send(
     tx: &tokio_postgres::Transaction<'_>,
-    statement: &str,
+    statement: &tokio_postgres::Statement,
     data: Vec<Vec<Bytes>>,
 ) -> Result<u64, tokio_postgres::Error> {
-    let statement = tx.prepare(statement).await?;
     let mut copied = 0;
     for chunks in data {
-        let sink = tx.copy_in(&statement).await?;
+        let sink = tx.copy_in(statement).await?;
         futures::pin_mut!(sink);
         for chunk in chunks {
             sink.as_mut().feed(chunk).await?;

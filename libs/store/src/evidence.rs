@@ -72,8 +72,10 @@ pub async fn existing(store: &Store, lookup: &Lookup) -> Result<Found> {
     // pci_requirement) index to the lookup, and every row of the type is in
     // that part of it.
     let client = store.client().await?;
+    // Prepared once per connection: the query is planned once, not per batch.
+    let statement = client.prepare_cached(EXISTING).await.map_err(Error::pg("preparing the evidence lookup"))?;
     let rows = client
-        .query(EXISTING, &[&lookup.records, &lookup.decisions])
+        .query(&statement, &[&lookup.records, &lookup.decisions])
         .await
         .map_err(Error::pg("reading evidence ids"))?;
     let mut found = Found::default();
@@ -140,6 +142,9 @@ pub async fn append_when<E>(
     }
     let mut client = store.client().await.map_err(AppendError::Store)?;
     let tx = client.transaction().await.map_err(|e| AppendError::Store(Error::pg("starting the evidence write")(e)))?;
+    let statements =
+        Statements::prepare(&tx).await.map_err(|e| AppendError::Store(Error::pg("preparing the evidence write")(e)))?;
+    let statements = &statements;
     let t: &tokio_postgres::Transaction<'_> = &tx;
     // Each record's place in the log, from the batch's leaves.
     let places: HashMap<Uuid, i64> = log.iter().map(|l| (l.evidence_id, l.log_index)).collect();
@@ -155,7 +160,7 @@ pub async fn append_when<E>(
             let skip_stored =
                 async { insert_rows(t, rows, places, true).await.map_err(Error::pg("inserting evidence")) };
             let row_security: bool = t
-                .query_one("SELECT row_security_active('evidence')", &[])
+                .query_one(&statements.row_security, &[])
                 .await
                 .map_err(Error::pg("asking about evidence's row security"))?
                 .get(0);
@@ -163,14 +168,15 @@ pub async fn append_when<E>(
                 crate::unless_stored(t, "inserting evidence", insert_rows(t, rows, places, false), skip_stored).await?;
             } else {
                 let data = copy_data(rows, places)?;
-                crate::unless_stored(t, "inserting evidence", copy_rows(t, data), skip_stored).await?;
+                let copied = crate::copy::send(t, &statements.copy_rows, data);
+                crate::unless_stored(t, "inserting evidence", copied, skip_stored).await?;
             }
             // After the rows: a decision deleted meanwhile is then either
             // seen gone here or cascades to them (migration 0020).
-            require_decisions(t, rows).await?;
+            require_decisions(t, &statements.require_decisions, rows).await?;
         }
-        append_leaves(t, log, checkpoints).await?;
-        insert_checkpoints(t, checkpoints).await
+        append_leaves(t, &statements.copy_runs, log, checkpoints).await?;
+        insert_checkpoints(t, &statements.insert_checkpoint, checkpoints).await
     };
     let (written, ready) = tokio::join!(writes, before);
     // Dropping the transaction uncommitted rolls it back.
@@ -179,21 +185,49 @@ pub async fn append_when<E>(
     tx.commit().await.map_err(|e| AppendError::Store(Error::pg("committing the evidence write")(e)))
 }
 
+/// The statements of an evidence write, prepared together (one round trip
+/// for all) the first time a connection writes, then taken from its cache
+/// (deadpool's statement cache): a batch's write parses and plans none of
+/// them again.
+struct Statements {
+    row_security: tokio_postgres::Statement,
+    copy_rows: tokio_postgres::Statement,
+    require_decisions: tokio_postgres::Statement,
+    copy_runs: tokio_postgres::Statement,
+    insert_checkpoint: tokio_postgres::Statement,
+}
+
+impl Statements {
+    async fn prepare(tx: &deadpool_postgres::Transaction<'_>) -> std::result::Result<Self, tokio_postgres::Error> {
+        let copy_rows = format!("COPY evidence ({COPY_COLUMNS}) FROM STDIN (FORMAT binary)");
+        let copy_runs = format!("COPY evidence_log_batches ({RUN_COLUMNS}) FROM STDIN (FORMAT binary)");
+        let (row_security, copy_rows, require_decisions, copy_runs, insert_checkpoint) = tokio::try_join!(
+            tx.prepare_cached("SELECT row_security_active('evidence')"),
+            tx.prepare_cached(&copy_rows),
+            tx.prepare_cached("SELECT psg_require_decisions($1::uuid[])"),
+            tx.prepare_cached(&copy_runs),
+            tx.prepare_cached(INSERT_CHECKPOINT),
+        )?;
+        Ok(Self { row_security, copy_rows, require_decisions, copy_runs, insert_checkpoint })
+    }
+}
+
 /// The foreign key of `evidence.scope_decision_id`, checked once per
 /// batch (migration 0020): every decision the rows name must exist, or the
 /// write fails with SQLSTATE 23503 (foreign_key_violation) naming them, as
 /// a row-by-row key would.
-async fn require_decisions(tx: &tokio_postgres::Transaction<'_>, rows: &[EvidenceRow]) -> Result<()> {
+async fn require_decisions(
+    tx: &tokio_postgres::Transaction<'_>,
+    statement: &tokio_postgres::Statement,
+    rows: &[EvidenceRow],
+) -> Result<()> {
     let mut ids: Vec<Uuid> = rows.iter().filter_map(|e| e.scope_decision_id).collect();
     ids.sort_unstable();
     ids.dedup();
     if ids.is_empty() {
         return Ok(());
     }
-    tx.execute("SELECT psg_require_decisions($1::uuid[])", &[&ids])
-        .await
-        .map(drop)
-        .map_err(Error::pg("checking the scope decisions evidence names"))
+    tx.execute(statement, &[&ids]).await.map(drop).map_err(Error::pg("checking the scope decisions evidence names"))
 }
 
 /// The columns [`copy_rows`] writes, in its order.
@@ -240,15 +274,6 @@ fn copy_row(
     out.value(&Type::INT8, &e.sequence)?;
     out.value(&Type::TEXT, &e.prev_hash)?;
     out.value(&Type::INT8, &log_index)
-}
-
-/// Writes new rows (as [`copy_data`] encoded them) by binary COPY (a stored
-/// id, hash or chain position fails it on its unique key).
-async fn copy_rows(
-    tx: &tokio_postgres::Transaction<'_>,
-    data: Vec<Vec<bytes::Bytes>>,
-) -> std::result::Result<u64, tokio_postgres::Error> {
-    crate::copy::send(tx, &format!("COPY evidence ({COPY_COLUMNS}) FROM STDIN (FORMAT binary)"), data).await
 }
 
 /// Inserts `rows` in one statement; with `skip_stored`, a row whose id is
@@ -327,6 +352,7 @@ async fn insert_rows(
 /// they are and refuses a fork.
 async fn append_leaves(
     tx: &tokio_postgres::Transaction<'_>,
+    copy: &tokio_postgres::Statement,
     log: &[EvidenceLogRow],
     checkpoints: &[EvidenceCheckpointRow],
 ) -> Result<()> {
@@ -339,7 +365,7 @@ async fn append_leaves(
     let roots: HashMap<i64, log_tree::Hash> =
         checkpoints.iter().filter_map(|c| Some((c.tree_size, B64.decode(&c.root).ok()?.try_into().ok()?))).collect();
     let runs = runs(&leaves, &roots)?;
-    let copied = async { copy_runs(tx, &runs).await.map(|_| ()) };
+    let copied = async { copy_runs(tx, copy, &runs).await.map(|_| ()) };
     crate::unless_stored(tx, "appending to the evidence log", copied, insert_leaves(tx, &leaves, &roots)).await
 }
 
@@ -495,9 +521,10 @@ const RUN_COLUMNS: &str = "first_index, evidence_ids, record_hashes, checkpoint_
 
 async fn copy_runs(
     tx: &tokio_postgres::Transaction<'_>,
+    copy: &tokio_postgres::Statement,
     runs: &[Run],
 ) -> std::result::Result<u64, tokio_postgres::Error> {
-    let sink = tx.copy_in(&format!("COPY evidence_log_batches ({RUN_COLUMNS}) FROM STDIN (FORMAT binary)")).await?;
+    let sink = tx.copy_in(copy).await?;
     let writer = BinaryCopyInWriter::new(
         sink,
         &[Type::INT8, Type::UUID_ARRAY, Type::BYTEA, Type::INT8, Type::BYTEA_ARRAY, Type::BYTEA],
@@ -605,14 +632,21 @@ async fn insert_leaves(
     Ok(())
 }
 
-async fn insert_checkpoints(client: &impl GenericClient, checkpoints: &[EvidenceCheckpointRow]) -> Result<()> {
+/// Stores a checkpoint unless one of its size is ([`insert_checkpoints`]).
+const INSERT_CHECKPOINT: &str = "INSERT INTO evidence_checkpoints (origin, tree_size, root, key_id, checkpoint,
+                                                                  previous_size, consistency, signed_at)
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                                 ON CONFLICT (origin, tree_size) DO NOTHING";
+
+async fn insert_checkpoints(
+    client: &impl GenericClient,
+    insert: &tokio_postgres::Statement,
+    checkpoints: &[EvidenceCheckpointRow],
+) -> Result<()> {
     for c in checkpoints {
         let inserted = client
             .execute(
-                "INSERT INTO evidence_checkpoints (origin, tree_size, root, key_id, checkpoint, previous_size,
-                                                  consistency, signed_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (origin, tree_size) DO NOTHING",
+                insert,
                 &[
                     &c.origin,
                     &c.tree_size,
