@@ -168,6 +168,7 @@ pub async fn append_when<E>(
                 crate::unless_stored(t, "inserting evidence", insert_rows(t, rows, places, false), skip_stored).await?;
             } else {
                 let data = copy_data(rows, places)?;
+                // A stored id, hash or chain position fails the COPY on its key.
                 let copied = crate::copy::send(t, &statements.copy_rows, data);
                 crate::unless_stored(t, "inserting evidence", copied, skip_stored).await?;
             }
@@ -230,7 +231,7 @@ async fn require_decisions(
     tx.execute(statement, &[&ids]).await.map(drop).map_err(Error::pg("checking the scope decisions evidence names"))
 }
 
-/// The columns [`copy_rows`] writes, in its order.
+/// The columns the `evidence` COPY ([`Statements`]) writes, in its order.
 const COPY_COLUMNS: &str = "id, scope_decision_id, evidence_type, data, hash, signature, signing_key_id, storage_url, \
                             pci_requirement, generated_at, generated_by, expires_at, verification_count, chain, \
                             sequence, prev_hash, log_index";
