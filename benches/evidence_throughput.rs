@@ -1,8 +1,8 @@
 //! Evidence throughput: `cargo bench --bench evidence_throughput` seals
 //! (canonical JSON, SHA-256, chain link, log leaf; one Ed25519 checkpoint
 //! signature per batch, which every record of the batch carries),
-//! stores (local directory document + `evidence` row in PostgreSQL, written
-//! side by side) and encodes for the topic
+//! stores (a local directory segment of the batch's documents + `evidence`
+//! rows in PostgreSQL, written side by side) and encodes for the topic
 //! `EVIDENCE_RECORDS` (default 50,000) scope-identification records through
 //! the evidence service's processor, in batches of 1,000 as the Kafka loop
 //! hands them over (`kafka.batch-size`; `EVIDENCE_BATCH` for another size),
@@ -104,8 +104,8 @@ fn main() {
         }
         // The same with the documents in memory: what the processor and
         // the database sustain when the document store is not the limit
-        // (S3 takes a batch's documents 32 at a time; a local disk flushes
-        // one inode per document).
+        // (S3 takes a batch's segments 32 at a time; a local disk flushes
+        // a segment per batch and chain).
         if wants("memory") {
         let (db2, store2) = database_with(&decisions).await;
         let run =

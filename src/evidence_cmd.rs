@@ -369,11 +369,15 @@ async fn verify_stored(cfg: &Config, extra: Vec<PathBuf>, range: Range) -> Resul
 /// On S3: whether each record's document is locked (Object Lock,
 /// compliance mode) until the record expires; prints what it found.
 async fn report_locks(documents: &Documents, rows: &[psg_domain::rows::EvidenceRow]) -> Result<bool, CliError> {
-    let docs = rows.iter().map(|r| (documents.record_path(r), r.expires_at.timestamp_micros())).collect();
+    let docs = rows
+        .iter()
+        .map(|r| Ok((documents.record_location(r)?.path, r.expires_at.timestamp_micros())))
+        .collect::<Result<_, psg_evidence::Error>>()
+        .map_err(runtime)?;
     match documents.check_locks(docs).await.map_err(runtime)? {
         Some(check) => {
             println!(
-                "S3 Object Lock: {} of {} documents locked in compliance mode until their records expire{}",
+                "S3 Object Lock: {} of {} document files (segments) locked in compliance mode until their records expire{}",
                 check.checked - check.findings.len(),
                 check.checked,
                 match check.expired {
@@ -445,12 +449,14 @@ async fn expire(cfg: &Config, dry_run: bool) -> Result<(), CliError> {
     }
     let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
     let removed = psg_store::evidence::delete_expired(&store, &ids, now).await.map_err(runtime)?;
-    for r in &rows {
-        for path in documents.record_paths(r) {
-            documents.delete(&path).await.map_err(runtime)?;
+    let kept = documents.delete_records(&store, &rows).await.map_err(runtime)?;
+    println!(
+        "removed {removed} expired records and their documents{}",
+        match kept {
+            0 => String::new(),
+            n => format!(" ({n} segments kept: they hold records not expired yet)"),
         }
-    }
-    println!("removed {removed} expired records and their documents");
+    );
     Ok(())
 }
 

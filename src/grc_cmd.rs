@@ -265,7 +265,8 @@ async fn stored_evidence(
     let documents = Documents::configured(&cfg.evidence).map_err(|e| CliError::Config(e.to_string()))?;
     let mut items = Vec::with_capacity(rows.len());
     for row in &rows {
-        let mut item = EvidenceItem::from_row(row, documents.record_path(row));
+        let at = documents.record_location(row).map_err(runtime)?;
+        let mut item = EvidenceItem::from_row(row, at.to_string());
         item.document = documents.get_record(row).await.map_err(runtime)?;
         items.push(item);
     }

@@ -125,7 +125,12 @@ async fn thin_path_through_four_processes_on_tansu_and_postgres() {
     .await;
     let (hash, signature, url): (String, String, String) = (evidence.get(0), evidence.get(1), evidence.get(2));
     assert!(evidence.get::<_, bool>(5), "expires_at is generated_at + 7 years");
-    let document = std::fs::read(url.trim_start_matches("file://")).expect("evidence document");
+    // The document is its byte range of the batch's segment.
+    let at = psg_evidence::documents::Location::parse(url.trim_start_matches("file://")).expect("a document URL");
+    assert!(at.path.contains("/pci_scope_identification/segments/"), "{url}");
+    let segment = std::fs::read(&at.path).expect("evidence segment");
+    let range = at.range.expect("a byte range");
+    let document = segment[range.start as usize..range.end as usize].to_vec();
     let public = psg_evidence::keys::load_verifying_key(&dir.join("keys/signing.pub")).expect("public key");
     // Sealed by the evidence log: the checkpoint's signature and the
     // record's inclusion proof against it.

@@ -868,6 +868,20 @@ pub async fn delete_expired(store: &Store, ids: &[Uuid], now: DateTime<Utc>) -> 
         .map_err(Error::pg("deleting expired evidence"))
 }
 
+/// Whether any record of `chain` from `first` to `last` (sequences) is
+/// stored: a segment of them is deleted only when none is.
+pub async fn any_stored(store: &Store, chain: &str, first: i64, last: i64) -> Result<bool> {
+    let client = store.client().await?;
+    client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM evidence WHERE chain = $1 AND sequence BETWEEN $2 AND $3)",
+            &[&chain, &first, &last],
+        )
+        .await
+        .map(|r| r.get(0))
+        .map_err(Error::pg("looking for the records of a segment"))
+}
+
 /// Registers a signing key's public half (idempotent).
 pub async fn register_key(store: &Store, key_id: &str, public_key_pem: &str) -> Result<()> {
     let client = store.client().await?;

@@ -63,8 +63,6 @@ pub struct LogPlace<'a> {
 pub struct Sealed {
     pub message: Evidence,
     pub row: EvidenceRow,
-    /// Where the document goes in the object store.
-    pub path: String,
     /// The document's SHA-256 (`hash`, raw).
     pub digest: [u8; 32],
 }
@@ -286,7 +284,6 @@ impl Sealer {
         // set by `Sealed::seal` (v2) or `sign_v1`
         let signature = String::new();
         let expires_at = expiry(i.generated_at);
-        let path = store_path(i.chain, i.sequence);
         let message = Evidence {
             evidence_id: i.evidence_id.to_string(),
             evidence_type: i.evidence_type,
@@ -327,7 +324,7 @@ impl Sealer {
             sequence: i.sequence,
             prev_hash: i.prev_hash,
         };
-        Ok(Sealed { message, row, path, digest })
+        Ok(Sealed { message, row, digest })
     }
 }
 
@@ -522,6 +519,32 @@ pub fn store_path(chain: &str, sequence: i64) -> String {
     format!("{chain}/{}.json", nested(sequence.unsigned_abs()))
 }
 
+/// Where a batch's documents of `chain` go together, one after another
+/// (each followed by a newline): the segment of its records `first` to
+/// `last`, `{chain}/segments/000000/001/000000001234-000000002233.jsonl`.
+/// A record names its document as a byte range of it (its `storage_url`
+/// ends in `#bytes=START-END`, see [`crate::documents::Location`]): a file
+/// per batch, not per record, so writing and flushing documents costs what
+/// a batch costs, not what a thousand files do.
+pub fn segment_path(chain: &str, first: i64, last: i64) -> String {
+    format!("{chain}/{SEGMENTS}/{}-{:012}.jsonl", nested(first.unsigned_abs()), last.unsigned_abs())
+}
+
+/// The directory of a chain's segments.
+pub const SEGMENTS: &str = "segments";
+
+/// The first and last sequence of the records a segment path
+/// ([`segment_path`]) holds; `None` for any other path.
+pub fn segment_records(path: &str) -> Option<(i64, i64)> {
+    let (dir, name) = path.rsplit_once('/')?;
+    if !dir.split('/').any(|part| part == SEGMENTS) {
+        return None;
+    }
+    let (first, last) = name.strip_suffix(".jsonl")?.split_once('-')?;
+    let number = |s: &str| s.bytes().all(|b| b.is_ascii_digit()).then(|| s.parse::<i64>().ok()).flatten();
+    Some((number(first)?, number(last)?))
+}
+
 /// Where records stored before the nested layout (and [`store_path`])
 /// keep their documents: `{chain}/000000001234.json`, every record of the
 /// chain in one directory.
@@ -662,6 +685,12 @@ mod tests {
         assert_eq!(nested(1_000_000_000_000), "1000000/000/1000000000000");
         assert_eq!(store_path("c", 1_234_567), "c/000001/234/000001234567.json");
         assert_eq!(flat_store_path("c", 1_234_567), "c/000001234567.json");
+        let segment = segment_path("c", 1_234_001, 1_235_000);
+        assert_eq!(segment, "c/segments/000001/234/000001234001-000001235000.jsonl");
+        assert_eq!(segment_records(&segment), Some((1_234_001, 1_235_000)));
+        assert_eq!(segment_records("c/000001/234/000001234567.json"), None);
+        assert_eq!(segment_records("c/segments/000001/234/x-1.jsonl"), None);
+        assert_eq!(segment_records("c/segments/000001/234/+1-2.jsonl"), None);
         // At most 1,000 files per leaf directory, 1,000 leaves per top one.
         let leaves: std::collections::BTreeSet<String> =
             (0..5_000u64).map(|n| nested(n).rsplit_once('/').unwrap().0.to_owned()).collect();
@@ -680,7 +709,6 @@ mod tests {
         let head = ChainHead { sequence: 1, hash: Some(a.message.hash.clone()) };
         let b = s.scope_identification_v1("c", &head, &decision("b")).unwrap();
         assert_eq!(b.message.prev_hash.as_deref(), Some(a.message.hash.as_str()));
-        assert_eq!(b.path, "c/000000/000/000000000002.json");
         verify(b.document(), &b.message.hash, &b.message.signature, &s.verifying_key(), None).unwrap();
         let again = s.scope_identification_v1("c", &head, &decision("b")).unwrap();
         assert_eq!(again.document(), b.document());

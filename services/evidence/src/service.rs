@@ -148,6 +148,8 @@ pub struct Evidence {
     /// Log entries and checkpoints of the batch being processed.
     pending_log: Vec<EvidenceLogRow>,
     pending_checkpoints: Vec<EvidenceCheckpointRow>,
+    /// The batch's documents, a segment per chain ([`Self::place`]).
+    pending_segments: Vec<Doc>,
     /// The writes of processed batches, oldest first (`persist` finishes
     /// the oldest).
     writes: std::collections::VecDeque<Write>,
@@ -248,6 +250,7 @@ impl Evidence {
             checkpointed: 0,
             pending_log: Vec::new(),
             pending_checkpoints: Vec::new(),
+            pending_segments: Vec::new(),
             writes: std::collections::VecDeque::new(),
             acknowledged: 0,
             last_durable: None,
@@ -568,6 +571,7 @@ impl Evidence {
             self.sealed.remove(&s.row.id);
         }
         self.pending_log.clear();
+        self.pending_segments.clear();
         self.log.truncate(mark.log_size);
         match mark.scope_head {
             Some(head) => self.heads.insert(SCOPE_CHAIN.to_owned(), head),
@@ -581,11 +585,9 @@ impl Evidence {
     }
 
     /// Takes a record made at [`Self::next_place`] into the log, its chain
-    /// and the pending batch; [`Self::checkpoint`] seals it.
+    /// and the pending batch; [`Self::checkpoint`] seals it and
+    /// [`Self::place`] says where its document goes.
     fn push(&mut self, mut sealed: Sealed) -> Result<(), ProcessError> {
-        let url = self.documents.url(&sealed.path);
-        sealed.message.storage_url = Some(url.clone());
-        sealed.row.storage_url = Some(url);
         let index =
             self.log.append(&sealed.message.hash).map_err(|e| ProcessError::Fatal(format!("evidence log: {e}")))?;
         let log_index = i64::try_from(index).map_err(|e| ProcessError::Fatal(format!("evidence log: {e}")))?;
@@ -711,6 +713,48 @@ impl Evidence {
         Ok(Some(record))
     }
 
+    /// Puts the batch's documents of each chain into one segment
+    /// ([`crate::record::segment_path`]), in sequence order, each followed
+    /// by a newline, and names each record's document by its URL and byte
+    /// range (its `storage_url`). A segment is kept (locked, on S3 with
+    /// Object Lock) until the latest `expires_at` of its records.
+    fn place(&mut self) {
+        // A batch's records of a chain have consecutive sequences (its head
+        // moves with each), so a chain's segment is one run of them.
+        let mut chains: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (i, s) in self.pending.iter().enumerate() {
+            let chain = s.message.chain.as_str();
+            match chains.iter_mut().find(|(c, _)| *c == chain) {
+                Some((_, records)) => records.push(i),
+                None => chains.push((chain, vec![i])),
+            }
+        }
+        let mut urls = vec![String::new(); self.pending.len()];
+        let mut segments = Vec::with_capacity(chains.len());
+        for (chain, records) in &chains {
+            let (first, last) = (&self.pending[records[0]], &self.pending[records[records.len() - 1]]);
+            let path = crate::record::segment_path(chain, first.message.sequence, last.message.sequence);
+            let url = self.documents.url(&path);
+            let size = records.iter().map(|&i| self.pending[i].message.document.len() + 1).sum();
+            let mut bytes = Vec::with_capacity(size);
+            let mut keep = i64::MIN;
+            for &i in records {
+                let record = &self.pending[i].message;
+                let start = bytes.len();
+                bytes.extend_from_slice(record.document.as_bytes());
+                urls[i] = format!("{url}#bytes={start}-{}", bytes.len() - 1);
+                bytes.push(b'\n');
+                keep = keep.max(record.expires_at);
+            }
+            segments.push(Doc { path, bytes: bytes.into(), retain_until: Some(keep) });
+        }
+        for (s, url) in self.pending.iter_mut().zip(urls) {
+            s.row.storage_url = Some(url.clone());
+            s.message.storage_url = Some(url);
+        }
+        self.pending_segments = segments;
+    }
+
     /// Moves the batch just processed from the pending state to the queue
     /// of writes. With a database whose pool can spare the connections,
     /// its write starts now and overlaps the next batches' processing (it
@@ -741,12 +785,12 @@ impl Evidence {
     }
 
     /// The pending records, log entries and checkpoints as a [`Batch`]:
-    /// documents, checkpoints (kept as long as the newest record they
+    /// the documents' segments ([`Self::place`]), checkpoints (kept as long as the newest record they
     /// cover) and, without a database, markers; then the leaf tiles the
     /// batch touched, the log head and the chain heads.
     fn take_batch(&mut self) -> Result<Batch, crate::Error> {
         let err = |e: log::LogError| crate::Error::Other(format!("evidence log: {e}"));
-        let mut documents: Vec<Doc> = Vec::with_capacity(self.pending.len() * 2 + self.pending_checkpoints.len());
+        let mut documents: Vec<Doc> = std::mem::take(&mut self.pending_segments);
         let mut growing = Vec::new();
         let size = self.log.size();
         if let Some(first) = self.pending_log.first() {
@@ -782,14 +826,9 @@ impl Evidence {
             // The record is published: its leaf row takes the proof over.
             entry.inclusion = s.message.inclusion;
             if self.store.is_none() {
-                documents
-                    .push(Doc::mutable(Self::marker_path(&s.message.chain, &s.row.id), s.path.clone().into_bytes()));
+                let at = s.row.storage_url.clone().unwrap_or_default();
+                documents.push(Doc::mutable(Self::marker_path(&s.message.chain, &s.row.id), at.into_bytes()));
             }
-            documents.push(Doc {
-                path: s.path,
-                bytes: s.message.document.into_bytes().into(),
-                retain_until: Some(s.message.expires_at),
-            });
             rows.push(s.row);
         }
         Ok(Batch { rows, log, checkpoints: std::mem::take(&mut self.pending_checkpoints), documents, growing })
@@ -1004,6 +1043,7 @@ impl Processor for Evidence {
         };
         metrics::counter!("psg_evidence_duplicates_total").increment(duplicates);
         let checkpoint = self.checkpoint()?;
+        self.place();
         self.publish(&mut out)?;
         out.records.extend(checkpoint);
         self.queue_write()?;

@@ -335,8 +335,8 @@ async fn decisions_and_periodic_reports_are_chained_stored_and_not_repeated() {
         })
         .collect();
     let mut docs = std::collections::HashMap::new();
-    for e in &entries {
-        docs.insert(e.file.clone(), documents.get(&e.file).await.unwrap());
+    for (e, r) in entries.iter().zip(&rows) {
+        docs.insert(e.file.clone(), documents.get_record(r).await.unwrap());
     }
     let outcome = verify_entries(&entries, |e| Ok(docs.get(&e.file).cloned().flatten()), &ring);
     assert!(outcome.ok(), "{:?}", outcome.failures);
@@ -429,8 +429,8 @@ async fn a_batch_is_written_while_the_next_is_processed_and_committed_once_ackno
     assert_eq!(evidence.awaiting_persist(), decisions.len());
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(count("evidence").await, 0, "written, not committed, before persist");
-    let doc = std::fs::read(dir.path().join(psg_evidence::record::store_path(&first[0].chain, first[0].sequence)));
-    assert_eq!(doc.unwrap(), first[0].document.as_bytes(), "the first batch's document is written meanwhile");
+    let doc = stored_document(&documents, &first[0]).await;
+    assert_eq!(doc.as_deref(), Some(first[0].document.as_bytes()), "the first batch's document is written meanwhile");
 
     // Acknowledged: the oldest batch commits without waiting for its
     // persist; the next one waits for its own acknowledgement.
@@ -637,6 +637,65 @@ async fn without_a_database_the_log_is_restored_from_the_document_store() {
     assert!(err.to_string().contains("the stored log was changed"), "{err}");
 }
 
+/// The document `record`'s `storage_url` names in `documents`.
+async fn stored_document(documents: &Documents, record: &psg_domain::Evidence) -> Option<Vec<u8>> {
+    let url = record.storage_url.as_deref().expect("a stored record names its document");
+    let at = documents.location_of(url).expect("a document URL").unwrap_or_else(|| panic!("{url} is in {documents:?}"));
+    documents.read(&at).await.expect("read the document")
+}
+
+/// `evidence expire` deletes a segment only once none of the records it
+/// holds is left: a batch's records expire when their decisions' time
+/// says, not together.
+#[tokio::test]
+async fn an_expired_records_segment_goes_once_none_of_its_records_is_left() {
+    let (_db, store) = database(2).await;
+    let cfg = Config::default();
+    // Decided in 1970: expired already.
+    let decisions: Vec<InMessage> = decisions(&cfg, Some(store.clone()), 1000 * SECOND)
+        .await
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mut d: psg_domain::ScopeDecision = psg_avro_codec::decode(m.payload()).unwrap();
+            d.decided_at = 1000 * SECOND + i as i64;
+            msg(InputKind::Stream, "scope.decisions", i as i64, psg_avro_codec::encode(&d).unwrap())
+        })
+        .collect();
+    assert!(decisions.len() >= 2);
+    let dir = tempfile::tempdir().unwrap();
+    let documents = Documents::open(dir.path().to_str().unwrap()).unwrap();
+    let mut evidence = Evidence::new(
+        &cfg,
+        Some(store.clone()),
+        Sealer::new(SigningKey::from_bytes(&[8u8; 32]), "test"),
+        documents.clone(),
+    );
+    evidence.restore().await.unwrap();
+    let made = records(&evidence.process(&decisions).await.unwrap());
+    evidence.persist().await.unwrap();
+    let segment =
+        |r: &psg_domain::Evidence| documents.location_of(r.storage_url.as_deref().unwrap()).unwrap().unwrap().path;
+    assert!(made.iter().all(|r| segment(r) == segment(&made[0])), "one batch, one chain: one segment");
+    let file = dir.path().join(segment(&made[0]));
+    let expired = psg_store::evidence::expired(&store, chrono::Utc::now()).await.unwrap();
+    assert_eq!(expired.len(), made.len(), "records of 1970 expired in 1977");
+
+    // All but the last go: the segment stays, and the last one reads.
+    let (first, last) = expired.split_at(expired.len() - 1);
+    let ids: Vec<uuid::Uuid> = first.iter().map(|r| r.id).collect();
+    let now = chrono::Utc::now();
+    assert_eq!(psg_store::evidence::delete_expired(&store, &ids, now).await.unwrap(), first.len() as u64);
+    assert_eq!(documents.delete_records(&store, first).await.unwrap(), 1, "the segment is kept");
+    assert!(file.exists());
+    let doc = documents.get_record(&last[0]).await.unwrap().expect("the last record's document");
+    assert_eq!(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&doc)), last[0].hash);
+    // The last one goes: so does the segment.
+    assert_eq!(psg_store::evidence::delete_expired(&store, &[last[0].id], now).await.unwrap(), 1);
+    assert_eq!(documents.delete_records(&store, last).await.unwrap(), 0);
+    assert!(!file.exists(), "{} is deleted with its last record", file.display());
+}
+
 /// A bucket on `server`, with Object Lock or without.
 async fn bucket(server: &psg_testkit::s3::S3Server, name: &str, object_lock: bool) -> Documents {
     let documents = Documents::open_with(&format!("s3://{name}/pci"), ObjectLock::Auto, &server.options())
@@ -670,13 +729,24 @@ async fn on_s3_records_and_checkpoints_are_locked_until_they_expire() {
     assert_eq!(made.len(), decisions.len());
     let bucket = documents.bucket().unwrap();
     let ms = |t: i64| from_micros(t - t.rem_euclid(1000));
+    // The batch's documents of a chain share a segment, kept until the
+    // last of its records expires.
+    let mut segments: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
     for r in &made {
-        let path = psg_evidence::record::store_path(&r.chain, r.sequence);
-        assert_eq!(r.storage_url.as_deref(), Some(format!("s3://evidence-locked/pci/{path}").as_str()));
-        assert_eq!(documents.get(&path).await.unwrap().as_deref(), Some(r.document.as_bytes()));
-        let retention = bucket.retention(&path).await.unwrap().expect("the record's document is locked");
+        let url = r.storage_url.as_deref().unwrap();
+        let at = documents.location_of(url).unwrap().expect("in the bucket");
+        assert!(url.starts_with(&format!("s3://evidence-locked/pci/{}/segments/", r.chain)), "{url}");
+        assert!(at.range.is_some(), "{url}");
+        assert_eq!(stored_document(&documents, r).await.as_deref(), Some(r.document.as_bytes()));
+        let latest = segments.entry(at.path).or_insert(r.expires_at);
+        *latest = (*latest).max(r.expires_at);
+    }
+    let chains: std::collections::BTreeSet<&str> = made.iter().map(|r| r.chain.as_str()).collect();
+    assert_eq!(segments.len(), chains.len(), "a segment per chain: {segments:?}");
+    for (path, latest) in &segments {
+        let retention = bucket.retention(path).await.unwrap().expect("the segment is locked");
         assert_eq!(retention.mode, "COMPLIANCE");
-        assert_eq!(retention.retain_until, ms(r.expires_at), "{path} is kept until the record expires");
+        assert_eq!(retention.retain_until, ms(*latest), "{path} is kept until its last record expires");
     }
     let cp = &checkpoints(&out)[0];
     let cp_path = Evidence::checkpoint_path(cp.tree_size as u64);
@@ -697,26 +767,30 @@ async fn on_s3_records_and_checkpoints_are_locked_until_they_expire() {
     let again = restarted.process(&decisions).await.unwrap();
     assert!(records(&again).is_empty(), "nothing is sealed twice");
 
-    // Every record's document is locked long enough: then one is written
-    // over, unlocked (a new version; the locked one stays), and is found.
-    let docs: Vec<(String, i64)> =
-        made.iter().map(|r| (psg_evidence::record::store_path(&r.chain, r.sequence), r.expires_at)).collect();
+    // Every record's document is locked long enough (a segment is asked
+    // once, for its latest record). A record that expires later than its
+    // segment is locked is found; so is a segment written over, unlocked (a
+    // new version; the locked one stays).
+    let docs: Vec<(String, i64)> = made
+        .iter()
+        .map(|r| (documents.location_of(r.storage_url.as_deref().unwrap()).unwrap().unwrap().path, r.expires_at))
+        .collect();
     let check = documents.check_locks(docs.clone()).await.unwrap().expect("S3 with Object Lock");
-    assert_eq!((check.checked, check.expired, check.findings.len()), (made.len(), 0, 0), "{check:?}");
-    let (first, _) = &docs[0];
-    documents.put(first, b"{}".to_vec()).await.unwrap();
+    assert_eq!((check.checked, check.expired, check.findings.len()), (segments.len(), 0, 0), "{check:?}");
     let mut longer = docs.clone();
     longer[1].1 += 86_400 * SECOND;
     longer.push(("gone/1.json".into(), 1000 * SECOND));
     let check = documents.check_locks(longer).await.unwrap().unwrap();
-    assert_eq!((check.checked, check.expired), (made.len(), 1));
-    let found: Vec<&str> = check.findings.iter().map(|(p, _)| p.as_str()).collect();
-    assert_eq!(found.len(), 2, "{check:?}");
-    assert!(check.findings.iter().any(|(p, why)| p == first && why == "not locked"), "{check:?}");
+    assert_eq!((check.checked, check.expired), (segments.len(), 1));
+    assert_eq!(check.findings.len(), 1, "{check:?}");
     assert!(
         check.findings.iter().any(|(p, why)| *p == docs[1].0 && why.contains("but the record expires")),
         "{check:?}"
     );
+    let (first, _) = &docs[0];
+    documents.put(first, b"{}".to_vec()).await.unwrap();
+    let check = documents.check_locks(docs.clone()).await.unwrap().unwrap();
+    assert_eq!(check.findings, [(first.clone(), "not locked".to_owned())], "{check:?}");
     assert_eq!(
         Documents::open_with("s3://evidence-locked/pci", ObjectLock::Off, &server.options())
             .unwrap()
@@ -751,8 +825,8 @@ async fn a_bucket_without_object_lock_is_written_unlocked_or_refused_when_requir
     let out = evidence.process(&decisions).await.unwrap();
     evidence.persist().await.unwrap();
     let r = &records(&out)[0];
-    let path = psg_evidence::record::store_path(&r.chain, r.sequence);
-    assert_eq!(documents.get(&path).await.unwrap().as_deref(), Some(r.document.as_bytes()));
+    assert_eq!(stored_document(&documents, r).await.as_deref(), Some(r.document.as_bytes()));
+    let path = documents.location_of(r.storage_url.as_deref().unwrap()).unwrap().unwrap().path;
     assert_eq!(documents.bucket().unwrap().retention(&path).await.unwrap(), None);
 
     let required = Documents::open_with("s3://evidence-plain/pci", ObjectLock::Required, &server.options()).unwrap();

@@ -24,7 +24,7 @@ use psg_config::ObjectLock;
 use psg_domain::rows::EvidenceRow;
 use psg_domain::time::{Micros, from_micros};
 
-use crate::record::{flat_store_path, store_path};
+use crate::record::{SEGMENTS, flat_store_path, store_path};
 use crate::{Error, Result};
 
 /// A file to write.
@@ -63,12 +63,61 @@ const S3_WRITES: usize = 32;
 /// What [`Documents::check_locks`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LockCheck {
-    /// Documents whose lock was asked for.
+    /// Files whose lock was asked for (a segment once, however many
+    /// records it holds).
     pub checked: usize,
-    /// Documents of records expired already (not locked, not asked).
+    /// Files whose records all expired already (not locked, not asked).
     pub expired: usize,
     /// (path, what is wrong) of each document not locked as it must be.
     pub findings: Vec<(String, String)>,
+}
+
+/// Where a record's document is in the store: a file of its own (records
+/// stored before segments), or a byte range of a segment
+/// ([`crate::record::segment_path`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub path: String,
+    /// The document's bytes in the file, when it shares it.
+    pub range: Option<std::ops::Range<u64>>,
+}
+
+impl Location {
+    /// A file that holds the document alone.
+    pub fn whole(path: impl Into<String>) -> Self {
+        Self { path: path.into(), range: None }
+    }
+
+    /// Splits a stored path or URL that may end in `#bytes=START-END` (the
+    /// document's first and last byte, inclusive, as an HTTP `Range`
+    /// header's `bytes=` names them). A fragment that is not such a range
+    /// is an error: the document cannot be found from it.
+    pub fn parse(path_or_url: &str) -> Result<Self> {
+        let Some((path, fragment)) = path_or_url.split_once('#') else {
+            return Ok(Self::whole(path_or_url));
+        };
+        let bad = || Error::Documents {
+            url: path_or_url.to_owned(),
+            reason: "the fragment is not a byte range `#bytes=START-END` (first and last byte, END >= START)"
+                .to_owned(),
+        };
+        let (start, end) = fragment.strip_prefix("bytes=").and_then(|r| r.split_once('-')).ok_or_else(bad)?;
+        let number = |s: &str| s.bytes().all(|b| b.is_ascii_digit()).then(|| s.parse::<u64>().ok()).flatten();
+        let (start, end) = (number(start).ok_or_else(bad)?, number(end).ok_or_else(bad)?);
+        if end < start {
+            return Err(bad());
+        }
+        Ok(Self { path: path.to_owned(), range: Some(start..end + 1) })
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.range {
+            Some(r) => write!(f, "{}#bytes={}-{}", self.path, r.start, r.end.saturating_sub(1)),
+            None => f.write_str(&self.path),
+        }
+    }
 }
 
 /// The evidence document store.
@@ -178,56 +227,127 @@ impl Documents {
         format!("{}/{path}", self.base_url)
     }
 
-    /// Where the document of a stored record is: the path its
-    /// `storage_url` names when that lies in this store (records keep
-    /// finding theirs whichever layout wrote them), else where this version
-    /// writes it ([`store_path`]).
-    pub fn record_path(&self, row: &EvidenceRow) -> String {
-        self.stored_path(row).unwrap_or_else(|| store_path(&row.chain, row.sequence))
+    /// Where the document of a stored record is: where its `storage_url`
+    /// says when that lies in this store (records keep finding theirs
+    /// whichever layout wrote them), else the first of
+    /// [`Self::record_locations`].
+    pub fn record_location(&self, row: &EvidenceRow) -> Result<Location> {
+        Ok(self.record_locations(row)?.swap_remove(0))
     }
 
-    /// The path `row.storage_url` names in this store, if it is in it.
-    fn stored_path(&self, row: &EvidenceRow) -> Option<String> {
-        let url = row.storage_url.as_deref()?;
-        let path = url.strip_prefix(self.base_url.as_str())?.strip_prefix('/')?;
-        (!path.is_empty()).then(|| path.to_owned())
+    /// The location `row.storage_url` names in this store, if it is in it.
+    fn stored_location(&self, row: &EvidenceRow) -> Result<Option<Location>> {
+        row.storage_url.as_deref().map_or(Ok(None), |url| self.location_of(url))
     }
 
-    /// Where a stored record's document may be, in the order to look:
-    /// [`Self::record_path`], and, when its `storage_url` is not in this
-    /// store (the store moved since), the flat layout of records written
-    /// before the nested one ([`flat_store_path`]).
-    pub fn record_paths(&self, row: &EvidenceRow) -> Vec<String> {
-        match self.stored_path(row) {
-            Some(path) => vec![path],
-            None => vec![store_path(&row.chain, row.sequence), flat_store_path(&row.chain, row.sequence)],
+    /// Where a document's URL (a record's `storage_url`) points in this
+    /// store; `None` when it is not in it.
+    pub fn location_of(&self, url: &str) -> Result<Option<Location>> {
+        match url.strip_prefix(self.base_url.as_str()).and_then(|p| p.strip_prefix('/')) {
+            Some(path) if !path.is_empty() => Location::parse(path).map(Some),
+            _ => Ok(None),
         }
     }
 
+    /// Where a stored record's document may be, in the order to look: where
+    /// its `storage_url` says in this store; when that is not in this store
+    /// (the store moved since), the segment its URL names, relative to its
+    /// chain, then the file of its own this version's layout would give it
+    /// ([`store_path`]) and the flat one of records written before
+    /// ([`flat_store_path`]).
+    pub fn record_locations(&self, row: &EvidenceRow) -> Result<Vec<Location>> {
+        if let Some(here) = self.stored_location(row)? {
+            return Ok(vec![here]);
+        }
+        let mut out = Vec::with_capacity(3);
+        if let Some(url) = row.storage_url.as_deref() {
+            let segments = format!("/{}/{SEGMENTS}/", row.chain);
+            if let Some(at) = url.rfind(&segments) {
+                out.push(Location::parse(&url[at + 1..])?);
+            }
+        }
+        out.push(Location::whole(store_path(&row.chain, row.sequence)));
+        out.push(Location::whole(flat_store_path(&row.chain, row.sequence)));
+        Ok(out)
+    }
+
     /// Reads a stored record's document from the first of
-    /// [`Self::record_paths`] that holds it; `None` if none does.
+    /// [`Self::record_locations`] that holds it; `None` if none does.
     pub async fn get_record(&self, row: &EvidenceRow) -> Result<Option<Vec<u8>>> {
-        for path in self.record_paths(row) {
-            if let Some(bytes) = self.get(&path).await? {
+        for at in self.record_locations(row)? {
+            if let Some(bytes) = self.read(&at).await? {
                 return Ok(Some(bytes));
             }
         }
         Ok(None)
     }
 
+    /// Reads the document at `at`: its file, or its range of a segment;
+    /// `None` if the file does not exist. A range past the file's end is an
+    /// error (the segment is not the one the record was written to).
+    pub async fn read(&self, at: &Location) -> Result<Option<Vec<u8>>> {
+        let Some(range) = at.range.clone() else { return self.get(&at.path).await };
+        match self.store.get_range(&Path::from(at.path.as_str()), range.clone()).await {
+            Ok(bytes) if bytes.len() as u64 == range.end - range.start => Ok(Some(bytes.to_vec())),
+            Ok(bytes) => Err(Error::Documents {
+                url: self.url(&at.to_string()),
+                reason: format!("the file ends {} bytes into the range", bytes.len()),
+            }),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::Documents { url: self.url(&at.to_string()), reason: e.to_string() }),
+        }
+    }
+
+    /// Deletes the documents of `removed`, records deleted from `store`
+    /// (`evidence expire`): a record's own file goes with it; a segment
+    /// once none of the records it holds is stored (a batch's records may
+    /// expire at different times). Returns how many segments were kept.
+    pub async fn delete_records(&self, store: &psg_store::Store, removed: &[EvidenceRow]) -> Result<usize> {
+        let mut kept = 0;
+        let mut segments = std::collections::BTreeMap::new();
+        for r in removed {
+            for at in self.record_locations(r)? {
+                match crate::record::segment_records(&at.path).filter(|_| at.range.is_some()) {
+                    Some(records) => {
+                        segments.insert(at.path, (r.chain.as_str(), records));
+                    }
+                    None => self.delete(&at.path).await?,
+                }
+            }
+        }
+        for (path, (chain, (first, last))) in segments {
+            let left = psg_store::evidence::any_stored(store, chain, first, last)
+                .await
+                .map_err(|e| Error::Documents { url: self.url(&path), reason: e.to_string() })?;
+            if left {
+                kept += 1;
+            } else {
+                self.delete(&path).await?;
+            }
+        }
+        Ok(kept)
+    }
+
     /// Checks on S3 with Object Lock that each document (its path, and its
     /// record's `expires_at`) is locked in compliance mode until at least
     /// its record expires: its newest version, the one readers get (an
-    /// unlocked version written over a locked one is a finding). `None`:
-    /// the store is not S3 with Object Lock, so there is nothing to check.
+    /// unlocked version written over a locked one is a finding). A file
+    /// several records share (a segment) is asked once, for the latest of
+    /// their `expires_at`. `None`: the store is not S3 with Object Lock, so
+    /// there is nothing to check.
     pub async fn check_locks(&self, docs: Vec<(String, Micros)>) -> Result<Option<LockCheck>> {
         let (Some(bucket), Keeping::S3 { locked: true }) = (&self.s3, self.prepare().await?) else {
             return Ok(None);
         };
+        let mut latest: std::collections::BTreeMap<String, Micros> = std::collections::BTreeMap::new();
+        for (path, expires) in docs {
+            let due = latest.entry(path).or_insert(expires);
+            *due = (*due).max(expires);
+        }
         let now = chrono::Utc::now();
         let mut check = LockCheck::default();
-        let total = docs.len();
-        let live: Vec<(String, chrono::DateTime<chrono::Utc>)> = docs
+        let total = latest.len();
+        let live: Vec<(String, chrono::DateTime<chrono::Utc>)> = latest
             .into_iter()
             .map(|(path, expires)| (path, from_micros(expires)))
             .filter(|(_, expires)| *expires > now)
@@ -430,26 +550,59 @@ mod tests {
     async fn records_are_found_where_their_storage_url_says_or_in_either_layout() {
         let dir = tempfile::tempdir().unwrap();
         let docs = Documents::open(dir.path().to_str().unwrap()).unwrap();
-        // Written by this version: nested, and named so by its URL.
-        let new = row("c", 1_234, Some(docs.url(&store_path("c", 1_234))));
-        assert_eq!(docs.record_path(&new), "c/000000/001/000000001234.json");
-        assert_eq!(docs.record_paths(&new), ["c/000000/001/000000001234.json"]);
+        let whole = |p: &str| vec![Location::whole(p)];
+        // Written in a segment: its URL names the segment and its bytes.
+        let segment = crate::record::segment_path("c", 1_234, 1_235);
+        docs.put(&segment, b"first\nsecond\n".to_vec()).await.unwrap();
+        let new = row("c", 1_235, Some(format!("{}#bytes=6-11", docs.url(&segment))));
+        let at = docs.record_location(&new).unwrap();
+        assert_eq!((at.path.as_str(), at.range.clone()), (segment.as_str(), Some(6..12)));
+        assert_eq!(at.to_string(), format!("{segment}#bytes=6-11"));
+        assert_eq!(docs.get_record(&new).await.unwrap().as_deref(), Some(&b"second"[..]));
+        // A range the segment does not hold is an error, not a short document.
+        let past = row("c", 1_235, Some(format!("{}#bytes=6-99", docs.url(&segment))));
+        let err = docs.get_record(&past).await.unwrap_err().to_string();
+        assert!(err.contains("#bytes=6-99"), "{err}");
+        let bad = row("c", 1_235, Some(format!("{}#6-11", docs.url(&segment))));
+        assert!(docs.get_record(&bad).await.unwrap_err().to_string().contains("not a byte range"));
+        // The store moved: the segment is found relative to its chain.
+        let moved = row("c", 1_234, Some(format!("s3://old/prefix/{segment}#bytes=0-4")));
+        assert_eq!(docs.record_locations(&moved).unwrap()[0], Location { path: segment.clone(), range: Some(0..5) });
+        assert_eq!(docs.get_record(&moved).await.unwrap().as_deref(), Some(&b"first"[..]));
+        // Written in a file of its own, nested, and named so by its URL.
+        let nested = row("c", 1_234, Some(docs.url(&store_path("c", 1_234))));
+        assert_eq!(docs.record_locations(&nested).unwrap(), whole("c/000000/001/000000001234.json"));
         // Written before the nested layout: its URL names the flat path.
         let old = row("c", 7, Some(docs.url("c/000000000007.json")));
-        assert_eq!(docs.record_path(&old), "c/000000000007.json");
+        assert_eq!(docs.record_location(&old).unwrap(), Location::whole("c/000000000007.json"));
         docs.put("c/000000000007.json", b"old".to_vec()).await.unwrap();
         docs.put(&store_path("c", 1_234), b"new".to_vec()).await.unwrap();
         assert_eq!(docs.get_record(&old).await.unwrap().as_deref(), Some(&b"old"[..]));
-        assert_eq!(docs.get_record(&new).await.unwrap().as_deref(), Some(&b"new"[..]));
+        assert_eq!(docs.get_record(&nested).await.unwrap().as_deref(), Some(&b"new"[..]));
         // The store moved (its URL is another): the nested path, then the flat one.
         let moved = row("c", 7, Some("file:///elsewhere/c/000000000007.json".to_owned()));
-        assert_eq!(docs.record_paths(&moved), ["c/000000/000/000000000007.json", "c/000000000007.json"]);
+        let paths: Vec<String> = docs.record_locations(&moved).unwrap().into_iter().map(|l| l.path).collect();
+        assert_eq!(paths, ["c/000000/000/000000000007.json", "c/000000000007.json"]);
         assert_eq!(docs.get_record(&moved).await.unwrap().as_deref(), Some(&b"old"[..]));
         let unnamed = row("c", 1_234, None);
         assert_eq!(docs.get_record(&unnamed).await.unwrap().as_deref(), Some(&b"new"[..]));
         // A URL that only starts like the store's is not in it.
         let sibling = row("c", 9, Some(format!("{}-other/c/000000000009.json", docs.url("").trim_end_matches('/'))));
-        assert_eq!(docs.record_path(&sibling), "c/000000/000/000000000009.json");
+        assert_eq!(docs.record_location(&sibling).unwrap(), Location::whole("c/000000/000/000000000009.json"));
         assert_eq!(docs.get_record(&row("c", 8, None)).await.unwrap(), None);
+        // A segment that is gone: nothing found.
+        let gone =
+            row("c", 2_000, Some(format!("{}#bytes=0-4", docs.url(&crate::record::segment_path("c", 2_000, 2_001)))));
+        assert_eq!(docs.get_record(&gone).await.unwrap(), None);
+    }
+
+    #[test]
+    fn byte_ranges_parse_as_http_names_them() {
+        assert_eq!(Location::parse("a/b.json").unwrap(), Location::whole("a/b.json"));
+        assert_eq!(Location::parse("s.jsonl#bytes=0-0").unwrap().range, Some(0..1));
+        assert_eq!(Location::parse("s.jsonl#bytes=10-19").unwrap().range, Some(10..20));
+        for bad in ["s#bytes=5-4", "s#bytes=-4", "s#bytes=1-", "s#bytes=+1-2", "s#lines=1-2", "s#bytes=1-2-3"] {
+            assert!(Location::parse(bad).is_err(), "{bad}");
+        }
     }
 }
