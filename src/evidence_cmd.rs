@@ -170,9 +170,10 @@ async fn export(cfg: &Config, range: Range, dir: PathBuf) -> Result<(), CliError
     let logged = psg_store::evidence::log_entries(&store, &ids).await.map_err(runtime)?;
     let mut records = Vec::with_capacity(rows.len());
     let mut missing = Vec::new();
+    let mut reader = documents.reader();
     for (i, row) in rows.iter().enumerate() {
         let entry = Entry::from_row(row);
-        match documents.get_record(row).await.map_err(runtime)? {
+        match reader.get_record(row).await.map_err(runtime)? {
             Some(doc) => records.push((entry, doc)),
             None => missing.push(format!("{} #{} ({})", entry.chain, entry.sequence, entry.file)),
         }
@@ -304,8 +305,9 @@ async fn verify_stored(cfg: &Config, extra: Vec<PathBuf>, range: Range) -> Resul
     let logged = psg_store::evidence::log_entries(&store, &ids).await.map_err(runtime)?;
     attach_log_entries(&logged, entries.iter_mut(), true);
     let mut docs = std::collections::HashMap::with_capacity(entries.len());
+    let mut reader = documents.reader();
     for (e, row) in entries.iter().zip(&rows) {
-        let doc = documents.get_record(row).await.map_err(|e| e.to_string());
+        let doc = reader.get_record(row).await.map_err(|e| e.to_string());
         docs.insert(e.file.clone(), doc);
     }
     let outcome = verify_entries(&entries, |e| docs.remove(&e.file).unwrap_or(Ok(None)).map_err(Into::into), &keys);

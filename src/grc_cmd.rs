@@ -264,10 +264,11 @@ async fn stored_evidence(
     let rows = psg_store::evidence::records_between(store, from, to).await.map_err(runtime)?;
     let documents = Documents::configured(&cfg.evidence).map_err(|e| CliError::Config(e.to_string()))?;
     let mut items = Vec::with_capacity(rows.len());
+    let mut reader = documents.reader();
     for row in &rows {
         let at = documents.record_location(row).map_err(runtime)?;
         let mut item = EvidenceItem::from_row(row, at.to_string());
-        item.document = documents.get_record(row).await.map_err(runtime)?;
+        item.document = reader.get_record(row).await.map_err(runtime)?;
         items.push(item);
     }
     Ok(items)
