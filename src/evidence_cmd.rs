@@ -175,7 +175,10 @@ async fn export(cfg: &Config, range: Range, dir: PathBuf) -> Result<(), CliError
         let entry = Entry::from_row(row);
         match reader.get_record(row).await.map_err(runtime)? {
             Some(doc) => records.push((entry, doc)),
-            None => missing.push(format!("{} #{} ({})", entry.chain, entry.sequence, entry.file)),
+            None => {
+                let at = documents.record_location(row).map_err(runtime)?;
+                missing.push(format!("{} #{} ({at})", entry.chain, entry.sequence));
+            }
         }
         if (i + 1) % 10_000 == 0 && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             eprintln!("read {} of {} records", i + 1, rows.len());
@@ -306,7 +309,9 @@ async fn verify_stored(cfg: &Config, extra: Vec<PathBuf>, range: Range) -> Resul
     attach_log_entries(&logged, entries.iter_mut(), true);
     let mut docs = std::collections::HashMap::with_capacity(entries.len());
     let mut reader = documents.reader();
-    for (e, row) in entries.iter().zip(&rows) {
+    for (e, row) in entries.iter_mut().zip(&rows) {
+        // Where the document is, as failures name it.
+        e.file = documents.record_location(row).map_err(runtime)?.to_string();
         let doc = reader.get_record(row).await.map_err(|e| e.to_string());
         docs.insert(e.file.clone(), doc);
     }

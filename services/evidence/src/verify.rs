@@ -67,7 +67,10 @@ pub struct Inclusion {
 }
 
 impl Entry {
-    /// The entry of a stored record; `file` is its document store path.
+    /// The entry of a stored record; `file` is the path a file of its own
+    /// would have in the store ([`crate::record::store_path`]) until the
+    /// caller says where its document is (a bundle's file, or its
+    /// [`crate::documents::Location`] in the store).
     pub fn from_row(r: &psg_domain::rows::EvidenceRow) -> Self {
         Self {
             chain: r.chain.clone(),
@@ -90,8 +93,8 @@ impl Entry {
 }
 
 impl Entry {
-    /// The entry of a record as published on `evidence.records`; `file` is
-    /// its document store path.
+    /// The entry of a record as published on `evidence.records`; `file` as
+    /// [`Self::from_row`] gives it.
     pub fn from_message(m: &psg_domain::Evidence) -> Self {
         use psg_domain::time::rfc3339;
         Self {
