@@ -732,6 +732,12 @@ impl Evidence {
         let mut urls = vec![String::new(); self.pending.len()];
         let mut segments = Vec::with_capacity(chains.len());
         for (chain, records) in &chains {
+            debug_assert!(
+                records
+                    .windows(2)
+                    .all(|w| self.pending[w[1]].message.sequence == self.pending[w[0]].message.sequence + 1),
+                "a chain's records in a batch are consecutive"
+            );
             let (first, last) = (&self.pending[records[0]], &self.pending[records[records.len() - 1]]);
             let path = crate::record::segment_path(chain, first.message.sequence, last.message.sequence);
             let url = self.documents.url(&path);
@@ -785,9 +791,10 @@ impl Evidence {
     }
 
     /// The pending records, log entries and checkpoints as a [`Batch`]:
-    /// the documents' segments ([`Self::place`]), checkpoints (kept as long as the newest record they
-    /// cover) and, without a database, markers; then the leaf tiles the
-    /// batch touched, the log head and the chain heads.
+    /// the documents' segments ([`Self::place`]), checkpoints (kept as
+    /// long as the newest record they cover) and, without a database,
+    /// markers; then the leaf tiles the batch touched, the log head and the
+    /// chain heads.
     fn take_batch(&mut self) -> Result<Batch, crate::Error> {
         let err = |e: log::LogError| crate::Error::Other(format!("evidence log: {e}"));
         let mut documents: Vec<Doc> = std::mem::take(&mut self.pending_segments);
