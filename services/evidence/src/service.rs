@@ -329,8 +329,19 @@ impl Evidence {
         format!("{chain}/HEAD.json")
     }
 
-    fn marker_path(chain: &str, id: &Uuid) -> String {
-        format!("{chain}/by-id/{id}")
+    /// Where the marker of record `id` of `chain` goes (without a
+    /// database): `{chain}/by-id/{its last two hex digits}/{id}`, 256
+    /// directories, since a chain's markers in one directory would fill it
+    /// (ext4 without `large_dir` takes 10-12 million names). The last
+    /// digits, because a decision's id begins with its time.
+    pub fn marker_path(chain: &str, id: &Uuid) -> String {
+        format!("{chain}/by-id/{:02x}/{id}", id.as_bytes()[15])
+    }
+
+    /// Where a marker may be, in the order to look: [`Self::marker_path`],
+    /// then `{chain}/by-id/{id}`, where versions before it put them.
+    fn marker_paths(chain: &str, id: &Uuid) -> [String; 2] {
+        [Self::marker_path(chain, id), format!("{chain}/by-id/{id}")]
     }
 
     const LOG_HEAD: &'static str = "log/HEAD.json";
@@ -465,7 +476,8 @@ impl Evidence {
 
     /// Which of `asked`'s records are stored already (the ids this version
     /// gives them). Without a database a decision's record is looked for
-    /// under both its ids' markers: two reads per new decision.
+    /// under both its ids' markers, where this version puts them and where
+    /// earlier ones did: four reads per new decision.
     async fn stored(&self, asked: &Asked<'_>) -> Result<HashSet<Uuid>, ProcessError> {
         match &self.store {
             Some(store) => psg_store::evidence::existing(store, &asked.lookup())
@@ -478,15 +490,14 @@ impl Evidence {
                 let decisions =
                     asked.decisions.iter().map(|(id, d)| (*id, SCOPE_CHAIN, Some(legacy_scope_identification_id(d))));
                 for (id, chain, legacy) in reports.chain(decisions) {
-                    for marker in std::iter::once(id).chain(legacy) {
-                        let present = self
-                            .documents
-                            .get(&Self::marker_path(chain, &marker))
-                            .await
-                            .map_err(|e| ProcessError::Transient(e.to_string()))?;
-                        if present.is_some() {
-                            found.insert(id);
-                            break;
+                    'look: for marker in std::iter::once(id).chain(legacy) {
+                        for path in Self::marker_paths(chain, &marker) {
+                            let present =
+                                self.documents.get(&path).await.map_err(|e| ProcessError::Transient(e.to_string()))?;
+                            if present.is_some() {
+                                found.insert(id);
+                                break 'look;
+                            }
                         }
                     }
                 }

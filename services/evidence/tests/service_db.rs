@@ -563,8 +563,12 @@ async fn a_decision_recorded_under_its_former_id_is_not_recorded_again() {
                 client.execute("ALTER TABLE evidence ENABLE TRIGGER evidence_immutable", &[]).await.unwrap();
             }
             None => {
-                let markers = dir.path().join(psg_evidence::service::SCOPE_CHAIN).join("by-id");
-                std::fs::rename(markers.join(new.to_string()), markers.join(former.to_string())).unwrap();
+                // Flat, as versions before nested markers put them.
+                let chain = psg_evidence::service::SCOPE_CHAIN;
+                let marker = dir.path().join(Evidence::marker_path(chain, &new));
+                assert!(marker.is_file(), "{}", marker.display());
+                let flat = dir.path().join(chain).join("by-id").join(former.to_string());
+                std::fs::rename(marker, flat).unwrap();
             }
         }
         let mut restarted = Evidence::new(&cfg, store.clone(), sealer(), documents.clone());
