@@ -698,6 +698,9 @@ async fn an_expired_records_segment_goes_once_none_of_its_records_is_left() {
     assert_eq!(psg_store::evidence::delete_expired(&store, &[last[0].id], now).await.unwrap(), 1);
     assert_eq!(documents.delete_records(&store, last).await.unwrap(), 0);
     assert!(!file.exists(), "{} is deleted with its last record", file.display());
+    let segments = dir.path().join(&made[0].chain).join("segments");
+    assert!(!segments.exists(), "the directories it emptied go with it");
+    assert!(dir.path().join(&made[0].chain).join("HEAD.json").is_file());
 }
 
 /// A bucket on `server`, with Object Lock or without.

@@ -232,7 +232,9 @@ impl Documents {
         };
         std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
         let dir = dir.canonicalize().map_err(|e| err(e.to_string()))?;
-        let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| err(e.to_string()))?;
+        // A delete (`evidence expire`) takes the directories it empties with it.
+        let store =
+            LocalFileSystem::new_with_prefix(&dir).map_err(|e| err(e.to_string()))?.with_automatic_cleanup(true);
         Ok(Self {
             store: Arc::new(store),
             base_url: format!("file://{}", dir.display()),
