@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! DIR/manifest.json                       the records in chain order
-//! DIR/documents/<chain>/<sequence>.json   the signed canonical documents
+//! DIR/documents/<chain>/000001/234/000001234567.json
+//!                                         the signed canonical documents, a
+//!                                         file each, nested by sequence
 //! DIR/keys/<key-id>.pub                   the public keys that signed them
 //! DIR/checkpoints/<size>.txt              signed checkpoints of the evidence log
 //! ```
@@ -168,9 +170,13 @@ pub struct Manifest {
     pub log: Option<LogSection>,
 }
 
-/// The document path of a record inside a bundle.
+/// The document path of a record inside a bundle: nested as the store's
+/// paths are ([`crate::record::nested`]), since a bundle of a chain's
+/// millions of records in one directory would fill it. Bundles written
+/// before (`documents/<chain>/<sequence>.json`) verify as they are: the
+/// manifest names each record's file.
 pub fn document_file(chain: &str, sequence: i64) -> String {
-    format!("documents/{chain}/{sequence:012}.json")
+    format!("documents/{chain}/{}.json", crate::record::nested(sequence.unsigned_abs()))
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -538,10 +544,13 @@ pub fn verify_dir(dir: &Path, trusted: Option<&Keyring>) -> Result<(Manifest, Ou
                 stack.push(path);
             } else if !listed.contains(&path) {
                 let rel = path.strip_prefix(dir).unwrap_or(&path).display().to_string();
+                // documents/<chain>/…
                 let chain = path
-                    .parent()
-                    .and_then(|p| p.file_name())
-                    .map(|n| n.to_string_lossy().into_owned())
+                    .strip_prefix(&docs)
+                    .ok()
+                    .and_then(|p| p.components().next())
+                    .filter(|_| path.parent() != Some(docs.as_path()))
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
                     .unwrap_or_default();
                 outcome.failures.push(Failure {
                     chain,

@@ -262,6 +262,22 @@ fn deleting_inserting_or_reordering_records_is_detected() {
     std::fs::write(dir.path().join("documents/pci_scope_identification/000000000099.json"), b"{}").unwrap();
     let p = problems(dir.path());
     assert!(matches!(&p[..], [Problem::Unlisted(_)]), "{p:?}");
+    // Nested as the bundle's own documents are, too, and named by its chain.
+    let dir = tempfile::tempdir().unwrap();
+    fresh_bundle(dir.path());
+    let extra = bundle::document_file("pci_scope_identification", 1_234_567);
+    assert_eq!(extra, "documents/pci_scope_identification/000001/234/000001234567.json");
+    std::fs::create_dir_all(dir.path().join(&extra).parent().unwrap()).unwrap();
+    std::fs::write(dir.path().join(&extra), b"{}").unwrap();
+    let (_, outcome, _) = bundle::verify_dir(dir.path(), None).unwrap();
+    assert!(
+        outcome
+            .failures
+            .iter()
+            .any(|f| f.chain == "pci_scope_identification" && f.problem == Problem::Unlisted(extra.clone())),
+        "{:?}",
+        outcome.failures
+    );
 
     // Reordered: two records swap places in the manifest.
     let dir = tempfile::tempdir().unwrap();
