@@ -450,10 +450,11 @@ impl Documents {
 
     /// Writes (or overwrites) many documents. A local directory gets them
     /// from a few blocking writers, in place: a rename per file would cost
-    /// more than the write, and a file cut short by a crash is written
-    /// again, whole, when its batch is processed again (the batch's offsets
-    /// were not stored, and its rows not committed: it starts at the same
-    /// sequence, so its segment has the same path). S3 gets
+    /// more than the write, and no committed row names a file a crash cut
+    /// short: the batch's rows were not committed (nor its offsets stored),
+    /// and processed again, its records go to segments written whole (the
+    /// same paths when the batch is the same; another split of the records
+    /// leaves the old segment unnamed). S3 gets
     /// [`S3_WRITES`] at once, each document with a retention locked until
     /// its `retain_until` when the bucket has Object Lock.
     pub async fn put_many(&self, files: Vec<Doc>) -> Result<()> {
