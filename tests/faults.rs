@@ -189,7 +189,13 @@ async fn counts(url: &str) -> Option<Counts> {
 async fn assert_exactly_once(brokers: &str, url: &str, store: &Path, name: &str) -> Counts {
     let expected = (MESSAGES * LINES) as i64;
     let started = Instant::now();
-    let settled = loop {
+    // The counts once every line and every decision's evidence is in, and
+    // since when: settled once they hold still for `STILL` (an alert
+    // raised late, after a service's retries, would otherwise arrive
+    // between this and the check below and read as a redelivery).
+    const STILL: Duration = Duration::from_secs(5);
+    let mut holding: Option<(Counts, Instant)> = None;
+    let (settled, settled_after) = loop {
         let c = counts(url).await;
         if let Some(c) = &c
             && c.packets >= expected
@@ -197,7 +203,16 @@ async fn assert_exactly_once(brokers: &str, url: &str, store: &Path, name: &str)
             && c.evidence == c.decisions
             && c.coverage_gaps == 1
         {
-            break c.clone();
+            match &holding {
+                Some((held, since)) if held == c => {
+                    if since.elapsed() >= STILL {
+                        break (c.clone(), since.duration_since(started));
+                    }
+                }
+                _ => holding = Some((c.clone(), Instant::now())),
+            }
+        } else {
+            holding = None;
         }
         if started.elapsed() > Duration::from_secs(180) {
             panic!("{name}: not every line was counted within 180 s: {c:?} (expected {expected} packets)");
@@ -301,14 +316,15 @@ async fn assert_exactly_once(brokers: &str, url: &str, store: &Path, name: &str)
     let verified = run(&["evidence", "verify", "--database-url", url, "--evidence-store", path(store)]);
     assert!(verified.contains(&format!("{} verified", settled.evidence)), "{name}: {verified}");
     eprintln!(
-        "{name}: {expected} lines in {MESSAGES} messages → {} packets in {} data_flows rows, {} window edges ({copies} redelivered copies on flows.edges), {} decisions, {} evidence records (chains verified), {} alerts; settled {:.1} s after the last input",
+        "{name}: {expected} lines in {MESSAGES} messages → {} packets in {} data_flows rows, {} window edges ({copies} redelivered copies on flows.edges), {} decisions, {} evidence records (chains verified), {} alerts; settled {:.1} s after the last input (then still for {} s)",
         settled.packets,
         settled.data_flow_rows,
         by_id.len(),
         settled.decisions,
         settled.evidence,
         settled.alerts,
-        started.elapsed().as_secs_f64()
+        settled_after.as_secs_f64(),
+        STILL.as_secs()
     );
     settled
 }
