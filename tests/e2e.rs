@@ -350,6 +350,18 @@ async fn thin_path_through_four_processes_on_tansu_and_postgres() {
         .expect("verification bookkeeping")
         .get(0);
     assert_eq!(counted, records as i64);
+    // A segment gone from the store fails verification, naming where each
+    // of its records' documents was: the segment and the record's bytes.
+    let away = format!("{}.away", at.path);
+    std::fs::rename(&at.path, &away).expect("move the segment away");
+    let out = Command::new(BIN)
+        .args(["evidence", "verify", "--database-url", &db.url, "--evidence-store", store_arg])
+        .output()
+        .expect("verify");
+    std::fs::rename(&away, &at.path).expect("put the segment back");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "a missing segment must fail: {text}");
+    assert!(text.contains("is missing") && text.contains("/segments/") && text.contains(".jsonl#bytes="), "{text}");
     // A changed document fails verification, naming the record.
     let first = manifest["records"][0]["file"].as_str().expect("file");
     let doc_path = bundle.join(first);
