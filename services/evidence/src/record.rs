@@ -541,8 +541,12 @@ pub fn segment_records(path: &str) -> Option<(i64, i64)> {
         return None;
     }
     let (first, last) = name.strip_suffix(".jsonl")?.split_once('-')?;
-    let number = |s: &str| s.bytes().all(|b| b.is_ascii_digit()).then(|| s.parse::<i64>().ok()).flatten();
-    Some((number(first)?, number(last)?))
+    Some((digits(first)?, digits(last)?))
+}
+
+/// `s` as a number when it is digits only (`parse` alone takes a sign).
+pub(crate) fn digits<T: std::str::FromStr>(s: &str) -> Option<T> {
+    s.bytes().all(|b| b.is_ascii_digit()).then(|| s.parse().ok()).flatten()
 }
 
 /// Where records stored before the nested layout (and [`store_path`])

@@ -24,7 +24,7 @@ use psg_config::ObjectLock;
 use psg_domain::rows::EvidenceRow;
 use psg_domain::time::{Micros, from_micros};
 
-use crate::record::{SEGMENTS, flat_store_path, store_path};
+use crate::record::{SEGMENTS, digits, flat_store_path, store_path};
 use crate::{Error, Result};
 
 /// A file to write.
@@ -102,8 +102,7 @@ impl Location {
                 .to_owned(),
         };
         let (start, end) = fragment.strip_prefix("bytes=").and_then(|r| r.split_once('-')).ok_or_else(bad)?;
-        let number = |s: &str| s.bytes().all(|b| b.is_ascii_digit()).then(|| s.parse::<u64>().ok()).flatten();
-        let (start, end) = (number(start).ok_or_else(bad)?, number(end).ok_or_else(bad)?);
+        let (start, end): (u64, u64) = (digits(start).ok_or_else(bad)?, digits(end).ok_or_else(bad)?);
         if end < start {
             return Err(bad());
         }
@@ -138,37 +137,33 @@ impl Reader<'_> {
     /// does, a segment from memory when it fetched it already.
     pub async fn get_record(&mut self, row: &EvidenceRow) -> Result<Option<Vec<u8>>> {
         for at in self.documents.record_locations(row)? {
-            let Some(range) = at.range.clone() else {
-                match self.documents.get(&at.path).await? {
-                    Some(bytes) => return Ok(Some(bytes)),
-                    None => continue,
-                }
-            };
-            let whole = match self.segments.iter().find(|(path, _)| *path == at.path) {
-                Some((_, whole)) => whole.clone(),
-                None => {
-                    let Some(whole) = self.documents.get(&at.path).await? else { continue };
-                    let whole = Bytes::from(whole);
-                    if self.segments.len() == SEGMENTS_KEPT {
-                        self.segments.pop_front();
-                    }
-                    self.segments.push_back((at.path.clone(), whole.clone()));
-                    whole
-                }
-            };
-            let (start, end) = (usize::try_from(range.start), usize::try_from(range.end));
-            return match (start, end) {
-                (Ok(start), Ok(end)) if end <= whole.len() => Ok(Some(whole[start..end].to_vec())),
-                _ => Err(Error::Documents {
-                    url: self.documents.url(&at.to_string()),
-                    reason: format!(
-                        "the file ends {} bytes into the range",
-                        whole.len().saturating_sub(start.unwrap_or(0))
-                    ),
-                }),
-            };
+            if let Some(bytes) = self.read(&at).await? {
+                return Ok(Some(bytes));
+            }
         }
         Ok(None)
+    }
+
+    /// [`Documents::read`], a segment fetched whole once and kept.
+    async fn read(&mut self, at: &Location) -> Result<Option<Vec<u8>>> {
+        let Some(range) = &at.range else { return self.documents.get(&at.path).await };
+        let whole = match self.segments.iter().find(|(path, _)| *path == at.path) {
+            Some((_, whole)) => whole.clone(),
+            None => {
+                let Some(whole) = self.documents.get(&at.path).await? else { return Ok(None) };
+                let whole = Bytes::from(whole);
+                if self.segments.len() == SEGMENTS_KEPT {
+                    self.segments.pop_front();
+                }
+                self.segments.push_back((at.path.clone(), whole.clone()));
+                whole
+            }
+        };
+        let within = usize::try_from(range.start).ok().zip(usize::try_from(range.end).ok());
+        match within {
+            Some((start, end)) if end <= whole.len() => Ok(Some(whole[start..end].to_vec())),
+            _ => Err(self.documents.short_range(at, (whole.len() as u64).saturating_sub(range.start))),
+        }
     }
 }
 
@@ -350,12 +345,17 @@ impl Documents {
         let Some(range) = at.range.clone() else { return self.get(&at.path).await };
         match self.store.get_range(&Path::from(at.path.as_str()), range.clone()).await {
             Ok(bytes) if bytes.len() as u64 == range.end - range.start => Ok(Some(bytes.to_vec())),
-            Ok(bytes) => Err(Error::Documents {
-                url: self.url(&at.to_string()),
-                reason: format!("the file ends {} bytes into the range", bytes.len()),
-            }),
+            Ok(bytes) => Err(self.short_range(at, bytes.len() as u64)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(Error::Documents { url: self.url(&at.to_string()), reason: e.to_string() }),
+        }
+    }
+
+    /// The error of a range its file ends `present` bytes into.
+    fn short_range(&self, at: &Location, present: u64) -> Error {
+        Error::Documents {
+            url: self.url(&at.to_string()),
+            reason: format!("the file ends {present} bytes into the range"),
         }
     }
 
