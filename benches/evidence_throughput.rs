@@ -167,7 +167,7 @@ fn main() {
             }
             for s in batch {
                 hashes.push(s.message.hash.clone());
-                rows.push(s.row);
+                rows.push(s.into_row());
             }
         }
         let secs = started.elapsed().as_secs_f64();

@@ -33,6 +33,14 @@ use sha2::{Digest, Sha256};
 
 use crate::keys::key_id;
 
+/// Lowercase hex of a SHA-256, made in one allocation (`hex::encode`
+/// collects it a character at a time).
+pub(crate) fn hex_hash(digest: &[u8; 32]) -> String {
+    let mut text = [0u8; 64];
+    hex::encode_to_slice(digest, &mut text).expect("64 hex digits for 32 bytes");
+    String::from_utf8(text.to_vec()).expect("hex digits are ASCII")
+}
+
 /// Format identifier of the documents made now: sealed by the evidence log.
 pub const DOCUMENT_SCHEMA: &str = "pci-scope-guard/evidence/v2";
 
@@ -58,11 +66,16 @@ pub struct LogPlace<'a> {
 }
 
 /// A record ready to store and publish (a v2 record once sealed by its
-/// checkpoint: [`Sealed::seal`]).
+/// checkpoint: [`Sealed::seal`]). The message holds everything the row
+/// does but `id` and `data`; [`Sealed::into_row`] moves it over once the
+/// message is published, so the strings are made once, not twice.
 #[derive(Debug, Clone)]
 pub struct Sealed {
     pub message: Evidence,
-    pub row: EvidenceRow,
+    /// The record id (`message.evidence_id` as a UUID).
+    pub id: uuid::Uuid,
+    /// What the index row keeps of the document (`evidence.data`).
+    pub data: JsonText,
     /// The document's SHA-256 (`hash`, raw).
     pub digest: [u8; 32],
 }
@@ -82,10 +95,35 @@ impl Sealed {
     /// checkpoint's signature ([`crate::log::CheckpointSigner::signature`]),
     /// its size and the record's inclusion proof against it (base64).
     pub fn seal(&mut self, signature: &str, checkpoint_size: i64, inclusion: Vec<String>) {
-        signature.clone_into(&mut self.row.signature);
         signature.clone_into(&mut self.message.signature);
         self.message.checkpoint_size = Some(checkpoint_size);
         self.message.inclusion = inclusion;
+    }
+
+    /// The record's `evidence` row, its strings moved from the message
+    /// (the document and the proof are dropped: the store holds the one,
+    /// the log's leaf row the other).
+    pub fn into_row(self) -> EvidenceRow {
+        let m = self.message;
+        EvidenceRow {
+            id: self.id,
+            scope_decision_id: m.scope_decision_id.as_deref().and_then(|s| s.parse().ok()),
+            evidence_type: m.evidence_type,
+            data: self.data,
+            hash: m.hash,
+            signature: m.signature,
+            signing_key_id: m.signing_key_id,
+            storage_url: m.storage_url,
+            pci_requirement: m.pci_requirement,
+            generated_at: from_micros(m.generated_at),
+            generated_by: m.generated_by,
+            expires_at: from_micros(m.expires_at),
+            last_verified_at: None,
+            verification_count: 0,
+            chain: m.chain,
+            sequence: m.sequence,
+            prev_hash: m.prev_hash,
+        }
     }
 }
 
@@ -272,59 +310,35 @@ impl Sealer {
 
     /// Signs a v1 record: Ed25519 over its hash.
     fn sign_v1(&self, s: &mut Sealed) {
-        let signature = B64.encode(self.key.sign(&s.digest).to_bytes());
-        s.row.signature.clone_from(&signature);
-        s.message.signature = signature;
+        s.message.signature = B64.encode(self.key.sign(&s.digest).to_bytes());
     }
 
     fn seal(&self, i: SealInput<'_>) -> Result<Sealed, SealError> {
         let document = i.document;
         let digest: [u8; 32] = Sha256::digest(document.as_bytes()).into();
-        let hash = hex::encode(digest);
-        // set by `Sealed::seal` (v2) or `sign_v1`
-        let signature = String::new();
-        let expires_at = expiry(i.generated_at);
         let message = Evidence {
             evidence_id: i.evidence_id.to_string(),
             evidence_type: i.evidence_type,
             chain: i.chain.to_owned(),
             sequence: i.sequence,
-            scope_decision_id: i.scope_decision_id.clone(),
+            scope_decision_id: i.scope_decision_id,
             resource_id: i.resource_id,
-            hash: hash.clone(),
-            prev_hash: i.prev_hash.clone(),
-            signature: signature.clone(),
+            hash: hex_hash(&digest),
+            prev_hash: i.prev_hash,
+            // set by `Sealed::seal` (v2) or `sign_v1`
+            signature: String::new(),
             signing_key_id: self.key_id.clone(),
             storage_url: None,
             pci_requirement: Some(i.requirement.to_owned()),
             generated_at: i.generated_at,
             generated_by: self.generated_by.clone(),
-            expires_at,
+            expires_at: expiry(i.generated_at),
             document,
             log_index: None,
             checkpoint_size: None,
             inclusion: Vec::new(),
         };
-        let row = EvidenceRow {
-            id: i.evidence_id,
-            scope_decision_id: i.scope_decision_id.as_deref().and_then(|s| s.parse().ok()),
-            evidence_type: i.evidence_type,
-            data: i.data,
-            hash,
-            signature,
-            signing_key_id: self.key_id.clone(),
-            storage_url: None,
-            pci_requirement: Some(i.requirement.to_owned()),
-            generated_at: from_micros(i.generated_at),
-            generated_by: self.generated_by.clone(),
-            expires_at: from_micros(expires_at),
-            last_verified_at: None,
-            verification_count: 0,
-            chain: i.chain.to_owned(),
-            sequence: i.sequence,
-            prev_hash: i.prev_hash,
-        };
-        Ok(Sealed { message, row, digest })
+        Ok(Sealed { message, id: i.evidence_id, data: i.data, digest })
     }
 }
 
@@ -418,7 +432,12 @@ impl ScopeDocument<'_> {
         let exact =
             self.sequence.unsigned_abs() <= EXACT_INTEGER && self.log.as_ref().is_none_or(|l| l.index <= EXACT_INTEGER);
         if exact {
-            serde_json::to_string(self).map_err(SealError::Canonical)
+            // Sized for a whole document up front (they are 1-1.5 KB), not
+            // grown from empty a doubling at a time.
+            let mut bytes = Vec::with_capacity(2048);
+            serde_json::to_writer(&mut bytes, self).map_err(SealError::Canonical)?;
+            // serde_json writes UTF-8 only.
+            Ok(String::from_utf8(bytes).expect("serde_json writes UTF-8"))
         } else {
             canonical(&serde_json::to_value(self).map_err(SealError::Canonical)?)
         }
@@ -758,7 +777,17 @@ mod tests {
             // One signature for the five: the checkpoint note's.
             assert_eq!(r.message.signature, records[0].message.signature);
             assert_eq!(B64.decode(&r.message.signature).unwrap(), B64.decode(note_sig).unwrap()[4..].to_vec());
-            assert_eq!(r.row.signature, r.message.signature);
+            // The row is the message's fields, moved.
+            let row = r.clone().into_row();
+            assert_eq!(row.id.to_string(), r.message.evidence_id);
+            assert_eq!(
+                (&row.signature, &row.hash, &row.chain),
+                (&r.message.signature, &r.message.hash, &r.message.chain)
+            );
+            assert_eq!((row.sequence, &row.prev_hash), (r.message.sequence, &r.message.prev_hash));
+            assert_eq!(row.scope_decision_id.map(|d| d.to_string()), r.message.scope_decision_id);
+            assert_eq!(row.expires_at, from_micros(r.message.expires_at));
+            assert_eq!(r.message.hash, hex::encode(r.digest));
             assert_eq!(r.message.checkpoint_size, Some(5));
             let seal = SealProof { checkpoint: 5, proof: &r.message.inclusion };
             verify(r.document(), &r.message.hash, &r.message.signature, &key, Some(seal)).unwrap();

@@ -579,7 +579,7 @@ impl Evidence {
     /// Forgets what the batch sealed since `mark` (decisions only).
     fn take_back(&mut self, mark: Mark) {
         for s in self.pending.drain(..) {
-            self.sealed.remove(&s.row.id);
+            self.sealed.remove(&s.id);
         }
         self.pending_log.clear();
         self.pending_segments.clear();
@@ -605,7 +605,7 @@ impl Evidence {
         sealed.message.log_index = Some(log_index);
         self.pending_log.push(EvidenceLogRow {
             log_index,
-            evidence_id: sealed.row.id,
+            evidence_id: sealed.id,
             record_hash: sealed.message.hash.clone(),
             // set by the batch's checkpoint
             checkpoint_size: 0,
@@ -623,7 +623,7 @@ impl Evidence {
                 self.heads.insert(sealed.message.chain.clone(), head);
             }
         }
-        self.sealed.insert(sealed.row.id);
+        self.sealed.insert(sealed.id);
         self.pending.push(sealed);
         Ok(())
     }
@@ -766,7 +766,6 @@ impl Evidence {
             segments.push(Doc { path, bytes: bytes.into(), retain_until: Some(keep) });
         }
         for (s, url) in self.pending.iter_mut().zip(urls) {
-            s.row.storage_url = Some(url.clone());
             s.message.storage_url = Some(url);
         }
         self.pending_segments = segments;
@@ -840,14 +839,15 @@ impl Evidence {
         let mut rows = Vec::with_capacity(self.pending.len());
         debug_assert_eq!(self.pending.len(), self.pending_log.len(), "filled together by `push`");
         let mut log = std::mem::take(&mut self.pending_log);
-        for (s, entry) in self.pending.drain(..).zip(log.iter_mut()) {
-            // The record is published: its leaf row takes the proof over.
-            entry.inclusion = s.message.inclusion;
+        for (mut s, entry) in self.pending.drain(..).zip(log.iter_mut()) {
+            // The record is published: its leaf row takes the proof over,
+            // its row the rest.
+            entry.inclusion = std::mem::take(&mut s.message.inclusion);
             if self.store.is_none() {
-                let at = s.row.storage_url.clone().unwrap_or_default();
-                documents.push(Doc::mutable(Self::marker_path(&s.message.chain, &s.row.id), at.into_bytes()));
+                let at = s.message.storage_url.clone().unwrap_or_default();
+                documents.push(Doc::mutable(Self::marker_path(&s.message.chain, &s.id), at.into_bytes()));
             }
-            rows.push(s.row);
+            rows.push(s.into_row());
         }
         Ok(Batch { rows, log, checkpoints: std::mem::take(&mut self.pending_checkpoints), documents, growing })
     }
