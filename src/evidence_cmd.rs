@@ -74,12 +74,26 @@ pub(crate) enum EvidenceAction {
         #[arg(long, env = "USER", default_value = "operator")]
         requested_by: String,
     },
-    /// Remove records past their expires_at (7 years): index rows, then documents.
-    #[command(after_help = "Example:\n  pci-scope-guard evidence expire --database-url postgres://... --dry-run")]
+    /// Remove records past their expires_at (7 years): index rows, then documents. Also lists orphan segments.
+    #[command(after_help = "Orphan segments: a batch's documents are written (one segment file per chain) before its \
+                            rows commit. After a crash between the two, the records are processed again; if they are \
+                            split into batches another way, the first segment is left behind, named by no record. \
+                            expire lists such segments once they are older than --orphan-age-hours, and removes \
+                            them with --orphans.\n\nExamples:\n  pci-scope-guard evidence expire --database-url \
+                            postgres://... --dry-run\n  pci-scope-guard evidence expire --database-url postgres://... \
+                            --orphans")]
     Expire {
         /// Only list what would be removed.
         #[arg(long)]
         dry_run: bool,
+        /// Also remove orphan segments (segment files no stored record names), not only list them.
+        #[arg(long)]
+        orphans: bool,
+        /// How long ago a segment no record names must have been written to count as an orphan. Keep it longer
+        /// than a batch can wait for its commit: a service stalled on its database for longer would lose the
+        /// segment of the batch it is about to commit.
+        #[arg(long, default_value_t = 24, value_name = "HOURS")]
+        orphan_age_hours: u32,
     },
 }
 
@@ -155,7 +169,9 @@ pub(crate) async fn execute(cfg: &Config, action: EvidenceAction) -> Result<(), 
         EvidenceAction::Verify { dir: Some(dir), keyring: extra, .. } => verify_bundle(cfg, dir, extra).await,
         EvidenceAction::Verify { dir: None, keyring: extra, range } => verify_stored(cfg, extra, range).await,
         EvidenceAction::Attest { range, types, requested_by } => attest(cfg, range, types, requested_by).await,
-        EvidenceAction::Expire { dry_run } => expire(cfg, dry_run).await,
+        EvidenceAction::Expire { dry_run, orphans, orphan_age_hours } => {
+            expire(cfg, dry_run, orphans, orphan_age_hours).await
+        }
     }
 }
 
@@ -434,7 +450,7 @@ async fn attest(cfg: &Config, range: Range, types: Vec<EvidenceType>, requested_
 }
 
 /// `evidence expire`: removes the records past `expires_at`, and their documents.
-async fn expire(cfg: &Config, dry_run: bool) -> Result<(), CliError> {
+async fn expire(cfg: &Config, dry_run: bool, remove_orphans: bool, orphan_age_hours: u32) -> Result<(), CliError> {
     let store = store(cfg, "evidence expire").await?;
     let documents = Documents::configured(&cfg.evidence).map_err(|e| CliError::Config(e.to_string()))?;
     let now = Utc::now();
@@ -452,18 +468,45 @@ async fn expire(cfg: &Config, dry_run: bool) -> Result<(), CliError> {
     }
     if dry_run || rows.is_empty() {
         println!("{} records past expires_at{}", rows.len(), if dry_run { " (dry run: nothing removed)" } else { "" });
-        return Ok(());
+    } else {
+        let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
+        let removed = psg_store::evidence::delete_expired(&store, &ids, now).await.map_err(runtime)?;
+        let kept = documents.delete_records(&store, &rows).await.map_err(runtime)?;
+        println!(
+            "removed {removed} expired records and their documents{}",
+            match kept {
+                0 => String::new(),
+                n => format!(" ({n} segments kept: they hold records not expired yet)"),
+            }
+        );
     }
-    let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
-    let removed = psg_store::evidence::delete_expired(&store, &ids, now).await.map_err(runtime)?;
-    let kept = documents.delete_records(&store, &rows).await.map_err(runtime)?;
-    println!(
-        "removed {removed} expired records and their documents{}",
-        match kept {
-            0 => String::new(),
-            n => format!(" ({n} segments kept: they hold records not expired yet)"),
+    // Orphan segments, after the expired records' own have gone.
+    let before = now - chrono::Duration::hours(i64::from(orphan_age_hours));
+    let orphans = documents.orphan_segments(&store, before).await.map_err(runtime)?;
+    let remove = remove_orphans && !dry_run;
+    for o in &orphans {
+        println!(
+            "{} orphan segment {} ({} #{}..#{}, written {}): no stored record names it",
+            if remove { "removing" } else { "found" },
+            documents.url(&o.path),
+            o.chain,
+            o.first,
+            o.last,
+            o.written.to_rfc3339()
+        );
+        if remove {
+            documents.delete(&o.path).await.map_err(runtime)?;
         }
-    );
+    }
+    match (orphans.len(), remove) {
+        (0, _) => {}
+        (n, true) => println!("removed {n} orphan segments"),
+        (n, false) => println!(
+            "{n} orphan segments written before {} kept ({})",
+            before.to_rfc3339(),
+            if dry_run { "dry run" } else { "pass --orphans to remove them" }
+        ),
+    }
     Ok(())
 }
 

@@ -362,6 +362,26 @@ async fn thin_path_through_four_processes_on_tansu_and_postgres() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "a missing segment must fail: {text}");
     assert!(text.contains("is missing") && text.contains("/segments/") && text.contains(".jsonl#bytes="), "{text}");
+    // An orphan segment (what a crash leaves when the redelivered records
+    // are batched another way): named by no record, so `evidence expire`
+    // lists it and, with --orphans, removes it. The named segment, as old,
+    // stays.
+    let orphan = store.join(psg_evidence::record::segment_path("pci_scope_identification", 900_000, 900_001));
+    std::fs::create_dir_all(orphan.parent().expect("a directory")).expect("segment directory");
+    std::fs::copy(&at.path, &orphan).expect("an orphan segment");
+    let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400);
+    for file in [orphan.as_path(), std::path::Path::new(&at.path)] {
+        std::fs::File::options().append(true).open(file).and_then(|f| f.set_modified(two_days_ago)).expect("mtime");
+    }
+    let expire = ["evidence", "expire", "--database-url", &db.url, "--evidence-store", store_arg];
+    let listed = run(&[&expire[..], &["--dry-run", "--orphans", "--orphan-age-hours", "1"]].concat());
+    assert!(listed.contains("found orphan segment") && listed.contains("#900000..#900001"), "{listed}");
+    assert!(listed.contains("1 orphan segments written before") && listed.contains("dry run"), "{listed}");
+    assert!(orphan.exists(), "a dry run removes nothing");
+    let removed = run(&[&expire[..], &["--orphans", "--orphan-age-hours", "1"]].concat());
+    assert!(removed.contains("removed 1 orphan segments"), "{removed}");
+    assert!(!orphan.exists(), "the orphan is removed");
+    assert!(std::path::Path::new(&at.path).exists(), "the segment records name stays");
     // A changed document fails verification, naming the record.
     let first = manifest["records"][0]["file"].as_str().expect("file");
     let doc_path = bundle.join(first);

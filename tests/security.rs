@@ -914,6 +914,10 @@ async fn each_service_role_has_exactly_its_privileges() {
     .await
     .expect("audit log, with today's partition created through the partition function");
     psg_store::evidence::records_between(op, from, to).await.unwrap();
+    // evidence expire: whether a segment's records are left, and whether one names it.
+    assert!(psg_store::evidence::any_stored(op, &live.chain, live.sequence, live.sequence).await.unwrap());
+    let path = format!("{}/segments/000000/000/000000000001-000000000001.jsonl", live.chain);
+    assert!(!psg_store::evidence::segment_named(op, &live.chain, 1, 1, &path).await.unwrap());
     psg_store::evidence::public_keys(op).await.unwrap();
     assert_eq!(psg_store::evidence::mark_verified(op, &[live.id]).await.unwrap(), 1);
     // An expired record (written by the owner: nobody can insert one in the past).

@@ -882,6 +882,22 @@ pub async fn any_stored(store: &Store, chain: &str, first: i64, last: i64) -> Re
         .map_err(Error::pg("looking for the records of a segment"))
 }
 
+/// Whether a stored record of `chain` from `first` to `last` (sequences)
+/// names the segment at `path` in its `storage_url`, whatever store URL
+/// comes before the path (a store that moved keeps its records' URLs).
+pub async fn segment_named(store: &Store, chain: &str, first: i64, last: i64, path: &str) -> Result<bool> {
+    let client = store.client().await?;
+    client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM evidence WHERE chain = $1 AND sequence BETWEEN $2 AND $3
+                AND right(split_part(storage_url, '#', 1), length($4) + 1) = '/' || $4)",
+            &[&chain, &first, &last, &path],
+        )
+        .await
+        .map(|r| r.get(0))
+        .map_err(Error::pg("looking for the records that name a segment"))
+}
+
 /// Registers a signing key's public half (idempotent).
 pub async fn register_key(store: &Store, key_id: &str, public_key_pem: &str) -> Result<()> {
     let client = store.client().await?;

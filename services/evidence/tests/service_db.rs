@@ -651,6 +651,27 @@ async fn stored_document(documents: &Documents, record: &psg_domain::Evidence) -
 /// `evidence expire` deletes a segment only once none of the records it
 /// holds is left: a batch's records expire when their decisions' time
 /// says, not together.
+/// `decisions`' records, made and stored by the service with `store` and
+/// a temporary directory: the directory, its store and the records.
+async fn stored_in_a_directory(
+    cfg: &Config,
+    store: &Store,
+    decisions: &[InMessage],
+) -> (tempfile::TempDir, Documents, Vec<psg_domain::Evidence>) {
+    let dir = tempfile::tempdir().unwrap();
+    let documents = Documents::open(dir.path().to_str().unwrap()).unwrap();
+    let mut evidence = Evidence::new(
+        cfg,
+        Some(store.clone()),
+        Sealer::new(SigningKey::from_bytes(&[8u8; 32]), "test"),
+        documents.clone(),
+    );
+    evidence.restore().await.unwrap();
+    let made = records(&evidence.process(decisions).await.unwrap());
+    evidence.persist().await.unwrap();
+    (dir, documents, made)
+}
+
 #[tokio::test]
 async fn an_expired_records_segment_goes_once_none_of_its_records_is_left() {
     let (_db, store) = database(2).await;
@@ -667,17 +688,7 @@ async fn an_expired_records_segment_goes_once_none_of_its_records_is_left() {
         })
         .collect();
     assert!(decisions.len() >= 2);
-    let dir = tempfile::tempdir().unwrap();
-    let documents = Documents::open(dir.path().to_str().unwrap()).unwrap();
-    let mut evidence = Evidence::new(
-        &cfg,
-        Some(store.clone()),
-        Sealer::new(SigningKey::from_bytes(&[8u8; 32]), "test"),
-        documents.clone(),
-    );
-    evidence.restore().await.unwrap();
-    let made = records(&evidence.process(&decisions).await.unwrap());
-    evidence.persist().await.unwrap();
+    let (dir, documents, made) = stored_in_a_directory(&cfg, &store, &decisions).await;
     let segment =
         |r: &psg_domain::Evidence| documents.location_of(r.storage_url.as_deref().unwrap()).unwrap().unwrap().path;
     assert!(made.iter().all(|r| segment(r) == segment(&made[0])), "one batch, one chain: one segment");
@@ -701,6 +712,45 @@ async fn an_expired_records_segment_goes_once_none_of_its_records_is_left() {
     let segments = dir.path().join(&made[0].chain).join("segments");
     assert!(!segments.exists(), "the directories it emptied go with it");
     assert!(dir.path().join(&made[0].chain).join("HEAD.json").is_file());
+}
+
+#[tokio::test]
+async fn a_segment_no_stored_record_names_is_an_orphan_once_old_enough() {
+    let (_db, store) = database(2).await;
+    let cfg = Config::default();
+    let decisions = decisions(&cfg, Some(store.clone()), 1000 * SECOND).await;
+    let (dir, documents, made) = stored_in_a_directory(&cfg, &store, &decisions).await;
+    assert!(made.len() >= 2);
+    let named = documents.location_of(made[0].storage_url.as_deref().unwrap()).unwrap().unwrap().path;
+    // What a crash leaves: the first record's document in a segment of its
+    // own, as a batch split another way wrote it and never committed.
+    let (chain, first) = (made[0].chain.as_str(), made[0].sequence);
+    let orphan = psg_evidence::record::segment_path(chain, first, first);
+    documents.put(&orphan, format!("{}\n", made[0].document).into_bytes()).await.unwrap();
+
+    let listed: Vec<String> = documents.segments().await.unwrap().into_iter().map(|s| s.path).collect();
+    assert_eq!(listed, [orphan.clone(), named.clone()], "both segments, in sequence order");
+    let later = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let orphans = documents.orphan_segments(&store, later).await.unwrap();
+    assert_eq!(orphans.iter().map(|s| s.path.as_str()).collect::<Vec<_>>(), [orphan.as_str()]);
+    assert_eq!((orphans[0].chain.as_str(), orphans[0].first, orphans[0].last), (chain, first, first));
+    // Written after the time given: not judged (its batch may not have committed yet).
+    let earlier = chrono::Utc::now() - chrono::Duration::hours(1);
+    assert!(documents.orphan_segments(&store, earlier).await.unwrap().is_empty());
+
+    // A store that moved: the records' URLs name the old directory, and
+    // still name their segment by its path.
+    let moved = tempfile::tempdir().unwrap();
+    let to = moved.path().join(&named);
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    std::fs::copy(dir.path().join(&named), &to).unwrap();
+    let elsewhere = Documents::open(moved.path().to_str().unwrap()).unwrap();
+    assert_eq!(elsewhere.segments().await.unwrap().len(), 1);
+    assert!(elsewhere.orphan_segments(&store, later).await.unwrap().is_empty(), "the moved segment is named");
+    // An empty store has none.
+    let empty = tempfile::tempdir().unwrap();
+    let nothing = Documents::open(empty.path().to_str().unwrap()).unwrap();
+    assert!(nothing.segments().await.unwrap().is_empty());
 }
 
 /// A bucket on `server`, with Object Lock or without.
@@ -755,6 +805,10 @@ async fn on_s3_records_and_checkpoints_are_locked_until_they_expire() {
         assert_eq!(retention.mode, "COMPLIANCE");
         assert_eq!(retention.retain_until, ms(*latest), "{path} is kept until its last record expires");
     }
+    // Listed from the bucket as they are named (what `evidence expire`
+    // judges orphans from).
+    let listed: Vec<String> = documents.segments().await.unwrap().into_iter().map(|s| s.path).collect();
+    assert_eq!(listed, segments.keys().cloned().collect::<Vec<_>>());
     let cp = &checkpoints(&out)[0];
     let cp_path = Evidence::checkpoint_path(cp.tree_size as u64);
     assert_eq!(documents.get(&cp_path).await.unwrap().as_deref(), Some(cp.checkpoint.as_bytes()));

@@ -167,6 +167,18 @@ impl Reader<'_> {
     }
 }
 
+/// A segment file in the store ([`Documents::segments`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSegment {
+    pub path: String,
+    pub chain: String,
+    /// The sequences of the chain its name says it holds.
+    pub first: i64,
+    pub last: i64,
+    /// When it was last written.
+    pub written: chrono::DateTime<chrono::Utc>,
+}
+
 /// The evidence document store.
 #[derive(Debug, Clone)]
 pub struct Documents {
@@ -389,6 +401,61 @@ impl Documents {
         Ok(kept)
     }
 
+    /// The segments the store holds (`<chain>/segments/…`,
+    /// [`crate::record::segment_path`]), chain by chain in sequence order.
+    pub async fn segments(&self) -> Result<Vec<StoredSegment>> {
+        let err = |e: object_store::Error| Error::Documents { url: self.base_url.clone(), reason: e.to_string() };
+        let top = match self.store.list_with_delimiter(None).await {
+            Ok(top) => top.common_prefixes,
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(err(e)),
+        };
+        let mut out = Vec::new();
+        for chain in top {
+            let chain = chain.as_ref().to_owned();
+            let mut listed = self.store.list(Some(&Path::from(format!("{chain}/{SEGMENTS}"))));
+            while let Some(meta) = listed.next().await {
+                let meta = match meta {
+                    Ok(meta) => meta,
+                    Err(object_store::Error::NotFound { .. }) => break,
+                    Err(e) => return Err(err(e)),
+                };
+                let path = meta.location.as_ref().to_owned();
+                if let Some((first, last)) = crate::record::segment_records(&path) {
+                    out.push(StoredSegment { path, chain: chain.clone(), first, last, written: meta.last_modified });
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.chain, a.first, a.last).cmp(&(&b.chain, b.first, b.last)));
+        Ok(out)
+    }
+
+    /// The segments that no stored record names and that were last written
+    /// before `before`: left by batches written but never committed (a
+    /// crash, then the records redelivered and split into batches another
+    /// way). A batch's segment is written before its rows commit, so a
+    /// segment younger than the longest a batch can wait for its commit is
+    /// not judged at all: `before` must lie further back than that.
+    pub async fn orphan_segments(
+        &self,
+        store: &psg_store::Store,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<StoredSegment>> {
+        let mut orphans = Vec::new();
+        for s in self.segments().await? {
+            if s.written >= before {
+                continue;
+            }
+            let named = psg_store::evidence::segment_named(store, &s.chain, s.first, s.last, &s.path)
+                .await
+                .map_err(|e| Error::Documents { url: self.url(&s.path), reason: e.to_string() })?;
+            if !named {
+                orphans.push(s);
+            }
+        }
+        Ok(orphans)
+    }
+
     /// Checks on S3 with Object Lock that each document (its path, and its
     /// record's `expires_at`) is locked in compliance mode until at least
     /// its record expires: its newest version, the one readers get (an
@@ -454,7 +521,7 @@ impl Documents {
     /// short: the batch's rows were not committed (nor its offsets stored),
     /// and processed again, its records go to segments written whole (the
     /// same paths when the batch is the same; another split of the records
-    /// leaves the old segment unnamed). S3 gets
+    /// leaves the old segment unnamed: [`Self::orphan_segments`]). S3 gets
     /// [`S3_WRITES`] at once, each document with a retention locked until
     /// its `retain_until` when the bucket has Object Lock.
     pub async fn put_many(&self, files: Vec<Doc>) -> Result<()> {
