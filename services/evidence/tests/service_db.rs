@@ -658,17 +658,17 @@ async fn stored_in_a_directory(
     store: &Store,
     decisions: &[InMessage],
 ) -> (tempfile::TempDir, Documents, Vec<psg_domain::Evidence>) {
-    let dir = tempfile::tempdir().unwrap();
-    let documents = Documents::open(dir.path().to_str().unwrap()).unwrap();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let documents = Documents::open(dir.path().to_str().expect("utf-8")).expect("documents");
     let mut evidence = Evidence::new(
         cfg,
         Some(store.clone()),
         Sealer::new(SigningKey::from_bytes(&[8u8; 32]), "test"),
         documents.clone(),
     );
-    evidence.restore().await.unwrap();
-    let made = records(&evidence.process(decisions).await.unwrap());
-    evidence.persist().await.unwrap();
+    evidence.restore().await.expect("restore");
+    let made = records(&evidence.process(decisions).await.expect("process"));
+    evidence.persist().await.expect("persist");
     (dir, documents, made)
 }
 
