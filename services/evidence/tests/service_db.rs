@@ -648,9 +648,6 @@ async fn stored_document(documents: &Documents, record: &psg_domain::Evidence) -
     documents.read(&at).await.expect("read the document")
 }
 
-/// `evidence expire` deletes a segment only once none of the records it
-/// holds is left: a batch's records expire when their decisions' time
-/// says, not together.
 /// `decisions`' records, made and stored by the service with `store` and
 /// a temporary directory: the directory, its store and the records.
 async fn stored_in_a_directory(
@@ -672,6 +669,9 @@ async fn stored_in_a_directory(
     (dir, documents, made)
 }
 
+/// `evidence expire` deletes a segment only once none of the records it
+/// holds is left: a batch's records expire when their decisions' time
+/// says, not together.
 #[tokio::test]
 async fn an_expired_records_segment_goes_once_none_of_its_records_is_left() {
     let (_db, store) = database(2).await;
