@@ -85,6 +85,11 @@ fn yaml_docs(rel: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A compose service's `volumes` entries.
+fn mounts_of(svc: &Value) -> Vec<String> {
+    strings(svc.get("volumes"))
+}
+
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     at(v, path)?.as_str()
 }
@@ -424,6 +429,13 @@ fn compose_file_runs_every_part() {
     }
     let evidence = strings(svc("evidence").get("command"));
     assert!(evidence.contains(&"--signing-key".to_owned()), "evidence needs its key");
+    // Evidence retention: the binary's arguments, the store mounted writable.
+    let mut expire = strings(svc("evidence-expire").get("command"));
+    assert_eq!(&expire[..2], ["evidence", "expire"]);
+    expire.push("--help".into());
+    run_bin(&expire.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let store = mounts_of(svc("evidence-expire"));
+    assert!(store.iter().any(|v| v == "evidence-store:/var/lib/psg/evidence"), "evidence-expire: {store:?}");
 
     // The compose environment is a valid configuration.
     let env: Vec<(String, String)> = at(svc("ingest"), &["environment"])
@@ -442,7 +454,7 @@ fn compose_file_runs_every_part() {
     }
 
     // Monitoring: the mounted files exist and are the ones checked below.
-    let mounts = |name: &str| strings(svc(name).get("volumes"));
+    let mounts = |name: &str| mounts_of(svc(name));
     for (name, wanted) in [
         ("prometheus", vec!["./prometheus/prometheus.yml", "./prometheus/alerts.yaml"]),
         ("grafana", vec!["./grafana/provisioning", "./grafana/dashboard.json"]),
@@ -546,6 +558,42 @@ fn kubernetes_manifests_are_complete() {
         let sport = at(svc, &["spec", "ports"]).and_then(|p| p.get(0)).and_then(|p| p.get("port")?.as_u64());
         assert_eq!(sport, Some(u64::from(*port)), "{service}: metrics Service port");
     }
+
+    // Evidence retention runs daily as the operator role, on the volume the
+    // evidence service writes, and its arguments are the binary's.
+    let cron = find("CronJob", "psg-evidence-expire");
+    assert_eq!(str_at(cron, &["spec", "concurrencyPolicy"]), Some("Forbid"), "one expire run at a time");
+    assert_eq!(str_at(cron, &["spec", "schedule"]).map(|s| s.split_whitespace().count()), Some(5), "cron schedule");
+    let pod = at(cron, &["spec", "jobTemplate", "spec", "template", "spec"]).expect("CronJob pod spec");
+    let c = at(pod, &["containers"]).and_then(|c| c.get(0)).expect("expire container");
+    let args = strings(c.get("args"));
+    assert_eq!(&args[..3], ["evidence", "expire", "--orphans"], "{args:?}");
+    let mut help: Vec<&str> = args.iter().map(String::as_str).collect();
+    help.push("--help");
+    assert!(run_bin(&help, &[]).contains("--orphan-age-hours"), "the CronJob's arguments are refused");
+    let env = c.get("env").and_then(Value::as_sequence).expect("expire env");
+    let url = env.iter().find(|e| str_at(e, &["name"]) == Some("DATABASE_URL")).expect("DATABASE_URL");
+    assert_eq!(str_at(url, &["valueFrom", "secretKeyRef", "key"]), Some("operator"), "expire runs as psg_operator");
+    let claim = |spec: &Value| {
+        at(spec, &["volumes"])
+            .and_then(Value::as_sequence)
+            .and_then(|v| v.iter().find_map(|v| str_at(v, &["persistentVolumeClaim", "claimName"]).map(str::to_owned)))
+    };
+    let evidence_pod = at(find("Deployment", "psg-evidence"), &["spec", "template", "spec"]).expect("evidence pod");
+    assert_eq!(claim(pod), claim(evidence_pod), "expire mounts the evidence store");
+    let store_url = config.lines().find_map(|l| l.trim().strip_prefix("store-url = ")).expect("store-url");
+    let mounted = c.get("volumeMounts").and_then(Value::as_sequence).expect("expire volumeMounts");
+    assert!(
+        mounted.iter().any(|m| format!("\"{}\"", str_at(m, &["mountPath"]).unwrap_or_default()) == store_url
+            && m.get("readOnly").and_then(Value::as_bool) != Some(true)),
+        "expire writes the store at {store_url}: {mounted:?}"
+    );
+    // A ReadWriteOnce volume: the Job's pod must share the evidence pod's node.
+    let affinity = at(pod, &["affinity", "podAffinity", "requiredDuringSchedulingIgnoredDuringExecution"])
+        .and_then(|a| a.get(0))
+        .expect("expire podAffinity");
+    assert_eq!(str_at(affinity, &["topologyKey"]), Some("kubernetes.io/hostname"));
+    assert_eq!(str_at(affinity, &["labelSelector", "matchLabels", "app.kubernetes.io/component"]), Some("evidence"));
 
     // Default deny in both directions, then DNS, Kafka, PostgreSQL, monitoring.
     let deny = find("NetworkPolicy", "default-deny");
