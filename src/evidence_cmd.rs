@@ -449,29 +449,51 @@ async fn attest(cfg: &Config, range: Range, types: Vec<EvidenceType>, requested_
     Ok(())
 }
 
+/// Expired records `evidence expire` reads, deletes and removes the
+/// documents of at a time (a chunk ends with a segment, so it may be up to
+/// a batch larger).
+const EXPIRE_CHUNK: usize = 10_000;
+
 /// `evidence expire`: removes the records past `expires_at`, and their documents.
 async fn expire(cfg: &Config, dry_run: bool, remove_orphans: bool, orphan_age_hours: u32) -> Result<(), CliError> {
     let store = store(cfg, "evidence expire").await?;
     let documents = Documents::configured(&cfg.evidence).map_err(|e| CliError::Config(e.to_string()))?;
     let now = Utc::now();
-    let rows = psg_store::evidence::expired(&store, now).await.map_err(runtime)?;
-    for r in &rows {
-        println!(
-            "{} {} #{} ({}), generated {}, expired {}",
-            if dry_run { "would remove" } else { "removing" },
-            r.chain,
-            r.sequence,
-            r.id,
-            r.generated_at.to_rfc3339(),
-            r.expires_at.to_rfc3339()
-        );
+    // A chunk at a time, its rows then its documents: memory holds a chunk
+    // however many records expired, and a run that stops half-way has
+    // removed whole chunks (a chunk's documents it did not reach are
+    // orphan segments for the next run).
+    let mut expired = psg_store::evidence::expired_in_chunks(&store, now).await.map_err(runtime)?;
+    let (mut found, mut removed, mut kept) = (0usize, 0u64, 0usize);
+    loop {
+        let rows = expired.next_chunk(EXPIRE_CHUNK).await.map_err(runtime)?;
+        if rows.is_empty() {
+            break;
+        }
+        for r in &rows {
+            println!(
+                "{} {} #{} ({}), generated {}, expired {}",
+                if dry_run { "would remove" } else { "removing" },
+                r.chain,
+                r.sequence,
+                r.id,
+                r.generated_at.to_rfc3339(),
+                r.expires_at.to_rfc3339()
+            );
+        }
+        found += rows.len();
+        if !dry_run {
+            let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
+            removed += psg_store::evidence::delete_expired(&store, &ids, now).await.map_err(runtime)?;
+            // Chunks never split a segment, so a segment kept here holds
+            // records not expired, not records of the next chunk.
+            kept += documents.delete_records(&store, &rows).await.map_err(runtime)?;
+        }
     }
-    if dry_run || rows.is_empty() {
-        println!("{} records past expires_at{}", rows.len(), if dry_run { " (dry run: nothing removed)" } else { "" });
+    drop(expired);
+    if dry_run || found == 0 {
+        println!("{found} records past expires_at{}", if dry_run { " (dry run: nothing removed)" } else { "" });
     } else {
-        let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
-        let removed = psg_store::evidence::delete_expired(&store, &ids, now).await.map_err(runtime)?;
-        let kept = documents.delete_records(&store, &rows).await.map_err(runtime)?;
         println!(
             "removed {removed} expired records and their documents{}",
             match kept {

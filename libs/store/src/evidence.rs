@@ -850,12 +850,76 @@ pub async fn mark_verified(store: &Store, ids: &[Uuid]) -> Result<u64> {
 
 /// Records whose `expires_at` is before `now`, in chain order.
 pub async fn expired(store: &Store, now: DateTime<Utc>) -> Result<Vec<EvidenceRow>> {
+    expired_in_chunks(store, now).await?.next_chunk(usize::MAX).await
+}
+
+/// The records past `expires_at` at `now`, in (chain, sequence) order, as
+/// [`expired`] gives them, but read a chunk at a time from the one query:
+/// the process holds a chunk, not every record expired (a day of records,
+/// seven years on, can be millions). The server sorts them once; the
+/// connection reads no further ahead than the chunks taken.
+pub async fn expired_in_chunks(store: &Store, now: DateTime<Utc>) -> Result<Expired> {
     let client = store.client().await?;
-    let rows = client
-        .query(&format!("SELECT {ROW_COLUMNS} FROM evidence WHERE expires_at < $1 ORDER BY chain, sequence"), &[&now])
-        .await
-        .map_err(Error::pg("reading expired evidence"))?;
-    rows.iter().map(row_of).collect()
+    let sql = format!("SELECT {ROW_COLUMNS} FROM evidence WHERE expires_at < $1 ORDER BY chain, sequence");
+    let rows = client.query_raw(&sql, [&now as &(dyn tokio_postgres::types::ToSql + Sync)]).await;
+    let rows = Box::pin(rows.map_err(Error::pg("reading expired evidence"))?);
+    Ok(Expired { rows, next: None, done: false, _client: client })
+}
+
+/// Expired records, a chunk at a time: see [`expired_in_chunks`].
+pub struct Expired {
+    // Declared before the connection it reads from, so dropped first.
+    rows: std::pin::Pin<Box<tokio_postgres::RowStream>>,
+    /// A row read ahead, which the last chunk's segment did not hold.
+    next: Option<EvidenceRow>,
+    /// The query's rows all read (its stream must not be polled again).
+    done: bool,
+    _client: deadpool_postgres::Object,
+}
+
+impl std::fmt::Debug for Expired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Expired").field("next", &self.next.as_ref().map(|r| r.id)).field("done", &self.done).finish()
+    }
+}
+
+impl Expired {
+    /// The next `max` records or more, empty once all were read. A chunk
+    /// never splits a segment: it goes on past `max` (by less than a batch)
+    /// until the next record lies in another document file, so that every
+    /// expired record of a segment is handled with the others.
+    pub async fn next_chunk(&mut self, max: usize) -> Result<Vec<EvidenceRow>> {
+        let mut chunk = Vec::with_capacity(max.min(4096));
+        loop {
+            let row = match self.next.take() {
+                Some(row) => row,
+                None if self.done => return Ok(chunk),
+                None => match futures::StreamExt::next(&mut self.rows).await {
+                    Some(row) => row_of(&row.map_err(Error::pg("reading expired evidence"))?)?,
+                    None => {
+                        self.done = true;
+                        return Ok(chunk);
+                    }
+                },
+            };
+            if chunk.len() >= max && !chunk.last().is_some_and(|last| same_segment(last, &row)) {
+                self.next = Some(row);
+                return Ok(chunk);
+            }
+            chunk.push(row);
+        }
+    }
+}
+
+/// Whether two records' documents are in one segment: their `storage_url`s
+/// name the same file, each with its byte range (`#bytes=`). A record with
+/// a file of its own, or without a document, shares none.
+fn same_segment(a: &EvidenceRow, b: &EvidenceRow) -> bool {
+    segment_file(a).is_some_and(|f| segment_file(b) == Some(f))
+}
+
+fn segment_file(r: &EvidenceRow) -> Option<&str> {
+    r.storage_url.as_deref().and_then(|u| u.split_once('#')).map(|(file, _)| file)
 }
 
 /// Deletes the records `ids`, only those past `expires_at` at `now`.

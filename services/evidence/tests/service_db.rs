@@ -9,6 +9,7 @@ use std::sync::Arc;
 use ed25519_dalek::SigningKey;
 use psg_config::Config;
 use psg_config::ObjectLock;
+use psg_domain::rows::EvidenceRow;
 use psg_domain::time::{DAY, SECOND, from_micros};
 use psg_domain::{
     CloudProvider, EdgeDirection, EdgeKind, EvidenceCheckpoint, FlowAction, FlowEdge, Resource, ResourceType,
@@ -355,6 +356,20 @@ async fn decisions_and_periodic_reports_are_chained_stored_and_not_repeated() {
     let expired = psg_store::evidence::expired(&store, now).await.unwrap();
     assert_eq!(expired.len(), 8, "{expired:?}");
     assert!(expired.iter().all(|r| r.scope_decision_id.is_none()));
+    // Read a chunk at a time (`evidence expire`): the same records in the
+    // same order; a chunk of one record at most still holds all of its
+    // segment's, and the next chunk starts in another file.
+    let chunks = expired_chunks(&store, now, 1).await;
+    let ids_of = |rows: &[EvidenceRow]| rows.iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(ids_of(&chunks.concat()), ids_of(&expired));
+    assert!(chunks.len() > 1, "four report chains, four segments at least: {chunks:?}");
+    for c in &chunks {
+        assert!(c.len() == 1 || c.iter().all(|r| segment_file(r).is_some() && segment_file(r) == segment_file(&c[0])));
+    }
+    for pair in chunks.windows(2) {
+        let (end, start) = (pair[0].last().map(segment_file), segment_file(&pair[1][0]));
+        assert!(start.is_none() || end != Some(start), "a segment split between chunks: {pair:?}");
+    }
     let far = from_micros(100 * 366 * DAY);
     assert_eq!(psg_store::evidence::expired(&store, far).await.unwrap().len(), rows.len());
     let ids: Vec<uuid::Uuid> = expired.iter().map(|r| r.id).collect();
@@ -669,6 +684,28 @@ async fn stored_in_a_directory(
     (dir, documents, made)
 }
 
+/// The records expired at `now`, read `max` at a time.
+async fn expired_chunks(
+    store: &psg_store::Store,
+    now: chrono::DateTime<chrono::Utc>,
+    max: usize,
+) -> Vec<Vec<EvidenceRow>> {
+    let mut reader = psg_store::evidence::expired_in_chunks(store, now).await.expect("expired records");
+    let mut chunks = Vec::new();
+    loop {
+        let chunk = reader.next_chunk(max).await.expect("a chunk of expired records");
+        if chunk.is_empty() {
+            return chunks;
+        }
+        chunks.push(chunk);
+    }
+}
+
+/// The segment file a record's `storage_url` names (with a byte range).
+fn segment_file(r: &EvidenceRow) -> Option<&str> {
+    r.storage_url.as_deref().and_then(|u| u.split_once('#')).map(|(file, _)| file)
+}
+
 /// `evidence expire` deletes a segment only once none of the records it
 /// holds is left: a batch's records expire when their decisions' time
 /// says, not together.
@@ -695,6 +732,9 @@ async fn an_expired_records_segment_goes_once_none_of_its_records_is_left() {
     let file = dir.path().join(segment(&made[0]));
     let expired = psg_store::evidence::expired(&store, chrono::Utc::now()).await.unwrap();
     assert_eq!(expired.len(), made.len(), "records of 1970 expired in 1977");
+    // Read a chunk at a time, no chunk splits the segment.
+    let chunks = expired_chunks(&store, chrono::Utc::now(), 1).await;
+    assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), [made.len()], "one chunk: the segment's records");
 
     // All but the last go: the segment stays, and the last one reads.
     let (first, last) = expired.split_at(expired.len() - 1);
