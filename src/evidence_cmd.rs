@@ -462,7 +462,8 @@ async fn expire(cfg: &Config, dry_run: bool, remove_orphans: bool, orphan_age_ho
     // A chunk at a time, its rows then its documents: memory holds a chunk
     // however many records expired, and a run that stops half-way has
     // removed whole chunks (a chunk's documents it did not reach are
-    // orphan segments for the next run).
+    // orphan segments for the next run). The reader keeps one of the
+    // operator pool's two connections (`db::open`); the deletes use the other.
     let mut expired = psg_store::evidence::expired_in_chunks(&store, now).await.map_err(runtime)?;
     let (mut found, mut removed, mut kept) = (0usize, 0u64, 0usize);
     loop {

@@ -857,7 +857,9 @@ pub async fn expired(store: &Store, now: DateTime<Utc>) -> Result<Vec<EvidenceRo
 /// [`expired`] gives them, but read a chunk at a time from the one query:
 /// the process holds a chunk, not every record expired (a day of records,
 /// seven years on, can be millions). The server sorts them once; the
-/// connection reads no further ahead than the chunks taken.
+/// connection reads no further ahead than the chunks taken. The reader
+/// holds one of the pool's connections until it is dropped: whatever is
+/// done with the chunks meanwhile takes another.
 pub async fn expired_in_chunks(store: &Store, now: DateTime<Utc>) -> Result<Expired> {
     let client = store.client().await?;
     let sql = format!("SELECT {ROW_COLUMNS} FROM evidence WHERE expires_at < $1 ORDER BY chain, sequence");
