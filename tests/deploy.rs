@@ -85,11 +85,6 @@ fn yaml_docs(rel: &str) -> Vec<Value> {
         .collect()
 }
 
-/// A compose service's `volumes` entries.
-fn mounts_of(svc: &Value) -> Vec<String> {
-    strings(svc.get("volumes"))
-}
-
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     at(v, path)?.as_str()
 }
@@ -399,6 +394,7 @@ fn compose_file_runs_every_part() {
         assert!(svc.get("image").is_some() || svc.get("build").is_some(), "compose service {name}: no image or build");
     }
     let svc = |name: &str| compose.get("services").and_then(|s| s.get(name)).unwrap_or_else(|| panic!("no {name}"));
+    let mounts = |name: &str| strings(svc(name).get("volumes"));
     for name in ["kafka", "timescaledb", "topics", "migrate", "keygen", "prometheus", "grafana", "kafka-exporter"] {
         svc(name);
     }
@@ -434,7 +430,7 @@ fn compose_file_runs_every_part() {
     assert_eq!(&expire[..2], ["evidence", "expire"]);
     expire.push("--help".into());
     run_bin(&expire.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
-    let store = mounts_of(svc("evidence-expire"));
+    let store = mounts("evidence-expire");
     assert!(store.iter().any(|v| v == "evidence-store:/var/lib/psg/evidence"), "evidence-expire: {store:?}");
 
     // The compose environment is a valid configuration.
@@ -454,7 +450,6 @@ fn compose_file_runs_every_part() {
     }
 
     // Monitoring: the mounted files exist and are the ones checked below.
-    let mounts = |name: &str| mounts_of(svc(name));
     for (name, wanted) in [
         ("prometheus", vec!["./prometheus/prometheus.yml", "./prometheus/alerts.yaml"]),
         ("grafana", vec!["./grafana/provisioning", "./grafana/dashboard.json"]),

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use psg_evidence::record::segment_path;
 use psg_testkit::TestDb;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pci-scope-guard");
@@ -19,13 +20,6 @@ const PER_SEGMENT: i64 = 1_500;
 /// holds both kinds.
 const EXPIRED: i64 = 24_500;
 const CHAIN: &str = "pci_scope_identification";
-
-/// A segment's path in the store, as the service names it
-/// (`record::segment_path`).
-fn segment_path(first: i64, last: i64) -> String {
-    let f = format!("{first:012}");
-    format!("{CHAIN}/segments/{}/{}/{f}-{last:012}.jsonl", &f[..6], &f[6..9])
-}
 
 /// Every segment: (first, last) sequence.
 fn segments() -> Vec<(i64, i64)> {
@@ -75,7 +69,7 @@ async fn a_backlog_of_several_chunks_goes_whole_and_a_segment_with_a_live_record
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().canonicalize().unwrap();
     for (first, last) in segments() {
-        let path = store.join(segment_path(first, last));
+        let path = store.join(segment_path(CHAIN, first, last));
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, b"{}\n").unwrap();
     }
@@ -128,5 +122,9 @@ async fn a_backlog_of_several_chunks_goes_whole_and_a_segment_with_a_live_record
     let left: i64 = client.query_one("SELECT count(*) FROM evidence", &[]).await.unwrap().get(0);
     assert_eq!(left, RECORDS - EXPIRED);
     let last = *segments().last().unwrap();
-    assert_eq!(jsonl_files(&store), vec![segment_path(last.0, last.1)], "only the segment with live records stays");
+    assert_eq!(
+        jsonl_files(&store),
+        vec![segment_path(CHAIN, last.0, last.1)],
+        "only the segment with live records stays"
+    );
 }
