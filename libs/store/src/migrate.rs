@@ -181,6 +181,12 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0024_evidence_decisions_checked_by_count.sql"),
         earlier: &[],
     },
+    Migration {
+        version: 25,
+        name: "evidence_requirement_indexes_partial",
+        sql: include_str!("../migrations/0025_evidence_requirement_indexes_partial.sql"),
+        earlier: &[],
+    },
 ];
 
 /// Arbitrary constant identifying our migration lock.

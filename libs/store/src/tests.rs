@@ -916,6 +916,87 @@ async fn migration_19_keeps_evidence_keys_unique_and_found() {
     evidence::insert_evidence(&store, &[record(4)]).await.unwrap();
 }
 
+/// The rows of `evidence` a partial index holds, as (chain, sequence).
+async fn held_by(client: &deadpool_postgres::Object, index: &str) -> Vec<(String, i64)> {
+    let rows = psg_testkit::partial_index_rows(client, index, "evidence", "chain, sequence").await;
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+/// Migration 0025: the two requirement indexes leave out the scope
+/// identification records (one per decision, nearly every row, requirement
+/// 12.5.2) and still serve every other search by type or requirement.
+#[tokio::test]
+async fn requirement_indexes_leave_out_scope_records_and_serve_other_searches() {
+    let (_db, store) = migrated().await;
+    resources::ensure_resources(&store, &[resource("i-1", &[], 0).row]).await.unwrap();
+    let d = decision("first", "i-1", PciScope::Cde);
+    decisions::write_decisions(&store, std::slice::from_ref(&d)).await.unwrap();
+    let record = |chain: &str, seq: i64, requirement: Option<&str>| psg_domain::rows::EvidenceRow {
+        evidence_type: chain.parse().unwrap(),
+        chain: chain.into(),
+        pci_requirement: requirement.map(Into::into),
+        prev_hash: (seq > 1).then(|| format!("{chain}{}", seq - 1)),
+        ..segmentation_record(seq, stable_id("record", &[chain, &seq.to_string()]), format!("{chain}{seq}"))
+    };
+    let scope = psg_domain::rows::EvidenceRow {
+        scope_decision_id: Some(d.id),
+        ..record("pci_scope_identification", 1, Some("12.5.2"))
+    };
+    let rows = [
+        scope,
+        record("tag_audit_trail", 1, Some("12.5.2")),
+        record("network_segmentation_validation", 1, Some("1.3.1")),
+        record("network_segmentation_validation", 2, None),
+    ];
+    evidence::insert_evidence(&store, &rows).await.unwrap();
+
+    let client = store.client().await.unwrap();
+    let held = |chains: &[(&str, i64)]| chains.iter().map(|(c, s)| ((*c).to_owned(), *s)).collect::<Vec<_>>();
+    assert_eq!(
+        held_by(&client, "ix_evidence_pci_requirement").await,
+        held(&[("network_segmentation_validation", 1), ("network_segmentation_validation", 2)]),
+        "every requirement but 12.5.2, and none"
+    );
+    assert_eq!(
+        held_by(&client, "idx_evidence_type_requirement").await,
+        held(&[("network_segmentation_validation", 1), ("network_segmentation_validation", 2), ("tag_audit_trail", 1)]),
+        "every type but scope identification"
+    );
+
+    // A search for anything else can use them: the planner proves their
+    // predicates from the search's condition (with the table scan ruled
+    // out, it takes the index whenever it may).
+    client.batch_execute("SET enable_seqscan = off; SET jit = off").await.unwrap();
+    let plan = async |search: &str| -> Vec<String> {
+        let explain = format!("EXPLAIN SELECT id FROM evidence WHERE {search}");
+        client.query(&explain, &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
+    };
+    for (search, index, found) in [
+        ("evidence_type = 'tag_audit_trail'", "idx_evidence_type_requirement", 1),
+        (
+            "evidence_type = 'network_segmentation_validation' AND pci_requirement = '1.3.1'",
+            "idx_evidence_type_requirement",
+            1,
+        ),
+        ("evidence_type IN ('data_flow_analysis', 'configuration_snapshot')", "idx_evidence_type_requirement", 0),
+        ("pci_requirement = '1.3.1'", "ix_evidence_pci_requirement", 1),
+        ("pci_requirement IN ('1.2.4', '1.3.1')", "ix_evidence_pci_requirement", 1),
+        ("pci_requirement IS NULL", "ix_evidence_pci_requirement", 1),
+    ] {
+        let plan = plan(search).await;
+        assert!(plan.iter().any(|line| line.contains(index)), "{search}: {plan:#?}");
+        let n: i64 =
+            client.query_one(&format!("SELECT count(*) FROM evidence WHERE {search}"), &[]).await.unwrap().get(0);
+        assert_eq!(n, found, "{search}");
+    }
+    // The scope records' own values are no search the indexes could serve.
+    for search in ["evidence_type = 'pci_scope_identification'", "pci_requirement = '12.5.2'"] {
+        let plan = plan(search).await;
+        let indexes = ["ix_evidence_pci_requirement", "idx_evidence_type_requirement"];
+        assert!(plan.iter().all(|line| indexes.iter().all(|i| !line.contains(i))), "{search}: {plan:#?}");
+    }
+}
+
 /// Migration 0020: evidence has no row-by-row foreign key to
 /// scope_decisions; a batch naming a decision that does not exist still
 /// fails as one would (SQLSTATE 23503, transient), naming it, and writes

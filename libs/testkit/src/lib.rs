@@ -110,6 +110,30 @@ impl Drop for TestDb {
     }
 }
 
+/// What a partial index holds: `columns` (a select list) of the rows of
+/// `table` that its predicate, read back from the catalog, admits.
+/// Panics when `index` is not a partial index.
+pub async fn partial_index_rows(
+    client: &tokio_postgres::Client,
+    index: &str,
+    table: &str,
+    columns: &str,
+) -> Vec<tokio_postgres::Row> {
+    let predicate: Option<String> = client
+        .query_one(
+            "SELECT pg_get_expr(indpred, indrelid) FROM pg_index WHERE indexrelid = $1::text::regclass",
+            &[&index],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("reading {index}'s predicate: {e}"))
+        .get(0);
+    let predicate = predicate.unwrap_or_else(|| panic!("{index} is not a partial index"));
+    client
+        .query(&format!("SELECT {columns} FROM {table} WHERE {predicate} ORDER BY {columns}"), &[])
+        .await
+        .unwrap_or_else(|e| panic!("reading the rows {index} holds: {e}"))
+}
+
 /// `url` with its database replaced by `db`.
 fn with_database(url: &str, db: &str) -> String {
     match url.rfind('/') {

@@ -252,6 +252,20 @@ async fn decisions_and_periodic_reports_are_chained_stored_and_not_repeated() {
     assert_eq!(out[4].prev_hash.as_deref(), Some(out[0].hash.as_str()), "chained per type");
     let config: serde_json::Value = serde_json::from_str(&out[3].document).unwrap();
     assert_eq!(config["summary"]["resources"], 2, "{config}");
+    // The requirement indexes (migration 0025) hold the reports, and none
+    // of the scope identification records: the tag audits' requirement is
+    // the scope records' 12.5.2, the other reports' are not.
+    let client = store.client().await.unwrap();
+    for (index, reports) in [("ix_evidence_pci_requirement", 6), ("idx_evidence_type_requirement", 8)] {
+        let held: Vec<String> = psg_testkit::partial_index_rows(&client, index, "evidence", "chain, sequence")
+            .await
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(held.len(), reports, "{index}: {held:?}");
+        assert!(!held.iter().any(|c| c == "pci_scope_identification"), "{index}: {held:?}");
+    }
+    drop(client);
 
     // A restart: same decisions and edges again make nothing new.
     let mut restarted = Evidence::new(&cfg, Some(store.clone()), sealer(), documents.clone());
