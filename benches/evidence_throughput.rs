@@ -23,12 +23,17 @@
 //! server's processes (the service's connections, WAL writer,
 //! checkpointer, …), read from Linux's `/proc`. With PostgreSQL on the
 //! same machine, that is the budget a target shares: 50,000 records/s on
-//! 2 cores leaves 40 µs of CPU per record for all of them.
+//! 2 cores leaves 40 µs of CPU per record for all of them. And they print
+//! the machine's speed just before and just after the timed run: Ed25519
+//! signatures per second of fixed work on one thread. The work does not
+//! change with this project's code, so the figure moves only with the
+//! machine (a shared host's speed has been seen to drift by half from one
+//! minute to the next): it says which phase a records/s figure was taken in.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{Signer, SigningKey};
 use psg_config::Config;
 use psg_domain::rows::{ResourceRow, ScopeDecisionRow};
 use psg_domain::time::from_micros;
@@ -96,6 +101,7 @@ fn main() {
         println!("evidence_throughput: process (dedup check, seal, log, encode) {:.2} s, persist (waiting for a batch's documents and rows, written while the next batch is processed) {:.2} s", run.process, run.persist);
         println!("evidence_throughput: {}", run.inside);
         println!("evidence_throughput: {}", run.cpu);
+        println!("evidence_throughput: {}", run.machine);
         println!(
             "evidence_throughput: {n} records signed, chained, stored (local directory + PostgreSQL) in {:.2} s: {:.0} records/s",
             run.secs,
@@ -119,6 +125,7 @@ fn main() {
         );
         println!("evidence_throughput: {}", run.inside);
         println!("evidence_throughput: {}", run.cpu);
+        println!("evidence_throughput: {}", run.machine);
         }
         if !wants("parts") {
             return;
@@ -397,6 +404,26 @@ struct Run {
     inside: String,
     /// Who used the CPU, per record.
     cpu: String,
+    /// The machine's speed before and after ([`machine_speed`]).
+    machine: String,
+}
+
+/// The machine's speed now: Ed25519 signatures per second on one thread,
+/// the best of three rounds of 2,000 over a fixed message. Fixed work, so
+/// that the figure moves only with the machine, not with this project's
+/// code.
+fn machine_speed(key: &SigningKey) -> f64 {
+    const SIGNATURES: u32 = 2_000;
+    let message = [7u8; 64];
+    (0..3)
+        .map(|_| {
+            let started = Instant::now();
+            for _ in 0..SIGNATURES {
+                std::hint::black_box(key.sign(std::hint::black_box(&message)));
+            }
+            f64::from(SIGNATURES) / started.elapsed().as_secs_f64()
+        })
+        .fold(0.0, f64::max)
 }
 
 /// The sum of the histogram `name` (with the labels `label`) in `rendered`,
@@ -433,6 +460,7 @@ async fn service(
     let sealer = Sealer::new(key.clone(), "bench");
     let mut evidence = Evidence::new(&Config::default(), Some(store.clone()), sealer, documents);
     evidence.restore().await.expect("restore");
+    let speed_before = machine_speed(key);
     let cpu_before = cpu_by_role(db_name);
     let started = Instant::now();
     let mut made = 0;
@@ -469,6 +497,10 @@ async fn service(
     assert_eq!(made, messages.len(), "a record per decision");
     let secs = started.elapsed().as_secs_f64();
     let cpu = cpu_per_record(&cpu_before, &cpu_by_role(db_name), messages.len(), secs);
+    let machine = format!(
+        "machine speed (Ed25519 signatures/s of fixed work on one thread, best of 3 × 2,000): {speed_before:.0} just before the run, {:.0} just after",
+        machine_speed(key)
+    );
     let after = inside(metrics);
     let [dedup, documents, database] = [0, 1, 2].map(|i| after[i] - before[i]);
     let batches = messages.len().div_ceil(size) as f64;
@@ -480,7 +512,7 @@ async fn service(
         documents / batches * 1e3,
         database / batches * 1e3
     );
-    Run { secs, process, persist, inside, cpu }
+    Run { secs, process, persist, inside, cpu, machine }
 }
 
 /// CPU time used so far, in clock ticks, by role: this process's threads
